@@ -1,0 +1,60 @@
+package dev.gatecut.cli;
+
+import dev.gatecut.onnx.OnnxFormatException;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+import java.io.PrintWriter;
+import java.io.UncheckedIOException;
+
+/** {@code gatecut COMMAND ...}: the command-line front end over the library. */
+@Command(name = "gatecut", mixinStandardHelpOptions = true, versionProvider = GatecutCli.Version.class,
+        description = "Train structured sparsity into ONNX transformer models and compile slimmer ONNX files.",
+        subcommands = {InspectCommand.class, CommandLine.HelpCommand.class})
+public final class GatecutCli {
+
+    /** Exit code for bad input (unreadable model, invalid option values). */
+    public static final int EXIT_BAD_INPUT = 2;
+    /** Exit code for any other failure. */
+    public static final int EXIT_FAILURE = 1;
+
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    public static int run(String... args) {
+        return commandLine().execute(args);
+    }
+
+    public static CommandLine commandLine() {
+        CommandLine cl = new CommandLine(new GatecutCli());
+        cl.setExecutionExceptionHandler(GatecutCli::handle);
+        return cl;
+    }
+
+    /** One line on stderr per failure; the stack trace only with --verbose. */
+    private static int handle(Exception e, CommandLine cl, CommandLine.ParseResult parsed) {
+        PrintWriter err = cl.getErr();
+        boolean verbose = parsed.hasMatchedOption("--verbose")
+                || (parsed.subcommand() != null && parsed.subcommand().hasMatchedOption("--verbose"));
+        String message = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+        err.println("gatecut: error: " + message);
+        if (verbose) {
+            e.printStackTrace(err);
+        } else if (!(e instanceof OnnxFormatException) && !(e instanceof UncheckedIOException)
+                && !(e instanceof IllegalArgumentException)) {
+            err.println("(run again with --verbose for the stack trace)");
+        }
+        err.flush();
+        return e instanceof OnnxFormatException || e instanceof IllegalArgumentException
+                ? EXIT_BAD_INPUT : EXIT_FAILURE;
+    }
+
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            String v = GatecutCli.class.getPackage().getImplementationVersion();
+            return new String[] {"gatecut " + (v == null ? "dev" : v) + ", ONNX Runtime 1.24.1"};
+        }
+    }
+}

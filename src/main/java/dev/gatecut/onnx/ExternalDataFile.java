@@ -1,0 +1,82 @@
+package dev.gatecut.onnx;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.channels.WritableByteChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+
+/**
+ * A side file holding tensor bytes, kept open from load to close. Holding the channel (rather than
+ * reopening by path) keeps the bytes readable even after a save replaces the file on disk.
+ */
+public final class ExternalDataFile implements AutoCloseable {
+    private final Path path;
+    private final FileChannel channel;
+    private final long size;
+
+    ExternalDataFile(Path path) {
+        this.path = path;
+        try {
+            this.channel = FileChannel.open(path, StandardOpenOption.READ);
+            this.size = channel.size();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot open external data file " + path + ": " + e.getMessage(), e);
+        }
+    }
+
+    public Path path() {
+        return path;
+    }
+
+    public long size() {
+        return size;
+    }
+
+    /** Reads {@code length} bytes at {@code offset} into a little-endian heap buffer. */
+    public ByteBuffer read(long offset, long length, String tensorName) {
+        if (length > Integer.MAX_VALUE - 8) {
+            throw new OnnxFormatException("tensor '" + tensorName + "' is " + length
+                    + " bytes; tensors over 2 GB cannot be read into one Java array (they can still be copied and saved)");
+        }
+        ByteBuffer buffer = ByteBuffer.allocate((int) length).order(ByteOrder.LITTLE_ENDIAN);
+        try {
+            long position = offset;
+            while (buffer.hasRemaining()) {
+                int n = channel.read(buffer, position);
+                if (n < 0) {
+                    throw new OnnxFormatException("tensor '" + tensorName + "': external data file " + path
+                            + " ended at byte " + position + " before the tensor's " + length + " bytes were read");
+                }
+                position += n;
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading tensor '" + tensorName + "' from " + path + ": " + e.getMessage(), e);
+        }
+        return buffer.flip();
+    }
+
+    /** Streams a byte range to {@code target} without staging it in the Java heap. */
+    public void copyTo(long offset, long length, WritableByteChannel target) throws IOException {
+        long done = 0;
+        while (done < length) {
+            long n = channel.transferTo(offset + done, length - done, target);
+            if (n <= 0) {
+                throw new IOException("short transfer from " + path + " at byte " + (offset + done));
+            }
+            done += n;
+        }
+    }
+
+    @Override
+    public void close() {
+        try {
+            channel.close();
+        } catch (IOException ignored) {
+            // closing a read-only channel cannot lose data
+        }
+    }
+}

@@ -1,0 +1,7 @@
+package dev.gatecut.runtime;
+
+/** Where ONNX Runtime executes. */
+public enum Device {
+    CPU,
+    CUDA
+}

@@ -1,0 +1,168 @@
+package dev.gatecut.runtime;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import dev.gatecut.onnx.DataType;
+import dev.gatecut.onnx.Graph;
+import dev.gatecut.onnx.Node;
+import dev.gatecut.onnx.Shape;
+import dev.gatecut.onnx.Value;
+
+import java.nio.ByteBuffer;
+import java.nio.DoubleBuffer;
+import java.nio.FloatBuffer;
+import java.nio.IntBuffer;
+import java.nio.LongBuffer;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+
+/**
+ * Random feeds for a model's inputs at a chosen batch and sequence size. Integer inputs are bounded
+ * by the table they index (e.g. token ids below the vocabulary size, found from the Gather that
+ * reads them); inputs named like masks get a prefix of ones per row.
+ */
+public final class RandomInputs {
+    /** What to feed one input. */
+    public record InputSpec(String name, DataType type, long[] shape, long upperBound, boolean mask) {
+    }
+
+    private static final Set<String> PASS_THROUGH = Set.of("Cast", "Unsqueeze", "Squeeze", "Reshape",
+            "Flatten", "Identity", "Expand");
+
+    private RandomInputs() {
+    }
+
+    public static List<InputSpec> specs(Graph graph, int batch, int sequence) {
+        List<InputSpec> specs = new ArrayList<>();
+        for (Value in : graph.feedInputs()) {
+            DataType type = Shape.elementType(in).orElse(DataType.FLOAT);
+            long[] shape = concreteShape(in, batch, sequence);
+            boolean mask = in.name().toLowerCase().contains("mask");
+            long bound = mask ? 2 : indexBound(in).orElse(2L);
+            specs.add(new InputSpec(in.name(), type, shape, bound, mask));
+        }
+        return specs;
+    }
+
+    /** Fresh random tensors for every input; the caller closes them. */
+    public static Map<String, OnnxTensor> create(OrtEnvironment env, Graph graph, int batch, int sequence,
+                                                 long seed) throws OrtException {
+        Random random = new Random(seed);
+        Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
+        try {
+            for (InputSpec spec : specs(graph, batch, sequence)) {
+                feeds.put(spec.name(), tensor(env, spec, random));
+            }
+        } catch (OrtException | RuntimeException e) {
+            feeds.values().forEach(OnnxTensor::close);
+            throw e;
+        }
+        return feeds;
+    }
+
+    private static OnnxTensor tensor(OrtEnvironment env, InputSpec spec, Random random) throws OrtException {
+        int n = Math.toIntExact(dev.gatecut.onnx.TensorArrays.elementCount(spec.shape()));
+        long[] ints = new long[n];
+        if (spec.mask()) {
+            // Each row: ones up to a random length (at least 1), zeros after, like right padding.
+            long rowLength = spec.shape().length == 0 ? 1 : spec.shape()[spec.shape().length - 1];
+            for (int row = 0; row * rowLength < n; row++) {
+                long keep = rowLength == 0 ? 0 : 1 + random.nextInt((int) rowLength);
+                for (long j = 0; j < rowLength; j++) {
+                    ints[(int) (row * rowLength + j)] = j < keep ? 1 : 0;
+                }
+            }
+        } else {
+            for (int i = 0; i < n; i++) {
+                ints[i] = (long) (random.nextDouble() * spec.upperBound());
+            }
+        }
+        long[] shape = spec.shape();
+        return switch (spec.type()) {
+            case INT64 -> OnnxTensor.createTensor(env, LongBuffer.wrap(ints), shape);
+            case INT32 -> {
+                int[] a = new int[n];
+                for (int i = 0; i < n; i++) {
+                    a[i] = (int) ints[i];
+                }
+                yield OnnxTensor.createTensor(env, IntBuffer.wrap(a), shape);
+            }
+            case BOOL -> {
+                boolean[] flat = new boolean[n];
+                for (int i = 0; i < n; i++) {
+                    flat[i] = spec.mask() ? ints[i] != 0 : random.nextBoolean();
+                }
+                ByteBuffer b = ByteBuffer.allocateDirect(n);
+                for (boolean v : flat) {
+                    b.put((byte) (v ? 1 : 0));
+                }
+                yield OnnxTensor.createTensor(env, b.flip(), shape, ai.onnxruntime.OnnxJavaType.BOOL);
+            }
+            case FLOAT -> {
+                float[] a = new float[n];
+                for (int i = 0; i < n; i++) {
+                    a[i] = spec.mask() ? ints[i] : (float) random.nextGaussian();
+                }
+                yield OnnxTensor.createTensor(env, FloatBuffer.wrap(a), shape);
+            }
+            case DOUBLE -> {
+                double[] a = new double[n];
+                for (int i = 0; i < n; i++) {
+                    a[i] = spec.mask() ? ints[i] : random.nextGaussian();
+                }
+                yield OnnxTensor.createTensor(env, DoubleBuffer.wrap(a), shape);
+            }
+            default -> throw new IllegalArgumentException("input '" + spec.name() + "' has type " + spec.type()
+                    + "; random inputs support INT64, INT32, BOOL, FLOAT and DOUBLE");
+        };
+    }
+
+    /** Declared dims with symbolic ones replaced: the first by the batch size, the rest by the sequence length. */
+    static long[] concreteShape(Value in, int batch, int sequence) {
+        return Shape.declared(in).map(s -> {
+            long[] dims = new long[s.rank()];
+            for (int i = 0; i < dims.length; i++) {
+                Shape.Dim d = s.dim(i);
+                dims[i] = d.isKnown() ? d.value() : (i == 0 ? batch : sequence);
+            }
+            return dims;
+        }).orElse(new long[] {batch, sequence});
+    }
+
+    /** The size of the table an integer input indexes, following it through casts and reshapes. */
+    static java.util.Optional<Long> indexBound(Value in) {
+        long bound = Long.MAX_VALUE;
+        List<Value> frontier = new ArrayList<>(List.of(in));
+        for (int depth = 0; depth < 4 && !frontier.isEmpty(); depth++) {
+            List<Value> next = new ArrayList<>();
+            for (Value v : frontier) {
+                for (Value.Use use : v.uses()) {
+                    Node n = use.node();
+                    Value table = null;
+                    int axis = 0;
+                    if (n.is("Gather") && use.index() == 1) {
+                        table = n.input(0);
+                        axis = (int) n.intAttribute("axis", 0);
+                    } else if (n.is("EmbedLayerNormalization", "com.microsoft") && use.index() <= 1) {
+                        table = n.input(use.index() == 0 ? 2 : 4);
+                    } else if (PASS_THROUGH.contains(n.opType()) && use.index() == 0 && n.output(0) != null) {
+                        next.add(n.output(0));
+                    }
+                    if (table != null && table.isInitializer()) {
+                        long[] dims = table.initializer().dims();
+                        if (dims.length > 0) {
+                            bound = Math.min(bound, dims[axis < 0 ? axis + dims.length : axis]);
+                        }
+                    }
+                }
+            }
+            frontier = next;
+        }
+        return bound == Long.MAX_VALUE ? java.util.Optional.empty() : java.util.Optional.of(bound);
+    }
+}

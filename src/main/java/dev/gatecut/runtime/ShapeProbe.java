@@ -1,0 +1,124 @@
+package dev.gatecut.runtime;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import dev.gatecut.onnx.Node;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Value;
+import dev.gatecut.onnx.proto.GraphProto;
+import dev.gatecut.onnx.proto.ModelProto;
+import dev.gatecut.onnx.proto.ValueInfoProto;
+
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+
+/**
+ * Concrete shapes of every intermediate value, measured by running ONNX Runtime with all of them
+ * exposed as outputs, at two input sizes; comparing the two tells which dimensions follow the batch
+ * size and which the sequence length.
+ */
+public final class ShapeProbe {
+
+    /** How one dimension behaved across the two runs. */
+    public enum DimKind { FIXED, BATCH, SEQUENCE, DYNAMIC }
+
+    /** The two observed shapes of a value and what each dimension follows. */
+    public record ProbedShape(String name, long[] first, long[] second, DimKind[] kinds) {
+        public int rank() {
+            return first.length;
+        }
+
+        @Override
+        public String toString() {
+            return name + Arrays.toString(first) + "/" + Arrays.toString(second) + Arrays.toString(kinds);
+        }
+    }
+
+    /** Probed shapes by value name. */
+    public record Result(Map<String, ProbedShape> shapes) {
+        public Optional<ProbedShape> get(String valueName) {
+            return Optional.ofNullable(shapes.get(valueName));
+        }
+    }
+
+    public record Size(int batch, int sequence) {
+    }
+
+    /** The default sizes: distinct and coprime so batch and sequence dimensions cannot be confused. */
+    public static Result probe(OnnxModel model) throws OrtException {
+        return probe(model, new Size(2, 7), new Size(3, 11), Device.CPU);
+    }
+
+    public static Result probe(OnnxModel model, Size first, Size second, Device device) throws OrtException {
+        ModelProto exposed = exposeAll(model);
+        OrtEnvironment env = OrtSessions.environment();
+        try (OrtSession.SessionOptions options = OrtSessions.options(device)) {
+            options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.NO_OPT);
+            try (OrtSession session = env.createSession(exposed.toByteArray(), options)) {
+                Map<String, long[]> a = run(session, model, first);
+                Map<String, long[]> b = run(session, model, second);
+                Map<String, ProbedShape> shapes = new LinkedHashMap<>();
+                for (var e : a.entrySet()) {
+                    long[] sa = e.getValue();
+                    long[] sb = b.get(e.getKey());
+                    if (sb == null || sb.length != sa.length) {
+                        continue;  // rank changed with the input size: no stable shape to report
+                    }
+                    DimKind[] kinds = new DimKind[sa.length];
+                    for (int i = 0; i < sa.length; i++) {
+                        kinds[i] = sa[i] == sb[i] ? DimKind.FIXED
+                                : sa[i] == first.batch() && sb[i] == second.batch() ? DimKind.BATCH
+                                : sa[i] == first.sequence() && sb[i] == second.sequence() ? DimKind.SEQUENCE
+                                : DimKind.DYNAMIC;
+                    }
+                    shapes.put(e.getKey(), new ProbedShape(e.getKey(), sa, sb, kinds));
+                }
+                return new Result(shapes);
+            }
+        }
+    }
+
+    private static Map<String, long[]> run(OrtSession session, OnnxModel model, Size size) throws OrtException {
+        Map<String, long[]> shapes = new LinkedHashMap<>();
+        Map<String, OnnxTensor> feeds = RandomInputs.create(OrtSessions.environment(), model.graph(),
+                size.batch(), size.sequence(), 17);
+        try (OrtSession.Result result = session.run(feeds)) {
+            for (Map.Entry<String, OnnxValue> e : result) {
+                if (e.getValue() instanceof OnnxTensor t) {
+                    shapes.put(e.getKey(), t.getInfo().getShape());
+                }
+            }
+        } finally {
+            feeds.values().forEach(OnnxTensor::close);
+        }
+        for (Map.Entry<String, OnnxTensor> e : feeds.entrySet()) {
+            shapes.putIfAbsent(e.getKey(), e.getValue().getInfo().getShape());
+        }
+        return shapes;
+    }
+
+    /** The model with every node output (of the main graph) also listed as a graph output. */
+    static ModelProto exposeAll(OnnxModel model) {
+        ModelProto proto = model.toProto();
+        GraphProto.Builder g = proto.getGraph().toBuilder();
+        Set<String> already = new HashSet<>();
+        g.getOutputList().forEach(o -> already.add(o.getName()));
+        for (Node n : model.graph().nodes()) {
+            for (Value out : n.outputs()) {
+                if (out != null && already.add(out.name())) {
+                    ValueInfoProto.Builder info = ValueInfoProto.newBuilder().setName(out.name());
+                    out.type().ifPresent(info::setType);
+                    g.addOutput(info);
+                }
+            }
+        }
+        return proto.toBuilder().setGraph(g).build();
+    }
+}
