@@ -109,6 +109,7 @@ def build_model(arch, attn_impl):
         model = tf.LlamaForCausalLM(cfg)
     elif arch == "qwen2":
         model = tf.Qwen2ForCausalLM(cfg)
+    perturb_vectors(model)
     if hasattr(model, "set_attn_implementation"):
         try:
             model.set_attn_implementation(attn_impl)
@@ -118,6 +119,23 @@ def build_model(arch, attn_impl):
     wrapper = EncoderWrapper(model) if arch == "bert" else CausalLMWrapper(model)
     wrapper.eval()
     return cfg, model, wrapper
+
+
+VECTOR_NOISE = 0.1
+WEIGHT_INIT_NOTE = ("transformers' own init (normal(0, 0.02) matrices and embeddings; biases 0, norm "
+                    "weights 1) after torch.manual_seed(%d), then N(0, %g) noise added to every 1-D "
+                    "parameter (biases, norm weights/biases) from a generator seeded %d, so that no "
+                    "bias is all-zero, no norm weight all-one, and no two initializers are equal "
+                    "(exporters would otherwise deduplicate them)" % (SEED, VECTOR_NOISE, SEED + 1))
+
+
+def perturb_vectors(model):
+    import torch
+    g = torch.Generator().manual_seed(SEED + 1)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+            if p.dim() == 1:
+                p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * VECTOR_NOISE)
 
 
 def _torch_classes():
@@ -661,7 +679,8 @@ def main():
 
     manifest = {"generator": "tools/export_models.py",
                 "command": "python3 tools/export_models.py --out onnx-models",
-                "date": args.date, "device": dev, "seed": SEED, "versions": vers,
+                "date": args.date, "device": dev, "seed": SEED, "weight_init": WEIGHT_INIT_NOTE,
+                "versions": vers,
                 "check_shapes": [{"batch": b, "sequence": s, "right_padded": p} for b, s, p in CHECK_SHAPES],
                 "models": entries, "failures": failures}
     with open(os.path.join(args.out, "manifest.json"), "w") as fh:
@@ -764,6 +783,7 @@ def render_readme(m):
              "HuggingFace `transformers` config classes with `torch.manual_seed(%d)` and exported to "
              "ONNX by `tools/export_models.py`. They are test fixtures for gatecut, not useful "
              "language models.\n" % m["seed"])
+    L.append(f"Weights: {m['weight_init']}.\n")
     L.append("## Provenance\n")
     L.append(f"- generated: {m['date']}, on the lent GPU machine ({m['device']})")
     L.append(f"- versions: python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, "
@@ -807,6 +827,37 @@ def render_readme(m):
             L.append(f"  - notes: {'; '.join(e['notes'])}")
         if e.get("problems"):
             L.append(f"  - PROBLEMS: {'; '.join(e['problems'])}")
+    L.append("")
+    L.append("## Notes for users of these files\n")
+    L.append("- TorchScript exports (`*-ts17`): `nn.Linear` weights appear pre-transposed ([in, out]) "
+             "as MatMul operands under generated names (`onnx::MatMul_N`); embeddings, norms, biases "
+             "and GPT-2's Conv1D weights (already [in, out], used by Gemm) keep their torch names "
+             "(`m.` + parameter name); node names are `/m/...` paths; many small shape-computing "
+             "Constant/Shape/Gather/Concat nodes. GPT-2's tied LM head is stored a second time, "
+             "transposed (`onnx::MatMul_N` [64, 1000]), beside `m.transformer.wte.weight`.")
+    L.append("- Dynamo exports (`*-dynamo18`) went through the onnxscript optimizer: constant folding "
+             "leaves pre-transposed weights under generated names (`val_N`), so a weight's torch "
+             "name is only kept where it is used untransposed (embeddings, norms, biases, GPT-2's "
+             "Conv1D weights; GPT-2's tied embedding is one initializer, `m.lm_head.weight`). "
+             "Nodes carry `pkg.torch.onnx.*` metadata (stack traces), which makes them somewhat "
+             "larger.")
+    L.append("- Attention is explicit (MatMul, scale, additive mask, Softmax, MatMul) in every file "
+             "except `bert-ort-fused.onnx`; the causal/padding mask is computed inside the graph from "
+             "the int64 `attention_mask`.  Qwen2 uses grouped-query attention (4 query heads, 2 KV "
+             "heads: K/V projections are 64x32 and are expanded before the score MatMul); LLaMA and "
+             "Qwen2 compute RoPE (Cos/Sin, Neg, Concat/Slice) and RMSNorm (Pow, ReduceMean, Sqrt, "
+             "Div/Reciprocal) from primitives; SwiGLU is Sigmoid*x*up.")
+    L.append("- `bert-ort-fused.onnx` is the same BERT (same seed, same weights) fused by "
+             "`onnxruntime.transformers.optimizer` with CPU-only, fp32 settings: com.microsoft "
+             "EmbedLayerNormalization, Attention (packed QKV weight [64,192]), SkipLayerNormalization "
+             "and BiasGelu. ORT's BERT fusion does not recognise the attention graph that transformers "
+             "5 emits, so its source is a re-export of the same weights in which the wrapper builds the "
+             "classic additive mask `(1 - mask[:, None, None, :]) * finfo.min` and a classic attention "
+             "function (MatMul, Div by sqrt(head_dim), Add, Softmax, MatMul) is registered through "
+             "`transformers.AttentionInterface`, and in which the head-split Reshape shapes "
+             "(`-1, head_dim`) get the equal constant head count; both are exact rewrites. "
+             "EmbedLayerNormalization turns `attention_mask` into a per-row length (mask_index), so "
+             "the fused model assumes right padding (ones then zeros), as the checks used.")
     L.append("")
     L.append("## Variants that failed\n")
     if not m["failures"]:

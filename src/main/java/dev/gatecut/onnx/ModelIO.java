@@ -414,7 +414,7 @@ public final class ModelIO {
                 try (FileChannel out = FileChannel.open(tmpData, StandardOpenOption.WRITE)) {
                     for (Value v : initializers) {
                         Tensor t = v.initializer();
-                        if (t.externalizable() && t.byteSize() >= options.externalThreshold()) {
+                        if (goesExternal(t, options)) {
                             long offset = align(out, t.byteSize() >= (64 << 10) ? 4096 : 64);
                             t.writeRawTo(out);
                             tensors.add(t.toExternalProto(dataName, offset));
@@ -449,6 +449,15 @@ public final class ModelIO {
             deleteQuietly(tmpData);
             deleteQuietly(tmpModel);
         }
+    }
+
+    /**
+     * Small integer tensors stay inline whatever the threshold: ONNX Runtime's shape inference reads
+     * shape-like constants (axes, target shapes) only from inline data.
+     */
+    private static boolean goesExternal(Tensor t, SaveOptions options) {
+        boolean smallInteger = !t.dataType().isFloatingPoint() && t.byteSize() < 1024;
+        return t.externalizable() && !smallInteger && t.byteSize() >= options.externalThreshold();
     }
 
     private static long align(FileChannel out, int alignment) throws IOException {
