@@ -45,8 +45,7 @@ public final class LinearLayerFinder {
                 } else if (a != null && a.isInitializer()) {
                     skipped.add(new Skipped(n.name(), "MatMul", "the constant '" + a.name()
                             + "' is on the left (W·x); only x·W layers are supported"));
-                } else if (w != null && w.producer().map(p -> p.inputs().stream()
-                        .anyMatch(v -> v != null && v.isInitializer()) && !p.is("Gather")).orElse(false)) {
+                } else if (w != null && w.producer().map(LinearLayerFinder::transformsAConstant).orElse(false)) {
                     Node p = w.producer().get();
                     skipped.add(new Skipped(n.name(), "MatMul", "weight comes through " + p.opType() + " node '"
                             + p.name() + "' of an initializer, not directly from one"));
@@ -76,6 +75,14 @@ public final class LinearLayerFinder {
             }
         }
         return new Result(layers, skipped, activationProducts);
+    }
+
+    private static final java.util.Set<String> WEIGHT_TRANSFORMS = java.util.Set.of(
+            "Transpose", "Cast", "DequantizeLinear", "Reshape", "Identity", "Mul", "Squeeze", "Unsqueeze");
+
+    /** A node that turns a stored weight into the used one (e.g. Transpose(W)), which we do not fold yet. */
+    private static boolean transformsAConstant(Node p) {
+        return WEIGHT_TRANSFORMS.contains(p.opType()) && p.input(0) != null && p.input(0).isInitializer();
     }
 
     /** The bias of a MatMul: the only consumer is an Add whose other operand is a [out] initializer. */
