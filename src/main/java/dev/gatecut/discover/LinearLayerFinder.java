@@ -70,6 +70,17 @@ public final class LinearLayerFinder {
                 String bias = c != null && c.isInitializer() ? c.name() : null;
                 layers.add(new LinearLayer(n.name(), "Gemm", b.name(), in, out,
                         transB ? WeightLayout.OUT_IN : WeightLayout.IN_OUT, bias));
+            } else if (n.is("Attention", "com.microsoft")) {
+                // Fused self-attention: packed Q|K|V weight [hidden, 3·hidden] on input 1, bias on input 2.
+                Value w = n.input(1);
+                if (w == null || !w.isInitializer() || w.initializer().dims().length != 2) {
+                    skipped.add(new Skipped(n.name(), "Attention", "packed QKV weight is not a rank-2 initializer"));
+                    continue;
+                }
+                long[] dims = w.initializer().dims();
+                Value c = n.input(2);
+                layers.add(new LinearLayer(n.name(), "Attention", w.name(), dims[0], dims[1], WeightLayout.IN_OUT,
+                        c != null && c.isInitializer() ? c.name() : null));
             } else if (n.is("MatMulInteger") || n.is("QLinearMatMul") || n.is("MatMulNBits", "com.microsoft")) {
                 skipped.add(new Skipped(n.name(), n.opType(), "quantized matrix products are not supported"));
             }
@@ -85,14 +96,19 @@ public final class LinearLayerFinder {
         return WEIGHT_TRANSFORMS.contains(p.opType()) && p.input(0) != null && p.input(0).isInitializer();
     }
 
-    /** The bias of a MatMul: the only consumer is an Add whose other operand is a [out] initializer. */
+    /**
+     * The bias of a MatMul: its only consumer is an Add (or a fused BiasGelu/FastGelu) whose other
+     * operand is a [out] initializer.
+     */
     private static Optional<String> matMulBias(Node matMul, long out) {
         Value y = matMul.output(0);
         if (y == null || y.uses().size() != 1) {
             return Optional.empty();
         }
         Node add = y.uses().get(0).node();
-        if (!add.is("Add")) {
+        boolean fusedBias = (add.is("BiasGelu", "com.microsoft") || add.is("FastGelu", "com.microsoft"))
+                && add.input(0) == y;
+        if (!add.is("Add") && !fusedBias) {
             return Optional.empty();
         }
         Value other = add.input(0) == y ? add.input(1) : add.input(0);

@@ -1,0 +1,108 @@
+package dev.gatecut.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.gatecut.onnx.ModelIO;
+import dev.gatecut.onnx.TensorArrays;
+import dev.gatecut.onnx.proto.TensorProto;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** {@code gatecut bench} on the zoo, on the CPU. It checks what is printed, never how fast anything ran. */
+class BenchCommandTest {
+    private static final String BERT = "onnx-models/bert-ts17.onnx";
+    private static final String BERT_FUSED = "onnx-models/bert-ort-fused.onnx";
+    private static final String GPT2 = "onnx-models/gpt2-ts17.onnx";
+
+    record Run(int exit, String out, String err) {
+    }
+
+    static Run gatecut(String... args) {
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        CommandLine cl = GatecutCli.commandLine();
+        cl.setOut(new PrintWriter(out));
+        cl.setErr(new PrintWriter(err));
+        int exit = cl.execute(args);
+        return new Run(exit, out.toString(), err.toString());
+    }
+
+    @Test
+    void textReportHasEveryModelAndTheFirstIsTheBaseline() {
+        Run run = gatecut("bench", BERT, BERT_FUSED, "--runs", "3", "--warmup", "1", "--batch", "2", "--seq", "8",
+                "--threads", "1");
+        assertEquals(0, run.exit(), run.err());
+        List<String> lines = run.out().lines().toList();
+        assertTrue(lines.get(0).startsWith("device cpu, batch 2, sequence 8, 3 timed runs after 1 warm-up, threads 1"),
+                run.out());
+        assertTrue(lines.get(1).contains("median ms") && lines.get(1).contains("p90 ms")
+                && lines.get(1).contains("speedup"), run.out());
+        assertEquals(4, lines.size(), "settings, header, one line per model:\n" + run.out());
+        assertTrue(lines.get(2).startsWith(BERT), run.out());
+        assertTrue(lines.get(2).endsWith("1.00x"), "the first model is the baseline:\n" + run.out());
+        assertTrue(lines.get(3).startsWith(BERT_FUSED), run.out());
+        assertTrue(lines.get(3).matches(".*\\d+\\.\\d\\dx$"), "a speedup for the second model:\n" + run.out());
+        assertFalse(lines.get(3).contains("inputs differ"), "same BERT inputs, same feeds:\n" + run.out());
+        assertTrue(lines.get(2).contains("139,392") || lines.get(2).contains("139392"), run.out());
+    }
+
+    @Test
+    void jsonReportCountsParametersAndKeepsEveryTiming() throws Exception {
+        Run run = gatecut("bench", BERT, GPT2, "--runs", "3", "--warmup", "0", "--batch", "1", "--seq", "5", "--json");
+        assertEquals(0, run.exit(), run.err());
+        JsonNode report = new ObjectMapper().readTree(run.out());
+        assertEquals("cpu", report.get("device").asText());
+        assertEquals(1, report.get("batch").asInt());
+        assertEquals(5, report.get("sequence").asInt());
+        JsonNode models = report.get("models");
+        assertEquals(2, models.size());
+        assertEquals(BERT, models.get(0).get("file").asText());
+        assertEquals(GPT2, models.get(1).get("file").asText());
+        assertEquals(1.0, models.get(0).get("speedup").asDouble(), 0.0);
+        for (JsonNode m : models) {
+            assertEquals(3, m.get("timesMs").size());
+            double median = m.get("medianMs").asDouble();
+            assertTrue(median > 0, m.toString());
+            assertTrue(m.get("minMs").asDouble() <= median && median <= m.get("p90Ms").asDouble(), m.toString());
+            long expected = 0;
+            for (TensorProto t : ModelIO.parse(Path.of(m.get("file").asText())).getGraph().getInitializerList()) {
+                expected += TensorArrays.elementCount(t);
+            }
+            assertEquals(expected, m.get("parameters").asLong(), m.get("file").asText());
+        }
+        assertEquals(models.get(0).get("medianMs").asDouble() / models.get(1).get("medianMs").asDouble(),
+                models.get(1).get("speedup").asDouble(), 1e-9);
+        assertTrue(models.get(0).get("sameInputsAsFirst").asBoolean());
+        assertFalse(models.get(1).get("sameInputsAsFirst").asBoolean(), "GPT-2 has no token_type_ids");
+    }
+
+    @Test
+    void badInputGivesOneLineErrors(@TempDir Path dir) {
+        Path missing = dir.resolve("missing.onnx");
+        assertOneLineError(gatecut("bench", BERT, missing.toString(), "--runs", "1", "--warmup", "0"),
+                "missing.onnx: file not found");
+        assertOneLineError(gatecut("bench", BERT, "--device", "tpu"), "--device must be cpu or cuda");
+        assertOneLineError(gatecut("bench", BERT, "--runs", "0"), "runs must be at least 1");
+        assertOneLineError(gatecut("bench", BERT, "--batch", "0"), "batch and sequence must be at least 1");
+    }
+
+    private static void assertOneLineError(Run run, String problem) {
+        assertNotEquals(0, run.exit());
+        String err = run.err().strip();
+        assertFalse(err.contains("\n"), "one line only:\n" + err);
+        assertTrue(err.startsWith("gatecut: error: "), err);
+        assertTrue(err.contains(problem), "names the problem '" + problem + "': " + err);
+        assertEquals("", run.out());
+    }
+}
