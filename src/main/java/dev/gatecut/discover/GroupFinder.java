@@ -212,7 +212,7 @@ public final class GroupFinder {
                     }
                 }
                 for (ShapeEdit e : r.edits()) {
-                    if (edits.stream().noneMatch(x -> x.node() == e.node() && x.input() == e.input()
+                    if (edits.stream().noneMatch(x -> x.start() == e.start() && x.inputs().equals(e.inputs())
                             && x.element() == e.element())) {
                         edits.add(e);
                     }
@@ -304,7 +304,7 @@ public final class GroupFinder {
                         return fail(producer, "cannot follow the shape of Reshape node '" + n.name() + "': " + u.reason());
                     }
                     if (o instanceof Origin.Fixed fx && fx.value() == width) {
-                        edits.add(new ShapeEdit(fx.node(), fx.input(), fx.element(), fx.value(), ShapeEdit.Role.WIDTH));
+                        edits.add(new ShapeEdit(n, fx.inputs(), fx.element(), fx.value(), ShapeEdit.Role.WIDTH));
                     }
                     nodes.add(n);
                     work.add(n.output(0));
@@ -658,7 +658,7 @@ public final class GroupFinder {
                 throw new NoMatch("cannot follow the shape of " + n.opType() + " node '" + n.name() + "': " + u.reason());
             }
             if (o instanceof Origin.Fixed f && f.value() == d) {
-                edits.add(new ShapeEdit(f.node(), f.input(), f.element(), f.value(), role));
+                edits.add(new ShapeEdit(n, f.inputs(), f.element(), f.value(), role));
             }
         }
     }
@@ -667,8 +667,8 @@ public final class GroupFinder {
 
     /** Where one element of an int64 shape vector comes from. */
     sealed interface Origin {
-        /** Element {@code element} of the constant read by {@code node}'s input {@code input}. */
-        record Fixed(Node node, int input, int element, long value) implements Origin {
+        /** Element {@code element} of the constant reached from the start node through {@code inputs}. */
+        record Fixed(List<Integer> inputs, int element, long value) implements Origin {
         }
 
         /** Computed from tensor shapes at run time: follows the pruned tensors by itself. */
@@ -680,6 +680,12 @@ public final class GroupFinder {
     }
 
     Origin locate(Node consumer, int input, int element) {
+        return locate(consumer, input, element, List.of());
+    }
+
+    private Origin locate(Node consumer, int input, int element, List<Integer> before) {
+        List<Integer> path = new ArrayList<>(before);
+        path.add(input);
         Value v = consumer.input(input);
         if (v == null) {
             return new Origin.Unknown("input " + input + " is missing");
@@ -687,7 +693,7 @@ public final class GroupFinder {
         Optional<Tensor> c = Constants.of(v);
         if (c.isPresent()) {
             long[] values = c.get().longs();
-            return element < values.length ? new Origin.Fixed(consumer, input, element, values[element])
+            return element < values.length ? new Origin.Fixed(path, element, values[element])
                     : new Origin.Unknown("constant '" + v.name() + "' has no element " + element);
         }
         Optional<Node> p = v.producer();
@@ -706,14 +712,14 @@ public final class GroupFinder {
                         return new Origin.Unknown("length of Concat piece '" + part.name() + "' unknown");
                     }
                     if (element < offset + len) {
-                        return locate(n, i, (int) (element - offset));
+                        return locate(n, i, (int) (element - offset), path);
                     }
                     offset += (int) len;
                 }
                 return new Origin.Unknown("Concat node '" + n.name() + "' is too short");
             }
             case "Unsqueeze", "Squeeze", "Cast", "Identity":
-                return locate(n, 0, element);
+                return locate(n, 0, element, path);
             default:
                 return dependsOnShape(n, new HashSet<>()) ? new Origin.Dynamic()
                         : new Origin.Unknown("computed by " + n.opType() + " node '" + n.name() + "'");

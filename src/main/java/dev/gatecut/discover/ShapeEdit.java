@@ -2,12 +2,16 @@ package dev.gatecut.discover;
 
 import dev.gatecut.onnx.Node;
 
+import java.util.List;
+
 /**
- * One element of a constant that encodes a width the compiler changes: element {@code element} of
- * the constant read by input {@code input} of {@code node} (a Reshape/Expand shape, a Concat
- * piece of one, an Unsqueeze of a scalar, a Split's sizes).
+ * One element of a constant that encodes a width the compiler changes. The constant is reached
+ * from {@code start} (a Reshape, Expand or Split) by following {@code inputs}: input
+ * {@code inputs[0]} of {@code start}, then input {@code inputs[1]} of the node producing that, and so
+ * on (through Concat pieces, Unsqueeze, Cast); the last index names the input that reads the
+ * constant, whose element {@code element} is the width.
  */
-public record ShapeEdit(Node node, int input, int element, long oldValue, Role role) {
+public record ShapeEdit(Node start, List<Integer> inputs, int element, long oldValue, Role role) {
 
     /** What the element counts. */
     public enum Role {
@@ -23,5 +27,9 @@ public record ShapeEdit(Node node, int input, int element, long oldValue, Role r
         KV_WIDTH,
         /** Q + K + V widths of a packed projection */
         QKV_WIDTH
+    }
+
+    public ShapeEdit {
+        inputs = List.copyOf(inputs);
     }
 }

@@ -111,6 +111,21 @@ public final class Graph {
         return candidate;
     }
 
+    /** A node name not used yet in this graph, derived from {@code base}. */
+    public String freshNodeName(String base) {
+        if (!nodeNames.contains(base)) {
+            return base;
+        }
+        int i = nameCounters.getOrDefault("node:" + base, 0);
+        String candidate;
+        do {
+            i++;
+            candidate = base + "_" + i;
+        } while (nodeNames.contains(candidate));
+        nameCounters.put("node:" + base, i);
+        return candidate;
+    }
+
     // ---- construction ----
 
     public Value addInput(String name, TypeProto type) {
@@ -173,7 +188,7 @@ public final class Graph {
      */
     public Node addNode(String opType, String domain, String name, List<Value> nodeInputs,
                         List<String> outputNames, Collection<AttributeProto> attributes) {
-        Node node = new Node(this, name == null || name.isEmpty() ? freshNodeName(opType) : name, opType, domain);
+        Node node = new Node(this, name == null || name.isEmpty() ? freshOpNodeName(opType) : name, opType, domain);
         for (AttributeProto a : attributes) {
             node.setAttribute(a);
         }
@@ -191,7 +206,7 @@ public final class Graph {
 
     /** Appends a default-domain node with fresh output names derived from its op type. */
     public Node addNode(String opType, List<Value> nodeInputs, int outputCount, AttributeProto... attributes) {
-        String nodeName = freshNodeName(opType);
+        String nodeName = freshOpNodeName(opType);
         List<String> outs = new ArrayList<>();
         for (int i = 0; i < outputCount; i++) {
             outs.add(freshName(nodeName + "_out" + i));
@@ -199,16 +214,8 @@ public final class Graph {
         return addNode(opType, "", nodeName, nodeInputs, outs, List.of(attributes));
     }
 
-    private String freshNodeName(String opType) {
-        String base = "gatecut/" + opType;
-        int i = nameCounters.getOrDefault("node:" + base, 0);
-        String candidate;
-        do {
-            i++;
-            candidate = base + "_" + i;
-        } while (nodeNames.contains(candidate));
-        nameCounters.put("node:" + base, i);
-        return candidate;
+    private String freshOpNodeName(String opType) {
+        return freshNodeName("gatecut/" + opType + "_1");
     }
 
     /** Records that a node's subgraph reads {@code name} from this graph. */

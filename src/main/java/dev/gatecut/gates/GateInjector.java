@@ -1,0 +1,188 @@
+package dev.gatecut.gates;
+
+import dev.gatecut.discover.AttentionGroup;
+import dev.gatecut.discover.LinearLayer;
+import dev.gatecut.onnx.DataType;
+import dev.gatecut.onnx.Graph;
+import dev.gatecut.onnx.Node;
+import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Tensor;
+import dev.gatecut.onnx.TensorArrays;
+import dev.gatecut.onnx.Value;
+import dev.gatecut.onnx.proto.TensorShapeProto;
+import dev.gatecut.onnx.proto.TypeProto;
+
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Writes FineGates gates into a model. Each gate vector has a raw parameter θ (initializer
+ * {@code NAME.theta}) and a noise input {@code NAME.noise} whose default (an initializer of zeros)
+ * gives the inference gates:
+ *
+ * <pre>  g = Clip(Tanh(θ) + 0.5 + noise, 0, 1)</pre>
+ *
+ * Gates multiply activations (a row gate the layer's output and its bias, a column gate the layer's
+ * input); for ONNX Runtime's fused Attention, whose activations are internal, they multiply the
+ * packed weight and bias instead, which is the same product.
+ */
+public final class GateInjector {
+
+    /** Names of what was added for one gate. */
+    public record InjectedGate(GateSpec spec, String theta, String noise, String value) {
+    }
+
+    private final Graph graph;
+    private final Map<String, Node> nodes = new HashMap<>();
+    private Value half;
+    private Value zero;
+    private Value one;
+
+    private GateInjector(Graph graph) {
+        this.graph = graph;
+        for (Node n : graph.nodes()) {
+            nodes.put(n.name(), n);
+        }
+    }
+
+    public static Map<String, InjectedGate> inject(OnnxModel model, GatePlan plan, GateValues values) {
+        if (model.defaultOpset() < 11) {
+            throw new OnnxFormatException("gates need ONNX opset 11 or newer (Clip with min/max inputs); the model"
+                    + " imports opset " + model.defaultOpset() + ": convert it with onnx.version_converter");
+        }
+        GateInjector in = new GateInjector(model.graph());
+        Map<String, InjectedGate> result = new LinkedHashMap<>();
+        for (GateSpec spec : plan.gates()) {
+            result.put(spec.name(), in.add(spec, values.theta(spec.name())));
+        }
+        model.graph().sortTopologically();
+        return result;
+    }
+
+    private InjectedGate add(GateSpec spec, float[] theta) {
+        if (half == null) {
+            half = constant("gatecut.half", 0.5f);
+            zero = constant("gatecut.zero", 0f);
+            one = constant("gatecut.one", 1f);
+        }
+        long[] dims = {spec.size()};
+        Value thetaValue = graph.addInitializer(Tensor.of(TensorArrays.ofFloats(graph.freshName(spec.name() + ".theta"),
+                dims, theta)));
+        Value noise = graph.addInitializer(Tensor.of(TensorArrays.ofFloats(graph.freshName(spec.name() + ".noise"),
+                dims, new float[spec.size()])));
+        noise.setType(floatVector(spec.size()));
+        graph.addInput(noise);      // overridable: training feeds noise, inference leaves the zeros
+        Node tanh = op("Tanh", List.of(thetaValue), spec.name() + "/tanh");
+        Node shift = op("Add", List.of(tanh.output(0), half), spec.name() + "/shift");
+        Node noisy = op("Add", List.of(shift.output(0), noise), spec.name() + "/noise");
+        Node gate = graph.addNode("Clip", "", graph.freshNodeName(spec.name() + "/clip"),
+                List.of(noisy.output(0), zero, one), List.of(graph.freshName(spec.name())), List.of());
+        Value g = gate.output(0);
+        g.setType(floatVector(spec.size()));
+        GateSpec.Target target = spec.target();
+        if (target instanceof GateSpec.FfnChannels f) {
+            gateInput(node(f.group().consumer()), g, spec.name());
+        } else if (target instanceof GateSpec.HeadGroups h) {
+            gateInput(node(h.group().o()), expandHeads(g, h.group(), spec.name()), spec.name());
+        } else if (target instanceof GateSpec.Rows r) {
+            gateRows(r.layer(), g, spec.name());
+        } else if (target instanceof GateSpec.Columns c) {
+            gateColumns(c.layer(), g, spec.name());
+        }
+        return new InjectedGate(spec, thetaValue.name(), noise.name(), g.name());
+    }
+
+    /** x → Mul(x, g) on the data input of {@code consumer} only. */
+    private void gateInput(Node consumer, Value g, String name) {
+        Node mul = op("Mul", List.of(consumer.input(0), g), name + "/apply");
+        consumer.setInput(0, mul.output(0));
+    }
+
+    /** A KV-group gate [G] repeated over each group's query heads and head dims: [H · D]. */
+    private Value expandHeads(Value g, AttentionGroup a, String name) {
+        long groups = a.kvHeads();
+        long perGroup = (long) a.queryHeadsPerGroup() * a.headDim();
+        Node column = op("Reshape", List.of(g, int64(name + ".shape_g1", groups, 1)), name + "/column");
+        Node wide = op("Expand", List.of(column.output(0), int64(name + ".shape_gw", groups, perGroup)), name + "/expand");
+        Node flat = op("Reshape", List.of(wide.output(0), int64(name + ".shape_flat", -1)), name + "/flatten");
+        return flat.output(0);
+    }
+
+    private void gateRows(LinearLayer layer, Value g, String name) {
+        Node n = node(layer);
+        if (!layer.hasActivations()) {
+            gateWeight(n, 1, g, name + "/weight");
+            if (n.input(2) != null) {
+                gateWeight(n, 2, g, name + "/bias");
+            }
+            return;
+        }
+        Value y = n.output(0);
+        List<Value.Use> uses = List.copyOf(y.uses());
+        Node mul = op("Mul", List.of(y, g), name + "/apply");
+        for (Value.Use u : uses) {
+            u.node().setInput(u.index(), mul.output(0));
+        }
+        if (y.isGraphOutput()) {
+            throw new OnnxFormatException("layer '" + layer.node() + "' writes a graph output; it cannot take a row gate");
+        }
+        if (layer.bias() != null && !layer.opType().equals("Gemm")) {
+            // The bias is added after the product: gate it too, so (x·W + b) ⊙ g.
+            for (Value.Use u : List.copyOf(mul.output(0).uses())) {
+                Node reader = u.node();
+                for (int i = 0; i < reader.inputs().size(); i++) {
+                    Value in = reader.input(i);
+                    if (in != null && in.name().equals(layer.bias())) {
+                        gateWeight(reader, i, g, name + "/bias");
+                    }
+                }
+            }
+        }
+    }
+
+    private void gateColumns(LinearLayer layer, Value g, String name) {
+        Node n = node(layer);
+        if (layer.hasActivations()) {
+            gateInput(n, g, name);
+            return;
+        }
+        Node column = op("Reshape", List.of(g, int64(name + ".shape_col", -1, 1)), name + "/column");
+        gateWeight(n, 1, column.output(0), name + "/weight");
+    }
+
+    /** Input {@code index} of {@code reader} becomes Mul(input, g). */
+    private void gateWeight(Node reader, int index, Value g, String name) {
+        Node mul = op("Mul", List.of(reader.input(index), g), name);
+        reader.setInput(index, mul.output(0));
+    }
+
+    private Node op(String type, List<Value> inputs, String name) {
+        String nodeName = graph.freshNodeName(name);
+        return graph.addNode(type, "", nodeName, inputs, List.of(graph.freshName(nodeName + ":0")), List.of());
+    }
+
+    private Node node(LinearLayer layer) {
+        Node n = nodes.get(layer.node());
+        if (n == null) {
+            throw new IllegalArgumentException("node '" + layer.node() + "' is not in this model");
+        }
+        return n;
+    }
+
+    private Value constant(String name, float v) {
+        return graph.addInitializer(Tensor.of(TensorArrays.ofFloats(graph.freshName(name), new long[0], new float[] {v})));
+    }
+
+    private Value int64(String name, long... values) {
+        return graph.addInitializer(Tensor.of(TensorArrays.ofInt64(graph.freshName(name), new long[] {values.length}, values)));
+    }
+
+    static TypeProto floatVector(long n) {
+        return TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder().setElemType(DataType.FLOAT.code())
+                .setShape(TensorShapeProto.newBuilder().addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(n))))
+                .build();
+    }
+}
