@@ -172,7 +172,7 @@ public final class GateValues {
         try {
             Path target = path.toAbsolutePath();
             Files.createDirectories(target.getParent());
-            Path tmp = Files.createTempFile(target.getParent(), "." + target.getFileName(), ".tmp");
+            Path tmp = dev.gatecut.onnx.ModelIO.tempSibling(target);
             try {
                 json.writeValue(tmp.toFile(), root);
                 Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);

@@ -410,7 +410,7 @@ public final class ModelIO {
             List<TensorProto> tensors = new ArrayList<>(initializers.size());
             if (external) {
                 Files.createDirectories(dataPath.getParent());
-                tmpData = Files.createTempFile(dataPath.getParent(), "." + dataPath.getFileName(), ".tmp");
+                tmpData = tempSibling(dataPath);
                 try (FileChannel out = FileChannel.open(tmpData, StandardOpenOption.WRITE)) {
                     for (Value v : initializers) {
                         Tensor t = v.initializer();
@@ -430,7 +430,7 @@ public final class ModelIO {
                 }
             }
             ModelProto proto = model.header().toBuilder().setGraph(writeGraph(model.graph(), tensors)).build();
-            tmpModel = Files.createTempFile(dir, "." + target.getFileName(), ".tmp");
+            tmpModel = tempSibling(target);
             try (FileChannel out = FileChannel.open(tmpModel, StandardOpenOption.WRITE);
                  OutputStream stream = Channels.newOutputStream(out)) {
                 proto.writeTo(stream);
@@ -458,6 +458,24 @@ public final class ModelIO {
     private static boolean goesExternal(Tensor t, SaveOptions options) {
         boolean smallInteger = !t.dataType().isFloatingPoint() && t.byteSize() < 1024;
         return t.externalizable() && !smallInteger && t.byteSize() >= options.externalThreshold();
+    }
+
+    /**
+     * A new empty file beside {@code target} for writing it atomically. Unlike createTempFile it
+     * gets the usual permissions (umask), so the renamed result is readable like any other output.
+     */
+    public static Path tempSibling(Path target) throws IOException {
+        Path dir = target.toAbsolutePath().getParent();
+        for (int attempt = 0; ; attempt++) {
+            Path tmp = dir.resolve("." + target.getFileName() + "." + Long.toHexString(System.nanoTime()) + ".tmp");
+            try {
+                return Files.createFile(tmp);
+            } catch (java.nio.file.FileAlreadyExistsException e) {
+                if (attempt > 100) {
+                    throw e;
+                }
+            }
+        }
     }
 
     private static long align(FileChannel out, int alignment) throws IOException {

@@ -18,6 +18,8 @@ public final class OrtSessions {
 
     public static OrtSession.SessionOptions options(Device device) throws OrtException {
         OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+        // Warnings such as "initializer appears in graph inputs" are expected for gated models.
+        options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR);
         if (device == Device.CUDA) {
             options.addCUDA();
         }

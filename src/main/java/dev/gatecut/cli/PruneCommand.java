@@ -1,0 +1,190 @@
+package dev.gatecut.cli;
+
+import ai.onnxruntime.OrtSession;
+import dev.gatecut.discover.Discovery;
+import dev.gatecut.discover.GroupFinder;
+import dev.gatecut.gates.GateInjector;
+import dev.gatecut.gates.GateMode;
+import dev.gatecut.gates.GatePlan;
+import dev.gatecut.gates.GateValues;
+import dev.gatecut.onnx.ModelIO;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.prune.CompileReport;
+import dev.gatecut.prune.Compiler;
+import dev.gatecut.prune.LayerReport;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.Equivalence;
+import dev.gatecut.runtime.OrtSessions;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+/** {@code gatecut prune MODEL (--gates FILE | --random-sparsity S) -o OUT}. */
+@Command(name = "prune", mixinStandardHelpOptions = true,
+        description = "Compile gate values into a slimmer model: fold open gates into the weights, delete closed"
+                + " channels and heads, rewrite shapes. Prints what was kept per group.")
+final class PruneCommand implements Callable<Integer> {
+    /** Default rounding of kept widths; see bench/results for the GPU measurements behind it. */
+    static final int DEFAULT_ALIGN = 64;
+
+    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file.")
+    Path model;
+
+    static final class GateSource {
+        @Option(names = "--gates", paramLabel = "FILE", description = "Gate values (gates.json from training or by hand).")
+        Path gates;
+
+        @Option(names = "--random-sparsity", paramLabel = "S",
+                description = "Random gates instead: in each gate vector a fraction S closed, the rest fractional.")
+        Double randomSparsity;
+    }
+
+    @ArgGroup(exclusive = true, multiplicity = "1")
+    GateSource source;
+
+    @Option(names = "--seed", defaultValue = "1", description = "Seed for --random-sparsity (default ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Option(names = "--gates-mode", defaultValue = "coupled", paramLabel = "MODE",
+            description = "coupled (one gate per FFN neuron / KV head group) or independent (per row and column, as in"
+                    + " the paper); default ${DEFAULT-VALUE}.")
+    String gatesMode;
+
+    @Option(names = "--align", defaultValue = "" + DEFAULT_ALIGN, paramLabel = "N",
+            description = "Round kept FFN widths and attention widths up to a multiple of N by keeping the next most"
+                    + " open channels (default ${DEFAULT-VALUE}; 1 keeps exactly the open ones).")
+    int align;
+
+    @Option(names = "--emit-gated", paramLabel = "FILE",
+            description = "Also write the gated model with the same gate values (noise inputs default to zero).")
+    Path emitGated;
+
+    @Option(names = "--save-gates", paramLabel = "FILE", description = "Write the gate values used (e.g. the random ones).")
+    Path saveGates;
+
+    @Option(names = "--verify", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "Check the compiled model against the gated one on random inputs (default on;"
+                    + " --no-verify skips it).")
+    boolean verify;
+
+    @Option(names = {"-o", "--output"}, required = true, paramLabel = "OUT", description = "Compiled model file.")
+    Path output;
+
+    @Mixin
+    VerboseOption verbose;
+
+    @Spec
+    CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        GateMode mode = parseMode(gatesMode);
+        if (align < 1) {
+            throw new IllegalArgumentException("--align must be at least 1, got " + align);
+        }
+        if (source.randomSparsity != null && !(source.randomSparsity >= 0 && source.randomSparsity < 1)) {
+            throw new IllegalArgumentException("--random-sparsity must be in [0, 1), got " + source.randomSparsity);
+        }
+        PrintWriter out = spec.commandLine().getOut();
+        try (OnnxModel slim = OnnxModel.load(model)) {
+            Discovery discovery = GroupFinder.discover(slim);
+            GatePlan plan = GatePlan.of(discovery, mode);
+            if (plan.gates().isEmpty()) {
+                throw new IllegalArgumentException(model + ": no channel groups found to gate; see `gatecut inspect`");
+            }
+            GateValues values = source.gates != null
+                    ? GateValues.read(source.gates).conformTo(plan, source.gates)
+                    : GateValues.random(plan, source.randomSparsity, seed);
+            if (values.mode() != mode) {
+                throw new IllegalArgumentException(source.gates + " holds " + values.mode().name().toLowerCase()
+                        + " gates; pass --gates-mode " + values.mode().name().toLowerCase());
+            }
+            if (saveGates != null) {
+                values.write(saveGates);
+            }
+            byte[] gatedBytes = null;
+            if (emitGated != null || verify) {
+                try (OnnxModel gated = OnnxModel.load(model)) {
+                    GateInjector.inject(gated, plan, values);
+                    if (emitGated != null) {
+                        gated.save(emitGated);
+                    }
+                    if (verify && !tooLargeToVerifyInMemory(gated)) {
+                        gatedBytes = gated.toByteArray();
+                    }
+                }
+            }
+            CompileReport report = Compiler.compile(slim, plan, values, align);
+            slim.save(output);
+            printReport(report, discovery, mode, out);
+            if (verify) {
+                if (gatedBytes == null) {
+                    out.println("verify: skipped (the model is over 2 GB; compare with --emit-gated and `gatecut bench`)");
+                } else {
+                    try (OrtSession gated = OrtSessions.environment().createSession(gatedBytes, OrtSessions.options(Device.CPU));
+                         OrtSession compiled = OrtSessions.open(output, Device.CPU)) {
+                        double err = Equivalence.maxRelativeError(gated, compiled, slim.graph(), 2, 16, seed);
+                        out.printf("verify: compiled vs gated model, max relative error %.2e on random inputs (batch 2,"
+                                + " sequence 16)%s%n", err, err <= 1e-5 ? "" : "  ** above 1e-5 **");
+                        if (err > 1e-5) {
+                            out.flush();
+                            return 1;
+                        }
+                    }
+                }
+            }
+            out.printf("wrote %s%s%n", output, emitGated != null ? " and " + emitGated : "");
+        }
+        out.flush();
+        return 0;
+    }
+
+    private static boolean tooLargeToVerifyInMemory(OnnxModel m) {
+        long bytes = m.graph().initializers().stream().mapToLong(v -> v.initializer().byteSize()).sum();
+        return bytes > (1L << 30);
+    }
+
+    static GateMode parseMode(String s) {
+        try {
+            return GateMode.valueOf(s.toUpperCase());
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--gates-mode must be coupled or independent, got '" + s + "'");
+        }
+    }
+
+    static void printReport(CompileReport r, Discovery d, GateMode mode, PrintWriter out) {
+        int width = Math.max(5, r.groups().stream().mapToInt(g -> g.group().length()).max().orElse(5));
+        out.printf("%-" + width + "s  %-13s  %-30s  %s%n", "group", "kind", "kept", "parameters before -> after");
+        long targetedBefore = 0;
+        long targetedAfter = 0;
+        for (LayerReport g : r.groups()) {
+            out.printf("%-" + width + "s  %-13s  %-30s  %,d -> %,d%n", g.group(), g.kind(), g.kept(), g.paramsBefore(),
+                    g.paramsAfter());
+            targetedBefore += g.paramsBefore();
+            targetedAfter += g.paramsAfter();
+        }
+        if (r.otherRemoved() != 0) {
+            out.printf("%-" + width + "s  %-13s  %-30s  %+,d%n", "shape constants", "", "", -r.otherRemoved());
+        }
+        out.printf("targeted: %,d -> %,d parameters (%.1f%% removed)%n", targetedBefore, targetedAfter,
+                100.0 * (targetedBefore - targetedAfter) / Math.max(1, targetedBefore));
+        out.printf("model:    %,d -> %,d parameters (%.1f%% removed); %s gates, align %d; %d residual-stream layers"
+                        + " folded only%n", r.parametersBefore(), r.parametersAfter(),
+                100.0 * r.removed() / Math.max(1, r.parametersBefore()), mode.name().toLowerCase(), r.align(),
+                r.foldedLayers());
+        if (!d.unmatched().isEmpty()) {
+            out.printf("left ungated: %d node(s)%n", d.unmatched().size());
+            for (Discovery.Unmatched u : d.unmatched()) {
+                out.printf("  %s (%s): %s%n", u.node(), u.opType(), u.reason());
+            }
+        }
+    }
+}
