@@ -20,7 +20,10 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
-/** {@code gatecut bench MODEL... [--device cpu|cuda] [--batch B] [--seq S] [--runs N] [--warmup N] [--threads N] [--json]}. */
+/**
+ * {@code gatecut bench MODEL... [--device cpu|cuda] [--batch B] [--seq S] [--runs N] [--warmup N] [--threads N]
+ * [--rounds R] [--seed N] [--json]}.
+ */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = {"Time session.run of each model on the same random inputs and compare with the first.",
                 "Prints per model: parameters, median and p90 latency (ms), and the speedup over the first model"
@@ -55,6 +58,12 @@ final class BenchCommand implements Callable<Integer> {
             description = "Seed of the random inputs (default: ${DEFAULT-VALUE}).")
     long seed;
 
+    @Option(names = "--rounds", paramLabel = "R", defaultValue = "1",
+            description = {"Split the timed runs into R interleaved rounds over all models (all sessions open at"
+                    + " once), so that drift of the machine affects every model alike; 1 measures the models one"
+                    + " after the other (default: ${DEFAULT-VALUE})."})
+    int rounds;
+
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
 
@@ -67,7 +76,7 @@ final class BenchCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         Benchmark.Settings settings = new Benchmark.Settings(parseDevice(device), batch, sequence, warmup, runs,
-                threads, seed);
+                threads, seed, rounds);
         PrintWriter err = spec.commandLine().getErr();
         List<Benchmark.Result> results = Benchmark.run(models, settings, message -> {
             if (verbose.verbose) {
@@ -96,8 +105,9 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     static void printText(Benchmark.Settings s, List<Benchmark.Result> results, PrintWriter out) {
-        out.printf("device %s, batch %d, sequence %d, %d timed runs after %d warm-up, threads %s, input seed %d%n",
+        out.printf("device %s, batch %d, sequence %d, %d timed runs after %d warm-up%s, threads %s, input seed %d%n",
                 s.device().name().toLowerCase(Locale.ROOT), s.batch(), s.sequence(), s.runs(), s.warmup(),
+                s.rounds() == 1 ? "" : " in " + s.rounds() + " interleaved rounds",
                 s.threads() == 0 ? "default" : String.valueOf(s.threads()), s.seed());
         int width = Math.max(5, results.stream().mapToInt(r -> r.file().toString().length()).max().orElse(5));
         out.printf(Locale.ROOT, "%-" + width + "s  %14s  %10s  %10s  %10s  %8s%n",
@@ -118,6 +128,7 @@ final class BenchCommand implements Callable<Integer> {
         report.put("warmup", s.warmup());
         report.put("threads", s.threads());
         report.put("seed", s.seed());
+        report.put("rounds", s.rounds());
         List<Map<String, Object>> models = new ArrayList<>();
         for (Benchmark.Result r : results) {
             Map<String, Object> m = new LinkedHashMap<>();

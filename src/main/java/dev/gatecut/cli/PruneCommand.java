@@ -33,7 +33,7 @@ import java.util.concurrent.Callable;
                 + " channels and heads, rewrite shapes. Prints what was kept per group.")
 final class PruneCommand implements Callable<Integer> {
     /** Default rounding of kept widths; see bench/results for the GPU measurements behind it. */
-    static final int DEFAULT_ALIGN = 64;
+    static final int DEFAULT_ALIGN = 32;
 
     @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file.")
     Path model;
@@ -127,7 +127,7 @@ final class PruneCommand implements Callable<Integer> {
             printReport(report, discovery, mode, out);
             if (verify) {
                 if (gatedBytes == null) {
-                    out.println("verify: skipped (the model is over 2 GB; compare with --emit-gated and `gatecut bench`)");
+                    out.println("verify: skipped (the model is over 1 GiB; compare with --emit-gated and `gatecut bench`)");
                 } else {
                     try (OrtSession gated = OrtSessions.environment().createSession(gatedBytes, OrtSessions.options(Device.CPU));
                          OrtSession compiled = OrtSessions.open(output, Device.CPU)) {

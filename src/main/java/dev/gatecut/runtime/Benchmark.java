@@ -25,8 +25,15 @@ import java.util.function.Consumer;
  */
 public final class Benchmark {
 
-    /** How to measure. {@code threads} 0 leaves ONNX Runtime's default intra-op thread count. */
-    public record Settings(Device device, int batch, int sequence, int warmup, int runs, int threads, long seed) {
+    /**
+     * How to measure. {@code threads} 0 leaves ONNX Runtime's default intra-op thread count.
+     * {@code rounds} 1 measures the models one after the other (one session open at a time); more
+     * rounds open every session first and split each model's {@code runs} timed runs into that many
+     * interleaved blocks (model 1, model 2, ..., model 1, model 2, ...), so that drift of the machine
+     * (clocks, temperature, other load) spreads over all models alike.
+     */
+    public record Settings(Device device, int batch, int sequence, int warmup, int runs, int threads, long seed,
+                           int rounds) {
         public Settings {
             if (device == null) {
                 throw new IllegalArgumentException("device must be given");
@@ -44,10 +51,17 @@ public final class Benchmark {
             if (threads < 0) {
                 throw new IllegalArgumentException("threads cannot be negative (got " + threads + ")");
             }
+            if (rounds < 1 || rounds > runs) {
+                throw new IllegalArgumentException("rounds must be between 1 and runs (" + runs + "), got " + rounds);
+            }
+        }
+
+        public Settings(Device device, int batch, int sequence, int warmup, int runs, int threads, long seed) {
+            this(device, batch, sequence, warmup, runs, threads, seed, 1);
         }
 
         public static Settings defaults(Device device) {
-            return new Settings(device, 1, 128, 5, 20, 0, DEFAULT_SEED);
+            return new Settings(device, 1, 128, 5, 20, 0, DEFAULT_SEED, 1);
         }
     }
 
@@ -64,7 +78,7 @@ public final class Benchmark {
     private Benchmark() {
     }
 
-    /** Measures every model in turn; speedups are relative to the first. */
+    /** Measures every model; speedups are relative to the first. */
     public static List<Result> run(List<Path> models, Settings settings) throws OrtException {
         return run(models, settings, message -> { });
     }
@@ -78,70 +92,130 @@ public final class Benchmark {
         OrtEnvironment env = OrtSessions.environment();
         // Feeds by input signature, so that models with equal inputs share the same tensors.
         Map<String, Map<String, OnnxTensor>> feedsBySignature = new LinkedHashMap<>();
-        List<Result> results = new ArrayList<>();
+        List<Subject> subjects = new ArrayList<>();
         try {
-            String firstSignature = null;
             for (Path model : models) {
-                long parameters;
-                String signature;
-                Map<String, OnnxTensor> feeds;
                 try (OnnxModel m = OnnxModel.load(model)) {
-                    parameters = parameterCount(m);
-                    signature = signature(m, settings);
-                    feeds = feedsBySignature.get(signature);
+                    String signature = signature(m, settings);
+                    Map<String, OnnxTensor> feeds = feedsBySignature.get(signature);
                     if (feeds == null) {
                         feeds = RandomInputs.create(env, m.graph(), settings.batch(), settings.sequence(),
                                 settings.seed());
                         feedsBySignature.put(signature, feeds);
                     }
+                    subjects.add(new Subject(model, parameterCount(m), signature, feeds, settings.runs()));
                 }
-                if (firstSignature == null) {
-                    firstSignature = signature;
+            }
+            if (settings.rounds() == 1) {
+                for (Subject s : subjects) {
+                    try {
+                        s.open(env, settings, progress);
+                        s.warmUp(settings, progress);
+                        s.time(settings.runs(), progress);
+                    } finally {
+                        s.close();
+                    }
                 }
-                progress.accept(model + ": creating the " + settings.device().name().toLowerCase()
-                        + " session");
-                Result r = measure(env, model, parameters, feeds, settings, progress);
-                double speedup = results.isEmpty() ? 1.0 : results.get(0).medianMs() / r.medianMs();
-                results.add(new Result(r.file(), r.parameters(), r.sessionMs(), r.medianMs(), r.p90Ms(), r.minMs(),
-                        r.meanMs(), r.timesMs(), speedup, signature.equals(firstSignature)));
+            } else {
+                try {
+                    for (Subject s : subjects) {
+                        s.open(env, settings, progress);
+                    }
+                    for (Subject s : subjects) {
+                        s.warmUp(settings, progress);
+                    }
+                    for (int round = 0; round < settings.rounds(); round++) {
+                        int block = settings.runs() / settings.rounds()
+                                + (round < settings.runs() % settings.rounds() ? 1 : 0);
+                        for (Subject s : subjects) {
+                            s.time(block, progress);
+                        }
+                    }
+                } finally {
+                    for (Subject s : subjects) {
+                        s.close();
+                    }
+                }
             }
         } finally {
             feedsBySignature.values().forEach(f -> f.values().forEach(OnnxTensor::close));
         }
+        List<Result> results = new ArrayList<>();
+        String firstSignature = subjects.get(0).signature;
+        for (Subject s : subjects) {
+            double[] times = s.times;
+            double median = median(times);
+            double speedup = results.isEmpty() ? 1.0 : results.get(0).medianMs() / median;
+            results.add(new Result(s.file, s.parameters, s.sessionMs, median, percentile(times, 90), min(times),
+                    mean(times), times, speedup, s.signature.equals(firstSignature)));
+        }
         return results;
     }
 
-    private static Result measure(OrtEnvironment env, Path model, long parameters, Map<String, OnnxTensor> feeds,
-                                  Settings settings, Consumer<String> progress) throws OrtException {
-        long created = System.nanoTime();
-        try (OrtSession.SessionOptions options = OrtSessions.options(settings.device())) {
-            if (settings.threads() > 0) {
-                options.setIntraOpNumThreads(settings.threads());
+    /** One model under measurement: its feeds, its session while open, its timings. */
+    private static final class Subject {
+        final Path file;
+        final long parameters;
+        final String signature;
+        final Map<String, OnnxTensor> feeds;
+        final double[] times;
+        int timed;
+        double sessionMs;
+        OrtSession session;
+        Map<String, OnnxTensor> used;
+
+        Subject(Path file, long parameters, String signature, Map<String, OnnxTensor> feeds, int runs) {
+            this.file = file;
+            this.parameters = parameters;
+            this.signature = signature;
+            this.feeds = feeds;
+            this.times = new double[runs];
+        }
+
+        void open(OrtEnvironment env, Settings settings, Consumer<String> progress) throws OrtException {
+            progress.accept(file + ": creating the " + settings.device().name().toLowerCase() + " session");
+            long created = System.nanoTime();
+            try (OrtSession.SessionOptions options = OrtSessions.options(settings.device())) {
+                if (settings.threads() > 0) {
+                    options.setIntraOpNumThreads(settings.threads());
+                }
+                session = env.createSession(file.toString(), options);
+            } catch (OrtException e) {
+                throw new OrtException(e.getCode(), file + ": cannot create the " + settings.device().name()
+                        .toLowerCase() + " session: " + e.getMessage());
             }
-            try (OrtSession session = env.createSession(model.toString(), options)) {
-                double sessionMs = (System.nanoTime() - created) / 1e6;
-                Map<String, OnnxTensor> used = new LinkedHashMap<>();
-                for (String name : session.getInputNames()) {
-                    OnnxTensor t = feeds.get(name);
-                    if (t == null) {
-                        throw new IllegalArgumentException(model + ": input '" + name + "' has no random feed");
-                    }
-                    used.put(name, t);
+            sessionMs = (System.nanoTime() - created) / 1e6;
+            used = new LinkedHashMap<>();
+            for (String name : session.getInputNames()) {
+                OnnxTensor t = feeds.get(name);
+                if (t == null) {
+                    throw new IllegalArgumentException(file + ": input '" + name + "' has no random feed");
                 }
-                progress.accept(model + ": " + settings.warmup() + " warm-up runs");
-                for (int i = 0; i < settings.warmup(); i++) {
-                    session.run(used).close();
+                used.put(name, t);
+            }
+        }
+
+        void warmUp(Settings settings, Consumer<String> progress) throws OrtException {
+            progress.accept(file + ": " + settings.warmup() + " warm-up runs");
+            for (int i = 0; i < settings.warmup(); i++) {
+                session.run(used).close();
+            }
+        }
+
+        void time(int count, Consumer<String> progress) throws OrtException {
+            progress.accept(file + ": " + count + " timed runs");
+            for (int i = 0; i < count; i++) {
+                long start = System.nanoTime();
+                try (OrtSession.Result ignored = session.run(used)) {
+                    times[timed++] = (System.nanoTime() - start) / 1e6;
                 }
-                progress.accept(model + ": " + settings.runs() + " timed runs");
-                double[] times = new double[settings.runs()];
-                for (int i = 0; i < times.length; i++) {
-                    long start = System.nanoTime();
-                    try (OrtSession.Result ignored = session.run(used)) {
-                        times[i] = (System.nanoTime() - start) / 1e6;
-                    }
-                }
-                return new Result(model, parameters, sessionMs, median(times), percentile(times, 90), min(times),
-                        mean(times), times, 1.0, true);
+            }
+        }
+
+        void close() throws OrtException {
+            if (session != null) {
+                session.close();
+                session = null;
             }
         }
     }

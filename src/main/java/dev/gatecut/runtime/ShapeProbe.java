@@ -12,7 +12,16 @@ import dev.gatecut.onnx.proto.GraphProto;
 import dev.gatecut.onnx.proto.ModelProto;
 import dev.gatecut.onnx.proto.ValueInfoProto;
 
+import dev.gatecut.onnx.Graph;
+import dev.gatecut.onnx.SaveOptions;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -57,11 +66,10 @@ public final class ShapeProbe {
     }
 
     public static Result probe(OnnxModel model, Size first, Size second, Device device) throws OrtException {
-        ModelProto exposed = exposeAll(model);
         OrtEnvironment env = OrtSessions.environment();
         try (OrtSession.SessionOptions options = OrtSessions.options(device)) {
             options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.NO_OPT);
-            try (OrtSession session = env.createSession(exposed.toByteArray(), options)) {
+            try (OrtSession session = exposedSession(model, env, options)) {
                 Map<String, long[]> a = run(session, model, first);
                 Map<String, long[]> b = run(session, model, second);
                 Map<String, ProbedShape> shapes = new LinkedHashMap<>();
@@ -82,6 +90,51 @@ public final class ShapeProbe {
                 }
                 return new Result(shapes);
             }
+        }
+    }
+
+    /** Models under 1 GB go to ONNX Runtime as bytes; larger ones through a temporary file with external data. */
+    private static OrtSession exposedSession(OnnxModel model, OrtEnvironment env, OrtSession.SessionOptions options)
+            throws OrtException {
+        long bytes = model.graph().initializers().stream().mapToLong(v -> v.initializer().byteSize()).sum();
+        if (bytes < (1L << 30)) {
+            return env.createSession(exposeAll(model).toByteArray(), options);
+        }
+        Graph graph = model.graph();
+        List<Value> added = new ArrayList<>();
+        Path dir = null;
+        try {
+            for (Node n : graph.nodes()) {
+                for (Value out : n.outputs()) {
+                    if (out != null && !out.isGraphOutput()) {
+                        graph.addOutput(out);
+                        added.add(out);
+                    }
+                }
+            }
+            dir = Files.createTempDirectory("gatecut-probe");
+            Path file = dir.resolve("probe.onnx");
+            model.save(file, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
+            return env.createSession(file.toString(), options);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write the probe model: " + e.getMessage(), e);
+        } finally {
+            added.forEach(graph::removeOutput);
+            deleteTree(dir);
+        }
+    }
+
+    private static void deleteTree(Path dir) {
+        if (dir == null) {
+            return;
+        }
+        try (var files = Files.list(dir)) {
+            for (Path f : files.toList()) {
+                Files.deleteIfExists(f);
+            }
+            Files.deleteIfExists(dir);
+        } catch (IOException ignored) {
+            // a leftover temp folder is harmless
         }
     }
 

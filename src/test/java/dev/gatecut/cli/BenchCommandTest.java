@@ -65,6 +65,7 @@ class BenchCommandTest {
         assertEquals("cpu", report.get("device").asText());
         assertEquals(1, report.get("batch").asInt());
         assertEquals(5, report.get("sequence").asInt());
+        assertEquals(1, report.get("rounds").asInt());
         JsonNode models = report.get("models");
         assertEquals(2, models.size());
         assertEquals(BERT, models.get(0).get("file").asText());
@@ -88,6 +89,16 @@ class BenchCommandTest {
     }
 
     @Test
+    void interleavedRoundsAreReported() {
+        Run run = gatecut("bench", BERT, BERT, "--runs", "4", "--warmup", "0", "--rounds", "2", "--batch", "1",
+                "--seq", "4");
+        assertEquals(0, run.exit(), run.err());
+        assertTrue(run.out().startsWith("device cpu, batch 1, sequence 4, 4 timed runs after 0 warm-up in 2"
+                + " interleaved rounds"), run.out());
+        assertEquals(4, run.out().lines().count(), run.out());
+    }
+
+    @Test
     void badInputGivesOneLineErrors(@TempDir Path dir) {
         Path missing = dir.resolve("missing.onnx");
         assertOneLineError(gatecut("bench", BERT, missing.toString(), "--runs", "1", "--warmup", "0"),
@@ -95,6 +106,7 @@ class BenchCommandTest {
         assertOneLineError(gatecut("bench", BERT, "--device", "tpu"), "--device must be cpu or cuda");
         assertOneLineError(gatecut("bench", BERT, "--runs", "0"), "runs must be at least 1");
         assertOneLineError(gatecut("bench", BERT, "--batch", "0"), "batch and sequence must be at least 1");
+        assertOneLineError(gatecut("bench", BERT, "--runs", "2", "--rounds", "3"), "rounds must be between 1 and runs");
     }
 
     private static void assertOneLineError(Run run, String problem) {

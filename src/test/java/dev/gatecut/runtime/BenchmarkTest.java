@@ -40,7 +40,25 @@ class BenchmarkTest {
     }
 
     @Test
+    void interleavedRoundsTimeEveryRunOfEveryModel() throws Exception {
+        Path bert = Path.of("onnx-models/bert-ts17.onnx");
+        Path fused = Path.of("onnx-models/bert-ort-fused.onnx");
+        List<Benchmark.Result> results = Benchmark.run(List.of(bert, fused),
+                new Benchmark.Settings(Device.CPU, 1, 8, 1, 5, 1, 7, 2));
+        assertEquals(2, results.size());
+        for (Benchmark.Result r : results) {
+            assertEquals(5, r.timesMs().length);
+            for (double t : r.timesMs()) {
+                assertTrue(t > 0, "every slot filled: " + java.util.Arrays.toString(r.timesMs()));
+            }
+            assertTrue(r.sameInputsAsFirst());
+        }
+    }
+
+    @Test
     void settingsAreChecked() {
+        assertThrows(IllegalArgumentException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, 0, 3, 0, 1, 4));
+        assertThrows(IllegalArgumentException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, 0, 3, 0, 1, 0));
         assertThrows(IllegalArgumentException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, -1, 1, 0, 1));
         assertThrows(IllegalArgumentException.class, () -> new Benchmark.Settings(Device.CPU, 1, 0, 0, 1, 0, 1));
         assertThrows(IllegalArgumentException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, 0, 1, -2, 1));

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Exact dense FLOPs of an ONNX transformer's matrix products at a given batch and sequence length.
+
+Counts 2*M*K*N for every MatMul and Gemm (a multiply-add is two FLOPs), split into
+  linear     products with a constant 2-D operand (an initializer, or computed from initializers
+             only): the model's linear layers, whatever layout the exporter chose;
+  attention  products of two activations that both grow with batch or sequence (Q.K^T and P.V in
+             explicit attention graphs);
+  other      the rest (e.g. rotary-embedding frequency x position products; tiny).
+"total" is the sum of all three.
+Element-wise work (norms, softmax, activations, bias adds) is not counted.
+
+Shapes are measured, not guessed: ONNX Runtime (CPU, no graph optimisation) runs the model at three
+small (batch, sequence) sizes with every product's operands exposed as outputs, and each dimension
+is fitted as c * batch^i * sequence^j (i in 0..1, j in 0..2).  That handles TorchScript, dynamo and
+Optimum exports alike (reshapes computed through Shape/Gather/Concat, [B*S, K] Gemm inputs,
+[B*H, S, D] attention) and models with external data.  The fit is then evaluated at any size, so one
+probe answers for every (batch, sequence) asked.
+
+    python3 tools/flops.py MODEL.onnx [MODEL2.onnx ...] --shapes 1x128,32x128,64x256 [--json] [--nodes]
+
+As a library:  count(path) -> Counter;  counter.at(batch, seq) -> {"linear": .., "attention": .., ...}
+
+The ideal speedup of a compiled model over its dense model is dense total / compiled total.
+Contrib ops with hidden products (com.microsoft Attention, MatMulNBits, ...) are not counted; they
+are listed under "uncounted" so that a ratio over them is not trusted blindly.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+PROBES = [(2, 7), (3, 11), (5, 13)]
+PRODUCT_OPS = ("MatMul", "Gemm")
+# Ops that hide matrix products this tool does not look into.
+HIDDEN_PRODUCT_OPS = {"Attention", "MultiHeadAttention", "GroupQueryAttention", "MatMulNBits",
+                      "MatMulInteger", "QLinearMatMul", "FusedMatMul", "Conv", "ConvTranspose", "Einsum",
+                      "PackedAttention", "DecoderMaskedMultiHeadAttention", "GemmFastGelu", "QAttention"}
+
+
+class Dim:
+    """c * batch^i * seq^j."""
+
+    def __init__(self, c, i, j):
+        self.c, self.i, self.j = c, i, j
+
+    def at(self, batch, seq):
+        return self.c * batch ** self.i * seq ** self.j
+
+    def __repr__(self):
+        parts = [str(self.c)] if self.c != 1 or (self.i == 0 and self.j == 0) else []
+        parts += ["B"] * self.i + ["S"] * self.j
+        return "*".join(parts)
+
+
+def fit_dim(values, probes=PROBES):
+    for i in (0, 1):
+        for j in (0, 1, 2):
+            base = probes[0][0] ** i * probes[0][1] ** j
+            if values[0] % base:
+                continue
+            c = values[0] // base
+            if all(c * b ** i * s ** j == v for (b, s), v in zip(probes, values)):
+                return Dim(c, i, j)
+    raise ValueError(f"dimension {values} at probe sizes {probes} is not c*B^i*S^j")
+
+
+class Product:
+    def __init__(self, node, kind, a_dims, b_dims, trans_a=False, trans_b=False, gemm=False):
+        self.node, self.kind = node, kind
+        self.a, self.b = a_dims, b_dims
+        self.trans_a, self.trans_b, self.gemm = trans_a, trans_b, gemm
+
+    def flops(self, batch, seq):
+        a = [d.at(batch, seq) for d in self.a]
+        b = [d.at(batch, seq) for d in self.b]
+        if self.gemm:
+            m, k = (a[1], a[0]) if self.trans_a else (a[0], a[1])
+            n = b[0] if self.trans_b else b[1]
+            return 2 * m * k * n
+        if len(a) == 1:
+            a = [1] + a
+        if len(b) == 1:
+            b = b + [1]
+        m, k = a[-2], a[-1]
+        n = b[-1]
+        if b[-2] != k:
+            raise ValueError(f"{self.node}: inner dimensions differ: {a} x {b}")
+        lead_a, lead_b = a[:-2], b[:-2]
+        width = max(len(lead_a), len(lead_b))
+        lead_a = [1] * (width - len(lead_a)) + lead_a
+        lead_b = [1] * (width - len(lead_b)) + lead_b
+        batch_count = int(np.prod([max(x, y) for x, y in zip(lead_a, lead_b)], dtype=np.int64)) if width else 1
+        return 2 * batch_count * m * k * n
+
+
+class Counter:
+    def __init__(self, path, products, uncounted, weight_params):
+        self.path = path
+        self.products = products
+        self.uncounted = uncounted
+        self.weight_params = weight_params
+
+    def at(self, batch, seq, nodes=False):
+        out = {"model": self.path, "batch": batch, "sequence": seq, "linear": 0, "attention": 0, "other": 0}
+        per_node = []
+        for p in self.products:
+            f = p.flops(batch, seq)
+            out[p.kind] += f
+            if nodes:
+                per_node.append({"node": p.node, "kind": p.kind, "flops": f,
+                                 "a": [repr(d) for d in p.a], "b": [repr(d) for d in p.b]})
+        out["total"] = out["linear"] + out["attention"] + out["other"]
+        out["linear_products"] = sum(1 for p in self.products if p.kind == "linear")
+        out["attention_products"] = sum(1 for p in self.products if p.kind == "attention")
+        out["linear_weight_parameters"] = self.weight_params
+        out["uncounted"] = self.uncounted
+        if nodes:
+            out["nodes"] = per_node
+        return out
+
+
+def _feeds(model, batch, seq, rng):
+    from onnx import TensorProto
+    inits = {i.name for i in model.graph.initializer}
+    feeds = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        dims = []
+        for idx, d in enumerate(tt.shape.dim):
+            dims.append(d.dim_value if d.HasField("dim_value") else (batch if idx == 0 else seq))
+        name = vi.name.lower()
+        et = tt.elem_type
+        if et in (TensorProto.INT64, TensorProto.INT32):
+            dtype = np.int64 if et == TensorProto.INT64 else np.int32
+            if "mask" in name:
+                a = np.ones(dims, dtype=dtype)
+            elif "input_ids" in name or name == "ids":
+                a = rng.integers(0, 100, size=dims).astype(dtype)   # every vocabulary has 100 tokens
+            elif "position" in name and len(dims) >= 1:
+                a = np.broadcast_to(np.arange(dims[-1], dtype=dtype), dims).copy()
+            else:
+                a = np.zeros(dims, dtype=dtype)
+        elif et == TensorProto.BOOL:
+            a = np.ones(dims, dtype=bool)
+        elif et == TensorProto.FLOAT:
+            a = rng.standard_normal(dims).astype(np.float32)
+        elif et == TensorProto.FLOAT16:
+            a = rng.standard_normal(dims).astype(np.float16)
+        else:
+            raise ValueError(f"input {vi.name}: element type {et} not supported by the probe")
+        feeds[vi.name] = a
+    return feeds
+
+
+def count(path, threads=4):
+    """Probe a model and return a Counter (see the module docstring)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper  # noqa: F401  (import check)
+
+    model = onnx.load(path, load_external_data=False)
+    g = model.graph
+    inits = {i.name: list(i.dims) for i in g.initializer}
+    graph_inputs = {i.name for i in g.input if i.name not in inits}
+    constant = set(inits)
+    for n in g.node:
+        if n.op_type == "Constant" or (n.input and all((x == "" or x in constant) for x in n.input)
+                                       and n.op_type not in ("RandomNormal", "RandomUniform")):
+            constant.update(o for o in n.output if o)
+    uncounted = sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}" for n in g.node
+                        if n.op_type in HIDDEN_PRODUCT_OPS})
+    products = [n for n in g.node if n.op_type in PRODUCT_OPS and (n.domain or "") in ("", "ai.onnx")]
+    if not products:
+        return Counter(path, [], uncounted, 0)
+
+    # Expose every non-initializer operand; initializer shapes are read from the file.
+    existing_outputs = {o.name for o in g.output}
+    wanted = []
+    for n in products:
+        for x in n.input[:2]:
+            if x not in inits and x not in graph_inputs and x not in existing_outputs and x not in wanted:
+                wanted.append(x)
+    for x in wanted:
+        g.output.append(onnx.helper.make_empty_tensor_value_info(x))
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, probe_path = tempfile.mkstemp(suffix=".flops-probe.onnx", dir=directory)
+    os.close(fd)
+    try:
+        onnx.save_model(model, probe_path)   # tensors stay external where they were (same folder)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(probe_path, so, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        rng = np.random.default_rng(0)
+        observed = []   # per probe: name -> shape
+        for batch, seq in PROBES:
+            feeds = _feeds(model, batch, seq, rng)
+            wanted_names = [x for x in names if x in set(wanted) | existing_outputs]
+            values = sess.run(wanted_names, feeds)
+            shapes = {k: list(v.shape) for k, v in zip(wanted_names, values)}
+            for k, v in feeds.items():
+                shapes[k] = list(v.shape)
+            observed.append(shapes)
+        del sess
+    finally:
+        os.unlink(probe_path)
+
+    def dims_of(name):
+        if name in inits:
+            return [Dim(int(d), 0, 0) for d in inits[name]]
+        per_probe = [o[name] for o in observed]
+        if len({len(s) for s in per_probe}) != 1:
+            raise ValueError(f"{name}: rank changes with the input size: {per_probe}")
+        return [fit_dim([s[k] for s in per_probe]) for k in range(len(per_probe[0]))]
+
+    result = []
+    weight_params = 0
+    seen_weights = set()
+    for n in products:
+        a, b = n.input[0], n.input[1]
+        a_dims, b_dims = dims_of(a), dims_of(b)
+        if a in constant or b in constant:
+            w_dims = b_dims if b in constant else a_dims
+            kind = "linear" if len(w_dims) == 2 and all(d.c > 1 for d in w_dims) else "other"
+        else:
+            grows = lambda dims: any(d.i or d.j for d in dims)  # noqa: E731
+            kind = "attention" if grows(a_dims) and grows(b_dims) else "other"
+        if kind == "linear":
+            w = b if b in constant else a
+            if w in inits and w not in seen_weights:
+                seen_weights.add(w)
+                weight_params += int(np.prod(inits[w], dtype=np.int64))
+        attrs = {x.name: x for x in n.attribute}
+        gemm = n.op_type == "Gemm"
+        result.append(Product(n.name or n.output[0], kind, a_dims, b_dims,
+                              trans_a=bool(attrs["transA"].i) if "transA" in attrs else False,
+                              trans_b=bool(attrs["transB"].i) if "transB" in attrs else False, gemm=gemm))
+    return Counter(path, result, uncounted, weight_params)
+
+
+def parse_shapes(text):
+    shapes = []
+    for part in text.split(","):
+        b, s = part.lower().split("x")
+        shapes.append((int(b), int(s)))
+    return shapes
+
+
+def human(f):
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if f >= scale:
+            return f"{f / scale:.3f} {unit}"
+    return f"{f} "
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--shapes", default=None, help="BxS list, e.g. 1x128,32x128 (default: --batch x --seq)")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    ap.add_argument("--nodes", action="store_true", help="include every product (with --json) or print them")
+    args = ap.parse_args(argv)
+    shapes = parse_shapes(args.shapes) if args.shapes else [(args.batch, args.seq)]
+    rows = []
+    for path in args.models:
+        c = count(path)
+        for batch, seq in shapes:
+            rows.append(c.at(batch, seq, nodes=args.nodes))
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+        return
+    for r in rows:
+        print(f"{r['model']}  batch {r['batch']} seq {r['sequence']}: linear {human(r['linear'])}FLOP "
+              f"({r['linear_products']} products, {r['linear_weight_parameters']:,} weight parameters), "
+              f"attention {human(r['attention'])}FLOP ({r['attention_products']} products), "
+              f"other {human(r['other'])}FLOP, "
+              f"total {human(r['total'])}FLOP = {r['total']}"
+              + (f"; NOT counted: {', '.join(r['uncounted'])}" if r["uncounted"] else ""))
+        if args.nodes:
+            for p in r["nodes"]:
+                print(f"    {p['kind']:9s} {p['flops']:>16d}  {p['node']}  {p['a']} x {p['b']}")
+
+
+if __name__ == "__main__":
+    main()

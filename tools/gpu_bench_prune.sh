@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# One device call: export the benchmark models, prune them at random sparsities, and time dense vs
+# compiled on ONNX Runtime CUDA next to the ideal (FLOPs) speedup.
+#
+# On the GPU machine, from the repository root, once the GPU kit is unpacked (shared/gpu/README.md)
+# and target/gatecut-nonative.jar is carried:
+#
+#   source /opt/gpukit/env.sh && bash tools/gpu_bench_prune.sh
+#
+# Writes (at most 3 files, within the device tool's limits on what comes back):
+#   $OUT/bench-prune.md       the table: model, sparsity, batch, seq, dense ms, compiled ms, speedup,
+#                             ideal, speedup/ideal (+ p90s and parameter counts)
+#   $OUT/bench-prune.log      everything printed (progress, prune and bench stderr)
+#   $OUT/bench-raw.tar.gz     raw files: bench-*.json (gatecut bench --json), flops-*.json,
+#                             prune-*.log, the export's NAME.json
+# Work files go to $BENCH_DIR (/tmp/bench); exported models there are reused when present, so a second
+# call on a still-warm machine skips the export.
+#
+# Settings (environment): MODELS ("bert-base llama-0.5b"), SPARSITIES ("0.3 0.5"),
+# SHAPES ("BATCHxSEQ:RUNS:WARMUP ..."), ROUNDS (4), PRUNE_EXTRA (""), BUDGET_S (total seconds, 530),
+# GATECUT (the command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar).
+# Total runtime is kept under BUDGET_S: a step that would start too late is skipped and reported.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+START=$SECONDS
+BUDGET_S=${BUDGET_S:-530}
+OUT=${OUT:-$PWD/bench-out}
+BENCH_DIR=${BENCH_DIR:-/tmp/bench}
+RAW=$BENCH_DIR/raw
+MODELS=${MODELS:-"bert-base llama-0.5b"}
+SPARSITIES=${SPARSITIES:-"0.3 0.5"}
+# batch x seq : timed runs : warm-up runs (run counts sized so llama-0.5b at 64x256 takes ~10 s a model)
+SHAPES=${SHAPES:-"1x128:100:10 32x128:40:5 64x256:20:3"}
+# timed runs are split into this many interleaved rounds over dense and compiled models (gatecut bench --rounds)
+ROUNDS=${ROUNDS:-4}
+# extra flags for every gatecut prune call, e.g. PRUNE_EXTRA="--align 32" or "--no-verify"
+PRUNE_EXTRA=${PRUNE_EXTRA:-}
+export PYTHONUNBUFFERED=1
+
+mkdir -p "$OUT" "$RAW"
+exec > >(tee -a "$OUT/bench-prune.log") 2>&1
+TEE_PID=$!
+
+say() { printf '[%4ds] %s\n' $((SECONDS - START)) "$*"; }
+left() { echo $((BUDGET_S - (SECONDS - START))); }
+
+if [ -z "${GATECUT:-}" ]; then
+  if [ -z "${JAVA:-}" ] && [ -f /opt/gpukit/env.sh ]; then
+    # shellcheck disable=SC1091
+    source /opt/gpukit/env.sh
+  fi
+  : "${JAVA:?JAVA is not set: source /opt/gpukit/env.sh first (shared/gpu/README.md)}"
+  [ -f target/gatecut-nonative.jar ] || { echo "target/gatecut-nonative.jar is missing: build it (mvn package) and carry it"; exit 2; }
+  GATECUT="$JAVA ${ORT_GPU_OPTS:-} -jar target/gatecut-nonative.jar"
+fi
+read -r -a GC <<< "$GATECUT"
+
+say "gatecut bench-prune: models [$MODELS], sparsities [$SPARSITIES], shapes [$SHAPES], rounds $ROUNDS, prune extra [$PRUNE_EXTRA], budget ${BUDGET_S}s"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 -c 'import torch, transformers, onnx, onnxruntime; print("torch", torch.__version__, "transformers", transformers.__version__, "onnx", onnx.__version__, "onnxruntime(py)", onnxruntime.__version__)'
+"${GC[@]}" --version
+
+# 1. Export (reused when already there).
+todo=()
+for m in $MODELS; do
+  if [ -f "$BENCH_DIR/$m.onnx" ] && [ -f "$BENCH_DIR/$m.json" ]; then say "export: $m already in $BENCH_DIR, reused"; else todo+=("$m"); fi
+done
+if [ ${#todo[@]} -gt 0 ]; then
+  say "export: ${todo[*]}"
+  python3 tools/export_bench_models.py --out "$BENCH_DIR" --models "$(IFS=,; echo "${todo[*]}")"
+fi
+for m in $MODELS; do cp -f "$BENCH_DIR/$m.json" "$RAW/export-$m.json" 2>/dev/null || true; done
+
+# 2. Prune.
+for m in $MODELS; do
+  for s in $SPARSITIES; do
+    out="$BENCH_DIR/$m-s$s.onnx"
+    log="$RAW/prune-$m-s$s.log"
+    rm -f "$out" "$out.data" "$log.failed"
+    t=$(( $(left) - 200 ))
+    if [ "$t" -lt 30 ]; then say "prune: $m s=$s SKIPPED (time budget)"; touch "$log.failed"; continue; fi
+    [ "$t" -gt 300 ] && t=300
+    say "prune: $m --random-sparsity $s -> $out"
+    # shellcheck disable=SC2086  # PRUNE_EXTRA is a list of flags
+    if timeout "$t" "${GC[@]}" prune "$BENCH_DIR/$m.onnx" --random-sparsity "$s" --seed 1 --gates-mode coupled \
+        -o "$out" $PRUNE_EXTRA > "$log" 2>&1; then
+      tail -n 5 "$log"
+      say "prune: $m s=$s done ($(du -ch "$out" "$out".data 2>/dev/null | tail -n 1 | cut -f1))"
+    else
+      rc=$?
+      touch "$log.failed"
+      tail -n 20 "$log"
+      say "prune: $m s=$s FAILED (exit $rc); continuing without it"
+      rm -f "$out" "$out.data"
+    fi
+  done
+done
+
+# 3. FLOPs of every file at every shape (ONNX Runtime CPU probes at tiny sizes; nice'd, 4 threads, in
+#    the background while the GPU benchmark runs).
+shape_list=$(for sh in $SHAPES; do printf '%s,' "${sh%%:*}"; done); shape_list=${shape_list%,}
+flops_pids=()
+for m in $MODELS; do
+  files=("$BENCH_DIR/$m.onnx")
+  for s in $SPARSITIES; do [ -f "$BENCH_DIR/$m-s$s.onnx" ] && files+=("$BENCH_DIR/$m-s$s.onnx"); done
+  say "flops: ${files[*]} at $shape_list (background)"
+  nice -n 10 python3 tools/flops.py "${files[@]}" --shapes "$shape_list" --json > "$RAW/flops-$m.json" 2> "$RAW/flops-$m.err" &
+  flops_pids+=($!)
+done
+
+# 4. Benchmark: one gatecut bench per model and shape, dense first, then every compiled model.
+for m in $MODELS; do
+  files=("$BENCH_DIR/$m.onnx")
+  for s in $SPARSITIES; do [ -f "$BENCH_DIR/$m-s$s.onnx" ] && files+=("$BENCH_DIR/$m-s$s.onnx"); done
+  for sh in $SHAPES; do
+    IFS=: read -r bs runs warm <<< "$sh"
+    b=${bs%x*}; q=${bs#*x}
+    json="$RAW/bench-$m-b$b-s$q.json"
+    t=$(( $(left) - 15 ))
+    if [ "$t" -lt 30 ]; then say "bench: $m ${b}x$q SKIPPED (time budget)"; continue; fi
+    [ "$t" -gt 240 ] && t=240
+    say "bench: $m batch $b seq $q, $runs runs in $ROUNDS rounds after $warm warm-up, ${#files[@]} models"
+    if timeout "$t" "${GC[@]}" bench "${files[@]}" --device cuda --batch "$b" --seq "$q" --runs "$runs" \
+        --warmup "$warm" --rounds "$ROUNDS" --json -v > "$json"; then
+      python3 - "$json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for m in r["models"]:
+    print(f"    {m['file']}: median {m['medianMs']:.3f} ms, p90 {m['p90Ms']:.3f} ms, speedup {m['speedup']:.2f}x")
+PY
+    else
+      say "bench: $m ${b}x$q FAILED (exit $?)"
+      mv -f "$json" "$json.failed" 2>/dev/null || true
+    fi
+  done
+done
+
+for p in "${flops_pids[@]}"; do wait "$p" || say "flops: a FLOPs count failed (see flops-*.err)"; done
+for m in $MODELS; do [ -s "$RAW/flops-$m.err" ] && tail -n 5 "$RAW/flops-$m.err"; done
+
+# 5. Report.
+python3 tools/bench_prune_report.py "$RAW" > "$OUT/bench-prune.md"
+tar -C "$BENCH_DIR" -czf "$OUT/bench-raw.tar.gz" raw
+say "done; report in $OUT/bench-prune.md"
+cat "$OUT/bench-prune.md"
+exec >&- 2>&-
+wait "$TEE_PID" 2>/dev/null || true
