@@ -1,0 +1,232 @@
+package dev.gatecut.autodiff;
+
+import dev.gatecut.onnx.Constants;
+import dev.gatecut.onnx.DataType;
+import dev.gatecut.onnx.Graph;
+import dev.gatecut.onnx.Node;
+import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.onnx.Shape;
+import dev.gatecut.onnx.Tensor;
+import dev.gatecut.onnx.Value;
+import dev.gatecut.runtime.ShapeProbe;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.Deque;
+import java.util.HashSet;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+
+/**
+ * Reverse-mode differentiation of an ONNX graph into standard ONNX ops, appended to the same
+ * graph. Only nodes on a path from a parameter to the loss are differentiated (activity
+ * analysis); frozen weights never get gradients. Several contributions to one value are summed.
+ */
+public final class Differentiator {
+
+    /** The gradient value of each parameter, by parameter name. */
+    public record Result(Map<String, Value> gradients) {
+    }
+
+    private final Graph graph;
+    private final GradRules rules;
+    private final ShapeProbe.Result shapes;
+    private final OpBuilder ops;
+    private final Set<Value> active = new HashSet<>();
+    private final Map<Value, List<Value>> contributions = new IdentityHashMap<>();
+    private final Map<Value, Value> summed = new IdentityHashMap<>();
+
+    private Differentiator(Graph graph, long opset, GradRules rules, ShapeProbe.Result shapes, DataType floatType) {
+        this.graph = graph;
+        this.rules = rules;
+        this.shapes = shapes;
+        this.ops = new OpBuilder(graph, opset, floatType, "grad/");
+    }
+
+    /**
+     * Appends the backward pass for {@code loss} (a scalar) to {@code graph}.
+     *
+     * @param shapes probed shapes of the forward graph (for broadcasting and static sizes)
+     */
+    public static Result differentiate(Graph graph, long opset, Value loss, Collection<Value> parameters,
+                                       GradRules rules, ShapeProbe.Result shapes) {
+        DataType type = Shape.elementType(loss).orElse(DataType.FLOAT);
+        return new Differentiator(graph, opset, rules, shapes, type).run(loss, parameters);
+    }
+
+    private Result run(Value loss, Collection<Value> parameters) {
+        // Activity: values that depend on a parameter ...
+        Deque<Value> work = new ArrayDeque<>(parameters);
+        while (!work.isEmpty()) {
+            Value v = work.pop();
+            if (!active.add(v)) {
+                continue;
+            }
+            for (Value.Use u : v.uses()) {
+                if (u.isSubgraphRead()) {
+                    throw new OnnxFormatException("parameter-dependent value '" + v.name() + "' is read inside a subgraph"
+                            + " of node '" + u.node().name() + "'; differentiating through subgraphs is not supported");
+                }
+                work.addAll(u.node().outputs().stream().filter(o -> o != null).toList());
+            }
+        }
+        // ... and that the loss depends on.
+        Set<Value> needed = new HashSet<>();
+        work.add(loss);
+        while (!work.isEmpty()) {
+            Value v = work.pop();
+            if (!needed.add(v)) {
+                continue;
+            }
+            v.producer().ifPresent(p -> p.inputs().stream().filter(i -> i != null).forEach(work::add));
+        }
+        List<Node> order = graph.topologicalOrder();
+        List<Node> onPath = new ArrayList<>();
+        for (Node n : order) {
+            if (n.outputs().stream().anyMatch(o -> o != null && active.contains(o) && needed.contains(o))) {
+                onPath.add(n);
+            }
+        }
+        Map<String, List<String>> missing = new TreeMap<>();
+        for (Node n : onPath) {
+            if (rules.rule(n).isEmpty()) {
+                missing.computeIfAbsent(opName(n), k -> new ArrayList<>()).add(n.name());
+            }
+        }
+        if (!missing.isEmpty()) {
+            StringBuilder sb = new StringBuilder("no gradient rule for ");
+            missing.forEach((op, nodes) -> sb.append(op).append(" (").append(nodes.size()).append(" node")
+                    .append(nodes.size() > 1 ? "s" : "").append(", e.g. '").append(nodes.get(0)).append("'); "));
+            sb.append("these ops lie between the trainable parameters and the loss");
+            throw new OnnxFormatException(sb.toString());
+        }
+        if (!active.contains(loss)) {
+            throw new OnnxFormatException("the loss '" + loss.name() + "' does not depend on any trainable parameter");
+        }
+        contributions.computeIfAbsent(loss, k -> new ArrayList<>()).add(ops.scalar(1.0));
+        for (int i = onPath.size() - 1; i >= 0; i--) {
+            Node n = onPath.get(i);
+            rules.rule(n).orElseThrow().backward(n, new Context(n));
+        }
+        Map<String, Value> grads = new LinkedHashMap<>();
+        for (Value p : parameters) {
+            Value g = gradientOf(p);
+            grads.put(p.name(), g != null ? g : ops.zerosLike(p));
+        }
+        return new Result(grads);
+    }
+
+    private static String opName(Node n) {
+        return n.domain().isEmpty() || n.domain().equals("ai.onnx") ? n.opType() : n.domain() + ":" + n.opType();
+    }
+
+    /** The summed gradient of a value, or null when nothing contributed. */
+    private Value gradientOf(Value v) {
+        Value s = summed.get(v);
+        if (s != null) {
+            return s;
+        }
+        List<Value> parts = contributions.get(v);
+        if (parts == null || parts.isEmpty()) {
+            return null;
+        }
+        s = parts.size() == 1 ? parts.get(0) : ops.op("Sum", parts);
+        summed.put(v, s);
+        return s;
+    }
+
+    ShapeProbe.ProbedShape probed(Value v) {
+        Tensor constant = Constants.of(v).orElse(null);
+        if (constant != null) {
+            long[] dims = constant.dims();
+            ShapeProbe.DimKind[] kinds = new ShapeProbe.DimKind[dims.length];
+            java.util.Arrays.fill(kinds, ShapeProbe.DimKind.FIXED);
+            return new ShapeProbe.ProbedShape(v.name(), dims, dims, kinds);
+        }
+        return shapes.get(v.name()).orElseThrow(() -> new OnnxFormatException("no probed shape for '" + v.name()
+                + "'; the gradient rule needs it"));
+    }
+
+    private final class Context implements GradContext {
+        private final Node node;
+
+        Context(Node node) {
+            this.node = node;
+        }
+
+        @Override
+        public Value outputGrad(int i) {
+            Value out = node.output(i);
+            return out == null ? null : gradientOf(out);
+        }
+
+        @Override
+        public boolean needs(int i) {
+            Value in = node.input(i);
+            return in != null && active.contains(in);
+        }
+
+        @Override
+        public void give(int i, Value grad) {
+            if (grad == null || !needs(i)) {
+                return;
+            }
+            if (summed.containsKey(node.input(i))) {
+                throw new IllegalStateException("gradient of '" + node.input(i).name() + "' was read before all"
+                        + " contributions arrived (node '" + node.name() + "')");
+            }
+            contributions.computeIfAbsent(node.input(i), k -> new ArrayList<>()).add(grad);
+        }
+
+        @Override
+        public void giveBroadcast(int i, Value grad, int output) {
+            if (grad == null || !needs(i)) {
+                return;
+            }
+            give(i, unbroadcast(grad, probed(node.output(output)), node.input(i)));
+        }
+
+        @Override
+        public OpBuilder ops() {
+            return ops;
+        }
+
+        @Override
+        public ShapeProbe.ProbedShape shape(Value v) {
+            return probed(v);
+        }
+    }
+
+    /**
+     * Sums {@code grad} (shaped like {@code out}) over the axes along which {@code in} was
+     * broadcast: the leading axes {@code in} lacks, and axes where {@code in} has size 1 at both
+     * probe sizes but the output does not.
+     */
+    Value unbroadcast(Value grad, ShapeProbe.ProbedShape out, Value in) {
+        ShapeProbe.ProbedShape is = probed(in);
+        int lead = out.rank() - is.rank();
+        List<Long> axes = new ArrayList<>();
+        for (int a = 0; a < out.rank(); a++) {
+            if (a < lead) {
+                axes.add((long) a);
+                continue;
+            }
+            int j = a - lead;
+            boolean inOne = is.first()[j] == 1 && is.second()[j] == 1;
+            boolean outOne = out.first()[a] == 1 && out.second()[a] == 1;
+            if (inOne && !outOne) {
+                axes.add((long) a);
+            }
+        }
+        if (axes.isEmpty()) {
+            return grad;
+        }
+        Value reduced = ops.reduceSum(grad, axes.stream().mapToLong(Long::longValue).toArray(), true);
+        return ops.reshapeLike(reduced, in);
+    }
+}

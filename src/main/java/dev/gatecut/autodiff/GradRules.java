@@ -1,0 +1,38 @@
+package dev.gatecut.autodiff;
+
+import dev.gatecut.onnx.Node;
+
+import java.util.Collections;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+
+/** Gradient rules by op type (default ONNX domain), built explicitly. */
+public final class GradRules {
+    private final Map<String, GradRule> rules;
+
+    private GradRules(Map<String, GradRule> rules) {
+        this.rules = Collections.unmodifiableMap(new TreeMap<>(rules));
+    }
+
+    /** Every rule gatecut has. */
+    public static GradRules standard() {
+        Map<String, GradRule> m = new TreeMap<>();
+        ArithmeticRules.register(m);
+        LinearAlgebraRules.register(m);
+        ShapeRules.register(m);
+        ReductionRules.register(m);
+        return new GradRules(m);
+    }
+
+    public Optional<GradRule> rule(Node node) {
+        if (!node.domain().isEmpty() && !node.domain().equals("ai.onnx")) {
+            return Optional.empty();
+        }
+        return Optional.ofNullable(rules.get(node.opType()));
+    }
+
+    public java.util.Set<String> opTypes() {
+        return rules.keySet();
+    }
+}

@@ -1,0 +1,149 @@
+package dev.gatecut.autodiff;
+
+import dev.gatecut.onnx.DataType;
+import dev.gatecut.onnx.Graph;
+import dev.gatecut.onnx.Node;
+import dev.gatecut.onnx.Tensor;
+import dev.gatecut.onnx.TensorArrays;
+import dev.gatecut.onnx.Value;
+import dev.gatecut.onnx.proto.AttributeProto;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Emits standard ONNX nodes into a graph, in the form the model's opset expects (e.g. ReduceSum
+ * and Unsqueeze take axes as an attribute before opset 13 and as an input from 13 on).
+ */
+public final class OpBuilder {
+    private final Graph graph;
+    private final long opset;
+    private final DataType floatType;
+    private final String prefix;
+
+    public OpBuilder(Graph graph, long opset, DataType floatType, String prefix) {
+        this.graph = graph;
+        this.opset = opset;
+        this.floatType = floatType;
+        this.prefix = prefix;
+    }
+
+    public Graph graph() {
+        return graph;
+    }
+
+    public long opset() {
+        return opset;
+    }
+
+    public DataType floatType() {
+        return floatType;
+    }
+
+    /** One node with one output. */
+    public Value op(String type, List<Value> inputs, AttributeProto... attributes) {
+        return node(type, inputs, 1, attributes).output(0);
+    }
+
+    public Value op(String type, Value a, AttributeProto... attributes) {
+        return op(type, List.of(a), attributes);
+    }
+
+    public Value op(String type, Value a, Value b, AttributeProto... attributes) {
+        return op(type, Arrays.asList(a, b), attributes);
+    }
+
+    public Node node(String type, List<Value> inputs, int outputs, AttributeProto... attributes) {
+        String name = graph.freshNodeName(prefix + type);
+        List<String> outs = new ArrayList<>();
+        for (int i = 0; i < outputs; i++) {
+            outs.add(graph.freshName(name + ":" + i));
+        }
+        return graph.addNode(type, "", name, inputs, outs, List.of(attributes));
+    }
+
+    // ---- constants ----
+
+    /** A scalar of the working float type. */
+    public Value scalar(double v) {
+        String name = graph.freshName(prefix + "c");
+        Tensor t = floatType == DataType.DOUBLE
+                ? Tensor.of(TensorArrays.ofDoubles(name, new long[0], new double[] {v}))
+                : Tensor.of(TensorArrays.ofFloats(name, new long[0], new float[] {(float) v}));
+        return graph.addInitializer(t);
+    }
+
+    public Value int64s(long... values) {
+        return graph.addInitializer(Tensor.of(TensorArrays.ofInt64(graph.freshName(prefix + "i"),
+                new long[] {values.length}, values)));
+    }
+
+    public Value int64Scalar(long v) {
+        return graph.addInitializer(Tensor.of(TensorArrays.ofInt64(graph.freshName(prefix + "i"), new long[0],
+                new long[] {v})));
+    }
+
+    // ---- attributes ----
+
+    public static AttributeProto attr(String name, long v) {
+        return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.INT).setI(v).build();
+    }
+
+    public static AttributeProto attr(String name, float v) {
+        return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.FLOAT).setF(v).build();
+    }
+
+    public static AttributeProto attr(String name, long[] v) {
+        AttributeProto.Builder b = AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.INTS);
+        for (long x : v) {
+            b.addInts(x);
+        }
+        return b.build();
+    }
+
+    // ---- opset-dependent forms ----
+
+    public Value reduceSum(Value x, long[] axes, boolean keepDims) {
+        if (opset >= 13) {
+            return op("ReduceSum", List.of(x, int64s(axes)), attr("keepdims", keepDims ? 1 : 0));
+        }
+        return op("ReduceSum", List.of(x), attr("axes", axes), attr("keepdims", keepDims ? 1 : 0));
+    }
+
+    public Value reduceSumAll(Value x) {
+        return op("ReduceSum", List.of(x), attr("keepdims", 0));
+    }
+
+    public Value unsqueeze(Value x, long... axes) {
+        if (opset >= 13) {
+            return op("Unsqueeze", List.of(x, int64s(axes)));
+        }
+        return op("Unsqueeze", List.of(x), attr("axes", axes));
+    }
+
+    public Value squeeze(Value x, long... axes) {
+        if (opset >= 13) {
+            return op("Squeeze", List.of(x, int64s(axes)));
+        }
+        return op("Squeeze", List.of(x), attr("axes", axes));
+    }
+
+    /** x reshaped to the (run-time) shape of {@code like}. */
+    public Value reshapeLike(Value x, Value like) {
+        return op("Reshape", x, op("Shape", like));
+    }
+
+    /** x broadcast to the (run-time) shape of {@code like}. */
+    public Value expandLike(Value x, Value like) {
+        return op("Expand", x, op("Shape", like));
+    }
+
+    public Value transpose(Value x, long[] perm) {
+        return op("Transpose", List.of(x), attr("perm", perm));
+    }
+
+    public Value zerosLike(Value like) {
+        return expandLike(scalar(0), like);
+    }
+}
