@@ -41,19 +41,35 @@ public final class GateInjector {
     private Value zero;
     private Value one;
 
-    private GateInjector(Graph graph) {
+    private final Noise noiseMode;
+
+    private GateInjector(Graph graph, Noise noiseMode) {
         this.graph = graph;
+        this.noiseMode = noiseMode;
         for (Node n : graph.nodes()) {
             nodes.put(n.name(), n);
         }
     }
 
+    /** How the noise inputs are declared. */
+    public enum Noise {
+        /** Inputs with a default of zeros (initializer-backed): leaving them out gives the inference gates. */
+        OPTIONAL,
+        /** Plain inputs that must be fed (training graphs; also the only form ONNX Runtime's Java API can feed). */
+        REQUIRED
+    }
+
+    /** Injects gates with optional noise inputs: the gated model runs as it is with inference gates. */
     public static Map<String, InjectedGate> inject(OnnxModel model, GatePlan plan, GateValues values) {
+        return inject(model, plan, values, Noise.OPTIONAL);
+    }
+
+    public static Map<String, InjectedGate> inject(OnnxModel model, GatePlan plan, GateValues values, Noise noise) {
         if (model.defaultOpset() < 11) {
             throw new OnnxFormatException("gates need ONNX opset 11 or newer (Clip with min/max inputs); the model"
                     + " imports opset " + model.defaultOpset() + ": convert it with onnx.version_converter");
         }
-        GateInjector in = new GateInjector(model.graph());
+        GateInjector in = new GateInjector(model.graph(), noise);
         Map<String, InjectedGate> result = new LinkedHashMap<>();
         for (GateSpec spec : plan.gates()) {
             result.put(spec.name(), in.add(spec, values.theta(spec.name())));
@@ -71,10 +87,16 @@ public final class GateInjector {
         long[] dims = {spec.size()};
         Value thetaValue = graph.addInitializer(Tensor.of(TensorArrays.ofFloats(graph.freshName(spec.name() + ".theta"),
                 dims, theta)));
-        Value noise = graph.addInitializer(Tensor.of(TensorArrays.ofFloats(graph.freshName(spec.name() + ".noise"),
-                dims, new float[spec.size()])));
-        noise.setType(floatVector(spec.size()));
-        graph.addInput(noise);      // overridable: training feeds noise, inference leaves the zeros
+        Value noise;
+        if (noiseMode == Noise.OPTIONAL) {
+            // Overridable initializer: callers may feed noise, and leaving it out gives zeros.
+            noise = graph.addInitializer(Tensor.of(TensorArrays.ofFloats(graph.freshName(spec.name() + ".noise"),
+                    dims, new float[spec.size()])));
+            noise.setType(floatVector(spec.size()));
+            graph.addInput(noise);
+        } else {
+            noise = graph.addInput(graph.freshName(spec.name() + ".noise"), floatVector(spec.size()));
+        }
         Node tanh = op("Tanh", List.of(thetaValue), spec.name() + "/tanh");
         Node shift = op("Add", List.of(tanh.output(0), half), spec.name() + "/shift");
         Node noisy = op("Add", List.of(shift.output(0), noise), spec.name() + "/noise");
