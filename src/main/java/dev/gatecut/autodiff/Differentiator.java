@@ -72,7 +72,9 @@ public final class Differentiator {
                     throw new OnnxFormatException("parameter-dependent value '" + v.name() + "' is read inside a subgraph"
                             + " of node '" + u.node().name() + "'; differentiating through subgraphs is not supported");
                 }
-                work.addAll(u.node().outputs().stream().filter(o -> o != null).toList());
+                if (!nonDifferentiable(u.node())) {
+                    work.addAll(u.node().outputs().stream().filter(o -> o != null).toList());
+                }
             }
         }
         // ... and that the loss depends on.
@@ -119,6 +121,26 @@ public final class Differentiator {
             grads.put(p.name(), g != null ? g : ops.zerosLike(p));
         }
         return new Result(grads);
+    }
+
+    /** Ops whose outputs carry no gradient: shapes, comparisons, integer casts, piecewise-constant functions. */
+    private static final Set<String> NON_DIFFERENTIABLE = Set.of("Shape", "Size", "ConstantOfShape", "Range", "Equal",
+            "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "ArgMax", "ArgMin",
+            "NonZero", "IsNaN", "IsInf", "Sign", "Floor", "Ceil", "Round", "OneHot", "EyeLike", "RandomNormalLike",
+            "RandomUniformLike", "Bernoulli");
+
+    static boolean nonDifferentiable(Node n) {
+        if (!n.domain().isEmpty() && !n.domain().equals("ai.onnx")) {
+            return false;
+        }
+        if (NON_DIFFERENTIABLE.contains(n.opType())) {
+            return true;
+        }
+        if (n.is("Cast")) {
+            DataType to = DataType.fromCode((int) n.intAttribute("to", 1));
+            return !to.isFloatingPoint();
+        }
+        return false;
     }
 
     private static String opName(Node n) {

@@ -22,6 +22,9 @@ public final class GradRules {
         LinearAlgebraRules.register(m);
         ShapeRules.register(m);
         ReductionRules.register(m);
+        ElementwiseRules.register(m);
+        StructureRules.register(m);
+        NormalizationRules.register(m);
         return new GradRules(m);
     }
 

@@ -164,6 +164,19 @@ public final class Graph {
         return v;
     }
 
+    /**
+     * Turns an initializer into a plain graph input (its data dropped): callers then feed it, e.g.
+     * trainable parameters fed from outside.
+     */
+    public void promoteToInput(Value value, TypeProto type) {
+        if (!value.isInitializer()) {
+            throw new IllegalArgumentException("value '" + value.name() + "' is not an initializer");
+        }
+        value.setInitializerData(null);
+        value.setType(type);
+        addInput(value);
+    }
+
     /** Replaces an initializer's data (its shape may change); the value keeps its name. */
     public void setInitializer(Value value, Tensor tensor) {
         if (value.graph() != this) {
