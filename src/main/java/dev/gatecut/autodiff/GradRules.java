@@ -22,6 +22,7 @@ public final class GradRules {
         LinearAlgebraRules.register(m);
         ShapeRules.register(m);
         ReductionRules.register(m);
+        IndexRules.register(m);
         ElementwiseRules.register(m);
         StructureRules.register(m);
         NormalizationRules.register(m);

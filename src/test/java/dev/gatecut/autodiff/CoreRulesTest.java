@@ -60,6 +60,16 @@ class CoreRulesTest {
     }
 
     @Test
+    void gatherElementsPicksOnePerRow() throws Exception {
+        GradCheck.op("GatherElements").in(In.var("x", 4, 5),
+                        In.constant(dev.gatecut.onnx.TensorArrays.ofInt64("idx", new long[] {4, 1}, new long[] {0, 3, 4, 1})))
+                .attr(attr("axis", 1L)).run();
+        GradCheck.op("GatherElements").in(In.var("x", 2, 3, 5),
+                        In.constant(dev.gatecut.onnx.TensorArrays.ofInt64("idx", new long[] {2, 3, 1}, new long[] {0, 3, 4, 1, 2, 2})))
+                .attr(attr("axis", 2L)).opset(11).run();
+    }
+
+    @Test
     void reshapeTransposeSqueeze() throws Exception {
         GradCheck.op("Reshape").in(In.var("x", 2, 3, 4), In.int64("shape", 6, -1)).run();
         GradCheck.op("Transpose").in(In.var("x", 2, 3, 4)).attr(attr("perm", new long[] {1, 2, 0})).run();

@@ -1,0 +1,160 @@
+package dev.gatecut.train;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import dev.gatecut.gates.GateValues;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.OrtSessions;
+
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * Runs the fused train step: parameters and AdamW moments live in Java between steps (they are
+ * few: gates, biases, the head) and are fed with each batch and fresh gate noise; the graph
+ * returns the losses and the updated values.
+ */
+public final class GateTrainer implements AutoCloseable {
+
+    /** What one step or evaluation reports. */
+    public record StepResult(double loss, double taskLoss, double sparsityLoss, double expectedSparsity) {
+    }
+
+    private final TrainConfig config;
+    private final TrainingGraph.Built train;
+    private final OrtSession session;
+    private final OrtEnvironment env = OrtSessions.environment();
+    private final Map<String, float[]> params = new LinkedHashMap<>();
+    private final Map<String, float[]> m1 = new LinkedHashMap<>();
+    private final Map<String, float[]> m2 = new LinkedHashMap<>();
+    private long step;
+
+    public GateTrainer(TrainingGraph.Built train, TrainConfig config, Device device) throws OrtException {
+        if (!train.withOptimizer()) {
+            throw new IllegalArgumentException("GateTrainer needs the train-step graph");
+        }
+        this.config = config;
+        this.train = train;
+        this.session = OrtSessions.open(train.model(), device);
+        for (TrainableParam p : train.params()) {
+            params.put(p.name(), train.initialValues().get(p.name()).clone());
+            m1.put(p.name(), new float[p.size()]);
+            m2.put(p.name(), new float[p.size()]);
+        }
+    }
+
+    public long step() {
+        return step;
+    }
+
+    public Map<String, float[]> parameters() {
+        return params;
+    }
+
+    /** One AdamW step on {@code batch} with gate noise drawn from {@code noise}. */
+    public StepResult train(Batch batch, Random noise) throws OrtException {
+        Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
+        try {
+            feedBatch(feeds, batch);
+            for (var e : train.noiseInputs().entrySet()) {
+                int n = train.plan().gate(e.getKey()).orElseThrow().size();
+                float[] eps = new float[n];
+                for (int i = 0; i < n; i++) {
+                    eps[i] = (float) (config.noiseSigma() * noise.nextGaussian());
+                }
+                feeds.put(e.getValue(), floats(eps, n));
+            }
+            for (TrainableParam p : train.params()) {
+                feeds.put(p.name(), floats(params.get(p.name()), p.dims()));
+                feeds.put(TrainingGraph.Built.moment1(p.name()), floats(m1.get(p.name()), p.dims()));
+                feeds.put(TrainingGraph.Built.moment2(p.name()), floats(m2.get(p.name()), p.dims()));
+            }
+            feeds.put(TrainingGraph.STEP, OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[] {step + 1}), new long[0]));
+            feeds.put(TrainingGraph.LEARNING_RATE, OnnxTensor.createTensor(env,
+                    FloatBuffer.wrap(new float[] {(float) config.learningRate()}), new long[0]));
+            try (OrtSession.Result r = session.run(feeds)) {
+                for (TrainableParam p : train.params()) {
+                    read(r, TrainingGraph.Built.next(p.name()), params.get(p.name()));
+                    read(r, TrainingGraph.Built.next(TrainingGraph.Built.moment1(p.name())), m1.get(p.name()));
+                    read(r, TrainingGraph.Built.next(TrainingGraph.Built.moment2(p.name())), m2.get(p.name()));
+                }
+                step++;
+                return new StepResult(scalar(r, TrainingGraph.LOSS), scalar(r, TrainingGraph.TASK_LOSS),
+                        scalar(r, TrainingGraph.SPARSITY_LOSS), scalar(r, TrainingGraph.EXPECTED_SPARSITY));
+            }
+        } finally {
+            feeds.values().forEach(OnnxTensor::close);
+        }
+    }
+
+    /** The current gate parameters as a gates file. */
+    public GateValues gates() {
+        Map<String, float[]> theta = new LinkedHashMap<>();
+        for (TrainableParam p : train.params()) {
+            if (p.kind() == TrainableParam.Kind.GATE) {
+                theta.put(p.gate(), params.get(p.name()).clone());
+            }
+        }
+        return new GateValues(config.mode(), theta);
+    }
+
+    void feedBatch(Map<String, OnnxTensor> feeds, Batch batch) throws OrtException {
+        for (String input : train.modelInputs()) {
+            long[][] rows = batch.inputs().get(input);
+            if (rows == null) {
+                throw new IllegalArgumentException("the batch lacks model input '" + input + "'");
+            }
+            feeds.put(input, longs(rows));
+        }
+        if (config.task() == Task.CLASSIFY) {
+            long[] labels = new long[batch.labels().length];
+            for (int i = 0; i < labels.length; i++) {
+                labels[i] = batch.labels()[i];
+            }
+            feeds.put(TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(labels), new long[] {labels.length}));
+        } else {
+            feeds.put(TrainingGraph.TARGETS, longs(batch.targets()));
+            float[][] w = batch.weights();
+            float[] flat = new float[w.length * w[0].length];
+            for (int i = 0; i < w.length; i++) {
+                System.arraycopy(w[i], 0, flat, i * w[0].length, w[0].length);
+            }
+            feeds.put(TrainingGraph.TARGET_WEIGHTS, OnnxTensor.createTensor(env, FloatBuffer.wrap(flat),
+                    new long[] {w.length, w[0].length}));
+        }
+    }
+
+    private OnnxTensor longs(long[][] rows) throws OrtException {
+        long[] flat = new long[rows.length * rows[0].length];
+        for (int i = 0; i < rows.length; i++) {
+            System.arraycopy(rows[i], 0, flat, i * rows[0].length, rows[0].length);
+        }
+        return OnnxTensor.createTensor(env, LongBuffer.wrap(flat), new long[] {rows.length, rows[0].length});
+    }
+
+    private OnnxTensor floats(float[] values, long... dims) throws OrtException {
+        return OnnxTensor.createTensor(env, FloatBuffer.wrap(values), dims);
+    }
+
+    private static void read(OrtSession.Result r, String name, float[] into) {
+        FloatBuffer b = ((OnnxTensor) r.get(name).orElseThrow(() -> new IllegalStateException("no output " + name)))
+                .getFloatBuffer();
+        b.get(into);
+    }
+
+    private static double scalar(OrtSession.Result r, String name) {
+        OnnxValue v = r.get(name).orElseThrow(() -> new IllegalStateException("no output " + name));
+        return ((OnnxTensor) v).getFloatBuffer().get(0);
+    }
+
+    @Override
+    public void close() throws OrtException {
+        session.close();
+    }
+}

@@ -1,0 +1,36 @@
+package dev.gatecut.train;
+
+import dev.gatecut.gates.GateMode;
+
+/**
+ * Hyper-parameters of gate training (FineGates defaults: λ = 50, gate noise σ = 0.1, θ initialised
+ * from N(1, 0.1), AdamW).
+ *
+ * @param targetSparsity fraction of the targeted parameters to remove, e.g. 0.3
+ * @param lambda         weight of the sparsity loss
+ * @param pooling        "mean" (masked mean over tokens) or "first" (first token), classification only
+ */
+public record TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
+                          double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
+                          double thetaMean, double thetaStd, String pooling, int numLabels, long seed) {
+
+    public static TrainConfig defaults(Task task, GateMode mode, double targetSparsity, int numLabels) {
+        return new TrainConfig(task, mode, targetSparsity, 50.0, task == Task.LM ? 1e-2 : 1e-3, 0.9, 0.999, 1e-8,
+                0.01, 0.1, 1.0, 0.1, "mean", numLabels, 1);
+    }
+
+    public TrainConfig withLearningRate(double lr) {
+        return new TrainConfig(task, mode, targetSparsity, lambda, lr, beta1, beta2, epsilon, weightDecay, noiseSigma,
+                thetaMean, thetaStd, pooling, numLabels, seed);
+    }
+
+    public TrainConfig withSeed(long s) {
+        return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s);
+    }
+
+    public TrainConfig withLambda(double l) {
+        return new TrainConfig(task, mode, targetSparsity, l, learningRate, beta1, beta2, epsilon, weightDecay,
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed);
+    }
+}

@@ -1,0 +1,309 @@
+package dev.gatecut.train;
+
+import ai.onnxruntime.OrtException;
+import dev.gatecut.autodiff.Differentiator;
+import dev.gatecut.autodiff.GradRules;
+import dev.gatecut.autodiff.OpBuilder;
+import dev.gatecut.discover.Discovery;
+import dev.gatecut.discover.GroupFinder;
+import dev.gatecut.discover.LinearLayer;
+import dev.gatecut.gates.GateInjector;
+import dev.gatecut.gates.GateMode;
+import dev.gatecut.gates.GatePlan;
+import dev.gatecut.gates.GateSpec;
+import dev.gatecut.gates.GateValues;
+import dev.gatecut.onnx.DataType;
+import dev.gatecut.onnx.Graph;
+import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Shape;
+import dev.gatecut.onnx.Value;
+import dev.gatecut.onnx.proto.TensorShapeProto;
+import dev.gatecut.onnx.proto.TypeProto;
+import dev.gatecut.runtime.ShapeProbe;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+
+/**
+ * Builds gatecut's training graphs from a model: the gated forward pass (noise fed), the task
+ * head and loss, the FineGates sparsity loss and, for the fused train step, the backward pass and
+ * AdamW written in standard ONNX ops. Frozen weights stay initializers; trainable parameters
+ * (gate θ, biases of gated layers, the head) are graph inputs, fed by the trainer each step.
+ */
+public final class TrainingGraph {
+    public static final String LOSS = "gatecut.loss";
+    public static final String TASK_LOSS = "gatecut.task_loss";
+    public static final String SPARSITY_LOSS = "gatecut.sparsity_loss";
+    public static final String EXPECTED_SPARSITY = "gatecut.expected_sparsity";
+    public static final String LOGITS = "gatecut.logits";
+    public static final String LABELS = "labels";
+    public static final String TARGETS = "targets";
+    public static final String TARGET_WEIGHTS = "target_weights";
+    public static final String STEP = "adamw.step";
+    public static final String LEARNING_RATE = "adamw.lr";
+
+    /**
+     * A built graph and what feeds it.
+     *
+     * @param modelInputs   the original model's inputs (token ids, masks)
+     * @param noiseInputs   gate name → its noise input
+     * @param initialValues starting value of every trainable parameter
+     */
+    public record Built(OnnxModel model, GatePlan plan, List<TrainableParam> params, List<String> modelInputs,
+                        Map<String, String> noiseInputs, Map<String, float[]> initialValues, boolean withOptimizer) {
+
+        public static String next(String param) {
+            return param + ".next";
+        }
+
+        public static String moment1(String param) {
+            return param + ".adam_m";
+        }
+
+        public static String moment2(String param) {
+            return param + ".adam_v";
+        }
+    }
+
+    private TrainingGraph() {
+    }
+
+    /** The fused train step: (params, moments, step, lr, batch, noise) → (losses, params', moments'). */
+    public static Built trainStep(Path model, TrainConfig config) throws OrtException {
+        return build(model, config, true);
+    }
+
+    /** Forward only: losses and logits, for evaluation with zero noise. */
+    public static Built evaluation(Path model, TrainConfig config) throws OrtException {
+        return build(model, config, false);
+    }
+
+    private static Built build(Path path, TrainConfig config, boolean optimizer) throws OrtException {
+        OnnxModel m = OnnxModel.load(path);
+        long opset = m.defaultOpset();
+        Discovery discovery = GroupFinder.discover(m);
+        GatePlan plan = GatePlan.of(discovery, config.mode());
+        if (plan.gates().isEmpty()) {
+            throw new OnnxFormatException(path + ": no channel groups found to gate; see `gatecut inspect`");
+        }
+        Graph g = m.graph();
+        List<String> modelInputs = g.feedInputs().stream().map(Value::name).toList();
+        List<Value> modelOutputs = List.copyOf(g.outputs());
+
+        Random random = new Random(config.seed());
+        Map<String, float[]> theta = new LinkedHashMap<>();
+        for (GateSpec s : plan.gates()) {
+            float[] t = new float[s.size()];
+            for (int i = 0; i < t.length; i++) {
+                t[i] = (float) (config.thetaMean() + config.thetaStd() * random.nextGaussian());
+            }
+            theta.put(s.name(), t);
+        }
+        var injected = GateInjector.inject(m, plan, new GateValues(config.mode(), theta), GateInjector.Noise.REQUIRED);
+
+        List<TrainableParam> params = new ArrayList<>();
+        Map<String, float[]> initial = new LinkedHashMap<>();
+        List<Value> paramValues = new ArrayList<>();
+        Map<String, String> noise = new LinkedHashMap<>();
+        Map<String, Value> thetaByGate = new LinkedHashMap<>();
+        for (GateInjector.InjectedGate ig : injected.values()) {
+            Value t = g.requireValue(ig.theta());
+            initial.put(t.name(), t.initializer().floats());
+            g.promoteToInput(t, floatType(ig.spec().size()));
+            params.add(new TrainableParam(t.name(), TrainableParam.Kind.GATE, new long[] {ig.spec().size()}, ig.spec().name()));
+            paramValues.add(t);
+            thetaByGate.put(ig.spec().name(), t);
+            noise.put(ig.spec().name(), ig.noise());
+        }
+        Set<String> biases = new LinkedHashSet<>();
+        for (LinearLayer l : GatePlan.gatedLayers(discovery)) {
+            if (l.bias() != null) {
+                biases.add(l.bias());
+            }
+        }
+        for (String b : biases) {
+            Value v = g.requireValue(b);
+            if (!v.isInitializer() || v.initializer().dataType() != DataType.FLOAT) {
+                throw new OnnxFormatException(path + ": bias '" + b + "' is not a float32 initializer; training needs a"
+                        + " float32 model");
+            }
+            long[] dims = v.initializer().dims();
+            initial.put(b, v.initializer().floats());
+            g.promoteToInput(v, floatType(dims));
+            params.add(new TrainableParam(b, TrainableParam.Kind.BIAS, dims, null));
+            paramValues.add(v);
+        }
+
+        OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "train/");
+        Value taskLoss;
+        Value logits;
+        if (config.task() == Task.CLASSIFY) {
+            Value hidden = modelOutputs.get(0);
+            long width = lastDim(hidden, path);
+            Value pooled = pool(g, ops, hidden, modelInputs, config.pooling());
+            Value w = g.addInput("head.weight", floatType(width, config.numLabels()));
+            Value bias = g.addInput("head.bias", floatType(config.numLabels()));
+            float[] w0 = new float[(int) (width * config.numLabels())];
+            for (int i = 0; i < w0.length; i++) {
+                w0[i] = (float) (0.02 * random.nextGaussian());
+            }
+            initial.put(w.name(), w0);
+            initial.put(bias.name(), new float[config.numLabels()]);
+            params.add(new TrainableParam(w.name(), TrainableParam.Kind.HEAD, new long[] {width, config.numLabels()}, null));
+            params.add(new TrainableParam(bias.name(), TrainableParam.Kind.HEAD, new long[] {config.numLabels()}, null));
+            paramValues.add(w);
+            paramValues.add(bias);
+            logits = ops.op("Add", ops.op("MatMul", pooled, w), bias);
+            Value labels = g.addInput(LABELS, tensorType(DataType.INT64, "batch"));
+            Value logp = ops.op("LogSoftmax", List.of(logits), OpBuilder.attr("axis", 1L));
+            Value picked = ops.op("GatherElements", List.of(logp, ops.unsqueeze(labels, 1)), OpBuilder.attr("axis", 1L));
+            taskLoss = ops.op("Neg", ops.op("ReduceMean", List.of(picked), OpBuilder.attr("keepdims", 0L)));
+        } else {
+            logits = modelOutputs.get(0);
+            Value targets = g.addInput(TARGETS, tensorType(DataType.INT64, "batch", "sequence"));
+            Value weights = g.addInput(TARGET_WEIGHTS, tensorType(DataType.FLOAT, "batch", "sequence"));
+            Value logp = ops.op("LogSoftmax", List.of(logits), OpBuilder.attr("axis", -1L));
+            Value picked = ops.squeeze(ops.op("GatherElements", List.of(logp, ops.unsqueeze(targets, 2)),
+                    OpBuilder.attr("axis", 2L)), 2);
+            Value total = ops.reduceSumAll(ops.op("Mul", picked, weights));
+            taskLoss = ops.op("Neg", ops.op("Div", total, ops.reduceSumAll(weights)));
+        }
+
+        // FineGates sparsity loss: P(open) = Φ((tanh θ + 0.5) / 0.5) = ½ + ½·erf((tanh θ + 0.5)·√2).
+        double keep = 1 - config.targetSparsity();
+        Map<String, Value> meanOpen = new LinkedHashMap<>();
+        for (var e : thetaByGate.entrySet()) {
+            Value mu = ops.op("Tanh", e.getValue());
+            Value z = ops.op("Mul", ops.op("Add", mu, ops.scalar(0.5)), ops.scalar(Math.sqrt(2)));
+            Value p = ops.op("Add", ops.op("Mul", ops.op("Erf", z), ops.scalar(0.5)), ops.scalar(0.5));
+            meanOpen.put(e.getKey(), ops.op("ReduceMean", List.of(p), OpBuilder.attr("keepdims", 0L)));
+        }
+        List<Value> terms = new ArrayList<>();
+        if (config.mode() == GateMode.INDEPENDENT) {
+            for (var e : meanOpen.entrySet()) {
+                if (e.getKey().startsWith("rows/")) {
+                    Value rows = e.getValue();
+                    Value cols = meanOpen.get("cols/" + e.getKey().substring("rows/".length()));
+                    Value s = ops.op("Add", distance(ops, rows, keep), distance(ops, cols, keep));
+                    terms.add(ops.op("Mul", s, ops.scalar(0.5)));
+                }
+            }
+        } else {
+            for (Value mean : meanOpen.values()) {
+                terms.add(distance(ops, mean, keep));
+            }
+        }
+        Value sparsityLoss = ops.op("Mul", terms.size() == 1 ? terms.get(0) : ops.op("Sum", terms),
+                ops.scalar(1.0 / terms.size()));
+        List<Value> opens = new ArrayList<>(meanOpen.values());
+        Value expectedSparsity = ops.op("Sub", ops.scalar(1.0), ops.op("Mul",
+                opens.size() == 1 ? opens.get(0) : ops.op("Sum", opens), ops.scalar(1.0 / opens.size())));
+        Value loss = ops.op("Add", taskLoss, ops.op("Mul", sparsityLoss, ops.scalar(config.lambda())));
+
+        for (Value out : modelOutputs) {
+            g.removeOutput(out);
+        }
+        name(g, ops, loss, LOSS);
+        name(g, ops, taskLoss, TASK_LOSS);
+        name(g, ops, sparsityLoss, SPARSITY_LOSS);
+        name(g, ops, expectedSparsity, EXPECTED_SPARSITY);
+        if (!optimizer) {
+            name(g, ops, logits, LOGITS);
+        } else {
+            addOptimizer(m, ops, loss, params, paramValues, config);
+        }
+        g.sortTopologically();
+        return new Built(m, plan, params, modelInputs, noise, initial, optimizer);
+    }
+
+    private static void addOptimizer(OnnxModel m, OpBuilder ops, Value loss, List<TrainableParam> params,
+                                     List<Value> paramValues, TrainConfig c) throws OrtException {
+        Graph g = m.graph();
+        ShapeProbe.Result shapes = ShapeProbe.probe(m);
+        Differentiator.Result grads = Differentiator.differentiate(g, m.defaultOpset(), loss, paramValues,
+                GradRules.standard(), shapes);
+        Value step = g.addInput(STEP, floatType());
+        Value lr = g.addInput(LEARNING_RATE, floatType());
+        Value one = ops.scalar(1.0);
+        Value bc1 = ops.op("Sub", one, ops.op("Pow", ops.scalar(c.beta1()), step));
+        Value bc2 = ops.op("Sub", one, ops.op("Pow", ops.scalar(c.beta2()), step));
+        for (int i = 0; i < params.size(); i++) {
+            TrainableParam p = params.get(i);
+            Value value = paramValues.get(i);
+            Value grad = grads.gradients().get(p.name());
+            Value m1 = g.addInput(Built.moment1(p.name()), floatType(p.dims()));
+            Value m2 = g.addInput(Built.moment2(p.name()), floatType(p.dims()));
+            Value m1n = ops.op("Add", ops.op("Mul", m1, ops.scalar(c.beta1())), ops.op("Mul", grad, ops.scalar(1 - c.beta1())));
+            Value m2n = ops.op("Add", ops.op("Mul", m2, ops.scalar(c.beta2())),
+                    ops.op("Mul", ops.op("Mul", grad, grad), ops.scalar(1 - c.beta2())));
+            Value update = ops.op("Div", ops.op("Div", m1n, bc1),
+                    ops.op("Add", ops.op("Sqrt", ops.op("Div", m2n, bc2)), ops.scalar(c.epsilon())));
+            Value decayed = ops.op("Add", update, ops.op("Mul", value, ops.scalar(c.weightDecay())));
+            Value next = ops.op("Sub", value, ops.op("Mul", decayed, lr));
+            name(g, ops, next, Built.next(p.name()));
+            name(g, ops, m1n, Built.next(Built.moment1(p.name())));
+            name(g, ops, m2n, Built.next(Built.moment2(p.name())));
+        }
+    }
+
+    private static Value distance(OpBuilder ops, Value meanOpen, double keep) {
+        return ops.op("Abs", ops.op("Sub", meanOpen, ops.scalar(keep)));
+    }
+
+    private static Value pool(Graph g, OpBuilder ops, Value hidden, List<String> inputs, String pooling) {
+        if (pooling.equals("first")) {
+            return ops.op("Gather", List.of(hidden, ops.int64Scalar(0)), OpBuilder.attr("axis", 1L));
+        }
+        if (!pooling.equals("mean")) {
+            throw new IllegalArgumentException("pooling must be mean or first, got '" + pooling + "'");
+        }
+        String maskName = inputs.stream().filter(n -> n.toLowerCase().contains("mask")).findFirst().orElse(null);
+        Value mask = maskName == null ? null : g.requireValue(maskName);
+        if (mask == null) {
+            return ops.op("ReduceMean", List.of(hidden), OpBuilder.attr("axes", new long[] {1}),
+                    OpBuilder.attr("keepdims", 0L));
+        }
+        Value maskF = ops.op("Cast", List.of(mask), OpBuilder.attr("to", (long) DataType.FLOAT.code()));
+        Value summed = ops.reduceSum(ops.op("Mul", hidden, ops.unsqueeze(maskF, 2)), new long[] {1}, false);
+        Value count = ops.reduceSum(maskF, new long[] {1}, true);
+        return ops.op("Div", summed, count);
+    }
+
+    private static long lastDim(Value v, Path path) {
+        return Shape.declared(v).filter(s -> s.rank() == 3 && s.dim(2).isKnown()).map(s -> s.dim(2).value())
+                .orElseThrow(() -> new OnnxFormatException(path + ": classification needs the first output to be"
+                        + " hidden states [batch, sequence, width] with a known width; '" + v.name() + "' is "
+                        + Shape.declared(v).map(Object::toString).orElse("of unknown shape")));
+    }
+
+    private static void name(Graph g, OpBuilder ops, Value v, String name) {
+        Value out = g.addNode("Identity", "", g.freshNodeName("train/" + name), List.of(v), List.of(name), List.of())
+                .output(0);
+        g.addOutput(out);
+    }
+
+    static TypeProto floatType(long... dims) {
+        TensorShapeProto.Builder s = TensorShapeProto.newBuilder();
+        for (long d : dims) {
+            s.addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(d));
+        }
+        return TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder().setElemType(DataType.FLOAT.code())
+                .setShape(s)).build();
+    }
+
+    static TypeProto tensorType(DataType type, String... dims) {
+        TensorShapeProto.Builder s = TensorShapeProto.newBuilder();
+        for (String d : dims) {
+            s.addDim(TensorShapeProto.Dimension.newBuilder().setDimParam(d));
+        }
+        return TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder().setElemType(type.code()).setShape(s))
+                .build();
+    }
+}
