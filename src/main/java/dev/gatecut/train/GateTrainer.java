@@ -93,6 +93,33 @@ public final class GateTrainer implements AutoCloseable {
         }
     }
 
+    /** AdamW state and parameters, for checkpoints. */
+    public Map<String, float[]> firstMoments() {
+        return m1;
+    }
+
+    public Map<String, float[]> secondMoments() {
+        return m2;
+    }
+
+    /** Restores a checkpoint's state. */
+    public void restore(long atStep, Map<String, float[]> p, Map<String, float[]> first, Map<String, float[]> second) {
+        for (TrainableParam t : train.params()) {
+            copy(p, t, params);
+            copy(first, t, m1);
+            copy(second, t, m2);
+        }
+        this.step = atStep;
+    }
+
+    private static void copy(Map<String, float[]> from, TrainableParam t, Map<String, float[]> into) {
+        float[] v = from.get(t.name());
+        if (v == null || v.length != t.size()) {
+            throw new IllegalArgumentException("checkpoint lacks parameter '" + t.name() + "' of size " + t.size());
+        }
+        System.arraycopy(v, 0, into.get(t.name()), 0, v.length);
+    }
+
     /** The current gate parameters as a gates file. */
     public GateValues gates() {
         Map<String, float[]> theta = new LinkedHashMap<>();
@@ -105,21 +132,27 @@ public final class GateTrainer implements AutoCloseable {
     }
 
     void feedBatch(Map<String, OnnxTensor> feeds, Batch batch) throws OrtException {
-        for (String input : train.modelInputs()) {
+        feed(env, feeds, train.modelInputs(), config.task(), batch);
+    }
+
+    /** The batch's model inputs and labels or targets as tensors. */
+    static void feed(ai.onnxruntime.OrtEnvironment env, Map<String, OnnxTensor> feeds, java.util.List<String> modelInputs,
+                     Task task, Batch batch) throws OrtException {
+        for (String input : modelInputs) {
             long[][] rows = batch.inputs().get(input);
             if (rows == null) {
                 throw new IllegalArgumentException("the batch lacks model input '" + input + "'");
             }
-            feeds.put(input, longs(rows));
+            feeds.put(input, longs(env, rows));
         }
-        if (config.task() == Task.CLASSIFY) {
+        if (task == Task.CLASSIFY) {
             long[] labels = new long[batch.labels().length];
             for (int i = 0; i < labels.length; i++) {
                 labels[i] = batch.labels()[i];
             }
             feeds.put(TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(labels), new long[] {labels.length}));
         } else {
-            feeds.put(TrainingGraph.TARGETS, longs(batch.targets()));
+            feeds.put(TrainingGraph.TARGETS, longs(env, batch.targets()));
             float[][] w = batch.weights();
             float[] flat = new float[w.length * w[0].length];
             for (int i = 0; i < w.length; i++) {
@@ -130,7 +163,7 @@ public final class GateTrainer implements AutoCloseable {
         }
     }
 
-    private OnnxTensor longs(long[][] rows) throws OrtException {
+    private static OnnxTensor longs(ai.onnxruntime.OrtEnvironment env, long[][] rows) throws OrtException {
         long[] flat = new long[rows.length * rows[0].length];
         for (int i = 0; i < rows.length; i++) {
             System.arraycopy(rows[i], 0, flat, i * rows[0].length, rows[0].length);

@@ -1,0 +1,236 @@
+package dev.gatecut.train;
+
+import ai.onnxruntime.OrtException;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.gatecut.discover.GroupFinder;
+import dev.gatecut.gates.GatePlan;
+import dev.gatecut.gates.GateValues;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.SaveOptions;
+import dev.gatecut.prune.CompileReport;
+import dev.gatecut.prune.Compiler;
+import dev.gatecut.prune.LayerReport;
+import dev.gatecut.runtime.Device;
+
+import java.io.BufferedWriter;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * A whole training run into a folder: steps over the batches, metrics, evaluation, checkpoints,
+ * resume, and the trained gates. Outputs: {@code gates.json}, {@code params.json} (trained
+ * biases and head), {@code metrics.jsonl}, {@code checkpoint.json} and {@code train_step.onnx}.
+ */
+public final class TrainingRun {
+
+    /**
+     * @param steps           total steps (0: {@code epochs} × batches per epoch)
+     * @param checkpointEvery steps between checkpoints (0: only at the end)
+     */
+    public record Options(int epochs, long steps, int logEvery, int checkpointEvery, boolean resume, Device device) {
+    }
+
+    /** Reports progress to a caller (a progress bar, or nothing). */
+    public interface Listener {
+        void started(long firstStep, long totalSteps);
+
+        void stepped(long step, GateTrainer.StepResult result, double samplesPerSecond);
+
+        void evaluated(long step, Evaluator.EvalResult result, double sparsity);
+
+        static Listener silent() {
+            return new Listener() {
+                @Override
+                public void started(long firstStep, long totalSteps) {
+                }
+
+                @Override
+                public void stepped(long step, GateTrainer.StepResult result, double samplesPerSecond) {
+                }
+
+                @Override
+                public void evaluated(long step, Evaluator.EvalResult result, double sparsity) {
+                }
+            };
+        }
+    }
+
+    /** What the run ended with. */
+    public record Summary(long steps, GateTrainer.StepResult lastStep, Evaluator.EvalResult lastEval, double sparsity,
+                          GateValues gates) {
+    }
+
+    private TrainingRun() {
+    }
+
+    public static Summary run(Path model, TrainConfig config, BatchSource train, List<Batch> eval, Options options,
+                              Path outDir, Listener listener) throws OrtException {
+        try {
+            Files.createDirectories(outDir);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot create " + outDir + ": " + e.getMessage(), e);
+        }
+        TrainingGraph.Built built = TrainingGraph.trainStep(model, config);
+        built.model().save(outDir.resolve("train_step.onnx"), SaveOptions.defaults()
+                .withExternalData(SaveOptions.ExternalData.ALWAYS));
+        long total = options.steps() > 0 ? options.steps() : (long) options.epochs() * train.batchesPerEpoch();
+        Path checkpointFile = outDir.resolve(Checkpoint.FILE);
+        Path metrics = outDir.resolve("metrics.jsonl");
+        try (GateTrainer trainer = new GateTrainer(built, config, options.device());
+             Evaluator evaluator = eval == null || eval.isEmpty() ? null
+                     : new Evaluator(TrainingGraph.evaluation(model, config), config, options.device())) {
+            if (options.resume() && Files.exists(checkpointFile)) {
+                Checkpoint c = Checkpoint.read(checkpointFile);
+                trainer.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
+                truncateMetrics(metrics, c.step());
+            } else {
+                deleteIfExists(metrics);
+            }
+            listener.started(trainer.step(), total);
+            GateTrainer.StepResult last = null;
+            Evaluator.EvalResult lastEval = null;
+            double sparsity = Double.NaN;
+            long windowStart = System.nanoTime();
+            int windowSamples = 0;
+            while (trainer.step() < total) {
+                long s = trainer.step();
+                int epoch = (int) (s / train.batchesPerEpoch());
+                int index = (int) (s % train.batchesPerEpoch());
+                Batch batch = train.batch(epoch, index);
+                last = trainer.train(batch, noiseFor(config.seed(), s));
+                windowSamples += batch.size();
+                long done = trainer.step();
+                if (done % Math.max(1, options.logEvery()) == 0 || done == total) {
+                    double seconds = (System.nanoTime() - windowStart) / 1e9;
+                    double rate = windowSamples / Math.max(seconds, 1e-9);
+                    appendMetrics(metrics, stepRow(done, epoch, last, rate));
+                    listener.stepped(done, last, rate);
+                    windowStart = System.nanoTime();
+                    windowSamples = 0;
+                }
+                boolean epochEnd = index == train.batchesPerEpoch() - 1 || done == total;
+                if (epochEnd) {
+                    sparsity = compiledSparsity(model, config, trainer.gates());
+                    if (evaluator != null) {
+                        lastEval = evaluator.evaluate(eval, trainer.parameters());
+                    }
+                    appendMetrics(metrics, evalRow(done, epoch, lastEval, sparsity));
+                    listener.evaluated(done, lastEval, sparsity);
+                }
+                if ((options.checkpointEvery() > 0 && done % options.checkpointEvery() == 0) || done == total) {
+                    new Checkpoint(done, trainer.parameters(), trainer.firstMoments(), trainer.secondMoments())
+                            .write(checkpointFile);
+                }
+            }
+            GateValues gates = trainer.gates();
+            gates.write(outDir.resolve("gates.json"));
+            writeParams(outDir.resolve("params.json"), built, trainer.parameters());
+            return new Summary(trainer.step(), last, lastEval, sparsity, gates);
+        }
+    }
+
+    /** The gate noise of step {@code step}: a function of (seed, step) alone, so resumed runs match. */
+    static Random noiseFor(long seed, long step) {
+        return new Random(seed * 0x9E3779B97F4A7C15L + step);
+    }
+
+    /** Fraction of the targeted parameters the current inference gates remove when compiled (align 1). */
+    public static double compiledSparsity(Path model, TrainConfig config, GateValues gates) throws OrtException {
+        try (OnnxModel m = OnnxModel.load(model)) {
+            GatePlan plan = GatePlan.of(GroupFinder.discover(m), config.mode());
+            CompileReport report = Compiler.compile(m, plan, gates.conformTo(plan, model), 1);
+            long before = report.groups().stream().mapToLong(LayerReport::paramsBefore).sum();
+            long after = report.groups().stream().mapToLong(LayerReport::paramsAfter).sum();
+            return before == 0 ? 0 : (double) (before - after) / before;
+        }
+    }
+
+    private static ObjectNode stepRow(long step, int epoch, GateTrainer.StepResult r, double rate) {
+        ObjectNode row = new ObjectMapper().createObjectNode();
+        row.put("step", step);
+        row.put("epoch", epoch);
+        row.put("loss", r.loss());
+        row.put("task_loss", r.taskLoss());
+        row.put("sparsity_loss", r.sparsityLoss());
+        row.put("sparsity", r.expectedSparsity());
+        row.put("samples_per_s", rate);
+        return row;
+    }
+
+    private static ObjectNode evalRow(long step, int epoch, Evaluator.EvalResult e, double sparsity) {
+        ObjectNode row = new ObjectMapper().createObjectNode();
+        row.put("step", step);
+        row.put("epoch", epoch);
+        row.put("eval", true);
+        row.put("sparsity", sparsity);
+        if (e != null) {
+            row.put("task_loss", e.taskLoss());
+            row.put("loss", e.taskLoss());
+            if (!Double.isNaN(e.accuracy())) {
+                row.put("accuracy", e.accuracy());
+            }
+            if (!Double.isNaN(e.perplexity())) {
+                row.put("perplexity", e.perplexity());
+            }
+            row.put("examples", e.examples());
+        }
+        return row;
+    }
+
+    private static void appendMetrics(Path file, ObjectNode row) {
+        try (BufferedWriter w = Files.newBufferedWriter(file, StandardCharsets.UTF_8, StandardOpenOption.CREATE,
+                StandardOpenOption.APPEND)) {
+            w.write(row.toString());
+            w.newLine();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Drops metric rows past the checkpoint, so a resumed run's file equals an uninterrupted one's. */
+    private static void truncateMetrics(Path file, long step) {
+        if (!Files.exists(file)) {
+            return;
+        }
+        try {
+            List<String> kept = new ArrayList<>();
+            ObjectMapper json = new ObjectMapper();
+            for (String line : Files.readAllLines(file)) {
+                if (!line.isBlank() && json.readTree(line).path("step").asLong() <= step) {
+                    kept.add(line);
+                }
+            }
+            Files.write(file, kept);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot rewrite " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void writeParams(Path file, TrainingGraph.Built built, Map<String, float[]> params) {
+        Map<String, float[]> trained = new LinkedHashMap<>();
+        for (TrainableParam p : built.params()) {
+            if (p.kind() != TrainableParam.Kind.GATE) {
+                trained.put(p.name(), params.get(p.name()));
+            }
+        }
+        new Checkpoint(0, trained, Map.of(), Map.of()).write(file);
+    }
+
+    private static void deleteIfExists(Path p) {
+        try {
+            Files.deleteIfExists(p);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+package dev.gatecut.train;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.gatecut.gates.GateMode;
+import dev.gatecut.gates.GateValues;
+import dev.gatecut.runtime.Device;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class TrainingRunTest {
+    static final Path MODEL = Path.of("onnx-models/bert-ts17.onnx");
+
+    static BatchSource synthetic() {
+        return new BatchSource() {
+            @Override
+            public int batchesPerEpoch() {
+                return 3;
+            }
+
+            @Override
+            public Batch batch(int epoch, int index) {
+                return GateTrainerTest.syntheticBatch(1000L * epoch + index);
+            }
+        };
+    }
+
+    static TrainConfig config() {
+        return TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 2).withLearningRate(0.05);
+    }
+
+    @Test
+    void resumeAfterAnInterruptionReproducesTheUninterruptedRun(@TempDir Path dir) throws Exception {
+        Path straight = dir.resolve("straight");
+        TrainingRun.Options options = new TrainingRun.Options(0, 12, 1, 4, false, Device.CPU);
+        TrainingRun.run(MODEL, config(), synthetic(), List.of(GateTrainerTest.syntheticBatch(99)), options, straight,
+                TrainingRun.Listener.silent());
+
+        Path resumed = dir.resolve("resumed");
+        TrainingRun.Listener crashAt7 = new TrainingRun.Listener() {
+            @Override
+            public void started(long firstStep, long totalSteps) {
+            }
+
+            @Override
+            public void stepped(long step, GateTrainer.StepResult result, double samplesPerSecond) {
+                if (step == 7) {
+                    throw new IllegalStateException("simulated crash");
+                }
+            }
+
+            @Override
+            public void evaluated(long step, Evaluator.EvalResult result, double sparsity) {
+            }
+        };
+        assertThrows(IllegalStateException.class, () -> TrainingRun.run(MODEL, config(), synthetic(),
+                List.of(GateTrainerTest.syntheticBatch(99)), options, resumed, crashAt7));
+        assertEquals(4, Checkpoint.read(resumed.resolve(Checkpoint.FILE)).step(), "the last checkpoint before the crash");
+        TrainingRun.Options resume = new TrainingRun.Options(0, 12, 1, 4, true, Device.CPU);
+        TrainingRun.run(MODEL, config(), synthetic(), List.of(GateTrainerTest.syntheticBatch(99)), resume, resumed,
+                TrainingRun.Listener.silent());
+
+        GateValues a = GateValues.read(straight.resolve("gates.json"));
+        GateValues b = GateValues.read(resumed.resolve("gates.json"));
+        for (String gate : a.theta().keySet()) {
+            assertArrayEquals(a.theta(gate), b.theta(gate), "gate " + gate + " after resume");
+        }
+        List<JsonNode> ma = rows(straight);
+        List<JsonNode> mb = rows(resumed);
+        assertEquals(ma.size(), mb.size(), "metrics rows");
+        for (int i = 0; i < ma.size(); i++) {
+            assertEquals(ma.get(i).path("step").asLong(), mb.get(i).path("step").asLong());
+            assertEquals(ma.get(i).path("loss").asDouble(), mb.get(i).path("loss").asDouble(), 0.0, "row " + i);
+            assertEquals(ma.get(i).path("sparsity").asDouble(), mb.get(i).path("sparsity").asDouble(), 0.0);
+        }
+    }
+
+    @Test
+    void runWritesGatesMetricsAndEvaluations(@TempDir Path dir) throws Exception {
+        TrainingRun.Summary s = TrainingRun.run(MODEL, config(), synthetic(), List.of(GateTrainerTest.syntheticBatch(99)),
+                new TrainingRun.Options(4, 0, 2, 0, false, Device.CPU), dir, TrainingRun.Listener.silent());
+        assertEquals(12, s.steps());
+        for (String f : List.of("gates.json", "params.json", "metrics.jsonl", "checkpoint.json", "train_step.onnx")) {
+            assertTrue(Files.exists(dir.resolve(f)), f);
+        }
+        List<JsonNode> rows = rows(dir);
+        long evals = rows.stream().filter(r -> r.path("eval").asBoolean()).count();
+        assertEquals(4, evals, "one evaluation per epoch");
+        JsonNode lastEval = rows.stream().filter(r -> r.path("eval").asBoolean()).reduce((x, y) -> y).orElseThrow();
+        assertTrue(lastEval.has("accuracy") && lastEval.has("sparsity"), lastEval.toString());
+        JsonNode step = rows.get(0);
+        for (String key : List.of("step", "loss", "task_loss", "sparsity", "samples_per_s")) {
+            assertTrue(step.has(key), key + " in " + step);
+        }
+    }
+
+    private static List<JsonNode> rows(Path dir) throws Exception {
+        ObjectMapper json = new ObjectMapper();
+        List<JsonNode> rows = new ArrayList<>();
+        for (String line : Files.readAllLines(dir.resolve("metrics.jsonl"))) {
+            rows.add(json.readTree(line));
+        }
+        return rows;
+    }
+}
