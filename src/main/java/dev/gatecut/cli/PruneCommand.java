@@ -10,7 +10,7 @@ import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.ModelIO;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.prune.CompileReport;
-import dev.gatecut.prune.Compiler;
+import dev.gatecut.prune.GateCompiler;
 import dev.gatecut.prune.LayerReport;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.Equivalence;
@@ -122,7 +122,7 @@ final class PruneCommand implements Callable<Integer> {
                     }
                 }
             }
-            CompileReport report = Compiler.compile(slim, plan, values, align);
+            CompileReport report = GateCompiler.compile(slim, plan, values, align);
             slim.save(output);
             printReport(report, discovery, mode, out);
             if (verify) {

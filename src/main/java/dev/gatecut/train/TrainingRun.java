@@ -4,12 +4,13 @@ import ai.onnxruntime.OrtException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.gatecut.discover.GroupFinder;
+import dev.gatecut.gates.BudgetProjection;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.SaveOptions;
 import dev.gatecut.prune.CompileReport;
-import dev.gatecut.prune.Compiler;
+import dev.gatecut.prune.GateCompiler;
 import dev.gatecut.prune.LayerReport;
 import dev.gatecut.runtime.Device;
 
@@ -28,7 +29,8 @@ import java.util.Random;
 
 /**
  * A whole training run into a folder: steps over the batches, metrics, evaluation, checkpoints,
- * resume, and the trained gates. Outputs: {@code gates.json}, {@code params.json} (trained
+ * resume, and the trained gates. Outputs: {@code gates.json} (projected onto the parameter budget;
+ * what {@code prune} compiles), {@code gates.raw.json} (θ as trained), {@code params.json} (trained
  * biases and head), {@code metrics.jsonl}, {@code checkpoint.json} and {@code train_step.onnx}.
  */
 public final class TrainingRun {
@@ -120,9 +122,11 @@ public final class TrainingRun {
                 }
                 boolean epochEnd = index == train.batchesPerEpoch() - 1 || done == total;
                 if (epochEnd) {
-                    sparsity = compiledSparsity(model, config, trainer.gates());
+                    // Evaluate what compiling would give: the gates projected onto the parameter budget.
+                    GateValues projected = BudgetProjection.apply(built.plan(), trainer.gates(), config.targetSparsity());
+                    sparsity = compiledSparsity(model, config, projected);
                     if (evaluator != null) {
-                        lastEval = evaluator.evaluate(eval, trainer.parameters());
+                        lastEval = evaluator.evaluate(eval, withGates(built, trainer.parameters(), projected));
                     }
                     appendMetrics(metrics, evalRow(done, epoch, lastEval, sparsity));
                     listener.evaluated(done, lastEval, sparsity);
@@ -132,11 +136,23 @@ public final class TrainingRun {
                             .write(checkpointFile);
                 }
             }
-            GateValues gates = trainer.gates();
+            trainer.gates().write(outDir.resolve("gates.raw.json"));
+            GateValues gates = BudgetProjection.apply(built.plan(), trainer.gates(), config.targetSparsity());
             gates.write(outDir.resolve("gates.json"));
             writeParams(outDir.resolve("params.json"), built, trainer.parameters());
             return new Summary(trainer.step(), last, lastEval, sparsity, gates);
         }
+    }
+
+    /** The parameters with each gate's θ replaced by {@code gates}' values. */
+    static Map<String, float[]> withGates(TrainingGraph.Built built, Map<String, float[]> params, GateValues gates) {
+        Map<String, float[]> m = new LinkedHashMap<>(params);
+        for (TrainableParam p : built.params()) {
+            if (p.kind() == TrainableParam.Kind.GATE) {
+                m.put(p.name(), gates.theta(p.gate()));
+            }
+        }
+        return m;
     }
 
     /** The gate noise of step {@code step}: a function of (seed, step) alone, so resumed runs match. */
@@ -148,7 +164,7 @@ public final class TrainingRun {
     public static double compiledSparsity(Path model, TrainConfig config, GateValues gates) throws OrtException {
         try (OnnxModel m = OnnxModel.load(model)) {
             GatePlan plan = GatePlan.of(GroupFinder.discover(m), config.mode());
-            CompileReport report = Compiler.compile(m, plan, gates.conformTo(plan, model), 1);
+            CompileReport report = GateCompiler.compile(m, plan, gates.conformTo(plan, model), 1);
             long before = report.groups().stream().mapToLong(LayerReport::paramsBefore).sum();
             long after = report.groups().stream().mapToLong(LayerReport::paramsAfter).sum();
             return before == 0 ? 0 : (double) (before - after) / before;

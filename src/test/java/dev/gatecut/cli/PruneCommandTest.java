@@ -1,7 +1,7 @@
 package dev.gatecut.cli;
 
 import dev.gatecut.onnx.OnnxModel;
-import dev.gatecut.prune.Compiler;
+import dev.gatecut.prune.GateCompiler;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -35,8 +35,8 @@ class PruneCommandTest {
         long reportedBefore = Long.parseLong(m.group(1).replace(",", ""));
         long reportedAfter = Long.parseLong(m.group(2).replace(",", ""));
         try (OnnxModel original = OnnxModel.load(in); OnnxModel slim = OnnxModel.load(out)) {
-            assertEquals(Compiler.parameterCount(original.graph()), reportedBefore);
-            assertEquals(Compiler.parameterCount(slim.graph()), reportedAfter);
+            assertEquals(GateCompiler.parameterCount(original.graph()), reportedBefore);
+            assertEquals(GateCompiler.parameterCount(slim.graph()), reportedAfter);
             assertEquals(original.graph().feedInputs().stream().map(v -> v.name()).toList(),
                     slim.graph().feedInputs().stream().map(v -> v.name()).toList(), "same input names");
             assertEquals(original.graph().outputs().stream().map(v -> v.name()).toList(),

@@ -90,7 +90,7 @@ class TrainingRunTest {
         TrainingRun.Summary s = TrainingRun.run(MODEL, config(), synthetic(), List.of(GateTrainerTest.syntheticBatch(99)),
                 new TrainingRun.Options(4, 0, 2, 0, false, Device.CPU), dir, TrainingRun.Listener.silent());
         assertEquals(12, s.steps());
-        for (String f : List.of("gates.json", "params.json", "metrics.jsonl", "checkpoint.json", "train_step.onnx")) {
+        for (String f : List.of("gates.json", "gates.raw.json", "params.json", "metrics.jsonl", "checkpoint.json", "train_step.onnx")) {
             assertTrue(Files.exists(dir.resolve(f)), f);
         }
         List<JsonNode> rows = rows(dir);
@@ -98,6 +98,8 @@ class TrainingRunTest {
         assertEquals(4, evals, "one evaluation per epoch");
         JsonNode lastEval = rows.stream().filter(r -> r.path("eval").asBoolean()).reduce((x, y) -> y).orElseThrow();
         assertTrue(lastEval.has("accuracy") && lastEval.has("sparsity"), lastEval.toString());
+        assertEquals(0.3, lastEval.path("sparsity").asDouble(), 0.02, "lands within 2 points of the target: " + lastEval);
+        assertEquals(0.3, s.sparsity(), 0.02);
         JsonNode step = rows.get(0);
         for (String key : List.of("step", "loss", "task_loss", "sparsity", "samples_per_s")) {
             assertTrue(step.has(key), key + " in " + step);

@@ -43,7 +43,7 @@ import java.util.TreeSet;
  * next most open channels (never by adding zeros). Rows/columns on the residual stream are folded,
  * not deleted.
  */
-public final class Compiler {
+public final class GateCompiler {
 
     private final OnnxModel model;
     private final Graph graph;
@@ -57,7 +57,7 @@ public final class Compiler {
     /** Shape-constant edits with their new values, applied once the weights are rewritten. */
     private final List<Map.Entry<ShapeEdit, Long>> shapeEdits = new ArrayList<>();
 
-    private Compiler(OnnxModel model, GatePlan plan, int align) {
+    private GateCompiler(OnnxModel model, GatePlan plan, int align) {
         this.model = model;
         this.graph = model.graph();
         this.plan = plan;
@@ -69,7 +69,7 @@ public final class Compiler {
 
     /** Compiles in place: {@code model} becomes the slim model. */
     public static CompileReport compile(OnnxModel model, GatePlan plan, GateValues values, int align) {
-        return new Compiler(model, plan, align).run(values);
+        return new GateCompiler(model, plan, align).run(values);
     }
 
     private CompileReport run(GateValues values) {

@@ -26,7 +26,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The compiled model must compute what the gated model computes with inference gates. */
-class CompilerTest {
+class GateCompilerTest {
 
     static List<Arguments> cases() {
         List<Arguments> cases = new ArrayList<>();
@@ -46,7 +46,7 @@ class CompilerTest {
             GatePlan plan = GatePlan.of(d, mode);
             GateValues values = GateValues.random(plan, 0.3, 7);
             GateInjector.inject(gated, plan, values);
-            CompileReport report = Compiler.compile(slim, plan, values, 1);
+            CompileReport report = GateCompiler.compile(slim, plan, values, 1);
             System.out.printf("%s %s: %d -> %d parameters (%d removed in groups, %d other)%n", model.getFileName(), mode,
                     report.parametersBefore(), report.parametersAfter(),
                     report.groups().stream().mapToLong(LayerReport::removed).sum(), report.otherRemoved());
@@ -62,7 +62,7 @@ class CompilerTest {
     void allGatesOpenCompilesToTheOriginal(Path model, GateMode mode) throws Exception {
         try (OnnxModel original = OnnxModel.load(model); OnnxModel slim = OnnxModel.load(model)) {
             GatePlan plan = GatePlan.of(GroupFinder.discover(slim), mode);
-            CompileReport report = Compiler.compile(slim, plan, GateValues.allOpen(plan), 1);
+            CompileReport report = GateCompiler.compile(slim, plan, GateValues.allOpen(plan), 1);
             assertEquals(0, report.removed());
             for (int[] size : new int[][] {{2, 5}, {1, 9}}) {
                 Map<String, OnnxTensor> feeds = Ort.randomFeeds(original, size[0], size[1], 3);

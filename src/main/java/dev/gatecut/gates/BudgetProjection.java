@@ -1,0 +1,160 @@
+package dev.gatecut.gates;
+
+import dev.gatecut.discover.AttentionGroup;
+import dev.gatecut.discover.FfnGroup;
+import dev.gatecut.discover.LinearLayer;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+
+/**
+ * Makes trained gates hit a parameter budget: the sparsity loss steers the expected fraction of
+ * open gates, but gates end fractional, so by themselves they delete little. Every removable unit
+ * (an FFN channel, a KV head group) gets a score from its gate parameters, and the lowest-scoring
+ * units are closed until the removed parameters reach the target fraction of the targeted
+ * parameters; units that closed on their own but fall outside the budget are reopened slightly.
+ * Everything else keeps its trained (fractional) value, which compiling folds into the weights.
+ */
+public final class BudgetProjection {
+    /** θ of a unit reopened because it lies outside the budget: inference value 0.05. */
+    static final float REOPENED = GateValues.thetaFor(0.05f);
+
+    private record Unit(double score, long cost, Consumer<Map<String, float[]>> close,
+                        Consumer<Map<String, float[]>> reopen, boolean closedNow) {
+    }
+
+    private BudgetProjection() {
+    }
+
+    public static GateValues apply(GatePlan plan, GateValues values, double target) {
+        Map<String, float[]> theta = new LinkedHashMap<>();
+        values.theta().forEach((k, v) -> theta.put(k, v.clone()));
+        List<Unit> units = new ArrayList<>();
+        for (FfnGroup f : plan.discovery().ffnGroups()) {
+            long cost = f.consumer().outFeatures();
+            for (LinearLayer p : f.producers()) {
+                cost += p.inFeatures() + (p.bias() != null ? 1 : 0);
+            }
+            for (int j = 0; j < f.width(); j++) {
+                units.add(ffnUnit(plan, f, j, cost, theta));
+            }
+        }
+        for (AttentionGroup a : plan.discovery().attentionGroups()) {
+            int per = a.queryHeadsPerGroup();
+            long d = a.headDim();
+            long cost = per * d * (a.q().layer().inFeatures() + (a.q().layer().bias() != null ? 1 : 0))
+                    + 2 * d * (a.k().layer().inFeatures() + (a.k().layer().bias() != null ? 1 : 0))
+                    + per * d * a.o().outFeatures();
+            for (int k = 0; k < a.kvHeads(); k++) {
+                units.add(headUnit(plan, a, k, cost, theta));
+            }
+        }
+        long total = units.stream().mapToLong(Unit::cost).sum();
+        double budget = target * total;
+        units.sort(Comparator.comparingDouble(Unit::score));
+        boolean[] close = new boolean[units.size()];
+        long closed = 0;
+        // Lowest scores first, while a closure brings the removed parameters nearer the budget ...
+        for (int i = 0; i < units.size(); i++) {
+            long c = units.get(i).cost();
+            if (Math.abs(closed + c - budget) < Math.abs(closed - budget)) {
+                close[i] = true;
+                closed += c;
+            }
+        }
+        // ... then undo coarse overshoots (a whole head group) where finer units can fill in.
+        for (int i = units.size() - 1; i >= 0; i--) {
+            long c = units.get(i).cost();
+            if (close[i] && Math.abs(closed - c - budget) < Math.abs(closed - budget)) {
+                close[i] = false;
+                closed -= c;
+            }
+        }
+        for (int i = 0; i < units.size(); i++) {
+            long c = units.get(i).cost();
+            if (!close[i] && Math.abs(closed + c - budget) < Math.abs(closed - budget)) {
+                close[i] = true;
+                closed += c;
+            }
+        }
+        for (int i = 0; i < units.size(); i++) {
+            Unit u = units.get(i);
+            if (close[i]) {
+                u.close().accept(theta);
+            } else if (u.closedNow()) {
+                u.reopen().accept(theta);
+            }
+        }
+        return new GateValues(values.mode(), theta);
+    }
+
+    private static Unit ffnUnit(GatePlan plan, FfnGroup f, int j, long cost, Map<String, float[]> theta) {
+        if (plan.mode() == GateMode.COUPLED) {
+            String gate = gateOf(plan, GateSpec.FfnChannels.class, f);
+            float t = theta.get(gate)[j];
+            return new Unit(t, cost, m -> m.get(gate)[j] = GateValues.CLOSED, m -> m.get(gate)[j] = REOPENED,
+                    GateValues.inferenceValue(t) == 0f);
+        }
+        String cols = "cols/" + GatePlan.simpleName(f.consumer().node());
+        double score = theta.get(cols)[j];
+        boolean closedNow = GateValues.inferenceValue(theta.get(cols)[j]) == 0f;
+        for (LinearLayer p : f.producers()) {
+            if (f.zeroKilling().contains(p.node())) {
+                float r = theta.get("rows/" + GatePlan.simpleName(p.node()))[j];
+                score = Math.min(score, r);
+                closedNow |= GateValues.inferenceValue(r) == 0f;
+            }
+        }
+        return new Unit(score, cost, m -> m.get(cols)[j] = GateValues.CLOSED, m -> {
+            m.get(cols)[j] = Math.max(m.get(cols)[j], REOPENED);
+            for (LinearLayer p : f.producers()) {
+                float[] rows = m.get("rows/" + GatePlan.simpleName(p.node()));
+                rows[j] = Math.max(rows[j], REOPENED);
+            }
+        }, closedNow);
+    }
+
+    private static Unit headUnit(GatePlan plan, AttentionGroup a, int k, long cost, Map<String, float[]> theta) {
+        if (plan.mode() == GateMode.COUPLED) {
+            String gate = gateOf(plan, GateSpec.HeadGroups.class, a);
+            float t = theta.get(gate)[k];
+            return new Unit(t, cost, m -> m.get(gate)[k] = GateValues.CLOSED, m -> m.get(gate)[k] = REOPENED,
+                    GateValues.inferenceValue(t) == 0f);
+        }
+        String cols = "cols/" + GatePlan.simpleName(a.o().node());
+        int span = (int) (a.queryHeadsPerGroup() * a.headDim());
+        double mean = 0;
+        boolean allClosed = true;
+        for (int i = k * span; i < (k + 1) * span; i++) {
+            mean += theta.get(cols)[i];
+            allClosed &= GateValues.inferenceValue(theta.get(cols)[i]) == 0f;
+        }
+        mean /= span;
+        return new Unit(mean, cost, m -> {
+            for (int i = k * span; i < (k + 1) * span; i++) {
+                m.get(cols)[i] = GateValues.CLOSED;
+            }
+        }, m -> {
+            for (int i = k * span; i < (k + 1) * span; i++) {
+                m.get(cols)[i] = Math.max(m.get(cols)[i], REOPENED);
+            }
+        }, allClosed);
+    }
+
+    private static String gateOf(GatePlan plan, Class<? extends GateSpec.Target> type, Object group) {
+        for (GateSpec s : plan.gates()) {
+            if (type.isInstance(s.target())) {
+                Object g = s.target() instanceof GateSpec.FfnChannels f ? f.group()
+                        : ((GateSpec.HeadGroups) s.target()).group();
+                if (g.equals(group)) {
+                    return s.name();
+                }
+            }
+        }
+        throw new IllegalArgumentException("no gate for " + group);
+    }
+}
