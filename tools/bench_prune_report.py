@@ -27,6 +27,36 @@ def sparsity_of(path, dense_name):
     return m.group(1) if m else None
 
 
+KEPT_LINE = re.compile(r"^(?:attn|ffn)\S*\s+(\S+)\s+(\d+/\d+ (?:heads(?: \(\d+/\d+ KV groups\))?|channels))")
+
+
+def kept_summary(log_path):
+    """'FFN 2176/3072, 8/12 heads' from a `gatecut prune` log: the kept widths per group kind, each
+    value once (with the number of groups when the layers differ)."""
+    try:
+        lines = open(log_path).read().splitlines()
+    except OSError:
+        return None
+    by_kind = {}
+    for line in lines:
+        m = KEPT_LINE.match(line)
+        if m:
+            kind, kept = m.group(1), m.group(2).replace(" channels", "")
+            by_kind.setdefault(kind, []).append(kept)
+    if not by_kind:
+        return None
+    parts = []
+    for kind in sorted(by_kind, key=lambda k: (not k.startswith("ffn"), k)):
+        values = by_kind[kind]
+        distinct = sorted(set(values), key=values.index)
+        label = "FFN " if kind.startswith("ffn") else ""
+        if len(distinct) == 1:
+            parts.append(label + distinct[0])
+        else:
+            parts.append(label + " / ".join(f"{v} ({values.count(v)}x)" for v in distinct))
+    return ", ".join(parts)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("raw")
@@ -65,7 +95,9 @@ def main(argv=None):
             ideal = fd["total"] / fc["total"] if fd and fc and fc["total"] else None
             ideal_linear = fd["linear"] / fc["linear"] if fd and fc and fc["linear"] else None
             speedup = dense["medianMs"] / c["medianMs"]
-            rows.append(dict(model=name, sparsity=sp or base, batch=batch, seq=seq, dense=dense["medianMs"],
+            kept = kept_summary(os.path.join(args.raw, f"prune-{name}-s{sp}.log")) if sp else None
+            rows.append(dict(model=name, sparsity=sp or base, kept=kept or "?", batch=batch, seq=seq,
+                             dense=dense["medianMs"],
                              compiled=c["medianMs"], dense_p90=dense["p90Ms"], compiled_p90=c["p90Ms"],
                              speedup=speedup, ideal=ideal, ideal_linear=ideal_linear,
                              runs=report.get("runs"), device=report.get("device")))
@@ -79,12 +111,13 @@ def main(argv=None):
                "and outputs downloaded each run; ONNX Runtime CUDA EP defaults, so fp32 MatMuls run as TF32). "
                "ideal = dense FLOPs / compiled FLOPs over every MatMul/Gemm (tools/flops.py).")
     out.append("")
-    out.append("| model | sparsity | batch | seq | dense ms | compiled ms | speedup | ideal | speedup/ideal |")
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("| model | sparsity | kept (per layer) | batch | seq | dense ms | compiled ms | speedup | ideal | "
+               "speedup/ideal |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ideal = f"{r['ideal']:.2f}x" if r["ideal"] else "n/a"
         frac = f"{r['speedup'] / r['ideal']:.2f}" if r["ideal"] else "n/a"
-        out.append(f"| {r['model']} | {r['sparsity']} | {r['batch']} | {r['seq']} | {r['dense']:.3f} | "
+        out.append(f"| {r['model']} | {r['sparsity']} | {r['kept']} | {r['batch']} | {r['seq']} | {r['dense']:.3f} | "
                    f"{r['compiled']:.3f} | {r['speedup']:.2f}x | {ideal} | {frac} |")
     out.append("")
     out.append("Detail: p90 latencies, timed runs, and the ideal speedup of the linear layers alone.")
