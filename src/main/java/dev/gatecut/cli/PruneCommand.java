@@ -15,6 +15,7 @@ import dev.gatecut.prune.LayerReport;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.Equivalence;
 import dev.gatecut.runtime.OrtSessions;
+import dev.gatecut.train.TrainedParams;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -63,6 +64,10 @@ final class PruneCommand implements Callable<Integer> {
                     + " open channels (default ${DEFAULT-VALUE}; 1 keeps exactly the open ones).")
     int align;
 
+    @Option(names = "--params", paramLabel = "FILE",
+            description = "Trained biases from a training run (RUNDIR/params.json), written into the model first.")
+    Path params;
+
     @Option(names = "--emit-gated", paramLabel = "FILE",
             description = "Also write the gated model with the same gate values (noise inputs default to zero).")
     Path emitGated;
@@ -95,6 +100,9 @@ final class PruneCommand implements Callable<Integer> {
         }
         PrintWriter out = spec.commandLine().getOut();
         try (OnnxModel slim = OnnxModel.load(model)) {
+            if (params != null) {
+                TrainedParams.apply(slim, params);
+            }
             Discovery discovery = GroupFinder.discover(slim);
             GatePlan plan = GatePlan.of(discovery, mode);
             if (plan.gates().isEmpty()) {
@@ -113,6 +121,9 @@ final class PruneCommand implements Callable<Integer> {
             byte[] gatedBytes = null;
             if (emitGated != null || verify) {
                 try (OnnxModel gated = OnnxModel.load(model)) {
+                    if (params != null) {
+                        TrainedParams.apply(gated, params);
+                    }
                     GateInjector.inject(gated, plan, values);
                     if (emitGated != null) {
                         gated.save(emitGated);

@@ -257,7 +257,7 @@ public final class TrainingGraph {
         return ops.op("Abs", ops.op("Sub", meanOpen, ops.scalar(keep)));
     }
 
-    private static Value pool(Graph g, OpBuilder ops, Value hidden, List<String> inputs, String pooling) {
+    static Value pool(Graph g, OpBuilder ops, Value hidden, List<String> inputs, String pooling) {
         if (pooling.equals("first")) {
             return ops.op("Gather", List.of(hidden, ops.int64Scalar(0)), OpBuilder.attr("axis", 1L));
         }

@@ -1,0 +1,112 @@
+package dev.gatecut.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.gatecut.discover.Discovery;
+import dev.gatecut.discover.GroupFinder;
+import dev.gatecut.gates.GatePlan;
+import dev.gatecut.gates.GateValues;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.prune.CompileReport;
+import dev.gatecut.prune.GateCompiler;
+import dev.gatecut.train.Classifier;
+import dev.gatecut.train.TrainedParams;
+import dev.gatecut.train.TrainingRun;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/** {@code gatecut compress MODEL --train FILE --target-sparsity S -o OUTDIR}: train, prune, evaluate. */
+@Command(name = "compress", mixinStandardHelpOptions = true,
+        description = "Train gates, compile the slim model and evaluate it, in one command. OUTDIR gets model.onnx"
+                + " (slim, same inputs/outputs as MODEL), classifier.onnx (slim model + trained head → logits),"
+                + " gates.json, summary.json and the training run in OUTDIR/run.")
+final class CompressCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file (float32).")
+    Path model;
+
+    @Mixin
+    TrainCommand.TrainOptions options;
+
+    @Option(names = "--align", defaultValue = "" + PruneCommand.DEFAULT_ALIGN, paramLabel = "N",
+            description = "Round kept widths up to a multiple of N (default ${DEFAULT-VALUE}).")
+    int align;
+
+    @Option(names = {"-o", "--output"}, required = true, paramLabel = "OUTDIR", description = "Output folder.")
+    Path output;
+
+    @Mixin
+    VerboseOption verbose;
+
+    @Spec
+    CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        PrintWriter out = spec.commandLine().getOut();
+        TrainCommand.TrainOptions.Prepared prepared = options.prepare(out);
+        Path runDir = output.resolve("run");
+        long start = System.nanoTime();
+        TrainingRun.Summary summary = options.run(model, runDir, out, prepared);
+        double trainSeconds = (System.nanoTime() - start) / 1e9;
+
+        Path params = runDir.resolve("params.json");
+        Map<String, float[]> trained = TrainedParams.read(params);
+        CompileReport report;
+        try (OnnxModel slim = OnnxModel.load(model)) {
+            TrainedParams.apply(slim, params);
+            Discovery discovery = GroupFinder.discover(slim);
+            GatePlan plan = GatePlan.of(discovery, prepared.config().mode());
+            Path gatesFile = runDir.resolve("gates.json");
+            GateValues gates = GateValues.read(gatesFile).conformTo(plan, gatesFile);
+            report = GateCompiler.compile(slim, plan, gates, align);
+            slim.save(output.resolve("model.onnx"));
+            Files.copy(gatesFile, output.resolve("gates.json"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            PruneCommand.printReport(report, discovery, prepared.config().mode(), out);
+        }
+        double accuracy = Double.NaN;
+        try (OnnxModel classifier = OnnxModel.load(output.resolve("model.onnx"))) {
+            Classifier.attachHead(classifier, trained.get(TrainedParams.HEAD_WEIGHT), trained.get(TrainedParams.HEAD_BIAS),
+                    prepared.config().pooling());
+            classifier.save(output.resolve("classifier.onnx"));
+            if (!prepared.evalBatches().isEmpty()) {
+                accuracy = Classifier.accuracy(classifier, prepared.evalBatches(), options.parseDevice());
+            }
+        }
+        ObjectNode json = new ObjectMapper().createObjectNode();
+        json.put("model", model.toString());
+        json.put("target_sparsity", prepared.config().targetSparsity());
+        json.put("gates_mode", prepared.config().mode().name().toLowerCase());
+        json.put("align", align);
+        json.put("parameters_before", report.parametersBefore());
+        json.put("parameters_after", report.parametersAfter());
+        long targetedBefore = report.groups().stream().mapToLong(g -> g.paramsBefore()).sum();
+        long targetedAfter = report.groups().stream().mapToLong(g -> g.paramsAfter()).sum();
+        json.put("targeted_before", targetedBefore);
+        json.put("targeted_after", targetedAfter);
+        json.put("train_steps", summary.steps());
+        json.put("train_seconds", trainSeconds);
+        if (summary.lastEval() != null) {
+            json.put("gated_eval_accuracy", summary.lastEval().accuracy());
+        }
+        if (!Double.isNaN(accuracy)) {
+            json.put("slim_eval_accuracy", accuracy);
+        }
+        new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(output.resolve("summary.json").toFile(), json);
+        out.printf("slim model: %s; classifier: %s%s%n", output.resolve("model.onnx"), output.resolve("classifier.onnx"),
+                Double.isNaN(accuracy) ? "" : String.format("; eval accuracy %.4f (gated during training %.4f)", accuracy,
+                        summary.lastEval() == null ? Double.NaN : summary.lastEval().accuracy()));
+        out.flush();
+        return 0;
+    }
+}

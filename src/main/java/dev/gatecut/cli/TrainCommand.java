@@ -1,0 +1,268 @@
+package dev.gatecut.cli;
+
+import dev.gatecut.gates.GateMode;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.train.Batch;
+import dev.gatecut.train.Evaluator;
+import dev.gatecut.train.GateTrainer;
+import dev.gatecut.train.Task;
+import dev.gatecut.train.TrainConfig;
+import dev.gatecut.train.TrainingRun;
+import dev.gatecut.train.data.Batcher;
+import dev.gatecut.train.data.Dataset;
+import dev.gatecut.train.data.DatasetReader;
+import dev.gatecut.train.data.Example;
+import dev.gatecut.train.data.TokenizedDataset;
+import dev.gatecut.train.data.Tokenizer;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/** {@code gatecut train MODEL --task classify --train FILE --target-sparsity S -o RUNDIR}. */
+@Command(name = "train", mixinStandardHelpOptions = true,
+        description = "Train FineGates gates (plus biases and a task head) with ONNX Runtime; writes gates.json,"
+                + " params.json, metrics.jsonl, checkpoints and the training graph into RUNDIR.")
+final class TrainCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file (float32).")
+    Path model;
+
+    @Mixin
+    TrainOptions options;
+
+    @Option(names = {"-o", "--output"}, required = true, paramLabel = "RUNDIR", description = "Run folder.")
+    Path output;
+
+    @Mixin
+    VerboseOption verbose;
+
+    @Spec
+    CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        PrintWriter out = spec.commandLine().getOut();
+        TrainingRun.Summary s = options.run(model, output, out);
+        out.printf("trained %d steps; gates in %s%n", s.steps(), output.resolve("gates.json"));
+        out.flush();
+        return 0;
+    }
+
+    /** Options shared by train and compress. */
+    static final class TrainOptions {
+        @Option(names = "--task", defaultValue = "classify", paramLabel = "TASK",
+                description = "classify (pooled hidden states + new head) or lm (next-token); default ${DEFAULT-VALUE}.")
+        String task;
+
+        @Option(names = "--train", required = true, paramLabel = "FILE", description = "Training data, JSONL or CSV.")
+        Path train;
+
+        @Option(names = "--eval", paramLabel = "FILE", description = "Evaluation data, evaluated after each epoch.")
+        Path eval;
+
+        @Option(names = "--text-field", defaultValue = "text", paramLabel = "F", description = "Default ${DEFAULT-VALUE}.")
+        String textField;
+
+        @Option(names = "--label-field", defaultValue = "label", paramLabel = "F", description = "Default ${DEFAULT-VALUE}.")
+        String labelField;
+
+        @Option(names = "--tokenizer", paramLabel = "FILE",
+                description = "HuggingFace tokenizer.json; without it rows must carry pre-tokenised input_ids.")
+        Path tokenizer;
+
+        @Option(names = "--target-sparsity", required = true, paramLabel = "S",
+                description = "Fraction of the targeted parameters to remove, e.g. 0.3.")
+        double targetSparsity;
+
+        @Option(names = "--gates-mode", defaultValue = "coupled", paramLabel = "MODE",
+                description = "coupled or independent; default ${DEFAULT-VALUE}.")
+        String gatesMode;
+
+        @Option(names = "--epochs", defaultValue = "3", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
+        int epochs;
+
+        @Option(names = "--steps", defaultValue = "0", paramLabel = "N", description = "Total steps instead of epochs.")
+        long steps;
+
+        @Option(names = "--batch", defaultValue = "16", paramLabel = "B", description = "Default ${DEFAULT-VALUE}.")
+        int batch;
+
+        @Option(names = "--max-len", defaultValue = "128", paramLabel = "L", description = "Default ${DEFAULT-VALUE}.")
+        int maxLen;
+
+        @Option(names = "--lr", paramLabel = "X", description = "Learning rate (default 1e-3 classify, 1e-2 lm).")
+        Double lr;
+
+        @Option(names = "--lambda", defaultValue = "50", paramLabel = "X", description = "Sparsity loss weight (default ${DEFAULT-VALUE}).")
+        double lambda;
+
+        @Option(names = "--pooling", defaultValue = "mean", paramLabel = "P", description = "mean or first (default ${DEFAULT-VALUE}).")
+        String pooling;
+
+        @Option(names = "--seed", defaultValue = "1", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
+        long seed;
+
+        @Option(names = "--device", defaultValue = "cpu", paramLabel = "DEV", description = "cpu or cuda (default ${DEFAULT-VALUE}).")
+        String device;
+
+        @Option(names = "--checkpoint-every", defaultValue = "0", paramLabel = "N",
+                description = "Steps between checkpoints (default: each epoch end and the last step).")
+        int checkpointEvery;
+
+        @Option(names = "--log-every", defaultValue = "10", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
+        int logEvery;
+
+        @Option(names = "--resume", description = "Continue from RUNDIR/checkpoint.json.")
+        boolean resume;
+
+        @Option(names = "--no-progress", description = "No progress bar (logs still go to metrics.jsonl).")
+        boolean noProgress;
+
+        TrainConfig config(int labels) {
+            Task t = parseTask();
+            if (!(targetSparsity >= 0 && targetSparsity < 1)) {
+                throw new IllegalArgumentException("--target-sparsity must be in [0, 1), got " + targetSparsity);
+            }
+            TrainConfig c = TrainConfig.defaults(t, PruneCommand.parseMode(gatesMode), targetSparsity, labels)
+                    .withSeed(seed).withLambda(lambda);
+            c = new TrainConfig(c.task(), c.mode(), c.targetSparsity(), c.lambda(), c.learningRate(), c.beta1(),
+                    c.beta2(), c.epsilon(), c.weightDecay(), c.noiseSigma(), c.thetaMean(), c.thetaStd(), pooling,
+                    c.numLabels(), c.seed());
+            return lr != null ? c.withLearningRate(lr) : c;
+        }
+
+        Task parseTask() {
+            return switch (task.toLowerCase()) {
+                case "classify" -> Task.CLASSIFY;
+                case "lm" -> throw new IllegalArgumentException("--task lm is not wired to the command line yet;"
+                        + " use the library (TrainingGraph/TrainingRun with Task.LM)");
+                default -> throw new IllegalArgumentException("--task must be classify or lm, got '" + task + "'");
+            };
+        }
+
+        Device parseDevice() {
+            return switch (device.toLowerCase()) {
+                case "cpu" -> Device.CPU;
+                case "cuda" -> Device.CUDA;
+                default -> throw new IllegalArgumentException("--device must be cpu or cuda, got '" + device + "'");
+            };
+        }
+
+        /** Data and configuration ready for a run. */
+        record Prepared(TrainConfig config, Batcher batches, List<Batch> evalBatches) {
+        }
+
+        TrainingRun.Summary run(Path model, Path output, PrintWriter out) throws Exception {
+            return run(model, output, out, prepare(out));
+        }
+
+        TrainingRun.Summary run(Path model, Path output, PrintWriter out, Prepared p) throws Exception {
+            TrainingRun.Options o = new TrainingRun.Options(epochs, steps, logEvery, checkpointEvery, resume, parseDevice());
+            return TrainingRun.run(model, p.config(), p.batches(), p.evalBatches(), o, output, listener(out));
+        }
+
+        Prepared prepare(PrintWriter out) throws Exception {
+            if (batch < 1 || maxLen < 2) {
+                throw new IllegalArgumentException("--batch must be ≥ 1 and --max-len ≥ 2");
+            }
+            DatasetReader reader = new DatasetReader().withTextField(textField).withLabelField(labelField);
+            Dataset trainData = reader.read(train);
+            Dataset evalData = eval == null ? null : reader.read(eval, trainData.labels());
+            TokenizedDataset trainTokens;
+            TokenizedDataset evalTokens;
+            if (tokenizer != null) {
+                try (Tokenizer tok = Tokenizer.load(tokenizer, maxLen)) {
+                    trainTokens = tok.tokenize(trainData);
+                    evalTokens = evalData == null ? null : tok.tokenize(evalData);
+                }
+            } else {
+                trainTokens = pretokenized(trainData, train);
+                evalTokens = evalData == null ? null : pretokenized(evalData, eval);
+            }
+            TrainConfig config = config(trainData.labels().size());
+            out.printf("train: %s%n", trainData.describe());
+            if (evalData != null) {
+                out.printf("eval:  %s%n", evalData.describe());
+            }
+            out.flush();
+            Batcher batches = Batcher.training(trainTokens, batch, seed);
+            List<Batch> evalBatches = new ArrayList<>();
+            if (evalTokens != null) {
+                Batcher e = Batcher.evaluation(evalTokens, batch);
+                for (int i = 0; i < e.batchesPerEpoch(); i++) {
+                    evalBatches.add(e.batch(0, i));
+                }
+            }
+            return new Prepared(config, batches, evalBatches);
+        }
+
+        private TokenizedDataset pretokenized(Dataset data, Path file) {
+            int[][] ids = new int[data.size()][];
+            int[] labels = new int[data.size()];
+            for (int i = 0; i < ids.length; i++) {
+                Example e = data.examples().get(i);
+                if (!e.isPretokenized()) {
+                    throw new IllegalArgumentException(file + ": row " + (i + 1) + " has text but no input_ids;"
+                            + " pass --tokenizer tokenizer.json");
+                }
+                ids[i] = java.util.Arrays.copyOf(e.tokenIds(), Math.min(maxLen, e.tokenIds().length));
+                labels[i] = e.label();
+            }
+            return new TokenizedDataset(ids, null, labels, data.labels(), 0, maxLen);
+        }
+
+        private TrainingRun.Listener listener(PrintWriter out) {
+            return new TrainingRun.Listener() {
+                private ProgressBar bar;
+
+                @Override
+                public void started(long firstStep, long totalSteps) {
+                    if (!noProgress) {
+                        bar = new ProgressBarBuilder().setTaskName("train").setInitialMax(totalSteps)
+                                .setStyle(ProgressBarStyle.ASCII).continuousUpdate().build();
+                        bar.stepTo(firstStep);
+                    }
+                }
+
+                @Override
+                public void stepped(long step, GateTrainer.StepResult r, double samplesPerSecond) {
+                    if (bar != null) {
+                        bar.stepTo(step);
+                        bar.setExtraMessage(String.format("loss %.4f task %.4f sparsity %.3f %.0f samples/s",
+                                r.loss(), r.taskLoss(), r.expectedSparsity(), samplesPerSecond));
+                    }
+                }
+
+                @Override
+                public void evaluated(long step, Evaluator.EvalResult e, double sparsity) {
+                    String line = e == null ? String.format("step %d: sparsity %.3f", step, sparsity)
+                            : String.format("step %d: eval loss %.4f accuracy %.4f, sparsity %.3f (compiled, on the"
+                            + " budget)", step, e.taskLoss(), e.accuracy(), sparsity);
+                    if (bar != null) {
+                        bar.pause();
+                    }
+                    out.println(line);
+                    out.flush();
+                    if (bar != null) {
+                        bar.resume();
+                        if (step >= bar.getMax()) {
+                            bar.close();
+                            bar = null;
+                        }
+                    }
+                }
+            };
+        }
+    }
+}

@@ -1,0 +1,40 @@
+package dev.gatecut.train;
+
+import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Tensor;
+import dev.gatecut.onnx.TensorArrays;
+import dev.gatecut.onnx.Value;
+
+import java.nio.file.Path;
+import java.util.Map;
+
+/** The non-gate parameters a run trained (biases of gated layers, the head), as saved in params.json. */
+public final class TrainedParams {
+    public static final String HEAD_WEIGHT = "head.weight";
+    public static final String HEAD_BIAS = "head.bias";
+
+    private TrainedParams() {
+    }
+
+    public static Map<String, float[]> read(Path file) {
+        return Checkpoint.read(file).params();
+    }
+
+    /** Writes the trained biases into the model's initializers of the same names (the head is not part of it). */
+    public static void apply(OnnxModel model, Path file) {
+        for (var e : read(file).entrySet()) {
+            if (e.getKey().equals(HEAD_WEIGHT) || e.getKey().equals(HEAD_BIAS)) {
+                continue;
+            }
+            Value v = model.graph().value(e.getKey()).orElseThrow(() -> new OnnxFormatException(file + ": parameter '"
+                    + e.getKey() + "' is not in the model; was params.json trained on another model?"));
+            Tensor old = v.initializer();
+            if (old.elementCount() != e.getValue().length) {
+                throw new OnnxFormatException(file + ": parameter '" + e.getKey() + "' has " + e.getValue().length
+                        + " values, the model's has " + old.elementCount());
+            }
+            model.graph().setInitializer(v, Tensor.of(TensorArrays.ofFloats(v.name(), old.dims(), e.getValue())));
+        }
+    }
+}
