@@ -28,7 +28,9 @@ import java.util.Map;
  *
  * <p>Offline: DJL's native library comes from its jar (extracted once to {@code ~/.djl.ai}, or
  * {@code $DJL_CACHE_DIR}); unless {@code DJL_OFFLINE} / {@code -Dai.djl.offline} say otherwise, this
- * class switches DJL to offline mode (CPU natives, no downloads, no telemetry).
+ * class switches DJL to offline mode (CPU natives, no downloads, no telemetry). Without it, on a
+ * machine with a CUDA GPU DJL asks for a CUDA build of the library, which is not in the jar, and
+ * tries to download it from publish.djl.ai (seen on the lent H100: the load then fails).
  */
 public final class Tokenizer implements AutoCloseable {
     private static final int ENCODE_CHUNK = 1024;

@@ -50,6 +50,14 @@ class DatasetReaderTest {
     }
 
     @Test
+    void jsonlWithCrlfAndBom() throws IOException {
+        Path f = write("crlf.jsonl", "\uFEFF{\"text\": \"a\", \"label\": \"x\"}\r\n\r\n{\"text\": \"b\", \"label\": \"y\"}\r\n");
+        Dataset d = new DatasetReader().read(f);
+        assertEquals(2, d.size());
+        assertEquals(f + ":3", d.examples().get(1).origin());
+    }
+
+    @Test
     void integerLabelsSortNumerically() throws IOException {
         Path f = write("d.jsonl", """
                 {"text": "a", "label": 10}
