@@ -75,12 +75,23 @@ final class CompressCommand implements Callable<Integer> {
             PruneCommand.printReport(report, discovery, prepared.config().mode(), out);
         }
         double accuracy = Double.NaN;
-        try (OnnxModel classifier = OnnxModel.load(output.resolve("model.onnx"))) {
-            Classifier.attachHead(classifier, trained.get(TrainedParams.HEAD_WEIGHT), trained.get(TrainedParams.HEAD_BIAS),
-                    prepared.config().pooling());
-            classifier.save(output.resolve("classifier.onnx"));
+        double perplexity = Double.NaN;
+        boolean lm = prepared.config().task() == dev.gatecut.train.Task.LM;
+        if (lm) {
             if (!prepared.evalBatches().isEmpty()) {
-                accuracy = Classifier.accuracy(classifier, prepared.evalBatches(), options.parseDevice());
+                try (OnnxModel slim = OnnxModel.load(output.resolve("model.onnx"))) {
+                    perplexity = dev.gatecut.train.LanguageModels.perplexity(slim, prepared.evalBatches(),
+                            options.parseDevice());
+                }
+            }
+        } else {
+            try (OnnxModel classifier = OnnxModel.load(output.resolve("model.onnx"))) {
+                Classifier.attachHead(classifier, trained.get(TrainedParams.HEAD_WEIGHT),
+                        trained.get(TrainedParams.HEAD_BIAS), prepared.config().pooling());
+                classifier.save(output.resolve("classifier.onnx"));
+                if (!prepared.evalBatches().isEmpty()) {
+                    accuracy = Classifier.accuracy(classifier, prepared.evalBatches(), options.parseDevice());
+                }
             }
         }
         ObjectNode json = new ObjectMapper().createObjectNode();
@@ -97,15 +108,29 @@ final class CompressCommand implements Callable<Integer> {
         json.put("train_steps", summary.steps());
         json.put("train_seconds", trainSeconds);
         if (summary.lastEval() != null) {
-            json.put("gated_eval_accuracy", summary.lastEval().accuracy());
+            if (lm) {
+                json.put("gated_eval_perplexity", summary.lastEval().perplexity());
+            } else {
+                json.put("gated_eval_accuracy", summary.lastEval().accuracy());
+            }
         }
         if (!Double.isNaN(accuracy)) {
             json.put("slim_eval_accuracy", accuracy);
         }
+        if (!Double.isNaN(perplexity)) {
+            json.put("slim_eval_perplexity", perplexity);
+        }
         new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(output.resolve("summary.json").toFile(), json);
-        out.printf("slim model: %s; classifier: %s%s%n", output.resolve("model.onnx"), output.resolve("classifier.onnx"),
-                Double.isNaN(accuracy) ? "" : String.format("; eval accuracy %.4f (gated during training %.4f)", accuracy,
-                        summary.lastEval() == null ? Double.NaN : summary.lastEval().accuracy()));
+        if (lm) {
+            out.printf("slim model: %s%s%n", output.resolve("model.onnx"), Double.isNaN(perplexity) ? ""
+                    : String.format("; eval perplexity %.3f (gated during training %.3f)", perplexity,
+                    summary.lastEval() == null ? Double.NaN : summary.lastEval().perplexity()));
+        } else {
+            out.printf("slim model: %s; classifier: %s%s%n", output.resolve("model.onnx"),
+                    output.resolve("classifier.onnx"), Double.isNaN(accuracy) ? ""
+                            : String.format("; eval accuracy %.4f (gated during training %.4f)", accuracy,
+                            summary.lastEval() == null ? Double.NaN : summary.lastEval().accuracy()));
+        }
         out.flush();
         return 0;
     }

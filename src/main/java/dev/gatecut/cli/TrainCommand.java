@@ -3,6 +3,8 @@ package dev.gatecut.cli;
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.train.Batch;
+import dev.gatecut.train.BatchSource;
+import dev.gatecut.train.NextTokenBatches;
 import dev.gatecut.train.Evaluator;
 import dev.gatecut.train.GateTrainer;
 import dev.gatecut.train.Task;
@@ -145,8 +147,7 @@ final class TrainCommand implements Callable<Integer> {
         Task parseTask() {
             return switch (task.toLowerCase()) {
                 case "classify" -> Task.CLASSIFY;
-                case "lm" -> throw new IllegalArgumentException("--task lm is not wired to the command line yet;"
-                        + " use the library (TrainingGraph/TrainingRun with Task.LM)");
+                case "lm" -> Task.LM;
                 default -> throw new IllegalArgumentException("--task must be classify or lm, got '" + task + "'");
             };
         }
@@ -160,7 +161,7 @@ final class TrainCommand implements Callable<Integer> {
         }
 
         /** Data and configuration ready for a run. */
-        record Prepared(TrainConfig config, Batcher batches, List<Batch> evalBatches) {
+        record Prepared(TrainConfig config, BatchSource batches, List<Batch> evalBatches) {
         }
 
         TrainingRun.Summary run(Path model, Path output, PrintWriter out) throws Exception {
@@ -177,6 +178,9 @@ final class TrainCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("--batch must be ≥ 1 and --max-len ≥ 2");
             }
             DatasetReader reader = new DatasetReader().withTextField(textField).withLabelField(labelField);
+            if (parseTask() == Task.LM) {
+                reader = reader.withoutLabels();
+            }
             Dataset trainData = reader.read(train);
             Dataset evalData = eval == null ? null : reader.read(eval, trainData.labels());
             TokenizedDataset trainTokens;
@@ -191,18 +195,22 @@ final class TrainCommand implements Callable<Integer> {
                 evalTokens = evalData == null ? null : pretokenized(evalData, eval);
             }
             TrainConfig config = config(trainData.labels().size());
-            out.printf("train: %s%n", trainData.describe());
+            out.printf("train: %s%n", config.task() == Task.LM ? trainData.size() + " rows" : trainData.describe());
             if (evalData != null) {
-                out.printf("eval:  %s%n", evalData.describe());
+                out.printf("eval:  %s%n", config.task() == Task.LM ? evalData.size() + " rows" : evalData.describe());
             }
             out.flush();
-            Batcher batches = Batcher.training(trainTokens, batch, seed);
+            BatchSource batches = Batcher.training(trainTokens, batch, seed);
             List<Batch> evalBatches = new ArrayList<>();
             if (evalTokens != null) {
                 Batcher e = Batcher.evaluation(evalTokens, batch);
                 for (int i = 0; i < e.batchesPerEpoch(); i++) {
                     evalBatches.add(e.batch(0, i));
                 }
+            }
+            if (config.task() == Task.LM) {
+                batches = NextTokenBatches.of(batches);
+                evalBatches = evalBatches.stream().map(NextTokenBatches::of).toList();
             }
             return new Prepared(config, batches, evalBatches);
         }
@@ -246,9 +254,11 @@ final class TrainCommand implements Callable<Integer> {
 
                 @Override
                 public void evaluated(long step, Evaluator.EvalResult e, double sparsity) {
-                    String line = e == null ? String.format("step %d: sparsity %.3f", step, sparsity)
-                            : String.format("step %d: eval loss %.4f accuracy %.4f, sparsity %.3f (compiled, on the"
-                            + " budget)", step, e.taskLoss(), e.accuracy(), sparsity);
+                    String quality = e == null ? "" : Double.isNaN(e.accuracy())
+                            ? String.format("eval loss %.4f perplexity %.2f, ", e.taskLoss(), e.perplexity())
+                            : String.format("eval loss %.4f accuracy %.4f, ", e.taskLoss(), e.accuracy());
+                    String line = String.format("step %d: %ssparsity %.3f (compiled, on the budget)", step, quality,
+                            sparsity);
                     if (bar != null) {
                         bar.pause();
                     }

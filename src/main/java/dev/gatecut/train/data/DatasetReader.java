@@ -100,6 +100,14 @@ public final class DatasetReader {
         return new DatasetReader(textField, labelField, name, labels, format);
     }
 
+    /** The label every example gets when reading without labels ({@link #withoutLabels()}). */
+    public static final String UNLABELLED = "unlabelled";
+
+    /** Examples without labels (language modelling): no label field is read, all get {@link #UNLABELLED}. */
+    public DatasetReader withoutLabels() {
+        return new DatasetReader(textField, null, idsField, LabelVocabulary.of(UNLABELLED), format);
+    }
+
     /** A fixed label vocabulary (null: the sorted distinct labels of each file read). */
     public DatasetReader withLabels(LabelVocabulary vocabulary) {
         return new DatasetReader(textField, labelField, idsField, vocabulary, format);
@@ -249,6 +257,9 @@ public final class DatasetReader {
             }
             text = t.textValue();
         }
+        if (labelField == null) {
+            return new RawRow(text, ids, UNLABELLED, lineNo);
+        }
         JsonNode l = node.get(labelField);
         if (l == null || l.isNull()) {
             throw new DatasetException(at + ": missing field \"" + labelField + "\"" + fieldsOf(node));
@@ -291,8 +302,8 @@ public final class DatasetReader {
             }
         }
         String all = String.join(", ", header.fields());
-        Integer labelCol = columns.get(labelField);
-        if (labelCol == null) {
+        Integer labelCol = labelField == null ? null : columns.get(labelField);
+        if (labelCol == null && labelField != null) {
             throw new DatasetException(file + ":" + header.line() + ": no column \"" + labelField
                     + "\" in the header (columns: " + all + ")");
         }
@@ -319,7 +330,7 @@ public final class DatasetReader {
             } else {
                 throw new DatasetException(at + ": field \"" + idsField + "\": is empty");
             }
-            String label = r.fields().get(labelCol).strip();
+            String label = labelCol == null ? UNLABELLED : r.fields().get(labelCol).strip();
             if (label.isEmpty()) {
                 throw new DatasetException(at + ": field \"" + labelField + "\": is empty");
             }

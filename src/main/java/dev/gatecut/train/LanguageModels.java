@@ -1,0 +1,61 @@
+package dev.gatecut.train;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Value;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.OrtSessions;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/** Perplexity of a causal language model (its first output is logits [batch, sequence, vocabulary]). */
+public final class LanguageModels {
+    private LanguageModels() {
+    }
+
+    /** exp(mean next-token cross-entropy) over the weighted positions of next-token batches. */
+    public static double perplexity(OnnxModel model, List<Batch> batches, Device device) throws OrtException {
+        var env = OrtSessions.environment();
+        List<String> inputs = model.graph().feedInputs().stream().map(Value::name).toList();
+        double sum = 0;
+        double weight = 0;
+        try (OrtSession s = OrtSessions.open(model, device)) {
+            for (Batch b : batches) {
+                Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
+                try {
+                    for (String in : inputs) {
+                        feeds.put(in, OnnxTensor.createTensor(env, b.inputs().get(in)));
+                    }
+                    try (OrtSession.Result r = s.run(feeds)) {
+                        float[][][] logits = (float[][][]) r.get(0).getValue();
+                        for (int i = 0; i < logits.length; i++) {
+                            for (int t = 0; t < logits[i].length; t++) {
+                                float w = b.weights()[i][t];
+                                if (w == 0) {
+                                    continue;
+                                }
+                                double max = Double.NEGATIVE_INFINITY;
+                                for (float x : logits[i][t]) {
+                                    max = Math.max(max, x);
+                                }
+                                double z = 0;
+                                for (float x : logits[i][t]) {
+                                    z += Math.exp(x - max);
+                                }
+                                sum += w * -(logits[i][t][(int) b.targets()[i][t]] - max - Math.log(z));
+                                weight += w;
+                            }
+                        }
+                    }
+                } finally {
+                    feeds.values().forEach(OnnxTensor::close);
+                }
+            }
+        }
+        return Math.exp(sum / Math.max(weight, 1e-12));
+    }
+}

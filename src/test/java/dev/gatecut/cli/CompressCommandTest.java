@@ -1,0 +1,87 @@
+package dev.gatecut.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+
+import static dev.gatecut.cli.InspectCommandTest.gatecut;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class CompressCommandTest {
+
+    /** Pre-tokenised rows: label 1 when token 7 occurs. */
+    static Path classificationData(Path dir, String name, long seed) throws Exception {
+        Random r = new Random(seed);
+        List<String> lines = new ArrayList<>();
+        for (int i = 0; i < 48; i++) {
+            int label = i % 2;
+            List<Integer> ids = new ArrayList<>(List.of(101));
+            for (int j = 0; j < 10; j++) {
+                ids.add(label == 1 && j == 4 ? 7 : 10 + r.nextInt(900));
+            }
+            ids.add(102);
+            lines.add("{\"input_ids\": " + ids + ", \"label\": \"" + (label == 1 ? "yes" : "no") + "\"}");
+        }
+        return Files.write(dir.resolve(name), lines);
+    }
+
+    @Test
+    void classificationEndToEnd(@TempDir Path dir) throws Exception {
+        Path train = classificationData(dir, "train.jsonl", 1);
+        Path eval = classificationData(dir, "eval.jsonl", 2);
+        Path out = dir.resolve("out");
+        InspectCommandTest.Run run = gatecut("compress", "onnx-models/bert-ts17.onnx", "--train", train.toString(),
+                "--eval", eval.toString(), "--target-sparsity", "0.3", "--epochs", "2", "--batch", "8", "--lr", "0.05",
+                "--align", "1", "--no-progress", "-o", out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        for (String f : List.of("model.onnx", "classifier.onnx", "gates.json", "summary.json", "run/metrics.jsonl")) {
+            assertTrue(Files.exists(out.resolve(f)), f);
+        }
+        JsonNode s = new ObjectMapper().readTree(out.resolve("summary.json").toFile());
+        double removed = 1 - s.get("targeted_after").asDouble() / s.get("targeted_before").asDouble();
+        assertEquals(0.3, removed, 0.02, "the slim model lands on the budget: " + s);
+        assertEquals(s.get("gated_eval_accuracy").asDouble(), s.get("slim_eval_accuracy").asDouble(), 1e-9,
+                "the slim classifier scores what the gated model scored: " + s);
+    }
+
+    @Test
+    void languageModelEndToEnd(@TempDir Path dir) throws Exception {
+        Random r = new Random(3);
+        List<String> lines = new ArrayList<>();
+        for (int i = 0; i < 24; i++) {
+            int[] motif = {10 + r.nextInt(50), 10 + r.nextInt(50), 10 + r.nextInt(50)};
+            List<Integer> ids = new ArrayList<>();
+            for (int j = 0; j < 16; j++) {
+                ids.add(motif[j % 3]);
+            }
+            lines.add("{\"input_ids\": " + ids + "}");
+        }
+        Path data = Files.write(dir.resolve("lm.jsonl"), lines);
+        Path out = dir.resolve("out");
+        InspectCommandTest.Run run = gatecut("compress", "onnx-models/gpt2-ts17.onnx", "--task", "lm", "--train",
+                data.toString(), "--eval", data.toString(), "--target-sparsity", "0.3", "--epochs", "2", "--batch", "8",
+                "--lr", "0.05", "--align", "1", "--no-progress", "-o", out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        JsonNode s = new ObjectMapper().readTree(out.resolve("summary.json").toFile());
+        double gated = s.get("gated_eval_perplexity").asDouble();
+        double slim = s.get("slim_eval_perplexity").asDouble();
+        assertEquals(gated, slim, gated * 1e-4, "slim perplexity equals the gated one: " + s);
+    }
+
+    @Test
+    void badDataIsAOneLineError(@TempDir Path dir) throws Exception {
+        Path bad = Files.writeString(dir.resolve("bad.jsonl"), "{\"input_ids\": [1, 2], \"label\": \"a\"}\n{\"oops\": 1}\n");
+        InspectCommandTest.Run run = gatecut("train", "onnx-models/bert-ts17.onnx", "--train", bad.toString(),
+                "--target-sparsity", "0.3", "-o", dir.resolve("o").toString());
+        assertEquals(2, run.exit());
+        assertTrue(run.err().contains("bad.jsonl:2") && !run.err().strip().contains("\n"), run.err());
+    }
+}
