@@ -15,6 +15,7 @@ import picocli.CommandLine.Model.CommandSpec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.stream.Collectors;
@@ -29,6 +30,10 @@ final class InspectCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print the report as JSON.")
     boolean json;
 
+    @Option(names = "--groups", description = "Also discover channel groups (runs the model once in ONNX Runtime"
+            + " to measure shapes) and list them with what was left ungated and why.")
+    boolean groups;
+
     @Mixin
     VerboseOption verbose;
 
@@ -38,17 +43,59 @@ final class InspectCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         ModelInspection report;
+        dev.gatecut.discover.Discovery discovery = null;
         try (OnnxModel m = OnnxModel.load(model)) {
             report = ModelInspection.of(m);
+            if (groups) {
+                discovery = dev.gatecut.discover.GroupFinder.discover(m);
+            }
         }
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
-            out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(report));
+            ObjectMapper mapper = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+            var tree = mapper.valueToTree(report);
+            if (discovery != null) {
+                ((com.fasterxml.jackson.databind.node.ObjectNode) tree).set("groups", mapper.valueToTree(groupRows(discovery)));
+                ((com.fasterxml.jackson.databind.node.ObjectNode) tree).set("ungated", mapper.valueToTree(discovery.unmatched()));
+            }
+            out.println(mapper.writeValueAsString(tree));
         } else {
             printText(report, out);
+            if (discovery != null) {
+                out.printf("%nchannel groups: %d%n", discovery.groups().size());
+                for (GroupRow g : groupRows(discovery)) {
+                    out.printf("  %-13s %s: %s%n", g.kind(), g.name(), g.detail());
+                }
+                if (!discovery.unmatched().isEmpty()) {
+                    out.printf("%nleft ungated: %d%n", discovery.unmatched().size());
+                    for (var u : discovery.unmatched()) {
+                        out.printf("  %s (%s): %s%n", u.node(), u.opType(), u.reason());
+                    }
+                }
+            }
         }
         out.flush();
         return 0;
+    }
+
+    /** One discovered group, for printing. */
+    record GroupRow(String kind, String name, String detail) {
+    }
+
+    static List<GroupRow> groupRows(dev.gatecut.discover.Discovery d) {
+        List<GroupRow> rows = new java.util.ArrayList<>();
+        for (var a : d.attentionGroups()) {
+            rows.add(new GroupRow(a.kind(), a.name(), a.heads() + " heads" + (a.kvHeads() < a.heads() ? " sharing "
+                    + a.kvHeads() + " KV heads" : "") + " of dim " + a.headDim() + (a.rotary() ? ", rotary" : "")
+                    + "; Q " + a.q().layer().node() + ", K " + a.k().layer().node() + ", V " + a.v().layer().node()
+                    + (a.shapeEdits().isEmpty() ? "" : "; " + a.shapeEdits().size() + " shape constants")));
+        }
+        for (var f : d.ffnGroups()) {
+            rows.add(new GroupRow(f.kind(), f.name(), f.width() + " channels from " + f.producers().stream()
+                    .map(dev.gatecut.discover.LinearLayer::node).toList()
+                    + (f.shapeEdits().isEmpty() ? "" : "; " + f.shapeEdits().size() + " shape constants")));
+        }
+        return rows;
     }
 
     static void printText(ModelInspection r, PrintWriter out) {

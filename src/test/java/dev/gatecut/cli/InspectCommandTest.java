@@ -93,6 +93,19 @@ class InspectCommandTest {
     }
 
     @Test
+    void groupsAreListedWithWhatWasLeftUngated() throws Exception {
+        Run run = gatecut("inspect", "onnx-models/qwen2-ts17.onnx", "--groups");
+        assertEquals(0, run.exit(), run.err());
+        assertTrue(run.out().contains("channel groups: 4"), run.out());
+        assertTrue(run.out().contains("4 heads sharing 2 KV heads of dim 16, rotary"), run.out());
+        assertTrue(run.out().contains("left ungated: 1") && run.out().contains("lm_head"), run.out());
+        Run json = gatecut("inspect", "onnx-models/qwen2-ts17.onnx", "--groups", "--json");
+        JsonNode tree = new ObjectMapper().readTree(json.out());
+        assertEquals(4, tree.get("groups").size());
+        assertEquals(1, tree.get("ungated").size());
+    }
+
+    @Test
     void gemmLayoutsAreReportedAsStored() throws Exception {
         Run run = gatecut("inspect", "onnx-models/gpt2-ts17.onnx", "--json");
         JsonNode report = new ObjectMapper().readTree(run.out());
