@@ -169,19 +169,7 @@ public final class GateValues {
                 t.add(v);
             }
         }
-        try {
-            Path target = path.toAbsolutePath();
-            Files.createDirectories(target.getParent());
-            Path tmp = dev.gatecut.onnx.ModelIO.tempSibling(target);
-            try {
-                json.writeValue(tmp.toFile(), root);
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } finally {
-                Files.deleteIfExists(tmp);
-            }
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + path + ": " + e.getMessage(), e);
-        }
+        dev.gatecut.onnx.AtomicFiles.write(path, tmp -> json.writeValue(tmp.toFile(), root));
     }
 
     public static GateValues read(Path path) {

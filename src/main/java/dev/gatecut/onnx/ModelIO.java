@@ -410,7 +410,7 @@ public final class ModelIO {
             List<TensorProto> tensors = new ArrayList<>(initializers.size());
             if (external) {
                 Files.createDirectories(dataPath.getParent());
-                tmpData = tempSibling(dataPath);
+                tmpData = AtomicFiles.tempSibling(dataPath);
                 try (FileChannel out = FileChannel.open(tmpData, StandardOpenOption.WRITE)) {
                     for (Value v : initializers) {
                         Tensor t = v.initializer();
@@ -430,7 +430,7 @@ public final class ModelIO {
                 }
             }
             ModelProto proto = model.header().toBuilder().setGraph(writeGraph(model.graph(), tensors)).build();
-            tmpModel = tempSibling(target);
+            tmpModel = AtomicFiles.tempSibling(target);
             try (FileChannel out = FileChannel.open(tmpModel, StandardOpenOption.WRITE);
                  OutputStream stream = Channels.newOutputStream(out)) {
                 proto.writeTo(stream);
@@ -438,16 +438,16 @@ public final class ModelIO {
                 out.force(true);
             }
             if (tmpData != null) {
-                move(tmpData, dataPath);
+                AtomicFiles.move(tmpData, dataPath);
                 tmpData = null;
             }
-            move(tmpModel, target);
+            AtomicFiles.move(tmpModel, target);
             tmpModel = null;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + target + ": " + e.getMessage(), e);
         } finally {
-            deleteQuietly(tmpData);
-            deleteQuietly(tmpModel);
+            AtomicFiles.deleteQuietly(tmpData);
+            AtomicFiles.deleteQuietly(tmpModel);
         }
     }
 
@@ -460,22 +460,9 @@ public final class ModelIO {
         return t.externalizable() && !smallInteger && t.byteSize() >= options.externalThreshold();
     }
 
-    /**
-     * A new empty file beside {@code target} for writing it atomically. Unlike createTempFile it
-     * gets the usual permissions (umask), so the renamed result is readable like any other output.
-     */
+    /** See {@link AtomicFiles#tempSibling}. */
     public static Path tempSibling(Path target) throws IOException {
-        Path dir = target.toAbsolutePath().getParent();
-        for (int attempt = 0; ; attempt++) {
-            Path tmp = dir.resolve("." + target.getFileName() + "." + Long.toHexString(System.nanoTime()) + ".tmp");
-            try {
-                return Files.createFile(tmp);
-            } catch (java.nio.file.FileAlreadyExistsException e) {
-                if (attempt > 100) {
-                    throw e;
-                }
-            }
-        }
+        return AtomicFiles.tempSibling(target);
     }
 
     private static long align(FileChannel out, int alignment) throws IOException {
@@ -487,21 +474,4 @@ public final class ModelIO {
         return out.position();
     }
 
-    private static void move(Path from, Path to) throws IOException {
-        try {
-            Files.move(from, to, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } catch (AtomicMoveNotSupportedException e) {
-            Files.move(from, to, StandardCopyOption.REPLACE_EXISTING);
-        }
-    }
-
-    private static void deleteQuietly(Path p) {
-        if (p != null) {
-            try {
-                Files.deleteIfExists(p);
-            } catch (IOException ignored) {
-                // a stray temp file is harmless; the target was not touched
-            }
-        }
-    }
 }

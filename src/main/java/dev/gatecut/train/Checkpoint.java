@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.gatecut.onnx.ModelIO;
+import dev.gatecut.onnx.AtomicFiles;
 import dev.gatecut.onnx.OnnxFormatException;
 
 import java.io.IOException;
@@ -33,18 +33,7 @@ public record Checkpoint(long step, Map<String, float[]> params, Map<String, flo
         put(root.putObject("params"), params);
         put(root.putObject("adam_m"), firstMoments);
         put(root.putObject("adam_v"), secondMoments);
-        try {
-            Path target = file.toAbsolutePath();
-            Path tmp = ModelIO.tempSibling(target);
-            try {
-                json.writeValue(tmp.toFile(), root);
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } finally {
-                Files.deleteIfExists(tmp);
-            }
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + file + ": " + e.getMessage(), e);
-        }
+        AtomicFiles.write(file, tmp -> json.writeValue(tmp.toFile(), root));
     }
 
     public static Checkpoint read(Path file) {
