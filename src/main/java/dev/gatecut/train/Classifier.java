@@ -50,6 +50,17 @@ public final class Classifier {
         g.sortTopologically();
     }
 
+    /** Index of the largest logit (the first on ties). */
+    static int argmax(float[] logits) {
+        int best = 0;
+        for (int c = 1; c < logits.length; c++) {
+            if (logits[c] > logits[best]) {
+                best = c;
+            }
+        }
+        return best;
+    }
+
     /** Accuracy of a classifier model (from {@link #attachHead}) on batches. */
     public static double accuracy(OnnxModel classifier, List<Batch> batches, Device device) throws OrtException {
         var env = OrtSessions.environment();
@@ -61,24 +72,12 @@ public final class Classifier {
                 Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
                 try {
                     for (String in : inputs) {
-                        long[][] rows = batch.inputs().get(in);
-                        long[] flat = new long[rows.length * rows[0].length];
-                        for (int i = 0; i < rows.length; i++) {
-                            System.arraycopy(rows[i], 0, flat, i * rows[0].length, rows[0].length);
-                        }
-                        feeds.put(in, OnnxTensor.createTensor(env, java.nio.LongBuffer.wrap(flat),
-                                new long[] {rows.length, rows[0].length}));
+                        feeds.put(in, OnnxTensor.createTensor(env, batch.inputs().get(in)));
                     }
                     try (OrtSession.Result r = s.run(feeds)) {
                         float[][] logits = (float[][]) r.get(0).getValue();
                         for (int i = 0; i < logits.length; i++) {
-                            int best = 0;
-                            for (int c = 1; c < logits[i].length; c++) {
-                                if (logits[i][c] > logits[i][best]) {
-                                    best = c;
-                                }
-                            }
-                            correct += best == batch.labels()[i] ? 1 : 0;
+                            correct += argmax(logits[i]) == batch.labels()[i] ? 1 : 0;
                             total++;
                         }
                     }

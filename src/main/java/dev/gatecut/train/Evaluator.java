@@ -52,13 +52,7 @@ public final class Evaluator implements AutoCloseable {
                         weight = batch.size();
                         float[][] logits = (float[][]) r.get(TrainingGraph.LOGITS).orElseThrow().getValue();
                         for (int i = 0; i < logits.length; i++) {
-                            int best = 0;
-                            for (int c = 1; c < logits[i].length; c++) {
-                                if (logits[i][c] > logits[i][best]) {
-                                    best = c;
-                                }
-                            }
-                            if (best == batch.labels()[i]) {
+                            if (Classifier.argmax(logits[i]) == batch.labels()[i]) {
                                 correct++;
                             }
                         }

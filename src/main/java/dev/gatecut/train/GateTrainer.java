@@ -153,22 +153,12 @@ public final class GateTrainer implements AutoCloseable {
             feeds.put(TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(labels), new long[] {labels.length}));
         } else {
             feeds.put(TrainingGraph.TARGETS, longs(env, batch.targets()));
-            float[][] w = batch.weights();
-            float[] flat = new float[w.length * w[0].length];
-            for (int i = 0; i < w.length; i++) {
-                System.arraycopy(w[i], 0, flat, i * w[0].length, w[0].length);
-            }
-            feeds.put(TrainingGraph.TARGET_WEIGHTS, OnnxTensor.createTensor(env, FloatBuffer.wrap(flat),
-                    new long[] {w.length, w[0].length}));
+            feeds.put(TrainingGraph.TARGET_WEIGHTS, OnnxTensor.createTensor(env, batch.weights()));
         }
     }
 
     private static OnnxTensor longs(ai.onnxruntime.OrtEnvironment env, long[][] rows) throws OrtException {
-        long[] flat = new long[rows.length * rows[0].length];
-        for (int i = 0; i < rows.length; i++) {
-            System.arraycopy(rows[i], 0, flat, i * rows[0].length, rows[0].length);
-        }
-        return OnnxTensor.createTensor(env, LongBuffer.wrap(flat), new long[] {rows.length, rows[0].length});
+        return OnnxTensor.createTensor(env, rows);
     }
 
     private OnnxTensor floats(float[] values, long... dims) throws OrtException {
