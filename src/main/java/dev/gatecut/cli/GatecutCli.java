@@ -10,7 +10,7 @@ import java.io.UncheckedIOException;
 /** {@code gatecut COMMAND ...}: the command-line front end over the library. */
 @Command(name = "gatecut", mixinStandardHelpOptions = true, versionProvider = GatecutCli.Version.class,
         description = "Train structured sparsity into ONNX transformer models and compile slimmer ONNX files.",
-        subcommands = {InspectCommand.class, TrainCommand.class, CompressCommand.class, PruneCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {InspectCommand.class, TrainCommand.class, CompressCommand.class, PruneCommand.class, BenchCommand.class, ExportArtifactsCommand.class, CommandLine.HelpCommand.class})
 public final class GatecutCli {
 
     /** Exit code for bad input (unreadable model, invalid option values). */

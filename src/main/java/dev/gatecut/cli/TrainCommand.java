@@ -125,8 +125,14 @@ final class TrainCommand implements Callable<Integer> {
         @Option(names = "--log-every", defaultValue = "10", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
         int logEvery;
 
-        @Option(names = "--resume", description = "Continue from RUNDIR/checkpoint.json.")
+        @Option(names = "--resume", description = "Continue from the run folder's last checkpoint.")
         boolean resume;
+
+        @Option(names = "--backend", defaultValue = "auto", paramLabel = "B",
+                description = "fused (one ONNX graph per step, any ONNX Runtime build), ort-training (ONNX Runtime's"
+                        + " training API; needs its training-enabled native library) or auto (ort-training when the"
+                        + " loaded library has it); default ${DEFAULT-VALUE}.")
+        String backend;
 
         @Option(names = "--no-progress", description = "No progress bar (logs still go to metrics.jsonl).")
         boolean noProgress;
@@ -152,6 +158,24 @@ final class TrainCommand implements Callable<Integer> {
             };
         }
 
+        TrainingRun.Backend parseBackend() {
+            boolean available = dev.gatecut.train.ort.OrtApiTrainer.trainingAvailable();
+            return switch (backend.toLowerCase()) {
+                case "fused" -> TrainingRun.Backend.FUSED;
+                case "auto" -> available ? TrainingRun.Backend.ORT_TRAINING : TrainingRun.Backend.FUSED;
+                case "ort-training" -> {
+                    if (!available) {
+                        throw new IllegalArgumentException("--backend ort-training: the loaded ONNX Runtime has no"
+                                + " training API; start java with -Donnxruntime.native.path=target/ort-training"
+                                + " (assembled by mvn package) or use --backend fused");
+                    }
+                    yield TrainingRun.Backend.ORT_TRAINING;
+                }
+                default -> throw new IllegalArgumentException("--backend must be auto, fused or ort-training, got '"
+                        + backend + "'");
+            };
+        }
+
         Device parseDevice() {
             return switch (device.toLowerCase()) {
                 case "cpu" -> Device.CPU;
@@ -169,7 +193,9 @@ final class TrainCommand implements Callable<Integer> {
         }
 
         TrainingRun.Summary run(Path model, Path output, PrintWriter out, Prepared p) throws Exception {
-            TrainingRun.Options o = new TrainingRun.Options(epochs, steps, logEvery, checkpointEvery, resume, parseDevice());
+            TrainingRun.Backend b = parseBackend();
+            out.printf("backend: %s%n", b == TrainingRun.Backend.FUSED ? "fused train step" : "ONNX Runtime training API");
+            TrainingRun.Options o = new TrainingRun.Options(epochs, steps, logEvery, checkpointEvery, resume, parseDevice(), b);
             return TrainingRun.run(model, p.config(), p.batches(), p.evalBatches(), o, output, listener(out));
         }
 

@@ -20,7 +20,7 @@ import java.util.Random;
  * few: gates, biases, the head) and are fed with each batch and fresh gate noise; the graph
  * returns the losses and the updated values.
  */
-public final class GateTrainer implements AutoCloseable {
+public final class GateTrainer implements StepTrainer {
 
     /** What one step or evaluation reports. */
     public record StepResult(double loss, double taskLoss, double sparsityLoss, double expectedSparsity) {
@@ -49,15 +49,24 @@ public final class GateTrainer implements AutoCloseable {
         }
     }
 
+    @Override
     public long step() {
         return step;
     }
 
+    @Override
     public Map<String, float[]> parameters() {
         return params;
     }
 
+    /** Writes RUNDIR/checkpoint.json (parameters, moments, step). */
+    @Override
+    public void checkpointTo(java.nio.file.Path runDir) {
+        new Checkpoint(step, params, m1, m2).write(runDir.resolve(Checkpoint.FILE));
+    }
+
     /** One AdamW step on {@code batch} with gate noise drawn from {@code noise}. */
+    @Override
     public StepResult train(Batch batch, Random noise) throws OrtException {
         Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
         try {
@@ -121,6 +130,7 @@ public final class GateTrainer implements AutoCloseable {
     }
 
     /** The current gate parameters as a gates file. */
+    @Override
     public GateValues gates() {
         Map<String, float[]> theta = new LinkedHashMap<>();
         for (TrainableParam p : train.params()) {

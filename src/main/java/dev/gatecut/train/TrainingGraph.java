@@ -20,6 +20,7 @@ import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
+import dev.gatecut.passes.Unfuse;
 import dev.gatecut.runtime.ShapeProbe;
 
 import java.nio.file.Path;
@@ -70,23 +71,43 @@ public final class TrainingGraph {
         public static String moment2(String param) {
             return param + ".adam_v";
         }
+
+        /** The graph output holding the gradient of {@code param} (graphs built by {@link #gradients}). */
+        public static String gradient(String param) {
+            return param + "_grad";
+        }
     }
+
+    /** What {@link #build} appends after the losses. */
+    private enum Mode { EVALUATION, GRADIENTS, OPTIMIZER }
 
     private TrainingGraph() {
     }
 
     /** The fused train step: (params, moments, step, lr, batch, noise) → (losses, params', moments'). */
     public static Built trainStep(Path model, TrainConfig config) throws OrtException {
-        return build(model, config, true);
+        return build(model, config, Mode.OPTIMIZER);
     }
 
     /** Forward only: losses and logits, for evaluation with zero noise. */
     public static Built evaluation(Path model, TrainConfig config) throws OrtException {
-        return build(model, config, false);
+        return build(model, config, Mode.EVALUATION);
     }
 
-    private static Built build(Path path, TrainConfig config, boolean optimizer) throws OrtException {
+    /**
+     * Forward, losses and backward without the optimizer: outputs the losses and, for each trainable
+     * parameter P, its gradient as output {@link Built#gradient}(P). For back-ends that apply the
+     * update themselves (ONNX Runtime's training API).
+     */
+    public static Built gradients(Path model, TrainConfig config) throws OrtException {
+        return build(model, config, Mode.GRADIENTS);
+    }
+
+    private static Built build(Path path, TrainConfig config, Mode mode) throws OrtException {
         OnnxModel m = OnnxModel.load(path);
+        // ONNX Runtime contrib ops (Attention, SkipLayerNormalization, BiasGelu, ...) have no gradient rules:
+        // rewrite them into standard ops first. Layer, bias and gate names stay those of the fused model.
+        Unfuse.apply(m, Unfuse.FOR_TRAINING);
         long opset = m.defaultOpset();
         Discovery discovery = GroupFinder.discover(m);
         GatePlan plan = GatePlan.of(discovery, config.mode());
@@ -214,21 +235,24 @@ public final class TrainingGraph {
         name(g, ops, taskLoss, TASK_LOSS);
         name(g, ops, sparsityLoss, SPARSITY_LOSS);
         name(g, ops, expectedSparsity, EXPECTED_SPARSITY);
-        if (!optimizer) {
-            name(g, ops, logits, LOGITS);
-        } else {
-            addOptimizer(m, ops, loss, params, paramValues, config);
+        switch (mode) {
+            case EVALUATION -> name(g, ops, logits, LOGITS);
+            case GRADIENTS -> {
+                Differentiator.Result grads = differentiate(m, loss, paramValues);
+                for (TrainableParam p : params) {
+                    name(g, ops, grads.gradients().get(p.name()), Built.gradient(p.name()));
+                }
+            }
+            case OPTIMIZER -> addOptimizer(m, ops, loss, params, paramValues, config);
         }
         g.sortTopologically();
-        return new Built(m, plan, params, modelInputs, noise, initial, optimizer);
+        return new Built(m, plan, params, modelInputs, noise, initial, mode == Mode.OPTIMIZER);
     }
 
     private static void addOptimizer(OnnxModel m, OpBuilder ops, Value loss, List<TrainableParam> params,
                                      List<Value> paramValues, TrainConfig c) throws OrtException {
         Graph g = m.graph();
-        ShapeProbe.Result shapes = ShapeProbe.probe(m);
-        Differentiator.Result grads = Differentiator.differentiate(g, m.defaultOpset(), loss, paramValues,
-                GradRules.standard(), shapes);
+        Differentiator.Result grads = differentiate(m, loss, paramValues);
         Value step = g.addInput(STEP, floatType());
         Value lr = g.addInput(LEARNING_RATE, floatType());
         Value one = ops.scalar(1.0);
@@ -251,6 +275,12 @@ public final class TrainingGraph {
             name(g, ops, m1n, Built.next(Built.moment1(p.name())));
             name(g, ops, m2n, Built.next(Built.moment2(p.name())));
         }
+    }
+
+    private static Differentiator.Result differentiate(OnnxModel m, Value loss, List<Value> paramValues)
+            throws OrtException {
+        ShapeProbe.Result shapes = ShapeProbe.probe(m);
+        return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, GradRules.standard(), shapes);
     }
 
     private static Value distance(OpBuilder ops, Value meanOpen, double keep) {

@@ -39,7 +39,19 @@ public final class TrainingRun {
      * @param steps           total steps (0: {@code epochs} × batches per epoch)
      * @param checkpointEvery steps between checkpoints (0: only at the end)
      */
-    public record Options(int epochs, long steps, int logEvery, int checkpointEvery, boolean resume, Device device) {
+    public record Options(int epochs, long steps, int logEvery, int checkpointEvery, boolean resume, Device device,
+                          Backend backend) {
+        public Options(int epochs, long steps, int logEvery, int checkpointEvery, boolean resume, Device device) {
+            this(epochs, steps, logEvery, checkpointEvery, resume, device, Backend.FUSED);
+        }
+    }
+
+    /** How steps are executed. */
+    public enum Backend {
+        /** One ONNX graph per step with AdamW in standard ops: any ONNX Runtime build, any provider. */
+        FUSED,
+        /** ONNX Runtime's training API (OrtTrainingSession) on on-device training artifacts. */
+        ORT_TRAINING
     }
 
     /** Reports progress to a caller (a progress bar, or nothing). */
@@ -82,19 +94,38 @@ public final class TrainingRun {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot create " + outDir + ": " + e.getMessage(), e);
         }
-        TrainingGraph.Built built = TrainingGraph.trainStep(model, config);
-        built.model().save(outDir.resolve("train_step.onnx"), SaveOptions.defaults()
-                .withExternalData(SaveOptions.ExternalData.ALWAYS));
         long total = options.steps() > 0 ? options.steps() : (long) options.epochs() * train.batchesPerEpoch();
-        Path checkpointFile = outDir.resolve(Checkpoint.FILE);
         Path metrics = outDir.resolve("metrics.jsonl");
-        try (GateTrainer trainer = new GateTrainer(built, config, options.device());
+        GatePlan plan;
+        List<TrainableParam> params;
+        StepTrainer trainer;
+        if (options.backend() == Backend.ORT_TRAINING) {
+            var artifacts = dev.gatecut.train.ort.TrainingArtifacts.write(model, config, outDir.resolve("artifacts"));
+            Path saved = outDir.resolve(dev.gatecut.train.ort.OrtApiTrainer.RUN_CHECKPOINT);
+            trainer = options.resume() && Files.exists(saved)
+                    ? dev.gatecut.train.ort.OrtApiTrainer.resume(artifacts, saved, options.device())
+                    : dev.gatecut.train.ort.OrtApiTrainer.start(artifacts, options.device());
+            plan = artifacts.plan();
+            params = artifacts.params();
+        } else {
+            TrainingGraph.Built built = TrainingGraph.trainStep(model, config);
+            built.model().save(outDir.resolve("train_step.onnx"), SaveOptions.defaults()
+                    .withExternalData(SaveOptions.ExternalData.ALWAYS));
+            GateTrainer fused = new GateTrainer(built, config, options.device());
+            Path saved = outDir.resolve(Checkpoint.FILE);
+            if (options.resume() && Files.exists(saved)) {
+                Checkpoint c = Checkpoint.read(saved);
+                fused.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
+            }
+            trainer = fused;
+            plan = built.plan();
+            params = built.params();
+        }
+        try (StepTrainer t = trainer;
              Evaluator evaluator = eval == null || eval.isEmpty() ? null
                      : new Evaluator(TrainingGraph.evaluation(model, config), config, options.device())) {
-            if (options.resume() && Files.exists(checkpointFile)) {
-                Checkpoint c = Checkpoint.read(checkpointFile);
-                trainer.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
-                truncateMetrics(metrics, c.step());
+            if (trainer.step() > 0) {
+                truncateMetrics(metrics, trainer.step());
             } else {
                 deleteIfExists(metrics);
             }
@@ -123,31 +154,30 @@ public final class TrainingRun {
                 boolean epochEnd = index == train.batchesPerEpoch() - 1 || done == total;
                 if (epochEnd) {
                     // Evaluate what compiling would give: the gates projected onto the parameter budget.
-                    GateValues projected = BudgetProjection.apply(built.plan(), trainer.gates(), config.targetSparsity());
+                    GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
                     sparsity = compiledSparsity(model, config, projected);
                     if (evaluator != null) {
-                        lastEval = evaluator.evaluate(eval, withGates(built, trainer.parameters(), projected));
+                        lastEval = evaluator.evaluate(eval, withGates(params, trainer.parameters(), projected));
                     }
                     appendMetrics(metrics, evalRow(done, epoch, lastEval, sparsity));
                     listener.evaluated(done, lastEval, sparsity);
                 }
                 if ((options.checkpointEvery() > 0 && done % options.checkpointEvery() == 0) || done == total) {
-                    new Checkpoint(done, trainer.parameters(), trainer.firstMoments(), trainer.secondMoments())
-                            .write(checkpointFile);
+                    trainer.checkpointTo(outDir);
                 }
             }
             trainer.gates().write(outDir.resolve("gates.raw.json"));
-            GateValues gates = BudgetProjection.apply(built.plan(), trainer.gates(), config.targetSparsity());
+            GateValues gates = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
             gates.write(outDir.resolve("gates.json"));
-            writeParams(outDir.resolve("params.json"), built, trainer.parameters());
+            writeParams(outDir.resolve("params.json"), params, trainer.parameters());
             return new Summary(trainer.step(), last, lastEval, sparsity, gates);
         }
     }
 
     /** The parameters with each gate's θ replaced by {@code gates}' values. */
-    static Map<String, float[]> withGates(TrainingGraph.Built built, Map<String, float[]> params, GateValues gates) {
+    static Map<String, float[]> withGates(List<TrainableParam> trainable, Map<String, float[]> params, GateValues gates) {
         Map<String, float[]> m = new LinkedHashMap<>(params);
-        for (TrainableParam p : built.params()) {
+        for (TrainableParam p : trainable) {
             if (p.kind() == TrainableParam.Kind.GATE) {
                 m.put(p.name(), gates.theta(p.gate()));
             }
@@ -232,9 +262,9 @@ public final class TrainingRun {
         }
     }
 
-    private static void writeParams(Path file, TrainingGraph.Built built, Map<String, float[]> params) {
+    private static void writeParams(Path file, List<TrainableParam> trainable, Map<String, float[]> params) {
         Map<String, float[]> trained = new LinkedHashMap<>();
-        for (TrainableParam p : built.params()) {
+        for (TrainableParam p : trainable) {
             if (p.kind() != TrainableParam.Kind.GATE) {
                 trained.put(p.name(), params.get(p.name()));
             }

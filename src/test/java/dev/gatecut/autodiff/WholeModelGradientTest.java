@@ -14,6 +14,7 @@ import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
+import dev.gatecut.passes.Unfuse;
 import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.runtime.RandomInputs;
 import dev.gatecut.runtime.ShapeProbe;
@@ -43,19 +44,21 @@ class WholeModelGradientTest {
     static List<Arguments> cases() {
         List<Arguments> cases = new ArrayList<>();
         for (Path p : TestModels.all()) {
-            if (p.getFileName().toString().contains("fused")) {
-                continue;   // com.microsoft contrib ops: no gradient rules (training rejects it with a clear error)
-            }
-            cases.add(Arguments.of(p, GateMode.COUPLED));
-            cases.add(Arguments.of(p, GateMode.INDEPENDENT));
+            cases.add(Arguments.of(p, GateMode.COUPLED, 1e-2));
+            // The contrib-op BERT (unfused first, as training does) in independent mode: the derivative along u
+            // is small there (0.035), so float32 rounding of the loss dominates a 1e-2 step (2e-2 error); with
+            // 3e-2 the error is 1e-4 .. 5e-3 over six directions, i.e. it was noise, not the gradient.
+            boolean fused = p.getFileName().toString().contains("fused");
+            cases.add(Arguments.of(p, GateMode.INDEPENDENT, fused ? 3e-2 : 1e-2));
         }
         return cases;
     }
 
     @ParameterizedTest(name = "{0} {1}")
     @MethodSource("cases")
-    void gateGradientsMatchFiniteDifferences(Path path, GateMode mode) throws Exception {
+    void gateGradientsMatchFiniteDifferences(Path path, GateMode mode, double eps) throws Exception {
         try (OnnxModel m = OnnxModel.load(path)) {
+            Unfuse.apply(m, Unfuse.FOR_TRAINING);   // as training does: contrib ops (the fused BERT) become standard ops
             GatePlan plan = GatePlan.of(GroupFinder.discover(m), mode);
             GateValues values = GateValues.random(plan, 0.0, 5);   // all fractional
             var injected = GateInjector.inject(m, plan, values);
@@ -123,7 +126,6 @@ class WholeModelGradientTest {
                         exact += e.getValue()[i] * g[i];
                     }
                 }
-                double eps = 1e-2;
                 double plus = run(s, m, shifted(theta, u, eps)).get(loss.name())[0];
                 double minus = run(s, m, shifted(theta, u, -eps)).get(loss.name())[0];
                 double numeric = (plus - minus) / (2 * eps);

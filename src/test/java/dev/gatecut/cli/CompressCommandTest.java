@@ -77,6 +77,28 @@ class CompressCommandTest {
     }
 
     @Test
+    void ortTrainingBackendWithoutItsLibraryIsAClearError(@TempDir Path dir) throws Exception {
+        Path train = classificationData(dir, "train.jsonl", 1);
+        InspectCommandTest.Run run = gatecut("train", "onnx-models/bert-ts17.onnx", "--train", train.toString(),
+                "--target-sparsity", "0.3", "--backend", "ort-training", "-o", dir.resolve("o").toString());
+        if (dev.gatecut.train.ort.OrtApiTrainer.trainingAvailable()) {
+            return;   // this JVM has the training build: nothing to refuse
+        }
+        assertEquals(2, run.exit());
+        assertTrue(run.err().contains("-Donnxruntime.native.path=target/ort-training"), run.err());
+    }
+
+    @Test
+    void exportsTrainingArtifacts(@TempDir Path dir) {
+        InspectCommandTest.Run run = gatecut("export-training-artifacts", "onnx-models/bert-ts17.onnx",
+                "--target-sparsity", "0.3", "-o", dir.toString());
+        assertEquals(0, run.exit(), run.err());
+        for (String f : List.of("training_model.onnx", "eval_model.onnx", "optimizer_model.onnx", "checkpoint")) {
+            assertTrue(Files.exists(dir.resolve(f)), f);
+        }
+    }
+
+    @Test
     void badDataIsAOneLineError(@TempDir Path dir) throws Exception {
         Path bad = Files.writeString(dir.resolve("bad.jsonl"), "{\"input_ids\": [1, 2], \"label\": \"a\"}\n{\"oops\": 1}\n");
         InspectCommandTest.Run run = gatecut("train", "onnx-models/bert-ts17.onnx", "--train", bad.toString(),

@@ -11,10 +11,10 @@ import java.util.Random;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-class GateTrainerTest {
+public class GateTrainerTest {
 
     /** 32 random token sequences; the label says whether token 7 occurs (learnable from pooled embeddings). */
-    static Batch syntheticBatch(long seed) {
+    public static Batch syntheticBatch(long seed) {
         Random r = new Random(seed);
         int n = 32;
         int len = 12;

@@ -18,10 +18,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-class TrainingRunTest {
+public class TrainingRunTest {
     static final Path MODEL = Path.of("onnx-models/bert-ts17.onnx");
 
-    static BatchSource synthetic() {
+    public static BatchSource synthetic() {
         return new BatchSource() {
             @Override
             public int batchesPerEpoch() {
@@ -35,7 +35,7 @@ class TrainingRunTest {
         };
     }
 
-    static TrainConfig config() {
+    public static TrainConfig config() {
         return TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 2).withLearningRate(0.05);
     }
 

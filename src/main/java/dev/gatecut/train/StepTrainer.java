@@ -1,0 +1,32 @@
+package dev.gatecut.train;
+
+import ai.onnxruntime.OrtException;
+import dev.gatecut.gates.GateValues;
+
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * One training back-end: the fused train step ({@link GateTrainer}) or ONNX Runtime's training API
+ * ({@code dev.gatecut.train.ort.OrtApiTrainer}). Both take the same batches and noise.
+ */
+public interface StepTrainer extends AutoCloseable {
+    /** Optimizer steps taken so far. */
+    long step();
+
+    /** One optimizer step on {@code batch} with gate noise drawn from {@code noise}. */
+    GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException;
+
+    /** Current values of the trainable parameters by name. */
+    Map<String, float[]> parameters() throws OrtException;
+
+    /** The current gate parameters. */
+    GateValues gates() throws OrtException;
+
+    /** Saves what a resumed run needs into the run folder. */
+    void checkpointTo(Path runDir) throws OrtException;
+
+    @Override
+    void close() throws OrtException;
+}
