@@ -63,9 +63,8 @@ final class TrainCommand implements Callable<Integer> {
 
     /** Options shared by train and compress. */
     static final class TrainOptions {
-        @Option(names = "--task", defaultValue = "classify", paramLabel = "TASK",
-                description = "classify (pooled hidden states + new head) or lm (next-token); default ${DEFAULT-VALUE}.")
-        String task;
+        @picocli.CommandLine.Mixin
+        GateTrainingOptions gate;
 
         @Option(names = "--train", required = true, paramLabel = "FILE", description = "Training data, JSONL or CSV.")
         Path train;
@@ -83,14 +82,6 @@ final class TrainCommand implements Callable<Integer> {
                 description = "HuggingFace tokenizer.json; without it rows must carry pre-tokenised input_ids.")
         Path tokenizer;
 
-        @Option(names = "--target-sparsity", required = true, paramLabel = "S",
-                description = "Fraction of the targeted parameters to remove, e.g. 0.3.")
-        double targetSparsity;
-
-        @Option(names = "--gates-mode", defaultValue = "coupled", paramLabel = "MODE",
-                description = "coupled or independent; default ${DEFAULT-VALUE}.")
-        String gatesMode;
-
         @Option(names = "--epochs", defaultValue = "3", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
         int epochs;
 
@@ -102,18 +93,6 @@ final class TrainCommand implements Callable<Integer> {
 
         @Option(names = "--max-len", defaultValue = "128", paramLabel = "L", description = "Default ${DEFAULT-VALUE}.")
         int maxLen;
-
-        @Option(names = "--lr", paramLabel = "X", description = "Learning rate (default 1e-3 classify, 1e-2 lm).")
-        Double lr;
-
-        @Option(names = "--lambda", defaultValue = "50", paramLabel = "X", description = "Sparsity loss weight (default ${DEFAULT-VALUE}).")
-        double lambda;
-
-        @Option(names = "--pooling", defaultValue = "mean", paramLabel = "P", description = "mean or first (default ${DEFAULT-VALUE}).")
-        String pooling;
-
-        @Option(names = "--seed", defaultValue = "1", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
-        long seed;
 
         @Option(names = "--device", defaultValue = "cpu", paramLabel = "DEV", description = "cpu or cuda (default ${DEFAULT-VALUE}).")
         String device;
@@ -138,24 +117,11 @@ final class TrainCommand implements Callable<Integer> {
         boolean noProgress;
 
         TrainConfig config(int labels) {
-            Task t = parseTask();
-            if (!(targetSparsity >= 0 && targetSparsity < 1)) {
-                throw new IllegalArgumentException("--target-sparsity must be in [0, 1), got " + targetSparsity);
-            }
-            TrainConfig c = TrainConfig.defaults(t, PruneCommand.parseMode(gatesMode), targetSparsity, labels)
-                    .withSeed(seed).withLambda(lambda);
-            c = new TrainConfig(c.task(), c.mode(), c.targetSparsity(), c.lambda(), c.learningRate(), c.beta1(),
-                    c.beta2(), c.epsilon(), c.weightDecay(), c.noiseSigma(), c.thetaMean(), c.thetaStd(), pooling,
-                    c.numLabels(), c.seed());
-            return lr != null ? c.withLearningRate(lr) : c;
+            return gate.config(labels);
         }
 
         Task parseTask() {
-            return switch (task.toLowerCase()) {
-                case "classify" -> Task.CLASSIFY;
-                case "lm" -> Task.LM;
-                default -> throw new IllegalArgumentException("--task must be classify or lm, got '" + task + "'");
-            };
+            return gate.parseTask();
         }
 
         TrainingRun.Backend parseBackend() {
@@ -226,7 +192,7 @@ final class TrainCommand implements Callable<Integer> {
                 out.printf("eval:  %s%n", config.task() == Task.LM ? evalData.size() + " rows" : evalData.describe());
             }
             out.flush();
-            BatchSource batches = Batcher.training(trainTokens, batch, seed);
+            BatchSource batches = Batcher.training(trainTokens, batch, gate.seed);
             List<Batch> evalBatches = new ArrayList<>();
             if (evalTokens != null) {
                 Batcher e = Batcher.evaluation(evalTokens, batch);

@@ -25,22 +25,13 @@ class BenchCommandTest {
     private static final String BERT_FUSED = "onnx-models/bert-ort-fused.onnx";
     private static final String GPT2 = "onnx-models/gpt2-ts17.onnx";
 
-    record Run(int exit, String out, String err) {
-    }
-
-    static Run gatecut(String... args) {
-        StringWriter out = new StringWriter();
-        StringWriter err = new StringWriter();
-        CommandLine cl = GatecutCli.commandLine();
-        cl.setOut(new PrintWriter(out));
-        cl.setErr(new PrintWriter(err));
-        int exit = cl.execute(args);
-        return new Run(exit, out.toString(), err.toString());
+    static InspectCommandTest.Run gatecut(String... args) {
+        return InspectCommandTest.gatecut(args);
     }
 
     @Test
     void textReportHasEveryModelAndTheFirstIsTheBaseline() {
-        Run run = gatecut("bench", BERT, BERT_FUSED, "--runs", "3", "--warmup", "1", "--batch", "2", "--seq", "8",
+        InspectCommandTest.Run run = gatecut("bench", BERT, BERT_FUSED, "--runs", "3", "--warmup", "1", "--batch", "2", "--seq", "8",
                 "--threads", "1");
         assertEquals(0, run.exit(), run.err());
         List<String> lines = run.out().lines().toList();
@@ -59,7 +50,7 @@ class BenchCommandTest {
 
     @Test
     void jsonReportCountsParametersAndKeepsEveryTiming() throws Exception {
-        Run run = gatecut("bench", BERT, GPT2, "--runs", "3", "--warmup", "0", "--batch", "1", "--seq", "5", "--json");
+        InspectCommandTest.Run run = gatecut("bench", BERT, GPT2, "--runs", "3", "--warmup", "0", "--batch", "1", "--seq", "5", "--json");
         assertEquals(0, run.exit(), run.err());
         JsonNode report = new ObjectMapper().readTree(run.out());
         assertEquals("cpu", report.get("device").asText());
@@ -90,7 +81,7 @@ class BenchCommandTest {
 
     @Test
     void interleavedRoundsAreReported() {
-        Run run = gatecut("bench", BERT, BERT, "--runs", "4", "--warmup", "0", "--rounds", "2", "--batch", "1",
+        InspectCommandTest.Run run = gatecut("bench", BERT, BERT, "--runs", "4", "--warmup", "0", "--rounds", "2", "--batch", "1",
                 "--seq", "4");
         assertEquals(0, run.exit(), run.err());
         assertTrue(run.out().startsWith("device cpu, batch 1, sequence 4, 4 timed runs after 0 warm-up in 2"
@@ -109,7 +100,7 @@ class BenchCommandTest {
         assertOneLineError(gatecut("bench", BERT, "--runs", "2", "--rounds", "3"), "rounds must be between 1 and runs");
     }
 
-    private static void assertOneLineError(Run run, String problem) {
+    private static void assertOneLineError(InspectCommandTest.Run run, String problem) {
         assertNotEquals(0, run.exit());
         String err = run.err().strip();
         assertFalse(err.contains("\n"), "one line only:\n" + err);

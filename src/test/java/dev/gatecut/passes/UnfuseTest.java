@@ -190,18 +190,7 @@ class UnfuseTest {
     }
 
     static double relativeError(ByteBuffer expected, ByteBuffer actual) {
-        FloatBuffer e = expected.duplicate().order(ByteOrder.nativeOrder()).asFloatBuffer();
-        FloatBuffer a = actual.duplicate().order(ByteOrder.nativeOrder()).asFloatBuffer();
-        assertEquals(e.remaining(), a.remaining(), "output sizes");
-        double maxDiff = 0;
-        double maxRef = 0;
-        for (int i = 0; i < e.remaining(); i++) {
-            maxDiff = Math.max(maxDiff, Math.abs(e.get(i) - a.get(i)));
-            maxRef = Math.max(maxRef, Math.abs(e.get(i)));
-        }
-        assertTrue(maxRef > 0, "reference output is all zeros");
-        assertFalse(Double.isNaN(maxDiff), "NaN in the outputs");
-        return maxDiff / maxRef;
+        return Ort.relativeError(expected, actual);
     }
 
     // ------------------------------------------------------------------ single contrib ops

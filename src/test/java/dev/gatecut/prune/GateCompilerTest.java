@@ -95,16 +95,6 @@ class GateCompilerTest {
     }
 
     static double relativeError(ByteBuffer expected, ByteBuffer actual) {
-        FloatBuffer e = expected.duplicate().order(ByteOrder.nativeOrder()).asFloatBuffer();
-        FloatBuffer a = actual.duplicate().order(ByteOrder.nativeOrder()).asFloatBuffer();
-        assertEquals(e.remaining(), a.remaining(), "output sizes");
-        double maxDiff = 0;
-        double maxRef = 0;
-        for (int i = 0; i < e.remaining(); i++) {
-            maxDiff = Math.max(maxDiff, Math.abs(e.get(i) - a.get(i)));
-            maxRef = Math.max(maxRef, Math.abs(e.get(i)));
-        }
-        assertTrue(maxRef > 0, "reference output is all zeros");
-        return maxDiff / maxRef;
+        return Ort.relativeError(expected, actual);
     }
 }

@@ -60,6 +60,22 @@ public final class Ort {
         }
     }
 
+    /** max |a − b| / max |a| over a float output (a the reference); NaN fails. */
+    public static double relativeError(ByteBuffer expected, ByteBuffer actual) {
+        java.nio.FloatBuffer e = expected.duplicate().order(java.nio.ByteOrder.nativeOrder()).asFloatBuffer();
+        java.nio.FloatBuffer a = actual.duplicate().order(java.nio.ByteOrder.nativeOrder()).asFloatBuffer();
+        assertEquals(e.remaining(), a.remaining(), "output sizes");
+        double maxDiff = 0;
+        double maxRef = 0;
+        for (int i = 0; i < e.remaining(); i++) {
+            maxDiff = Math.max(maxDiff, Math.abs(e.get(i) - a.get(i)));
+            maxRef = Math.max(maxRef, Math.abs(e.get(i)));
+        }
+        assertTrue(maxRef > 0, "reference output is all zeros");
+        assertTrue(!Double.isNaN(maxDiff), "NaN in the outputs");
+        return maxDiff / maxRef;
+    }
+
     public static void close(Map<String, OnnxTensor> feeds) {
         feeds.values().forEach(OnnxTensor::close);
     }

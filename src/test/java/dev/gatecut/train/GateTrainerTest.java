@@ -37,7 +37,7 @@ public class GateTrainerTest {
     }
 
     /** Sequences that repeat a short random motif: the next token is predictable from the context. */
-    static Batch lmBatch(long seed) {
+    public static Batch lmBatch(long seed) {
         Random r = new Random(seed);
         int n = 8;
         int len = 16;

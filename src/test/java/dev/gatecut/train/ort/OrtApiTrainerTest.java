@@ -107,27 +107,8 @@ class OrtApiTrainerTest {
         }
     }
 
-    /** Sequences that repeat a short random motif (as in GateTrainerTest). */
     static Batch lmBatch(long seed) {
-        Random r = new Random(seed);
-        int n = 8;
-        int len = 16;
-        long[][] ids = new long[n][len];
-        long[][] mask = new long[n][len];
-        long[][] targets = new long[n][len];
-        float[][] weights = new float[n][len];
-        for (int i = 0; i < n; i++) {
-            long[] motif = {10 + r.nextInt(50), 10 + r.nextInt(50), 10 + r.nextInt(50)};
-            for (int j = 0; j < len; j++) {
-                ids[i][j] = motif[j % 3];
-                mask[i][j] = 1;
-            }
-            for (int j = 0; j < len - 1; j++) {
-                targets[i][j] = ids[i][j + 1];
-                weights[i][j] = 1;
-            }
-        }
-        return new Batch(Map.of("input_ids", ids, "attention_mask", mask), null, targets, weights);
+        return dev.gatecut.train.GateTrainerTest.lmBatch(seed);
     }
 
     /** Causal-LM training (independent gates, biases) on a TorchScript and a dynamo (opset 18) export. */
