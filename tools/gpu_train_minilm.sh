@@ -14,6 +14,9 @@
 #   compress --device cuda --batch 32 --max-len 128 --epochs 2 --target-sparsity 0.3 --lr 1e-2
 # while nvidia-smi samples memory.used every 200 ms, and writes to $OUT/<mode>/:
 #   compress.log (header + the command's output), gpumem.log, summary.json, metrics.jsonl.
+# BACKENDS (default empty: no --backend flag, as before) lists training back-ends to run per mode,
+# each as `--backend B` into $OUT/<mode>-<B>/; a back-end named again is run again, into
+# $OUT/<mode>-<B>-2/ and so on (e.g. BACKENDS="fused ort-training fused ort-training").
 set -uo pipefail
 
 OUT=${OUT:-/tmp/train-out}
@@ -22,6 +25,7 @@ DEST=${DEST:-/opt/models}
 BUDGET_S=${BUDGET_S:-540}          # whole script, seconds (the device call allows 600)
 MAIN_MAX_S=${MAIN_MAX_S:-480}      # first run at most 8 minutes
 MODES=${MODES:-"coupled independent"}
+BACKENDS=${BACKENDS:-}
 EPOCHS=${EPOCHS:-2}
 BATCH=${BATCH:-32}
 MAXLEN=${MAXLEN:-128}
@@ -104,27 +108,41 @@ PY
 }
 
 first_wall=0
+RUNS=()
 for mode in $MODES; do
+  if [ -z "$BACKENDS" ]; then RUNS+=("$mode:"); continue; fi
+  for b in $BACKENDS; do RUNS+=("$mode:$b"); done
+done
+declare -A SEEN=()
+for run in "${RUNS[@]}"; do
+  mode=${run%%:*}; backend=${run#*:}
+  if [ -n "$backend" ]; then
+    SEEN[$mode-$backend]=$(( ${SEEN[$mode-$backend]:-0} + 1 ))
+    tag=$mode-$backend; [ "${SEEN[$mode-$backend]}" -gt 1 ] && tag=$tag-${SEEN[$mode-$backend]}
+    BACKEND_ARGS=(--backend "$backend")
+  else
+    tag=$mode; BACKEND_ARGS=()
+  fi
   now=$(date +%s); left=$((BUDGET_S - (now - T0)))
   if [ "$first_wall" -gt 0 ]; then
     need=$((first_wall * 13 / 10 + 20))
     if [ "$left" -lt "$need" ]; then
-      echo "SKIP $mode: $left s left, about $need s needed"; continue
+      echo "SKIP $tag: $left s left, about $need s needed"; continue
     fi
     limit=$left
   else
     limit=$(( left < MAIN_MAX_S ? left : MAIN_MAX_S ))
   fi
-  R="$OUT/$mode"; W=/tmp/train-$mode
+  R="$OUT/$tag"; W=/tmp/train-$tag
   mkdir -p "$R"; rm -rf "$W"
   CMD=("$JAVA" $ORT_GPU_OPTS -jar "$JAR" compress "$MODEL" --tokenizer "$TOK" --train "$TRAIN" --eval "$EVAL"
        --target-sparsity 0.3 --lr 1e-2 --batch "$BATCH" --max-len "$MAXLEN" --epochs "$EPOCHS"
-       --gates-mode "$mode" --device "$DEVICE" --no-progress $EXTRA_ARGS -o "$W")
+       --gates-mode "$mode" "${BACKEND_ARGS[@]}" --device "$DEVICE" --no-progress $EXTRA_ARGS -o "$W")
   { header; echo "# limit: ${limit}s"; echo "# cmd: ${CMD[*]}"; } > "$R/compress.log"
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$R/gpumem.log" 2>&1 &
   SMI=$!
   sleep 1
-  echo "=== $mode: start (limit ${limit}s)"
+  echo "=== $tag: start (limit ${limit}s)"
   s=$(date +%s.%N)
   timeout -k 10 "$limit" "${CMD[@]}" >> "$R/compress.log" 2>&1
   rc=$?
@@ -133,7 +151,7 @@ for mode in $MODES; do
   kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
   wall=$(python3 -c "print(f'{$e - $s:.1f}')")
   echo "# exit: $rc, wall ${wall}s" >> "$R/compress.log"
-  echo "=== $mode: exit $rc, wall ${wall}s"
+  echo "=== $tag: exit $rc, wall ${wall}s"
   [ "$first_wall" -gt 0 ] || first_wall=$(python3 -c "import math; print(math.ceil($e - $s))")
   cp "$W/summary.json" "$R/" 2>/dev/null || echo "  (no summary.json)"
   cp "$W/run/metrics.jsonl" "$R/" 2>/dev/null || echo "  (no metrics.jsonl)"
