@@ -10,6 +10,9 @@ import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.prune.CompileReport;
 import dev.gatecut.prune.GateCompiler;
+import dev.gatecut.report.CompressReport;
+import dev.gatecut.report.ReportWriter;
+import dev.gatecut.runtime.Benchmark;
 import dev.gatecut.train.Classifier;
 import dev.gatecut.train.TrainedParams;
 import dev.gatecut.train.TrainingRun;
@@ -23,6 +26,8 @@ import picocli.CommandLine.Spec;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -30,7 +35,7 @@ import java.util.concurrent.Callable;
 @Command(name = "compress", mixinStandardHelpOptions = true,
         description = "Train gates, compile the slim model and evaluate it, in one command. OUTDIR gets model.onnx"
                 + " (slim, same inputs/outputs as MODEL), classifier.onnx (slim model + trained head → logits),"
-                + " gates.json, summary.json and the training run in OUTDIR/run.")
+                + " gates.json, summary.json, report.md, report.html (+ kept.png) and the training run in OUTDIR/run.")
 final class CompressCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file (float32).")
     Path model;
@@ -42,6 +47,11 @@ final class CompressCommand implements Callable<Integer> {
             description = "Round kept widths up to a multiple of N (default ${DEFAULT-VALUE}).")
     int align;
 
+    @Option(names = "--latency-runs", defaultValue = "20", paramLabel = "N",
+            description = "Timed runs per model when comparing dense and slim latency for the report (0: skip);"
+                    + " default ${DEFAULT-VALUE}.")
+    int latencyRuns;
+
     @Option(names = {"-o", "--output"}, required = true, paramLabel = "OUTDIR", description = "Output folder.")
     Path output;
 
@@ -50,6 +60,26 @@ final class CompressCommand implements Callable<Integer> {
 
     @Spec
     CommandSpec spec;
+
+    /** Median of the logged training throughputs (the first row includes start-up, so it is left out). */
+    static double medianSamplesPerSecond(Path runDir) throws java.io.IOException {
+        List<Double> rates = new ArrayList<>();
+        ObjectMapper json = new ObjectMapper();
+        for (String line : Files.readAllLines(runDir.resolve("metrics.jsonl"))) {
+            var row = json.readTree(line);
+            if (!row.path("eval").asBoolean() && row.has("samples_per_s")) {
+                rates.add(row.get("samples_per_s").asDouble());
+            }
+        }
+        if (rates.size() > 1) {
+            rates.remove(0);
+        }
+        if (rates.isEmpty()) {
+            return Double.NaN;
+        }
+        java.util.Collections.sort(rates);
+        return rates.get(rates.size() / 2);
+    }
 
     @Override
     public Integer call() throws Exception {
@@ -62,17 +92,17 @@ final class CompressCommand implements Callable<Integer> {
 
         Path params = runDir.resolve("params.json");
         Map<String, float[]> trained = TrainedParams.read(params);
-        CompileReport report;
+        CompileReport compiled;
         try (OnnxModel slim = OnnxModel.load(model)) {
             TrainedParams.apply(slim, params);
             Discovery discovery = GroupFinder.discover(slim);
             GatePlan plan = GatePlan.of(discovery, prepared.config().mode());
             Path gatesFile = runDir.resolve("gates.json");
             GateValues gates = GateValues.read(gatesFile).conformTo(plan, gatesFile);
-            report = GateCompiler.compile(slim, plan, gates, align);
+            compiled = GateCompiler.compile(slim, plan, gates, align);
             slim.save(output.resolve("model.onnx"));
             Files.copy(gatesFile, output.resolve("gates.json"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
-            PruneCommand.printReport(report, discovery, prepared.config().mode(), out);
+            PruneCommand.printReport(compiled, discovery, prepared.config().mode(), out);
         }
         double accuracy = Double.NaN;
         double perplexity = Double.NaN;
@@ -99,10 +129,10 @@ final class CompressCommand implements Callable<Integer> {
         json.put("target_sparsity", prepared.config().targetSparsity());
         json.put("gates_mode", prepared.config().mode().name().toLowerCase());
         json.put("align", align);
-        json.put("parameters_before", report.parametersBefore());
-        json.put("parameters_after", report.parametersAfter());
-        long targetedBefore = report.groups().stream().mapToLong(g -> g.paramsBefore()).sum();
-        long targetedAfter = report.groups().stream().mapToLong(g -> g.paramsAfter()).sum();
+        json.put("parameters_before", compiled.parametersBefore());
+        json.put("parameters_after", compiled.parametersAfter());
+        long targetedBefore = compiled.groups().stream().mapToLong(g -> g.paramsBefore()).sum();
+        long targetedAfter = compiled.groups().stream().mapToLong(g -> g.paramsAfter()).sum();
         json.put("targeted_before", targetedBefore);
         json.put("targeted_after", targetedAfter);
         json.put("train_steps", summary.steps());
@@ -121,6 +151,32 @@ final class CompressCommand implements Callable<Integer> {
             json.put("slim_eval_perplexity", perplexity);
         }
         new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(output.resolve("summary.json").toFile(), json);
+
+        List<CompressReport.Latency> latencies = new ArrayList<>();
+        if (latencyRuns > 0) {
+            out.println("timing dense vs slim ...");
+            out.flush();
+            for (int[] size : new int[][] {{1, options.maxLen}, {options.batch, options.maxLen}}) {
+                var results = Benchmark.run(List.of(model, output.resolve("model.onnx")), new Benchmark.Settings(
+                        options.parseDevice(), size[0], size[1], 3, latencyRuns, 0, Benchmark.DEFAULT_SEED,
+                        Math.min(5, latencyRuns)));
+                latencies.add(new CompressReport.Latency(size[0], size[1], results.get(0).medianMs(),
+                        results.get(1).medianMs()));
+            }
+        }
+        CompressReport rendered = new CompressReport(model.toString(), java.time.LocalDate.now().toString(),
+                options.parseDevice().name().toLowerCase() + " (" + Runtime.getRuntime().availableProcessors() + " cores)",
+                prepared.config().task().name().toLowerCase(), prepared.config().mode().name().toLowerCase(),
+                prepared.config().targetSparsity(), align, options.parseBackend().name().toLowerCase(),
+                compiled.parametersBefore(), compiled.parametersAfter(), targetedBefore, targetedAfter, compiled.groups(),
+                lm ? "perplexity" : "accuracy",
+                summary.lastEval() == null ? Double.NaN : lm ? summary.lastEval().perplexity() : summary.lastEval().accuracy(),
+                lm ? perplexity : accuracy, summary.steps(), trainSeconds, medianSamplesPerSecond(runDir), latencies);
+        ReportWriter.write(rendered, output);
+        for (CompressReport.Latency l : latencies) {
+            out.printf("latency b%d × s%d: dense %.2f ms, slim %.2f ms (%.2fx)%n", l.batch(), l.sequence(), l.denseMs(),
+                    l.slimMs(), l.speedup());
+        }
         if (lm) {
             out.printf("slim model: %s%s%n", output.resolve("model.onnx"), Double.isNaN(perplexity) ? ""
                     : String.format("; eval perplexity %.3f (gated during training %.3f)", perplexity,

@@ -40,11 +40,18 @@ class CompressCommandTest {
         Path out = dir.resolve("out");
         InspectCommandTest.Run run = gatecut("compress", "onnx-models/bert-ts17.onnx", "--train", train.toString(),
                 "--eval", eval.toString(), "--target-sparsity", "0.3", "--epochs", "2", "--batch", "8", "--lr", "0.05",
-                "--align", "1", "--no-progress", "-o", out.toString());
+                "--align", "1", "--no-progress", "--latency-runs", "2", "-o", out.toString());
         assertEquals(0, run.exit(), run.err() + run.out());
-        for (String f : List.of("model.onnx", "classifier.onnx", "gates.json", "summary.json", "run/metrics.jsonl")) {
+        for (String f : List.of("model.onnx", "classifier.onnx", "gates.json", "summary.json", "run/metrics.jsonl",
+                "report.md", "report.html", "kept.png")) {
             assertTrue(Files.exists(out.resolve(f)), f);
         }
+        String report = Files.readString(out.resolve("report.md"));
+        for (String expected : List.of("| parameters |", "| eval accuracy |", "latency b1 × s128", "latency b8 × s128",
+                "kept.png", "ffn:/m/encoder/layer.0/output/dense/MatMul")) {
+            assertTrue(report.contains(expected), "report.md lacks '" + expected + "':\n" + report);
+        }
+        assertTrue(Files.readString(out.resolve("report.html")).contains("<img src=\"kept.png\""));
         JsonNode s = new ObjectMapper().readTree(out.resolve("summary.json").toFile());
         double removed = 1 - s.get("targeted_after").asDouble() / s.get("targeted_before").asDouble();
         assertEquals(0.3, removed, 0.02, "the slim model lands on the budget: " + s);
@@ -68,8 +75,9 @@ class CompressCommandTest {
         Path out = dir.resolve("out");
         InspectCommandTest.Run run = gatecut("compress", "onnx-models/gpt2-ts17.onnx", "--task", "lm", "--train",
                 data.toString(), "--eval", data.toString(), "--target-sparsity", "0.3", "--epochs", "2", "--batch", "8",
-                "--lr", "0.05", "--align", "1", "--no-progress", "-o", out.toString());
+                "--lr", "0.05", "--align", "1", "--no-progress", "--latency-runs", "0", "-o", out.toString());
         assertEquals(0, run.exit(), run.err() + run.out());
+        assertTrue(Files.readString(out.resolve("report.md")).contains("| eval perplexity |"));
         JsonNode s = new ObjectMapper().readTree(out.resolve("summary.json").toFile());
         double gated = s.get("gated_eval_perplexity").asDouble();
         double slim = s.get("slim_eval_perplexity").asDouble();
