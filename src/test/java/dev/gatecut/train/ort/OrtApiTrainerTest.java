@@ -40,27 +40,8 @@ class OrtApiTrainerTest {
         artifacts = TrainingArtifacts.write(BERT, CONFIG, artifactsDir);
     }
 
-    /** 32 random token sequences; the label says whether token 7 occurs (as in GateTrainerTest). */
     static Batch syntheticBatch(long seed) {
-        Random r = new Random(seed);
-        int n = 32;
-        int len = 12;
-        long[][] ids = new long[n][len];
-        long[][] mask = new long[n][len];
-        long[][] types = new long[n][len];
-        int[] labels = new int[n];
-        for (int i = 0; i < n; i++) {
-            labels[i] = i % 2;
-            for (int j = 0; j < len; j++) {
-                ids[i][j] = 10 + r.nextInt(990);
-                mask[i][j] = 1;
-            }
-            if (labels[i] == 1) {
-                ids[i][r.nextInt(len)] = 7;
-                ids[i][r.nextInt(len)] = 7;
-            }
-        }
-        return new Batch(Map.of("input_ids", ids, "attention_mask", mask, "token_type_ids", types), labels, null, null);
+        return dev.gatecut.train.GateTrainerTest.syntheticBatch(seed);
     }
 
     @Test
