@@ -94,7 +94,8 @@ final class TrainCommand implements Callable<Integer> {
         @Option(names = "--max-len", defaultValue = "128", paramLabel = "L", description = "Default ${DEFAULT-VALUE}.")
         int maxLen;
 
-        @Option(names = "--device", defaultValue = "cpu", paramLabel = "DEV", description = "cpu or cuda (default ${DEFAULT-VALUE}).")
+        @Option(names = "--device", defaultValue = "auto", paramLabel = "DEV",
+                description = "cpu, cuda, or auto (cuda when ONNX Runtime offers it); default ${DEFAULT-VALUE}.")
         String device;
 
         @Option(names = "--checkpoint-every", defaultValue = "0", paramLabel = "N",
@@ -146,7 +147,8 @@ final class TrainCommand implements Callable<Integer> {
             return switch (device.toLowerCase()) {
                 case "cpu" -> Device.CPU;
                 case "cuda" -> Device.CUDA;
-                default -> throw new IllegalArgumentException("--device must be cpu or cuda, got '" + device + "'");
+                case "auto" -> Device.auto();
+                default -> throw new IllegalArgumentException("--device must be auto, cpu or cuda, got '" + device + "'");
             };
         }
 
