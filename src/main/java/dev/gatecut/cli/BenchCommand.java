@@ -96,12 +96,7 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     static Device parseDevice(String name) {
-        for (Device d : Device.values()) {
-            if (d.name().equalsIgnoreCase(name.strip())) {
-                return d;
-            }
-        }
-        throw new IllegalArgumentException("--device must be cpu or cuda, not '" + name + "'");
+        return Device.parse(name);
     }
 
     static void printText(Benchmark.Settings s, List<Benchmark.Result> results, PrintWriter out) {

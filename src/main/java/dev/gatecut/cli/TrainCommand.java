@@ -144,12 +144,7 @@ final class TrainCommand implements Callable<Integer> {
         }
 
         Device parseDevice() {
-            return switch (device.toLowerCase()) {
-                case "cpu" -> Device.CPU;
-                case "cuda" -> Device.CUDA;
-                case "auto" -> Device.auto();
-                default -> throw new IllegalArgumentException("--device must be auto, cpu or cuda, got '" + device + "'");
-            };
+            return Device.parse(device);
         }
 
         /** Data and configuration ready for a run. */

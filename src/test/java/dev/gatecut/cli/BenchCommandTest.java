@@ -94,7 +94,7 @@ class BenchCommandTest {
         Path missing = dir.resolve("missing.onnx");
         assertOneLineError(gatecut("bench", BERT, missing.toString(), "--runs", "1", "--warmup", "0"),
                 "missing.onnx: file not found");
-        assertOneLineError(gatecut("bench", BERT, "--device", "tpu"), "--device must be cpu or cuda");
+        assertOneLineError(gatecut("bench", BERT, "--device", "tpu"), "--device must be auto, cpu or cuda");
         assertOneLineError(gatecut("bench", BERT, "--runs", "0"), "runs must be at least 1");
         assertOneLineError(gatecut("bench", BERT, "--batch", "0"), "batch and sequence must be at least 1");
         assertOneLineError(gatecut("bench", BERT, "--runs", "2", "--rounds", "3"), "rounds must be between 1 and runs");
