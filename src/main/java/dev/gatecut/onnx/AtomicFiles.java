@@ -34,6 +34,10 @@ public final class AtomicFiles {
         }
     }
 
+    public static void write(Path target, byte[] bytes) {
+        write(target, tmp -> Files.write(tmp, bytes));
+    }
+
     /**
      * A new empty file beside {@code target}. Unlike createTempFile it gets the usual permissions
      * (umask), so the renamed result is readable like any other output.

@@ -460,11 +460,6 @@ public final class ModelIO {
         return t.externalizable() && !smallInteger && t.byteSize() >= options.externalThreshold();
     }
 
-    /** See {@link AtomicFiles#tempSibling}. */
-    public static Path tempSibling(Path target) throws IOException {
-        return AtomicFiles.tempSibling(target);
-    }
-
     private static long align(FileChannel out, int alignment) throws IOException {
         long position = out.position();
         long padding = (alignment - position % alignment) % alignment;

@@ -93,7 +93,7 @@ public record OrtCheckpoint(Map<String, FloatTensor> trainable, Map<String, Floa
 
     /** Writes the checkpoint atomically (temp file + rename). */
     public void write(Path file) {
-        Atomic.write(file, toBytes());
+        dev.gatecut.onnx.AtomicFiles.write(file, toBytes());
     }
 
     /** The flatbuffer bytes. */

@@ -263,6 +263,6 @@ public record TrainingArtifacts(Path dir, TrainConfig config, GatePlan plan, Lis
     }
 
     private static void writeModel(ModelProto proto, Path file) {
-        Atomic.write(file, proto.toByteArray());
+        dev.gatecut.onnx.AtomicFiles.write(file, proto.toByteArray());
     }
 }

@@ -113,7 +113,7 @@ class OrtCheckpointTest {
         float[] b0 = {0.5f, -1, 2};
         float[] x = {0.5f, -1.5f, 2, 1, -0.75f, 1.25f};
         writeToyModels(dir);
-        Atomic.write(dir.resolve("optimizer.onnx"), TrainingArtifacts.optimizerModel(config).toByteArray());
+        dev.gatecut.onnx.AtomicFiles.write(dir.resolve("optimizer.onnx"), TrainingArtifacts.optimizerModel(config).toByteArray());
         OrtCheckpoint.ofTrainable(List.of(tensor("w", new long[] {2, 3}, w0), tensor("b", new long[] {3}, b0)))
                 .write(dir.resolve("ckpt"));
 
@@ -214,8 +214,8 @@ class OrtCheckpointTest {
                 .addInput(info("b", DataType.FLOAT, 3))
                 .addAllNode(forward)
                 .addOutput(info("loss", DataType.FLOAT));
-        Atomic.write(dir.resolve("train.onnx"), model(train.build()).toByteArray());
-        Atomic.write(dir.resolve("eval.onnx"), model(eval.build()).toByteArray());
+        dev.gatecut.onnx.AtomicFiles.write(dir.resolve("train.onnx"), model(train.build()).toByteArray());
+        dev.gatecut.onnx.AtomicFiles.write(dir.resolve("eval.onnx"), model(eval.build()).toByteArray());
     }
 
     private static ModelProto model(GraphProto g) {
