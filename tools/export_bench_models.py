@@ -11,17 +11,41 @@ cannot deduplicate them; that matters to a pruner that edits one layer's bias):
   llama-0.5b   LlamaModel (no LM head): 24 layers, hidden 1024, 16 heads of 64, 8 KV heads (GQA),
                SwiGLU intermediate 5632 (22 x 256), vocab 32000 (523.7M parameters, ~2.09 GB, over
                2 GB so saved with external data NAME.onnx.data); inputs input_ids, attention_mask
+  bert-base-fused
+               bert-base (same config, seed and weights) as ONNX Runtime users deploy it: fused by
+               onnxruntime.transformers.optimizer.optimize_model(model_type='bert', num_heads=12,
+               hidden_size=768, opt_level=0, or 1 if 0 falls short, use_gpu=False,
+               FusionOptions('bert') with enable_gelu_approximation=False) into com.microsoft
+               EmbedLayerNormalization, Attention (one per layer, packed QKV weight [768, 2304]),
+               SkipLayerNormalization and BiasGelu; fp32, ai.onnx opset 17 + com.microsoft 1, inline
+               (~0.44 GB).  Same inputs and output as bert-base (ORT keeps the int64 graph inputs and
+               casts inside); the json's "io" and "io_changed" record what the file really has.
+               EmbedLayerNormalization turns attention_mask into one length per row (mask_index), so
+               the fused model is exact for right padding only (ones then zeros): left padding or
+               holes in the mask give wrong results, unlike bert-base.
 
-Both: TorchScript exporter (dynamo=False), opset 17, eager attention, no KV cache, int64 inputs
+All: TorchScript exporter (dynamo=False), opset 17, eager attention (bert-base-fused: see below), no
+KV cache, int64 inputs
 with dynamic axes 'batch' and 'sequence', one output last_hidden_state [batch, sequence, hidden].
-Exporting runs on the CPU (about 20 s for bert-base and 1-2 min for llama-0.5b); each file is then
-checked against torch with ONNX Runtime (CPU) at batch 2 x sequence 9, right-padded.
+Exporting runs on the CPU (about 20 s for bert-base, 30 s for bert-base-fused, 1-2 min for llama-0.5b);
+each file is then checked against torch with ONNX Runtime (CPU) at batch 2 x sequence 9, right-padded.
 
-    python3 tools/export_bench_models.py --out /tmp/bench [--models bert-base,llama-0.5b] [--no-check]
+bert-base-fused is exported the way tools/export_models.py exports its tiny bert-ort-fused.onnx
+("strategy B", whose functions it imports): ORT's BERT fusion does not recognise the attention graph
+that transformers 5 emits, so the source of the fusion is a re-export of the same weights through a
+wrapper that builds the classic additive mask (1 - mask[:, None, None, :]) * finfo.min, with a
+classic attention function (MatMul, Div by sqrt(head_dim), Add, Softmax, MatMul) registered through
+transformers.AttentionInterface, and with the head-split Reshape shapes (-1, 64) pinned to (12, 64).
+Both are exact rewrites (checked in torch); the ONNX Runtime check compares with the eager bert-base
+model.  The script exits non-zero if fewer than 12 Attention nodes result.
+
+    python3 tools/export_bench_models.py --out /tmp/bench [--models bert-base,llama-0.5b,bert-base-fused] [--no-check]
     python3 tools/export_bench_models.py --flops MODEL.onnx --batch 32 --seq 128    # = tools/flops.py
 
 Writes OUT/NAME.onnx (+ OUT/NAME.onnx.data) and OUT/NAME.json (config, parameters, bytes, check,
-matrix-product FLOPs at --flops-shapes).
+matrix-product FLOPs at --flops-shapes; for bert-base-fused also the opt_level used, the fused
+operator statistics, the op histogram and the FLOPs of the unfused equivalent, because tools/flops.py
+cannot see the products hidden inside com.microsoft Attention).
 """
 
 import argparse
@@ -43,6 +67,7 @@ OPSET = 17
 EXTERNAL_DATA_OVER = 2_000_000_000   # bytes of initializers; protobuf's hard limit is 2 GiB
 EXPORT_SHAPE = (2, 16)
 CHECK_SHAPE = (2, 9)
+SECOND_CHECK_SHAPE = (3, 13)     # bert-base-fused only
 
 MODELS = {
     "bert-base": dict(arch="bert", layers=12, hidden=768, heads=12, kv_heads=12, intermediate=3072,
@@ -50,13 +75,24 @@ MODELS = {
     "llama-0.5b": dict(arch="llama", layers=24, hidden=1024, heads=16, kv_heads=8, intermediate=5632,
                        vocab=32000, max_pos=2048),
 }
+# The very same spec as bert-base (so build() gives the same weights); "fusion" routes it to
+# export_fused().
+MODELS["bert-base-fused"] = dict(MODELS["bert-base"], fusion="onnxruntime.transformers bert")
+
+# Name under which export_models.classic_attention is registered with transformers.AttentionInterface
+# (the same name the tiny zoo uses).
+CLASSIC_ATTN = "gatecut_classic"
+# opt_level 0 is tried first (pure python fusion, what the tiny zoo ended up with); 1 only if 0 does
+# not give every fused op.
+FUSION_OPT_LEVELS = (0, 1)
+MAX_IR_VERSION = 11
 
 
 def log(*a):
     print(*a, flush=True)
 
 
-def make_config(spec):
+def make_config(spec, attn_impl="eager"):
     import transformers as tf
     if spec["arch"] == "bert":
         cfg = tf.BertConfig(vocab_size=spec["vocab"], hidden_size=spec["hidden"],
@@ -73,16 +109,18 @@ def make_config(spec):
                              tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     cfg.use_cache = False
     try:
-        cfg._attn_implementation = "eager"
+        cfg._attn_implementation = attn_impl
     except Exception:  # noqa: BLE001
         pass
     return cfg
 
 
-def build(spec):
+def build(spec, attn_impl="eager"):
+    """attn_impl other than eager only for bert-base-fused's fusion source; the weights do not depend
+    on it (same seed, same construction order)."""
     import torch
     import transformers as tf
-    cfg = make_config(spec)
+    cfg = make_config(spec, attn_impl)
     torch.manual_seed(SEED)
     if spec["arch"] == "bert":
         model = tf.BertModel(cfg, add_pooling_layer=False)
@@ -96,9 +134,9 @@ def build(spec):
                 p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * VECTOR_NOISE)
     if hasattr(model, "set_attn_implementation"):
         try:
-            model.set_attn_implementation("eager")
+            model.set_attn_implementation(attn_impl)
         except Exception as e:  # noqa: BLE001
-            log(f"  note: set_attn_implementation(eager) failed: {e}")
+            log(f"  note: set_attn_implementation({attn_impl}) failed: {e}")
     model.eval()
 
     class Wrapper(torch.nn.Module):
@@ -206,20 +244,239 @@ def export(name, spec, out_dir, check=True, flops_shapes=()):
     return info
 
 
-def check_against_torch(path, wrapper, names, vocab):
+def export_fused(name, spec, out_dir, check=True, flops_shapes=()):
+    """bert-base-fused (see the module docstring): tools/export_models.py's "strategy B" at full size.
+
+    Reused from export_models: classic_attention, EncoderWrapper(classic_mask=True),
+    export_torchscript, pin_head_reshapes, ort_fuse, op_histogram, describe_io, debug_graph_context.
+    Not reused: its build_model/make_config, which are wired to the tiny zoo config; build() here
+    gives the model instead, so that the weights are bert-base's."""
+    import onnx
+    import onnxruntime
+    import torch
+    from transformers import AttentionInterface
+    import export_models as zoo
+    t0 = time.time()
+    layers, heads, hidden = spec["layers"], spec["heads"], spec["hidden"]
+    head_dim = hidden // heads
+    final = os.path.join(out_dir, name + ".onnx")
+    # A failed run must not leave an old .onnx/.json pair that gpu_bench_prune.sh would reuse.
+    for stale in (final, os.path.join(out_dir, name + ".json")):
+        if os.path.exists(stale):
+            os.remove(stale)
+
+    # Torch reference: exactly bert-base's model and wrapper (eager attention, 2-D mask).
+    cfg, model, wrapper, names = build(spec)
+    params = sum(p.numel() for p in model.parameters())
+    log(f"{name}: built {type(model).__name__}, {params:,} parameters ({time.time() - t0:.1f} s)")
+
+    # Fusion source: the same weights once more, with the classic attention function, as in
+    # export_models.fuse_bert (which sets it in the config before construction and again after).
+    AttentionInterface.register(CLASSIC_ATTN, zoo.classic_attention)
+    _, cmodel, _, _ = build(spec, attn_impl=CLASSIC_ATTN)
+    used_impl = getattr(cmodel.config, "_attn_implementation", None)
+    if used_impl != CLASSIC_ATTN:
+        log(f"{name}: WARNING: the fusion source's attention implementation is {used_impl!r}, not "
+            f"{CLASSIC_ATTN!r}; ORT will probably not fuse Attention")
+    ref_sd, src_sd = model.state_dict(), cmodel.state_dict()
+    if ref_sd.keys() != src_sd.keys() or any(not torch.equal(ref_sd[k], src_sd[k]) for k in ref_sd):
+        raise SystemExit(f"{name}: the fusion source's weights differ from bert-base's (seeding changed?)")
+    del ref_sd, src_sd
+    classic = zoo.EncoderWrapper(cmodel, classic_mask=True).eval()
+    if list(classic.input_names) != list(names):
+        raise SystemExit(f"{name}: EncoderWrapper inputs {classic.input_names} != bert-base's {names}")
+
+    # The two rewrites (4-D additive mask, classic attention) must be exact: compare in torch first,
+    # so that an ONNX-side difference later is the fusion's, not the rewrite's.
+    feeds = make_inputs(names, spec["vocab"], *CHECK_SHAPE, seed=11)
+    with torch.no_grad():
+        targs = tuple(torch.from_numpy(feeds[n]) for n in names)
+        rewrite_diff = float((wrapper(*targs) - classic(*targs)).abs().max())
+    log(f"{name}: torch, classic mask + attention vs eager bert-base at {CHECK_SHAPE[0]}x{CHECK_SHAPE[1]} "
+        f"right-padded: max abs diff {rewrite_diff:.3g}")
+    if not np.isfinite(rewrite_diff) or rewrite_diff > 1e-3:
+        raise SystemExit(f"{name}: the classic-attention rewrite differs from bert-base in torch by {rewrite_diff}")
+
+    attempts, best, flops_unfused = [], None, None
+    with tempfile.TemporaryDirectory(dir=out_dir) as td:
+        src = os.path.join(td, name + "-classic.onnx")
+        t1 = time.time()
+        zoo.export_torchscript(classic, "bert", src, OPSET)   # same torch.onnx.export call as export()
+        log(f"{name}: exported the classic-attention source with the TorchScript exporter, opset {OPSET} "
+            f"({time.time() - t1:.1f} s)")
+        del classic, cmodel
+        pinned = os.path.join(td, name + "-pinned.onnx")
+        n_pin = zoo.pin_head_reshapes(src, pinned, heads, head_dim)
+        os.remove(src)      # ~0.44 GB each; keep the temporary folder small
+        # Q, K and V of every layer: 3 per layer.  Fewer means the fusion will miss layers.
+        log(f"{name}: pinned the head count in {n_pin} head-split Reshape shape(s) (expected {3 * layers})")
+        for level in FUSION_OPT_LEVELS:
+            tmp = os.path.join(td, f"{name}-fused-{level}.onnx")
+            t2 = time.time()
+            try:
+                stats = zoo.ort_fuse(pinned, tmp, cfg, level)
+            except Exception as e:  # noqa: BLE001
+                log(f"{name}: opt_level {level}: fusion failed: {type(e).__name__}: {str(e)[:400]}")
+                attempts.append({"opt_level": level, "error": f"{type(e).__name__}: {str(e)[:1000]}"})
+                continue
+            hist = zoo.op_histogram(tmp)
+            fused = {k: int(v) for k, v in (stats or {}).items() if v}
+            n_attn = hist.get("com.microsoft:Attention", 0)
+            attempts.append({"opt_level": level, "attention_nodes": n_attn, "fused": fused,
+                             "seconds": round(time.time() - t2, 1)})
+            log(f"{name}: opt_level {level}: {n_attn} Attention; fused {fused} ({time.time() - t2:.1f} s)")
+            # As fuse_bert: among results with one Attention per layer, the most com.microsoft ops wins.
+            score = sum(v for k, v in hist.items() if k.startswith("com.microsoft:"))
+            if n_attn >= layers and (best is None or score > best[0]):
+                best = (score, level, tmp, fused, hist)
+            if n_attn >= layers and hist.get("com.microsoft:EmbedLayerNormalization", 0):
+                break       # nothing left for a higher opt_level to add
+        if best is None:
+            log(f"{name}: graph context of the fusion source and results (for debugging the fusion):")
+            for p in [pinned] + sorted(os.path.join(td, f) for f in os.listdir(td) if "-fused-" in f):
+                zoo.debug_graph_context(p)
+            most = max((a.get("attention_nodes", 0) for a in attempts), default=0)
+            raise SystemExit(f"{name}: ONNX Runtime's BERT fusion gave at most {most} com.microsoft "
+                             f"Attention node(s), need {layers} (one per layer); attempts: {json.dumps(attempts)}")
+        _, level, tmp, fused, hist = best
+        if hist.get("com.microsoft:EmbedLayerNormalization", 0) == 0:
+            log(f"{name}: note: no EmbedLayerNormalization (embeddings stay Gather/Add/LayerNormalization)")
+        if flops_shapes:
+            # tools/flops.py cannot count inside com.microsoft Attention (QKV projection, Q.K^T, P.V);
+            # the pinned source is the same computation unfused, so count that as well.
+            import flops
+            src_counter = flops.count(pinned)
+            flops_unfused = [dict(src_counter.at(b, s), model="unfused equivalent (classic re-export)")
+                             for b, s in flops_shapes]
+
+        m = onnx.load(tmp, load_external_data=True)
+        notes = []
+        for key, value in (("gatecut.generator", "tools/export_bench_models.py"),
+                           ("gatecut.bench_model", name),
+                           ("gatecut.weights", f"random: torch.manual_seed({SEED}), transformers init, "
+                                               f"N(0,{VECTOR_NOISE}) noise on 1-D parameters (= bert-base)"),
+                           ("gatecut.fusion", f"onnxruntime.transformers.optimizer, model_type bert, "
+                                              f"opt_level {level}, use_gpu False, exact GELU")):
+            p = m.metadata_props.add()
+            p.key, p.value = key, value
+        opsets = {(o.domain or "ai.onnx"): o.version for o in m.opset_import}
+        if opsets.get("ai.onnx") != OPSET or "com.microsoft" not in opsets:
+            raise SystemExit(f"{name}: fused model has opset imports {opsets}; want ai.onnx {OPSET} + com.microsoft")
+        if m.ir_version > MAX_IR_VERSION:
+            # opset 17 needs IR 8; a newer writer's default says nothing about the content
+            notes.append(f"ir_version {m.ir_version} -> {MAX_IR_VERSION}")
+            m.ir_version = MAX_IR_VERSION
+        not_fp32 = sorted({onnx.TensorProto.DataType.Name(i.data_type) for i in m.graph.initializer}
+                          - {"FLOAT", "INT64", "INT32"})
+        if not_fp32:
+            raise SystemExit(f"{name}: fused model has initializers of type {not_fp32}; want fp32")
+        init_bytes = sum(len(i.raw_data) if i.raw_data else onnx.numpy_helper.to_array(i).nbytes
+                         for i in m.graph.initializer)
+        if init_bytes > EXTERNAL_DATA_OVER:
+            raise SystemExit(f"{name}: {init_bytes} bytes of initializers; too large to save inline")
+        io_in, io_out = zoo.describe_io(m)
+        try:
+            onnx.checker.check_model(m)
+            checker = "ok"
+        except Exception as e:  # noqa: BLE001
+            checker = f"FAILED: {type(e).__name__}: {str(e)[:300]}"
+        t3 = time.time()
+        onnx.save_model(m, final)
+        ir_version = m.ir_version
+        del m
+    size = os.path.getsize(final)
+    log(f"{name}: saved {final} ({size / 1e6:.1f} MB, inline, opt_level {level}; {time.time() - t3:.1f} s)")
+
+    # Say plainly if the fusion changed the interface (EmbedLayerNormalization could in principle).
+    io_changed = []
+    if [d["name"] for d in io_in] != list(names) or any(d["dtype"] != "int64" for d in io_in):
+        io_changed.append("inputs are " + ", ".join(f"{d['name']} {d['dtype']}" for d in io_in)
+                          + f" instead of int64 {', '.join(names)}")
+    if [d["name"] for d in io_out] != ["last_hidden_state"] or io_out[0]["dtype"] != "float":
+        io_changed.append("outputs are " + ", ".join(f"{d['name']} {d['dtype']}" for d in io_out)
+                          + " instead of float last_hidden_state")
+    elif io_out[0]["shape"] != ["batch", "sequence", hidden]:
+        notes.append(f"last_hidden_state declared with shape {io_out[0]['shape']}")
+    for c in io_changed:
+        log(f"{name}: WARNING: the fusion changed the interface: {c}")
+
+    fuse_call = (f"onnxruntime.transformers.optimizer.optimize_model(model_type='bert', num_heads={heads}, "
+                 f"hidden_size={hidden}, opt_level={level}, use_gpu=False, optimization_options="
+                 f"FusionOptions('bert') with enable_gelu_approximation=False)")
+    info = {"name": name, "file": final, "external_data": None, "bytes": size, "parameters": params,
+            "initializer_bytes": init_bytes, "opset": OPSET, "opset_import": opsets, "ir_version": ir_version,
+            "exporter": "torch.onnx.export(dynamo=False, opset_version=17, do_constant_folding=True) of the "
+                        "classic-attention re-export, then " + fuse_call,
+            "opt_level": level, "fused_operator_statistics": fused, "op_histogram": hist,
+            "fusion_attempts": attempts,
+            "fusion_source": "bert-base's weights re-exported through export_models.EncoderWrapper("
+                             "classic_mask=True) (additive [B,1,1,S] mask (1 - mask) * finfo(float32).min) "
+                             f"with export_models.classic_attention registered as '{CLASSIC_ATTN}'; "
+                             f"head-split Reshape shapes (-1, {head_dim}) pinned to ({heads}, {head_dim}) "
+                             "by export_models.pin_head_reshapes",
+            "source_attn_implementation": used_impl, "pinned_head_reshapes": n_pin,
+            "torch_rewrite_check": {"batch": CHECK_SHAPE[0], "sequence": CHECK_SHAPE[1],
+                                    "max_abs_diff_vs_eager": rewrite_diff},
+            "spec": spec, "inputs": [d["name"] for d in io_in], "outputs": [d["name"] for d in io_out],
+            "io": {"inputs": io_in, "outputs": io_out}, "io_changed": io_changed or None,
+            "padding": "right padding only (ones then zeros): EmbedLayerNormalization reduces "
+                       "attention_mask to one length per row (mask_index)"
+                       if hist.get("com.microsoft:EmbedLayerNormalization", 0) else "any 0/1 mask",
+            "onnx_checker": checker, "notes": notes, "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__}
+    try:
+        import transformers
+        info["transformers"] = transformers.__version__
+    except Exception:  # noqa: BLE001
+        pass
+    if check:
+        # make_inputs pads on the right, which is what EmbedLayerNormalization assumes.
+        info["check"] = check_against_torch(final, wrapper, names, spec["vocab"])
+        # export_models.export_torchscript traces at sequence 9 = CHECK_SHAPE's; a second size shows
+        # that no traced length was baked into the graph.
+        info["check_second_shape"] = check_against_torch(final, wrapper, names, spec["vocab"],
+                                                         shape=SECOND_CHECK_SHAPE)
+        for c in (info["check"], info["check_second_shape"]):
+            log(f"{name}: ONNX Runtime (CPU) vs torch (eager bert-base) at {c['batch']}x{c['sequence']}, "
+                f"right-padded: max abs diff {c['max_abs_diff']:.3g}")
+    del model, wrapper
+    if flops_shapes:
+        import flops
+        counter = flops.count(final)
+        info["flops"] = [counter.at(b, s) for b, s in flops_shapes]
+        info["flops_unfused_equivalent"] = flops_unfused
+        info["flops_note"] = ("'flops' counts this file's MatMuls only (attention output projection "
+                              "and FFN); the QKV projection and attention products inside com.microsoft "
+                              "Attention are uncounted. 'flops_unfused_equivalent' counts the same "
+                              "computation before fusion (equal to bert-base's).")
+        for r, u in zip(info["flops"], flops_unfused):
+            log(f"{name}: batch {r['batch']} x seq {r['sequence']}: counted outside Attention: linear "
+                f"{r['linear']:.4e}, total {r['total']:.4e} FLOPs (uncounted: {', '.join(r['uncounted'])}); "
+                f"unfused equivalent total {u['total']:.4e} FLOPs")
+    with open(os.path.join(out_dir, name + ".json"), "w") as f:
+        json.dump(info, f, indent=1, default=str)
+    log(f"{name}: done in {time.time() - t0:.1f} s")
+    return info
+
+
+def check_against_torch(path, wrapper, names, vocab, shape=CHECK_SHAPE):
     import onnxruntime as ort
     import torch
-    feeds = make_inputs(names, vocab, *CHECK_SHAPE, seed=11)
+    feeds = make_inputs(names, vocab, *shape, seed=11)
     with torch.no_grad():
         expected = wrapper(*(torch.from_numpy(feeds[n]) for n in names)).numpy()
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    got = sess.run(None, feeds)[0]
+    # Feed only what the file declares (a fused graph could in principle drop an unused input).
+    want = {i.name for i in sess.get_inputs()}
+    got = sess.run(None, {k: v for k, v in feeds.items() if k in want})[0]
+    if got.shape != expected.shape:
+        raise SystemExit(f"{path}: ONNX Runtime output shape {got.shape} != torch {expected.shape}")
     diff = float(np.max(np.abs(got - expected)))
     if not np.isfinite(diff) or diff > 1e-2:
         raise SystemExit(f"{path}: ONNX Runtime output differs from torch by {diff}")
-    return {"batch": CHECK_SHAPE[0], "sequence": CHECK_SHAPE[1], "max_abs_diff": diff,
+    return {"batch": shape[0], "sequence": shape[1], "max_abs_diff": diff,
             "onnxruntime": ort.__version__}
 
 
@@ -249,7 +506,8 @@ def main(argv=None):
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         if name not in MODELS:
             raise SystemExit(f"unknown model '{name}'; choose from {', '.join(MODELS)}")
-        export(name, MODELS[name], args.out, check=not args.no_check, flops_shapes=shapes)
+        run = export_fused if MODELS[name].get("fusion") else export
+        run(name, MODELS[name], args.out, check=not args.no_check, flops_shapes=shapes)
     shutil.disk_usage(args.out)
 
 

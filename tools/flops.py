@@ -22,8 +22,10 @@ probe answers for every (batch, sequence) asked.
 As a library:  count(path) -> Counter;  counter.at(batch, seq) -> {"linear": .., "attention": .., ...}
 
 The ideal speedup of a compiled model over its dense model is dense total / compiled total.
-Contrib ops with hidden products (com.microsoft Attention, MatMulNBits, ...) are not counted; they
-are listed under "uncounted" so that a ratio over them is not trusted blindly.
+com.microsoft Attention with an initializer weight (ORT's transformer optimizer) is counted: its
+packed QKV projection as linear, Q.K^T and P.V as attention.  Other contrib ops with hidden products
+(MatMulNBits, MultiHeadAttention, ...) are not counted; they are listed under "uncounted" so that a
+ratio over them is not trusted blindly.
 """
 
 import argparse
@@ -98,6 +100,21 @@ class Product:
         return 2 * batch_count * m * k * n
 
 
+class FusedAttention:
+    """com.microsoft Attention: the packed QKV projection (a linear product) plus Q·Kᵀ and P·V over
+    num_heads heads (attention products), from the input's probed [B, S, hidden] and the weight's
+    [hidden, q + k + v] (qkv_hidden_sizes, or three equal parts)."""
+
+    def __init__(self, node, x_dims, w_dims, qkv):
+        self.node, self.x, self.w, self.qkv = node, x_dims, w_dims, qkv
+
+    def parts(self, batch, seq):
+        b, s, h = (d.at(batch, seq) for d in self.x)
+        q, k, v = self.qkv
+        return [("linear", 2 * b * s * h * (q + k + v)), ("attention", 2 * b * s * s * q),
+                ("attention", 2 * b * s * s * v)]
+
+
 class Counter:
     def __init__(self, path, products, uncounted, weight_params):
         self.path = path
@@ -108,15 +125,26 @@ class Counter:
     def at(self, batch, seq, nodes=False):
         out = {"model": self.path, "batch": batch, "sequence": seq, "linear": 0, "attention": 0, "other": 0}
         per_node = []
+        linear_products = attention_products = 0
         for p in self.products:
+            if isinstance(p, FusedAttention):
+                for kind, f in p.parts(batch, seq):
+                    out[kind] += f
+                    linear_products += kind == "linear"
+                    attention_products += kind == "attention"
+                    if nodes:
+                        per_node.append({"node": p.node, "kind": kind, "flops": f, "fused": "Attention"})
+                continue
             f = p.flops(batch, seq)
             out[p.kind] += f
+            linear_products += p.kind == "linear"
+            attention_products += p.kind == "attention"
             if nodes:
                 per_node.append({"node": p.node, "kind": p.kind, "flops": f,
                                  "a": [repr(d) for d in p.a], "b": [repr(d) for d in p.b]})
         out["total"] = out["linear"] + out["attention"] + out["other"]
-        out["linear_products"] = sum(1 for p in self.products if p.kind == "linear")
-        out["attention_products"] = sum(1 for p in self.products if p.kind == "attention")
+        out["linear_products"] = linear_products
+        out["attention_products"] = attention_products
         out["linear_weight_parameters"] = self.weight_params
         out["uncounted"] = self.uncounted
         if nodes:
@@ -174,17 +202,21 @@ def count(path, threads=4):
         if n.op_type == "Constant" or (n.input and all((x == "" or x in constant) for x in n.input)
                                        and n.op_type not in ("RandomNormal", "RandomUniform")):
             constant.update(o for o in n.output if o)
+    # com.microsoft Attention with an initializer weight is counted (FusedAttention); other contrib ops
+    # with products inside are not.
+    fused = [n for n in g.node if n.op_type == "Attention" and n.domain == "com.microsoft"
+             and len(n.input) > 1 and n.input[1] in inits]
     uncounted = sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}" for n in g.node
-                        if n.op_type in HIDDEN_PRODUCT_OPS})
+                        if n.op_type in HIDDEN_PRODUCT_OPS and n not in fused})
     products = [n for n in g.node if n.op_type in PRODUCT_OPS and (n.domain or "") in ("", "ai.onnx")]
-    if not products:
+    if not products and not fused:
         return Counter(path, [], uncounted, 0)
 
     # Expose every non-initializer operand; initializer shapes are read from the file.
     existing_outputs = {o.name for o in g.output}
     wanted = []
-    for n in products:
-        for x in n.input[:2]:
+    for n in products + fused:
+        for x in n.input[:(1 if n in fused else 2)]:
             if x not in inits and x not in graph_inputs and x not in existing_outputs and x not in wanted:
                 wanted.append(x)
     for x in wanted:
@@ -244,6 +276,17 @@ def count(path, threads=4):
         result.append(Product(n.name or n.output[0], kind, a_dims, b_dims,
                               trans_a=bool(attrs["transA"].i) if "transA" in attrs else False,
                               trans_b=bool(attrs["transB"].i) if "transB" in attrs else False, gemm=gemm))
+    for n in fused:
+        attrs = {x.name: x for x in n.attribute}
+        w = inits[n.input[1]]
+        if "qkv_hidden_sizes" in attrs:
+            qkv = [int(x) for x in attrs["qkv_hidden_sizes"].ints]
+        else:
+            qkv = [w[1] // 3] * 3
+        if n.input[1] not in seen_weights:
+            seen_weights.add(n.input[1])
+            weight_params += int(np.prod(w, dtype=np.int64))
+        result.append(FusedAttention(n.name or n.output[0], dims_of(n.input[0]), [Dim(int(d), 0, 0) for d in w], qkv))
     return Counter(path, result, uncounted, weight_params)
 
 
@@ -290,7 +333,8 @@ def main(argv=None):
               + (f"; NOT counted: {', '.join(r['uncounted'])}" if r["uncounted"] else ""))
         if args.nodes:
             for p in r["nodes"]:
-                print(f"    {p['kind']:9s} {p['flops']:>16d}  {p['node']}  {p['a']} x {p['b']}")
+                shapes = f"{p['a']} x {p['b']}" if "a" in p else f"(inside {p['fused']})"
+                print(f"    {p['kind']:9s} {p['flops']:>16d}  {p['node']}  {shapes}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@
 # Settings (environment): MODELS ("bert-base llama-0.5b"), SPARSITIES ("0.3 0.5"),
 # SHAPES ("BATCHxSEQ:RUNS:WARMUP[:ROUNDS] ..."), ROUNDS (4, for shapes that name none), PRUNE_EXTRA (""),
 # BUDGET_S (total seconds, 530),
+# KTRACE_SHAPES ("" = none; e.g. "1x128:50:10 32x128:20:5": per-kernel GPU time of each file, tools/ktrace),
 # REUSE_PRUNED (0; 1 keeps compiled models and FLOPs counts already in $BENCH_DIR from an earlier call
 # on the same warm machine, so only the benchmark runs again),
 # GATECUT (the command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar).
@@ -45,6 +46,8 @@ ROUNDS=${ROUNDS:-4}
 # extra flags for every gatecut prune call, e.g. PRUNE_EXTRA="--align 32" or "--no-verify"
 PRUNE_EXTRA=${PRUNE_EXTRA:-}
 REUSE_PRUNED=${REUSE_PRUNED:-0}
+# GPU kernel traces after the benchmark (empty: none), "BATCHxSEQ:RUNS:WARMUP ..."; needs tools/ktrace/libktrace.so
+KTRACE_SHAPES=${KTRACE_SHAPES:-}
 export PYTHONUNBUFFERED=1
 
 mkdir -p "$OUT" "$RAW"
@@ -160,7 +163,44 @@ PY
   done
 done
 
-# 5. Report.
+# 5. Optional GPU kernel trace (KTRACE_SHAPES, e.g. "32x128:20:5"): each file alone in its own gatecut
+#    bench under tools/ktrace (CUPTI), summarised per kernel category by tools/ktrace_summary.py.
+KTRACE_LIB=${KTRACE_LIB:-$PWD/tools/ktrace/libktrace.so}
+if [ -n "$KTRACE_SHAPES" ]; then
+  if [ ! -f "$KTRACE_LIB" ]; then
+    say "ktrace: $KTRACE_LIB is missing (bash tools/ktrace/build.sh here, then carry it); skipped"
+  else
+    for m in $MODELS; do
+      files=("$BENCH_DIR/$m.onnx")
+      for s in $SPARSITIES; do [ -f "$BENCH_DIR/$m-s$s.onnx" ] && files+=("$BENCH_DIR/$m-s$s.onnx"); done
+      for sh in $KTRACE_SHAPES; do
+        IFS=: read -r bs runs warm _ <<< "$sh"
+        b=${bs%x*}; q=${bs#*x}
+        traces=()
+        for f in "${files[@]}"; do
+          t=$(( $(left) - 15 ))
+          if [ "$t" -lt 30 ]; then say "ktrace: $f ${b}x$q SKIPPED (time budget)"; continue; fi
+          [ "$t" -gt 120 ] && t=120
+          name=$(basename "$f" .onnx)
+          tsv="$BENCH_DIR/ktrace-$name-b$b-s$q.tsv"
+          say "ktrace: $name batch $b seq $q, $runs runs after $warm warm-up"
+          if CUDA_INJECTION64_PATH="$KTRACE_LIB" KTRACE_OUT="$tsv" timeout "$t" "${GC[@]}" bench "$f" --device cuda \
+              --batch "$b" --seq "$q" --runs "$runs" --warmup "$warm" --json > "$RAW/ktrace-bench-$name-b$b-s$q.json"; then
+            traces+=("$name=$tsv")
+          else
+            say "ktrace: $name ${b}x$q FAILED (exit $?)"
+          fi
+        done
+        if [ ${#traces[@]} -gt 0 ]; then
+          python3 tools/ktrace_summary.py --runs $((runs + warm)) "${traces[@]}" \
+              --json "$RAW/ktrace-$m-b$b-s$q.json" | tee "$RAW/ktrace-$m-b$b-s$q.md"
+        fi
+      done
+    done
+  fi
+fi
+
+# 6. Report.
 python3 tools/bench_prune_report.py "$RAW" > "$OUT/bench-prune.md"
 tar -C "$BENCH_DIR" -czf "$OUT/bench-raw.tar.gz" raw
 say "done; report in $OUT/bench-prune.md"
