@@ -129,7 +129,6 @@ final class CompressCommand implements Callable<Integer> {
         json.put("target_sparsity", prepared.config().targetSparsity());
         json.put("gates_mode", prepared.config().mode().name().toLowerCase());
         json.put("align", align);
-        json.put("ffn_multiple", prepared.config().ffnMultiple());
         json.put("parameters_before", compiled.parametersBefore());
         json.put("parameters_after", compiled.parametersAfter());
         long targetedBefore = compiled.groups().stream().mapToLong(g -> g.paramsBefore()).sum();

@@ -27,12 +27,6 @@ final class GateTrainingOptions {
     @Option(names = "--pooling", defaultValue = "mean", paramLabel = "P", description = "mean or first (default ${DEFAULT-VALUE}).")
     String pooling;
 
-    @Option(names = "--ffn-multiple", defaultValue = "1", paramLabel = "N",
-            description = "Round each FFN's kept channels to a multiple of N when the trained gates are projected "
-                    + "onto the budget, some FFNs down and some up so the total stays on target (e.g. 256 for "
-                    + "H100 GEMM tiles); default ${DEFAULT-VALUE} keeps exact counts.")
-    int ffnMultiple;
-
     @Option(names = "--seed", defaultValue = "1", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
     long seed;
 
@@ -52,7 +46,7 @@ final class GateTrainingOptions {
                 .withSeed(seed).withLambda(lambda);
         c = new TrainConfig(c.task(), c.mode(), c.targetSparsity(), c.lambda(), c.learningRate(), c.beta1(), c.beta2(),
                 c.epsilon(), c.weightDecay(), c.noiseSigma(), c.thetaMean(), c.thetaStd(), pooling, c.numLabels(),
-                c.seed(), ffnMultiple);
+                c.seed());
         return lr != null ? c.withLearningRate(lr) : c;
     }
 }

@@ -19,55 +19,33 @@ import java.util.function.Consumer;
  * units are closed until the removed parameters reach the target fraction of the targeted
  * parameters; units that closed on their own but fall outside the budget are reopened slightly.
  * Everything else keeps its trained (fractional) value, which compiling folds into the weights.
- *
- * <p>With an FFN multiple m &gt; 1, each FFN's number of open channels is then rounded to a multiple of
- * m (GPU GEMMs run in tiles: on an H100, 2048 FFN channels ran 8% faster than 2176 in a BERT-base,
- * bench/results/2026-11-22-prune-kernels-h100.md). Each FFN rounds down or up by closing its next
- * lowest-scoring channels or reopening its best closed ones, and the directions are chosen across
- * FFNs so that the removed total stays as near the budget as the multiples allow.
  */
 public final class BudgetProjection {
     /** θ of a unit reopened because it lies outside the budget: inference value 0.05. */
     static final float REOPENED = GateValues.thetaFor(0.05f);
 
     private record Unit(double score, long cost, Consumer<Map<String, float[]>> close,
-                        Consumer<Map<String, float[]>> reopen, boolean closedNow, int ffn, int group) {
+                        Consumer<Map<String, float[]>> reopen, boolean closedNow, int group) {
     }
-
-    /** Unit.ffn of a unit that is not an FFN channel (a head group). */
-    private static final int NOT_FFN = -1;
 
     private BudgetProjection() {
     }
 
     public static GateValues apply(GatePlan plan, GateValues values, double target) {
-        return apply(plan, values, target, 1);
-    }
-
-    /**
-     * As {@link #apply(GatePlan, GateValues, double)}, with each FFN's open channels rounded to a
-     * multiple of {@code ffnMultiple} (1: no rounding; FFNs narrower than the multiple are left as
-     * they are).
-     */
-    public static GateValues apply(GatePlan plan, GateValues values, double target, int ffnMultiple) {
-        if (ffnMultiple < 1) {
-            throw new IllegalArgumentException("the FFN multiple must be at least 1, got " + ffnMultiple);
-        }
         Map<String, float[]> theta = new LinkedHashMap<>();
         values.theta().forEach((k, v) -> theta.put(k, v.clone()));
         List<Unit> units = new ArrayList<>();
-        int ffnIndex = 0;
+        int groupIndex = 0;   // every FFN and attention block, numbered
         for (FfnGroup f : plan.discovery().ffnGroups()) {
             long cost = f.consumer().outFeatures();
             for (LinearLayer p : f.producers()) {
                 cost += p.inFeatures() + (p.bias() != null ? 1 : 0);
             }
             for (int j = 0; j < f.width(); j++) {
-                units.add(ffnUnit(plan, f, j, cost, theta, ffnIndex));
+                units.add(ffnUnit(plan, f, j, cost, theta, groupIndex));
             }
-            ffnIndex++;
+            groupIndex++;
         }
-        int groupIndex = ffnIndex;
         for (AttentionGroup a : plan.discovery().attentionGroups()) {
             int per = a.queryHeadsPerGroup();
             long d = a.headDim();
@@ -120,9 +98,6 @@ public final class BudgetProjection {
                 closed += c;
             }
         }
-        if (ffnMultiple > 1) {
-            roundFfnWidths(units, close, ffnIndex, ffnMultiple, budget);
-        }
         for (int i = 0; i < units.size(); i++) {
             Unit u = units.get(i);
             if (close[i]) {
@@ -134,82 +109,12 @@ public final class BudgetProjection {
         return new GateValues(values.mode(), theta);
     }
 
-    /**
-     * Rounds each FFN's open-channel count to a multiple of m: every FFN gets the two multiples around
-     * its count (or just its count when that is one already), starts at the nearer one, and then single
-     * FFNs switch between their two while that brings the removed total nearer the budget. Within an
-     * FFN, the lowest-scoring channels are the closed ones ({@code units} is sorted by score).
-     */
-    private static void roundFfnWidths(List<Unit> units, boolean[] close, int ffns, int m, double budget) {
-        int[] width = new int[ffns];
-        int[] open = new int[ffns];
-        long[] cost = new long[ffns];
-        for (int i = 0; i < units.size(); i++) {
-            int f = units.get(i).ffn();
-            if (f != NOT_FFN) {
-                width[f]++;
-                cost[f] = units.get(i).cost();
-                if (!close[i]) {
-                    open[f]++;
-                }
-            }
-        }
-        int[] low = new int[ffns];
-        int[] high = new int[ffns];
-        int[] chosen = new int[ffns];
-        long closedCost = 0;
-        for (int i = 0; i < units.size(); i++) {
-            closedCost += close[i] ? units.get(i).cost() : 0;
-        }
-        for (int f = 0; f < ffns; f++) {
-            if (width[f] < m) {
-                low[f] = high[f] = chosen[f] = open[f];
-                continue;
-            }
-            low[f] = Math.max(m, open[f] / m * m);
-            high[f] = Math.min(width[f], Math.max(low[f], (open[f] + m - 1) / m * m));
-            chosen[f] = open[f] - low[f] <= high[f] - open[f] ? low[f] : high[f];
-            closedCost += (long) (open[f] - chosen[f]) * cost[f];
-        }
-        // Switch one FFN at a time between its two multiples while that brings the total nearer the budget.
-        while (true) {
-            int best = -1;
-            double bestError = Math.abs(closedCost - budget);
-            for (int f = 0; f < ffns; f++) {
-                int other = chosen[f] == low[f] ? high[f] : low[f];
-                double error = Math.abs(closedCost + (long) (chosen[f] - other) * cost[f] - budget);
-                if (other != chosen[f] && error < bestError) {
-                    best = f;
-                    bestError = error;
-                }
-            }
-            if (best < 0) {
-                break;
-            }
-            int other = chosen[best] == low[best] ? high[best] : low[best];
-            closedCost += (long) (chosen[best] - other) * cost[best];
-            chosen[best] = other;
-        }
-        // Keep each FFN's best `chosen` channels open; units are sorted by ascending score.
-        int[] toClose = new int[ffns];
-        for (int f = 0; f < ffns; f++) {
-            toClose[f] = width[f] - chosen[f];
-        }
-        for (int i = 0; i < units.size(); i++) {
-            int f = units.get(i).ffn();
-            if (f != NOT_FFN) {
-                close[i] = toClose[f] > 0;
-                toClose[f]--;
-            }
-        }
-    }
-
-    private static Unit ffnUnit(GatePlan plan, FfnGroup f, int j, long cost, Map<String, float[]> theta, int ffn) {
+    private static Unit ffnUnit(GatePlan plan, FfnGroup f, int j, long cost, Map<String, float[]> theta, int group) {
         if (plan.mode() == GateMode.COUPLED) {
             String gate = gateOf(plan, GateSpec.FfnChannels.class, f);
             float t = theta.get(gate)[j];
             return new Unit(t, cost, m -> m.get(gate)[j] = GateValues.CLOSED, m -> m.get(gate)[j] = REOPENED,
-                    GateValues.inferenceValue(t) == 0f, ffn, ffn);
+                    GateValues.inferenceValue(t) == 0f, group);
         }
         String cols = "cols/" + GatePlan.simpleName(f.consumer().node());
         double score = theta.get(cols)[j];
@@ -227,7 +132,7 @@ public final class BudgetProjection {
                 float[] rows = m.get("rows/" + GatePlan.simpleName(p.node()));
                 rows[j] = Math.max(rows[j], REOPENED);
             }
-        }, closedNow, ffn, ffn);
+        }, closedNow, group);
     }
 
     private static Unit headUnit(GatePlan plan, AttentionGroup a, int k, long cost, Map<String, float[]> theta,
@@ -236,7 +141,7 @@ public final class BudgetProjection {
             String gate = gateOf(plan, GateSpec.HeadGroups.class, a);
             float t = theta.get(gate)[k];
             return new Unit(t, cost, m -> m.get(gate)[k] = GateValues.CLOSED, m -> m.get(gate)[k] = REOPENED,
-                    GateValues.inferenceValue(t) == 0f, NOT_FFN, group);
+                    GateValues.inferenceValue(t) == 0f, group);
         }
         String cols = "cols/" + GatePlan.simpleName(a.o().node());
         int span = (int) (a.queryHeadsPerGroup() * a.headDim());
@@ -255,7 +160,7 @@ public final class BudgetProjection {
             for (int i = k * span; i < (k + 1) * span; i++) {
                 m.get(cols)[i] = Math.max(m.get(cols)[i], REOPENED);
             }
-        }, allClosed, NOT_FFN, group);
+        }, allClosed, group);
     }
 
     private static String gateOf(GatePlan plan, Class<? extends GateSpec.Target> type, Object group) {

@@ -9,42 +9,28 @@ import dev.gatecut.gates.GateMode;
  * @param targetSparsity fraction of the targeted parameters to remove, e.g. 0.3
  * @param lambda         weight of the sparsity loss
  * @param pooling        "mean" (masked mean over tokens) or "first" (first token), classification only
- * @param ffnMultiple    each FFN's open channels after training are rounded to a multiple of this when
- *                       the gates are projected onto the budget (1: exact counts; see BudgetProjection)
  */
 public record TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
                           double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
-                          double thetaMean, double thetaStd, String pooling, int numLabels, long seed,
-                          int ffnMultiple) {
-
-    public TrainConfig {
-        if (ffnMultiple < 1) {
-            throw new IllegalArgumentException("the FFN multiple must be at least 1, got " + ffnMultiple);
-        }
-    }
+                          double thetaMean, double thetaStd, String pooling, int numLabels, long seed) {
 
     public static TrainConfig defaults(Task task, GateMode mode, double targetSparsity, int numLabels) {
         return new TrainConfig(task, mode, targetSparsity, 50.0, task == Task.LM ? 1e-2 : 1e-3, 0.9, 0.999, 1e-8,
-                0.01, 0.1, 1.0, 0.1, "mean", numLabels, 1, 1);
+                0.01, 0.1, 1.0, 0.1, "mean", numLabels, 1);
     }
 
     public TrainConfig withLearningRate(double lr) {
         return new TrainConfig(task, mode, targetSparsity, lambda, lr, beta1, beta2, epsilon, weightDecay, noiseSigma,
-                thetaMean, thetaStd, pooling, numLabels, seed, ffnMultiple);
+                thetaMean, thetaStd, pooling, numLabels, seed);
     }
 
     public TrainConfig withSeed(long s) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, ffnMultiple);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s);
     }
 
     public TrainConfig withLambda(double l) {
         return new TrainConfig(task, mode, targetSparsity, l, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, ffnMultiple);
-    }
-
-    public TrainConfig withFfnMultiple(int m) {
-        return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, m);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed);
     }
 }

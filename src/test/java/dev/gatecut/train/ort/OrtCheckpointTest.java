@@ -108,7 +108,7 @@ class OrtCheckpointTest {
         double lr = 0.1;
         double wd = 0.1;
         TrainConfig config = new TrainConfig(Task.CLASSIFY, GateMode.COUPLED, 0.3, 0, lr, 0.9, 0.999, 1e-8, wd, 0.1, 1,
-                0.1, "mean", 2, 1, 1);
+                0.1, "mean", 2, 1);
         float[] w0 = {1, -2, 0.5f, 3, -0.25f, 2};
         float[] b0 = {0.5f, -1, 2};
         float[] x = {0.5f, -1.5f, 2, 1, -0.75f, 1.25f};
