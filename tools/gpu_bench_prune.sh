@@ -19,7 +19,7 @@
 # Settings (environment): MODELS ("bert-base llama-0.5b"), SPARSITIES ("0.3 0.5"),
 # SHAPES ("BATCHxSEQ:RUNS:WARMUP[:ROUNDS] ..."), ROUNDS (4, for shapes that name none), PRUNE_EXTRA (""),
 # BUDGET_S (total seconds, 530),
-# KTRACE_SHAPES ("" = none; e.g. "1x128:50:10 32x128:20:5": per-kernel GPU time of each file, tools/ktrace),
+# BENCH_EXTRA ("", e.g. "--reuse-outputs"), KTRACE_SHAPES ("" = none; e.g. "1x128:50:10 32x128:20:5": per-kernel GPU time of each file, tools/ktrace),
 # REUSE_PRUNED (0; 1 keeps compiled models and FLOPs counts already in $BENCH_DIR from an earlier call
 # on the same warm machine, so only the benchmark runs again),
 # GATECUT (the command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar).
@@ -45,6 +45,8 @@ SHAPES=${SHAPES:-"1x128:400:20:100 32x128:40:5 64x256:20:3"}
 ROUNDS=${ROUNDS:-4}
 # extra flags for every gatecut prune call, e.g. PRUNE_EXTRA="--align 32" or "--no-verify"
 PRUNE_EXTRA=${PRUNE_EXTRA:-}
+# extra flags for every timing gatecut bench call, e.g. BENCH_EXTRA="--reuse-outputs"
+BENCH_EXTRA=${BENCH_EXTRA:-}
 REUSE_PRUNED=${REUSE_PRUNED:-0}
 # GPU kernel traces after the benchmark (empty: none), "BATCHxSEQ:RUNS:WARMUP ..."; needs tools/ktrace/libktrace.so
 KTRACE_SHAPES=${KTRACE_SHAPES:-}
@@ -68,7 +70,7 @@ if [ -z "${GATECUT:-}" ]; then
 fi
 read -r -a GC <<< "$GATECUT"
 
-say "gatecut bench-prune: models [$MODELS], sparsities [$SPARSITIES], shapes [$SHAPES], rounds $ROUNDS, prune extra [$PRUNE_EXTRA], budget ${BUDGET_S}s"
+say "gatecut bench-prune: models [$MODELS], sparsities [$SPARSITIES], shapes [$SHAPES], rounds $ROUNDS, prune extra [$PRUNE_EXTRA], bench extra [$BENCH_EXTRA], budget ${BUDGET_S}s"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c 'import torch, transformers, onnx, onnxruntime; print("torch", torch.__version__, "transformers", transformers.__version__, "onnx", onnx.__version__, "onnxruntime(py)", onnxruntime.__version__)'
 "${GC[@]}" --version
@@ -148,8 +150,9 @@ for m in $MODELS; do
     if [ "$t" -lt 30 ]; then say "bench: $m ${b}x$q SKIPPED (time budget)"; continue; fi
     [ "$t" -gt 240 ] && t=240
     say "bench: $m batch $b seq $q, $runs runs in $rounds rounds after $warm warm-up, ${#files[@]} models"
+    # shellcheck disable=SC2086  # BENCH_EXTRA is a list of flags
     if timeout "$t" "${GC[@]}" bench "${files[@]}" --device cuda --batch "$b" --seq "$q" --runs "$runs" \
-        --warmup "$warm" --rounds "$rounds" --json -v > "$json"; then
+        --warmup "$warm" --rounds "$rounds" --json -v $BENCH_EXTRA > "$json"; then
       python3 - "$json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
