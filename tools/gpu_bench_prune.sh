@@ -19,7 +19,7 @@
 # Settings (environment): MODELS ("bert-base llama-0.5b"), SPARSITIES ("0.3 0.5"),
 # SHAPES ("BATCHxSEQ:RUNS:WARMUP[:ROUNDS] ..."), ROUNDS (4, for shapes that name none), PRUNE_EXTRA (""),
 # BUDGET_S (total seconds, 530),
-# BENCH_EXTRA ("", e.g. "--reuse-outputs"), KTRACE_SHAPES ("" = none; e.g. "1x128:50:10 32x128:20:5": per-kernel GPU time of each file, tools/ktrace),
+# BENCH_EXTRA ("", e.g. "--threads 4"), KTRACE_SHAPES ("" = none; e.g. "1x128:50:10 32x128:20:5": per-kernel GPU time of each file, tools/ktrace),
 # REUSE_PRUNED (0; 1 keeps compiled models and FLOPs counts already in $BENCH_DIR from an earlier call
 # on the same warm machine, so only the benchmark runs again),
 # GATECUT (the command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar).
@@ -45,7 +45,7 @@ SHAPES=${SHAPES:-"1x128:400:20:100 32x128:40:5 64x256:20:3"}
 ROUNDS=${ROUNDS:-4}
 # extra flags for every gatecut prune call, e.g. PRUNE_EXTRA="--align 32" or "--no-verify"
 PRUNE_EXTRA=${PRUNE_EXTRA:-}
-# extra flags for every timing gatecut bench call, e.g. BENCH_EXTRA="--reuse-outputs"
+# extra flags for every timing gatecut bench call, e.g. BENCH_EXTRA="--threads 4"
 BENCH_EXTRA=${BENCH_EXTRA:-}
 REUSE_PRUNED=${REUSE_PRUNED:-0}
 # GPU kernel traces after the benchmark (empty: none), "BATCHxSEQ:RUNS:WARMUP ..."; needs tools/ktrace/libktrace.so

@@ -22,7 +22,7 @@ import java.util.concurrent.Callable;
 
 /**
  * {@code gatecut bench MODEL... [--device cpu|cuda] [--batch B] [--seq S] [--runs N] [--warmup N] [--threads N]
- * [--rounds R] [--seed N] [--reuse-outputs] [--json]}.
+ * [--rounds R] [--seed N] [--json]}.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = {"Time session.run of each model on the same random inputs and compare with the first.",
@@ -64,11 +64,6 @@ final class BenchCommand implements Callable<Integer> {
                     + " after the other (default: ${DEFAULT-VALUE})."})
     int rounds;
 
-    @Option(names = "--reuse-outputs", description = {"Write every run's outputs into buffers allocated once per model"
-            + " (ONNX Runtime's pinned outputs), as a latency-tuned Java deployment would; by default ONNX Runtime"
-            + " allocates them each run."})
-    boolean reuseOutputs;
-
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
 
@@ -81,7 +76,7 @@ final class BenchCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         Benchmark.Settings settings = new Benchmark.Settings(parseDevice(device), batch, sequence, warmup, runs,
-                threads, seed, rounds, reuseOutputs);
+                threads, seed, rounds);
         PrintWriter err = spec.commandLine().getErr();
         List<Benchmark.Result> results = Benchmark.run(models, settings, message -> {
             if (verbose.verbose) {
@@ -107,8 +102,7 @@ final class BenchCommand implements Callable<Integer> {
     static void printText(Benchmark.Settings s, List<Benchmark.Result> results, PrintWriter out) {
         out.printf("device %s, batch %d, sequence %d, %d timed runs after %d warm-up%s, threads %s, input seed %d%n",
                 s.device().name().toLowerCase(Locale.ROOT), s.batch(), s.sequence(), s.runs(), s.warmup(),
-                (s.rounds() == 1 ? "" : " in " + s.rounds() + " interleaved rounds")
-                        + (s.reuseOutputs() ? ", outputs reused" : ""),
+                s.rounds() == 1 ? "" : " in " + s.rounds() + " interleaved rounds",
                 s.threads() == 0 ? "default" : String.valueOf(s.threads()), s.seed());
         int width = Math.max(5, results.stream().mapToInt(r -> r.file().toString().length()).max().orElse(5));
         out.printf(Locale.ROOT, "%-" + width + "s  %14s  %10s  %10s  %10s  %8s%n",
@@ -130,7 +124,6 @@ final class BenchCommand implements Callable<Integer> {
         report.put("threads", s.threads());
         report.put("seed", s.seed());
         report.put("rounds", s.rounds());
-        report.put("reuseOutputs", s.reuseOutputs());
         List<Map<String, Object>> models = new ArrayList<>();
         for (Benchmark.Result r : results) {
             Map<String, Object> m = new LinkedHashMap<>();

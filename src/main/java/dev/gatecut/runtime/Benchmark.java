@@ -1,17 +1,12 @@
 package dev.gatecut.runtime;
 
-import ai.onnxruntime.OnnxJavaType;
 import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
-import ai.onnxruntime.TensorInfo;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Value;
 
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -35,12 +30,10 @@ public final class Benchmark {
      * {@code rounds} 1 measures the models one after the other (one session open at a time); more
      * rounds open every session first and split each model's {@code runs} timed runs into that many
      * interleaved blocks (model 1, model 2, ..., model 1, model 2, ...), so that drift of the machine
-     * (clocks, temperature, other load) spreads over all models alike. {@code reuseOutputs} makes every
-     * run write its outputs into buffers allocated once per model (ONNX Runtime's pinned outputs), as a
-     * latency-tuned Java deployment would, instead of letting ONNX Runtime allocate them per run.
+     * (clocks, temperature, other load) spreads over all models alike.
      */
     public record Settings(Device device, int batch, int sequence, int warmup, int runs, int threads, long seed,
-                           int rounds, boolean reuseOutputs) {
+                           int rounds) {
         public Settings {
             if (device == null) {
                 throw new IllegalArgumentException("device must be given");
@@ -64,16 +57,11 @@ public final class Benchmark {
         }
 
         public Settings(Device device, int batch, int sequence, int warmup, int runs, int threads, long seed) {
-            this(device, batch, sequence, warmup, runs, threads, seed, 1, false);
-        }
-
-        public Settings(Device device, int batch, int sequence, int warmup, int runs, int threads, long seed,
-                        int rounds) {
-            this(device, batch, sequence, warmup, runs, threads, seed, rounds, false);
+            this(device, batch, sequence, warmup, runs, threads, seed, 1);
         }
 
         public static Settings defaults(Device device) {
-            return new Settings(device, 1, 128, 5, 20, 0, DEFAULT_SEED, 1, false);
+            return new Settings(device, 1, 128, 5, 20, 0, DEFAULT_SEED, 1);
         }
     }
 
@@ -175,7 +163,6 @@ public final class Benchmark {
         double sessionMs;
         OrtSession session;
         Map<String, OnnxTensor> used;
-        Map<String, OnnxTensor> pinned;   // outputs written in place (Settings.reuseOutputs), else null
 
         Subject(Path file, long parameters, String signature, Map<String, OnnxTensor> feeds, int runs) {
             this.file = file;
@@ -206,22 +193,12 @@ public final class Benchmark {
                 }
                 used.put(name, t);
             }
-            if (settings.reuseOutputs()) {
-                pinned = outputBuffers(env, session, used);
-            }
-        }
-
-        /** One run; the result is closed at once (pinned outputs belong to this subject, not the result). */
-        void runOnce() throws OrtException {
-            try (OrtSession.Result ignored = pinned == null ? session.run(used) : session.run(used, pinned)) {
-                // only the time matters
-            }
         }
 
         void warmUp(Settings settings, Consumer<String> progress) throws OrtException {
             progress.accept(file + ": " + settings.warmup() + " warm-up runs");
             for (int i = 0; i < settings.warmup(); i++) {
-                runOnce();
+                session.run(used).close();
             }
         }
 
@@ -229,48 +206,18 @@ public final class Benchmark {
             progress.accept(file + ": " + count + " timed runs");
             for (int i = 0; i < count; i++) {
                 long start = System.nanoTime();
-                runOnce();
-                times[timed++] = (System.nanoTime() - start) / 1e6;
+                try (OrtSession.Result ignored = session.run(used)) {
+                    times[timed++] = (System.nanoTime() - start) / 1e6;
+                }
             }
         }
 
         void close() throws OrtException {
-            if (pinned != null) {
-                pinned.values().forEach(OnnxTensor::close);
-                pinned = null;
-            }
             if (session != null) {
                 session.close();
                 session = null;
             }
         }
-    }
-
-    /**
-     * Output tensors for {@code session.run(feeds, outputs)}: one direct buffer per output, shaped and
-     * typed as one run with {@code feeds} produces them, so later runs write there instead of
-     * allocating.
-     */
-    static Map<String, OnnxTensor> outputBuffers(OrtEnvironment env, OrtSession session, Map<String, OnnxTensor> feeds)
-            throws OrtException {
-        Map<String, OnnxTensor> buffers = new LinkedHashMap<>();
-        try (OrtSession.Result probe = session.run(feeds)) {
-            for (Map.Entry<String, OnnxValue> e : probe) {
-                if (!(e.getValue() instanceof OnnxTensor t) || t.getInfo().type == OnnxJavaType.STRING) {
-                    throw new IllegalArgumentException("output '" + e.getKey() + "' is not a numeric tensor; "
-                            + "run without reusing outputs");
-                }
-                TensorInfo info = t.getInfo();
-                long bytes = info.getNumElements() * info.type.size;
-                ByteBuffer buffer = ByteBuffer.allocateDirect(Math.toIntExact(bytes))
-                        .order(ByteOrder.nativeOrder());
-                buffers.put(e.getKey(), OnnxTensor.createTensor(env, buffer, info.getShape(), info.type));
-            }
-        } catch (OrtException | RuntimeException e) {
-            buffers.values().forEach(OnnxTensor::close);
-            throw e;
-        }
-        return buffers;
     }
 
     /** Elements in all initializers (the same count {@code gatecut inspect} reports). */
