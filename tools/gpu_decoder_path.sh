@@ -16,6 +16,7 @@
 #      The first entry, "dense-check", runs at sparsity 0 with --lr 0: gates stay open, so gatecut's
 #      own evaluator scores the dense model (a check of the evaluation protocol against step 2).
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"
 
 OUT=${OUT:-/tmp/dec-out}
 RES=${RES:-/tmp/dec-res}
@@ -46,23 +47,17 @@ source "$GPUKIT_ENV"
 
 # --- 1. payload ----------------------------------------------------------------------------
 JAR="$DEST/gatecut-nonative-stored.jar"
+# the jar is not a tar: its pieces join into one xz stream, decompressed to the jar itself
 if [ ! -f "$JAR" ]; then
-  for p in "$PAY"/jar.xz.1 "$PAY"/jar.xz.2 "$PAY"/jar.xz.3; do
-    [ -f "$p" ] || { echo "FAIL: payload piece $p missing (present: $(ls "$PAY" 2>/dev/null | tr '\n' ' '))"; exit 3; }
-  done
-  got=$(cat "$PAY"/jar.xz.1 "$PAY"/jar.xz.2 "$PAY"/jar.xz.3 | sha256sum | cut -d' ' -f1)
-  [ "$got" = "$JAR_XZ_SHA" ] || { echo "FAIL: jar.xz sha256 $got, expected $JAR_XZ_SHA"; exit 3; }
-  mkdir -p "$DEST"
-  cat "$PAY"/jar.xz.1 "$PAY"/jar.xz.2 "$PAY"/jar.xz.3 | xz -d > "$JAR.tmp" && mv "$JAR.tmp" "$JAR"
+  payload_join --xz "$JAR" "$JAR_XZ_SHA" jar.xz "$PAY"/jar.xz.{1..3} || exit 3
 fi
-jsha=$(sha256sum "$JAR" | cut -d' ' -f1)
+jsha=$(payload_sha256 "$JAR")
 [ "$jsha" = "$STORED_JAR_SHA" ] || { echo "FAIL: jar sha256 $jsha, expected $STORED_JAR_SHA"; exit 3; }
+# the data tar is a single piece; its SHA256SUMS lists data/<file>, so it is checked from $DEST
 if [ ! -f "$DEST/data/SHA256SUMS" ]; then
-  got=$(sha256sum "$PAY/austen-data.tar.xz" | cut -d' ' -f1)
-  [ "$got" = "$DATA_SHA" ] || { echo "FAIL: austen-data.tar.xz sha256 $got, expected $DATA_SHA"; exit 3; }
-  tar -C "$DEST" -xJf "$PAY/austen-data.tar.xz" || { echo "FAIL: untar data"; exit 3; }
+  payload_unpack --xz "$DEST" "$DATA_SHA" austen-data.tar.xz "$PAY/austen-data.tar.xz" || exit 3
 fi
-(cd "$DEST" && sha256sum -c data/SHA256SUMS) || { echo "FAIL: data SHA256SUMS"; exit 3; }
+payload_sums "$DEST" data/SHA256SUMS || exit 3
 echo "payload OK at $(elapsed)s: jar $jsha"
 
 header() {

@@ -24,6 +24,7 @@
 # tables.md. Work files go to $WORK (/tmp/eval-work); a second call on the same warm machine reuses
 # the unpacked payload.
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"   # before the cd: the path may be relative
 cd "$(dirname "$0")/.."
 START=$SECONDS
 
@@ -62,18 +63,12 @@ left() { echo $((BUDGET_S - (SECONDS - START))); }
 if [ ! -f "$GPUKIT_ENV" ]; then say "FAIL: $GPUKIT_ENV missing: fresh machine, redo the kit calls"; exit 2; fi
 # shellcheck disable=SC1090
 source "$GPUKIT_ENV"
+PAYLOAD_SAY=say   # the library's messages get the same timestamps as the rest of script.log
+# PAY_SHA empty: no sha256 check of the pieces (SHA256SUMS still checks every file)
 if [ ! -f "$DEST/SHA256SUMS" ]; then
-  pieces=("$PAY"/pay.1 "$PAY"/pay.2 "$PAY"/pay.3 "$PAY"/pay.4 "$PAY"/pay.5)
-  for p in "${pieces[@]}"; do
-    [ -f "$p" ] || { say "FAIL: payload piece $p missing (present: $(ls "$PAY" 2>/dev/null | tr '\n' ' '))"; exit 3; }
-  done
-  got=$(cat "${pieces[@]}" | sha256sum | cut -d' ' -f1)
-  if [ -n "$PAY_SHA" ] && [ "$got" != "$PAY_SHA" ]; then say "FAIL: payload sha256 $got, expected $PAY_SHA"; exit 3; fi
-  mkdir -p "$DEST"
-  cat "${pieces[@]}" | xz -dc | tar -C "$DEST" -xf - || { say "FAIL: unpacking the payload"; exit 3; }
-  say "payload unpacked into $DEST (sha256 $got)"
+  payload_unpack --xz "$DEST" "$PAY_SHA" payload "$PAY"/pay.{1..5} || exit 3
 fi
-(cd "$DEST" && sha256sum -c --quiet SHA256SUMS) || { say "FAIL: SHA256SUMS"; exit 3; }
+payload_sums "$DEST" SHA256SUMS --quiet || exit 3
 msha=$(sha256sum "$DEST/models/all-minilm-l6-v2.onnx" | cut -d' ' -f1)
 [ "$msha" = "$MODEL_SHA" ] || { say "FAIL: model sha256 $msha, expected $MODEL_SHA"; exit 3; }
 JAR="$DEST/gatecut-nonative.jar"

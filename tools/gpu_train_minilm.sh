@@ -18,6 +18,7 @@
 # each as `--backend B` into $OUT/<mode>-<B>/; a back-end named again is run again, into
 # $OUT/<mode>-<B>-2/ and so on (e.g. BACKENDS="fused ort-training fused ort-training").
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"
 
 OUT=${OUT:-/tmp/train-out}
 PAY=${PAY:-/opt/payload}
@@ -43,17 +44,11 @@ fi
 source "$GPUKIT_ENV"
 
 # --- reassemble and check ------------------------------------------------------------------
+# a warm machine that has unpacked it before skips straight to the checks
 if [ ! -f "$DEST/SHA256SUMS" ]; then
-  pieces=("$PAY"/pay.1 "$PAY"/pay.2 "$PAY"/pay.3 "$PAY"/pay.4 "$PAY"/pay.5)
-  for p in "${pieces[@]}"; do
-    [ -f "$p" ] || { echo "FAIL: payload piece $p missing (present: $(ls "$PAY" 2>/dev/null | tr '\n' ' '))"; exit 3; }
-  done
-  got=$(cat "${pieces[@]}" | sha256sum | cut -d' ' -f1)
-  if [ "$got" != "$TAR_SHA" ]; then echo "FAIL: payload tar sha256 $got, expected $TAR_SHA"; exit 3; fi
-  mkdir -p "$DEST"
-  cat "${pieces[@]}" | tar -C "$DEST" -xf - || { echo "FAIL: untar"; exit 3; }
+  payload_unpack "$DEST" "$TAR_SHA" "payload tar" "$PAY"/pay.{1..5} || exit 3
 fi
-(cd "$DEST" && sha256sum -c SHA256SUMS) || { echo "FAIL: SHA256SUMS"; exit 3; }
+payload_sums "$DEST" SHA256SUMS || exit 3
 msha=$(sha256sum "$DEST/models/all-minilm-l6-v2.onnx" | cut -d' ' -f1)
 if [ "$msha" != "$MODEL_SHA" ]; then echo "FAIL: model sha256 $msha, expected $MODEL_SHA"; exit 3; fi
 echo "model sha256 OK: $msha"

@@ -12,6 +12,7 @@
 # Run from the repo root after `python3 tools/make_austen.py --out data` (data/ is git-ignored).
 # Prints the sha256 sums to pass to tools/gpu_decoder_path.sh (JAR_XZ_SHA, STORED_JAR_SHA, DATA_SHA).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"
 JAR=${JAR:-target/gatecut-nonative.jar}
 S=$(mktemp -d)
 trap 'rm -rf "$S"' EXIT
@@ -34,21 +35,11 @@ xz -T2 -9e -c "$S/gatecut-nonative-stored.jar" > "$S/jar.xz"
 mkdir -p "$S/data"
 cp data/austen-pretrain.jsonl data/austen-tune.jsonl data/austen-test.jsonl "$S/data/"
 (cd "$S" && sha256sum data/*.jsonl > data/SHA256SUMS)
-tar -C "$S" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - data | xz -9 -c > "$S/austen-data.tar.xz"
-rm -rf data/carry && mkdir -p data/carry/d0 data/carry/p1 data/carry/p2 data/carry/p3
+# member "data" (not "."): the names in the tar, and so DATA_SHA, depend on it
+payload_tar "$S" data | xz -9 -c > "$S/austen-data.tar.xz"
+rm -rf data/carry && mkdir -p data/carry/d0
 cp "$S/austen-data.tar.xz" data/carry/d0/
-python3 - "$S/jar.xz" <<'PY'
-import sys
-d = open(sys.argv[1], "rb").read()
-sizes = [6_000_000, 7_500_000]
-off = 0
-for i in range(3):
-    chunk = d[off:off + sizes[i]] if i < 2 else d[off:]
-    open(f"data/carry/p{i + 1}/jar.xz.{i + 1}", "wb").write(chunk)
-    off += len(chunk)
-    print(f"p{i + 1}: {len(chunk)} bytes")
-assert off == len(d)
-PY
-echo "DATA_SHA=$(sha256sum "$S/austen-data.tar.xz" | cut -d' ' -f1)  ($(stat -c %s "$S/austen-data.tar.xz") bytes)"
-echo "JAR_XZ_SHA=$(sha256sum "$S/jar.xz" | cut -d' ' -f1)  ($(stat -c %s "$S/jar.xz") bytes)"
-echo "STORED_JAR_SHA=$(sha256sum "$S/gatecut-nonative-stored.jar" | cut -d' ' -f1)"
+payload_cut "$S/jar.xz" data/carry/p jar.xz 6000000 7500000
+echo "DATA_SHA=$(payload_sha256 "$S/austen-data.tar.xz")  ($(stat -c %s "$S/austen-data.tar.xz") bytes)"
+echo "JAR_XZ_SHA=$(payload_sha256 "$S/jar.xz")  ($(stat -c %s "$S/jar.xz") bytes)"
+echo "STORED_JAR_SHA=$(payload_sha256 "$S/gatecut-nonative-stored.jar")"

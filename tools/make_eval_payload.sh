@@ -11,6 +11,7 @@
 # Prints the sha256 of the compressed tar: pass it to the run as PAY_SHA=... .
 # Usage: bash tools/make_eval_payload.sh [JAR]   (JAR defaults to target/gatecut-nonative.jar)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"
 JAR=${1:-target/gatecut-nonative.jar}
 S=$(mktemp -d)
 mkdir -p "$S/models" "$S/data"
@@ -18,21 +19,8 @@ cp target/models/all-minilm-l6-v2.onnx target/models/all-minilm-l6-v2-tokenizer.
 cp data/fine-foods-train.jsonl data/fine-foods-test.jsonl data/spam-train.jsonl data/spam-test.jsonl "$S/data/"
 cp "$JAR" "$S/gatecut-nonative.jar"
 (cd "$S" && sha256sum models/* data/* gatecut-nonative.jar > SHA256SUMS && cat SHA256SUMS)
-tar -C "$S" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - . | xz -6 -T2 > "$S.tar.xz"
-mkdir -p .gpu-carry
-rm -rf .gpu-carry/e1 .gpu-carry/e2 .gpu-carry/e3 .gpu-carry/e4 .gpu-carry/e5
-python3 - "$S.tar.xz" <<'PY'
-import os, sys
-d = open(sys.argv[1], "rb").read()
-sizes = [7_000_000, 7_000_000, 10_800_000, 55_000_000]
-off = 0
-for i in range(5):
-    chunk = d[off:off + sizes[i]] if i < 4 else d[off:]
-    os.makedirs(f".gpu-carry/e{i + 1}", exist_ok=True)
-    open(f".gpu-carry/e{i + 1}/pay.{i + 1}", "wb").write(chunk)
-    off += len(chunk)
-    print(f"e{i + 1}: {len(chunk)} bytes")
-assert off == len(d)
-PY
-echo "payload sha256 (tar.xz): $(sha256sum "$S.tar.xz" | cut -d' ' -f1)"
+payload_tar "$S" | xz -6 -T2 > "$S.tar.xz"
+# replaces .gpu-carry/e1..e5 only: the p* pieces of make_gpu_payload.sh stay
+payload_cut "$S.tar.xz" .gpu-carry/e pay 7000000 7000000 10800000 55000000
+echo "payload sha256 (tar.xz): $(payload_sha256 "$S.tar.xz")"
 rm -rf "$S" "$S.tar.xz"

@@ -9,26 +9,15 @@
 # .gpu-carry/ must be ignored: echo /.gpu-carry/ >> .git/info/exclude
 # Prints the tar's sha256: pass it to the run as TAR_SHA=... if it differs from the script's default.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"
 S=$(mktemp -d)
 mkdir -p "$S/models" "$S/data"
 cp target/models/all-minilm-l6-v2.onnx target/models/all-minilm-l6-v2-tokenizer.json "$S/models/"
 cp data/fine-foods-train.jsonl data/fine-foods-test.jsonl "$S/data/"
 cp target/gatecut-nonative.jar "$S/"
 (cd "$S" && sha256sum models/* data/* gatecut-nonative.jar > SHA256SUMS && cat SHA256SUMS)
-tar -C "$S" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$S.tar" .
+payload_tar "$S" > "$S.tar"
 rm -rf .gpu-carry && mkdir -p .gpu-carry
-python3 - "$S.tar" <<'PY'
-import os, sys
-d = open(sys.argv[1], "rb").read()
-sizes = [7_000_000, 7_000_000, 10_800_000, 49_000_000]
-off = 0
-for i in range(5):
-    chunk = d[off:off + sizes[i]] if i < 4 else d[off:]
-    os.makedirs(f".gpu-carry/p{i + 1}", exist_ok=True)
-    open(f".gpu-carry/p{i + 1}/pay.{i + 1}", "wb").write(chunk)
-    off += len(chunk)
-    print(f"p{i + 1}: {len(chunk)} bytes")
-assert off == len(d)
-PY
-echo "tar sha256: $(sha256sum "$S.tar" | cut -d' ' -f1)"
+payload_cut "$S.tar" .gpu-carry/p pay 7000000 7000000 10800000 49000000
+echo "tar sha256: $(payload_sha256 "$S.tar")"
 rm -rf "$S" "$S.tar"
