@@ -25,6 +25,7 @@
 # the unpacked payload.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"   # before the cd: the path may be relative
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_run.sh"
 cd "$(dirname "$0")/.."
 START=$SECONDS
 
@@ -135,20 +136,11 @@ for ds in $DATASETS; do
       # shellcheck disable=SC2206
       CMD+=($GC_EXTRA -o "$W")
       { echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "# limit: ${limit}s"; echo "# cmd: ${CMD[*]}"; } > "$D/compress.log"
-      nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$D/gpumem.log" 2>&1 &
-      SMI=$!
-      sleep 1
       say "$ds $tag: compress --backend $backend (limit ${limit}s)"
-      s0=$(date +%s.%N)
-      timeout -k 10 "$limit" "${CMD[@]}" >> "$D/compress.log" 2>&1
-      rc=$?
-      s1=$(date +%s.%N)
-      sleep 1
-      kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
-      wall=$(python3 -c "print(f'{$s1 - $s0:.1f}')")
-      echo "# exit: $rc, wall ${wall}s" >> "$D/compress.log"
-      say "$ds $tag: exit $rc, wall ${wall}s"
-      EST[$mode]=$(python3 -c "import math; print(math.ceil($s1 - $s0) * 115 // 100 + 5)")
+      gpu_run_sampled "$D/compress.log" "$D/gpumem.log" "$limit" "${CMD[@]}"
+      rc=$GPU_RUN_RC
+      say "$ds $tag: exit $rc, wall ${GPU_RUN_WALL}s"
+      EST[$mode]=$(python3 -c "import math; print(math.ceil($GPU_RUN_END - $GPU_RUN_START) * 115 // 100 + 5)")
       cp "$W/summary.json" "$D/" 2>/dev/null
       cp "$W/run/metrics.jsonl" "$D/" 2>/dev/null
       $PYTHON - "$W" "$D/trainable.json" <<'PY' 2>&1 | tail -2

@@ -19,6 +19,7 @@
 # $OUT/<mode>-<B>-2/ and so on (e.g. BACKENDS="fused ort-training fused ort-training").
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_run.sh"
 
 OUT=${OUT:-/tmp/train-out}
 PAY=${PAY:-/opt/payload}
@@ -134,20 +135,11 @@ for run in "${RUNS[@]}"; do
        --target-sparsity 0.3 --lr 1e-2 --batch "$BATCH" --max-len "$MAXLEN" --epochs "$EPOCHS"
        --gates-mode "$mode" "${BACKEND_ARGS[@]}" --device "$DEVICE" --no-progress $EXTRA_ARGS -o "$W")
   { header; echo "# limit: ${limit}s"; echo "# cmd: ${CMD[*]}"; } > "$R/compress.log"
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$R/gpumem.log" 2>&1 &
-  SMI=$!
-  sleep 1
   echo "=== $tag: start (limit ${limit}s)"
-  s=$(date +%s.%N)
-  timeout -k 10 "$limit" "${CMD[@]}" >> "$R/compress.log" 2>&1
-  rc=$?
-  e=$(date +%s.%N)
-  sleep 1
-  kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
-  wall=$(python3 -c "print(f'{$e - $s:.1f}')")
-  echo "# exit: $rc, wall ${wall}s" >> "$R/compress.log"
-  echo "=== $tag: exit $rc, wall ${wall}s"
-  [ "$first_wall" -gt 0 ] || first_wall=$(python3 -c "import math; print(math.ceil($e - $s))")
+  gpu_run_sampled "$R/compress.log" "$R/gpumem.log" "$limit" "${CMD[@]}"
+  rc=$GPU_RUN_RC
+  echo "=== $tag: exit $rc, wall ${GPU_RUN_WALL}s"
+  [ "$first_wall" -gt 0 ] || first_wall=$(python3 -c "import math; print(math.ceil($GPU_RUN_END - $GPU_RUN_START))")
   cp "$W/summary.json" "$R/" 2>/dev/null || echo "  (no summary.json)"
   cp "$W/run/metrics.jsonl" "$R/" 2>/dev/null || echo "  (no metrics.jsonl)"
   if [ "$rc" -ne 0 ]; then echo "--- last lines of compress.log:"; tail -n 40 "$R/compress.log"; fi
