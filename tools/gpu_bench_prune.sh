@@ -56,6 +56,14 @@ mkdir -p "$OUT" "$RAW"
 exec > >(tee -a "$OUT/bench-prune.log") 2>&1
 TEE_PID=$!
 
+# files=(): model $1's dense file, then each of its compiled files that exists (one per sparsity).
+model_files() {
+  files=("$BENCH_DIR/$1.onnx")
+  local s
+  for s in $SPARSITIES; do
+    if [ -f "$BENCH_DIR/$1-s$s.onnx" ]; then files+=("$BENCH_DIR/$1-s$s.onnx"); fi
+  done
+}
 say() { printf '[%4ds] %s\n' $((SECONDS - START)) "$*"; }
 left() { echo $((BUDGET_S - (SECONDS - START))); }
 
@@ -119,8 +127,7 @@ done
 shape_list=$(for sh in $SHAPES; do printf '%s,' "${sh%%:*}"; done); shape_list=${shape_list%,}
 flops_pids=()
 for m in $MODELS; do
-  files=("$BENCH_DIR/$m.onnx")
-  for s in $SPARSITIES; do [ -f "$BENCH_DIR/$m-s$s.onnx" ] && files+=("$BENCH_DIR/$m-s$s.onnx"); done
+  model_files "$m"
   if [ "$REUSE_PRUNED" = 1 ] && python3 - "$RAW/flops-$m.json" "$shape_list" "${files[@]}" <<'PY' 2>/dev/null
 import json, os, sys
 rows = json.load(open(sys.argv[1]))
@@ -139,8 +146,7 @@ say "flops: done"
 
 # 4. Benchmark: one gatecut bench per model and shape, dense first, then every compiled model.
 for m in $MODELS; do
-  files=("$BENCH_DIR/$m.onnx")
-  for s in $SPARSITIES; do [ -f "$BENCH_DIR/$m-s$s.onnx" ] && files+=("$BENCH_DIR/$m-s$s.onnx"); done
+  model_files "$m"
   for sh in $SHAPES; do
     IFS=: read -r bs runs warm rounds <<< "$sh"
     rounds=${rounds:-$ROUNDS}
@@ -174,8 +180,7 @@ if [ -n "$KTRACE_SHAPES" ]; then
     say "ktrace: $KTRACE_LIB is missing (bash tools/ktrace/build.sh here, then carry it); skipped"
   else
     for m in $MODELS; do
-      files=("$BENCH_DIR/$m.onnx")
-      for s in $SPARSITIES; do [ -f "$BENCH_DIR/$m-s$s.onnx" ] && files+=("$BENCH_DIR/$m-s$s.onnx"); done
+      model_files "$m"
       for sh in $KTRACE_SHAPES; do
         IFS=: read -r bs runs warm _ <<< "$sh"
         b=${bs%x*}; q=${bs#*x}
