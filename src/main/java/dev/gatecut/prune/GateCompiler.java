@@ -54,6 +54,8 @@ public final class GateCompiler {
     private final Map<LinearLayer, float[]> colScale = new LinkedHashMap<>();
     private final Map<LinearLayer, TreeSet<Integer>> keepOut = new LinkedHashMap<>();
     private final Map<LinearLayer, int[]> keepIn = new LinkedHashMap<>();
+    /** KV heads kept in each attention block that loses some (the KV cache's declared shapes follow). */
+    private final Map<AttentionGroup, Integer> keptKvHeads = new HashMap<>();
     /** Shape-constant edits with their new values, applied once the weights are rewritten. */
     private final List<Map.Entry<ShapeEdit, Long>> shapeEdits = new ArrayList<>();
 
@@ -74,6 +76,7 @@ public final class GateCompiler {
 
     private CompileReport run(GateValues values) {
         long before = parameterCount(graph);
+        KvCacheShapes cache = KvCacheShapes.find(graph, plan.discovery().attentionGroups());
         for (GateSpec spec : plan.gates()) {
             float[] g = values.inference(spec.name());
             GateSpec.Target t = spec.target();
@@ -109,6 +112,7 @@ public final class GateCompiler {
         }
         boolean shapesChange = !keepOut.isEmpty() || !keepIn.isEmpty() || !shapeEdits.isEmpty();
         applyShapeEdits();
+        cache.resize(keptKvHeads);
         graph.removeDeadNodes();
         graph.sortTopologically();
         if (shapesChange) {
@@ -306,6 +310,7 @@ public final class GateCompiler {
             keepOutAdd(a.v().layer(), kvIdx, (int) a.v().offset());
             keepIn.put(a.o(), qIdx);
             long kv = keptGroups.length;
+            keptKvHeads.put(a, keptGroups.length);
             for (ShapeEdit e : a.shapeEdits()) {
                 long value = switch (e.role()) {
                     case HEADS -> heads;

@@ -5,6 +5,8 @@ import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
+import dev.gatecut.onnx.HalfFloats;
+import ai.onnxruntime.OnnxJavaType;
 import dev.gatecut.onnx.Node;
 import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Value;
@@ -14,6 +16,7 @@ import java.nio.DoubleBuffer;
 import java.nio.FloatBuffer;
 import java.nio.IntBuffer;
 import java.nio.LongBuffer;
+import java.nio.ShortBuffer;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -22,13 +25,31 @@ import java.util.Random;
 import java.util.Set;
 
 /**
- * Random feeds for a model's inputs at a chosen batch and sequence size. Integer inputs are bounded
- * by the table they index (e.g. token ids below the vocabulary size, found from the Gather that
- * reads them); inputs named like masks get a prefix of ones per row.
+ * Random feeds for a model's inputs at a chosen batch size, sequence length and (for decoders
+ * exported with a KV cache) past length. Integer inputs are bounded by the table they index (e.g.
+ * token ids below the vocabulary size, found from the Gather that reads them); inputs named like
+ * masks get a prefix of ones per row. Cache models get consistent shapes: past key/value inputs
+ * {@code [batch, heads, past, head_dim]}, a mask over past + current tokens, positions that
+ * continue the past.
  */
 public final class RandomInputs {
+    /** What an input is for, which decides its shape and values. */
+    public enum Role {
+        /** Token ids, type ids, features: random values below the bound. */
+        DATA,
+        /** Attention mask: ones then zeros per row ({@code past + sequence} long in cache models). */
+        MASK,
+        /** position_ids / cache_position: {@code past, past + 1, ...} per row. */
+        POSITIONS,
+        /** A past key or value of a KV cache: random floats, {@code past} long. */
+        PAST
+    }
+
     /** What to feed one input. */
-    public record InputSpec(String name, DataType type, long[] shape, long upperBound, boolean mask) {
+    public record InputSpec(String name, DataType type, long[] shape, long upperBound, Role role) {
+        public boolean mask() {
+            return role == Role.MASK;
+        }
     }
 
     private static final Set<String> PASS_THROUGH = Set.of("Cast", "Unsqueeze", "Squeeze", "Reshape",
@@ -38,24 +59,73 @@ public final class RandomInputs {
     }
 
     public static List<InputSpec> specs(Graph graph, int batch, int sequence) {
+        return specs(graph, batch, sequence, 0);
+    }
+
+    /** Specs for every input; {@code past} is the KV-cache length (ignored by models without a cache). */
+    public static List<InputSpec> specs(Graph graph, int batch, int sequence, int past) {
+        boolean cache = hasKvCache(graph);
+        int pastLength = cache ? past : 0;
         List<InputSpec> specs = new ArrayList<>();
         for (Value in : graph.feedInputs()) {
             DataType type = Shape.elementType(in).orElse(DataType.FLOAT);
-            long[] shape = concreteShape(in, batch, sequence);
-            boolean mask = in.name().toLowerCase().contains("mask");
-            long bound = mask ? 2 : indexBound(in).orElse(2L);
-            specs.add(new InputSpec(in.name(), type, shape, bound, mask));
+            Role role = role(in);
+            long[] shape = switch (role) {
+                case PAST -> concreteShape(in, batch, pastLength);   // [batch, heads, past, head_dim]
+                case MASK -> concreteShape(in, batch, sequence + pastLength);
+                default -> concreteShape(in, batch, sequence);
+            };
+            long bound = switch (role) {
+                case MASK -> 2;
+                case POSITIONS -> pastLength;      // the first position
+                case PAST -> 0;
+                case DATA -> indexBound(in).orElse(2L);
+            };
+            specs.add(new InputSpec(in.name(), type, shape, bound, role));
         }
         return specs;
+    }
+
+    /** Whether {@code in} is a past key or value of a KV cache. */
+    public static boolean isPastInput(Value in) {
+        return role(in) == Role.PAST;
+    }
+
+    /** Whether the model takes past keys/values (a decoder exported with its KV cache). */
+    public static boolean hasKvCache(Graph graph) {
+        return graph.feedInputs().stream().anyMatch(v -> role(v) == Role.PAST);
+    }
+
+    /** optimum's {@code past_key_values.N.key}, {@code past_key_N}, ONNX Runtime GenAI's names: float inputs named past*. */
+    static Role role(Value in) {
+        String name = in.name().toLowerCase(java.util.Locale.ROOT);
+        DataType type = Shape.elementType(in).orElse(DataType.FLOAT);
+        int rank = Shape.declared(in).map(Shape::rank).orElse(2);
+        if (name.startsWith("past") && type.isFloatingPoint() && rank >= 3) {
+            return Role.PAST;
+        }
+        if (name.contains("mask")) {
+            return Role.MASK;
+        }
+        if ((name.equals("position_ids") || name.equals("cache_position")) && !type.isFloatingPoint()) {
+            return Role.POSITIONS;
+        }
+        return Role.DATA;
     }
 
     /** Fresh random tensors for every input; the caller closes them. */
     public static Map<String, OnnxTensor> create(OrtEnvironment env, Graph graph, int batch, int sequence,
                                                  long seed) throws OrtException {
+        return create(env, graph, batch, sequence, 0, seed);
+    }
+
+    /** Fresh random tensors with a KV cache of {@code past} positions; the caller closes them. */
+    public static Map<String, OnnxTensor> create(OrtEnvironment env, Graph graph, int batch, int sequence, int past,
+                                                 long seed) throws OrtException {
         Random random = new Random(seed);
         Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
         try {
-            for (InputSpec spec : specs(graph, batch, sequence)) {
+            for (InputSpec spec : specs(graph, batch, sequence, past)) {
                 feeds.put(spec.name(), tensor(env, spec, random));
             }
         } catch (OrtException | RuntimeException e) {
@@ -68,7 +138,12 @@ public final class RandomInputs {
     private static OnnxTensor tensor(OrtEnvironment env, InputSpec spec, Random random) throws OrtException {
         int n = Math.toIntExact(dev.gatecut.onnx.TensorArrays.elementCount(spec.shape()));
         long[] ints = new long[n];
-        if (spec.mask()) {
+        if (spec.role() == Role.POSITIONS) {
+            long rowLength = spec.shape().length == 0 ? 1 : spec.shape()[spec.shape().length - 1];
+            for (int i = 0; i < n; i++) {
+                ints[i] = spec.upperBound() + i % Math.max(1, rowLength);
+            }
+        } else if (spec.mask()) {
             // Each row: ones up to a random length (at least 1), zeros after, like right padding.
             long rowLength = spec.shape().length == 0 ? 1 : spec.shape()[spec.shape().length - 1];
             for (int row = 0; row * rowLength < n; row++) {
@@ -110,6 +185,15 @@ public final class RandomInputs {
                 }
                 yield OnnxTensor.createTensor(env, FloatBuffer.wrap(a), shape);
             }
+            case FLOAT16, BFLOAT16 -> {
+                short[] a = new short[n];
+                for (int i = 0; i < n; i++) {
+                    float v = spec.mask() ? ints[i] : (float) random.nextGaussian();
+                    a[i] = spec.type() == DataType.FLOAT16 ? HalfFloats.floatToFloat16(v) : HalfFloats.floatToBfloat16(v);
+                }
+                yield OnnxTensor.createTensor(env, ShortBuffer.wrap(a), shape,
+                        spec.type() == DataType.FLOAT16 ? OnnxJavaType.FLOAT16 : OnnxJavaType.BFLOAT16);
+            }
             case DOUBLE -> {
                 double[] a = new double[n];
                 for (int i = 0; i < n; i++) {
@@ -118,7 +202,7 @@ public final class RandomInputs {
                 yield OnnxTensor.createTensor(env, DoubleBuffer.wrap(a), shape);
             }
             default -> throw new IllegalArgumentException("input '" + spec.name() + "' has type " + spec.type()
-                    + "; random inputs support INT64, INT32, BOOL, FLOAT and DOUBLE");
+                    + "; random inputs support INT64, INT32, BOOL, FLOAT, FLOAT16, BFLOAT16 and DOUBLE");
         };
     }
 

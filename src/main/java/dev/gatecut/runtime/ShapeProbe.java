@@ -57,12 +57,20 @@ public final class ShapeProbe {
         }
     }
 
-    public record Size(int batch, int sequence) {
+    /** Input sizes of one probe run; {@code past} is the KV-cache length for decoders exported with one. */
+    public record Size(int batch, int sequence, int past) {
+        public Size(int batch, int sequence) {
+            this(batch, sequence, 0);
+        }
     }
 
-    /** The default sizes: distinct and coprime so batch and sequence dimensions cannot be confused. */
+    /**
+     * The default sizes: distinct and coprime so batch and sequence dimensions cannot be confused.
+     * Cache models see an empty past in one run and a non-empty one in the other, so past and
+     * past + sequence dimensions come out DYNAMIC, never FIXED like a channel count.
+     */
     public static Result probe(OnnxModel model) throws OrtException {
-        return probe(model, new Size(2, 7), new Size(3, 11), Device.CPU);
+        return probe(model, new Size(2, 7, 0), new Size(3, 11, 4), Device.CPU);
     }
 
     public static Result probe(OnnxModel model, Size first, Size second, Device device) throws OrtException {
@@ -141,7 +149,7 @@ public final class ShapeProbe {
     private static Map<String, long[]> run(OrtSession session, OnnxModel model, Size size) throws OrtException {
         Map<String, long[]> shapes = new LinkedHashMap<>();
         Map<String, OnnxTensor> feeds = RandomInputs.create(OrtSessions.environment(), model.graph(),
-                size.batch(), size.sequence(), 17);
+                size.batch(), size.sequence(), size.past(), 17);
         try (OrtSession.Result result = session.run(feeds)) {
             for (Map.Entry<String, OnnxValue> e : result) {
                 if (e.getValue() instanceof OnnxTensor t) {
