@@ -6,8 +6,17 @@ import java.util.List;
 public record Discovery(List<LinearLayer> linearLayers, List<FfnGroup> ffnGroups,
                         List<AttentionGroup> attentionGroups, List<Unmatched> unmatched) {
 
-    /** A node discovery did not take, with the reason. */
-    public record Unmatched(String node, String opType, String reason) {
+    /**
+     * A node discovery did not take, with the reason.
+     *
+     * @param rule      the rule whose failure or exclusion is reported ("" when none tried it)
+     * @param at        the node where that rule stopped fitting ("" when none)
+     * @param dimension the dimension that did not fit ("" when the failure is not about a size)
+     */
+    public record Unmatched(String node, String opType, String reason, String rule, String at, String dimension) {
+        public Unmatched(String node, String opType, String reason) {
+            this(node, opType, reason, "", "", "");
+        }
     }
 
     public Discovery {

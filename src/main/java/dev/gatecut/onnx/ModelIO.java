@@ -127,6 +127,7 @@ public final class ModelIO {
             }
         }
         List<Node> created = new ArrayList<>(gp.getNodeCount());
+        List<String> names = NodeNames.of(gp.getNodeList());
         for (NodeProto np : gp.getNodeList()) {
             for (String out : np.getOutputList()) {
                 if (!out.isEmpty() && graph.value(out).isPresent()) {
@@ -137,7 +138,7 @@ public final class ModelIO {
             for (AttributeProto a : np.getAttributeList()) {
                 checkNoExternalSubgraphData(a, np, where);
             }
-            Node node = graph.addNode(np.getOpType(), np.getDomain(), np.getName(), List.of(),
+            Node node = graph.addNode(np.getOpType(), np.getDomain(), names.get(created.size()), List.of(),
                     np.getOutputList(), np.getAttributeList());
             node.setOverload(np.getOverload());
             node.setDocString(np.getDocString());

@@ -1,0 +1,150 @@
+package dev.gatecut.discover;
+
+import dev.gatecut.onnx.Constants;
+import dev.gatecut.onnx.Node;
+import dev.gatecut.onnx.Value;
+import dev.gatecut.runtime.ShapeProbe;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Optional;
+import java.util.Set;
+
+/**
+ * A sequence-classification head ({@code *ForSequenceClassification}): linear layers joined by
+ * element-wise ops (pooler Dense + Tanh + classifier; RoBERTa's dense + tanh + out_proj;
+ * DistilBERT's pre_classifier + ReLU + classifier) that read one token and produce a graph output.
+ * Its channels are the task's, not the backbone's: the layers stay ungated, which keeps a pooler
+ * and its classifier from being taken for an FFN.
+ */
+final class ClassificationHeadRule extends NodeRule {
+    /** Ops that pass a token's features on unchanged in meaning between the selection and the head. */
+    private static final Set<String> PASS_THROUGH = Set.of("Squeeze", "Unsqueeze", "Reshape", "Flatten", "Identity",
+            "Cast", "Dropout");
+    /** The most linear layers one head is made of (pooler, dense, classifier…). */
+    private static final int MAX_LAYERS = 4;
+
+    @Override
+    public String name() {
+        return "classification-head";
+    }
+
+    /** Starts at a linear layer whose output (after its bias and element-wise ops) is a graph output. */
+    @Override
+    boolean anchors(MatchContext ctx, Node node) {
+        LinearLayer l = ctx.linearAt(node);
+        return l != null && l.hasActivations() && !ctx.isClaimed(l) && modelOutput(node).isPresent();
+    }
+
+    @Override
+    MatchOutcome match(MatchContext ctx, Node anchor) {
+        List<LinearLayer> layers = new ArrayList<>(List.of(ctx.linearAt(anchor)));
+        Node first = anchor;
+        while (layers.size() < MAX_LAYERS) {
+            Optional<Node> before = previousLayer(ctx, first.input(0));
+            if (before.isEmpty()) {
+                break;
+            }
+            first = before.get();
+            layers.add(0, ctx.linearAt(first));
+        }
+        Value in = first.input(0);
+        Node selection = tokenSelection(in);
+        boolean fromSequence = selection != null && hasSequenceAxis(ctx, selection.input(0));
+        MatchFailure.check(fromSequence && !hasSequenceAxis(ctx, in), "reads every token ('" + in.name() + "' has "
+                + ctx.shapes().get(in.name()).map(s -> Arrays.toString(s.kinds())).orElse("no probed shape")
+                + "), not one selected token", first, "sequence");
+        String output = modelOutput(anchor).orElseThrow().name();
+        String reads = "reads one token (" + selection.opType() + " node '" + selection.name() + "')";
+        String produces = "produces the model output '" + output + "'";
+        List<MatchOutcome.ExcludedLayer> excluded = new ArrayList<>();
+        for (int i = 0; i < layers.size(); i++) {
+            String what = layers.size() == 1 ? reads + " and " + produces : i == 0 ? reads
+                    : i == layers.size() - 1 ? produces : "between its first and last layer";
+            excluded.add(new MatchOutcome.ExcludedLayer(layers.get(i), "classification head: " + what));
+        }
+        return new MatchOutcome.Excluded(excluded);
+    }
+
+    /** The graph output {@code layer}'s result becomes through its bias Add and element-wise/layout ops. */
+    private static Optional<Value> modelOutput(Node layer) {
+        Value v = layer.output(0);
+        for (int depth = 0; depth < 6 && v != null; depth++) {
+            if (v.isGraphOutput()) {
+                return Optional.of(v);
+            }
+            Node reader = soleReader(v);
+            if (reader == null || !(passesChannels(reader) || isConstantAdd(reader))) {
+                return Optional.empty();
+            }
+            v = reader.output(0);
+        }
+        return Optional.empty();
+    }
+
+    /** The unclaimed linear layer feeding {@code v} through its bias Add and one-input element-wise ops alone. */
+    private static Optional<Node> previousLayer(MatchContext ctx, Value v) {
+        for (int depth = 0; depth < 6 && v != null; depth++) {
+            Node p = v.producer().orElse(null);
+            if (p == null) {
+                return Optional.empty();
+            }
+            LinearLayer l = ctx.linearAt(p);
+            if (l != null) {
+                boolean alone = soleReader(p.output(0)) != null;
+                return l.hasActivations() && !ctx.isClaimed(l) && alone ? Optional.of(p) : Optional.empty();
+            }
+            if (soleReader(p.output(0)) == null) {
+                return Optional.empty();
+            }
+            if (OpSets.UNARY.contains(p.opType()) && p.inputs().stream().filter(x -> x != null).count() == 1) {
+                v = p.input(0);
+            } else if (isConstantAdd(p)) {
+                v = Constants.isConstant(p.input(0)) ? p.input(1) : p.input(0);
+            } else {
+                return Optional.empty();
+            }
+        }
+        return Optional.empty();
+    }
+
+    /** The Gather or Slice that {@code v} comes from through layout ops, or null. */
+    private static Node tokenSelection(Value v) {
+        for (int depth = 0; depth < 6 && v != null; depth++) {
+            Node p = v.producer().orElse(null);
+            if (p == null) {
+                return null;
+            }
+            if (p.is("Gather") || p.is("Slice")) {
+                return p;
+            }
+            if (!PASS_THROUGH.contains(p.opType())) {
+                return null;
+            }
+            v = p.input(0);
+        }
+        return null;
+    }
+
+    private static boolean hasSequenceAxis(MatchContext ctx, Value v) {
+        return ctx.kinds(v).map(k -> Arrays.asList(k).contains(ShapeProbe.DimKind.SEQUENCE)).orElse(false);
+    }
+
+    private static boolean passesChannels(Node n) {
+        return (OpSets.UNARY.contains(n.opType()) || PASS_THROUGH.contains(n.opType()))
+                && n.inputs().stream().filter(x -> x != null && !Constants.isConstant(x)).count() == 1;
+    }
+
+    private static boolean isConstantAdd(Node n) {
+        return n.is("Add") && n.inputs().size() == 2 && n.input(0) != null && n.input(1) != null
+                && (Constants.isConstant(n.input(0)) != Constants.isConstant(n.input(1)));
+    }
+
+    /** The one node reading {@code v} (Shape/Size aside), or null; a graph output counts as a second reader. */
+    private static Node soleReader(Value v) {
+        List<Value.Use> readers = v.uses().stream().filter(u -> !MatchContext.readsShapeOnly(u.node())).toList();
+        return readers.size() == 1 && !readers.get(0).isSubgraphRead() && !v.isGraphOutput()
+                ? readers.get(0).node() : null;
+    }
+}
