@@ -1,0 +1,156 @@
+package dev.gatecut.passes;
+
+import ai.onnxruntime.OnnxTensor;
+import dev.gatecut.onnx.DataType;
+import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.testing.Ort;
+import org.junit.jupiter.api.Test;
+
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.TreeSet;
+
+import static dev.gatecut.passes.UnfuseTest.floatAttr;
+import static dev.gatecut.passes.UnfuseTest.intAttr;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The rewrites of the ops ORT's LLaMA/Qwen/GQA fusions emit compute what ONNX Runtime's CPU
+ * kernels compute, on fresh random inputs at two batch/sequence sizes: float32 and float64 within
+ * 1e-5 relative error (max |Δ| / max |reference|), float16 within 2e-3 (about two float16 steps),
+ * and bfloat16 rewrites (no CPU kernels exist for the fused ops) against the float32 kernel on the
+ * same bfloat16-representable numbers within 1e-2.
+ */
+class FusedOpRewritesTest {
+    static final int[][] SIZES = {{2, 5}, {3, 8}};
+    static final int HIDDEN = 32;
+    static final int MAX_POSITIONS = 40;
+
+    static final Set<String> TESTED = new TreeSet<>();
+
+    // ------------------------------------------------------------------ harness
+
+    /** Runs the fused model on ONNX Runtime and its rewrite (optimizations off) on the same feeds. */
+    static void check(OneNode c, double tolerance) throws Exception {
+        compare(c, c, c.type, tolerance);
+    }
+
+    /** The rewrite of {@code c} in {@code narrow} against the fused {@code c} (float32) on narrow-representable inputs. */
+    static void checkNarrowAgainstFloat(OneNode c, DataType narrow, double tolerance) throws Exception {
+        compare(c, c.as(narrow), narrow, tolerance);
+    }
+
+    private static void compare(OneNode reference, OneNode rewritten, DataType round, double tolerance) throws Exception {
+        try (OnnxModel fused = reference.model(); OnnxModel unfused = rewritten.model()) {
+            String op = unfused.graph().nodes().get(0).opType();
+            Unfuse.Result r = Unfuse.apply(unfused);
+            assertEquals(Map.of(op, 1), r.rewritten(), rewritten.what);
+            assertEquals(Map.of(), Unfuse.contribOps(unfused), rewritten.what + ": fused ops left");
+            assertTrue(unfused.graph().nodes().stream().allMatch(n -> n.domain().isEmpty()), "standard ops only");
+            TESTED.add(op);
+            for (int[] size : SIZES) {
+                Map<String, OnnxTensor> expectedFeeds = reference.feeds(size[0], size[1], 50 + size[1], round);
+                Map<String, OnnxTensor> actualFeeds = rewritten.feeds(size[0], size[1], 50 + size[1], round);
+                try {
+                    Map<String, ByteBuffer> e = Ort.run(fused, expectedFeeds);
+                    Map<String, ByteBuffer> a = UnfuseTest.runUnoptimized(unfused, actualFeeds);
+                    assertEquals(e.keySet(), a.keySet(), rewritten.what + ": outputs");
+                    for (String name : e.keySet()) {
+                        double err = relativeError(OneNode.values(e.get(name), reference.outputs.get(name)),
+                                OneNode.values(a.get(name), rewritten.outputs.get(name)));
+                        System.out.printf("%s %s at %dx%d: max relative error %.3g%n", rewritten.what, name, size[0],
+                                size[1], err);
+                        assertTrue(err <= tolerance, rewritten.what + " " + name + " at " + Arrays.toString(size)
+                                + ": relative error " + err);
+                    }
+                } finally {
+                    Ort.close(expectedFeeds);
+                    Ort.close(actualFeeds);
+                }
+            }
+        }
+    }
+
+    static double relativeError(double[] expected, double[] actual) {
+        assertEquals(expected.length, actual.length, "output sizes");
+        double maxDiff = 0;
+        double maxRef = 0;
+        for (int i = 0; i < expected.length; i++) {
+            assertTrue(Double.isFinite(actual[i]), "non-finite output at " + i);
+            maxDiff = Math.max(maxDiff, Math.abs(expected[i] - actual[i]));
+            maxRef = Math.max(maxRef, Math.abs(expected[i]));
+        }
+        assertTrue(maxRef > 0, "reference output is all zeros");
+        return maxDiff / maxRef;
+    }
+
+    static OneNode.ShapeOf tokens(long... tail) {
+        return (b, s) -> {
+            long[] shape = new long[2 + tail.length];
+            shape[0] = b;
+            shape[1] = s;
+            System.arraycopy(tail, 0, shape, 2, tail.length);
+            return shape;
+        };
+    }
+
+    static String[] tokenDims(long... tail) {
+        String[] d = new String[2 + tail.length];
+        d[0] = "batch";
+        d[1] = "sequence";
+        for (int i = 0; i < tail.length; i++) {
+            d[2 + i] = Long.toString(tail[i]);
+        }
+        return d;
+    }
+
+    // ------------------------------------------------------------------ RMS normalization
+
+    static OneNode simplifiedNorm(DataType t) {
+        return new OneNode("SimplifiedLayerNormalization", "", "SimplifiedLayerNormalization", t)
+                .floats("x", tokens(HIDDEN), tokenDims(HIDDEN)).weight("scale", new long[] {HIDDEN}, 1, 3)
+                .attr(floatAttr("epsilon", 1e-6f));
+    }
+
+    static OneNode skipSimplifiedNorm(DataType t) {
+        return new OneNode("SkipSimplifiedLayerNormalization", Unfuse.DOMAIN, "SkipSimplifiedLayerNormalization", t)
+                .floats("x", tokens(HIDDEN), tokenDims(HIDDEN)).floats("skip", tokens(HIDDEN), tokenDims(HIDDEN))
+                .weight("gamma", new long[] {HIDDEN}, 1, 4).attr(floatAttr("epsilon", 1e-6f));
+    }
+
+    @Test
+    void simplifiedLayerNormalizationMatchesOnnxRuntime() throws Exception {
+        check(simplifiedNorm(DataType.FLOAT).output("y").output("inv_std_var", DataType.FLOAT), 1e-5);
+        check(simplifiedNorm(DataType.FLOAT).attr(intAttr("axis", 2)).opset(18).output("y"), 1e-5);
+        check(new OneNode("SimplifiedLayerNormalization over two axes", "", "SimplifiedLayerNormalization",
+                DataType.FLOAT).floats("x", tokens(4, 8), tokenDims(4, 8)).weight("scale", new long[] {4, 8}, 1, 5)
+                .attr(intAttr("axis", -2)).output("y").output("inv_std_var", DataType.FLOAT), 1e-5);
+        check(simplifiedNorm(DataType.DOUBLE).output("y"), 1e-5);
+        check(simplifiedNorm(DataType.FLOAT16).output("y").output("inv_std_var", DataType.FLOAT), 2e-3);
+        checkNarrowAgainstFloat(simplifiedNorm(DataType.FLOAT).output("y"), DataType.BFLOAT16, 1e-2);
+    }
+
+    @Test
+    void skipSimplifiedLayerNormalizationMatchesOnnxRuntime() throws Exception {
+        check(skipSimplifiedNorm(DataType.FLOAT).output("y").output("").output("").output("sum"), 1e-5);
+        check(skipSimplifiedNorm(DataType.FLOAT).weight("bias", new long[] {HIDDEN}, 0, 6).output("y"), 1e-5);
+        check(skipSimplifiedNorm(DataType.FLOAT).opset(18).output("y"), 1e-5);
+        check(skipSimplifiedNorm(DataType.FLOAT16).output("y").output("").output("").output("sum"), 2e-3);
+        checkNarrowAgainstFloat(skipSimplifiedNorm(DataType.FLOAT).output("y").output("").output("").output("sum"),
+                DataType.BFLOAT16, 1e-2);
+    }
+
+    @Test
+    void skipLayerNormalizationInFloat16MatchesOnnxRuntime() throws Exception {
+        check(new OneNode("SkipLayerNormalization", Unfuse.DOMAIN, "SkipLayerNormalization", DataType.FLOAT16)
+                .floats("x", tokens(HIDDEN), tokenDims(HIDDEN)).floats("skip", tokens(HIDDEN), tokenDims(HIDDEN))
+                .weight("gamma", new long[] {HIDDEN}, 1, 4).weight("beta", new long[] {HIDDEN}, 0, 5)
+                .weight("bias", new long[] {HIDDEN}, 0, 6).output("y").output("").output("").output("sum"), 2e-3);
+    }
+}
