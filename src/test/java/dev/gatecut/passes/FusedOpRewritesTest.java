@@ -153,4 +153,50 @@ class FusedOpRewritesTest {
                 .weight("gamma", new long[] {HIDDEN}, 1, 4).weight("beta", new long[] {HIDDEN}, 0, 5)
                 .weight("bias", new long[] {HIDDEN}, 0, 6).output("y").output("").output("").output("sum"), 2e-3);
     }
+
+    // ------------------------------------------------------------------ rotary embedding
+
+    /** cos/sin caches [MAX_POSITIONS, half] of real rotary frequencies (base 10000). */
+    static OneNode caches(OneNode c, int half) {
+        float[] cos = new float[MAX_POSITIONS * half];
+        float[] sin = new float[MAX_POSITIONS * half];
+        for (int p = 0; p < MAX_POSITIONS; p++) {
+            for (int i = 0; i < half; i++) {
+                double angle = p * Math.pow(10000, -(double) i / half);
+                cos[p * half + i] = (float) Math.cos(angle);
+                sin[p * half + i] = (float) Math.sin(angle);
+            }
+        }
+        return c.constant("cos_cache", new long[] {MAX_POSITIONS, half}, cos)
+                .constant("sin_cache", new long[] {MAX_POSITIONS, half}, sin);
+    }
+
+    static long[] positions(int batch, int seq, Random r) {
+        return r.longs((long) batch * seq, 0, MAX_POSITIONS).toArray();
+    }
+
+    static OneNode rotary(DataType t, boolean interleaved, int half) {
+        OneNode c = new OneNode("RotaryEmbedding" + (interleaved ? " interleaved" : "") + " R/2=" + half,
+                Unfuse.DOMAIN, "RotaryEmbedding", t).floats("x", tokens(HIDDEN), tokenDims(HIDDEN))
+                .ints("position_ids", DataType.INT64, tokens(), FusedOpRewritesTest::positions, tokenDims());
+        return caches(c, half).attr(intAttr("interleaved", interleaved ? 1 : 0));
+    }
+
+    @Test
+    void rotaryEmbeddingMatchesOnnxRuntime() throws Exception {
+        check(rotary(DataType.FLOAT, false, 4).output("y"), 1e-5);           // head size 8 from the cache
+        check(rotary(DataType.FLOAT, true, 4).output("y"), 1e-5);
+        check(rotary(DataType.FLOAT, false, 4).attr(intAttr("num_heads", 2)).attr(intAttr("rotary_embedding_dim", 8))
+                .output("y"), 1e-5);                                             // head size 16, half rotated
+        check(rotary(DataType.FLOAT, true, 2).attr(intAttr("num_heads", 4)).attr(intAttr("rotary_embedding_dim", 4))
+                .output("y"), 1e-5);
+        OneNode offset = new OneNode("RotaryEmbedding [B, N, S, H], offset positions", Unfuse.DOMAIN,
+                "RotaryEmbedding", DataType.FLOAT).floats("x", (b, s) -> new long[] {b, 4, s, 8}, "batch", "4",
+                "sequence", "8").ints("position_ids", DataType.INT64, (b, s) -> new long[] {1},
+                (b, s, r) -> new long[] {r.nextInt(MAX_POSITIONS - s)}, "1");
+        check(caches(offset, 4).output("y"), 1e-5);
+        check(rotary(DataType.FLOAT16, false, 4).output("y"), 2e-3);
+        check(rotary(DataType.FLOAT16, true, 4).output("y"), 2e-3);
+        checkNarrowAgainstFloat(rotary(DataType.FLOAT, false, 4).output("y"), DataType.BFLOAT16, 1e-2);
+    }
 }
