@@ -127,16 +127,16 @@ final class Rewrites {
         return o.op("MatMul", probs, v);
     }
 
-    /** Which keys each query may see under a causal mask: key ≤ query + (T − S), as bool [S, T]. */
+    /** Which keys each query may see under a causal mask: key ≤ query + (T − S) (within the window), as bool [S, T]. */
     static Value causal(OpBuilder o, Value querySeq, Value keySeq, long window) {
         Value keyPos = o.op("Range", List.of(o.int64Scalar(0), keySeq, o.int64Scalar(1)));                  // [T]
         Value offset = o.op("Sub", keySeq, querySeq);
         Value queryPos = o.unsqueeze(o.op("Add", o.op("Range", List.of(o.int64Scalar(0), querySeq,
                 o.int64Scalar(1))), offset), 1);                                                           // [S, 1]
         Value allowed = o.op("Not", o.op("Greater", keyPos, queryPos));
-        if (window > 0) {   // keys more than `window` positions back are out of reach
+        if (window > 0) {   // a query sees `window` keys: itself and window − 1 before (ORT 1.24's GQA)
             allowed = o.op("And", allowed, o.op("Not", o.op("Less", keyPos,
-                    o.op("Sub", queryPos, o.int64Scalar(window)))));
+                    o.op("Sub", queryPos, o.int64Scalar(window - 1)))));
         }
         return allowed;
     }

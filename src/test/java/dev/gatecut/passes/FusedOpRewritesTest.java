@@ -199,4 +199,94 @@ class FusedOpRewritesTest {
         check(rotary(DataType.FLOAT16, true, 4).output("y"), 2e-3);
         checkNarrowAgainstFloat(rotary(DataType.FLOAT, false, 4).output("y"), DataType.BFLOAT16, 1e-2);
     }
+
+    // ------------------------------------------------------------------ attention
+
+    static OneNode mha(DataType t) {
+        return new OneNode("MultiHeadAttention", Unfuse.DOMAIN, "MultiHeadAttention", t)
+                .floats("q", tokens(HIDDEN), tokenDims(HIDDEN)).floats("k", tokens(HIDDEN), tokenDims(HIDDEN))
+                .floats("v", tokens(HIDDEN), tokenDims(HIDDEN)).attr(intAttr("num_heads", 4));
+    }
+
+    /** A right-padded 0/1 mask [B, T] with T = S + extra. */
+    static OneNode.IntsOf keyMask(int extra) {
+        return (b, s, r) -> {
+            int t = s + extra;
+            long[] m = new long[b * t];
+            for (int i = 0; i < b; i++) {
+                int end = i == 0 ? t : 1 + r.nextInt(t);
+                for (int j = 0; j < end; j++) {
+                    m[i * t + j] = 1;
+                }
+            }
+            return m;
+        };
+    }
+
+    @Test
+    void multiHeadAttentionMatchesOnnxRuntime() throws Exception {
+        check(mha(DataType.FLOAT).output("y"), 1e-5);
+        check(mha(DataType.FLOAT).weight("bias", new long[] {3 * HIDDEN}, 0, 7)
+                .ints("mask", DataType.INT32, (b, s) -> new long[] {b, s}, keyMask(0), "batch", "sequence")
+                .floats("attention_bias", (b, s) -> new long[] {1, 4, s, s}, "1", "4", "sequence", "sequence")
+                .output("y"), 1e-5);
+        check(mha(DataType.FLOAT).attr(intAttr("unidirectional", 1)).output("y"), 1e-5);
+        check(mha(DataType.FLOAT).none().ints("mask", DataType.INT32, (b, s) -> new long[] {b, s + 3}, keyMask(3),
+                        "batch", "total").none()
+                .floats("past_key", (b, s) -> new long[] {b, 4, 3, 8}, "batch", "4", "3", "8")
+                .floats("past_value", (b, s) -> new long[] {b, 4, 3, 8}, "batch", "4", "3", "8")
+                .attr(floatAttr("scale", 0.2f)).output("y").output("present_key").output("present_value"), 1e-5);
+        check(mha(DataType.FLOAT16).output("y"), 2e-3);
+    }
+
+    /** 4 query heads on 2 KV heads of {@code headSize} (ORT's CPU kernel rotates only multiples of 16). */
+    static OneNode gqa(DataType t, int headSize) {
+        return new OneNode("GroupQueryAttention", Unfuse.DOMAIN, "GroupQueryAttention", t)
+                .floats("q", tokens(4 * headSize), tokenDims(4 * headSize))
+                .floats("k", tokens(2 * headSize), tokenDims(2 * headSize))
+                .floats("v", tokens(2 * headSize), tokenDims(2 * headSize));
+    }
+
+    /** seqlens_k = total − 1 and total_sequence_length for S new tokens after {@code past} cached ones. */
+    static OneNode lengths(OneNode c, int past) {
+        return c.ints("seqlens_k", DataType.INT32, (b, s) -> new long[] {b},
+                        (b, s, r) -> { long[] v = new long[b]; Arrays.fill(v, s + past - 1); return v; }, "batch")
+                .ints("total_sequence_length", DataType.INT32, (b, s) -> new long[] {1},
+                        (b, s, r) -> new long[] {s + past}, "1");
+    }
+
+    static OneNode gqaPrompt(DataType t, int headSize) {
+        return lengths(gqa(t, headSize).none().none(), 0).attr(intAttr("num_heads", 4)).attr(intAttr("kv_num_heads", 2));
+    }
+
+    @Test
+    void groupQueryAttentionMatchesOnnxRuntime() throws Exception {
+        check(gqaPrompt(DataType.FLOAT, 8).output("y").output("present_key").output("present_value"), 1e-5);
+        check(gqaPrompt(DataType.FLOAT, 8).attr(floatAttr("scale", 0.3f)).attr(floatAttr("softcap", 2f))
+                .output("y").output("present_key").output("present_value"), 1e-5);
+        check(gqaPrompt(DataType.FLOAT, 8).attr(intAttr("local_window_size", 2))
+                .output("y").output("present_key").output("present_value"), 1e-5);
+        check(caches(gqaPrompt(DataType.FLOAT, 16), 8).attr(intAttr("do_rotary", 1)).output("y").output("present_key")
+                .output("present_value"), 1e-5);
+        check(caches(gqaPrompt(DataType.FLOAT, 16), 8).attr(intAttr("do_rotary", 1)).attr(intAttr("rotary_interleaved", 1))
+                .output("y").output("present_key").output("present_value"), 1e-5);
+        OneNode packed = new OneNode("GroupQueryAttention packed QKV", Unfuse.DOMAIN, "GroupQueryAttention",
+                DataType.FLOAT).floats("qkv", tokens(HIDDEN + 32), tokenDims(HIDDEN + 32)).none().none().none().none();
+        check(lengths(packed, 0).attr(intAttr("num_heads", 4)).attr(intAttr("kv_num_heads", 2)).output("y").output("present_key").output("present_value"), 1e-5);
+        // One new token after `sequence` cached ones (ORT's kernel takes several new tokens with a past only at batch 1).
+        OneNode decode = new OneNode("GroupQueryAttention decoding", Unfuse.DOMAIN, "GroupQueryAttention", DataType.FLOAT)
+                .floats("q", (b, s) -> new long[] {b, 1, 64}, "batch", "1", "64")
+                .floats("k", (b, s) -> new long[] {b, 1, 32}, "batch", "1", "32")
+                .floats("v", (b, s) -> new long[] {b, 1, 32}, "batch", "1", "32")
+                .floats("past_key", (b, s) -> new long[] {b, 2, s, 16}, "batch", "2", "past", "16")
+                .floats("past_value", (b, s) -> new long[] {b, 2, s, 16}, "batch", "2", "past", "16")
+                .ints("seqlens_k", DataType.INT32, (b, s) -> new long[] {b},
+                        (b, s, r) -> { long[] v = new long[b]; Arrays.fill(v, s); return v; }, "batch")
+                .ints("total_sequence_length", DataType.INT32, (b, s) -> new long[] {1},
+                        (b, s, r) -> new long[] {s + 1}, "1");
+        check(caches(decode, 8).attr(intAttr("num_heads", 4)).attr(intAttr("kv_num_heads", 2))
+                .attr(intAttr("do_rotary", 1)).output("y").output("present_key").output("present_value"), 1e-5);
+        check(caches(gqaPrompt(DataType.FLOAT16, 16), 8).attr(intAttr("do_rotary", 1)).output("y").output("present_key")
+                .output("present_value"), 2e-3);
+    }
 }
