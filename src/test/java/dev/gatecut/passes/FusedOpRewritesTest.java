@@ -32,8 +32,6 @@ class FusedOpRewritesTest {
     static final int HIDDEN = 32;
     static final int MAX_POSITIONS = 40;
 
-    static final Set<String> TESTED = new TreeSet<>();
-
     // ------------------------------------------------------------------ harness
 
     /** Runs the fused model on ONNX Runtime and its rewrite (optimizations off) on the same feeds. */
@@ -53,7 +51,6 @@ class FusedOpRewritesTest {
             assertEquals(Map.of(op, 1), r.rewritten(), rewritten.what);
             assertEquals(Map.of(), Unfuse.contribOps(unfused), rewritten.what + ": fused ops left");
             assertTrue(unfused.graph().nodes().stream().allMatch(n -> n.domain().isEmpty()), "standard ops only");
-            TESTED.add(op);
             for (int[] size : SIZES) {
                 Map<String, OnnxTensor> expectedFeeds = reference.feeds(size[0], size[1], 50 + size[1], round);
                 Map<String, OnnxTensor> actualFeeds = rewritten.feeds(size[0], size[1], 50 + size[1], round);
@@ -288,5 +285,71 @@ class FusedOpRewritesTest {
                 .attr(intAttr("do_rotary", 1)).output("y").output("present_key").output("present_value"), 1e-5);
         check(caches(gqaPrompt(DataType.FLOAT16, 16), 8).attr(intAttr("do_rotary", 1)).output("y").output("present_key")
                 .output("present_value"), 2e-3);
+    }
+
+    // ------------------------------------------------------------------ the registry and errors
+
+    interface Case {
+        void run() throws Exception;
+    }
+
+    /** One ORT-compared rewrite per registered op: adding an op to ContribRewrites without a test fails here. */
+    @Test
+    void everyRegisteredOpHasARewriteTest() throws Exception {
+        Map<String, Case> cases = Map.ofEntries(
+                Map.entry("Attention", () -> UnfuseTest.check(UnfuseTest.attention().output("out"), "Attention")),
+                Map.entry("MultiHeadAttention", () -> check(mha(DataType.FLOAT).output("y"), 1e-5)),
+                Map.entry("GroupQueryAttention", () -> check(gqaPrompt(DataType.FLOAT, 8).output("y")
+                        .output("present_key").output("present_value"), 1e-5)),
+                Map.entry("RotaryEmbedding", () -> check(rotary(DataType.FLOAT, false, 4).output("y"), 1e-5)),
+                Map.entry("SkipLayerNormalization", () -> UnfuseTest.check(new UnfuseTest.OneOp("SkipLayerNormalization")
+                        .floatInput("x", HIDDEN).floatInput("skip", HIDDEN).weight("gamma", HIDDEN).output("y"), "SLN")),
+                Map.entry("SkipSimplifiedLayerNormalization", () -> check(skipSimplifiedNorm(DataType.FLOAT).output("y"),
+                        1e-5)),
+                Map.entry("SimplifiedLayerNormalization", () -> check(simplifiedNorm(DataType.FLOAT).output("y"), 1e-5)),
+                Map.entry("BiasGelu", () -> UnfuseTest.check(new UnfuseTest.OneOp("BiasGelu").floatInput("x", HIDDEN)
+                        .weight("b", HIDDEN).output("y"), "BiasGelu")),
+                Map.entry("Gelu", () -> UnfuseTest.check(new UnfuseTest.OneOp("Gelu").floatInput("x", HIDDEN)
+                        .output("y"), "Gelu")),
+                Map.entry("FastGelu", () -> UnfuseTest.check(new UnfuseTest.OneOp("FastGelu").floatInput("x", HIDDEN)
+                        .output("y"), "FastGelu")),
+                Map.entry("EmbedLayerNormalization", () -> UnfuseTest.check(new UnfuseTest.OneOp("EmbedLayerNormalization")
+                        .intInput("ids", (b, s, r) -> r.ints((long) b * s, 0, 50).toArray(), "batch", "sequence").none()
+                        .weight("word", 50, HIDDEN).weight("position", 16, HIDDEN).none().weight("gamma", HIDDEN)
+                        .weight("beta", HIDDEN).output("y").output("mask_index", DataType.INT32),
+                        "EmbedLayerNormalization")));
+        assertEquals(new TreeSet<>(Unfuse.ALL), new TreeSet<>(cases.keySet()), "registered ops vs rewrite tests");
+        for (Case c : cases.values()) {
+            c.run();
+        }
+        assertTrue(Unfuse.ALL.containsAll(Unfuse.FOR_TRAINING));
+        assertEquals(Set.of("EmbedLayerNormalization"), difference(Unfuse.ALL, Unfuse.FOR_TRAINING));
+    }
+
+    private static Set<String> difference(Set<String> a, Set<String> b) {
+        Set<String> d = new TreeSet<>(a);
+        d.removeAll(b);
+        return d;
+    }
+
+    /** Variants that cannot be rewritten exactly fail before anything changes, naming the node and the attribute or input. */
+    @Test
+    void unsupportedVariantsNameTheNodeAndTheAttribute() {
+        assertRefused(simplifiedNorm(DataType.FLOAT).attr(intAttr("stash_type", 11)).output("y"), "stash_type");
+        assertRefused(rotary(DataType.FLOAT, false, 4).attr(floatAttr("scale", 2f)).output("y"), "scale");
+        assertRefused(gqaPrompt(DataType.FLOAT, 8).attr(intAttr("smooth_softmax", 1)).output("y").output("pk")
+                .output("pv"), "smooth_softmax");
+        assertRefused(mha(DataType.FLOAT).none().none().none().none().none().none()
+                .floats("cache_indirection", tokens(), tokenDims()).output("y"), "cache_indirection");
+        assertRefused(skipSimplifiedNorm(DataType.FLOAT).output("y").output("").output("inv_std_var"), "inv_std_var");
+    }
+
+    private static void assertRefused(OneNode c, String what) {
+        try (OnnxModel m = c.model()) {
+            OnnxFormatException e = assertThrows(OnnxFormatException.class, () -> Unfuse.apply(m));
+            String op = m.graph().nodes().get(0).opType();
+            assertTrue(e.getMessage().contains(op + "_0") && e.getMessage().contains(what), e.getMessage());
+            assertEquals(1, Unfuse.contribOps(m).size(), "nothing was rewritten");
+        }
     }
 }
