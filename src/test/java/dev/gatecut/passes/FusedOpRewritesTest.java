@@ -1,6 +1,7 @@
 package dev.gatecut.passes;
 
 import ai.onnxruntime.OnnxTensor;
+import dev.gatecut.autodiff.GradRules;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.OnnxFormatException;
 import dev.gatecut.onnx.OnnxModel;
@@ -31,6 +32,10 @@ class FusedOpRewritesTest {
     static final int[][] SIZES = {{2, 5}, {3, 8}};
     static final int HIDDEN = 32;
     static final int MAX_POSITIONS = 40;
+    /** Each rule is float64 finite-difference checked in autodiff's tests; the rewrites must use only those ops. */
+    static final GradRules GRADIENTS = GradRules.standard();
+    /** Ops with integer or bool outputs (positions, masks): never on a path the differentiator follows. */
+    static final Set<String> INDEX_OPS = Set.of("Shape", "Range", "Greater", "Less", "Not", "And", "Equal");
 
     // ------------------------------------------------------------------ harness
 
@@ -51,6 +56,10 @@ class FusedOpRewritesTest {
             assertEquals(Map.of(op, 1), r.rewritten(), rewritten.what);
             assertEquals(Map.of(), Unfuse.contribOps(unfused), rewritten.what + ": fused ops left");
             assertTrue(unfused.graph().nodes().stream().allMatch(n -> n.domain().isEmpty()), "standard ops only");
+            Set<String> noRule = new TreeSet<>();
+            unfused.graph().nodes().stream()
+                    .filter(n -> GRADIENTS.rule(n).isEmpty() && !INDEX_OPS.contains(n.opType())).forEach(n -> noRule.add(n.opType()));
+            assertEquals(Set.of(), noRule, rewritten.what + ": ops the differentiator has no rule for");
             for (int[] size : SIZES) {
                 Map<String, OnnxTensor> expectedFeeds = reference.feeds(size[0], size[1], 50 + size[1], round);
                 Map<String, OnnxTensor> actualFeeds = rewritten.feeds(size[0], size[1], 50 + size[1], round);
