@@ -16,8 +16,8 @@ import java.util.List;
  * against their shared KV head, a causal (windowed) mask with keys past seqlens_k + 1 masked, the
  * softmax attention in float, Transpose, Reshape. The kernel's past_seqlen is seqlens_k + 1 − S; the
  * rewrite takes it from past_key's length P, which is the same when the past holds exactly the
- * cached tokens (no shared KV buffer) and rows are not left-padded. Inputs position_ids aside, the
- * newer attention_bias and head_sink inputs, smooth_softmax and the output_qk output are errors.
+ * cached tokens (no shared KV buffer) and rows are not left-padded. The attention_bias and
+ * head_sink inputs, smooth_softmax and the output_qk output are errors naming the node.
  */
 final class GroupQueryAttentionRewrite implements ContribRewrite {
     @Override
