@@ -164,7 +164,7 @@ final class FfnRule implements GroupRule {
             }
             String op = n.opType();
             boolean z;
-            if (OpSets.UNARY.contains(op)) {
+            if (OpSets.UNARY.contains(op) && n.inputs().stream().filter(x -> x != null).count() == 1) {
                 z = OpSets.ZERO_PRESERVING_UNARY.contains(op) && zero.contains(n.input(0));
             } else {
                 boolean a = zero.contains(n.input(0));
@@ -172,7 +172,7 @@ final class FfnRule implements GroupRule {
                 z = switch (op) {
                     case "Mul" -> a || b;
                     case "Div" -> a;
-                    case "Add", "Sub", "BiasGelu" -> a && b;
+                    case "Add", "Sub", "BiasGelu", "FastGelu" -> a && b;   // gelu(0 + 0) = 0
                     case "Pow" -> a && Constants.of(n.input(1)).map(t -> t.floats()[0] > 0).orElse(false);
                     case "Reshape" -> a;
                     default -> false;

@@ -15,7 +15,8 @@ final class OpSets {
     static final Set<String> ZERO_PRESERVING_UNARY = Set.of("Relu", "Gelu", "Erf", "Tanh", "Neg", "Identity",
             "Cast", "Softsign", "LeakyRelu", "Elu", "Selu", "Abs", "Sqrt", "HardSwish", "Mish", "Sin", "Dropout",
             "FastGelu", "QuickGelu");
-    static final Set<String> BINARY = Set.of("Add", "Sub", "Mul", "Div", "Pow", "BiasGelu");
+    /** Two-input ops that keep channels where they are; FastGelu with its optional bias (ORT's GPT-2 fusion) too. */
+    static final Set<String> BINARY = Set.of("Add", "Sub", "Mul", "Div", "Pow", "BiasGelu", "FastGelu");
     /** Ops that only move data around on the way between a projection and the attention MatMuls. */
     static final Set<String> LAYOUT = Set.of("Transpose", "Reshape", "Identity", "Cast", "Squeeze", "Unsqueeze",
             "Expand", "Dropout");

@@ -28,6 +28,10 @@ import java.util.Map;
  * Gates multiply activations (a row gate the layer's output and its bias, a column gate the layer's
  * input); for ONNX Runtime's fused Attention, whose activations are internal, they multiply the
  * packed weight and bias instead, which is the same product.
+ *
+ * <p>θ, the noise and the gate arithmetic are float32 (the trainable master copy); in a float16 or
+ * bfloat16 model the gate is cast to the layer's weight type just before it multiplies, so the
+ * gated model computes in its own precision.
  */
 public final class GateInjector {
 
@@ -104,6 +108,7 @@ public final class GateInjector {
                 List.of(noisy.output(0), zero, one), List.of(graph.freshName(spec.name())), List.of());
         Value g = gate.output(0);
         g.setType(floatVector(spec.size()));
+        g = inModelPrecision(g, targetLayer(spec.target()), spec.name());
         GateSpec.Target target = spec.target();
         if (target instanceof GateSpec.FfnChannels f) {
             gateInput(node(f.group().consumer()), g, spec.name());
@@ -115,6 +120,40 @@ public final class GateInjector {
             gateColumns(c.layer(), g, spec.name());
         }
         return new InjectedGate(spec, thetaValue.name(), noise.name(), g.name());
+    }
+
+    private static LinearLayer targetLayer(GateSpec.Target target) {
+        if (target instanceof GateSpec.FfnChannels f) {
+            return f.group().consumer();
+        } else if (target instanceof GateSpec.HeadGroups h) {
+            return h.group().o();
+        } else if (target instanceof GateSpec.Rows r) {
+            return r.layer();
+        }
+        return ((GateSpec.Columns) target).layer();
+    }
+
+    /** The gate cast to the element type of {@code layer}'s weight when that is not float32. */
+    private Value inModelPrecision(Value g, LinearLayer layer, String name) {
+        DataType type = weightType(graph, layer);
+        if (type == DataType.FLOAT) {
+            return g;
+        }
+        Node cast = graph.addNode("Cast", "", graph.freshNodeName(name + "/cast"), List.of(g),
+                List.of(graph.freshName(name + "." + type.name().toLowerCase(java.util.Locale.ROOT))),
+                List.of(dev.gatecut.onnx.proto.AttributeProto.newBuilder().setName("to")
+                        .setType(dev.gatecut.onnx.proto.AttributeProto.AttributeType.INT).setI(type.code()).build()));
+        Value out = cast.output(0);
+        out.setType(vector(type, g.type().orElseThrow().getTensorType().getShape().getDim(0).getDimValue()));
+        return out;
+    }
+
+    /** The element type of a linear layer's weight (float32 when it cannot be told). */
+    public static DataType weightType(Graph graph, LinearLayer layer) {
+        return graph.value(layer.weight())
+                .map(w -> w.isInitializer() ? w.initializer().dataType()
+                        : dev.gatecut.onnx.Shape.elementType(w).orElse(DataType.FLOAT))
+                .orElse(DataType.FLOAT);
     }
 
     /** x → Mul(x, g) on the data input of {@code consumer} only. */
@@ -203,7 +242,11 @@ public final class GateInjector {
     }
 
     static TypeProto floatVector(long n) {
-        return TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder().setElemType(DataType.FLOAT.code())
+        return vector(DataType.FLOAT, n);
+    }
+
+    static TypeProto vector(DataType type, long n) {
+        return TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder().setElemType(type.code())
                 .setShape(TensorShapeProto.newBuilder().addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(n))))
                 .build();
     }
