@@ -41,11 +41,49 @@ public final class Differentiator {
     private final Map<Value, List<Value>> contributions = new IdentityHashMap<>();
     private final Map<Value, Value> summed = new IdentityHashMap<>();
 
-    private Differentiator(Graph graph, long opset, GradRules rules, ShapeProbe.Result shapes, DataType floatType) {
+    /** Builders by element type: a rule makes its constants in the type of the node it differentiates. */
+    private final Map<DataType, OpBuilder> typedOps = new java.util.EnumMap<>(DataType.class);
+    private final long opset;
+    private final double lossScale;
+
+    private Differentiator(Graph graph, long opset, GradRules rules, ShapeProbe.Result shapes, DataType floatType,
+                           double lossScale) {
         this.graph = graph;
         this.rules = rules;
         this.shapes = shapes;
+        this.opset = opset;
+        this.lossScale = lossScale;
         this.ops = new OpBuilder(graph, opset, floatType, "grad/");
+        typedOps.put(floatType, ops);
+    }
+
+    private OpBuilder ops(DataType type) {
+        return typedOps.computeIfAbsent(type, t -> new OpBuilder(graph, opset, t, "grad/"));
+    }
+
+    /** The float type a node computes in: that of its first floating-point output (the loss's when unknown). */
+    private DataType computeType(Node n) {
+        for (Value out : n.outputs()) {
+            if (out != null) {
+                DataType t = elementType(out);
+                if (t.isFloatingPoint()) {
+                    return t;
+                }
+            }
+        }
+        for (Value in : n.inputs()) {
+            if (in != null && elementType(in).isFloatingPoint()) {
+                return elementType(in);
+            }
+        }
+        return ops.floatType();
+    }
+
+    DataType elementType(Value v) {
+        if (v.isInitializer()) {
+            return v.initializer().dataType();
+        }
+        return shapes.type(v.name()).or(() -> Shape.elementType(v)).orElse(ops.floatType());
     }
 
     /**
@@ -55,8 +93,19 @@ public final class Differentiator {
      */
     public static Result differentiate(Graph graph, long opset, Value loss, Collection<Value> parameters,
                                        GradRules rules, ShapeProbe.Result shapes) {
+        return differentiate(graph, opset, loss, parameters, rules, shapes, 1.0);
+    }
+
+    /**
+     * As above, with static loss scaling: the backward pass starts from {@code lossScale} instead of
+     * 1 and the parameter gradients are divided by it again. Float16 gradients of a mean loss
+     * (about 1/(tokens · vocabulary) per logit) would underflow otherwise; parameters are float32,
+     * so the division is exact enough.
+     */
+    public static Result differentiate(Graph graph, long opset, Value loss, Collection<Value> parameters,
+                                       GradRules rules, ShapeProbe.Result shapes, double lossScale) {
         DataType type = Shape.elementType(loss).orElse(DataType.FLOAT);
-        return new Differentiator(graph, opset, rules, shapes, type).run(loss, parameters);
+        return new Differentiator(graph, opset, rules, shapes, type, lossScale).run(loss, parameters);
     }
 
     private Result run(Value loss, Collection<Value> parameters) {
@@ -110,7 +159,7 @@ public final class Differentiator {
         if (!active.contains(loss)) {
             throw new OnnxFormatException("the loss '" + loss.name() + "' does not depend on any trainable parameter");
         }
-        contributions.computeIfAbsent(loss, k -> new ArrayList<>()).add(ops.scalar(1.0));
+        contributions.computeIfAbsent(loss, k -> new ArrayList<>()).add(ops.scalar(lossScale));
         for (int i = onPath.size() - 1; i >= 0; i--) {
             Node n = onPath.get(i);
             rules.rule(n).orElseThrow().backward(n, new Context(n));
@@ -118,6 +167,9 @@ public final class Differentiator {
         Map<String, Value> grads = new LinkedHashMap<>();
         for (Value p : parameters) {
             Value g = gradientOf(p);
+            if (g != null && lossScale != 1.0) {
+                g = ops(elementType(p)).op("Mul", g, ops(elementType(p)).scalar(1.0 / lossScale));
+            }
             grads.put(p.name(), g != null ? g : ops.zerosLike(p));
         }
         return new Result(grads);
@@ -176,9 +228,11 @@ public final class Differentiator {
 
     private final class Context implements GradContext {
         private final Node node;
+        private final OpBuilder nodeOps;
 
         Context(Node node) {
             this.node = node;
+            this.nodeOps = Differentiator.this.ops(computeType(node));
         }
 
         @Override
@@ -215,7 +269,12 @@ public final class Differentiator {
 
         @Override
         public OpBuilder ops() {
-            return ops;
+            return nodeOps;
+        }
+
+        @Override
+        public DataType elementType(Value v) {
+            return Differentiator.this.elementType(v);
         }
 
         @Override

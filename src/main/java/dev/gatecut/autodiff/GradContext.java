@@ -1,5 +1,7 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.DataType;
+
 import dev.gatecut.onnx.Value;
 import dev.gatecut.runtime.ShapeProbe;
 
@@ -21,6 +23,9 @@ public interface GradContext {
     void giveBroadcast(int i, Value grad, int output);
 
     OpBuilder ops();
+
+    /** The element type of a forward value (as ONNX Runtime computed it; the loss's type when unknown). */
+    DataType elementType(Value v);
 
     /** The concrete shape of a forward value at the two probe sizes. */
     ShapeProbe.ProbedShape shape(Value v);

@@ -40,8 +40,8 @@ final class ShapeRules {
         m.put("Cast", (n, c) -> {
             Value g = c.outputGrad(0);
             if (g != null) {
-                // Back to the input's element type (float → float is a no-op cast).
-                int to = c.ops().floatType().code();
+                // Back to the input's element type: float16 → float32 casts send float32 gradients back as float16.
+                int to = c.elementType(n.input(0)).code();
                 c.give(0, c.ops().op("Cast", g, OpBuilder.attr("to", (long) to)));
             }
         });

@@ -12,6 +12,8 @@ import dev.gatecut.onnx.proto.GraphProto;
 import dev.gatecut.onnx.proto.ModelProto;
 import dev.gatecut.onnx.proto.ValueInfoProto;
 
+import dev.gatecut.onnx.DataType;
+import dev.gatecut.passes.FloatStandIn;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.SaveOptions;
 
@@ -50,10 +52,19 @@ public final class ShapeProbe {
         }
     }
 
-    /** Probed shapes by value name. */
-    public record Result(Map<String, ProbedShape> shapes) {
+    /** Probed shapes and element types by value name. */
+    public record Result(Map<String, ProbedShape> shapes, Map<String, DataType> types) {
+        public Result(Map<String, ProbedShape> shapes) {
+            this(shapes, Map.of());
+        }
+
         public Optional<ProbedShape> get(String valueName) {
             return Optional.ofNullable(shapes.get(valueName));
+        }
+
+        /** The element type ONNX Runtime produced for a value. */
+        public Optional<DataType> type(String valueName) {
+            return Optional.ofNullable(types.get(valueName));
         }
     }
 
@@ -74,12 +85,19 @@ public final class ShapeProbe {
     }
 
     public static Result probe(OnnxModel model, Size first, Size second, Device device) throws OrtException {
+        if (device == Device.CPU && FloatStandIn.has(model, DataType.BFLOAT16)) {
+            // ONNX Runtime's CPU provider lacks bfloat16 kernels: measure the float32 stand-in (same shapes).
+            OnnxModel standIn = OnnxModel.of(model.toProto());
+            FloatStandIn.apply(standIn);
+            return probe(standIn, first, second, device);
+        }
         OrtEnvironment env = OrtSessions.environment();
         try (OrtSession.SessionOptions options = OrtSessions.options(device)) {
             options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.NO_OPT);
             try (OrtSession session = exposedSession(model, env, options)) {
-                Map<String, long[]> a = run(session, model, first);
-                Map<String, long[]> b = run(session, model, second);
+                Map<String, DataType> types = new LinkedHashMap<>();
+                Map<String, long[]> a = run(session, model, first, types);
+                Map<String, long[]> b = run(session, model, second, types);
                 Map<String, ProbedShape> shapes = new LinkedHashMap<>();
                 for (var e : a.entrySet()) {
                     long[] sa = e.getValue();
@@ -96,7 +114,7 @@ public final class ShapeProbe {
                     }
                     shapes.put(e.getKey(), new ProbedShape(e.getKey(), sa, sb, kinds));
                 }
-                return new Result(shapes);
+                return new Result(shapes, types);
             }
         }
     }
@@ -146,7 +164,8 @@ public final class ShapeProbe {
         }
     }
 
-    private static Map<String, long[]> run(OrtSession session, OnnxModel model, Size size) throws OrtException {
+    private static Map<String, long[]> run(OrtSession session, OnnxModel model, Size size, Map<String, DataType> types)
+            throws OrtException {
         Map<String, long[]> shapes = new LinkedHashMap<>();
         Map<String, OnnxTensor> feeds = RandomInputs.create(OrtSessions.environment(), model.graph(),
                 size.batch(), size.sequence(), size.past(), 17);
@@ -154,6 +173,7 @@ public final class ShapeProbe {
             for (Map.Entry<String, OnnxValue> e : result) {
                 if (e.getValue() instanceof OnnxTensor t) {
                     shapes.put(e.getKey(), t.getInfo().getShape());
+                    elementType(t.getInfo().onnxType).ifPresent(dt -> types.put(e.getKey(), dt));
                 }
             }
         } finally {
@@ -161,8 +181,17 @@ public final class ShapeProbe {
         }
         for (Map.Entry<String, OnnxTensor> e : feeds.entrySet()) {
             shapes.putIfAbsent(e.getKey(), e.getValue().getInfo().getShape());
+            elementType(e.getValue().getInfo().onnxType).ifPresent(dt -> types.putIfAbsent(e.getKey(), dt));
         }
         return shapes;
+    }
+
+    private static Optional<DataType> elementType(ai.onnxruntime.TensorInfo.OnnxTensorType t) {
+        try {
+            return Optional.of(DataType.fromCode(t.value));
+        } catch (RuntimeException e) {
+            return Optional.empty();
+        }
     }
 
     /** The model with every node output (of the main graph) also listed as a graph output. */

@@ -34,7 +34,16 @@ public final class TrainedParams {
                 throw new OnnxFormatException(file + ": parameter '" + e.getKey() + "' has " + e.getValue().length
                         + " values, the model's has " + old.elementCount());
             }
-            model.graph().setInitializer(v, Tensor.of(TensorArrays.ofFloats(v.name(), old.dims(), e.getValue())));
+            model.graph().setInitializer(v, Tensor.of(sameType(old, e.getValue())));
         }
+    }
+
+    /** Trained float32 values stored in the type of the tensor they replace (float16/bfloat16 models). */
+    static dev.gatecut.onnx.proto.TensorProto sameType(Tensor old, float[] values) {
+        return switch (old.dataType()) {
+            case FLOAT16 -> TensorArrays.ofFloat16(old.name(), old.dims(), values);
+            case BFLOAT16 -> TensorArrays.ofBfloat16(old.name(), old.dims(), values);
+            default -> TensorArrays.ofFloats(old.name(), old.dims(), values);
+        };
     }
 }

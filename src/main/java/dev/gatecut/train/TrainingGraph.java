@@ -149,24 +149,24 @@ public final class TrainingGraph {
                 biases.add(l.bias());
             }
         }
+        OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "train/");
         for (String b : biases) {
             Value v = g.requireValue(b);
-            if (!v.isInitializer() || v.initializer().dataType() != DataType.FLOAT) {
-                throw new OnnxFormatException(path + ": bias '" + b + "' is not a float32 initializer; training needs a"
-                        + " float32 model");
+            if (!v.isInitializer() || !v.initializer().dataType().isFloatingPoint()) {
+                throw new OnnxFormatException(path + ": bias '" + b + "' is not a float initializer; gatecut trains"
+                        + " the biases of gated layers");
             }
             long[] dims = v.initializer().dims();
             initial.put(b, v.initializer().floats());
-            g.promoteToInput(v, floatType(dims));
+            promoteToFloat32Master(g, ops, v, dims);
             params.add(new TrainableParam(b, TrainableParam.Kind.BIAS, dims, null));
             paramValues.add(v);
         }
 
-        OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "train/");
         Value taskLoss;
         Value logits;
         if (config.task() == Task.CLASSIFY) {
-            Value hidden = modelOutputs.get(0);
+            Value hidden = toFloat32(ops, modelOutputs.get(0));
             long width = lastDim(hidden, path);
             Value pooled = pool(g, ops, hidden, modelInputs, config.pooling());
             Value w = g.addInput("head.weight", floatType(width, config.numLabels()));
@@ -187,7 +187,7 @@ public final class TrainingGraph {
             Value picked = ops.op("GatherElements", List.of(logp, ops.unsqueeze(labels, 1)), OpBuilder.attr("axis", 1L));
             taskLoss = ops.op("Neg", ops.op("ReduceMean", List.of(picked), OpBuilder.attr("keepdims", 0L)));
         } else {
-            logits = modelOutputs.get(0);
+            logits = toFloat32(ops, modelOutputs.get(0));
             Value targets = g.addInput(TARGETS, tensorType(DataType.INT64, "batch", "sequence"));
             Value weights = g.addInput(TARGET_WEIGHTS, tensorType(DataType.FLOAT, "batch", "sequence"));
             Value logp = ops.op("LogSoftmax", List.of(logits), OpBuilder.attr("axis", -1L));
@@ -280,7 +280,38 @@ public final class TrainingGraph {
     private static Differentiator.Result differentiate(OnnxModel m, Value loss, List<Value> paramValues)
             throws OrtException {
         ShapeProbe.Result shapes = ShapeProbe.probe(m);
-        return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, GradRules.standard(), shapes);
+        return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, GradRules.standard(), shapes,
+                lossScale(m));
+    }
+
+    /**
+     * Makes {@code v} (a bias initializer) a float32 graph input, the trainable master copy; in a
+     * float16/bfloat16 model its readers get it cast back to the model's type.
+     */
+    private static void promoteToFloat32Master(Graph g, OpBuilder ops, Value v, long[] dims) {
+        DataType modelType = v.initializer().dataType();
+        List<Value.Use> uses = List.copyOf(v.uses());
+        g.promoteToInput(v, floatType(dims));
+        if (modelType == DataType.FLOAT) {
+            return;
+        }
+        Value cast = ops.op("Cast", List.of(v), OpBuilder.attr("to", (long) modelType.code()));
+        for (Value.Use u : uses) {
+            u.node().setInput(u.index(), cast);
+        }
+    }
+
+    /** A model output in float32 for the loss (float16/bfloat16 logits and hidden states are cast). */
+    private static Value toFloat32(OpBuilder ops, Value v) {
+        DataType type = Shape.elementType(v).orElse(DataType.FLOAT);
+        return type == DataType.FLOAT ? v : ops.op("Cast", List.of(v), OpBuilder.attr("to", (long) DataType.FLOAT.code()));
+    }
+
+    /** Static loss scale of the backward pass: float16 gradients of a mean loss underflow without one. */
+    static double lossScale(OnnxModel m) {
+        boolean half = m.graph().initializers().stream()
+                .anyMatch(v -> v.initializer().dataType() == DataType.FLOAT16);
+        return half ? 1024 : 1;
     }
 
     private static Value distance(OpBuilder ops, Value meanOpen, double keep) {
