@@ -68,9 +68,12 @@ public final class OpBuilder {
     /** A scalar of the working float type. */
     public Value scalar(double v) {
         String name = graph.freshName(prefix + "c");
-        Tensor t = floatType == DataType.DOUBLE
-                ? Tensor.of(TensorArrays.ofDoubles(name, new long[0], new double[] {v}))
-                : Tensor.of(TensorArrays.ofFloats(name, new long[0], new float[] {(float) v}));
+        Tensor t = switch (floatType) {
+            case DOUBLE -> Tensor.of(TensorArrays.ofDoubles(name, new long[0], new double[] {v}));
+            case FLOAT16 -> Tensor.of(TensorArrays.ofFloat16(name, new long[0], new float[] {(float) v}));
+            case BFLOAT16 -> Tensor.of(TensorArrays.ofBfloat16(name, new long[0], new float[] {(float) v}));
+            default -> Tensor.of(TensorArrays.ofFloats(name, new long[0], new float[] {(float) v}));
+        };
         return graph.addInitializer(t);
     }
 

@@ -186,10 +186,11 @@ public final class ShapeProbe {
         return shapes;
     }
 
+    /** By name: the Java enum's numbering is not ONNX's element type codes. */
     private static Optional<DataType> elementType(ai.onnxruntime.TensorInfo.OnnxTensorType t) {
         try {
-            return Optional.of(DataType.fromCode(t.value));
-        } catch (RuntimeException e) {
+            return Optional.of(DataType.valueOf(t.name().replace("ONNX_TENSOR_ELEMENT_DATA_TYPE_", "")));
+        } catch (IllegalArgumentException e) {
             return Optional.empty();
         }
     }
