@@ -37,7 +37,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * their own head: the loss is the cross-entropy of the model's own logits, and the head's weights and
  * biases train with the gates and the biases of gated layers.
  */
-class OwnHeadTrainingTest {
+public class OwnHeadTrainingTest {
     static final List<String> CLASSIFIERS = List.of("bert-cls-ts17", "distilbert-cls-ts17", "roberta-cls-ts17",
             "deberta-v2-cls-ts17", "bert-cls-dynamo18", "bert-cls-ortfused", "distilbert-cls-ortfused",
             "roberta-cls-ortfused");
@@ -52,7 +52,7 @@ class OwnHeadTrainingTest {
     }
 
     /** Fresh random tokens (vocabulary 256), right padding, three classes; token_type_ids for models that read them. */
-    static Batch batch(long seed) {
+    public static Batch batch(long seed) {
         Random r = new Random(seed);
         int n = 6;
         int len = 9;
