@@ -14,6 +14,7 @@ import dev.gatecut.report.CompressReport;
 import dev.gatecut.report.ReportWriter;
 import dev.gatecut.runtime.Benchmark;
 import dev.gatecut.train.Classifier;
+import dev.gatecut.train.OwnHead;
 import dev.gatecut.train.TrainedParams;
 import dev.gatecut.train.TrainingRun;
 import picocli.CommandLine.Command;
@@ -34,7 +35,9 @@ import java.util.concurrent.Callable;
 /** {@code gatecut compress MODEL --train FILE --target-sparsity S -o OUTDIR}: train, prune, evaluate. */
 @Command(name = "compress", mixinStandardHelpOptions = true,
         description = "Train gates, compile the slim model and evaluate it, in one command. OUTDIR gets model.onnx"
-                + " (slim, same inputs/outputs as MODEL), classifier.onnx (slim model + trained head → logits),"
+                + " (slim, same inputs/outputs as MODEL; for a classifier export with logits output it is the"
+                + " classifier, trained with its own head), classifier.onnx (for an encoder: slim model + pooling +"
+                + " new trained head → logits),"
                 + " gates.json, summary.json, report.md, report.html (+ kept.png) and the training run in OUTDIR/run.")
 final class CompressCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file (float32).")
@@ -60,6 +63,13 @@ final class CompressCommand implements Callable<Integer> {
 
     @Spec
     CommandSpec spec;
+
+    static final String MODEL_FILE = "model.onnx";
+    static final String CLASSIFIER_FILE = "classifier.onnx";
+
+    private boolean lmTask() {
+        return options.parseTask() == dev.gatecut.train.Task.LM;
+    }
 
     /** Median of the logged training throughputs (the first row includes start-up, so it is left out). */
     static double medianSamplesPerSecond(Path runDir) throws java.io.IOException {
@@ -93,7 +103,9 @@ final class CompressCommand implements Callable<Integer> {
         Path params = runDir.resolve("params.json");
         Map<String, float[]> trained = TrainedParams.read(params);
         CompileReport compiled;
+        boolean ownHead;
         try (OnnxModel slim = OnnxModel.load(model)) {
+            ownHead = !lmTask() && OwnHead.declaresLogits(slim.graph());
             TrainedParams.apply(slim, params);
             Discovery discovery = GroupFinder.discover(slim);
             GatePlan plan = GatePlan.of(discovery, prepared.config().mode());
@@ -106,7 +118,7 @@ final class CompressCommand implements Callable<Integer> {
         }
         double accuracy = Double.NaN;
         double perplexity = Double.NaN;
-        boolean lm = prepared.config().task() == dev.gatecut.train.Task.LM;
+        boolean lm = lmTask();
         if (lm) {
             if (!prepared.evalBatches().isEmpty()) {
                 try (OnnxModel slim = OnnxModel.load(output.resolve("model.onnx"))) {
@@ -114,11 +126,19 @@ final class CompressCommand implements Callable<Integer> {
                             options.parseDevice());
                 }
             }
+        } else if (ownHead) {
+            // A classifier export trained with its own head: the slim model is the classifier.
+            Files.deleteIfExists(output.resolve(CLASSIFIER_FILE));   // a stale one from an earlier run would mislead
+            if (!prepared.evalBatches().isEmpty()) {
+                try (OnnxModel slim = OnnxModel.load(output.resolve("model.onnx"))) {
+                    accuracy = Classifier.accuracy(slim, prepared.evalBatches(), options.parseDevice());
+                }
+            }
         } else {
             try (OnnxModel classifier = OnnxModel.load(output.resolve("model.onnx"))) {
                 Classifier.attachHead(classifier, trained.get(TrainedParams.HEAD_WEIGHT),
                         trained.get(TrainedParams.HEAD_BIAS), prepared.config().pooling());
-                classifier.save(output.resolve("classifier.onnx"));
+                classifier.save(output.resolve(CLASSIFIER_FILE));
                 if (!prepared.evalBatches().isEmpty()) {
                     accuracy = Classifier.accuracy(classifier, prepared.evalBatches(), options.parseDevice());
                 }
@@ -129,6 +149,10 @@ final class CompressCommand implements Callable<Integer> {
         json.put("target_sparsity", prepared.config().targetSparsity());
         json.put("gates_mode", prepared.config().mode().name().toLowerCase());
         json.put("align", align);
+        if (!lm) {
+            json.put("head", ownHead ? "own" : "added");
+            json.put("classifier", ownHead ? MODEL_FILE : CLASSIFIER_FILE);
+        }
         json.put("parameters_before", compiled.parametersBefore());
         json.put("parameters_after", compiled.parametersAfter());
         long targetedBefore = compiled.groups().stream().mapToLong(g -> g.paramsBefore()).sum();
@@ -182,8 +206,9 @@ final class CompressCommand implements Callable<Integer> {
                     : String.format("; eval perplexity %.3f (gated during training %.3f)", perplexity,
                     summary.lastEval() == null ? Double.NaN : summary.lastEval().perplexity()));
         } else {
-            out.printf("slim model: %s; classifier: %s%s%n", output.resolve("model.onnx"),
-                    output.resolve("classifier.onnx"), Double.isNaN(accuracy) ? ""
+            out.printf("slim model: %s; classifier: %s%s%n", output.resolve(MODEL_FILE),
+                    ownHead ? output.resolve(MODEL_FILE) + " (the model's own head)" : output.resolve(CLASSIFIER_FILE),
+                    Double.isNaN(accuracy) ? ""
                             : String.format("; eval accuracy %.4f (gated during training %.4f)", accuracy,
                             summary.lastEval() == null ? Double.NaN : summary.lastEval().accuracy()));
         }

@@ -1,5 +1,8 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Shape;
+import dev.gatecut.train.OwnHead;
 import dev.gatecut.train.TrainConfig;
 import dev.gatecut.train.ort.TrainingArtifacts;
 import picocli.CommandLine.Command;
@@ -24,8 +27,9 @@ final class ExportArtifactsCommand implements Callable<Integer> {
     @Mixin
     GateTrainingOptions gate;
 
-    @Option(names = "--num-labels", defaultValue = "2", paramLabel = "N", description = "Classes of the new head (default ${DEFAULT-VALUE}).")
-    int numLabels;
+    @Option(names = "--num-labels", paramLabel = "N", description = "Classes of the new head (default 2); a classifier"
+            + " export (logits output) trains its own head and defaults to its number of logits.")
+    Integer numLabels;
 
     @Option(names = {"-o", "--output"}, required = true, paramLabel = "DIR", description = "Output folder.")
     Path output;
@@ -36,9 +40,22 @@ final class ExportArtifactsCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
+    /** A classifier export's own number of logits (when declared), else 2. */
+    private int defaultLabels() {
+        try (OnnxModel m = OnnxModel.load(model)) {
+            if (OwnHead.declaresLogits(m.graph())) {
+                var dim = Shape.declared(m.graph().outputs().get(0)).orElseThrow().dim(1);
+                if (dim.isKnown()) {
+                    return Math.toIntExact(dim.value());
+                }
+            }
+        }
+        return 2;
+    }
+
     @Override
     public Integer call() throws Exception {
-        TrainConfig c = gate.config(numLabels);
+        TrainConfig c = gate.config(numLabels != null ? numLabels : defaultLabels());
         TrainingArtifacts a = TrainingArtifacts.write(model, c, output);
         PrintWriter out = spec.commandLine().getOut();
         out.printf("wrote %s, %s, %s and %s: %d trainable tensors (%d gate vectors); feed %s, plus one noise vector per"

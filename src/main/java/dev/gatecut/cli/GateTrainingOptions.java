@@ -7,7 +7,8 @@ import picocli.CommandLine.Option;
 /** What a gate training is: task, budget, gate layout and optimizer settings (train, compress, export). */
 final class GateTrainingOptions {
     @Option(names = "--task", defaultValue = "classify", paramLabel = "TASK",
-            description = "classify (pooled hidden states + new head) or lm (next-token); default ${DEFAULT-VALUE}.")
+            description = "classify (a classifier export's own logits and head, or pooled hidden states + a new head)"
+                    + " or lm (next-token); default ${DEFAULT-VALUE}.")
     String task;
 
     @Option(names = "--target-sparsity", required = true, paramLabel = "S",
@@ -24,7 +25,7 @@ final class GateTrainingOptions {
     @Option(names = "--lambda", defaultValue = "50", paramLabel = "X", description = "Sparsity loss weight (default ${DEFAULT-VALUE}).")
     double lambda;
 
-    @Option(names = "--pooling", defaultValue = "mean", paramLabel = "P", description = "mean or first (default ${DEFAULT-VALUE}).")
+    @Option(names = "--pooling", defaultValue = "mean", paramLabel = "P", description = "mean or first (default ${DEFAULT-VALUE}); for a new head only.")
     String pooling;
 
     @Option(names = "--seed", defaultValue = "1", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")

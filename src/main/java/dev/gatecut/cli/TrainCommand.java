@@ -78,6 +78,12 @@ final class TrainCommand implements Callable<Integer> {
         @Option(names = "--label-field", defaultValue = "label", paramLabel = "F", description = "Default ${DEFAULT-VALUE}.")
         String labelField;
 
+        @Option(names = "--labels", split = ",", paramLabel = "L,...",
+                description = "Class labels in the order of the model's logits (default: the distinct labels of --train,"
+                        + " sorted, numerically when all are integers). A classifier export needs as many as it has"
+                        + " logits.")
+        List<String> labels;
+
         @Option(names = "--tokenizer", paramLabel = "FILE",
                 description = "HuggingFace tokenizer.json; without it rows must carry pre-tokenised input_ids.")
         Path tokenizer;
@@ -169,6 +175,8 @@ final class TrainCommand implements Callable<Integer> {
             DatasetReader reader = new DatasetReader().withTextField(textField).withLabelField(labelField);
             if (parseTask() == Task.LM) {
                 reader = reader.withoutLabels();
+            } else if (labels != null) {
+                reader = reader.withLabels(labels);
             }
             Dataset trainData = reader.read(train);
             Dataset evalData = eval == null ? null : reader.read(eval, trainData.labels());

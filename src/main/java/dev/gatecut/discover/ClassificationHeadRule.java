@@ -5,8 +5,12 @@ import dev.gatecut.onnx.Node;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.runtime.ShapeProbe;
 
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Deque;
+import java.util.HashSet;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Optional;
 import java.util.Set;
@@ -14,20 +18,24 @@ import java.util.Set;
 /**
  * A sequence-classification head ({@code *ForSequenceClassification}): linear layers joined by
  * element-wise ops (pooler Dense + Tanh + classifier; RoBERTa's dense + tanh + out_proj;
- * DistilBERT's pre_classifier + ReLU + classifier) that read one token and produce a graph output.
+ * DistilBERT's pre_classifier + ReLU + classifier; DeBERTa-v2's pooler dense + GELU written out in
+ * Erf ops + classifier) that read one token and produce a graph output.
  * Its channels are the task's, not the backbone's: the layers stay ungated, which keeps a pooler
  * and its classifier from being taken for an FFN.
  */
 final class ClassificationHeadRule extends NodeRule {
+    static final String NAME = "classification-head";
     /** Ops that pass a token's features on unchanged in meaning between the selection and the head. */
     private static final Set<String> PASS_THROUGH = Set.of("Squeeze", "Unsqueeze", "Reshape", "Flatten", "Identity",
             "Cast", "Dropout");
     /** The most linear layers one head is made of (pooler, dense, classifier…). */
     private static final int MAX_LAYERS = 4;
+    /** The most element-wise nodes between two of its layers (bias Add + a written-out GELU is 6). */
+    private static final int MAX_ACTIVATION_NODES = 8;
 
     @Override
     public String name() {
-        return "classification-head";
+        return NAME;
     }
 
     /** Starts at a linear layer whose output (after its bias and element-wise ops) is a graph output. */
@@ -42,7 +50,7 @@ final class ClassificationHeadRule extends NodeRule {
         List<LinearLayer> layers = new ArrayList<>(List.of(ctx.linearAt(anchor)));
         Node first = anchor;
         while (layers.size() < MAX_LAYERS) {
-            Optional<Node> before = previousLayer(ctx, first.input(0));
+            Optional<Node> before = previousLayer(ctx, first.input(0), first);
             if (before.isEmpty()) {
                 break;
             }
@@ -83,30 +91,55 @@ final class ClassificationHeadRule extends NodeRule {
         return Optional.empty();
     }
 
-    /** The unclaimed linear layer feeding {@code v} through its bias Add and one-input element-wise ops alone. */
-    private static Optional<Node> previousLayer(MatchContext ctx, Value v) {
-        for (int depth = 0; depth < 6 && v != null; depth++) {
-            Node p = v.producer().orElse(null);
+    /**
+     * The unclaimed linear layer that alone feeds {@code v} (read by {@code consumer}) through element-wise
+     * ops: its bias Add and an activation, one op (Tanh, Relu) or written out (GELU as Div, Erf, Add, Mul, Mul).
+     * Every value on the way must be read only there, so the head stays a chain of its own.
+     */
+    private static Optional<Node> previousLayer(MatchContext ctx, Value v, Node consumer) {
+        Set<Node> region = new LinkedHashSet<>();
+        Node source = null;
+        Deque<Value> work = new ArrayDeque<>(List.of(v));
+        while (!work.isEmpty()) {
+            Value x = work.pop();
+            if (Constants.isConstant(x)) {
+                continue;
+            }
+            Node p = x.producer().orElse(null);
             if (p == null) {
                 return Optional.empty();
             }
             LinearLayer l = ctx.linearAt(p);
             if (l != null) {
-                boolean alone = soleReader(p.output(0)) != null;
-                return l.hasActivations() && !ctx.isClaimed(l) && alone ? Optional.of(p) : Optional.empty();
-            }
-            if (soleReader(p.output(0)) == null) {
-                return Optional.empty();
-            }
-            if (OpSets.UNARY.contains(p.opType()) && p.inputs().stream().filter(x -> x != null).count() == 1) {
-                v = p.input(0);
-            } else if (isConstantAdd(p)) {
-                v = Constants.isConstant(p.input(0)) ? p.input(1) : p.input(0);
+                if ((source != null && source != p) || !l.hasActivations() || ctx.isClaimed(l)) {
+                    return Optional.empty();
+                }
+                source = p;
+            } else if (region.contains(p)) {
+                continue;
+            } else if (region.size() < MAX_ACTIVATION_NODES && (OpSets.UNARY.contains(p.opType())
+                    || OpSets.BINARY.contains(p.opType()))) {
+                region.add(p);
+                p.inputs().stream().filter(in -> in != null).forEach(work::push);
             } else {
                 return Optional.empty();
             }
         }
-        return Optional.empty();
+        if (source == null) {
+            return Optional.empty();
+        }
+        Set<Node> allowed = new HashSet<>(region);
+        allowed.add(consumer);
+        List<Value> values = new ArrayList<>(List.of(source.output(0)));
+        region.forEach(n -> values.add(n.output(0)));
+        for (Value x : values) {
+            boolean confined = !x.isGraphOutput() && x.uses().stream().allMatch(u -> !u.isSubgraphRead()
+                    && (allowed.contains(u.node()) || MatchContext.readsShapeOnly(u.node())));
+            if (!confined) {
+                return Optional.empty();
+            }
+        }
+        return Optional.of(source);
     }
 
     /** The Gather or Slice that {@code v} comes from through layout ops, or null. */

@@ -26,6 +26,13 @@ public record Discovery(List<LinearLayer> linearLayers, List<FfnGroup> ffnGroups
         unmatched = List.copyOf(unmatched);
     }
 
+    /** The linear layers left ungated as a classification head (pooler, classifier), in graph order. */
+    public List<LinearLayer> classificationHead() {
+        java.util.Set<String> nodes = new java.util.HashSet<>();
+        unmatched.stream().filter(u -> u.rule().equals(ClassificationHeadRule.NAME)).forEach(u -> nodes.add(u.node()));
+        return linearLayers.stream().filter(l -> nodes.contains(l.node())).toList();
+    }
+
     public List<ChannelGroup> groups() {
         List<ChannelGroup> all = new java.util.ArrayList<>(attentionGroups);
         all.addAll(ffnGroups);

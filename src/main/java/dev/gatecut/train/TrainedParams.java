@@ -9,7 +9,11 @@ import dev.gatecut.onnx.Value;
 import java.nio.file.Path;
 import java.util.Map;
 
-/** The non-gate parameters a run trained (biases of gated layers, the head), as saved in params.json. */
+/**
+ * The non-gate parameters a run trained, as saved in params.json: biases of gated layers, and either a
+ * classifier export's own head (its initializers' names) or an added head ({@link #HEAD_WEIGHT},
+ * {@link #HEAD_BIAS}).
+ */
 public final class TrainedParams {
     public static final String HEAD_WEIGHT = "head.weight";
     public static final String HEAD_BIAS = "head.bias";
@@ -21,7 +25,10 @@ public final class TrainedParams {
         return Checkpoint.read(file).params();
     }
 
-    /** Writes the trained biases into the model's initializers of the same names (the head is not part of it). */
+    /**
+     * Writes the trained biases and own-head weights into the model's initializers of the same names; an
+     * added head is not part of the model ({@link Classifier#attachHead} appends it).
+     */
     public static void apply(OnnxModel model, Path file) {
         for (var e : read(file).entrySet()) {
             if (e.getKey().equals(HEAD_WEIGHT) || e.getKey().equals(HEAD_BIAS)) {

@@ -29,6 +29,7 @@ import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Random;
 import java.util.Set;
 
@@ -166,26 +167,11 @@ public final class TrainingGraph {
         Value taskLoss;
         Value logits;
         if (config.task() == Task.CLASSIFY) {
-            Value hidden = toFloat32(ops, modelOutputs.get(0));
-            long width = lastDim(hidden, path);
-            Value pooled = pool(g, ops, hidden, modelInputs, config.pooling());
-            Value w = g.addInput("head.weight", floatType(width, config.numLabels()));
-            Value bias = g.addInput("head.bias", floatType(config.numLabels()));
-            float[] w0 = new float[(int) (width * config.numLabels())];
-            for (int i = 0; i < w0.length; i++) {
-                w0[i] = (float) (0.02 * random.nextGaussian());
-            }
-            initial.put(w.name(), w0);
-            initial.put(bias.name(), new float[config.numLabels()]);
-            params.add(new TrainableParam(w.name(), TrainableParam.Kind.HEAD, new long[] {width, config.numLabels()}, null));
-            params.add(new TrainableParam(bias.name(), TrainableParam.Kind.HEAD, new long[] {config.numLabels()}, null));
-            paramValues.add(w);
-            paramValues.add(bias);
-            logits = ops.op("Add", ops.op("MatMul", pooled, w), bias);
-            Value labels = g.addInput(LABELS, tensorType(DataType.INT64, "batch"));
-            Value logp = ops.op("LogSoftmax", List.of(logits), OpBuilder.attr("axis", 1L));
-            Value picked = ops.op("GatherElements", List.of(logp, ops.unsqueeze(labels, 1)), OpBuilder.attr("axis", 1L));
-            taskLoss = ops.op("Neg", ops.op("ReduceMean", List.of(picked), OpBuilder.attr("keepdims", 0L)));
+            Optional<OwnHead> own = OwnHead.find(g, discovery, path.toString());
+            logits = own.isPresent() ? toFloat32(ops, ownHeadLogits(g, ops, own.get(), config, path, params, initial, paramValues))
+                    : addedHeadLogits(g, ops, toFloat32(ops, modelOutputs.get(0)), modelInputs, config, random, path, params, initial,
+                    paramValues);
+            taskLoss = crossEntropy(g, ops, logits);
         } else {
             logits = toFloat32(ops, modelOutputs.get(0));
             Value targets = g.addInput(TARGETS, tensorType(DataType.INT64, "batch", "sequence"));
@@ -247,6 +233,58 @@ public final class TrainingGraph {
         }
         g.sortTopologically();
         return new Built(m, plan, params, modelInputs, noise, initial, mode == Mode.OPTIMIZER);
+    }
+
+    /**
+     * A classifier export's own logits: its head layers' weights and biases become trainable (HEAD) and
+     * the loss reads the model's output itself, so nothing is added to what the compiled model computes.
+     */
+    private static Value ownHeadLogits(Graph g, OpBuilder ops, OwnHead head, TrainConfig config, Path path,
+                                       List<TrainableParam> params, Map<String, float[]> initial,
+                                       List<Value> paramValues) {
+        head.requireLabels(config.numLabels(), path.toString());
+        for (String name : head.parameters()) {
+            Value v = g.requireValue(name);
+            if (!v.isInitializer() || !v.initializer().dataType().isFloatingPoint()) {
+                throw new OnnxFormatException(path + ": classification head parameter '" + name + "' is not a float"
+                        + " initializer; gatecut trains the head's weights and biases");
+            }
+            long[] dims = v.initializer().dims();
+            initial.put(name, v.initializer().floats());
+            promoteToFloat32Master(g, ops, v, dims);
+            params.add(new TrainableParam(name, TrainableParam.Kind.HEAD, dims, null));
+            paramValues.add(v);
+        }
+        return g.requireValue(head.output());
+    }
+
+    /** Pooling of the first output (hidden states) and a new head [width, labels] initialised from N(0, 0.02²). */
+    private static Value addedHeadLogits(Graph g, OpBuilder ops, Value hidden, List<String> modelInputs,
+                                         TrainConfig config, Random random, Path path, List<TrainableParam> params,
+                                         Map<String, float[]> initial, List<Value> paramValues) {
+        long width = lastDim(hidden, path);
+        Value pooled = pool(g, ops, hidden, modelInputs, config.pooling());
+        Value w = g.addInput(TrainedParams.HEAD_WEIGHT, floatType(width, config.numLabels()));
+        Value bias = g.addInput(TrainedParams.HEAD_BIAS, floatType(config.numLabels()));
+        float[] w0 = new float[(int) (width * config.numLabels())];
+        for (int i = 0; i < w0.length; i++) {
+            w0[i] = (float) (0.02 * random.nextGaussian());
+        }
+        initial.put(w.name(), w0);
+        initial.put(bias.name(), new float[config.numLabels()]);
+        params.add(new TrainableParam(w.name(), TrainableParam.Kind.HEAD, new long[] {width, config.numLabels()}, null));
+        params.add(new TrainableParam(bias.name(), TrainableParam.Kind.HEAD, new long[] {config.numLabels()}, null));
+        paramValues.add(w);
+        paramValues.add(bias);
+        return ops.op("Add", ops.op("MatMul", pooled, w), bias);
+    }
+
+    /** Mean cross-entropy of logits [batch, classes] against the {@link #LABELS} input. */
+    private static Value crossEntropy(Graph g, OpBuilder ops, Value logits) {
+        Value labels = g.addInput(LABELS, tensorType(DataType.INT64, "batch"));
+        Value logp = ops.op("LogSoftmax", List.of(logits), OpBuilder.attr("axis", 1L));
+        Value picked = ops.op("GatherElements", List.of(logp, ops.unsqueeze(labels, 1)), OpBuilder.attr("axis", 1L));
+        return ops.op("Neg", ops.op("ReduceMean", List.of(picked), OpBuilder.attr("keepdims", 0L)));
     }
 
     private static void addOptimizer(OnnxModel m, OpBuilder ops, Value loss, List<TrainableParam> params,
@@ -340,7 +378,8 @@ public final class TrainingGraph {
     private static long lastDim(Value v, Path path) {
         return Shape.declared(v).filter(s -> s.rank() == 3 && s.dim(2).isKnown()).map(s -> s.dim(2).value())
                 .orElseThrow(() -> new OnnxFormatException(path + ": classification needs the first output to be"
-                        + " hidden states [batch, sequence, width] with a known width; '" + v.name() + "' is "
+                        + " hidden states [batch, sequence, width] with a known width, or logits [batch, classes] of"
+                        + " the model's own head; '" + v.name() + "' is "
                         + Shape.declared(v).map(Object::toString).orElse("of unknown shape")));
     }
 

@@ -68,6 +68,42 @@ class ClassificationHeadRuleTest {
     }
 
     @Test
+    void debertaPoolerWithAWrittenOutGeluIsAClassificationHead() throws Exception {
+        // DeBERTa-v2's ContextPooler: first token → dense → GELU exported as Div, Erf, Add, Mul, Mul → classifier.
+        try (OnnxModel m = OnnxModel.load(Path.of("onnx-models", "deploy", "deberta-v2-cls-ts17.onnx"))) {
+            Discovery d = GroupFinder.discover(m);
+            assertEquals("classification head: reads one token (Gather node '/m/pooler/Gather')",
+                    unmatched(d, "/m/pooler/dense/Gemm").reason());
+            assertEquals("classification head: produces the model output 'logits'",
+                    unmatched(d, "/m/classifier/Gemm").reason());
+            assertEquals(List.of("/m/pooler/dense/Gemm", "/m/classifier/Gemm"),
+                    d.classificationHead().stream().map(LinearLayer::node).toList());
+            assertTrue(d.ffnGroups().stream().noneMatch(f -> f.name().contains("classifier")), names(d).toString());
+
+            List<GroupRule> noHeadRule = GroupRules.standard().stream()
+                    .filter(r -> !(r instanceof ClassificationHeadRule)).toList();
+            Discovery without = GroupFinder.discover(m.graph(), ShapeProbe.probe(m), noHeadRule);
+            assertTrue(without.ffnGroups().stream().anyMatch(f -> f.name().equals("ffn:/m/classifier/Gemm")),
+                    "without the rule the pooler and classifier are taken for an FFN: " + names(without));
+        }
+    }
+
+    @Test
+    void anActivationReadByAnotherBranchEndsTheHead() throws Exception {
+        // The pooled vector also feeds a second output: the pooler is not the classifier's alone, and the
+        // classifier by itself reads no selected token, so there is no head to leave ungated.
+        try (OnnxModel m = bertWithClassifier()) {
+            Graph g = m.graph();
+            Value pooled = g.requireValue("pooled");
+            Node extra = node(g, "Relu", "/extra/Relu", List.of(pooled), "extra");
+            extra.output(0).setType(RuleTesting.floatType());
+            g.addOutput(extra.output(0));
+            Discovery d = GroupFinder.discover(m);
+            assertEquals(List.of(), d.classificationHead().stream().map(LinearLayer::node).toList());
+        }
+    }
+
+    @Test
     void aLanguageModelHeadReadsEveryTokenAndIsNoClassificationHead() throws Exception {
         try (OnnxModel m = OnnxModel.load(Path.of("onnx-models", "gpt2-ts17.onnx"))) {
             List<MatchOutcome> outcomes = RuleTesting.outcomes(new ClassificationHeadRule(), RuleTesting.context(m));

@@ -1,0 +1,160 @@
+package dev.gatecut.cli;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtSession;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Shape;
+import dev.gatecut.onnx.Value;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.OrtSessions;
+import dev.gatecut.train.TrainedParams;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+import static dev.gatecut.cli.InspectCommandTest.gatecut;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** {@code compress} on a {@code *ForSequenceClassification} export: the slim model.onnx is the classifier. */
+class CompressClassifierExportTest {
+    static final Path BERT_CLS = Path.of("onnx-models", "deploy", "bert-cls-ts17.onnx");
+    static final int LENGTH = 10;
+
+    /** Rows of {@link #LENGTH} random tokens (vocabulary 256); the label (0, 1, 2) is which marker token occurs. */
+    static List<long[]> rows(long seed, int n) {
+        Random r = new Random(seed);
+        List<long[]> rows = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            long[] row = new long[LENGTH + 1];
+            int label = i % 3;
+            for (int j = 0; j < LENGTH; j++) {
+                row[j] = 10 + r.nextInt(240);
+            }
+            row[1 + r.nextInt(LENGTH - 1)] = 3 + label;
+            row[LENGTH] = label;
+            rows.add(row);
+        }
+        return rows;
+    }
+
+    static Path write(Path file, List<long[]> rows) throws Exception {
+        List<String> lines = new ArrayList<>();
+        for (long[] row : rows) {
+            StringBuilder ids = new StringBuilder();
+            for (int j = 0; j < LENGTH; j++) {
+                ids.append(j == 0 ? "" : ", ").append(row[j]);
+            }
+            lines.add("{\"input_ids\": [" + ids + "], \"label\": \"" + row[LENGTH] + "\"}");
+        }
+        return Files.write(file, lines);
+    }
+
+    @Test
+    void compressWritesASlimClassifierWithTheOriginalSignature(@TempDir Path dir) throws Exception {
+        Path train = write(dir.resolve("train.jsonl"), rows(1, 48));
+        List<long[]> evalRows = rows(2, 30);
+        Path eval = write(dir.resolve("eval.jsonl"), evalRows);
+        Path out = dir.resolve("out");
+        InspectCommandTest.Run run = gatecut("compress", BERT_CLS.toString(), "--train", train.toString(), "--eval",
+                eval.toString(), "--target-sparsity", "0.4", "--epochs", "2", "--batch", "8", "--lr", "0.05",
+                "--align", "1", "--backend", "fused", "--no-progress", "--latency-runs", "1", "-o", out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        assertTrue(run.out().contains("(the model's own head)"), run.out());
+        assertFalse(Files.exists(out.resolve("classifier.onnx")), "model.onnx is the classifier; no second file");
+
+        try (OnnxModel original = OnnxModel.load(BERT_CLS); OnnxModel slim = OnnxModel.load(out.resolve("model.onnx"))) {
+            assertEquals(signature(original.graph().inputs()), signature(slim.graph().feedInputs()), "inputs");
+            assertEquals(signature(original.graph().outputs()), signature(slim.graph().outputs()), "outputs");
+            assertTrue(slim.graph().initializers().stream().mapToLong(v -> v.initializer().elementCount()).sum()
+                    < original.graph().initializers().stream().mapToLong(v -> v.initializer().elementCount()).sum(),
+                    "the slim model is smaller");
+            // The trained head is in the file: the classifier's weight is params.json's, not the original.
+            Map<String, float[]> trained = TrainedParams.read(out.resolve("run/params.json"));
+            for (String head : List.of("m.classifier.weight", "m.bert.pooler.dense.weight")) {
+                float[] inFile = slim.graph().requireValue(head).initializer().floats();
+                assertArrayEquals(trained.get(head), inFile, head);
+                assertFalse(java.util.Arrays.equals(original.graph().requireValue(head).initializer().floats(), inFile),
+                        head + " was trained");
+            }
+
+            // Re-evaluate the slim file with ONNX Runtime: every eval row, no padding (all rows have LENGTH tokens).
+            double accuracy = accuracy(slim, evalRows);
+            JsonNode s = new ObjectMapper().readTree(out.resolve("summary.json").toFile());
+            assertEquals("own", s.get("head").asText());
+            assertEquals("model.onnx", s.get("classifier").asText());
+            assertEquals(accuracy, s.get("slim_eval_accuracy").asDouble(), 1e-12, "summary.json vs re-evaluation");
+            assertEquals(s.get("gated_eval_accuracy").asDouble(), accuracy, 1e-12, "slim scores what the gated model did");
+            double removed = 1 - s.get("targeted_after").asDouble() / s.get("targeted_before").asDouble();
+            assertEquals(0.4, removed, 0.02, "on the budget: " + s);
+        }
+    }
+
+    @Test
+    void dataWithAnotherNumberOfLabelsIsAOneLineError(@TempDir Path dir) throws Exception {
+        List<long[]> rows = rows(1, 12);
+        rows.forEach(r -> r[LENGTH] = r[LENGTH] % 2);
+        Path train = write(dir.resolve("train.jsonl"), rows);
+        InspectCommandTest.Run run = gatecut("train", BERT_CLS.toString(), "--train", train.toString(),
+                "--target-sparsity", "0.3", "--backend", "fused", "--no-progress", "-o", dir.resolve("o").toString());
+        assertEquals(2, run.exit(), run.err());
+        assertTrue(run.err().contains("scores 3 classes (the model's own head), but the data has 2 labels")
+                && run.err().contains("--labels") && !run.err().strip().contains("\n"), run.err());
+
+        // --labels gives the model's classes: the two present in the data are two of three.
+        InspectCommandTest.Run labelled = gatecut("train", BERT_CLS.toString(), "--train", train.toString(),
+                "--labels", "0,1,2", "--target-sparsity", "0.3", "--steps", "1", "--batch", "4", "--backend", "fused",
+                "--no-progress", "-o", dir.resolve("o2").toString());
+        assertEquals(0, labelled.exit(), labelled.err() + labelled.out());
+    }
+
+    /** name, element type and rank of each value. */
+    static List<String> signature(List<Value> values) {
+        return values.stream().map(v -> v.name() + " " + Shape.elementType(v).orElseThrow() + " rank "
+                + Shape.declared(v).orElseThrow().rank()).toList();
+    }
+
+    static double accuracy(OnnxModel model, List<long[]> rows) throws Exception {
+        int n = rows.size();
+        long[][] ids = new long[n][LENGTH];
+        long[][] mask = new long[n][LENGTH];
+        long[][] types = new long[n][LENGTH];
+        for (int i = 0; i < n; i++) {
+            System.arraycopy(rows.get(i), 0, ids[i], 0, LENGTH);
+            java.util.Arrays.fill(mask[i], 1);
+        }
+        Map<String, long[][]> inputs = Map.of("input_ids", ids, "attention_mask", mask, "token_type_ids", types);
+        var env = OrtSessions.environment();
+        Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
+        try (OrtSession s = OrtSessions.open(model, Device.CPU)) {
+            for (Value in : model.graph().feedInputs()) {
+                feeds.put(in.name(), OnnxTensor.createTensor(env, inputs.get(in.name())));
+            }
+            try (OrtSession.Result r = s.run(feeds)) {
+                float[][] logits = (float[][]) r.get("logits").orElseThrow().getValue();
+                int correct = 0;
+                for (int i = 0; i < n; i++) {
+                    int best = 0;
+                    for (int c = 1; c < logits[i].length; c++) {
+                        best = logits[i][c] > logits[i][best] ? c : best;
+                    }
+                    correct += best == rows.get(i)[LENGTH] ? 1 : 0;
+                }
+                return (double) correct / n;
+            }
+        } finally {
+            feeds.values().forEach(OnnxTensor::close);
+        }
+    }
+}
