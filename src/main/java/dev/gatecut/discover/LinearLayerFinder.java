@@ -81,6 +81,11 @@ public final class LinearLayerFinder {
                 Value c = n.input(2);
                 layers.add(new LinearLayer(n.name(), "Attention", w.name(), dims[0], dims[1], WeightLayout.IN_OUT,
                         c != null && c.isInitializer() ? c.name() : null));
+            } else if (n.is("FusedMatMul", "com.microsoft") && n.inputs().stream()
+                    .anyMatch(v -> v != null && v.isInitializer())) {
+                // alpha·op(A)·op(B) with a stored operand: a linear layer with a scaled or transposed weight.
+                skipped.add(new Skipped(n.name(), "FusedMatMul", "com.microsoft:FusedMatMul with a constant operand"
+                        + " (a scaled or transposed weight) is not gated; export without ORT's session optimizations"));
             } else if (n.is("MatMulInteger") || n.is("QLinearMatMul") || n.is("MatMulNBits", "com.microsoft")) {
                 skipped.add(new Skipped(n.name(), n.opType(), "quantized matrix products are not supported"));
             }

@@ -173,7 +173,11 @@ public final class MatchContext {
                 v.producer().orElse(null), "");
     }
 
-    /** The one activation × activation MatMul that {@code scores} is computed from (through masks and scaling). */
+    /**
+     * The one activation × activation MatMul that {@code scores} is computed from (through masks and
+     * scaling). ONNX Runtime's session optimizer folds the key transpose and the 1/√d scaling into a
+     * com.microsoft:FusedMatMul (transB, alpha): its inputs are Q and K just the same.
+     */
     Optional<Node> backwardToMatMul(Value scores) {
         Deque<Value> work = new ArrayDeque<>(List.of(scores));
         Set<Node> found = new LinkedHashSet<>();
@@ -184,7 +188,7 @@ public final class MatchContext {
                 continue;
             }
             Node n = p.get();
-            if (n.is("MatMul") && !linearByNode.containsKey(n)) {
+            if ((n.is("MatMul") || isActivationFusedMatMul(n)) && !linearByNode.containsKey(n)) {
                 found.add(n);
             } else if (Set.of("Add", "Sub", "Mul", "Div", "Cast", "Where", "Identity").contains(n.opType())) {
                 for (Value in : n.inputs()) {
@@ -195,6 +199,12 @@ public final class MatchContext {
             }
         }
         return found.size() == 1 ? Optional.of(found.iterator().next()) : Optional.empty();
+    }
+
+    private static boolean isActivationFusedMatMul(Node n) {
+        return n.is("FusedMatMul", "com.microsoft") && n.intAttribute("transA", 0) == 0
+                && n.intAttribute("transBatchA", 0) == 0 && n.intAttribute("transBatchB", 0) == 0
+                && n.inputs().stream().noneMatch(v -> v == null || Constants.isConstant(v));
     }
 
     /** Where element {@code element} of the int64 vector read by input {@code input} of {@code consumer} comes from. */

@@ -24,6 +24,8 @@ final class ContribRewrites {
                 new BiasGeluRewrite(),
                 new GeluRewrite(),
                 new FastGeluRewrite(),
+                new QuickGeluRewrite(),
+                new FusedMatMulRewrite(),
                 new EmbedLayerNormRewrite())) {
             if (m.put(r.opType(), r) != null) {
                 throw new IllegalStateException("two rewrites for " + r.opType());

@@ -25,12 +25,9 @@ final class Rewrites {
         }
     }
 
-    /** The rank of {@code v} from its initializer or declared shape. */
+    /** The rank of {@code v} from its initializer, its declared shape or its producers ({@link Ranks}). */
     static Optional<Integer> rank(Value v) {
-        if (v.isInitializer()) {
-            return Optional.of(v.initializer().dims().length);
-        }
-        return Shape.declared(v).map(Shape::rank);
+        return Ranks.of(v);
     }
 
     /** Dimension {@code axis} (negative counts from the end) of {@code v}, when known statically. */

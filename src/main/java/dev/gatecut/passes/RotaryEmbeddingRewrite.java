@@ -50,7 +50,9 @@ final class RotaryEmbeddingRewrite implements ContribRewrite {
         long heads = n.intAttribute("num_heads", 0);
         long rotaryAttr = n.intAttribute("rotary_embedding_dim", 0);
         long headSize;
-        if (rank == 4) {
+        if (rank == 4 && rotaryAttr == 0 && Rewrites.dim(x, 3).isEmpty()) {
+            headSize = 2 * half;   // rotary_embedding_dim 0 rotates the whole head, so the cache spans it
+        } else if (rank == 4) {
             headSize = Rewrites.dim(x, 3).orElseThrow(() -> Rewrites.error(n, "the head size of input '" + x.name()
                     + "' (dimension 3) is unknown"));
         } else if (heads > 0) {

@@ -24,8 +24,8 @@ import java.util.stream.Collectors;
  * subgraphs of standard ONNX ops, in the forms the model's opset expects, so that gatecut can
  * differentiate through them. One {@link ContribRewrite} class per op ({@link ContribRewrites}):
  * Attention, MultiHeadAttention, GroupQueryAttention, RotaryEmbedding, SkipLayerNormalization,
- * SkipSimplifiedLayerNormalization, SimplifiedLayerNormalization, BiasGelu, Gelu, FastGelu,
- * EmbedLayerNormalization.
+ * SkipSimplifiedLayerNormalization, SimplifiedLayerNormalization, BiasGelu, Gelu, FastGelu, QuickGelu,
+ * FusedMatMul, EmbedLayerNormalization.
  *
  * <p>Every value other nodes read keeps its name (and declared type); the fused node's name goes to
  * the subgraph's main node (Attention → its QKV MatMul). Every node is checked before any is

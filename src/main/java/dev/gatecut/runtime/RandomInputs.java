@@ -97,7 +97,7 @@ public final class RandomInputs {
     }
 
     /** optimum's {@code past_key_values.N.key}, {@code past_key_N}, ONNX Runtime GenAI's names: float inputs named past*. */
-    static Role role(Value in) {
+    public static Role role(Value in) {
         String name = in.name().toLowerCase(java.util.Locale.ROOT);
         DataType type = Shape.elementType(in).orElse(DataType.FLOAT);
         int rank = Shape.declared(in).map(Shape::rank).orElse(2);

@@ -5,8 +5,10 @@ import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Value;
+import dev.gatecut.passes.BindEmptyCache;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.OrtSessions;
+import dev.gatecut.runtime.RandomInputs;
 
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -17,8 +19,23 @@ public final class LanguageModels {
     private LanguageModels() {
     }
 
-    /** exp(mean next-token cross-entropy) over the weighted positions of next-token batches. */
+    /**
+     * exp(mean next-token cross-entropy) over the weighted positions of next-token batches. A decoder
+     * exported with a KV cache is evaluated as a whole-sequence pass: a copy of it gets an empty past
+     * and positions 0..sequence-1 ({@link BindEmptyCache}); {@code model} is left as it is.
+     */
     public static double perplexity(OnnxModel model, List<Batch> batches, Device device) throws OrtException {
+        if (!RandomInputs.hasKvCache(model.graph()) && model.graph().feedInputs().stream()
+                .noneMatch(v -> RandomInputs.role(v) == RandomInputs.Role.POSITIONS)) {
+            return perplexityOf(model, batches, device);
+        }
+        try (OnnxModel bound = OnnxModel.of(model.toProto())) {
+            BindEmptyCache.apply(bound);
+            return perplexityOf(bound, batches, device);
+        }
+    }
+
+    private static double perplexityOf(OnnxModel model, List<Batch> batches, Device device) throws OrtException {
         var env = OrtSessions.environment();
         List<String> inputs = model.graph().feedInputs().stream().map(Value::name).toList();
         double sum = 0;

@@ -20,6 +20,7 @@ import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
+import dev.gatecut.passes.BindEmptyCache;
 import dev.gatecut.passes.Unfuse;
 import dev.gatecut.runtime.ShapeProbe;
 
@@ -109,6 +110,7 @@ public final class TrainingGraph {
         // ONNX Runtime contrib ops (Attention, SkipLayerNormalization, BiasGelu, ...) have no gradient rules:
         // rewrite them into standard ops first. Layer, bias and gate names stay those of the fused model.
         Unfuse.apply(m, Unfuse.FOR_TRAINING);
+        bindCache(m);
         long opset = m.defaultOpset();
         Discovery discovery = GroupFinder.discover(m);
         GatePlan plan = GatePlan.of(discovery, config.mode());
@@ -285,6 +287,14 @@ public final class TrainingGraph {
         Value logp = ops.op("LogSoftmax", List.of(logits), OpBuilder.attr("axis", 1L));
         Value picked = ops.op("GatherElements", List.of(logp, ops.unsqueeze(labels, 1)), OpBuilder.attr("axis", 1L));
         return ops.op("Neg", ops.op("ReduceMean", List.of(picked), OpBuilder.attr("keepdims", 0L)));
+    }
+
+    /**
+     * Decoders exported with a KV cache train as whole-sequence passes: their past inputs become empty
+     * pasts and their positions 0..sequence-1 in the graph, so the trainer feeds tokens and mask only.
+     */
+    private static void bindCache(OnnxModel m) {
+        BindEmptyCache.apply(m);
     }
 
     private static void addOptimizer(OnnxModel m, OpBuilder ops, Value loss, List<TrainableParam> params,

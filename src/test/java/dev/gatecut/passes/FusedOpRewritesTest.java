@@ -296,6 +296,47 @@ class FusedOpRewritesTest {
                 .output("present_value"), 2e-3);
     }
 
+    // ------------------------------------------------------------------ ORT session fusions (FusedMatMul, QuickGelu)
+
+    /** Attention scores as ORT's session optimizer fuses them: Q [b, 4, s, 8] · K [b, 4, s, 8]ᵀ · 0.25. */
+    static OneNode scores() {
+        return new OneNode("FusedMatMul Q·Kᵀ", Unfuse.DOMAIN, "FusedMatMul", DataType.FLOAT)
+                .floats("q", (b, s) -> new long[] {b, 4, s, 8}, "batch", "4", "sequence", "8")
+                .floats("k", (b, s) -> new long[] {b, 4, s, 8}, "batch", "4", "sequence", "8")
+                .attr(intAttr("transB", 1)).attr(floatAttr("alpha", 0.25f));
+    }
+
+    @Test
+    void fusedMatMulMatchesOnnxRuntime() throws Exception {
+        check(scores().output("y"), 1e-5);
+        // transA on rank 3, alpha 1 (a plain MatMul named like the fused node).
+        check(new OneNode("FusedMatMul transA", Unfuse.DOMAIN, "FusedMatMul", DataType.FLOAT)
+                .floats("a", (b, s) -> new long[] {b, 8, s}, "batch", "8", "sequence")
+                .floats("b", (b, s) -> new long[] {b, 8, 5}, "batch", "8", "5")
+                .attr(intAttr("transA", 1)).output("y"), 1e-5);
+        // A linear layer with a stored [out, in] weight, scaled.
+        check(new OneNode("FusedMatMul weight transB", Unfuse.DOMAIN, "FusedMatMul", DataType.FLOAT)
+                .floats("x", tokens(8), tokenDims(8)).weight("w", new long[] {6, 8}, 0, 3)
+                .attr(intAttr("transB", 1)).attr(floatAttr("alpha", 1.5f)).output("y"), 1e-5);
+        // transBatchA moves axis 0 behind the batch axes: [b, 8, s] is read as [8, b, s], then transA: [8, s, b].
+        check(new OneNode("FusedMatMul transBatchA", Unfuse.DOMAIN, "FusedMatMul", DataType.FLOAT)
+                .floats("a", (b, s) -> new long[] {b, 8, s}, "batch", "8", "sequence")
+                .floats("b", (b, s) -> new long[] {8, b, 5}, "8", "batch", "5")
+                .attr(intAttr("transA", 1)).attr(intAttr("transBatchA", 1)).output("y"), 1e-5);
+        check(new OneNode("FusedMatMul transBatchB", Unfuse.DOMAIN, "FusedMatMul", DataType.FLOAT)
+                .floats("a", (b, s) -> new long[] {6, s, b}, "6", "sequence", "batch")
+                .floats("b", (b, s) -> new long[] {b, 6, 5}, "batch", "6", "5")
+                .attr(intAttr("transBatchB", 1)).output("y"), 1e-5);
+    }
+
+    @Test
+    void quickGeluMatchesOnnxRuntime() throws Exception {
+        check(new OneNode("QuickGelu", Unfuse.DOMAIN, "QuickGelu", DataType.FLOAT)
+                .floats("x", tokens(HIDDEN), tokenDims(HIDDEN)).output("y"), 1e-5);
+        check(new OneNode("QuickGelu as SiLU", Unfuse.DOMAIN, "QuickGelu", DataType.FLOAT)
+                .floats("x", tokens(HIDDEN), tokenDims(HIDDEN)).attr(floatAttr("alpha", 1f)).output("y"), 1e-5);
+    }
+
     // ------------------------------------------------------------------ the registry and errors
 
     interface Case {
@@ -322,6 +363,9 @@ class FusedOpRewritesTest {
                         .output("y"), "Gelu")),
                 Map.entry("FastGelu", () -> UnfuseTest.check(new UnfuseTest.OneOp("FastGelu").floatInput("x", HIDDEN)
                         .output("y"), "FastGelu")),
+                Map.entry("FusedMatMul", () -> check(scores().output("y"), 1e-5)),
+                Map.entry("QuickGelu", () -> check(new OneNode("QuickGelu", Unfuse.DOMAIN, "QuickGelu", DataType.FLOAT)
+                        .floats("x", tokens(HIDDEN), tokenDims(HIDDEN)).output("y"), 1e-5)),
                 Map.entry("EmbedLayerNormalization", () -> UnfuseTest.check(new UnfuseTest.OneOp("EmbedLayerNormalization")
                         .intInput("ids", (b, s, r) -> r.ints((long) b * s, 0, 50).toArray(), "batch", "sequence").none()
                         .weight("word", 50, HIDDEN).weight("position", 16, HIDDEN).none().weight("gamma", HIDDEN)
@@ -351,6 +395,8 @@ class FusedOpRewritesTest {
         assertRefused(mha(DataType.FLOAT).none().none().none().none().none().none()
                 .floats("cache_indirection", tokens(), tokenDims()).output("y"), "cache_indirection");
         assertRefused(skipSimplifiedNorm(DataType.FLOAT).output("y").output("").output("inv_std_var"), "inv_std_var");
+        assertRefused(new OneNode("FusedMatMul of unknown rank", Unfuse.DOMAIN, "FusedMatMul", DataType.FLOAT)
+                .floats("a", tokens(8)).floats("b", tokens(8)).attr(intAttr("transB", 1)).output("y"), "rank");
     }
 
     private static void assertRefused(OneNode c, String what) {
