@@ -7,6 +7,7 @@ import dev.gatecut.runtime.ShapeProbe;
 
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Optional;
 import java.util.Set;
@@ -42,7 +43,7 @@ final class ClassificationHeadRule extends NodeRule {
         List<LinearLayer> layers = new ArrayList<>(List.of(ctx.linearAt(anchor)));
         Node first = anchor;
         while (layers.size() < MAX_LAYERS) {
-            Optional<Node> before = previousLayer(ctx, first.input(0));
+            Optional<Node> before = previousLayer(ctx, first.input(0), first);
             if (before.isEmpty()) {
                 break;
             }
@@ -83,30 +84,64 @@ final class ClassificationHeadRule extends NodeRule {
         return Optional.empty();
     }
 
-    /** The unclaimed linear layer feeding {@code v} through its bias Add and one-input element-wise ops alone. */
-    private static Optional<Node> previousLayer(MatchContext ctx, Value v) {
-        for (int depth = 0; depth < 6 && v != null; depth++) {
-            Node p = v.producer().orElse(null);
-            if (p == null) {
-                return Optional.empty();
-            }
-            LinearLayer l = ctx.linearAt(p);
-            if (l != null) {
-                boolean alone = soleReader(p.output(0)) != null;
-                return l.hasActivations() && !ctx.isClaimed(l) && alone ? Optional.of(p) : Optional.empty();
-            }
-            if (soleReader(p.output(0)) == null) {
-                return Optional.empty();
-            }
-            if (OpSets.UNARY.contains(p.opType()) && p.inputs().stream().filter(x -> x != null).count() == 1) {
-                v = p.input(0);
-            } else if (isConstantAdd(p)) {
-                v = Constants.isConstant(p.input(0)) ? p.input(1) : p.input(0);
-            } else {
+    /**
+     * The unclaimed linear layer feeding {@code v} (read by {@code reader}) through element-wise ops
+     * alone: its bias Add, one-input activations, and activations written out with constants and the
+     * layer's own output (DeBERTa's pooler: GELU as {@code x · (1 + erf(x / √2)) · 0.5}). Every value on
+     * the way is read only inside that block, so the layer serves this head alone.
+     */
+    private static Optional<Node> previousLayer(MatchContext ctx, Value v, Node reader) {
+        Set<Node> block = new HashSet<>();
+        Value source = elementwiseSource(v, block, 0);
+        Node p = source == null ? null : source.producer().orElse(null);
+        LinearLayer l = p == null ? null : ctx.linearAt(p);
+        if (l == null || !l.hasActivations() || ctx.isClaimed(l)) {
+            return Optional.empty();
+        }
+        Set<Node> allowed = new HashSet<>(block);
+        allowed.add(reader);
+        List<Value> inside = new ArrayList<>(List.of(p.output(0)));
+        block.forEach(n -> inside.add(n.output(0)));
+        for (Value x : inside) {
+            boolean privateUse = !x.isGraphOutput() && x.uses().stream().allMatch(u -> !u.isSubgraphRead()
+                    && (allowed.contains(u.node()) || MatchContext.readsShapeOnly(u.node())));
+            if (!privateUse) {
                 return Optional.empty();
             }
         }
-        return Optional.empty();
+        return Optional.of(p);
+    }
+
+    /**
+     * The one tensor that {@code v} is an element-wise function of (with constants), collecting the
+     * ops on the way in {@code block}; {@code v} itself when its producer is no such op; null when it
+     * mixes two different tensors.
+     */
+    private static Value elementwiseSource(Value v, Set<Node> block, int depth) {
+        Node p = v.producer().orElse(null);
+        if (p == null || depth > 8) {
+            return v;
+        }
+        boolean unary = OpSets.UNARY.contains(p.opType()) && p.inputs().stream().filter(x -> x != null).count() == 1;
+        boolean binary = Set.of("Add", "Sub", "Mul", "Div").contains(p.opType()) && p.inputs().size() == 2;
+        if (!unary && !binary) {
+            return v;
+        }
+        Value source = null;
+        for (Value in : p.inputs()) {
+            if (in == null || Constants.isConstant(in)) {
+                continue;
+            }
+            Value s = elementwiseSource(in, block, depth + 1);
+            if (s == null || (source != null && s != source)) {
+                return null;
+            }
+            source = s;
+        }
+        if (source != null) {
+            block.add(p);
+        }
+        return source;
     }
 
     /** The Gather or Slice that {@code v} comes from through layout ops, or null. */
