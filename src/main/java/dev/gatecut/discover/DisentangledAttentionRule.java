@@ -37,9 +37,10 @@ final class DisentangledAttentionRule extends NodeRule {
         return "disentangled-attention";
     }
 
+    /** Softmaxes whose scores add position terms to Q·Kᵀ: plain attention is not even attempted. */
     @Override
     boolean anchors(MatchContext ctx, Node node) {
-        return node.is("Softmax");
+        return node.is("Softmax") && scoreProducts(ctx, node.input(0)).size() >= 2;
     }
 
     @Override
@@ -49,8 +50,6 @@ final class DisentangledAttentionRule extends NodeRule {
         List<Node> layout = new ArrayList<>();
         LinearLayer o = ctx.forwardToLinear(pv.output(0), layout);
         List<Node> products = scoreProducts(ctx, softmax.input(0));
-        check(products.size() >= 2, "the scores come from " + products.size()
-                + " activation products; disentangled attention adds position terms to Q·Kᵀ", softmax, "");
         Set<LinearLayer> qkv = new LinkedHashSet<>();
         Set<Node> positionProjections = new LinkedHashSet<>();
         for (Node product : products) {
