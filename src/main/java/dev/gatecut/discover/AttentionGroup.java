@@ -12,11 +12,17 @@ import java.util.List;
  *
  * @param splits          Split nodes that cut a packed Q|K|V output, with the part each output is
  * @param fusedAttention  ONNX Runtime Attention nodes whose num_heads the compiler rewrites
+ * @param headInputs      tensors combined with the scores that carry one slice per query head (T5's
+ *                        relative-position bias, shared by all layers): sliced with the kept heads
  */
 public record AttentionGroup(String name, Projection q, Projection k, Projection v, LinearLayer o,
                              int heads, int kvHeads, long headDim, boolean rotary,
                              List<ShapeEdit> shapeEdits, List<SplitPart> splits,
-                             List<Node> fusedAttention) implements ChannelGroup {
+                             List<Node> fusedAttention, List<HeadInput> headInputs) implements ChannelGroup {
+
+    /** Input {@code input} of {@code node} has the query heads on axis {@code axis}. */
+    public record HeadInput(Node node, int input, int axis) {
+    }
 
     /** Output {@code output} of {@code split} carries the part {@code role} (Q_WIDTH or KV_WIDTH). */
     public record SplitPart(Node split, int output, ShapeEdit.Role role) {
@@ -26,6 +32,14 @@ public record AttentionGroup(String name, Projection q, Projection k, Projection
         shapeEdits = List.copyOf(shapeEdits);
         splits = List.copyOf(splits);
         fusedAttention = List.copyOf(fusedAttention);
+        headInputs = List.copyOf(headInputs);
+    }
+
+    /** A group with no per-head score inputs. */
+    public AttentionGroup(String name, Projection q, Projection k, Projection v, LinearLayer o, int heads, int kvHeads,
+                          long headDim, boolean rotary, List<ShapeEdit> shapeEdits, List<SplitPart> splits,
+                          List<Node> fusedAttention) {
+        this(name, q, k, v, o, heads, kvHeads, headDim, rotary, shapeEdits, splits, fusedAttention, List.of());
     }
 
     public int queryHeadsPerGroup() {

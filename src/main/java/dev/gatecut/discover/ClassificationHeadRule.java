@@ -59,7 +59,8 @@ final class ClassificationHeadRule extends NodeRule {
         }
         Value in = first.input(0);
         Node selection = tokenSelection(in);
-        boolean fromSequence = selection != null && hasSequenceAxis(ctx, selection.input(0));
+        boolean fromSequence = selection != null && (hasSequenceAxis(ctx, selection.input(0))
+                || dropsFixedTokenAxis(ctx, selection.input(0), in));
         MatchFailure.check(fromSequence && !hasSequenceAxis(ctx, in), "reads every token ('" + in.name() + "' has "
                 + ctx.shapes().get(in.name()).map(s -> Arrays.toString(s.kinds())).orElse("no probed shape")
                 + "), not one selected token", first, "sequence");
@@ -158,6 +159,17 @@ final class ClassificationHeadRule extends NodeRule {
             v = p.input(0);
         }
         return null;
+    }
+
+    /**
+     * A fixed token count (ViT: patches + CLS) has no SEQUENCE axis: the selection then turns
+     * {@code [batch, tokens, features]} into {@code [batch, features]}, one axis fewer.
+     */
+    private static boolean dropsFixedTokenAxis(MatchContext ctx, Value tokens, Value selected) {
+        Optional<ShapeProbe.DimKind[]> from = ctx.kinds(tokens);
+        Optional<ShapeProbe.DimKind[]> to = ctx.kinds(selected);
+        return from.isPresent() && to.isPresent() && from.get().length == 3 && to.get().length == 2
+                && from.get()[0] == ShapeProbe.DimKind.BATCH && from.get()[1] == ShapeProbe.DimKind.FIXED;
     }
 
     private static boolean hasSequenceAxis(MatchContext ctx, Value v) {

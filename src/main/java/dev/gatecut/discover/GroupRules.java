@@ -8,11 +8,12 @@ public final class GroupRules {
     }
 
     /**
-     * Attention first (its Q/K/V/O layers must not be read as FFNs), then classification heads
-     * (a pooler + classifier looks like an FFN), then FFNs, which take what is left.
+     * Attention first (its Q/K/V/O layers must not be read as FFNs; DeBERTa's disentangled attention,
+     * which stays ungated, after the plain kind), then classification heads (a pooler + classifier
+     * looks like an FFN), then FFNs, which take what is left.
      */
     public static List<GroupRule> standard() {
-        return List.of(new SoftmaxAttentionRule(), new FusedAttentionRule(), new ClassificationHeadRule(),
-                new FfnRule());
+        return List.of(new SoftmaxAttentionRule(), new FusedAttentionRule(), new DisentangledAttentionRule(),
+                new ClassificationHeadRule(), new FfnRule());
     }
 }

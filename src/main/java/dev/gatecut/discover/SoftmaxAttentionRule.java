@@ -41,13 +41,15 @@ final class SoftmaxAttentionRule extends NodeRule {
         long[] context = ctx.probed(pv.output(0)).orElseThrow(() -> new MatchFailure(
                 "no probed shape for the attention context", pv, ""));
         ShapeProbe.DimKind[] kinds = ctx.kinds(pv.output(0)).orElseThrow();
+        // The token axis follows the input length for text, but is FIXED for pixel inputs (ViT: patches + CLS).
         String misfit = context.length != 4 ? "rank" : kinds[1] != ShapeProbe.DimKind.FIXED ? "heads"
                 : kinds[3] != ShapeProbe.DimKind.FIXED ? "head_dim" : kinds[2] != ShapeProbe.DimKind.SEQUENCE
-                ? "sequence" : null;
+                && kinds[2] != ShapeProbe.DimKind.FIXED ? "sequence" : null;
         check(misfit == null, "attention context has shape " + Arrays.toString(context) + " " + Arrays.toString(kinds)
                 + "; expected [batch, heads, sequence, head_dim]", pv, misfit);
         int heads = (int) context[1];
         long headDim = context[3];
+        boolean fixedTokens = kinds[2] == ShapeProbe.DimKind.FIXED;
         ProjectionTracer.Trace q = ProjectionTracer.trace(ctx, qk.input(0), "query");
         ProjectionTracer.Trace k = ProjectionTracer.trace(ctx, qk.input(1), "key");
         ProjectionTracer.Trace v = ProjectionTracer.trace(ctx, pv.input(1), "value");
@@ -65,6 +67,10 @@ final class SoftmaxAttentionRule extends NodeRule {
                 + " key/value heads", ctx.nodeOf(vp.layer()), "kv heads");
         check(o.inFeatures() == heads * headDim, "output projection takes " + o.inFeatures() + " inputs, not "
                 + heads * headDim, ctx.nodeOf(o), "output projection inputs");
+        // With a fixed token count, shape constants are told apart by value alone: a token count equal
+        // to a head count would make a sequence element look like a head element.
+        check(!fixedTokens || (context[2] != heads && context[2] != kvHeads), "fixed token count " + context[2]
+                + " equals the number of heads; shape constants cannot be told apart", pv, "sequence");
         List<ShapeEdit> edits = new ArrayList<>();
         List<Node> layout = new ArrayList<>(q.layout());
         layout.addAll(k.layout());
@@ -83,7 +89,7 @@ final class SoftmaxAttentionRule extends NodeRule {
         }
         boolean rotary = q.rotary() || k.rotary();
         return new MatchOutcome.Matched(new AttentionGroup("attn:" + o.node(), qp, kp, vp, o, heads, kvHeads,
-                headDim, rotary, edits, splits, List.of()));
+                headDim, rotary, edits, splits, List.of(), ScoreHeadInputs.find(ctx, qk, softmax, heads)));
     }
 
     /** Shape-constant elements of a Reshape/Expand on an attention path that count heads. */

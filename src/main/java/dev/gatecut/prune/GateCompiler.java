@@ -325,6 +325,7 @@ public final class GateCompiler {
             for (AttentionGroup.SplitPart part : a.splits()) {
                 editSplit(part, part.role() == ShapeEdit.Role.Q_WIDTH ? (long) heads * d : kv * d);
             }
+            HeadInputSlices.apply(graph, a, HeadInputSlices.queryHeads(keptGroups, perGroup));
             for (Node fused : a.fusedAttention()) {
                 fused.setAttribute(AttributeProto.newBuilder().setName("num_heads")
                         .setType(AttributeProto.AttributeType.INT).setI(heads).build());

@@ -125,4 +125,19 @@ class ClassificationHeadRuleTest {
         return d.unmatched().stream().filter(u -> u.node().equals(node)).findFirst()
                 .orElseThrow(() -> new AssertionError(node + " not in " + d.unmatched()));
     }
+
+    @Test
+    void debertaPoolerWithWrittenOutGeluAndVitClassifierOnAFixedTokenCount() throws Exception {
+        record Case(String file, List<String> layers) {
+        }
+        for (Case c : List.of(new Case("deberta-v2-cls-ts17.onnx", List.of("/m/pooler/dense/Gemm", "/m/classifier/Gemm")),
+                new Case("vit-cls-ts17.onnx", List.of("/m/classifier/Gemm")))) {
+            try (OnnxModel m = OnnxModel.load(Path.of("onnx-models", "deploy", c.file()))) {
+                List<MatchOutcome> outcomes = RuleTesting.outcomes(new ClassificationHeadRule(), RuleTesting.context(m));
+                assertEquals(1, outcomes.size(), c.file());
+                MatchOutcome.Excluded e = (MatchOutcome.Excluded) outcomes.get(0);
+                assertEquals(c.layers(), e.layers().stream().map(x -> x.layer().node()).toList(), c.file());
+            }
+        }
+    }
 }

@@ -68,4 +68,42 @@ class SoftmaxAttentionRuleTest {
             assertFalse(d.groups().stream().anyMatch(g -> g.name().equals("attn:" + oName)));
         }
     }
+
+    @Test
+    void t5SharedRelativePositionBiasIsAHeadInputOfEachLayer() throws Exception {
+        for (String file : List.of("t5-encoder-ts17.onnx", "mt5-encoder-ts17.onnx")) {
+            try (OnnxModel m = OnnxModel.load(Path.of("onnx-models", "deploy", file))) {
+                List<AttentionGroup> groups = RuleTesting.matched(run(m), AttentionGroup.class);
+                assertEquals(2, groups.size(), file);
+                for (AttentionGroup a : groups) {
+                    assertEquals(1, a.headInputs().size(), file + ": the bias, not the [batch, 1, 1, k] mask");
+                    AttentionGroup.HeadInput in = a.headInputs().get(0);
+                    assertTrue(in.node().is("Add"), in.toString());
+                    assertEquals(1, in.axis(), "[1, heads, q, k]");
+                }
+                // One bias tensor, computed in layer 0, read by both layers.
+                assertSame(groups.get(0).headInputs().get(0).node().input(groups.get(0).headInputs().get(0).input()),
+                        groups.get(1).headInputs().get(0).node().input(groups.get(1).headInputs().get(0).input()));
+            }
+        }
+        try (OnnxModel m = OnnxModel.load(Path.of("onnx-models", "bert-ts17.onnx"))) {
+            RuleTesting.matched(run(m), AttentionGroup.class).forEach(a -> assertTrue(a.headInputs().isEmpty(),
+                    "BERT's padding mask broadcasts over heads"));
+        }
+    }
+
+    @Test
+    void vitAttentionWithAFixedTokenCountMatches() throws Exception {
+        try (OnnxModel m = OnnxModel.load(Path.of("onnx-models", "deploy", "vit-cls-ts17.onnx"))) {
+            List<MatchOutcome> outcomes = run(m);
+            List<AttentionGroup> groups = RuleTesting.matched(outcomes, AttentionGroup.class);
+            assertEquals(2, groups.size(), outcomes.toString());
+            for (AttentionGroup a : groups) {
+                assertEquals(4, a.heads());
+                assertEquals(16, a.headDim());
+                // The token count 17 is never taken for a head-count element.
+                a.shapeEdits().forEach(e -> assertEquals(4, e.oldValue(), e.toString()));
+            }
+        }
+    }
 }

@@ -38,6 +38,16 @@ public final class TestModels {
         }
     }
 
+    /**
+     * The encoder architectures of the deployed-export zoo (onnx-models/deploy): T5/MT5 encoders, a
+     * ViT classifier, DistilBERT, RoBERTa and DeBERTa-v2 classifiers.
+     */
+    public static List<Path> architectures() {
+        return Stream.of("t5-encoder-ts17", "mt5-encoder-ts17", "vit-cls-ts17", "distilbert-cls-ts17",
+                "roberta-cls-ts17", "deberta-v2-cls-ts17").map(n -> zooDir().resolve("deploy").resolve(n + ".onnx"))
+                .toList();
+    }
+
     /** The zoo plus MiniLM. */
     public static List<Path> all() {
         List<Path> models = new ArrayList<>(zoo());
