@@ -71,7 +71,7 @@ public final class GroupFinder {
 
     /** Probes shapes with ONNX Runtime (CPU) and discovers the groups. */
     public static Discovery discover(OnnxModel model) throws OrtException {
-        return discover(model.graph(), ShapeProbe.probe(model));
+        return discover(model.graph(), ShapeProbe.probeLoaded(model));
     }
 
     public static Discovery discover(Graph graph, ShapeProbe.Result shapes) {
