@@ -19,6 +19,7 @@ public final class GatecutCli {
     public static final int EXIT_FAILURE = 1;
 
     public static void main(String[] args) {
+        dev.gatecut.runtime.OrtTempFolder.cleanUpAtExit();
         System.exit(run(args));
     }
 
