@@ -82,7 +82,7 @@ public final class ModelIO {
                     : "not an ONNX protobuf file (" + e.getMessage() + ")";
             throw new OnnxFormatException(path + ": cannot parse: " + why, e);
         } catch (IOException e) {
-            throw new OnnxFormatException(path + ": cannot read: " + e.getMessage(), e);
+            throw new OnnxFormatException(path + ": cannot read: " + AtomicFiles.reason(e), e);
         }
         if (proto.getIrVersion() <= 0 || !proto.hasGraph()) {
             throw new OnnxFormatException(path + ": not an ONNX model (no "
@@ -104,7 +104,7 @@ public final class ModelIO {
         String where = file == null ? "model" : file.toString();
         Map<Path, ExternalDataFile> opened = new LinkedHashMap<>();
         try {
-            Graph graph = readGraph(proto.getGraph(), where, dir, opened, TensorChecks.importedDomains(proto));
+            Graph graph = readGraph(proto.getGraph(), where, dir, opened, NodeChecks.importedDomains(proto));
             return new OnnxModel(proto, graph, file, new ArrayList<>(opened.values()));
         } catch (RuntimeException e) {
             opened.values().forEach(ExternalDataFile::close);
@@ -144,7 +144,7 @@ public final class ModelIO {
                 checkNoExternalSubgraphData(a, np, where);
                 TensorChecks.checkAttribute(a, np, where);
             }
-            TensorChecks.checkDomain(np, domains, where);
+            NodeChecks.check(np, domains, where);
             Node node = graph.addNode(np.getOpType(), np.getDomain(), np.getName(), List.of(),
                     np.getOutputList(), np.getAttributeList());
             node.setOverload(np.getOverload());
@@ -457,7 +457,7 @@ public final class ModelIO {
             AtomicFiles.move(tmpModel, target);
             tmpModel = null;
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + target + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot write " + target + ": " + AtomicFiles.reason(e), e);
         } finally {
             AtomicFiles.deleteQuietly(tmpData);
             AtomicFiles.deleteQuietly(tmpModel);

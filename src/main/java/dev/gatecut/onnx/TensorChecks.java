@@ -1,19 +1,13 @@
 package dev.gatecut.onnx;
 
 import dev.gatecut.onnx.proto.AttributeProto;
-import dev.gatecut.onnx.proto.FunctionProto;
 import dev.gatecut.onnx.proto.GraphProto;
-import dev.gatecut.onnx.proto.ModelProto;
 import dev.gatecut.onnx.proto.NodeProto;
-import dev.gatecut.onnx.proto.OperatorSetIdProto;
 import dev.gatecut.onnx.proto.TensorProto;
 
-import java.util.HashSet;
-import java.util.Set;
-
 /**
- * Load-time checks for defects that would otherwise surface later as raw ONNX Runtime failures:
- * tensors whose type, shape and data disagree, and nodes in domains the model does not import.
+ * Load-time checks of tensors whose type, shape and data disagree: defects that would otherwise
+ * surface later as raw ONNX Runtime failures.
  */
 final class TensorChecks {
     private TensorChecks() {
@@ -124,30 +118,5 @@ final class TensorChecks {
                 checkAttribute(a, n, where);
             }
         }
-    }
-
-    /** The domains a node may use: the imported opsets and the model's own functions. */
-    static Set<String> importedDomains(ModelProto proto) {
-        Set<String> domains = new HashSet<>();
-        for (OperatorSetIdProto o : proto.getOpsetImportList()) {
-            domains.add(canonical(o.getDomain()));
-        }
-        for (FunctionProto f : proto.getFunctionsList()) {
-            domains.add(canonical(f.getDomain()));
-        }
-        return domains;
-    }
-
-    static void checkDomain(NodeProto n, Set<String> domains, String where) {
-        String domain = canonical(n.getDomain());
-        if (!domains.contains(domain)) {
-            throw new OnnxFormatException(where + ": node '" + n.getName() + "' (" + n.getOpType() + ") is in domain '"
-                    + (domain.isEmpty() ? "ai.onnx" : domain) + "', which the model's opset_import does not list"
-                    + " (imported: " + domains.stream().map(d -> d.isEmpty() ? "ai.onnx" : d).sorted().toList() + ")");
-        }
-    }
-
-    private static String canonical(String domain) {
-        return domain.equals("ai.onnx") ? "" : domain;
     }
 }

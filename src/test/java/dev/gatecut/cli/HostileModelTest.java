@@ -196,4 +196,23 @@ class HostileModelTest {
                 "-o", dir.resolve("out.onnx").toString());
         assertTrue(!Files.exists(dir.resolve("out.onnx")));
     }
+
+    /** Found by ModelFuzzTest: ONNX Runtime 1.24 crashes the JVM (SIGSEGV) on a negative GatherND batch_dims. */
+    @Test
+    void attributesOnnxRuntimeTrustsAreRangeChecked(@TempDir Path dir) throws Exception {
+        Path file = dir.resolve("gathernd.onnx");
+        ModelProto p = ModelIO.parse(Path.of("onnx-models/bert-dynamo18.onnx"));
+        GraphProto.Builder g = p.getGraph().toBuilder();
+        String name = null;
+        for (int i = 0; i < g.getNodeCount() && name == null; i++) {
+            if (g.getNode(i).getOpType().equals("GatherND")) {
+                name = g.getNode(i).getName();
+                g.setNode(i, g.getNode(i).toBuilder().clearAttribute().addAttribute(
+                        dev.gatecut.onnx.proto.AttributeProto.newBuilder().setName("batch_dims")
+                                .setType(dev.gatecut.onnx.proto.AttributeProto.AttributeType.INT).setI(-3)));
+            }
+        }
+        Files.write(file, p.toBuilder().setGraph(g).build().toByteArray());
+        assertBadInput(file, name, "inspect", file.toString());
+    }
 }
