@@ -21,12 +21,19 @@ public final class OrtSessions {
         return OrtEnvironment.getEnvironment(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL);
     }
 
-    /** The first line of an ONNX Runtime error, without its error-code prefix. */
+    /**
+     * The first line of an ONNX Runtime error without its error-code prefix and the C++ source
+     * location and function signature its checks prepend (which mean nothing to a user).
+     */
     public static String firstLine(Exception e) {
         String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage().strip();
         m = m.lines().findFirst().orElse(m);
         int at = m.indexOf(" - message: ");
-        return at >= 0 ? m.substring(at + " - message: ".length()) : m;
+        m = at >= 0 ? m.substring(at + " - message: ".length()) : m;
+        m = m.replaceFirst("^Exception during initialization: ", "");
+        // "/onnxruntime_src/.../file.cc:29 onnxruntime::Class::Method(const Args&) condition was false. why"
+        m = m.replaceFirst("^/\\S+:\\d+ [^(]*\\([^)]*\\)\\s*(const\\s*)?", "");
+        return m.isBlank() ? e.getClass().getSimpleName() : m;
     }
 
     public static OrtSession.SessionOptions options(Device device) throws OrtException {

@@ -41,6 +41,9 @@ class ModelFuzzTest {
     static final long SEED = Long.getLong("gatecut.fuzz.seed", 20261130L);
     static final Duration BUDGET = Duration.ofSeconds(Long.getLong("gatecut.fuzz.seconds", 45));
     static final Duration PER_RUN = Duration.ofSeconds(60);
+    /** A Java stack frame, or an exception class name opening a line. */
+    static final java.util.regex.Pattern STACK_TRACE = java.util.regex.Pattern.compile(
+            "(?m)^\\s+at [\\w.$]+\\(|^(Caused by: )?[\\w.$]+(Exception|Error)(: |$)");
 
     /** One mutation: what it did, for the failure report, and the mutated bytes. */
     record Mutant(String description, byte[] bytes) {
@@ -109,7 +112,7 @@ class ModelFuzzTest {
         try {
             r = f.get(PER_RUN.toSeconds(), TimeUnit.SECONDS);
             problem = r.exit() != 0 && r.exit() != 2 ? "exit " + r.exit()
-                    : r.err().contains("\tat ") || r.err().contains("Exception") ? "stack trace"
+                    : STACK_TRACE.matcher(r.err()).find() ? "stack trace"
                     : r.exit() == 2 && r.err().strip().lines().count() != 1 ? "error is not one line"
                     : null;
         } catch (TimeoutException e) {
