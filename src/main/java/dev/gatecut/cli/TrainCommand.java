@@ -13,7 +13,9 @@ import dev.gatecut.train.TrainingRun;
 import dev.gatecut.train.data.Batcher;
 import dev.gatecut.train.data.Dataset;
 import dev.gatecut.train.data.DatasetReader;
+import dev.gatecut.train.data.DatasetException;
 import dev.gatecut.train.data.Example;
+import dev.gatecut.train.data.LabelVocabulary;
 import dev.gatecut.train.data.TokenizedDataset;
 import dev.gatecut.train.data.Tokenizer;
 import me.tongfei.progressbar.ProgressBar;
@@ -77,6 +79,11 @@ final class TrainCommand implements Callable<Integer> {
 
         @Option(names = "--label-field", defaultValue = "label", paramLabel = "F", description = "Default ${DEFAULT-VALUE}.")
         String labelField;
+
+        @Option(names = "--labels", split = ",", paramLabel = "A,B,...",
+                description = "The class labels, in the order of the classifier's outputs. Rows with another label"
+                        + " are an error. Without it the labels are the sorted distinct labels of the training file.")
+        List<String> labels;
 
         @Option(names = "--tokenizer", paramLabel = "FILE",
                 description = "HuggingFace tokenizer.json; without it rows must carry pre-tokenised input_ids.")
@@ -171,6 +178,9 @@ final class TrainCommand implements Callable<Integer> {
                 reader = reader.withoutLabels();
             }
             Dataset trainData = reader.read(train);
+            if (parseTask() == Task.CLASSIFY) {
+                trainData = checkLabels(trainData, out);
+            }
             Dataset evalData = eval == null ? null : reader.read(eval, trainData.labels());
             TokenizedDataset trainTokens;
             TokenizedDataset evalTokens;
@@ -202,6 +212,50 @@ final class TrainCommand implements Callable<Integer> {
                 evalBatches = evalBatches.stream().map(NextTokenBatches::of).toList();
             }
             return new Prepared(config, batches, evalBatches);
+        }
+
+        /**
+         * The training labels against {@code --labels}: undeclared labels are an error, fewer than two
+         * an error, more than two undeclared ones a notice (a "binary" file with a stray third label
+         * would otherwise train a three-way head silently). Runs before any ONNX Runtime work.
+         */
+        Dataset checkLabels(Dataset data, PrintWriter out) {
+            Dataset result = data;
+            if (labels != null && !labels.isEmpty()) {
+                LabelVocabulary declared;
+                try {
+                    declared = LabelVocabulary.of(labels.stream().map(String::strip).toList());
+                } catch (IllegalArgumentException e) {
+                    throw new IllegalArgumentException("--labels: " + e.getMessage());
+                }
+                List<Example> remapped = new ArrayList<>(data.size());
+                for (Example e : data.examples()) {
+                    String label = data.labels().label(e.label());
+                    if (!declared.contains(label)) {
+                        throw new DatasetException(e.origin() + ": field \"" + labelField + "\": label \"" + label
+                                + "\" is not one of the labels declared with --labels (" + declared + ")");
+                    }
+                    remapped.add(new Example(e.text(), e.tokenIds(), declared.id(label), e.origin()));
+                }
+                result = new Dataset(data.source(), remapped, declared);
+            }
+            int[] counts = result.labelCounts();
+            long present = java.util.Arrays.stream(counts).filter(c -> c > 0).count();
+            if (present < 2) {
+                throw new DatasetException(train + ": every row has the label \"" + data.labels().label(0)
+                        + "\"; classification needs at least two labels (check --label-field, now \"" + labelField + "\")");
+            }
+            if (labels == null && counts.length > 2) {
+                out.printf("notice: %d labels in %s (%s): the classifier gets %d outputs; pass --labels to state"
+                        + " which labels you expect%n", counts.length, train, result.labels(), counts.length);
+            }
+            for (int i = 0; i < counts.length; i++) {
+                if (counts[i] == 0) {
+                    out.printf("notice: label \"%s\" (declared with --labels) has no training rows%n",
+                            result.labels().label(i));
+                }
+            }
+            return result;
         }
 
         private TokenizedDataset pretokenized(Dataset data, Path file) {
