@@ -85,8 +85,9 @@ final class CompressCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         dev.gatecut.onnx.AtomicFiles.checkWritableFolder(output, "-o", output);
         PrintWriter out = spec.commandLine().getOut();
-        TrainCommand.TrainOptions.Prepared prepared = options.prepare(out);
         Path runDir = output.resolve("run");
+        options.checkRunFolder(runDir, out);
+        TrainCommand.TrainOptions.Prepared prepared = options.prepare(out);
         long start = System.nanoTime();
         TrainingRun.Summary summary = options.run(model, runDir, out, prepared);
         double trainSeconds = (System.nanoTime() - start) / 1e9;

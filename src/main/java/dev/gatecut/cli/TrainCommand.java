@@ -57,6 +57,7 @@ final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PrintWriter out = spec.commandLine().getOut();
+        options.checkRunFolder(output, out);
         TrainingRun.Summary s = options.run(model, output, out);
         out.printf("trained %d steps; gates in %s%n", s.steps(), output.resolve("gates.json"));
         out.flush();
@@ -112,8 +113,12 @@ final class TrainCommand implements Callable<Integer> {
         @Option(names = "--log-every", defaultValue = "10", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
         int logEvery;
 
-        @Option(names = "--resume", description = "Continue from the run folder's last checkpoint.")
+        @Option(names = "--resume", description = "Continue the run in the run folder from its last checkpoint"
+                + " (an error when there is none).")
         boolean resume;
+
+        @Option(names = "--force", description = "Start over in a run folder that holds a run (its files are replaced).")
+        boolean force;
 
         @Option(names = "--backend", defaultValue = "auto", paramLabel = "B",
                 description = "fused (one ONNX graph per step, any ONNX Runtime build), ort-training (ONNX Runtime's"
@@ -160,6 +165,15 @@ final class TrainCommand implements Callable<Integer> {
 
         TrainingRun.Summary run(Path model, Path output, PrintWriter out) throws Exception {
             return run(model, output, out, prepare(out));
+        }
+
+        /** Checks the run folder before any work: see {@link dev.gatecut.train.RunFolder#check}. */
+        void checkRunFolder(Path runDir, PrintWriter out) {
+            String line = dev.gatecut.train.RunFolder.check(runDir, parseBackend(), resume, force);
+            if (line != null) {
+                out.println(line);
+                out.flush();
+            }
         }
 
         TrainingRun.Summary run(Path model, Path output, PrintWriter out, Prepared p) throws Exception {
