@@ -126,7 +126,8 @@ final class TrainCommand implements Callable<Integer> {
                         + " loaded library has it); default ${DEFAULT-VALUE}.")
         String backend;
 
-        @Option(names = "--no-progress", description = "No progress bar (logs still go to metrics.jsonl).")
+        @Option(names = "--no-progress", description = "No progress output: neither the bar (shown on a terminal)"
+                + " nor the plain line every --log-every steps (otherwise); metrics.jsonl is written either way.")
         boolean noProgress;
 
         TrainConfig config(int labels) {
@@ -291,9 +292,13 @@ final class TrainCommand implements Callable<Integer> {
             return new TrainingRun.Listener() {
                 private ProgressBar bar;
 
+                private long total;
+
                 @Override
                 public void started(long firstStep, long totalSteps) {
-                    if (!noProgress) {
+                    total = totalSteps;
+                    // A bar redraws itself with carriage returns: only on a terminal, never into a log.
+                    if (!noProgress && System.console() != null) {
                         bar = new ProgressBarBuilder().setTaskName("train").setInitialMax(totalSteps)
                                 .setStyle(ProgressBarStyle.ASCII).continuousUpdate().build();
                         bar.stepTo(firstStep);
@@ -302,10 +307,14 @@ final class TrainCommand implements Callable<Integer> {
 
                 @Override
                 public void stepped(long step, GateTrainer.StepResult r, double samplesPerSecond) {
+                    String progress = String.format("loss %.4f task %.4f sparsity %.3f %.0f samples/s",
+                            r.loss(), r.taskLoss(), r.expectedSparsity(), samplesPerSecond);
                     if (bar != null) {
                         bar.stepTo(step);
-                        bar.setExtraMessage(String.format("loss %.4f task %.4f sparsity %.3f %.0f samples/s",
-                                r.loss(), r.taskLoss(), r.expectedSparsity(), samplesPerSecond));
+                        bar.setExtraMessage(progress);
+                    } else if (!noProgress) {
+                        out.printf("step %d/%d: %s%n", step, total, progress);
+                        out.flush();
                     }
                 }
 
