@@ -93,9 +93,11 @@ final class CompressCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        dev.gatecut.onnx.AtomicFiles.checkWritableFolder(output, "-o", output);
         PrintWriter out = spec.commandLine().getOut();
-        TrainCommand.TrainOptions.Prepared prepared = options.prepare(out);
         Path runDir = output.resolve("run");
+        options.checkRunFolder(runDir, out);
+        TrainCommand.TrainOptions.Prepared prepared = options.prepare(out);
         long start = System.nanoTime();
         TrainingRun.Summary summary = options.run(model, runDir, out, prepared);
         double trainSeconds = (System.nanoTime() - start) / 1e9;
@@ -111,7 +113,14 @@ final class CompressCommand implements Callable<Integer> {
             GatePlan plan = GatePlan.of(discovery, prepared.config().mode());
             Path gatesFile = runDir.resolve("gates.json");
             GateValues gates = GateValues.read(gatesFile).conformTo(plan, gatesFile);
+            byte[] gatedBytes = CompiledModelCheck.gatedBytes(model, params, plan, gates);
             compiled = GateCompiler.compile(slim, plan, gates, align);
+            CompiledModelCheck.Result check = CompiledModelCheck.verify(gatedBytes, slim, model,
+                    output.resolve("model.onnx"), prepared.config().seed());
+            if (!check.skipped()) {
+                out.printf("verify: slim vs gated model, max relative error %.2e on random inputs%n",
+                        check.maxRelativeError());
+            }
             slim.save(output.resolve("model.onnx"));
             Files.copy(gatesFile, output.resolve("gates.json"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
             PruneCommand.printReport(compiled, discovery, prepared.config().mode(), out);

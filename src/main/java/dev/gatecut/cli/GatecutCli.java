@@ -19,6 +19,7 @@ public final class GatecutCli {
     public static final int EXIT_FAILURE = 1;
 
     public static void main(String[] args) {
+        dev.gatecut.runtime.OrtTempFolder.cleanUpAtExit();
         System.exit(run(args));
     }
 
@@ -52,9 +53,15 @@ public final class GatecutCli {
 
     static final class Version implements CommandLine.IVersionProvider {
         @Override
-        public String[] getVersion() {
-            String v = GatecutCli.class.getPackage().getImplementationVersion();
-            return new String[] {"gatecut " + (v == null ? "dev" : v) + ", ONNX Runtime 1.24.1"};
+        public String[] getVersion() throws java.io.IOException {
+            java.util.Properties p = new java.util.Properties();
+            try (var in = GatecutCli.class.getResourceAsStream("/dev/gatecut/version.properties")) {
+                if (in != null) {
+                    p.load(in);
+                }
+            }
+            String v = p.getProperty("version", "unknown (built without Maven)");
+            return new String[] {"gatecut " + v + ", ONNX Runtime 1.24.1"};
         }
     }
 }

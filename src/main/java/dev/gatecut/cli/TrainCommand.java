@@ -13,7 +13,9 @@ import dev.gatecut.train.TrainingRun;
 import dev.gatecut.train.data.Batcher;
 import dev.gatecut.train.data.Dataset;
 import dev.gatecut.train.data.DatasetReader;
+import dev.gatecut.train.data.DatasetException;
 import dev.gatecut.train.data.Example;
+import dev.gatecut.train.data.LabelVocabulary;
 import dev.gatecut.train.data.TokenizedDataset;
 import dev.gatecut.train.data.Tokenizer;
 import me.tongfei.progressbar.ProgressBar;
@@ -55,6 +57,7 @@ final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PrintWriter out = spec.commandLine().getOut();
+        options.checkRunFolder(output, out);
         TrainingRun.Summary s = options.run(model, output, out);
         out.printf("trained %d steps; gates in %s%n", s.steps(), output.resolve("gates.json"));
         out.flush();
@@ -79,9 +82,9 @@ final class TrainCommand implements Callable<Integer> {
         String labelField;
 
         @Option(names = "--labels", split = ",", paramLabel = "L,...",
-                description = "Class labels in the order of the model's logits (default: the distinct labels of --train,"
-                        + " sorted, numerically when all are integers). A classifier export needs as many as it has"
-                        + " logits.")
+                description = "Class labels in the order of the model's logits; rows with another label are an error"
+                        + " (default: the distinct labels of --train, sorted, numerically when all are integers). A"
+                        + " classifier export needs as many as it has logits.")
         List<String> labels;
 
         @Option(names = "--tokenizer", paramLabel = "FILE",
@@ -111,8 +114,12 @@ final class TrainCommand implements Callable<Integer> {
         @Option(names = "--log-every", defaultValue = "10", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
         int logEvery;
 
-        @Option(names = "--resume", description = "Continue from the run folder's last checkpoint.")
+        @Option(names = "--resume", description = "Continue the run in the run folder from its last checkpoint"
+                + " (an error when there is none).")
         boolean resume;
+
+        @Option(names = "--force", description = "Start over in a run folder that holds a run (its files are replaced).")
+        boolean force;
 
         @Option(names = "--backend", defaultValue = "auto", paramLabel = "B",
                 description = "fused (one ONNX graph per step, any ONNX Runtime build), ort-training (ONNX Runtime's"
@@ -120,7 +127,8 @@ final class TrainCommand implements Callable<Integer> {
                         + " loaded library has it); default ${DEFAULT-VALUE}.")
         String backend;
 
-        @Option(names = "--no-progress", description = "No progress bar (logs still go to metrics.jsonl).")
+        @Option(names = "--no-progress", description = "No progress output: neither the bar (shown on a terminal)"
+                + " nor the plain line every --log-every steps (otherwise); metrics.jsonl is written either way.")
         boolean noProgress;
 
         TrainConfig config(int labels) {
@@ -161,6 +169,15 @@ final class TrainCommand implements Callable<Integer> {
             return run(model, output, out, prepare(out));
         }
 
+        /** Checks the run folder before any work: see {@link dev.gatecut.train.RunFolder#check}. */
+        void checkRunFolder(Path runDir, PrintWriter out) {
+            String line = dev.gatecut.train.RunFolder.check(runDir, parseBackend(), resume, force);
+            if (line != null) {
+                out.println(line);
+                out.flush();
+            }
+        }
+
         TrainingRun.Summary run(Path model, Path output, PrintWriter out, Prepared p) throws Exception {
             TrainingRun.Backend b = parseBackend();
             out.printf("backend: %s%n", b == TrainingRun.Backend.FUSED ? "fused train step" : "ONNX Runtime training API");
@@ -179,6 +196,9 @@ final class TrainCommand implements Callable<Integer> {
                 reader = reader.withLabels(labels);
             }
             Dataset trainData = reader.read(train);
+            if (parseTask() == Task.CLASSIFY) {
+                trainData = checkLabels(trainData, out);
+            }
             Dataset evalData = eval == null ? null : reader.read(eval, trainData.labels());
             TokenizedDataset trainTokens;
             TokenizedDataset evalTokens;
@@ -212,6 +232,50 @@ final class TrainCommand implements Callable<Integer> {
             return new Prepared(config, batches, evalBatches);
         }
 
+        /**
+         * The training labels against {@code --labels}: undeclared labels are an error, fewer than two
+         * an error, more than two undeclared ones a notice (a "binary" file with a stray third label
+         * would otherwise train a three-way head silently). Runs before any ONNX Runtime work.
+         */
+        Dataset checkLabels(Dataset data, PrintWriter out) {
+            Dataset result = data;
+            if (labels != null && !labels.isEmpty()) {
+                LabelVocabulary declared;
+                try {
+                    declared = LabelVocabulary.of(labels.stream().map(String::strip).toList());
+                } catch (IllegalArgumentException e) {
+                    throw new IllegalArgumentException("--labels: " + e.getMessage());
+                }
+                List<Example> remapped = new ArrayList<>(data.size());
+                for (Example e : data.examples()) {
+                    String label = data.labels().label(e.label());
+                    if (!declared.contains(label)) {
+                        throw new DatasetException(e.origin() + ": field \"" + labelField + "\": label \"" + label
+                                + "\" is not one of the labels declared with --labels (" + declared + ")");
+                    }
+                    remapped.add(new Example(e.text(), e.tokenIds(), declared.id(label), e.origin()));
+                }
+                result = new Dataset(data.source(), remapped, declared);
+            }
+            int[] counts = result.labelCounts();
+            long present = java.util.Arrays.stream(counts).filter(c -> c > 0).count();
+            if (present < 2) {
+                throw new DatasetException(train + ": every row has the label \"" + data.labels().label(0)
+                        + "\"; classification needs at least two labels (check --label-field, now \"" + labelField + "\")");
+            }
+            if (labels == null && counts.length > 2) {
+                out.printf("notice: %d labels in %s (%s): the classifier gets %d outputs; pass --labels to state"
+                        + " which labels you expect%n", counts.length, train, result.labels(), counts.length);
+            }
+            for (int i = 0; i < counts.length; i++) {
+                if (counts[i] == 0) {
+                    out.printf("notice: label \"%s\" (declared with --labels) has no training rows%n",
+                            result.labels().label(i));
+                }
+            }
+            return result;
+        }
+
         private TokenizedDataset pretokenized(Dataset data, Path file) {
             int[][] ids = new int[data.size()][];
             int[] labels = new int[data.size()];
@@ -231,9 +295,13 @@ final class TrainCommand implements Callable<Integer> {
             return new TrainingRun.Listener() {
                 private ProgressBar bar;
 
+                private long total;
+
                 @Override
                 public void started(long firstStep, long totalSteps) {
-                    if (!noProgress) {
+                    total = totalSteps;
+                    // A bar redraws itself with carriage returns: only on a terminal, never into a log.
+                    if (!noProgress && System.console() != null) {
                         bar = new ProgressBarBuilder().setTaskName("train").setInitialMax(totalSteps)
                                 .setStyle(ProgressBarStyle.ASCII).continuousUpdate().build();
                         bar.stepTo(firstStep);
@@ -242,10 +310,14 @@ final class TrainCommand implements Callable<Integer> {
 
                 @Override
                 public void stepped(long step, GateTrainer.StepResult r, double samplesPerSecond) {
+                    String progress = String.format("loss %.4f task %.4f sparsity %.3f %.0f samples/s",
+                            r.loss(), r.taskLoss(), r.expectedSparsity(), samplesPerSecond);
                     if (bar != null) {
                         bar.stepTo(step);
-                        bar.setExtraMessage(String.format("loss %.4f task %.4f sparsity %.3f %.0f samples/s",
-                                r.loss(), r.taskLoss(), r.expectedSparsity(), samplesPerSecond));
+                        bar.setExtraMessage(progress);
+                    } else if (!noProgress) {
+                        out.printf("step %d/%d: %s%n", step, total, progress);
+                        out.flush();
                     }
                 }
 

@@ -31,7 +31,7 @@ public final class GroupFinder {
     /** Refuses quantized models, probes shapes with ONNX Runtime (CPU) and discovers the groups. */
     public static Discovery discover(OnnxModel model) throws OrtException {
         QuantizedOps.requireFloat(model.graph(), model.source().map(Object::toString).orElse("model"));
-        return discover(model.graph(), ShapeProbe.probe(model));
+        return discover(model.graph(), ShapeProbe.probeLoaded(model));
     }
 
     public static Discovery discover(Graph graph, ShapeProbe.Result shapes) {

@@ -57,6 +57,10 @@ public final class ModelIO {
         if (Files.isDirectory(path)) {
             throw new OnnxFormatException(path + ": is a folder, not an ONNX file");
         }
+        if (Files.exists(path) && !Files.isRegularFile(path)) {
+            // Opening a FIFO or device would block or never end.
+            throw new OnnxFormatException(path + ": not a regular file (a pipe, socket or device); pass an ONNX file");
+        }
         ModelProto proto;
         try (FileChannel channel = FileChannel.open(path, StandardOpenOption.READ)) {
             long size = channel.size();
@@ -78,7 +82,7 @@ public final class ModelIO {
                     : "not an ONNX protobuf file (" + e.getMessage() + ")";
             throw new OnnxFormatException(path + ": cannot parse: " + why, e);
         } catch (IOException e) {
-            throw new OnnxFormatException(path + ": cannot read: " + e.getMessage(), e);
+            throw new OnnxFormatException(path + ": cannot read: " + AtomicFiles.reason(e), e);
         }
         if (proto.getIrVersion() <= 0 || !proto.hasGraph()) {
             throw new OnnxFormatException(path + ": not an ONNX model (no "
@@ -100,7 +104,7 @@ public final class ModelIO {
         String where = file == null ? "model" : file.toString();
         Map<Path, ExternalDataFile> opened = new LinkedHashMap<>();
         try {
-            Graph graph = readGraph(proto.getGraph(), where, dir, opened);
+            Graph graph = readGraph(proto.getGraph(), where, dir, opened, NodeChecks.importedDomains(proto));
             return new OnnxModel(proto, graph, file, new ArrayList<>(opened.values()));
         } catch (RuntimeException e) {
             opened.values().forEach(ExternalDataFile::close);
@@ -108,13 +112,15 @@ public final class ModelIO {
         }
     }
 
-    private static Graph readGraph(GraphProto gp, String where, Path dir, Map<Path, ExternalDataFile> opened) {
+    private static Graph readGraph(GraphProto gp, String where, Path dir, Map<Path, ExternalDataFile> opened,
+                                   Set<String> domains) {
         Graph graph = new Graph();
         graph.setExtras(gp);
         for (TensorProto t : gp.getInitializerList()) {
             if (graph.value(t.getName()).isPresent()) {
                 throw new OnnxFormatException(where + ": initializer '" + t.getName() + "' is defined twice");
             }
+            TensorChecks.check(t, where, "initializer");
             graph.addInitializer(readTensor(t, where, dir, opened));
         }
         for (ValueInfoProto in : gp.getInputList()) {
@@ -137,7 +143,9 @@ public final class ModelIO {
             }
             for (AttributeProto a : np.getAttributeList()) {
                 checkNoExternalSubgraphData(a, np, where);
+                TensorChecks.checkAttribute(a, np, where);
             }
+            NodeChecks.check(np, domains, where);
             Node node = graph.addNode(np.getOpType(), np.getDomain(), names.get(created.size()), List.of(),
                     np.getOutputList(), np.getAttributeList());
             node.setOverload(np.getOverload());
@@ -199,8 +207,7 @@ public final class ModelIO {
         }
         Path resolved = resolveInside(dir, location, t.getName(), where);
         long fileOffset = parseLong(info.getOrDefault("offset", "0"), "offset", t, where);
-        DataType type = DataType.fromCode(t.getDataType());
-        long expected = type.byteSize(TensorArrays.elementCount(TensorArrays.dims(t)));
+        long expected = TensorChecks.byteSize(t, where);
         long length = info.containsKey("length") ? parseLong(info.get("length"), "length", t, where) : expected;
         if (length != expected) {
             throw new OnnxFormatException(where + ": tensor '" + t.getName() + "' declares " + length
@@ -216,9 +223,10 @@ public final class ModelIO {
             }
             opened.put(resolved, file);
         }
-        if (fileOffset < 0 || fileOffset + length > file.size()) {
-            throw new OnnxFormatException(where + ": tensor '" + t.getName() + "': bytes " + fileOffset + ".."
-                    + (fileOffset + length) + " lie beyond the end of '" + location + "' (" + file.size() + " bytes)");
+        // Written as a subtraction: offset + length can overflow a long.
+        if (fileOffset < 0 || length < 0 || fileOffset > file.size() - length) {
+            throw new OnnxFormatException(where + ": tensor '" + t.getName() + "': its " + length + " bytes at offset "
+                    + fileOffset + " lie beyond the end of '" + location + "' (" + file.size() + " bytes)");
         }
         return Tensor.external(t, file, fileOffset, length);
     }
@@ -243,6 +251,11 @@ public final class ModelIO {
                     + location + "' leaves the model's folder" + refusal);
         }
         if (Files.exists(resolved)) {
+            if (!Files.isRegularFile(resolved)) {
+                // A folder cannot hold tensor bytes, and opening a FIFO or device would block or never end.
+                throw new OnnxFormatException(where + ": tensor '" + tensor + "': external data location '"
+                        + location + "' is not a regular file" + refusal);
+            }
             try {
                 if (!resolved.toRealPath().startsWith(dir.toRealPath())) {
                     throw new OnnxFormatException(where + ": tensor '" + tensor + "': external data location '"
@@ -445,7 +458,7 @@ public final class ModelIO {
             AtomicFiles.move(tmpModel, target);
             tmpModel = null;
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + target + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot write " + target + ": " + AtomicFiles.reason(e), e);
         } finally {
             AtomicFiles.deleteQuietly(tmpData);
             AtomicFiles.deleteQuietly(tmpModel);

@@ -14,14 +14,35 @@ public final class OrtSessions {
     private OrtSessions() {
     }
 
+    /**
+     * The shared environment. Its log level is FATAL: ONNX Runtime's errors reach gatecut as
+     * exceptions, which it reports as one line; the same error logged in colour would repeat it.
+     */
     public static OrtEnvironment environment() {
-        return OrtEnvironment.getEnvironment();
+        OrtTempFolder.cleanUpAtExit();
+        return OrtEnvironment.getEnvironment(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL);
+    }
+
+    /**
+     * The first line of an ONNX Runtime error without its error-code prefix and the C++ source
+     * location and function signature its checks prepend (which mean nothing to a user).
+     */
+    public static String firstLine(Exception e) {
+        String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage().strip();
+        m = m.lines().findFirst().orElse(m);
+        int at = m.indexOf(" - message: ");
+        m = at >= 0 ? m.substring(at + " - message: ".length()) : m;
+        m = m.replaceFirst("^Exception during initialization: ", "");
+        // "/onnxruntime_src/.../file.cc:29 onnxruntime::Class::Method(const Args&) condition was false. why"
+        m = m.replaceFirst("^/\\S+:\\d+ [^(]*\\([^)]*\\)\\s*(const\\s*)?", "");
+        return m.isBlank() ? e.getClass().getSimpleName() : m;
     }
 
     public static OrtSession.SessionOptions options(Device device) throws OrtException {
         OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-        // Warnings such as "initializer appears in graph inputs" are expected for gated models.
-        options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR);
+        // Warnings such as "initializer appears in graph inputs" are expected for gated models, and
+        // errors come back as exceptions (reported once, as one line).
+        options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL);
         if (device == Device.CUDA) {
             options.addCUDA();
         }

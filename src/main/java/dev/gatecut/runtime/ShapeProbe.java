@@ -6,6 +6,7 @@ import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.onnx.Node;
+import dev.gatecut.onnx.OnnxFormatException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.GraphProto;
@@ -82,6 +83,22 @@ public final class ShapeProbe {
      */
     public static Result probe(OnnxModel model) throws OrtException {
         return probe(model, new Size(2, 7, 0), new Size(3, 11, 4), Device.CPU);
+    }
+
+    /**
+     * {@link #probe(OnnxModel)} of a model loaded from a file: ONNX Runtime refusing to load or run it
+     * is bad input, reported as one line naming the file.
+     */
+    public static Result probeLoaded(OnnxModel model) throws OrtException {
+        try {
+            return probe(model);
+        } catch (OrtException e) {
+            if (model.source().isEmpty()) {
+                throw e;
+            }
+            throw new OnnxFormatException(model.source().get() + ": ONNX Runtime cannot run this model ("
+                    + OrtSessions.firstLine(e) + "); check it with onnx.checker.check_model(full_check=True)", e);
+        }
     }
 
     public static Result probe(OnnxModel model, Size first, Size second, Device device) throws OrtException {

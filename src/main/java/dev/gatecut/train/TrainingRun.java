@@ -94,6 +94,12 @@ public final class TrainingRun {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot create " + outDir + ": " + e.getMessage(), e);
         }
+        RunFolder.removeStaleTempFiles(outDir);
+        if (options.resume() && !Files.exists(RunFolder.checkpoint(outDir, options.backend()))) {
+            // Starting over silently would throw away what the caller asked to continue.
+            throw new IllegalArgumentException("--resume: nothing to resume in " + outDir + " (no "
+                    + RunFolder.checkpoint(outDir, options.backend()).getFileName() + ")");
+        }
         long total = options.steps() > 0 ? options.steps() : (long) options.epochs() * train.batchesPerEpoch();
         Path metrics = outDir.resolve("metrics.jsonl");
         GatePlan plan;

@@ -161,6 +161,9 @@ public final class DatasetReader {
         if (raw.isEmpty()) {
             throw new DatasetException(file + ": no rows");
         }
+        if (labelField != null) {
+            checkOneLabelType(raw, file);
+        }
         LabelVocabulary vocab = vocabulary;
         if (vocab == null) {
             LinkedHashSet<String> seen = new LinkedHashSet<>();
@@ -179,7 +182,29 @@ public final class DatasetReader {
         return new Dataset(file, examples, vocab);
     }
 
-    private record RawRow(String text, int[] ids, String label, int line) {
+    private record RawRow(String text, int[] ids, String label, int line, String labelType) {
+        RawRow(String text, int[] ids, String label, int line) {
+            this(text, ids, label, line, "string");
+        }
+    }
+
+    /**
+     * Labels written as JSON numbers and as strings in one file are an error: {@code 1} and {@code "1"}
+     * would silently become one label, and a mix usually means two sources were concatenated.
+     */
+    private void checkOneLabelType(List<RawRow> raw, Path file) {
+        RawRow first = raw.get(0);
+        for (RawRow r : raw) {
+            if (!r.labelType.equals(first.labelType)) {
+                throw new DatasetException(file + ":" + r.line + ": field \"" + labelField + "\": " + shown(r)
+                        + " is a " + r.labelType + ", but line " + first.line + " has the " + first.labelType + " "
+                        + shown(first) + "; write every label the same way (as strings or as numbers)");
+            }
+        }
+    }
+
+    private static String shown(RawRow r) {
+        return r.labelType.equals("string") ? "\"" + r.label + "\"" : r.label;
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -256,6 +281,9 @@ public final class DatasetReader {
                         + t.getNodeType().name().toLowerCase(Locale.ROOT));
             }
             text = t.textValue();
+            if (text.isBlank()) {
+                throw new DatasetException(at + ": field \"" + textField + "\": is empty (remove the row or give it text)");
+            }
         }
         if (labelField == null) {
             return new RawRow(text, ids, UNLABELLED, lineNo);
@@ -265,10 +293,13 @@ public final class DatasetReader {
             throw new DatasetException(at + ": missing field \"" + labelField + "\"" + fieldsOf(node));
         }
         String label;
+        String labelType;
         if (l.isTextual()) {
             label = l.textValue();
+            labelType = "string";
         } else if (l.isIntegralNumber() || l.isBoolean()) {
             label = l.asText();
+            labelType = l.isBoolean() ? "boolean" : "number";
         } else {
             throw new DatasetException(at + ": field \"" + labelField + "\": must be a string or an integer, got "
                     + l.getNodeType().name().toLowerCase(Locale.ROOT) + " " + l);
@@ -276,7 +307,7 @@ public final class DatasetReader {
         if (label.isEmpty()) {
             throw new DatasetException(at + ": field \"" + labelField + "\": is empty");
         }
-        return new RawRow(text, ids, label, lineNo);
+        return new RawRow(text, ids, label, lineNo, labelType);
     }
 
     private static String fieldsOf(JsonNode node) {
@@ -327,6 +358,9 @@ public final class DatasetReader {
                 ids = parseIdList(r.fields().get(idsCol), at);
             } else if (textCol != null) {
                 text = r.fields().get(textCol);
+                if (text.isBlank()) {
+                    throw new DatasetException(at + ": field \"" + textField + "\": is empty (remove the row or give it text)");
+                }
             } else {
                 throw new DatasetException(at + ": field \"" + idsField + "\": is empty");
             }

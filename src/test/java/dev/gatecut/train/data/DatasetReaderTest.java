@@ -62,7 +62,7 @@ class DatasetReaderTest {
         Path f = write("d.jsonl", """
                 {"text": "a", "label": 10}
                 {"text": "b", "label": 2}
-                {"text": "c", "label": "0"}
+                {"text": "c", "label": 0}
                 """);
         Dataset d = new DatasetReader().read(f);
         assertEquals(List.of("0", "2", "10"), d.labels().labels());
@@ -171,16 +171,18 @@ class DatasetReaderTest {
                 + "2,\"commas, and \"\"quotes\"\"\",other\r\n"
                 + "3,\"two\r\nlines\",great\r\n"
                 + "\r\n"
-                + "4,,other\r\n"
-                + "5,\"\",great";
+                + "4,x,other\r\n"
+                + "5,\"\"\"\",great";
         Path f = write("d.csv", csv);
         Dataset d = new DatasetReader().read(f);
         assertEquals(5, d.size());
         assertEquals("plain", d.examples().get(0).text());
         assertEquals("commas, and \"quotes\"", d.examples().get(1).text());
         assertEquals("two\r\nlines", d.examples().get(2).text());
-        assertEquals("", d.examples().get(3).text());
-        assertEquals("", d.examples().get(4).text());
+        assertEquals("x", d.examples().get(3).text());
+        assertEquals("\"", d.examples().get(4).text());
+        // An empty text is an error naming its line (DataChecksTest covers the command line).
+        assertThrows(DatasetException.class, () -> new DatasetReader().read(write("e.csv", "text,label\n,great\n")));
         assertEquals(f + ":4", d.examples().get(2).origin());
         assertEquals(f + ":7", d.examples().get(3).origin(), "line numbers count the line inside the quoted field");
         assertEquals(List.of("great", "other"), d.labels().labels());

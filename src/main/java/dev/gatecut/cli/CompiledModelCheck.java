@@ -1,0 +1,83 @@
+package dev.gatecut.cli;
+
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import dev.gatecut.gates.GateInjector;
+import dev.gatecut.gates.GatePlan;
+import dev.gatecut.gates.GateValues;
+import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.Equivalence;
+import dev.gatecut.runtime.OrtSessions;
+import dev.gatecut.train.TrainedParams;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * The compiler's invariant, checked before a compiled model is written: it computes what the gated
+ * model computes. Both models are compared from memory, never re-read from the output path (which
+ * another writer may be replacing meanwhile).
+ */
+final class CompiledModelCheck {
+    static final double TOLERANCE = 1e-5;
+    /** Larger models are not serialized twice in memory; compare them with --emit-gated and bench. */
+    static final long MAX_BYTES = 1L << 30;
+
+    /** The max relative error, or NaN when the model is too large to compare in memory. */
+    record Result(double maxRelativeError) {
+        boolean skipped() {
+            return Double.isNaN(maxRelativeError);
+        }
+    }
+
+    private CompiledModelCheck() {
+    }
+
+    static boolean tooLarge(OnnxModel m) {
+        return m.graph().initializers().stream().mapToLong(v -> v.initializer().byteSize()).sum() > MAX_BYTES;
+    }
+
+    /** The gated form of {@code modelFile} (with {@code params} applied when given), serialized inline. */
+    static byte[] gatedBytes(Path modelFile, Path params, GatePlan plan, GateValues values) {
+        try (OnnxModel gated = OnnxModel.load(modelFile)) {
+            if (params != null) {
+                TrainedParams.apply(gated, params);
+            }
+            GateInjector.inject(gated, plan, values);
+            return tooLarge(gated) ? null : gated.toByteArray();
+        }
+    }
+
+    /**
+     * Compares {@code compiled} with the gated model on random inputs; throws a one-line error naming
+     * {@code modelFile} and {@code output} (which is left as it was) when they differ.
+     */
+    static Result verify(byte[] gatedBytes, OnnxModel compiled, Path modelFile, Path output, long seed)
+            throws OrtException {
+        if (gatedBytes == null || tooLarge(compiled)) {
+            return new Result(Double.NaN);
+        }
+        double err;
+        try (OrtSession.SessionOptions options = OrtSessions.options(Device.CPU);
+             OrtSession gated = OrtSessions.environment().createSession(gatedBytes, options);
+             OrtSession slim = OrtSessions.environment().createSession(compiled.toByteArray(), options)) {
+            err = Equivalence.maxRelativeError(gated, slim, compiled.graph(), 2, 16, seed);
+        } catch (OrtException e) {
+            // Seen with fuzzed models whose wiring gatecut's rewrites do not handle: a model it cannot
+            // process correctly is reported like one whose result differs.
+            throw new OnnxFormatException(modelFile + ": the gated or compiled model built from it does not run in"
+                    + " ONNX Runtime (" + OrtSessions.firstLine(e) + "), so " + output + " was not written; gatecut"
+                    + " cannot process this model's structure (please report it)", e);
+        }
+        if (!(err <= TOLERANCE)) {
+            throw new OnnxFormatException(String.format("%s: the compiled model differs from the gated model (max"
+                    + " relative error %.2e, more than %.0e), so %s was not written%s; gatecut cannot compile this"
+                    + " model's structure correctly (see `gatecut inspect --groups %s`; --align or other gates do"
+                    + " not help)", modelFile, err, TOLERANCE, output,
+                    Files.exists(output) ? " (the file there is unchanged)" : "", modelFile));
+        }
+        return new Result(err);
+    }
+}
