@@ -21,7 +21,6 @@ import java.nio.file.Path;
  * another writer may be replacing meanwhile).
  */
 final class CompiledModelCheck {
-    static final double TOLERANCE = 1e-5;
     /** Larger models are not serialized twice in memory; compare them with --emit-gated and bench. */
     static final long MAX_BYTES = 1L << 30;
 
@@ -33,6 +32,14 @@ final class CompiledModelCheck {
     }
 
     private CompiledModelCheck() {
+    }
+
+    private static OnnxModel gatedModel(byte[] bytes) {
+        try {
+            return OnnxModel.of(dev.gatecut.onnx.proto.ModelProto.parseFrom(bytes));
+        } catch (com.google.protobuf.InvalidProtocolBufferException e) {
+            throw new IllegalStateException("the gated model gatecut serialized does not parse", e);
+        }
     }
 
     static boolean tooLarge(OnnxModel m) {
@@ -60,9 +67,9 @@ final class CompiledModelCheck {
             return new Result(Double.NaN);
         }
         double err;
-        try (OrtSession.SessionOptions options = OrtSessions.options(Device.CPU);
-             OrtSession gated = OrtSessions.environment().createSession(gatedBytes, options);
-             OrtSession slim = OrtSessions.environment().createSession(compiled.toByteArray(), options)) {
+        double tolerance = Equivalence.tolerance(compiled.graph());
+        try (OrtSession gated = OrtSessions.open(gatedModel(gatedBytes), Device.CPU);
+             OrtSession slim = OrtSessions.open(compiled, Device.CPU)) {
             err = Equivalence.maxRelativeError(gated, slim, compiled.graph(), 2, 16, seed);
         } catch (OrtException e) {
             // Seen with fuzzed models whose wiring gatecut's rewrites do not handle: a model it cannot
@@ -71,11 +78,11 @@ final class CompiledModelCheck {
                     + " ONNX Runtime (" + OrtSessions.firstLine(e) + "), so " + output + " was not written; gatecut"
                     + " cannot process this model's structure (please report it)", e);
         }
-        if (!(err <= TOLERANCE)) {
+        if (!(err <= tolerance)) {
             throw new OnnxFormatException(String.format("%s: the compiled model differs from the gated model (max"
                     + " relative error %.2e, more than %.0e), so %s was not written%s; gatecut cannot compile this"
                     + " model's structure correctly (see `gatecut inspect --groups %s`; --align or other gates do"
-                    + " not help)", modelFile, err, TOLERANCE, output,
+                    + " not help)", modelFile, err, tolerance, output,
                     Files.exists(output) ? " (the file there is unchanged)" : "", modelFile));
         }
         return new Result(err);
