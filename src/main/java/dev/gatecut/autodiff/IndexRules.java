@@ -21,10 +21,7 @@ final class IndexRules {
             Value zeros = o.zerosLike(n.input(0));
             // From opset 16 duplicates add up; before, each output row must pick distinct positions
             // (true for the losses gatecut builds: one target per row).
-            Value scattered = o.opset() >= 16
-                    ? o.op("ScatterElements", List.of(zeros, n.input(1), g), OpBuilder.attr("axis", axis),
-                    OpBuilder.stringAttr("reduction", "add"))
-                    : o.op("ScatterElements", List.of(zeros, n.input(1), g), OpBuilder.attr("axis", axis));
+            Value scattered = o.scatterElements(zeros, n.input(1), g, axis, o.opset() >= 16);
             c.give(0, scattered);
         });
     }

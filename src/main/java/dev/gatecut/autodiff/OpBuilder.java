@@ -63,6 +63,26 @@ public final class OpBuilder {
         return graph.addNode(type, "", name, inputs, outs, List.of(attributes));
     }
 
+    /**
+     * ScatterElements of {@code updates} into {@code data} along {@code axis}, adding duplicates when
+     * {@code add} (opset 16+). Float16/bfloat16 scatter-adds run in float32: ONNX Runtime's CPU
+     * provider has no half-precision kernel for them, and sums of many halves lose precision.
+     */
+    public Value scatterElements(Value data, Value indices, Value updates, long axis, boolean add) {
+        List<AttributeProto> attrs = new ArrayList<>(List.of(attr("axis", axis)));
+        if (add) {
+            attrs.add(stringAttr("reduction", "add"));
+        }
+        boolean half = add && (floatType == DataType.FLOAT16 || floatType == DataType.BFLOAT16);
+        if (!half) {
+            return op("ScatterElements", List.of(data, indices, updates), attrs.toArray(new AttributeProto[0]));
+        }
+        AttributeProto toFloat = attr("to", (long) DataType.FLOAT.code());
+        Value sum = op("ScatterElements", List.of(op("Cast", data, toFloat), indices, op("Cast", updates, toFloat)),
+                attrs.toArray(new AttributeProto[0]));
+        return op("Cast", sum, attr("to", (long) floatType.code()));
+    }
+
     // ---- constants ----
 
     /** A scalar of the working float type. */

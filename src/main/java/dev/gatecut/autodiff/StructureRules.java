@@ -430,11 +430,7 @@ final class StructureRules {
             Arrays.fill(idxShape, 1);
             idxShape[a] = -1;
             Value idxE = o.op("Expand", o.op("Reshape", flat, o.int64s(idxShape)), o.op("Shape", gr));
-            List<AttributeProto> attrs = new ArrayList<>(List.of(OpBuilder.attr("axis", (long) a)));
-            if (o.opset() >= 16) {
-                attrs.add(attr("reduction", "add"));
-            }
-            dx = o.op("ScatterElements", List.of(o.zerosLike(data), idxE, gr), attrs.toArray(new AttributeProto[0]));
+            dx = o.scatterElements(o.zerosLike(data), idxE, gr, a, o.opset() >= 16);
         } else {
             // onehot[k, j] = (idx[k] == j); dx = g · onehot along the gathered axis.
             Value i64 = o.op("Cast", flat, OpBuilder.attr("to", (long) DataType.INT64.code()));

@@ -107,9 +107,9 @@ final class CompressCommand implements Callable<Integer> {
         CompileReport compiled;
         boolean ownHead;
         try (OnnxModel slim = OnnxModel.load(model)) {
-            ownHead = !lmTask() && OwnHead.declaresLogits(slim.graph());
             TrainedParams.apply(slim, params);
             Discovery discovery = GroupFinder.discover(slim);
+            ownHead = !lmTask() && OwnHead.find(slim.graph(), discovery, model.toString()).isPresent();
             GatePlan plan = GatePlan.of(discovery, prepared.config().mode());
             Path gatesFile = runDir.resolve("gates.json");
             GateValues gates = GateValues.read(gatesFile).conformTo(plan, gatesFile);

@@ -192,9 +192,7 @@ final class TrainCommand implements Callable<Integer> {
             DatasetReader reader = new DatasetReader().withTextField(textField).withLabelField(labelField);
             if (parseTask() == Task.LM) {
                 reader = reader.withoutLabels();
-            } else if (labels != null) {
-                reader = reader.withLabels(labels);
-            }
+            }   // --labels: checkLabels maps the rows onto the declared labels, in their order
             Dataset trainData = reader.read(train);
             if (parseTask() == Task.CLASSIFY) {
                 trainData = checkLabels(trainData, out);

@@ -38,56 +38,72 @@ public final class FloatStandIn {
         return model.graph().initializers().stream().anyMatch(v -> v.initializer().dataType() == type);
     }
 
-    /** Upcasts the model in place. */
+    /** Upcasts the model in place to float32. */
     public static Result apply(OnnxModel model) {
+        return apply(model, DataType.FLOAT);
+    }
+
+    /**
+     * Rewrites every float16/bfloat16 tensor, cast and declaration of the model to {@code target}
+     * (FLOAT, exact; or FLOAT16 for a bfloat16 model whose shapes and element types are to be measured
+     * on the CPU: values are rounded into float16's range, each float16 value standing for a bfloat16 one).
+     */
+    public static Result apply(OnnxModel model, DataType target) {
         Graph g = model.graph();
         int tensors = 0;
         int casts = 0;
         int declarations = 0;
         for (Value v : List.copyOf(g.initializers())) {
-            if (half(v.initializer().dataType())) {
+            if (converts(v.initializer().dataType(), target)) {
                 Tensor t = v.initializer();
                 boolean declared = v.type().isPresent();
-                g.setInitializer(v, Tensor.of(TensorArrays.ofFloats(v.name(), t.dims(), t.floats())));
+                g.setInitializer(v, Tensor.of(tensor(v.name(), t.dims(), t.floats(), target)));
                 if (declared) {
-                    v.setType(float32(v.type().orElseThrow()));
+                    v.setType(retyped(v.type().orElseThrow(), target));
                 }
                 tensors++;
             }
         }
         for (Node n : g.nodes()) {
             if (n.is("Cast") || n.is("CastLike")) {
-                if (half(DataType.fromCode((int) n.intAttribute("to", DataType.FLOAT.code())))) {
+                if (converts(DataType.fromCode((int) n.intAttribute("to", DataType.FLOAT.code())), target)) {
                     n.setAttribute(AttributeProto.newBuilder().setName("to").setType(AttributeProto.AttributeType.INT)
-                            .setI(DataType.FLOAT.code()).build());
+                            .setI(target.code()).build());
                     casts++;
                 }
             }
             for (String name : List.of("value")) {
                 var attr = n.attribute(name);
-                if (attr.isPresent() && attr.get().hasT() && half(DataType.fromCode(attr.get().getT().getDataType()))) {
+                if (attr.isPresent() && attr.get().hasT()
+                        && converts(DataType.fromCode(attr.get().getT().getDataType()), target)) {
                     Tensor t = Tensor.of(attr.get().getT());
                     n.setAttribute(attr.get().toBuilder()
-                            .setT(TensorArrays.ofFloats(attr.get().getT().getName(), t.dims(), t.floats())).build());
+                            .setT(tensor(attr.get().getT().getName(), t.dims(), t.floats(), target)).build());
                     tensors++;
                 }
             }
         }
         for (Value v : g.values()) {
             if (v.type().isPresent() && v.type().get().hasTensorType()
-                    && half(DataType.fromCode(v.type().get().getTensorType().getElemType()))) {
-                v.setType(float32(v.type().get()));
+                    && converts(DataType.fromCode(v.type().get().getTensorType().getElemType()), target)) {
+                v.setType(retyped(v.type().get(), target));
                 declarations++;
             }
         }
         return new Result(tensors, casts, declarations);
     }
 
-    private static boolean half(DataType t) {
-        return t == DataType.FLOAT16 || t == DataType.BFLOAT16;
+    /** Float32 targets replace both half types; a float16 target replaces bfloat16 only. */
+    private static boolean converts(DataType t, DataType target) {
+        return target == DataType.FLOAT ? t == DataType.FLOAT16 || t == DataType.BFLOAT16
+                : t == DataType.BFLOAT16 && target != t;
     }
 
-    private static TypeProto float32(TypeProto t) {
-        return t.toBuilder().setTensorType(t.getTensorType().toBuilder().setElemType(DataType.FLOAT.code())).build();
+    private static dev.gatecut.onnx.proto.TensorProto tensor(String name, long[] dims, float[] values, DataType type) {
+        return type == DataType.FLOAT16 ? TensorArrays.ofFloat16(name, dims, values) : TensorArrays.ofFloats(name, dims, values);
+    }
+
+    private static TypeProto retyped(TypeProto t, DataType type) {
+        return t.toBuilder().setTensorType(t.getTensorType().toBuilder().setElemType(type.code())).build();
     }
 }

@@ -103,10 +103,15 @@ public final class ShapeProbe {
 
     public static Result probe(OnnxModel model, Size first, Size second, Device device) throws OrtException {
         if (device == Device.CPU && FloatStandIn.has(model, DataType.BFLOAT16)) {
-            // ONNX Runtime's CPU provider lacks bfloat16 kernels: measure the float32 stand-in (same shapes).
+            // ONNX Runtime's CPU provider lacks bfloat16 kernels: measure a float16 stand-in (float16 runs on
+            // the CPU). Its values are rounded into float16's range, but shapes are the same and every float16
+            // value stands for a bfloat16 one of the model, so the element types come back exact.
             OnnxModel standIn = OnnxModel.of(model.toProto());
-            FloatStandIn.apply(standIn);
-            return probe(standIn, first, second, device);
+            FloatStandIn.apply(standIn, DataType.FLOAT16);
+            Result r = probe(standIn, first, second, device);
+            Map<String, DataType> types = new LinkedHashMap<>();
+            r.types().forEach((name, t) -> types.put(name, t == DataType.FLOAT16 ? DataType.BFLOAT16 : t));
+            return new Result(r.shapes(), types);
         }
         OrtEnvironment env = OrtSessions.environment();
         try (OrtSession.SessionOptions options = OrtSessions.options(device)) {

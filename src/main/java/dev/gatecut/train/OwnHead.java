@@ -38,7 +38,10 @@ public record OwnHead(String output, long classes, List<LinearLayer> layers) {
      * classification then adds pooling and a new head). {@code source} names the model in errors.
      */
     public static Optional<OwnHead> find(Graph g, Discovery discovery, String source) {
-        if (!declaresLogits(g)) {
+        // A first output without a declared shape (float16 conversions drop it) counts when discovery
+        // found a classification head: such a head produces a graph output.
+        boolean undeclared = !g.outputs().isEmpty() && Shape.declared(g.outputs().get(0)).isEmpty();
+        if (!declaresLogits(g) && !(undeclared && !discovery.classificationHead().isEmpty())) {
             return Optional.empty();
         }
         Value logits = g.outputs().get(0);
@@ -50,8 +53,9 @@ public record OwnHead(String output, long classes, List<LinearLayer> layers) {
                     + " hidden states [batch, sequence, width] as the first output, or a *ForSequenceClassification"
                     + " export");
         }
-        Shape.Dim declared = Shape.declared(logits).orElseThrow().dim(1);
-        long classes = declared.isKnown() ? declared.value() : head.get(head.size() - 1).outFeatures();
+        long last = head.get(head.size() - 1).outFeatures();
+        long classes = Shape.declared(logits).map(s -> s.dim(1)).filter(Shape.Dim::isKnown).map(Shape.Dim::value)
+                .orElse(last);
         return Optional.of(new OwnHead(logits.name(), classes, head));
     }
 

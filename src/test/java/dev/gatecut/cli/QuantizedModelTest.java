@@ -100,7 +100,7 @@ class QuantizedModelTest {
                     .addNode(node("Relu", "float_op", List.of("x"), List.of("r")))
                     .addNode(node(f.op(), "q", List.of("r"), List.of("y")).toBuilder().setDomain(f.domain()))
                     .addInput(io("x", 8)).addOutput(io("y", 8)).build();
-            try (OnnxModel m = OnnxModel.of(ModelProto.newBuilder().setIrVersion(8).setGraph(g).build())) {
+            try (OnnxModel m = OnnxModel.of(withOpsets(g, "", "com.microsoft"))) {
                 assertEquals("q", QuantizedOps.first(m.graph()).orElseThrow(() -> new AssertionError(f.toString())).name());
             }
         }
@@ -108,9 +108,18 @@ class QuantizedModelTest {
         GraphProto custom = GraphProto.newBuilder()
                 .addNode(node("QAttention", "custom", List.of("x"), List.of("y")).toBuilder().setDomain("com.example"))
                 .addInput(io("x", 8)).addOutput(io("y", 8)).build();
-        try (OnnxModel m = OnnxModel.of(ModelProto.newBuilder().setIrVersion(8).setGraph(custom).build())) {
+        try (OnnxModel m = OnnxModel.of(withOpsets(custom, "", "com.example"))) {
             assertTrue(QuantizedOps.first(m.graph()).isEmpty());
         }
+    }
+
+    /** A model importing the given domains (loading checks that every node's domain is imported). */
+    private static ModelProto withOpsets(GraphProto g, String... domains) {
+        ModelProto.Builder m = ModelProto.newBuilder().setIrVersion(8).setGraph(g);
+        for (String d : domains) {
+            m.addOpsetImport(dev.gatecut.onnx.proto.OperatorSetIdProto.newBuilder().setDomain(d).setVersion(d.isEmpty() ? 17 : 1));
+        }
+        return m.build();
     }
 
     private static NodeProto node(String op, String name, List<String> inputs, List<String> outputs,

@@ -23,6 +23,54 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class HalfPrecisionTrainingTest {
 
+    /**
+     * Every float16/bfloat16 file of the zoo trains 3 steps (decoders with and without a KV cache,
+     * the ORT-fused float16 LLaMA, the fused float16 BERT classifier with its own head). On the CPU,
+     * bfloat16 graphs run as their float32 stand-in; their training graph is built in bfloat16.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"llama-ts17-fp16.onnx", "qwen2-ts17-fp16.onnx", "llama-kv-ts17-eager-fp16.onnx",
+            "qwen2-kv-ts17-eager-fp16.onnx", "llama-kv-ts17-eager-ortopt-fp16.onnx", "llama-ts17-bf16.onnx",
+            "qwen2-ts17-bf16.onnx", "llama-kv-ts17-eager-bf16.onnx", "qwen2-kv-ts17-eager-bf16.onnx",
+            "bert-cls-ortfused-fp16.onnx"})
+    void everyHalfPrecisionVariantTrains(String file) throws Exception {
+        Path model = Path.of("onnx-models", "deploy", file);
+        boolean classifier = file.contains("-cls-");
+        TrainConfig config = classifier
+                ? TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 3).withLearningRate(0.01)
+                : TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0).withLearningRate(0.01);
+        TrainingGraph.Built built = TrainingGraph.trainStep(model, config);
+        try (GateTrainer t = new GateTrainer(built, config, Device.CPU)) {
+            Map<String, float[]> before = new java.util.HashMap<>();
+            t.parameters().forEach((k, v) -> before.put(k, v.clone()));
+            for (int i = 0; i < 3; i++) {
+                GateTrainer.StepResult r = t.train(classifier ? classifierBatch(i) : GateTrainerTest.lmBatch(i),
+                        new Random(i));
+                assertTrue(Double.isFinite(r.loss()) && Double.isFinite(r.taskLoss()), file + " step " + i + ": " + r);
+            }
+            long moved = t.parameters().entrySet().stream()
+                    .filter(e -> !java.util.Arrays.equals(e.getValue(), before.get(e.getKey()))).count();
+            assertEquals(t.parameters().size(), moved, file + ": every trainable parameter moves");
+        }
+    }
+
+    /** 16 random sequences of ids below 256 with labels 0..2. */
+    static Batch classifierBatch(long seed) {
+        Random r = new Random(seed);
+        long[][] ids = new long[16][10];
+        long[][] mask = new long[16][10];
+        long[][] types = new long[16][10];
+        int[] labels = new int[16];
+        for (int i = 0; i < 16; i++) {
+            labels[i] = i % 3;
+            for (int j = 0; j < 10; j++) {
+                ids[i][j] = 3 + r.nextInt(250);
+                mask[i][j] = 1;
+            }
+        }
+        return new Batch(Map.of("input_ids", ids, "attention_mask", mask, "token_type_ids", types), labels, null, null);
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"llama-ts17-fp16.onnx", "qwen2-ts17-fp16.onnx"})
     void float16GradientsMatchTheFloat32StandIn(String file) throws Exception {
