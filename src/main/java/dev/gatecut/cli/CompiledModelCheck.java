@@ -24,10 +24,16 @@ final class CompiledModelCheck {
     /** Larger models are not serialized twice in memory; compare them with --emit-gated and bench. */
     static final long MAX_BYTES = 1L << 30;
 
-    /** The max relative error, or NaN when the model is too large to compare in memory. */
-    record Result(double maxRelativeError) {
+    /** The max relative error (NaN when the model is too large to compare in memory), its bound and what was compared. */
+    record Result(double maxRelativeError, double tolerance, String inputs) {
         boolean skipped() {
             return Double.isNaN(maxRelativeError);
+        }
+
+        /** One line for the command's output. */
+        String line(String what) {
+            return String.format("verify: %s, max relative error %.2e (bound %.1e) %s", what, maxRelativeError,
+                    tolerance, inputs);
         }
     }
 
@@ -63,13 +69,23 @@ final class CompiledModelCheck {
      */
     static Result verify(byte[] gatedBytes, OnnxModel compiled, Path modelFile, Path output, long seed)
             throws OrtException {
+        return verify(gatedBytes, compiled, modelFile, output, seed, Device.CPU);
+    }
+
+    /** As above, running both models on {@code device} (the one the model is deployed on measures its own rounding). */
+    static Result verify(byte[] gatedBytes, OnnxModel compiled, Path modelFile, Path output, long seed, Device device)
+            throws OrtException {
+        double tolerance = Equivalence.tolerance(compiled.graph());
+        boolean cache = dev.gatecut.runtime.RandomInputs.hasKvCache(compiled.graph());
+        String inputs = (cache ? "over a generation (prefill of 16 tokens, " + Equivalence.DECODE_STEPS
+                + " decode steps, each model fed its own cache)" : "on random inputs (batch 2, sequence 16)")
+                + (device == Device.CPU ? "" : " on " + device.name().toLowerCase(java.util.Locale.ROOT));
         if (gatedBytes == null || tooLarge(compiled)) {
-            return new Result(Double.NaN);
+            return new Result(Double.NaN, tolerance, inputs);
         }
         double err;
-        double tolerance = Equivalence.tolerance(compiled.graph());
-        try (OrtSession gated = OrtSessions.open(gatedModel(gatedBytes), Device.CPU);
-             OrtSession slim = OrtSessions.open(compiled, Device.CPU)) {
+        try (OrtSession gated = OrtSessions.open(gatedModel(gatedBytes), device);
+             OrtSession slim = OrtSessions.open(compiled, device)) {
             err = Equivalence.maxRelativeError(gated, slim, compiled.graph(), 2, 16, seed);
         } catch (OrtException e) {
             // Seen with fuzzed models whose wiring gatecut's rewrites do not handle: a model it cannot
@@ -85,6 +101,6 @@ final class CompiledModelCheck {
                     + " not help)", modelFile, err, tolerance, output,
                     Files.exists(output) ? " (the file there is unchanged)" : "", modelFile));
         }
-        return new Result(err);
+        return new Result(err, tolerance, inputs);
     }
 }

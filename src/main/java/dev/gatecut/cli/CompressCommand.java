@@ -118,8 +118,7 @@ final class CompressCommand implements Callable<Integer> {
             CompiledModelCheck.Result check = CompiledModelCheck.verify(gatedBytes, slim, model,
                     output.resolve("model.onnx"), prepared.config().seed());
             if (!check.skipped()) {
-                out.printf("verify: slim vs gated model, max relative error %.2e on random inputs%n",
-                        check.maxRelativeError());
+                out.println(check.line("slim vs gated model"));
             }
             slim.save(output.resolve("model.onnx"));
             Files.copy(gatesFile, output.resolve("gates.json"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);

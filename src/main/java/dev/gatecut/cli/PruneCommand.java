@@ -1,5 +1,7 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.runtime.Device;
+
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.discover.GroupFinder;
 import dev.gatecut.gates.GateInjector;
@@ -76,6 +78,12 @@ final class PruneCommand implements Callable<Integer> {
                     + " --no-verify skips it).")
     boolean verify;
 
+    @Option(names = "--verify-device", defaultValue = "cpu", paramLabel = "DEV",
+            description = "Where the compiled and gated models are compared: cpu, cuda, or auto (cuda when ONNX Runtime"
+                    + " offers it). float16 models round as they will in deployment only on the GPU; default"
+                    + " ${DEFAULT-VALUE}.")
+    String verifyDevice;
+
     @Option(names = {"-o", "--output"}, required = true, paramLabel = "OUT", description = "Compiled model file.")
     Path output;
 
@@ -135,12 +143,12 @@ final class PruneCommand implements Callable<Integer> {
             printReport(report, discovery, mode, out);
             if (verify) {
                 // Checked in memory before anything is written: a wrong model never reaches OUT.
-                CompiledModelCheck.Result check = CompiledModelCheck.verify(gatedBytes, slim, model, output, seed);
+                CompiledModelCheck.Result check = CompiledModelCheck.verify(gatedBytes, slim, model, output, seed,
+                        Device.parse(verifyDevice));
                 if (check.skipped()) {
                     out.println("verify: skipped (the model is over 1 GiB; compare with --emit-gated and `gatecut bench`)");
                 } else {
-                    out.printf("verify: compiled vs gated model, max relative error %.2e on random inputs (batch 2,"
-                            + " sequence 16)%n", check.maxRelativeError());
+                    out.println(check.line("compiled vs gated model"));
                 }
             } else {
                 out.println("verify: skipped (--no-verify)");
