@@ -35,6 +35,7 @@ PY
            llama-kv-ts17-eager-ortopt-fp16 bert-cls-ortfused-fp16 \
            llama-ts17-bf16 qwen2-ts17-bf16 llama-kv-ts17-eager-bf16 qwen2-kv-ts17-eager-bf16; do
     for mode in coupled independent; do
+      [[ ${ONLY:-} == train ]] && break
       echo "## $m $mode: prune"
       gatecut prune "onnx-models/deploy/$m.onnx" --random-sparsity 0.4 --gates-mode "$mode" --align 1 \
         --verify-device cuda -o "$work/$m-$mode.onnx" 2>&1 | grep -E "^(verify|targeted|gatecut)" 
@@ -45,7 +46,7 @@ PY
     else
       args=(--task lm --train "$work/lm.jsonl")
     fi
-    gatecut train "onnx-models/deploy/$m.onnx" "${args[@]}" --device cuda --epochs 1 --batch 8 --lr 0.01 \
+    gatecut train "onnx-models/deploy/$m.onnx" "${args[@]}" --target-sparsity 0.3 --device cuda --epochs 1 --batch 8 --lr 0.01 \
       --no-progress --log-every 2 -o "$work/run-$m" 2>&1 | tail -4
     grep -h '"step"' "$work/run-$m/metrics.jsonl" 2>/dev/null | head -1
     grep -h '"step"' "$work/run-$m/metrics.jsonl" 2>/dev/null | tail -1

@@ -41,8 +41,26 @@ public final class OpBuilder {
         return floatType;
     }
 
+    /**
+     * Ops without bfloat16 kernels in ONNX Runtime 1.24.1 (CUDA and CPU), by the inputs that carry
+     * data: in a bfloat16 graph they run in float32 between two casts (exact: bfloat16 ⊂ float32).
+     */
+    private static final java.util.Map<String, java.util.Set<Integer>> NO_BFLOAT16_KERNEL =
+            java.util.Map.of("Pad", java.util.Set.of(0, 2));
+
     /** One node with one output. */
     public Value op(String type, List<Value> inputs, AttributeProto... attributes) {
+        if (floatType == DataType.BFLOAT16 && NO_BFLOAT16_KERNEL.containsKey(type)) {
+            java.util.Set<Integer> data = NO_BFLOAT16_KERNEL.get(type);
+            AttributeProto toFloat = attr("to", (long) DataType.FLOAT.code());
+            List<Value> cast = new ArrayList<>();
+            for (int i = 0; i < inputs.size(); i++) {
+                Value in = inputs.get(i);
+                cast.add(in != null && data.contains(i) ? node("Cast", List.of(in), 1, toFloat).output(0) : in);
+            }
+            Value out = node(type, cast, 1, attributes).output(0);
+            return node("Cast", List.of(out), 1, attr("to", (long) DataType.BFLOAT16.code())).output(0);
+        }
         return node(type, inputs, 1, attributes).output(0);
     }
 

@@ -69,6 +69,17 @@ final class ProjectionTracer {
                 addInputs(n, work);
             } else if (op.equals("Cos") || op.equals("Sin")) {
                 rotary = true;
+            } else if (n.is("RotaryEmbedding", "com.microsoft")) {
+                // ORT's fused RoPE on [batch, heads, sequence, head_dim] works head by head: heads can go.
+                // On [batch, sequence, hidden] it names num_heads, which the compiler does not rewrite.
+                boolean perHead = ctx.probed(n.input(0)).map(d -> d.length == 4).orElse(false);
+                if (!perHead) {
+                    throw new MatchFailure("the " + what + " path passes through RotaryEmbedding node '" + n.name()
+                            + "' on a 3-D input (num_heads " + n.intAttribute("num_heads", 0) + "), whose head count"
+                            + " the compiler does not rewrite", n, "heads");
+                }
+                rotary = true;
+                work.add(n.input(0));
             } else if (!OpSets.POSITIONAL.contains(op)) {
                 throw new MatchFailure("the " + what + " path passes through " + op + " node '" + n.name() + "'", n, "");
             }
