@@ -8,7 +8,7 @@
 # For each model: `prune --random-sparsity 0.4 --verify-device cuda` in both gate modes (the compiled
 # and gated models compared on the GPU, against gatecut's float16/bfloat16 bound), then one epoch of
 # gate training on the GPU (`train --device cuda`, 64 random sequences; classifier: 3 labels).
-# Writes $OUT/half-precision.log.
+# Writes $OUT/half-precision.log. MODELS="a b" limits the models, ONLY=train skips the compile checks.
 set -uo pipefail
 source /opt/gpukit/env.sh
 JAR=${JAR:-/opt/gatecut.jar}
@@ -31,9 +31,9 @@ PY
 
 {
   echo "# $(date -u +%F) $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); gatecut $(gatecut --version)"
-  for m in llama-ts17-fp16 qwen2-ts17-fp16 llama-kv-ts17-eager-fp16 qwen2-kv-ts17-eager-fp16 \
+  for m in ${MODELS:-llama-ts17-fp16 qwen2-ts17-fp16 llama-kv-ts17-eager-fp16 qwen2-kv-ts17-eager-fp16 \
            llama-kv-ts17-eager-ortopt-fp16 bert-cls-ortfused-fp16 \
-           llama-ts17-bf16 qwen2-ts17-bf16 llama-kv-ts17-eager-bf16 qwen2-kv-ts17-eager-bf16; do
+           llama-ts17-bf16 qwen2-ts17-bf16 llama-kv-ts17-eager-bf16 qwen2-kv-ts17-eager-bf16}; do
     for mode in coupled independent; do
       [[ ${ONLY:-} == train ]] && break
       echo "## $m $mode: prune"
