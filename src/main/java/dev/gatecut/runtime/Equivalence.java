@@ -38,8 +38,9 @@ public final class Equivalence {
      * in a float16 / bfloat16 model, 8 units of roundoff of that type (2⁻⁸ = 3.9e-3 and 2⁻⁵ = 3.1e-2).
      * Folding a gate rounds each kept weight once more in the model's type, where the gated model
      * rounds the gate and the product instead; both are one unit of roundoff per weight, and the
-     * differences that reach the outputs stay a few units (measured on an H200: at most 2.5 units in float16, 2.1 in bfloat16, on the zoo.s
-     * float16 decoders at 40% random gates). The type is that of the model's float weights.
+     * differences that reach the outputs stay a few units (measured on an H200 over the zoo's
+     * half-precision models at 40% random gates: at most 2.5 units in float16, 2.1 in bfloat16).
+     * The type is that of the model's float weights.
      */
     public static double tolerance(Graph graph) {
         Map<dev.gatecut.onnx.DataType, Long> elements = new java.util.EnumMap<>(dev.gatecut.onnx.DataType.class);
