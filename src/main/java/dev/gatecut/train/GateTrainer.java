@@ -149,11 +149,7 @@ public final class GateTrainer implements StepTrainer {
     static void feed(ai.onnxruntime.OrtEnvironment env, Map<String, OnnxTensor> feeds, java.util.List<String> modelInputs,
                      Task task, Batch batch) throws OrtException {
         for (String input : modelInputs) {
-            long[][] rows = batch.inputs().get(input);
-            if (rows == null) {
-                throw new IllegalArgumentException("the batch lacks model input '" + input + "'");
-            }
-            feeds.put(input, longs(env, rows));
+            feeds.put(input, batch.tensor(env, input));
         }
         if (task == Task.CLASSIFY) {
             long[] labels = new long[batch.labels().length];

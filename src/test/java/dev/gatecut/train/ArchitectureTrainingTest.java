@@ -19,8 +19,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The T5 and MT5 encoders (hidden-state output) train 3 steps with the fused train step and the
- * pooled classification head, in both gate modes: the loss stays finite and the gates move. (The
- * classifier exports and ViT output logits; their gate gradients are checked in
+ * pooled classification head, in both gate modes: the loss stays finite and the gates move. The ViT
+ * classifier trains with its own head on pixel inputs. (Gate gradients of all of them are checked in
  * {@code WholeModelGradientTest}.)
  */
 class ArchitectureTrainingTest {
@@ -57,6 +57,41 @@ class ArchitectureTrainingTest {
             }
         }
         return new Batch(Map.of("input_ids", ids, "attention_mask", mask), labels, null, null);
+    }
+
+    /** ViT: 3 training steps with its own classifier on random images [16, 3, 32, 32], 3 labels. */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.EnumSource(GateMode.class)
+    void vitTrainsWithItsOwnHeadOnPixels(GateMode mode) throws Exception {
+        Path model = Path.of("onnx-models", "deploy", "vit-cls-ts17.onnx");
+        TrainConfig config = TrainConfig.defaults(Task.CLASSIFY, mode, 0.4, 3).withLearningRate(0.05);
+        TrainingGraph.Built built = TrainingGraph.trainStep(model, config);
+        assertTrue(built.params().stream().anyMatch(p -> p.kind() == TrainableParam.Kind.HEAD), "the own head trains");
+        Random r = new Random(3);
+        float[] pixels = new float[16 * 3 * 32 * 32];
+        for (int i = 0; i < pixels.length; i++) {
+            pixels[i] = (float) r.nextGaussian();
+        }
+        int[] labels = new int[16];
+        for (int i = 0; i < labels.length; i++) {
+            labels[i] = i % 3;
+        }
+        Batch batch = new Batch(Map.of(), labels, null, null,
+                Map.of("pixel_values", new Batch.Features(new long[] {16, 3, 32, 32}, pixels)));
+        try (GateTrainer trainer = new GateTrainer(built, config, Device.CPU)) {
+            Map<String, float[]> head = new java.util.HashMap<>();
+            built.params().stream().filter(p -> p.kind() == TrainableParam.Kind.HEAD)
+                    .forEach(p -> head.put(p.name(), trainer.parameters().get(p.name()).clone()));
+            GateTrainer.StepResult first = trainer.train(batch, new Random(1));
+            GateTrainer.StepResult last = first;
+            for (int i = 0; i < 2; i++) {
+                last = trainer.train(batch, new Random(2 + i));
+            }
+            assertTrue(Double.isFinite(last.loss()) && last.taskLoss() > 0, "finite loss: " + last);
+            assertNotEquals(first.expectedSparsity(), last.expectedSparsity(), "the gates moved");
+            head.forEach((name, before) -> assertFalse(java.util.Arrays.equals(before, trainer.parameters().get(name)),
+                    name + " trains"));
+        }
     }
 
     @ParameterizedTest(name = "{0} {1}")

@@ -234,11 +234,7 @@ public final class OrtApiTrainer implements dev.gatecut.train.StepTrainer {
 
     private void feedBatch(Map<String, OnnxTensor> feeds, Batch batch) throws OrtException {
         for (String input : artifacts.modelInputs()) {
-            long[][] rows = batch.inputs().get(input);
-            if (rows == null) {
-                throw new IllegalArgumentException("the batch lacks model input '" + input + "'");
-            }
-            feeds.put(input, longs(rows));
+            feeds.put(input, batch.tensor(env, input));
         }
         if (config.task() == Task.CLASSIFY) {
             long[] labels = new long[batch.labels().length];
