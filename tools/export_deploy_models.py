@@ -156,18 +156,6 @@ def wrappers():
                     present += [pkv[i][0], pkv[i][1]]
             return (out.logits, *present)
 
-    class PlainLM(torch.nn.Module):
-        input_names = ["input_ids", "attention_mask"]
-        output_names = ["logits"]
-
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                          return_dict=True).logits
-
     class Classifier(torch.nn.Module):
         output_names = ["logits"]
 
@@ -194,7 +182,7 @@ def wrappers():
             kw = dict(zip(self.input_names, [x for x in (a, b, c) if x is not None]))
             return self.m(**kw, return_dict=True).last_hidden_state
 
-    return CacheLM, PlainLM, Classifier, Encoder
+    return CacheLM, Classifier, Encoder
 
 
 # --------------------------------------------------------------------------------------------
@@ -533,18 +521,17 @@ def kv_variant(arch, exporter, impl, dtype="fp32"):
 def plain_decoder_variant(arch, dtype):
     def make(out):
         import torch
-        _, PlainLM, *_ = wrappers()
         cfg, m = decoder(arch, "eager")
         cfg.use_cache = False
         m = m.to(device="cuda", dtype=torch.float16 if dtype == "fp16" else torch.bfloat16)
-        w = PlainLM(m).eval()
+        w = base.CausalLMWrapper(m).eval()   # (ids, mask) -> logits, use_cache=False
         example = text_feeds(w.input_names, 2, 9, True, seed=7)
         axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
                 "logits": {0: "batch", 1: "sequence"}}
         call = export_ts(w, example, axes, os.path.join(out, name))
         _, ref = decoder(arch, "eager")
         return {"cfg": cfg, "exporter_call": call + f" of model.to(cuda, {dtype})",
-                "reference": PlainLM(ref).eval(), "check": "plain",
+                "reference": base.CausalLMWrapper(ref).eval(), "check": "plain",
                 "cases": [text_feeds(w.input_names, 2, 7, False, 100), text_feeds(w.input_names, 3, 11, True, 101)]}
     name = f"{arch}-ts17-{dtype}.onnx"
     return Variant(name, "decoder", make)
@@ -582,7 +569,7 @@ def classifier_variant(arch, style):
     def make(out):
         import transformers as tf
         from transformers import AttentionInterface
-        _, _, Classifier, _ = wrappers()
+        _, Classifier, _ = wrappers()
         classic = style.startswith("ortfused") and arch == "bert"
         impl = "eager"
         if classic:   # the graph shape ORT's BERT attention fusion was written for (see export_models.py)
@@ -641,7 +628,7 @@ def classifier_variant(arch, style):
 def encoder_variant(arch):
     def make(out):
         import transformers as tf
-        _, _, Classifier, Encoder = wrappers()
+        _, Classifier, Encoder = wrappers()
         if arch in ("t5", "mt5"):
             kw = dict(vocab_size=VOCAB, d_model=HIDDEN, d_kv=HIDDEN // HEADS, d_ff=FFN, num_layers=LAYERS,
                       num_heads=HEADS, relative_attention_num_buckets=32, dropout_rate=0.0,
