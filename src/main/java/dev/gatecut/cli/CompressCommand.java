@@ -38,16 +38,28 @@ import java.util.concurrent.Callable;
                 + " (slim, same inputs/outputs as MODEL; for a classifier export with logits output it is the"
                 + " classifier, trained with its own head), classifier.onnx (for an encoder: slim model + pooling +"
                 + " new trained head → logits),"
-                + " gates.json, summary.json, report.md, report.html (+ kept.png) and the training run in OUTDIR/run.")
+                + " gates.json, summary.json, report.md, report.html (+ kept.png) and the training run in OUTDIR/run.",
+        footerHeading = GatecutCli.EXAMPLE_HEADING,
+        footer = {"The tiny random-weight zoo BERT on the demo spam set (under a minute; a smoke",
+                "test, not a quality figure: the README's demo compresses the pretrained",
+                "all-MiniLM-L6-v2):",
+                GatecutCli.EXAMPLE_RUN + " compress onnx-models/bert-ts17.onnx \\",
+                "      --tokenizer datasets/demo/zoo-tokenizer.json \\",
+                "      --train datasets/demo/spam-train.jsonl \\",
+                "      --eval datasets/demo/spam-test.jsonl \\",
+                "      --target-sparsity 0.3 --epochs 1 --align 1 -o out/compress-example",
+                "Then open out/compress-example/report.html."})
 final class CompressCommand implements Callable<Integer> {
-    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file (float32).")
+    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model to compress: an encoder (hidden"
+            + " states out), a classifier export (logits out) or, with --task lm, a decoder.")
     Path model;
 
     @Mixin
     TrainCommand.TrainOptions options;
 
     @Option(names = "--align", defaultValue = "" + PruneCommand.DEFAULT_ALIGN, paramLabel = "N",
-            description = "Round kept widths up to a multiple of N (default ${DEFAULT-VALUE}).")
+            description = "Round kept FFN and attention widths up to a multiple of N by keeping the next most open"
+                    + " channels, as GPU kernels prefer (default ${DEFAULT-VALUE}; 1 keeps exactly the open ones).")
     int align;
 
     @Option(names = "--latency-runs", defaultValue = "20", paramLabel = "N",
@@ -55,7 +67,9 @@ final class CompressCommand implements Callable<Integer> {
                     + " default ${DEFAULT-VALUE}.")
     int latencyRuns;
 
-    @Option(names = {"-o", "--output"}, required = true, paramLabel = "OUTDIR", description = "Output folder.")
+    @Option(names = {"-o", "--output"}, required = true, paramLabel = "OUTDIR",
+            description = "Folder for the slim model, its report and the training run (OUTDIR/run); created when"
+                    + " missing.")
     Path output;
 
     @Mixin
