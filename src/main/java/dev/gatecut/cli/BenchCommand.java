@@ -27,23 +27,29 @@ import java.util.concurrent.Callable;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = {"Time session.run of each model on the same random inputs and compare with the first.",
                 "Prints per model: parameters, median and p90 latency (ms), and the speedup over the first model"
-                        + " (median of the first / median of this one)."})
+                        + " (median of the first / median of this one)."},
+        footerHeading = GatecutCli.EXAMPLE_HEADING,
+        footer = {"The zoo BERT as exported against its ONNX-Runtime-fused form, 8 rows x 64 tokens:",
+                GatecutCli.EXAMPLE_RUN + " bench onnx-models/bert-ts17.onnx \\",
+                "      onnx-models/bert-ort-fused.onnx --batch 8 --seq 64"})
 final class BenchCommand implements Callable<Integer> {
-    @Parameters(arity = "1..*", paramLabel = "MODEL", description = "ONNX model files; the first is the baseline.")
+    @Parameters(arity = "1..*", paramLabel = "MODEL", description = "ONNX model files to time; the first is the"
+            + " baseline the others are compared with.")
     List<Path> models;
 
     @Option(names = "--device", paramLabel = "cpu|cuda", defaultValue = "cpu",
-            description = "Execution provider (default: ${DEFAULT-VALUE}).")
+            description = "Where ONNX Runtime runs the models: cpu, cuda (its CUDA execution provider) or auto (cuda"
+                    + " when offered); default ${DEFAULT-VALUE}.")
     String device;
 
-    @Option(names = "--batch", paramLabel = "B", defaultValue = "1", description = "Batch size (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--batch", paramLabel = "B", defaultValue = "1", description = "Rows per run of the random inputs (default: ${DEFAULT-VALUE}).")
     int batch;
 
     @Option(names = {"--seq", "--sequence"}, paramLabel = "S", defaultValue = "128",
-            description = "Sequence length (default: ${DEFAULT-VALUE}).")
+            description = "Tokens per row of the random inputs (default: ${DEFAULT-VALUE}).")
     int sequence;
 
-    @Option(names = "--runs", paramLabel = "N", defaultValue = "20", description = "Timed runs per model (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--runs", paramLabel = "N", defaultValue = "20", description = "Timed runs per model, of which the median and p90 are shown (default: ${DEFAULT-VALUE}).")
     int runs;
 
     @Option(names = "--warmup", paramLabel = "N", defaultValue = "5",
@@ -64,7 +70,7 @@ final class BenchCommand implements Callable<Integer> {
                     + " after the other (default: ${DEFAULT-VALUE})."})
     int rounds;
 
-    @Option(names = "--json", description = "Print the results as JSON.")
+    @Option(names = "--json", description = "Print the results as JSON instead of a table, for scripts.")
     boolean json;
 
     @Mixin

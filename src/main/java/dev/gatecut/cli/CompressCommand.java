@@ -14,6 +14,7 @@ import dev.gatecut.report.CompressReport;
 import dev.gatecut.report.ReportWriter;
 import dev.gatecut.runtime.Benchmark;
 import dev.gatecut.train.Classifier;
+import dev.gatecut.train.FrozenEncoderBaseline;
 import dev.gatecut.train.OwnHead;
 import dev.gatecut.train.TrainedParams;
 import dev.gatecut.train.TrainingRun;
@@ -38,16 +39,28 @@ import java.util.concurrent.Callable;
                 + " (slim, same inputs/outputs as MODEL; for a classifier export with logits output it is the"
                 + " classifier, trained with its own head), classifier.onnx (for an encoder: slim model + pooling +"
                 + " new trained head → logits),"
-                + " gates.json, summary.json, report.md, report.html (+ kept.png) and the training run in OUTDIR/run.")
+                + " gates.json, summary.json, report.md, report.html (+ kept.png) and the training run in OUTDIR/run.",
+        footerHeading = GatecutCli.EXAMPLE_HEADING,
+        footer = {"The tiny random-weight zoo BERT on the demo spam set (under a minute; a smoke",
+                "test, not a quality figure: the README's demo compresses the pretrained",
+                "all-MiniLM-L6-v2):",
+                GatecutCli.EXAMPLE_RUN + " compress onnx-models/bert-ts17.onnx \\",
+                "      --tokenizer datasets/demo/zoo-tokenizer.json \\",
+                "      --train datasets/demo/spam-train.jsonl \\",
+                "      --eval datasets/demo/spam-test.jsonl \\",
+                "      --target-sparsity 0.3 --epochs 1 --align 1 -o out/compress-example",
+                "Then open out/compress-example/report.html."})
 final class CompressCommand implements Callable<Integer> {
-    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file (float32).")
+    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model to compress: an encoder (hidden"
+            + " states out), a classifier export (logits out) or, with --task lm, a decoder.")
     Path model;
 
     @Mixin
     TrainCommand.TrainOptions options;
 
     @Option(names = "--align", defaultValue = "" + PruneCommand.DEFAULT_ALIGN, paramLabel = "N",
-            description = "Round kept widths up to a multiple of N (default ${DEFAULT-VALUE}).")
+            description = "Round kept FFN and attention widths up to a multiple of N by keeping the next most open"
+                    + " channels, as GPU kernels prefer (default ${DEFAULT-VALUE}; 1 keeps exactly the open ones).")
     int align;
 
     @Option(names = "--latency-runs", defaultValue = "20", paramLabel = "N",
@@ -55,7 +68,16 @@ final class CompressCommand implements Callable<Integer> {
                     + " default ${DEFAULT-VALUE}.")
     int latencyRuns;
 
-    @Option(names = {"-o", "--output"}, required = true, paramLabel = "OUTDIR", description = "Output folder.")
+    @Option(names = "--baseline", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "With --eval, also measure the dense baseline: for an encoder that gets a new head, the"
+                    + " frozen dense encoder with a head trained on the same batches, steps and optimizer (one"
+                    + " dense forward pass per step); for --task lm, the dense model's perplexity. On by default;"
+                    + " --no-baseline skips it.")
+    boolean baseline;
+
+    @Option(names = {"-o", "--output"}, required = true, paramLabel = "OUTDIR",
+            description = "Folder for the slim model, its report and the training run (OUTDIR/run); created when"
+                    + " missing.")
     Path output;
 
     @Mixin
@@ -69,6 +91,50 @@ final class CompressCommand implements Callable<Integer> {
 
     private boolean lmTask() {
         return options.parseTask() == dev.gatecut.train.Task.LM;
+    }
+
+    /**
+     * The dense model's quality on the evaluation set: a frozen encoder with a head trained like the gated
+     * model's (encoders that get a new head), or the dense model's perplexity (--task lm).
+     */
+    private CompressReport.Baseline denseBaseline(TrainCommand.TrainOptions.Prepared prepared, long steps, boolean lm,
+                                                  boolean ownHead, PrintWriter out) throws Exception {
+        if (prepared.evalBatches().isEmpty()) {
+            return CompressReport.Baseline.notMeasured("not measured (no --eval data)");
+        }
+        if (!baseline) {
+            return CompressReport.Baseline.notMeasured("not measured (--no-baseline)");
+        }
+        if (lm) {
+            try (OnnxModel dense = OnnxModel.load(model)) {
+                return new CompressReport.Baseline("the dense model as given",
+                        dev.gatecut.train.LanguageModels.perplexity(dense, prepared.evalBatches(), options.parseDevice()));
+            }
+        }
+        if (ownHead) {
+            // Its head is part of the file: fitting it on frozen features needs the head's own layers trained alone.
+            return CompressReport.Baseline.notMeasured("not measured for a model with its own head");
+        }
+        out.println("dense baseline: training a head on the frozen dense encoder ...");
+        out.flush();
+        try (FrozenEncoderBaseline b = FrozenEncoderBaseline.open(model, prepared.config().pooling(),
+                options.parseDevice())) {
+            FrozenEncoderBaseline.Result r = b.run(prepared.config(), prepared.batches(), steps, prepared.evalBatches());
+            return new CompressReport.Baseline("frozen dense encoder + a head trained on the same batches", r.accuracy());
+        }
+    }
+
+    /** The files of OUTDIR the report links to. */
+    private static List<CompressReport.Link> reportLinks(boolean lm, boolean ownHead) {
+        List<CompressReport.Link> links = new ArrayList<>();
+        links.add(new CompressReport.Link(MODEL_FILE, lm || !ownHead ? "the slim model" : "the slim classifier"));
+        if (!lm && !ownHead) {
+            links.add(new CompressReport.Link(CLASSIFIER_FILE, "slim model + pooling + trained head"));
+        }
+        links.add(new CompressReport.Link("gates.json", "the compiled gates"));
+        links.add(new CompressReport.Link("summary.json", "these figures"));
+        links.add(new CompressReport.Link("run/metrics.jsonl", "losses per step, evaluations per epoch"));
+        return links;
     }
 
     /** Median of the logged training throughputs (the first row includes start-up, so it is left out). */
@@ -152,6 +218,7 @@ final class CompressCommand implements Callable<Integer> {
                 }
             }
         }
+        CompressReport.Baseline dense = denseBaseline(prepared, summary.steps(), lm, ownHead, out);
         ObjectNode json = new ObjectMapper().createObjectNode();
         json.put("model", model.toString());
         json.put("target_sparsity", prepared.config().targetSparsity());
@@ -175,6 +242,10 @@ final class CompressCommand implements Callable<Integer> {
             } else {
                 json.put("gated_eval_accuracy", summary.lastEval().accuracy());
             }
+        }
+        if (dense.measured()) {
+            json.put(lm ? "dense_eval_perplexity" : "baseline_eval_accuracy", dense.quality());
+            json.put("baseline", dense.what());
         }
         if (!Double.isNaN(accuracy)) {
             json.put("slim_eval_accuracy", accuracy);
@@ -201,25 +272,33 @@ final class CompressCommand implements Callable<Integer> {
                 prepared.config().task().name().toLowerCase(), prepared.config().mode().name().toLowerCase(),
                 prepared.config().targetSparsity(), align, options.parseBackend().name().toLowerCase(),
                 compiled.parametersBefore(), compiled.parametersAfter(), targetedBefore, targetedAfter, compiled.groups(),
-                lm ? "perplexity" : "accuracy",
+                lm ? "perplexity" : "accuracy", dense,
                 summary.lastEval() == null ? Double.NaN : lm ? summary.lastEval().perplexity() : summary.lastEval().accuracy(),
-                lm ? perplexity : accuracy, summary.steps(), trainSeconds, medianSamplesPerSecond(runDir), latencies);
+                lm ? perplexity : accuracy, lm || ownHead ? MODEL_FILE : CLASSIFIER_FILE, summary.steps(), trainSeconds,
+                medianSamplesPerSecond(runDir), latencies, reportLinks(lm, ownHead));
         ReportWriter.write(rendered, output);
         for (CompressReport.Latency l : latencies) {
             out.printf("latency b%d × s%d: dense %.2f ms, slim %.2f ms (%.2fx)%n", l.batch(), l.sequence(), l.denseMs(),
                     l.slimMs(), l.speedup());
         }
         if (lm) {
-            out.printf("slim model: %s%s%n", output.resolve("model.onnx"), Double.isNaN(perplexity) ? ""
-                    : String.format("; eval perplexity %.3f (gated during training %.3f)", perplexity,
-                    summary.lastEval() == null ? Double.NaN : summary.lastEval().perplexity()));
+            out.printf("slim model: %s%n", output.resolve("model.onnx"));
         } else {
-            out.printf("slim model: %s; classifier: %s%s%n", output.resolve(MODEL_FILE),
-                    ownHead ? output.resolve(MODEL_FILE) + " (the model's own head)" : output.resolve(CLASSIFIER_FILE),
-                    Double.isNaN(accuracy) ? ""
-                            : String.format("; eval accuracy %.4f (gated during training %.4f)", accuracy,
-                            summary.lastEval() == null ? Double.NaN : summary.lastEval().accuracy()));
+            out.printf("slim model: %s; classifier: %s%n", output.resolve(MODEL_FILE),
+                    ownHead ? output.resolve(MODEL_FILE) + " (the model's own head)" : output.resolve(CLASSIFIER_FILE));
         }
+        double quality = lm ? perplexity : accuracy;
+        if (!Double.isNaN(quality)) {
+            String name = lm ? "perplexity" : "accuracy";
+            String format = lm ? "%.3f" : "%.4f";
+            double gated = summary.lastEval() == null ? Double.NaN
+                    : lm ? summary.lastEval().perplexity() : summary.lastEval().accuracy();
+            // Side by side: what the slim model scores, and what the dense model scores on the same set.
+            out.printf("eval %s: slim " + format + " | dense baseline %s (%s) | gated after training " + format + "%n",
+                    name, quality, dense.measured() ? String.format(format, dense.quality()) : "not measured",
+                    dense.what(), gated);
+        }
+        out.printf("report: %s%n", output.resolve("report.html"));
         out.flush();
         return 0;
     }

@@ -19,9 +19,14 @@ import java.util.concurrent.Callable;
 /** {@code gatecut export-training-artifacts MODEL ... -o DIR}: ONNX Runtime on-device training files. */
 @Command(name = "export-training-artifacts", mixinStandardHelpOptions = true,
         description = "Write ONNX Runtime training artifacts for gate training (training_model.onnx, eval_model.onnx,"
-                + " optimizer_model.onnx, checkpoint) to train in any ONNX Runtime training stack.")
+                + " optimizer_model.onnx, checkpoint) to train in any ONNX Runtime training stack.",
+        footerHeading = GatecutCli.EXAMPLE_HEADING,
+        footer = {GatecutCli.EXAMPLE_RUN + " export-training-artifacts \\",
+                "      onnx-models/bert-ts17.onnx \\",
+                "      --target-sparsity 0.3 -o out/artifacts-example"})
 final class ExportArtifactsCommand implements Callable<Integer> {
-    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file (float32).")
+    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model to write gate-training artifacts"
+            + " for (float32).")
     Path model;
 
     @Mixin
@@ -31,7 +36,8 @@ final class ExportArtifactsCommand implements Callable<Integer> {
             + " export (logits output) trains its own head and defaults to its number of logits.")
     Integer numLabels;
 
-    @Option(names = {"-o", "--output"}, required = true, paramLabel = "DIR", description = "Output folder.")
+    @Option(names = {"-o", "--output"}, required = true, paramLabel = "DIR",
+            description = "Folder for training_model.onnx, eval_model.onnx, optimizer_model.onnx and checkpoint.")
     Path output;
 
     @Mixin

@@ -12,23 +12,32 @@ final class GateTrainingOptions {
     String task;
 
     @Option(names = "--target-sparsity", required = true, paramLabel = "S",
-            description = "Fraction of the targeted parameters to remove, e.g. 0.3.")
+            description = "Fraction of the targeted parameters (the Q/K/V/O and FFN matrices) that the compiled model"
+                    + " loses, e.g. 0.3; trained gates are projected onto this budget.")
     double targetSparsity;
 
     @Option(names = "--gates-mode", defaultValue = "coupled", paramLabel = "MODE",
-            description = "coupled or independent; default ${DEFAULT-VALUE}.")
+            description = "coupled: one gate per FFN neuron and per attention head (KV group), so every closed gate"
+                    + " deletes compute; independent: one gate per row and per column of each matrix, as in the"
+                    + " FineGates paper. Default ${DEFAULT-VALUE}.")
     String gatesMode;
 
-    @Option(names = "--lr", paramLabel = "X", description = "Learning rate (default 1e-3 classify, 1e-2 lm).")
+    @Option(names = "--lr", paramLabel = "X", description = "AdamW learning rate of the gates, the gated layers' biases and the head (default 1e-3 for"
+                    + " classify, 1e-2 for lm).")
     Double lr;
 
-    @Option(names = "--lambda", defaultValue = "50", paramLabel = "X", description = "Sparsity loss weight (default ${DEFAULT-VALUE}).")
+    @Option(names = "--lambda", defaultValue = "50", paramLabel = "X", description = "Weight of the FineGates sparsity loss against the task loss: larger closes gates sooner and"
+                    + " costs more accuracy (default ${DEFAULT-VALUE}).")
     double lambda;
 
-    @Option(names = "--pooling", defaultValue = "mean", paramLabel = "P", description = "mean or first (default ${DEFAULT-VALUE}); for a new head only.")
+    @Option(names = "--pooling", defaultValue = "mean", paramLabel = "P", description = "How a new head reads the encoder's hidden states: mean (over the attention mask) or first"
+                    + " (the first token, e.g. [CLS]); unused with the model's own head or --task lm. Default"
+                    + " ${DEFAULT-VALUE}.")
     String pooling;
 
-    @Option(names = "--seed", defaultValue = "1", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
+    @Option(names = "--seed", defaultValue = "1", paramLabel = "N",
+            description = "Seed of the gate initialisation, the gate noise and the batch order: the same seed and"
+                    + " data give the same run (default ${DEFAULT-VALUE}).")
     long seed;
 
     Task parseTask() {

@@ -10,8 +10,19 @@ import java.io.UncheckedIOException;
 /** {@code gatecut COMMAND ...}: the command-line front end over the library. */
 @Command(name = "gatecut", mixinStandardHelpOptions = true, versionProvider = GatecutCli.Version.class,
         description = "Train structured sparsity into ONNX transformer models and compile slimmer ONNX files.",
+        footerHeading = GatecutCli.EXAMPLE_HEADING,
+        footer = {GatecutCli.EXAMPLE_RUN + " inspect onnx-models/bert-ts17.onnx",
+                "", "Each command's --help shows an example. The README's demo compresses the",
+                "pretrained all-MiniLM-L6-v2 (target/models after mvn package)."},
         subcommands = {InspectCommand.class, TrainCommand.class, CompressCommand.class, PruneCommand.class, BenchCommand.class, ExportArtifactsCommand.class, CommandLine.HelpCommand.class})
 public final class GatecutCli {
+
+    /**
+     * How every {@code --help} example starts: run from the repository root after {@code mvn package},
+     * against files in the repository. {@code HelpExamplesTest} runs every example shown.
+     */
+    static final String EXAMPLE_RUN = "  java -jar target/gatecut.jar";
+    static final String EXAMPLE_HEADING = "%nExample (from the repository root, after mvn package):%n";
 
     /** Exit code for bad input (unreadable model, invalid option values). */
     public static final int EXIT_BAD_INPUT = 2;

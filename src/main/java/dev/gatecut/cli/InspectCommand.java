@@ -22,12 +22,15 @@ import java.util.stream.Collectors;
 
 /** {@code gatecut inspect MODEL [--json]}. */
 @Command(name = "inspect", mixinStandardHelpOptions = true,
-        description = "Show a model's format, inputs/outputs, ops, parameters, external data and linear layers.")
+        description = "Show a model's format, inputs/outputs, ops, parameters, external data and linear layers.",
+        footerHeading = GatecutCli.EXAMPLE_HEADING,
+        footer = {GatecutCli.EXAMPLE_RUN + " inspect onnx-models/bert-ts17.onnx --groups"})
 final class InspectCommand implements Callable<Integer> {
-    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file.")
+    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file to describe (external data is"
+            + " read from beside it).")
     Path model;
 
-    @Option(names = "--json", description = "Print the report as JSON.")
+    @Option(names = "--json", description = "Print the report as JSON instead of text, for scripts.")
     boolean json;
 
     @Option(names = "--groups", description = "Also discover channel groups (runs the model once in ONNX Runtime"

@@ -29,16 +29,24 @@ import java.util.concurrent.Callable;
 /** {@code gatecut prune MODEL (--gates FILE | --random-sparsity S) -o OUT}. */
 @Command(name = "prune", mixinStandardHelpOptions = true,
         description = "Compile gate values into a slimmer model: fold open gates into the weights, delete closed"
-                + " channels and heads, rewrite shapes. Prints what was kept per group.")
+                + " channels and heads, rewrite shapes. Prints what was kept per group.",
+        footerHeading = GatecutCli.EXAMPLE_HEADING,
+        footer = {"Random gates that close 30%% of the zoo LLaMA's targeted parameters, compiled",
+                "and checked against the gated model:",
+                GatecutCli.EXAMPLE_RUN + " prune onnx-models/llama-ts17.onnx \\",
+                "      --random-sparsity 0.3 --align 1 --save-gates out/llama-gates.json \\",
+                "      -o out/llama-slim.onnx"})
 final class PruneCommand implements Callable<Integer> {
     /** Default rounding of kept widths; see bench/results for the GPU measurements behind it. */
     static final int DEFAULT_ALIGN = 32;
 
-    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file.")
+    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model to compile the gates into (the one"
+            + " the gates were trained on).")
     Path model;
 
     static final class GateSource {
-        @Option(names = "--gates", paramLabel = "FILE", description = "Gate values (gates.json from training or by hand).")
+        @Option(names = "--gates", paramLabel = "FILE", description = "Gate values to compile: RUNDIR/gates.json of a training run, or a file written by hand"
+                + " (README: Gate files).")
         Path gates;
 
         @Option(names = "--random-sparsity", paramLabel = "S",
@@ -49,7 +57,7 @@ final class PruneCommand implements Callable<Integer> {
     @ArgGroup(exclusive = true, multiplicity = "1")
     GateSource source;
 
-    @Option(names = "--seed", defaultValue = "1", description = "Seed for --random-sparsity (default ${DEFAULT-VALUE}).")
+    @Option(names = "--seed", defaultValue = "1", description = "Seed of the random gate values drawn by --random-sparsity (default ${DEFAULT-VALUE}).")
     long seed;
 
     @Option(names = "--gates-mode", defaultValue = "coupled", paramLabel = "MODE",
@@ -67,10 +75,11 @@ final class PruneCommand implements Callable<Integer> {
     Path params;
 
     @Option(names = "--emit-gated", paramLabel = "FILE",
-            description = "Also write the gated model with the same gate values (noise inputs default to zero).")
+            description = "Also write the gated model (the original with gates inserted, same gate values; its noise"
+                    + " inputs default to zero) to FILE, to compare against the compiled one.")
     Path emitGated;
 
-    @Option(names = "--save-gates", paramLabel = "FILE", description = "Write the gate values used (e.g. the random ones).")
+    @Option(names = "--save-gates", paramLabel = "FILE", description = "Write the gate values used to FILE (e.g. the random ones), in the --gates format.")
     Path saveGates;
 
     @Option(names = "--verify", negatable = true, defaultValue = "true", fallbackValue = "true",
@@ -84,7 +93,8 @@ final class PruneCommand implements Callable<Integer> {
                     + " ${DEFAULT-VALUE}.")
     String verifyDevice;
 
-    @Option(names = {"-o", "--output"}, required = true, paramLabel = "OUT", description = "Compiled model file.")
+    @Option(names = {"-o", "--output"}, required = true, paramLabel = "OUT",
+            description = "File for the compiled (slim) model; written only after the check passes.")
     Path output;
 
     @Mixin

@@ -37,15 +37,28 @@ import java.util.concurrent.Callable;
 /** {@code gatecut train MODEL --task classify --train FILE --target-sparsity S -o RUNDIR}. */
 @Command(name = "train", mixinStandardHelpOptions = true,
         description = "Train FineGates gates (plus biases and a task head) with ONNX Runtime; writes gates.json,"
-                + " params.json, metrics.jsonl, checkpoints and the training graph into RUNDIR.")
+                + " params.json, metrics.jsonl, checkpoints and the training graph into RUNDIR.",
+        footerHeading = GatecutCli.EXAMPLE_HEADING,
+        footer = {"Gates for the tiny random-weight zoo BERT on the demo reviews (seconds; a",
+                "smoke test, not a quality figure):",
+                GatecutCli.EXAMPLE_RUN + " train onnx-models/bert-ts17.onnx \\",
+                "      --tokenizer datasets/demo/zoo-tokenizer.json \\",
+                "      --train datasets/demo/fine-foods-train.jsonl \\",
+                "      --eval datasets/demo/fine-foods-test.jsonl \\",
+                "      --target-sparsity 0.3 --steps 20 -o out/train-example",
+                "Then compile the trained gates with prune MODEL --gates RUNDIR/gates.json",
+                "--params RUNDIR/params.json -o OUT."})
 final class TrainCommand implements Callable<Integer> {
-    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model file (float32).")
+    @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model to train gates for: an encoder (hidden"
+            + " states out), a classifier export (logits out) or, with --task lm, a decoder.")
     Path model;
 
     @Mixin
     TrainOptions options;
 
-    @Option(names = {"-o", "--output"}, required = true, paramLabel = "RUNDIR", description = "Run folder.")
+    @Option(names = {"-o", "--output"}, required = true, paramLabel = "RUNDIR",
+            description = "Run folder for gates.json, params.json, metrics.jsonl and checkpoints; one that holds a"
+                    + " run is refused unless --resume or --force is given.")
     Path output;
 
     @Mixin
@@ -69,16 +82,21 @@ final class TrainCommand implements Callable<Integer> {
         @picocli.CommandLine.Mixin
         GateTrainingOptions gate;
 
-        @Option(names = "--train", required = true, paramLabel = "FILE", description = "Training data, JSONL or CSV.")
+        @Option(names = "--train", required = true, paramLabel = "FILE", description = "Training data: JSONL (one object per line) or CSV with a header row; a text and a label"
+                        + " field per row, or pre-tokenised input_ids.")
         Path train;
 
-        @Option(names = "--eval", paramLabel = "FILE", description = "Evaluation data, evaluated after each epoch.")
+        @Option(names = "--eval", paramLabel = "FILE", description = "Held-out data in the same format, scored after each epoch (compress also scores the slim"
+                        + " model and the dense baseline on it).")
         Path eval;
 
-        @Option(names = "--text-field", defaultValue = "text", paramLabel = "F", description = "Default ${DEFAULT-VALUE}.")
+        @Option(names = "--text-field", defaultValue = "text", paramLabel = "F",
+                description = "JSON field or CSV column that holds the text (default ${DEFAULT-VALUE}).")
         String textField;
 
-        @Option(names = "--label-field", defaultValue = "label", paramLabel = "F", description = "Default ${DEFAULT-VALUE}.")
+        @Option(names = "--label-field", defaultValue = "label", paramLabel = "F",
+                description = "JSON field or CSV column that holds the class label (default ${DEFAULT-VALUE});"
+                        + " not read with --task lm.")
         String labelField;
 
         @Option(names = "--labels", split = ",", paramLabel = "L,...",
@@ -91,27 +109,34 @@ final class TrainCommand implements Callable<Integer> {
                 description = "HuggingFace tokenizer.json; without it rows must carry pre-tokenised input_ids.")
         Path tokenizer;
 
-        @Option(names = "--epochs", defaultValue = "3", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
+        @Option(names = "--epochs", defaultValue = "3", paramLabel = "N",
+                description = "Passes over the training data (default ${DEFAULT-VALUE}); --steps overrides it.")
         int epochs;
 
-        @Option(names = "--steps", defaultValue = "0", paramLabel = "N", description = "Total steps instead of epochs.")
+        @Option(names = "--steps", defaultValue = "0", paramLabel = "N", description = "Total training steps instead of whole epochs (0, the default: use --epochs).")
         long steps;
 
-        @Option(names = "--batch", defaultValue = "16", paramLabel = "B", description = "Default ${DEFAULT-VALUE}.")
+        @Option(names = "--batch", defaultValue = "16", paramLabel = "B",
+                description = "Rows per training and evaluation batch (default ${DEFAULT-VALUE}).")
         int batch;
 
-        @Option(names = "--max-len", defaultValue = "128", paramLabel = "L", description = "Default ${DEFAULT-VALUE}.")
+        @Option(names = "--max-len", defaultValue = "128", paramLabel = "L",
+                description = "Longest row in tokens, special tokens included; longer texts are cut there (default"
+                        + " ${DEFAULT-VALUE}).")
         int maxLen;
 
         @Option(names = "--device", defaultValue = "auto", paramLabel = "DEV",
-                description = "cpu, cuda, or auto (cuda when ONNX Runtime offers it); default ${DEFAULT-VALUE}.")
+                description = "Where ONNX Runtime trains and evaluates: cpu, cuda, or auto (cuda when the loaded ONNX"
+                        + " Runtime offers it); default ${DEFAULT-VALUE}.")
         String device;
 
         @Option(names = "--checkpoint-every", defaultValue = "0", paramLabel = "N",
                 description = "Steps between checkpoints (default: each epoch end and the last step).")
         int checkpointEvery;
 
-        @Option(names = "--log-every", defaultValue = "10", paramLabel = "N", description = "Default ${DEFAULT-VALUE}.")
+        @Option(names = "--log-every", defaultValue = "10", paramLabel = "N",
+                description = "Steps between rows of metrics.jsonl and, without a terminal, progress lines (default"
+                        + " ${DEFAULT-VALUE}).")
         int logEvery;
 
         @Option(names = "--resume", description = "Continue the run in the run folder from its last checkpoint"

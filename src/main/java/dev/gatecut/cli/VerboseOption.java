@@ -4,6 +4,6 @@ import picocli.CommandLine.Option;
 
 /** The {@code -v/--verbose} flag every command shares. */
 public final class VerboseOption {
-    @Option(names = {"-v", "--verbose"}, description = "Show stack traces and extra detail.")
+    @Option(names = {"-v", "--verbose"}, description = "Show the stack trace of an error after its one-line message (bench: also each step it takes).")
     boolean verbose;
 }

@@ -20,6 +20,7 @@ import java.util.Locale;
 /** Writes report.md, report.html and kept.png (kept fraction per group) for a compression. */
 public final class ReportWriter {
     public static final String PLOT = "kept.png";
+    static final String PLOT_ALT = "parameters kept per group";
 
     private ReportWriter() {
     }
@@ -40,30 +41,56 @@ public final class ReportWriter {
         return written;
     }
 
+    /** Row labels of the quality table, in order: dense baseline, gated after training, slim. */
+    static List<String[]> qualityRows(CompressReport r) {
+        List<String[]> rows = new ArrayList<>();
+        rows.add(new String[] {"dense baseline: " + r.baseline().what(), fmt(r.baseline().quality())});
+        rows.add(new String[] {"gated model after training, gates projected onto the budget (training graph)",
+                fmt(r.gatedQuality())});
+        rows.add(new String[] {"slim model (" + r.slimFile() + ")", fmt(r.slimQuality())});
+        return rows;
+    }
+
     static String markdown(CompressReport r, boolean plotted) {
         StringBuilder b = new StringBuilder();
         b.append("# gatecut compression report\n\n");
         b.append(String.format(Locale.ROOT, "- model: `%s`%n- date: %s; device: %s; training back-end: %s%n", r.model(),
                 r.date(), r.device(), r.backend()));
-        b.append(String.format(Locale.ROOT, "- task: %s; gates: %s; target: %.0f%% of the targeted parameters; align %d%n%n",
+        b.append(String.format(Locale.ROOT, "- task: %s; gates: %s; target: %.0f%% of the targeted parameters; align %d%n",
                 r.task(), r.gatesMode(), 100 * r.targetSparsity(), r.align()));
-        b.append("| | dense | slim |\n|---|---|---|\n");
+        b.append("- files: ");
+        List<String> links = new ArrayList<>();
+        for (CompressReport.Link l : r.files()) {
+            links.add("[" + l.path() + "](" + l.path() + ") (" + l.what() + ")");
+        }
+        if (plotted) {
+            links.add("[" + PLOT + "](" + PLOT + ") (the plot below)");
+        }
+        links.add("[report.html](report.html) (this report as a web page)");
+        b.append(String.join(", ", links)).append("\n\n");
+        if (!Double.isNaN(r.slimQuality()) || !Double.isNaN(r.gatedQuality())) {
+            b.append("## Quality on the evaluation set\n\n");
+            b.append("| model | eval ").append(r.qualityName()).append(" |\n|---|---|\n");
+            for (String[] row : qualityRows(r)) {
+                b.append("| ").append(row[0]).append(" | ").append(row[1]).append(" |\n");
+            }
+            b.append('\n');
+        }
+        b.append("## Size and speed\n\n");
+        b.append("| | dense (the input model) | slim (model.onnx) |\n|---|---|---|\n");
         b.append(String.format(Locale.ROOT, "| parameters | %,d | %,d (−%.1f%%) |%n", r.parametersBefore(),
                 r.parametersAfter(), 100 * r.modelRemoved()));
         b.append(String.format(Locale.ROOT, "| targeted parameters (Q/K/V/O, FFN) | %,d | %,d (−%.1f%%) |%n",
                 r.targetedBefore(), r.targetedAfter(), 100 * r.targetedRemoved()));
-        if (!Double.isNaN(r.slimQuality())) {
-            b.append(String.format(Locale.ROOT, "| eval %s | %s (gated, during training) | %s |%n", r.qualityName(),
-                    fmt(r.gatedQuality()), fmt(r.slimQuality())));
-        }
         for (CompressReport.Latency l : r.latencies()) {
             b.append(String.format(Locale.ROOT, "| latency b%d × s%d (median) | %.2f ms | %.2f ms (%.2fx) |%n",
                     l.batch(), l.sequence(), l.denseMs(), l.slimMs(), l.speedup()));
         }
-        b.append(String.format(Locale.ROOT, "| training | %d steps in %.1f s, %.0f samples/s | |%n%n", r.trainSteps(),
-                r.trainSeconds(), r.trainSamplesPerSecond()));
+        b.append('\n').append(trainingLine(r)).append("\n\n");
+        b.append("## Kept per group\n\n");
         if (plotted) {
-            b.append("![kept fraction per group](").append(PLOT).append(")\n\n");
+            b.append("![").append(PLOT_ALT).append("](").append(PLOT).append(")\n\n").append(plotCaption(r))
+                    .append("\n\n");
         }
         b.append("| group | kind | kept | parameters before → after |\n|---|---|---|---|\n");
         for (LayerReport g : r.groups()) {
@@ -71,6 +98,18 @@ public final class ReportWriter {
                     g.paramsBefore(), g.paramsAfter()));
         }
         return b.toString();
+    }
+
+    private static String trainingLine(CompressReport r) {
+        return String.format(Locale.ROOT, "Training: %d steps in %.1f s, %.0f samples/s (median of the logged steps).",
+                r.trainSteps(), r.trainSeconds(), r.trainSamplesPerSecond());
+    }
+
+    static String plotCaption(CompressReport r) {
+        return String.format(Locale.ROOT, "Each bar is the share of one group's parameters the slim model keeps"
+                + " (blue: an attention layer's heads, orange: an FFN's channels). The dashed line marks %.0f%%,"
+                + " one minus the target sparsity: the share kept across all targeted parameters together, so single"
+                + " groups may sit on either side of it.", 100 * (1 - r.targetSparsity()));
     }
 
     static String html(CompressReport r, boolean plotted) {
@@ -84,25 +123,38 @@ public final class ReportWriter {
         b.append(li("date / device / back-end", esc(r.date() + " / " + r.device() + " / " + r.backend())));
         b.append(li("task / gates / target / align", esc(String.format(Locale.ROOT, "%s / %s / %.0f%% / %d", r.task(),
                 r.gatesMode(), 100 * r.targetSparsity(), r.align()))));
-        b.append("</ul>\n<table><tr><th></th><th>dense</th><th>slim</th></tr>\n");
+        List<String> links = new ArrayList<>();
+        for (CompressReport.Link l : r.files()) {
+            links.add("<a href=\"" + esc(l.path()) + "\">" + esc(l.path()) + "</a> (" + esc(l.what()) + ")");
+        }
+        if (plotted) {
+            links.add("<a href=\"" + PLOT + "\">" + PLOT + "</a> (the plot below)");
+        }
+        links.add("<a href=\"report.md\">report.md</a> (this report as Markdown)");
+        b.append(li("files", String.join(", ", links)));
+        b.append("</ul>\n");
+        if (!Double.isNaN(r.slimQuality()) || !Double.isNaN(r.gatedQuality())) {
+            b.append("<h2>Quality on the evaluation set</h2>\n<table><tr><th>model</th><th>eval ")
+                    .append(esc(r.qualityName())).append("</th></tr>\n");
+            for (String[] row : qualityRows(r)) {
+                b.append("<tr><td>").append(esc(row[0])).append("</td><td>").append(esc(row[1])).append("</td></tr>\n");
+            }
+            b.append("</table>\n");
+        }
+        b.append("<h2>Size and speed</h2>\n<table><tr><th></th><th>dense (the input model)</th><th>slim (model.onnx)</th></tr>\n");
         b.append(row("parameters", String.format(Locale.ROOT, "%,d", r.parametersBefore()),
                 String.format(Locale.ROOT, "%,d (−%.1f%%)", r.parametersAfter(), 100 * r.modelRemoved())));
-        b.append(row("targeted parameters", String.format(Locale.ROOT, "%,d", r.targetedBefore()),
+        b.append(row("targeted parameters (Q/K/V/O, FFN)", String.format(Locale.ROOT, "%,d", r.targetedBefore()),
                 String.format(Locale.ROOT, "%,d (−%.1f%%)", r.targetedAfter(), 100 * r.targetedRemoved())));
-        if (!Double.isNaN(r.slimQuality())) {
-            b.append(row("eval " + r.qualityName(), fmt(r.gatedQuality()) + " (gated, during training)",
-                    fmt(r.slimQuality())));
-        }
         for (CompressReport.Latency l : r.latencies()) {
-            b.append(row(String.format(Locale.ROOT, "latency b%d × s%d", l.batch(), l.sequence()),
+            b.append(row(String.format(Locale.ROOT, "latency b%d × s%d (median)", l.batch(), l.sequence()),
                     String.format(Locale.ROOT, "%.2f ms", l.denseMs()),
                     String.format(Locale.ROOT, "%.2f ms (%.2fx)", l.slimMs(), l.speedup())));
         }
-        b.append(row("training", String.format(Locale.ROOT, "%d steps in %.1f s, %.0f samples/s", r.trainSteps(),
-                r.trainSeconds(), r.trainSamplesPerSecond()), ""));
-        b.append("</table>\n");
+        b.append("</table>\n<p>").append(esc(trainingLine(r))).append("</p>\n<h2>Kept per group</h2>\n");
         if (plotted) {
-            b.append("<p><img src=\"").append(PLOT).append("\" alt=\"kept fraction per group\"></p>\n");
+            b.append("<figure><img src=\"").append(PLOT).append("\" alt=\"").append(PLOT_ALT)
+                    .append("\"><figcaption>").append(esc(plotCaption(r))).append("</figcaption></figure>\n");
         }
         b.append("<table><tr><th>group</th><th>kind</th><th>kept</th><th>parameters before → after</th></tr>\n");
         for (LayerReport g : r.groups()) {
@@ -115,14 +167,51 @@ public final class ReportWriter {
         return b.toString();
     }
 
-    /** A horizontal bar per group: the fraction of its parameters kept. False where text cannot be drawn. */
+    /** The words drawn on the plot: title, axis titles and legend entries. */
+    record PlotText(String title, String xAxis, String yAxis, List<String> legend) {
+    }
+
+    static PlotText plotText(CompressReport r) {
+        return new PlotText("Parameters kept per group",
+                "parameters kept (% of the group's dense parameters)",
+                "group (model order)",
+                List.of("attention: heads / KV groups", "FFN: channels",
+                        String.format(Locale.ROOT, "target: %.0f%% kept over all targeted parameters",
+                                100 * (1 - r.targetSparsity()))));
+    }
+
+    static final Color ATTENTION = new Color(0x4C72B0);
+    static final Color FFN = new Color(0xDD8452);
+
+    /** Geometry of the plot, shared by the drawing and the tests that look at its pixels. */
+    record PlotLayout(int left, int barWidth, int top, int rowHeight, int rows, int width, int height) {
+        static PlotLayout of(int rows) {
+            int left = 390;
+            int barWidth = 400;
+            int top = 46;
+            int rowHeight = 18;
+            int bottom = top + rowHeight * rows;
+            return new PlotLayout(left, barWidth, top, rowHeight, rows, left + barWidth + 60, bottom + 110);
+        }
+
+        int bottom() {
+            return top + rowHeight * rows;
+        }
+
+        int x(double fraction) {
+            return left + (int) Math.round(barWidth * fraction);
+        }
+    }
+
+    /**
+     * A horizontal bar per group (the fraction of its parameters kept) with axis titles, ticks, a
+     * legend and the target line. False where text cannot be drawn (no fonts).
+     */
     static boolean plot(CompressReport r, Path file) {
         try {
-            int rowHeight = 18;
-            int labelWidth = 360;
-            int barWidth = 400;
-            int height = 50 + rowHeight * r.groups().size();
-            BufferedImage img = new BufferedImage(labelWidth + barWidth + 80, height, BufferedImage.TYPE_INT_RGB);
+            PlotLayout p = PlotLayout.of(r.groups().size());
+            PlotText text = plotText(r);
+            BufferedImage img = new BufferedImage(p.width(), p.height(), BufferedImage.TYPE_INT_RGB);
             Graphics2D g = img.createGraphics();
             g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, RenderingHints.VALUE_ANTIALIAS_ON);
             g.setRenderingHint(RenderingHints.KEY_TEXT_ANTIALIASING, RenderingHints.VALUE_TEXT_ANTIALIAS_ON);
@@ -130,25 +219,54 @@ public final class ReportWriter {
             g.fillRect(0, 0, img.getWidth(), img.getHeight());
             g.setFont(new Font(Font.SANS_SERIF, Font.BOLD, 13));
             g.setColor(Color.BLACK);
-            g.drawString(String.format(Locale.ROOT, "parameters kept per group (target %.0f%% removed)",
-                    100 * r.targetSparsity()), 10, 20);
+            g.drawString(text.title(), 10, 20);
             g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 11));
-            int y = 36;
+            int y = p.top();
             for (LayerReport l : r.groups()) {
                 double kept = l.paramsBefore() == 0 ? 1 : (double) l.paramsAfter() / l.paramsBefore();
                 String label = l.group().length() > 58 ? "…" + l.group().substring(l.group().length() - 57) : l.group();
                 g.setColor(Color.DARK_GRAY);
-                g.drawString(label, 10, y + 12);
-                g.setColor(l.kind().startsWith("attention") ? new Color(0x4C72B0) : new Color(0xDD8452));
-                g.fillRect(labelWidth, y + 2, (int) Math.round(barWidth * kept), rowHeight - 5);
+                g.drawString(label, 28, y + 12);
+                g.setColor(l.kind().startsWith("attention") ? ATTENTION : FFN);
+                g.fillRect(p.left(), y + 2, p.x(kept) - p.left(), p.rowHeight() - 5);
                 g.setColor(Color.BLACK);
-                g.drawString(String.format(Locale.ROOT, "%.0f%%", 100 * kept), labelWidth + barWidth + 8, y + 12);
-                y += rowHeight;
+                g.drawString(String.format(Locale.ROOT, "%.0f%%", 100 * kept), p.x(kept) + 4, y + 12);
+                y += p.rowHeight();
             }
-            g.setColor(Color.GRAY);
-            g.setStroke(new BasicStroke(1f, BasicStroke.CAP_BUTT, BasicStroke.JOIN_MITER, 10f, new float[] {4f}, 0f));
-            int target = labelWidth + (int) Math.round(barWidth * (1 - r.targetSparsity()));
-            g.drawLine(target, 28, target, height - 6);
+            // x axis: line, ticks every 25%, title
+            g.setColor(Color.BLACK);
+            g.drawLine(p.left(), p.bottom() + 2, p.x(1), p.bottom() + 2);
+            for (int tick = 0; tick <= 100; tick += 25) {
+                int x = p.x(tick / 100.0);
+                g.drawLine(x, p.bottom() + 2, x, p.bottom() + 6);
+                String t = tick + "%";
+                g.drawString(t, x - g.getFontMetrics().stringWidth(t) / 2, p.bottom() + 18);
+            }
+            g.drawString(text.xAxis(), p.left() + (p.barWidth() - g.getFontMetrics().stringWidth(text.xAxis())) / 2,
+                    p.bottom() + 34);
+            // y axis title: a header over the group labels (rotated text would not fit a plot of few groups)
+            g.setFont(new Font(Font.SANS_SERIF, Font.BOLD, 11));
+            g.drawString(text.yAxis(), 28, p.top() - 6);
+            g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 11));
+            // legend
+            int ly = p.bottom() + 52;
+            int lx = 28;
+            for (int i = 0; i < 2; i++) {
+                g.setColor(i == 0 ? ATTENTION : FFN);
+                g.fillRect(lx, ly - 9, 14, 10);
+                g.setColor(Color.BLACK);
+                g.drawString(text.legend().get(i), lx + 20, ly);
+                lx += 40 + g.getFontMetrics().stringWidth(text.legend().get(i));
+            }
+            Graphics2D dashed = (Graphics2D) g.create();
+            dashed.setColor(Color.GRAY);
+            dashed.setStroke(new BasicStroke(1f, BasicStroke.CAP_BUTT, BasicStroke.JOIN_MITER, 10f, new float[] {4f}, 0f));
+            dashed.drawLine(28, ly + 20, 56, ly + 20);
+            int target = p.x(1 - r.targetSparsity());
+            dashed.drawLine(target, p.top() - 8, target, p.bottom() + 2);
+            dashed.dispose();
+            g.setColor(Color.BLACK);
+            g.drawString(text.legend().get(2), 62, ly + 24);
             g.dispose();
             AtomicFiles.write(file, tmp -> ImageIO.write(img, "png", tmp.toFile()));
             return true;

@@ -47,7 +47,8 @@ class CompressCommandTest {
             assertTrue(Files.exists(out.resolve(f)), f);
         }
         String report = Files.readString(out.resolve("report.md"));
-        for (String expected : List.of("| parameters |", "| eval accuracy |", "latency b1 × s128", "latency b8 × s128",
+        for (String expected : List.of("| parameters |", "| model | eval accuracy |",
+                "| dense baseline: frozen dense encoder + a head trained on the same batches | ", "latency b1 × s128", "latency b8 × s128",
                 "kept.png", "ffn:/m/encoder/layer.0/output/dense/MatMul")) {
             assertTrue(report.contains(expected), "report.md lacks '" + expected + "':\n" + report);
         }
@@ -57,6 +58,10 @@ class CompressCommandTest {
         assertEquals(0.3, removed, 0.02, "the slim model lands on the budget: " + s);
         assertEquals(s.get("gated_eval_accuracy").asDouble(), s.get("slim_eval_accuracy").asDouble(), 1e-9,
                 "the slim classifier scores what the gated model scored: " + s);
+        double baseline = s.get("baseline_eval_accuracy").asDouble();
+        assertTrue(baseline >= 0 && baseline <= 1, "a dense baseline was measured: " + s);
+        assertTrue(run.out().contains(String.format("eval accuracy: slim %.4f | dense baseline %.4f (frozen dense encoder",
+                s.get("slim_eval_accuracy").asDouble(), baseline)), "slim and dense side by side:\n" + run.out());
     }
 
     @Test
@@ -77,11 +82,12 @@ class CompressCommandTest {
                 data.toString(), "--eval", data.toString(), "--target-sparsity", "0.3", "--epochs", "2", "--batch", "8",
                 "--lr", "0.05", "--align", "1", "--no-progress", "--latency-runs", "0", "-o", out.toString());
         assertEquals(0, run.exit(), run.err() + run.out());
-        assertTrue(Files.readString(out.resolve("report.md")).contains("| eval perplexity |"));
+        assertTrue(Files.readString(out.resolve("report.md")).contains("| model | eval perplexity |"));
         JsonNode s = new ObjectMapper().readTree(out.resolve("summary.json").toFile());
         double gated = s.get("gated_eval_perplexity").asDouble();
         double slim = s.get("slim_eval_perplexity").asDouble();
         assertEquals(gated, slim, gated * 1e-4, "slim perplexity equals the gated one: " + s);
+        assertTrue(s.get("dense_eval_perplexity").asDouble() > 1, "the dense model's perplexity is the baseline: " + s);
     }
 
     @Test
