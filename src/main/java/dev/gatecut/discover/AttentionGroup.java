@@ -14,11 +14,14 @@ import java.util.List;
  * @param fusedAttention  ONNX Runtime Attention nodes whose num_heads the compiler rewrites
  * @param headInputs      tensors combined with the scores that carry one slice per query head (T5's
  *                        relative-position bias, shared by all layers): sliced with the kept heads
+ * @param reused          other applications of the Q or K layer (DeBERTa's position projections): they
+ *                        share its weight and bias, so they take its gates and lose the same heads
  */
 public record AttentionGroup(String name, Projection q, Projection k, Projection v, LinearLayer o,
                              int heads, int kvHeads, long headDim, boolean rotary,
                              List<ShapeEdit> shapeEdits, List<SplitPart> splits,
-                             List<Node> fusedAttention, List<HeadInput> headInputs) implements ChannelGroup {
+                             List<Node> fusedAttention, List<HeadInput> headInputs,
+                             List<ReusedProjection> reused) implements ChannelGroup {
 
     /** Input {@code input} of {@code node} has the query heads on axis {@code axis}. */
     public record HeadInput(Node node, int input, int axis) {
@@ -28,18 +31,41 @@ public record AttentionGroup(String name, Projection q, Projection k, Projection
     public record SplitPart(Node split, int output, ShapeEdit.Role role) {
     }
 
+    /**
+     * MatMul node {@code matmul} applies the weight of {@code source}'s layer (read through Identity) to
+     * other activations, and the Add after it adds the same bias. Named, not held, because gates are
+     * injected into a separately loaded copy of the model.
+     */
+    public record ReusedProjection(String matmul, Projection source) {
+    }
+
     public AttentionGroup {
         shapeEdits = List.copyOf(shapeEdits);
         splits = List.copyOf(splits);
         fusedAttention = List.copyOf(fusedAttention);
         headInputs = List.copyOf(headInputs);
+        reused = List.copyOf(reused);
+    }
+
+    /** A group whose layers are applied once each. */
+    public AttentionGroup(String name, Projection q, Projection k, Projection v, LinearLayer o, int heads, int kvHeads,
+                          long headDim, boolean rotary, List<ShapeEdit> shapeEdits, List<SplitPart> splits,
+                          List<Node> fusedAttention, List<HeadInput> headInputs) {
+        this(name, q, k, v, o, heads, kvHeads, headDim, rotary, shapeEdits, splits, fusedAttention, headInputs,
+                List.of());
     }
 
     /** A group with no per-head score inputs. */
     public AttentionGroup(String name, Projection q, Projection k, Projection v, LinearLayer o, int heads, int kvHeads,
                           long headDim, boolean rotary, List<ShapeEdit> shapeEdits, List<SplitPart> splits,
                           List<Node> fusedAttention) {
-        this(name, q, k, v, o, heads, kvHeads, headDim, rotary, shapeEdits, splits, fusedAttention, List.of());
+        this(name, q, k, v, o, heads, kvHeads, headDim, rotary, shapeEdits, splits, fusedAttention, List.of(),
+                List.of());
+    }
+
+    /** The other applications of {@code layer}'s weight (empty for most models). */
+    public List<ReusedProjection> reusesOf(LinearLayer layer) {
+        return reused.stream().filter(r -> r.source().layer().equals(layer)).toList();
     }
 
     public int queryHeadsPerGroup() {

@@ -8,8 +8,8 @@ public final class GroupRules {
     }
 
     /**
-     * Attention first (its Q/K/V/O layers must not be read as FFNs; DeBERTa's disentangled attention,
-     * which stays ungated, after the plain kind), then classification heads (a pooler + classifier
+     * Attention first (its Q/K/V/O layers must not be read as FFNs; DeBERTa's disentangled attention
+     * after the plain kind), then classification heads (a pooler + classifier
      * looks like an FFN), then FFNs, which take what is left.
      */
     public static List<GroupRule> standard() {

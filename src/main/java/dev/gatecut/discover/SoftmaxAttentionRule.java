@@ -93,7 +93,7 @@ final class SoftmaxAttentionRule extends NodeRule {
     }
 
     /** Shape-constant elements of a Reshape/Expand on an attention path that count heads. */
-    private static void headEdits(MatchContext ctx, Node n, int heads, int kvHeads, long headDim, Projection q,
+    static void headEdits(MatchContext ctx, Node n, int heads, int kvHeads, long headDim, Projection q,
                                   Projection k, Projection v, List<ShapeEdit> edits) {
         long[] out = ctx.probed(n.output(0)).orElseThrow(() -> new MatchFailure("no probed shape for node '"
                 + n.name() + "'", n, ""));

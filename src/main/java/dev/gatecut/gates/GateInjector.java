@@ -46,10 +46,12 @@ public final class GateInjector {
     private Value one;
 
     private final Noise noiseMode;
+    private final List<AttentionGroup> groups;
 
-    private GateInjector(Graph graph, Noise noiseMode) {
+    private GateInjector(Graph graph, Noise noiseMode, List<AttentionGroup> groups) {
         this.graph = graph;
         this.noiseMode = noiseMode;
+        this.groups = groups;
         for (Node n : graph.nodes()) {
             nodes.put(n.name(), n);
         }
@@ -73,7 +75,7 @@ public final class GateInjector {
             throw new OnnxFormatException("gates need ONNX opset 11 or newer (Clip with min/max inputs); the model"
                     + " imports opset " + model.defaultOpset() + ": convert it with onnx.version_converter");
         }
-        GateInjector in = new GateInjector(model.graph(), noise);
+        GateInjector in = new GateInjector(model.graph(), noise, plan.discovery().attentionGroups());
         Map<String, InjectedGate> result = new LinkedHashMap<>();
         for (GateSpec spec : plan.gates()) {
             result.put(spec.name(), in.add(spec, values.theta(spec.name())));
@@ -181,6 +183,14 @@ public final class GateInjector {
             }
             return;
         }
+        gateOutput(n, layer, g, name);
+        for (AttentionGroup.ReusedProjection r : reusesOf(layer)) {
+            gateOutput(reusedNode(r), layer, g, name + "/reused");
+        }
+    }
+
+    /** {@code n}'s output (computed with {@code layer}'s weight) times g, and its bias too: (x·W + b) ⊙ g. */
+    private void gateOutput(Node n, LinearLayer layer, Value g, String name) {
         Value y = n.output(0);
         List<Value.Use> uses = List.copyOf(y.uses());
         Node mul = op("Mul", List.of(y, g), name + "/apply");
@@ -208,6 +218,9 @@ public final class GateInjector {
         Node n = node(layer);
         if (layer.hasActivations()) {
             gateInput(n, g, name);
+            for (AttentionGroup.ReusedProjection r : reusesOf(layer)) {
+                gateInput(reusedNode(r), g, name + "/reused");
+            }
             return;
         }
         Node column = op("Reshape", List.of(g, int64(name + ".shape_col", -1, 1)), name + "/column");
@@ -218,6 +231,23 @@ public final class GateInjector {
     private void gateWeight(Node reader, int index, Value g, String name) {
         Node mul = op("Mul", List.of(reader.input(index), g), name);
         reader.setInput(index, mul.output(0));
+    }
+
+    /**
+     * Other applications of {@code layer}'s weight and bias (DeBERTa's position projections): a gate
+     * belongs to the layer, so they are gated alike, and the compiled model can fold it into the one
+     * shared weight.
+     */
+    private List<AttentionGroup.ReusedProjection> reusesOf(LinearLayer layer) {
+        return groups.stream().flatMap(a -> a.reusesOf(layer).stream()).toList();
+    }
+
+    private Node reusedNode(AttentionGroup.ReusedProjection r) {
+        Node n = nodes.get(r.matmul());
+        if (n == null) {
+            throw new IllegalArgumentException("node '" + r.matmul() + "' is not in this model");
+        }
+        return n;
     }
 
     private Node op(String type, List<Value> inputs, String name) {

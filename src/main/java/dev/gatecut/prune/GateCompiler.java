@@ -98,6 +98,7 @@ public final class GateCompiler {
             changes.add(decideFfn(f));
         }
         int folded = 0;
+        List<Runnable> sharing = reusedProjectionRewiring();
         for (LinearLayer l : GatePlan.gatedLayers(plan.discovery())) {
             boolean deletes = keepOut.containsKey(l) || keepIn.containsKey(l);
             if (!deletes && (rowScale.containsKey(l) || colScale.containsKey(l))) {
@@ -105,6 +106,7 @@ public final class GateCompiler {
             }
             rewriteLayer(l);
         }
+        sharing.forEach(Runnable::run);
         List<LayerReport> reports = new ArrayList<>();
         for (GroupChange c : changes) {
             c.sliceConstants.run();
@@ -435,6 +437,38 @@ public final class GateCompiler {
             }
             replaceConstant(reader, idx, b, bt);
         }
+    }
+
+    /**
+     * Other applications of a gated layer's weight and bias (DeBERTa's position projections, gated
+     * alike in the gated model) must read the rewritten weight and bias: found before the rewrite,
+     * rewired after it, so one folded and sliced copy serves both.
+     */
+    private List<Runnable> reusedProjectionRewiring() {
+        List<Runnable> rewire = new ArrayList<>();
+        for (AttentionGroup a : plan.discovery().attentionGroups()) {
+            for (AttentionGroup.ReusedProjection r : a.reused()) {
+                LinearLayer l = r.source().layer();
+                Node own = node(l);
+                Node reused = nodes.get(r.matmul());
+                if (reused == null) {
+                    throw new IllegalArgumentException("node '" + r.matmul() + "' is not in this model");
+                }
+                rewire.add(() -> reused.setInput(1, own.input(1)));
+                if (l.bias() != null) {
+                    Value bias = graph.requireValue(l.bias());
+                    Node ownAdd = biasReader(l, own);
+                    int ownIndex = ownAdd.inputs().indexOf(bias);
+                    Node reusedAdd = reused.output(0).uses().get(0).node();
+                    int reusedIndex = reusedAdd.inputs().indexOf(bias);
+                    if (reusedIndex < 0) {
+                        throw new OnnxFormatException("node '" + reusedAdd.name() + "' does not add bias '" + l.bias() + "'");
+                    }
+                    rewire.add(() -> reusedAdd.setInput(reusedIndex, ownAdd.input(ownIndex)));
+                }
+            }
+        }
+        return rewire;
     }
 
     private Node biasReader(LinearLayer l, Node node) {

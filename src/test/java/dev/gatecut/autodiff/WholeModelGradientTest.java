@@ -50,8 +50,12 @@ class WholeModelGradientTest {
             // The contrib-op BERT (unfused first, as training does) in independent mode: the derivative along u
             // is small there (0.035), so float32 rounding of the loss dominates a 1e-2 step (2e-2 error); with
             // 3e-2 the error is 1e-4 .. 5e-3 over six directions, i.e. it was noise, not the gradient.
-            boolean fused = p.getFileName().toString().contains("fused");
-            cases.add(Arguments.of(p, GateMode.INDEPENDENT, fused ? 3e-2 : 1e-2));
+            // DeBERTa-v2 in independent mode likewise (0.000054 along u; a 3e-2 step gives 2e-3, 1e-1 gives 3e-3).
+            // Its Q/K gates, which also gate the position projections, move the loss by 1.4e-7 along their
+            // whole gradient: below float32 resolution here, so their path is covered by the per-op checks.
+            boolean smallDerivative = p.getFileName().toString().contains("fused")
+                    || p.getFileName().toString().startsWith("deberta");
+            cases.add(Arguments.of(p, GateMode.INDEPENDENT, smallDerivative ? 3e-2 : 1e-2));
         }
         return cases;
     }

@@ -50,13 +50,11 @@ class ArchitecturesTest {
         try (OnnxModel slim = OnnxModel.load(model); OnnxModel gated = OnnxModel.load(model)) {
             Discovery d = GroupFinder.discover(slim);
             boolean deberta = family(model).equals("deberta");
-            // Every attention block and FFN is a group (DeBERTa's disentangled attention stays out, with its reason).
-            assertEquals(deberta ? 0 : 2, d.attentionGroups().size(), model + ": " + d.unmatched());
+            // Every attention block and FFN is a group (DeBERTa's with its position projections).
+            assertEquals(2, d.attentionGroups().size(), model + ": " + d.unmatched());
             assertEquals(2, d.ffnGroups().size(), model + ": " + d.unmatched());
-            if (deberta) {
-                long disentangled = d.unmatched().stream().filter(u -> u.reason().startsWith(
-                        "disentangled attention (DeBERTa), Softmax '") && u.reason().contains("dimension heads")).count();
-                assertEquals(8, disentangled, "Q, K, V and O of both layers: " + d.unmatched());
+            for (AttentionGroup a : d.attentionGroups()) {
+                assertEquals(deberta ? 2 : 0, a.reused().size(), model + ": position projections of Q and K");
             }
             d.unmatched().stream().filter(u -> u.opType().equals("Gemm")).forEach(u -> assertTrue(
                     u.reason().startsWith("classification head: "), "heads are not FFNs: " + u));
@@ -66,7 +64,7 @@ class ArchitecturesTest {
             GateInjector.inject(gated, plan, values);
             CompileReport report = GateCompiler.compile(slim, plan, values, 1);
             assertTrue(report.parametersAfter() < report.parametersBefore(), model + ": " + report.parametersBefore() + " -> " + report.parametersAfter());
-            if (mode == GateMode.COUPLED && !deberta) {
+            if (mode == GateMode.COUPLED) {
                 for (AttentionGroup a : d.attentionGroups()) {
                     LayerReport r = report.groups().stream().filter(g -> g.group().equals(a.name())).findFirst()
                             .orElseThrow();
