@@ -154,16 +154,7 @@ public final class TrainingGraph {
         }
         OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "train/");
         for (String b : biases) {
-            Value v = g.requireValue(b);
-            if (!v.isInitializer() || !v.initializer().dataType().isFloatingPoint()) {
-                throw new OnnxFormatException(path + ": bias '" + b + "' is not a float initializer; gatecut trains"
-                        + " the biases of gated layers");
-            }
-            long[] dims = v.initializer().dims();
-            initial.put(b, v.initializer().floats());
-            promoteToFloat32Master(g, ops, v, dims);
-            params.add(new TrainableParam(b, TrainableParam.Kind.BIAS, dims, null));
-            paramValues.add(v);
+            paramValues.add(trainable(g, ops, b, TrainableParam.Kind.BIAS, path, params, initial));
         }
 
         Value taskLoss;
@@ -246,16 +237,7 @@ public final class TrainingGraph {
                                        List<Value> paramValues) {
         head.requireLabels(config.numLabels(), path.toString());
         for (String name : head.parameters()) {
-            Value v = g.requireValue(name);
-            if (!v.isInitializer() || !v.initializer().dataType().isFloatingPoint()) {
-                throw new OnnxFormatException(path + ": classification head parameter '" + name + "' is not a float"
-                        + " initializer; gatecut trains the head's weights and biases");
-            }
-            long[] dims = v.initializer().dims();
-            initial.put(name, v.initializer().floats());
-            promoteToFloat32Master(g, ops, v, dims);
-            params.add(new TrainableParam(name, TrainableParam.Kind.HEAD, dims, null));
-            paramValues.add(v);
+            paramValues.add(trainable(g, ops, name, TrainableParam.Kind.HEAD, path, params, initial));
         }
         return g.requireValue(head.output());
     }
@@ -330,6 +312,25 @@ public final class TrainingGraph {
         ShapeProbe.Result shapes = ShapeProbe.probe(m);
         return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, GradRules.standard(), shapes,
                 lossScale(m));
+    }
+
+    /**
+     * The model's float initializer {@code name} made a trainable parameter (a bias of a gated layer,
+     * or a weight/bias of the model's own classification head): recorded with its starting values.
+     */
+    private static Value trainable(Graph g, OpBuilder ops, String name, TrainableParam.Kind kind, Path path,
+                                   List<TrainableParam> params, Map<String, float[]> initial) {
+        Value v = g.requireValue(name);
+        if (!v.isInitializer() || !v.initializer().dataType().isFloatingPoint()) {
+            throw new OnnxFormatException(path + ": " + (kind == TrainableParam.Kind.BIAS ? "bias" : "classification"
+                    + " head parameter") + " '" + name + "' is not a float initializer; gatecut trains the biases of"
+                    + " gated layers and the weights and biases of the model's classification head");
+        }
+        long[] dims = v.initializer().dims();
+        initial.put(name, v.initializer().floats());
+        promoteToFloat32Master(g, ops, v, dims);
+        params.add(new TrainableParam(name, kind, dims, null));
+        return v;
     }
 
     /**
