@@ -9,7 +9,7 @@ import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.Value;
-import dev.gatecut.runtime.RandomInputs;
+import dev.gatecut.onnx.InputRole;
 
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -44,7 +44,7 @@ public final class BindEmptyCache {
         List<Value> pasts = new ArrayList<>();
         List<Value> positions = new ArrayList<>();
         for (Value in : g.feedInputs()) {
-            switch (RandomInputs.role(in)) {
+            switch (InputRole.of(in)) {
                 case PAST -> pasts.add(in);
                 case POSITIONS -> positions.add(in);
                 default -> {

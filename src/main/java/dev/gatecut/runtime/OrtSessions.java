@@ -5,7 +5,7 @@ import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.OnnxModel;
-import dev.gatecut.passes.FloatStandIn;
+import dev.gatecut.onnx.FloatStandIn;
 
 import java.nio.file.Path;
 

@@ -6,6 +6,7 @@ import ai.onnxruntime.OrtException;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.HalfFloats;
+import dev.gatecut.onnx.InputRole;
 import ai.onnxruntime.OnnxJavaType;
 import dev.gatecut.onnx.Node;
 import dev.gatecut.onnx.Shape;
@@ -33,22 +34,10 @@ import java.util.Set;
  * continue the past.
  */
 public final class RandomInputs {
-    /** What an input is for, which decides its shape and values. */
-    public enum Role {
-        /** Token ids, type ids, features: random values below the bound. */
-        DATA,
-        /** Attention mask: ones then zeros per row ({@code past + sequence} long in cache models). */
-        MASK,
-        /** position_ids / cache_position: {@code past, past + 1, ...} per row. */
-        POSITIONS,
-        /** A past key or value of a KV cache: random floats, {@code past} long. */
-        PAST
-    }
-
     /** What to feed one input. */
-    public record InputSpec(String name, DataType type, long[] shape, long upperBound, Role role) {
+    public record InputSpec(String name, DataType type, long[] shape, long upperBound, InputRole role) {
         public boolean mask() {
-            return role == Role.MASK;
+            return role == InputRole.MASK;
         }
     }
 
@@ -69,7 +58,7 @@ public final class RandomInputs {
         List<InputSpec> specs = new ArrayList<>();
         for (Value in : graph.feedInputs()) {
             DataType type = Shape.elementType(in).orElse(DataType.FLOAT);
-            Role role = role(in);
+            InputRole role = InputRole.of(in);
             long[] shape = switch (role) {
                 case PAST -> concreteShape(in, batch, pastLength);   // [batch, heads, past, head_dim]
                 case MASK -> concreteShape(in, batch, sequence + pastLength);
@@ -88,29 +77,12 @@ public final class RandomInputs {
 
     /** Whether {@code in} is a past key or value of a KV cache. */
     public static boolean isPastInput(Value in) {
-        return role(in) == Role.PAST;
+        return InputRole.of(in) == InputRole.PAST;
     }
 
     /** Whether the model takes past keys/values (a decoder exported with its KV cache). */
     public static boolean hasKvCache(Graph graph) {
-        return graph.feedInputs().stream().anyMatch(v -> role(v) == Role.PAST);
-    }
-
-    /** optimum's {@code past_key_values.N.key}, {@code past_key_N}, ONNX Runtime GenAI's names: float inputs named past*. */
-    public static Role role(Value in) {
-        String name = in.name().toLowerCase(java.util.Locale.ROOT);
-        DataType type = Shape.elementType(in).orElse(DataType.FLOAT);
-        int rank = Shape.declared(in).map(Shape::rank).orElse(2);
-        if (name.startsWith("past") && type.isFloatingPoint() && rank >= 3) {
-            return Role.PAST;
-        }
-        if (name.contains("mask")) {
-            return Role.MASK;
-        }
-        if ((name.equals("position_ids") || name.equals("cache_position")) && !type.isFloatingPoint()) {
-            return Role.POSITIONS;
-        }
-        return Role.DATA;
+        return InputRole.hasKvCache(graph);
     }
 
     /** Fresh random tensors for every input; the caller closes them. */
@@ -138,7 +110,7 @@ public final class RandomInputs {
     private static OnnxTensor tensor(OrtEnvironment env, InputSpec spec, Random random) throws OrtException {
         int n = Math.toIntExact(dev.gatecut.onnx.TensorArrays.elementCount(spec.shape()));
         long[] ints = new long[n];
-        if (spec.role() == Role.POSITIONS) {
+        if (spec.role() == InputRole.POSITIONS) {
             long rowLength = spec.shape().length == 0 ? 1 : spec.shape()[spec.shape().length - 1];
             for (int i = 0; i < n; i++) {
                 ints[i] = spec.upperBound() + i % Math.max(1, rowLength);

@@ -14,7 +14,7 @@ import dev.gatecut.onnx.proto.ModelProto;
 import dev.gatecut.onnx.proto.ValueInfoProto;
 
 import dev.gatecut.onnx.DataType;
-import dev.gatecut.passes.FloatStandIn;
+import dev.gatecut.onnx.FloatStandIn;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.SaveOptions;
 

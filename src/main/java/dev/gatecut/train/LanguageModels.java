@@ -1,5 +1,7 @@
 package dev.gatecut.train;
 
+import dev.gatecut.onnx.InputRole;
+
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
@@ -26,7 +28,7 @@ public final class LanguageModels {
      */
     public static double perplexity(OnnxModel model, List<Batch> batches, Device device) throws OrtException {
         if (!RandomInputs.hasKvCache(model.graph()) && model.graph().feedInputs().stream()
-                .noneMatch(v -> RandomInputs.role(v) == RandomInputs.Role.POSITIONS)) {
+                .noneMatch(v -> InputRole.of(v) == InputRole.POSITIONS)) {
             return perplexityOf(model, batches, device);
         }
         try (OnnxModel bound = OnnxModel.of(model.toProto())) {

@@ -8,7 +8,7 @@ import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.OnnxModel;
-import dev.gatecut.passes.FloatStandIn;
+import dev.gatecut.onnx.FloatStandIn;
 import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.runtime.Device;

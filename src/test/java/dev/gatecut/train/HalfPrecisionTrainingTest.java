@@ -2,7 +2,7 @@ package dev.gatecut.train;
 
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.onnx.OnnxModel;
-import dev.gatecut.passes.FloatStandIn;
+import dev.gatecut.onnx.FloatStandIn;
 import dev.gatecut.runtime.Device;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;

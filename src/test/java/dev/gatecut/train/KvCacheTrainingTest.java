@@ -1,5 +1,7 @@
 package dev.gatecut.train;
 
+import dev.gatecut.onnx.InputRole;
+
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.gates.GateMode;
@@ -111,7 +113,7 @@ class KvCacheTrainingTest {
         Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
         try (OnnxModel m = OnnxModel.load(model); OrtSession session = OrtSessions.open(model, Device.CPU)) {
             for (Value in : m.graph().feedInputs()) {
-                switch (RandomInputs.role(in)) {
+                switch (InputRole.of(in)) {
                     case PAST -> {
                         Shape s = Shape.declared(in).orElseThrow();
                         feeds.put(in.name(), OnnxTensor.createTensor(env, FloatBuffer.allocate(0),

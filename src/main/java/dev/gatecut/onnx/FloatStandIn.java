@@ -1,12 +1,5 @@
-package dev.gatecut.passes;
+package dev.gatecut.onnx;
 
-import dev.gatecut.onnx.DataType;
-import dev.gatecut.onnx.Graph;
-import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxModel;
-import dev.gatecut.onnx.Tensor;
-import dev.gatecut.onnx.TensorArrays;
-import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.TypeProto;
 
