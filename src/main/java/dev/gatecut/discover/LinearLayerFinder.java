@@ -63,6 +63,11 @@ public final class LinearLayerFinder {
                     continue;
                 }
                 long[] dims = b.initializer().dims();
+                if (dims.length != 2) {
+                    skipped.add(new Skipped(n.name(), "Gemm", "weight '" + b.name() + "' has rank " + dims.length
+                            + "; Gemm takes a matrix"));
+                    continue;
+                }
                 boolean transB = n.intAttribute("transB", 0) != 0;
                 long in = transB ? dims[1] : dims[0];
                 long out = transB ? dims[0] : dims[1];

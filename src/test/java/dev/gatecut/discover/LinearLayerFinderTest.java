@@ -66,4 +66,17 @@ class LinearLayerFinderTest {
         g.addNode("Add", List.of(mm.output(0), weight(g, "notBias", 4, 16)), 1);
         assertNull(LinearLayerFinder.find(g).layers().get(0).bias());
     }
+
+    /** Found by fuzzing: a Gemm whose B is a vector initializer is skipped with the reason, not a crash. */
+    @Test
+    void aGemmWithANonMatrixWeightIsSkipped() {
+        Graph g = new Graph();
+        Value x = g.addInput("x", TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
+                .setElemType(DataType.FLOAT.code())).build());
+        g.addNode("Gemm", List.of(x, weight(g, "v", 4)), 1);
+        LinearLayerFinder.Result r = LinearLayerFinder.find(g);
+        assertTrue(r.layers().isEmpty());
+        assertEquals(1, r.skipped().size());
+        assertTrue(r.skipped().get(0).reason().contains("rank 1"), r.skipped().get(0).reason());
+    }
 }
