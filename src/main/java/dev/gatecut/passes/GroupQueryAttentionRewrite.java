@@ -113,16 +113,9 @@ final class GroupQueryAttentionRewrite implements ContribRewrite {
             kHeads = d.fromCompute(Rewrites.rotate(o, d.toCompute(kHeads), cos, sin, l.rotaryDim(), l.headSize(),
                     interleaved));
         }
-        if (d.in(3) != null) {
-            kHeads = o.op("Concat", List.of(d.in(3), kHeads), OpBuilder.attr("axis", 2L));
-            vHeads = o.op("Concat", List.of(d.in(4), vHeads), OpBuilder.attr("axis", 2L));
-        }
-        if (d.used(1)) {
-            d.writes(1, "Identity", List.of(kHeads));
-        }
-        if (d.used(2)) {
-            d.writes(2, "Identity", List.of(vHeads));
-        }
+        Value[] cache = Rewrites.withPast(o, d, kHeads, vHeads, 3);
+        kHeads = cache[0];
+        vHeads = cache[1];
         Value keySeq = Rewrites.runtimeDim(o, kHeads, 2);
         long window = n.intAttribute("local_window_size", -1);
         Value allowed = Rewrites.causal(o, querySeq, keySeq, window);                                   // [S, T]

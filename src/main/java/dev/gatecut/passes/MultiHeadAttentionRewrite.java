@@ -85,16 +85,9 @@ final class MultiHeadAttentionRewrite implements ContribRewrite {
         Value qHeads = o.transpose(o.op("Reshape", q, o.int64s(0, 0, heads, headSize)), new long[] {0, 2, 1, 3});
         Value kHeads = o.transpose(o.op("Reshape", k, o.int64s(0, 0, heads, headSize)), new long[] {0, 2, 1, 3});
         Value vHeads = o.transpose(o.op("Reshape", v, o.int64s(0, 0, heads, vHeadSize)), new long[] {0, 2, 1, 3});
-        if (d.in(6) != null) {
-            kHeads = o.op("Concat", List.of(d.in(6), kHeads), OpBuilder.attr("axis", 2L));
-            vHeads = o.op("Concat", List.of(d.in(7), vHeads), OpBuilder.attr("axis", 2L));
-        }
-        if (d.used(1)) {
-            d.writes(1, "Identity", List.of(kHeads));
-        }
-        if (d.used(2)) {
-            d.writes(2, "Identity", List.of(vHeads));
-        }
+        Value[] cache = Rewrites.withPast(o, d, kHeads, vHeads, 6);
+        kHeads = cache[0];
+        vHeads = cache[1];
         Value allowed = null;
         if (maskRank > 0) {
             Value m = o.op("Cast", List.of(d.in(4)), OpBuilder.attr("to", (long) DataType.INT64.code()));

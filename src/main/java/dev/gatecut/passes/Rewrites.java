@@ -25,6 +25,26 @@ final class Rewrites {
         }
     }
 
+    /**
+     * Keys and values [batch, heads, sequence, head] with the past ones (inputs {@code pastKey} and
+     * {@code pastKey + 1}, when given) concatenated in front along the sequence axis, written to the
+     * present outputs 1 and 2 where the graph reads them: the cache step of MultiHeadAttention and
+     * GroupQueryAttention without a shared buffer.
+     */
+    static Value[] withPast(OpBuilder o, FusedNode d, Value kHeads, Value vHeads, int pastKey) {
+        if (d.in(pastKey) != null) {
+            kHeads = o.op("Concat", List.of(d.in(pastKey), kHeads), OpBuilder.attr("axis", 2L));
+            vHeads = o.op("Concat", List.of(d.in(pastKey + 1), vHeads), OpBuilder.attr("axis", 2L));
+        }
+        if (d.used(1)) {
+            d.writes(1, "Identity", List.of(kHeads));
+        }
+        if (d.used(2)) {
+            d.writes(2, "Identity", List.of(vHeads));
+        }
+        return new Value[] {kHeads, vHeads};
+    }
+
     /** The rank of {@code v} from its initializer, its declared shape or its producers ({@link Ranks}). */
     static Optional<Integer> rank(Value v) {
         return Ranks.of(v);

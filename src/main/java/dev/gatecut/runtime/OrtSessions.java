@@ -72,19 +72,15 @@ public final class OrtSessions {
 
     /** A session over a model file; ONNX Runtime resolves its external data itself (bfloat16 on the CPU: as above). */
     public static OrtSession open(Path modelFile, Device device) throws OrtException {
-        if (device == Device.CPU && bfloat16File(modelFile)) {
-            try (OnnxModel m = OnnxModel.load(modelFile)) {
-                return open(m, device);
+        if (device == Device.CPU) {
+            try (OnnxModel m = OnnxModel.load(modelFile)) {   // tensors are mapped, not read: this is cheap
+                if (FloatStandIn.has(m, DataType.BFLOAT16)) {
+                    return open(m, device);
+                }
             }
         }
         try (OrtSession.SessionOptions options = options(device)) {
             return environment().createSession(modelFile.toString(), options);
-        }
-    }
-
-    private static boolean bfloat16File(Path modelFile) {
-        try (OnnxModel m = OnnxModel.load(modelFile)) {
-            return FloatStandIn.has(m, DataType.BFLOAT16);
         }
     }
 }

@@ -1,5 +1,7 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.testing.Protos;
+
 import ai.onnxruntime.OnnxTensor;
 import dev.gatecut.discover.GroupFinder;
 import dev.gatecut.discover.QuantizedOps;
@@ -10,11 +12,7 @@ import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.GraphProto;
 import dev.gatecut.onnx.proto.ModelProto;
-import dev.gatecut.onnx.proto.NodeProto;
 import dev.gatecut.onnx.proto.OperatorSetIdProto;
-import dev.gatecut.onnx.proto.TensorShapeProto;
-import dev.gatecut.onnx.proto.TypeProto;
-import dev.gatecut.onnx.proto.ValueInfoProto;
 import dev.gatecut.testing.Ort;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -45,20 +43,20 @@ class QuantizedModelTest {
             bias[i] = (float) r.nextGaussian();
         }
         GraphProto g = GraphProto.newBuilder().setName("dynamic-int8")
-                .addNode(node("DynamicQuantizeLinear", "x_QuantizeLinear", List.of("x"),
+                .addNode(Protos.node("DynamicQuantizeLinear", "x_QuantizeLinear", List.of("x"),
                         List.of("x_quantized", "x_scale", "x_zero_point")))
-                .addNode(node("MatMulInteger", "fc_MatMul_quant", List.of("x_quantized", "W_quantized", "x_zero_point",
+                .addNode(Protos.node("MatMulInteger", "fc_MatMul_quant", List.of("x_quantized", "W_quantized", "x_zero_point",
                         "W_zero_point"), List.of("fc_int32")))
-                .addNode(node("Cast", "fc_cast", List.of("fc_int32"), List.of("fc_float"), AttributeProto.newBuilder()
+                .addNode(Protos.node("Cast", "fc_cast", List.of("fc_int32"), List.of("fc_float"), AttributeProto.newBuilder()
                         .setName("to").setType(AttributeProto.AttributeType.INT).setI(DataType.FLOAT.code()).build()))
-                .addNode(node("Mul", "scales", List.of("x_scale", "W_scale"), List.of("scale")))
-                .addNode(node("Mul", "fc_rescale", List.of("fc_float", "scale"), List.of("fc")))
-                .addNode(node("Add", "fc_bias", List.of("fc", "b"), List.of("y")))
+                .addNode(Protos.node("Mul", "scales", List.of("x_scale", "W_scale"), List.of("scale")))
+                .addNode(Protos.node("Mul", "fc_rescale", List.of("fc_float", "scale"), List.of("fc")))
+                .addNode(Protos.node("Add", "fc_bias", List.of("fc", "b"), List.of("y")))
                 .addInitializer(TensorArrays.ofUint8("W_quantized", new long[] {8, 16}, w))
                 .addInitializer(TensorArrays.ofUint8("W_zero_point", new long[0], new byte[] {(byte) 128}))
                 .addInitializer(TensorArrays.ofFloats("W_scale", new long[0], new float[] {0.01f}))
                 .addInitializer(TensorArrays.ofFloats("b", new long[] {16}, bias))
-                .addInput(io("x", 8)).addOutput(io("y", 16)).build();
+                .addInput(Protos.sequenceOf("x", 8)).addOutput(Protos.sequenceOf("y", 16)).build();
         return ModelProto.newBuilder().setIrVersion(8).setProducerName("onnx.quantize")
                 .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(17)).setGraph(g).build();
     }
@@ -97,17 +95,17 @@ class QuantizedModelTest {
                 new Form("QuantizeLinear", "ai.onnx"), new Form("MatMulNBits", "com.microsoft"),
                 new Form("DynamicQuantizeMatMul", "com.microsoft"), new Form("QAttention", "com.microsoft"))) {
             GraphProto g = GraphProto.newBuilder()
-                    .addNode(node("Relu", "float_op", List.of("x"), List.of("r")))
-                    .addNode(node(f.op(), "q", List.of("r"), List.of("y")).toBuilder().setDomain(f.domain()))
-                    .addInput(io("x", 8)).addOutput(io("y", 8)).build();
+                    .addNode(Protos.node("Relu", "float_op", List.of("x"), List.of("r")))
+                    .addNode(Protos.node(f.op(), "q", List.of("r"), List.of("y")).toBuilder().setDomain(f.domain()))
+                    .addInput(Protos.sequenceOf("x", 8)).addOutput(Protos.sequenceOf("y", 8)).build();
             try (OnnxModel m = OnnxModel.of(withOpsets(g, "", "com.microsoft"))) {
                 assertEquals("q", QuantizedOps.first(m.graph()).orElseThrow(() -> new AssertionError(f.toString())).name());
             }
         }
         // A look-alike in another domain is not ours to judge.
         GraphProto custom = GraphProto.newBuilder()
-                .addNode(node("QAttention", "custom", List.of("x"), List.of("y")).toBuilder().setDomain("com.example"))
-                .addInput(io("x", 8)).addOutput(io("y", 8)).build();
+                .addNode(Protos.node("QAttention", "custom", List.of("x"), List.of("y")).toBuilder().setDomain("com.example"))
+                .addInput(Protos.sequenceOf("x", 8)).addOutput(Protos.sequenceOf("y", 8)).build();
         try (OnnxModel m = OnnxModel.of(withOpsets(custom, "", "com.example"))) {
             assertTrue(QuantizedOps.first(m.graph()).isEmpty());
         }
@@ -120,20 +118,5 @@ class QuantizedModelTest {
             m.addOpsetImport(dev.gatecut.onnx.proto.OperatorSetIdProto.newBuilder().setDomain(d).setVersion(d.isEmpty() ? 17 : 1));
         }
         return m.build();
-    }
-
-    private static NodeProto node(String op, String name, List<String> inputs, List<String> outputs,
-                                  AttributeProto... attributes) {
-        return NodeProto.newBuilder().setOpType(op).setName(name).addAllInput(inputs).addAllOutput(outputs)
-                .addAllAttribute(List.of(attributes)).build();
-    }
-
-    private static ValueInfoProto io(String name, long features) {
-        TensorShapeProto shape = TensorShapeProto.newBuilder()
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("batch"))
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("sequence"))
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(features)).build();
-        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
-                TypeProto.Tensor.newBuilder().setElemType(DataType.FLOAT.code()).setShape(shape))).build();
     }
 }

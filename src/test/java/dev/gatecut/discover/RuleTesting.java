@@ -13,10 +13,10 @@ import dev.gatecut.onnx.proto.ModelProto;
 import dev.gatecut.onnx.proto.NodeProto;
 import dev.gatecut.onnx.proto.OperatorSetIdProto;
 import dev.gatecut.onnx.proto.TensorProto;
-import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.ValueInfoProto;
 import dev.gatecut.onnx.proto.TypeProto;
 import dev.gatecut.runtime.ShapeProbe;
+import dev.gatecut.testing.Protos;
 
 import java.util.List;
 import java.util.Random;
@@ -79,18 +79,11 @@ final class RuleTesting {
 
     static NodeProto nodeProto(String op, String name, List<String> inputs, List<String> outputs,
                                AttributeProto... attributes) {
-        return NodeProto.newBuilder().setOpType(op).setName(name).addAllInput(inputs).addAllOutput(outputs)
-                .addAllAttribute(List.of(attributes)).build();
+        return Protos.node(op, name, inputs, outputs, attributes);
     }
 
-    /** A float tensor value [batch, sequence, features] with symbolic batch and sequence. */
     static ValueInfoProto sequenceOf(String name, long features) {
-        TensorShapeProto shape = TensorShapeProto.newBuilder()
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("batch"))
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("sequence"))
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(features)).build();
-        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
-                TypeProto.Tensor.newBuilder().setElemType(DataType.FLOAT.code()).setShape(shape))).build();
+        return Protos.sequenceOf(name, features);
     }
 
     static TensorProto randomFloats(String name, long seed, long... dims) {
