@@ -1,9 +1,8 @@
 package dev.gatecut.cli;
 
-import dev.gatecut.onnx.OnnxModel;
-import dev.gatecut.onnx.Shape;
-import dev.gatecut.train.OwnHead;
-import dev.gatecut.train.TrainConfig;
+import dev.gatecut.api.Gatecut;
+import dev.gatecut.api.GatecutModel;
+import dev.gatecut.api.TrainOptions;
 import dev.gatecut.train.ort.TrainingArtifacts;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -46,28 +45,17 @@ final class ExportArtifactsCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    /** A classifier export's own number of logits (when declared), else 2. */
-    private int defaultLabels() {
-        try (OnnxModel m = OnnxModel.load(model)) {
-            if (OwnHead.declaresLogits(m.graph())) {
-                var dim = Shape.declared(m.graph().outputs().get(0)).orElseThrow().dim(1);
-                if (dim.isKnown()) {
-                    return Math.toIntExact(dim.value());
-                }
-            }
-        }
-        return 2;
-    }
-
     @Override
     public Integer call() throws Exception {
-        TrainConfig c = gate.config(numLabels != null ? numLabels : defaultLabels());
-        TrainingArtifacts a = TrainingArtifacts.write(model, c, output);
+        TrainOptions options = gate.applyTo(TrainOptions.builder()).build();
         PrintWriter out = spec.commandLine().getOut();
-        out.printf("wrote %s, %s, %s and %s: %d trainable tensors (%d gate vectors); feed %s, plus one noise vector per"
-                        + " gate (N(0, %.2f²) while training, zeros to evaluate)%n", a.trainingModel(), a.evalModel(),
-                a.optimizerModel(), a.checkpoint(), a.params().size(), a.noiseInputs().size(), a.modelInputs(),
-                c.noiseSigma());
+        try (GatecutModel m = Gatecut.load(model)) {
+            TrainingArtifacts a = m.exportTrainingArtifacts(options, numLabels, output);
+            out.printf("wrote %s, %s, %s and %s: %d trainable tensors (%d gate vectors); feed %s, plus one noise vector"
+                            + " per gate (N(0, %.2f²) while training, zeros to evaluate)%n", a.trainingModel(),
+                    a.evalModel(), a.optimizerModel(), a.checkpoint(), a.params().size(), a.noiseInputs().size(),
+                    a.modelInputs(), a.config().noiseSigma());
+        }
         out.flush();
         return 0;
     }

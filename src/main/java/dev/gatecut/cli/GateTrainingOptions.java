@@ -1,7 +1,7 @@
 package dev.gatecut.cli;
 
 import dev.gatecut.train.Task;
-import dev.gatecut.train.TrainConfig;
+import dev.gatecut.api.TrainingBuilder;
 import picocli.CommandLine.Option;
 
 /** What a gate training is: task, budget, gate layout and optimizer settings (train, compress, export). */
@@ -48,15 +48,13 @@ final class GateTrainingOptions {
         };
     }
 
-    TrainConfig config(int labels) {
-        if (!(targetSparsity >= 0 && targetSparsity < 1)) {
-            throw new IllegalArgumentException("--target-sparsity must be in [0, 1), got " + targetSparsity);
+    /** These options on an API options builder (which checks the values when built). */
+    <B extends TrainingBuilder<B>> B applyTo(B b) {
+        b.task(parseTask()).targetSparsity(targetSparsity).gatesMode(PruneCommand.parseMode(gatesMode)).lambda(lambda)
+                .pooling(pooling).seed(seed);
+        if (lr != null) {
+            b.learningRate(lr);
         }
-        TrainConfig c = TrainConfig.defaults(parseTask(), PruneCommand.parseMode(gatesMode), targetSparsity, labels)
-                .withSeed(seed).withLambda(lambda);
-        c = new TrainConfig(c.task(), c.mode(), c.targetSparsity(), c.lambda(), c.learningRate(), c.beta1(), c.beta2(),
-                c.epsilon(), c.weightDecay(), c.noiseSigma(), c.thetaMean(), c.thetaStd(), pooling, c.numLabels(),
-                c.seed());
-        return lr != null ? c.withLearningRate(lr) : c;
+        return b;
     }
 }

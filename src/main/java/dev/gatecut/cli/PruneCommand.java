@@ -2,18 +2,15 @@ package dev.gatecut.cli;
 
 import dev.gatecut.runtime.Device;
 
+import dev.gatecut.api.Gatecut;
+import dev.gatecut.api.GatecutModel;
+import dev.gatecut.api.PruneOptions;
+import dev.gatecut.api.PruneResult;
 import dev.gatecut.discover.Discovery;
-import dev.gatecut.discover.GroupFinder;
-import dev.gatecut.gates.GateInjector;
 import dev.gatecut.gates.GateMode;
-import dev.gatecut.gates.GatePlan;
-import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.AtomicFiles;
-import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.prune.CompileReport;
-import dev.gatecut.prune.GateCompiler;
 import dev.gatecut.prune.LayerReport;
-import dev.gatecut.train.TrainedParams;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -37,9 +34,6 @@ import java.util.concurrent.Callable;
                 "      --random-sparsity 0.3 --align 1 --save-gates out/llama-gates.json \\",
                 "      -o out/llama-slim.onnx"})
 final class PruneCommand implements Callable<Integer> {
-    /** Default rounding of kept widths; see bench/results for the GPU measurements behind it. */
-    static final int DEFAULT_ALIGN = 32;
-
     @Parameters(index = "0", paramLabel = "MODEL", description = "ONNX model to compile the gates into (the one"
             + " the gates were trained on).")
     Path model;
@@ -65,7 +59,7 @@ final class PruneCommand implements Callable<Integer> {
                     + " the paper); default ${DEFAULT-VALUE}.")
     String gatesMode;
 
-    @Option(names = "--align", defaultValue = "" + DEFAULT_ALIGN, paramLabel = "N",
+    @Option(names = "--align", defaultValue = "" + PruneOptions.DEFAULT_ALIGN, paramLabel = "N",
             description = "Round kept FFN widths and attention widths up to a multiple of N by keeping the next most"
                     + " open channels (default ${DEFAULT-VALUE}; 1 keeps exactly the open ones).")
     int align;
@@ -105,13 +99,14 @@ final class PruneCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        GateMode mode = parseMode(gatesMode);
-        if (align < 1) {
-            throw new IllegalArgumentException("--align must be at least 1, got " + align);
+        PruneOptions.Builder b = PruneOptions.builder().gatesMode(parseMode(gatesMode)).align(align).seed(seed)
+                .trainedParams(params).verify(verify).verifyDevice(Device.parse(verifyDevice));
+        if (source.gates != null) {
+            b.gates(source.gates);
+        } else {
+            b.randomSparsity(source.randomSparsity);
         }
-        if (source.randomSparsity != null && !(source.randomSparsity >= 0 && source.randomSparsity < 1)) {
-            throw new IllegalArgumentException("--random-sparsity must be in [0, 1), got " + source.randomSparsity);
-        }
+        PruneOptions options = b.build();
         AtomicFiles.checkWritableFile(output, "-o");
         if (emitGated != null) {
             AtomicFiles.checkWritableFile(emitGated, "--emit-gated");
@@ -120,50 +115,22 @@ final class PruneCommand implements Callable<Integer> {
             AtomicFiles.checkWritableFile(saveGates, "--save-gates");
         }
         PrintWriter out = spec.commandLine().getOut();
-        try (OnnxModel slim = OnnxModel.load(model)) {
-            if (params != null) {
-                TrainedParams.apply(slim, params);
-            }
-            Discovery discovery = GroupFinder.discover(slim);
-            GatePlan plan = GatePlan.of(discovery, mode);
-            if (plan.gates().isEmpty()) {
-                throw new IllegalArgumentException(model + ": no channel groups found to gate; see `gatecut inspect`");
-            }
-            GateValues values = source.gates != null
-                    ? GateValues.read(source.gates).conformTo(plan, source.gates)
-                    : GateValues.random(plan, source.randomSparsity, seed);
-            if (values.mode() != mode) {
-                throw new IllegalArgumentException(source.gates + " holds " + values.mode().name().toLowerCase()
-                        + " gates; pass --gates-mode " + values.mode().name().toLowerCase());
-            }
+        try (GatecutModel m = Gatecut.load(model); PruneResult r = m.prune(options)) {
             if (saveGates != null) {
-                values.write(saveGates);
+                r.saveGates(saveGates);
             }
             if (emitGated != null) {
-                try (OnnxModel gated = OnnxModel.load(model)) {
-                    if (params != null) {
-                        TrainedParams.apply(gated, params);
-                    }
-                    GateInjector.inject(gated, plan, values);
-                    gated.save(emitGated);
-                }
+                r.saveGatedModel(emitGated);
             }
-            byte[] gatedBytes = verify ? CompiledModelCheck.gatedBytes(model, params, plan, values) : null;
-            CompileReport report = GateCompiler.compile(slim, plan, values, align);
-            printReport(report, discovery, mode, out);
-            if (verify) {
-                // Checked in memory before anything is written: a wrong model never reaches OUT.
-                CompiledModelCheck.Result check = CompiledModelCheck.verify(gatedBytes, slim, model, output, seed,
-                        Device.parse(verifyDevice));
-                if (check.skipped()) {
-                    out.println("verify: skipped (the model is over 1 GiB; compare with --emit-gated and `gatecut bench`)");
-                } else {
-                    out.println(check.line("compiled vs gated model"));
-                }
-            } else {
+            printReport(r.report(), r.discovery(), options.gatesMode(), out);
+            if (r.verification().isEmpty()) {
                 out.println("verify: skipped (--no-verify)");
+            } else if (r.verification().get().skipped()) {
+                out.println("verify: skipped (the model is over 1 GiB; compare with --emit-gated and `gatecut bench`)");
+            } else {
+                out.println(r.verification().get().line("compiled vs gated model"));
             }
-            slim.save(output);
+            r.saveTo(output);
             out.printf("wrote %s%s%n", output, emitGated != null ? " and " + emitGated : "");
         }
         out.flush();

@@ -1,23 +1,14 @@
 package dev.gatecut.cli;
 
-import dev.gatecut.gates.GateMode;
+import dev.gatecut.api.Gatecut;
+import dev.gatecut.api.GatecutModel;
+import dev.gatecut.api.ProgressEvent;
+import dev.gatecut.api.ProgressListener;
+import dev.gatecut.api.TrainOptions;
+import dev.gatecut.api.TrainResult;
+import dev.gatecut.api.TrainingBuilder;
 import dev.gatecut.runtime.Device;
-import dev.gatecut.train.Batch;
-import dev.gatecut.train.BatchSource;
-import dev.gatecut.train.NextTokenBatches;
-import dev.gatecut.train.Evaluator;
-import dev.gatecut.train.GateTrainer;
-import dev.gatecut.train.Task;
-import dev.gatecut.train.TrainConfig;
 import dev.gatecut.train.TrainingRun;
-import dev.gatecut.train.data.Batcher;
-import dev.gatecut.train.data.Dataset;
-import dev.gatecut.train.data.DatasetReader;
-import dev.gatecut.train.data.DatasetException;
-import dev.gatecut.train.data.Example;
-import dev.gatecut.train.data.LabelVocabulary;
-import dev.gatecut.train.data.TokenizedDataset;
-import dev.gatecut.train.data.Tokenizer;
 import me.tongfei.progressbar.ProgressBar;
 import me.tongfei.progressbar.ProgressBarBuilder;
 import me.tongfei.progressbar.ProgressBarStyle;
@@ -30,7 +21,6 @@ import picocli.CommandLine.Spec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 
@@ -54,7 +44,7 @@ final class TrainCommand implements Callable<Integer> {
     Path model;
 
     @Mixin
-    TrainOptions options;
+    TrainFlags options;
 
     @Option(names = {"-o", "--output"}, required = true, paramLabel = "RUNDIR",
             description = "Run folder for gates.json, params.json, metrics.jsonl and checkpoints; one that holds a"
@@ -70,15 +60,17 @@ final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PrintWriter out = spec.commandLine().getOut();
-        options.checkRunFolder(output, out);
-        TrainingRun.Summary s = options.run(model, output, out);
-        out.printf("trained %d steps; gates in %s%n", s.steps(), output.resolve("gates.json"));
+        TrainOptions train = options.applyTo(TrainOptions.builder()).runFolder(output).build();
+        try (GatecutModel m = Gatecut.load(model)) {
+            TrainResult r = m.train(train, options.progress(out));
+            out.printf("trained %d steps; gates in %s%n", r.steps(), r.gatesFile());
+        }
         out.flush();
         return 0;
     }
 
     /** Options shared by train and compress. */
-    static final class TrainOptions {
+    static final class TrainFlags {
         @picocli.CommandLine.Mixin
         GateTrainingOptions gate;
 
@@ -156,201 +148,65 @@ final class TrainCommand implements Callable<Integer> {
                 + " nor the plain line every --log-every steps (otherwise); metrics.jsonl is written either way.")
         boolean noProgress;
 
-        TrainConfig config(int labels) {
-            return gate.config(labels);
+        /** These options on an API options builder. */
+        <B extends TrainingBuilder<B>> B applyTo(B b) {
+            gate.applyTo(b);
+            b.train(train).eval(eval).tokenizer(tokenizer).textField(textField).labelField(labelField).labels(labels)
+                    .epochs(epochs).steps(steps).batchSize(batch).maxLength(maxLen).device(Device.parse(device))
+                    .backend(parseBackend()).checkpointEvery(checkpointEvery).logEvery(logEvery).resume(resume)
+                    .force(force);
+            return b;
         }
 
-        Task parseTask() {
-            return gate.parseTask();
-        }
-
+        /** --backend: null for auto (the API picks the training API when the loaded ONNX Runtime has it). */
         TrainingRun.Backend parseBackend() {
-            boolean available = dev.gatecut.train.ort.OrtApiTrainer.trainingAvailable();
             return switch (backend.toLowerCase()) {
                 case "fused" -> TrainingRun.Backend.FUSED;
-                case "auto" -> available ? TrainingRun.Backend.ORT_TRAINING : TrainingRun.Backend.FUSED;
-                case "ort-training" -> {
-                    if (!available) {
-                        throw new IllegalArgumentException("--backend ort-training: the loaded ONNX Runtime has no"
-                                + " training API; start java with -Donnxruntime.native.path=target/ort-training"
-                                + " (assembled by mvn package) or use --backend fused");
-                    }
-                    yield TrainingRun.Backend.ORT_TRAINING;
-                }
+                case "auto" -> null;
+                case "ort-training" -> TrainingRun.Backend.ORT_TRAINING;
                 default -> throw new IllegalArgumentException("--backend must be auto, fused or ort-training, got '"
                         + backend + "'");
             };
         }
 
-        Device parseDevice() {
-            return Device.parse(device);
-        }
-
-        /** Data and configuration ready for a run. */
-        record Prepared(TrainConfig config, BatchSource batches, List<Batch> evalBatches) {
-        }
-
-        TrainingRun.Summary run(Path model, Path output, PrintWriter out) throws Exception {
-            return run(model, output, out, prepare(out));
-        }
-
-        /** Checks the run folder before any work: see {@link dev.gatecut.train.RunFolder#check}. */
-        void checkRunFolder(Path runDir, PrintWriter out) {
-            String line = dev.gatecut.train.RunFolder.check(runDir, parseBackend(), resume, force);
-            if (line != null) {
-                out.println(line);
-                out.flush();
-            }
-        }
-
-        TrainingRun.Summary run(Path model, Path output, PrintWriter out, Prepared p) throws Exception {
-            TrainingRun.Backend b = parseBackend();
-            out.printf("backend: %s%n", b == TrainingRun.Backend.FUSED ? "fused train step" : "ONNX Runtime training API");
-            TrainingRun.Options o = new TrainingRun.Options(epochs, steps, logEvery, checkpointEvery, resume, parseDevice(), b);
-            return TrainingRun.run(model, p.config(), p.batches(), p.evalBatches(), o, output, listener(out));
-        }
-
-        Prepared prepare(PrintWriter out) throws Exception {
-            if (batch < 1 || maxLen < 2) {
-                throw new IllegalArgumentException("--batch must be ≥ 1 and --max-len ≥ 2");
-            }
-            DatasetReader reader = new DatasetReader().withTextField(textField).withLabelField(labelField);
-            if (parseTask() == Task.LM) {
-                reader = reader.withoutLabels();
-            }   // --labels: checkLabels maps the rows onto the declared labels, in their order
-            Dataset trainData = reader.read(train);
-            if (parseTask() == Task.CLASSIFY) {
-                trainData = checkLabels(trainData, out);
-            }
-            Dataset evalData = eval == null ? null : reader.read(eval, trainData.labels());
-            TokenizedDataset trainTokens;
-            TokenizedDataset evalTokens;
-            if (tokenizer != null) {
-                try (Tokenizer tok = Tokenizer.load(tokenizer, maxLen)) {
-                    trainTokens = tok.tokenize(trainData);
-                    evalTokens = evalData == null ? null : tok.tokenize(evalData);
-                }
-            } else {
-                trainTokens = pretokenized(trainData, train);
-                evalTokens = evalData == null ? null : pretokenized(evalData, eval);
-            }
-            TrainConfig config = config(trainData.labels().size());
-            out.printf("train: %s%n", config.task() == Task.LM ? trainData.size() + " rows" : trainData.describe());
-            if (evalData != null) {
-                out.printf("eval:  %s%n", config.task() == Task.LM ? evalData.size() + " rows" : evalData.describe());
-            }
-            out.flush();
-            BatchSource batches = Batcher.training(trainTokens, batch, gate.seed);
-            List<Batch> evalBatches = new ArrayList<>();
-            if (evalTokens != null) {
-                Batcher e = Batcher.evaluation(evalTokens, batch);
-                for (int i = 0; i < e.batchesPerEpoch(); i++) {
-                    evalBatches.add(e.batch(0, i));
-                }
-            }
-            if (config.task() == Task.LM) {
-                batches = NextTokenBatches.of(batches);
-                evalBatches = evalBatches.stream().map(NextTokenBatches::of).toList();
-            }
-            return new Prepared(config, batches, evalBatches);
-        }
-
-        /**
-         * The training labels against {@code --labels}: undeclared labels are an error, fewer than two
-         * an error, more than two undeclared ones a notice (a "binary" file with a stray third label
-         * would otherwise train a three-way head silently). Runs before any ONNX Runtime work.
-         */
-        Dataset checkLabels(Dataset data, PrintWriter out) {
-            Dataset result = data;
-            if (labels != null && !labels.isEmpty()) {
-                LabelVocabulary declared;
-                try {
-                    declared = LabelVocabulary.of(labels.stream().map(String::strip).toList());
-                } catch (IllegalArgumentException e) {
-                    throw new IllegalArgumentException("--labels: " + e.getMessage());
-                }
-                List<Example> remapped = new ArrayList<>(data.size());
-                for (Example e : data.examples()) {
-                    String label = data.labels().label(e.label());
-                    if (!declared.contains(label)) {
-                        throw new DatasetException(e.origin() + ": field \"" + labelField + "\": label \"" + label
-                                + "\" is not one of the labels declared with --labels (" + declared + ")");
-                    }
-                    remapped.add(new Example(e.text(), e.tokenIds(), declared.id(label), e.origin()));
-                }
-                result = new Dataset(data.source(), remapped, declared);
-            }
-            int[] counts = result.labelCounts();
-            long present = java.util.Arrays.stream(counts).filter(c -> c > 0).count();
-            if (present < 2) {
-                throw new DatasetException(train + ": every row has the label \"" + data.labels().label(0)
-                        + "\"; classification needs at least two labels (check --label-field, now \"" + labelField + "\")");
-            }
-            if (labels == null && counts.length > 2) {
-                out.printf("notice: %d labels in %s (%s): the classifier gets %d outputs; pass --labels to state"
-                        + " which labels you expect%n", counts.length, train, result.labels(), counts.length);
-            }
-            for (int i = 0; i < counts.length; i++) {
-                if (counts[i] == 0) {
-                    out.printf("notice: label \"%s\" (declared with --labels) has no training rows%n",
-                            result.labels().label(i));
-                }
-            }
-            return result;
-        }
-
-        private TokenizedDataset pretokenized(Dataset data, Path file) {
-            int[][] ids = new int[data.size()][];
-            int[] labels = new int[data.size()];
-            for (int i = 0; i < ids.length; i++) {
-                Example e = data.examples().get(i);
-                if (!e.isPretokenized()) {
-                    throw new IllegalArgumentException(file + ": row " + (i + 1) + " has text but no input_ids;"
-                            + " pass --tokenizer tokenizer.json");
-                }
-                ids[i] = java.util.Arrays.copyOf(e.tokenIds(), Math.min(maxLen, e.tokenIds().length));
-                labels[i] = e.label();
-            }
-            return new TokenizedDataset(ids, null, labels, data.labels(), 0, maxLen);
-        }
-
-        private TrainingRun.Listener listener(PrintWriter out) {
-            return new TrainingRun.Listener() {
+        /** Prints messages as lines and training as a progress bar (on a terminal) or step lines. */
+        ProgressListener progress(PrintWriter out) {
+            return new ProgressListener() {
                 private ProgressBar bar;
 
-                private long total;
-
                 @Override
-                public void started(long firstStep, long totalSteps) {
-                    total = totalSteps;
-                    // A bar redraws itself with carriage returns: only on a terminal, never into a log.
-                    if (!noProgress && System.console() != null) {
-                        bar = new ProgressBarBuilder().setTaskName("train").setInitialMax(totalSteps)
-                                .setStyle(ProgressBarStyle.ASCII).continuousUpdate().build();
-                        bar.stepTo(firstStep);
-                    }
-                }
-
-                @Override
-                public void stepped(long step, GateTrainer.StepResult r, double samplesPerSecond) {
-                    String progress = String.format("loss %.4f task %.4f sparsity %.3f %.0f samples/s",
-                            r.loss(), r.taskLoss(), r.expectedSparsity(), samplesPerSecond);
-                    if (bar != null) {
-                        bar.stepTo(step);
-                        bar.setExtraMessage(progress);
-                    } else if (!noProgress) {
-                        out.printf("step %d/%d: %s%n", step, total, progress);
+                public void onEvent(ProgressEvent event) {
+                    if (event instanceof ProgressEvent.Message m) {
+                        out.println(m.text());
                         out.flush();
+                    } else if (event instanceof ProgressEvent.TrainingStarted s) {
+                        // A bar redraws itself with carriage returns: only on a terminal, never into a log.
+                        if (!noProgress && System.console() != null) {
+                            bar = new ProgressBarBuilder().setTaskName("train").setInitialMax(s.totalSteps())
+                                    .setStyle(ProgressBarStyle.ASCII).continuousUpdate().build();
+                            bar.stepTo(s.firstStep());
+                        }
+                    } else if (event instanceof ProgressEvent.Step r) {
+                        String progress = String.format("loss %.4f task %.4f sparsity %.3f %.0f samples/s",
+                                r.loss(), r.taskLoss(), r.expectedSparsity(), r.samplesPerSecond());
+                        if (bar != null) {
+                            bar.stepTo(r.step());
+                            bar.setExtraMessage(progress);
+                        } else if (!noProgress) {
+                            out.printf("step %d/%d: %s%n", r.step(), r.totalSteps(), progress);
+                            out.flush();
+                        }
+                    } else if (event instanceof ProgressEvent.Evaluation e) {
+                        evaluated(e);
                     }
                 }
 
-                @Override
-                public void evaluated(long step, Evaluator.EvalResult e, double sparsity) {
-                    String quality = e == null ? "" : Double.isNaN(e.accuracy())
+                private void evaluated(ProgressEvent.Evaluation e) {
+                    String quality = !e.scored() ? "" : Double.isNaN(e.accuracy())
                             ? String.format("eval loss %.4f perplexity %.2f, ", e.taskLoss(), e.perplexity())
                             : String.format("eval loss %.4f accuracy %.4f, ", e.taskLoss(), e.accuracy());
-                    String line = String.format("step %d: %ssparsity %.3f (compiled, on the budget)", step, quality,
-                            sparsity);
+                    String line = String.format("step %d: %ssparsity %.3f (compiled, on the budget)", e.step(),
+                            quality, e.sparsity());
                     if (bar != null) {
                         bar.pause();
                     }
@@ -358,7 +214,7 @@ final class TrainCommand implements Callable<Integer> {
                     out.flush();
                     if (bar != null) {
                         bar.resume();
-                        if (step >= bar.getMax()) {
+                        if (e.step() >= bar.getMax()) {
                             bar.close();
                             bar = null;
                         }

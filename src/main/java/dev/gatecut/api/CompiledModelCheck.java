@@ -1,4 +1,4 @@
-package dev.gatecut.cli;
+package dev.gatecut.api;
 
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
@@ -12,30 +12,15 @@ import dev.gatecut.runtime.Equivalence;
 import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.train.TrainedParams;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
  * The compiler's invariant, checked before a compiled model is written: it computes what the gated
- * model computes. Both models are compared from memory, never re-read from the output path (which
- * another writer may be replacing meanwhile).
+ * model computes. Both models are compared from memory, before anything is written.
  */
 final class CompiledModelCheck {
     /** Larger models are not serialized twice in memory; compare them with --emit-gated and bench. */
     static final long MAX_BYTES = 1L << 30;
-
-    /** The max relative error (NaN when the model is too large to compare in memory), its bound and what was compared. */
-    record Result(double maxRelativeError, double tolerance, String inputs) {
-        boolean skipped() {
-            return Double.isNaN(maxRelativeError);
-        }
-
-        /** One line for the command's output. */
-        String line(String what) {
-            return String.format("verify: %s, max relative error %.2e (bound %.1e) %s", what, maxRelativeError,
-                    tolerance, inputs);
-        }
-    }
 
     private CompiledModelCheck() {
     }
@@ -64,24 +49,19 @@ final class CompiledModelCheck {
     }
 
     /**
-     * Compares {@code compiled} with the gated model on random inputs; throws a one-line error naming
-     * {@code modelFile} and {@code output} (which is left as it was) when they differ.
+     * Compares {@code compiled} with the gated model on random inputs on {@code device} (the one the
+     * model is deployed on measures its own rounding); throws a one-line error naming {@code modelFile}
+     * when they differ ({@code unwritten} says what is therefore not written).
      */
-    static Result verify(byte[] gatedBytes, OnnxModel compiled, Path modelFile, Path output, long seed)
-            throws OrtException {
-        return verify(gatedBytes, compiled, modelFile, output, seed, Device.CPU);
-    }
-
-    /** As above, running both models on {@code device} (the one the model is deployed on measures its own rounding). */
-    static Result verify(byte[] gatedBytes, OnnxModel compiled, Path modelFile, Path output, long seed, Device device)
-            throws OrtException {
+    static Verification verify(byte[] gatedBytes, OnnxModel compiled, Path modelFile, String unwritten, long seed,
+                               Device device) throws OrtException {
         double tolerance = Equivalence.tolerance(compiled.graph());
         boolean cache = dev.gatecut.runtime.RandomInputs.hasKvCache(compiled.graph());
         String inputs = (cache ? "over a generation (prefill of 16 tokens, " + Equivalence.DECODE_STEPS
                 + " decode steps, each model fed its own cache)" : "on random inputs (batch 2, sequence 16)")
                 + (device == Device.CPU ? "" : " on " + device.name().toLowerCase(java.util.Locale.ROOT));
         if (gatedBytes == null || tooLarge(compiled)) {
-            return new Result(Double.NaN, tolerance, inputs);
+            return new Verification(Double.NaN, tolerance, inputs);
         }
         double err;
         try (OrtSession gated = OrtSessions.open(gatedModel(gatedBytes), device);
@@ -91,16 +71,15 @@ final class CompiledModelCheck {
             // Seen with fuzzed models whose wiring gatecut's rewrites do not handle: a model it cannot
             // process correctly is reported like one whose result differs.
             throw new OnnxFormatException(modelFile + ": the gated or compiled model built from it does not run in"
-                    + " ONNX Runtime (" + OrtSessions.firstLine(e) + "), so " + output + " was not written; gatecut"
+                    + " ONNX Runtime (" + OrtSessions.firstLine(e) + "), so " + unwritten + " was not written; gatecut"
                     + " cannot process this model's structure (please report it)", e);
         }
         if (!(err <= tolerance)) {
             throw new OnnxFormatException(String.format("%s: the compiled model differs from the gated model (max"
-                    + " relative error %.2e, more than %.0e), so %s was not written%s; gatecut cannot compile this"
+                    + " relative error %.2e, more than %.0e), so %s was not written; gatecut cannot compile this"
                     + " model's structure correctly (see `gatecut inspect --groups %s`; --align or other gates do"
-                    + " not help)", modelFile, err, tolerance, output,
-                    Files.exists(output) ? " (the file there is unchanged)" : "", modelFile));
+                    + " not help)", modelFile, err, tolerance, unwritten, modelFile));
         }
-        return new Result(err, tolerance, inputs);
+        return new Verification(err, tolerance, inputs);
     }
 }

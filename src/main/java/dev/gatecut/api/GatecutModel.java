@@ -1,0 +1,125 @@
+package dev.gatecut.api;
+
+import ai.onnxruntime.OrtException;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Shape;
+import dev.gatecut.train.OwnHead;
+import dev.gatecut.train.ort.TrainingArtifacts;
+
+import java.nio.file.Path;
+import java.util.Objects;
+
+/**
+ * A loaded ONNX model that gates can be trained into and compiled out of: an encoder (hidden states
+ * out), a classifier export (logits out) or, for {@link dev.gatecut.train.Task#LM}, a decoder. The
+ * file itself is never changed; every result is a new model. Close it to release the file.
+ */
+public final class GatecutModel implements AutoCloseable {
+    private final Path file;
+    private final OnnxModel model;
+
+    GatecutModel(Path file) {
+        this.file = Objects.requireNonNull(file, "model file");
+        this.model = OnnxModel.load(file);
+    }
+
+    /** @return the model file */
+    public Path file() {
+        return file;
+    }
+
+    /** @return the model as loaded (read it, do not change it: results are built from the file) */
+    public OnnxModel onnx() {
+        return model;
+    }
+
+    /**
+     * Trains gates, compiles and checks the slim model, adds the trained head (encoders), evaluates
+     * slim and dense models and times them: what {@code gatecut compress} does. Nothing is written
+     * outside the run folder until {@link CompressResult#saveTo}.
+     *
+     * @param options  data, budget and settings; see {@link CompressOptions#builder()}
+     * @param progress told about data, steps, evaluations and phases; {@link ProgressListener#silent()} for none
+     * @return the slim model, classifier, gates, figures and report, in memory until saved; close it
+     * @throws OrtException             when ONNX Runtime fails to run a model
+     * @throws IllegalArgumentException bad data or options, or a run folder that holds a run
+     * @throws dev.gatecut.onnx.OnnxFormatException a model gatecut cannot process, or a slim model that
+     *                                              differs from the gated one
+     */
+    public CompressResult compress(CompressOptions options, ProgressListener progress) throws OrtException {
+        return Compression.run(file, options, progress);
+    }
+
+    /**
+     * {@link #compress(CompressOptions, ProgressListener)} without progress events.
+     *
+     * @param options data, budget and settings
+     * @return the compression; close it
+     * @throws OrtException when ONNX Runtime fails to run a model
+     */
+    public CompressResult compress(CompressOptions options) throws OrtException {
+        return compress(options, ProgressListener.silent());
+    }
+
+    /**
+     * Trains gates (plus biases and the head) into the options' run folder, which is required: what
+     * {@code gatecut train} does. Compile the result with {@link #prune} and {@link TrainResult#pruneOptions()}.
+     *
+     * @param options  data, budget, settings and the run folder
+     * @param progress told about data, steps and evaluations
+     * @return the run: its folder, steps, last evaluation and gates
+     * @throws OrtException             when ONNX Runtime fails to run a model
+     * @throws IllegalArgumentException bad data or options, no run folder, or a run folder that holds a run
+     */
+    public TrainResult train(TrainOptions options, ProgressListener progress) throws OrtException {
+        Path runDir = options.runFolder().orElseThrow(() -> new IllegalArgumentException(
+                "train needs a run folder for its gates, params and checkpoints: set runFolder(PATH) (-o)"));
+        return Training.result(runDir, Training.run(file, options, runDir, progress).summary());
+    }
+
+    /**
+     * Compiles gate values into a slim model and checks it against the gated model on random inputs:
+     * what {@code gatecut prune} does. The result is in memory; save it with {@link PruneResult#saveTo}.
+     *
+     * @param options the gates and how to compile them
+     * @return the checked slim model; close it
+     * @throws OrtException                         when ONNX Runtime fails to run a model
+     * @throws dev.gatecut.onnx.OnnxFormatException when the compiled model differs from the gated one
+     */
+    public PruneResult prune(PruneOptions options) throws OrtException {
+        return Pruning.run(file, options, false, "the compiled model");
+    }
+
+    /**
+     * Writes ONNX Runtime on-device training artifacts for gate training into {@code folder}: what
+     * {@code gatecut export-training-artifacts} does. {@code numLabels}: classes of the head; null takes
+     * a classifier export's number of logits, or 2. Data in the options is not read.
+     *
+     * @param options   budget, gate mode, optimizer settings (data is not needed)
+     * @param numLabels classes of the head, or null for the model's default
+     * @param folder    where the four artifact files go
+     * @return the files written and what to feed them
+     * @throws OrtException when ONNX Runtime fails while probing the model
+     */
+    public TrainingArtifacts exportTrainingArtifacts(TrainOptions options, Integer numLabels, Path folder)
+            throws OrtException {
+        return TrainingArtifacts.write(file, options.config(numLabels != null ? numLabels : defaultLabels()), folder);
+    }
+
+    /** A classifier export's own number of logits (when declared), else 2. */
+    private int defaultLabels() {
+        if (OwnHead.declaresLogits(model.graph())) {
+            var dim = Shape.declared(model.graph().outputs().get(0)).orElseThrow().dim(1);
+            if (dim.isKnown()) {
+                return Math.toIntExact(dim.value());
+            }
+        }
+        return 2;
+    }
+
+    /** Releases the model file; closing twice is harmless. */
+    @Override
+    public void close() {
+        model.close();
+    }
+}

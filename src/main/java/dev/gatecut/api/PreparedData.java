@@ -1,0 +1,139 @@
+package dev.gatecut.api;
+
+import dev.gatecut.train.Batch;
+import dev.gatecut.train.BatchSource;
+import dev.gatecut.train.NextTokenBatches;
+import dev.gatecut.train.Task;
+import dev.gatecut.train.TrainConfig;
+import dev.gatecut.train.data.Batcher;
+import dev.gatecut.train.data.Dataset;
+import dev.gatecut.train.data.DatasetException;
+import dev.gatecut.train.data.DatasetReader;
+import dev.gatecut.train.data.Example;
+import dev.gatecut.train.data.LabelVocabulary;
+import dev.gatecut.train.data.TokenizedDataset;
+import dev.gatecut.train.data.Tokenizer;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Data and configuration ready for a run: rows read, labels checked, tokenised and batched. Runs
+ * before any ONNX Runtime work, so bad data is refused first.
+ */
+record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBatches) {
+
+    static PreparedData of(TrainOptions o, ProgressListener progress) {
+        if (o.train() == null) {
+            throw new IllegalArgumentException("train (--train): training data is required");
+        }
+        boolean lm = o.task() == Task.LM;
+        DatasetReader reader = new DatasetReader().withTextField(o.textField()).withLabelField(o.labelField());
+        if (lm) {
+            reader = reader.withoutLabels();
+        }   // --labels: checkLabels maps the rows onto the declared labels, in their order
+        Dataset trainData = o.train().read(reader, null, !lm, "training");
+        if (!lm) {
+            trainData = checkLabels(o, trainData, progress);
+        }
+        DatasetReader evalReader = reader;
+        Dataset finalTrain = trainData;
+        Dataset evalData = o.eval().map(e -> e.read(evalReader, finalTrain.labels(), !lm, "evaluation"))
+                .orElse(null);
+        TokenizedDataset trainTokens;
+        TokenizedDataset evalTokens;
+        if (o.tokenizer().isPresent()) {
+            try (Tokenizer tok = Tokenizer.load(o.tokenizer().get(), o.maxLength())) {
+                trainTokens = tok.tokenize(trainData);
+                evalTokens = evalData == null ? null : tok.tokenize(evalData);
+            }
+        } else {
+            trainTokens = pretokenized(trainData, o.train(), "training", o.maxLength());
+            evalTokens = evalData == null ? null : pretokenized(evalData, o.eval().get(), "evaluation", o.maxLength());
+        }
+        TrainConfig config = o.config(trainData.labels().size());
+        progress.onEvent(new ProgressEvent.Message(String.format("train: %s",
+                lm ? trainData.size() + " rows" : trainData.describe())));
+        if (evalData != null) {
+            progress.onEvent(new ProgressEvent.Message(String.format("eval:  %s",
+                    lm ? evalData.size() + " rows" : evalData.describe())));
+        }
+        BatchSource batches = Batcher.training(trainTokens, o.batchSize(), o.seed());
+        List<Batch> evalBatches = new ArrayList<>();
+        if (evalTokens != null) {
+            Batcher e = Batcher.evaluation(evalTokens, o.batchSize());
+            for (int i = 0; i < e.batchesPerEpoch(); i++) {
+                evalBatches.add(e.batch(0, i));
+            }
+        }
+        if (lm) {
+            batches = NextTokenBatches.of(batches);
+            evalBatches = evalBatches.stream().map(NextTokenBatches::of).toList();
+        }
+        return new PreparedData(config, batches, List.copyOf(evalBatches));
+    }
+
+    /**
+     * The training labels against the declared ones: undeclared labels are an error, fewer than two
+     * an error, more than two undeclared ones a notice (a "binary" file with a stray third label
+     * would otherwise train a three-way head silently).
+     */
+    static Dataset checkLabels(TrainOptions o, Dataset data, ProgressListener progress) {
+        Dataset result = data;
+        String source = o.train().describe("training");
+        List<String> labels = o.labels().orElse(null);
+        if (labels != null && !labels.isEmpty()) {
+            LabelVocabulary declared;
+            try {
+                declared = LabelVocabulary.of(labels.stream().map(String::strip).toList());
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("--labels: " + e.getMessage());
+            }
+            List<Example> remapped = new ArrayList<>(data.size());
+            for (Example e : data.examples()) {
+                String label = data.labels().label(e.label());
+                if (!declared.contains(label)) {
+                    throw new DatasetException(e.origin() + ": field \"" + o.labelField() + "\": label \"" + label
+                            + "\" is not one of the labels declared with --labels (" + declared + ")");
+                }
+                remapped.add(new Example(e.text(), e.tokenIds(), declared.id(label), e.origin()));
+            }
+            result = new Dataset(data.source(), remapped, declared);
+        }
+        int[] counts = result.labelCounts();
+        long present = Arrays.stream(counts).filter(c -> c > 0).count();
+        if (present < 2) {
+            throw new DatasetException(source + ": every row has the label \"" + data.labels().label(0)
+                    + "\"; classification needs at least two labels (check --label-field, now \"" + o.labelField()
+                    + "\")");
+        }
+        if (labels == null && counts.length > 2) {
+            progress.onEvent(new ProgressEvent.Message(String.format("notice: %d labels in %s (%s): the classifier"
+                    + " gets %d outputs; pass --labels to state which labels you expect", counts.length, source,
+                    result.labels(), counts.length)));
+        }
+        for (int i = 0; i < counts.length; i++) {
+            if (counts[i] == 0) {
+                progress.onEvent(new ProgressEvent.Message(String.format("notice: label \"%s\" (declared with"
+                        + " --labels) has no training rows", result.labels().label(i))));
+            }
+        }
+        return result;
+    }
+
+    private static TokenizedDataset pretokenized(Dataset data, Examples source, String role, int maxLen) {
+        int[][] ids = new int[data.size()][];
+        int[] labels = new int[data.size()];
+        for (int i = 0; i < ids.length; i++) {
+            Example e = data.examples().get(i);
+            if (!e.isPretokenized()) {
+                throw new IllegalArgumentException(source.describe(role) + ": row " + (i + 1) + " has text but no"
+                        + " input_ids; pass --tokenizer tokenizer.json");
+            }
+            ids[i] = Arrays.copyOf(e.tokenIds(), Math.min(maxLen, e.tokenIds().length));
+            labels[i] = e.label();
+        }
+        return new TokenizedDataset(ids, null, labels, data.labels(), 0, maxLen);
+    }
+}

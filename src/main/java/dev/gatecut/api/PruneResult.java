@@ -1,0 +1,102 @@
+package dev.gatecut.api;
+
+import dev.gatecut.discover.Discovery;
+import dev.gatecut.gates.GateInjector;
+import dev.gatecut.gates.GatePlan;
+import dev.gatecut.gates.GateValues;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.prune.CompileReport;
+import dev.gatecut.train.TrainedParams;
+
+import java.nio.file.Path;
+import java.util.Optional;
+
+/**
+ * A compiled (slim) model held in memory, checked against the gated model, with what was kept. Save it
+ * with {@link #saveTo}; close it to release the files the model reads lazily.
+ */
+public final class PruneResult implements AutoCloseable {
+    private final Path source;
+    private final Path trainedParams;
+    private final OnnxModel slim;
+    private final GatePlan plan;
+    private final GateValues gates;
+    private final Discovery discovery;
+    private final CompileReport report;
+    private final Verification verification;
+    private final boolean ownHead;
+
+    PruneResult(Path source, Path trainedParams, OnnxModel slim, GatePlan plan, GateValues gates, Discovery discovery,
+                CompileReport report, Verification verification, boolean ownHead) {
+        this.source = source;
+        this.trainedParams = trainedParams;
+        this.slim = slim;
+        this.plan = plan;
+        this.gates = gates;
+        this.discovery = discovery;
+        this.report = report;
+        this.verification = verification;
+        this.ownHead = ownHead;
+    }
+
+    /** The slim model (same inputs and outputs as the original); still owned by this result. */
+    public OnnxModel slimModel() {
+        return slim;
+    }
+
+    /** What was kept per channel group, and parameter counts before and after. */
+    public CompileReport report() {
+        return report;
+    }
+
+    /** The channel groups found, and the linear layers left ungated with the reason. */
+    public Discovery discovery() {
+        return discovery;
+    }
+
+    /** The gate values compiled (conformed to the model: gates missing from a file are open). */
+    public GateValues gates() {
+        return gates;
+    }
+
+    /** The check against the gated model; empty when turned off with {@code verify(false)}. */
+    public Optional<Verification> verification() {
+        return Optional.ofNullable(verification);
+    }
+
+    /** Whether the model is a classifier export whose own head was kept and trained. */
+    boolean ownHead() {
+        return ownHead;
+    }
+
+    /** Writes the slim model to {@code file} atomically (external data beside it when large). */
+    public void saveTo(Path file) {
+        dev.gatecut.onnx.AtomicFiles.checkWritableFile(file, "slim model file");
+        slim.save(file);
+    }
+
+    /** Writes the gate values to {@code file} in the gates.json format. */
+    public void saveGates(Path file) {
+        gates.write(file);
+    }
+
+    /**
+     * Writes the gated model: the original (with trained biases applied) with these gates inserted, its
+     * noise inputs defaulting to zero; what the slim model was checked against.
+     */
+    public void saveGatedModel(Path file) {
+        try (OnnxModel gated = OnnxModel.load(source)) {
+            if (trainedParams != null) {
+                TrainedParams.apply(gated, trainedParams);
+            }
+            GateInjector.inject(gated, plan, gates);
+            gated.save(file);
+        }
+    }
+
+    /** Releases the slim model's lazily read files; closing twice is harmless. */
+    @Override
+    public void close() {
+        slim.close();
+    }
+}

@@ -1,0 +1,60 @@
+package dev.gatecut.api;
+
+import ai.onnxruntime.OrtException;
+import dev.gatecut.discover.Discovery;
+import dev.gatecut.discover.GroupFinder;
+import dev.gatecut.gates.GatePlan;
+import dev.gatecut.gates.GateValues;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.prune.CompileReport;
+import dev.gatecut.prune.GateCompiler;
+import dev.gatecut.train.OwnHead;
+import dev.gatecut.train.TrainedParams;
+
+import java.nio.file.Path;
+
+/** Gates → slim model: trained biases applied, groups discovered, gates conformed, compiled, checked. */
+final class Pruning {
+    private Pruning() {
+    }
+
+    /**
+     * Compiles {@code o}'s gates into {@code model}. {@code classify}: also tell whether the model
+     * keeps its own classification head; {@code unwritten} names the output in a failed check's message.
+     */
+    static PruneResult run(Path model, PruneOptions o, boolean classify, String unwritten) throws OrtException {
+        Path params = o.trainedParams().orElse(null);
+        OnnxModel slim = OnnxModel.load(model);
+        try {
+            if (params != null) {
+                TrainedParams.apply(slim, params);
+            }
+            Discovery discovery = GroupFinder.discover(slim);
+            boolean ownHead = classify && OwnHead.find(slim.graph(), discovery, model.toString()).isPresent();
+            GatePlan plan = GatePlan.of(discovery, o.gatesMode());
+            if (plan.gates().isEmpty()) {
+                throw new IllegalArgumentException(model + ": no channel groups found to gate; see `gatecut inspect`");
+            }
+            Path file = o.gatesFile().orElse(null);
+            GateValues given = file != null ? GateValues.read(file) : o.gates().orElse(null);
+            // Before conforming (which takes the plan's mode): a file of the other mode gets the option to fix it.
+            if (given != null && given.mode() != o.gatesMode()) {
+                throw new IllegalArgumentException((file != null ? file : "the gate values given") + " holds "
+                        + given.mode().name().toLowerCase() + " gates; pass --gates-mode "
+                        + given.mode().name().toLowerCase());
+            }
+            GateValues values = given != null
+                    ? given.conformTo(plan, file != null ? file : Path.of("the gate values given"))
+                    : GateValues.random(plan, o.randomSparsity().orElseThrow(), o.seed());
+            byte[] gatedBytes = o.verify() ? CompiledModelCheck.gatedBytes(model, params, plan, values) : null;
+            CompileReport report = GateCompiler.compile(slim, plan, values, o.align());
+            // Checked in memory before anything is written: a wrong model never reaches a file.
+            Verification check = o.verify() ? CompiledModelCheck.verify(gatedBytes, slim, model, unwritten, o.seed(),
+                    o.verifyDevice()) : null;
+            return new PruneResult(model, params, slim, plan, values, discovery, report, check, ownHead);
+        } catch (RuntimeException | OrtException e) {
+            slim.close();
+            throw e;
+        }
+    }
+}

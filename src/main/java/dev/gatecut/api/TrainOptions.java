@@ -1,0 +1,189 @@
+package dev.gatecut.api;
+
+import dev.gatecut.gates.GateMode;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.train.Task;
+import dev.gatecut.train.TrainConfig;
+import dev.gatecut.train.TrainingRun;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * What a gate training run uses: data, tokenizer, budget, gate layout, optimizer and run settings.
+ * Immutable; made by {@link #builder()} (see {@link TrainingBuilder} for every setter and its default).
+ */
+public final class TrainOptions {
+    /** A copy of the builder's values when built: later setter calls on the builder do not reach it. */
+    private final TrainingBuilder<?> v;
+
+    TrainOptions(TrainingBuilder<?> b) {
+        b.validateTraining();
+        v = b.snapshot();
+    }
+
+    /** A builder with the defaults of {@code gatecut train}; targetSparsity and train data are required. */
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** Builds {@link TrainOptions}; setters are those of {@link TrainingBuilder}. */
+    public static final class Builder extends TrainingBuilder<Builder> {
+        Builder() {
+        }
+
+        @Override
+        Builder self() {
+            return this;
+        }
+
+        /** The options; throws an IllegalArgumentException naming the first value out of range. */
+        public TrainOptions build() {
+            return new TrainOptions(this);
+        }
+    }
+
+    /** The training data (null only for options made to export training artifacts). */
+    public Examples train() {
+        return v.train;
+    }
+
+    /** The held-out data, if any. */
+    public Optional<Examples> eval() {
+        return Optional.ofNullable(v.eval);
+    }
+
+    /** The tokenizer.json, if any (without one, rows carry token ids). */
+    public Optional<Path> tokenizer() {
+        return Optional.ofNullable(v.tokenizer);
+    }
+
+    /** JSON field or CSV column of the text. */
+    public String textField() {
+        return v.textField;
+    }
+
+    /** JSON field or CSV column of the label. */
+    public String labelField() {
+        return v.labelField;
+    }
+
+    /** The declared labels in logit order, if given. */
+    public Optional<List<String>> labels() {
+        return Optional.ofNullable(v.labels);
+    }
+
+    /** Classification or language modelling. */
+    public Task task() {
+        return v.task;
+    }
+
+    /** Fraction of the targeted parameters to remove. */
+    public double targetSparsity() {
+        return v.targetSparsity;
+    }
+
+    /** Coupled or independent gates. */
+    public GateMode gatesMode() {
+        return v.gatesMode;
+    }
+
+    /** The learning rate: as set, or the task's default. */
+    public double learningRate() {
+        return v.learningRate != null ? v.learningRate : TrainConfig.defaults(v.task, v.gatesMode, v.targetSparsity, 2)
+                .learningRate();
+    }
+
+    /** Weight of the sparsity loss. */
+    public double lambda() {
+        return v.lambda;
+    }
+
+    /** "mean" or "first". */
+    public String pooling() {
+        return v.pooling;
+    }
+
+    /** Seed of initialisation, noise and batch order. */
+    public long seed() {
+        return v.seed;
+    }
+
+    /** Passes over the data (when {@link #steps()} is 0). */
+    public int epochs() {
+        return v.epochs;
+    }
+
+    /** Total steps, or 0 to run {@link #epochs()}. */
+    public long steps() {
+        return v.steps;
+    }
+
+    /** Rows per batch. */
+    public int batchSize() {
+        return v.batchSize;
+    }
+
+    /** Longest row in tokens. */
+    public int maxLength() {
+        return v.maxLength;
+    }
+
+    /** The device as set, or the one auto-detection picks (CUDA when ONNX Runtime offers it). */
+    public Device device() {
+        return v.device != null ? v.device : Device.auto();
+    }
+
+    /**
+     * The back-end as set, or the training API when the loaded ONNX Runtime has it; asking for the
+     * training API where it is missing is an IllegalArgumentException saying how to enable it.
+     */
+    public TrainingRun.Backend backend() {
+        boolean available = dev.gatecut.train.ort.OrtApiTrainer.trainingAvailable();
+        if (v.backend == null) {
+            return available ? TrainingRun.Backend.ORT_TRAINING : TrainingRun.Backend.FUSED;
+        }
+        if (v.backend == TrainingRun.Backend.ORT_TRAINING && !available) {
+            throw new IllegalArgumentException("--backend ort-training: the loaded ONNX Runtime has no"
+                    + " training API; start java with -Donnxruntime.native.path=target/ort-training"
+                    + " (assembled by mvn package) or use --backend fused");
+        }
+        return v.backend;
+    }
+
+    /** Steps between checkpoints (0: epoch ends and the last step). */
+    public int checkpointEvery() {
+        return v.checkpointEvery;
+    }
+
+    /** Steps between metrics rows and step events. */
+    public int logEvery() {
+        return v.logEvery;
+    }
+
+    /** Whether the run continues from the run folder's checkpoint. */
+    public boolean resume() {
+        return v.resume;
+    }
+
+    /** Whether a run folder holding a run is started over. */
+    public boolean force() {
+        return v.force;
+    }
+
+    /** The run folder, if set. */
+    public Optional<Path> runFolder() {
+        return Optional.ofNullable(v.runFolder);
+    }
+
+    /** The training hyper-parameters for a head of {@code numLabels} classes. */
+    TrainConfig config(int numLabels) {
+        TrainConfig c = TrainConfig.defaults(v.task, v.gatesMode, v.targetSparsity, numLabels).withSeed(v.seed)
+                .withLambda(v.lambda);
+        c = new TrainConfig(c.task(), c.mode(), c.targetSparsity(), c.lambda(), c.learningRate(), c.beta1(), c.beta2(),
+                c.epsilon(), c.weightDecay(), c.noiseSigma(), c.thetaMean(), c.thetaStd(), v.pooling, c.numLabels(),
+                c.seed());
+        return v.learningRate != null ? c.withLearningRate(v.learningRate) : c;
+    }
+}

@@ -1,0 +1,69 @@
+package dev.gatecut.api;
+
+import ai.onnxruntime.OrtException;
+import dev.gatecut.train.Evaluator;
+import dev.gatecut.train.GateTrainer;
+import dev.gatecut.train.RunFolder;
+import dev.gatecut.train.TrainingRun;
+
+import java.nio.file.Path;
+
+/** Options → a training run in a folder: run-folder check, data, back-end, steps with progress events. */
+final class Training {
+    /** The data the run used, what it ended with, and how long it took. */
+    record Outcome(PreparedData data, TrainingRun.Summary summary, TrainingRun.Backend backend, double seconds) {
+    }
+
+    private Training() {
+    }
+
+    static Outcome run(Path model, TrainOptions o, Path runDir, ProgressListener progress) throws OrtException {
+        TrainingRun.Backend backend = o.backend();
+        // The folder before the data: a finished run is refused before any reading.
+        String line = RunFolder.check(runDir, backend, o.resume(), o.force());
+        if (line != null) {
+            progress.onEvent(new ProgressEvent.Message(line));
+        }
+        PreparedData data = PreparedData.of(o, progress);
+        progress.onEvent(new ProgressEvent.Message("backend: " + (backend == TrainingRun.Backend.FUSED
+                ? "fused train step" : "ONNX Runtime training API")));
+        TrainingRun.Options run = new TrainingRun.Options(o.epochs(), o.steps(), o.logEvery(), o.checkpointEvery(),
+                o.resume(), o.device(), backend);
+        long start = System.nanoTime();
+        TrainingRun.Summary summary = TrainingRun.run(model, data.config(), data.batches(), data.evalBatches(), run,
+                runDir, events(progress));
+        return new Outcome(data, summary, backend, (System.nanoTime() - start) / 1e9);
+    }
+
+    static TrainResult result(Path runDir, TrainingRun.Summary s) {
+        Evaluator.EvalResult e = s.lastEval();
+        return new TrainResult(runDir, s.steps(), s.lastStep() == null ? Double.NaN : s.lastStep().loss(),
+                e == null ? Double.NaN : e.accuracy(), e == null ? Double.NaN : e.perplexity(), s.sparsity(), s.gates());
+    }
+
+    /** The training run's callbacks as progress events. */
+    private static TrainingRun.Listener events(ProgressListener progress) {
+        return new TrainingRun.Listener() {
+            private long total;
+
+            @Override
+            public void started(long firstStep, long totalSteps) {
+                total = totalSteps;
+                progress.onEvent(new ProgressEvent.TrainingStarted(firstStep, totalSteps));
+            }
+
+            @Override
+            public void stepped(long step, GateTrainer.StepResult r, double samplesPerSecond) {
+                progress.onEvent(new ProgressEvent.Step(step, total, r.loss(), r.taskLoss(), r.sparsityLoss(),
+                        r.expectedSparsity(), samplesPerSecond));
+            }
+
+            @Override
+            public void evaluated(long step, Evaluator.EvalResult e, double sparsity) {
+                progress.onEvent(new ProgressEvent.Evaluation(step, total, sparsity,
+                        e == null ? Double.NaN : e.taskLoss(), e == null ? Double.NaN : e.accuracy(),
+                        e == null ? Double.NaN : e.perplexity()));
+            }
+        };
+    }
+}

@@ -1,0 +1,265 @@
+package dev.gatecut.api;
+
+import dev.gatecut.gates.GateMode;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.train.Task;
+import dev.gatecut.train.TrainingRun;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * The setters of gate training, shared by {@link TrainOptions.Builder} and {@link CompressOptions.Builder}.
+ * Every setter has the default of the matching {@code gatecut train} option (named in its
+ * description); values are checked by {@code build()}, which throws an {@link IllegalArgumentException}
+ * naming the setter and the allowed range. A new training option is one field and one setter here,
+ * its check in {@code validateTraining}, and one line in {@code TrainOptions.config} that passes it
+ * to {@link dev.gatecut.train.TrainConfig} (plus a getter on {@link TrainOptions} if callers read it).
+ *
+ * @param <B> the concrete builder, returned by every setter
+ */
+public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements Cloneable {
+    Examples train;
+    Examples eval;
+    Path tokenizer;
+    String textField = DEFAULT_TEXT_FIELD;
+    String labelField = DEFAULT_LABEL_FIELD;
+    List<String> labels;
+    Task task = Task.CLASSIFY;
+    double targetSparsity = Double.NaN;
+    GateMode gatesMode = GateMode.COUPLED;
+    Double learningRate;
+    double lambda = 50;
+    String pooling = "mean";
+    long seed = 1;
+    int epochs = 3;
+    long steps;
+    int batchSize = 16;
+    int maxLength = 128;
+    Device device;
+    TrainingRun.Backend backend;
+    int checkpointEvery;
+    int logEvery = 10;
+    boolean resume;
+    boolean force;
+    Path runFolder;
+
+    static final String DEFAULT_TEXT_FIELD = "text";
+    static final String DEFAULT_LABEL_FIELD = "label";
+
+    TrainingBuilder() {
+    }
+
+    /** A copy of every value (all immutable), for {@link TrainOptions} to keep. */
+    TrainingBuilder<?> snapshot() {
+        try {
+            return (TrainingBuilder<?>) clone();
+        } catch (CloneNotSupportedException e) {
+            throw new AssertionError(e);
+        }
+    }
+
+    /** This builder, typed as the concrete one. */
+    abstract B self();
+
+    /** Training data: a JSONL (one object per line), CSV or TSV file ({@code --train}). */
+    public B train(Path file) {
+        return train(Examples.file(Objects.requireNonNull(file, "train")));
+    }
+
+    /** Training data in memory or from a file ({@code --train}). Required. */
+    public B train(Examples examples) {
+        this.train = Objects.requireNonNull(examples, "train");
+        return self();
+    }
+
+    /** Held-out data in the format of the training data, scored after each epoch ({@code --eval}); null: none. */
+    public B eval(Path file) {
+        return eval(file == null ? null : Examples.file(file));
+    }
+
+    /** Held-out data in memory or from a file ({@code --eval}); none by default. */
+    public B eval(Examples examples) {
+        this.eval = examples;
+        return self();
+    }
+
+    /** A HuggingFace tokenizer.json ({@code --tokenizer}); without it every row must carry token ids. */
+    public B tokenizer(Path tokenizerJson) {
+        this.tokenizer = tokenizerJson;
+        return self();
+    }
+
+    /** JSON field or CSV column of the text ({@code --text-field}, default "text"). */
+    public B textField(String field) {
+        this.textField = Objects.requireNonNull(field, "textField");
+        return self();
+    }
+
+    /** JSON field or CSV column of the label ({@code --label-field}, default "label"). */
+    public B labelField(String field) {
+        this.labelField = Objects.requireNonNull(field, "labelField");
+        return self();
+    }
+
+    /**
+     * Class labels in the order of the model's logits ({@code --labels}); rows with another label
+     * are an error. Default: the distinct training labels, sorted (numerically when all are integers).
+     */
+    public B labels(List<String> labels) {
+        this.labels = labels == null ? null : List.copyOf(labels);
+        return self();
+    }
+
+    /** {@link Task#CLASSIFY} (default) or {@link Task#LM} (next-token) ({@code --task}). */
+    public B task(Task task) {
+        this.task = Objects.requireNonNull(task, "task");
+        return self();
+    }
+
+    /**
+     * Fraction of the targeted parameters (Q/K/V/O and FFN matrices) the slim model loses, in [0, 1)
+     * ({@code --target-sparsity}). Required.
+     */
+    public B targetSparsity(double fraction) {
+        this.targetSparsity = fraction;
+        return self();
+    }
+
+    /** {@link GateMode#COUPLED} (default: one gate per FFN neuron and head) or INDEPENDENT ({@code --gates-mode}). */
+    public B gatesMode(GateMode mode) {
+        this.gatesMode = Objects.requireNonNull(mode, "gatesMode");
+        return self();
+    }
+
+    /** AdamW learning rate, &gt; 0 ({@code --lr}; default 1e-3 for classification, 1e-2 for LM). */
+    public B learningRate(double lr) {
+        this.learningRate = lr;
+        return self();
+    }
+
+    /** Weight of the sparsity loss, &ge; 0 ({@code --lambda}, default 50). */
+    public B lambda(double lambda) {
+        this.lambda = lambda;
+        return self();
+    }
+
+    /** How a new head reads hidden states: "mean" (default) or "first" ({@code --pooling}). */
+    public B pooling(String pooling) {
+        this.pooling = Objects.requireNonNull(pooling, "pooling");
+        return self();
+    }
+
+    /** Seed of gate initialisation, gate noise and batch order ({@code --seed}, default 1). */
+    public B seed(long seed) {
+        this.seed = seed;
+        return self();
+    }
+
+    /** Passes over the training data, &ge; 1 ({@code --epochs}, default 3); {@link #steps} overrides it. */
+    public B epochs(int epochs) {
+        this.epochs = epochs;
+        return self();
+    }
+
+    /** Total training steps instead of whole epochs, &ge; 0 ({@code --steps}; 0, the default, uses epochs). */
+    public B steps(long steps) {
+        this.steps = steps;
+        return self();
+    }
+
+    /** Rows per training and evaluation batch, &ge; 1 ({@code --batch}, default 16). */
+    public B batchSize(int rows) {
+        this.batchSize = rows;
+        return self();
+    }
+
+    /** Longest row in tokens, &ge; 2, special tokens included ({@code --max-len}, default 128). */
+    public B maxLength(int tokens) {
+        this.maxLength = tokens;
+        return self();
+    }
+
+    /** Where ONNX Runtime trains and evaluates ({@code --device}); null (default) picks CUDA when available. */
+    public B device(Device device) {
+        this.device = device;
+        return self();
+    }
+
+    /**
+     * How steps run ({@code --backend}): {@link TrainingRun.Backend#FUSED}, ORT_TRAINING, or null
+     * (default) for ORT_TRAINING when the loaded ONNX Runtime has its training API.
+     */
+    public B backend(TrainingRun.Backend backend) {
+        this.backend = backend;
+        return self();
+    }
+
+    /** Steps between checkpoints, &ge; 0 ({@code --checkpoint-every}; 0: each epoch end and the last step). */
+    public B checkpointEvery(int steps) {
+        this.checkpointEvery = steps;
+        return self();
+    }
+
+    /** Steps between metrics rows and step events, &ge; 1 ({@code --log-every}, default 10). */
+    public B logEvery(int steps) {
+        this.logEvery = steps;
+        return self();
+    }
+
+    /** Continue the run in the run folder from its checkpoint ({@code --resume}). */
+    public B resume(boolean resume) {
+        this.resume = resume;
+        return self();
+    }
+
+    /** Start over in a run folder that holds a run ({@code --force}). */
+    public B force(boolean force) {
+        this.force = force;
+        return self();
+    }
+
+    /**
+     * Folder for the training run: gates.json, params.json, metrics.jsonl, checkpoints. Required for
+     * {@code train}; {@code compress} uses a temporary folder when none is given.
+     */
+    public B runFolder(Path folder) {
+        this.runFolder = folder;
+        return self();
+    }
+
+    /** Checks every value; messages name the setter and the CLI option. */
+    void validateTraining() {
+        if (!(targetSparsity >= 0 && targetSparsity < 1)) {
+            throw new IllegalArgumentException(Double.isNaN(targetSparsity)
+                    ? "targetSparsity (--target-sparsity) is required"
+                    : "targetSparsity (--target-sparsity) must be in [0, 1), got " + targetSparsity);
+        }
+        if (learningRate != null && !(learningRate > 0 && Double.isFinite(learningRate))) {
+            throw new IllegalArgumentException("learningRate (--lr) must be > 0, got " + learningRate);
+        }
+        if (!(lambda >= 0 && Double.isFinite(lambda))) {
+            throw new IllegalArgumentException("lambda (--lambda) must be >= 0, got " + lambda);
+        }
+        if (!pooling.equals("mean") && !pooling.equals("first")) {
+            throw new IllegalArgumentException("pooling (--pooling) must be mean or first, got '" + pooling + "'");
+        }
+        if (steps < 0 || (steps == 0 && epochs < 1)) {
+            throw new IllegalArgumentException("epochs (--epochs) must be >= 1 and steps (--steps) >= 0, got "
+                    + epochs + " and " + steps);
+        }
+        if (batchSize < 1 || maxLength < 2) {
+            throw new IllegalArgumentException("--batch must be ≥ 1 and --max-len ≥ 2 (batchSize, maxLength), got "
+                    + batchSize + " and " + maxLength);
+        }
+        if (checkpointEvery < 0 || logEvery < 1) {
+            throw new IllegalArgumentException("checkpointEvery (--checkpoint-every) must be >= 0 and logEvery"
+                    + " (--log-every) >= 1, got " + checkpointEvery + " and " + logEvery);
+        }
+        if (resume && force) {
+            throw new IllegalArgumentException("--resume and --force contradict each other: --resume continues the"
+                    + " run in " + (runFolder == null ? "the run folder" : runFolder) + ", --force starts it over");
+        }
+    }
+}
