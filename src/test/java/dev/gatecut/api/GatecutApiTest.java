@@ -168,4 +168,55 @@ class GatecutApiTest {
             }
         }
     }
+
+    @Test
+    void inMemoryTextsAreTokenisedWithTheOptionsTokenizer(@TempDir Path dir) throws Exception {
+        List<String> texts = new ArrayList<>();
+        List<String> labels = new ArrayList<>();
+        for (int i = 0; i < 16; i++) {
+            texts.add(i % 2 == 0 ? "the food was great and fresh " + i : "stale bread and a rude waiter " + i);
+            labels.add(i % 2 == 0 ? "good" : "bad");
+        }
+        List<String> messages = new ArrayList<>();
+        try (GatecutModel model = Gatecut.load(BERT)) {
+            TrainResult r = model.train(TrainOptions.builder().train(Examples.texts(texts, labels))
+                    .eval(Examples.texts(texts, labels)).tokenizer(Path.of("datasets/demo/zoo-tokenizer.json"))
+                    .labels(List.of("bad", "good")).targetSparsity(0.3).steps(1).batchSize(8)
+                    .backend(TrainingRun.Backend.FUSED).runFolder(dir.resolve("run")).build(),
+                    e -> {
+                        if (e instanceof ProgressEvent.Message m) {
+                            messages.add(m.text());
+                        }
+                    });
+            assertEquals(1, r.steps());
+            assertTrue(r.evalAccuracy() >= 0 && r.evalAccuracy() <= 1, r.toString());
+            assertTrue(messages.contains("train: 16 rows (bad 8, good 8)"), messages.toString());
+        }
+    }
+
+    @Test
+    void aLanguageModelFromMemoryHasAPerplexityAndNoClassifier(@TempDir Path dir) throws Exception {
+        Random r = new Random(5);
+        List<int[]> rows = new ArrayList<>();
+        for (int i = 0; i < 16; i++) {
+            int[] motif = {3 + r.nextInt(250), 3 + r.nextInt(250), 3 + r.nextInt(250)};
+            int[] ids = new int[12];
+            for (int j = 0; j < ids.length; j++) {
+                ids[j] = motif[j % 3];
+            }
+            rows.add(ids);
+        }
+        try (GatecutModel model = Gatecut.load(Path.of("onnx-models/gpt2-ts17.onnx"));
+             CompressResult c = model.compress(CompressOptions.builder().task(dev.gatecut.train.Task.LM)
+                     .train(Examples.tokenIds(rows)).eval(Examples.tokenIds(rows)).targetSparsity(0.4).steps(2)
+                     .batchSize(8).align(1).latencyRuns(0).backend(TrainingRun.Backend.FUSED).build())) {
+            assertTrue(c.classifier().isEmpty());
+            assertTrue(Double.isNaN(c.slimEvalAccuracy()));
+            assertEquals(c.training().evalPerplexity(), c.slimEvalPerplexity(), 1e-4 * c.slimEvalPerplexity());
+            assertTrue(c.baseline().measured(), c.baseline().what());
+            c.saveTo(dir.resolve("out"));
+            assertTrue(Files.exists(dir.resolve("out/model.onnx")));
+            assertFalse(Files.exists(dir.resolve("out/classifier.onnx")));
+        }
+    }
 }
