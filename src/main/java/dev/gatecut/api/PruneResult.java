@@ -1,5 +1,6 @@
 package dev.gatecut.api;
 
+import ai.onnxruntime.OrtException;
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.gates.GateInjector;
 import dev.gatecut.gates.GatePlan;
@@ -23,11 +24,13 @@ public final class PruneResult implements AutoCloseable {
     private final GateValues gates;
     private final Discovery discovery;
     private final CompileReport report;
-    private final Verification verification;
     private final boolean ownHead;
+    private final long seed;
+    private final String unwritten;
+    private Verification verification;
 
     PruneResult(Path source, Path trainedParams, OnnxModel slim, GatePlan plan, GateValues gates, Discovery discovery,
-                CompileReport report, Verification verification, boolean ownHead) {
+                CompileReport report, boolean ownHead, long seed, String unwritten) {
         this.source = source;
         this.trainedParams = trainedParams;
         this.slim = slim;
@@ -35,8 +38,9 @@ public final class PruneResult implements AutoCloseable {
         this.gates = gates;
         this.discovery = discovery;
         this.report = report;
-        this.verification = verification;
         this.ownHead = ownHead;
+        this.seed = seed;
+        this.unwritten = unwritten;
     }
 
     /** The slim model (same inputs and outputs as the original); still owned by this result. */
@@ -59,9 +63,25 @@ public final class PruneResult implements AutoCloseable {
         return gates;
     }
 
-    /** The check against the gated model; empty when turned off with {@code verify(false)}. */
+    /** The check against the gated model; empty when turned off with {@code verify(false)} and not run since. */
     public Optional<Verification> verification() {
         return Optional.ofNullable(verification);
+    }
+
+    /**
+     * Compares the slim model with the gated model (the original with trained biases and these gates)
+     * on random inputs on {@code device}; {@link GatecutModel#prune} does this already unless told
+     * {@code verify(false)}.
+     *
+     * @param device where both models run (the deployment device measures its own rounding)
+     * @return the difference and its bound (skipped for models over 1 GiB)
+     * @throws OrtException                         when ONNX Runtime fails to run either model
+     * @throws dev.gatecut.onnx.OnnxFormatException when they differ by more than the bound
+     */
+    public Verification verify(dev.gatecut.runtime.Device device) throws OrtException {
+        byte[] gated = CompiledModelCheck.gatedBytes(source, trainedParams, plan, gates);
+        verification = CompiledModelCheck.verify(gated, slim, source, unwritten, seed, device);
+        return verification;
     }
 
     /** Whether the model is a classifier export whose own head was kept and trained. */

@@ -46,12 +46,14 @@ final class Pruning {
             GateValues values = given != null
                     ? given.conformTo(plan, file != null ? file : Path.of("the gate values given"))
                     : GateValues.random(plan, o.randomSparsity().orElseThrow(), o.seed());
-            byte[] gatedBytes = o.verify() ? CompiledModelCheck.gatedBytes(model, params, plan, values) : null;
             CompileReport report = GateCompiler.compile(slim, plan, values, o.align());
-            // Checked in memory before anything is written: a wrong model never reaches a file.
-            Verification check = o.verify() ? CompiledModelCheck.verify(gatedBytes, slim, model, unwritten, o.seed(),
-                    o.verifyDevice()) : null;
-            return new PruneResult(model, params, slim, plan, values, discovery, report, check, ownHead);
+            PruneResult result = new PruneResult(model, params, slim, plan, values, discovery, report, ownHead,
+                    o.seed(), unwritten);
+            if (o.verify()) {
+                // Checked in memory before anything is written: a wrong model never reaches a file.
+                result.verify(o.verifyDevice());
+            }
+            return result;
         } catch (RuntimeException | OrtException e) {
             slim.close();
             throw e;

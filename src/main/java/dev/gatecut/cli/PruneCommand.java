@@ -6,6 +6,7 @@ import dev.gatecut.api.Gatecut;
 import dev.gatecut.api.GatecutModel;
 import dev.gatecut.api.PruneOptions;
 import dev.gatecut.api.PruneResult;
+import dev.gatecut.api.Verification;
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.onnx.AtomicFiles;
@@ -100,13 +101,14 @@ final class PruneCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PruneOptions.Builder b = PruneOptions.builder().gatesMode(parseMode(gatesMode)).align(align).seed(seed)
-                .trainedParams(params).verify(verify).verifyDevice(Device.parse(verifyDevice));
+                .trainedParams(params).verify(false);   // checked below, after the gates and gated model are saved
         if (source.gates != null) {
             b.gates(source.gates);
         } else {
             b.randomSparsity(source.randomSparsity);
         }
         PruneOptions options = b.build();
+        Device device = Device.parse(verifyDevice);
         AtomicFiles.checkWritableFile(output, "-o");
         if (emitGated != null) {
             AtomicFiles.checkWritableFile(emitGated, "--emit-gated");
@@ -116,6 +118,7 @@ final class PruneCommand implements Callable<Integer> {
         }
         PrintWriter out = spec.commandLine().getOut();
         try (GatecutModel m = Gatecut.load(model); PruneResult r = m.prune(options)) {
+            // Written before the check: when it fails, they are what to compare the compiled model with.
             if (saveGates != null) {
                 r.saveGates(saveGates);
             }
@@ -123,12 +126,14 @@ final class PruneCommand implements Callable<Integer> {
                 r.saveGatedModel(emitGated);
             }
             printReport(r.report(), r.discovery(), options.gatesMode(), out);
-            if (r.verification().isEmpty()) {
+            if (!verify) {
                 out.println("verify: skipped (--no-verify)");
-            } else if (r.verification().get().skipped()) {
-                out.println("verify: skipped (the model is over 1 GiB; compare with --emit-gated and `gatecut bench`)");
             } else {
-                out.println(r.verification().get().line("compiled vs gated model"));
+                // Checked in memory before anything is written: a wrong model never reaches OUT.
+                Verification check = r.verify(device);
+                out.println(check.skipped()
+                        ? "verify: skipped (the model is over 1 GiB; compare with --emit-gated and `gatecut bench`)"
+                        : check.line("compiled vs gated model"));
             }
             r.saveTo(output);
             out.printf("wrote %s%s%n", output, emitGated != null ? " and " + emitGated : "");

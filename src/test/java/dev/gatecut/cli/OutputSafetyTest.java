@@ -64,6 +64,15 @@ class OutputSafetyTest {
         r = gatecut("prune", model.toString(), "--random-sparsity", "0.5", "--align", "1", "-o", out.toString());
         assertEquals(2, r.exit(), r.err());
         assertFalse(Files.exists(out));
+
+        // The gated model and the gates, asked for to compare with, are written before the check.
+        Path gated = dir.resolve("gated.onnx");
+        Path gates = dir.resolve("gates.json");
+        r = gatecut("prune", model.toString(), "--random-sparsity", "0.5", "--align", "1", "--emit-gated",
+                gated.toString(), "--save-gates", gates.toString(), "-o", out.toString());
+        assertEquals(2, r.exit(), r.err());
+        assertFalse(Files.exists(out));
+        assertTrue(Files.exists(gated) && Files.exists(gates), "--emit-gated and --save-gates are written");
     }
 
     @Test
