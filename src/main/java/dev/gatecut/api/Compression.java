@@ -63,6 +63,7 @@ final class Compression {
             if (!check.skipped()) {
                 progress.onEvent(new ProgressEvent.Message(check.line("slim vs gated model")));
             }
+            progress.onEvent(new ProgressEvent.Compiled(pruned.report(), pruned.discovery(), config.mode()));
             boolean ownHead = pruned.ownHead();
             double slimQuality = Double.NaN;
             if (lm) {

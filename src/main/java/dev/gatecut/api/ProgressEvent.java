@@ -54,4 +54,15 @@ public sealed interface ProgressEvent {
             return !Double.isNaN(taskLoss);
         }
     }
+
+    /**
+     * The slim model is compiled and checked (compress, before the slow evaluation and timing).
+     *
+     * @param report    what was kept per channel group
+     * @param discovery the groups found and the layers left ungated with the reason
+     * @param mode      the gate layout compiled
+     */
+    record Compiled(dev.gatecut.prune.CompileReport report, dev.gatecut.discover.Discovery discovery,
+                    dev.gatecut.gates.GateMode mode) implements ProgressEvent {
+    }
 }

@@ -4,6 +4,8 @@ import dev.gatecut.api.CompressOptions;
 import dev.gatecut.api.CompressResult;
 import dev.gatecut.api.Gatecut;
 import dev.gatecut.api.GatecutModel;
+import dev.gatecut.api.ProgressEvent;
+import dev.gatecut.api.ProgressListener;
 import dev.gatecut.report.CompressReport;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -75,9 +77,15 @@ final class CompressCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         CompressOptions compress = options.applyTo(CompressOptions.builder()).runFolder(output.resolve("run"))
                 .align(align).latencyRuns(latencyRuns).baseline(baseline).build();
-        try (GatecutModel m = Gatecut.load(model);
-             CompressResult r = m.compress(compress, options.progress(out))) {
-            PruneCommand.printReport(r.compileReport(), r.discovery(), compress.training().gatesMode(), out);
+        ProgressListener lines = options.progress(out);
+        ProgressListener progress = event -> {
+            if (event instanceof ProgressEvent.Compiled c) {
+                PruneCommand.printReport(c.report(), c.discovery(), c.mode(), out);
+            } else {
+                lines.onEvent(event);
+            }
+        };
+        try (GatecutModel m = Gatecut.load(model); CompressResult r = m.compress(compress, progress)) {
             r.saveTo(output);
             print(r, out);
         }
