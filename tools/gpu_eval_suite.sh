@@ -23,7 +23,9 @@
 #
 # Jobs run PARALLEL at a time in priority order (per seed: torch baselines, then gatecut at each
 # sparsity); a job that would not finish before the budget (its estimate from eval_suite.py's EST_S,
-# scaled by rows) is skipped and listed in the table. Returned under $OUT: script.log, tables.md,
+# scaled by rows) is skipped and listed in the table; the same command again on the warm machine runs
+# the skipped jobs and keeps the finished ones (FRESH=1 starts the data set over). Returned under
+# $OUT: script.log, tables.md,
 # raw.tgz (per job: JSON results, logs, gatecut's summary.json and metrics.jsonl).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"
@@ -54,6 +56,7 @@ GC_EXTRA=${GC_EXTRA:-}
 LABELFREE_ARGS=${LABELFREE_ARGS:-}
 PAY_SHA=${PAY_SHA:-}
 PYTHON=${PYTHON:-python3}
+PYTHON_TORCH=${PYTHON_TORCH:-$PYTHON}    # the one with torch (train, export); dry runs may differ
 GPUKIT_ENV=${GPUKIT_ENV:-/opt/gpukit/env.sh}
 export PYTHONUNBUFFERED=1
 
@@ -149,7 +152,7 @@ job_torch() {  # MODEL SEED
   local m=$1 seed=$2 r="$RAW/$1"
   mkdir -p "$r"
   # shellcheck disable=SC2086
-  timeout -k 10 $((DEADLINE - SECONDS)) $PYTHON tools/eval_suite.py train --model "$m" --onnx "${ONNX[$m]}" \
+  timeout -k 10 $((DEADLINE - SECONDS)) $PYTHON_TORCH tools/eval_suite.py train --model "$m" --onnx "${ONNX[$m]}" \
     --tokenizer "${TOK[$m]}" --work "$SPLIT" --seed "$seed" --methods "$PY_METHODS" --lrs "$LRS" --epochs "$EPOCHS" \
     --batch "$BATCH" --max-len "$MAXLEN" --device "$DEVICE" --out "$r/torch-seed$seed.json" $PY_EXTRA \
     > "$r/torch-seed$seed.log" 2>&1
@@ -169,7 +172,7 @@ job_post() {  # MODEL SEED: fine-tune + export, then compress each precision wit
   local m=$1 seed=$2 e="$WORK/$ds-$1-seed$2-export" r="$RAW/$1/post-seed$2"
   mkdir -p "$r"
   # shellcheck disable=SC2086
-  timeout -k 10 $((DEADLINE - SECONDS)) $PYTHON tools/eval_suite.py export --model "$m" --onnx "${ONNX[$m]}" \
+  timeout -k 10 $((DEADLINE - SECONDS)) $PYTHON_TORCH tools/eval_suite.py export --model "$m" --onnx "${ONNX[$m]}" \
     --tokenizer "${TOK[$m]}" --work "$SPLIT" --seed "$seed" --lrs "$LRS" --epochs "$EPOCHS" --batch "$BATCH" \
     --max-len "$MAXLEN" --device "$DEVICE" --out "$e" $PY_EXTRA > "$r/export.log" 2>&1
   local rc=$?
@@ -196,6 +199,7 @@ job_post() {  # MODEL SEED: fine-tune + export, then compress each precision wit
   done
   if [ "${KEEP_MODELS:-0}" = 1 ]; then cp "$e"/*.onnx "$r/" 2>/dev/null; fi
   rm -rf "$e"
+  touch "$r/done"
 }
 
 # Runs "NAME EST_SECONDS FUNCTION ARGS..." lines, PARALLEL at a time, skipping what cannot finish.
@@ -229,7 +233,9 @@ nsets=$(wc -w <<< "$SETS"); i_set=0
 for ds in $SETS; do
   i_set=$((i_set + 1))
   DEADLINE=$((SECONDS + (START + BUDGET_S - SECONDS) / (nsets - i_set + 1)))
-  SPLIT="$WORK/$ds/split"; RAW="$WORK/raw/$ds"; mkdir -p "$RAW"
+  SPLIT="$WORK/$ds/split"; RAW="$WORK/raw/$ds"
+  [ "${FRESH:-0}" = 1 ] && rm -rf "$RAW"
+  mkdir -p "$RAW"
   $PYTHON tools/eval_suite.py split "datasets/suite/$ds" "$SPLIT" || { say "FAIL: split $ds"; continue; }
   cp "$SPLIT/split.json" "$RAW/"
   $PYTHON -c "import json,sys; print(','.join(json.load(open(sys.argv[1]))['labels']))" "$SPLIT/split.json" > "$SPLIT/labels.txt"
@@ -237,6 +243,7 @@ for ds in $SETS; do
 with open(sys.argv[2], 'w') as o:
     for l in open(sys.argv[1]): o.write(json.dumps({'text': json.loads(l)['text']}) + '\n')" "$SPLIT/train.jsonl" "$SPLIT/train-text.jsonl"
   rows=$(wc -l < "$SPLIT/train.jsonl")
+  rm -f "$RAW"/*.skipped   # a repeated call on the warm machine runs what was skipped, and keeps what is done
   say "=== $ds ($PART): $rows train rows, $((DEADLINE - SECONDS))s for it"
   jobs_list=""
   for seed in $SEEDS; do
@@ -244,10 +251,13 @@ with open(sys.argv[2], 'w') as o:
       if [ "$PART" = posttrain ]; then
         n=$(wc -w <<< "$SPARSITIES"); k=2   # two precisions, and twice that with the label-free runs
         [ -n "$LABELFREE_ARGS" ] && k=4
+        [ -f "$RAW/$m/post-seed$seed/done" ] && continue
         jobs_list+="$m-post-seed$seed $(( $(est export "$m" "$rows") + n * k * $(est gc "$m" "$rows") )) job_post $m $seed"$'\n'
       else
-        jobs_list+="$m-torch-seed$seed $(est torch "$m" "$rows") job_torch $m $seed"$'\n'
+        grep -qs '"finished"' "$RAW/$m/torch-seed$seed.json" \
+          || jobs_list+="$m-torch-seed$seed $(est torch "$m" "$rows") job_torch $m $seed"$'\n'
         for s in $SPARSITIES; do
+          grep -qs '"accuracy"' "$RAW/$m/gc-s$s-seed$seed/gc.json" && continue
           jobs_list+="$m-gc-s$s-seed$seed $(est gc "$m" "$rows") job_gc $m $s $seed"$'\n'
         done
       fi
