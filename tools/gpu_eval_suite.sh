@@ -113,7 +113,8 @@ gc_run() {
   mkdir -p "$d"
   local w="$d/out" limit=$((DEADLINE - SECONDS))
   # shellcheck disable=SC2206
-  local cmd=("${GC[@]}" compress "$model" --tokenizer "$tok" --train "$train" --eval "$split/val.jsonl"
+  local ev=${GC_EVAL:-val}   # gatecut's --eval: val; test only where ORT on the CPU cannot score the result (fp16)
+  local cmd=("${GC[@]}" compress "$model" --tokenizer "$tok" --train "$train" --eval "$split/$ev.jsonl"
              --target-sparsity "$s" --gates-mode "$GC_MODE" --seed "$seed" --batch "$BATCH" --max-len "$MAXLEN"
              --epochs "$EPOCHS" --device "$DEVICE" --latency-runs 0 --no-baseline --no-progress $GC_ARGS $GC_EXTRA "$@" -o "$w")
   [ -n "$labels" ] && cmd+=(--labels "$labels")
@@ -124,23 +125,29 @@ gc_run() {
   cp "$w/summary.json" "$d/" 2>/dev/null; cp "$w/run/metrics.jsonl" "$d/" 2>/dev/null
   local cls="$w/classifier.onnx"; [ -f "$cls" ] || cls="$w/model.onnx"
   if [ "$rc" -eq 0 ] && [ -f "$cls" ]; then
+    # a float16 file with fused ops may have no CPU kernels: rc 4, and the accuracy comes from gatecut (GC_EVAL=test)
     $PYTHON tools/eval_suite.py predict --onnx "$cls" --tokenizer "$tok" --data "$split/test.jsonl" \
       --labels "$(cat "$split/labels.txt")" --max-len "$MAXLEN" --out "$d/pred.json" > "$d/predict.log" 2>&1 || rc=4
   else
     tail -n 15 "$d/compress.log"
   fi
-  $PYTHON - "$d" "$rc" "$((SECONDS - t0))" "$s" "$seed" "$fields" <<'PY'
+  $PYTHON - "$d" "$rc" "$((SECONDS - t0))" "$s" "$seed" "$fields" "$ev" <<'PY'
 import json, os, sys
-d, rc, wall, s, seed, fields = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-g = dict(json.loads(fields), sparsity=s, seed=seed, exit=rc, wall_seconds=wall)
+d, rc, wall, s, seed, fields, ev = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7]
+g = dict(json.loads(fields), sparsity=s, seed=seed, exit=rc, wall_seconds=wall, gatecut_eval=ev)
 for f, key in (("pred.json", None), ("summary.json", "summary")):
     try:
         v = json.load(open(os.path.join(d, f)))
         g.update(v) if key is None else g.__setitem__(key, v)
     except Exception as e:  # noqa: BLE001
         g.setdefault("missing", []).append(f"{f}: {type(e).__name__}")
+if "accuracy" in g:
+    g["accuracy_from"] = "eval_suite.py predict (ONNX Runtime CPU, test)"
+elif ev == "test" and isinstance(g.get("summary", {}).get("slim_eval_accuracy"), (int, float)):
+    g["accuracy"] = g["summary"]["slim_eval_accuracy"]   # no macro-F1 from this source
+    g["accuracy_from"] = "gatecut slim_eval_accuracy (ONNX Runtime CUDA, test)"
 json.dump(g, open(os.path.join(d, "gc.json"), "w"), indent=1)
-print(f"    gc {os.path.basename(d)}: exit {rc}, {wall}s, test accuracy {g.get('accuracy', float('nan')):.4f}, macro-F1 {g.get('macro_f1', float('nan')):.4f}")
+print(f"    gc {os.path.basename(d)}: exit {rc}, {wall}s, test accuracy {g.get('accuracy', float('nan')):.4f}, macro-F1 {g.get('macro_f1', float('nan')):.4f} ({g.get('accuracy_from', 'no accuracy')})")
 PY
   # raw.tgz comes back through $OUT: no model files in it unless KEEP_MODELS=1
   rm -rf "$w"/run/train_step.onnx* "$w"/run/*.ckpt "$w"/run/*.data 2>/dev/null
@@ -181,6 +188,7 @@ job_post() {  # MODEL SEED: fine-tune + export, then compress each precision wit
   [ "$rc" -eq 0 ] || { tail -n 20 "$r/export.log"; return; }
   for prec in fp32 fp16; do
     [ -f "$e/cls-$prec.onnx" ] || { echo "no cls-$prec.onnx" > "$r/$prec.skipped"; continue; }
+    local GC_EVAL=val; [ "$prec" = fp16 ] && GC_EVAL=test   # fp16: scored by gatecut on CUDA (see gc_run)
     for s in $SPARSITIES; do
       gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
         "$r/$prec-labels-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"labels\"}"
