@@ -794,7 +794,7 @@ def main(argv=None):
     p.add_argument("--models", default="minilm bge")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--sparsities", default="0 0.2 0.3 0.4")
-    p.add_argument("--parallel", type=int, default=4)
+    p.add_argument("--parallel", type=int, default=6)
 
     args = ap.parse_args(argv)
     try:

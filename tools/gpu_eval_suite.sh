@@ -8,14 +8,17 @@
 # On the GPU machine, from the repository root, after the GPU kit is unpacked (/opt/gpukit/env.sh,
 # shared/gpu/README.md) and the payload of tools/make_suite_payload.sh is in $PAY (pieces pay.1..N):
 #
-#   OUT=$OUT SETS=sentences bash tools/gpu_eval_suite.sh
-#   OUT=$OUT SETS=austen MODELS=bge SEEDS="1 2 3" SPARSITIES="0 0.3" bash tools/gpu_eval_suite.sh
-#   OUT=$OUT SETS=tweets PART=posttrain SPARSITIES="0.3 0.4" bash tools/gpu_eval_suite.sh
+#   OUT=$OUT SETS=sentences bash tools/gpu_eval_suite.sh             # part 1, both models, 3 seeds
+#   OUT=$OUT SETS=austen MODELS=bge SPARSITIES="0 0.3" bash tools/gpu_eval_suite.sh   # a subset
+#   OUT=$OUT SETS=tweets PART=posttrain MODELS=minilm bash tools/gpu_eval_suite.sh   # part 3 (0.3, 0.4)
+#   python3 tools/eval_suite.py estimate                                  # planned minutes per call
+# tables.md covers every set run on this machine so far; across machines, unpack the raw.tgz files
+# into one folder and run `python3 tools/eval_suite.py report FOLDER` here.
 #
 # Knobs (environment): SETS (folders of datasets/suite), MODELS ("minilm bge"), SEEDS ("1 2 3"),
 # SPARSITIES ("0 0.2 0.3 0.4"; posttrain "0.3 0.4"), PY_METHODS (dense,lora,full), LRS (eval_suite.py --lrs), GC_MODE
 # (coupled), GC_ARGS (recipe flags, default "--lr 1e-2", the README's), EPOCHS 3, BATCH 32, MAXLEN 128,
-# PARALLEL (jobs at once on the one GPU, 4), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
+# PARALLEL (jobs at once on the one GPU, 6), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3, see the hook), DEST (unpacked payload, /opt/suite),
 # JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there),
@@ -25,8 +28,8 @@
 # sparsity); a job that would not finish before the budget (its estimate from eval_suite.py's EST_S,
 # scaled by rows) is skipped and listed in the table; the same command again on the warm machine runs
 # the skipped jobs and keeps the finished ones (FRESH=1 starts the data set over). Returned under
-# $OUT: script.log, tables.md,
-# raw.tgz (per job: JSON results, logs, gatecut's summary.json and metrics.jsonl).
+# $OUT: script.log, tables.md, raw.tgz (per job: JSON results, logs, gatecut's summary.json and
+# metrics.jsonl).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"
 cd "$(dirname "$0")/.."
@@ -48,7 +51,7 @@ GC_ARGS=${GC_ARGS:-"--lr 1e-2"}
 EPOCHS=${EPOCHS:-3}
 BATCH=${BATCH:-32}
 MAXLEN=${MAXLEN:-128}
-PARALLEL=${PARALLEL:-4}
+PARALLEL=${PARALLEL:-6}
 BUDGET_S=${BUDGET_S:-560}
 DEVICE=${DEVICE:-cuda}
 PY_EXTRA=${PY_EXTRA:-}
