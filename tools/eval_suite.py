@@ -1,0 +1,809 @@
+#!/usr/bin/env python3
+"""Evaluation suite (gatecut issue 11): the Python side of tools/gpu_eval_suite.sh.
+
+Subcommands (torch is imported only by `train` and `export`, so `split`, `predict`, `report` and
+`estimate` also run where torch is missing):
+
+  split    DATASET_DIR WORKDIR [--val-fraction 0.1]
+           Reads DATASET_DIR/{train,test}.jsonl[.gz] (tools/make_suite_datasets.py) and writes plain
+           WORKDIR/{train,val,test}.jsonl: val is a stratified, seeded slice of train (fixed per data
+           set, the same for every method and seed), train is the rest. Every method trains on
+           train, chooses among its learning rates on val, and is scored once on test.
+  train    --model NAME --onnx F --tokenizer F --work WORKDIR --seed S --out RUN.json
+           [--methods dense,lora,full] [--lrs "dense=1e-3,1e-2 lora=3e-4,1e-3,3e-3 full=3e-5,1e-4"]
+           PyTorch baselines on one data set and seed, the encoder's weights rebuilt from the ONNX
+           initializers (tools/eval_harness.py, checked against ONNX Runtime): dense (frozen encoder
+           + linear head), lora (PEFT LoRA r=8 + head), full (every weight + head). Each method runs
+           at every learning rate of its list; the one with the best val accuracy is the method's
+           result (its test accuracy and macro-F1 are the ones reported; the others are kept too).
+  export   --model NAME --onnx F --tokenizer F --work WORKDIR --seed S --out DIR
+           Part 3 of the issue: fully fine-tunes a transformers BertForSequenceClassification (the
+           ONNX encoder's weights, a new pooler + classifier; learning rate chosen on val among
+           --lrs full=...), and exports DIR/cls-fp32.onnx (TorchScript, opset 17, inputs input_ids /
+           attention_mask / token_type_ids, output logits) and DIR/cls-fp16.onnx (ONNX Runtime's BERT
+           optimizer, then convert_float_to_float16(keep_io_types=True): the fused float16 BERT
+           gatecut supports), DIR/labels.txt (logit order) and DIR/export.json (torch and ONNX test
+           accuracy: the yardstick of the compressed models).
+  predict  --onnx F --tokenizer F --data TEST.jsonl --labels a,b,... --out PRED.json
+           Test accuracy and macro-F1 of a classifier ONNX file (gatecut's classifier.onnx or
+           model.onnx), ONNX Runtime CPU; logits are read in --labels order.
+  report   RAWDIR [--md OUT.md]
+           One table: per data set, model and method, mean accuracy over seeds with a 95% t-interval
+           (mean ± t(0.975, n-1)·s/√n), macro-F1 likewise (shown for unbalanced sets, where it matters),
+           and gaps to LoRA and to the frozen encoder; then the compressed-classifier runs (part 3).
+  estimate [--sets ...] Prints the GPU minutes per data set that tools/gpu_eval_suite.sh plans for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import math
+import os
+import random
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_LRS = {"dense": [1e-3, 1e-2], "lora": [3e-4, 1e-3, 3e-3], "full": [3e-5, 1e-4]}
+SPLIT_SEED = 20261130
+# t(0.975, df) for df = 1..30 (two-sided 95%); df > 30 uses 1.96.
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042]
+
+
+def log(*a):
+    print(f"[{time.strftime('%H:%M:%S')}]", *a, flush=True)
+
+
+class SuiteError(Exception):
+    """Bad input; printed as one line, exit 2."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+def open_text(path):
+    path = str(path)
+    return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
+
+
+def read_rows(path):
+    rows = []
+    with open_text(path) as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                rows.append({"text": r["text"], "label": str(r["label"])})
+            except (ValueError, KeyError, TypeError) as e:
+                raise SuiteError(f"{path}:{i}: not a {{\"text\", \"label\"}} JSON line ({type(e).__name__}: {e})")
+    if not rows:
+        raise SuiteError(f"{path}: no rows")
+    return rows
+
+
+def find_split(d: Path, name):
+    for ext in (".jsonl", ".jsonl.gz"):
+        if (d / f"{name}{ext}").exists():
+            return d / f"{name}{ext}"
+    raise SuiteError(f"{d}: no {name}.jsonl or {name}.jsonl.gz (build with tools/make_suite_datasets.py)")
+
+
+def write_rows(path: Path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({"text": r["text"], "label": r["label"]}, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def stratified_val(rows, fraction, seed):
+    rng = random.Random(seed)
+    by = collections.defaultdict(list)
+    for i, r in enumerate(rows):
+        by[r["label"]].append(i)
+    val = set()
+    for label in sorted(by):
+        idx = by[label]
+        rng.shuffle(idx)
+        val.update(idx[: max(1, round(len(idx) * fraction))])
+    return [r for i, r in enumerate(rows) if i not in val], [r for i, r in enumerate(rows) if i in val]
+
+
+def cmd_split(args):
+    src, work = Path(args.dataset_dir), Path(args.work)
+    train = read_rows(find_split(src, "train"))
+    test = read_rows(find_split(src, "test"))
+    tr, val = stratified_val(train, args.val_fraction, args.seed)
+    labels = sorted({r["label"] for r in train})
+    missing = sorted({r["label"] for r in test} - set(labels))
+    if missing:
+        raise SuiteError(f"{src}: test labels {missing} never occur in train")
+    for name, rows in (("train", tr), ("val", val), ("test", test)):
+        write_rows(work / f"{name}.jsonl", rows)
+    c = collections.Counter(r["label"] for r in test)
+    info = dict(dataset=src.name, labels=labels, train=len(tr), val=len(val), test=len(test),
+                test_counts={k: c[k] for k in labels}, majority=max(c.values()) / len(test),
+                unbalanced=max(c.values()) / len(test) > 1.2 / len(labels), split_seed=args.seed,
+                val_fraction=args.val_fraction)
+    (work / "split.json").write_text(json.dumps(info, indent=1))
+    print(json.dumps(info))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------------
+
+def scores(pred, gold, n_labels):
+    """accuracy, macro-F1 (F1 of a class with no gold and no predicted rows is left out)."""
+    n = len(gold)
+    acc = sum(int(p == g) for p, g in zip(pred, gold)) / n
+    f1s = []
+    for k in range(n_labels):
+        tp = sum(1 for p, g in zip(pred, gold) if p == k and g == k)
+        fp = sum(1 for p, g in zip(pred, gold) if p == k and g != k)
+        fn = sum(1 for p, g in zip(pred, gold) if p != k and g == k)
+        if tp + fp + fn == 0:
+            continue
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return acc, sum(f1s) / len(f1s)
+
+
+def t_interval(values):
+    """(mean, half-width of the 95% t-interval, n); half-width None for a single value."""
+    n = len(values)
+    m = statistics.fmean(values)
+    if n < 2:
+        return m, None, n
+    t = T975[n - 2] if n - 1 <= len(T975) else 1.96
+    return m, t * statistics.stdev(values) / math.sqrt(n), n
+
+
+# ----------------------------------------------------------------------------------------------
+# PyTorch: baselines and the fine-tuned classifier export
+# ----------------------------------------------------------------------------------------------
+
+def parse_lrs(spec):
+    lrs = {k: list(v) for k, v in DEFAULT_LRS.items()}
+    for part in (spec or "").split():
+        k, _, v = part.partition("=")
+        if k not in lrs or not v:
+            raise SuiteError(f"--lrs: '{part}' is not METHOD=LR[,LR...] with METHOD one of {', '.join(lrs)}")
+        lrs[k] = [float(x) for x in v.split(",")]
+    return lrs
+
+
+class Prepared:
+    """Tokenised train / val / test of one data set on the device, and the encoder's weights."""
+
+    def __init__(self, args, device):
+        import eval_harness as eh
+        self.eh = eh
+        work = Path(args.work)
+        self.split = json.loads((work / "split.json").read_text())
+        self.labels = self.split["labels"]
+        idx = {k: i for i, k in enumerate(self.labels)}
+        t0 = time.time()
+        self.cfg, self.sd = eh.onnx_state(args.onnx)
+        self.data = {}
+        for name in ("train", "val", "test"):
+            rows = read_rows(work / f"{name}.jsonl")
+            if args.limit:
+                rows = rows[: args.limit if name == "train" else max(16, args.limit // 4)]
+            ids, lengths = tokenize(args.tokenizer, [r["text"] for r in rows], args.max_len)
+            self.data[name] = eh.Data(ids, lengths, [idx[r["label"]] for r in rows], device)
+        log(f"{args.model}: {self.cfg['layers']} layers, {sum(v.size for v in self.sd.values()):,} parameters; "
+            f"data {', '.join(f'{k} {v.n}' for k, v in self.data.items())} ({time.time() - t0:.1f}s)")
+        test = self.data["test"]
+        if args.no_onnx_check:  # dry runs where onnxruntime is missing
+            self.check = dict(skipped="--no-onnx-check")
+            return
+        self.check = eh.check_against_onnx(args.onnx, self.cfg, self.sd, args.impl, test.ids.cpu(),
+                                           test.lengths.tolist(), device)
+        log("torch vs ONNX Runtime:", json.dumps(self.check))
+        if not self.check["max_abs_diff"] <= args.check_tol:
+            raise SuiteError(f"{args.onnx}: the PyTorch rebuild differs from the ONNX model by "
+                             f"{self.check['max_abs_diff']:.3g} > {args.check_tol}")
+
+
+def tokenize(tok_path, texts, max_len):
+    """(ids [n, max_len] padded, lengths) as tools/eval_harness.py's, with the WordPiece fallback."""
+    import torch
+    try:
+        import tokenizers  # noqa: F401
+        import eval_harness as eh
+        return eh.tokenize(tok_path, texts, max_len)
+    except ImportError:
+        tok = WordPiece(tok_path)
+        encs = [tok.encode(t, max_len).ids for t in texts]
+        ids = torch.full((len(texts), max_len), tok.vocab.get("[PAD]", 0), dtype=torch.long)
+        for i, e in enumerate(encs):
+            ids[i, :len(e)] = torch.tensor(e, dtype=torch.long)
+        return ids, [len(e) for e in encs]
+
+
+def predictions(model, data, device, batch=128):
+    import torch
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, data.n, batch):
+            idx = torch.arange(s, min(s + batch, data.n))
+            ids, mask, tt, _ = data.batch(idx)
+            logits = model(ids, mask, tt)
+            logits = logits.logits if hasattr(logits, "logits") else logits
+            out.extend(logits.argmax(-1).tolist())
+    return out
+
+
+def build_model(method, prep, args, device):
+    """(model, trainable parameters, train-mode function) for dense / lora / full."""
+    import torch.nn as nn
+    eh = prep.eh
+    dropout = 0.0 if method == "dense" else args.dropout
+    enc, used, note = eh.build_encoder(args.impl, prep.cfg, dropout)
+    eh.load_weights(enc, prep.sd)
+    n_labels = len(prep.labels)
+    train_mode = None
+    if method == "dense":
+        for p in enc.parameters():
+            p.requires_grad_(False)
+        model = eh.Classifier(enc, prep.cfg["hidden"], n_labels, frozen_no_grad=True).to(device)
+
+        def train_mode():
+            model.eval()
+            model.head.train()
+        trainable = list(model.head.parameters())
+    elif method == "lora":
+        for p in enc.parameters():
+            p.requires_grad_(False)
+        try:  # PEFT, as the issue asks; the harness's built-in LoRA only where peft is missing (dry runs)
+            from peft import LoraConfig, get_peft_model
+            lcfg = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.1,
+                              target_modules=["query", "key", "value", "dense"], bias="none")
+            if used != "hf":
+                from peft import inject_adapter_in_model
+                enc = inject_adapter_in_model(lcfg, enc)
+            else:
+                enc = get_peft_model(enc, lcfg)
+            info_lora = "peft"
+        except ImportError:
+            n = eh.lora_encoder(enc, args.lora_r, 2 * args.lora_r, 0.1)
+            if n != 6 * prep.cfg["layers"]:
+                raise RuntimeError(f"built-in LoRA wrapped {n} linears, expected {6 * prep.cfg['layers']}")
+            info_lora = "built-in (peft missing)"
+        model = eh.Classifier(enc.to(device), prep.cfg["hidden"], n_labels).to(device)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+    elif method == "full":
+        model = eh.Classifier(enc.to(device), prep.cfg["hidden"], n_labels).to(device)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+    else:
+        raise SuiteError(f"unknown method {method!r} (dense, lora, full)")
+    assert all(isinstance(p, nn.Parameter) for p in trainable)
+    info = dict(impl=used, impl_note=note, dropout=dropout)
+    if method == "lora":
+        info["lora"] = info_lora
+    return model, trainable, train_mode, info
+
+
+def one_run(method, lr, prep, args, device):
+    import torch
+    eh = prep.eh
+    torch.manual_seed(args.seed)
+    model, trainable, train_mode, info = build_model(method, prep, args, device)
+    t0 = time.time()
+    r = eh.train_run(model, trainable, prep.data["train"], prep.data["val"], device, args.epochs, args.batch, lr,
+                     args.seed, train_mode=train_mode, max_steps=args.max_steps)
+    res = dict(method=method, lr=lr, seed=args.seed, steps=r["steps"], train_seconds=r["train_seconds"],
+               samples_per_s=r["samples_per_s_median"], val_accuracy_per_epoch=r["accuracy_per_epoch"],
+               trainable_params=sum(p.numel() for p in trainable), **info)
+    n = len(prep.labels)
+    for split in ("val", "test"):
+        data = prep.data[split]
+        acc, f1 = scores(predictions(model, data, device), data.y.tolist(), n)
+        res[f"{split}_accuracy"], res[f"{split}_macro_f1"] = acc, f1
+    res["wall_seconds"] = time.time() - t0
+    del model, trainable
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return res
+
+
+def torch_setup(args):
+    import torch
+    sys.path.insert(0, str(HERE))
+    device = torch.device(args.device if (args.device != "cuda" or torch.cuda.is_available()) else "cpu")
+    torch.set_float32_matmul_precision("high" if args.tf32 else "highest")
+    return device
+
+
+def save_json(path, obj):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def cmd_train(args):
+    device = torch_setup(args)
+    lrs = parse_lrs(args.lrs)
+    prep = Prepared(args, device)
+    out = dict(kind="torch", model=args.model, dataset=prep.split["dataset"], seed=args.seed, epochs=args.epochs,
+               batch=args.batch, max_len=args.max_len, labels=prep.labels, onnx_check=prep.check,
+               device=str(device), versions=prep.eh.versions(), runs=[], chosen={},
+               started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        best = None
+        for lr in lrs[method]:
+            log(f"=== {args.model} {prep.split['dataset']} seed {args.seed}: {method} lr {lr:g}")
+            try:
+                r = one_run(method, lr, prep, args, device)
+                log(f"    val {r['val_accuracy']:.4f}, test {r['test_accuracy']:.4f} (macro-F1 {r['test_macro_f1']:.4f}), "
+                    f"{r['samples_per_s']:.0f} samples/s, {r['wall_seconds']:.1f}s")
+                if best is None or r["val_accuracy"] > best["val_accuracy"]:
+                    best = r
+            except Exception as e:  # noqa: BLE001  (one failed run must not lose the others)
+                r = dict(method=method, lr=lr, seed=args.seed, error=f"{type(e).__name__}: {e}",
+                         traceback=traceback.format_exc())
+                log(f"    FAILED: {r['error']}")
+            out["runs"].append(r)
+            save_json(args.out, out)
+        if best is not None:
+            out["chosen"][method] = dict(best, chosen_from=lrs[method])
+    out["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    save_json(args.out, out)
+    return 0
+
+
+def hf_classifier(prep, n_labels, dropout, seed):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+    c = prep.cfg
+    torch.manual_seed(seed)
+    hc = BertConfig(vocab_size=c["vocab"], hidden_size=c["hidden"], num_hidden_layers=c["layers"],
+                    num_attention_heads=c["heads"], intermediate_size=c["ffn"], max_position_embeddings=c["max_pos"],
+                    type_vocab_size=c["type_vocab"], layer_norm_eps=c["eps"], hidden_act="gelu",
+                    hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, num_labels=n_labels,
+                    classifier_dropout=dropout)
+    m = BertForSequenceClassification(hc)
+    res = m.bert.load_state_dict({k: torch.from_numpy(v) for k, v in prep.sd.items()}, strict=False)
+    missing = [k for k in res.missing_keys if not k.startswith("pooler.") and not k.endswith("position_ids")]
+    if missing or res.unexpected_keys:
+        raise RuntimeError(f"weights do not fit BertForSequenceClassification: missing {missing[:6]}, "
+                           f"unexpected {list(res.unexpected_keys)[:6]}")
+    return m
+
+
+class _Logits:
+    """Calls a transformers classifier as (ids, mask, tt) -> logits, for train_run."""
+
+    def __init__(self, m):
+        self.m = m
+
+    def __getattr__(self, k):
+        return getattr(self.m, k)
+
+    def __call__(self, ids, mask, tt):
+        return self.m(input_ids=ids, attention_mask=mask, token_type_ids=tt).logits
+
+
+class WordPiece:
+    """BERT uncased WordPiece from a tokenizer.json, for dry runs without the `tokenizers` package
+    (lower-cased, accents stripped, split at whitespace and punctuation, greedy longest match)."""
+
+    def __init__(self, path):
+        import types
+        import unicodedata
+        self.ud = unicodedata
+        t = json.loads(Path(path).read_text())
+        if t["model"]["type"] != "WordPiece" or not t["normalizer"].get("lowercase", False):
+            raise SuiteError(f"{path}: the fallback tokenizer reads only uncased BERT WordPiece")
+        self.vocab = t["model"]["vocab"]
+        self.unk = self.vocab[t["model"].get("unk_token", "[UNK]")]
+        self.cls, self.sep = self.vocab["[CLS]"], self.vocab["[SEP]"]
+        self.types = types
+
+    def words(self, text):
+        ud = self.ud
+        text = "".join(c for c in ud.normalize("NFD", text.lower()) if ud.category(c) != "Mn")
+        out, cur = [], []
+        for c in text:
+            cat = ud.category(c)
+            if c.isspace() or cat.startswith("C"):
+                if cur:
+                    out.append("".join(cur))
+                cur = []
+            elif cat.startswith("P") or (33 <= ord(c) <= 47 or 58 <= ord(c) <= 64 or 91 <= ord(c) <= 96
+                                         or 123 <= ord(c) <= 126):
+                if cur:
+                    out.append("".join(cur))
+                cur = []
+                out.append(c)
+            else:
+                cur.append(c)
+        if cur:
+            out.append("".join(cur))
+        return out
+
+    def encode(self, text, max_len):
+        ids = [self.cls]
+        for w in self.words(text):
+            if len(w) > 100:
+                ids.append(self.unk)
+                continue
+            start, pieces = 0, []
+            while start < len(w):
+                end = len(w)
+                while end > start and (w[start:end] if start == 0 else "##" + w[start:end]) not in self.vocab:
+                    end -= 1
+                if end == start:
+                    pieces = [self.unk]
+                    break
+                pieces.append(self.vocab[w[start:end] if start == 0 else "##" + w[start:end]])
+                start = end
+            ids.extend(pieces)
+        ids = ids[: max_len - 1] + [self.sep]
+        return self.types.SimpleNamespace(ids=ids)
+
+
+def ort_scores(path, tokenizer, rows, labels, max_len, batch=64, threads=8):
+    """Test accuracy and macro-F1 of a classifier ONNX file (ONNX Runtime, CPU)."""
+    import numpy as np
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    try:
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(str(tokenizer))
+        tok.no_padding()
+        tok.enable_truncation(max_length=max_len)
+        pad = tok.token_to_id("[PAD]") or 0
+        encs = tok.encode_batch([r["text"] for r in rows])
+    except ImportError:  # only where `tokenizers` is missing (CPU dry runs); the GPU machine has it
+        tok = WordPiece(tokenizer)
+        pad = tok.vocab.get("[PAD]", 0)
+        encs = [tok.encode(r["text"], max_len) for r in rows]
+    idx = {k: i for i, k in enumerate(labels)}
+    pred, gold = [], [idx[r["label"]] for r in rows]
+    for s in range(0, len(rows), batch):
+        part = encs[s:s + batch]
+        L = max(len(e.ids) for e in part)
+        ids = np.full((len(part), L), pad, dtype=np.int64)
+        mask = np.zeros((len(part), L), dtype=np.int64)
+        for i, e in enumerate(part):
+            ids[i, :len(e.ids)] = e.ids
+            mask[i, :len(e.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        logits = sess.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+        if logits.ndim != 2 or logits.shape[1] != len(labels):
+            raise SuiteError(f"{path}: first output has shape {logits.shape}, expected [batch, {len(labels)}]")
+        pred.extend(np.asarray(logits, dtype=np.float32).argmax(-1).tolist())
+    acc, f1 = scores(pred, gold, len(labels))
+    return dict(accuracy=acc, macro_f1=f1, rows=len(rows), file=str(path))
+
+
+def cmd_export(args):
+    import torch
+    device = torch_setup(args)
+    lrs = parse_lrs(args.lrs)["full"]
+    prep = Prepared(args, device)
+    n = len(prep.labels)
+    eh = prep.eh
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = dict(kind="export", model=args.model, dataset=prep.split["dataset"], seed=args.seed, labels=prep.labels,
+               epochs=args.epochs, batch=args.batch, max_len=args.max_len, candidates=[])
+    best, best_state = None, None
+    for lr in lrs:
+        m = hf_classifier(prep, n, args.dropout, args.seed).to(device)
+        wrapped = _Logits(m)
+        t0 = time.time()
+        r = eh.train_run(wrapped, list(m.parameters()), prep.data["train"], prep.data["val"], device, args.epochs,
+                         args.batch, lr, args.seed, max_steps=args.max_steps)
+        cand = dict(lr=lr, val_accuracy=r["accuracy"], seconds=time.time() - t0)
+        cand["test_accuracy"], cand["test_macro_f1"] = scores(predictions(wrapped, prep.data["test"], device),
+                                                              prep.data["test"].y.tolist(), n)
+        log(f"export fine-tune lr {lr:g}: val {cand['val_accuracy']:.4f} test {cand['test_accuracy']:.4f}")
+        res["candidates"].append(cand)
+        if best is None or cand["val_accuracy"] > best["val_accuracy"]:
+            best, best_state = cand, {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+        del m, wrapped
+    res["chosen"] = best
+    # The exports as tools/export_deploy_models.py makes the zoo's classifier files (the styles gatecut
+    # is tested on): fp32 with eager attention, TorchScript opset 17; fp16 from a source graph with the
+    # classic attention and mask (the shape ORT's BERT fusion reads), fused, then float16.
+    import export_deploy_models as ed
+    from transformers import AttentionInterface
+    _, Cls, _ = ed.wrappers()
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = ed.text_axes(names, ["logits"])
+    example = ed.text_feeds(names, 2, 16, True, seed=7)
+
+    def exported(impl, classic):
+        m = hf_classifier(prep, n, 0.0, args.seed)
+        m.load_state_dict(best_state)
+        ed.set_attn(m, impl)
+        return Cls(m.cpu().eval(), names, classic_mask=classic).eval()
+
+    fp32 = out_dir / "cls-fp32.onnx"
+    res["fp32"] = dict(file=fp32.name, how=ed.export_ts(exported("eager", False), example, axes, str(fp32)))
+    try:
+        AttentionInterface.register("gatecut_classic", ed.base.classic_attention)
+        w16 = exported("gatecut_classic", True)
+        src = out_dir / "cls-fp16.src.onnx"
+        call = ed.export_ts(w16, example, axes, str(src))
+        ed.base.pin_head_reshapes(str(src), str(src), prep.cfg["heads"], prep.cfg["hidden"] // prep.cfg["heads"])
+        fp16 = out_dir / "cls-fp16.onnx"
+        fused = ed.ort_optimizer(str(src), str(fp16), "bert", w16.m.config, float16=True)
+        src.unlink()
+        res["fp16"] = dict(file=fp16.name, fused=fused, how=call + " -> optimize_model(model_type='bert', opt_level=0)"
+                           " + convert_float_to_float16(keep_io_types=True)")
+    except Exception as e:  # noqa: BLE001  (the fp32 file is still worth compressing)
+        res["fp16"] = dict(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    (out_dir / "labels.txt").write_text(",".join(prep.labels) + "\n")
+    test_rows = read_rows(Path(args.work) / "test.jsonl")
+    if args.limit:
+        test_rows = test_rows[: max(16, args.limit // 4)]
+    for key in ("fp32", "fp16"):
+        if "file" in res[key]:
+            try:
+                res[key].update(ort_scores(out_dir / res[key]["file"], args.tokenizer, test_rows, prep.labels,
+                                           args.max_len))
+            except Exception as e:  # noqa: BLE001  (fp16 fused ops may lack CPU kernels)
+                res[key]["ort_cpu_error"] = f"{type(e).__name__}: {e}"
+            log(f"export {key}: {json.dumps(res[key])}")
+    save_json(out_dir / "export.json", res)
+    return 0
+
+
+def cmd_predict(args):
+    rows = read_rows(args.data)
+    labels = args.labels.split(",")
+    r = ort_scores(args.onnx, args.tokenizer, rows, labels, args.max_len)
+    save_json(args.out, r)
+    print(json.dumps(r))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+
+def fmt(m, hw, scale=100):
+    if m is None:
+        return "—"
+    return f"{m * scale:.1f}" + (f" ± {hw * scale:.1f}" if hw is not None else "")
+
+
+def collect(raw: Path):
+    """{(dataset, model, method label): [run dicts with accuracy, macro_f1]}, split infos, part-3 rows."""
+    cells = collections.defaultdict(list)
+    splits, post = {}, collections.defaultdict(list)
+    for p in sorted(raw.rglob("split.json")):
+        s = json.loads(p.read_text())
+        splits[s["dataset"]] = s
+    for p in sorted(raw.rglob("torch-*.json")):
+        r = json.loads(p.read_text())
+        for method, c in r.get("chosen", {}).items():
+            label = {"dense": "frozen + head", "lora": "LoRA r=8", "full": "full FT"}[method]
+            cells[(r["dataset"], r["model"], label)].append(
+                dict(accuracy=c["test_accuracy"], macro_f1=c["test_macro_f1"], seed=r["seed"], lr=c["lr"]))
+    for p in sorted(raw.rglob("gc.json")):
+        g = json.loads(p.read_text())
+        if "accuracy" not in g:
+            continue
+        if g.get("source") == "finetuned":
+            post[(g["dataset"], g["model"], g["precision"], g["labels_mode"], g["sparsity"])].append(g)
+        else:
+            cells[(g["dataset"], g["model"], f"gatecut {round(g['sparsity'] * 100)}%")].append(g)
+    exports = collections.defaultdict(list)
+    for p in sorted(raw.rglob("export.json")):
+        e = json.loads(p.read_text())
+        exports[(e["dataset"], e["model"])].append(e)
+    return cells, splits, post, exports
+
+
+METHOD_ORDER = ["frozen + head", "LoRA r=8", "full FT", "gatecut 0%", "gatecut 20%", "gatecut 30%", "gatecut 40%"]
+
+
+def cmd_report(args):
+    raw = Path(args.raw)
+    cells, splits, post, exports = collect(raw)
+    lines = ["# Evaluation suite", "",
+             "Test accuracy (%) as mean ± the 95% t-interval half-width over seeds (n = seeds; no ± for one seed);",
+             "macro-F1 (%) likewise, for unbalanced sets. Learning rates of the baselines chosen on a validation",
+             "slice of train, never on test. Δ LoRA / Δ frozen: gatecut's mean minus theirs, in points.", ""]
+    datasets = sorted({k[0] for k in cells} | {k[0] for k in post})
+    for ds in datasets:
+        s = splits.get(ds, {})
+        unb = s.get("unbalanced", False)
+        lines += [f"## {ds}" + (f" ({s['train']} train / {s['val']} val / {s['test']} test, {len(s['labels'])} labels, "
+                                f"majority {s['majority']:.3f}{', unbalanced' if unb else ''})" if s else ""), ""]
+        head = "| model | method | n | accuracy |" + (" macro-F1 |" if unb else "") + " Δ LoRA | Δ frozen | lr |"
+        lines += [head, "|" + " --- |" * (head.count("|") - 1)]
+        for model in sorted({k[1] for k in cells if k[0] == ds}):
+            ref = {}
+            for lab in ("LoRA r=8", "frozen + head"):
+                runs = cells.get((ds, model, lab))
+                ref[lab] = statistics.fmean(r["accuracy"] for r in runs) if runs else None
+            for lab in METHOD_ORDER + sorted({k[2] for k in cells if k[:2] == (ds, model)} - set(METHOD_ORDER)):
+                runs = cells.get((ds, model, lab))
+                if not runs:
+                    continue
+                m, hw, n = t_interval([r["accuracy"] for r in runs])
+                fm, fhw, _ = t_interval([r["macro_f1"] for r in runs])
+                d = lambda k: "" if ref[k] is None or not lab.startswith("gatecut") else f"{(m - ref[k]) * 100:+.1f}"
+                lrs = ",".join(sorted({f"{r['lr']:g}" for r in runs if r.get("lr") is not None}))
+                lines.append(f"| {model} | {lab} | {n} | {fmt(m, hw)} |" + (f" {fmt(fm, fhw)} |" if unb else "")
+                             + f" {d('LoRA r=8')} | {d('frozen + head')} | {lrs} |")
+        lines.append("")
+    if exports or post:
+        lines += ["# Compressing a fine-tuned classifier (part 3)", "",
+                  "Original: the fully fine-tuned BertForSequenceClassification export, scored on test with ONNX",
+                  "Runtime (CPU). Retained: the compressed model's mean accuracy / the original's mean.", "",
+                  "| set | model | precision | labels | sparsity | n | accuracy | retained |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for (ds, model), es in sorted(exports.items()):
+            orig32 = None
+            for prec in ("fp32", "fp16"):
+                accs = [e[prec]["accuracy"] for e in es if "accuracy" in e.get(prec, {})]
+                orig = statistics.fmean(accs) if accs else None
+                if accs:
+                    m, hw, n = t_interval(accs)
+                    lines.append(f"| {ds} | {model} | {prec} | original | — | {n} | {fmt(m, hw)} | 100% |")
+                elif prec == "fp16" and orig32 is not None:  # no CPU kernels for the fused fp16 file
+                    orig = orig32
+                    lines.append(f"| {ds} | {model} | fp16 | original: not scored on the CPU; retained vs fp32 | — | — | — | — |")
+                if prec == "fp32":
+                    orig32 = orig
+                for key in sorted(k for k in post if k[:3] == (ds, model, prec)):
+                    runs = post[key]
+                    m, hw, n = t_interval([r["accuracy"] for r in runs])
+                    ret = f"{m / orig * 100:.1f}%" if orig else "—"
+                    lines.append(f"| {ds} | {model} | {prec} | {key[3]} | {round(key[4] * 100)}% | {n} | {fmt(m, hw)} | {ret} |")
+        lines.append("")
+    failed = [f"{p.parent.relative_to(raw)} (exit {json.loads(p.read_text()).get('exit')})"
+              for p in sorted(raw.rglob("gc.json")) if "accuracy" not in json.loads(p.read_text())]
+    failed += [str(p.relative_to(raw)) for p in sorted(raw.rglob("torch-seed*.log"))
+               if not p.with_suffix(".json").exists()]
+    failed += [f"{p.relative_to(raw)}: {r['method']} lr {r['lr']:g}: {r['error']}" for p in sorted(raw.rglob("torch-*.json"))
+               for r in json.loads(p.read_text()).get("runs", []) if "error" in r]
+    if failed:
+        lines += ["Failed (see raw.tgz): " + "; ".join(failed), ""]
+    skipped = sorted(str(p.relative_to(raw)) for p in raw.rglob("*.skipped"))
+    if skipped:
+        lines += ["Skipped (time budget or missing hook): " + ", ".join(skipped), ""]
+    text = "\n".join(lines)
+    if args.md:
+        Path(args.md).write_text(text)
+    print(text)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Time estimate (used by the runner's scheduling too)
+# ----------------------------------------------------------------------------------------------
+
+# Seconds per job on one H200, for 1800 train rows x 3 epochs at batch 32 and max-len 128, one job
+# alone on the GPU (first guesses from bench/results/2026-11-22-eval-harness-h100.md: gatecut coupled
+# ~2200 samples/s, LoRA ~1300, MiniLM; bge-small has twice the layers). Jobs run PARALLEL at a time.
+EST_S = {
+    ("torch", "minilm"): 60, ("torch", "bge"): 110,     # load + check + dense x2 + lora x3 + full x2
+    ("gc", "minilm"): 35, ("gc", "bge"): 55,           # JVM + graph + train + compile + predict
+    ("export", "minilm"): 60, ("export", "bge"): 100,  # fine-tune x2 + export fp32/fp16 + ORT scoring
+}
+
+
+def estimate(models, seeds, sparsities, parallel, post=False, rows=1800, labelfree=False):
+    scale = rows / 1800
+    jobs = []
+    for m in models:
+        for _ in range(seeds):
+            if post:
+                chain = EST_S[("export", m)] + 2 * len(sparsities) * (1 + int(labelfree)) * EST_S[("gc", m)]
+                jobs.append(chain * scale)
+            else:
+                jobs.append(EST_S[("torch", m)] * scale)
+                jobs += [EST_S[("gc", m)] * scale] * len(sparsities)
+    serial = sum(jobs)
+    # parallel jobs on one GPU: assume they share it at 60% efficiency beyond the first
+    eff = 1 + 0.6 * (parallel - 1)
+    return serial, max(max(jobs), serial / eff) + 30
+
+
+def cmd_estimate(args):
+    models = args.models.split()
+    sparsities = args.sparsities.split()
+    print("| part | models | seeds | sparsities | parallel | serial min | planned min (one call) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for post in (False, True):
+        for ms in ([models] + ([[m] for m in models] if len(models) > 1 else [])):
+            serial, wall = estimate(ms, args.seeds, sparsities, args.parallel, post=post)
+            print(f"| {'3 (fine-tuned)' if post else '1 (suite)'} | {' '.join(ms)} | {args.seeds} | {' '.join(sparsities)} "
+                  f"| {args.parallel} | {serial / 60:.1f} | {wall / 60:.1f} |")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("split")
+    p.add_argument("dataset_dir")
+    p.add_argument("work")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=SPLIT_SEED)
+
+    def torch_args(p):
+        p.add_argument("--model", required=True, help="a short name for tables (minilm, bge)")
+        p.add_argument("--onnx", required=True)
+        p.add_argument("--tokenizer", required=True)
+        p.add_argument("--work", required=True, help="folder written by `split`")
+        p.add_argument("--seed", type=int, default=1)
+        p.add_argument("--out", required=True)
+        p.add_argument("--lrs", default="", help='e.g. "lora=3e-4,1e-3,3e-3 full=1e-4"')
+        p.add_argument("--epochs", type=int, default=3)
+        p.add_argument("--batch", type=int, default=32)
+        p.add_argument("--max-len", type=int, default=128)
+        p.add_argument("--dropout", type=float, default=0.1, help="encoder dropout for lora and full")
+        p.add_argument("--lora-r", type=int, default=8)
+        p.add_argument("--impl", choices=["hf", "own"], default="hf")
+        p.add_argument("--device", default="cuda")
+        p.add_argument("--tf32", type=int, default=1)
+        p.add_argument("--check-tol", type=float, default=1e-3)
+        p.add_argument("--no-onnx-check", action="store_true", help="skip the torch-vs-ONNX Runtime check (dry runs)")
+        p.add_argument("--limit", type=int, default=None, help="first N train rows (dry runs)")
+        p.add_argument("--max-steps", type=int, default=None, help="steps per run (dry runs)")
+
+    p = sub.add_parser("train")
+    torch_args(p)
+    p.add_argument("--methods", default="dense,lora,full")
+    p = sub.add_parser("export")
+    torch_args(p)
+
+    p = sub.add_parser("predict")
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--labels", required=True)
+    p.add_argument("--max-len", type=int, default=128)
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("report")
+    p.add_argument("raw")
+    p.add_argument("--md")
+
+    p = sub.add_parser("estimate")
+    p.add_argument("--models", default="minilm bge")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--sparsities", default="0 0.2 0.3 0.4")
+    p.add_argument("--parallel", type=int, default=6)
+
+    args = ap.parse_args(argv)
+    try:
+        return {"split": cmd_split, "train": cmd_train, "export": cmd_export, "predict": cmd_predict,
+                "report": cmd_report, "estimate": cmd_estimate}[args.cmd](args)
+    except SuiteError as e:
+        print(f"eval_suite: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# Evaluation suite (gatecut issue 11), one device call per data set: MiniLM and bge-small, SEEDS seeds;
+# frozen encoder + head, PEFT LoRA r=8 and full fine-tuning (tools/eval_suite.py train; learning rates
+# chosen on a validation slice of train), and `gatecut compress` at SPARSITIES (0 = the same recipe with
+# nothing closed). PART=posttrain instead fine-tunes a BertForSequenceClassification, exports it (fp32,
+# fp16) and compresses that file with labels (and label-free: hook below).
+#
+# On the GPU machine, from the repository root, after the GPU kit is unpacked (/opt/gpukit/env.sh,
+# shared/gpu/README.md) and the payload of tools/make_suite_payload.sh is in $PAY (pieces pay.1..N):
+#
+#   OUT=$OUT SETS=sentences bash tools/gpu_eval_suite.sh             # part 1, both models, 3 seeds
+#   OUT=$OUT SETS=austen MODELS=bge SPARSITIES="0 0.3" bash tools/gpu_eval_suite.sh   # a subset
+#   OUT=$OUT SETS=tweets PART=posttrain MODELS=minilm bash tools/gpu_eval_suite.sh   # part 3 (0.3, 0.4)
+#   python3 tools/eval_suite.py estimate                                  # planned minutes per call
+# tables.md covers every set run on this machine so far; across machines, unpack the raw.tgz files
+# into one folder and run `python3 tools/eval_suite.py report FOLDER` here.
+#
+# Knobs (environment): SETS (folders of datasets/suite), MODELS ("minilm bge"), SEEDS ("1 2 3"),
+# SPARSITIES ("0 0.2 0.3 0.4"; posttrain "0.3 0.4"), PY_METHODS (dense,lora,full), LRS (eval_suite.py --lrs), GC_MODE
+# (coupled), GC_ARGS (recipe flags, default "--lr 1e-2", the README's), EPOCHS 3, BATCH 32, MAXLEN 128,
+# PARALLEL (jobs at once on the one GPU, 6), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
+# dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
+# GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3, see the hook), DEST (unpacked payload, /opt/suite),
+# JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there),
+# KEEP_MODELS=1 (keep the slim and exported ONNX files in raw.tgz; large).
+#
+# Jobs run PARALLEL at a time in priority order (per seed: torch baselines, then gatecut at each
+# sparsity); a job that would not finish before the budget (its estimate from eval_suite.py's EST_S,
+# scaled by rows) is skipped and listed in the table; the same command again on the warm machine runs
+# the skipped jobs and keeps the finished ones (FRESH=1 starts the data set over). Returned under
+# $OUT: script.log, tables.md, raw.tgz (per job: JSON results, logs, gatecut's summary.json and
+# metrics.jsonl).
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"
+cd "$(dirname "$0")/.."
+START=$SECONDS
+
+OUT=${OUT:-/tmp/suite-out}
+PAY=${PAY:-/opt/suite-pay}
+DEST=${DEST:-/opt/suite}
+WORK=${WORK:-/tmp/suite-work}
+PART=${PART:-suite}
+SETS=${SETS:-sentences}
+MODELS=${MODELS:-"minilm bge"}
+SEEDS=${SEEDS:-"1 2 3"}
+if [ "$PART" = posttrain ]; then SPARSITIES=${SPARSITIES:-"0.3 0.4"}; else SPARSITIES=${SPARSITIES:-"0 0.2 0.3 0.4"}; fi
+PY_METHODS=${PY_METHODS:-dense,lora,full}
+LRS=${LRS:-}
+GC_MODE=${GC_MODE:-coupled}
+GC_ARGS=${GC_ARGS:-"--lr 1e-2"}
+EPOCHS=${EPOCHS:-3}
+BATCH=${BATCH:-32}
+MAXLEN=${MAXLEN:-128}
+PARALLEL=${PARALLEL:-6}
+BUDGET_S=${BUDGET_S:-560}
+DEVICE=${DEVICE:-cuda}
+PY_EXTRA=${PY_EXTRA:-}
+GC_EXTRA=${GC_EXTRA:-}
+LABELFREE_ARGS=${LABELFREE_ARGS:-}
+PAY_SHA=${PAY_SHA:-}
+PYTHON=${PYTHON:-python3}
+PYTHON_TORCH=${PYTHON_TORCH:-$PYTHON}    # the one with torch (train, export); dry runs may differ
+GPUKIT_ENV=${GPUKIT_ENV:-/opt/gpukit/env.sh}
+export PYTHONUNBUFFERED=1
+
+mkdir -p "$OUT" "$WORK/raw"
+exec > >(tee -a "$OUT/script.log") 2>&1
+say() { printf '[%4ds] %s\n' $((SECONDS - START)) "$*"; }
+DEADLINE=$((START + BUDGET_S))
+
+# --- gatecut, models ---------------------------------------------------------------------------
+if [ -n "${GC_CMD:-}" ]; then
+  read -r -a GC <<< "$GC_CMD"
+else
+  [ -f "$GPUKIT_ENV" ] || { say "FAIL: $GPUKIT_ENV missing: fresh machine, redo the kit calls"; exit 2; }
+  # shellcheck disable=SC1090
+  source "$GPUKIT_ENV"
+  if [ ! -f "$DEST/SHA256SUMS" ] && ls "$PAY"/pay.* > /dev/null 2>&1; then
+    PAYLOAD_SAY=say
+    # shellcheck disable=SC2046
+    payload_unpack --xz "$DEST" "$PAY_SHA" suite-payload $(ls "$PAY"/pay.* | sort -V) || exit 3
+  fi
+  [ ! -f "$DEST/SHA256SUMS" ] || payload_sums "$DEST" SHA256SUMS --quiet || exit 3
+  # shellcheck disable=SC2206
+  # the jar: JAR, else the payload's, else /opt/gatecut.jar (README: carried in its own call)
+  JAR=${JAR:-$DEST/gatecut-nonative.jar}; [ -f "$JAR" ] || JAR=/opt/gatecut.jar
+  [ -f "$JAR" ] || { say "FAIL: no gatecut jar (JAR=..., $DEST/gatecut-nonative.jar or /opt/gatecut.jar)"; exit 2; }
+  GC=("$JAVA" ${ORT_GPU_OPTS:-} -jar "$JAR")
+fi
+# MINILM_DIR / BGE_DIR: folders that already hold a model and its tokenizer.json (default: the payload)
+declare -A ONNX=([minilm]="${MINILM_DIR:-$DEST/models}/all-minilm-l6-v2.onnx" [bge]="${BGE_DIR:-$DEST/models}/bge-small-en-v1.5.onnx")
+declare -A TOK=([minilm]="${MINILM_DIR:-$DEST/models}/all-minilm-l6-v2-tokenizer.json" [bge]="${BGE_DIR:-$DEST/models}/bge-small-en-v1.5-tokenizer.json")
+for m in $MODELS; do
+  [ -f "${ONNX[$m]:-/nonexistent}" ] || { say "FAIL: model '$m': ${ONNX[$m]:-unknown name (minilm, bge)} missing"; exit 2; }
+done
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)"
+  echo "host: $(nproc) cpus"
+  echo "gatecut: $("${GC[@]}" --version 2>&1 | tr '\n' ' ')"
+  echo "git: $(git rev-parse HEAD 2>/dev/null) $(git status --porcelain 2>/dev/null | wc -l) changed files"
+  [ -f "$DEST/SHA256SUMS" ] && echo "payload: $(tr '\n' ';' < "$DEST/SHA256SUMS")"
+  $PYTHON -c 'import sys, torch, transformers, peft, onnxruntime; print("python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__, "onnxruntime", onnxruntime.__version__)' 2>&1 | tail -1
+  echo "settings: PART=$PART SETS=[$SETS] MODELS=[$MODELS] SEEDS=[$SEEDS] SPARSITIES=[$SPARSITIES] PY_METHODS=$PY_METHODS LRS=[$LRS] GC_MODE=$GC_MODE GC_ARGS=[$GC_ARGS] EPOCHS=$EPOCHS BATCH=$BATCH MAXLEN=$MAXLEN PARALLEL=$PARALLEL BUDGET_S=$BUDGET_S DEVICE=$DEVICE"
+} | tee "$WORK/raw/env.txt"
+
+# Estimated seconds of a job (eval_suite.py's table, scaled by the data set's train rows).
+est() { $PYTHON -c "import sys; sys.path.insert(0, 'tools'); import eval_suite as e; print(int(e.EST_S[('$1', '$2')] * $3 / 1800) + 5)"; }
+
+# --- one gatecut run: compress, then score the classifier on test ------------------------------
+# gc_run MODEL_FILE TOKENIZER SPLITDIR TRAINFILE LABELS S SEED DIR JSONFIELDS EXTRA...
+gc_run() {
+  local model=$1 tok=$2 split=$3 train=$4 labels=$5 s=$6 seed=$7 d=$8 fields=$9
+  shift 9
+  mkdir -p "$d"
+  local w="$d/out" limit=$((DEADLINE - SECONDS))
+  # shellcheck disable=SC2206
+  local ev=${GC_EVAL:-val}   # gatecut's --eval: val; test only where ORT on the CPU cannot score the result (fp16)
+  local cmd=("${GC[@]}" compress "$model" --tokenizer "$tok" --train "$train" --eval "$split/$ev.jsonl"
+             --target-sparsity "$s" --gates-mode "$GC_MODE" --seed "$seed" --batch "$BATCH" --max-len "$MAXLEN"
+             --epochs "$EPOCHS" --device "$DEVICE" --latency-runs 0 --no-baseline --no-progress $GC_ARGS $GC_EXTRA "$@" -o "$w")
+  [ -n "$labels" ] && cmd+=(--labels "$labels")
+  echo "# cmd: ${cmd[*]}" > "$d/compress.log"
+  local t0=$SECONDS
+  timeout -k 10 "$limit" "${cmd[@]}" >> "$d/compress.log" 2>&1
+  local rc=$?
+  cp "$w/summary.json" "$d/" 2>/dev/null; cp "$w/run/metrics.jsonl" "$d/" 2>/dev/null
+  local cls="$w/classifier.onnx"; [ -f "$cls" ] || cls="$w/model.onnx"
+  if [ "$rc" -eq 0 ] && [ -f "$cls" ]; then
+    # a float16 file with fused ops may have no CPU kernels: rc 4, and the accuracy comes from gatecut (GC_EVAL=test)
+    $PYTHON tools/eval_suite.py predict --onnx "$cls" --tokenizer "$tok" --data "$split/test.jsonl" \
+      --labels "$(cat "$split/labels.txt")" --max-len "$MAXLEN" --out "$d/pred.json" > "$d/predict.log" 2>&1 || rc=4
+  else
+    tail -n 15 "$d/compress.log"
+  fi
+  $PYTHON - "$d" "$rc" "$((SECONDS - t0))" "$s" "$seed" "$fields" "$ev" <<'PY'
+import json, os, sys
+d, rc, wall, s, seed, fields, ev = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7]
+g = dict(json.loads(fields), sparsity=s, seed=seed, exit=rc, wall_seconds=wall, gatecut_eval=ev)
+for f, key in (("pred.json", None), ("summary.json", "summary")):
+    try:
+        v = json.load(open(os.path.join(d, f)))
+        g.update(v) if key is None else g.__setitem__(key, v)
+    except Exception as e:  # noqa: BLE001
+        g.setdefault("missing", []).append(f"{f}: {type(e).__name__}")
+if "accuracy" in g:
+    g["accuracy_from"] = "eval_suite.py predict (ONNX Runtime CPU, test)"
+elif ev == "test" and isinstance(g.get("summary", {}).get("slim_eval_accuracy"), (int, float)):
+    g["accuracy"] = g["summary"]["slim_eval_accuracy"]   # no macro-F1 from this source
+    g["accuracy_from"] = "gatecut slim_eval_accuracy (ONNX Runtime CUDA, test)"
+json.dump(g, open(os.path.join(d, "gc.json"), "w"), indent=1)
+print(f"    gc {os.path.basename(d)}: exit {rc}, {wall}s, test accuracy {g.get('accuracy', float('nan')):.4f}, macro-F1 {g.get('macro_f1', float('nan')):.4f} ({g.get('accuracy_from', 'no accuracy')})")
+PY
+  # raw.tgz comes back through $OUT: no model files in it unless KEEP_MODELS=1
+  rm -rf "$w"/run/train_step.onnx* "$w"/run/*.ckpt "$w"/run/*.data 2>/dev/null
+  [ "${KEEP_MODELS:-0}" = 1 ] || rm -f "$w"/*.onnx "$w"/*.onnx.data
+}
+
+# --- jobs --------------------------------------------------------------------------------------
+job_torch() {  # MODEL SEED
+  local m=$1 seed=$2 r="$RAW/$1"
+  mkdir -p "$r"
+  # shellcheck disable=SC2086
+  timeout -k 10 $((DEADLINE - SECONDS)) $PYTHON_TORCH tools/eval_suite.py train --model "$m" --onnx "${ONNX[$m]}" \
+    --tokenizer "${TOK[$m]}" --work "$SPLIT" --seed "$seed" --methods "$PY_METHODS" --lrs "$LRS" --epochs "$EPOCHS" \
+    --batch "$BATCH" --max-len "$MAXLEN" --device "$DEVICE" --out "$r/torch-seed$seed.json" $PY_EXTRA \
+    > "$r/torch-seed$seed.log" 2>&1
+  local rc=$?
+  grep -E "===|val |FAILED|error" "$r/torch-seed$seed.log" | sed "s/^/    [$m seed $seed] /" | cut -c1-300
+  say "$ds $m seed $seed torch: exit $rc"
+}
+
+job_gc() {  # MODEL S SEED
+  local m=$1 s=$2 seed=$3
+  gc_run "${ONNX[$m]}" "${TOK[$m]}" "$SPLIT" "$SPLIT/train.jsonl" "$(cat "$SPLIT/labels.txt")" "$s" "$seed" \
+    "$RAW/$m/gc-s$s-seed$seed" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"pretrained\"}"
+  say "$ds $m gatecut $s seed $seed: done"
+}
+
+job_post() {  # MODEL SEED: fine-tune + export, then compress each precision with labels (and label-free)
+  local m=$1 seed=$2 e="$WORK/$ds-$1-seed$2-export" r="$RAW/$1/post-seed$2"
+  mkdir -p "$r"
+  # shellcheck disable=SC2086
+  timeout -k 10 $((DEADLINE - SECONDS)) $PYTHON_TORCH tools/eval_suite.py export --model "$m" --onnx "${ONNX[$m]}" \
+    --tokenizer "${TOK[$m]}" --work "$SPLIT" --seed "$seed" --lrs "$LRS" --epochs "$EPOCHS" --batch "$BATCH" \
+    --max-len "$MAXLEN" --device "$DEVICE" --out "$e" $PY_EXTRA > "$r/export.log" 2>&1
+  local rc=$?
+  cp "$e/export.json" "$r/" 2>/dev/null
+  say "$ds $m seed $seed export: exit $rc"
+  [ "$rc" -eq 0 ] || { tail -n 20 "$r/export.log"; return; }
+  for prec in fp32 fp16; do
+    [ -f "$e/cls-$prec.onnx" ] || { echo "no cls-$prec.onnx" > "$r/$prec.skipped"; continue; }
+    local GC_EVAL=val; [ "$prec" = fp16 ] && GC_EVAL=test   # fp16: scored by gatecut on CUDA (see gc_run)
+    for s in $SPARSITIES; do
+      gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
+        "$r/$prec-labels-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"labels\"}"
+      # HOOK (label-free): distillation from the dense file on unlabelled in-domain text (train texts
+      # without labels). gatecut has no such option yet (branch recipe adds distillation); when it
+      # does, pass its flags as LABELFREE_ARGS (e.g. LABELFREE_ARGS="--distill"), and this runs.
+      if [ -n "$LABELFREE_ARGS" ]; then
+        # shellcheck disable=SC2086
+        gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train-text.jsonl" "" "$s" "$seed" \
+          "$r/$prec-labelfree-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"label-free\"}" \
+          $LABELFREE_ARGS
+      else
+        echo "label-free: no LABELFREE_ARGS (gatecut has no label-free distillation option yet)" > "$r/$prec-labelfree-s$s.skipped"
+      fi
+    done
+  done
+  if [ "${KEEP_MODELS:-0}" = 1 ]; then cp "$e"/*.onnx "$r/" 2>/dev/null; fi
+  rm -rf "$e"
+  touch "$r/done"
+}
+
+# Runs "NAME EST_SECONDS FUNCTION ARGS..." lines, PARALLEL at a time, skipping what cannot finish.
+# Waits on its own job ids only: a bare `wait` would also wait for the tee of script.log.
+run_jobs() {
+  local line name need fn rest p alive
+  local -a pids=()
+  while read -r line; do
+    [ -n "$line" ] || continue
+    read -r name need fn rest <<< "$line"
+    while :; do
+      alive=(); for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+      pids=("${alive[@]}")
+      [ "${#pids[@]}" -lt "$PARALLEL" ] && break
+      sleep 1
+    done
+    if [ $((SECONDS + need)) -gt "$DEADLINE" ]; then
+      say "SKIP $ds $name: $((DEADLINE - SECONDS))s left, about ${need}s needed"
+      echo "time: $((DEADLINE - SECONDS))s left, about ${need}s needed" > "$RAW/$name.skipped"
+      continue
+    fi
+    say "start $ds $name (about ${need}s)"
+    # shellcheck disable=SC2086
+    $fn $rest &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+}
+
+nsets=$(wc -w <<< "$SETS"); i_set=0
+for ds in $SETS; do
+  i_set=$((i_set + 1))
+  DEADLINE=$((SECONDS + (START + BUDGET_S - SECONDS) / (nsets - i_set + 1)))
+  SPLIT="$WORK/$ds/split"; RAW="$WORK/raw/$ds"
+  [ "${FRESH:-0}" = 1 ] && rm -rf "$RAW"
+  mkdir -p "$RAW"
+  $PYTHON tools/eval_suite.py split "datasets/suite/$ds" "$SPLIT" || { say "FAIL: split $ds"; continue; }
+  cp "$SPLIT/split.json" "$RAW/"
+  $PYTHON -c "import json,sys; print(','.join(json.load(open(sys.argv[1]))['labels']))" "$SPLIT/split.json" > "$SPLIT/labels.txt"
+  $PYTHON -c "import json,sys
+with open(sys.argv[2], 'w') as o:
+    for l in open(sys.argv[1]): o.write(json.dumps({'text': json.loads(l)['text']}) + '\n')" "$SPLIT/train.jsonl" "$SPLIT/train-text.jsonl"
+  rows=$(wc -l < "$SPLIT/train.jsonl")
+  rm -f "$RAW"/*.skipped   # a repeated call on the warm machine runs what was skipped, and keeps what is done
+  say "=== $ds ($PART): $rows train rows, $((DEADLINE - SECONDS))s for it"
+  jobs_list=""
+  for seed in $SEEDS; do
+    for m in $MODELS; do
+      if [ "$PART" = posttrain ]; then
+        n=$(wc -w <<< "$SPARSITIES"); k=2   # two precisions, and twice that with the label-free runs
+        [ -n "$LABELFREE_ARGS" ] && k=4
+        [ -f "$RAW/$m/post-seed$seed/done" ] && continue
+        jobs_list+="$m-post-seed$seed $(( $(est export "$m" "$rows") + n * k * $(est gc "$m" "$rows") )) job_post $m $seed"$'\n'
+      else
+        grep -qs '"finished"' "$RAW/$m/torch-seed$seed.json" \
+          || jobs_list+="$m-torch-seed$seed $(est torch "$m" "$rows") job_torch $m $seed"$'\n'
+        for s in $SPARSITIES; do
+          grep -qs '"accuracy"' "$RAW/$m/gc-s$s-seed$seed/gc.json" && continue
+          jobs_list+="$m-gc-s$s-seed$seed $(est gc "$m" "$rows") job_gc $m $s $seed"$'\n'
+        done
+      fi
+    done
+  done
+  run_jobs <<< "$jobs_list"
+  $PYTHON tools/eval_suite.py report "$WORK/raw" --md "$OUT/tables.md" > /dev/null 2> "$OUT/report.err" || tail -n 5 "$OUT/report.err"
+  [ -s "$OUT/report.err" ] || rm -f "$OUT/report.err"
+done
+
+cat "$OUT/tables.md" 2>/dev/null
+tar -C "$WORK" -czf "$OUT/raw.tgz" raw
+say "done: $(du -h "$OUT/raw.tgz" | cut -f1) of raw results; total $((SECONDS - START))s"
