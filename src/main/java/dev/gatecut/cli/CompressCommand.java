@@ -174,7 +174,7 @@ final class CompressCommand implements Callable<Integer> {
         boolean ownHead;
         try (OnnxModel slim = OnnxModel.load(model)) {
             TrainedParams.apply(slim, params);
-            Discovery discovery = GroupFinder.discover(slim);
+            Discovery discovery = GroupFinder.discover(slim, summary.shapes());   // the run's probe: trained biases change no shape
             ownHead = !lmTask() && OwnHead.find(slim.graph(), discovery, model.toString()).isPresent();
             GatePlan plan = GatePlan.of(discovery, prepared.config().mode());
             Path gatesFile = runDir.resolve("gates.json");
