@@ -56,7 +56,7 @@ final class Compression {
         boolean lm = config.task() == Task.LM;
         PruneOptions prune = PruneOptions.builder().fromRun(runDir).gatesMode(config.mode()).align(o.align())
                 .seed(config.seed()).build();
-        PruneResult pruned = Pruning.run(model, prune, !lm, "the slim model");
+        PruneResult pruned = Pruning.run(model, prune, !lm, "the slim model", trained.summary().shapes());
         OnnxModel classifier = null;
         try {
             Verification check = pruned.verification().orElseThrow();

@@ -8,6 +8,7 @@ import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.prune.CompileReport;
 import dev.gatecut.prune.GateCompiler;
+import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.train.OwnHead;
 import dev.gatecut.train.TrainedParams;
 
@@ -23,13 +24,19 @@ final class Pruning {
      * keeps its own classification head; {@code unwritten} names the output in a failed check's message.
      */
     static PruneResult run(Path model, PruneOptions o, boolean classify, String unwritten) throws OrtException {
+        return run(model, o, classify, unwritten, new ShapeCache());
+    }
+
+    /** As above, reusing the shapes a training run already probed ({@code shapes}): trained biases change no shape. */
+    static PruneResult run(Path model, PruneOptions o, boolean classify, String unwritten, ShapeCache shapes)
+            throws OrtException {
         Path params = o.trainedParams().orElse(null);
         OnnxModel slim = OnnxModel.load(model);
         try {
             if (params != null) {
                 TrainedParams.apply(slim, params);
             }
-            Discovery discovery = GroupFinder.discover(slim);
+            Discovery discovery = GroupFinder.discover(slim, shapes);
             boolean ownHead = classify && OwnHead.find(slim.graph(), discovery, model.toString()).isPresent();
             GatePlan plan = GatePlan.of(discovery, o.gatesMode());
             if (plan.gates().isEmpty()) {

@@ -5,6 +5,7 @@ import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
 import dev.gatecut.onnx.OnnxFormatException;
 import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.runtime.ShapeProbe;
 
 import java.util.ArrayList;
@@ -30,8 +31,13 @@ public final class GroupFinder {
 
     /** Refuses quantized models, probes shapes with ONNX Runtime (CPU) and discovers the groups. */
     public static Discovery discover(OnnxModel model) throws OrtException {
+        return discover(model, new ShapeCache());
+    }
+
+    /** As {@link #discover(OnnxModel)}, with the shapes from {@code shapes} (probed there when new). */
+    public static Discovery discover(OnnxModel model, ShapeCache shapes) throws OrtException {
         QuantizedOps.requireFloat(model.graph(), model.source().map(Object::toString).orElse("model"));
-        return discover(model.graph(), ShapeProbe.probeLoaded(model));
+        return discover(model.graph(), shapes.shapes(model));
     }
 
     public static Discovery discover(Graph graph, ShapeProbe.Result shapes) {

@@ -58,12 +58,17 @@ public final class GateCompiler {
     private final Map<AttentionGroup, Integer> keptKvHeads = new HashMap<>();
     /** Shape-constant edits with their new values, applied once the weights are rewritten. */
     private final List<Map.Entry<ShapeEdit, Long>> shapeEdits = new ArrayList<>();
+    /** Deciding only ({@link #preview}): the graph is read, never changed. */
+    private final boolean decideOnly;
+    /** Kept width of each FFN channel constant, by tensor name (the last axis is sliced to it). */
+    private final Map<String, Integer> constantKeep = new HashMap<>();
 
-    private GateCompiler(OnnxModel model, GatePlan plan, int align) {
+    private GateCompiler(OnnxModel model, GatePlan plan, int align, boolean decideOnly) {
         this.model = model;
         this.graph = model.graph();
         this.plan = plan;
         this.align = Math.max(1, align);
+        this.decideOnly = decideOnly;
         for (Node n : graph.nodes()) {
             nodes.put(n.name(), n);
         }
@@ -71,12 +76,43 @@ public final class GateCompiler {
 
     /** Compiles in place: {@code model} becomes the slim model. */
     public static CompileReport compile(OnnxModel model, GatePlan plan, GateValues values, int align) {
-        return new GateCompiler(model, plan, align).run(values);
+        return new GateCompiler(model, plan, align, false).run(values);
+    }
+
+    /**
+     * The per-group figures {@link #compile} would report ({@link CompileReport#groups()}: what is
+     * kept, elements before and after), from the same decisions, without rewriting or checking
+     * anything: {@code model} is left as it is. Cheap enough to call at every evaluation.
+     */
+    public static List<LayerReport> preview(OnnxModel model, GatePlan plan, GateValues values, int align) {
+        GateCompiler c = new GateCompiler(model, plan, align, true);
+        List<LayerReport> reports = new ArrayList<>();
+        for (GroupChange change : c.decide(values)) {
+            long after = change.tensors.stream().mapToLong(c::elementsAfterSlicing).sum();
+            reports.add(new LayerReport(change.name, change.kind, change.kept, change.before, after));
+        }
+        return reports;
+    }
+
+    /**
+     * Fraction of the targeted parameters (the groups' tensors) that compiling removes, from
+     * {@link #compile}'s or {@link #preview}'s group reports.
+     */
+    public static double removedFraction(List<LayerReport> groups) {
+        long before = groups.stream().mapToLong(LayerReport::paramsBefore).sum();
+        long after = groups.stream().mapToLong(LayerReport::paramsAfter).sum();
+        return before == 0 ? 0 : (double) (before - after) / before;
     }
 
     private CompileReport run(GateValues values) {
         long before = parameterCount(graph);
         KvCacheShapes cache = KvCacheShapes.find(graph, plan.discovery().attentionGroups());
+        List<GroupChange> changes = decide(values);
+        return foldAndSlice(changes, before, cache);
+    }
+
+    /** The gates multiplied into per-layer row and column scales, and each group's keep/delete decision. */
+    private List<GroupChange> decide(GateValues values) {
         for (GateSpec spec : plan.gates()) {
             float[] g = values.inference(spec.name());
             GateSpec.Target t = spec.target();
@@ -97,6 +133,47 @@ public final class GateCompiler {
         for (FfnGroup f : plan.discovery().ffnGroups()) {
             changes.add(decideFfn(f));
         }
+        return changes;
+    }
+
+    /**
+     * Elements of initializer {@code name} once the decided rows and columns are sliced out: what
+     * {@link #rewriteLayer} and the FFN constants' slicing leave (non-initializers count 0, as in
+     * {@link #elements}).
+     */
+    private long elementsAfterSlicing(String name) {
+        Value v = graph.value(name).filter(Value::isInitializer).orElse(null);
+        if (v == null) {
+            return 0;
+        }
+        long[] dims = v.initializer().dims().clone();
+        for (LinearLayer l : GatePlan.gatedLayers(plan.discovery())) {
+            TreeSet<Integer> out = keepOut.get(l);
+            int[] in = keepIn.get(l);
+            if (name.equals(l.weight())) {
+                int inAxis = l.layout() == WeightLayout.IN_OUT ? 0 : 1;
+                if (in != null) {
+                    dims[inAxis] = in.length;
+                }
+                if (out != null) {
+                    dims[1 - inAxis] = out.size();
+                }
+            } else if (name.equals(l.bias()) && out != null) {
+                dims[dims.length - 1] = out.size();
+            }
+        }
+        Integer kept = constantKeep.get(name);
+        if (kept != null) {
+            dims[dims.length - 1] = kept;
+        }
+        long n = 1;
+        for (long d : dims) {
+            n *= d;
+        }
+        return n;
+    }
+
+    private CompileReport foldAndSlice(List<GroupChange> changes, long before, KvCacheShapes cache) {
         int folded = 0;
         List<Runnable> sharing = reusedProjectionRewiring();
         for (LinearLayer l : GatePlan.gatedLayers(plan.discovery())) {
@@ -139,6 +216,9 @@ public final class GateCompiler {
                 declared.put(v, v.type().get());
                 v.setType(null);
             }
+        }
+        if (declared.isEmpty()) {
+            return;   // nothing declared to correct: no probe session
         }
         ShapeProbe.Result probe;
         try {
@@ -242,6 +322,9 @@ public final class GateCompiler {
                 keepOutAdd(p, keep, 0);
             }
             keepIn.put(f.consumer(), keep);
+            for (ChannelConstant c : f.constants()) {
+                constantKeep.put(c.node().input(c.input()).name(), keep.length);
+            }
             change.sliceConstants = () -> {
                 for (ChannelConstant c : f.constants()) {
                     Node reader = c.node();
@@ -326,6 +409,9 @@ public final class GateCompiler {
             }
             for (AttentionGroup.SplitPart part : a.splits()) {
                 editSplit(part, part.role() == ShapeEdit.Role.Q_WIDTH ? (long) heads * d : kv * d);
+            }
+            if (decideOnly) {
+                return change;
             }
             HeadInputSlices.apply(graph, a, HeadInputSlices.queryHeads(keptGroups, perGroup));
             for (Node fused : a.fusedAttention()) {
@@ -510,7 +596,7 @@ public final class GateCompiler {
         Node split = part.split();
         if (split.input(1) != null) {
             editShape(new ShapeEdit(split, List.of(1), part.output(), -1, ShapeEdit.Role.QKV_WIDTH), newSize);
-        } else if (!split.intsAttribute("split").isEmpty()) {
+        } else if (!split.intsAttribute("split").isEmpty() && !decideOnly) {
             List<Long> sizes = new ArrayList<>(split.intsAttribute("split"));
             sizes.set(part.output(), newSize);
             split.setAttribute(AttributeProto.newBuilder().setName("split").setType(AttributeProto.AttributeType.INTS)

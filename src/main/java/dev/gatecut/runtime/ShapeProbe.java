@@ -30,6 +30,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * Concrete shapes of every intermediate value, measured by running ONNX Runtime with all of them
@@ -53,8 +54,12 @@ public final class ShapeProbe {
         }
     }
 
-    /** Probed shapes and element types by value name. */
-    public record Result(Map<String, ProbedShape> shapes, Map<String, DataType> types) {
+    /** Probed shapes and element types by value name, measured at the input sizes {@code first} and {@code second}. */
+    public record Result(Map<String, ProbedShape> shapes, Map<String, DataType> types, Size first, Size second) {
+        public Result(Map<String, ProbedShape> shapes, Map<String, DataType> types) {
+            this(shapes, types, DEFAULT_FIRST, DEFAULT_SECOND);
+        }
+
         public Result(Map<String, ProbedShape> shapes) {
             this(shapes, Map.of());
         }
@@ -81,8 +86,22 @@ public final class ShapeProbe {
      * Cache models see an empty past in one run and a non-empty one in the other, so past and
      * past + sequence dimensions come out DYNAMIC, never FIXED like a channel count.
      */
+    static final Size DEFAULT_FIRST = new Size(2, 7, 0);
+    static final Size DEFAULT_SECOND = new Size(3, 11, 4);
+
+    /** Probe sessions opened in this JVM: each is an ONNX Runtime session with every value exposed, run twice. */
+    private static final AtomicLong SESSIONS = new AtomicLong();
+
+    /**
+     * How many probe sessions this JVM has opened so far. A probe costs a session over the whole
+     * graph; the pipeline probes each graph once ({@link ShapeCache}), and tests hold it to that.
+     */
+    public static long sessionsOpened() {
+        return SESSIONS.get();
+    }
+
     public static Result probe(OnnxModel model) throws OrtException {
-        return probe(model, new Size(2, 7, 0), new Size(3, 11, 4), Device.CPU);
+        return probe(model, DEFAULT_FIRST, DEFAULT_SECOND, Device.CPU);
     }
 
     /**
@@ -111,11 +130,12 @@ public final class ShapeProbe {
             Result r = probe(standIn, first, second, device);
             Map<String, DataType> types = new LinkedHashMap<>();
             r.types().forEach((name, t) -> types.put(name, t == DataType.FLOAT16 ? DataType.BFLOAT16 : t));
-            return new Result(r.shapes(), types);
+            return new Result(r.shapes(), types, first, second);
         }
         OrtEnvironment env = OrtSessions.environment();
         try (OrtSession.SessionOptions options = OrtSessions.options(device)) {
             options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.NO_OPT);
+            SESSIONS.incrementAndGet();
             try (OrtSession session = exposedSession(model, env, options)) {
                 Map<String, DataType> types = new LinkedHashMap<>();
                 Map<String, long[]> a = run(session, model, first, types);
@@ -127,18 +147,23 @@ public final class ShapeProbe {
                     if (sb == null || sb.length != sa.length) {
                         continue;  // rank changed with the input size: no stable shape to report
                     }
-                    DimKind[] kinds = new DimKind[sa.length];
-                    for (int i = 0; i < sa.length; i++) {
-                        kinds[i] = sa[i] == sb[i] ? DimKind.FIXED
-                                : sa[i] == first.batch() && sb[i] == second.batch() ? DimKind.BATCH
-                                : sa[i] == first.sequence() && sb[i] == second.sequence() ? DimKind.SEQUENCE
-                                : DimKind.DYNAMIC;
-                    }
-                    shapes.put(e.getKey(), new ProbedShape(e.getKey(), sa, sb, kinds));
+                    shapes.put(e.getKey(), new ProbedShape(e.getKey(), sa, sb, kinds(sa, sb, first, second)));
                 }
-                return new Result(shapes, types);
+                return new Result(shapes, types, first, second);
             }
         }
+    }
+
+    /** What each dimension follows, from its sizes {@code a} and {@code b} at the input sizes {@code first} and {@code second}. */
+    static DimKind[] kinds(long[] a, long[] b, Size first, Size second) {
+        DimKind[] kinds = new DimKind[a.length];
+        for (int i = 0; i < a.length; i++) {
+            kinds[i] = a[i] == b[i] ? DimKind.FIXED
+                    : a[i] == first.batch() && b[i] == second.batch() ? DimKind.BATCH
+                    : a[i] == first.sequence() && b[i] == second.sequence() ? DimKind.SEQUENCE
+                    : DimKind.DYNAMIC;
+        }
+        return kinds;
     }
 
     /** Models under 1 GB go to ONNX Runtime as bytes; larger ones through a temporary file with external data. */

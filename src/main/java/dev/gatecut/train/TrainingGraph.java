@@ -22,7 +22,9 @@ import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
 import dev.gatecut.passes.BindEmptyCache;
 import dev.gatecut.passes.Unfuse;
+import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.runtime.ShapeProbe;
+import dev.gatecut.runtime.ShapePropagation;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -88,12 +90,22 @@ public final class TrainingGraph {
 
     /** The fused train step: (params, moments, step, lr, batch, noise) → (losses, params', moments'). */
     public static Built trainStep(Path model, TrainConfig config) throws OrtException {
-        return build(model, config, Mode.OPTIMIZER);
+        return trainStep(model, config, new ShapeCache());
+    }
+
+    /** {@link #trainStep(Path, TrainConfig)} with the model's shapes from {@code shapes} (probed there once). */
+    public static Built trainStep(Path model, TrainConfig config, ShapeCache shapes) throws OrtException {
+        return build(model, config, Mode.OPTIMIZER, shapes);
     }
 
     /** Forward only: losses and logits, for evaluation with zero noise. */
     public static Built evaluation(Path model, TrainConfig config) throws OrtException {
-        return build(model, config, Mode.EVALUATION);
+        return evaluation(model, config, new ShapeCache());
+    }
+
+    /** {@link #evaluation(Path, TrainConfig)} with the model's shapes from {@code shapes} (probed there once). */
+    public static Built evaluation(Path model, TrainConfig config, ShapeCache shapes) throws OrtException {
+        return build(model, config, Mode.EVALUATION, shapes);
     }
 
     /**
@@ -102,17 +114,24 @@ public final class TrainingGraph {
      * update themselves (ONNX Runtime's training API).
      */
     public static Built gradients(Path model, TrainConfig config) throws OrtException {
-        return build(model, config, Mode.GRADIENTS);
+        return gradients(model, config, new ShapeCache());
     }
 
-    private static Built build(Path path, TrainConfig config, Mode mode) throws OrtException {
+    /** {@link #gradients(Path, TrainConfig)} with the model's shapes from {@code shapes} (probed there once). */
+    public static Built gradients(Path model, TrainConfig config, ShapeCache shapes) throws OrtException {
+        return build(model, config, Mode.GRADIENTS, shapes);
+    }
+
+    private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache) throws OrtException {
         OnnxModel m = OnnxModel.load(path);
         // ONNX Runtime contrib ops (Attention, SkipLayerNormalization, BiasGelu, ...) have no gradient rules:
         // rewrite them into standard ops first. Layer, bias and gate names stay those of the fused model.
         Unfuse.apply(m, Unfuse.FOR_TRAINING);
         bindCache(m);
         long opset = m.defaultOpset();
-        Discovery discovery = GroupFinder.discover(m);
+        // Probed before the gates go in; the values added after are derived from it for the backward pass.
+        Discovery discovery = GroupFinder.discover(m, shapeCache);
+        ShapeProbe.Result modelShapes = shapeCache.shapes(m);
         GatePlan plan = GatePlan.of(discovery, config.mode());
         if (plan.gates().isEmpty()) {
             throw new OnnxFormatException(path + ": no channel groups found to gate; see `gatecut inspect`");
@@ -217,12 +236,12 @@ public final class TrainingGraph {
         switch (mode) {
             case EVALUATION -> name(g, ops, logits, LOGITS);
             case GRADIENTS -> {
-                Differentiator.Result grads = differentiate(m, loss, paramValues);
+                Differentiator.Result grads = differentiate(m, loss, paramValues, modelShapes);
                 for (TrainableParam p : params) {
                     name(g, ops, grads.gradients().get(p.name()), Built.gradient(p.name()));
                 }
             }
-            case OPTIMIZER -> addOptimizer(m, ops, loss, params, paramValues, config);
+            case OPTIMIZER -> addOptimizer(m, ops, loss, params, paramValues, config, modelShapes);
         }
         g.sortTopologically();
         return new Built(m, plan, params, modelInputs, noise, initial, mode == Mode.OPTIMIZER);
@@ -280,9 +299,10 @@ public final class TrainingGraph {
     }
 
     private static void addOptimizer(OnnxModel m, OpBuilder ops, Value loss, List<TrainableParam> params,
-                                     List<Value> paramValues, TrainConfig c) throws OrtException {
+                                     List<Value> paramValues, TrainConfig c, ShapeProbe.Result modelShapes)
+            throws OrtException {
         Graph g = m.graph();
-        Differentiator.Result grads = differentiate(m, loss, paramValues);
+        Differentiator.Result grads = differentiate(m, loss, paramValues, modelShapes);
         Value step = g.addInput(STEP, floatType());
         Value lr = g.addInput(LEARNING_RATE, floatType());
         Value one = ops.scalar(1.0);
@@ -307,9 +327,14 @@ public final class TrainingGraph {
         }
     }
 
-    private static Differentiator.Result differentiate(OnnxModel m, Value loss, List<Value> paramValues)
-            throws OrtException {
-        ShapeProbe.Result shapes = ShapeProbe.probe(m);
+    /**
+     * The backward pass of the gated forward graph. Its shapes are the model's probe extended over
+     * the gates, head and losses; a graph with an op the extension does not know is probed whole.
+     */
+    private static Differentiator.Result differentiate(OnnxModel m, Value loss, List<Value> paramValues,
+                                                       ShapeProbe.Result modelShapes) throws OrtException {
+        Optional<ShapeProbe.Result> derived = ShapePropagation.extend(m.graph(), modelShapes);
+        ShapeProbe.Result shapes = derived.isPresent() ? derived.get() : ShapeProbe.probe(m);
         return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, GradRules.standard(), shapes,
                 lossScale(m));
     }

@@ -9,10 +9,9 @@ import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.SaveOptions;
-import dev.gatecut.prune.CompileReport;
 import dev.gatecut.prune.GateCompiler;
-import dev.gatecut.prune.LayerReport;
 import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.ShapeCache;
 
 import java.io.BufferedWriter;
 import java.io.IOException;
@@ -79,9 +78,13 @@ public final class TrainingRun {
         }
     }
 
-    /** What the run ended with. */
+    /**
+     * What the run ended with.
+     *
+     * @param shapes the model's probed shapes, for discovery and compile after the run (no second probe)
+     */
     public record Summary(long steps, GateTrainer.StepResult lastStep, Evaluator.EvalResult lastEval, double sparsity,
-                          GateValues gates) {
+                          GateValues gates, ShapeCache shapes) {
     }
 
     private TrainingRun() {
@@ -102,11 +105,14 @@ public final class TrainingRun {
         }
         long total = options.steps() > 0 ? options.steps() : (long) options.epochs() * train.batchesPerEpoch();
         Path metrics = outDir.resolve("metrics.jsonl");
+        // One probe per graph for the whole run: the training, evaluation and compile-side discoveries share it.
+        ShapeCache shapes = new ShapeCache();
         GatePlan plan;
         List<TrainableParam> params;
         StepTrainer trainer;
         if (options.backend() == Backend.ORT_TRAINING) {
-            var artifacts = dev.gatecut.train.ort.TrainingArtifacts.write(model, config, outDir.resolve("artifacts"));
+            var artifacts = dev.gatecut.train.ort.TrainingArtifacts.write(model, config, outDir.resolve("artifacts"),
+                    shapes);
             Path saved = outDir.resolve(dev.gatecut.train.ort.OrtApiTrainer.RUN_CHECKPOINT);
             trainer = options.resume() && Files.exists(saved)
                     ? dev.gatecut.train.ort.OrtApiTrainer.resume(artifacts, saved, options.device())
@@ -114,7 +120,7 @@ public final class TrainingRun {
             plan = artifacts.plan();
             params = artifacts.params();
         } else {
-            TrainingGraph.Built built = TrainingGraph.trainStep(model, config);
+            TrainingGraph.Built built = TrainingGraph.trainStep(model, config, shapes);
             built.model().save(outDir.resolve("train_step.onnx"), SaveOptions.defaults()
                     .withExternalData(SaveOptions.ExternalData.ALWAYS));
             GateTrainer fused = new GateTrainer(built, config, options.device());
@@ -129,7 +135,8 @@ public final class TrainingRun {
         }
         try (StepTrainer t = trainer;
              Evaluator evaluator = eval == null || eval.isEmpty() ? null
-                     : new Evaluator(TrainingGraph.evaluation(model, config), config, options.device())) {
+                     : new Evaluator(TrainingGraph.evaluation(model, config, shapes), config, options.device());
+             CompiledSparsity compiled = CompiledSparsity.of(model, config, shapes)) {
             if (trainer.step() > 0) {
                 truncateMetrics(metrics, trainer.step());
             } else {
@@ -161,7 +168,7 @@ public final class TrainingRun {
                 if (epochEnd) {
                     // Evaluate what compiling would give: the gates projected onto the parameter budget.
                     GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
-                    sparsity = compiledSparsity(model, config, projected);
+                    sparsity = compiled.of(projected);
                     if (evaluator != null) {
                         lastEval = evaluator.evaluate(eval, withGates(params, trainer.parameters(), projected));
                     }
@@ -176,7 +183,7 @@ public final class TrainingRun {
             GateValues gates = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
             gates.write(outDir.resolve("gates.json"));
             writeParams(outDir.resolve("params.json"), params, trainer.parameters());
-            return new Summary(trainer.step(), last, lastEval, sparsity, gates);
+            return new Summary(trainer.step(), last, lastEval, sparsity, gates, shapes);
         }
     }
 
@@ -198,12 +205,35 @@ public final class TrainingRun {
 
     /** Fraction of the targeted parameters the current inference gates remove when compiled (align 1). */
     public static double compiledSparsity(Path model, TrainConfig config, GateValues gates) throws OrtException {
-        try (OnnxModel m = OnnxModel.load(model)) {
-            GatePlan plan = GatePlan.of(GroupFinder.discover(m), config.mode());
-            CompileReport report = GateCompiler.compile(m, plan, gates.conformTo(plan, model), 1);
-            long before = report.groups().stream().mapToLong(LayerReport::paramsBefore).sum();
-            long after = report.groups().stream().mapToLong(LayerReport::paramsAfter).sum();
-            return before == 0 ? 0 : (double) (before - after) / before;
+        try (CompiledSparsity c = CompiledSparsity.of(model, config, new ShapeCache())) {
+            return c.of(gates);
+        }
+    }
+
+    /**
+     * The compiled model's sparsity at every evaluation: the model is loaded and its groups found
+     * once (on the file as given, as {@code prune} compiles it), then each evaluation only counts
+     * ({@link GateCompiler#preview}).
+     */
+    private record CompiledSparsity(OnnxModel model, GatePlan plan, Path path) implements AutoCloseable {
+        static CompiledSparsity of(Path path, TrainConfig config, ShapeCache shapes) throws OrtException {
+            OnnxModel m = OnnxModel.load(path);
+            try {
+                return new CompiledSparsity(m, GatePlan.of(GroupFinder.discover(m, shapes), config.mode()), path);
+            } catch (RuntimeException | OrtException e) {
+                m.close();
+                throw e;
+            }
+        }
+
+        /** Fraction of the targeted parameters that compiling {@code gates} (align 1) removes. */
+        double of(GateValues gates) {
+            return GateCompiler.removedFraction(GateCompiler.preview(model, plan, gates.conformTo(plan, path), 1));
+        }
+
+        @Override
+        public void close() {
+            model.close();
         }
     }
 

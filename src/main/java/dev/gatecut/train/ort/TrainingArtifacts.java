@@ -1,5 +1,6 @@
 package dev.gatecut.train.ort;
 
+import dev.gatecut.runtime.ShapeCache;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.autodiff.OpBuilder;
 import dev.gatecut.gates.GatePlan;
@@ -96,13 +97,19 @@ public record TrainingArtifacts(Path dir, TrainConfig config, GatePlan plan, Lis
 
     /** Builds the training and evaluation graphs of {@code model} and writes the four artifacts into {@code dir}. */
     public static TrainingArtifacts write(Path model, TrainConfig config, Path dir) throws OrtException {
+        return write(model, config, dir, new ShapeCache());
+    }
+
+    /** {@link #write(Path, TrainConfig, Path)} with the model's shapes from {@code shapes} (probed there once). */
+    public static TrainingArtifacts write(Path model, TrainConfig config, Path dir, ShapeCache shapes)
+            throws OrtException {
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot create " + dir + ": " + e.getMessage(), e);
         }
-        TrainingGraph.Built train = TrainingGraph.gradients(model, config);
-        TrainingGraph.Built eval = TrainingGraph.evaluation(model, config);
+        TrainingGraph.Built train = TrainingGraph.gradients(model, config, shapes);
+        TrainingGraph.Built eval = TrainingGraph.evaluation(model, config, shapes);
         List<String> names = train.params().stream().map(TrainableParam::name).toList();
         if (!names.equals(eval.params().stream().map(TrainableParam::name).toList())) {
             throw new IllegalStateException("the training and evaluation graphs of " + model + " differ in parameters");
