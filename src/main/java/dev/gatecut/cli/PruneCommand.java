@@ -13,6 +13,8 @@ import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.prune.CompileReport;
 import dev.gatecut.prune.GateCompiler;
 import dev.gatecut.prune.LayerReport;
+import dev.gatecut.prune.StreamingCompile;
+import dev.gatecut.runtime.PeakHeap;
 import dev.gatecut.train.TrainedParams;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
@@ -120,7 +122,8 @@ final class PruneCommand implements Callable<Integer> {
             AtomicFiles.checkWritableFile(saveGates, "--save-gates");
         }
         PrintWriter out = spec.commandLine().getOut();
-        try (OnnxModel slim = OnnxModel.load(model)) {
+        long start = System.nanoTime();
+        try (PeakHeap heap = PeakHeap.start(); OnnxModel slim = OnnxModel.load(model)) {
             if (params != null) {
                 TrainedParams.apply(slim, params);
             }
@@ -148,6 +151,20 @@ final class PruneCommand implements Callable<Integer> {
                     gated.save(emitGated);
                 }
             }
+            if (StreamingCompile.applies(slim)) {
+                StreamingCompile.Result r = StreamingCompile.run(slim, () -> loadWithParams(model, params), model,
+                        plan, values, align, output, verify ? new StreamingCompile.Check(Device.parse(verifyDevice),
+                                seed) : StreamingCompile.Check.none());
+                printReport(r.report(), discovery, mode, out);
+                out.println(r.checkLine());
+                out.printf("streaming compile: %.1f s in all (compile %.1f s, save %.1f s, verify %.1f s); %s%n",
+                        (System.nanoTime() - start) / 1e9, r.compileSeconds(), r.saveSeconds(), r.checkSeconds(),
+                        heap.describe());
+                out.printf("wrote %s and %s.data%s%n", output, output.getFileName(),
+                        emitGated != null ? " and " + emitGated : "");
+                out.flush();
+                return 0;
+            }
             byte[] gatedBytes = verify ? CompiledModelCheck.gatedBytes(model, params, plan, values) : null;
             CompileReport report = GateCompiler.compile(slim, plan, values, align);
             printReport(report, discovery, mode, out);
@@ -168,6 +185,14 @@ final class PruneCommand implements Callable<Integer> {
         }
         out.flush();
         return 0;
+    }
+
+    private static OnnxModel loadWithParams(Path model, Path params) {
+        OnnxModel m = OnnxModel.load(model);
+        if (params != null) {
+            TrainedParams.apply(m, params);
+        }
+        return m;
     }
 
     static GateMode parseMode(String s) {

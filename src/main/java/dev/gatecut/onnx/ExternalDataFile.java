@@ -28,6 +28,46 @@ public final class ExternalDataFile implements AutoCloseable {
         }
     }
 
+    private ExternalDataFile(Path path, FileChannel channel) {
+        this.path = path;
+        this.channel = channel;
+        this.size = Long.MAX_VALUE;   // grows as tensors are appended
+    }
+
+    /**
+     * An empty side file in {@code dir} that tensors are appended to ({@link #append}) and read back
+     * from. Its name is removed at once: the open channel keeps the bytes, and the disk space comes
+     * back when it is closed, even if the process dies.
+     */
+    static ExternalDataFile scratch(Path dir) {
+        Path path = null;
+        try {
+            path = AtomicFiles.tempSibling(dir.resolve("gatecut-scratch.data"));
+            FileChannel channel = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE);
+            java.nio.file.Files.delete(path);
+            return new ExternalDataFile(path, channel);
+        } catch (IOException e) {
+            AtomicFiles.deleteQuietly(path);
+            throw new UncheckedIOException("cannot create a scratch data file in " + dir + ": "
+                    + AtomicFiles.reason(e), e);
+        }
+    }
+
+    /** Writes {@code bytes} at the end (aligned to 4 KiB) and returns their offset; scratch files only. */
+    long append(ByteBuffer bytes) {
+        try {
+            long end = channel.size();
+            long offset = (end + 4095) / 4096 * 4096;
+            long position = offset;
+            while (bytes.hasRemaining()) {
+                position += channel.write(bytes, position);
+            }
+            return offset;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write scratch data to " + path + ": " + AtomicFiles.reason(e), e);
+        }
+    }
+
     public Path path() {
         return path;
     }

@@ -112,6 +112,18 @@ public final class Tensor {
         return b.build();
     }
 
+    /**
+     * This tensor's bytes appended to {@code scratch}, as a tensor that reads them back from there:
+     * its data leaves the heap, and saving it later copies the bytes file to file. Its header is the
+     * one this tensor would be saved with, so the saved files do not change.
+     */
+    public Tensor spillTo(ExternalDataFile scratch) {
+        long offset = scratch.append(rawBytes());
+        TensorProto header = proto.toBuilder().clearRawData().clearFloatData().clearInt32Data()
+                .clearInt64Data().clearDoubleData().clearUint64Data().clearStringData().build();
+        return new Tensor(header, scratch, offset, byteSize());
+    }
+
     /** Streams the raw bytes to {@code target}. */
     void writeRawTo(WritableByteChannel target) throws IOException {
         if (file != null) {

@@ -11,6 +11,7 @@ import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateSpec;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.Constants;
+import dev.gatecut.onnx.ExternalDataFile;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
 import dev.gatecut.onnx.OnnxFormatException;
@@ -24,6 +25,7 @@ import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
 import dev.gatecut.runtime.ShapeProbe;
 
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -59,8 +61,12 @@ public final class GateCompiler {
     /** Shape-constant edits with their new values, applied once the weights are rewritten. */
     private final List<Map.Entry<ShapeEdit, Long>> shapeEdits = new ArrayList<>();
 
-    private GateCompiler(OnnxModel model, GatePlan plan, int align) {
+    /** Where rewritten weights go as they are made; null keeps them in the heap until the model is saved. */
+    private final ExternalDataFile scratch;
+
+    private GateCompiler(OnnxModel model, GatePlan plan, int align, Path spillDir) {
         this.model = model;
+        this.scratch = spillDir == null ? null : model.newScratchFile(spillDir);
         this.graph = model.graph();
         this.plan = plan;
         this.align = Math.max(1, align);
@@ -69,9 +75,20 @@ public final class GateCompiler {
         }
     }
 
-    /** Compiles in place: {@code model} becomes the slim model. */
+    /** Compiles in place: {@code model} becomes the slim model, its rewritten weights held in the heap. */
     public static CompileReport compile(OnnxModel model, GatePlan plan, GateValues values, int align) {
-        return new GateCompiler(model, plan, align).run(values);
+        return new GateCompiler(model, plan, align, null).run(values);
+    }
+
+    /**
+     * Compiles in place, streaming: each rewritten weight is written to a scratch file in
+     * {@code spillDir} (the output's folder: it needs room for the edited weights) as soon as it is
+     * made, so the heap holds one tensor at a time; saving copies it file to file. The saved model is
+     * byte for byte the one {@link #compile(OnnxModel, GatePlan, GateValues, int)} saves.
+     */
+    public static CompileReport compileStreaming(OnnxModel model, GatePlan plan, GateValues values, int align,
+                                                 Path spillDir) {
+        return new GateCompiler(model, plan, align, spillDir).run(values);
     }
 
     private CompileReport run(GateValues values) {
@@ -491,13 +508,18 @@ public final class GateCompiler {
         Value old = reader.input(index);
         boolean shared = old.uses().size() > 1 || !old.isInitializer() || old.isGraphInput() || old.isGraphOutput();
         if (!shared) {
-            graph.setInitializer(old, TensorEdits.write(old.name(), data, like));
+            graph.setInitializer(old, kept(TensorEdits.write(old.name(), data, like)));
             return;
         }
         String name = graph.freshName(old.name() + ".pruned");
-        Value fresh = graph.addInitializer(TensorEdits.write(name, data, like));
+        Value fresh = graph.addInitializer(kept(TensorEdits.write(name, data, like)));
         reader.setInput(index, fresh);
         renamed.put(old.name(), name);
+    }
+
+    /** A rewritten weight as the model keeps it: in the heap, or spilled to the scratch file. */
+    private Tensor kept(Tensor edited) {
+        return scratch == null ? edited : edited.spillTo(scratch);
     }
 
     private void editShape(ShapeEdit e, long value) {
