@@ -10,6 +10,7 @@ import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.prune.CompileReport;
 import dev.gatecut.prune.GateCompiler;
+import dev.gatecut.prune.StreamingCompile;
 import dev.gatecut.report.CompressReport;
 import dev.gatecut.report.ReportWriter;
 import dev.gatecut.runtime.Benchmark;
@@ -163,6 +164,7 @@ final class CompressCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         Path runDir = output.resolve("run");
         options.checkRunFolder(runDir, out);
+        options.gate.widthAlign = align;   // --uniform-widths rounds the common width as the compile will
         TrainCommand.TrainOptions.Prepared prepared = options.prepare(out);
         long start = System.nanoTime();
         TrainingRun.Summary summary = options.run(model, runDir, out, prepared);
@@ -179,14 +181,26 @@ final class CompressCommand implements Callable<Integer> {
             GatePlan plan = GatePlan.of(discovery, prepared.config().mode());
             Path gatesFile = runDir.resolve("gates.json");
             GateValues gates = GateValues.read(gatesFile).conformTo(plan, gatesFile);
-            byte[] gatedBytes = CompiledModelCheck.gatedBytes(model, params, plan, gates);
-            compiled = GateCompiler.compile(slim, plan, gates, align);
-            CompiledModelCheck.Result check = CompiledModelCheck.verify(gatedBytes, slim, model,
-                    output.resolve("model.onnx"), prepared.config().seed());
-            if (!check.skipped()) {
-                out.println(check.line("slim vs gated model"));
+            if (StreamingCompile.applies(slim)) {
+                // LLM-sized weights: one tensor in the heap at a time, checked from the saved files.
+                StreamingCompile.Result r = StreamingCompile.run(slim, () -> {
+                    OnnxModel gated = OnnxModel.load(model);
+                    TrainedParams.apply(gated, params);
+                    return gated;
+                }, model, plan, gates, align, output.resolve("model.onnx"),
+                        new StreamingCompile.Check(dev.gatecut.runtime.Device.CPU, prepared.config().seed()));
+                compiled = r.report();
+                out.println(r.checkLine());
+            } else {
+                byte[] gatedBytes = CompiledModelCheck.gatedBytes(model, params, plan, gates);
+                compiled = GateCompiler.compile(slim, plan, gates, align);
+                CompiledModelCheck.Result check = CompiledModelCheck.verify(gatedBytes, slim, model,
+                        output.resolve("model.onnx"), prepared.config().seed());
+                if (!check.skipped()) {
+                    out.println(check.line("slim vs gated model"));
+                }
+                slim.save(output.resolve("model.onnx"));
             }
-            slim.save(output.resolve("model.onnx"));
             Files.copy(gatesFile, output.resolve("gates.json"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
             PruneCommand.printReport(compiled, discovery, prepared.config().mode(), out);
         }

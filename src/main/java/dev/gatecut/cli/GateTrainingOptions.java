@@ -1,5 +1,6 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.gates.Widths;
 import dev.gatecut.train.Task;
 import dev.gatecut.train.TrainConfig;
 import picocli.CommandLine.Option;
@@ -40,6 +41,14 @@ final class GateTrainingOptions {
                     + " data give the same run (default ${DEFAULT-VALUE}).")
     long seed;
 
+    @Option(names = "--uniform-widths", description = "Keep the same number of heads, KV heads and FFN channels in every"
+            + " layer (which ones, each layer chooses by its scores), as LLM runtimes that size the KV cache from one"
+            + " num_key_value_heads need (ONNX Runtime GenAI's genai_config.json); the budget projection honours it.")
+    boolean uniformWidths;
+
+    /** The common width's rounding under --uniform-widths: compress sets its --align here; train keeps 1. */
+    int widthAlign = 1;
+
     Task parseTask() {
         return switch (task.toLowerCase()) {
             case "classify" -> Task.CLASSIFY;
@@ -57,6 +66,7 @@ final class GateTrainingOptions {
         c = new TrainConfig(c.task(), c.mode(), c.targetSparsity(), c.lambda(), c.learningRate(), c.beta1(), c.beta2(),
                 c.epsilon(), c.weightDecay(), c.noiseSigma(), c.thetaMean(), c.thetaStd(), pooling, c.numLabels(),
                 c.seed());
+        c = c.withWidths(uniformWidths ? Widths.uniform(widthAlign) : Widths.perLayer());
         return lr != null ? c.withLearningRate(lr) : c;
     }
 }

@@ -4,10 +4,12 @@ import dev.gatecut.runtime.Device;
 
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.discover.GroupFinder;
+import dev.gatecut.gates.BudgetProjection;
 import dev.gatecut.gates.GateInjector;
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
+import dev.gatecut.gates.Widths;
 import dev.gatecut.onnx.AtomicFiles;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.prune.CompileReport;
@@ -72,6 +74,12 @@ final class PruneCommand implements Callable<Integer> {
                     + " open channels (default ${DEFAULT-VALUE}; 1 keeps exactly the open ones).")
     int align;
 
+    @Option(names = "--uniform-widths", description = "With --random-sparsity: keep the same number of heads, KV heads"
+            + " and FFN channels in every layer (each layer's own lowest gates are closed; the common widths remove S"
+            + " of the targeted parameters, rounded to --align), as LLM runtimes that size the KV cache from one"
+            + " num_key_value_heads need. Trained gates get it from train/compress --uniform-widths.")
+    boolean uniformWidths;
+
     @Option(names = "--params", paramLabel = "FILE",
             description = "Trained biases from a training run (RUNDIR/params.json), written into the model first.")
     Path params;
@@ -114,6 +122,10 @@ final class PruneCommand implements Callable<Integer> {
         if (source.randomSparsity != null && !(source.randomSparsity >= 0 && source.randomSparsity < 1)) {
             throw new IllegalArgumentException("--random-sparsity must be in [0, 1), got " + source.randomSparsity);
         }
+        if (uniformWidths && source.gates != null) {
+            throw new IllegalArgumentException("--uniform-widths goes with --random-sparsity; trained gates get uniform"
+                    + " widths from train or compress --uniform-widths");
+        }
         AtomicFiles.checkWritableFile(output, "-o");
         if (emitGated != null) {
             AtomicFiles.checkWritableFile(emitGated, "--emit-gated");
@@ -135,6 +147,9 @@ final class PruneCommand implements Callable<Integer> {
             GateValues values = source.gates != null
                     ? GateValues.read(source.gates).conformTo(plan, source.gates)
                     : GateValues.random(plan, source.randomSparsity, seed);
+            if (uniformWidths) {
+                values = BudgetProjection.apply(plan, values, source.randomSparsity, Widths.uniform(align));
+            }
             if (values.mode() != mode) {
                 throw new IllegalArgumentException(source.gates + " holds " + values.mode().name().toLowerCase()
                         + " gates; pass --gates-mode " + values.mode().name().toLowerCase());

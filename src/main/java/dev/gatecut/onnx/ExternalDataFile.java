@@ -53,16 +53,29 @@ public final class ExternalDataFile implements AutoCloseable {
         }
     }
 
+    private long reserved;   // scratch files: bytes handed out so far
+
     /** Writes {@code bytes} at the end (aligned to 4 KiB) and returns their offset; scratch files only. */
     long append(ByteBuffer bytes) {
+        long offset = reserve(bytes.remaining());
+        writeAt(bytes, offset);
+        return offset;
+    }
+
+    /** Sets aside {@code length} bytes (aligned to 4 KiB) for one tensor and returns their offset; scratch files only. */
+    public synchronized long reserve(long length) {
+        long offset = (reserved + 4095) / 4096 * 4096;
+        reserved = offset + length;
+        return offset;
+    }
+
+    /** Writes {@code bytes} at {@code position} (inside a range from {@link #reserve}); safe from several threads. */
+    public void writeAt(ByteBuffer bytes, long position) {
         try {
-            long end = channel.size();
-            long offset = (end + 4095) / 4096 * 4096;
-            long position = offset;
+            long at = position;
             while (bytes.hasRemaining()) {
-                position += channel.write(bytes, position);
+                at += channel.write(bytes, at);
             }
-            return offset;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write scratch data to " + path + ": " + AtomicFiles.reason(e), e);
         }

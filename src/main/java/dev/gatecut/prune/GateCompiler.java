@@ -116,12 +116,14 @@ public final class GateCompiler {
         }
         int folded = 0;
         List<Runnable> sharing = reusedProjectionRewiring();
-        for (LinearLayer l : GatePlan.gatedLayers(plan.discovery())) {
+        List<LinearLayer> gatedLayers = GatePlan.gatedLayers(plan.discovery());
+        Map<LinearLayer, Tensor> streamed = streamWeights(gatedLayers);
+        for (LinearLayer l : gatedLayers) {
             boolean deletes = keepOut.containsKey(l) || keepIn.containsKey(l);
             if (!deletes && (rowScale.containsKey(l) || colScale.containsKey(l))) {
                 folded++;
             }
-            rewriteLayer(l);
+            rewriteLayer(l, streamed);
         }
         sharing.forEach(Runnable::run);
         List<LayerReport> reports = new ArrayList<>();
@@ -156,6 +158,9 @@ public final class GateCompiler {
                 declared.put(v, v.type().get());
                 v.setType(null);
             }
+        }
+        if (declared.isEmpty()) {
+            return;   // nothing to re-measure: spare ONNX Runtime a run over the whole model
         }
         ShapeProbe.Result probe;
         try {
@@ -412,35 +417,76 @@ public final class GateCompiler {
 
     // ------------------------------------------------------------------ rewriting
 
-    private void rewriteLayer(LinearLayer l) {
+    /** The weight edit of a gated layer, or null when its gates leave it as it is. */
+    private StreamedWeightEdit weightEdit(LinearLayer l) {
         float[] row = rowScale.get(l);
         float[] col = colScale.get(l);
         TreeSet<Integer> outSet = keepOut.get(l);
         int[] out = outSet == null ? null : outSet.stream().mapToInt(Integer::intValue).toArray();
         int[] in = keepIn.get(l);
         if (row == null && col == null && out == null && in == null) {
+            return null;
+        }
+        Tensor wt = node(l).input(weightInput(l)).initializer();
+        return new StreamedWeightEdit(wt, l.layout() == WeightLayout.IN_OUT ? 0 : 1, col, row, in, out);
+    }
+
+    private static int weightInput(LinearLayer l) {
+        return l.opType().equals("MatMul") || l.opType().equals("Gemm") || l.opType().equals("Attention") ? 1 : -1;
+    }
+
+    /**
+     * Streaming compile: every weight edit written to the scratch file, several at a time (each holds
+     * a few MB), before the graph is rewritten in order with them.
+     */
+    private Map<LinearLayer, Tensor> streamWeights(List<LinearLayer> layers) {
+        Map<LinearLayer, Tensor> done = new java.util.concurrent.ConcurrentHashMap<>();
+        if (scratch == null) {
+            return done;
+        }
+        List<Map.Entry<LinearLayer, StreamedWeightEdit>> edits = new ArrayList<>();
+        for (LinearLayer l : layers) {
+            StreamedWeightEdit e = weightEdit(l);
+            if (e != null && StreamedWeightEdit.supports(e.source())) {
+                edits.add(Map.entry(l, e));
+            }
+        }
+        edits.parallelStream().forEach(e -> done.put(e.getKey(), e.getValue().write(e.getValue().source().name(),
+                scratch)));
+        return done;
+    }
+
+    private void rewriteLayer(LinearLayer l, Map<LinearLayer, Tensor> streamed) {
+        StreamedWeightEdit edit = weightEdit(l);
+        if (edit == null) {
             return;
         }
+        float[] row = edit.row();
+        int[] out = edit.keepOut();
         Node node = node(l);
-        int weightInput = l.opType().equals("MatMul") || l.opType().equals("Gemm") || l.opType().equals("Attention") ? 1 : -1;
-        Value w = node.input(weightInput);
-        Tensor wt = w.initializer();
-        TensorEdits.Dense dense = TensorEdits.read(wt);
-        int inAxis = l.layout() == WeightLayout.IN_OUT ? 0 : 1;
-        int outAxis = 1 - inAxis;
-        if (col != null) {
-            TensorEdits.scale(dense, inAxis, col);
+        int weightInput = weightInput(l);
+        Tensor ready = streamed.get(l);
+        if (ready != null) {
+            replaceWith(node, weightInput, ready::withName);
+        } else {
+            Tensor wt = edit.source();
+            TensorEdits.Dense dense = TensorEdits.read(wt);
+            int inAxis = edit.inAxis();
+            int outAxis = 1 - inAxis;
+            if (edit.col() != null) {
+                TensorEdits.scale(dense, inAxis, edit.col());
+            }
+            if (row != null) {
+                TensorEdits.scale(dense, outAxis, row);
+            }
+            if (edit.keepIn() != null) {
+                dense = TensorEdits.slice(dense, inAxis, edit.keepIn());
+            }
+            if (out != null) {
+                dense = TensorEdits.slice(dense, outAxis, out);
+            }
+            replaceConstant(node, weightInput, dense, wt);
         }
-        if (row != null) {
-            TensorEdits.scale(dense, outAxis, row);
-        }
-        if (in != null) {
-            dense = TensorEdits.slice(dense, inAxis, in);
-        }
-        if (out != null) {
-            dense = TensorEdits.slice(dense, outAxis, out);
-        }
-        replaceConstant(node, weightInput, dense, wt);
         if (l.bias() != null && (row != null || out != null)) {
             Node reader = biasReader(l, node);
             int idx = reader.inputs().indexOf(graph.requireValue(l.bias()));
@@ -505,14 +551,19 @@ public final class GateCompiler {
 
     /** Input {@code index} of {@code reader} gets new constant data (cloned when others share it). */
     private void replaceConstant(Node reader, int index, TensorEdits.Dense data, Tensor like) {
+        replaceWith(reader, index, name -> kept(TensorEdits.write(name, data, like)));
+    }
+
+    /** Input {@code index} of {@code reader} gets the tensor {@code make} gives for its name. */
+    private void replaceWith(Node reader, int index, java.util.function.Function<String, Tensor> make) {
         Value old = reader.input(index);
         boolean shared = old.uses().size() > 1 || !old.isInitializer() || old.isGraphInput() || old.isGraphOutput();
         if (!shared) {
-            graph.setInitializer(old, kept(TensorEdits.write(old.name(), data, like)));
+            graph.setInitializer(old, make.apply(old.name()));
             return;
         }
         String name = graph.freshName(old.name() + ".pruned");
-        Value fresh = graph.addInitializer(kept(TensorEdits.write(name, data, like)));
+        Value fresh = graph.addInitializer(make.apply(name));
         reader.setInput(index, fresh);
         renamed.put(old.name(), name);
     }

@@ -5,6 +5,7 @@ import dev.gatecut.gates.GateMode;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.SaveOptions;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.runtime.Device;
@@ -28,6 +29,37 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * the in-memory compile, on the zoo's dynamo exports with external data.
  */
 class StreamingCompileTest {
+
+    /**
+     * The streamed weight edit (rows read a block at a time, folded, sliced and rounded as they go)
+     * against the in-memory one, in float16, bfloat16 and both weight layouts, both gate modes.
+     */
+    @ParameterizedTest(name = "{0} {1}")
+    @CsvSource({"llama-kv-ts17-eager-fp16.onnx, INDEPENDENT", "qwen2-ts17-bf16.onnx, COUPLED",
+            "gpt2-kv-ts17-eager.onnx, INDEPENDENT", "distilbert-cls-ts17.onnx, COUPLED",
+            "bert-cls-ortfused.onnx, INDEPENDENT"})
+    void streamedWeightEditsEqualTheInMemoryOnes(String file, GateMode mode) throws Exception {
+        Path model = Path.of("onnx-models", "deploy", file);
+        Path dir = Files.createTempDirectory("gatecut-streamed-edits");
+        SaveOptions external = SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS);
+        GateValues values;
+        try (OnnxModel slim = OnnxModel.load(model)) {
+            GatePlan plan = GatePlan.of(GroupFinder.discover(slim), mode);
+            values = GateValues.random(plan, 0.4, 17);
+            GateCompiler.compile(slim, plan, values, 1);
+            slim.save(dir.resolve("in-memory.onnx"), external.withDataFileName("weights.data"));
+        }
+        Files.move(dir.resolve("weights.data"), dir.resolve("in-memory.data"));
+        try (OnnxModel slim = OnnxModel.load(model)) {
+            GatePlan plan = GatePlan.of(GroupFinder.discover(slim), mode);
+            GateCompiler.compileStreaming(slim, plan, values, 1, dir);
+            slim.save(dir.resolve("streamed.onnx"), external.withDataFileName("weights.data"));
+        }
+        assertArrayEquals(Files.readAllBytes(dir.resolve("in-memory.onnx")), Files.readAllBytes(dir.resolve("streamed.onnx")),
+                file + ": the model file");
+        assertArrayEquals(Files.readAllBytes(dir.resolve("in-memory.data")), Files.readAllBytes(dir.resolve("weights.data")),
+                file + ": the weights");
+    }
 
     @ParameterizedTest(name = "{0} {1}")
     @CsvSource({"llama-kv-dynamo18-eager.onnx, COUPLED", "qwen2-kv-dynamo18-sdpa.onnx, INDEPENDENT",
