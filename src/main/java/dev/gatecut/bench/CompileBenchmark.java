@@ -52,10 +52,14 @@ public record CompileBenchmark(Path model, double parameters, Path folder, doubl
         Path source = input;
         try (PeakHeap heap = PeakHeap.start()) {
             long t0 = System.nanoTime();
+            double cpu0 = PeakHeap.processCpuSeconds();
             try (OnnxModel slim = OnnxModel.load(source)) {
                 long t1 = System.nanoTime();
                 Discovery discovery = GroupFinder.discover(slim);
                 long t2 = System.nanoTime();
+                double cpu2 = PeakHeap.processCpuSeconds();
+                long discoverHeap = heap.peakBytes();
+                heap.restart();   // the shape probe is measured apart: the compile's own heap follows
                 GatePlan plan = GatePlan.of(discovery, GateMode.COUPLED);
                 GateValues values = GateValues.random(plan, sparsity, seed);
                 out.printf("%d attention and %d FFN groups; random coupled gates, %.0f%% of each closed%n",
@@ -65,15 +69,22 @@ public record CompileBenchmark(Path model, double parameters, Path folder, doubl
                         values, align, output, verify == null ? StreamingCompile.Check.none()
                                 : new StreamingCompile.Check(verify, seed));
                 double total = (System.nanoTime() - t0) / 1e9;
+                double cpu3 = PeakHeap.processCpuSeconds();
                 out.println(r.checkLine());
+                long compileHeap = heap.peakBytes();
                 Figures f = new Figures(write, (t1 - t0) / 1e9, (t2 - t1) / 1e9, r.compileSeconds(), r.saveSeconds(),
-                        r.checkSeconds(), total, heap.peakBytes(), r.report().parametersBefore(),
+                        r.checkSeconds(), total, Math.max(discoverHeap, compileHeap), r.report().parametersBefore(),
                         r.report().parametersAfter());
                 out.printf("bench-compile: %,d -> %,d parameters; %.1f s in all: load %.1f s, discover (shape probe)"
-                                + " %.1f s, compile %.1f s, save %.1f s, verify %.1f s; %s%s%n", f.parametersBefore(),
+                                + " %.1f s, compile %.1f s, save %.1f s, verify %.1f s%s%n", f.parametersBefore(),
                         f.parametersAfter(), total, f.loadSeconds(), f.discoverSeconds(), f.compileSeconds(),
-                        f.saveSeconds(), f.verifySeconds(), heap.describe(),
+                        f.saveSeconds(), f.verifySeconds(),
                         model == null ? String.format(" (writing the model took %.1f s more)", write) : "");
+                out.printf("CPU time (all threads, %d cores): load and discover %.1f s, compile/save/verify %.1f s%n",
+                        Runtime.getRuntime().availableProcessors(), cpu2 - cpu0, cpu3 - cpu2);
+                out.printf("peak heap: %,d MiB while discovering, %,d MiB while compiling, saving and verifying"
+                        + " (sampled every 5 ms; -Xmx %,d MiB)%n", discoverHeap >> 20, compileHeap >> 20,
+                        PeakHeap.maxBytes() >> 20);
                 return f;
             }
         } finally {

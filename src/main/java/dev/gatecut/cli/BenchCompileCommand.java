@@ -17,8 +17,11 @@ import java.util.concurrent.Callable;
                 + " LLaMA-shaped float16 model with random weights in external data (or takes --model), closes a"
                 + " fraction of every FFN and attention block with random coupled gates, and runs what `prune` runs.",
         footerHeading = GatecutCli.EXAMPLE_HEADING,
-        footer = {"A 1B-parameter synthetic LLaMA pruned at 30%, within a 2 GiB heap:",
-                "  java -Xmx2g -jar target/gatecut.jar bench-compile --params 1e9"})
+        footer = {"The zoo's dynamo LLaMA (external data) pruned at 30%%, streaming. The 1B-parameter",
+                "synthetic LLaMA in a 2 GiB heap (writes 2 GB of weights first):",
+                "java -Xmx2g -jar target/gatecut.jar bench-compile",
+                GatecutCli.EXAMPLE_RUN + " bench-compile --align 1 --dir out/bc \\",
+                "      --model onnx-models/deploy/llama-kv-dynamo18-eager.onnx"})
 final class BenchCompileCommand implements Callable<Integer> {
     @Option(names = "--params", defaultValue = "1e9", paramLabel = "P",
             description = "Size of the synthetic model in parameters (LLaMA-2-7B's proportions, 32 layers; 6.74e9 is"

@@ -238,6 +238,7 @@ final class CompressCommand implements Callable<Integer> {
         json.put("target_sparsity", prepared.config().targetSparsity());
         json.put("gates_mode", prepared.config().mode().name().toLowerCase());
         json.put("align", align);
+        json.put("uniform_widths", prepared.config().widths().uniform());
         if (!lm) {
             json.put("head", ownHead ? "own" : "added");
             json.put("classifier", ownHead ? MODEL_FILE : CLASSIFIER_FILE);

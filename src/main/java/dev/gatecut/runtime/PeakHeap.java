@@ -45,6 +45,21 @@ public final class PeakHeap implements AutoCloseable {
         return peak.get();
     }
 
+    /** Forgets the peak so far (after a full collection), to measure the next step alone. */
+    public void restart() {
+        System.gc();
+        peak.set(0);
+        sample();
+    }
+
+    /** CPU seconds this process has used, all threads together (NaN where the JVM does not say). */
+    public static double processCpuSeconds() {
+        if (ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
+            return os.getProcessCpuTime() / 1e9;
+        }
+        return Double.NaN;
+    }
+
     /** The heap's limit ({@code -Xmx}) in bytes. */
     public static long maxBytes() {
         return Runtime.getRuntime().maxMemory();
