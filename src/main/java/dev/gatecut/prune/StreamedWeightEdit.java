@@ -57,6 +57,8 @@ record StreamedWeightEdit(Tensor source, int inAxis, float[] col, float[] row, i
         ByteBuffer out = ByteBuffer.allocate((int) Math.max(outRowBytes, Math.min(BLOCK_BYTES,
                 outRowBytes * keptRows.length))).order(ByteOrder.LITTLE_ENDIAN);
         long written = 0;
+        // Inline bytes are in memory (or mapped) already; typed fields are decoded once, not per block.
+        ByteBuffer inline = source.isExternal() ? null : source.rawBytes();
         float[] values = new float[keptCols.length];
         for (int k = 0; k < keptRows.length; ) {
             // One read covers the kept rows that lie within a block of source rows.
@@ -66,7 +68,10 @@ record StreamedWeightEdit(Tensor source, int inAxis, float[] col, float[] row, i
                 end++;
             }
             int span = keptRows[end - 1] - first + 1;
-            ByteBuffer block = source.readRange(first * rowBytes, Math.toIntExact(span * rowBytes));
+            ByteBuffer block = inline != null
+                    ? inline.duplicate().position(Math.toIntExact(first * rowBytes))
+                            .limit(Math.toIntExact((first + span) * rowBytes)).slice().order(ByteOrder.LITTLE_ENDIAN)
+                    : source.readRange(first * rowBytes, Math.toIntExact(span * rowBytes));
             for (int r = k; r < end; r++) {
                 int sourceRow = keptRows[r];
                 int base = Math.toIntExact((sourceRow - first) * rowBytes);
