@@ -17,6 +17,7 @@ public final class CompressOptions {
         if (b.latencyRuns < 0) {
             throw new IllegalArgumentException("latencyRuns (--latency-runs) must be >= 0, got " + b.latencyRuns);
         }
+        b.widthAlign = b.align;   // a uniform width is rounded as the compiler will round it
         training = new TrainOptions(b);
         align = b.align;
         latencyRuns = b.latencyRuns;

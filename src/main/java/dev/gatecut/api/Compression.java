@@ -123,6 +123,7 @@ final class Compression {
         json.put("target_sparsity", r.targetSparsity());
         json.put("gates_mode", r.gatesMode());
         json.put("align", o.align());
+        json.put("uniform_widths", o.training().uniformWidths());
         if (!lm) {
             json.put("head", ownHead ? "own" : "added");
             json.put("classifier", r.slimFile());

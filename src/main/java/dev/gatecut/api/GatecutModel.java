@@ -3,6 +3,7 @@ package dev.gatecut.api;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Shape;
+import dev.gatecut.prune.StreamingCompile;
 import dev.gatecut.train.OwnHead;
 import dev.gatecut.train.ort.TrainingArtifacts;
 
@@ -88,6 +89,28 @@ public final class GatecutModel implements AutoCloseable {
      */
     public PruneResult prune(PruneOptions options) throws OrtException {
         return Pruning.run(file, options, false, "the compiled model");
+    }
+
+    /**
+     * Whether {@link #pruneTo} streams: the model reads external data or holds over 1 GiB of weights, so
+     * weights are rewritten one at a time straight to the output file rather than held in the heap.
+     */
+    public boolean streams() {
+        return StreamingCompile.applies(model);
+    }
+
+    /**
+     * Compiles gate values into a slim model and writes it to {@code output} (+ {@code output.data} for a
+     * model that {@link #streams()}), checked first when the options say so: a failed check leaves
+     * {@code output} as it was. Large models never sit whole in the heap on this path.
+     *
+     * @param options the gates and how to compile them
+     * @param output  the slim model's file
+     * @return what was compiled, the check's line and the times of each step
+     * @throws OrtException when ONNX Runtime fails to run a model
+     */
+    public Streamed pruneTo(PruneOptions options, Path output) throws OrtException {
+        return Pruning.runStreaming(file, options, output);
     }
 
     /**

@@ -26,6 +26,7 @@ public final class PruneOptions {
     private final Path trainedParams;
     private final boolean verify;
     private final Device verifyDevice;
+    private final boolean uniformWidths;
 
     private PruneOptions(Builder b) {
         int sources = (b.gatesFile != null ? 1 : 0) + (b.gates != null ? 1 : 0) + (b.randomSparsity != null ? 1 : 0);
@@ -39,6 +40,10 @@ public final class PruneOptions {
         if (b.randomSparsity != null && !(b.randomSparsity >= 0 && b.randomSparsity < 1)) {
             throw new IllegalArgumentException("--random-sparsity must be in [0, 1), got " + b.randomSparsity);
         }
+        if (b.uniformWidths && b.randomSparsity == null) {
+            throw new IllegalArgumentException("--uniform-widths goes with --random-sparsity; trained gates get uniform"
+                    + " widths from train or compress --uniform-widths");
+        }
         gatesFile = b.gatesFile;
         gates = b.gates;
         randomSparsity = b.randomSparsity;
@@ -48,6 +53,7 @@ public final class PruneOptions {
         trainedParams = b.trainedParams;
         verify = b.verify;
         verifyDevice = b.verifyDevice;
+        uniformWidths = b.uniformWidths;
     }
 
     /** A builder with the defaults of {@code gatecut prune}; one gate source is required. */
@@ -66,6 +72,7 @@ public final class PruneOptions {
         private Path trainedParams;
         private boolean verify = true;
         private Device verifyDevice = Device.CPU;
+        private boolean uniformWidths;
 
         private Builder() {
         }
@@ -129,6 +136,16 @@ public final class PruneOptions {
             return this;
         }
 
+        /**
+         * With random gates: keep the same number of heads, KV heads and FFN channels in every layer, the
+         * common widths removing the random fraction of the targeted parameters, rounded to {@link #align}
+         * ({@code --uniform-widths}; trained gates get it from training).
+         */
+        public Builder uniformWidths(boolean uniform) {
+            this.uniformWidths = uniform;
+            return this;
+        }
+
         /** The options; throws an IllegalArgumentException for a missing gate source or a value out of range. */
         public PruneOptions build() {
             return new PruneOptions(this);
@@ -168,6 +185,11 @@ public final class PruneOptions {
     /** The trained biases written into the model first, if any. */
     public Optional<Path> trainedParams() {
         return Optional.ofNullable(trainedParams);
+    }
+
+    /** Whether random gates keep one width per kind in every layer. */
+    public boolean uniformWidths() {
+        return uniformWidths;
     }
 
     /** Whether the compiled model is checked against the gated one. */

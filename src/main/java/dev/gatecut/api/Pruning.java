@@ -3,11 +3,14 @@ package dev.gatecut.api;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.discover.GroupFinder;
+import dev.gatecut.gates.BudgetProjection;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
+import dev.gatecut.gates.Widths;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.prune.CompileReport;
 import dev.gatecut.prune.GateCompiler;
+import dev.gatecut.prune.StreamingCompile;
 import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.train.OwnHead;
 import dev.gatecut.train.TrainedParams;
@@ -36,23 +39,11 @@ final class Pruning {
             if (params != null) {
                 TrainedParams.apply(slim, params);
             }
-            Discovery discovery = GroupFinder.discover(slim, shapes);
-            boolean ownHead = classify && OwnHead.find(slim.graph(), discovery, model.toString()).isPresent();
-            GatePlan plan = GatePlan.of(discovery, o.gatesMode());
-            if (plan.gates().isEmpty()) {
-                throw new IllegalArgumentException(model + ": no channel groups found to gate; see `gatecut inspect`");
-            }
-            Path file = o.gatesFile().orElse(null);
-            GateValues given = file != null ? GateValues.read(file) : o.gates().orElse(null);
-            // Before conforming (which takes the plan's mode): a file of the other mode gets the option to fix it.
-            if (given != null && given.mode() != o.gatesMode()) {
-                throw new IllegalArgumentException((file != null ? file : "the gate values given") + " holds "
-                        + given.mode().name().toLowerCase() + " gates; pass --gates-mode "
-                        + given.mode().name().toLowerCase());
-            }
-            GateValues values = given != null
-                    ? given.conformTo(plan, file != null ? file : Path.of("the gate values given"))
-                    : GateValues.random(plan, o.randomSparsity().orElseThrow(), o.seed());
+            Chosen c = choose(model, slim, o, classify, shapes);
+            Discovery discovery = c.discovery();
+            GatePlan plan = c.plan();
+            GateValues values = c.values();
+            boolean ownHead = c.ownHead();
             CompileReport report = GateCompiler.compile(slim, plan, values, o.align());
             PruneResult result = new PruneResult(model, params, slim, plan, values, discovery, report, ownHead,
                     o.seed(), unwritten);
@@ -65,5 +56,63 @@ final class Pruning {
             slim.close();
             throw e;
         }
+    }
+
+    /** What a prune compiles: the groups, the gate layout and the gate values conformed to it. */
+    record Chosen(Discovery discovery, GatePlan plan, GateValues values, boolean ownHead) {
+    }
+
+    private static Chosen choose(Path model, OnnxModel slim, PruneOptions o, boolean classify, ShapeCache shapes)
+            throws OrtException {
+        Discovery discovery = GroupFinder.discover(slim, shapes);
+        boolean ownHead = classify && OwnHead.find(slim.graph(), discovery, model.toString()).isPresent();
+        GatePlan plan = GatePlan.of(discovery, o.gatesMode());
+        if (plan.gates().isEmpty()) {
+            throw new IllegalArgumentException(model + ": no channel groups found to gate; see `gatecut inspect`");
+        }
+        Path file = o.gatesFile().orElse(null);
+        GateValues given = file != null ? GateValues.read(file) : o.gates().orElse(null);
+        // Before conforming (which takes the plan's mode): a file of the other mode gets the option to fix it.
+        if (given != null && given.mode() != o.gatesMode()) {
+            throw new IllegalArgumentException((file != null ? file : "the gate values given") + " holds "
+                + given.mode().name().toLowerCase() + " gates; pass --gates-mode "
+                + given.mode().name().toLowerCase());
+        }
+        GateValues values = given != null
+                ? given.conformTo(plan, file != null ? file : Path.of("the gate values given"))
+                : GateValues.random(plan, o.randomSparsity().orElseThrow(), o.seed());
+        if (o.uniformWidths()) {
+            values = BudgetProjection.apply(plan, values, o.randomSparsity().orElseThrow(), Widths.uniform(o.align()));
+        }
+        return new Chosen(discovery, plan, values, ownHead);
+    }
+
+    /**
+     * The streaming form for models with external data or over 1 GiB ({@link StreamingCompile#applies}):
+     * one rewritten weight in the heap at a time, written to {@code output} (+ {@code .data}) through a
+     * temp folder, checked from the saved files when {@code o.verify()}, then moved into place.
+     */
+    static Streamed runStreaming(Path model, PruneOptions o, Path output) throws OrtException {
+        Path params = o.trainedParams().orElse(null);
+        try (OnnxModel slim = load(model, params)) {
+            Chosen c = choose(model, slim, o, false, new ShapeCache());
+            StreamingCompile.Result r = StreamingCompile.run(slim, () -> load(model, params), model, c.plan(),
+                    c.values(), o.align(), output, o.verify() ? new StreamingCompile.Check(o.verifyDevice(), o.seed())
+                            : StreamingCompile.Check.none());
+            return new Streamed(c.discovery(), c.values(), r);
+        }
+    }
+
+    private static OnnxModel load(Path model, Path params) {
+        OnnxModel m = OnnxModel.load(model);
+        if (params != null) {
+            try {
+                TrainedParams.apply(m, params);
+            } catch (RuntimeException e) {
+                m.close();
+                throw e;
+            }
+        }
+        return m;
     }
 }

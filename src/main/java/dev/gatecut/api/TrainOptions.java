@@ -1,5 +1,7 @@
 package dev.gatecut.api;
 
+import dev.gatecut.gates.Widths;
+
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.train.Task;
@@ -163,6 +165,11 @@ public final class TrainOptions {
     }
 
     /** Whether the run continues from the run folder's checkpoint. */
+    public boolean uniformWidths() {
+        return v.uniformWidths;
+    }
+
+    /** Whether an existing run folder is continued. */
     public boolean resume() {
         return v.resume;
     }
@@ -184,6 +191,7 @@ public final class TrainOptions {
         c = new TrainConfig(c.task(), c.mode(), c.targetSparsity(), c.lambda(), c.learningRate(), c.beta1(), c.beta2(),
                 c.epsilon(), c.weightDecay(), c.noiseSigma(), c.thetaMean(), c.thetaStd(), v.pooling, c.numLabels(),
                 c.seed());
+        c = c.withWidths(v.uniformWidths ? Widths.uniform(v.widthAlign) : Widths.perLayer());
         return v.learningRate != null ? c.withLearningRate(v.learningRate) : c;
     }
 }

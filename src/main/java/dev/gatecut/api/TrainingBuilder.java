@@ -32,6 +32,9 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     Double learningRate;
     double lambda = 50;
     String pooling = "mean";
+    boolean uniformWidths;
+    /** The common width's rounding under uniform widths: compress sets its align here; train keeps 1. */
+    int widthAlign = 1;
     long seed = 1;
     int epochs = 3;
     long steps;
@@ -148,6 +151,15 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     /** How a new head reads hidden states: "mean" (default) or "first" ({@code --pooling}). */
     public B pooling(String pooling) {
         this.pooling = Objects.requireNonNull(pooling, "pooling");
+        return self();
+    }
+
+    /**
+     * Keep the same number of heads, KV heads and FFN channels in every layer ({@code --uniform-widths},
+     * default off): serving stacks such as ONNX Runtime GenAI size the KV cache from one head count.
+     */
+    public B uniformWidths(boolean uniform) {
+        this.uniformWidths = uniform;
         return self();
     }
 

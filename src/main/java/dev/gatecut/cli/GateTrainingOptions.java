@@ -40,6 +40,11 @@ final class GateTrainingOptions {
                     + " data give the same run (default ${DEFAULT-VALUE}).")
     long seed;
 
+    @Option(names = "--uniform-widths", description = "Keep the same number of heads, KV heads and FFN channels in every"
+            + " layer (which ones, each layer chooses by its scores), as LLM runtimes that size the KV cache from one"
+            + " num_key_value_heads need (ONNX Runtime GenAI's genai_config.json); the budget projection honours it.")
+    boolean uniformWidths;
+
     Task parseTask() {
         return switch (task.toLowerCase()) {
             case "classify" -> Task.CLASSIFY;
@@ -55,6 +60,7 @@ final class GateTrainingOptions {
         if (lr != null) {
             b.learningRate(lr);
         }
+        b.uniformWidths(uniformWidths);
         return b;
     }
 }

@@ -12,6 +12,9 @@ import dev.gatecut.gates.GateMode;
 import dev.gatecut.onnx.AtomicFiles;
 import dev.gatecut.prune.CompileReport;
 import dev.gatecut.prune.LayerReport;
+import dev.gatecut.prune.StreamingCompile;
+import dev.gatecut.runtime.PeakHeap;
+import dev.gatecut.api.Streamed;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -65,6 +68,12 @@ final class PruneCommand implements Callable<Integer> {
                     + " open channels (default ${DEFAULT-VALUE}; 1 keeps exactly the open ones).")
     int align;
 
+    @Option(names = "--uniform-widths", description = "With --random-sparsity: keep the same number of heads, KV heads"
+            + " and FFN channels in every layer (each layer's own lowest gates are closed; the common widths remove S"
+            + " of the targeted parameters, rounded to --align), as LLM runtimes that size the KV cache from one"
+            + " num_key_value_heads need. Trained gates get it from train/compress --uniform-widths.")
+    boolean uniformWidths;
+
     @Option(names = "--params", paramLabel = "FILE",
             description = "Trained biases from a training run (RUNDIR/params.json), written into the model first.")
     Path params;
@@ -101,7 +110,8 @@ final class PruneCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PruneOptions.Builder b = PruneOptions.builder().gatesMode(parseMode(gatesMode)).align(align).seed(seed)
-                .trainedParams(params).verify(false);   // checked below, after the gates and gated model are saved
+                .trainedParams(params).uniformWidths(uniformWidths)
+                .verify(false);   // checked below, after the gates and gated model are saved
         if (source.gates != null) {
             b.gates(source.gates);
         } else {
@@ -117,6 +127,12 @@ final class PruneCommand implements Callable<Integer> {
             AtomicFiles.checkWritableFile(saveGates, "--save-gates");
         }
         PrintWriter out = spec.commandLine().getOut();
+        long start = System.nanoTime();
+        try (PeakHeap heap = PeakHeap.start(); GatecutModel m = Gatecut.load(model)) {
+            if (m.streams() && emitGated == null && saveGates == null) {
+                return pruneStreaming(m, b.verify(verify).verifyDevice(device).build(), heap, start, out);
+            }
+        }
         try (GatecutModel m = Gatecut.load(model); PruneResult r = m.prune(options)) {
             // Written before the check: when it fails, they are what to compare the compiled model with.
             if (saveGates != null) {
@@ -138,6 +154,21 @@ final class PruneCommand implements Callable<Integer> {
             r.saveTo(output);
             out.printf("wrote %s%s%n", output, emitGated != null ? " and " + emitGated : "");
         }
+        out.flush();
+        return 0;
+    }
+
+    /** LLM-sized weights: one tensor in the heap at a time, checked from the saved files. */
+    private int pruneStreaming(GatecutModel m, PruneOptions options, PeakHeap heap, long start, PrintWriter out)
+            throws ai.onnxruntime.OrtException {
+        Streamed s = m.pruneTo(options, output);
+        StreamingCompile.Result r = s.result();
+        printReport(r.report(), s.discovery(), options.gatesMode(), out);
+        out.println(r.checkLine());
+        out.printf("streaming compile: %.1f s in all (compile %.1f s, save %.1f s, verify %.1f s); %s%n",
+                (System.nanoTime() - start) / 1e9, r.compileSeconds(), r.saveSeconds(), r.checkSeconds(),
+                heap.describe());
+        out.printf("wrote %s and %s.data%n", output, output.getFileName());
         out.flush();
         return 0;
     }

@@ -24,7 +24,7 @@ public final class BudgetProjection {
     /** θ of a unit reopened because it lies outside the budget: inference value 0.05. */
     static final float REOPENED = GateValues.thetaFor(0.05f);
 
-    private record Unit(double score, long cost, Consumer<Map<String, float[]>> close,
+    record Unit(double score, long cost, Consumer<Map<String, float[]>> close,
                         Consumer<Map<String, float[]>> reopen, boolean closedNow, int group) {
     }
 
@@ -32,6 +32,14 @@ public final class BudgetProjection {
     }
 
     public static GateValues apply(GatePlan plan, GateValues values, double target) {
+        return apply(plan, values, target, Widths.perLayer());
+    }
+
+    /** As above; with uniform {@code widths} every layer of a kind keeps the same count ({@link UniformBudget}). */
+    public static GateValues apply(GatePlan plan, GateValues values, double target, Widths widths) {
+        if (widths.uniform()) {
+            return UniformBudget.apply(plan, values, target, widths.align());
+        }
         Map<String, float[]> theta = new LinkedHashMap<>();
         values.theta().forEach((k, v) -> theta.put(k, v.clone()));
         List<Unit> units = new ArrayList<>();
@@ -109,7 +117,7 @@ public final class BudgetProjection {
         return new GateValues(values.mode(), theta);
     }
 
-    private static Unit ffnUnit(GatePlan plan, FfnGroup f, int j, long cost, Map<String, float[]> theta, int group) {
+    static Unit ffnUnit(GatePlan plan, FfnGroup f, int j, long cost, Map<String, float[]> theta, int group) {
         if (plan.mode() == GateMode.COUPLED) {
             String gate = gateOf(plan, GateSpec.FfnChannels.class, f);
             float t = theta.get(gate)[j];
@@ -135,7 +143,7 @@ public final class BudgetProjection {
         }, closedNow, group);
     }
 
-    private static Unit headUnit(GatePlan plan, AttentionGroup a, int k, long cost, Map<String, float[]> theta,
+    static Unit headUnit(GatePlan plan, AttentionGroup a, int k, long cost, Map<String, float[]> theta,
                                  int group) {
         if (plan.mode() == GateMode.COUPLED) {
             String gate = gateOf(plan, GateSpec.HeadGroups.class, a);

@@ -28,6 +28,59 @@ public final class ExternalDataFile implements AutoCloseable {
         }
     }
 
+    private ExternalDataFile(Path path, FileChannel channel) {
+        this.path = path;
+        this.channel = channel;
+        this.size = Long.MAX_VALUE;   // grows as tensors are appended
+    }
+
+    /**
+     * An empty side file in {@code dir} that tensors are appended to ({@link #append}) and read back
+     * from. Its name is removed at once: the open channel keeps the bytes, and the disk space comes
+     * back when it is closed, even if the process dies.
+     */
+    static ExternalDataFile scratch(Path dir) {
+        Path path = null;
+        try {
+            path = AtomicFiles.tempSibling(dir.resolve("gatecut-scratch.data"));
+            FileChannel channel = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE);
+            java.nio.file.Files.delete(path);
+            return new ExternalDataFile(path, channel);
+        } catch (IOException e) {
+            AtomicFiles.deleteQuietly(path);
+            throw new UncheckedIOException("cannot create a scratch data file in " + dir + ": "
+                    + AtomicFiles.reason(e), e);
+        }
+    }
+
+    private long reserved;   // scratch files: bytes handed out so far
+
+    /** Writes {@code bytes} at the end (aligned to 4 KiB) and returns their offset; scratch files only. */
+    long append(ByteBuffer bytes) {
+        long offset = reserve(bytes.remaining());
+        writeAt(bytes, offset);
+        return offset;
+    }
+
+    /** Sets aside {@code length} bytes (aligned to 4 KiB) for one tensor and returns their offset; scratch files only. */
+    public synchronized long reserve(long length) {
+        long offset = (reserved + 4095) / 4096 * 4096;
+        reserved = offset + length;
+        return offset;
+    }
+
+    /** Writes {@code bytes} at {@code position} (inside a range from {@link #reserve}); safe from several threads. */
+    public void writeAt(ByteBuffer bytes, long position) {
+        try {
+            long at = position;
+            while (bytes.hasRemaining()) {
+                at += channel.write(bytes, at);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write scratch data to " + path + ": " + AtomicFiles.reason(e), e);
+        }
+    }
+
     public Path path() {
         return path;
     }

@@ -90,6 +90,16 @@ public final class OnnxModel implements AutoCloseable {
         return opsets().getOrDefault("", 0L);
     }
 
+    /**
+     * A side file in {@code dir} that edited tensors can be spilled to ({@link Tensor#spillTo}) so
+     * that they leave the heap; it has no name on disk and its space returns when the model is closed.
+     */
+    public ExternalDataFile newScratchFile(Path dir) {
+        ExternalDataFile f = ExternalDataFile.scratch(dir);
+        externalFiles.add(f);
+        return f;
+    }
+
     List<ExternalDataFile> externalFiles() {
         return externalFiles;
     }

@@ -112,6 +112,37 @@ public final class Tensor {
         return b.build();
     }
 
+    /**
+     * This tensor's bytes appended to {@code scratch}, as a tensor that reads them back from there:
+     * its data leaves the heap, and saving it later copies the bytes file to file. Its header is the
+     * one this tensor would be saved with, so the saved files do not change.
+     */
+    public Tensor spillTo(ExternalDataFile scratch) {
+        long offset = scratch.append(rawBytes());
+        TensorProto header = proto.toBuilder().clearRawData().clearFloatData().clearInt32Data()
+                .clearInt64Data().clearDoubleData().clearUint64Data().clearStringData().build();
+        return new Tensor(header, scratch, offset, byteSize());
+    }
+
+    /**
+     * A tensor whose {@code header} (name, type, dims; no data) describes bytes already written to
+     * {@code scratch} at {@code offset} (a range from {@link ExternalDataFile#reserve}).
+     */
+    public static Tensor inScratch(TensorProto header, ExternalDataFile scratch, long offset) {
+        long length = DataType.fromCode(header.getDataType()).byteSize(TensorArrays.elementCount(header));
+        return new Tensor(header, scratch, offset, length);
+    }
+
+    /** {@code length} raw bytes starting {@code from} bytes into the data (external data is read, not mapped). */
+    public ByteBuffer readRange(long from, int length) {
+        if (file != null) {
+            return file.read(offset + from, length, name());
+        }
+        ByteBuffer all = rawBytes();
+        return all.duplicate().position((int) from).limit((int) from + length).slice()
+                .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    }
+
     /** Streams the raw bytes to {@code target}. */
     void writeRawTo(WritableByteChannel target) throws IOException {
         if (file != null) {

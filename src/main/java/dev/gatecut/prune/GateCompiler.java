@@ -11,6 +11,7 @@ import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateSpec;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.Constants;
+import dev.gatecut.onnx.ExternalDataFile;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
 import dev.gatecut.onnx.OnnxFormatException;
@@ -24,6 +25,7 @@ import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
 import dev.gatecut.runtime.ShapeProbe;
 
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -63,8 +65,12 @@ public final class GateCompiler {
     /** Kept width of each FFN channel constant, by tensor name (the last axis is sliced to it). */
     private final Map<String, Integer> constantKeep = new HashMap<>();
 
-    private GateCompiler(OnnxModel model, GatePlan plan, int align, boolean decideOnly) {
+    /** Where rewritten weights go as they are made; null keeps them in the heap until the model is saved. */
+    private final ExternalDataFile scratch;
+
+    private GateCompiler(OnnxModel model, GatePlan plan, int align, boolean decideOnly, Path spillDir) {
         this.model = model;
+        this.scratch = spillDir == null ? null : model.newScratchFile(spillDir);
         this.graph = model.graph();
         this.plan = plan;
         this.align = Math.max(1, align);
@@ -74,9 +80,9 @@ public final class GateCompiler {
         }
     }
 
-    /** Compiles in place: {@code model} becomes the slim model. */
+    /** Compiles in place: {@code model} becomes the slim model, its rewritten weights held in the heap. */
     public static CompileReport compile(OnnxModel model, GatePlan plan, GateValues values, int align) {
-        return new GateCompiler(model, plan, align, false).run(values);
+        return new GateCompiler(model, plan, align, false, null).run(values);
     }
 
     /**
@@ -85,7 +91,7 @@ public final class GateCompiler {
      * anything: {@code model} is left as it is. Cheap enough to call at every evaluation.
      */
     public static List<LayerReport> preview(OnnxModel model, GatePlan plan, GateValues values, int align) {
-        GateCompiler c = new GateCompiler(model, plan, align, true);
+        GateCompiler c = new GateCompiler(model, plan, align, true, null);
         List<LayerReport> reports = new ArrayList<>();
         for (GroupChange change : c.decide(values)) {
             long after = change.tensors.stream().mapToLong(c::elementsAfterSlicing).sum();
@@ -102,6 +108,17 @@ public final class GateCompiler {
         long before = groups.stream().mapToLong(LayerReport::paramsBefore).sum();
         long after = groups.stream().mapToLong(LayerReport::paramsAfter).sum();
         return before == 0 ? 0 : (double) (before - after) / before;
+    }
+
+    /**
+     * Compiles in place, streaming: each rewritten weight is written to a scratch file in
+     * {@code spillDir} (the output's folder: it needs room for the edited weights) as soon as it is
+     * made, so the heap holds one tensor at a time; saving copies it file to file. The saved model is
+     * byte for byte the one {@link #compile(OnnxModel, GatePlan, GateValues, int)} saves.
+     */
+    public static CompileReport compileStreaming(OnnxModel model, GatePlan plan, GateValues values, int align,
+                                                 Path spillDir) {
+        return new GateCompiler(model, plan, align, false, spillDir).run(values);
     }
 
     private CompileReport run(GateValues values) {
@@ -176,12 +193,14 @@ public final class GateCompiler {
     private CompileReport foldAndSlice(List<GroupChange> changes, long before, KvCacheShapes cache) {
         int folded = 0;
         List<Runnable> sharing = reusedProjectionRewiring();
-        for (LinearLayer l : GatePlan.gatedLayers(plan.discovery())) {
+        List<LinearLayer> gatedLayers = GatePlan.gatedLayers(plan.discovery());
+        Map<LinearLayer, Tensor> streamed = streamWeights(gatedLayers);
+        for (LinearLayer l : gatedLayers) {
             boolean deletes = keepOut.containsKey(l) || keepIn.containsKey(l);
             if (!deletes && (rowScale.containsKey(l) || colScale.containsKey(l))) {
                 folded++;
             }
-            rewriteLayer(l);
+            rewriteLayer(l, streamed);
         }
         sharing.forEach(Runnable::run);
         List<LayerReport> reports = new ArrayList<>();
@@ -481,35 +500,76 @@ public final class GateCompiler {
 
     // ------------------------------------------------------------------ rewriting
 
-    private void rewriteLayer(LinearLayer l) {
+    /** The weight edit of a gated layer, or null when its gates leave it as it is. */
+    private StreamedWeightEdit weightEdit(LinearLayer l) {
         float[] row = rowScale.get(l);
         float[] col = colScale.get(l);
         TreeSet<Integer> outSet = keepOut.get(l);
         int[] out = outSet == null ? null : outSet.stream().mapToInt(Integer::intValue).toArray();
         int[] in = keepIn.get(l);
         if (row == null && col == null && out == null && in == null) {
+            return null;
+        }
+        Tensor wt = node(l).input(weightInput(l)).initializer();
+        return new StreamedWeightEdit(wt, l.layout() == WeightLayout.IN_OUT ? 0 : 1, col, row, in, out);
+    }
+
+    private static int weightInput(LinearLayer l) {
+        return l.opType().equals("MatMul") || l.opType().equals("Gemm") || l.opType().equals("Attention") ? 1 : -1;
+    }
+
+    /**
+     * Streaming compile: every weight edit written to the scratch file, several at a time (each holds
+     * a few MB), before the graph is rewritten in order with them.
+     */
+    private Map<LinearLayer, Tensor> streamWeights(List<LinearLayer> layers) {
+        Map<LinearLayer, Tensor> done = new java.util.concurrent.ConcurrentHashMap<>();
+        if (scratch == null) {
+            return done;
+        }
+        List<Map.Entry<LinearLayer, StreamedWeightEdit>> edits = new ArrayList<>();
+        for (LinearLayer l : layers) {
+            StreamedWeightEdit e = weightEdit(l);
+            if (e != null && StreamedWeightEdit.supports(e.source())) {
+                edits.add(Map.entry(l, e));
+            }
+        }
+        edits.parallelStream().forEach(e -> done.put(e.getKey(), e.getValue().write(e.getValue().source().name(),
+                scratch)));
+        return done;
+    }
+
+    private void rewriteLayer(LinearLayer l, Map<LinearLayer, Tensor> streamed) {
+        StreamedWeightEdit edit = weightEdit(l);
+        if (edit == null) {
             return;
         }
+        float[] row = edit.row();
+        int[] out = edit.keepOut();
         Node node = node(l);
-        int weightInput = l.opType().equals("MatMul") || l.opType().equals("Gemm") || l.opType().equals("Attention") ? 1 : -1;
-        Value w = node.input(weightInput);
-        Tensor wt = w.initializer();
-        TensorEdits.Dense dense = TensorEdits.read(wt);
-        int inAxis = l.layout() == WeightLayout.IN_OUT ? 0 : 1;
-        int outAxis = 1 - inAxis;
-        if (col != null) {
-            TensorEdits.scale(dense, inAxis, col);
+        int weightInput = weightInput(l);
+        Tensor ready = streamed.get(l);
+        if (ready != null) {
+            replaceWith(node, weightInput, ready::withName);
+        } else {
+            Tensor wt = edit.source();
+            TensorEdits.Dense dense = TensorEdits.read(wt);
+            int inAxis = edit.inAxis();
+            int outAxis = 1 - inAxis;
+            if (edit.col() != null) {
+                TensorEdits.scale(dense, inAxis, edit.col());
+            }
+            if (row != null) {
+                TensorEdits.scale(dense, outAxis, row);
+            }
+            if (edit.keepIn() != null) {
+                dense = TensorEdits.slice(dense, inAxis, edit.keepIn());
+            }
+            if (out != null) {
+                dense = TensorEdits.slice(dense, outAxis, out);
+            }
+            replaceConstant(node, weightInput, dense, wt);
         }
-        if (row != null) {
-            TensorEdits.scale(dense, outAxis, row);
-        }
-        if (in != null) {
-            dense = TensorEdits.slice(dense, inAxis, in);
-        }
-        if (out != null) {
-            dense = TensorEdits.slice(dense, outAxis, out);
-        }
-        replaceConstant(node, weightInput, dense, wt);
         if (l.bias() != null && (row != null || out != null)) {
             Node reader = biasReader(l, node);
             int idx = reader.inputs().indexOf(graph.requireValue(l.bias()));
@@ -574,16 +634,26 @@ public final class GateCompiler {
 
     /** Input {@code index} of {@code reader} gets new constant data (cloned when others share it). */
     private void replaceConstant(Node reader, int index, TensorEdits.Dense data, Tensor like) {
+        replaceWith(reader, index, name -> kept(TensorEdits.write(name, data, like)));
+    }
+
+    /** Input {@code index} of {@code reader} gets the tensor {@code make} gives for its name. */
+    private void replaceWith(Node reader, int index, java.util.function.Function<String, Tensor> make) {
         Value old = reader.input(index);
         boolean shared = old.uses().size() > 1 || !old.isInitializer() || old.isGraphInput() || old.isGraphOutput();
         if (!shared) {
-            graph.setInitializer(old, TensorEdits.write(old.name(), data, like));
+            graph.setInitializer(old, make.apply(old.name()));
             return;
         }
         String name = graph.freshName(old.name() + ".pruned");
-        Value fresh = graph.addInitializer(TensorEdits.write(name, data, like));
+        Value fresh = graph.addInitializer(make.apply(name));
         reader.setInput(index, fresh);
         renamed.put(old.name(), name);
+    }
+
+    /** A rewritten weight as the model keeps it: in the heap, or spilled to the scratch file. */
+    private Tensor kept(Tensor edited) {
+        return scratch == null ? edited : edited.spillTo(scratch);
     }
 
     private void editShape(ShapeEdit e, long value) {

@@ -1,6 +1,7 @@
 package dev.gatecut.train;
 
 import dev.gatecut.gates.GateMode;
+import dev.gatecut.gates.Widths;
 
 /**
  * Hyper-parameters of gate training (FineGates defaults: λ = 50, gate noise σ = 0.1, θ initialised
@@ -9,10 +10,19 @@ import dev.gatecut.gates.GateMode;
  * @param targetSparsity fraction of the targeted parameters to remove, e.g. 0.3
  * @param lambda         weight of the sparsity loss
  * @param pooling        "mean" (masked mean over tokens) or "first" (first token), classification only
+ * @param widths         whether the budget projection keeps one width per kind of block in every layer
  */
 public record TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
                           double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
-                          double thetaMean, double thetaStd, String pooling, int numLabels, long seed) {
+                          double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths) {
+
+    /** Per-layer widths. */
+    public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
+                       double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
+                       double thetaMean, double thetaStd, String pooling, int numLabels, long seed) {
+        this(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay, noiseSigma,
+                thetaMean, thetaStd, pooling, numLabels, seed, Widths.perLayer());
+    }
 
     public static TrainConfig defaults(Task task, GateMode mode, double targetSparsity, int numLabels) {
         return new TrainConfig(task, mode, targetSparsity, 50.0, task == Task.LM ? 1e-2 : 1e-3, 0.9, 0.999, 1e-8,
@@ -21,16 +31,21 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
 
     public TrainConfig withLearningRate(double lr) {
         return new TrainConfig(task, mode, targetSparsity, lambda, lr, beta1, beta2, epsilon, weightDecay, noiseSigma,
-                thetaMean, thetaStd, pooling, numLabels, seed);
+                thetaMean, thetaStd, pooling, numLabels, seed, widths);
     }
 
     public TrainConfig withSeed(long s) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths);
     }
 
     public TrainConfig withLambda(double l) {
         return new TrainConfig(task, mode, targetSparsity, l, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths);
+    }
+
+    public TrainConfig withWidths(Widths w) {
+        return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, w);
     }
 }

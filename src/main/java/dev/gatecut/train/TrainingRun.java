@@ -167,7 +167,8 @@ public final class TrainingRun {
                 boolean epochEnd = index == train.batchesPerEpoch() - 1 || done == total;
                 if (epochEnd) {
                     // Evaluate what compiling would give: the gates projected onto the parameter budget.
-                    GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
+                    GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(),
+                            config.widths());
                     sparsity = compiled.of(projected);
                     if (evaluator != null) {
                         lastEval = evaluator.evaluate(eval, withGates(params, trainer.parameters(), projected));
@@ -180,7 +181,7 @@ public final class TrainingRun {
                 }
             }
             trainer.gates().write(outDir.resolve("gates.raw.json"));
-            GateValues gates = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
+            GateValues gates = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(), config.widths());
             gates.write(outDir.resolve("gates.json"));
             writeParams(outDir.resolve("params.json"), params, trainer.parameters());
             return new Summary(trainer.step(), last, lastEval, sparsity, gates, shapes);
