@@ -78,14 +78,16 @@ public final class CudaGraphTiming {
             throws OrtException {
         OrtEnvironment env = OrtSessions.environment();
         Map<String, OnnxTensor> feeds;
+        Map<String, Long> fixedDims;
         try (OnnxModel m = OnnxModel.load(model)) {
             feeds = RandomInputs.create(env, m.graph(), settings.batch(), settings.sequence(), settings.seed());
+            fixedDims = symbolicDims(m, settings);
         }
         try (OrtSession.SessionOptions options = OrtSessions.options(Device.CUDA);
              OrtSession plain = env.createSession(model.toString(), options)) {
             progress.accept(model + ": plain CUDA run for the reference outputs");
             try (Pinned pinned = Pinned.from(plain, feeds)) {
-                return timeGraphs(model, settings, feeds, pinned, progress);
+                return timeGraphs(model, settings, feeds, fixedDims, pinned, progress);
             }
         } finally {
             feeds.values().forEach(OnnxTensor::close);
@@ -123,8 +125,28 @@ public final class CudaGraphTiming {
         }
     }
 
+    /**
+     * The concrete value of every symbolic input dimension at these settings (batch, sequence):
+     * given to ONNX Runtime as symbolic dimension values (its free-dimension overrides), so that shape arithmetic folds into
+     * constants instead of running on the CPU, which would stop the capture.
+     */
+    static Map<String, Long> symbolicDims(OnnxModel model, Benchmark.Settings settings) {
+        Map<String, Long> dims = new LinkedHashMap<>();
+        for (RandomInputs.InputSpec spec : RandomInputs.specs(model.graph(), settings.batch(), settings.sequence())) {
+            model.graph().value(spec.name()).flatMap(dev.gatecut.onnx.Shape::declared).ifPresent(shape -> {
+                for (int i = 0; i < shape.rank() && i < spec.shape().length; i++) {
+                    String param = shape.dim(i).param();
+                    if (param != null && !param.isEmpty()) {
+                        dims.putIfAbsent(param, spec.shape()[i]);
+                    }
+                }
+            });
+        }
+        return dims;
+    }
+
     private static Result timeGraphs(Path model, Benchmark.Settings settings, Map<String, OnnxTensor> feeds,
-                                     Pinned pinned, Consumer<String> progress)
+                                     Map<String, Long> fixedDims, Pinned pinned, Consumer<String> progress)
             throws OrtException {
         progress.accept(model + ": creating the CUDA-graph session");
         OrtSession session;
@@ -133,6 +155,9 @@ public final class CudaGraphTiming {
             options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL);
             cuda.add("enable_cuda_graph", "1");
             options.addCUDA(cuda);
+            for (Map.Entry<String, Long> d : fixedDims.entrySet()) {
+                options.setSymbolicDimensionValue(d.getKey(), d.getValue());
+            }
             session = OrtSessions.environment().createSession(model.toString(), options);
         } catch (OrtException e) {
             return notMeasured(model, "ONNX Runtime refuses CUDA graphs for it: " + OrtSessions.firstLine(e));

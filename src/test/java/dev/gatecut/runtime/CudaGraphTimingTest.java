@@ -67,4 +67,13 @@ class CudaGraphTimingTest {
         assertTrue(CudaGraphTiming.relativeError(expected, ByteBuffer.allocate(8), OnnxJavaType.FLOAT) > 1);
         assertEquals(Double.POSITIVE_INFINITY, CudaGraphTiming.relativeError(expected, zeros, OnnxJavaType.INT64));
     }
+
+    @Test
+    void symbolicInputDimensionsAreFixedAtTheBenchShape() {
+        try (OnnxModel model = OnnxModel.load(BERT)) {
+            Map<String, Long> dims = CudaGraphTiming.symbolicDims(model,
+                    new Benchmark.Settings(Device.CUDA, 4, 16, 0, 1, 0, 7));
+            assertEquals(Map.of("batch", 4L, "sequence", 16L), dims);
+        }
+    }
 }
