@@ -22,7 +22,7 @@
 # SPARSITIES ("0.3 0.5"),
 # SHAPES ("BATCHxSEQ:RUNS:WARMUP[:ROUNDS] ..."), ROUNDS (4, for shapes that name none), PRUNE_EXTRA (""),
 # BUDGET_S (total seconds, 530),
-# BENCH_EXTRA ("", e.g. "--threads 4"), KTRACE_SHAPES ("" = none; e.g. "1x128:50:10 32x128:20:5": per-kernel GPU time of each file, tools/ktrace),
+# BENCH_EXTRA ("", e.g. "--threads 4", or "--cuda-graph" to time CUDA-graph replays too), KTRACE_SHAPES ("" = none; e.g. "1x128:50:10 32x128:20:5": per-kernel GPU time of each file, tools/ktrace),
 # REUSE_PRUNED (0; 1 keeps compiled models and FLOPs counts already in $BENCH_DIR from an earlier call
 # on the same warm machine, so only the benchmark runs again),
 # GATECUT (the command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar).
@@ -172,6 +172,9 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 for m in r["models"]:
     print(f"    {m['file']}: median {m['medianMs']:.3f} ms, p90 {m['p90Ms']:.3f} ms, speedup {m['speedup']:.2f}x")
+for g in r.get("cudaGraph", []):   # BENCH_EXTRA="--cuda-graph"
+    print(f"    CUDA graph {g['file']}: " + (f"median {g['medianMs']:.3f} ms, speedup {g['speedup'] or float('nan'):.2f}x"
+                                            if "medianMs" in g else g["status"]))
 PY
     else
       say "bench: $m ${b}x$q FAILED (exit $?)"
