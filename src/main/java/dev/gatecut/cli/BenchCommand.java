@@ -34,9 +34,9 @@ import java.util.concurrent.Callable;
         footer = {"The zoo BERT as exported against its ONNX-Runtime-fused form, 8 rows x 64 tokens:",
                 GatecutCli.EXAMPLE_RUN + " bench onnx-models/bert-ts17.onnx \\",
                 "      onnx-models/bert-ort-fused.onnx --batch 8 --seq 64",
-                "Greedy generation with the KV cache, 16 prompt tokens then 32 decode steps, 2 rows:",
-                GatecutCli.EXAMPLE_RUN + " bench onnx-models/deploy/llama-kv-ts17-eager.onnx --generate \\",
-                "      --prefill 16 --decode 32 --batch 2"})
+                "Greedy generation with the KV cache: 16 prompt tokens, then 32 steps, 2 rows:",
+                GatecutCli.EXAMPLE_RUN + " bench --generate --prefill 16 --decode 32 \\",
+                "      --batch 2 onnx-models/deploy/llama-kv-ts17-eager.onnx"})
 final class BenchCommand implements Callable<Integer> {
     @Parameters(arity = "1..*", paramLabel = "MODEL", description = "ONNX model files to time; the first is the"
             + " baseline the others are compared with.")
