@@ -39,7 +39,13 @@ transformers.AttentionInterface, and with the head-split Reshape shapes (-1, 64)
 Both are exact rewrites (checked in torch); the ONNX Runtime check compares with the eager bert-base
 model.  The script exits non-zero if fewer than 12 Attention nodes result.
 
-    python3 tools/export_bench_models.py --out /tmp/bench [--models bert-base,llama-0.5b,bert-base-fused] [--no-check]
+Half precision: NAME-fp16 / NAME-bf16 (bert-base and llama-0.5b) is the same model, same seed and
+weights, converted with .to(float16 / bfloat16) on the GPU (the CPU when there is none) and exported
+there, as optimum does; inputs stay int64, the output is in the model's precision.  The ONNX Runtime
+check against torch is float32-only (the CPU provider has no bfloat16 kernels and computes float16 in
+float32): gatecut prune verifies compiled against gated models of any precision on CUDA.
+
+    python3 tools/export_bench_models.py --out /tmp/bench [--models bert-base,llama-0.5b,bert-base-fused,llama-0.5b-fp16] [--no-check]
     python3 tools/export_bench_models.py --flops MODEL.onnx --batch 32 --seq 128    # = tools/flops.py
 
 Writes OUT/NAME.onnx (+ OUT/NAME.onnx.data) and OUT/NAME.json (config, parameters, bytes, check,
@@ -182,6 +188,15 @@ def export(name, spec, out_dir, check=True, flops_shapes=()):
     log(f"{name}: built {type(model).__name__}, {params:,} parameters ({time.time() - t0:.1f} s)")
     feeds = make_inputs(names, spec["vocab"], *EXPORT_SHAPE, seed=7)
     args = tuple(torch.from_numpy(feeds[n]) for n in names)
+    dtype = spec.get("dtype", "fp32")
+    if dtype != "fp32":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        wrapper = wrapper.to(device=device, dtype=torch.float16 if dtype == "fp16" else torch.bfloat16)
+        args = tuple(a.to(device) for a in args)
+        log(f"{name}: converted to {dtype} on {device}")
+        if check:
+            log(f"{name}: ONNX Runtime check against torch skipped ({dtype}: the check is float32-only)")
+            check = False
     axes = {n: {0: "batch", 1: "sequence"} for n in names + ["last_hidden_state"]}
     final = os.path.join(out_dir, name + ".onnx")
     data_name = name + ".onnx.data"
@@ -480,6 +495,17 @@ def check_against_torch(path, wrapper, names, vocab, shape=CHECK_SHAPE):
             "onnxruntime": ort.__version__}
 
 
+def model_spec(name):
+    """MODELS[name], or for NAME-fp16 / NAME-bf16 that spec with its precision."""
+    base, _, dtype = name.rpartition("-")
+    if name not in MODELS and dtype in ("fp16", "bf16") and base in MODELS and not MODELS[base].get("fusion"):
+        return dict(MODELS[base], dtype=dtype)
+    if name not in MODELS:
+        raise SystemExit(f"unknown model '{name}'; choose from {', '.join(MODELS)}, or bert-base / llama-0.5b"
+                         " with -fp16 or -bf16")
+    return MODELS[name]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -504,10 +530,9 @@ def main(argv=None):
     import torch
     torch.set_num_threads(max(1, min(16, os.cpu_count() or 1)))
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        if name not in MODELS:
-            raise SystemExit(f"unknown model '{name}'; choose from {', '.join(MODELS)}")
-        run = export_fused if MODELS[name].get("fusion") else export
-        run(name, MODELS[name], args.out, check=not args.no_check, flops_shapes=shapes)
+        spec = model_spec(name)
+        run = export_fused if spec.get("fusion") else export
+        run(name, spec, args.out, check=not args.no_check, flops_shapes=shapes)
     shutil.disk_usage(args.out)
 
 

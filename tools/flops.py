@@ -21,6 +21,14 @@ probe answers for every (batch, sequence) asked.
 
 As a library:  count(path) -> Counter;  counter.at(batch, seq) -> {"linear": .., "attention": .., ...}
 
+Half-precision models (float16 / bfloat16) are probed through a float32 stand-in: the same graph with
+float32 types, small half-precision constants converted and large ones replaced by zeros of their shape
+(ConstantOfShape; shapes never depend on weight values). ONNX Runtime's CPU provider has few float16
+and no bfloat16 kernels and inserts casts around them that clash with the exposed operands ("Type
+(tensor(float)) of output arg (InsertedPrecisionFreeCast_...) does not match expected type
+(tensor(float16))"); the stand-in has none, and the counts do not depend on the precision.
+Decoders exported with a KV cache (past_key_values.* inputs) are probed as a prefill: empty past.
+
 The ideal speedup of a compiled model over its dense model is dense total / compiled total.
 com.microsoft Attention with an initializer weight (ORT's transformer optimizer) is counted: its
 packed QKV projection as linear, Q.K^T and P.V as attention.  Other contrib ops with hidden products
@@ -165,6 +173,10 @@ def _feeds(model, batch, seq, rng):
             dims.append(d.dim_value if d.HasField("dim_value") else (batch if idx == 0 else seq))
         name = vi.name.lower()
         et = tt.elem_type
+        if name.startswith("past") and len(dims) >= 3:
+            # KV cache: an empty past (a prefill); the symbolic past length is 0, the batch stays.
+            dims = [d.dim_value if d.HasField("dim_value") else (batch if idx == 0 else 0)
+                    for idx, d in enumerate(tt.shape.dim)]
         if et in (TensorProto.INT64, TensorProto.INT32):
             dtype = np.int64 if et == TensorProto.INT64 else np.int32
             if "mask" in name:
@@ -185,6 +197,78 @@ def _feeds(model, batch, seq, rng):
             raise ValueError(f"input {vi.name}: element type {et} not supported by the probe")
         feeds[vi.name] = a
     return feeds
+
+
+HALF_TYPES = (10, 16)   # TensorProto.FLOAT16, TensorProto.BFLOAT16
+SMALL_CONSTANT = 1 << 16   # half-precision constants up to this many elements keep their values
+
+
+def _half_to_float32(tensor, base_dir):
+    """A float32 numpy array of a FLOAT16 / BFLOAT16 TensorProto (inline or external)."""
+    from onnx import external_data_helper
+    if tensor.data_location == 1:   # EXTERNAL
+        external_data_helper.load_external_data_for_tensor(tensor, base_dir)
+    shape = list(tensor.dims)
+    if tensor.raw_data:
+        bits = np.frombuffer(tensor.raw_data, dtype=np.uint16)
+    else:
+        bits = np.array(tensor.int32_data, dtype=np.uint16)
+    if tensor.data_type == 10:
+        return bits.view(np.float16).astype(np.float32).reshape(shape)
+    return (bits.astype(np.uint32) << 16).view(np.float32).reshape(shape)
+
+
+def _float_tensor(name, values):
+    from onnx import numpy_helper
+    return numpy_helper.from_array(np.ascontiguousarray(values, dtype=np.float32), name)
+
+
+def float_stand_in(model, base_dir):
+    """Rewrites `model` (in place) to float32 for shape probing; see the module docstring."""
+    import onnx
+    from onnx import helper, TensorProto
+    g = model.graph
+    fed = {i.name for i in g.input}
+    kept, zero_nodes = [], []
+    for t in g.initializer:
+        if t.data_type not in HALF_TYPES:
+            kept.append(t)
+            continue
+        count_ = int(np.prod(t.dims, dtype=np.int64)) if len(t.dims) else 1
+        if count_ <= SMALL_CONSTANT:
+            kept.append(_float_tensor(t.name, _half_to_float32(t, base_dir)))
+        else:
+            shape_name = t.name + "__flops_shape"
+            kept.append(onnx.numpy_helper.from_array(np.array(list(t.dims), dtype=np.int64), shape_name))
+            zero_nodes.append(helper.make_node("ConstantOfShape", [shape_name], [t.name],
+                                               name=t.name + "__flops_zeros",
+                                               value=helper.make_tensor("value", TensorProto.FLOAT, [1], [0.0])))
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    zeroed = {n.output[0] for n in zero_nodes}
+    inputs = [i for i in g.input if i.name not in zeroed]
+    del g.input[:]
+    g.input.extend(inputs)
+    nodes = zero_nodes + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    for n in g.node:
+        for a in n.attribute:
+            if n.op_type == "Cast" and a.name == "to" and a.i in HALF_TYPES:
+                a.i = TensorProto.FLOAT
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type in HALF_TYPES:
+                a.t.CopyFrom(_float_tensor(a.t.name, _half_to_float32(a.t, base_dir)))
+    for vi in list(g.input) + list(g.output):
+        if vi.type.tensor_type.elem_type in HALF_TYPES:
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT
+    g.ClearField("value_info")
+    return fed
+
+
+def _is_half(model):
+    g = model.graph
+    return (any(t.data_type in HALF_TYPES for t in g.initializer)
+            or any(v.type.tensor_type.elem_type in HALF_TYPES for v in list(g.input) + list(g.output)))
 
 
 def count(path, threads=4):
@@ -222,6 +306,11 @@ def count(path, threads=4):
     for x in wanted:
         g.output.append(onnx.helper.make_empty_tensor_value_info(x))
     directory = os.path.dirname(os.path.abspath(path))
+    if _is_half(model):
+        model = onnx.load(path, load_external_data=False)   # the analysis above keeps the original
+        for x in wanted:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(x))
+        float_stand_in(model, directory)
     fd, probe_path = tempfile.mkstemp(suffix=".flops-probe.onnx", dir=directory)
     os.close(fd)
     try:

@@ -16,10 +16,13 @@
 # Work files go to $BENCH_DIR (/tmp/bench); exported models there are reused when present, so a second
 # call on a still-warm machine skips the export.
 #
-# Settings (environment): MODELS ("bert-base llama-0.5b"), SPARSITIES ("0.3 0.5"),
+# Settings (environment): MODELS ("bert-base llama-0.5b"), PRECISIONS ("fp32 fp16": each model in each
+# precision, side by side; bf16 too with PRECISIONS="fp32 fp16 bf16" — ONNX Runtime's CUDA provider runs
+# the bf16 zoo, see bench/results/2026-11-30-half-precision-h200.md; export_bench_models.py NAME-fp16 etc.),
+# SPARSITIES ("0.3 0.5"),
 # SHAPES ("BATCHxSEQ:RUNS:WARMUP[:ROUNDS] ..."), ROUNDS (4, for shapes that name none), PRUNE_EXTRA (""),
 # BUDGET_S (total seconds, 530),
-# BENCH_EXTRA ("", e.g. "--threads 4"), KTRACE_SHAPES ("" = none; e.g. "1x128:50:10 32x128:20:5": per-kernel GPU time of each file, tools/ktrace),
+# BENCH_EXTRA ("", e.g. "--threads 4", or "--cuda-graph" to time CUDA-graph replays too), KTRACE_SHAPES ("" = none; e.g. "1x128:50:10 32x128:20:5": per-kernel GPU time of each file, tools/ktrace),
 # REUSE_PRUNED (0; 1 keeps compiled models and FLOPs counts already in $BENCH_DIR from an earlier call
 # on the same warm machine, so only the benchmark runs again),
 # GATECUT (the command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar).
@@ -35,6 +38,11 @@ OUT=${OUT:-$PWD/bench-out}
 BENCH_DIR=${BENCH_DIR:-/tmp/bench}
 RAW=$BENCH_DIR/raw
 MODELS=${MODELS:-"bert-base llama-0.5b"}
+PRECISIONS=${PRECISIONS:-"fp32 fp16"}
+# Every model in every precision: NAME (fp32), NAME-fp16, NAME-bf16.
+MODELS=$(for m in $MODELS; do for p in $PRECISIONS; do
+  if [ "$p" = fp32 ]; then printf '%s ' "$m"; else printf '%s ' "$m-$p"; fi; done; done)
+MODELS=${MODELS% }
 SPARSITIES=${SPARSITIES:-"0.3 0.5"}
 # batch x seq : timed runs : warm-up runs (run counts sized so llama-0.5b at 64x256 takes ~10 s a model)
 # Batch 1 is host-bound and drifts by up to +-30% within seconds (2026-11-22, H100): 4 rounds of 25 runs
@@ -78,7 +86,7 @@ if [ -z "${GATECUT:-}" ]; then
 fi
 read -r -a GC <<< "$GATECUT"
 
-say "gatecut bench-prune: models [$MODELS], sparsities [$SPARSITIES], shapes [$SHAPES], rounds $ROUNDS, prune extra [$PRUNE_EXTRA], bench extra [$BENCH_EXTRA], budget ${BUDGET_S}s"
+say "gatecut bench-prune: models [$MODELS] (precisions $PRECISIONS), sparsities [$SPARSITIES], shapes [$SHAPES], rounds $ROUNDS, prune extra [$PRUNE_EXTRA], bench extra [$BENCH_EXTRA], budget ${BUDGET_S}s"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c 'import torch, transformers, onnx, onnxruntime; print("torch", torch.__version__, "transformers", transformers.__version__, "onnx", onnx.__version__, "onnxruntime(py)", onnxruntime.__version__)'
 "${GC[@]}" --version
@@ -164,6 +172,9 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 for m in r["models"]:
     print(f"    {m['file']}: median {m['medianMs']:.3f} ms, p90 {m['p90Ms']:.3f} ms, speedup {m['speedup']:.2f}x")
+for g in r.get("cudaGraph", []):   # BENCH_EXTRA="--cuda-graph"
+    print(f"    CUDA graph {g['file']}: " + (f"median {g['medianMs']:.3f} ms, speedup {g['speedup'] or float('nan'):.2f}x"
+                                            if "medianMs" in g else g["status"]))
 PY
     else
       say "bench: $m ${b}x$q FAILED (exit $?)"

@@ -1,19 +1,14 @@
 package dev.gatecut.runtime;
 
-import ai.onnxruntime.NodeInfo;
 import ai.onnxruntime.OnnxJavaType;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
-import ai.onnxruntime.TensorInfo;
 import dev.gatecut.onnx.Graph;
 
 import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
@@ -93,19 +88,19 @@ public final class Equivalence {
             ids[i] = (long) (random.nextDouble() * vocabBound);
         }
         int leftPad = batch > 1 && prompt > 2 ? 2 : 0;
-        Cache refCache = Cache.empty(reference, batch);
-        Cache candCache = Cache.empty(candidate, batch);
+        KvCacheFeeds.Cache refCache = KvCacheFeeds.Cache.empty(reference, batch);
+        KvCacheFeeds.Cache candCache = KvCacheFeeds.Cache.empty(candidate, batch);
         double worst = 0;
         int past = 0;
         int seq = prompt;
         try {
             for (int step = 0; step <= steps; step++) {
-                Map<String, OnnxTensor> common = tokenFeeds(graph, ids, batch, seq, past, leftPad);
+                Map<String, OnnxTensor> common = KvCacheFeeds.tokenFeeds(graph, ids, batch, seq, past, leftPad);
                 try {
                     OrtSession.Result a = reference.run(refCache.feeds(common));
                     OrtSession.Result b = candidate.run(candCache.feeds(common));
                     worst = Math.max(worst, compare(a, b));
-                    ids = nextTokens(a, batch);
+                    ids = KvCacheFeeds.nextTokens(a, batch);
                     refCache = refCache.advance(a);
                     candCache = candCache.advance(b);
                 } finally {
@@ -119,156 +114,6 @@ public final class Equivalence {
             candCache.close();
         }
         return worst;
-    }
-
-    /** input_ids, attention_mask over past + current tokens, position_ids continuing the past, other inputs zero. */
-    private static Map<String, OnnxTensor> tokenFeeds(Graph graph, long[] ids, int batch, int seq, int past,
-                                                      int leftPad) throws OrtException {
-        Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
-        var env = OrtSessions.environment();
-        try {
-            for (RandomInputs.InputSpec spec : RandomInputs.specs(graph, batch, seq, past)) {
-                long[] values = new long[(int) dev.gatecut.onnx.TensorArrays.elementCount(spec.shape())];
-                switch (spec.role()) {
-                    case PAST -> {
-                        continue;
-                    }
-                    case MASK -> {
-                        int total = past + seq;
-                        for (int r = 0; r < batch; r++) {
-                            for (int j = 0; j < total; j++) {
-                                values[r * total + j] = r == 1 && j < leftPad ? 0 : 1;
-                            }
-                        }
-                    }
-                    case POSITIONS -> {
-                        for (int i = 0; i < values.length; i++) {
-                            values[i] = past + i % seq;
-                        }
-                    }
-                    case DATA -> {
-                        if (spec.name().equals("input_ids")) {
-                            values = ids;
-                        }
-                    }
-                }
-                if (spec.type() != dev.gatecut.onnx.DataType.INT64) {
-                    throw new IllegalArgumentException("input '" + spec.name() + "' has type " + spec.type()
-                            + "; generation feeds int64 token inputs");
-                }
-                feeds.put(spec.name(), OnnxTensor.createTensor(env, LongBuffer.wrap(values), spec.shape()));
-            }
-        } catch (OrtException | RuntimeException e) {
-            feeds.values().forEach(OnnxTensor::close);
-            throw e;
-        }
-        return feeds;
-    }
-
-    /** The most likely next token of each row, from the logits at the last position. */
-    private static long[] nextTokens(OrtSession.Result result, int batch) {
-        OnnxTensor logits = (OnnxTensor) result.get("logits").orElseGet(() -> result.get(0));
-        long[] shape = logits.getInfo().getShape();
-        int vocab = (int) shape[shape.length - 1];
-        int positions = (int) (logits.getInfo().getNumElements() / batch / vocab);
-        FloatBuffer f = logits.getFloatBuffer();
-        long[] next = new long[batch];
-        for (int r = 0; r < batch; r++) {
-            int base = (r * positions + positions - 1) * vocab;
-            int best = 0;
-            for (int v = 1; v < vocab; v++) {
-                if (f.get(base + v) > f.get(base + best)) {
-                    best = v;
-                }
-            }
-            next[r] = best;
-        }
-        return next;
-    }
-
-    /** One model's KV cache between steps: its past inputs, from its own last result. */
-    private static final class Cache implements AutoCloseable {
-        private final Map<String, OnnxTensor> past;
-        private final List<AutoCloseable> owned;
-
-        private Cache(Map<String, OnnxTensor> past, List<AutoCloseable> owned) {
-            this.past = past;
-            this.owned = owned;
-        }
-
-        /** Empty past tensors shaped by the session's own declared inputs (its KV-head count). */
-        static Cache empty(OrtSession session, int batch) throws OrtException {
-            Map<String, OnnxTensor> past = new LinkedHashMap<>();
-            List<AutoCloseable> owned = new ArrayList<>();
-            for (Map.Entry<String, NodeInfo> e : session.getInputInfo().entrySet()) {
-                if (!e.getKey().toLowerCase(java.util.Locale.ROOT).startsWith("past")
-                        || !(e.getValue().getInfo() instanceof TensorInfo info)) {
-                    continue;
-                }
-                long[] shape = info.getShape().clone();
-                boolean first = true;
-                for (int i = 0; i < shape.length; i++) {
-                    if (shape[i] < 0) {
-                        shape[i] = first ? batch : 0;
-                        first = false;
-                    }
-                }
-                OnnxTensor t = emptyTensor(info.type, shape);
-                past.put(e.getKey(), t);
-                owned.add(t);
-            }
-            return new Cache(past, owned);
-        }
-
-        private static OnnxTensor emptyTensor(OnnxJavaType type, long[] shape) throws OrtException {
-            var env = OrtSessions.environment();
-            return switch (type) {
-                case FLOAT -> OnnxTensor.createTensor(env, FloatBuffer.allocate(0), shape);
-                case FLOAT16, BFLOAT16 -> OnnxTensor.createTensor(env, java.nio.ShortBuffer.allocate(0), shape, type);
-                default -> throw new IllegalArgumentException("past input of type " + type + " is not supported");
-            };
-        }
-
-        Map<String, OnnxTensor> feeds(Map<String, OnnxTensor> common) {
-            Map<String, OnnxTensor> all = new LinkedHashMap<>(common);
-            all.putAll(past);
-            return all;
-        }
-
-        /** The next step's past: this result's present outputs, matched to the past inputs by name. */
-        Cache advance(OrtSession.Result result) throws OrtException {
-            Map<String, OnnxTensor> next = new LinkedHashMap<>();
-            for (String pastName : past.keySet()) {
-                String present = presentName(pastName, result);
-                next.put(pastName, (OnnxTensor) result.get(present).orElseThrow());
-            }
-            close();
-            return new Cache(next, List.of(result));
-        }
-
-        /** optimum's present.N.key for past_key_values.N.key; present_key_N for past_key_N. */
-        private static String presentName(String pastName, OrtSession.Result result) {
-            for (String candidate : List.of(pastName.replaceFirst("^past_key_values", "present"),
-                    pastName.replaceFirst("^past", "present"))) {
-                if (result.get(candidate).isPresent()) {
-                    return candidate;
-                }
-            }
-            throw new IllegalArgumentException("no present output for past input '" + pastName + "'");
-        }
-
-        @Override
-        public void close() throws OrtException {
-            for (AutoCloseable c : owned) {
-                try {
-                    c.close();
-                } catch (OrtException | RuntimeException e) {
-                    throw e;
-                } catch (Exception e) {
-                    throw new IllegalStateException(e);
-                }
-            }
-        }
     }
 
     /** Worst relative error over the outputs both results have (float, fp16 and bf16 outputs). */

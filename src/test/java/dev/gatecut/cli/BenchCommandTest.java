@@ -108,4 +108,65 @@ class BenchCommandTest {
         assertTrue(err.contains(problem), "names the problem '" + problem + "': " + err);
         assertEquals("", run.out());
     }
+
+    private static final String LLAMA_KV = "onnx-models/deploy/llama-kv-ts17-eager.onnx";
+
+    @Test
+    void generateComparesASlimDecoderWithItsDenseModelBesideTheIdeal(@TempDir Path dir) throws Exception {
+        String slim = dir.resolve("slim.onnx").toString();
+        InspectCommandTest.Run prune = gatecut("prune", LLAMA_KV, "--random-sparsity", "0.5", "--seed", "1", "-o", slim);
+        assertEquals(0, prune.exit(), prune.err());
+        InspectCommandTest.Run run = gatecut("bench", LLAMA_KV, slim, "--generate", "--prefill", "6", "--decode", "4",
+                "--batch", "2", "--runs", "2", "--warmup", "1", "--threads", "1", "--json");
+        assertEquals(0, run.exit(), run.err());
+        JsonNode report = new ObjectMapper().readTree(run.out());
+        assertEquals("generate", report.get("mode").asText());
+        JsonNode dense = report.get("models").get(0);
+        JsonNode pruned = report.get("models").get(1);
+        assertEquals(1.0, dense.get("idealDecode").asDouble(), 0.0);
+        assertTrue(pruned.get("weightBytesPerToken").asLong() < dense.get("weightBytesPerToken").asLong(), run.out());
+        assertEquals(dense.get("weightBytesPerToken").asDouble() / pruned.get("weightBytesPerToken").asDouble(),
+                pruned.get("idealDecode").asDouble(), 1e-12);
+        assertTrue(pruned.get("idealPrefill").asDouble() > 1.2, "half the FFN and heads gone: " + run.out());
+        assertEquals(2, pruned.get("tokens").size());
+        assertEquals(5, pruned.get("tokens").get(0).size(), "prefill token + 4 decode steps");
+        assertEquals(2, dense.get("stepMs").size());
+        assertTrue(pruned.get("pastBytes").asLong() < dense.get("pastBytes").asLong(), "fewer KV heads: " + run.out());
+
+        InspectCommandTest.Run text = gatecut("bench", LLAMA_KV, "--generate", "--prefill", "3", "--decode", "2",
+                "--runs", "1", "--warmup", "0");
+        assertEquals(0, text.exit(), text.err());
+        List<String> lines = text.out().lines().toList();
+        assertTrue(lines.get(0).startsWith("device cpu, batch 1, greedy generation: prefill 3 tokens, then 2 decode steps"),
+                text.out());
+        assertTrue(lines.get(1).contains("tokens/s") && lines.get(1).contains("prefill ms"), text.out());
+        assertTrue(lines.get(2).startsWith(LLAMA_KV), text.out());
+    }
+
+    @Test
+    void generateRefusesModelsWithoutACacheAndCudaGraphs() {
+        InspectCommandTest.Run noCache = gatecut("bench", BERT, "--generate", "--runs", "1");
+        assertEquals(2, noCache.exit(), noCache.err());
+        assertTrue(noCache.err().contains(BERT + ": no past_key_values inputs"), noCache.err());
+        InspectCommandTest.Run graphs = gatecut("bench", LLAMA_KV, "--generate", "--cuda-graph", "--runs", "1");
+        assertEquals(2, graphs.exit(), graphs.err());
+        assertTrue(graphs.err().contains("--cuda-graph cannot be combined with --generate"), graphs.err());
+        assertEquals(1, graphs.err().strip().lines().count(), graphs.err());
+    }
+
+    @Test
+    void cudaGraphOnTheCpuKeepsThePlainFiguresAndSaysWhy() throws Exception {
+        InspectCommandTest.Run run = gatecut("bench", BERT, "--cuda-graph", "--runs", "2", "--warmup", "0", "--seq", "8");
+        assertEquals(0, run.exit(), run.err());
+        List<String> lines = run.out().lines().toList();
+        assertTrue(lines.get(2).startsWith(BERT) && lines.get(2).endsWith("1.00x"), run.out());
+        assertTrue(lines.get(3).startsWith("CUDA graphs"), run.out());
+        assertTrue(lines.get(5).contains("not measured: CUDA graphs need --device cuda"), run.out());
+        InspectCommandTest.Run json = gatecut("bench", BERT, "--cuda-graph", "--runs", "2", "--warmup", "0", "--seq", "8",
+                "--json");
+        JsonNode graphs = new ObjectMapper().readTree(json.out()).get("cudaGraph");
+        assertEquals(1, graphs.size());
+        assertEquals("CUDA graphs need --device cuda", graphs.get(0).get("status").asText());
+        assertFalse(graphs.get(0).has("medianMs"));
+    }
 }

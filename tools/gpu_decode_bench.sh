@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Decode speed of slim LLMs (issue 14 part 4) and batch 1 through CUDA graphs (issue 15 part 2), on the
+# GPU machine, in steps that each fit one device call (≤ 10 min). Models are made there and stay there
+# ($MODEL_DIR, default /opt/models): a machine keeps its disk only while warm (about 30 s after a call),
+# so run the steps back to back. Each step skips what an earlier call already left in $MODEL_DIR.
+#
+# From the repository root, GPU kit unpacked (shared/gpu/README.md), target/gatecut-nonative.jar carried:
+#
+#   source /opt/gpukit/env.sh && STEP=export bash tools/gpu_decode_bench.sh   # ~3-5 min: tiny preflight, Qwen2.5-1.5B-shaped fp16
+#   source /opt/gpukit/env.sh && STEP=prune  bash tools/gpu_decode_bench.sh   # compile 30% / 50% (random coupled gates, --align 32)
+#   source /opt/gpukit/env.sh && STEP=decode bash tools/gpu_decode_bench.sh   # greedy generation, dense vs slim, batch 1 and 16
+#   source /opt/gpukit/env.sh && STEP=graph  bash tools/gpu_decode_bench.sh   # batch 1 with and without CUDA graphs, BERT-base / LLaMA-0.5B fp16
+#
+# Writes into $OUT: decode-STEP.log (everything printed), and per step its JSON (decode-b1.json,
+# decode-b16.json: `gatecut bench --generate --json`; graph-NAME.json: `gatecut bench --cuda-graph --json`).
+# Settings (environment): SHAPE (qwen2.5-1.5b), DTYPE (fp16), SPARSITIES ("0.3 0.5"), ALIGN (32),
+# PREFILL (128), DECODE (64), BATCHES ("1 16"), RUNS (5), WARMUP (2), GRAPH_MODELS ("bert-base-fp16 llama-0.5b-fp16"),
+# GRAPH_RUNS (400), GATECUT (command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+STEP=${STEP:?STEP=export, prune, decode or graph}
+OUT=${OUT:-$PWD/decode-out}
+MODEL_DIR=${MODEL_DIR:-/opt/models}
+BENCH_DIR=${BENCH_DIR:-/tmp/bench}
+SHAPE=${SHAPE:-qwen2.5-1.5b}
+DTYPE=${DTYPE:-fp16}
+SPARSITIES=${SPARSITIES:-"0.3 0.5"}
+ALIGN=${ALIGN:-32}
+PREFILL=${PREFILL:-128}
+DECODE=${DECODE:-64}
+BATCHES=${BATCHES:-"1 16"}
+RUNS=${RUNS:-5}
+WARMUP=${WARMUP:-2}
+GRAPH_MODELS=${GRAPH_MODELS:-"bert-base-fp16 llama-0.5b-fp16"}
+GRAPH_RUNS=${GRAPH_RUNS:-400}
+NAME=$SHAPE-kv-$DTYPE
+START=$SECONDS
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT" "$MODEL_DIR" "$BENCH_DIR"
+exec > >(tee -a "$OUT/decode-$STEP.log") 2>&1
+say() { printf '[%4ds] %s\n' $((SECONDS - START)) "$*"; }
+
+if [ -z "${GATECUT:-}" ]; then
+  if [ -z "${JAVA:-}" ] && [ -f /opt/gpukit/env.sh ]; then
+    # shellcheck disable=SC1091
+    source /opt/gpukit/env.sh
+  fi
+  : "${JAVA:?JAVA is not set: source /opt/gpukit/env.sh first (shared/gpu/README.md)}"
+  [ -f target/gatecut-nonative.jar ] || { echo "target/gatecut-nonative.jar is missing: build it (mvn package) and carry it"; exit 2; }
+  GATECUT="$JAVA ${ORT_GPU_OPTS:-} -jar target/gatecut-nonative.jar"
+fi
+read -r -a GC <<< "$GATECUT"
+say "step $STEP: $(date -u +%FT%TZ), $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+
+slim() { echo "$MODEL_DIR/$NAME-s$1.onnx"; }
+
+case "$STEP" in
+export)
+  # A tiny model of the same family first: the wrapper, exporter and gatecut's generation in seconds.
+  python3 tools/export_decoder_kv.py --shape tiny --dtype "$DTYPE" --out "$MODEL_DIR" || { say "tiny export FAILED"; exit 1; }
+  "${GC[@]}" bench "$MODEL_DIR/tiny-kv-$DTYPE.onnx" --generate --device cuda --prefill 8 --decode 4 --runs 1 --warmup 0 \
+    || { say "tiny decode bench FAILED"; exit 1; }
+  if [ -f "$MODEL_DIR/$NAME.onnx" ] && [ -f "$MODEL_DIR/$NAME.json" ]; then
+    say "export: $NAME already in $MODEL_DIR"
+  else
+    python3 tools/export_decoder_kv.py --shape "$SHAPE" --dtype "$DTYPE" --out "$MODEL_DIR" || { say "export FAILED"; exit 1; }
+  fi
+  cp -f "$MODEL_DIR/$NAME.json" "$OUT/" 2>/dev/null
+  "${GC[@]}" inspect "$MODEL_DIR/$NAME.onnx" 2>&1 | head -20
+  df -h "$MODEL_DIR" | tail -1
+  ;;
+prune)
+  [ -f "$MODEL_DIR/$NAME.onnx" ] || { say "$MODEL_DIR/$NAME.onnx is missing: run STEP=export first (on this warm machine)"; exit 2; }
+  for s in $SPARSITIES; do
+    if [ -f "$(slim "$s")" ]; then say "prune: s=$s already there"; continue; fi
+    say "prune: $NAME --random-sparsity $s --gates-mode coupled --align $ALIGN --verify-device cuda"
+    if ! "${GC[@]}" prune "$MODEL_DIR/$NAME.onnx" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
+        --verify-device cuda -o "$(slim "$s")" > "$OUT/prune-s$s.log" 2>&1; then
+      tail -n 5 "$OUT/prune-s$s.log"
+      # The in-memory check of a model over 2 GB may not fit a protobuf; the speed figures do not need it.
+      say "prune s=$s with verification FAILED; again with --no-verify (the compiled model is then UNVERIFIED)"
+      "${GC[@]}" prune "$MODEL_DIR/$NAME.onnx" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
+        --no-verify -o "$(slim "$s")" >> "$OUT/prune-s$s.log" 2>&1 || say "prune s=$s FAILED"
+    fi
+    tail -n 8 "$OUT/prune-s$s.log"
+    ls -la "$(slim "$s")"* 2>/dev/null
+  done
+  ;;
+decode)
+  files=("$MODEL_DIR/$NAME.onnx")
+  for s in $SPARSITIES; do [ -f "$(slim "$s")" ] && files+=("$(slim "$s")"); done
+  [ ${#files[@]} -gt 1 ] || say "no compiled models in $MODEL_DIR: timing the dense model only"
+  for b in $BATCHES; do
+    say "decode: batch $b, prefill $PREFILL, $DECODE steps, $RUNS runs in $RUNS interleaved rounds after $WARMUP warm-up"
+    timeout 280 "${GC[@]}" bench "${files[@]}" --generate --device cuda --batch "$b" --prefill "$PREFILL" \
+      --decode "$DECODE" --runs "$RUNS" --warmup "$WARMUP" --rounds "$RUNS" --json -v > "$OUT/decode-b$b.json" \
+      || { say "decode batch $b FAILED (exit $?)"; continue; }
+    python3 - "$OUT/decode-b$b.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"batch {r['batch']}, prefill {r['prefill']}, {r['decode']} decode steps")
+print("| model | weight GB/token | prefill ms | prefill x | ideal | ms/token | tokens/s | decode x | ideal | of ideal | present copy ms | past MB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for m in r["models"]:
+    of = (m["decodeSpeedup"] - 1) / (m["idealDecode"] - 1) if m["idealDecode"] != 1 else float("nan")
+    print(f"| {m['file'].split('/')[-1]} | {m['weightBytesPerToken'] / 1e9:.3f} | {m['prefillMedianMs']:.2f} | "
+          f"{m['prefillSpeedup']:.2f} | {m['idealPrefill']:.2f} | {m['stepMedianMs']:.2f} | {m['tokensPerSecond']:.1f} | "
+          f"{m['decodeSpeedup']:.2f} | {m['idealDecode']:.2f} | {of:.2f} | {m['presentCopyMs']:.2f} | {m['pastBytes'] / 1e6:.1f} |")
+PY
+  done
+  ;;
+graph)
+  # Export (fp16, same weights as the fp32 bench models) and compile unless gpu_bench_prune.sh left them.
+  todo=()
+  for m in $GRAPH_MODELS; do [ -f "$BENCH_DIR/$m.onnx" ] || todo+=("$m"); done
+  if [ ${#todo[@]} -gt 0 ]; then
+    python3 tools/export_bench_models.py --out "$BENCH_DIR" --models "$(IFS=,; echo "${todo[*]}")" --no-check \
+      || say "export of ${todo[*]} FAILED"
+  fi
+  for m in $GRAPH_MODELS; do
+    [ -f "$BENCH_DIR/$m.onnx" ] || continue
+    files=("$BENCH_DIR/$m.onnx")
+    for s in $SPARSITIES; do
+      out="$BENCH_DIR/$m-s$s.onnx"
+      [ -f "$out" ] || "${GC[@]}" prune "$BENCH_DIR/$m.onnx" --random-sparsity "$s" --seed 1 --gates-mode coupled \
+        --align "$ALIGN" --verify-device cuda -o "$out" 2>&1 | tail -n 3
+      [ -f "$out" ] && files+=("$out")
+    done
+    say "graph: $m, batch 1 x 128, $GRAPH_RUNS runs in 100 rounds, then the same through CUDA graphs"
+    timeout 240 "${GC[@]}" bench "${files[@]}" --device cuda --batch 1 --seq 128 --runs "$GRAPH_RUNS" --warmup 20 \
+      --rounds 100 --cuda-graph --json -v > "$OUT/graph-$m.json" || { say "graph $m FAILED (exit $?)"; continue; }
+    python3 - "$OUT/graph-$m.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("| model | plain median ms | plain x | CUDA graph median ms | graph x | graph vs plain | status |")
+print("|---|---|---|---|---|---|---|")
+for p, g in zip(r["models"], r["cudaGraph"]):
+    if "medianMs" in g:
+        print(f"| {p['file'].split('/')[-1]} | {p['medianMs']:.3f} | {p['speedup']:.2f} | {g['medianMs']:.3f} | "
+              f"{g['speedup'] or float('nan'):.2f} | {p['medianMs'] / g['medianMs']:.2f} | ok |")
+    else:
+        print(f"| {p['file'].split('/')[-1]} | {p['medianMs']:.3f} | {p['speedup']:.2f} | - | - | - | {g['status']} |")
+PY
+  done
+  ;;
+*)
+  echo "STEP must be export, prune, decode or graph, not '$STEP'"; exit 2 ;;
+esac
+say "step $STEP done"
