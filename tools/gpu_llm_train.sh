@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Gate training at LLM scale beside PEFT LoRA (issue 14 part 2), one device call, on the GPU machine:
+# the decoder made by `STEP=export bash tools/gpu_decode_bench.sh` ($MODEL_DIR/$SHAPE-kv-$DTYPE.onnx,
+# random weights from the transformers config class under a fixed seed), causal-LM training on the
+# same token rows at batch B × S: gatecut `train --task lm` on CUDA (fp16 frozen weights, fp32 gates,
+# biases and loss) and tools/lora_llm_bench.py (LoRA r=8 on q/v, the same architecture in the same
+# precision, its own random weights). Peak GPU memory of each process is sampled with nvidia-smi (CUDA context included),
+# plus torch's own peak for LoRA; samples/s from gatecut's metrics.jsonl and LoRA's timed steps.
+#
+#   source /opt/gpukit/env.sh && bash tools/gpu_llm_train.sh
+# Settings: SHAPE (qwen2.5-1.5b), DTYPE (fp16), BATCH (8), SEQ (512), STEPS (12), MODEL_DIR (/opt/models),
+# GATECUT (default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar). Writes $OUT/llm-train-*.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/llm-out}
+MODEL_DIR=${MODEL_DIR:-/opt/models}
+SHAPE=${SHAPE:-qwen2.5-1.5b}
+DTYPE=${DTYPE:-fp16}
+BATCH=${BATCH:-8}
+SEQ=${SEQ:-512}
+STEPS=${STEPS:-12}
+WORK=${WORK:-/tmp/llm-train}
+NAME=$SHAPE-kv-$DTYPE
+mkdir -p "$OUT" "$WORK"
+exec > >(tee -a "$OUT/llm-train.log") 2>&1
+START=$SECONDS
+say() { printf '[%4ds] %s\n' $((SECONDS - START)) "$*"; }
+[ -f "$MODEL_DIR/$NAME.onnx" ] || { say "$MODEL_DIR/$NAME.onnx missing: run STEP=export of gpu_decode_bench.sh first"; exit 2; }
+if [ -z "${GATECUT:-}" ]; then
+  [ -n "${JAVA:-}" ] || source /opt/gpukit/env.sh
+  GATECUT="$JAVA ${ORT_GPU_OPTS:-} -jar target/gatecut-nonative.jar"
+fi
+read -r -a GC <<< "$GATECUT"
+
+# Token rows: the State of the Union corpus is not on this machine; the rows are random ids (3..vocab),
+# which changes neither the memory nor the speed of a step.
+python3 - "$WORK/tokens.jsonl" "$BATCH" "$SEQ" "$STEPS" <<'PY'
+import json, random, sys
+path, b, s, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+r = random.Random(7)
+with open(path, "w") as f:
+    for _ in range(b * (steps + 2)):
+        f.write(json.dumps({"input_ids": [r.randrange(3, 32000) for _ in range(s)]}) + "\n")
+PY
+
+# peak of this GPU's used memory while "$@" runs (MiB), minus what was used before
+peak_run() {
+  local tag=$1; shift
+  local base; base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$WORK/$tag.mem" &
+  local mon=$!
+  local t0=$SECONDS
+  "$@" > "$OUT/llm-train-$tag.log" 2>&1
+  local rc=$?
+  kill $mon 2>/dev/null; wait $mon 2>/dev/null
+  local peak; peak=$(sort -n "$WORK/$tag.mem" | tail -1)
+  say "$tag: exit $rc, $((SECONDS - t0)) s, nvidia-smi peak $peak MiB (before: $base MiB)"
+  echo "{\"run\": \"$tag\", \"exit\": $rc, \"wall_s\": $((SECONDS - t0)), \"smi_peak_mib\": $peak, \"smi_base_mib\": $base}" >> "$OUT/llm-train.jsonl"
+  tail -n 4 "$OUT/llm-train-$tag.log"
+}
+
+say "gatecut train --task lm $NAME: batch $BATCH x $SEQ, $STEPS steps, CUDA"
+rm -rf "$WORK/run"
+peak_run gatecut "${GC[@]}" train "$MODEL_DIR/$NAME.onnx" --task lm --train "$WORK/tokens.jsonl" --target-sparsity 0.3 \
+  --batch "$BATCH" --max-len "$SEQ" --steps "$STEPS" --device cuda --log-every 1 --no-progress -o "$WORK/run"
+cp "$WORK/run/metrics.jsonl" "$OUT/llm-train-gatecut-metrics.jsonl" 2>/dev/null
+python3 - "$WORK/run/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"samples_per_s"' in l]
+later = [r["samples_per_s"] for r in rows[2:]] or [r["samples_per_s"] for r in rows]
+print(json.dumps({"method": "gatecut", "steps": len(rows), "samples_per_s_median": sorted(later)[len(later)//2],
+                  "first_loss": rows[0].get("task_loss") if rows else None}))
+PY
+for ck in "" "--checkpointing"; do
+  tag=lora${ck:+-ckpt}
+  say "LoRA r=8 q/v ($DTYPE autocast) $ck"
+  peak_run "$tag" python3 tools/lora_llm_bench.py --shape "$SHAPE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" \
+    --steps "$STEPS" --tokens "$WORK/tokens.jsonl" $ck
+done
+say done
