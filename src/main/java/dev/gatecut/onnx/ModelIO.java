@@ -105,6 +105,7 @@ public final class ModelIO {
         Map<Path, ExternalDataFile> opened = new LinkedHashMap<>();
         try {
             Graph graph = readGraph(proto.getGraph(), where, dir, opened, NodeChecks.importedDomains(proto));
+            ConstantIdentities.resolve(graph);
             return new OnnxModel(proto, graph, file, new ArrayList<>(opened.values()));
         } catch (RuntimeException e) {
             opened.values().forEach(ExternalDataFile::close);
