@@ -3,7 +3,7 @@ package dev.gatecut.train;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.autodiff.Differentiator;
 import dev.gatecut.autodiff.GradRules;
-import dev.gatecut.autodiff.OpBuilder;
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.discover.GroupFinder;
 import dev.gatecut.discover.LinearLayer;

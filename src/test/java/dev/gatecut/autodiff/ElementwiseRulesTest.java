@@ -1,5 +1,6 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.OpBuilder;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.onnx.OnnxFormatException;
@@ -26,7 +27,7 @@ import java.util.Map;
 import java.util.Random;
 
 import static dev.gatecut.autodiff.GradCheck.In;
-import static dev.gatecut.autodiff.OpBuilder.attr;
+import static dev.gatecut.onnx.OpBuilder.attr;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;

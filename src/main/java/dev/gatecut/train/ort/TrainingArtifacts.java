@@ -1,7 +1,7 @@
 package dev.gatecut.train.ort;
 
 import ai.onnxruntime.OrtException;
-import dev.gatecut.autodiff.OpBuilder;
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
