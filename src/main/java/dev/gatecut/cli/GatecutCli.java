@@ -1,6 +1,6 @@
 package dev.gatecut.cli;
 
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -53,12 +53,12 @@ public final class GatecutCli {
         err.println("gatecut: error: " + message);
         if (verbose) {
             e.printStackTrace(err);
-        } else if (!(e instanceof OnnxFormatException) && !(e instanceof UncheckedIOException)
+        } else if (!(e instanceof ModelException) && !(e instanceof UncheckedIOException)
                 && !(e instanceof IllegalArgumentException)) {
             err.println("(run again with --verbose for the stack trace)");
         }
         err.flush();
-        return e instanceof OnnxFormatException || e instanceof IllegalArgumentException
+        return e instanceof ModelException || e instanceof IllegalArgumentException
                 ? EXIT_BAD_INPUT : EXIT_FAILURE;
     }
 

@@ -13,7 +13,7 @@ import dev.gatecut.train.TrainingRun;
 import dev.gatecut.train.data.Batcher;
 import dev.gatecut.train.data.Dataset;
 import dev.gatecut.train.data.DatasetReader;
-import dev.gatecut.train.data.DatasetException;
+import dev.gatecut.errors.DataException;
 import dev.gatecut.train.data.Example;
 import dev.gatecut.train.data.LabelVocabulary;
 import dev.gatecut.train.data.TokenizedDataset;
@@ -273,7 +273,7 @@ final class TrainCommand implements Callable<Integer> {
                 for (Example e : data.examples()) {
                     String label = data.labels().label(e.label());
                     if (!declared.contains(label)) {
-                        throw new DatasetException(e.origin() + ": field \"" + labelField + "\": label \"" + label
+                        throw new DataException(e.origin() + ": field \"" + labelField + "\": label \"" + label
                                 + "\" is not one of the labels declared with --labels (" + declared + ")");
                     }
                     remapped.add(new Example(e.text(), e.tokenIds(), declared.id(label), e.origin()));
@@ -283,7 +283,7 @@ final class TrainCommand implements Callable<Integer> {
             int[] counts = result.labelCounts();
             long present = java.util.Arrays.stream(counts).filter(c -> c > 0).count();
             if (present < 2) {
-                throw new DatasetException(train + ": every row has the label \"" + data.labels().label(0)
+                throw new DataException(train + ": every row has the label \"" + data.labels().label(0)
                         + "\"; classification needs at least two labels (check --label-field, now \"" + labelField + "\")");
             }
             if (labels == null && counts.length > 2) {

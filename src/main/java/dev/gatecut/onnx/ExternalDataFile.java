@@ -1,5 +1,6 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.ModelException;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
@@ -39,7 +40,7 @@ public final class ExternalDataFile implements AutoCloseable {
     /** Reads {@code length} bytes at {@code offset} into a little-endian heap buffer. */
     public ByteBuffer read(long offset, long length, String tensorName) {
         if (length > Integer.MAX_VALUE - 8) {
-            throw new OnnxFormatException("tensor '" + tensorName + "' is " + length
+            throw new ModelException("tensor '" + tensorName + "' is " + length
                     + " bytes; tensors over 2 GB cannot be read into one Java array (they can still be copied and saved)");
         }
         ByteBuffer buffer = ByteBuffer.allocate((int) length).order(ByteOrder.LITTLE_ENDIAN);
@@ -48,7 +49,7 @@ public final class ExternalDataFile implements AutoCloseable {
             while (buffer.hasRemaining()) {
                 int n = channel.read(buffer, position);
                 if (n < 0) {
-                    throw new OnnxFormatException("tensor '" + tensorName + "': external data file " + path
+                    throw new ModelException("tensor '" + tensorName + "': external data file " + path
                             + " ended at byte " + position + " before the tensor's " + length + " bytes were read");
                 }
                 position += n;

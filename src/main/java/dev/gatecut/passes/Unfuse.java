@@ -2,7 +2,7 @@ package dev.gatecut.passes;
 
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.AttributeProto;
@@ -81,7 +81,7 @@ public final class Unfuse {
             return new Result(Map.of());
         }
         if (opset < 11) {
-            throw new OnnxFormatException("unfusing ONNX Runtime's fused ops needs ONNX opset 11 or newer; the model"
+            throw new ModelException("unfusing ONNX Runtime's fused ops needs ONNX opset 11 or newer; the model"
                     + " imports opset " + opset + ": convert it with onnx.version_converter");
         }
         Map<Node, ContribRewrite.Rewrite> prepared = new LinkedHashMap<>();

@@ -13,7 +13,7 @@ import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.Constants;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
@@ -144,7 +144,7 @@ public final class GateCompiler {
         try {
             probe = ShapeProbe.probe(model);
         } catch (OrtException e) {
-            throw new OnnxFormatException("the compiled model does not run in ONNX Runtime: " + e.getMessage(), e);
+            throw new ModelException("the compiled model does not run in ONNX Runtime: " + e.getMessage(), e);
         }
         for (Map.Entry<Value, TypeProto> e : declared.entrySet()) {
             TypeProto type = e.getValue();
@@ -462,7 +462,7 @@ public final class GateCompiler {
                     Node reusedAdd = reused.output(0).uses().get(0).node();
                     int reusedIndex = reusedAdd.inputs().indexOf(bias);
                     if (reusedIndex < 0) {
-                        throw new OnnxFormatException("node '" + reusedAdd.name() + "' does not add bias '" + l.bias() + "'");
+                        throw new ModelException("node '" + reusedAdd.name() + "' does not add bias '" + l.bias() + "'");
                     }
                     rewire.add(() -> reusedAdd.setInput(reusedIndex, ownAdd.input(ownIndex)));
                 }
@@ -483,7 +483,7 @@ public final class GateCompiler {
                 }
             }
         }
-        throw new OnnxFormatException("cannot find the node that adds bias '" + l.bias() + "' of layer '" + l.node() + "'");
+        throw new ModelException("cannot find the node that adds bias '" + l.bias() + "' of layer '" + l.node() + "'");
     }
 
     /** Input {@code index} of {@code reader} gets new constant data (cloned when others share it). */
@@ -548,7 +548,7 @@ public final class GateCompiler {
             for (var byInput : byNode.getValue().entrySet()) {
                 int input = byInput.getKey();
                 Value v = node.input(input);
-                Tensor t = Constants.of(v).orElseThrow(() -> new OnnxFormatException("input " + input + " of node '"
+                Tensor t = Constants.of(v).orElseThrow(() -> new ModelException("input " + input + " of node '"
                         + node.name() + "' is no longer a constant"));
                 long[] values = t.longs();
                 for (var e : byInput.getValue().entrySet()) {
@@ -559,7 +559,7 @@ public final class GateCompiler {
                     case INT64 -> Tensor.of(TensorArrays.ofInt64(name, t.dims(), values));
                     case INT32 -> Tensor.of(TensorArrays.ofInt32(name, t.dims(),
                             Arrays.stream(values).mapToInt(Math::toIntExact).toArray()));
-                    default -> throw new OnnxFormatException("shape constant '" + v.name() + "' is " + t.dataType());
+                    default -> throw new ModelException("shape constant '" + v.name() + "' is " + t.dataType());
                 };
                 node.setInput(input, graph.addInitializer(edited));
             }
@@ -569,7 +569,7 @@ public final class GateCompiler {
     /** A copy of a single-output node reading the same inputs, for one reader's private use. */
     private Node cloneNode(Node n) {
         if (n.outputs().size() != 1) {
-            throw new OnnxFormatException("cannot give node '" + n.name() + "' a private copy: it has "
+            throw new ModelException("cannot give node '" + n.name() + "' a private copy: it has "
                     + n.outputs().size() + " outputs");
         }
         String name = graph.freshNodeName(n.name() + ".pruned");

@@ -6,7 +6,7 @@ import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.GraphProto;
@@ -96,7 +96,7 @@ public final class ShapeProbe {
             if (model.source().isEmpty()) {
                 throw e;
             }
-            throw new OnnxFormatException(model.source().get() + ": ONNX Runtime cannot run this model ("
+            throw new ModelException(model.source().get() + ": ONNX Runtime cannot run this model ("
                     + OrtSessions.firstLine(e) + "); check it with onnx.checker.check_model(full_check=True)", e);
         }
     }

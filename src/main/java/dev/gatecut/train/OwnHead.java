@@ -3,7 +3,7 @@ package dev.gatecut.train;
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.discover.LinearLayer;
 import dev.gatecut.onnx.Graph;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Value;
 
@@ -47,7 +47,7 @@ public record OwnHead(String output, long classes, List<LinearLayer> layers) {
         Value logits = g.outputs().get(0);
         List<LinearLayer> head = discovery.classificationHead();
         if (head.isEmpty()) {
-            throw new OnnxFormatException(source + ": output '" + logits.name() + "' is " + Shape.declared(logits)
+            throw new ModelException(source + ": output '" + logits.name() + "' is " + Shape.declared(logits)
                     .orElseThrow() + ", so it is taken as the model's logits, but discovery found no classification"
                     + " head producing it (see `gatecut inspect --groups`); classification needs a head it can train:"
                     + " hidden states [batch, sequence, width] as the first output, or a *ForSequenceClassification"

@@ -6,7 +6,7 @@ import dev.gatecut.gates.GatePlan;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.SaveOptions;
 import dev.gatecut.onnx.Value;
@@ -141,7 +141,7 @@ public record TrainingArtifacts(Path dir, TrainConfig config, GatePlan plan, Lis
             String n = in.name();
             if (!p.contains(n) && (n.equals(LAZY_RESET_GRAD) || n.endsWith("_grad") || n.endsWith("_grad.accumulation.buffer")
                     || n.endsWith("_grad.accumulation.out"))) {
-                throw new OnnxFormatException(model + ": input '" + n + "' has a name ONNX Runtime's training API"
+                throw new ModelException(model + ": input '" + n + "' has a name ONNX Runtime's training API"
                         + " reserves for gradients; rename it");
             }
         }

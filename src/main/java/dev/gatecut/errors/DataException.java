@@ -1,16 +1,16 @@
-package dev.gatecut.train.data;
+package dev.gatecut.errors;
 
 /**
  * A data set file that cannot be read as asked: the message is one line naming the file, the line
  * and the field ({@code data/train.jsonl:17: field "label": unknown label "maybe" (known: great, other)}).
  * It is an {@link IllegalArgumentException}, so the command line reports it as bad input (exit 2).
  */
-public class DatasetException extends IllegalArgumentException {
-    public DatasetException(String message) {
+public class DataException extends IllegalArgumentException {
+    public DataException(String message) {
         super(message);
     }
 
-    public DatasetException(String message, Throwable cause) {
+    public DataException(String message, Throwable cause) {
         super(message, cause);
     }
 }
