@@ -91,7 +91,7 @@ final class CompiledModelCheck {
             // Seen with fuzzed models whose wiring gatecut's rewrites do not handle: a model it cannot
             // process correctly is reported like one whose result differs.
             throw new ModelException(modelFile + ": the gated or compiled model built from it does not run in"
-                    + " ONNX Runtime (" + OrtSessions.firstLine(e) + "), so " + output + " was not written; gatecut"
+                    + " ONNX Runtime (" + OrtSessions.describe(e) + "), so " + output + " was not written; gatecut"
                     + " cannot process this model's structure (please report it)", e);
         }
         if (!(err <= tolerance)) {

@@ -187,7 +187,8 @@ final class CompressCommand implements Callable<Integer> {
                 out.println(check.line("slim vs gated model"));
             }
             slim.save(output.resolve("model.onnx"));
-            Files.copy(gatesFile, output.resolve("gates.json"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            dev.gatecut.onnx.AtomicFiles.write(output.resolve("gates.json"),
+                    tmp -> Files.copy(gatesFile, tmp, java.nio.file.StandardCopyOption.REPLACE_EXISTING));
             PruneCommand.printReport(compiled, discovery, prepared.config().mode(), out);
         }
         double accuracy = Double.NaN;
@@ -253,7 +254,8 @@ final class CompressCommand implements Callable<Integer> {
         if (!Double.isNaN(perplexity)) {
             json.put("slim_eval_perplexity", perplexity);
         }
-        new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(output.resolve("summary.json").toFile(), json);
+        dev.gatecut.onnx.AtomicFiles.write(output.resolve("summary.json"),
+                tmp -> new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(tmp.toFile(), json));
 
         List<CompressReport.Latency> latencies = new ArrayList<>();
         if (latencyRuns > 0) {

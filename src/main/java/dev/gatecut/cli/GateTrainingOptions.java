@@ -1,5 +1,6 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.train.Task;
 import dev.gatecut.train.TrainConfig;
 import picocli.CommandLine.Option;
@@ -44,13 +45,13 @@ final class GateTrainingOptions {
         return switch (task.toLowerCase()) {
             case "classify" -> Task.CLASSIFY;
             case "lm" -> Task.LM;
-            default -> throw new IllegalArgumentException("--task must be classify or lm, got '" + task + "'");
+            default -> throw new OptionException("--task must be classify or lm, got '" + task + "'");
         };
     }
 
     TrainConfig config(int labels) {
         if (!(targetSparsity >= 0 && targetSparsity < 1)) {
-            throw new IllegalArgumentException("--target-sparsity must be in [0, 1), got " + targetSparsity);
+            throw new OptionException("--target-sparsity must be in [0, 1), got " + targetSparsity);
         }
         TrainConfig c = TrainConfig.defaults(parseTask(), PruneCommand.parseMode(gatesMode), targetSparsity, labels)
                 .withSeed(seed).withLambda(lambda);

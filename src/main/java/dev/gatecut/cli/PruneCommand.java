@@ -1,5 +1,7 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.errors.ModelException;
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.runtime.Device;
 
 import dev.gatecut.discover.Discovery;
@@ -107,10 +109,10 @@ final class PruneCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         GateMode mode = parseMode(gatesMode);
         if (align < 1) {
-            throw new IllegalArgumentException("--align must be at least 1, got " + align);
+            throw new OptionException("--align must be at least 1, got " + align);
         }
         if (source.randomSparsity != null && !(source.randomSparsity >= 0 && source.randomSparsity < 1)) {
-            throw new IllegalArgumentException("--random-sparsity must be in [0, 1), got " + source.randomSparsity);
+            throw new OptionException("--random-sparsity must be in [0, 1), got " + source.randomSparsity);
         }
         AtomicFiles.checkWritableFile(output, "-o");
         if (emitGated != null) {
@@ -127,13 +129,13 @@ final class PruneCommand implements Callable<Integer> {
             Discovery discovery = GroupFinder.discover(slim);
             GatePlan plan = GatePlan.of(discovery, mode);
             if (plan.gates().isEmpty()) {
-                throw new IllegalArgumentException(model + ": no channel groups found to gate; see `gatecut inspect`");
+                throw new ModelException(model + ": no channel groups found to gate; see `gatecut inspect`");
             }
             GateValues values = source.gates != null
                     ? GateValues.read(source.gates).conformTo(plan, source.gates)
                     : GateValues.random(plan, source.randomSparsity, seed);
             if (values.mode() != mode) {
-                throw new IllegalArgumentException(source.gates + " holds " + values.mode().name().toLowerCase()
+                throw new OptionException(source.gates + " holds " + values.mode().name().toLowerCase()
                         + " gates; pass --gates-mode " + values.mode().name().toLowerCase());
             }
             if (saveGates != null) {
@@ -174,7 +176,7 @@ final class PruneCommand implements Callable<Integer> {
         try {
             return GateMode.valueOf(s.toUpperCase());
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("--gates-mode must be coupled or independent, got '" + s + "'");
+            throw new OptionException("--gates-mode must be coupled or independent, got '" + s + "'");
         }
     }
 

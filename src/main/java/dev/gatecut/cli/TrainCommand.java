@@ -1,5 +1,6 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.train.Batch;
@@ -171,13 +172,13 @@ final class TrainCommand implements Callable<Integer> {
                 case "auto" -> available ? TrainingRun.Backend.ORT_TRAINING : TrainingRun.Backend.FUSED;
                 case "ort-training" -> {
                     if (!available) {
-                        throw new IllegalArgumentException("--backend ort-training: the loaded ONNX Runtime has no"
+                        throw new OptionException("--backend ort-training: the loaded ONNX Runtime has no"
                                 + " training API; start java with -Donnxruntime.native.path=target/ort-training"
                                 + " (assembled by mvn package) or use --backend fused");
                     }
                     yield TrainingRun.Backend.ORT_TRAINING;
                 }
-                default -> throw new IllegalArgumentException("--backend must be auto, fused or ort-training, got '"
+                default -> throw new OptionException("--backend must be auto, fused or ort-training, got '"
                         + backend + "'");
             };
         }
@@ -212,7 +213,7 @@ final class TrainCommand implements Callable<Integer> {
 
         Prepared prepare(PrintWriter out) throws Exception {
             if (batch < 1 || maxLen < 2) {
-                throw new IllegalArgumentException("--batch must be ≥ 1 and --max-len ≥ 2");
+                throw new OptionException("--batch must be ≥ 1 and --max-len ≥ 2");
             }
             DatasetReader reader = new DatasetReader().withTextField(textField).withLabelField(labelField);
             if (parseTask() == Task.LM) {
@@ -267,7 +268,7 @@ final class TrainCommand implements Callable<Integer> {
                 try {
                     declared = LabelVocabulary.of(labels.stream().map(String::strip).toList());
                 } catch (IllegalArgumentException e) {
-                    throw new IllegalArgumentException("--labels: " + e.getMessage());
+                    throw new OptionException("--labels: " + e.getMessage());
                 }
                 List<Example> remapped = new ArrayList<>(data.size());
                 for (Example e : data.examples()) {
@@ -305,7 +306,7 @@ final class TrainCommand implements Callable<Integer> {
             for (int i = 0; i < ids.length; i++) {
                 Example e = data.examples().get(i);
                 if (!e.isPretokenized()) {
-                    throw new IllegalArgumentException(file + ": row " + (i + 1) + " has text but no input_ids;"
+                    throw new DataException(file + ": row " + (i + 1) + " has text but no input_ids;"
                             + " pass --tokenizer tokenizer.json");
                 }
                 ids[i] = java.util.Arrays.copyOf(e.tokenIds(), Math.min(maxLen, e.tokenIds().length));

@@ -1,12 +1,12 @@
 package dev.gatecut.errors;
 
 /**
- * A model file, tensor or graph that gatecut cannot read or write as asked. The message names the
- * file, tensor or node and what to do; callers show it to the user as one line.
+ * A model file, tensor or graph that gatecut cannot read or process as asked (including one ONNX
+ * Runtime refuses). The message names the file, tensor or node and what to do.
  */
-public class ModelException extends RuntimeException {
+public final class ModelException extends BadInputException {
     public ModelException(String message) {
-        super(message);
+        super(message, null);
     }
 
     public ModelException(String message, Throwable cause) {

@@ -1,5 +1,7 @@
 package dev.gatecut.gates;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.DataException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
@@ -8,7 +10,6 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.gatecut.errors.ModelException;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -177,9 +178,9 @@ public final class GateValues {
         try {
             root = new ObjectMapper().readTree(path.toFile());
         } catch (java.io.FileNotFoundException e) {
-            throw new ModelException(path + ": file not found");
+            throw FileAccessException.of(path, new java.nio.file.NoSuchFileException(path.toString()));
         } catch (IOException e) {
-            throw new ModelException(path + ": not valid JSON (" + e.getMessage().split("\n")[0] + ")");
+            throw new DataException(path + ": not valid JSON (" + e.getMessage().split("\n")[0] + ")", e);
         }
         if (root == null || !root.path("gates").isObject()) {
             throw new ModelException(path + ": not a gates file (expected an object with \"gates\")");

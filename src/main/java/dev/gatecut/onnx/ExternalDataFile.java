@@ -1,8 +1,9 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.FileAccessException;
 import dev.gatecut.errors.ModelException;
+
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
@@ -25,7 +26,7 @@ public final class ExternalDataFile implements AutoCloseable {
             this.channel = FileChannel.open(path, StandardOpenOption.READ);
             this.size = channel.size();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot open external data file " + path + ": " + e.getMessage(), e);
+            throw FileAccessException.of("open external data file", path, e);
         }
     }
 
@@ -55,7 +56,7 @@ public final class ExternalDataFile implements AutoCloseable {
                 position += n;
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("reading tensor '" + tensorName + "' from " + path + ": " + e.getMessage(), e);
+            throw FileAccessException.of("read tensor '" + tensorName + "' from", path, e);
         }
         return buffer.flip();
     }

@@ -1,5 +1,6 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.FileAccessException;
 import dev.gatecut.errors.ModelException;
 import com.google.protobuf.CodedInputStream;
 import com.google.protobuf.InvalidProtocolBufferException;
@@ -13,7 +14,6 @@ import dev.gatecut.onnx.proto.ValueInfoProto;
 
 import java.io.IOException;
 import java.io.OutputStream;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.MappedByteBuffer;
 import java.nio.channels.Channels;
@@ -76,14 +76,14 @@ public final class ModelIO {
             in.setRecursionLimit(1000);
             proto = ModelProto.parseFrom(in);
         } catch (NoSuchFileException e) {
-            throw new ModelException(path + ": file not found");
+            throw FileAccessException.of(path, e);
         } catch (InvalidProtocolBufferException e) {
             String why = e.getMessage() != null && e.getMessage().contains("ended unexpectedly")
                     ? "the file is truncated (it ends in the middle of a record)"
                     : "not an ONNX protobuf file (" + e.getMessage() + ")";
             throw new ModelException(path + ": cannot parse: " + why, e);
         } catch (IOException e) {
-            throw new ModelException(path + ": cannot read: " + AtomicFiles.reason(e), e);
+            throw FileAccessException.of(path, e);
         }
         if (proto.getIrVersion() <= 0 || !proto.hasGraph()) {
             throw new ModelException(path + ": not an ONNX model (no "
@@ -218,9 +218,9 @@ public final class ModelIO {
         if (file == null) {
             try {
                 file = new ExternalDataFile(resolved);
-            } catch (UncheckedIOException e) {
+            } catch (FileAccessException e) {
                 throw new ModelException(where + ": tensor '" + t.getName() + "': external data file '"
-                        + location + "' cannot be opened (" + e.getCause().getMessage() + ")", e);
+                        + location + "' cannot be opened (" + FileAccessException.reason((java.io.IOException) e.getCause()) + ")", e);
             }
             opened.put(resolved, file);
         }
@@ -459,7 +459,7 @@ public final class ModelIO {
             AtomicFiles.move(tmpModel, target);
             tmpModel = null;
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + target + ": " + AtomicFiles.reason(e), e);
+            throw FileAccessException.of("write", target, e);
         } finally {
             AtomicFiles.deleteQuietly(tmpData);
             AtomicFiles.deleteQuietly(tmpModel);

@@ -1,5 +1,6 @@
 package dev.gatecut.passes;
 
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
 import dev.gatecut.errors.ModelException;
@@ -72,7 +73,7 @@ public final class Unfuse {
     public static Result apply(OnnxModel model, Set<String> ops) {
         for (String op : ops) {
             if (!REWRITES.containsKey(op)) {
-                throw new IllegalArgumentException("cannot unfuse " + op + "; supported: " + new TreeSet<>(ALL));
+                throw new OptionException("cannot unfuse " + op + "; supported: " + new TreeSet<>(ALL));
             }
         }
         long opset = model.defaultOpset();

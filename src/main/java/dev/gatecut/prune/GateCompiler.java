@@ -22,6 +22,7 @@ import ai.onnxruntime.OrtException;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
+import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.runtime.ShapeProbe;
 
 import java.util.ArrayList;
@@ -144,7 +145,8 @@ public final class GateCompiler {
         try {
             probe = ShapeProbe.probe(model);
         } catch (OrtException e) {
-            throw new ModelException("the compiled model does not run in ONNX Runtime: " + e.getMessage(), e);
+            throw new ModelException(model.source().map(p -> p + ": ").orElse("")
+                    + "the compiled model does not run in ONNX Runtime (" + OrtSessions.describe(e) + ")", e);
         }
         for (Map.Entry<Value, TypeProto> e : declared.entrySet()) {
             TypeProto type = e.getValue();

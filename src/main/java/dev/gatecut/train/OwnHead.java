@@ -1,5 +1,6 @@
 package dev.gatecut.train;
 
+import dev.gatecut.errors.DataException;
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.discover.LinearLayer;
 import dev.gatecut.onnx.Graph;
@@ -62,7 +63,7 @@ public record OwnHead(String output, long classes, List<LinearLayer> layers) {
     /** Fails unless the data's label count equals the number of logits. */
     public void requireLabels(int labels, String source) {
         if (labels != classes) {
-            throw new IllegalArgumentException(source + ": output '" + output + "' scores " + classes
+            throw new DataException(source + ": output '" + output + "' scores " + classes
                     + " classes (the model's own head), but the data has " + labels + " label" + (labels == 1 ? "" : "s")
                     + "; give the model's " + classes + " class labels in logit order with --labels");
         }

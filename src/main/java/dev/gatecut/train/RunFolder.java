@@ -1,7 +1,9 @@
 package dev.gatecut.train;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.OptionException;
+
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -27,11 +29,11 @@ public final class RunFolder {
 
     /**
      * Checks {@code runDir} for a run that is about to start; returns a line to print (or null).
-     * Errors are IllegalArgumentExceptions naming the folder and the option that resolves them.
+     * Errors are OptionExceptions naming the folder and the option that resolves them.
      */
     public static String check(Path runDir, TrainingRun.Backend backend, boolean resume, boolean force) {
         if (resume && force) {
-            throw new IllegalArgumentException("--resume and --force contradict each other: --resume continues the"
+            throw new OptionException("--resume and --force contradict each other: --resume continues the"
                     + " run in " + runDir + ", --force starts it over");
         }
         Path checkpoint = checkpoint(runDir, backend);
@@ -39,7 +41,7 @@ public final class RunFolder {
             if (!Files.exists(checkpoint)) {
                 Path other = checkpoint(runDir, backend == TrainingRun.Backend.FUSED
                         ? TrainingRun.Backend.ORT_TRAINING : TrainingRun.Backend.FUSED);
-                throw new IllegalArgumentException("--resume: nothing to resume in " + runDir + " (no "
+                throw new OptionException("--resume: nothing to resume in " + runDir + " (no "
                         + checkpoint.getFileName() + ")" + (Files.exists(other) ? "; it holds a checkpoint of the"
                         + " other back-end, " + other.getFileName() + ": pass the --backend that wrote it" : "")
                         + "; run without --resume to start a new run");
@@ -56,7 +58,7 @@ public final class RunFolder {
                 || Files.exists(runDir.resolve(Checkpoint.FILE))
                 || Files.exists(runDir.resolve(dev.gatecut.train.ort.OrtApiTrainer.RUN_CHECKPOINT));
         if (started) {
-            throw new IllegalArgumentException(runDir + " holds " + (finished ? "a finished" : "an interrupted")
+            throw new OptionException(runDir + " holds " + (finished ? "a finished" : "an interrupted")
                     + " training run; pass --resume to continue it, --force to start it over, or another -o");
         }
         return null;
@@ -76,7 +78,7 @@ public final class RunFolder {
                     }
                 }
             } catch (IOException e) {
-                throw new UncheckedIOException("cannot clean up " + dir + ": " + e.getMessage(), e);
+                throw FileAccessException.of("clean up", dir, e);
             }
         }
         return removed;

@@ -1,5 +1,6 @@
 package dev.gatecut.train;
 
+import dev.gatecut.errors.OptionException;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.autodiff.Differentiator;
 import dev.gatecut.autodiff.GradRules;
@@ -372,7 +373,7 @@ public final class TrainingGraph {
             return ops.op("Gather", List.of(hidden, ops.int64Scalar(0)), OpBuilder.attr("axis", 1L));
         }
         if (!pooling.equals("mean")) {
-            throw new IllegalArgumentException("pooling must be mean or first, got '" + pooling + "'");
+            throw new OptionException("pooling must be mean or first, got '" + pooling + "'");
         }
         String maskName = inputs.stream().filter(n -> n.toLowerCase().contains("mask")).findFirst().orElse(null);
         Value mask = maskName == null ? null : g.requireValue(maskName);

@@ -1,5 +1,7 @@
 package dev.gatecut.train;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.OptionException;
 import ai.onnxruntime.OrtException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -16,7 +18,6 @@ import dev.gatecut.runtime.Device;
 
 import java.io.BufferedWriter;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -92,12 +93,12 @@ public final class TrainingRun {
         try {
             Files.createDirectories(outDir);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot create " + outDir + ": " + e.getMessage(), e);
+            throw FileAccessException.of("create", outDir, e);
         }
         RunFolder.removeStaleTempFiles(outDir);
         if (options.resume() && !Files.exists(RunFolder.checkpoint(outDir, options.backend()))) {
             // Starting over silently would throw away what the caller asked to continue.
-            throw new IllegalArgumentException("--resume: nothing to resume in " + outDir + " (no "
+            throw new OptionException("--resume: nothing to resume in " + outDir + " (no "
                     + RunFolder.checkpoint(outDir, options.backend()).getFileName() + ")");
         }
         long total = options.steps() > 0 ? options.steps() : (long) options.epochs() * train.batchesPerEpoch();
@@ -245,7 +246,7 @@ public final class TrainingRun {
             w.write(row.toString());
             w.newLine();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + file + ": " + e.getMessage(), e);
+            throw FileAccessException.of("write", file, e);
         }
     }
 
@@ -264,7 +265,7 @@ public final class TrainingRun {
             }
             Files.write(file, kept);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot rewrite " + file + ": " + e.getMessage(), e);
+            throw FileAccessException.of("rewrite", file, e);
         }
     }
 
@@ -282,7 +283,7 @@ public final class TrainingRun {
         try {
             Files.deleteIfExists(p);
         } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            throw FileAccessException.of("delete", p, e);
         }
     }
 }

@@ -1,5 +1,7 @@
 package dev.gatecut.train.data;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.errors.DataException;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
@@ -137,7 +139,7 @@ public final class DatasetReader {
 
     private static String requireName(String name, String what) {
         if (name == null || name.isBlank()) {
-            throw new IllegalArgumentException("the " + what + " field name must not be empty");
+            throw new OptionException("the " + what + " field name must not be empty");
         }
         return name;
     }
@@ -410,9 +412,9 @@ public final class DatasetReader {
         try {
             bytes = Files.readAllBytes(file);
         } catch (NoSuchFileException e) {
-            throw new DataException(file + ": file not found", e);
+            throw FileAccessException.of(file, e);
         } catch (IOException e) {
-            throw new DataException(file + ": cannot read (" + e.getMessage() + ")", e);
+            throw FileAccessException.of(file, e);
         }
         CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
                 .onMalformedInput(CodingErrorAction.REPORT)

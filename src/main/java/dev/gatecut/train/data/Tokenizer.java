@@ -1,5 +1,7 @@
 package dev.gatecut.train.data;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.errors.DataException;
 import ai.djl.engine.EngineException;
 import ai.djl.huggingface.tokenizers.Encoding;
@@ -59,14 +61,16 @@ public final class Tokenizer implements AutoCloseable {
      */
     public static Tokenizer load(Path tokenizerJson, int maxLength) {
         if (maxLength < 2) {
-            throw new IllegalArgumentException("max length must be at least 2, got " + maxLength);
+            throw new OptionException("--max-len must be at least 2, got " + maxLength);
         }
         Path file = Files.isDirectory(tokenizerJson) ? tokenizerJson.resolve("tokenizer.json") : tokenizerJson;
         JsonNode json;
         try {
             json = new ObjectMapper().readTree(file.toFile());
-        } catch (NoSuchFileException | java.io.FileNotFoundException e) {
-            throw new DataException(file + ": file not found", e);
+        } catch (NoSuchFileException e) {
+            throw FileAccessException.of(file, e);
+        } catch (java.io.FileNotFoundException e) {
+            throw FileAccessException.of(file, new NoSuchFileException(file.toString()));
         } catch (IOException e) {
             throw new DataException(file + ": not a tokenizer.json (" + e.getMessage().split("\n")[0] + ")", e);
         }

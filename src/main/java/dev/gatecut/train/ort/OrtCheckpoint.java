@@ -1,12 +1,12 @@
 package dev.gatecut.train.ort;
 
+import dev.gatecut.errors.FileAccessException;
 import com.google.flatbuffers.FlatBufferBuilder;
 import com.google.flatbuffers.Table;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.errors.ModelException;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
@@ -191,7 +191,7 @@ public record OrtCheckpoint(Map<String, FloatTensor> trainable, Map<String, Floa
         try {
             bytes = Files.readAllBytes(file);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+            throw FileAccessException.of(file, e);
         }
         return parse(ByteBuffer.wrap(bytes), file);
     }
@@ -290,7 +290,7 @@ public record OrtCheckpoint(Map<String, FloatTensor> trainable, Map<String, Floa
             }
             return b.flip();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + data + ": " + e.getMessage(), e);
+            throw FileAccessException.of(data, e);
         }
     }
 

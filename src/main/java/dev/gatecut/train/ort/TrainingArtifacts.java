@@ -1,5 +1,6 @@
 package dev.gatecut.train.ort;
 
+import dev.gatecut.errors.FileAccessException;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.gates.GatePlan;
@@ -22,7 +23,6 @@ import dev.gatecut.train.TrainableParam;
 import dev.gatecut.train.TrainingGraph;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -99,7 +99,7 @@ public record TrainingArtifacts(Path dir, TrainConfig config, GatePlan plan, Lis
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot create " + dir + ": " + e.getMessage(), e);
+            throw FileAccessException.of("create", dir, e);
         }
         TrainingGraph.Built train = TrainingGraph.gradients(model, config);
         TrainingGraph.Built eval = TrainingGraph.evaluation(model, config);

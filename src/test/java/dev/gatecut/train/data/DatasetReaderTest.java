@@ -129,7 +129,8 @@ class DatasetReaderTest {
         assertEquals(empty + ": no rows", error(() -> r.read(empty)));
 
         Path missing = dir.resolve("nope.jsonl");
-        assertEquals(missing + ": file not found", error(() -> r.read(missing)));
+        assertEquals(missing + ": file not found",
+                assertThrows(dev.gatecut.errors.FileAccessException.class, () -> r.read(missing)).getMessage());
 
         Path unknown = write("h.parquet", "");
         assertEquals(unknown + ": unknown data format (name it .jsonl, .csv or .tsv)", error(() -> r.read(unknown)));

@@ -137,13 +137,13 @@ class TokenizerTest {
     void loadErrors(@TempDir Path dir) throws IOException {
         Path missing = dir.resolve("tokenizer.json");
         assertEquals(missing + ": file not found",
-                assertThrows(DataException.class, () -> Tokenizer.load(missing, 8)).getMessage());
+                assertThrows(dev.gatecut.errors.FileAccessException.class, () -> Tokenizer.load(missing, 8)).getMessage());
         Path notTok = Files.writeString(dir.resolve("x.json"), "{\"a\": 1}");
         assertEquals(notTok + ": not a tokenizer.json (no \"model\")",
                 assertThrows(DataException.class, () -> Tokenizer.load(notTok, 8)).getMessage());
         Path broken = Files.writeString(dir.resolve("y.json"), "{\"model\": {\"type\": \"Nonsense\"}}");
         String m = assertThrows(DataException.class, () -> Tokenizer.load(broken, 8)).getMessage();
         assertTrue(m.startsWith(broken + ": not a tokenizer the HuggingFace library can read ("), m);
-        assertThrows(IllegalArgumentException.class, () -> Tokenizer.load(TestModels.minilmTokenizer(), 1));
+        assertThrows(dev.gatecut.errors.OptionException.class, () -> Tokenizer.load(TestModels.minilmTokenizer(), 1));
     }
 }
