@@ -272,7 +272,7 @@ final class CompressCommand implements Callable<Integer> {
         CompressReport rendered = new CompressReport(model.toString(), java.time.LocalDate.now().toString(),
                 options.parseDevice().name().toLowerCase() + " (" + Runtime.getRuntime().availableProcessors() + " cores)",
                 prepared.config().task().name().toLowerCase(), prepared.config().mode().name().toLowerCase(),
-                prepared.config().targetSparsity(), align, options.parseBackend().name().toLowerCase(),
+                prepared.config().targetSparsity(), align, options.parseBackend().name(),
                 compiled.parametersBefore(), compiled.parametersAfter(), targetedBefore, targetedAfter, compiled.groups(),
                 lm ? "perplexity" : "accuracy", dense,
                 summary.lastEval() == null ? Double.NaN : lm ? summary.lastEval().perplexity() : summary.lastEval().accuracy(),

@@ -10,7 +10,11 @@ import dev.gatecut.train.Evaluator;
 import dev.gatecut.train.GateTrainer;
 import dev.gatecut.train.Task;
 import dev.gatecut.train.TrainConfig;
+import dev.gatecut.train.FusedBackend;
+import dev.gatecut.train.TrainingBackend;
 import dev.gatecut.train.TrainingRun;
+import dev.gatecut.train.ort.OrtApiTrainer;
+import dev.gatecut.train.ort.OrtTrainingBackend;
 import dev.gatecut.train.data.Batcher;
 import dev.gatecut.train.data.Dataset;
 import dev.gatecut.train.data.DatasetReader;
@@ -165,18 +169,21 @@ final class TrainCommand implements Callable<Integer> {
             return gate.parseTask();
         }
 
-        TrainingRun.Backend parseBackend() {
-            boolean available = dev.gatecut.train.ort.OrtApiTrainer.trainingAvailable();
+        /** The back-ends a run folder may hold checkpoints of; the CLI is the one place that knows them all. */
+        static final List<TrainingBackend> BACKENDS = List.of(new FusedBackend(), new OrtTrainingBackend());
+
+        TrainingBackend parseBackend() {
+            boolean available = OrtApiTrainer.trainingAvailable();
             return switch (backend.toLowerCase()) {
-                case "fused" -> TrainingRun.Backend.FUSED;
-                case "auto" -> available ? TrainingRun.Backend.ORT_TRAINING : TrainingRun.Backend.FUSED;
+                case "fused" -> BACKENDS.get(0);
+                case "auto" -> available ? BACKENDS.get(1) : BACKENDS.get(0);
                 case "ort-training" -> {
                     if (!available) {
                         throw new OptionException("--backend ort-training: the loaded ONNX Runtime has no"
                                 + " training API; start java with -Donnxruntime.native.path=target/ort-training"
                                 + " (assembled by mvn package) or use --backend fused");
                     }
-                    yield TrainingRun.Backend.ORT_TRAINING;
+                    yield BACKENDS.get(1);
                 }
                 default -> throw new OptionException("--backend must be auto, fused or ort-training, got '"
                         + backend + "'");
@@ -197,7 +204,7 @@ final class TrainCommand implements Callable<Integer> {
 
         /** Checks the run folder before any work: see {@link dev.gatecut.train.RunFolder#check}. */
         void checkRunFolder(Path runDir, PrintWriter out) {
-            String line = dev.gatecut.train.RunFolder.check(runDir, parseBackend(), resume, force);
+            String line = dev.gatecut.train.RunFolder.check(runDir, parseBackend(), BACKENDS, resume, force);
             if (line != null) {
                 out.println(line);
                 out.flush();
@@ -205,8 +212,8 @@ final class TrainCommand implements Callable<Integer> {
         }
 
         TrainingRun.Summary run(Path model, Path output, PrintWriter out, Prepared p) throws Exception {
-            TrainingRun.Backend b = parseBackend();
-            out.printf("backend: %s%n", b == TrainingRun.Backend.FUSED ? "fused train step" : "ONNX Runtime training API");
+            TrainingBackend b = parseBackend();
+            out.printf("backend: %s%n", b.description());
             TrainingRun.Options o = new TrainingRun.Options(epochs, steps, logEvery, checkpointEvery, resume, parseDevice(), b);
             return TrainingRun.run(model, p.config(), p.batches(), p.evalBatches(), o, output, listener(out));
         }

@@ -10,7 +10,6 @@ import dev.gatecut.gates.BudgetProjection;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.OnnxModel;
-import dev.gatecut.onnx.SaveOptions;
 import dev.gatecut.prune.CompileReport;
 import dev.gatecut.prune.GateCompiler;
 import dev.gatecut.prune.LayerReport;
@@ -41,18 +40,10 @@ public final class TrainingRun {
      * @param checkpointEvery steps between checkpoints (0: only at the end)
      */
     public record Options(int epochs, long steps, int logEvery, int checkpointEvery, boolean resume, Device device,
-                          Backend backend) {
+                          TrainingBackend backend) {
         public Options(int epochs, long steps, int logEvery, int checkpointEvery, boolean resume, Device device) {
-            this(epochs, steps, logEvery, checkpointEvery, resume, device, Backend.FUSED);
+            this(epochs, steps, logEvery, checkpointEvery, resume, device, new FusedBackend());
         }
-    }
-
-    /** How steps are executed. */
-    public enum Backend {
-        /** One ONNX graph per step with AdamW in standard ops: any ONNX Runtime build, any provider. */
-        FUSED,
-        /** ONNX Runtime's training API (OrtTrainingSession) on on-device training artifacts. */
-        ORT_TRAINING
     }
 
     /** Reports progress to a caller (a progress bar, or nothing). */
@@ -103,31 +94,11 @@ public final class TrainingRun {
         }
         long total = options.steps() > 0 ? options.steps() : (long) options.epochs() * train.batchesPerEpoch();
         Path metrics = outDir.resolve("metrics.jsonl");
-        GatePlan plan;
-        List<TrainableParam> params;
-        StepTrainer trainer;
-        if (options.backend() == Backend.ORT_TRAINING) {
-            var artifacts = dev.gatecut.train.ort.TrainingArtifacts.write(model, config, outDir.resolve("artifacts"));
-            Path saved = outDir.resolve(dev.gatecut.train.ort.OrtApiTrainer.RUN_CHECKPOINT);
-            trainer = options.resume() && Files.exists(saved)
-                    ? dev.gatecut.train.ort.OrtApiTrainer.resume(artifacts, saved, options.device())
-                    : dev.gatecut.train.ort.OrtApiTrainer.start(artifacts, options.device());
-            plan = artifacts.plan();
-            params = artifacts.params();
-        } else {
-            TrainingGraph.Built built = TrainingGraph.trainStep(model, config);
-            built.model().save(outDir.resolve("train_step.onnx"), SaveOptions.defaults()
-                    .withExternalData(SaveOptions.ExternalData.ALWAYS));
-            GateTrainer fused = new GateTrainer(built, config, options.device());
-            Path saved = outDir.resolve(Checkpoint.FILE);
-            if (options.resume() && Files.exists(saved)) {
-                Checkpoint c = Checkpoint.read(saved);
-                fused.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
-            }
-            trainer = fused;
-            plan = built.plan();
-            params = built.params();
-        }
+        TrainingBackend.Started started = options.backend().start(model, config, outDir, options.resume(),
+                options.device());
+        StepTrainer trainer = started.trainer();
+        GatePlan plan = started.plan();
+        List<TrainableParam> params = started.params();
         try (StepTrainer t = trainer;
              Evaluator evaluator = eval == null || eval.isEmpty() ? null
                      : new Evaluator(TrainingGraph.evaluation(model, config), config, options.device())) {
