@@ -7,6 +7,8 @@ import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
 import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Pass;
+import dev.gatecut.onnx.PassResult;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.Value;
@@ -63,6 +65,24 @@ public final class GateInjector {
         OPTIONAL,
         /** Plain inputs that must be fed (training graphs; also the only form ONNX Runtime's Java API can feed). */
         REQUIRED
+    }
+
+    /** Injecting the gates of {@code plan} as a {@link Pass}; modified when the plan has gates. */
+    public static Inject pass(GatePlan plan, GateValues values, Noise noise) {
+        return new Inject(plan, values, noise);
+    }
+
+    /** The pass form of {@link #inject(OnnxModel, GatePlan, GateValues, Noise)}. */
+    public record Inject(GatePlan plan, GateValues values, Noise noise) implements Pass {
+        @Override
+        public String name() {
+            return "inject " + plan.gates().size() + " gates";
+        }
+
+        @Override
+        public PassResult run(OnnxModel model) {
+            return new PassResult(model, !inject(model, plan, values, noise).isEmpty());
+        }
     }
 
     /** Injects gates with optional noise inputs: the gated model runs as it is with inference gates. */

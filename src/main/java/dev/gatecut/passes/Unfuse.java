@@ -5,6 +5,8 @@ import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
 import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Pass;
+import dev.gatecut.onnx.PassResult;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.GraphProto;
@@ -59,6 +61,28 @@ public final class Unfuse {
     /** Whether the model's main graph has a node of {@code ops} that this pass rewrites. */
     public static boolean hasAny(OnnxModel model, Set<String> ops) {
         return model.graph().nodes().stream().anyMatch(n -> rewriteOf(n, ops) != null);
+    }
+
+    /** Unfusing {@code ops} as a {@link Pass}; modified when any node was rewritten. */
+    public static Ops pass(Set<String> ops) {
+        return new Ops(ops);
+    }
+
+    /** The pass form of {@link #apply(OnnxModel, Set)}. */
+    public record Ops(Set<String> ops) implements Pass {
+        public Ops {
+            ops = Set.copyOf(ops);
+        }
+
+        @Override
+        public String name() {
+            return "unfuse " + new TreeSet<>(ops);
+        }
+
+        @Override
+        public PassResult run(OnnxModel model) {
+            return new PassResult(model, apply(model, ops).changed());
+        }
     }
 
     /** Rewrites every op of {@link #ALL}. */

@@ -15,6 +15,8 @@ import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
 import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Pass;
+import dev.gatecut.onnx.PassResult;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.Value;
@@ -67,6 +69,25 @@ public final class GateCompiler {
         this.align = Math.max(1, align);
         for (Node n : graph.nodes()) {
             nodes.put(n.name(), n);
+        }
+    }
+
+    /** Compiling {@code values} into a model as a {@link Pass}; modified when the plan has gates (they are always folded). */
+    public static Compile pass(GatePlan plan, GateValues values, int align) {
+        return new Compile(plan, values, align);
+    }
+
+    /** The pass form of {@link #compile}. */
+    public record Compile(GatePlan plan, GateValues values, int align) implements Pass {
+        @Override
+        public String name() {
+            return "compile " + plan.gates().size() + " gates (align " + align + ")";
+        }
+
+        @Override
+        public PassResult run(OnnxModel model) {
+            compile(model, plan, values, align);
+            return new PassResult(model, !plan.gates().isEmpty());
         }
     }
 
