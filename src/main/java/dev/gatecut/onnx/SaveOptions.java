@@ -27,10 +27,6 @@ public record SaveOptions(ExternalData externalData, String dataFileName, long e
         return new SaveOptions(mode, dataFileName, externalThreshold);
     }
 
-    public SaveOptions withDataFileName(String name) {
-        return new SaveOptions(externalData, name, externalThreshold);
-    }
-
     public SaveOptions withExternalThreshold(long bytes) {
         return new SaveOptions(externalData, dataFileName, bytes);
     }

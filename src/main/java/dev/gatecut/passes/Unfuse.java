@@ -58,11 +58,6 @@ public final class Unfuse {
     private Unfuse() {
     }
 
-    /** Whether the model's main graph has a node of {@code ops} that this pass rewrites. */
-    public static boolean hasAny(OnnxModel model, Set<String> ops) {
-        return model.graph().nodes().stream().anyMatch(n -> rewriteOf(n, ops) != null);
-    }
-
     /** Unfusing {@code ops} as a {@link Pass}; modified when any node was rewritten. */
     public static Ops pass(Set<String> ops) {
         return new Ops(ops);

@@ -68,10 +68,6 @@ public final class Batcher implements BatchSource {
         return data;
     }
 
-    public int batchSize() {
-        return batchSize;
-    }
-
     @Override
     public int batchesPerEpoch() {
         int n = data.size();

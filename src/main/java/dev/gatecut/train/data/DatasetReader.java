@@ -125,18 +125,6 @@ public final class DatasetReader {
         return new DatasetReader(textField, labelField, idsField, labels, format);
     }
 
-    public String textField() {
-        return textField;
-    }
-
-    public String labelField() {
-        return labelField;
-    }
-
-    public String idsField() {
-        return idsField;
-    }
-
     private static String requireName(String name, String what) {
         if (name == null || name.isBlank()) {
             throw new OptionException("the " + what + " field name must not be empty");
