@@ -5,7 +5,7 @@ import ai.onnxruntime.OrtSession;
 import dev.gatecut.gates.GateInjector;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.Equivalence;
@@ -70,12 +70,12 @@ final class CompiledModelCheck {
         } catch (OrtException e) {
             // Seen with fuzzed models whose wiring gatecut's rewrites do not handle: a model it cannot
             // process correctly is reported like one whose result differs.
-            throw new OnnxFormatException(modelFile + ": the gated or compiled model built from it does not run in"
-                    + " ONNX Runtime (" + OrtSessions.firstLine(e) + "), so " + unwritten + " was not written; gatecut"
+            throw new ModelException(modelFile + ": the gated or compiled model built from it does not run in"
+                    + " ONNX Runtime (" + OrtSessions.describe(e) + "), so " + unwritten + " was not written; gatecut"
                     + " cannot process this model's structure (please report it)", e);
         }
         if (!(err <= tolerance)) {
-            throw new OnnxFormatException(String.format("%s: the compiled model differs from the gated model (max"
+            throw new ModelException(String.format("%s: the compiled model differs from the gated model (max"
                     + " relative error %.2e, more than %.0e), so %s was not written; gatecut cannot compile this"
                     + " model's structure correctly (see `gatecut inspect --groups %s`; --align or other gates do"
                     + " not help)", modelFile, err, tolerance, unwritten, modelFile));

@@ -1,5 +1,6 @@
 package dev.gatecut.api;
 
+import dev.gatecut.errors.OptionException;
 /**
  * What {@link GatecutModel#compress} does: the training options (every setter of {@link TrainingBuilder})
  * plus width rounding, latency timing and the dense baseline. Immutable; made by {@link #builder()}.
@@ -12,10 +13,10 @@ public final class CompressOptions {
 
     private CompressOptions(Builder b) {
         if (b.align < 1) {
-            throw new IllegalArgumentException("align (--align) must be at least 1, got " + b.align);
+            throw new OptionException("align (--align) must be at least 1, got " + b.align);
         }
         if (b.latencyRuns < 0) {
-            throw new IllegalArgumentException("latencyRuns (--latency-runs) must be >= 0, got " + b.latencyRuns);
+            throw new OptionException("latencyRuns (--latency-runs) must be >= 0, got " + b.latencyRuns);
         }
         b.widthAlign = b.align;   // a uniform width is rounded as the compiler will round it
         training = new TrainOptions(b);
@@ -64,7 +65,7 @@ public final class CompressOptions {
             return this;
         }
 
-        /** The options; throws an IllegalArgumentException naming the first value out of range. */
+        /** The options; throws an OptionException naming the first value out of range. */
         public CompressOptions build() {
             return new CompressOptions(this);
         }

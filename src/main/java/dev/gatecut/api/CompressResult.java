@@ -1,5 +1,6 @@
 package dev.gatecut.api;
 
+import dev.gatecut.errors.FileAccessException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -12,7 +13,6 @@ import dev.gatecut.report.CompressReport;
 import dev.gatecut.report.ReportWriter;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -167,7 +167,7 @@ public final class CompressResult implements AutoCloseable {
             }
             ReportWriter.write(report, folder);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + folder + ": " + AtomicFiles.reason(e), e);
+            throw FileAccessException.of("write", folder, e);
         }
     }
 

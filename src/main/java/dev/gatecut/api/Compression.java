@@ -1,5 +1,6 @@
 package dev.gatecut.api;
 
+import dev.gatecut.errors.FileAccessException;
 import ai.onnxruntime.OrtException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -17,7 +18,6 @@ import dev.gatecut.train.TrainConfig;
 import dev.gatecut.train.TrainedParams;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -95,7 +95,7 @@ final class Compression {
             CompressReport report = new CompressReport(model.toString(), java.time.LocalDate.now().toString(),
                     device.name().toLowerCase() + " (" + Runtime.getRuntime().availableProcessors() + " cores)",
                     config.task().name().toLowerCase(), config.mode().name().toLowerCase(), config.targetSparsity(),
-                    o.align(), trained.backend().name().toLowerCase(), compiled.parametersBefore(),
+                    o.align(), trained.backend().name(), compiled.parametersBefore(),
                     compiled.parametersAfter(), targeted(compiled, true), targeted(compiled, false), compiled.groups(),
                     lm ? "perplexity" : "accuracy", dense, gatedQuality, slimQuality, slimFile, training.steps(),
                     trained.seconds(), medianSamplesPerSecond(runDir), latencies, reportLinks(lm, ownHead));
@@ -229,7 +229,7 @@ final class Compression {
                 }
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + runDir.resolve("metrics.jsonl") + ": " + e.getMessage(), e);
+            throw FileAccessException.of("read", runDir.resolve("metrics.jsonl"), e);
         }
         if (rates.size() > 1) {
             rates.remove(0);
@@ -245,7 +245,7 @@ final class Compression {
         try {
             return Files.createTempDirectory(prefix);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot create a temporary folder: " + e.getMessage(), e);
+            throw new FileAccessException("cannot create a temporary folder: " + FileAccessException.reason(e), e);
         }
     }
 

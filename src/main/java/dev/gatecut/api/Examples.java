@@ -1,7 +1,7 @@
 package dev.gatecut.api;
 
 import dev.gatecut.train.data.Dataset;
-import dev.gatecut.train.data.DatasetException;
+import dev.gatecut.errors.DataException;
 import dev.gatecut.train.data.DatasetReader;
 import dev.gatecut.train.data.Example;
 import dev.gatecut.train.data.LabelVocabulary;
@@ -76,10 +76,10 @@ public final class Examples {
         }
         int n = texts != null ? texts.size() : ids.size();
         if (n == 0) {
-            throw new DatasetException(describe(role) + ": no rows");
+            throw new DataException(describe(role) + ": no rows");
         }
         if (withLabels && labels == null) {
-            throw new DatasetException(describe(role) + ": classification needs a label per row; use"
+            throw new DataException(describe(role) + ": classification needs a label per row; use"
                     + " Examples.texts(texts, labels) or Examples.tokenIds(ids, labels)");
         }
         LabelVocabulary vocab = vocabulary;
@@ -95,12 +95,12 @@ public final class Examples {
             if (withLabels) {
                 label = vocab.idOrMinusOne(labels.get(i));
                 if (label < 0) {
-                    throw new DatasetException(origin + ": unknown label \"" + labels.get(i) + "\" (known: " + vocab
+                    throw new DataException(origin + ": unknown label \"" + labels.get(i) + "\" (known: " + vocab
                             + ")");
                 }
             }
             if (texts != null && texts.get(i).isBlank()) {
-                throw new DatasetException(origin + ": the text is empty");
+                throw new DataException(origin + ": the text is empty");
             }
             rows.add(texts != null ? new Example(texts.get(i), null, label, origin)
                     : new Example(null, ids.get(i), label, origin));
@@ -112,7 +112,7 @@ public final class Examples {
         Objects.requireNonNull(list, what);
         for (int i = 0; i < list.size(); i++) {
             if (list.get(i) == null) {
-                throw new IllegalArgumentException(what + ": element " + i + " is null");
+                throw new DataException(what + ": element " + i + " is null");
             }
         }
         return List.copyOf(list);
@@ -122,7 +122,7 @@ public final class Examples {
         List<int[]> copied = new ArrayList<>();
         for (int[] row : copy(ids, "ids")) {
             if (row.length == 0) {
-                throw new IllegalArgumentException("ids: row " + copied.size() + " is empty");
+                throw new DataException("ids: row " + copied.size() + " is empty");
             }
             copied.add(row.clone());
         }
@@ -131,7 +131,7 @@ public final class Examples {
 
     private static List<String> sameSize(List<?> rows, List<String> labels) {
         if (rows.size() != labels.size()) {
-            throw new IllegalArgumentException(rows.size() + " rows but " + labels.size() + " labels");
+            throw new DataException(rows.size() + " rows but " + labels.size() + " labels");
         }
         return labels;
     }

@@ -21,8 +21,8 @@ public final class Gatecut {
 
     /**
      * Loads an ONNX model file (external data is read from beside it, lazily). A file that cannot be
-     * read, or is not a valid ONNX model, is an {@link dev.gatecut.onnx.OnnxFormatException} or an
-     * {@link java.io.UncheckedIOException} naming it.
+     * read, or is not a valid ONNX model, is an {@link dev.gatecut.errors.ModelException} or a
+     * {@link dev.gatecut.errors.FileAccessException} naming it.
      *
      * @param modelFile an ONNX file: an encoder, a classifier export, or a decoder
      * @return the model, ready to compress, train or prune; close it

@@ -1,5 +1,6 @@
 package dev.gatecut.api;
 
+import dev.gatecut.errors.OptionException;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Shape;
@@ -43,8 +44,9 @@ public final class GatecutModel implements AutoCloseable {
      * @param progress told about data, steps, evaluations and phases; {@link ProgressListener#silent()} for none
      * @return the slim model, classifier, gates, figures and report, in memory until saved; close it
      * @throws OrtException             when ONNX Runtime fails to run a model
-     * @throws IllegalArgumentException bad data or options, or a run folder that holds a run
-     * @throws dev.gatecut.onnx.OnnxFormatException a model gatecut cannot process, or a slim model that
+     * @throws dev.gatecut.errors.BadInputException bad data ({@code DataException}) or options
+     *                                              ({@code OptionException}), or a run folder that holds a run
+     * @throws dev.gatecut.errors.ModelException a model gatecut cannot process, or a slim model that
      *                                              differs from the gated one
      */
     public CompressResult compress(CompressOptions options, ProgressListener progress) throws OrtException {
@@ -70,10 +72,11 @@ public final class GatecutModel implements AutoCloseable {
      * @param progress told about data, steps and evaluations
      * @return the run: its folder, steps, last evaluation and gates
      * @throws OrtException             when ONNX Runtime fails to run a model
-     * @throws IllegalArgumentException bad data or options, no run folder, or a run folder that holds a run
+     * @throws dev.gatecut.errors.BadInputException bad data or options, no run folder, or a run folder that
+     *                                              holds a run
      */
     public TrainResult train(TrainOptions options, ProgressListener progress) throws OrtException {
-        Path runDir = options.runFolder().orElseThrow(() -> new IllegalArgumentException(
+        Path runDir = options.runFolder().orElseThrow(() -> new OptionException(
                 "train needs a run folder for its gates, params and checkpoints: set runFolder(PATH) (-o)"));
         return Training.result(runDir, Training.run(file, options, runDir, progress).summary());
     }
@@ -85,7 +88,7 @@ public final class GatecutModel implements AutoCloseable {
      * @param options the gates and how to compile them
      * @return the checked slim model; close it
      * @throws OrtException                         when ONNX Runtime fails to run a model
-     * @throws dev.gatecut.onnx.OnnxFormatException when the compiled model differs from the gated one
+     * @throws dev.gatecut.errors.ModelException when the compiled model differs from the gated one
      */
     public PruneResult prune(PruneOptions options) throws OrtException {
         return Pruning.run(file, options, false, "the compiled model");

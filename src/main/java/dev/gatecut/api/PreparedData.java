@@ -1,5 +1,6 @@
 package dev.gatecut.api;
 
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.train.Batch;
 import dev.gatecut.train.BatchSource;
 import dev.gatecut.train.NextTokenBatches;
@@ -7,7 +8,7 @@ import dev.gatecut.train.Task;
 import dev.gatecut.train.TrainConfig;
 import dev.gatecut.train.data.Batcher;
 import dev.gatecut.train.data.Dataset;
-import dev.gatecut.train.data.DatasetException;
+import dev.gatecut.errors.DataException;
 import dev.gatecut.train.data.DatasetReader;
 import dev.gatecut.train.data.Example;
 import dev.gatecut.train.data.LabelVocabulary;
@@ -26,7 +27,7 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
 
     static PreparedData of(TrainOptions o, ProgressListener progress) {
         if (o.train() == null) {
-            throw new IllegalArgumentException("train (--train): training data is required");
+            throw new OptionException("train (--train): training data is required");
         }
         boolean lm = o.task() == Task.LM;
         DatasetReader reader = new DatasetReader().withTextField(o.textField()).withLabelField(o.labelField());
@@ -88,13 +89,13 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             try {
                 declared = LabelVocabulary.of(labels.stream().map(String::strip).toList());
             } catch (IllegalArgumentException e) {
-                throw new IllegalArgumentException("--labels: " + e.getMessage());
+                throw new OptionException("--labels: " + e.getMessage());
             }
             List<Example> remapped = new ArrayList<>(data.size());
             for (Example e : data.examples()) {
                 String label = data.labels().label(e.label());
                 if (!declared.contains(label)) {
-                    throw new DatasetException(e.origin() + ": field \"" + o.labelField() + "\": label \"" + label
+                    throw new DataException(e.origin() + ": field \"" + o.labelField() + "\": label \"" + label
                             + "\" is not one of the labels declared with --labels (" + declared + ")");
                 }
                 remapped.add(new Example(e.text(), e.tokenIds(), declared.id(label), e.origin()));
@@ -104,7 +105,7 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         int[] counts = result.labelCounts();
         long present = Arrays.stream(counts).filter(c -> c > 0).count();
         if (present < 2) {
-            throw new DatasetException(source + ": every row has the label \"" + data.labels().label(0)
+            throw new DataException(source + ": every row has the label \"" + data.labels().label(0)
                     + "\"; classification needs at least two labels (check --label-field, now \"" + o.labelField()
                     + "\")");
         }
@@ -128,7 +129,7 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         for (int i = 0; i < ids.length; i++) {
             Example e = data.examples().get(i);
             if (!e.isPretokenized()) {
-                throw new IllegalArgumentException(source.describe(role) + ": row " + (i + 1) + " has text but no"
+                throw new DataException(source.describe(role) + ": row " + (i + 1) + " has text but no"
                         + " input_ids; pass --tokenizer tokenizer.json");
             }
             ids[i] = Arrays.copyOf(e.tokenIds(), Math.min(maxLen, e.tokenIds().length));

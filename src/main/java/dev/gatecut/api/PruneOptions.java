@@ -1,5 +1,6 @@
 package dev.gatecut.api;
 
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.runtime.Device;
@@ -31,17 +32,17 @@ public final class PruneOptions {
     private PruneOptions(Builder b) {
         int sources = (b.gatesFile != null ? 1 : 0) + (b.gates != null ? 1 : 0) + (b.randomSparsity != null ? 1 : 0);
         if (sources != 1) {
-            throw new IllegalArgumentException("prune needs exactly one gate source: gates(FILE) (--gates),"
+            throw new OptionException("prune needs exactly one gate source: gates(FILE) (--gates),"
                     + " gates(values), fromRun(RUNDIR) or randomSparsity(S) (--random-sparsity); got " + sources);
         }
         if (b.align < 1) {
-            throw new IllegalArgumentException("--align must be at least 1, got " + b.align);
+            throw new OptionException("--align must be at least 1, got " + b.align);
         }
         if (b.randomSparsity != null && !(b.randomSparsity >= 0 && b.randomSparsity < 1)) {
-            throw new IllegalArgumentException("--random-sparsity must be in [0, 1), got " + b.randomSparsity);
+            throw new OptionException("--random-sparsity must be in [0, 1), got " + b.randomSparsity);
         }
         if (b.uniformWidths && b.randomSparsity == null) {
-            throw new IllegalArgumentException("--uniform-widths goes with --random-sparsity; trained gates get uniform"
+            throw new OptionException("--uniform-widths goes with --random-sparsity; trained gates get uniform"
                     + " widths from train or compress --uniform-widths");
         }
         gatesFile = b.gatesFile;
@@ -146,7 +147,7 @@ public final class PruneOptions {
             return this;
         }
 
-        /** The options; throws an IllegalArgumentException for a missing gate source or a value out of range. */
+        /** The options; throws an OptionException for a missing gate source or a value out of range. */
         public PruneOptions build() {
             return new PruneOptions(this);
         }

@@ -76,7 +76,7 @@ public final class PruneResult implements AutoCloseable {
      * @param device where both models run (the deployment device measures its own rounding)
      * @return the difference and its bound (skipped for models over 1 GiB)
      * @throws OrtException                         when ONNX Runtime fails to run either model
-     * @throws dev.gatecut.onnx.OnnxFormatException when they differ by more than the bound
+     * @throws dev.gatecut.errors.ModelException when they differ by more than the bound
      */
     public Verification verify(dev.gatecut.runtime.Device device) throws OrtException {
         byte[] gated = CompiledModelCheck.gatedBytes(source, trainedParams, plan, gates);

@@ -1,5 +1,7 @@
 package dev.gatecut.api;
 
+import dev.gatecut.errors.ModelException;
+import dev.gatecut.errors.OptionException;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.discover.GroupFinder;
@@ -68,13 +70,13 @@ final class Pruning {
         boolean ownHead = classify && OwnHead.find(slim.graph(), discovery, model.toString()).isPresent();
         GatePlan plan = GatePlan.of(discovery, o.gatesMode());
         if (plan.gates().isEmpty()) {
-            throw new IllegalArgumentException(model + ": no channel groups found to gate; see `gatecut inspect`");
+            throw new ModelException(model + ": no channel groups found to gate; see `gatecut inspect`");
         }
         Path file = o.gatesFile().orElse(null);
         GateValues given = file != null ? GateValues.read(file) : o.gates().orElse(null);
         // Before conforming (which takes the plan's mode): a file of the other mode gets the option to fix it.
         if (given != null && given.mode() != o.gatesMode()) {
-            throw new IllegalArgumentException((file != null ? file : "the gate values given") + " holds "
+            throw new OptionException((file != null ? file : "the gate values given") + " holds "
                 + given.mode().name().toLowerCase() + " gates; pass --gates-mode "
                 + given.mode().name().toLowerCase());
         }

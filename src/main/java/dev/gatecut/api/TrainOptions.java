@@ -1,12 +1,13 @@
 package dev.gatecut.api;
 
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.gates.Widths;
 
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.train.Task;
 import dev.gatecut.train.TrainConfig;
-import dev.gatecut.train.TrainingRun;
+import dev.gatecut.train.TrainingBackend;
 
 import java.nio.file.Path;
 import java.util.List;
@@ -40,7 +41,7 @@ public final class TrainOptions {
             return this;
         }
 
-        /** The options; throws an IllegalArgumentException naming the first value out of range. */
+        /** The options; throws an OptionException naming the first value out of range. */
         public TrainOptions build() {
             return new TrainOptions(this);
         }
@@ -139,15 +140,15 @@ public final class TrainOptions {
 
     /**
      * The back-end as set, or the training API when the loaded ONNX Runtime has it; asking for the
-     * training API where it is missing is an IllegalArgumentException saying how to enable it.
+     * training API where it is missing is an OptionException saying how to enable it.
      */
-    public TrainingRun.Backend backend() {
+    public TrainingBackend backend() {
         boolean available = dev.gatecut.train.ort.OrtApiTrainer.trainingAvailable();
         if (v.backend == null) {
-            return available ? TrainingRun.Backend.ORT_TRAINING : TrainingRun.Backend.FUSED;
+            return available ? Backends.ORT_TRAINING : Backends.FUSED;
         }
-        if (v.backend == TrainingRun.Backend.ORT_TRAINING && !available) {
-            throw new IllegalArgumentException("--backend ort-training: the loaded ONNX Runtime has no"
+        if (v.backend.name().equals(Backends.ORT_TRAINING.name()) && !available) {
+            throw new OptionException("--backend ort-training: the loaded ONNX Runtime has no"
                     + " training API; start java with -Donnxruntime.native.path=target/ort-training"
                     + " (assembled by mvn package) or use --backend fused");
         }

@@ -4,6 +4,7 @@ import ai.onnxruntime.OrtException;
 import dev.gatecut.train.Evaluator;
 import dev.gatecut.train.GateTrainer;
 import dev.gatecut.train.RunFolder;
+import dev.gatecut.train.TrainingBackend;
 import dev.gatecut.train.TrainingRun;
 
 import java.nio.file.Path;
@@ -11,22 +12,21 @@ import java.nio.file.Path;
 /** Options → a training run in a folder: run-folder check, data, back-end, steps with progress events. */
 final class Training {
     /** The data the run used, what it ended with, and how long it took. */
-    record Outcome(PreparedData data, TrainingRun.Summary summary, TrainingRun.Backend backend, double seconds) {
+    record Outcome(PreparedData data, TrainingRun.Summary summary, TrainingBackend backend, double seconds) {
     }
 
     private Training() {
     }
 
     static Outcome run(Path model, TrainOptions o, Path runDir, ProgressListener progress) throws OrtException {
-        TrainingRun.Backend backend = o.backend();
+        TrainingBackend backend = o.backend();
         // The folder before the data: a finished run is refused before any reading.
-        String line = RunFolder.check(runDir, backend, o.resume(), o.force());
+        String line = RunFolder.check(runDir, backend, Backends.ALL, o.resume(), o.force());
         if (line != null) {
             progress.onEvent(new ProgressEvent.Message(line));
         }
         PreparedData data = PreparedData.of(o, progress);
-        progress.onEvent(new ProgressEvent.Message("backend: " + (backend == TrainingRun.Backend.FUSED
-                ? "fused train step" : "ONNX Runtime training API")));
+        progress.onEvent(new ProgressEvent.Message("backend: " + backend.description()));
         TrainingRun.Options run = new TrainingRun.Options(o.epochs(), o.steps(), o.logEvery(), o.checkpointEvery(),
                 o.resume(), o.device(), backend);
         long start = System.nanoTime();

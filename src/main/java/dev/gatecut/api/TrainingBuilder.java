@@ -1,9 +1,10 @@
 package dev.gatecut.api;
 
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.train.Task;
-import dev.gatecut.train.TrainingRun;
+import dev.gatecut.train.TrainingBackend;
 
 import java.nio.file.Path;
 import java.util.List;
@@ -12,7 +13,7 @@ import java.util.Objects;
 /**
  * The setters of gate training, shared by {@link TrainOptions.Builder} and {@link CompressOptions.Builder}.
  * Every setter has the default of the matching {@code gatecut train} option (named in its
- * description); values are checked by {@code build()}, which throws an {@link IllegalArgumentException}
+ * description); values are checked by {@code build()}, which throws an {@link dev.gatecut.errors.OptionException}
  * naming the setter and the allowed range. A new training option is one field and one setter here,
  * its check in {@code validateTraining}, and one line in {@code TrainOptions.config} that passes it
  * to {@link dev.gatecut.train.TrainConfig} (plus a getter on {@link TrainOptions} if callers read it).
@@ -41,7 +42,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     int batchSize = 16;
     int maxLength = 128;
     Device device;
-    TrainingRun.Backend backend;
+    TrainingBackend backend;
     int checkpointEvery;
     int logEvery = 10;
     boolean resume;
@@ -200,10 +201,10 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     }
 
     /**
-     * How steps run ({@code --backend}): {@link TrainingRun.Backend#FUSED}, ORT_TRAINING, or null
-     * (default) for ORT_TRAINING when the loaded ONNX Runtime has its training API.
+     * How steps run ({@code --backend}): {@link Backends#FUSED}, {@link Backends#ORT_TRAINING}, or
+     * null (default) for ORT_TRAINING when the loaded ONNX Runtime has its training API.
      */
-    public B backend(TrainingRun.Backend backend) {
+    public B backend(TrainingBackend backend) {
         this.backend = backend;
         return self();
     }
@@ -244,33 +245,33 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     /** Checks every value; messages name the setter and the CLI option. */
     void validateTraining() {
         if (!(targetSparsity >= 0 && targetSparsity < 1)) {
-            throw new IllegalArgumentException(Double.isNaN(targetSparsity)
+            throw new OptionException(Double.isNaN(targetSparsity)
                     ? "targetSparsity (--target-sparsity) is required"
                     : "targetSparsity (--target-sparsity) must be in [0, 1), got " + targetSparsity);
         }
         if (learningRate != null && !(learningRate > 0 && Double.isFinite(learningRate))) {
-            throw new IllegalArgumentException("learningRate (--lr) must be > 0, got " + learningRate);
+            throw new OptionException("learningRate (--lr) must be > 0, got " + learningRate);
         }
         if (!(lambda >= 0 && Double.isFinite(lambda))) {
-            throw new IllegalArgumentException("lambda (--lambda) must be >= 0, got " + lambda);
+            throw new OptionException("lambda (--lambda) must be >= 0, got " + lambda);
         }
         if (!pooling.equals("mean") && !pooling.equals("first")) {
-            throw new IllegalArgumentException("pooling (--pooling) must be mean or first, got '" + pooling + "'");
+            throw new OptionException("pooling (--pooling) must be mean or first, got '" + pooling + "'");
         }
         if (steps < 0 || (steps == 0 && epochs < 1)) {
-            throw new IllegalArgumentException("epochs (--epochs) must be >= 1 and steps (--steps) >= 0, got "
+            throw new OptionException("epochs (--epochs) must be >= 1 and steps (--steps) >= 0, got "
                     + epochs + " and " + steps);
         }
         if (batchSize < 1 || maxLength < 2) {
-            throw new IllegalArgumentException("--batch must be ≥ 1 and --max-len ≥ 2 (batchSize, maxLength), got "
+            throw new OptionException("--batch must be ≥ 1 and --max-len ≥ 2 (batchSize, maxLength), got "
                     + batchSize + " and " + maxLength);
         }
         if (checkpointEvery < 0 || logEvery < 1) {
-            throw new IllegalArgumentException("checkpointEvery (--checkpoint-every) must be >= 0 and logEvery"
+            throw new OptionException("checkpointEvery (--checkpoint-every) must be >= 0 and logEvery"
                     + " (--log-every) >= 1, got " + checkpointEvery + " and " + logEvery);
         }
         if (resume && force) {
-            throw new IllegalArgumentException("--resume and --force contradict each other: --resume continues the"
+            throw new OptionException("--resume and --force contradict each other: --resume continues the"
                     + " run in " + (runFolder == null ? "the run folder" : runFolder) + ", --force starts it over");
         }
     }

@@ -1,10 +1,11 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.Constants;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.Value;
@@ -118,7 +119,7 @@ public final class Differentiator {
             }
             for (Value.Use u : v.uses()) {
                 if (u.isSubgraphRead()) {
-                    throw new OnnxFormatException("parameter-dependent value '" + v.name() + "' is read inside a subgraph"
+                    throw new ModelException("parameter-dependent value '" + v.name() + "' is read inside a subgraph"
                             + " of node '" + u.node().name() + "'; differentiating through subgraphs is not supported");
                 }
                 if (!nonDifferentiable(u.node())) {
@@ -154,10 +155,10 @@ public final class Differentiator {
             missing.forEach((op, nodes) -> sb.append(op).append(" (").append(nodes.size()).append(" node")
                     .append(nodes.size() > 1 ? "s" : "").append(", e.g. '").append(nodes.get(0)).append("'); "));
             sb.append("these ops lie between the trainable parameters and the loss");
-            throw new OnnxFormatException(sb.toString());
+            throw new ModelException(sb.toString());
         }
         if (!active.contains(loss)) {
-            throw new OnnxFormatException("the loss '" + loss.name() + "' does not depend on any trainable parameter");
+            throw new ModelException("the loss '" + loss.name() + "' does not depend on any trainable parameter");
         }
         contributions.computeIfAbsent(loss, k -> new ArrayList<>()).add(ops.scalar(lossScale));
         for (int i = onPath.size() - 1; i >= 0; i--) {
@@ -222,7 +223,7 @@ public final class Differentiator {
             java.util.Arrays.fill(kinds, ShapeProbe.DimKind.FIXED);
             return new ShapeProbe.ProbedShape(v.name(), dims, dims, kinds);
         }
-        return shapes.get(v.name()).orElseThrow(() -> new OnnxFormatException("no probed shape for '" + v.name()
+        return shapes.get(v.name()).orElseThrow(() -> new ModelException("no probed shape for '" + v.name()
                 + "'; the gradient rule needs it"));
     }
 

@@ -1,9 +1,10 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.Constants;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
@@ -175,7 +176,7 @@ final class ElementwiseRules {
         long given = n.intAttribute("axis", o.opset() >= 13 ? -1 : 1);
         long axis = given < 0 ? given + rank : given;
         if (axis < 0 || axis >= rank) {
-            throw new OnnxFormatException(n.opType() + " node '" + n.name() + "': axis " + given
+            throw new ModelException(n.opType() + " node '" + n.name() + "': axis " + given
                     + " is out of range for rank " + rank);
         }
         long[] axes;
@@ -251,15 +252,15 @@ final class ElementwiseRules {
     private static void dropout(Node n, GradContext c) {
         OpBuilder o = c.ops();
         if (o.opset() >= 12 && n.input(2) != null) {
-            Tensor mode = Constants.of(n.input(2)).orElseThrow(() -> new OnnxFormatException("Dropout node '"
+            Tensor mode = Constants.of(n.input(2)).orElseThrow(() -> new ModelException("Dropout node '"
                     + n.name() + "' has a computed training_mode; only inference-mode Dropout can be differentiated"));
             boolean[] flags = TensorArrays.booleans(mode.toProto());
             if (flags.length > 0 && flags[0]) {
-                throw new OnnxFormatException("Dropout node '" + n.name() + "' runs in training mode"
+                throw new ModelException("Dropout node '" + n.name() + "' runs in training mode"
                         + " (training_mode = true); only inference-mode Dropout can be differentiated");
             }
         } else if (o.opset() < 7 && n.intAttribute("is_test", 0) == 0) {
-            throw new OnnxFormatException("Dropout node '" + n.name() + "' runs in training mode (is_test = 0);"
+            throw new ModelException("Dropout node '" + n.name() + "' runs in training mode (is_test = 0);"
                     + " only inference-mode Dropout can be differentiated");
         }
         c.give(0, c.outputGrad(0));

@@ -1,5 +1,6 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.DataType;
 
 import dev.gatecut.onnx.Value;

@@ -35,8 +35,4 @@ public final class GradRules {
         }
         return Optional.ofNullable(rules.get(node.opType()));
     }
-
-    public java.util.Set<String> opTypes() {
-        return rules.keySet();
-    }
 }

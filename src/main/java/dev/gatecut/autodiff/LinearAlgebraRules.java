@@ -1,6 +1,7 @@
 package dev.gatecut.autodiff;
 
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.onnx.OpBuilder;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.runtime.ShapeProbe;
 
@@ -23,7 +24,7 @@ final class LinearAlgebraRules {
             ShapeProbe.ProbedShape as = c.shape(a);
             ShapeProbe.ProbedShape bs = c.shape(b);
             if (as.rank() < 2 || bs.rank() < 2) {
-                throw new OnnxFormatException("MatMul node '" + n.name() + "': gradients of 1-D operands are not supported");
+                throw new ModelException("MatMul node '" + n.name() + "': gradients of 1-D operands are not supported");
             }
             OpBuilder o = c.ops();
             if (c.needs(0)) {

@@ -1,7 +1,8 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.Value;
 
 import java.util.List;
@@ -24,7 +25,7 @@ final class NormalizationRules {
     private static void layerNorm(Node n, GradContext c) {
         for (int k = 1; k < n.outputs().size(); k++) {
             if (c.outputGrad(k) != null) {
-                throw new OnnxFormatException("LayerNormalization node '" + n.name() + "': gradients through the Mean and"
+                throw new ModelException("LayerNormalization node '" + n.name() + "': gradients through the Mean and"
                         + " InvStdDev outputs are not supported");
             }
         }

@@ -1,8 +1,9 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.Constants;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.runtime.ShapeProbe;
 
@@ -50,7 +51,7 @@ final class ReductionRules {
         long[] axes;
         boolean inputAxes = n.is("ReduceSum") ? opset >= 13 : opset >= 18;
         if (inputAxes && n.input(1) != null) {
-            axes = Constants.of(n.input(1)).orElseThrow(() -> new OnnxFormatException(n.opType() + " node '" + n.name()
+            axes = Constants.of(n.input(1)).orElseThrow(() -> new ModelException(n.opType() + " node '" + n.name()
                     + "' has computed axes; gradients need constant axes")).longs();
         } else if (!inputAxes) {
             axes = n.intsAttribute("axes").stream().mapToLong(Long::longValue).toArray();
@@ -59,7 +60,7 @@ final class ReductionRules {
         }
         if (axes.length == 0) {
             if (n.intAttribute("noop_with_empty_axes", 0) != 0) {
-                throw new OnnxFormatException(n.opType() + " node '" + n.name() + "' with noop_with_empty_axes is not supported");
+                throw new ModelException(n.opType() + " node '" + n.name() + "' with noop_with_empty_axes is not supported");
             }
             axes = new long[rank];
             for (int i = 0; i < rank; i++) {

@@ -1,10 +1,11 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.OpBuilder;
 import com.google.protobuf.ByteString;
 import dev.gatecut.onnx.Constants;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.Value;
@@ -154,7 +155,7 @@ final class StructureRules {
     static int axis(long axis, int rank, Node n) {
         long a = axis < 0 ? axis + rank : axis;
         if (a < 0 || a >= rank) {
-            throw new OnnxFormatException(n.opType() + " node '" + n.name() + "': axis " + axis + " is out of range for rank "
+            throw new ModelException(n.opType() + " node '" + n.name() + "': axis " + axis + " is out of range for rank "
                     + rank);
         }
         return (int) a;
@@ -171,7 +172,7 @@ final class StructureRules {
             return o.op("Slice", List.of(x, start.tensor(o), end.tensor(o), o.int64s(axis)));
         }
         if (!start.fixed() || !end.fixed()) {
-            throw new OnnxFormatException(n.opType() + " node '" + n.name() + "': run-time offsets need Slice with"
+            throw new ModelException(n.opType() + " node '" + n.name() + "': run-time offsets need Slice with"
                     + " input starts/ends (opset 10+)");
         }
         return o.op("Slice", List.of(x), OpBuilder.attr("starts", new long[] {start.constant()}),
@@ -184,7 +185,7 @@ final class StructureRules {
             return o.op("Pad", x, pads);
         }
         if (constantPads == null) {
-            throw new OnnxFormatException("run-time pads need Pad with a pads input (opset 11+)");
+            throw new ModelException("run-time pads need Pad with a pads input (opset 11+)");
         }
         return o.op("Pad", List.of(x), OpBuilder.attr("pads", constantPads));
     }
@@ -243,7 +244,7 @@ final class StructureRules {
             Value gk = c.outputGrad(k);
             if (gk == null) {
                 if (n.output(k) == null) {
-                    throw new OnnxFormatException("Split node '" + n.name() + "': output " + k + " is omitted");
+                    throw new ModelException("Split node '" + n.name() + "': output " + k + " is omitted");
                 }
                 gk = o.zerosLike(n.output(k));
             }
@@ -320,7 +321,7 @@ final class StructureRules {
             int ax = axis(axes[j], rank, n);
             long step = steps[j];
             if (step == 0) {
-                throw new OnnxFormatException("Slice node '" + n.name() + "' has step 0");
+                throw new ModelException("Slice node '" + n.name() + "' has step 0");
             }
             Dim d = dim(c, x, ax);
             Dim len = dim(c, y, ax);
@@ -378,10 +379,10 @@ final class StructureRules {
         if (v == null) {
             return null;
         }
-        long[] a = Constants.of(v).orElseThrow(() -> new OnnxFormatException("Slice node '" + n.name() + "' has computed "
+        long[] a = Constants.of(v).orElseThrow(() -> new ModelException("Slice node '" + n.name() + "' has computed "
                 + what + "; gradients need constant " + what)).longs();
         if (a.length != count) {
-            throw new OnnxFormatException("Slice node '" + n.name() + "': " + what + " has " + a.length
+            throw new ModelException("Slice node '" + n.name() + "': " + what + " has " + a.length
                     + " entries, starts " + count);
         }
         return a;
@@ -524,7 +525,7 @@ final class StructureRules {
         }
         String mode = n.stringAttribute("mode", "constant");
         if (!mode.equals("constant")) {
-            throw new OnnxFormatException("Pad node '" + n.name() + "': gradients of mode '" + mode + "' are not supported");
+            throw new ModelException("Pad node '" + n.name() + "': gradients of mode '" + mode + "' are not supported");
         }
         OpBuilder o = c.ops();
         Value dx;

@@ -1,5 +1,6 @@
 package dev.gatecut.bench;
 
+import dev.gatecut.errors.FileAccessException;
 import dev.gatecut.onnx.AtomicFiles;
 import dev.gatecut.onnx.HalfFloats;
 import dev.gatecut.onnx.TensorArrays;
@@ -16,7 +17,6 @@ import dev.gatecut.onnx.proto.ValueInfoProto;
 
 import java.io.IOException;
 import java.io.OutputStream;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.Channels;
@@ -217,7 +217,7 @@ public record SyntheticLlama(int layers, int hidden, int ffn, int vocab) {
                 });
                 return offset;
             } catch (IOException e) {
-                throw new UncheckedIOException("cannot write " + file + ": " + e.getMessage(), e);
+                throw FileAccessException.of("write", file, e);
             }
         }
 
@@ -253,7 +253,7 @@ public record SyntheticLlama(int layers, int hidden, int ffn, int vocab) {
                 done += n;
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write synthetic weights: " + e.getMessage(), e);
+            throw new FileAccessException("cannot write synthetic weights: " + FileAccessException.reason(e), e);
         }
     }
 

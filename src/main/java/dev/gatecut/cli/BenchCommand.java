@@ -1,5 +1,6 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.errors.OptionException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.gatecut.runtime.Benchmark;
@@ -143,7 +144,7 @@ final class BenchCommand implements Callable<Integer> {
 
     private Integer callGenerate() throws Exception {
         if (cudaGraph) {
-            throw new IllegalArgumentException("--cuda-graph cannot be combined with --generate: a CUDA graph replays"
+            throw new OptionException("--cuda-graph cannot be combined with --generate: a CUDA graph replays"
                     + " fixed shapes, and every decode step grows the KV cache; time --cuda-graph on single runs");
         }
         DecodeBenchmark.Settings settings = new DecodeBenchmark.Settings(parseDevice(device), batch, prefill, decode,

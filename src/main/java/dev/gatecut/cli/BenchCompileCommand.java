@@ -1,5 +1,6 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.bench.CompileBenchmark;
 import dev.gatecut.runtime.Device;
 import picocli.CommandLine.Command;
@@ -64,10 +65,10 @@ final class BenchCompileCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (!(sparsity >= 0 && sparsity < 1)) {
-            throw new IllegalArgumentException("--sparsity must be in [0, 1), got " + sparsity);
+            throw new OptionException("--sparsity must be in [0, 1), got " + sparsity);
         }
         if (model == null && !(parameters >= 1e6)) {
-            throw new IllegalArgumentException("--params must be at least 1e6, got " + parameters);
+            throw new OptionException("--params must be at least 1e6, got " + parameters);
         }
         new CompileBenchmark(model, parameters, dir, sparsity, Math.max(1, align), seed,
                 verify == null ? null : Device.parse(verify), keep).run(spec.commandLine().getOut());

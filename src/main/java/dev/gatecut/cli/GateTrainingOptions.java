@@ -1,5 +1,6 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.train.Task;
 import dev.gatecut.api.TrainingBuilder;
 import picocli.CommandLine.Option;
@@ -49,7 +50,7 @@ final class GateTrainingOptions {
         return switch (task.toLowerCase()) {
             case "classify" -> Task.CLASSIFY;
             case "lm" -> Task.LM;
-            default -> throw new IllegalArgumentException("--task must be classify or lm, got '" + task + "'");
+            default -> throw new OptionException("--task must be classify or lm, got '" + task + "'");
         };
     }
 

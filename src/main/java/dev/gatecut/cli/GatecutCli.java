@@ -1,11 +1,15 @@
 package dev.gatecut.cli;
 
-import dev.gatecut.onnx.OnnxFormatException;
+import ai.onnxruntime.OrtException;
+import dev.gatecut.errors.BadInputException;
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.GatecutException;
+import dev.gatecut.errors.InternalException;
+import dev.gatecut.runtime.OrtSessions;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 import java.io.PrintWriter;
-import java.io.UncheckedIOException;
 
 /** {@code gatecut COMMAND ...}: the command-line front end over the library. */
 @Command(name = "gatecut", mixinStandardHelpOptions = true, versionProvider = GatecutCli.Version.class,
@@ -24,10 +28,10 @@ public final class GatecutCli {
     static final String EXAMPLE_RUN = "  java -jar target/gatecut.jar";
     static final String EXAMPLE_HEADING = "%nExample (from the repository root, after mvn package):%n";
 
-    /** Exit code for bad input (unreadable model, invalid option values). */
-    public static final int EXIT_BAD_INPUT = 2;
+    /** Exit code for bad input: every {@link BadInputException} and picocli's option errors. */
+    public static final int EXIT_BAD_INPUT = BadInputException.EXIT_CODE;
     /** Exit code for any other failure. */
-    public static final int EXIT_FAILURE = 1;
+    public static final int EXIT_FAILURE = InternalException.EXIT_CODE;
 
     public static void main(String[] args) {
         dev.gatecut.runtime.OrtTempFolder.cleanUpAtExit();
@@ -41,7 +45,30 @@ public final class GatecutCli {
     public static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new GatecutCli());
         cl.setExecutionExceptionHandler(GatecutCli::handle);
+        cl.setParameterExceptionHandler(GatecutCli::handleParameter);
         return cl;
+    }
+
+    /**
+     * The exit code of a failure: a {@link GatecutException} carries its own; anything else that
+     * reaches the command line (an OrtException, an IllegalStateException) is gatecut's failure.
+     */
+    static int exitCode(Exception e) {
+        return e instanceof GatecutException g ? g.exitCode() : EXIT_FAILURE;
+    }
+
+    /** The one line shown for a failure. */
+    static String message(Exception e) {
+        if (e instanceof OrtException) {
+            return "ONNX Runtime failed: " + OrtSessions.describe(e);
+        }
+        if (e instanceof java.io.IOException io) {
+            return FileAccessException.reason(io);
+        }
+        if (e instanceof java.io.UncheckedIOException io) {
+            return FileAccessException.reason(io.getCause());
+        }
+        return e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
     }
 
     /** One line on stderr per failure; the stack trace only with --verbose. */
@@ -49,17 +76,26 @@ public final class GatecutCli {
         PrintWriter err = cl.getErr();
         boolean verbose = parsed.hasMatchedOption("--verbose")
                 || (parsed.subcommand() != null && parsed.subcommand().hasMatchedOption("--verbose"));
-        String message = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
-        err.println("gatecut: error: " + message);
+        err.println("gatecut: error: " + message(e));
         if (verbose) {
             e.printStackTrace(err);
-        } else if (!(e instanceof OnnxFormatException) && !(e instanceof UncheckedIOException)
-                && !(e instanceof IllegalArgumentException)) {
+        } else if (!(e instanceof BadInputException)) {
             err.println("(run again with --verbose for the stack trace)");
         }
         err.flush();
-        return e instanceof OnnxFormatException || e instanceof IllegalArgumentException
-                ? EXIT_BAD_INPUT : EXIT_FAILURE;
+        return exitCode(e);
+    }
+
+    /** An option picocli cannot parse is bad input like any other: the same one-line form, exit 2. */
+    private static int handleParameter(CommandLine.ParameterException e, String[] args) {
+        CommandLine cl = e.getCommandLine();
+        PrintWriter err = cl.getErr();
+        err.println("gatecut: error: " + e.getMessage());
+        if (!CommandLine.UnmatchedArgumentException.printSuggestions(e, err)) {
+            err.println("(see " + cl.getCommandSpec().qualifiedName() + " --help)");
+        }
+        err.flush();
+        return EXIT_BAD_INPUT;
     }
 
     static final class Version implements CommandLine.IVersionProvider {

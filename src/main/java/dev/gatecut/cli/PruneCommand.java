@@ -1,5 +1,7 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.errors.ModelException;
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.runtime.Device;
 
 import dev.gatecut.api.Gatecut;
@@ -177,7 +179,7 @@ final class PruneCommand implements Callable<Integer> {
         try {
             return GateMode.valueOf(s.toUpperCase());
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("--gates-mode must be coupled or independent, got '" + s + "'");
+            throw new OptionException("--gates-mode must be coupled or independent, got '" + s + "'");
         }
     }
 

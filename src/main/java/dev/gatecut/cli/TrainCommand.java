@@ -1,5 +1,7 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.errors.OptionException;
+import dev.gatecut.api.Backends;
 import dev.gatecut.api.Gatecut;
 import dev.gatecut.api.GatecutModel;
 import dev.gatecut.api.ProgressEvent;
@@ -8,7 +10,7 @@ import dev.gatecut.api.TrainOptions;
 import dev.gatecut.api.TrainResult;
 import dev.gatecut.api.TrainingBuilder;
 import dev.gatecut.runtime.Device;
-import dev.gatecut.train.TrainingRun;
+import dev.gatecut.train.TrainingBackend;
 import me.tongfei.progressbar.ProgressBar;
 import me.tongfei.progressbar.ProgressBarBuilder;
 import me.tongfei.progressbar.ProgressBarStyle;
@@ -159,12 +161,12 @@ final class TrainCommand implements Callable<Integer> {
         }
 
         /** --backend: null for auto (the API picks the training API when the loaded ONNX Runtime has it). */
-        TrainingRun.Backend parseBackend() {
+        TrainingBackend parseBackend() {
             return switch (backend.toLowerCase()) {
-                case "fused" -> TrainingRun.Backend.FUSED;
+                case "fused" -> Backends.FUSED;
                 case "auto" -> null;
-                case "ort-training" -> TrainingRun.Backend.ORT_TRAINING;
-                default -> throw new IllegalArgumentException("--backend must be auto, fused or ort-training, got '"
+                case "ort-training" -> Backends.ORT_TRAINING;
+                default -> throw new OptionException("--backend must be auto, fused or ort-training, got '"
                         + backend + "'");
             };
         }

@@ -3,7 +3,7 @@ package dev.gatecut.discover;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.runtime.ShapeProbe;
@@ -129,13 +129,13 @@ public final class GroupFinder {
         Set<String> seen = new HashSet<>();
         for (Node n : graph.nodes()) {
             if (!n.name().isEmpty() && !seen.add(n.name())) {
-                throw new OnnxFormatException("node name '" + n.name()
+                throw new ModelException("node name '" + n.name()
                         + "' is used twice; gatecut names gates after nodes, so node names must be unique");
             }
         }
         for (LinearLayer l : layers) {
             if (l.node().isEmpty()) {
-                throw new OnnxFormatException("a " + l.opType() + " node with weight '" + l.weight()
+                throw new ModelException("a " + l.opType() + " node with weight '" + l.weight()
                         + "' has no name; gatecut names gates after nodes");
             }
         }

@@ -8,7 +8,6 @@ import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.Value;
 
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -89,10 +88,5 @@ public record ModelInspection(
         String type = Shape.elementType(v).map(DataType::name).orElse("?");
         String shape = Shape.declared(v).map(Shape::toString).orElse("?");
         return new IoValue(v.name(), type, shape);
-    }
-
-    /** Linear layers sorted by node name, for stable listings. */
-    public List<LinearLayer> linearLayersByName() {
-        return linearLayers.stream().sorted(Comparator.comparing(LinearLayer::node)).toList();
     }
 }

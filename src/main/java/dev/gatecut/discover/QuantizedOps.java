@@ -2,7 +2,7 @@ package dev.gatecut.discover;
 
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 
 import java.util.Optional;
 import java.util.Set;
@@ -39,7 +39,7 @@ public final class QuantizedOps {
     /** Throws a one-line error naming {@code where} and the first quantized node, if there is one. */
     public static void requireFloat(Graph graph, String where) {
         first(graph).ifPresent(n -> {
-            throw new OnnxFormatException(where + ": quantized model (node '" + n.name() + "' is "
+            throw new ModelException(where + ": quantized model (node '" + n.name() + "' is "
                     + (n.domain().isEmpty() ? "" : n.domain() + ":") + n.opType() + "); gatecut gates float weights:"
                     + " compress the float model, then quantize it");
         });

@@ -5,8 +5,10 @@ import dev.gatecut.discover.LinearLayer;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Pass;
+import dev.gatecut.onnx.PassResult;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.Value;
@@ -65,6 +67,24 @@ public final class GateInjector {
         REQUIRED
     }
 
+    /** Injecting the gates of {@code plan} as a {@link Pass}; modified when the plan has gates. */
+    public static Inject pass(GatePlan plan, GateValues values, Noise noise) {
+        return new Inject(plan, values, noise);
+    }
+
+    /** The pass form of {@link #inject(OnnxModel, GatePlan, GateValues, Noise)}. */
+    public record Inject(GatePlan plan, GateValues values, Noise noise) implements Pass {
+        @Override
+        public String name() {
+            return "inject " + plan.gates().size() + " gates";
+        }
+
+        @Override
+        public PassResult run(OnnxModel model) {
+            return new PassResult(model, !inject(model, plan, values, noise).isEmpty());
+        }
+    }
+
     /** Injects gates with optional noise inputs: the gated model runs as it is with inference gates. */
     public static Map<String, InjectedGate> inject(OnnxModel model, GatePlan plan, GateValues values) {
         return inject(model, plan, values, Noise.OPTIONAL);
@@ -72,7 +92,7 @@ public final class GateInjector {
 
     public static Map<String, InjectedGate> inject(OnnxModel model, GatePlan plan, GateValues values, Noise noise) {
         if (model.defaultOpset() < 11) {
-            throw new OnnxFormatException("gates need ONNX opset 11 or newer (Clip with min/max inputs); the model"
+            throw new ModelException("gates need ONNX opset 11 or newer (Clip with min/max inputs); the model"
                     + " imports opset " + model.defaultOpset() + ": convert it with onnx.version_converter");
         }
         GateInjector in = new GateInjector(model.graph(), noise, plan.discovery().attentionGroups());
@@ -198,7 +218,7 @@ public final class GateInjector {
             u.node().setInput(u.index(), mul.output(0));
         }
         if (y.isGraphOutput()) {
-            throw new OnnxFormatException("layer '" + layer.node() + "' writes a graph output; it cannot take a row gate");
+            throw new ModelException("layer '" + layer.node() + "' writes a graph output; it cannot take a row gate");
         }
         if (layer.bias() != null && !layer.opType().equals("Gemm")) {
             // The bias is added after the product: gate it too, so (x·W + b) ⊙ g.

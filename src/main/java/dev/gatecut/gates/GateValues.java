@@ -1,14 +1,15 @@
 package dev.gatecut.gates;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.DataException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -135,7 +136,7 @@ public final class GateValues {
             }
         }
         if (!unknown.isEmpty()) {
-            throw new OnnxFormatException(source + ": gates not in this model (" + plan.mode().name().toLowerCase()
+            throw new ModelException(source + ": gates not in this model (" + plan.mode().name().toLowerCase()
                     + " mode): " + unknown.subList(0, Math.min(5, unknown.size())) + (unknown.size() > 5 ? " …" : "")
                     + "; the model's gates are e.g. " + specs.keySet().stream().limit(3).toList());
         }
@@ -146,7 +147,7 @@ public final class GateValues {
                 t = new float[g.size()];
                 java.util.Arrays.fill(t, OPEN);
             } else if (t.length != g.size()) {
-                throw new OnnxFormatException(source + ": gate '" + g.name() + "' has " + t.length
+                throw new ModelException(source + ": gate '" + g.name() + "' has " + t.length
                         + " values, the model needs " + g.size());
             }
             m.put(g.name(), t);
@@ -177,18 +178,18 @@ public final class GateValues {
         try {
             root = new ObjectMapper().readTree(path.toFile());
         } catch (java.io.FileNotFoundException e) {
-            throw new OnnxFormatException(path + ": file not found");
+            throw FileAccessException.of(path, new java.nio.file.NoSuchFileException(path.toString()));
         } catch (IOException e) {
-            throw new OnnxFormatException(path + ": not valid JSON (" + e.getMessage().split("\n")[0] + ")");
+            throw new DataException(path + ": not valid JSON (" + e.getMessage().split("\n")[0] + ")", e);
         }
         if (root == null || !root.path("gates").isObject()) {
-            throw new OnnxFormatException(path + ": not a gates file (expected an object with \"gates\")");
+            throw new ModelException(path + ": not a gates file (expected an object with \"gates\")");
         }
         GateMode mode;
         try {
             mode = GateMode.valueOf(root.path("mode").asText("coupled").toUpperCase());
         } catch (IllegalArgumentException e) {
-            throw new OnnxFormatException(path + ": mode '" + root.path("mode").asText()
+            throw new ModelException(path + ": mode '" + root.path("mode").asText()
                     + "' is not coupled or independent");
         }
         Map<String, float[]> theta = new LinkedHashMap<>();
@@ -199,18 +200,18 @@ public final class GateValues {
             boolean values = g.has("values");
             JsonNode arr = values ? g.get("values") : g.get("theta");
             if (arr == null || !arr.isArray()) {
-                throw new OnnxFormatException(path + ": gate '" + e.getKey() + "' needs a \"theta\" or \"values\" array");
+                throw new ModelException(path + ": gate '" + e.getKey() + "' needs a \"theta\" or \"values\" array");
             }
             float[] t = new float[arr.size()];
             for (int i = 0; i < t.length; i++) {
                 if (!arr.get(i).isNumber()) {
-                    throw new OnnxFormatException(path + ": gate '" + e.getKey() + "' entry " + i + " is not a number");
+                    throw new ModelException(path + ": gate '" + e.getKey() + "' entry " + i + " is not a number");
                 }
                 float v = (float) arr.get(i).asDouble();
                 try {
                     t[i] = values ? thetaFor(v) : v;
                 } catch (IllegalArgumentException ex) {
-                    throw new OnnxFormatException(path + ": gate '" + e.getKey() + "' entry " + i + ": " + ex.getMessage());
+                    throw new ModelException(path + ": gate '" + e.getKey() + "' entry " + i + ": " + ex.getMessage());
                 }
             }
             theta.put(e.getKey(), t);

@@ -1,5 +1,6 @@
 package dev.gatecut.gates;
 
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.discover.AttentionGroup;
 import dev.gatecut.discover.FfnGroup;
 import dev.gatecut.discover.LinearLayer;
@@ -80,7 +81,7 @@ final class UniformBudget {
         FfnGroup firstFfn = null;
         for (FfnGroup f : plan.discovery().ffnGroups()) {
             if (firstFfn != null && f.width() != firstFfn.width()) {
-                throw new IllegalArgumentException("uniform widths need every FFN to have the same width: "
+                throw new OptionException("uniform widths need every FFN to have the same width: "
                         + firstFfn.name() + " has " + firstFfn.width() + " channels, " + f.name() + " has " + f.width()
                         + "; leave out --uniform-widths for this model");
             }
@@ -102,7 +103,7 @@ final class UniformBudget {
             if (firstAttention != null && (a.kvHeads() != firstAttention.kvHeads()
                     || a.queryHeadsPerGroup() != firstAttention.queryHeadsPerGroup()
                     || a.headDim() != firstAttention.headDim())) {
-                throw new IllegalArgumentException("uniform widths need every attention block to have the same heads:"
+                throw new OptionException("uniform widths need every attention block to have the same heads:"
                         + " " + firstAttention.name() + " has " + firstAttention.heads() + " heads / "
                         + firstAttention.kvHeads() + " KV heads of width " + firstAttention.headDim() + ", " + a.name()
                         + " has " + a.heads() + " / " + a.kvHeads() + " of width " + a.headDim()

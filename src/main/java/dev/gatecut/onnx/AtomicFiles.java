@@ -1,7 +1,9 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.OptionException;
+
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
@@ -28,45 +30,24 @@ public final class AtomicFiles {
             move(tmp, absolute);
             tmp = null;
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + target + ": " + reason(e), e);
+            throw FileAccessException.of("write", target, e);
         } finally {
             deleteQuietly(tmp);
         }
     }
 
     /**
-     * Why an I/O operation failed, in words. Java's file exceptions carry only a path as their
-     * message, which for a write is the hidden temp file: that says nothing about the cause.
-     */
-    public static String reason(IOException e) {
-        String why = e instanceof java.nio.file.AccessDeniedException ? "permission denied"
-                : e instanceof java.nio.file.NoSuchFileException ? "no such file or folder"
-                : e instanceof java.nio.file.DirectoryNotEmptyException ? "a folder is in the way"
-                : e instanceof java.nio.file.NotDirectoryException ? "a file is in the way of a folder"
-                : e instanceof FileAlreadyExistsException ? "a file is in the way"
-                : null;
-        if (e instanceof java.nio.file.FileSystemException fse) {
-            if (why == null) {
-                why = fse.getReason() != null ? fse.getReason() : e.getClass().getSimpleName();
-            }
-            String where = fse.getFile() == null || fse.getFile().contains(".tmp") ? "" : " (" + fse.getFile() + ")";
-            return why + where;
-        }
-        return e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
-    }
-
-    /**
      * Checks before any work that {@code target} can be written as a file: its folder exists or can
-     * be created, and nothing of another kind is in the way. An IllegalArgumentException (bad input)
+     * be created, and nothing of another kind is in the way. An OptionException (bad input)
      * naming {@code option} otherwise.
      */
     public static void checkWritableFile(Path target, String option) {
         Path absolute = target.toAbsolutePath().normalize();
         if (Files.isDirectory(absolute)) {
-            throw new IllegalArgumentException(option + " " + target + ": is a folder; name the file to write");
+            throw new OptionException(option + " " + target + ": is a folder; name the file to write");
         }
         if (Files.exists(absolute) && !Files.isRegularFile(absolute)) {
-            throw new IllegalArgumentException(option + " " + target + ": exists and is not a regular file");
+            throw new OptionException(option + " " + target + ": exists and is not a regular file");
         }
         checkWritableFolder(absolute.getParent(), option, target);
     }
@@ -78,7 +59,7 @@ public final class AtomicFiles {
                 return;
             }
             if (Files.exists(p)) {
-                throw new IllegalArgumentException(option + " " + given + ": " + p + " is a file, not a folder");
+                throw new OptionException(option + " " + given + ": " + p + " is a file, not a folder");
             }
         }
     }

@@ -1,5 +1,6 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.ModelException;
 import java.util.Arrays;
 
 /** ONNX tensor element types (TensorProto.DataType) with the facts gatecut needs about each. */
@@ -77,7 +78,7 @@ public enum DataType {
                 return t;
             }
         }
-        throw new OnnxFormatException("unknown ONNX data type code " + code
+        throw new ModelException("unknown ONNX data type code " + code
                 + " (known: " + Arrays.toString(values()) + ")");
     }
 }

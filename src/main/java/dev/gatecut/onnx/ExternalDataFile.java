@@ -1,7 +1,9 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.ModelException;
+
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
@@ -24,7 +26,7 @@ public final class ExternalDataFile implements AutoCloseable {
             this.channel = FileChannel.open(path, StandardOpenOption.READ);
             this.size = channel.size();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot open external data file " + path + ": " + e.getMessage(), e);
+            throw FileAccessException.of("open external data file", path, e);
         }
     }
 
@@ -48,8 +50,7 @@ public final class ExternalDataFile implements AutoCloseable {
             return new ExternalDataFile(path, channel);
         } catch (IOException e) {
             AtomicFiles.deleteQuietly(path);
-            throw new UncheckedIOException("cannot create a scratch data file in " + dir + ": "
-                    + AtomicFiles.reason(e), e);
+            throw FileAccessException.of("create a scratch data file in", dir, e);
         }
     }
 
@@ -77,7 +78,7 @@ public final class ExternalDataFile implements AutoCloseable {
                 at += channel.write(bytes, at);
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write scratch data to " + path + ": " + AtomicFiles.reason(e), e);
+            throw FileAccessException.of("write scratch data to", path, e);
         }
     }
 
@@ -92,7 +93,7 @@ public final class ExternalDataFile implements AutoCloseable {
     /** Reads {@code length} bytes at {@code offset} into a little-endian heap buffer. */
     public ByteBuffer read(long offset, long length, String tensorName) {
         if (length > Integer.MAX_VALUE - 8) {
-            throw new OnnxFormatException("tensor '" + tensorName + "' is " + length
+            throw new ModelException("tensor '" + tensorName + "' is " + length
                     + " bytes; tensors over 2 GB cannot be read into one Java array (they can still be copied and saved)");
         }
         ByteBuffer buffer = ByteBuffer.allocate((int) length).order(ByteOrder.LITTLE_ENDIAN);
@@ -101,13 +102,13 @@ public final class ExternalDataFile implements AutoCloseable {
             while (buffer.hasRemaining()) {
                 int n = channel.read(buffer, position);
                 if (n < 0) {
-                    throw new OnnxFormatException("tensor '" + tensorName + "': external data file " + path
+                    throw new ModelException("tensor '" + tensorName + "': external data file " + path
                             + " ended at byte " + position + " before the tensor's " + length + " bytes were read");
                 }
                 position += n;
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("reading tensor '" + tensorName + "' from " + path + ": " + e.getMessage(), e);
+            throw FileAccessException.of("read tensor '" + tensorName + "' from", path, e);
         }
         return buffer.flip();
     }

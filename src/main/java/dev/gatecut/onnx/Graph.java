@@ -1,5 +1,6 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.GraphProto;
 import dev.gatecut.onnx.proto.TypeProto;
@@ -68,7 +69,7 @@ public final class Graph {
     public Value requireValue(String name) {
         Value v = values.get(name);
         if (v == null) {
-            throw new OnnxFormatException("graph has no value named '" + name + "'");
+            throw new ModelException("graph has no value named '" + name + "'");
         }
         return v;
     }
@@ -188,7 +189,7 @@ public final class Graph {
     /** A value with no producer yet, to be named as a node output. */
     Value newValue(String name) {
         if (values.containsKey(name)) {
-            throw new OnnxFormatException("value name '" + name + "' is defined twice in the graph");
+            throw new ModelException("value name '" + name + "' is defined twice in the graph");
         }
         Value v = new Value(this, name);
         values.put(name, v);
@@ -320,7 +321,7 @@ public final class Graph {
         }
         if (order.size() != nodes.size()) {
             Node stuck = nodes.stream().filter(n -> pending.get(n) > 0).findFirst().orElseThrow();
-            throw new OnnxFormatException("graph has a cycle or an input produced nowhere, through node '"
+            throw new ModelException("graph has a cycle or an input produced nowhere, through node '"
                     + stuck.name() + "' (" + stuck.opType() + ")");
         }
         return order;

@@ -1,5 +1,7 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.ModelException;
 import com.google.protobuf.CodedInputStream;
 import com.google.protobuf.InvalidProtocolBufferException;
 import dev.gatecut.onnx.proto.AttributeProto;
@@ -12,7 +14,6 @@ import dev.gatecut.onnx.proto.ValueInfoProto;
 
 import java.io.IOException;
 import java.io.OutputStream;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.MappedByteBuffer;
 import java.nio.channels.Channels;
@@ -55,17 +56,17 @@ public final class ModelIO {
     /** Parses and validates the ModelProto of a file; tensor bytes alias the memory-mapped file. */
     public static ModelProto parse(Path path) {
         if (Files.isDirectory(path)) {
-            throw new OnnxFormatException(path + ": is a folder, not an ONNX file");
+            throw new ModelException(path + ": is a folder, not an ONNX file");
         }
         if (Files.exists(path) && !Files.isRegularFile(path)) {
             // Opening a FIFO or device would block or never end.
-            throw new OnnxFormatException(path + ": not a regular file (a pipe, socket or device); pass an ONNX file");
+            throw new ModelException(path + ": not a regular file (a pipe, socket or device); pass an ONNX file");
         }
         ModelProto proto;
         try (FileChannel channel = FileChannel.open(path, StandardOpenOption.READ)) {
             long size = channel.size();
             if (size > Integer.MAX_VALUE) {
-                throw new OnnxFormatException(path + ": file is " + size + " bytes, over protobuf's 2 GB limit; "
+                throw new ModelException(path + ": file is " + size + " bytes, over protobuf's 2 GB limit; "
                         + "large weights must be stored as ONNX external data");
             }
             MappedByteBuffer buffer = channel.map(FileChannel.MapMode.READ_ONLY, 0, size);
@@ -75,21 +76,21 @@ public final class ModelIO {
             in.setRecursionLimit(1000);
             proto = ModelProto.parseFrom(in);
         } catch (NoSuchFileException e) {
-            throw new OnnxFormatException(path + ": file not found");
+            throw FileAccessException.of(path, e);
         } catch (InvalidProtocolBufferException e) {
             String why = e.getMessage() != null && e.getMessage().contains("ended unexpectedly")
                     ? "the file is truncated (it ends in the middle of a record)"
                     : "not an ONNX protobuf file (" + e.getMessage() + ")";
-            throw new OnnxFormatException(path + ": cannot parse: " + why, e);
+            throw new ModelException(path + ": cannot parse: " + why, e);
         } catch (IOException e) {
-            throw new OnnxFormatException(path + ": cannot read: " + AtomicFiles.reason(e), e);
+            throw FileAccessException.of(path, e);
         }
         if (proto.getIrVersion() <= 0 || !proto.hasGraph()) {
-            throw new OnnxFormatException(path + ": not an ONNX model (no "
+            throw new ModelException(path + ": not an ONNX model (no "
                     + (proto.getIrVersion() <= 0 ? "IR version" : "graph") + " found)");
         }
         if (proto.getIrVersion() > MAX_IR_VERSION) {
-            throw new OnnxFormatException(path + ": IR version " + proto.getIrVersion()
+            throw new ModelException(path + ": IR version " + proto.getIrVersion()
                     + " is newer than supported (at most " + MAX_IR_VERSION
                     + "); export with an older ONNX/opset or convert it with onnx.version_converter");
         }
@@ -119,7 +120,7 @@ public final class ModelIO {
         graph.setExtras(gp);
         for (TensorProto t : gp.getInitializerList()) {
             if (graph.value(t.getName()).isPresent()) {
-                throw new OnnxFormatException(where + ": initializer '" + t.getName() + "' is defined twice");
+                throw new ModelException(where + ": initializer '" + t.getName() + "' is defined twice");
             }
             TensorChecks.check(t, where, "initializer");
             graph.addInitializer(readTensor(t, where, dir, opened));
@@ -138,7 +139,7 @@ public final class ModelIO {
         for (NodeProto np : gp.getNodeList()) {
             for (String out : np.getOutputList()) {
                 if (!out.isEmpty() && graph.value(out).isPresent()) {
-                    throw new OnnxFormatException(where + ": value '" + out + "' is produced twice (again by node '"
+                    throw new ModelException(where + ": value '" + out + "' is produced twice (again by node '"
                             + np.getName() + "', " + np.getOpType() + ")");
                 }
             }
@@ -163,7 +164,7 @@ public final class ModelIO {
                     node.addInput(null);
                     continue;
                 }
-                Value v = graph.value(in).orElseThrow(() -> new OnnxFormatException(where + ": node '"
+                Value v = graph.value(in).orElseThrow(() -> new ModelException(where + ": node '"
                         + np.getName() + "' (" + np.getOpType() + ") reads '" + in
                         + "', which no node, graph input or initializer defines"));
                 node.addInput(v);
@@ -173,7 +174,7 @@ public final class ModelIO {
             }
         }
         for (ValueInfoProto out : gp.getOutputList()) {
-            Value v = graph.value(out.getName()).orElseThrow(() -> new OnnxFormatException(where
+            Value v = graph.value(out.getName()).orElseThrow(() -> new ModelException(where
                     + ": graph output '" + out.getName() + "' is not produced by any node"));
             if (out.hasType()) {
                 v.setType(out.getType());
@@ -195,7 +196,7 @@ public final class ModelIO {
             return Tensor.of(t);
         }
         if (dir == null) {
-            throw new OnnxFormatException(where + ": tensor '" + t.getName()
+            throw new ModelException(where + ": tensor '" + t.getName()
                     + "' has external data, but the model was not loaded from a file");
         }
         Map<String, String> info = new HashMap<>();
@@ -204,29 +205,29 @@ public final class ModelIO {
         }
         String location = info.get("location");
         if (location == null || location.isEmpty()) {
-            throw new OnnxFormatException(where + ": tensor '" + t.getName() + "' is external but names no location");
+            throw new ModelException(where + ": tensor '" + t.getName() + "' is external but names no location");
         }
         Path resolved = resolveInside(dir, location, t.getName(), where);
         long fileOffset = parseLong(info.getOrDefault("offset", "0"), "offset", t, where);
         long expected = TensorChecks.byteSize(t, where);
         long length = info.containsKey("length") ? parseLong(info.get("length"), "length", t, where) : expected;
         if (length != expected) {
-            throw new OnnxFormatException(where + ": tensor '" + t.getName() + "' declares " + length
+            throw new ModelException(where + ": tensor '" + t.getName() + "' declares " + length
                     + " bytes of external data, but its shape and type need " + expected);
         }
         ExternalDataFile file = opened.get(resolved);
         if (file == null) {
             try {
                 file = new ExternalDataFile(resolved);
-            } catch (UncheckedIOException e) {
-                throw new OnnxFormatException(where + ": tensor '" + t.getName() + "': external data file '"
-                        + location + "' cannot be opened (" + e.getCause().getMessage() + ")", e);
+            } catch (FileAccessException e) {
+                throw new ModelException(where + ": tensor '" + t.getName() + "': external data file '"
+                        + location + "' cannot be opened (" + FileAccessException.reason((java.io.IOException) e.getCause()) + ")", e);
             }
             opened.put(resolved, file);
         }
         // Written as a subtraction: offset + length can overflow a long.
         if (fileOffset < 0 || length < 0 || fileOffset > file.size() - length) {
-            throw new OnnxFormatException(where + ": tensor '" + t.getName() + "': its " + length + " bytes at offset "
+            throw new ModelException(where + ": tensor '" + t.getName() + "': its " + length + " bytes at offset "
                     + fileOffset + " lie beyond the end of '" + location + "' (" + file.size() + " bytes)");
         }
         return Tensor.external(t, file, fileOffset, length);
@@ -238,37 +239,37 @@ public final class ModelIO {
         try {
             rel = Path.of(location);
         } catch (RuntimeException e) {
-            throw new OnnxFormatException(where + ": tensor '" + tensor + "': invalid external data location '"
+            throw new ModelException(where + ": tensor '" + tensor + "': invalid external data location '"
                     + location + "'");
         }
         Path resolved = dir.resolve(rel).normalize();
         String refusal = "; external data must be a relative path inside the model's folder " + dir;
         if (rel.isAbsolute() || location.startsWith("/") || location.startsWith("\\")) {
-            throw new OnnxFormatException(where + ": tensor '" + tensor + "': external data location '"
+            throw new ModelException(where + ": tensor '" + tensor + "': external data location '"
                     + location + "' is absolute" + refusal);
         }
         if (!resolved.startsWith(dir)) {
-            throw new OnnxFormatException(where + ": tensor '" + tensor + "': external data location '"
+            throw new ModelException(where + ": tensor '" + tensor + "': external data location '"
                     + location + "' leaves the model's folder" + refusal);
         }
         if (Files.exists(resolved)) {
             if (!Files.isRegularFile(resolved)) {
                 // A folder cannot hold tensor bytes, and opening a FIFO or device would block or never end.
-                throw new OnnxFormatException(where + ": tensor '" + tensor + "': external data location '"
+                throw new ModelException(where + ": tensor '" + tensor + "': external data location '"
                         + location + "' is not a regular file" + refusal);
             }
             try {
                 if (!resolved.toRealPath().startsWith(dir.toRealPath())) {
-                    throw new OnnxFormatException(where + ": tensor '" + tensor + "': external data location '"
+                    throw new ModelException(where + ": tensor '" + tensor + "': external data location '"
                             + location + "' is a symbolic link to " + resolved.toRealPath()
                             + ", outside the model's folder" + refusal);
                 }
             } catch (IOException e) {
-                throw new OnnxFormatException(where + ": tensor '" + tensor + "': cannot resolve '" + location
+                throw new ModelException(where + ": tensor '" + tensor + "': cannot resolve '" + location
                         + "': " + e.getMessage(), e);
             }
         } else {
-            throw new OnnxFormatException(where + ": tensor '" + tensor + "': external data file '" + location
+            throw new ModelException(where + ": tensor '" + tensor + "': external data file '" + location
                     + "' not found in " + dir);
         }
         return resolved;
@@ -278,7 +279,7 @@ public final class ModelIO {
         try {
             return Long.parseLong(s.trim());
         } catch (NumberFormatException e) {
-            throw new OnnxFormatException(where + ": tensor '" + t.getName() + "': external data " + key
+            throw new ModelException(where + ": tensor '" + t.getName() + "': external data " + key
                     + " '" + s + "' is not a number");
         }
     }
@@ -291,7 +292,7 @@ public final class ModelIO {
         for (GraphProto g : subgraphs) {
             for (TensorProto t : g.getInitializerList()) {
                 if (t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
-                    throw new OnnxFormatException(where + ": node '" + np.getName() + "' (" + np.getOpType()
+                    throw new ModelException(where + ": node '" + np.getName() + "' (" + np.getOpType()
                             + ") has a subgraph whose tensor '" + t.getName()
                             + "' uses external data; that is not supported yet");
                 }
@@ -349,7 +350,7 @@ public final class ModelIO {
         for (Value v : model.graph().initializers()) {
             total += v.initializer().byteSize();
             if (total > INLINE_LIMIT) {
-                throw new OnnxFormatException("the model's initializers exceed protobuf's 2 GB limit;"
+                throw new ModelException("the model's initializers exceed protobuf's 2 GB limit;"
                         + " save it to a file with external data instead");
             }
             tensors.add(v.initializer().toProto());
@@ -409,13 +410,13 @@ public final class ModelIO {
             case AUTO -> total > INLINE_LIMIT || anyExternal;
         };
         if (!external && total > INLINE_LIMIT) {
-            throw new OnnxFormatException(target + ": the model's " + total + " bytes of initializers exceed"
+            throw new ModelException(target + ": the model's " + total + " bytes of initializers exceed"
                     + " protobuf's 2 GB limit; save with external data");
         }
         String dataName = options.dataFileName() != null ? options.dataFileName() : target.getFileName() + ".data";
         Path dataPath = external ? dir.resolve(dataName).normalize() : null;
         if (external && (Path.of(dataName).isAbsolute() || !dataPath.startsWith(dir) || dataPath.equals(target))) {
-            throw new OnnxFormatException(target + ": data file name '" + dataName
+            throw new ModelException(target + ": data file name '" + dataName
                     + "' must be a plain file name in the model's folder");
         }
         Path tmpData = null;
@@ -459,7 +460,7 @@ public final class ModelIO {
             AtomicFiles.move(tmpModel, target);
             tmpModel = null;
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + target + ": " + AtomicFiles.reason(e), e);
+            throw FileAccessException.of("write", target, e);
         } finally {
             AtomicFiles.deleteQuietly(tmpData);
             AtomicFiles.deleteQuietly(tmpModel);

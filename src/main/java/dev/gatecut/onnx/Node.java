@@ -122,14 +122,6 @@ public final class Node {
         setInput(inputs.size(), value);
     }
 
-    /** Drops trailing inputs from index {@code size} on. */
-    public void truncateInputs(int size) {
-        while (inputs.size() > size) {
-            setInput(inputs.size() - 1, null);
-            inputs.remove(inputs.size() - 1);
-        }
-    }
-
     void addOutput(Value value) {
         if (value != null) {
             if (value.producer().isPresent()) {
@@ -184,10 +176,6 @@ public final class Node {
             }
         }
         attributes.put(attribute.getName(), attribute);
-    }
-
-    public void removeAttribute(String attrName) {
-        attributes.remove(attrName);
     }
 
     public long intAttribute(String attrName, long defaultValue) {

@@ -1,5 +1,6 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.FunctionProto;
 import dev.gatecut.onnx.proto.ModelProto;
@@ -28,7 +29,7 @@ final class NodeChecks {
             for (AttributeProto a : n.getAttributeList()) {
                 if (a.getName().equals(attribute) && (a.getType() != AttributeProto.AttributeType.INT
                         || a.getI() < min || a.getI() > max)) {
-                    throw new OnnxFormatException(where + ": node '" + n.getName() + "' (" + opType + ") attribute '"
+                    throw new ModelException(where + ": node '" + n.getName() + "' (" + opType + ") attribute '"
                             + attribute + "' is " + (a.getType() == AttributeProto.AttributeType.INT ? a.getI()
                             : "of type " + a.getType()) + "; the ONNX spec allows an integer in " + min + ".."
                             + max);
@@ -62,7 +63,7 @@ final class NodeChecks {
     static void checkDomain(NodeProto n, Set<String> domains, String where) {
         String domain = canonical(n.getDomain());
         if (!domains.contains(domain)) {
-            throw new OnnxFormatException(where + ": node '" + n.getName() + "' (" + n.getOpType() + ") is in domain '"
+            throw new ModelException(where + ": node '" + n.getName() + "' (" + n.getOpType() + ") is in domain '"
                     + (domain.isEmpty() ? "ai.onnx" : domain) + "', which the model's opset_import does not list"
                     + " (imported: " + domains.stream().map(d -> d.isEmpty() ? "ai.onnx" : d).sorted().toList() + ")");
         }

@@ -1,5 +1,6 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.proto.StringStringEntryProto;
 import dev.gatecut.onnx.proto.TensorProto;
 
@@ -28,7 +29,7 @@ public final class Tensor {
 
     public static Tensor of(TensorProto proto) {
         if (proto.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
-            throw new OnnxFormatException("tensor '" + proto.getName()
+            throw new ModelException("tensor '" + proto.getName()
                     + "' has external data; load it through ModelIO so its file can be resolved");
         }
         return new Tensor(proto, null, 0, 0);

@@ -1,5 +1,6 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.ModelException;
 import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
 import dev.gatecut.onnx.proto.TensorProto;
@@ -24,7 +25,7 @@ public final class TensorArrays {
         long n = 1;
         for (long d : dims) {
             if (d < 0) {
-                throw new OnnxFormatException("negative dimension " + d + " in tensor shape");
+                throw new ModelException("negative dimension " + d + " in tensor shape");
             }
             n = Math.multiplyExact(n, d);
         }
@@ -45,7 +46,7 @@ public final class TensorArrays {
      */
     public static ByteBuffer rawBytes(TensorProto t) {
         if (t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
-            throw new OnnxFormatException("tensor '" + t.getName()
+            throw new ModelException("tensor '" + t.getName()
                     + "' has external data; read it through dev.gatecut.onnx.Tensor");
         }
         DataType type = dataType(t);
@@ -53,7 +54,7 @@ public final class TensorArrays {
         long expected = type.byteSize(n);
         if (!t.getRawData().isEmpty()) {
             if (t.getRawData().size() != expected) {
-                throw new OnnxFormatException("tensor '" + t.getName() + "': raw_data has "
+                throw new ModelException("tensor '" + t.getName() + "': raw_data has "
                         + t.getRawData().size() + " bytes, but " + n + " elements of " + type
                         + " need " + expected);
             }
@@ -109,11 +110,11 @@ public final class TensorArrays {
                 }
                 yield t.getInt32DataCount();
             }
-            default -> throw new OnnxFormatException("tensor '" + t.getName() + "': reading "
+            default -> throw new ModelException("tensor '" + t.getName() + "': reading "
                     + type + " from typed fields is not supported");
         };
         if (stored != n) {
-            throw new OnnxFormatException("tensor '" + t.getName() + "' has " + stored
+            throw new ModelException("tensor '" + t.getName() + "' has " + stored
                     + " stored elements but its shape " + java.util.Arrays.toString(dims(t))
                     + " needs " + n);
         }
@@ -324,7 +325,7 @@ public final class TensorArrays {
         return b.build();
     }
 
-    private static OnnxFormatException wrongType(String name, DataType type, String wanted) {
-        return new OnnxFormatException("tensor '" + name + "' is " + type + ", not " + wanted);
+    private static ModelException wrongType(String name, DataType type, String wanted) {
+        return new ModelException("tensor '" + name + "' is " + type + ", not " + wanted);
     }
 }

@@ -1,5 +1,6 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.GraphProto;
 import dev.gatecut.onnx.proto.NodeProto;
@@ -24,10 +25,10 @@ final class TensorChecks {
         long elements = elementCount(t, where);
         if (!t.getRawData().isEmpty()) {
             if (type == DataType.STRING) {
-                throw new OnnxFormatException(at + ": STRING tensors cannot use raw_data; re-export the model");
+                throw new ModelException(at + ": STRING tensors cannot use raw_data; re-export the model");
             }
             if (t.getRawData().size() != bytes) {
-                throw new OnnxFormatException(at + ": raw_data holds " + t.getRawData().size() + " bytes, but its shape "
+                throw new ModelException(at + ": raw_data holds " + t.getRawData().size() + " bytes, but its shape "
                         + TensorArrays.dims(t).length + "-d " + java.util.Arrays.toString(TensorArrays.dims(t)) + " of "
                         + type + " needs " + bytes + "; the file is damaged, re-export it");
             }
@@ -39,7 +40,7 @@ final class TensorChecks {
         long stored = typedCount(t, type);
         long needed = (type == DataType.COMPLEX64 || type == DataType.COMPLEX128) ? 2 * elements : elements;
         if (stored != needed) {
-            throw new OnnxFormatException(at + ": holds " + stored + " values, but its shape "
+            throw new ModelException(at + ": holds " + stored + " values, but its shape "
                     + java.util.Arrays.toString(TensorArrays.dims(t)) + " needs " + needed
                     + "; the file is damaged, re-export it");
         }
@@ -51,12 +52,12 @@ final class TensorChecks {
         DataType type;
         try {
             type = DataType.fromCode(t.getDataType());
-        } catch (OnnxFormatException e) {
-            throw new OnnxFormatException(at + ": unknown element type " + t.getDataType()
+        } catch (ModelException e) {
+            throw new ModelException(at + ": unknown element type " + t.getDataType()
                     + "; the file is damaged or newer than this gatecut");
         }
         if (type == DataType.UNDEFINED) {
-            throw new OnnxFormatException(at + ": element type 0 (undefined); every tensor needs a data type");
+            throw new ModelException(at + ": element type 0 (undefined); every tensor needs a data type");
         }
         long elements = elementCount(t, where);
         if (type == DataType.STRING) {
@@ -66,7 +67,7 @@ final class TensorChecks {
             return Math.multiplyExact(type.isPacked4Bit() ? 1 : type.elementBytes(),
                     type.isPacked4Bit() ? (elements + 1) / 2 : elements);
         } catch (ArithmeticException e) {
-            throw new OnnxFormatException(at + ": shape " + java.util.Arrays.toString(TensorArrays.dims(t))
+            throw new ModelException(at + ": shape " + java.util.Arrays.toString(TensorArrays.dims(t))
                     + " is too large to address");
         }
     }
@@ -74,8 +75,8 @@ final class TensorChecks {
     private static long elementCount(TensorProto t, String where) {
         try {
             return TensorArrays.elementCount(t);
-        } catch (ArithmeticException | OnnxFormatException e) {
-            throw new OnnxFormatException(where + ": tensor '" + t.getName() + "': invalid shape "
+        } catch (ArithmeticException | ModelException e) {
+            throw new ModelException(where + ": tensor '" + t.getName() + "': invalid shape "
                     + java.util.Arrays.toString(TensorArrays.dims(t)) + " (dimensions must be >= 0 and their product"
                     + " must fit in 64 bits)");
         }

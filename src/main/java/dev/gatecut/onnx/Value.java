@@ -1,5 +1,6 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.proto.TypeProto;
 
 import java.util.ArrayList;
@@ -103,7 +104,7 @@ public final class Value {
         }
         for (Use u : List.copyOf(uses)) {
             if (u.isSubgraphRead()) {
-                throw new OnnxFormatException("value '" + name + "' is read by a subgraph of node '"
+                throw new ModelException("value '" + name + "' is read by a subgraph of node '"
                         + u.node().name() + "'; rewiring subgraph reads is not supported");
             }
             u.node().setInput(u.index(), replacement);

@@ -1,9 +1,9 @@
 package dev.gatecut.passes;
 
-import dev.gatecut.autodiff.OpBuilder;
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Tensor;
@@ -55,11 +55,11 @@ public final class BindEmptyCache {
             return new Result(List.of(), List.of());
         }
         String file = model.source().map(Object::toString).orElse("model");
-        Value ids = g.value("input_ids").filter(Value::isGraphInput).orElseThrow(() -> new OnnxFormatException(file
+        Value ids = g.value("input_ids").filter(Value::isGraphInput).orElseThrow(() -> new ModelException(file
                 + ": cannot bind the KV cache and positions of a model without an input_ids input; inputs are "
                 + g.feedInputs().stream().map(Value::name).toList()));
         if (Shape.declared(ids).map(Shape::rank).orElse(2) != 2) {
-            throw new OnnxFormatException(file + ": input_ids must be [batch, sequence] to bind the KV cache; it is "
+            throw new ModelException(file + ": input_ids must be [batch, sequence] to bind the KV cache; it is "
                     + Shape.declared(ids).orElseThrow());
         }
         for (Value in : pasts) {
@@ -87,7 +87,7 @@ public final class BindEmptyCache {
             for (Value in : positions) {
                 int rank = Shape.declared(in).map(Shape::rank).orElse(2);
                 if (rank != 1 && rank != 2) {
-                    throw new OnnxFormatException(file + ": input '" + in.name() + "' has rank " + rank
+                    throw new ModelException(file + ": input '" + in.name() + "' has rank " + rank
                             + "; positions must be [sequence] or [batch, sequence]");
                 }
                 Value v = rank == 1 ? range : perRow;
@@ -106,12 +106,12 @@ public final class BindEmptyCache {
     private static void checkPast(Value in, String file) {
         long[] dims = declaredDims(in);
         if (dims == null) {
-            throw new OnnxFormatException(file + ": past input '" + in.name() + "' is declared "
+            throw new ModelException(file + ": past input '" + in.name() + "' is declared "
                     + Shape.declared(in).map(Object::toString).orElse("without a shape")
                     + "; binding an empty cache needs [batch, kv_heads, past, head_dim] with known kv_heads and head_dim");
         }
         if (in.isGraphOutput()) {
-            throw new OnnxFormatException(file + ": past input '" + in.name() + "' is also a graph output");
+            throw new ModelException(file + ": past input '" + in.name() + "' is also a graph output");
         }
     }
 

@@ -1,6 +1,6 @@
 package dev.gatecut.passes;
 
-import dev.gatecut.autodiff.OpBuilder;
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Node;
 import dev.gatecut.onnx.Value;

@@ -1,8 +1,8 @@
 package dev.gatecut.passes;
 
-import dev.gatecut.autodiff.OpBuilder;
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Value;
 
@@ -14,9 +14,9 @@ final class Rewrites {
     private Rewrites() {
     }
 
-    static OnnxFormatException error(Node n, String why) {
+    static ModelException error(Node n, String why) {
         String op = n.domain().isEmpty() ? n.opType() : n.domain() + ":" + n.opType();
-        return new OnnxFormatException("cannot unfuse " + op + " node '" + n.name() + "': " + why);
+        return new ModelException("cannot unfuse " + op + " node '" + n.name() + "': " + why);
     }
 
     static void require(Node n, boolean ok, String why) {

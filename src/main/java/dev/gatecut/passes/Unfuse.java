@@ -1,9 +1,12 @@
 package dev.gatecut.passes;
 
+import dev.gatecut.errors.OptionException;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Pass;
+import dev.gatecut.onnx.PassResult;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.GraphProto;
@@ -55,9 +58,26 @@ public final class Unfuse {
     private Unfuse() {
     }
 
-    /** Whether the model's main graph has a node of {@code ops} that this pass rewrites. */
-    public static boolean hasAny(OnnxModel model, Set<String> ops) {
-        return model.graph().nodes().stream().anyMatch(n -> rewriteOf(n, ops) != null);
+    /** Unfusing {@code ops} as a {@link Pass}; modified when any node was rewritten. */
+    public static Ops pass(Set<String> ops) {
+        return new Ops(ops);
+    }
+
+    /** The pass form of {@link #apply(OnnxModel, Set)}. */
+    public record Ops(Set<String> ops) implements Pass {
+        public Ops {
+            ops = Set.copyOf(ops);
+        }
+
+        @Override
+        public String name() {
+            return "unfuse " + new TreeSet<>(ops);
+        }
+
+        @Override
+        public PassResult run(OnnxModel model) {
+            return new PassResult(model, apply(model, ops).changed());
+        }
     }
 
     /** Rewrites every op of {@link #ALL}. */
@@ -72,7 +92,7 @@ public final class Unfuse {
     public static Result apply(OnnxModel model, Set<String> ops) {
         for (String op : ops) {
             if (!REWRITES.containsKey(op)) {
-                throw new IllegalArgumentException("cannot unfuse " + op + "; supported: " + new TreeSet<>(ALL));
+                throw new OptionException("cannot unfuse " + op + "; supported: " + new TreeSet<>(ALL));
             }
         }
         long opset = model.defaultOpset();
@@ -81,7 +101,7 @@ public final class Unfuse {
             return new Result(Map.of());
         }
         if (opset < 11) {
-            throw new OnnxFormatException("unfusing ONNX Runtime's fused ops needs ONNX opset 11 or newer; the model"
+            throw new ModelException("unfusing ONNX Runtime's fused ops needs ONNX opset 11 or newer; the model"
                     + " imports opset " + opset + ": convert it with onnx.version_converter");
         }
         Map<Node, ContribRewrite.Rewrite> prepared = new LinkedHashMap<>();

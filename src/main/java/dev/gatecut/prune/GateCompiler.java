@@ -14,8 +14,10 @@ import dev.gatecut.onnx.Constants;
 import dev.gatecut.onnx.ExternalDataFile;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.Pass;
+import dev.gatecut.onnx.PassResult;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.Value;
@@ -23,6 +25,7 @@ import ai.onnxruntime.OrtException;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
+import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.runtime.ShapeProbe;
 
 import java.nio.file.Path;
@@ -77,6 +80,25 @@ public final class GateCompiler {
         this.decideOnly = decideOnly;
         for (Node n : graph.nodes()) {
             nodes.put(n.name(), n);
+        }
+    }
+
+    /** Compiling {@code values} into a model as a {@link Pass}; modified when the plan has gates (they are always folded). */
+    public static Compile pass(GatePlan plan, GateValues values, int align) {
+        return new Compile(plan, values, align);
+    }
+
+    /** The pass form of {@link #compile}. */
+    public record Compile(GatePlan plan, GateValues values, int align) implements Pass {
+        @Override
+        public String name() {
+            return "compile " + plan.gates().size() + " gates (align " + align + ")";
+        }
+
+        @Override
+        public PassResult run(OnnxModel model) {
+            compile(model, plan, values, align);
+            return new PassResult(model, !plan.gates().isEmpty());
         }
     }
 
@@ -243,7 +265,8 @@ public final class GateCompiler {
         try {
             probe = ShapeProbe.probe(model);
         } catch (OrtException e) {
-            throw new OnnxFormatException("the compiled model does not run in ONNX Runtime: " + e.getMessage(), e);
+            throw new ModelException(model.source().map(p -> p + ": ").orElse("")
+                    + "the compiled model does not run in ONNX Runtime (" + OrtSessions.describe(e) + ")", e);
         }
         for (Map.Entry<Value, TypeProto> e : declared.entrySet()) {
             TypeProto type = e.getValue();
@@ -608,7 +631,7 @@ public final class GateCompiler {
                     Node reusedAdd = reused.output(0).uses().get(0).node();
                     int reusedIndex = reusedAdd.inputs().indexOf(bias);
                     if (reusedIndex < 0) {
-                        throw new OnnxFormatException("node '" + reusedAdd.name() + "' does not add bias '" + l.bias() + "'");
+                        throw new ModelException("node '" + reusedAdd.name() + "' does not add bias '" + l.bias() + "'");
                     }
                     rewire.add(() -> reusedAdd.setInput(reusedIndex, ownAdd.input(ownIndex)));
                 }
@@ -629,7 +652,7 @@ public final class GateCompiler {
                 }
             }
         }
-        throw new OnnxFormatException("cannot find the node that adds bias '" + l.bias() + "' of layer '" + l.node() + "'");
+        throw new ModelException("cannot find the node that adds bias '" + l.bias() + "' of layer '" + l.node() + "'");
     }
 
     /** Input {@code index} of {@code reader} gets new constant data (cloned when others share it). */
@@ -704,7 +727,7 @@ public final class GateCompiler {
             for (var byInput : byNode.getValue().entrySet()) {
                 int input = byInput.getKey();
                 Value v = node.input(input);
-                Tensor t = Constants.of(v).orElseThrow(() -> new OnnxFormatException("input " + input + " of node '"
+                Tensor t = Constants.of(v).orElseThrow(() -> new ModelException("input " + input + " of node '"
                         + node.name() + "' is no longer a constant"));
                 long[] values = t.longs();
                 for (var e : byInput.getValue().entrySet()) {
@@ -715,7 +738,7 @@ public final class GateCompiler {
                     case INT64 -> Tensor.of(TensorArrays.ofInt64(name, t.dims(), values));
                     case INT32 -> Tensor.of(TensorArrays.ofInt32(name, t.dims(),
                             Arrays.stream(values).mapToInt(Math::toIntExact).toArray()));
-                    default -> throw new OnnxFormatException("shape constant '" + v.name() + "' is " + t.dataType());
+                    default -> throw new ModelException("shape constant '" + v.name() + "' is " + t.dataType());
                 };
                 node.setInput(input, graph.addInitializer(edited));
             }
@@ -725,7 +748,7 @@ public final class GateCompiler {
     /** A copy of a single-output node reading the same inputs, for one reader's private use. */
     private Node cloneNode(Node n) {
         if (n.outputs().size() != 1) {
-            throw new OnnxFormatException("cannot give node '" + n.name() + "' a private copy: it has "
+            throw new ModelException("cannot give node '" + n.name() + "' a private copy: it has "
                     + n.outputs().size() + " outputs");
         }
         String name = graph.freshNodeName(n.name() + ".pruned");

@@ -3,7 +3,7 @@ package dev.gatecut.prune;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.ExternalDataFile;
 import dev.gatecut.onnx.HalfFloats;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.proto.TensorProto;
@@ -38,7 +38,7 @@ record StreamedWeightEdit(Tensor source, int inAxis, float[] col, float[] row, i
     Tensor write(String name, ExternalDataFile scratch) {
         DataType type = source.dataType();
         if (!type.isFloatingPoint()) {
-            throw new OnnxFormatException("tensor '" + source.name() + "' is " + type + "; only float weights can be pruned");
+            throw new ModelException("tensor '" + source.name() + "' is " + type + "; only float weights can be pruned");
         }
         long[] dims = source.dims();
         int rows = Math.toIntExact(dims[0]);

@@ -1,11 +1,12 @@
 package dev.gatecut.prune;
 
+import dev.gatecut.errors.FileAccessException;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.gates.GateInjector;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.SaveOptions;
 import dev.gatecut.runtime.Device;
@@ -14,7 +15,6 @@ import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.runtime.RandomInputs;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -98,7 +98,7 @@ public final class StreamingCompile {
             move(savedModel, target);
             return new Result(report, line, (t1 - t0) / 1e9, (t2 - t1) / 1e9, (t3 - t2) / 1e9);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + target + ": " + e.getMessage(), e);
+            throw FileAccessException.of("write", target, e);
         } finally {
             deleteTree(tmp);
         }
@@ -122,12 +122,12 @@ public final class StreamingCompile {
              OrtSession candidate = OrtSessions.open(savedModel, check.device())) {
             err = Equivalence.maxRelativeError(reference, candidate, slim.graph(), 2, 16, check.seed());
         } catch (OrtException e) {
-            throw new OnnxFormatException(modelFile + ": the gated or compiled model built from it does not run in"
-                    + " ONNX Runtime (" + OrtSessions.firstLine(e) + "), so " + target + " was not written; gatecut"
+            throw new ModelException(modelFile + ": the gated or compiled model built from it does not run in"
+                    + " ONNX Runtime (" + OrtSessions.describe(e) + "), so " + target + " was not written; gatecut"
                     + " cannot process this model's structure (please report it)", e);
         }
         if (!(err <= tolerance)) {
-            throw new OnnxFormatException(String.format("%s: the compiled model differs from the gated model (max"
+            throw new ModelException(String.format("%s: the compiled model differs from the gated model (max"
                     + " relative error %.2e, more than %.0e), so %s was not written; gatecut cannot compile this"
                     + " model's structure correctly (see `gatecut inspect --groups %s`)", modelFile, err, tolerance,
                     target, modelFile));

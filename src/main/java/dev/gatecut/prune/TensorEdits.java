@@ -1,7 +1,7 @@
 package dev.gatecut.prune;
 
 import dev.gatecut.onnx.DataType;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.proto.TensorProto;
@@ -28,7 +28,7 @@ final class TensorEdits {
 
     static Dense read(Tensor t) {
         if (!t.dataType().isFloatingPoint()) {
-            throw new OnnxFormatException("tensor '" + t.name() + "' is " + t.dataType() + "; only float weights can be pruned");
+            throw new ModelException("tensor '" + t.name() + "' is " + t.dataType() + "; only float weights can be pruned");
         }
         return new Dense(t.dims(), t.floats());
     }
@@ -47,7 +47,7 @@ final class TensorEdits {
                 }
                 yield TensorArrays.ofDoubles(name, d.dims(), a);
             }
-            default -> throw new OnnxFormatException("cannot write pruned tensor '" + name + "' as " + type);
+            default -> throw new ModelException("cannot write pruned tensor '" + name + "' as " + type);
         };
         return Tensor.of(p);
     }

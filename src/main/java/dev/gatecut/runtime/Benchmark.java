@@ -1,5 +1,7 @@
 package dev.gatecut.runtime;
 
+import dev.gatecut.errors.ModelException;
+import dev.gatecut.errors.OptionException;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
@@ -36,23 +38,23 @@ public final class Benchmark {
                            int rounds) {
         public Settings {
             if (device == null) {
-                throw new IllegalArgumentException("device must be given");
+                throw new OptionException("device must be given");
             }
             if (batch < 1 || sequence < 1) {
-                throw new IllegalArgumentException("batch and sequence must be at least 1 (got batch " + batch
+                throw new OptionException("batch and sequence must be at least 1 (got batch " + batch
                         + ", sequence " + sequence + ")");
             }
             if (runs < 1) {
-                throw new IllegalArgumentException("runs must be at least 1 (got " + runs + ")");
+                throw new OptionException("runs must be at least 1 (got " + runs + ")");
             }
             if (warmup < 0) {
-                throw new IllegalArgumentException("warm-up runs cannot be negative (got " + warmup + ")");
+                throw new OptionException("warm-up runs cannot be negative (got " + warmup + ")");
             }
             if (threads < 0) {
-                throw new IllegalArgumentException("threads cannot be negative (got " + threads + ")");
+                throw new OptionException("threads cannot be negative (got " + threads + ")");
             }
             if (rounds < 1 || rounds > runs) {
-                throw new IllegalArgumentException("rounds must be between 1 and runs (" + runs + "), got " + rounds);
+                throw new OptionException("rounds must be between 1 and runs (" + runs + "), got " + rounds);
             }
         }
 
@@ -87,7 +89,7 @@ public final class Benchmark {
     public static List<Result> run(List<Path> models, Settings settings, Consumer<String> progress)
             throws OrtException {
         if (models.isEmpty()) {
-            throw new IllegalArgumentException("no models to benchmark");
+            throw new OptionException("no models to benchmark");
         }
         OrtEnvironment env = OrtSessions.environment();
         // Feeds by input signature, so that models with equal inputs share the same tensors.
@@ -181,15 +183,15 @@ public final class Benchmark {
                 }
                 session = env.createSession(file.toString(), options);
             } catch (OrtException e) {
-                throw new OrtException(e.getCode(), file + ": cannot create the " + settings.device().name()
-                        .toLowerCase() + " session: " + e.getMessage());
+                throw new ModelException(file + ": ONNX Runtime cannot create the " + settings.device().name()
+                        .toLowerCase() + " session: " + OrtSessions.describe(e), e);
             }
             sessionMs = (System.nanoTime() - created) / 1e6;
             used = new LinkedHashMap<>();
             for (String name : session.getInputNames()) {
                 OnnxTensor t = feeds.get(name);
                 if (t == null) {
-                    throw new IllegalArgumentException(file + ": input '" + name + "' has no random feed");
+                    throw new ModelException(file + ": input '" + name + "' has no random feed");
                 }
                 used.put(name, t);
             }

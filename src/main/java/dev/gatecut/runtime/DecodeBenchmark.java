@@ -1,5 +1,7 @@
 package dev.gatecut.runtime;
 
+import dev.gatecut.errors.ModelException;
+import dev.gatecut.errors.OptionException;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtException;
@@ -35,18 +37,18 @@ public final class DecodeBenchmark {
                            long seed, int rounds) {
         public Settings {
             if (device == null) {
-                throw new IllegalArgumentException("device must be given");
+                throw new OptionException("device must be given");
             }
             if (batch < 1 || prefill < 1 || decode < 1) {
-                throw new IllegalArgumentException("batch, prefill and decode must be at least 1 (got batch " + batch
+                throw new OptionException("batch, prefill and decode must be at least 1 (got batch " + batch
                         + ", prefill " + prefill + ", decode " + decode + ")");
             }
             if (runs < 1 || warmup < 0 || threads < 0) {
-                throw new IllegalArgumentException("runs must be at least 1, warm-up runs and threads not negative (got "
+                throw new OptionException("runs must be at least 1, warm-up runs and threads not negative (got "
                         + runs + ", " + warmup + ", " + threads + ")");
             }
             if (rounds < 1 || rounds > runs) {
-                throw new IllegalArgumentException("rounds must be between 1 and runs (" + runs + "), got " + rounds);
+                throw new OptionException("rounds must be between 1 and runs (" + runs + "), got " + rounds);
             }
         }
     }
@@ -88,7 +90,7 @@ public final class DecodeBenchmark {
     public static List<Result> run(List<Path> models, Settings settings, Consumer<String> progress)
             throws OrtException {
         if (models.isEmpty()) {
-            throw new IllegalArgumentException("no models to benchmark");
+            throw new OptionException("no models to benchmark");
         }
         List<Subject> subjects = new ArrayList<>();
         try {
@@ -218,7 +220,7 @@ public final class DecodeBenchmark {
             this.model = OnnxModel.load(file);
             if (!RandomInputs.hasKvCache(model.graph())) {
                 model.close();
-                throw new IllegalArgumentException(file + ": no past_key_values inputs; --generate times decoders"
+                throw new ModelException(file + ": no past_key_values inputs; --generate times decoders"
                         + " exported with their KV cache (optimum's past_key_values.N.key / present.N.key)");
             }
             this.parameters = Benchmark.parameterCount(model);
@@ -241,8 +243,8 @@ public final class DecodeBenchmark {
                 session = runnable == model ? OrtSessions.environment().createSession(file.toString(), options)
                         : OrtSessions.environment().createSession(runnable.toByteArray(), options);
             } catch (OrtException e) {
-                throw new OrtException(e.getCode(), file + ": cannot create the " + settings.device().name()
-                        .toLowerCase() + " session: " + e.getMessage());
+                throw new ModelException(file + ": ONNX Runtime cannot create the " + settings.device().name()
+                        .toLowerCase() + " session: " + OrtSessions.describe(e), e);
             }
             sessionMs = (System.nanoTime() - created) / 1e6;
         }

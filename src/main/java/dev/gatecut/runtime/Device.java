@@ -1,5 +1,6 @@
 package dev.gatecut.runtime;
 
+import dev.gatecut.errors.OptionException;
 import ai.onnxruntime.OrtProvider;
 
 /** Where ONNX Runtime executes. */
@@ -18,7 +19,7 @@ public enum Device {
                 return d;
             }
         }
-        throw new IllegalArgumentException("--device must be auto, cpu or cuda, not '" + name + "'");
+        throw new OptionException("--device must be auto, cpu or cuda, not '" + name + "'");
     }
 
     /** CUDA when the loaded ONNX Runtime offers its provider, else CPU. */

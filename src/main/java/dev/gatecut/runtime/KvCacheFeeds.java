@@ -1,5 +1,6 @@
 package dev.gatecut.runtime;
 
+import dev.gatecut.errors.ModelException;
 import ai.onnxruntime.NodeInfo;
 import ai.onnxruntime.OnnxJavaType;
 import ai.onnxruntime.OnnxTensor;
@@ -56,7 +57,7 @@ final class KvCacheFeeds {
                     }
                 }
                 if (spec.type() != dev.gatecut.onnx.DataType.INT64) {
-                    throw new IllegalArgumentException("input '" + spec.name() + "' has type " + spec.type()
+                    throw new ModelException("input '" + spec.name() + "' has type " + spec.type()
                             + "; generation feeds int64 token inputs");
                 }
                 feeds.put(spec.name(), OnnxTensor.createTensor(env, LongBuffer.wrap(values), spec.shape()));
@@ -128,7 +129,7 @@ final class KvCacheFeeds {
             return switch (type) {
                 case FLOAT -> OnnxTensor.createTensor(env, FloatBuffer.allocate(0), shape);
                 case FLOAT16, BFLOAT16 -> OnnxTensor.createTensor(env, java.nio.ShortBuffer.allocate(0), shape, type);
-                default -> throw new IllegalArgumentException("past input of type " + type + " is not supported");
+                default -> throw new ModelException("past input of type " + type + " is not supported");
             };
         }
 
@@ -157,7 +158,7 @@ final class KvCacheFeeds {
                     return candidate;
                 }
             }
-            throw new IllegalArgumentException("no present output for past input '" + pastName + "'");
+            throw new ModelException("no present output for past input '" + pastName + "'");
         }
 
         @Override

@@ -3,6 +3,8 @@ package dev.gatecut.runtime;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
+import dev.gatecut.errors.InternalException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.FloatStandIn;
@@ -36,6 +38,41 @@ public final class OrtSessions {
         // "/onnxruntime_src/.../file.cc:29 onnxruntime::Class::Method(const Args&) condition was false. why"
         m = m.replaceFirst("^/\\S+:\\d+ [^(]*\\([^)]*\\)\\s*(const\\s*)?", "");
         return m.isBlank() ? e.getClass().getSimpleName() : m;
+    }
+
+    /**
+     * ONNX Runtime's error as one line that starts with the node it names, where it names one
+     * ({@code node '/MatMul': ...}); the caller puts the file in front.
+     */
+    public static String describe(Exception e) {
+        String line = firstLine(e);
+        String node = failedNode(e).orElse(null);
+        return node == null || line.contains(node) ? line : "node '" + node + "': " + line;
+    }
+
+    /** The node an ONNX Runtime error is about: {@code Name:'n'} (run time) or {@code Node (n)} (load time). */
+    static java.util.Optional<String> failedNode(Exception e) {
+        String m = e.getMessage() == null ? "" : e.getMessage();
+        java.util.regex.Matcher run = RUN_NODE.matcher(m);
+        if (run.find()) {
+            return java.util.Optional.of(run.group(1));
+        }
+        java.util.regex.Matcher load = LOAD_NODE.matcher(m);
+        return load.find() && !load.group(1).isEmpty() ? java.util.Optional.of(load.group(1)) : java.util.Optional.empty();
+    }
+
+    private static final java.util.regex.Pattern RUN_NODE = java.util.regex.Pattern.compile("node\\. Name:'([^']+)'");
+    private static final java.util.regex.Pattern LOAD_NODE = java.util.regex.Pattern.compile("Node \\(([^)]*)\\)");
+
+    /** ONNX Runtime refusing to load or run the user's {@code file}: bad input, one line naming file and node. */
+    public static ModelException rejected(Path file, Exception e) {
+        return new ModelException(file + ": ONNX Runtime cannot run this model (" + describe(e)
+                + "); check it with onnx.checker.check_model(full_check=True)", e);
+    }
+
+    /** ONNX Runtime failing on a model gatecut built from {@code file}: gatecut's fault, exit 1. */
+    public static InternalException failed(Path file, String what, Exception e) {
+        return new InternalException(file + ": " + what + ": ONNX Runtime failed (" + describe(e) + ")", e);
     }
 
     public static OrtSession.SessionOptions options(Device device) throws OrtException {

@@ -1,5 +1,6 @@
 package dev.gatecut.runtime;
 
+import dev.gatecut.errors.ModelException;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
@@ -173,7 +174,7 @@ public final class RandomInputs {
                 }
                 yield OnnxTensor.createTensor(env, DoubleBuffer.wrap(a), shape);
             }
-            default -> throw new IllegalArgumentException("input '" + spec.name() + "' has type " + spec.type()
+            default -> throw new ModelException("input '" + spec.name() + "' has type " + spec.type()
                     + "; random inputs support INT64, INT32, BOOL, FLOAT, FLOAT16, BFLOAT16 and DOUBLE");
         };
     }

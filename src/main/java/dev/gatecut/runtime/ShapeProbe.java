@@ -1,12 +1,12 @@
 package dev.gatecut.runtime;
 
+import dev.gatecut.errors.FileAccessException;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.GraphProto;
@@ -19,7 +19,6 @@ import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.SaveOptions;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -115,8 +114,7 @@ public final class ShapeProbe {
             if (model.source().isEmpty()) {
                 throw e;
             }
-            throw new OnnxFormatException(model.source().get() + ": ONNX Runtime cannot run this model ("
-                    + OrtSessions.firstLine(e) + "); check it with onnx.checker.check_model(full_check=True)", e);
+            throw OrtSessions.rejected(model.source().get(), e);
         }
     }
 
@@ -190,7 +188,7 @@ public final class ShapeProbe {
             model.save(file, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
             return env.createSession(file.toString(), options);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write the probe model: " + e.getMessage(), e);
+            throw FileAccessException.of("write the probe model into", dir, e);
         } finally {
             added.forEach(graph::removeOutput);
             deleteTree(dir);

@@ -1,14 +1,14 @@
 package dev.gatecut.train;
 
+import dev.gatecut.errors.DataException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.gatecut.onnx.AtomicFiles;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -41,10 +41,10 @@ public record Checkpoint(long step, Map<String, float[]> params, Map<String, flo
         try {
             root = new ObjectMapper().readTree(file.toFile());
         } catch (IOException e) {
-            throw new OnnxFormatException(file + ": cannot read checkpoint (" + e.getMessage().split("\n")[0] + ")");
+            throw new DataException(file + ": cannot read checkpoint (" + e.getMessage().split("\n")[0] + ")", e);
         }
         if (root == null || !FORMAT.equals(root.path("format").asText())) {
-            throw new OnnxFormatException(file + ": not a gatecut checkpoint (format " + FORMAT + ")");
+            throw new DataException(file + ": not a gatecut checkpoint (format " + FORMAT + ")");
         }
         return new Checkpoint(root.path("step").asLong(), get(root.path("params")), get(root.path("adam_m")),
                 get(root.path("adam_v")));

@@ -3,7 +3,7 @@ package dev.gatecut.train;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
-import dev.gatecut.autodiff.OpBuilder;
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.OnnxModel;

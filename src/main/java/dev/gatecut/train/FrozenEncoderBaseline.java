@@ -3,10 +3,10 @@ package dev.gatecut.train;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
-import dev.gatecut.autodiff.OpBuilder;
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Value;
@@ -51,7 +51,7 @@ public final class FrozenEncoderBaseline implements AutoCloseable {
             Graph g = m.graph();
             Value hidden = g.outputs().get(0);
             long width = Shape.declared(hidden).filter(s -> s.rank() == 3 && s.dim(2).isKnown())
-                    .map(s -> s.dim(2).value()).orElseThrow(() -> new OnnxFormatException(model
+                    .map(s -> s.dim(2).value()).orElseThrow(() -> new ModelException(model
                             + ": the dense baseline needs the first output to be hidden states [batch, sequence, width]"
                             + " with a known width; '" + hidden.name() + "' is not"));
             List<String> inputs = g.feedInputs().stream().map(Value::name).toList();

@@ -1,5 +1,6 @@
 package dev.gatecut.train;
 
+import dev.gatecut.errors.ModelException;
 /**
  * Language-modelling batches from token batches: the target of position t is the token at t + 1;
  * the last position and padding carry no weight.
@@ -12,7 +13,7 @@ public final class NextTokenBatches {
         long[][] ids = b.inputs().get("input_ids");
         long[][] mask = b.inputs().get("attention_mask");
         if (ids == null) {
-            throw new IllegalArgumentException("language modelling needs an input_ids input");
+            throw new ModelException("language modelling needs an input_ids input");
         }
         int n = ids.length;
         int len = ids[0].length;

@@ -1,9 +1,10 @@
 package dev.gatecut.train;
 
+import dev.gatecut.errors.DataException;
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.discover.LinearLayer;
 import dev.gatecut.onnx.Graph;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Value;
 
@@ -47,7 +48,7 @@ public record OwnHead(String output, long classes, List<LinearLayer> layers) {
         Value logits = g.outputs().get(0);
         List<LinearLayer> head = discovery.classificationHead();
         if (head.isEmpty()) {
-            throw new OnnxFormatException(source + ": output '" + logits.name() + "' is " + Shape.declared(logits)
+            throw new ModelException(source + ": output '" + logits.name() + "' is " + Shape.declared(logits)
                     .orElseThrow() + ", so it is taken as the model's logits, but discovery found no classification"
                     + " head producing it (see `gatecut inspect --groups`); classification needs a head it can train:"
                     + " hidden states [batch, sequence, width] as the first output, or a *ForSequenceClassification"
@@ -62,7 +63,7 @@ public record OwnHead(String output, long classes, List<LinearLayer> layers) {
     /** Fails unless the data's label count equals the number of logits. */
     public void requireLabels(int labels, String source) {
         if (labels != classes) {
-            throw new IllegalArgumentException(source + ": output '" + output + "' scores " + classes
+            throw new DataException(source + ": output '" + output + "' scores " + classes
                     + " classes (the model's own head), but the data has " + labels + " label" + (labels == 1 ? "" : "s")
                     + "; give the model's " + classes + " class labels in logit order with --labels");
         }

@@ -1,7 +1,9 @@
 package dev.gatecut.train;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.OptionException;
+
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -20,32 +22,33 @@ public final class RunFolder {
     }
 
     /** The checkpoint a run of {@code backend} resumes from. */
-    public static Path checkpoint(Path runDir, TrainingRun.Backend backend) {
-        return runDir.resolve(backend == TrainingRun.Backend.ORT_TRAINING
-                ? dev.gatecut.train.ort.OrtApiTrainer.RUN_CHECKPOINT : Checkpoint.FILE);
+    public static Path checkpoint(Path runDir, TrainingBackend backend) {
+        return runDir.resolve(backend.checkpointFile());
     }
 
     /**
-     * Checks {@code runDir} for a run that is about to start; returns a line to print (or null).
-     * Errors are IllegalArgumentExceptions naming the folder and the option that resolves them.
+     * Checks {@code runDir} for a run of {@code backend} that is about to start; {@code known} are all
+     * back-ends whose checkpoints may be there. Returns a line to print (or null). Errors are
+     * OptionExceptions naming the folder and the option that resolves them.
      */
-    public static String check(Path runDir, TrainingRun.Backend backend, boolean resume, boolean force) {
+    public static String check(Path runDir, TrainingBackend backend, List<TrainingBackend> known, boolean resume,
+                               boolean force) {
         if (resume && force) {
-            throw new IllegalArgumentException("--resume and --force contradict each other: --resume continues the"
+            throw new OptionException("--resume and --force contradict each other: --resume continues the"
                     + " run in " + runDir + ", --force starts it over");
         }
         Path checkpoint = checkpoint(runDir, backend);
         if (resume) {
             if (!Files.exists(checkpoint)) {
-                Path other = checkpoint(runDir, backend == TrainingRun.Backend.FUSED
-                        ? TrainingRun.Backend.ORT_TRAINING : TrainingRun.Backend.FUSED);
-                throw new IllegalArgumentException("--resume: nothing to resume in " + runDir + " (no "
-                        + checkpoint.getFileName() + ")" + (Files.exists(other) ? "; it holds a checkpoint of the"
-                        + " other back-end, " + other.getFileName() + ": pass the --backend that wrote it" : "")
-                        + "; run without --resume to start a new run");
+                String others = known.stream().filter(b -> !b.checkpointFile().equals(backend.checkpointFile())
+                                && Files.exists(checkpoint(runDir, b)))
+                        .map(b -> "; it holds a checkpoint of the " + b.name() + " back-end, " + b.checkpointFile()
+                                + ": pass --backend " + b.name())
+                        .findFirst().orElse("");
+                throw new OptionException("--resume: nothing to resume in " + runDir + " (no "
+                        + checkpoint.getFileName() + ")" + others + "; run without --resume to start a new run");
             }
-            long step = backend == TrainingRun.Backend.FUSED ? Checkpoint.read(checkpoint).step()
-                    : dev.gatecut.train.ort.OrtCheckpoint.read(checkpoint).step();
+            long step = backend.checkpointStep(checkpoint);
             return "resuming " + runDir + " at step " + step + " (" + checkpoint.getFileName() + ")";
         }
         if (force) {
@@ -53,10 +56,10 @@ public final class RunFolder {
         }
         boolean finished = Files.exists(runDir.resolve("gates.json"));
         boolean started = finished || Files.exists(runDir.resolve("metrics.jsonl"))
-                || Files.exists(runDir.resolve(Checkpoint.FILE))
-                || Files.exists(runDir.resolve(dev.gatecut.train.ort.OrtApiTrainer.RUN_CHECKPOINT));
+                || Files.exists(checkpoint)
+                || known.stream().anyMatch(b -> Files.exists(checkpoint(runDir, b)));
         if (started) {
-            throw new IllegalArgumentException(runDir + " holds " + (finished ? "a finished" : "an interrupted")
+            throw new OptionException(runDir + " holds " + (finished ? "a finished" : "an interrupted")
                     + " training run; pass --resume to continue it, --force to start it over, or another -o");
         }
         return null;
@@ -76,7 +79,7 @@ public final class RunFolder {
                     }
                 }
             } catch (IOException e) {
-                throw new UncheckedIOException("cannot clean up " + dir + ": " + e.getMessage(), e);
+                throw FileAccessException.of("clean up", dir, e);
             }
         }
         return removed;

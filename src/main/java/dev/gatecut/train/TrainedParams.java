@@ -1,6 +1,6 @@
 package dev.gatecut.train;
 
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
@@ -34,11 +34,11 @@ public final class TrainedParams {
             if (e.getKey().equals(HEAD_WEIGHT) || e.getKey().equals(HEAD_BIAS)) {
                 continue;
             }
-            Value v = model.graph().value(e.getKey()).orElseThrow(() -> new OnnxFormatException(file + ": parameter '"
+            Value v = model.graph().value(e.getKey()).orElseThrow(() -> new ModelException(file + ": parameter '"
                     + e.getKey() + "' is not in the model; was params.json trained on another model?"));
             Tensor old = v.initializer();
             if (old.elementCount() != e.getValue().length) {
-                throw new OnnxFormatException(file + ": parameter '" + e.getKey() + "' has " + e.getValue().length
+                throw new ModelException(file + ": parameter '" + e.getKey() + "' has " + e.getValue().length
                         + " values, the model's has " + old.elementCount());
             }
             model.graph().setInitializer(v, Tensor.of(sameType(old, e.getValue())));

@@ -1,9 +1,10 @@
 package dev.gatecut.train;
 
+import dev.gatecut.errors.OptionException;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.autodiff.Differentiator;
 import dev.gatecut.autodiff.GradRules;
-import dev.gatecut.autodiff.OpBuilder;
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.discover.GroupFinder;
 import dev.gatecut.discover.LinearLayer;
@@ -14,7 +15,7 @@ import dev.gatecut.gates.GateSpec;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Value;
@@ -134,7 +135,7 @@ public final class TrainingGraph {
         ShapeProbe.Result modelShapes = shapeCache.shapes(m);
         GatePlan plan = GatePlan.of(discovery, config.mode());
         if (plan.gates().isEmpty()) {
-            throw new OnnxFormatException(path + ": no channel groups found to gate; see `gatecut inspect`");
+            throw new ModelException(path + ": no channel groups found to gate; see `gatecut inspect`");
         }
         Graph g = m.graph();
         List<String> modelInputs = g.feedInputs().stream().map(Value::name).toList();
@@ -347,7 +348,7 @@ public final class TrainingGraph {
                                    List<TrainableParam> params, Map<String, float[]> initial) {
         Value v = g.requireValue(name);
         if (!v.isInitializer() || !v.initializer().dataType().isFloatingPoint()) {
-            throw new OnnxFormatException(path + ": " + (kind == TrainableParam.Kind.BIAS ? "bias" : "classification"
+            throw new ModelException(path + ": " + (kind == TrainableParam.Kind.BIAS ? "bias" : "classification"
                     + " head parameter") + " '" + name + "' is not a float initializer; gatecut trains the biases of"
                     + " gated layers and the weights and biases of the model's classification head");
         }
@@ -397,7 +398,7 @@ public final class TrainingGraph {
             return ops.op("Gather", List.of(hidden, ops.int64Scalar(0)), OpBuilder.attr("axis", 1L));
         }
         if (!pooling.equals("mean")) {
-            throw new IllegalArgumentException("pooling must be mean or first, got '" + pooling + "'");
+            throw new OptionException("pooling must be mean or first, got '" + pooling + "'");
         }
         String maskName = inputs.stream().filter(n -> n.toLowerCase().contains("mask")).findFirst().orElse(null);
         Value mask = maskName == null ? null : g.requireValue(maskName);
@@ -413,7 +414,7 @@ public final class TrainingGraph {
 
     private static long lastDim(Value v, Path path) {
         return Shape.declared(v).filter(s -> s.rank() == 3 && s.dim(2).isKnown()).map(s -> s.dim(2).value())
-                .orElseThrow(() -> new OnnxFormatException(path + ": classification needs the first output to be"
+                .orElseThrow(() -> new ModelException(path + ": classification needs the first output to be"
                         + " hidden states [batch, sequence, width] with a known width, or logits [batch, classes] of"
                         + " the model's own head; '" + v.name() + "' is "
                         + Shape.declared(v).map(Object::toString).orElse("of unknown shape")));

@@ -1,5 +1,7 @@
 package dev.gatecut.train;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.OptionException;
 import ai.onnxruntime.OrtException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -8,14 +10,12 @@ import dev.gatecut.gates.BudgetProjection;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.OnnxModel;
-import dev.gatecut.onnx.SaveOptions;
 import dev.gatecut.prune.GateCompiler;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.ShapeCache;
 
 import java.io.BufferedWriter;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -39,18 +39,10 @@ public final class TrainingRun {
      * @param checkpointEvery steps between checkpoints (0: only at the end)
      */
     public record Options(int epochs, long steps, int logEvery, int checkpointEvery, boolean resume, Device device,
-                          Backend backend) {
+                          TrainingBackend backend) {
         public Options(int epochs, long steps, int logEvery, int checkpointEvery, boolean resume, Device device) {
-            this(epochs, steps, logEvery, checkpointEvery, resume, device, Backend.FUSED);
+            this(epochs, steps, logEvery, checkpointEvery, resume, device, new FusedBackend());
         }
-    }
-
-    /** How steps are executed. */
-    public enum Backend {
-        /** One ONNX graph per step with AdamW in standard ops: any ONNX Runtime build, any provider. */
-        FUSED,
-        /** ONNX Runtime's training API (OrtTrainingSession) on on-device training artifacts. */
-        ORT_TRAINING
     }
 
     /** Reports progress to a caller (a progress bar, or nothing). */
@@ -95,44 +87,23 @@ public final class TrainingRun {
         try {
             Files.createDirectories(outDir);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot create " + outDir + ": " + e.getMessage(), e);
+            throw FileAccessException.of("create", outDir, e);
         }
         RunFolder.removeStaleTempFiles(outDir);
         if (options.resume() && !Files.exists(RunFolder.checkpoint(outDir, options.backend()))) {
             // Starting over silently would throw away what the caller asked to continue.
-            throw new IllegalArgumentException("--resume: nothing to resume in " + outDir + " (no "
+            throw new OptionException("--resume: nothing to resume in " + outDir + " (no "
                     + RunFolder.checkpoint(outDir, options.backend()).getFileName() + ")");
         }
         long total = options.steps() > 0 ? options.steps() : (long) options.epochs() * train.batchesPerEpoch();
         Path metrics = outDir.resolve("metrics.jsonl");
         // One probe per graph for the whole run: the training, evaluation and compile-side discoveries share it.
         ShapeCache shapes = new ShapeCache();
-        GatePlan plan;
-        List<TrainableParam> params;
-        StepTrainer trainer;
-        if (options.backend() == Backend.ORT_TRAINING) {
-            var artifacts = dev.gatecut.train.ort.TrainingArtifacts.write(model, config, outDir.resolve("artifacts"),
-                    shapes);
-            Path saved = outDir.resolve(dev.gatecut.train.ort.OrtApiTrainer.RUN_CHECKPOINT);
-            trainer = options.resume() && Files.exists(saved)
-                    ? dev.gatecut.train.ort.OrtApiTrainer.resume(artifacts, saved, options.device())
-                    : dev.gatecut.train.ort.OrtApiTrainer.start(artifacts, options.device());
-            plan = artifacts.plan();
-            params = artifacts.params();
-        } else {
-            TrainingGraph.Built built = TrainingGraph.trainStep(model, config, shapes);
-            built.model().save(outDir.resolve("train_step.onnx"), SaveOptions.defaults()
-                    .withExternalData(SaveOptions.ExternalData.ALWAYS));
-            GateTrainer fused = new GateTrainer(built, config, options.device());
-            Path saved = outDir.resolve(Checkpoint.FILE);
-            if (options.resume() && Files.exists(saved)) {
-                Checkpoint c = Checkpoint.read(saved);
-                fused.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
-            }
-            trainer = fused;
-            plan = built.plan();
-            params = built.params();
-        }
+        TrainingBackend.Started started = options.backend().start(model, config, outDir, options.resume(),
+                options.device(), shapes);
+        StepTrainer trainer = started.trainer();
+        GatePlan plan = started.plan();
+        List<TrainableParam> params = started.params();
         try (StepTrainer t = trainer;
              Evaluator evaluator = eval == null || eval.isEmpty() ? null
                      : new Evaluator(TrainingGraph.evaluation(model, config, shapes), config, options.device());
@@ -276,7 +247,7 @@ public final class TrainingRun {
             w.write(row.toString());
             w.newLine();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + file + ": " + e.getMessage(), e);
+            throw FileAccessException.of("write", file, e);
         }
     }
 
@@ -295,7 +266,7 @@ public final class TrainingRun {
             }
             Files.write(file, kept);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot rewrite " + file + ": " + e.getMessage(), e);
+            throw FileAccessException.of("rewrite", file, e);
         }
     }
 
@@ -313,7 +284,7 @@ public final class TrainingRun {
         try {
             Files.deleteIfExists(p);
         } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            throw FileAccessException.of("delete", p, e);
         }
     }
 }

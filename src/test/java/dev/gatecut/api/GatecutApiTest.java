@@ -3,8 +3,8 @@ package dev.gatecut.api;
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.runtime.Benchmark;
-import dev.gatecut.train.TrainingRun;
-import dev.gatecut.train.data.DatasetException;
+import dev.gatecut.errors.DataException;
+import dev.gatecut.errors.OptionException;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -41,8 +41,9 @@ class GatecutApiTest {
         return Examples.tokenIds(ids, labels);
     }
 
+    /** The message of the OptionException (exit 2 on the command line) that {@code r} throws. */
     static String message(Runnable r) {
-        return assertThrows(IllegalArgumentException.class, r::run).getMessage();
+        return assertThrows(OptionException.class, r::run).getMessage();
     }
 
     @Test
@@ -62,7 +63,8 @@ class GatecutApiTest {
         assertTrue(message(() -> PruneOptions.builder().randomSparsity(0.3).gates(Path.of("g.json")).build())
                 .contains("exactly one gate source"));
         assertTrue(message(() -> PruneOptions.builder().randomSparsity(1.5).build()).contains("--random-sparsity"));
-        assertTrue(message(() -> Examples.tokenIds(List.of(new int[] {1, 2}), List.of("a", "b"))).contains("1 rows but 2"));
+        assertTrue(assertThrows(DataException.class, () -> Examples.tokenIds(List.of(new int[] {1, 2}), List.of("a", "b")))
+                .getMessage().contains("1 rows but 2"));
         // Defaults are those of the CLI.
         TrainOptions d = TrainOptions.builder().targetSparsity(0.3).build();
         assertEquals(List.of(3, 16, 128, 10), List.of(d.epochs(), d.batchSize(), d.maxLength(), d.logEvery()));
@@ -91,7 +93,7 @@ class GatecutApiTest {
                 }
             }).contains("training data is required"));
             // An evaluation label the training data lacks names the row.
-            DatasetException e = assertThrows(DatasetException.class, () -> model.train(TrainOptions.builder()
+            DataException e = assertThrows(DataException.class, () -> model.train(TrainOptions.builder()
                     .train(rows(1, 8)).eval(Examples.tokenIds(List.of(new int[] {101, 7, 102}), List.of("maybe")))
                     .targetSparsity(0.3).runFolder(dir.resolve("run")).build(), ProgressListener.silent()));
             assertTrue(e.getMessage().contains("evaluation examples #1") && e.getMessage().contains("maybe"),
@@ -105,7 +107,7 @@ class GatecutApiTest {
         List<ProgressEvent> events = new ArrayList<>();
         CompressOptions options = CompressOptions.builder().train(rows(1, 48)).eval(rows(2, 48)).targetSparsity(0.3)
                 .steps(4).batchSize(8).logEvery(2).learningRate(0.05).align(1).latencyRuns(0).baseline(false)
-                .backend(TrainingRun.Backend.FUSED).build();
+                .backend(Backends.FUSED).build();
         Path run;
         try (GatecutModel model = Gatecut.load(BERT); CompressResult r = model.compress(options, events::add)) {
             run = r.training().runFolder();
@@ -145,7 +147,7 @@ class GatecutApiTest {
     void trainThenPruneTheRun(@TempDir Path dir) throws Exception {
         try (GatecutModel model = Gatecut.load(BERT)) {
             TrainResult trained = model.train(TrainOptions.builder().train(rows(1, 16)).targetSparsity(0.4).steps(2)
-                    .batchSize(8).backend(TrainingRun.Backend.FUSED).runFolder(dir.resolve("run")).build(),
+                    .batchSize(8).backend(Backends.FUSED).runFolder(dir.resolve("run")).build(),
                     ProgressListener.silent());
             assertEquals(2, trained.steps());
             assertTrue(Files.exists(trained.gatesFile()) && Files.exists(trained.paramsFile()));
@@ -182,7 +184,7 @@ class GatecutApiTest {
             TrainResult r = model.train(TrainOptions.builder().train(Examples.texts(texts, labels))
                     .eval(Examples.texts(texts, labels)).tokenizer(Path.of("datasets/demo/zoo-tokenizer.json"))
                     .labels(List.of("bad", "good")).targetSparsity(0.3).steps(1).batchSize(8)
-                    .backend(TrainingRun.Backend.FUSED).runFolder(dir.resolve("run")).build(),
+                    .backend(Backends.FUSED).runFolder(dir.resolve("run")).build(),
                     e -> {
                         if (e instanceof ProgressEvent.Message m) {
                             messages.add(m.text());
@@ -209,7 +211,7 @@ class GatecutApiTest {
         try (GatecutModel model = Gatecut.load(Path.of("onnx-models/gpt2-ts17.onnx"));
              CompressResult c = model.compress(CompressOptions.builder().task(dev.gatecut.train.Task.LM)
                      .train(Examples.tokenIds(rows)).eval(Examples.tokenIds(rows)).targetSparsity(0.4).steps(2)
-                     .batchSize(8).align(1).latencyRuns(0).backend(TrainingRun.Backend.FUSED).build())) {
+                     .batchSize(8).align(1).latencyRuns(0).backend(Backends.FUSED).build())) {
             assertTrue(c.classifier().isEmpty());
             assertTrue(Double.isNaN(c.slimEvalAccuracy()));
             assertEquals(c.training().evalPerplexity(), c.slimEvalPerplexity(), 1e-4 * c.slimEvalPerplexity());

@@ -1,9 +1,10 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.OpBuilder;
 import org.junit.jupiter.api.Test;
 
 import static dev.gatecut.autodiff.GradCheck.In;
-import static dev.gatecut.autodiff.OpBuilder.attr;
+import static dev.gatecut.onnx.OpBuilder.attr;
 
 /** Finite-difference checks of the arithmetic, linear-algebra and shape rules (float64). */
 class CoreRulesTest {

@@ -1,8 +1,9 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.OpBuilder;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtSession;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.Value;
@@ -26,7 +27,7 @@ import java.util.Map;
 import java.util.Random;
 
 import static dev.gatecut.autodiff.GradCheck.In;
-import static dev.gatecut.autodiff.OpBuilder.attr;
+import static dev.gatecut.onnx.OpBuilder.attr;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -177,7 +178,7 @@ class ElementwiseRulesTest {
 
     @Test
     void dropoutInTrainingModeIsRefused() {
-        OnnxFormatException e = assertThrows(OnnxFormatException.class, () -> GradCheck.op("Dropout")
+        ModelException e = assertThrows(ModelException.class, () -> GradCheck.op("Dropout")
                 .in(In.var("x", 2, 3), dbl("ratio", 0.3),
                         In.constant(TensorArrays.ofBooleans("train", new long[0], new boolean[] {true}))).run());
         assertTrue(e.getMessage().contains("training"), e.getMessage());
@@ -230,7 +231,7 @@ class ElementwiseRulesTest {
 
     @Test
     void missingRuleNamesTheOp() {
-        OnnxFormatException e = assertThrows(OnnxFormatException.class,
+        ModelException e = assertThrows(ModelException.class,
                 () -> GradCheck.op("Atan").in(In.var("x", 2, 3)).float32().run());
         assertTrue(e.getMessage().contains("no gradient rule for Atan"), e.getMessage());
     }

@@ -1,5 +1,6 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.OpBuilder;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.onnx.DataType;
@@ -29,7 +30,7 @@ import java.util.Map;
 import java.util.Random;
 
 import static dev.gatecut.autodiff.GradCheck.In;
-import static dev.gatecut.autodiff.OpBuilder.attr;
+import static dev.gatecut.onnx.OpBuilder.attr;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**

@@ -92,8 +92,8 @@ class OutputSafetyTest {
     @Test
     void ioErrorsSayWhyNotWhichTempFile(@TempDir Path dir) throws Exception {
         Path target = dir.resolve("out.onnx");
-        java.io.UncheckedIOException e = org.junit.jupiter.api.Assertions.assertThrows(
-                java.io.UncheckedIOException.class, () -> AtomicFiles.write(target, tmp -> {
+        dev.gatecut.errors.FileAccessException e = org.junit.jupiter.api.Assertions.assertThrows(
+                dev.gatecut.errors.FileAccessException.class, () -> AtomicFiles.write(target, tmp -> {
                     throw new AccessDeniedException(tmp.toString());
                 }));
         assertTrue(e.getMessage().startsWith("cannot write " + target + ": permission denied"), e.getMessage());

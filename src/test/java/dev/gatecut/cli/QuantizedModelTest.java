@@ -6,7 +6,7 @@ import ai.onnxruntime.OnnxTensor;
 import dev.gatecut.discover.GroupFinder;
 import dev.gatecut.discover.QuantizedOps;
 import dev.gatecut.onnx.DataType;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.proto.AttributeProto;
@@ -72,7 +72,7 @@ class QuantizedModelTest {
             } finally {
                 Ort.close(feeds);
             }
-            OnnxFormatException e = assertThrows(OnnxFormatException.class, () -> GroupFinder.discover(m));
+            ModelException e = assertThrows(ModelException.class, () -> GroupFinder.discover(m));
             assertEquals(file + ": quantized model (node 'x_QuantizeLinear' is DynamicQuantizeLinear); gatecut gates"
                     + " float weights: compress the float model, then quantize it", e.getMessage());
         }

@@ -17,7 +17,12 @@ class GateValuesTest {
     void inferenceValuesFollowTheFineGatesFormula() {
         assertEquals(0f, GateValues.inferenceValue(GateValues.CLOSED));
         assertEquals(1f, GateValues.inferenceValue(GateValues.OPEN));
-        assertEquals((float) Math.tanh(0.2) + 0.5f, GateValues.inferenceValue(0.2f));
+        // Clip(tanh(θ) + 0.5, 0, 1) at hand-computed points (tanh 0.2 = 0.19737532, tanh 0.3 = 0.29131261):
+        // inside the clip range, and past either end of it.
+        assertEquals(0.69737532f, GateValues.inferenceValue(0.2f), 1e-7f);
+        assertEquals(0.20868739f, GateValues.inferenceValue(-0.3f), 1e-7f);
+        assertEquals(1f, GateValues.inferenceValue(1.0f), "tanh 1 = 0.76: clipped at 1");
+        assertEquals(0f, GateValues.inferenceValue(-0.6f), "tanh -0.6 = -0.54: clipped at 0");
         for (float v : new float[] {0.1f, 0.25f, 0.5f, 0.77f, 0.9f}) {
             assertEquals(v, GateValues.inferenceValue(GateValues.thetaFor(v)), 1e-6f);
         }

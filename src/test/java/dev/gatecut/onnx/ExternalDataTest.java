@@ -1,5 +1,6 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.ModelException;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.onnx.proto.GraphProto;
@@ -80,7 +81,7 @@ class ExternalDataTest {
         Path dir = Files.createDirectories(root.resolve("model"));
         Files.write(root.resolve("x.bin"), new byte[16]);
         Path model = modelWithExternalLocation(dir, "../x.bin");
-        OnnxFormatException e = assertThrows(OnnxFormatException.class, () -> OnnxModel.load(model));
+        ModelException e = assertThrows(ModelException.class, () -> OnnxModel.load(model));
         assertTrue(e.getMessage().contains("'table'") && e.getMessage().contains("'../x.bin'")
                 && e.getMessage().contains("leaves the model's folder"), e.getMessage());
     }
@@ -90,7 +91,7 @@ class ExternalDataTest {
         Path data = dir.resolve("abs.bin");
         Files.write(data, new byte[16]);
         Path model = modelWithExternalLocation(dir, data.toAbsolutePath().toString());
-        OnnxFormatException e = assertThrows(OnnxFormatException.class, () -> OnnxModel.load(model));
+        ModelException e = assertThrows(ModelException.class, () -> OnnxModel.load(model));
         assertTrue(e.getMessage().contains("'table'") && e.getMessage().contains("is absolute"), e.getMessage());
     }
 
@@ -100,17 +101,17 @@ class ExternalDataTest {
         Path outside = Files.write(root.resolve("secret.bin"), new byte[16]);
         Files.createSymbolicLink(dir.resolve("link.bin"), outside);
         Path model = modelWithExternalLocation(dir, "link.bin");
-        OnnxFormatException e = assertThrows(OnnxFormatException.class, () -> OnnxModel.load(model));
+        ModelException e = assertThrows(ModelException.class, () -> OnnxModel.load(model));
         assertTrue(e.getMessage().contains("symbolic link"), e.getMessage());
     }
 
     @Test
     void missingAndShortDataFilesAreNamed(@TempDir Path dir) throws Exception {
         Path model = modelWithExternalLocation(dir, "weights.bin");
-        OnnxFormatException missing = assertThrows(OnnxFormatException.class, () -> OnnxModel.load(model));
+        ModelException missing = assertThrows(ModelException.class, () -> OnnxModel.load(model));
         assertTrue(missing.getMessage().contains("'weights.bin' not found"), missing.getMessage());
         Files.write(dir.resolve("weights.bin"), new byte[8]);
-        OnnxFormatException shortFile = assertThrows(OnnxFormatException.class, () -> OnnxModel.load(model));
+        ModelException shortFile = assertThrows(ModelException.class, () -> OnnxModel.load(model));
         assertTrue(shortFile.getMessage().contains("beyond the end"), shortFile.getMessage());
     }
 

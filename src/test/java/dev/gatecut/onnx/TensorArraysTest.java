@@ -1,5 +1,6 @@
 package dev.gatecut.onnx;
 
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.proto.TensorProto;
 import org.junit.jupiter.api.Test;
 
@@ -126,9 +127,9 @@ class TensorArraysTest {
     @Test
     void mismatchedSizesAndTypesAreNamedErrors() {
         TensorProto bad = TensorArrays.ofFloats("w", new long[] {4}, new float[4]).toBuilder().clearDims().addDims(5).build();
-        OnnxFormatException e = assertThrows(OnnxFormatException.class, () -> TensorArrays.floats(bad));
+        ModelException e = assertThrows(ModelException.class, () -> TensorArrays.floats(bad));
         assertTrue(e.getMessage().contains("'w'") && e.getMessage().contains("20"), e.getMessage());
-        OnnxFormatException wrong = assertThrows(OnnxFormatException.class,
+        ModelException wrong = assertThrows(ModelException.class,
                 () -> TensorArrays.floats(TensorArrays.ofInt64("ids", new long[] {1}, new long[] {3})));
         assertTrue(wrong.getMessage().contains("'ids' is INT64"), wrong.getMessage());
         assertThrows(IllegalArgumentException.class, () -> TensorArrays.ofFloats("x", DIMS, new float[3]));

@@ -57,11 +57,11 @@ class BenchmarkTest {
 
     @Test
     void settingsAreChecked() {
-        assertThrows(IllegalArgumentException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, 0, 3, 0, 1, 4));
-        assertThrows(IllegalArgumentException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, 0, 3, 0, 1, 0));
-        assertThrows(IllegalArgumentException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, -1, 1, 0, 1));
-        assertThrows(IllegalArgumentException.class, () -> new Benchmark.Settings(Device.CPU, 1, 0, 0, 1, 0, 1));
-        assertThrows(IllegalArgumentException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, 0, 1, -2, 1));
-        assertThrows(IllegalArgumentException.class, () -> Benchmark.run(List.of(), Benchmark.Settings.defaults(Device.CPU)));
+        assertThrows(dev.gatecut.errors.OptionException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, 0, 3, 0, 1, 4));
+        assertThrows(dev.gatecut.errors.OptionException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, 0, 3, 0, 1, 0));
+        assertThrows(dev.gatecut.errors.OptionException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, -1, 1, 0, 1));
+        assertThrows(dev.gatecut.errors.OptionException.class, () -> new Benchmark.Settings(Device.CPU, 1, 0, 0, 1, 0, 1));
+        assertThrows(dev.gatecut.errors.OptionException.class, () -> new Benchmark.Settings(Device.CPU, 1, 1, 0, 1, -2, 1));
+        assertThrows(dev.gatecut.errors.OptionException.class, () -> Benchmark.run(List.of(), Benchmark.Settings.defaults(Device.CPU)));
     }
 }

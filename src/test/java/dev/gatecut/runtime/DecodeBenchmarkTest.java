@@ -104,7 +104,7 @@ class DecodeBenchmarkTest {
 
     @Test
     void modelsWithoutACacheAreRefusedByName() {
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DecodeBenchmark.run(
+        dev.gatecut.errors.ModelException e = assertThrows(dev.gatecut.errors.ModelException.class, () -> DecodeBenchmark.run(
                 List.of(Path.of("onnx-models/llama-ts17.onnx")),
                 new DecodeBenchmark.Settings(Device.CPU, 1, 4, 2, 0, 1, 1, 5, 1), m -> { }));
         assertTrue(e.getMessage().startsWith("onnx-models/llama-ts17.onnx: no past_key_values inputs"), e.getMessage());

@@ -131,7 +131,7 @@ public class OwnHeadTrainingTest {
     @Test
     void aLabelCountOtherThanTheLogitsIsAClearError() {
         TrainConfig two = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 2);
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        dev.gatecut.errors.DataException e = assertThrows(dev.gatecut.errors.DataException.class,
                 () -> TrainingGraph.trainStep(deployed("bert-cls-ts17"), two));
         assertTrue(e.getMessage().contains("bert-cls-ts17.onnx: output 'logits' scores 3 classes (the model's own head),"
                 + " but the data has 2 labels; give the model's 3 class labels in logit order with --labels"),

@@ -1,5 +1,6 @@
 package dev.gatecut.train.data;
 
+import dev.gatecut.errors.DataException;
 import dev.gatecut.train.Batch;
 import dev.gatecut.train.BatchSource;
 
@@ -42,7 +43,7 @@ public final class Batcher implements BatchSource {
             throw new IllegalArgumentException("pad multiple must be >= 1, got " + padMultiple);
         }
         if (data.size() == 0 || (dropLast && data.size() < batchSize)) {
-            throw new IllegalArgumentException("the data set has " + data.size() + " rows, fewer than one batch of "
+            throw new DataException("the data set has " + data.size() + " rows, fewer than one batch of "
                     + batchSize);
         }
         this.data = data;
@@ -65,10 +66,6 @@ public final class Batcher implements BatchSource {
 
     public TokenizedDataset data() {
         return data;
-    }
-
-    public int batchSize() {
-        return batchSize;
     }
 
     @Override

@@ -1,5 +1,6 @@
 package dev.gatecut.train.data;
 
+import dev.gatecut.errors.DataException;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -44,7 +45,7 @@ final class CsvParser {
                     i++;
                     while (true) {
                         if (i >= n) {
-                            throw new DatasetException(file + ":" + quoteLine + ": field " + (fields.size() + 1)
+                            throw new DataException(file + ":" + quoteLine + ": field " + (fields.size() + 1)
                                     + ": the quoted field is not closed (a \" is missing)");
                         }
                         char q = text.charAt(i);
@@ -65,7 +66,7 @@ final class CsvParser {
                     }
                     boolean crlf = i + 1 < n && text.charAt(i) == '\r' && text.charAt(i + 1) == '\n';
                     if (i < n && text.charAt(i) != delimiter && text.charAt(i) != '\n' && !crlf) {
-                        throw new DatasetException(file + ":" + line + ": field " + (fields.size() + 1)
+                        throw new DataException(file + ":" + line + ": field " + (fields.size() + 1)
                                 + ": text after the closing quote (write a quote inside a quoted field as \"\")");
                     }
                     field = sb.toString();

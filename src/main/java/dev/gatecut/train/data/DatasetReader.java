@@ -1,5 +1,8 @@
 package dev.gatecut.train.data;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.OptionException;
+import dev.gatecut.errors.DataException;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -37,7 +40,7 @@ import java.util.Objects;
  * or {@code "101 7592 102"}); when a row has both, the ids are used. Labels map to ids through a
  * {@link LabelVocabulary}: the one given, else the sorted distinct labels of the file.
  *
- * <p>Problems are {@link DatasetException}s naming the file, line and field, e.g.
+ * <p>Problems are {@link DataException}s naming the file, line and field, e.g.
  * {@code train.jsonl:3: missing field "label"}.
  */
 public final class DatasetReader {
@@ -60,7 +63,7 @@ public final class DatasetReader {
             if (name.endsWith(".tsv") || name.endsWith(".tab")) {
                 return TSV;
             }
-            throw new DatasetException(file + ": unknown data format (name it .jsonl, .csv or .tsv)");
+            throw new DataException(file + ": unknown data format (name it .jsonl, .csv or .tsv)");
         }
     }
 
@@ -122,21 +125,9 @@ public final class DatasetReader {
         return new DatasetReader(textField, labelField, idsField, labels, format);
     }
 
-    public String textField() {
-        return textField;
-    }
-
-    public String labelField() {
-        return labelField;
-    }
-
-    public String idsField() {
-        return idsField;
-    }
-
     private static String requireName(String name, String what) {
         if (name == null || name.isBlank()) {
-            throw new IllegalArgumentException("the " + what + " field name must not be empty");
+            throw new OptionException("the " + what + " field name must not be empty");
         }
         return name;
     }
@@ -159,7 +150,7 @@ public final class DatasetReader {
             case TSV -> parseCsv(content, '\t', file.toString());
         };
         if (raw.isEmpty()) {
-            throw new DatasetException(file + ": no rows");
+            throw new DataException(file + ": no rows");
         }
         if (labelField != null) {
             checkOneLabelType(raw, file);
@@ -174,7 +165,7 @@ public final class DatasetReader {
         for (RawRow r : raw) {
             int id = vocab.idOrMinusOne(r.label);
             if (id < 0) {
-                throw new DatasetException(file + ":" + r.line + ": field \"" + labelField + "\": unknown label \""
+                throw new DataException(file + ":" + r.line + ": field \"" + labelField + "\": unknown label \""
                         + r.label + "\" (known: " + vocab + ")");
             }
             examples.add(new Example(r.text, r.ids, id, file + ":" + r.line));
@@ -196,7 +187,7 @@ public final class DatasetReader {
         RawRow first = raw.get(0);
         for (RawRow r : raw) {
             if (!r.labelType.equals(first.labelType)) {
-                throw new DatasetException(file + ":" + r.line + ": field \"" + labelField + "\": " + shown(r)
+                throw new DataException(file + ":" + r.line + ": field \"" + labelField + "\": " + shown(r)
                         + " is a " + r.labelType + ", but line " + first.line + " has the " + first.labelType + " "
                         + shown(first) + "; write every label the same way (as strings or as numbers)");
             }
@@ -231,10 +222,10 @@ public final class DatasetReader {
             try {
                 node = JSON.readTree(line);
             } catch (JsonProcessingException e) {
-                throw new DatasetException(at + ": bad JSON (" + jsonProblem(e) + ")", e);
+                throw new DataException(at + ": bad JSON (" + jsonProblem(e) + ")", e);
             }
             if (node == null || !node.isObject()) {
-                throw new DatasetException(at + ": not a JSON object");
+                throw new DataException(at + ": not a JSON object");
             }
             rows.add(jsonRow(node, at, lineNo));
         }
@@ -256,33 +247,33 @@ public final class DatasetReader {
         JsonNode idsNode = idsField == null ? null : node.get(idsField);
         if (idsNode != null && !idsNode.isNull()) {
             if (!idsNode.isArray()) {
-                throw new DatasetException(at + ": field \"" + idsField + "\": must be an array of token ids");
+                throw new DataException(at + ": field \"" + idsField + "\": must be an array of token ids");
             }
             ids = new int[idsNode.size()];
             for (int i = 0; i < ids.length; i++) {
                 JsonNode v = idsNode.get(i);
                 if (!v.isIntegralNumber() || !v.canConvertToInt() || v.intValue() < 0) {
-                    throw new DatasetException(at + ": field \"" + idsField + "\": element " + i + " ("
+                    throw new DataException(at + ": field \"" + idsField + "\": element " + i + " ("
                             + v + ") is not a token id (an integer >= 0)");
                 }
                 ids[i] = v.intValue();
             }
             if (ids.length == 0) {
-                throw new DatasetException(at + ": field \"" + idsField + "\": is empty");
+                throw new DataException(at + ": field \"" + idsField + "\": is empty");
             }
         } else {
             JsonNode t = node.get(textField);
             if (t == null || t.isNull()) {
-                throw new DatasetException(at + ": missing field \"" + textField + "\""
+                throw new DataException(at + ": missing field \"" + textField + "\""
                         + (idsField == null ? "" : " (or \"" + idsField + "\")") + fieldsOf(node));
             }
             if (!t.isTextual()) {
-                throw new DatasetException(at + ": field \"" + textField + "\": must be a string, got "
+                throw new DataException(at + ": field \"" + textField + "\": must be a string, got "
                         + t.getNodeType().name().toLowerCase(Locale.ROOT));
             }
             text = t.textValue();
             if (text.isBlank()) {
-                throw new DatasetException(at + ": field \"" + textField + "\": is empty (remove the row or give it text)");
+                throw new DataException(at + ": field \"" + textField + "\": is empty (remove the row or give it text)");
             }
         }
         if (labelField == null) {
@@ -290,7 +281,7 @@ public final class DatasetReader {
         }
         JsonNode l = node.get(labelField);
         if (l == null || l.isNull()) {
-            throw new DatasetException(at + ": missing field \"" + labelField + "\"" + fieldsOf(node));
+            throw new DataException(at + ": missing field \"" + labelField + "\"" + fieldsOf(node));
         }
         String label;
         String labelType;
@@ -301,11 +292,11 @@ public final class DatasetReader {
             label = l.asText();
             labelType = l.isBoolean() ? "boolean" : "number";
         } else {
-            throw new DatasetException(at + ": field \"" + labelField + "\": must be a string or an integer, got "
+            throw new DataException(at + ": field \"" + labelField + "\": must be a string or an integer, got "
                     + l.getNodeType().name().toLowerCase(Locale.ROOT) + " " + l);
         }
         if (label.isEmpty()) {
-            throw new DatasetException(at + ": field \"" + labelField + "\": is empty");
+            throw new DataException(at + ": field \"" + labelField + "\": is empty");
         }
         return new RawRow(text, ids, label, lineNo, labelType);
     }
@@ -322,26 +313,26 @@ public final class DatasetReader {
     private List<RawRow> parseCsv(String content, char delimiter, String file) {
         List<CsvParser.Row> records = CsvParser.parse(content, delimiter, file);
         if (records.isEmpty()) {
-            throw new DatasetException(file + ": empty file (a header row is needed)");
+            throw new DataException(file + ": empty file (a header row is needed)");
         }
         CsvParser.Row header = records.get(0);
         Map<String, Integer> columns = new HashMap<>();
         for (int i = 0; i < header.fields().size(); i++) {
             String name = header.fields().get(i).strip();
             if (columns.put(name, i) != null) {
-                throw new DatasetException(file + ":" + header.line() + ": column \"" + name + "\" appears twice");
+                throw new DataException(file + ":" + header.line() + ": column \"" + name + "\" appears twice");
             }
         }
         String all = String.join(", ", header.fields());
         Integer labelCol = labelField == null ? null : columns.get(labelField);
         if (labelCol == null && labelField != null) {
-            throw new DatasetException(file + ":" + header.line() + ": no column \"" + labelField
+            throw new DataException(file + ":" + header.line() + ": no column \"" + labelField
                     + "\" in the header (columns: " + all + ")");
         }
         Integer textCol = columns.get(textField);
         Integer idsCol = idsField == null ? null : columns.get(idsField);
         if (textCol == null && idsCol == null) {
-            throw new DatasetException(file + ":" + header.line() + ": no column \"" + textField + "\""
+            throw new DataException(file + ":" + header.line() + ": no column \"" + textField + "\""
                     + (idsField == null ? "" : " (or \"" + idsField + "\")") + " in the header (columns: " + all + ")");
         }
         int width = header.fields().size();
@@ -349,7 +340,7 @@ public final class DatasetReader {
         for (CsvParser.Row r : records.subList(1, records.size())) {
             String at = file + ":" + r.line();
             if (r.fields().size() != width) {
-                throw new DatasetException(at + ": " + r.fields().size() + " fields, but the header has " + width
+                throw new DataException(at + ": " + r.fields().size() + " fields, but the header has " + width
                         + (r.fields().size() > width ? " (quote fields that contain '" + printable(delimiter) + "')" : ""));
             }
             int[] ids = null;
@@ -359,14 +350,14 @@ public final class DatasetReader {
             } else if (textCol != null) {
                 text = r.fields().get(textCol);
                 if (text.isBlank()) {
-                    throw new DatasetException(at + ": field \"" + textField + "\": is empty (remove the row or give it text)");
+                    throw new DataException(at + ": field \"" + textField + "\": is empty (remove the row or give it text)");
                 }
             } else {
-                throw new DatasetException(at + ": field \"" + idsField + "\": is empty");
+                throw new DataException(at + ": field \"" + idsField + "\": is empty");
             }
             String label = labelCol == null ? UNLABELLED : r.fields().get(labelCol).strip();
             if (label.isEmpty()) {
-                throw new DatasetException(at + ": field \"" + labelField + "\": is empty");
+                throw new DataException(at + ": field \"" + labelField + "\": is empty");
             }
             rows.add(new RawRow(text, ids, label, r.line()));
         }
@@ -384,7 +375,7 @@ public final class DatasetReader {
         }
         String[] parts = s.strip().split("[\\s,]+");
         if (parts.length == 1 && parts[0].isEmpty()) {
-            throw new DatasetException(at + ": field \"" + idsField + "\": is empty");
+            throw new DataException(at + ": field \"" + idsField + "\": is empty");
         }
         int[] ids = new int[parts.length];
         for (int i = 0; i < parts.length; i++) {
@@ -394,7 +385,7 @@ public final class DatasetReader {
                 ids[i] = -1;
             }
             if (ids[i] < 0) {
-                throw new DatasetException(at + ": field \"" + idsField + "\": element " + i + " (" + parts[i]
+                throw new DataException(at + ": field \"" + idsField + "\": element " + i + " (" + parts[i]
                         + ") is not a token id (an integer >= 0)");
             }
         }
@@ -409,9 +400,9 @@ public final class DatasetReader {
         try {
             bytes = Files.readAllBytes(file);
         } catch (NoSuchFileException e) {
-            throw new DatasetException(file + ": file not found", e);
+            throw FileAccessException.of(file, e);
         } catch (IOException e) {
-            throw new DatasetException(file + ": cannot read (" + e.getMessage() + ")", e);
+            throw FileAccessException.of(file, e);
         }
         CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
                 .onMalformedInput(CodingErrorAction.REPORT)
@@ -429,7 +420,7 @@ public final class DatasetReader {
                     line++;
                 }
             }
-            throw new DatasetException(file + ":" + line + ": not valid UTF-8 (byte offset " + in.position() + ")");
+            throw new DataException(file + ":" + line + ": not valid UTF-8 (byte offset " + in.position() + ")");
         }
         out.flip();
         String s = out.toString();

@@ -1,6 +1,5 @@
 package dev.gatecut.train.data;
 
-import java.util.Arrays;
 
 /**
  * A data set as token rows (special tokens included, truncated, not padded), ready to batch.
@@ -59,10 +58,6 @@ public final class TokenizedDataset {
         return labels[row];
     }
 
-    public LabelVocabulary labelVocabulary() {
-        return labelVocabulary;
-    }
-
     public int padId() {
         return padId;
     }
@@ -80,10 +75,6 @@ public final class TokenizedDataset {
             }
         }
         return n;
-    }
-
-    public double meanLength() {
-        return Arrays.stream(ids).mapToInt(r -> r.length).average().orElse(0);
     }
 
     /**

@@ -1,5 +1,8 @@
 package dev.gatecut.train.data;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.OptionException;
+import dev.gatecut.errors.DataException;
 import ai.djl.engine.EngineException;
 import ai.djl.huggingface.tokenizers.Encoding;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
@@ -58,19 +61,21 @@ public final class Tokenizer implements AutoCloseable {
      */
     public static Tokenizer load(Path tokenizerJson, int maxLength) {
         if (maxLength < 2) {
-            throw new IllegalArgumentException("max length must be at least 2, got " + maxLength);
+            throw new OptionException("--max-len must be at least 2, got " + maxLength);
         }
         Path file = Files.isDirectory(tokenizerJson) ? tokenizerJson.resolve("tokenizer.json") : tokenizerJson;
         JsonNode json;
         try {
             json = new ObjectMapper().readTree(file.toFile());
-        } catch (NoSuchFileException | java.io.FileNotFoundException e) {
-            throw new DatasetException(file + ": file not found", e);
+        } catch (NoSuchFileException e) {
+            throw FileAccessException.of(file, e);
+        } catch (java.io.FileNotFoundException e) {
+            throw FileAccessException.of(file, new NoSuchFileException(file.toString()));
         } catch (IOException e) {
-            throw new DatasetException(file + ": not a tokenizer.json (" + e.getMessage().split("\n")[0] + ")", e);
+            throw new DataException(file + ": not a tokenizer.json (" + e.getMessage().split("\n")[0] + ")", e);
         }
         if (json == null || !json.isObject() || !json.has("model")) {
-            throw new DatasetException(file + ": not a tokenizer.json (no \"model\")");
+            throw new DataException(file + ": not a tokenizer.json (no \"model\")");
         }
         useDjlOffline();
         Map<String, String> options = Map.of(
@@ -83,17 +88,17 @@ public final class Tokenizer implements AutoCloseable {
         try {
             hf = HuggingFaceTokenizer.newInstance(file, options);
         } catch (IOException e) {
-            throw new DatasetException(file + ": cannot read (" + e.getMessage() + ")", e);
+            throw new DataException(file + ": cannot read (" + e.getMessage() + ")", e);
         } catch (EngineException e) { // the native library, not the file
             Throwable root = e;
             while (root.getCause() != null) {
                 root = root.getCause();
             }
-            throw new DatasetException("cannot load DJL's native tokenizer library for " + file + " ("
+            throw new DataException("cannot load DJL's native tokenizer library for " + file + " ("
                     + e.getMessage() + (root != e ? " " + root.getMessage() : "")
                     + "); offline it needs DJL_OFFLINE unset or true, and glibc >= 2.34", e);
         } catch (RuntimeException e) {
-            throw new DatasetException(file + ": not a tokenizer the HuggingFace library can read ("
+            throw new DataException(file + ": not a tokenizer the HuggingFace library can read ("
                     + e.getMessage() + ")", e);
         }
         return new Tokenizer(file, hf, maxLength, padId(json), vocabSize(json));
@@ -248,7 +253,7 @@ public final class Tokenizer implements AutoCloseable {
         int[] row = e.tokenIds();
         for (int j = 0; j < row.length; j++) {
             if (row[j] < 0 || row[j] >= vocabSize) {
-                throw new DatasetException((e.origin() == null ? "pre-tokenised row" : e.origin()) + ": token id "
+                throw new DataException((e.origin() == null ? "pre-tokenised row" : e.origin()) + ": token id "
                         + row[j] + " (position " + j + ") is outside the tokenizer's vocabulary (" + vocabSize
                         + " ids, " + source.getFileName() + ")");
             }

@@ -1,5 +1,7 @@
 package dev.gatecut.train.ort;
 
+import dev.gatecut.errors.FileAccessException;
+import dev.gatecut.errors.OptionException;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;
@@ -17,7 +19,6 @@ import dev.gatecut.train.TrainableParam;
 import dev.gatecut.train.TrainingGraph;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.nio.file.Files;
@@ -50,7 +51,7 @@ public final class OrtApiTrainer implements dev.gatecut.train.StepTrainer {
 
     private OrtApiTrainer(TrainingArtifacts artifacts, Path checkpoint, Device device) throws OrtException {
         if (!trainingAvailable()) {
-            throw new IllegalStateException("the loaded ONNX Runtime native library has no training API; point"
+            throw new OptionException("the loaded ONNX Runtime native library has no training API; point"
                     + " -Donnxruntime.native.path at a training build (mvn builds one into target/ort-training)");
         }
         this.artifacts = artifacts;
@@ -148,7 +149,7 @@ public final class OrtApiTrainer implements dev.gatecut.train.StepTrainer {
         try {
             tmp = Files.createTempFile("gatecut-ort-params", ".ckpt");
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot create a temporary file: " + e.getMessage(), e);
+            throw new FileAccessException("cannot create a temporary file: " + FileAccessException.reason(e), e);
         }
         try {
             session.saveCheckpoint(tmp, false);

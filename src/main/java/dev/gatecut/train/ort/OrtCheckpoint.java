@@ -1,12 +1,12 @@
 package dev.gatecut.train.ort;
 
+import dev.gatecut.errors.FileAccessException;
 import com.google.flatbuffers.FlatBufferBuilder;
 import com.google.flatbuffers.Table;
 import dev.gatecut.onnx.DataType;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
@@ -191,7 +191,7 @@ public record OrtCheckpoint(Map<String, FloatTensor> trainable, Map<String, Floa
         try {
             bytes = Files.readAllBytes(file);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+            throw FileAccessException.of(file, e);
         }
         return parse(ByteBuffer.wrap(bytes), file);
     }
@@ -200,14 +200,14 @@ public record OrtCheckpoint(Map<String, FloatTensor> trainable, Map<String, Floa
         bb.order(ByteOrder.LITTLE_ENDIAN);
         if (bb.remaining() < 8 || !IDENTIFIER.equals(new String(new byte[] {bb.get(4), bb.get(5), bb.get(6), bb.get(7)},
                 java.nio.charset.StandardCharsets.US_ASCII))) {
-            throw new OnnxFormatException(file + ": not an ONNX Runtime training checkpoint (no '" + IDENTIFIER
+            throw new ModelException(file + ": not an ONNX Runtime training checkpoint (no '" + IDENTIFIER
                     + "' identifier)");
         }
         try {
             FbTable root = FbTable.at(bb.getInt(0), bb);
             int version = root.intField(0, 0);
             if (version != VERSION) {
-                throw new OnnxFormatException(file + ": checkpoint version " + version + ", expected " + VERSION);
+                throw new ModelException(file + ": checkpoint version " + version + ", expected " + VERSION);
             }
             Map<String, FloatTensor> trainable = new LinkedHashMap<>();
             Map<String, FloatTensor> frozen = new LinkedHashMap<>();
@@ -226,7 +226,7 @@ public record OrtCheckpoint(Map<String, FloatTensor> trainable, Map<String, Floa
             Optional<OptimizerGroup> group = Optional.empty();
             List<FbTable> groups = root.tables(2);
             if (groups.size() > 1) {
-                throw new OnnxFormatException(file + ": " + groups.size() + " optimizer groups; gatecut reads one");
+                throw new ModelException(file + ": " + groups.size() + " optimizer groups; gatecut reads one");
             }
             for (FbTable g : groups) {
                 Map<String, Map<String, FloatTensor>> moments = new LinkedHashMap<>();
@@ -242,19 +242,19 @@ public record OrtCheckpoint(Map<String, FloatTensor> trainable, Map<String, Floa
             }
             return new OrtCheckpoint(trainable, frozen, group);
         } catch (IndexOutOfBoundsException | IllegalArgumentException e) {
-            throw new OnnxFormatException(file + ": corrupt checkpoint flatbuffer (" + e.getMessage() + ")");
+            throw new ModelException(file + ": corrupt checkpoint flatbuffer (" + e.getMessage() + ")");
         }
     }
 
     private static FloatTensor readTensor(FbTable t, boolean externalData, Path file) {
         String name = t.string(0);
         if (name == null) {
-            throw new OnnxFormatException(file + ": a checkpoint tensor has no name");
+            throw new ModelException(file + ": a checkpoint tensor has no name");
         }
         long[] dims = t.longs(2);
         int type = t.intField(3, 0);
         if (type != DataType.FLOAT.code()) {
-            throw new OnnxFormatException(file + ": tensor '" + name + "' has data type " + type
+            throw new ModelException(file + ": tensor '" + name + "' has data type " + type
                     + "; gatecut reads float32 (1) checkpoints only");
         }
         long n = 1;
@@ -269,7 +269,7 @@ public record OrtCheckpoint(Map<String, FloatTensor> trainable, Map<String, Floa
             raw = t.bytes(4);
         }
         if (raw.remaining() != n * 4) {
-            throw new OnnxFormatException(file + ": tensor '" + name + "' has " + raw.remaining() + " bytes of data, "
+            throw new ModelException(file + ": tensor '" + name + "' has " + raw.remaining() + " bytes of data, "
                     + "expected " + n * 4 + " for dims " + Arrays.toString(dims));
         }
         float[] values = new float[(int) n];
@@ -280,17 +280,17 @@ public record OrtCheckpoint(Map<String, FloatTensor> trainable, Map<String, Floa
     private static ByteBuffer readExternal(Path data, long offset, long length, String name) {
         try (FileChannel ch = FileChannel.open(data, StandardOpenOption.READ)) {
             if (offset + length > ch.size()) {
-                throw new OnnxFormatException(data + ": tensor '" + name + "' lies past the end of the file");
+                throw new ModelException(data + ": tensor '" + name + "' lies past the end of the file");
             }
             ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(length));
             while (b.hasRemaining()) {
                 if (ch.read(b, offset + b.position()) < 0) {
-                    throw new OnnxFormatException(data + ": truncated at tensor '" + name + "'");
+                    throw new ModelException(data + ": truncated at tensor '" + name + "'");
                 }
             }
             return b.flip();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + data + ": " + e.getMessage(), e);
+            throw FileAccessException.of(data, e);
         }
     }
 

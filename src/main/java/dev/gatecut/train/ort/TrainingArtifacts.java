@@ -1,13 +1,14 @@
 package dev.gatecut.train.ort;
 
 import dev.gatecut.runtime.ShapeCache;
+import dev.gatecut.errors.FileAccessException;
 import ai.onnxruntime.OrtException;
-import dev.gatecut.autodiff.OpBuilder;
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.SaveOptions;
 import dev.gatecut.onnx.Value;
@@ -23,7 +24,6 @@ import dev.gatecut.train.TrainableParam;
 import dev.gatecut.train.TrainingGraph;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -106,7 +106,7 @@ public record TrainingArtifacts(Path dir, TrainConfig config, GatePlan plan, Lis
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot create " + dir + ": " + e.getMessage(), e);
+            throw FileAccessException.of("create", dir, e);
         }
         TrainingGraph.Built train = TrainingGraph.gradients(model, config, shapes);
         TrainingGraph.Built eval = TrainingGraph.evaluation(model, config, shapes);
@@ -148,7 +148,7 @@ public record TrainingArtifacts(Path dir, TrainConfig config, GatePlan plan, Lis
             String n = in.name();
             if (!p.contains(n) && (n.equals(LAZY_RESET_GRAD) || n.endsWith("_grad") || n.endsWith("_grad.accumulation.buffer")
                     || n.endsWith("_grad.accumulation.out"))) {
-                throw new OnnxFormatException(model + ": input '" + n + "' has a name ONNX Runtime's training API"
+                throw new ModelException(model + ": input '" + n + "' has a name ONNX Runtime's training API"
                         + " reserves for gradients; rename it");
             }
         }

@@ -83,7 +83,7 @@ class BatcherTest {
         assertEquals(3, eval.batchesPerEpoch());
         assertArrayEquals(new int[] {0, 1, 2, 3}, eval.rows(0, 0));
         assertArrayEquals(new int[] {8, 9}, eval.rows(5, 2));
-        assertThrows(IllegalArgumentException.class, () -> new Batcher(d, 11, 1, true, true, 1));
+        assertThrows(dev.gatecut.errors.DataException.class, () -> new Batcher(d, 11, 1, true, true, 1));
         assertThrows(IllegalArgumentException.class, () -> eval.rows(0, 3));
         assertThrows(IllegalArgumentException.class, () -> Batcher.training(d, 0, 1));
     }

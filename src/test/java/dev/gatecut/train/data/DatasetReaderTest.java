@@ -1,5 +1,6 @@
 package dev.gatecut.train.data;
 
+import dev.gatecut.errors.DataException;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -25,7 +26,7 @@ class DatasetReaderTest {
     }
 
     private String error(Runnable r) {
-        DatasetException e = assertThrows(DatasetException.class, r::run);
+        DataException e = assertThrows(DataException.class, r::run);
         assertFalse(e.getMessage().contains("\n"), "one line: " + e.getMessage());
         return e.getMessage();
     }
@@ -128,7 +129,8 @@ class DatasetReaderTest {
         assertEquals(empty + ": no rows", error(() -> r.read(empty)));
 
         Path missing = dir.resolve("nope.jsonl");
-        assertEquals(missing + ": file not found", error(() -> r.read(missing)));
+        assertEquals(missing + ": file not found",
+                assertThrows(dev.gatecut.errors.FileAccessException.class, () -> r.read(missing)).getMessage());
 
         Path unknown = write("h.parquet", "");
         assertEquals(unknown + ": unknown data format (name it .jsonl, .csv or .tsv)", error(() -> r.read(unknown)));
@@ -182,7 +184,7 @@ class DatasetReaderTest {
         assertEquals("x", d.examples().get(3).text());
         assertEquals("\"", d.examples().get(4).text());
         // An empty text is an error naming its line (DataChecksTest covers the command line).
-        assertThrows(DatasetException.class, () -> new DatasetReader().read(write("e.csv", "text,label\n,great\n")));
+        assertThrows(DataException.class, () -> new DatasetReader().read(write("e.csv", "text,label\n,great\n")));
         assertEquals(f + ":4", d.examples().get(2).origin());
         assertEquals(f + ":7", d.examples().get(3).origin(), "line numbers count the line inside the quoted field");
         assertEquals(List.of("great", "other"), d.labels().labels());

@@ -1,5 +1,6 @@
 package dev.gatecut.train.data;
 
+import dev.gatecut.errors.DataException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.gatecut.testing.TestModels;
@@ -107,7 +108,7 @@ class TokenizerTest {
         assertEquals(2, t.rowsAtMaxLength());
 
         Example bad = new Example(null, new int[] {CLS, 30522, SEP}, 0, "data/x.jsonl:7");
-        DatasetException e = assertThrows(DatasetException.class,
+        DataException e = assertThrows(DataException.class,
                 () -> tok.tokenize(new Dataset(null, List.of(bad), labels)));
         assertEquals("data/x.jsonl:7: token id 30522 (position 1) is outside the tokenizer's vocabulary"
                 + " (30522 ids, all-minilm-l6-v2-tokenizer.json)", e.getMessage());
@@ -136,13 +137,13 @@ class TokenizerTest {
     void loadErrors(@TempDir Path dir) throws IOException {
         Path missing = dir.resolve("tokenizer.json");
         assertEquals(missing + ": file not found",
-                assertThrows(DatasetException.class, () -> Tokenizer.load(missing, 8)).getMessage());
+                assertThrows(dev.gatecut.errors.FileAccessException.class, () -> Tokenizer.load(missing, 8)).getMessage());
         Path notTok = Files.writeString(dir.resolve("x.json"), "{\"a\": 1}");
         assertEquals(notTok + ": not a tokenizer.json (no \"model\")",
-                assertThrows(DatasetException.class, () -> Tokenizer.load(notTok, 8)).getMessage());
+                assertThrows(DataException.class, () -> Tokenizer.load(notTok, 8)).getMessage());
         Path broken = Files.writeString(dir.resolve("y.json"), "{\"model\": {\"type\": \"Nonsense\"}}");
-        String m = assertThrows(DatasetException.class, () -> Tokenizer.load(broken, 8)).getMessage();
+        String m = assertThrows(DataException.class, () -> Tokenizer.load(broken, 8)).getMessage();
         assertTrue(m.startsWith(broken + ": not a tokenizer the HuggingFace library can read ("), m);
-        assertThrows(IllegalArgumentException.class, () -> Tokenizer.load(TestModels.minilmTokenizer(), 1));
+        assertThrows(dev.gatecut.errors.OptionException.class, () -> Tokenizer.load(TestModels.minilmTokenizer(), 1));
     }
 }

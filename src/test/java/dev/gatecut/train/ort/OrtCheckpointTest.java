@@ -6,7 +6,7 @@ import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.OrtTrainingSession;
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.onnx.DataType;
-import dev.gatecut.onnx.OnnxFormatException;
+import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.GraphProto;
@@ -80,7 +80,7 @@ class OrtCheckpointTest {
     void refusesFilesThatAreNotVersionTwoCheckpoints(@TempDir Path dir) throws Exception {
         Path junk = dir.resolve("junk");
         Files.write(junk, new byte[] {1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
-        OnnxFormatException e = assertThrows(OnnxFormatException.class, () -> OrtCheckpoint.read(junk));
+        ModelException e = assertThrows(ModelException.class, () -> OrtCheckpoint.read(junk));
         assertTrue(e.getMessage().contains("ODTC"), e.getMessage());
 
         byte[] bytes = OrtCheckpoint.ofTrainable(List.of(tensor("a", new long[] {1}, 1))).toBytes();
@@ -93,7 +93,7 @@ class OrtCheckpointTest {
         bb.putInt(root + field, 3);
         Path v3 = dir.resolve("v3");
         Files.write(v3, bytes);
-        e = assertThrows(OnnxFormatException.class, () -> OrtCheckpoint.read(v3));
+        e = assertThrows(ModelException.class, () -> OrtCheckpoint.read(v3));
         assertTrue(e.getMessage().contains("version 3"), e.getMessage());
     }
 

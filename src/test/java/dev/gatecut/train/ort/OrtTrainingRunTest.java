@@ -27,7 +27,7 @@ class OrtTrainingRunTest {
         Path model = Path.of("onnx-models/bert-ts17.onnx");
         var batches = dev.gatecut.train.TrainingRunTest.synthetic();
         var eval = List.of(GateTrainerTest.syntheticBatch(99));
-        var options = new TrainingRun.Options(0, 9, 1, 3, false, Device.CPU, TrainingRun.Backend.ORT_TRAINING);
+        var options = new TrainingRun.Options(0, 9, 1, 3, false, Device.CPU, new OrtTrainingBackend());
 
         Path straight = dir.resolve("straight");
         TrainingRun.run(model, dev.gatecut.train.TrainingRunTest.config(), batches, eval, options, straight,
@@ -56,7 +56,7 @@ class OrtTrainingRunTest {
         };
         assertThrows(IllegalStateException.class, () -> TrainingRun.run(model, dev.gatecut.train.TrainingRunTest.config(),
                 batches, eval, options, resumed, crashAt5));
-        var resume = new TrainingRun.Options(0, 9, 1, 3, true, Device.CPU, TrainingRun.Backend.ORT_TRAINING);
+        var resume = new TrainingRun.Options(0, 9, 1, 3, true, Device.CPU, new OrtTrainingBackend());
         TrainingRun.run(model, dev.gatecut.train.TrainingRunTest.config(), batches, eval, resume, resumed,
                 TrainingRun.Listener.silent());
         GateValues a = GateValues.read(straight.resolve("gates.json"));

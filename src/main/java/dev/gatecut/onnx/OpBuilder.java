@@ -1,11 +1,5 @@
-package dev.gatecut.autodiff;
+package dev.gatecut.onnx;
 
-import dev.gatecut.onnx.DataType;
-import dev.gatecut.onnx.Graph;
-import dev.gatecut.onnx.Node;
-import dev.gatecut.onnx.Tensor;
-import dev.gatecut.onnx.TensorArrays;
-import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.AttributeProto;
 
 import java.util.ArrayList;
