@@ -1,5 +1,6 @@
 package dev.gatecut.cli;
 
+import dev.gatecut.train.Recipe;
 import dev.gatecut.train.Task;
 import dev.gatecut.train.TrainConfig;
 import picocli.CommandLine.Option;
@@ -40,6 +41,60 @@ final class GateTrainingOptions {
                     + " data give the same run (default ${DEFAULT-VALUE}).")
     long seed;
 
+    @Option(names = "--recipe", defaultValue = "default", paramLabel = "R",
+            description = "default: gatecut's training recipe (per-group learning rates with warm-up, dense warm-up"
+                    + " then a ramped sparsity target, best-epoch selection with --eval, a recovery phase); plain:"
+                    + " FineGates as published (one learning rate, the sparsity loss from the first step, the last"
+                    + " epoch kept; the only recipe --backend ort-training runs). The options below override single"
+                    + " parts of either. Default ${DEFAULT-VALUE}.")
+    String recipe;
+
+    @Option(names = "--head-lr", paramLabel = "X", description = "AdamW learning rate of the classification head (a new"
+            + " head or the model's own); default: the recipe's (--lr under plain).")
+    Double headLr;
+
+    @Option(names = "--bias-lr", paramLabel = "X", description = "AdamW learning rate of the gated layers' biases;"
+            + " default: the recipe's (--lr under plain).")
+    Double biasLr;
+
+    @Option(names = "--warmup", paramLabel = "F", description = "Fraction of the training steps over which every learning"
+            + " rate rises linearly from 0 to its value (0: none); default: the recipe's.")
+    Double warmup;
+
+    @Option(names = "--dense-fraction", paramLabel = "F", description = "Fraction of the training steps with the sparsity"
+            + " loss off, so the head and biases learn the task before gates close; default: the recipe's.")
+    Double denseFraction;
+
+    @Option(names = "--ramp-fraction", paramLabel = "F", description = "Fraction of the training steps, after the dense"
+            + " ones, over which the sparsity target rises linearly from 0 to --target-sparsity (0: the full target at"
+            + " once); default: the recipe's.")
+    Double rampFraction;
+
+    @Option(names = "--recovery-steps", paramLabel = "N", description = "Steps after training with the gates frozen at"
+            + " their budget projection (closed ones 0) and no noise, in which biases and head adapt to the cut; they"
+            + " continue the batch order. Default: the recipe's.")
+    Integer recoverySteps;
+
+    @Option(names = "--select-best", negatable = true, paramLabel = "", description = "With --eval: keep the parameters"
+            + " of the epoch whose projected model scored best on it (accuracy; perplexity for lm) instead of the last"
+            + " epoch's; metrics.jsonl and the summary say which. Default: the recipe's (on for default).")
+    Boolean selectBest;
+
+    @Option(names = "--distill", paramLabel = "W", description = "Weight of distillation from the dense model (the same"
+            + " file, run as given on each batch): KL divergence of the logits for a model with its own head,"
+            + " normalised MSE of the final hidden states for an encoder with a new head; 0 is off. Default: the"
+            + " recipe's.")
+    Double distill;
+
+    @Option(names = "--distill-temperature", paramLabel = "T", description = "Temperature of the logit distillation"
+            + " (default: the recipe's).")
+    Double distillTemperature;
+
+    @Option(names = "--class-balance", negatable = true, paramLabel = "", description = "Weight the cross-entropy of each"
+            + " label by rows / (labels × rows of that label) in --train, so unbalanced labels count equally."
+            + " Default: the recipe's.")
+    Boolean classBalance;
+
     Task parseTask() {
         return switch (task.toLowerCase()) {
             case "classify" -> Task.CLASSIFY;
@@ -57,6 +112,28 @@ final class GateTrainingOptions {
         c = new TrainConfig(c.task(), c.mode(), c.targetSparsity(), c.lambda(), c.learningRate(), c.beta1(), c.beta2(),
                 c.epsilon(), c.weightDecay(), c.noiseSigma(), c.thetaMean(), c.thetaStd(), pooling, c.numLabels(),
                 c.seed());
-        return lr != null ? c.withLearningRate(lr) : c;
+        c = lr != null ? c.withLearningRate(lr) : c;
+        return c.withRecipe(recipe(c));
+    }
+
+    /** The named recipe with the single options given on the command line applied over it. */
+    Recipe recipe(TrainConfig c) {
+        Recipe base = switch (recipe.toLowerCase()) {
+            case "default" -> Recipe.recommended(c.task());
+            case "plain" -> Recipe.plain();
+            default -> throw new IllegalArgumentException("--recipe must be default or plain, got '" + recipe + "'");
+        };
+        return new Recipe(headLr != null ? headLr : base.headLearningRate(),
+                biasLr != null ? biasLr : base.biasLearningRate(), warmup != null ? warmup : base.warmup(),
+                denseFraction != null ? denseFraction : base.denseFraction(),
+                rampFraction != null ? rampFraction : base.rampFraction(),
+                recoverySteps != null ? recoverySteps : base.recoverySteps(),
+                selectBest != null ? selectBest : base.selectBest(), distill != null ? distill : base.distillWeight(),
+                distillTemperature != null ? distillTemperature : base.distillTemperature(), base.classWeights());
+    }
+
+    /** Whether the cross-entropy is weighted by label frequency (the option, else the named recipe's choice). */
+    boolean classBalanced() {
+        return classBalance != null ? classBalance : recipe.equalsIgnoreCase("default") && Recipe.BALANCE_CLASSES;
     }
 }

@@ -168,7 +168,9 @@ final class TrainCommand implements Callable<Integer> {
             boolean available = dev.gatecut.train.ort.OrtApiTrainer.trainingAvailable();
             return switch (backend.toLowerCase()) {
                 case "fused" -> TrainingRun.Backend.FUSED;
-                case "auto" -> available ? TrainingRun.Backend.ORT_TRAINING : TrainingRun.Backend.FUSED;
+                // The training API runs only the plain recipe (one learning rate, no schedule).
+                case "auto" -> available && gate.recipe(gate.config(2)).equals(dev.gatecut.train.Recipe.plain())
+                        && !gate.classBalanced() ? TrainingRun.Backend.ORT_TRAINING : TrainingRun.Backend.FUSED;
                 case "ort-training" -> {
                     if (!available) {
                         throw new IllegalArgumentException("--backend ort-training: the loaded ONNX Runtime has no"
@@ -235,6 +237,9 @@ final class TrainCommand implements Callable<Integer> {
                 evalTokens = evalData == null ? null : pretokenized(evalData, eval);
             }
             TrainConfig config = config(trainData.labels().size());
+            if (config.task() == Task.CLASSIFY && gate.classBalanced()) {
+                config = config.withRecipe(config.recipe().withClassWeights(classWeights(trainData.labelCounts())));
+            }
             out.printf("train: %s%n", config.task() == Task.LM ? trainData.size() + " rows" : trainData.describe());
             if (evalData != null) {
                 out.printf("eval:  %s%n", config.task() == Task.LM ? evalData.size() + " rows" : evalData.describe());
@@ -297,6 +302,16 @@ final class TrainCommand implements Callable<Integer> {
                 }
             }
             return result;
+        }
+
+        /** rows / (labels × rows of the label): each label's rows weigh as much in total (0 for an absent label). */
+        static List<Double> classWeights(int[] counts) {
+            long rows = java.util.Arrays.stream(counts).asLongStream().sum();
+            List<Double> w = new ArrayList<>();
+            for (int c : counts) {
+                w.add(c == 0 ? 0.0 : (double) rows / ((double) counts.length * c));
+            }
+            return w;
         }
 
         private TokenizedDataset pretokenized(Dataset data, Path file) {

@@ -9,10 +9,35 @@ import dev.gatecut.gates.GateMode;
  * @param targetSparsity fraction of the targeted parameters to remove, e.g. 0.3
  * @param lambda         weight of the sparsity loss
  * @param pooling        "mean" (masked mean over tokens) or "first" (first token), classification only
+ * @param learningRate   AdamW learning rate of the gates (and of biases and head unless the recipe says otherwise)
+ * @param recipe         schedules, per-group learning rates, recovery, selection and distillation
  */
 public record TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
                           double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
-                          double thetaMean, double thetaStd, String pooling, int numLabels, long seed) {
+                          double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Recipe recipe) {
+
+    /** The published FineGates recipe ({@link Recipe#plain()}). */
+    public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
+                       double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
+                       double thetaMean, double thetaStd, String pooling, int numLabels, long seed) {
+        this(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay, noiseSigma,
+                thetaMean, thetaStd, pooling, numLabels, seed, Recipe.plain());
+    }
+
+    public TrainConfig withRecipe(Recipe r) {
+        return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, r);
+    }
+
+    /** The head's learning rate (the recipe's, else the gate rate). */
+    public double headLearningRate() {
+        return Double.isNaN(recipe.headLearningRate()) ? learningRate : recipe.headLearningRate();
+    }
+
+    /** The gated layers' biases' learning rate (the recipe's, else the gate rate). */
+    public double biasLearningRate() {
+        return Double.isNaN(recipe.biasLearningRate()) ? learningRate : recipe.biasLearningRate();
+    }
 
     public static TrainConfig defaults(Task task, GateMode mode, double targetSparsity, int numLabels) {
         return new TrainConfig(task, mode, targetSparsity, 50.0, task == Task.LM ? 1e-2 : 1e-3, 0.9, 0.999, 1e-8,
@@ -21,16 +46,16 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
 
     public TrainConfig withLearningRate(double lr) {
         return new TrainConfig(task, mode, targetSparsity, lambda, lr, beta1, beta2, epsilon, weightDecay, noiseSigma,
-                thetaMean, thetaStd, pooling, numLabels, seed);
+                thetaMean, thetaStd, pooling, numLabels, seed, recipe);
     }
 
     public TrainConfig withSeed(long s) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, recipe);
     }
 
     public TrainConfig withLambda(double l) {
         return new TrainConfig(task, mode, targetSparsity, l, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, recipe);
     }
 }

@@ -79,9 +79,19 @@ public final class TrainingRun {
         }
     }
 
-    /** What the run ended with. */
+    /**
+     * What the run ended with.
+     *
+     * @param selectedStep the step whose parameters the run kept when the recipe selects the best epoch and an
+     *                     earlier one scored better than the last (its evaluation is {@code selectedEval}); -1 if
+     *                     the run kept its last main-phase parameters
+     */
     public record Summary(long steps, GateTrainer.StepResult lastStep, Evaluator.EvalResult lastEval, double sparsity,
-                          GateValues gates) {
+                          GateValues gates, long selectedStep, Evaluator.EvalResult selectedEval) {
+        public Summary(long steps, GateTrainer.StepResult lastStep, Evaluator.EvalResult lastEval, double sparsity,
+                       GateValues gates) {
+            this(steps, lastStep, lastEval, sparsity, gates, -1, null);
+        }
     }
 
     private TrainingRun() {
@@ -100,7 +110,14 @@ public final class TrainingRun {
             throw new IllegalArgumentException("--resume: nothing to resume in " + outDir + " (no "
                     + RunFolder.checkpoint(outDir, options.backend()).getFileName() + ")");
         }
-        long total = options.steps() > 0 ? options.steps() : (long) options.epochs() * train.batchesPerEpoch();
+        long mainSteps = options.steps() > 0 ? options.steps() : (long) options.epochs() * train.batchesPerEpoch();
+        Schedule schedule = new Schedule(config, mainSteps);
+        long total = schedule.totalSteps();
+        if (options.backend() == Backend.ORT_TRAINING && !config.recipe().equals(Recipe.plain())) {
+            throw new IllegalArgumentException("the training recipe (per-group learning rates, warm-up, sparsity"
+                    + " schedule, recovery, selection, distillation or class weights) runs on the fused back-end"
+                    + " only: use --backend fused, or --recipe plain for ONNX Runtime's training API");
+        }
         Path metrics = outDir.resolve("metrics.jsonl");
         GatePlan plan;
         List<TrainableParam> params;
@@ -118,6 +135,7 @@ public final class TrainingRun {
             built.model().save(outDir.resolve("train_step.onnx"), SaveOptions.defaults()
                     .withExternalData(SaveOptions.ExternalData.ALWAYS));
             GateTrainer fused = new GateTrainer(built, config, options.device());
+            fused.schedule(schedule);
             Path saved = outDir.resolve(Checkpoint.FILE);
             if (options.resume() && Files.exists(saved)) {
                 Checkpoint c = Checkpoint.read(saved);
@@ -128,6 +146,7 @@ public final class TrainingRun {
             params = built.params();
         }
         try (StepTrainer t = trainer;
+             Teacher teacher = config.recipe().distills() ? Teacher.open(model, options.device()) : null;
              Evaluator evaluator = eval == null || eval.isEmpty() ? null
                      : new Evaluator(TrainingGraph.evaluation(model, config), config, options.device())) {
             if (trainer.step() > 0) {
@@ -135,6 +154,11 @@ public final class TrainingRun {
             } else {
                 deleteIfExists(metrics);
             }
+            if (teacher != null) {
+                ((GateTrainer) trainer).teacher(teacher);
+            }
+            BestEpoch best = config.recipe().selectBest() && evaluator != null
+                    ? BestEpoch.resume(outDir, config.task(), trainer.step()) : null;
             listener.started(trainer.step(), total);
             GateTrainer.StepResult last = null;
             Evaluator.EvalResult lastEval = null;
@@ -143,6 +167,10 @@ public final class TrainingRun {
             int windowSamples = 0;
             while (trainer.step() < total) {
                 long s = trainer.step();
+                if (s == mainSteps) {
+                    // Recovery: gates frozen at their budget projection while biases and head adapt to the cut.
+                    freezeProjected(trainer, params, plan, config);
+                }
                 int epoch = (int) (s / train.batchesPerEpoch());
                 int index = (int) (s % train.batchesPerEpoch());
                 Batch batch = train.batch(epoch, index);
@@ -164,20 +192,65 @@ public final class TrainingRun {
                     sparsity = compiledSparsity(model, config, projected);
                     if (evaluator != null) {
                         lastEval = evaluator.evaluate(eval, withGates(params, trainer.parameters(), projected));
+                        if (best != null && done <= mainSteps) {
+                            best.offer(done, lastEval, trainer.parameters());
+                        }
                     }
                     appendMetrics(metrics, evalRow(done, epoch, lastEval, sparsity));
                     listener.evaluated(done, lastEval, sparsity);
                 }
-                if ((options.checkpointEvery() > 0 && done % options.checkpointEvery() == 0) || done == total) {
+                if (best != null && done == mainSteps && best.step() != done) {
+                    // An earlier epoch's projected model scored better: continue (or end) from its parameters.
+                    best.restoreInto(trainer.parameters());
+                    Evaluator.EvalResult chosen = best.eval();
+                    appendMetrics(metrics, selectedRow(done, best.step(), chosen));
+                    if (done == total) {
+                        lastEval = chosen;
+                    }
+                }
+                if ((options.checkpointEvery() > 0 && done % options.checkpointEvery() == 0) || done == total
+                        || done == mainSteps) {
                     trainer.checkpointTo(outDir);
+                    if (best != null) {
+                        best.save(outDir);
+                    }
                 }
             }
             trainer.gates().write(outDir.resolve("gates.raw.json"));
             GateValues gates = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
             gates.write(outDir.resolve("gates.json"));
             writeParams(outDir.resolve("params.json"), params, trainer.parameters());
-            return new Summary(trainer.step(), last, lastEval, sparsity, gates);
+            long selected = best != null && best.step() > 0 && best.step() != mainSteps ? best.step() : -1;
+            return new Summary(trainer.step(), last, lastEval, sparsity, gates, selected,
+                    selected > 0 ? best.eval() : null);
         }
+    }
+
+    /** Sets the gates' θ to their budget projection (closed gates closed, open ones as trained). */
+    private static void freezeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
+                                        TrainConfig config) throws OrtException {
+        GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
+        Map<String, float[]> live = trainer.parameters();
+        for (TrainableParam p : params) {
+            if (p.kind() == TrainableParam.Kind.GATE) {
+                float[] t = projected.theta(p.gate());
+                System.arraycopy(t, 0, live.get(p.name()), 0, t.length);
+            }
+        }
+    }
+
+    private static ObjectNode selectedRow(long step, long selected, Evaluator.EvalResult e) {
+        ObjectNode row = new ObjectMapper().createObjectNode();
+        row.put("step", step);
+        row.put("selected_step", selected);
+        row.put("note", "parameters of step " + selected + " kept: its projected evaluation was the best");
+        if (!Double.isNaN(e.accuracy())) {
+            row.put("accuracy", e.accuracy());
+        }
+        if (!Double.isNaN(e.perplexity())) {
+            row.put("perplexity", e.perplexity());
+        }
+        return row;
     }
 
     /** The parameters with each gate's θ replaced by {@code gates}' values. */
