@@ -236,6 +236,11 @@ final class CompressCommand implements Callable<Integer> {
         json.put("targeted_after", targetedAfter);
         json.put("train_steps", summary.steps());
         json.put("train_seconds", trainSeconds);
+        json.put("recipe", options.gate.recipe.toLowerCase());
+        if (summary.selectedStep() > 0) {
+            // Best-epoch selection kept an earlier epoch's parameters (recovery steps, if any, followed them).
+            json.put("selected_step", summary.selectedStep());
+        }
         if (summary.lastEval() != null) {
             if (lm) {
                 json.put("gated_eval_perplexity", summary.lastEval().perplexity());

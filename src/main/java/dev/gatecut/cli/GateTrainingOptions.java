@@ -23,8 +23,9 @@ final class GateTrainingOptions {
                     + " FineGates paper. Default ${DEFAULT-VALUE}.")
     String gatesMode;
 
-    @Option(names = "--lr", paramLabel = "X", description = "AdamW learning rate of the gates, the gated layers' biases and the head (default 1e-3 for"
-                    + " classify, 1e-2 for lm).")
+    @Option(names = "--lr", paramLabel = "X", description = "AdamW learning rate of the gates (default 1e-3 for classify,"
+            + " 1e-2 for lm); also of the biases and the head where --bias-lr / --head-lr and the recipe leave them"
+            + " unset (--recipe plain: one rate for all).")
     Double lr;
 
     @Option(names = "--lambda", defaultValue = "50", paramLabel = "X", description = "Weight of the FineGates sparsity loss against the task loss: larger closes gates sooner and"
@@ -70,8 +71,8 @@ final class GateTrainingOptions {
             + " once); default: the recipe's.")
     Double rampFraction;
 
-    @Option(names = "--recovery-steps", paramLabel = "N", description = "Steps after training with the gates frozen at"
-            + " their budget projection (closed ones 0) and no noise, in which biases and head adapt to the cut; they"
+    @Option(names = "--recovery-steps", paramLabel = "N", description = "Steps after training (at most a fifth of its"
+            + " steps) with the gates frozen at their budget projection (closed ones 0) and no noise, in which biases and head adapt to the cut; they"
             + " continue the batch order. Default: the recipe's.")
     Integer recoverySteps;
 

@@ -209,7 +209,17 @@ final class TrainCommand implements Callable<Integer> {
             TrainingRun.Backend b = parseBackend();
             out.printf("backend: %s%n", b == TrainingRun.Backend.FUSED ? "fused train step" : "ONNX Runtime training API");
             TrainingRun.Options o = new TrainingRun.Options(epochs, steps, logEvery, checkpointEvery, resume, parseDevice(), b);
-            return TrainingRun.run(model, p.config(), p.batches(), p.evalBatches(), o, output, listener(out));
+            TrainingRun.Summary s = TrainingRun.run(model, p.config(), p.batches(), p.evalBatches(), o, output,
+                    listener(out));
+            if (s.selectedStep() > 0) {
+                out.printf("selected: the parameters of step %d (best projected evaluation: %s) instead of the last"
+                        + " epoch's%s%n", s.selectedStep(), s.selectedEval().accuracy() >= 0
+                        ? String.format("accuracy %.4f", s.selectedEval().accuracy())
+                        : String.format("perplexity %.4f", s.selectedEval().perplexity()),
+                        p.config().recipe().recoverySteps() > 0 ? ", then the recovery steps" : "");
+                out.flush();
+            }
+            return s;
         }
 
         Prepared prepare(PrintWriter out) throws Exception {

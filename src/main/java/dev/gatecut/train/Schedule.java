@@ -15,7 +15,12 @@ public record Schedule(TrainConfig config, long mainSteps) {
     }
 
     public long totalSteps() {
-        return mainSteps + config.recipe().recoverySteps();
+        return mainSteps + recoverySteps();
+    }
+
+    /** The recipe's recovery steps, at most a fifth of the main steps (a short run gets a short recovery). */
+    public long recoverySteps() {
+        return Math.min(config.recipe().recoverySteps(), mainSteps / 5);
     }
 
     public boolean recovery(long step) {

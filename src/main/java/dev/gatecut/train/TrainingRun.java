@@ -185,7 +185,7 @@ public final class TrainingRun {
                     windowStart = System.nanoTime();
                     windowSamples = 0;
                 }
-                boolean epochEnd = index == train.batchesPerEpoch() - 1 || done == total;
+                boolean epochEnd = index == train.batchesPerEpoch() - 1 || done == total || done == mainSteps;
                 if (epochEnd) {
                     // Evaluate what compiling would give: the gates projected onto the parameter budget.
                     GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
@@ -199,7 +199,7 @@ public final class TrainingRun {
                     appendMetrics(metrics, evalRow(done, epoch, lastEval, sparsity));
                     listener.evaluated(done, lastEval, sparsity);
                 }
-                if (best != null && done == mainSteps && best.step() != done) {
+                if (best != null && done == mainSteps && best.eval() != null && best.step() != done) {
                     // An earlier epoch's projected model scored better: continue (or end) from its parameters.
                     best.restoreInto(trainer.parameters());
                     Evaluator.EvalResult chosen = best.eval();
