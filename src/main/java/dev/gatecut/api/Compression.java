@@ -99,7 +99,7 @@ final class Compression {
                     compiled.parametersAfter(), targeted(compiled, true), targeted(compiled, false), compiled.groups(),
                     lm ? "perplexity" : "accuracy", dense, gatedQuality, slimQuality, slimFile, training.steps(),
                     trained.seconds(), medianSamplesPerSecond(runDir), latencies, reportLinks(lm, ownHead));
-            ObjectNode summary = summary(model, o, report, lm, ownHead, last);
+            ObjectNode summary = summary(model, o, report, lm, ownHead, last, trained.summary().selectedStep());
             return new CompressResult(pruned, classifier, lm, training, trained.seconds(), slimQuality, report,
                     summary, temporaryRun);
         } catch (RuntimeException | OrtException e) {
@@ -117,7 +117,7 @@ final class Compression {
 
     /** The figures of summary.json. */
     private static ObjectNode summary(Path model, CompressOptions o, CompressReport r, boolean lm, boolean ownHead,
-                                      Evaluator.EvalResult last) {
+                                      Evaluator.EvalResult last, long selectedStep) {
         ObjectNode json = new ObjectMapper().createObjectNode();
         json.put("model", model.toString());
         json.put("target_sparsity", r.targetSparsity());
@@ -134,6 +134,11 @@ final class Compression {
         json.put("targeted_after", r.targetedAfter());
         json.put("train_steps", r.trainSteps());
         json.put("train_seconds", r.trainSeconds());
+        json.put("recipe", o.training().recipeName());
+        if (selectedStep > 0) {
+            // Best-epoch selection kept an earlier epoch's parameters (recovery steps, if any, followed them).
+            json.put("selected_step", selectedStep);
+        }
         if (last != null) {
             json.put(lm ? "gated_eval_perplexity" : "gated_eval_accuracy", lm ? last.perplexity() : last.accuracy());
         }

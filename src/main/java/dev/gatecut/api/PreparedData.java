@@ -54,6 +54,9 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             evalTokens = evalData == null ? null : pretokenized(evalData, o.eval().get(), "evaluation", o.maxLength());
         }
         TrainConfig config = o.config(trainData.labels().size());
+        if (!lm && o.classBalanced()) {
+            config = config.withRecipe(config.recipe().withClassWeights(classWeights(trainData.labelCounts())));
+        }
         progress.onEvent(new ProgressEvent.Message(String.format("train: %s",
                 lm ? trainData.size() + " rows" : trainData.describe())));
         if (evalData != null) {
@@ -136,5 +139,15 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             labels[i] = e.label();
         }
         return new TokenizedDataset(ids, null, labels, data.labels(), 0, maxLen);
+    }
+
+    /** rows / (labels × rows of the label): each label's rows weigh as much in total (0 for an absent label). */
+    static List<Double> classWeights(int[] counts) {
+        long rows = java.util.Arrays.stream(counts).asLongStream().sum();
+        List<Double> w = new ArrayList<>();
+        for (int c : counts) {
+            w.add(c == 0 ? 0.0 : (double) rows / ((double) counts.length * c));
+        }
+        return w;
     }
 }

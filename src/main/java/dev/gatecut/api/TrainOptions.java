@@ -2,6 +2,7 @@ package dev.gatecut.api;
 
 import dev.gatecut.errors.OptionException;
 import dev.gatecut.gates.Widths;
+import dev.gatecut.train.Recipe;
 
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.runtime.Device;
@@ -145,7 +146,9 @@ public final class TrainOptions {
     public TrainingBackend backend() {
         boolean available = dev.gatecut.train.ort.OrtApiTrainer.trainingAvailable();
         if (v.backend == null) {
-            return available ? Backends.ORT_TRAINING : Backends.FUSED;
+            // The training API runs only the plain recipe (one learning rate, no schedule).
+            boolean plain = recipe(config(2)).equals(Recipe.plain()) && !classBalanced();
+            return available && plain ? Backends.ORT_TRAINING : Backends.FUSED;
         }
         if (v.backend.name().equals(Backends.ORT_TRAINING.name()) && !available) {
             throw new OptionException("--backend ort-training: the loaded ONNX Runtime has no"
@@ -193,6 +196,31 @@ public final class TrainOptions {
                 c.epsilon(), c.weightDecay(), c.noiseSigma(), c.thetaMean(), c.thetaStd(), v.pooling, c.numLabels(),
                 c.seed());
         c = c.withWidths(v.uniformWidths ? Widths.uniform(v.widthAlign) : Widths.perLayer());
-        return v.learningRate != null ? c.withLearningRate(v.learningRate) : c;
+        c = v.learningRate != null ? c.withLearningRate(v.learningRate) : c;
+        return c.withRecipe(recipe(c));
+    }
+
+    /** The named recipe with the single settings given applied over it. */
+    private Recipe recipe(TrainConfig c) {
+        Recipe base = v.recipe.equalsIgnoreCase("plain") ? Recipe.plain() : Recipe.recommended(c.task());
+        return new Recipe(v.headLearningRate != null ? v.headLearningRate : base.headLearningRate(),
+                v.biasLearningRate != null ? v.biasLearningRate : base.biasLearningRate(),
+                v.warmup != null ? v.warmup : base.warmup(),
+                v.denseFraction != null ? v.denseFraction : base.denseFraction(),
+                v.rampFraction != null ? v.rampFraction : base.rampFraction(),
+                v.recoverySteps != null ? v.recoverySteps : base.recoverySteps(),
+                v.selectBest != null ? v.selectBest : base.selectBest(),
+                v.distillWeight != null ? v.distillWeight : base.distillWeight(),
+                v.distillTemperature != null ? v.distillTemperature : base.distillTemperature(), base.classWeights());
+    }
+
+    /** The recipe's name: "default" or "plain". */
+    public String recipeName() {
+        return v.recipe.toLowerCase();
+    }
+
+    /** Whether the cross-entropy is weighted by label frequency (the setting, else the named recipe's choice). */
+    public boolean classBalanced() {
+        return v.classBalance != null ? v.classBalance : v.recipe.equalsIgnoreCase("default") && Recipe.BALANCE_CLASSES;
     }
 }

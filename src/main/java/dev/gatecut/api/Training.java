@@ -32,6 +32,14 @@ final class Training {
         long start = System.nanoTime();
         TrainingRun.Summary summary = TrainingRun.run(model, data.config(), data.batches(), data.evalBatches(), run,
                 runDir, events(progress));
+        if (summary.selectedStep() > 0) {
+            progress.onEvent(new ProgressEvent.Message(String.format("selected: the parameters of step %d (best"
+                    + " projected evaluation: %s) instead of the last epoch's%s", summary.selectedStep(),
+                    summary.selectedEval().accuracy() >= 0
+                            ? String.format("accuracy %.4f", summary.selectedEval().accuracy())
+                            : String.format("perplexity %.4f", summary.selectedEval().perplexity()),
+                    data.config().recipe().recoverySteps() > 0 ? ", then the recovery steps" : "")));
+        }
         return new Outcome(data, summary, backend, (System.nanoTime() - start) / 1e9);
     }
 

@@ -34,6 +34,17 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     double lambda = 50;
     String pooling = "mean";
     boolean uniformWidths;
+    String recipe = "default";
+    Double headLearningRate;
+    Double biasLearningRate;
+    Double warmup;
+    Double denseFraction;
+    Double rampFraction;
+    Integer recoverySteps;
+    Boolean selectBest;
+    Double distillWeight;
+    Double distillTemperature;
+    Boolean classBalance;
     /** The common width's rounding under uniform widths: compress sets its align here; train keeps 1. */
     int widthAlign = 1;
     long seed = 1;
@@ -164,6 +175,77 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         return self();
     }
 
+    /**
+     * The training recipe ({@code --recipe}): "default" (gatecut's: per-group learning rates with
+     * warm-up, dense warm-up then a ramped sparsity target, best-epoch selection with evaluation data)
+     * or "plain" (FineGates as published; the only one the ONNX Runtime training back-end runs). The
+     * setters below override single parts of either.
+     */
+    public B recipe(String name) {
+        this.recipe = Objects.requireNonNull(name, "recipe");
+        return self();
+    }
+
+    /** AdamW learning rate of the classification head ({@code --head-lr}); default the recipe's. */
+    public B headLearningRate(double lr) {
+        this.headLearningRate = lr;
+        return self();
+    }
+
+    /** AdamW learning rate of the gated layers' biases ({@code --bias-lr}); default the recipe's. */
+    public B biasLearningRate(double lr) {
+        this.biasLearningRate = lr;
+        return self();
+    }
+
+    /** Fraction of the steps over which learning rates rise linearly from 0 ({@code --warmup}). */
+    public B warmup(double fraction) {
+        this.warmup = fraction;
+        return self();
+    }
+
+    /** Fraction of the steps with the sparsity loss off, so the head learns first ({@code --dense-fraction}). */
+    public B denseFraction(double fraction) {
+        this.denseFraction = fraction;
+        return self();
+    }
+
+    /** Fraction of the steps, after the dense ones, over which the target ramps in ({@code --ramp-fraction}). */
+    public B rampFraction(double fraction) {
+        this.rampFraction = fraction;
+        return self();
+    }
+
+    /** Steps after training with the gates frozen at their projection ({@code --recovery-steps}). */
+    public B recoverySteps(int steps) {
+        this.recoverySteps = steps;
+        return self();
+    }
+
+    /** With evaluation data, keep the best epoch's parameters ({@code --[no-]select-best}). */
+    public B selectBest(boolean select) {
+        this.selectBest = select;
+        return self();
+    }
+
+    /** Weight of distillation from the dense model, 0 off ({@code --distill}). */
+    public B distill(double weight) {
+        this.distillWeight = weight;
+        return self();
+    }
+
+    /** Temperature of the logit distillation ({@code --distill-temperature}). */
+    public B distillTemperature(double t) {
+        this.distillTemperature = t;
+        return self();
+    }
+
+    /** Weight each label's cross-entropy by its inverse frequency ({@code --[no-]class-balance}). */
+    public B classBalance(boolean balance) {
+        this.classBalance = balance;
+        return self();
+    }
+
     /** Seed of gate initialisation, gate noise and batch order ({@code --seed}, default 1). */
     public B seed(long seed) {
         this.seed = seed;
@@ -254,6 +336,9 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         }
         if (!(lambda >= 0 && Double.isFinite(lambda))) {
             throw new OptionException("lambda (--lambda) must be >= 0, got " + lambda);
+        }
+        if (!recipe.equalsIgnoreCase("default") && !recipe.equalsIgnoreCase("plain")) {
+            throw new OptionException("recipe (--recipe) must be default or plain, got '" + recipe + "'");
         }
         if (!pooling.equals("mean") && !pooling.equals("first")) {
             throw new OptionException("pooling (--pooling) must be mean or first, got '" + pooling + "'");

@@ -23,8 +23,9 @@ final class GateTrainingOptions {
                     + " FineGates paper. Default ${DEFAULT-VALUE}.")
     String gatesMode;
 
-    @Option(names = "--lr", paramLabel = "X", description = "AdamW learning rate of the gates, the gated layers' biases and the head (default 1e-3 for"
-                    + " classify, 1e-2 for lm).")
+    @Option(names = "--lr", paramLabel = "X", description = "AdamW learning rate of the gates (default 1e-3 for classify,"
+            + " 1e-2 for lm); also of the biases and the head where --bias-lr / --head-lr and the recipe leave them"
+            + " unset (--recipe plain: one rate for all).")
     Double lr;
 
     @Option(names = "--lambda", defaultValue = "50", paramLabel = "X", description = "Weight of the FineGates sparsity loss against the task loss: larger closes gates sooner and"
@@ -46,6 +47,60 @@ final class GateTrainingOptions {
             + " num_key_value_heads need (ONNX Runtime GenAI's genai_config.json); the budget projection honours it.")
     boolean uniformWidths;
 
+    @Option(names = "--recipe", defaultValue = "default", paramLabel = "R",
+            description = "default: gatecut's training recipe (per-group learning rates with warm-up, dense warm-up"
+                    + " then a ramped sparsity target, best-epoch selection with --eval, a recovery phase); plain:"
+                    + " FineGates as published (one learning rate, the sparsity loss from the first step, the last"
+                    + " epoch kept; the only recipe --backend ort-training runs). The options below override single"
+                    + " parts of either. Default ${DEFAULT-VALUE}.")
+    String recipe;
+
+    @Option(names = "--head-lr", paramLabel = "X", description = "AdamW learning rate of the classification head (a new"
+            + " head or the model's own); default: the recipe's (--lr under plain).")
+    Double headLr;
+
+    @Option(names = "--bias-lr", paramLabel = "X", description = "AdamW learning rate of the gated layers' biases;"
+            + " default: the recipe's (--lr under plain).")
+    Double biasLr;
+
+    @Option(names = "--warmup", paramLabel = "F", description = "Fraction of the training steps over which every learning"
+            + " rate rises linearly from 0 to its value (0: none); default: the recipe's.")
+    Double warmup;
+
+    @Option(names = "--dense-fraction", paramLabel = "F", description = "Fraction of the training steps with the sparsity"
+            + " loss off, so the head and biases learn the task before gates close; default: the recipe's.")
+    Double denseFraction;
+
+    @Option(names = "--ramp-fraction", paramLabel = "F", description = "Fraction of the training steps, after the dense"
+            + " ones, over which the sparsity target rises linearly from 0 to --target-sparsity (0: the full target at"
+            + " once); default: the recipe's.")
+    Double rampFraction;
+
+    @Option(names = "--recovery-steps", paramLabel = "N", description = "Steps after training (at most a fifth of its"
+            + " steps) with the gates frozen at their budget projection (closed ones 0) and no noise, in which biases and head adapt to the cut; they"
+            + " continue the batch order. Default: the recipe's.")
+    Integer recoverySteps;
+
+    @Option(names = "--select-best", negatable = true, paramLabel = "", description = "With --eval: keep the parameters"
+            + " of the epoch whose projected model scored best on it (accuracy; perplexity for lm) instead of the last"
+            + " epoch's; metrics.jsonl and the summary say which. Default: the recipe's (on for default).")
+    Boolean selectBest;
+
+    @Option(names = "--distill", paramLabel = "W", description = "Weight of distillation from the dense model (the same"
+            + " file, run as given on each batch): KL divergence of the logits for a model with its own head,"
+            + " normalised MSE of the final hidden states for an encoder with a new head; 0 is off. Default: the"
+            + " recipe's.")
+    Double distill;
+
+    @Option(names = "--distill-temperature", paramLabel = "T", description = "Temperature of the logit distillation"
+            + " (default: the recipe's).")
+    Double distillTemperature;
+
+    @Option(names = "--class-balance", negatable = true, paramLabel = "", description = "Weight the cross-entropy of each"
+            + " label by rows / (labels × rows of that label) in --train, so unbalanced labels count equally."
+            + " Default: the recipe's.")
+    Boolean classBalance;
+
     Task parseTask() {
         return switch (task.toLowerCase()) {
             case "classify" -> Task.CLASSIFY;
@@ -61,7 +116,37 @@ final class GateTrainingOptions {
         if (lr != null) {
             b.learningRate(lr);
         }
-        b.uniformWidths(uniformWidths);
+        b.uniformWidths(uniformWidths).recipe(recipe);
+        if (headLr != null) {
+            b.headLearningRate(headLr);
+        }
+        if (biasLr != null) {
+            b.biasLearningRate(biasLr);
+        }
+        if (warmup != null) {
+            b.warmup(warmup);
+        }
+        if (denseFraction != null) {
+            b.denseFraction(denseFraction);
+        }
+        if (rampFraction != null) {
+            b.rampFraction(rampFraction);
+        }
+        if (recoverySteps != null) {
+            b.recoverySteps(recoverySteps);
+        }
+        if (selectBest != null) {
+            b.selectBest(selectBest);
+        }
+        if (distill != null) {
+            b.distill(distill);
+        }
+        if (distillTemperature != null) {
+            b.distillTemperature(distillTemperature);
+        }
+        if (classBalance != null) {
+            b.classBalance(classBalance);
+        }
         return b;
     }
 }

@@ -22,7 +22,7 @@ import java.util.Random;
 /**
  * The dense baseline a compressed classifier is judged against: the unmodified encoder, frozen, and a
  * new head [width, labels] on its pooled hidden states, trained the way gate training trains its head
- * (AdamW with the run's learning rate, betas, epsilon and weight decay; weights from N(0, 0.02²), bias
+ * (AdamW with the run's head learning rate, betas, epsilon and weight decay; weights from N(0, 0.02²), bias
  * 0; the same batches in the same order for the same number of steps). Only the head learns, so the
  * encoder's part is exact: ONNX Runtime runs the model file itself with the same pooling appended, and
  * the head is fitted in float64 on those features.
@@ -220,7 +220,7 @@ public final class FrozenEncoderBaseline implements AutoCloseable {
                 m1[i] = c.beta1() * m1[i] + (1 - c.beta1()) * g[i];
                 m2[i] = c.beta2() * m2[i] + (1 - c.beta2()) * g[i] * g[i];
                 double update = (m1[i] / bc1) / (Math.sqrt(m2[i] / bc2) + c.epsilon());
-                p[i] -= c.learningRate() * (update + c.weightDecay() * p[i]);
+                p[i] -= c.headLearningRate() * (update + c.weightDecay() * p[i]);
             }
         }
     }

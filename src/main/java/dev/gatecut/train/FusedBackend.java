@@ -34,6 +34,11 @@ public final class FusedBackend implements TrainingBackend {
     }
 
     @Override
+    public boolean runsRecipes() {
+        return true;
+    }
+
+    @Override
     public Started start(Path model, TrainConfig config, Path runDir, boolean resume, Device device,
                          ShapeCache shapes)
             throws OrtException {

@@ -34,6 +34,8 @@ public final class GateTrainer implements StepTrainer {
     private final Map<String, float[]> m1 = new LinkedHashMap<>();
     private final Map<String, float[]> m2 = new LinkedHashMap<>();
     private long step;
+    private Schedule schedule;
+    private Teacher teacher;
 
     public GateTrainer(TrainingGraph.Built train, TrainConfig config, Device device) throws OrtException {
         if (!train.withOptimizer()) {
@@ -47,6 +49,19 @@ public final class GateTrainer implements StepTrainer {
             m1.put(p.name(), new float[p.size()]);
             m2.put(p.name(), new float[p.size()]);
         }
+    }
+
+    /**
+     * The run's schedule (per-group rates, sparsity weight and target, recovery); without one every step
+     * uses the config's values.
+     */
+    public void schedule(Schedule s) {
+        this.schedule = s;
+    }
+
+    /** The dense model whose outputs the distillation term reads (needed when the recipe distills). */
+    public void teacher(Teacher t) {
+        this.teacher = t;
     }
 
     @Override
@@ -71,22 +86,32 @@ public final class GateTrainer implements StepTrainer {
         Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
         try {
             feedBatch(feeds, batch);
+            Schedule.At at = (schedule != null ? schedule : new Schedule(config, Long.MAX_VALUE)).at(step);
             for (var e : train.noiseInputs().entrySet()) {
                 int n = train.plan().gate(e.getKey()).orElseThrow().size();
                 float[] eps = new float[n];
-                for (int i = 0; i < n; i++) {
+                for (int i = 0; i < n && !at.recovery(); i++) {
                     eps[i] = (float) (config.noiseSigma() * noise.nextGaussian());
                 }
                 feeds.put(e.getValue(), floats(eps, n));
             }
+            if (config.recipe().distills()) {
+                if (teacher == null) {
+                    throw new IllegalStateException("the recipe distills but no teacher was given");
+                }
+                feeds.put(TrainingGraph.TEACHER, teacher.outputs(batch));
+            }
+            feeds.put(TrainingGraph.SPARSITY_WEIGHT, scalarTensor(at.lambda()));
+            feeds.put(TrainingGraph.TARGET_SPARSITY, scalarTensor(at.targetSparsity()));
+            feeds.put(TrainingGraph.BIAS_LEARNING_RATE, scalarTensor(at.biasLr()));
+            feeds.put(TrainingGraph.HEAD_LEARNING_RATE, scalarTensor(at.headLr()));
             for (TrainableParam p : train.params()) {
                 feeds.put(p.name(), floats(params.get(p.name()), p.dims()));
                 feeds.put(TrainingGraph.Built.moment1(p.name()), floats(m1.get(p.name()), p.dims()));
                 feeds.put(TrainingGraph.Built.moment2(p.name()), floats(m2.get(p.name()), p.dims()));
             }
             feeds.put(TrainingGraph.STEP, OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[] {step + 1}), new long[0]));
-            feeds.put(TrainingGraph.LEARNING_RATE, OnnxTensor.createTensor(env,
-                    FloatBuffer.wrap(new float[] {(float) config.learningRate()}), new long[0]));
+            feeds.put(TrainingGraph.LEARNING_RATE, scalarTensor(at.gateLr()));
             try (OrtSession.Result r = session.run(feeds)) {
                 for (TrainableParam p : train.params()) {
                     read(r, TrainingGraph.Built.next(p.name()), params.get(p.name()));
@@ -165,6 +190,10 @@ public final class GateTrainer implements StepTrainer {
 
     private static OnnxTensor longs(ai.onnxruntime.OrtEnvironment env, long[][] rows) throws OrtException {
         return OnnxTensor.createTensor(env, rows);
+    }
+
+    private OnnxTensor scalarTensor(double v) throws OrtException {
+        return OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[] {(float) v}), new long[0]);
     }
 
     private OnnxTensor floats(float[] values, long... dims) throws OrtException {

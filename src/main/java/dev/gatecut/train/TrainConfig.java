@@ -9,19 +9,22 @@ import dev.gatecut.gates.Widths;
  *
  * @param targetSparsity fraction of the targeted parameters to remove, e.g. 0.3
  * @param lambda         weight of the sparsity loss
+ * @param learningRate   AdamW learning rate of the gates (and of biases and head unless the recipe says otherwise)
  * @param pooling        "mean" (masked mean over tokens) or "first" (first token), classification only
  * @param widths         whether the budget projection keeps one width per kind of block in every layer
+ * @param recipe         schedules, per-group learning rates, recovery, selection and distillation
  */
 public record TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
                           double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
-                          double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths) {
+                          double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths,
+                          Recipe recipe) {
 
-    /** Per-layer widths. */
+    /** Per-layer widths and the published FineGates recipe ({@link Recipe#plain()}). */
     public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
                        double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
                        double thetaMean, double thetaStd, String pooling, int numLabels, long seed) {
         this(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay, noiseSigma,
-                thetaMean, thetaStd, pooling, numLabels, seed, Widths.perLayer());
+                thetaMean, thetaStd, pooling, numLabels, seed, Widths.perLayer(), Recipe.plain());
     }
 
     public static TrainConfig defaults(Task task, GateMode mode, double targetSparsity, int numLabels) {
@@ -29,23 +32,38 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
                 0.01, 0.1, 1.0, 0.1, "mean", numLabels, 1);
     }
 
+    public TrainConfig withRecipe(Recipe r) {
+        return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, r);
+    }
+
+    /** The head's learning rate (the recipe's, else the gate rate). */
+    public double headLearningRate() {
+        return Double.isNaN(recipe.headLearningRate()) ? learningRate : recipe.headLearningRate();
+    }
+
+    /** The gated layers' biases' learning rate (the recipe's, else the gate rate). */
+    public double biasLearningRate() {
+        return Double.isNaN(recipe.biasLearningRate()) ? learningRate : recipe.biasLearningRate();
+    }
+
     public TrainConfig withLearningRate(double lr) {
         return new TrainConfig(task, mode, targetSparsity, lambda, lr, beta1, beta2, epsilon, weightDecay, noiseSigma,
-                thetaMean, thetaStd, pooling, numLabels, seed, widths);
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe);
     }
 
     public TrainConfig withSeed(long s) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths, recipe);
     }
 
     public TrainConfig withLambda(double l) {
         return new TrainConfig(task, mode, targetSparsity, l, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe);
     }
 
     public TrainConfig withWidths(Widths w) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, w);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, w, recipe);
     }
 }

@@ -17,6 +17,14 @@ public interface TrainingBackend {
     /** The value of {@code --backend} that picks it ({@code fused}, {@code ort-training}). */
     String name();
 
+    /**
+     * Whether it runs the training recipe's schedules, per-group learning rates, recovery and
+     * distillation ({@link Recipe}); otherwise only {@link Recipe#plain()}.
+     */
+    default boolean runsRecipes() {
+        return false;
+    }
+
     /** What a run prints about it. */
     String description();
 

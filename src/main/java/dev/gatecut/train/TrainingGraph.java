@@ -53,7 +53,16 @@ public final class TrainingGraph {
     public static final String TARGETS = "targets";
     public static final String TARGET_WEIGHTS = "target_weights";
     public static final String STEP = "adamw.step";
+    /** Learning rate of the gates (and of every parameter group the two inputs below do not name). */
     public static final String LEARNING_RATE = "adamw.lr";
+    public static final String BIAS_LEARNING_RATE = "adamw.lr.bias";
+    public static final String HEAD_LEARNING_RATE = "adamw.lr.head";
+    /** The sparsity loss's weight and target of the step (fed by the fused trainer: {@link Schedule}). */
+    public static final String SPARSITY_WEIGHT = "gatecut.lambda";
+    public static final String TARGET_SPARSITY = "gatecut.target_sparsity";
+    public static final String DISTILL_LOSS = "gatecut.distill_loss";
+    /** The dense model's first output for the batch (logits or hidden states), for distillation. */
+    public static final String TEACHER = "teacher";
 
     /**
      * A built graph and what feeds it.
@@ -179,12 +188,14 @@ public final class TrainingGraph {
 
         Value taskLoss;
         Value logits;
+        boolean ownHead = false;
         if (config.task() == Task.CLASSIFY) {
             Optional<OwnHead> own = OwnHead.find(g, discovery, path.toString());
+            ownHead = own.isPresent();
             logits = own.isPresent() ? toFloat32(ops, ownHeadLogits(g, ops, own.get(), config, path, params, initial, paramValues))
                     : addedHeadLogits(g, ops, toFloat32(ops, modelOutputs.get(0)), modelInputs, config, random, path, params, initial,
                     paramValues);
-            taskLoss = crossEntropy(g, ops, logits);
+            taskLoss = crossEntropy(g, ops, logits, config.recipe().classWeights());
         } else {
             logits = toFloat32(ops, modelOutputs.get(0));
             Value targets = g.addInput(TARGETS, tensorType(DataType.INT64, "batch", "sequence"));
@@ -197,7 +208,11 @@ public final class TrainingGraph {
         }
 
         // FineGates sparsity loss: P(open) = Φ((tanh θ + 0.5) / 0.5) = ½ + ½·erf((tanh θ + 0.5)·√2).
-        double keep = 1 - config.targetSparsity();
+        // The fused step reads the step's weight and target ({@link Schedule}); other graphs use the config's.
+        boolean scheduled = mode == Mode.OPTIMIZER;
+        Value keep = scheduled ? ops.op("Sub", ops.scalar(1.0), g.addInput(TARGET_SPARSITY, floatType()))
+                : ops.scalar(1 - config.targetSparsity());
+        Value lambda = scheduled ? g.addInput(SPARSITY_WEIGHT, floatType()) : ops.scalar(config.lambda());
         Map<String, Value> meanOpen = new LinkedHashMap<>();
         for (var e : thetaByGate.entrySet()) {
             Value mu = ops.op("Tanh", e.getValue());
@@ -225,7 +240,14 @@ public final class TrainingGraph {
         List<Value> opens = new ArrayList<>(meanOpen.values());
         Value expectedSparsity = ops.op("Sub", ops.scalar(1.0), ops.op("Mul",
                 opens.size() == 1 ? opens.get(0) : ops.op("Sum", opens), ops.scalar(1.0 / opens.size())));
-        Value loss = ops.op("Add", taskLoss, ops.op("Mul", sparsityLoss, ops.scalar(config.lambda())));
+        Value loss = ops.op("Add", taskLoss, ops.op("Mul", sparsityLoss, lambda));
+        Value distill = null;
+        if (config.recipe().distills() && mode != Mode.EVALUATION) {
+            distill = config.task() == Task.CLASSIFY && ownHead ? Distillation.logitKl(g, ops, logits,
+                    config.numLabels(), config.recipe().distillTemperature()) : Distillation.hiddenMse(g, ops,
+                    toFloat32(ops, modelOutputs.get(0)), lastDim(modelOutputs.get(0), path), modelInputs);
+            loss = ops.op("Add", loss, ops.op("Mul", distill, ops.scalar(config.recipe().distillWeight())));
+        }
 
         for (Value out : modelOutputs) {
             g.removeOutput(out);
@@ -234,6 +256,9 @@ public final class TrainingGraph {
         name(g, ops, taskLoss, TASK_LOSS);
         name(g, ops, sparsityLoss, SPARSITY_LOSS);
         name(g, ops, expectedSparsity, EXPECTED_SPARSITY);
+        if (distill != null) {
+            name(g, ops, distill, DISTILL_LOSS);
+        }
         switch (mode) {
             case EVALUATION -> name(g, ops, logits, LOGITS);
             case GRADIENTS -> {
@@ -283,12 +308,25 @@ public final class TrainingGraph {
         return ops.op("Add", ops.op("MatMul", pooled, w), bias);
     }
 
-    /** Mean cross-entropy of logits [batch, classes] against the {@link #LABELS} input. */
-    private static Value crossEntropy(Graph g, OpBuilder ops, Value logits) {
+    /**
+     * Mean cross-entropy of logits [batch, classes] against the {@link #LABELS} input; with class weights
+     * w, the weighted mean Σ w_y·nll / Σ w_y (PyTorch's {@code CrossEntropyLoss(weight=w)}).
+     */
+    private static Value crossEntropy(Graph g, OpBuilder ops, Value logits, List<Double> classWeights) {
         Value labels = g.addInput(LABELS, tensorType(DataType.INT64, "batch"));
         Value logp = ops.op("LogSoftmax", List.of(logits), OpBuilder.attr("axis", 1L));
         Value picked = ops.op("GatherElements", List.of(logp, ops.unsqueeze(labels, 1)), OpBuilder.attr("axis", 1L));
-        return ops.op("Neg", ops.op("ReduceMean", List.of(picked), OpBuilder.attr("keepdims", 0L)));
+        if (classWeights.isEmpty()) {
+            return ops.op("Neg", ops.op("ReduceMean", List.of(picked), OpBuilder.attr("keepdims", 0L)));
+        }
+        float[] w = new float[classWeights.size()];
+        for (int i = 0; i < w.length; i++) {
+            w[i] = classWeights.get(i).floatValue();
+        }
+        Value table = g.addInitializer(dev.gatecut.onnx.Tensor.of(dev.gatecut.onnx.TensorArrays.ofFloats(
+                g.freshName("train/class_weights"), new long[] {w.length}, w)));
+        Value weights = ops.unsqueeze(ops.op("Gather", List.of(table, labels), OpBuilder.attr("axis", 0L)), 1);
+        return ops.op("Neg", ops.op("Div", ops.reduceSumAll(ops.op("Mul", picked, weights)), ops.reduceSumAll(weights)));
     }
 
     /**
@@ -306,6 +344,8 @@ public final class TrainingGraph {
         Differentiator.Result grads = differentiate(m, loss, paramValues, modelShapes);
         Value step = g.addInput(STEP, floatType());
         Value lr = g.addInput(LEARNING_RATE, floatType());
+        Value biasLr = g.addInput(BIAS_LEARNING_RATE, floatType());
+        Value headLr = g.addInput(HEAD_LEARNING_RATE, floatType());
         Value one = ops.scalar(1.0);
         Value bc1 = ops.op("Sub", one, ops.op("Pow", ops.scalar(c.beta1()), step));
         Value bc2 = ops.op("Sub", one, ops.op("Pow", ops.scalar(c.beta2()), step));
@@ -321,7 +361,12 @@ public final class TrainingGraph {
             Value update = ops.op("Div", ops.op("Div", m1n, bc1),
                     ops.op("Add", ops.op("Sqrt", ops.op("Div", m2n, bc2)), ops.scalar(c.epsilon())));
             Value decayed = ops.op("Add", update, ops.op("Mul", value, ops.scalar(c.weightDecay())));
-            Value next = ops.op("Sub", value, ops.op("Mul", decayed, lr));
+            Value rate = switch (p.kind()) {
+                case GATE -> lr;
+                case BIAS -> biasLr;
+                case HEAD -> headLr;
+            };
+            Value next = ops.op("Sub", value, ops.op("Mul", decayed, rate));
             name(g, ops, next, Built.next(p.name()));
             name(g, ops, m1n, Built.next(Built.moment1(p.name())));
             name(g, ops, m2n, Built.next(Built.moment2(p.name())));
@@ -389,8 +434,8 @@ public final class TrainingGraph {
         return half ? 1024 : 1;
     }
 
-    private static Value distance(OpBuilder ops, Value meanOpen, double keep) {
-        return ops.op("Abs", ops.op("Sub", meanOpen, ops.scalar(keep)));
+    private static Value distance(OpBuilder ops, Value meanOpen, Value keep) {
+        return ops.op("Abs", ops.op("Sub", meanOpen, keep));
     }
 
     static Value pool(Graph g, OpBuilder ops, Value hidden, List<String> inputs, String pooling) {

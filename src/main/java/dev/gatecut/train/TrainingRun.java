@@ -73,10 +73,17 @@ public final class TrainingRun {
     /**
      * What the run ended with.
      *
-     * @param shapes the model's probed shapes, for discovery and compile after the run (no second probe)
+     * @param shapes       the model's probed shapes, for discovery and compile after the run (no second probe)
+     * @param selectedStep the step whose parameters the run kept when the recipe selects the best epoch and an
+     *                     earlier one scored better than the last (its evaluation is {@code selectedEval}); -1 if
+     *                     the run kept its last main-phase parameters
      */
     public record Summary(long steps, GateTrainer.StepResult lastStep, Evaluator.EvalResult lastEval, double sparsity,
-                          GateValues gates, ShapeCache shapes) {
+                          GateValues gates, ShapeCache shapes, long selectedStep, Evaluator.EvalResult selectedEval) {
+        public Summary(long steps, GateTrainer.StepResult lastStep, Evaluator.EvalResult lastEval, double sparsity,
+                       GateValues gates, ShapeCache shapes) {
+            this(steps, lastStep, lastEval, sparsity, gates, shapes, -1, null);
+        }
     }
 
     private TrainingRun() {
@@ -95,7 +102,14 @@ public final class TrainingRun {
             throw new OptionException("--resume: nothing to resume in " + outDir + " (no "
                     + RunFolder.checkpoint(outDir, options.backend()).getFileName() + ")");
         }
-        long total = options.steps() > 0 ? options.steps() : (long) options.epochs() * train.batchesPerEpoch();
+        long mainSteps = options.steps() > 0 ? options.steps() : (long) options.epochs() * train.batchesPerEpoch();
+        Schedule schedule = new Schedule(config, mainSteps);
+        long total = schedule.totalSteps();
+        if (!options.backend().runsRecipes() && !config.recipe().equals(Recipe.plain())) {
+            throw new OptionException("the training recipe (per-group learning rates, warm-up, sparsity"
+                    + " schedule, recovery, selection, distillation or class weights) runs on the fused back-end"
+                    + " only: use --backend fused, or --recipe plain for ONNX Runtime's training API");
+        }
         Path metrics = outDir.resolve("metrics.jsonl");
         // One probe per graph for the whole run: the training, evaluation and compile-side discoveries share it.
         ShapeCache shapes = new ShapeCache();
@@ -104,7 +118,11 @@ public final class TrainingRun {
         StepTrainer trainer = started.trainer();
         GatePlan plan = started.plan();
         List<TrainableParam> params = started.params();
+        if (trainer instanceof GateTrainer fused) {
+            fused.schedule(schedule);
+        }
         try (StepTrainer t = trainer;
+             Teacher teacher = config.recipe().distills() ? Teacher.open(model, options.device()) : null;
              Evaluator evaluator = eval == null || eval.isEmpty() ? null
                      : new Evaluator(TrainingGraph.evaluation(model, config, shapes), config, options.device());
              CompiledSparsity compiled = CompiledSparsity.of(model, config, shapes)) {
@@ -113,6 +131,11 @@ public final class TrainingRun {
             } else {
                 deleteIfExists(metrics);
             }
+            if (teacher != null) {
+                ((GateTrainer) trainer).teacher(teacher);
+            }
+            BestEpoch best = config.recipe().selectBest() && evaluator != null
+                    ? BestEpoch.resume(outDir, config.task(), trainer.step()) : null;
             listener.started(trainer.step(), total);
             GateTrainer.StepResult last = null;
             Evaluator.EvalResult lastEval = null;
@@ -121,6 +144,10 @@ public final class TrainingRun {
             int windowSamples = 0;
             while (trainer.step() < total) {
                 long s = trainer.step();
+                if (s == mainSteps) {
+                    // Recovery: gates frozen at their budget projection while biases and head adapt to the cut.
+                    freezeProjected(trainer, params, plan, config);
+                }
                 int epoch = (int) (s / train.batchesPerEpoch());
                 int index = (int) (s % train.batchesPerEpoch());
                 Batch batch = train.batch(epoch, index);
@@ -135,7 +162,7 @@ public final class TrainingRun {
                     windowStart = System.nanoTime();
                     windowSamples = 0;
                 }
-                boolean epochEnd = index == train.batchesPerEpoch() - 1 || done == total;
+                boolean epochEnd = index == train.batchesPerEpoch() - 1 || done == total || done == mainSteps;
                 if (epochEnd) {
                     // Evaluate what compiling would give: the gates projected onto the parameter budget.
                     GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(),
@@ -143,20 +170,65 @@ public final class TrainingRun {
                     sparsity = compiled.of(projected);
                     if (evaluator != null) {
                         lastEval = evaluator.evaluate(eval, withGates(params, trainer.parameters(), projected));
+                        if (best != null && done <= mainSteps) {
+                            best.offer(done, lastEval, trainer.parameters());
+                        }
                     }
                     appendMetrics(metrics, evalRow(done, epoch, lastEval, sparsity));
                     listener.evaluated(done, lastEval, sparsity);
                 }
-                if ((options.checkpointEvery() > 0 && done % options.checkpointEvery() == 0) || done == total) {
+                if (best != null && done == mainSteps && best.eval() != null && best.step() != done) {
+                    // An earlier epoch's projected model scored better: continue (or end) from its parameters.
+                    best.restoreInto(trainer.parameters());
+                    Evaluator.EvalResult chosen = best.eval();
+                    appendMetrics(metrics, selectedRow(done, best.step(), chosen));
+                    if (done == total) {
+                        lastEval = chosen;
+                    }
+                }
+                if ((options.checkpointEvery() > 0 && done % options.checkpointEvery() == 0) || done == total
+                        || done == mainSteps) {
                     trainer.checkpointTo(outDir);
+                    if (best != null) {
+                        best.save(outDir);
+                    }
                 }
             }
             trainer.gates().write(outDir.resolve("gates.raw.json"));
             GateValues gates = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(), config.widths());
             gates.write(outDir.resolve("gates.json"));
             writeParams(outDir.resolve("params.json"), params, trainer.parameters());
-            return new Summary(trainer.step(), last, lastEval, sparsity, gates, shapes);
+            long selected = best != null && best.step() > 0 && best.step() != mainSteps ? best.step() : -1;
+            return new Summary(trainer.step(), last, lastEval, sparsity, gates, shapes, selected,
+                    selected > 0 ? best.eval() : null);
         }
+    }
+
+    /** Sets the gates' θ to their budget projection (closed gates closed, open ones as trained). */
+    private static void freezeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
+                                        TrainConfig config) throws OrtException {
+        GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
+        Map<String, float[]> live = trainer.parameters();
+        for (TrainableParam p : params) {
+            if (p.kind() == TrainableParam.Kind.GATE) {
+                float[] t = projected.theta(p.gate());
+                System.arraycopy(t, 0, live.get(p.name()), 0, t.length);
+            }
+        }
+    }
+
+    private static ObjectNode selectedRow(long step, long selected, Evaluator.EvalResult e) {
+        ObjectNode row = new ObjectMapper().createObjectNode();
+        row.put("step", step);
+        row.put("selected_step", selected);
+        row.put("note", "parameters of step " + selected + " kept: its projected evaluation was the best");
+        if (!Double.isNaN(e.accuracy())) {
+            row.put("accuracy", e.accuracy());
+        }
+        if (!Double.isNaN(e.perplexity())) {
+            row.put("perplexity", e.perplexity());
+        }
+        return row;
     }
 
     /** The parameters with each gate's θ replaced by {@code gates}' values. */

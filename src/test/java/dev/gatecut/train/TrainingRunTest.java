@@ -15,6 +15,7 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -83,6 +84,85 @@ public class TrainingRunTest {
             assertEquals(ma.get(i).path("loss").asDouble(), mb.get(i).path("loss").asDouble(), 0.0, "row " + i);
             assertEquals(ma.get(i).path("sparsity").asDouble(), mb.get(i).path("sparsity").asDouble(), 0.0);
         }
+    }
+
+    /** Every part of the recipe at once: schedules, per-group rates, selection, recovery, distillation. */
+    static TrainConfig recipeConfig() {
+        return config().withRecipe(new Recipe(0.1, 0.02, 0.25, 0.25, 0.25, 2, true, 0.5, 2, List.of(0.8, 1.2)));
+    }
+
+    @org.junit.jupiter.params.ParameterizedTest(name = "crash after step {0}")
+    @org.junit.jupiter.params.provider.ValueSource(longs = {7, 13})
+    void resumeWithTheRecipeReproducesTheUninterruptedRun(long crashStep, @TempDir Path dir) throws Exception {
+        // 12 main steps (checkpoints at 4, 8, 12), then 2 recovery steps: a crash in either phase.
+        List<Batch> eval = List.of(GateTrainerTest.syntheticBatch(99), GateTrainerTest.syntheticBatch(98));
+        Path straight = dir.resolve("straight");
+        TrainingRun.Options options = new TrainingRun.Options(0, 12, 1, 4, false, Device.CPU, new FusedBackend());
+        TrainingRun.Summary full = TrainingRun.run(MODEL, recipeConfig(), synthetic(), eval, options, straight,
+                TrainingRun.Listener.silent());
+        assertEquals(14, full.steps(), "12 main steps and 2 recovery steps");
+
+        Path resumed = dir.resolve("resumed");
+        TrainingRun.Listener crash = new TrainingRun.Listener() {
+            @Override
+            public void started(long firstStep, long totalSteps) {
+            }
+
+            @Override
+            public void stepped(long step, GateTrainer.StepResult result, double samplesPerSecond) {
+                if (step == crashStep) {
+                    throw new IllegalStateException("simulated crash");
+                }
+            }
+
+            @Override
+            public void evaluated(long step, Evaluator.EvalResult result, double sparsity) {
+            }
+        };
+        assertThrows(IllegalStateException.class, () -> TrainingRun.run(MODEL, recipeConfig(), synthetic(), eval,
+                options, resumed, crash));
+        TrainingRun.Options resume = new TrainingRun.Options(0, 12, 1, 4, true, Device.CPU, new FusedBackend());
+        TrainingRun.Summary again = TrainingRun.run(MODEL, recipeConfig(), synthetic(), eval, resume, resumed,
+                TrainingRun.Listener.silent());
+        assertEquals(full.selectedStep(), again.selectedStep(), "the same epoch selected");
+        GateValues a = GateValues.read(straight.resolve("gates.raw.json"));
+        GateValues b = GateValues.read(resumed.resolve("gates.raw.json"));
+        for (String gate : a.theta().keySet()) {
+            assertArrayEquals(a.theta(gate), b.theta(gate), "gate " + gate + " after resume");
+        }
+        Checkpoint pa = Checkpoint.read(straight.resolve("params.json"));
+        Checkpoint pb = Checkpoint.read(resumed.resolve("params.json"));
+        for (String p : pa.params().keySet()) {
+            assertArrayEquals(pa.params().get(p), pb.params().get(p), "parameter " + p + " after resume");
+        }
+        List<JsonNode> ma = rows(straight);
+        List<JsonNode> mb = rows(resumed);
+        assertEquals(ma.size(), mb.size(), "metrics rows");
+        for (int i = 0; i < ma.size(); i++) {
+            assertEquals(ma.get(i).toString().replaceAll("\"samples_per_s\":[^,}]*", ""),
+                    mb.get(i).toString().replaceAll("\"samples_per_s\":[^,}]*", ""), "row " + i);
+        }
+    }
+
+    @Test
+    void recoveryKeepsTheGatesAtTheirProjectionAndTrainsTheRest(@TempDir Path dir) throws Exception {
+        TrainConfig c = config().withRecipe(new Recipe(0.05, 0.05, 0, 0, 0, 2, false, 0, 1, List.of()));
+        TrainingRun.run(MODEL, c, synthetic(), List.of(), new TrainingRun.Options(0, 10, 1, 0, false, Device.CPU,
+                new FusedBackend()), dir, TrainingRun.Listener.silent());
+        GateValues raw = GateValues.read(dir.resolve("gates.raw.json"));
+        GateValues projected = GateValues.read(dir.resolve("gates.json"));
+        for (String gate : raw.theta().keySet()) {
+            assertArrayEquals(projected.theta(gate), raw.theta(gate), "gate " + gate + ": frozen at its projection");
+        }
+        List<JsonNode> rows = rows(dir);
+        assertEquals(12, rows.get(rows.size() - 1).path("step").asLong(), "10 steps and 2 recovery steps");
+        Path without = dir.resolve("without-recovery");
+        TrainingRun.run(MODEL, c.withRecipe(new Recipe(0.05, 0.05, 0, 0, 0, 0, false, 0, 1, List.of())), synthetic(),
+                List.of(), new TrainingRun.Options(0, 10, 1, 0, false, Device.CPU, new FusedBackend()), without,
+                TrainingRun.Listener.silent());
+        float[] head = Checkpoint.read(dir.resolve("params.json")).params().get(TrainedParams.HEAD_WEIGHT);
+        float[] head6 = Checkpoint.read(without.resolve("params.json")).params().get(TrainedParams.HEAD_WEIGHT);
+        assertFalse(java.util.Arrays.equals(head, head6), "the head trains during recovery");
     }
 
     @Test

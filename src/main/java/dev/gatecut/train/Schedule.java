@@ -1,0 +1,46 @@
+package dev.gatecut.train;
+
+/**
+ * What step {@code s} of a run trains with: learning rates per parameter group, the sparsity loss's
+ * weight and target, and whether it is a recovery step. A function of the step and the run's length
+ * alone, so a resumed run follows the same schedule.
+ *
+ * @param mainSteps steps of the main phase (the recovery steps follow them)
+ */
+public record Schedule(TrainConfig config, long mainSteps) {
+
+    /** The values of one step. */
+    public record At(double gateLr, double biasLr, double headLr, double lambda, double targetSparsity,
+                     boolean recovery) {
+    }
+
+    public long totalSteps() {
+        return mainSteps + recoverySteps();
+    }
+
+    /** The recipe's recovery steps, at most a fifth of the main steps (a short run gets a short recovery). */
+    public long recoverySteps() {
+        return Math.min(config.recipe().recoverySteps(), mainSteps / 5);
+    }
+
+    public boolean recovery(long step) {
+        return step >= mainSteps;
+    }
+
+    public At at(long step) {
+        Recipe r = config.recipe();
+        if (recovery(step)) {
+            // Gates frozen (rate 0) at their projection; the sparsity loss no longer moves anything.
+            return new At(0, config.biasLearningRate(), config.headLearningRate(), 0, config.targetSparsity(), true);
+        }
+        double warm = r.warmup() * mainSteps;
+        double factor = warm <= 0 ? 1 : Math.min(1, (step + 1) / warm);
+        double dense = r.denseFraction() * mainSteps;
+        double ramp = r.rampFraction() * mainSteps;
+        double lambda = step < dense ? 0 : config.lambda();
+        double progress = ramp <= 0 ? 1 : Math.min(1, Math.max(0, (step - dense + 1) / ramp));
+        double target = step < dense ? 0 : config.targetSparsity() * progress;
+        return new At(factor * config.learningRate(), factor * config.biasLearningRate(),
+                factor * config.headLearningRate(), lambda, target, false);
+    }
+}

@@ -1,0 +1,183 @@
+package dev.gatecut.train;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtSession;
+import dev.gatecut.gates.GateMode;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.OrtSessions;
+import dev.gatecut.runtime.RandomInputs;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The recipe's loss terms (distillation from the dense model: logit KL with a model's own head, normalised
+ * hidden-state MSE with a new head; class-weighted cross-entropy) differentiated through the whole training
+ * graph: the total loss's derivative along a random direction over every trainable parameter (gates, biases,
+ * head) against central finite differences. The teacher input holds the dense model's real output for the
+ * batch plus noise, so the distillation term is not at its minimum.
+ */
+class RecipeLossGradientTest {
+    private static final int BATCH = 3;
+    private static final int SEQUENCE = 6;
+
+    static List<Arguments> cases() {
+        Path encoder = Path.of("onnx-models", "bert-ts17.onnx");
+        Path classifier = Path.of("onnx-models", "deploy", "bert-cls-ts17.onnx");
+        Recipe distill = new Recipe(Double.NaN, Double.NaN, 0, 0, 0, 0, false, 2.0, 2.0, List.of());
+        Recipe weighted = Recipe.plain().withClassWeights(List.of(0.75, 1.5));
+        return List.of(Arguments.of(encoder, distill, 2, "hidden-state MSE"),
+                Arguments.of(classifier, distill, 3, "logit KL"),
+                Arguments.of(encoder, weighted, 2, "class-weighted cross-entropy"),
+                Arguments.of(classifier, weighted.withClassWeights(List.of(2.0, 0.5, 1.0)), 3,
+                        "class-weighted, own head"));
+    }
+
+    @ParameterizedTest(name = "{3} on {0}")
+    @MethodSource("cases")
+    void lossGradientMatchesFiniteDifferences(Path model, Recipe recipe, int labels, String what) throws Exception {
+        TrainConfig config = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, labels).withRecipe(recipe);
+        TrainingGraph.Built built = TrainingGraph.gradients(model, config);
+        OrtEnvironment env = OrtSessions.environment();
+        Random random = new Random(11);
+        Map<String, float[]> params = new LinkedHashMap<>();
+        for (TrainableParam p : built.params()) {
+            float[] v = built.initialValues().get(p.name()).clone();
+            for (int i = 0; i < v.length; i++) {
+                // Gates inside (0, 1) (θ in (−0.4, 0.4)), off the clamp; other parameters moved off their start.
+                v[i] = p.kind() == TrainableParam.Kind.GATE ? (float) (0.8 * random.nextDouble() - 0.4)
+                        : v[i] + (float) (0.05 * random.nextGaussian());
+            }
+            params.put(p.name(), v);
+        }
+        Map<String, OnnxTensor> fixed = new LinkedHashMap<>(RandomInputs.create(env, built.model().graph(), BATCH,
+                SEQUENCE, 5));
+        replace(fixed, TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {0, 1, labels - 1}),
+                new long[] {BATCH}));
+        for (var e : built.noiseInputs().entrySet()) {
+            int n = built.plan().gate(e.getKey()).orElseThrow().size();
+            replace(fixed, e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
+        }
+        if (recipe.distills()) {
+            replace(fixed, TrainingGraph.TEACHER, teacherOutput(model, built, fixed, random));
+        }
+        try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
+            Map<String, float[]> grads = new HashMap<>();
+            double loss0 = run(s, fixed, params, built, grads);
+            Map<String, float[]> u = new LinkedHashMap<>();
+            double exact = 0;
+            double norm = 0;
+            for (TrainableParam p : built.params()) {
+                float[] d = new float[p.size()];
+                for (int i = 0; i < d.length; i++) {
+                    d[i] = (float) random.nextGaussian();
+                    norm += d[i] * d[i];
+                }
+                u.put(p.name(), d);
+            }
+            norm = Math.sqrt(norm);
+            for (TrainableParam p : built.params()) {
+                float[] d = u.get(p.name());
+                float[] g = grads.get(p.name());
+                for (int i = 0; i < d.length; i++) {
+                    d[i] /= (float) norm;
+                    exact += d[i] * g[i];
+                }
+            }
+            double eps = 1e-2;
+            double plus = run(s, fixed, shifted(params, u, eps), built, null);
+            double minus = run(s, fixed, shifted(params, u, -eps), built, null);
+            double numeric = (plus - minus) / (2 * eps);
+            double err = Math.abs(numeric - exact) / Math.max(1e-6, Math.max(Math.abs(numeric), Math.abs(exact)));
+            System.out.printf("%s on %s: loss %.5g, d loss along u: analytic %.6g, numeric %.6g, relative error %.2e%n",
+                    what, model.getFileName(), loss0, exact, numeric, err);
+            assertTrue(Math.abs(exact) > 1e-4, what + ": the derivative along u is too small to test: " + exact);
+            assertTrue(err <= 1e-2, what + " on " + model + ": analytic " + exact + " vs numeric " + numeric);
+        } finally {
+            fixed.values().forEach(OnnxTensor::close);
+        }
+    }
+
+    /** The dense model's first output for the batch, perturbed so the distillation term has a gradient. */
+    private static OnnxTensor teacherOutput(Path model, TrainingGraph.Built built, Map<String, OnnxTensor> feeds,
+                                            Random random) throws Exception {
+        try (Teacher t = Teacher.open(model, Device.CPU)) {
+            Map<String, long[][]> ids = new LinkedHashMap<>();
+            for (String in : built.modelInputs()) {
+                ids.put(in, (long[][]) feeds.get(in).getValue());
+            }
+            Batch batch = new Batch(ids, new int[BATCH], null, null);
+            try (OnnxTensor out = t.outputs(batch)) {
+                FloatBuffer b = out.getFloatBuffer();
+                float[] v = new float[b.remaining()];
+                b.get(v);
+                for (int i = 0; i < v.length; i++) {
+                    v[i] += (float) (0.5 * random.nextGaussian());
+                }
+                return OnnxTensor.createTensor(OrtSessions.environment(), FloatBuffer.wrap(v), out.getInfo().getShape());
+            }
+        }
+    }
+
+    private static void replace(Map<String, OnnxTensor> feeds, String name, OnnxTensor t) {
+        OnnxTensor old = feeds.put(name, t);
+        if (old != null) {
+            old.close();
+        }
+    }
+
+    private static Map<String, float[]> shifted(Map<String, float[]> params, Map<String, float[]> u, double eps) {
+        Map<String, float[]> out = new LinkedHashMap<>();
+        params.forEach((k, v) -> {
+            float[] w = v.clone();
+            float[] d = u.get(k);
+            for (int i = 0; i < w.length; i++) {
+                w[i] += (float) (eps * d[i]);
+            }
+            out.put(k, w);
+        });
+        return out;
+    }
+
+    private static double run(OrtSession s, Map<String, OnnxTensor> fixed, Map<String, float[]> params,
+                              TrainingGraph.Built built, Map<String, float[]> grads) throws Exception {
+        OrtEnvironment env = OrtSessions.environment();
+        Map<String, OnnxTensor> feeds = new LinkedHashMap<>(fixed);
+        List<OnnxTensor> mine = new ArrayList<>();
+        for (TrainableParam p : built.params()) {
+            OnnxTensor t = OnnxTensor.createTensor(env, FloatBuffer.wrap(params.get(p.name())), p.dims());
+            mine.add(t);
+            OnnxTensor old = feeds.put(p.name(), t);
+            if (old != null && old != t && !fixed.containsValue(old)) {
+                old.close();
+            }
+        }
+        try (OrtSession.Result r = s.run(feeds)) {
+            if (grads != null) {
+                for (TrainableParam p : built.params()) {
+                    FloatBuffer b = ((OnnxTensor) r.get(TrainingGraph.Built.gradient(p.name())).orElseThrow())
+                            .getFloatBuffer();
+                    float[] g = new float[b.remaining()];
+                    b.get(g);
+                    grads.put(p.name(), g);
+                }
+            }
+            return ((OnnxTensor) r.get(TrainingGraph.LOSS).orElseThrow()).getFloatBuffer().get(0);
+        } finally {
+            mine.forEach(OnnxTensor::close);
+        }
+    }
+}

@@ -1,0 +1,71 @@
+package dev.gatecut.train;
+
+import dev.gatecut.gates.GateMode;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class ScheduleTest {
+    private static final TrainConfig CONFIG = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 2)
+            .withLearningRate(1e-3).withLambda(50)
+            .withRecipe(new Recipe(1e-2, 2e-3, 0.1, 0.2, 0.4, 5, true, 0, 1, List.of()));
+
+    @Test
+    void learningRatesWarmUpLinearlyPerGroup() {
+        Schedule s = new Schedule(CONFIG, 100);   // warm-up over 10 steps
+        assertEquals(1e-4, s.at(0).gateLr(), 1e-12);
+        assertEquals(1e-3, s.at(0).headLr(), 1e-12);
+        assertEquals(5e-3, s.at(4).headLr(), 1e-12);
+        assertEquals(1e-2, s.at(9).headLr(), 1e-12);
+        assertEquals(2e-3, s.at(50).biasLr(), 1e-12);
+        assertEquals(1e-3, s.at(99).gateLr(), 1e-12);
+    }
+
+    @Test
+    void sparsityIsOffThenRampsToTheTarget() {
+        Schedule s = new Schedule(CONFIG, 100);   // dense 20 steps, ramp over the next 40
+        assertEquals(0, s.at(19).lambda());
+        assertEquals(0, s.at(19).targetSparsity());
+        assertEquals(50, s.at(20).lambda());
+        assertEquals(0.3 / 40, s.at(20).targetSparsity(), 1e-12);
+        assertEquals(0.15, s.at(39).targetSparsity(), 1e-12);
+        assertEquals(0.3, s.at(59).targetSparsity(), 1e-12);
+        assertEquals(0.3, s.at(99).targetSparsity(), 1e-12);
+    }
+
+    @Test
+    void recoveryStepsFollowWithFrozenGates() {
+        Schedule s = new Schedule(CONFIG, 100);
+        assertEquals(105, s.totalSteps());
+        assertFalse(s.at(99).recovery());
+        Schedule.At r = s.at(100);
+        assertTrue(r.recovery());
+        assertEquals(0, r.gateLr());
+        assertEquals(0, r.lambda());
+        assertEquals(1e-2, r.headLr(), 1e-12);
+    }
+
+    @Test
+    void recoveryIsAtMostAFifthOfTheRun() {
+        assertEquals(3, new Schedule(CONFIG, 15).recoverySteps());
+        assertEquals(18, new Schedule(CONFIG, 15).totalSteps());
+        assertEquals(0, new Schedule(CONFIG, 4).recoverySteps());
+    }
+
+    @Test
+    void thePlainRecipeIsFineGatesAsPublished() {
+        Schedule s = new Schedule(CONFIG.withRecipe(Recipe.plain()), 10);
+        for (long step = 0; step < 10; step++) {
+            Schedule.At a = s.at(step);
+            assertEquals(1e-3, a.gateLr(), 1e-15);
+            assertEquals(1e-3, a.headLr(), 1e-15);
+            assertEquals(50, a.lambda());
+            assertEquals(0.3, a.targetSparsity(), 1e-15);
+        }
+        assertEquals(10, s.totalSteps());
+    }
+}
