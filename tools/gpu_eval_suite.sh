@@ -17,7 +17,7 @@
 #
 # Knobs (environment): SETS (folders of datasets/suite), MODELS ("minilm bge"), SEEDS ("1 2 3"),
 # SPARSITIES ("0 0.2 0.3 0.4"; posttrain "0.3 0.4"), PY_METHODS (dense,lora,full), LRS (eval_suite.py --lrs), GC_MODE
-# (coupled), GC_ARGS (recipe flags, default "--lr 1e-2", the README's), EPOCHS 3, BATCH 32, MAXLEN 128,
+# (coupled), GC_ARGS (recipe flags; default none: the default recipe), EPOCHS 3, BATCH 32, MAXLEN 128,
 # PARALLEL (jobs at once on the one GPU, 6), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3, see the hook), DEST (unpacked payload, /opt/suite),
@@ -47,7 +47,7 @@ if [ "$PART" = posttrain ]; then SPARSITIES=${SPARSITIES:-"0.3 0.4"}; else SPARS
 PY_METHODS=${PY_METHODS:-dense,lora,full}
 LRS=${LRS:-}
 GC_MODE=${GC_MODE:-coupled}
-GC_ARGS=${GC_ARGS:-"--lr 1e-2"}
+GC_ARGS=${GC_ARGS:-}
 EPOCHS=${EPOCHS:-3}
 BATCH=${BATCH:-32}
 MAXLEN=${MAXLEN:-128}
