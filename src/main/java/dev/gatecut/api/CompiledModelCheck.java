@@ -76,7 +76,7 @@ final class CompiledModelCheck {
         }
         if (!(err <= tolerance)) {
             throw new ModelException(String.format("%s: the compiled model differs from the gated model (max"
-                    + " relative error %.2e, more than %.0e), so %s was not written; gatecut cannot compile this"
+                    + " relative error %.2e, more than the bound %.2e), so %s was not written; gatecut cannot compile this"
                     + " model's structure correctly (see `gatecut inspect --groups %s`; --align or other gates do"
                     + " not help)", modelFile, err, tolerance, unwritten, modelFile));
         }
