@@ -12,6 +12,7 @@ import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.prune.GateCompiler;
 import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.runtime.ShapeCache;
 
 import java.io.BufferedWriter;
@@ -151,7 +152,12 @@ public final class TrainingRun {
                 int epoch = (int) (s / train.batchesPerEpoch());
                 int index = (int) (s % train.batchesPerEpoch());
                 Batch batch = train.batch(epoch, index);
-                last = trainer.train(batch, noiseFor(config.seed(), s));
+                try {
+                    last = trainer.train(batch, noiseFor(config.seed(), s));
+                } catch (OrtException e) {
+                    // The training graph is gatecut's: ONNX Runtime failing on it is ours (exit 1), named by file and node.
+                    throw OrtSessions.failed(model, "training step " + (s + 1), e);
+                }
                 windowSamples += batch.size();
                 long done = trainer.step();
                 if (done % Math.max(1, options.logEvery()) == 0 || done == total) {
@@ -169,7 +175,11 @@ public final class TrainingRun {
                             config.widths());
                     sparsity = compiled.of(projected);
                     if (evaluator != null) {
-                        lastEval = evaluator.evaluate(eval, withGates(params, trainer.parameters(), projected));
+                        try {
+                            lastEval = evaluator.evaluate(eval, withGates(params, trainer.parameters(), projected));
+                        } catch (OrtException e) {
+                            throw OrtSessions.failed(model, "evaluation after step " + done, e);
+                        }
                         if (best != null && done <= mainSteps) {
                             best.offer(done, lastEval, trainer.parameters());
                         }
