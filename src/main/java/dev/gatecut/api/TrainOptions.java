@@ -168,7 +168,7 @@ public final class TrainOptions {
         return v.logEvery;
     }
 
-    /** Whether the run continues from the run folder's checkpoint. */
+    /** Whether every layer keeps one width per kind of block ({@code --uniform-widths}). */
     public boolean uniformWidths() {
         return v.uniformWidths;
     }

@@ -130,12 +130,20 @@ final class PruneCommand implements Callable<Integer> {
         }
         PrintWriter out = spec.commandLine().getOut();
         long start = System.nanoTime();
-        try (PeakHeap heap = PeakHeap.start(); GatecutModel m = Gatecut.load(model)) {
+        try (GatecutModel m = Gatecut.load(model)) {
             if (m.streams() && emitGated == null && saveGates == null) {
-                return pruneStreaming(m, b.verify(verify).verifyDevice(device).build(), heap, start, out);
+                try (PeakHeap heap = PeakHeap.start()) {
+                    return pruneStreaming(m, b.verify(verify).verifyDevice(device).build(), heap, start, out);
+                }
             }
+            return pruneInMemory(m, options, device, out);
         }
-        try (GatecutModel m = Gatecut.load(model); PruneResult r = m.prune(options)) {
+    }
+
+    /** Compiled in the heap, checked before anything is written, then saved. */
+    private int pruneInMemory(GatecutModel m, PruneOptions options, Device device, PrintWriter out)
+            throws ai.onnxruntime.OrtException {
+        try (PruneResult r = m.prune(options)) {
             // Written before the check: when it fails, they are what to compare the compiled model with.
             if (saveGates != null) {
                 r.saveGates(saveGates);

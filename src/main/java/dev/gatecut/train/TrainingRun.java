@@ -257,13 +257,6 @@ public final class TrainingRun {
         return new Random(seed * 0x9E3779B97F4A7C15L + step);
     }
 
-    /** Fraction of the targeted parameters the current inference gates remove when compiled (align 1). */
-    public static double compiledSparsity(Path model, TrainConfig config, GateValues gates) throws OrtException {
-        try (CompiledSparsity c = CompiledSparsity.of(model, config, new ShapeCache())) {
-            return c.of(gates);
-        }
-    }
-
     /**
      * The compiled model's sparsity at every evaluation: the model is loaded and its groups found
      * once (on the file as given, as {@code prune} compiles it), then each evaluation only counts
