@@ -6,6 +6,7 @@ import dev.gatecut.gates.GateInjector;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.errors.ModelException;
+import dev.gatecut.onnx.FloatStandIn;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.Equivalence;
@@ -61,25 +62,46 @@ final class CompiledModelCheck {
                 + " decode steps, each model fed its own cache)" : "on random inputs (batch 2, sequence 16)")
                 + (device == Device.CPU ? "" : " on " + device.name().toLowerCase(java.util.Locale.ROOT));
         if (gatedBytes == null || tooLarge(compiled)) {
-            return new Verification(Double.NaN, tolerance, inputs);
+            return new Verification(Double.NaN, tolerance, Double.NaN, inputs);
         }
+        boolean half = tolerance > Equivalence.FLOAT32_TOLERANCE;
         double err;
+        double gatedError = Double.NaN;
+        OnnxModel reference = null;
+        if (half) {
+            reference = gatedModel(gatedBytes);
+            FloatStandIn.reference(reference);
+        }
         try (OrtSession gated = OrtSessions.open(gatedModel(gatedBytes), device);
-             OrtSession slim = OrtSessions.open(compiled, device)) {
-            err = Equivalence.maxRelativeError(gated, slim, compiled.graph(), 2, 16, seed);
+             OrtSession slim = OrtSessions.open(compiled, device);
+             OrtSession exact = half ? OrtSessions.open(reference, device) : null) {
+            if (half) {
+                Equivalence.AgainstReference e = Equivalence.againstReference(exact, gated, slim, compiled.graph(), 2,
+                        16, seed);
+                err = e.candidate();
+                gatedError = e.gated();
+                tolerance = e.bound(tolerance);
+            } else {
+                err = Equivalence.maxRelativeError(gated, slim, compiled.graph(), 2, 16, seed);
+            }
         } catch (OrtException e) {
             // Seen with fuzzed models whose wiring gatecut's rewrites do not handle: a model it cannot
             // process correctly is reported like one whose result differs.
             throw new ModelException(modelFile + ": the gated or compiled model built from it does not run in"
                     + " ONNX Runtime (" + OrtSessions.describe(e) + "), so " + unwritten + " was not written; gatecut"
                     + " cannot process this model's structure (please report it)", e);
+        } finally {
+            if (reference != null) {
+                reference.close();
+            }
         }
         if (!(err <= tolerance)) {
             throw new ModelException(String.format("%s: the compiled model differs from the gated model (max"
-                    + " relative error %.2e, more than the bound %.2e), so %s was not written; gatecut cannot compile this"
+                    + " relative error %.2e%s, more than the bound %.2e), so %s was not written; gatecut cannot compile this"
                     + " model's structure correctly (see `gatecut inspect --groups %s`; --align or other gates do"
-                    + " not help)", modelFile, err, tolerance, unwritten, modelFile));
+                    + " not help)", modelFile, err, half ? String.format(" against the gated model run in float32, whose"
+                    + " half-precision run is %.2e from it", gatedError) : "", tolerance, unwritten, modelFile));
         }
-        return new Verification(err, tolerance, inputs);
+        return new Verification(err, tolerance, gatedError, inputs);
     }
 }

@@ -42,11 +42,30 @@ public final class FloatStandIn {
      * on the CPU: values are rounded into float16's range, each float16 value standing for a bfloat16 one).
      */
     public static Result apply(OnnxModel model, DataType target) {
+        return apply(model, target, false);
+    }
+
+    /**
+     * The float32 reference of a half-precision model, for measuring its roundoff: like
+     * {@link #apply(OnnxModel)}, except that initializers whose data lies in an external file stay
+     * there, each read through a Cast to float32 (ONNX Runtime upcasts them when it loads the model),
+     * so a model of any size is rewritten without its weights entering the heap.
+     */
+    public static Result reference(OnnxModel model) {
+        return apply(model, DataType.FLOAT, true);
+    }
+
+    private static Result apply(OnnxModel model, DataType target, boolean castExternal) {
         Graph g = model.graph();
         int tensors = 0;
         int casts = 0;
         int declarations = 0;
+        java.util.Set<Value> castLater = new java.util.LinkedHashSet<>();
         for (Value v : List.copyOf(g.initializers())) {
+            if (castExternal && v.initializer().isExternal() && converts(v.initializer().dataType(), target)) {
+                castLater.add(v);
+                continue;
+            }
             if (converts(v.initializer().dataType(), target)) {
                 Tensor t = v.initializer();
                 boolean declared = v.type().isPresent();
@@ -77,11 +96,27 @@ public final class FloatStandIn {
             }
         }
         for (Value v : g.values()) {
-            if (v.type().isPresent() && v.type().get().hasTensorType()
+            if (!castLater.contains(v) && v.type().isPresent() && v.type().get().hasTensorType()
                     && converts(DataType.fromCode(v.type().get().getTensorType().getElemType()), target)) {
                 v.setType(retyped(v.type().get(), target));
                 declarations++;
             }
+        }
+        for (Value v : castLater) {
+            List<Value.Use> uses = List.copyOf(v.uses());
+            Node cast = g.addNode("Cast", List.of(v), 1, AttributeProto.newBuilder().setName("to")
+                    .setType(AttributeProto.AttributeType.INT).setI(target.code()).build());
+            for (Value.Use u : uses) {
+                if (u.isSubgraphRead()) {
+                    throw new dev.gatecut.errors.ModelException("initializer '" + v.name() + "' is read by a subgraph"
+                            + " of node '" + u.node().name() + "'; its float32 reference cannot be built");
+                }
+                u.node().setInput(u.index(), cast.output(0));
+            }
+            tensors++;
+        }
+        if (!castLater.isEmpty()) {
+            g.sortTopologically();
         }
         return new Result(tensors, casts, declarations);
     }
