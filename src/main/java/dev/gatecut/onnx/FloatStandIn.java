@@ -47,22 +47,23 @@ public final class FloatStandIn {
 
     /**
      * The float32 reference of a half-precision model, for measuring its roundoff: like
-     * {@link #apply(OnnxModel)}, except that initializers whose data lies in an external file stay
-     * there, each read through a Cast to float32 (ONNX Runtime upcasts them when it loads the model),
-     * so a model of any size is rewritten without its weights entering the heap.
+     * {@link #apply(OnnxModel)}, except that the half-precision initializers stay as they are, each
+     * read through a Cast to float32 (ONNX Runtime upcasts them when it loads the model): the model's
+     * size does not double (a 1 GB float16 model stays under protobuf's 2 GB limit) and external
+     * weights never enter the heap.
      */
     public static Result reference(OnnxModel model) {
         return apply(model, DataType.FLOAT, true);
     }
 
-    private static Result apply(OnnxModel model, DataType target, boolean castExternal) {
+    private static Result apply(OnnxModel model, DataType target, boolean castInitializers) {
         Graph g = model.graph();
         int tensors = 0;
         int casts = 0;
         int declarations = 0;
         java.util.Set<Value> castLater = new java.util.LinkedHashSet<>();
         for (Value v : List.copyOf(g.initializers())) {
-            if (castExternal && v.initializer().isExternal() && converts(v.initializer().dataType(), target)) {
+            if (castInitializers && converts(v.initializer().dataType(), target)) {
                 castLater.add(v);
                 continue;
             }
