@@ -20,7 +20,7 @@
 # (coupled), GC_ARGS (recipe flags; default none: the default recipe), EPOCHS 3, BATCH 32, MAXLEN 128,
 # PARALLEL (jobs at once on the one GPU, 6), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
-# GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3, see the hook), DEST (unpacked payload, /opt/suite),
+# GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), DEST (unpacked payload, /opt/suite),
 # JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there),
 # KEEP_MODELS=1 (keep the slim and exported ONNX files in raw.tgz; large).
 #
@@ -56,7 +56,7 @@ BUDGET_S=${BUDGET_S:-560}
 DEVICE=${DEVICE:-cuda}
 PY_EXTRA=${PY_EXTRA:-}
 GC_EXTRA=${GC_EXTRA:-}
-LABELFREE_ARGS=${LABELFREE_ARGS:-}
+LABELFREE_ARGS=${LABELFREE_ARGS---label-free}   # LABELFREE_ARGS= (empty) skips the label-free runs
 PAY_SHA=${PAY_SHA:-}
 PYTHON=${PYTHON:-python3}
 PYTHON_TORCH=${PYTHON_TORCH:-$PYTHON}    # the one with torch (train, export); dry runs may differ
@@ -195,16 +195,15 @@ job_post() {  # MODEL SEED: fine-tune + export, then compress each precision wit
     for s in $SPARSITIES; do
       gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
         "$r/$prec-labels-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"labels\"}"
-      # HOOK (label-free): distillation from the dense file on unlabelled in-domain text (train texts
-      # without labels). gatecut has no such option yet (branch recipe adds distillation); when it
-      # does, pass its flags as LABELFREE_ARGS (e.g. LABELFREE_ARGS="--distill"), and this runs.
+      # Label-free: the train texts without labels; the model's own head labels them and training
+      # distills from its logits (--label-free). --labels names the classes for the labelled --eval rows.
       if [ -n "$LABELFREE_ARGS" ]; then
         # shellcheck disable=SC2086
-        gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train-text.jsonl" "" "$s" "$seed" \
+        gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train-text.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
           "$r/$prec-labelfree-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"label-free\"}" \
           $LABELFREE_ARGS
       else
-        echo "label-free: no LABELFREE_ARGS (gatecut has no label-free distillation option yet)" > "$r/$prec-labelfree-s$s.skipped"
+        echo "label-free: skipped (LABELFREE_ARGS empty)" > "$r/$prec-labelfree-s$s.skipped"
       fi
     done
   done

@@ -1,5 +1,6 @@
 package dev.gatecut.api;
 
+import ai.onnxruntime.OrtException;
 import dev.gatecut.errors.OptionException;
 import dev.gatecut.train.Batch;
 import dev.gatecut.train.BatchSource;
@@ -15,53 +16,61 @@ import dev.gatecut.train.data.LabelVocabulary;
 import dev.gatecut.train.data.TokenizedDataset;
 import dev.gatecut.train.data.Tokenizer;
 
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
 /**
  * Data and configuration ready for a run: rows read, labels checked, tokenised and batched. Runs
- * before any ONNX Runtime work, so bad data is refused first.
+ * before any other ONNX Runtime work, so bad data is refused first (label-free runs have the model
+ * label the training rows here, {@link ModelLabels}).
  */
 record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBatches) {
 
-    static PreparedData of(TrainOptions o, ProgressListener progress) {
+    static PreparedData of(Path model, TrainOptions o, ProgressListener progress) throws OrtException {
         if (o.train() == null) {
             throw new OptionException("train (--train): training data is required");
         }
         boolean lm = o.task() == Task.LM;
+        boolean labelFree = o.labelFree();
         DatasetReader reader = new DatasetReader().withTextField(o.textField()).withLabelField(o.labelField());
-        if (lm) {
-            reader = reader.withoutLabels();
-        }   // --labels: checkLabels maps the rows onto the declared labels, in their order
-        Dataset trainData = o.train().read(reader, null, !lm, "training");
-        if (!lm) {
+        DatasetReader trainReader = lm || labelFree ? reader.withoutLabels() : reader;
+        // --labels: checkLabels maps the rows onto the declared labels, in their order
+        Dataset trainData = o.train().read(trainReader, null, !lm && !labelFree, "training");
+        if (!lm && !labelFree) {
             trainData = checkLabels(o, trainData, progress);
         }
-        DatasetReader evalReader = reader;
-        Dataset finalTrain = trainData;
-        Dataset evalData = o.eval().map(e -> e.read(evalReader, finalTrain.labels(), !lm, "evaluation"))
-                .orElse(null);
         TokenizedDataset trainTokens;
         TokenizedDataset evalTokens;
-        if (o.tokenizer().isPresent()) {
-            try (Tokenizer tok = Tokenizer.load(o.tokenizer().get(), o.maxLength())) {
-                trainTokens = tok.tokenize(trainData);
-                evalTokens = evalData == null ? null : tok.tokenize(evalData);
+        Dataset evalData;
+        LabelVocabulary labels = trainData.labels();
+        String trainLine = lm ? trainData.size() + " rows" : trainData.describe();
+        try (Tokenizer tok = o.tokenizer().isPresent() ? Tokenizer.load(o.tokenizer().get(), o.maxLength()) : null) {
+            trainTokens = tok != null ? tok.tokenize(trainData)
+                    : pretokenized(trainData, o.train(), "training", o.maxLength());
+            if (labelFree) {
+                // The only ONNX Runtime work before training: the dense model labels the rows.
+                ModelLabels own = ModelLabels.of(model, trainTokens, o.labels().orElse(null), o.batchSize(),
+                        o.device());
+                trainTokens = own.tokens();
+                labels = own.vocabulary();
+                trainLine = own.describe();
             }
-        } else {
-            trainTokens = pretokenized(trainData, o.train(), "training", o.maxLength());
-            evalTokens = evalData == null ? null : pretokenized(evalData, o.eval().get(), "evaluation", o.maxLength());
+            DatasetReader evalReader = lm ? reader.withoutLabels() : reader;
+            LabelVocabulary known = labels;
+            evalData = o.eval().map(e -> e.read(evalReader, known, !lm, "evaluation")).orElse(null);
+            evalTokens = evalData == null ? null : tok != null ? tok.tokenize(evalData)
+                    : pretokenized(evalData, o.eval().get(), "evaluation", o.maxLength());
         }
-        TrainConfig config = o.config(trainData.labels().size());
-        if (!lm && o.classBalanced()) {
-            config = config.withRecipe(config.recipe().withClassWeights(classWeights(trainData.labelCounts())));
-        }
-        progress.onEvent(new ProgressEvent.Message(String.format("train: %s",
-                lm ? trainData.size() + " rows" : trainData.describe())));
+        progress.onEvent(new ProgressEvent.Message("train: " + trainLine));
         if (evalData != null) {
             progress.onEvent(new ProgressEvent.Message(String.format("eval:  %s",
                     lm ? evalData.size() + " rows" : evalData.describe())));
+        }
+        TrainConfig config = o.config(labels.size());
+        if (!lm && o.classBalanced()) {
+            config = config.withRecipe(config.recipe().withClassWeights(classWeights(trainTokens, labels.size())));
         }
         BatchSource batches = Batcher.training(trainTokens, o.batchSize(), o.seed());
         List<Batch> evalBatches = new ArrayList<>();
@@ -139,6 +148,14 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             labels[i] = e.label();
         }
         return new TokenizedDataset(ids, null, labels, data.labels(), 0, maxLen);
+    }
+
+    private static List<Double> classWeights(TokenizedDataset rows, int labels) {
+        int[] counts = new int[labels];
+        for (int i = 0; i < rows.size(); i++) {
+            counts[rows.label(i)]++;
+        }
+        return classWeights(counts);
     }
 
     /** rows / (labels × rows of the label): each label's rows weigh as much in total (0 for an absent label). */

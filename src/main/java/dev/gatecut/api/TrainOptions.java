@@ -78,6 +78,11 @@ public final class TrainOptions {
         return Optional.ofNullable(v.labels);
     }
 
+    /** Whether the training rows are labelled by the model's own head ({@code --label-free}). */
+    public boolean labelFree() {
+        return v.labelFree;
+    }
+
     /** Classification or language modelling. */
     public Task task() {
         return v.task;
@@ -210,7 +215,7 @@ public final class TrainOptions {
                 v.rampFraction != null ? v.rampFraction : base.rampFraction(),
                 v.recoverySteps != null ? v.recoverySteps : base.recoverySteps(),
                 v.selectBest != null ? v.selectBest : base.selectBest(),
-                v.distillWeight != null ? v.distillWeight : base.distillWeight(),
+                v.distillWeight != null ? v.distillWeight : v.labelFree ? 1.0 : base.distillWeight(),
                 v.distillTemperature != null ? v.distillTemperature : base.distillTemperature(), base.classWeights());
     }
 

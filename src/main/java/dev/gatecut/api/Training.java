@@ -25,7 +25,7 @@ final class Training {
         if (line != null) {
             progress.onEvent(new ProgressEvent.Message(line));
         }
-        PreparedData data = PreparedData.of(o, progress);
+        PreparedData data = PreparedData.of(model, o, progress);
         progress.onEvent(new ProgressEvent.Message("backend: " + backend.description()));
         TrainingRun.Options run = new TrainingRun.Options(o.epochs(), o.steps(), o.logEvery(), o.checkpointEvery(),
                 o.resume(), o.device(), backend);

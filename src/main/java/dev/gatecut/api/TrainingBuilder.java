@@ -27,6 +27,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     String textField = DEFAULT_TEXT_FIELD;
     String labelField = DEFAULT_LABEL_FIELD;
     List<String> labels;
+    boolean labelFree;
     Task task = Task.CLASSIFY;
     double targetSparsity = Double.NaN;
     GateMode gatesMode = GateMode.COUPLED;
@@ -124,6 +125,17 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
      */
     public B labels(List<String> labels) {
         this.labels = labels == null ? null : List.copyOf(labels);
+        return self();
+    }
+
+    /**
+     * The training rows carry no labels ({@code --label-free}): the model's own classification head labels
+     * them with its most likely class, and training distills from its logits (distillation weight 1 unless
+     * set). For compressing a fine-tuned classifier export without its training data; evaluation rows,
+     * when given, keep their labels (in the order of {@link #labels}, or the class indices 0, 1, …).
+     */
+    public B labelFree(boolean labelFree) {
+        this.labelFree = labelFree;
         return self();
     }
 
@@ -354,6 +366,14 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         if (checkpointEvery < 0 || logEvery < 1) {
             throw new OptionException("checkpointEvery (--checkpoint-every) must be >= 0 and logEvery"
                     + " (--log-every) >= 1, got " + checkpointEvery + " and " + logEvery);
+        }
+        if (labelFree && task == Task.LM) {
+            throw new OptionException("labelFree (--label-free) labels classification rows with the model's own head;"
+                    + " language modelling (--task lm) reads no labels anyway: drop --label-free");
+        }
+        if (labelFree && distillWeight != null && distillWeight == 0) {
+            throw new OptionException("labelFree (--label-free) trains by distillation from the model: --distill 0"
+                    + " would leave only its hard labels; give --distill > 0 or leave it out (1)");
         }
         if (resume && force) {
             throw new OptionException("--resume and --force contradict each other: --resume continues the"

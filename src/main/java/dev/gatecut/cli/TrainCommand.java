@@ -99,6 +99,12 @@ final class TrainCommand implements Callable<Integer> {
                         + " classifier export needs as many as it has logits.")
         List<String> labels;
 
+        @Option(names = "--label-free", description = "The --train rows have no labels: the model's own classification"
+                + " head labels them (its most likely class) and training distills from its logits (--distill"
+                + " defaults to 1). For compressing a fine-tuned classifier export without its training data;"
+                + " --eval rows keep their labels, named as in --labels (default: the class indices 0, 1, ...).")
+        boolean labelFree;
+
         @Option(names = "--tokenizer", paramLabel = "FILE",
                 description = "HuggingFace tokenizer.json; without it rows must carry pre-tokenised input_ids.")
         Path tokenizer;
@@ -153,7 +159,7 @@ final class TrainCommand implements Callable<Integer> {
         /** These options on an API options builder. */
         <B extends TrainingBuilder<B>> B applyTo(B b) {
             gate.applyTo(b);
-            b.train(train).eval(eval).tokenizer(tokenizer).textField(textField).labelField(labelField).labels(labels)
+            b.train(train).eval(eval).tokenizer(tokenizer).textField(textField).labelField(labelField).labels(labels).labelFree(labelFree)
                     .epochs(epochs).steps(steps).batchSize(batch).maxLength(maxLen).device(Device.parse(device))
                     .backend(parseBackend()).checkpointEvery(checkpointEvery).logEvery(logEvery).resume(resume)
                     .force(force);

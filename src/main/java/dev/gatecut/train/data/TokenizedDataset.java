@@ -46,6 +46,11 @@ public final class TokenizedDataset {
         this.maxLength = maxLength;
     }
 
+    /** The same rows with other labels (e.g. a model's own predictions for unlabelled text). */
+    public TokenizedDataset withLabels(int[] newLabels, LabelVocabulary vocabulary) {
+        return new TokenizedDataset(ids, typeIds, newLabels, vocabulary, padId, maxLength);
+    }
+
     public int size() {
         return ids.length;
     }
