@@ -77,8 +77,9 @@ public final class DataParallelTrainer implements StepTrainer {
             t.setDaemon(true);
             return t;
         });
-        // CPU replicas share the cores; each session would otherwise size its thread pool to all of them.
-        int cpuThreads = device == Device.CPU ? Math.max(1, Runtime.getRuntime().availableProcessors() / replicas) : 0;
+        // Replicas share the host's cores (on CUDA for the nodes ONNX Runtime leaves on the CPU); each session
+        // would otherwise size its intra-op pool to all of them, and their spinning threads would contend.
+        int cpuThreads = Math.max(1, Runtime.getRuntime().availableProcessors() / replicas);
         List<Future<OrtSession>> opening = new ArrayList<>();
         for (int id : deviceIds) {
             opening.add(pool.submit(() -> open(savedGraph, device, id, cpuThreads)));

@@ -57,6 +57,29 @@ class DataParallelTrainingTest {
         assertRunsAgree(model, config, batches, 5, dir);
     }
 
+    /** A two-replica run's checkpoint resumes on one session (the state is the fused step's) and ends where one session does. */
+    @Test
+    void twoReplicaCheckpointResumesOnOneSession(@TempDir Path dir) throws Exception {
+        Path model = Path.of("onnx-models/gpt2-ts17.onnx");
+        TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0).withLearningRate(1e-2);
+        BatchSource batches = source(seed -> lmBatch(seed, 5));
+        Path straight = dir.resolve("straight");
+        TrainingRun.run(model, config, batches, List.of(), new TrainingRun.Options(0, 4, 1, 0, false, Device.CPU),
+                straight, TrainingRun.Listener.silent());
+        Path mixed = dir.resolve("mixed");
+        TrainingRun.run(model, config, batches, List.of(), new TrainingRun.Options(0, 2, 1, 0, false, Device.CPU,
+                new FusedBackend(), List.of(0, 1)), mixed, TrainingRun.Listener.silent());
+        TrainingRun.run(model, config, batches, List.of(), new TrainingRun.Options(0, 4, 1, 0, true, Device.CPU),
+                mixed, TrainingRun.Listener.silent());
+        Checkpoint a = Checkpoint.read(straight.resolve(Checkpoint.FILE));
+        Checkpoint b = Checkpoint.read(mixed.resolve(Checkpoint.FILE));
+        assertEquals(4, b.step());
+        for (String name : a.params().keySet()) {
+            double bound = name.contains("attn.c_attn.bias") ? 0.1 * config.learningRate() : PARAM_TOLERANCE;
+            assertTrue(maxAbsDiff(a.params().get(name), b.params().get(name)) <= bound, name);
+        }
+    }
+
     /**
      * The averaged gradient itself against one session's on the whole batch: AdamW is blind to a gradient's
      * scale, so a mean taken over the wrong count would pass the trained-parameter comparison; this would not.
