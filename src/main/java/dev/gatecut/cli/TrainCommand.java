@@ -162,8 +162,8 @@ final class TrainCommand implements Callable<Integer> {
             gate.applyTo(b);
             b.train(train).eval(eval).tokenizer(tokenizer).textField(textField).labelField(labelField).labels(labels)
                     .epochs(epochs).steps(steps).batchSize(batch).maxLength(maxLen).device(Device.parse(device))
-                    .devices(parseDevices(devices)).backend(parseBackend()).checkpointEvery(checkpointEvery).logEvery(logEvery).resume(resume)
-                    .force(force);
+                    .devices(parseDevices(devices)).backend(parseBackend()).checkpointEvery(checkpointEvery)
+                    .logEvery(logEvery).resume(resume).force(force);
             return b;
         }
 

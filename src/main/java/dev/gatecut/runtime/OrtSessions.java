@@ -123,7 +123,10 @@ public final class OrtSessions {
         return open(modelFile, device, 0, 0);
     }
 
-    /** {@link #open(Path, Device)} on CUDA device {@code deviceId}, with {@code cpuThreads} as in {@link #options(Device, int, int)}. */
+    /**
+     * {@link #open(Path, Device)} on CUDA device {@code deviceId}, with {@code cpuThreads} as in
+     * {@link #options(Device, int, int)}.
+     */
     public static OrtSession open(Path modelFile, Device device, int deviceId, int cpuThreads) throws OrtException {
         if (device == Device.CPU) {
             try (OnnxModel m = OnnxModel.load(modelFile)) {   // tensors are mapped, not read: this is cheap

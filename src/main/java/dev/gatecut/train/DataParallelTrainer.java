@@ -84,13 +84,20 @@ public final class DataParallelTrainer implements StepTrainer {
         for (int id : deviceIds) {
             opening.add(pool.submit(() -> open(savedGraph, device, id, cpuThreads)));
         }
-        try {
-            for (Future<OrtSession> f : opening) {
+        Exception failure = null;
+        for (Future<OrtSession> f : opening) {   // every one awaited, so none is left open on a failure
+            try {
                 sessions.add(await(f));
+            } catch (OrtException | RuntimeException e) {
+                failure = failure == null ? e : failure;
             }
-        } catch (OrtException | RuntimeException e) {
+        }
+        if (failure != null) {
             closeQuietly();
-            throw e;
+            if (failure instanceof OrtException o) {
+                throw o;
+            }
+            throw (RuntimeException) failure;
         }
     }
 

@@ -73,7 +73,8 @@ public final class FusedBackend implements TrainingBackend {
         // A chosen device, or weights over protobuf's 2 GB inline limit: ONNX Runtime reads the saved file.
         GateTrainer fused = devices.isEmpty() && inlineBytes(built) < INLINE_BYTES
                 ? new GateTrainer(built, config, device)
-                : new GateTrainer(built, config, OrtSessions.open(file, device, devices.isEmpty() ? 0 : devices.get(0), 0));
+                : new GateTrainer(built, config,
+                        OrtSessions.open(file, device, devices.isEmpty() ? 0 : devices.get(0), 0));
         if (c != null) {
             fused.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
         }

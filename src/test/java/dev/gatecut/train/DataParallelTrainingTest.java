@@ -41,7 +41,8 @@ class DataParallelTrainingTest {
         Path model = Path.of("onnx-models/deploy/bert-cls-ts17.onnx");
         TrainConfig base = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 3).withLearningRate(1e-2);
         // gatecut's default recipe (warm-up, dense steps, ramped target, per-group rates) with class weights.
-        TrainConfig config = base.withRecipe(Recipe.recommended(Task.CLASSIFY).withClassWeights(List.of(1.0, 2.5, 0.5)));
+        TrainConfig config = base.withRecipe(Recipe.recommended(Task.CLASSIFY)
+                .withClassWeights(List.of(1.0, 2.5, 0.5)));
         BatchSource batches = source(seed -> classifierBatch(seed, 7));
         assertRunsAgree(model, config, batches, 6, dir);
     }
@@ -57,7 +58,10 @@ class DataParallelTrainingTest {
         assertRunsAgree(model, config, batches, 5, dir);
     }
 
-    /** A two-replica run's checkpoint resumes on one session (the state is the fused step's) and ends where one session does. */
+    /**
+     * A two-replica run's checkpoint resumes on one session (the state is the fused step's) and ends where one
+     * session does.
+     */
     @Test
     void twoReplicaCheckpointResumesOnOneSession(@TempDir Path dir) throws Exception {
         Path model = Path.of("onnx-models/gpt2-ts17.onnx");
