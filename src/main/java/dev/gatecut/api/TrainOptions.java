@@ -150,6 +150,9 @@ public final class TrainOptions {
      */
     public TrainingBackend backend() {
         boolean available = dev.gatecut.train.ort.OrtApiTrainer.trainingAvailable();
+        if (v.backend == null && !v.devices.isEmpty()) {
+            return Backends.FUSED;   // the only back-end that runs on chosen devices
+        }
         if (v.backend == null) {
             // The training API runs only the plain recipe (one learning rate, no schedule).
             boolean plain = recipe(config(2)).equals(Recipe.plain()) && !classBalanced();
@@ -161,6 +164,11 @@ public final class TrainOptions {
                     + " (assembled by mvn package) or use --backend fused");
         }
         return v.backend;
+    }
+
+    /** The devices training runs on ({@code --devices}): empty for the default device. */
+    public List<Integer> devices() {
+        return v.devices;
     }
 
     /** Steps between checkpoints (0: epoch ends and the last step). */

@@ -26,9 +26,11 @@ final class Training {
             progress.onEvent(new ProgressEvent.Message(line));
         }
         PreparedData data = PreparedData.of(model, o, progress);
-        progress.onEvent(new ProgressEvent.Message("backend: " + backend.description()));
+        progress.onEvent(new ProgressEvent.Message("backend: " + backend.description()
+                + (o.devices().size() > 1 ? ", data-parallel over " + o.devices().size() + " replicas ("
+                + o.device().name().toLowerCase() + " " + o.devices() + ")" : "")));
         TrainingRun.Options run = new TrainingRun.Options(o.epochs(), o.steps(), o.logEvery(), o.checkpointEvery(),
-                o.resume(), o.device(), backend);
+                o.resume(), o.device(), backend, o.devices());
         long start = System.nanoTime();
         TrainingRun.Summary summary = TrainingRun.run(model, data.config(), data.batches(), data.evalBatches(), run,
                 runDir, events(progress));

@@ -54,6 +54,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     int batchSize = 16;
     int maxLength = 128;
     Device device;
+    List<Integer> devices = List.of();
     TrainingBackend backend;
     int checkpointEvery;
     int logEvery = 10;
@@ -295,6 +296,17 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     }
 
     /**
+     * The devices training runs on ({@code --devices}, e.g. 0,1): empty (default) for the default device;
+     * one number for that CUDA device; two or more for data-parallel training, one ONNX Runtime session per
+     * device, each step's batch split into equal row shards whose gradients the host averages (on the CPU,
+     * one session per number, sharing the cores). Needs the fused back-end; not with distillation.
+     */
+    public B devices(List<Integer> deviceNumbers) {
+        this.devices = List.copyOf(Objects.requireNonNull(deviceNumbers, "devices"));
+        return self();
+    }
+
+    /**
      * How steps run ({@code --backend}): {@link Backends#FUSED}, {@link Backends#ORT_TRAINING}, or
      * null (default) for ORT_TRAINING when the loaded ONNX Runtime has its training API.
      */
@@ -336,6 +348,26 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         return self();
     }
 
+    /** {@code --devices}: distinct numbers ≥ 0, on a back-end and recipe that run on several devices. */
+    private void validateDevices() {
+        if (devices.stream().anyMatch(d -> d < 0) || devices.stream().distinct().count() != devices.size()) {
+            throw new OptionException("devices (--devices) must be distinct device numbers >= 0, such as 0,1; got "
+                    + devices);
+        }
+        if (!devices.isEmpty() && backend != null && !backend.name().equals(Backends.FUSED.name())) {
+            throw new OptionException("devices (--devices) runs on the fused back-end only, not --backend "
+                    + backend.name() + ": use --backend fused (or auto)");
+        }
+        if (devices.size() > 1 && distillWeight != null && distillWeight > 0) {
+            throw new OptionException("devices (--devices) with two or more devices does not support distillation"
+                    + " (--distill) yet: train on one device or leave --distill out");
+        }
+        if (devices.size() > 1 && labelFree) {
+            throw new OptionException("devices (--devices) with two or more devices does not support distillation,"
+                    + " which --label-free trains by: train on one device");
+        }
+    }
+
     /** Checks every value; messages name the setter and the CLI option. */
     void validateTraining() {
         if (!(targetSparsity >= 0 && targetSparsity < 1)) {
@@ -375,6 +407,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
             throw new OptionException("labelFree (--label-free) trains by distillation from the model: --distill 0"
                     + " would leave only its hard labels; give --distill > 0 or leave it out (1)");
         }
+        validateDevices();
         if (resume && force) {
             throw new OptionException("--resume and --force contradict each other: --resume continues the"
                     + " run in " + (runFolder == null ? "the run folder" : runFolder) + ", --force starts it over");

@@ -130,6 +130,13 @@ final class TrainCommand implements Callable<Integer> {
                         + " Runtime offers it); default ${DEFAULT-VALUE}.")
         String device;
 
+        @Option(names = "--devices", paramLabel = "LIST",
+                description = "Devices to train on, e.g. 0,1: one number picks that CUDA device; two or more train"
+                        + " data-parallel, one ONNX Runtime session per device, each batch split into equal row"
+                        + " shards whose gradients are averaged (on the CPU: that many sessions sharing the cores)."
+                        + " Default: the --device default. Fused back-end only.")
+        String devices;
+
         @Option(names = "--checkpoint-every", defaultValue = "0", paramLabel = "N",
                 description = "Steps between checkpoints (default: each epoch end and the last step).")
         int checkpointEvery;
@@ -161,9 +168,26 @@ final class TrainCommand implements Callable<Integer> {
             gate.applyTo(b);
             b.train(train).eval(eval).tokenizer(tokenizer).textField(textField).labelField(labelField).labels(labels).labelFree(labelFree)
                     .epochs(epochs).steps(steps).batchSize(batch).maxLength(maxLen).device(Device.parse(device))
-                    .backend(parseBackend()).checkpointEvery(checkpointEvery).logEvery(logEvery).resume(resume)
-                    .force(force);
+                    .devices(parseDevices(devices)).backend(parseBackend()).checkpointEvery(checkpointEvery)
+                    .logEvery(logEvery).resume(resume).force(force);
             return b;
+        }
+
+        /** --devices: comma-separated device numbers; none when the option is absent. */
+        static List<Integer> parseDevices(String list) {
+            if (list == null) {
+                return List.of();
+            }
+            List<Integer> ids = new java.util.ArrayList<>();
+            for (String part : list.split(",", -1)) {
+                try {
+                    ids.add(Integer.parseInt(part.strip()));
+                } catch (NumberFormatException e) {
+                    throw new OptionException("--devices must be a comma-separated list of device numbers such as"
+                            + " 0,1; got '" + list + "'");
+                }
+            }
+            return ids;
         }
 
         /** --backend: null for auto (the API picks the training API when the loaded ONNX Runtime has it). */

@@ -76,12 +76,23 @@ public final class OrtSessions {
     }
 
     public static OrtSession.SessionOptions options(Device device) throws OrtException {
+        return options(device, 0, 0);
+    }
+
+    /**
+     * Options on CUDA device {@code deviceId} (ignored on the CPU); {@code cpuThreads} &gt; 0 caps the
+     * session's intra-op thread pool (replicas sharing the CPU would each take every core otherwise).
+     */
+    public static OrtSession.SessionOptions options(Device device, int deviceId, int cpuThreads) throws OrtException {
         OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+        if (cpuThreads > 0) {
+            options.setIntraOpNumThreads(cpuThreads);
+        }
         // Warnings such as "initializer appears in graph inputs" are expected for gated models, and
         // errors come back as exceptions (reported once, as one line).
         options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL);
         if (device == Device.CUDA) {
-            options.addCUDA();
+            options.addCUDA(deviceId);
         }
         return options;
     }
@@ -109,14 +120,24 @@ public final class OrtSessions {
 
     /** A session over a model file; ONNX Runtime resolves its external data itself (bfloat16 on the CPU: as above). */
     public static OrtSession open(Path modelFile, Device device) throws OrtException {
+        return open(modelFile, device, 0, 0);
+    }
+
+    /**
+     * {@link #open(Path, Device)} on CUDA device {@code deviceId}, with {@code cpuThreads} as in
+     * {@link #options(Device, int, int)}.
+     */
+    public static OrtSession open(Path modelFile, Device device, int deviceId, int cpuThreads) throws OrtException {
         if (device == Device.CPU) {
             try (OnnxModel m = OnnxModel.load(modelFile)) {   // tensors are mapped, not read: this is cheap
                 if (FloatStandIn.has(m, DataType.BFLOAT16)) {
-                    return open(m, device);
+                    try (OrtSession.SessionOptions options = options(device, deviceId, cpuThreads)) {
+                        return environment().createSession(runnable(m, device).toByteArray(), options);
+                    }
                 }
             }
         }
-        try (OrtSession.SessionOptions options = options(device)) {
+        try (OrtSession.SessionOptions options = options(device, deviceId, cpuThreads)) {
             return environment().createSession(modelFile.toString(), options);
         }
     }

@@ -37,6 +37,28 @@ public record Batch(Map<String, long[][]> inputs, int[] labels, long[][] targets
         return inputs.values().iterator().next()[0].length;
     }
 
+    /**
+     * Rows {@code from} (inclusive) to {@code to} (exclusive) as a batch of their own, padding kept: a
+     * shard of a data-parallel step sees exactly the rows, and the sequence length, of the whole batch.
+     */
+    public Batch rows(int from, int to) {
+        if (from < 0 || to > size() || from >= to) {
+            throw new IllegalArgumentException("rows " + from + ".." + to + " of a batch of " + size());
+        }
+        Map<String, long[][]> in = new java.util.LinkedHashMap<>();
+        inputs.forEach((name, rows) -> in.put(name, java.util.Arrays.copyOfRange(rows, from, to)));
+        Map<String, Features> feats = new java.util.LinkedHashMap<>();
+        features.forEach((name, f) -> {
+            int row = f.values().length / (int) f.shape()[0];
+            long[] shape = f.shape().clone();
+            shape[0] = to - from;
+            feats.put(name, new Features(shape, java.util.Arrays.copyOfRange(f.values(), from * row, to * row)));
+        });
+        return new Batch(in, labels == null ? null : java.util.Arrays.copyOfRange(labels, from, to),
+                targets == null ? null : java.util.Arrays.copyOfRange(targets, from, to),
+                weights == null ? null : java.util.Arrays.copyOfRange(weights, from, to), feats);
+    }
+
     /** The tensor for model input {@code name}; the caller closes it. */
     public OnnxTensor tensor(OrtEnvironment env, String name) throws OrtException {
         long[][] rows = inputs.get(name);

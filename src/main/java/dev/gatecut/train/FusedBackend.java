@@ -3,10 +3,12 @@ package dev.gatecut.train;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.onnx.SaveOptions;
 import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.runtime.ShapeCache;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * One ONNX graph per step with AdamW in standard ops ({@link GateTrainer}): any ONNX Runtime build,
@@ -42,15 +44,55 @@ public final class FusedBackend implements TrainingBackend {
     public Started start(Path model, TrainConfig config, Path runDir, boolean resume, Device device,
                          ShapeCache shapes)
             throws OrtException {
-        TrainingGraph.Built built = TrainingGraph.trainStep(model, config, shapes);
-        built.model().save(runDir.resolve("train_step.onnx"), SaveOptions.defaults()
-                .withExternalData(SaveOptions.ExternalData.ALWAYS));
-        GateTrainer fused = new GateTrainer(built, config, device);
+        return start(model, config, runDir, resume, device, List.of(), shapes);
+    }
+
+    /**
+     * One device (the default, or the one {@code devices} names): the fused step. Several: a
+     * {@link DataParallelTrainer} over {@code shard_step.onnx}, one replica per device.
+     */
+    @Override
+    public Started start(Path model, TrainConfig config, Path runDir, boolean resume, Device device,
+                         List<Integer> devices, ShapeCache shapes) throws OrtException {
+        SaveOptions external = SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS);
         Path saved = runDir.resolve(Checkpoint.FILE);
-        if (resume && Files.exists(saved)) {
-            Checkpoint c = Checkpoint.read(saved);
+        Checkpoint c = resume && Files.exists(saved) ? Checkpoint.read(saved) : null;
+        if (devices.size() > 1) {
+            TrainingGraph.Built built = TrainingGraph.shardGradients(model, config, shapes);
+            Path file = runDir.resolve(SHARD_STEP);
+            built.model().save(file, external);
+            DataParallelTrainer parallel = new DataParallelTrainer(built, file, config, device, devices);
+            if (c != null) {
+                parallel.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
+            }
+            return new Started(parallel, built.plan(), built.params());
+        }
+        TrainingGraph.Built built = TrainingGraph.trainStep(model, config, shapes);
+        Path file = runDir.resolve(TRAIN_STEP);
+        built.model().save(file, external);
+        // A chosen device, or weights over protobuf's 2 GB inline limit: ONNX Runtime reads the saved file.
+        GateTrainer fused = devices.isEmpty() && inlineBytes(built) < INLINE_BYTES
+                ? new GateTrainer(built, config, device)
+                : new GateTrainer(built, config,
+                        OrtSessions.open(file, device, devices.isEmpty() ? 0 : devices.get(0), 0));
+        if (c != null) {
             fused.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
         }
         return new Started(fused, built.plan(), built.params());
+    }
+
+    /** The fused step's graph in a run folder. */
+    public static final String TRAIN_STEP = "train_step.onnx";
+    /** A data-parallel replica's graph (losses and gradients) in a run folder. */
+    public static final String SHARD_STEP = "shard_step.onnx";
+    /** Initializer bytes above which a session is opened from the saved file (protobuf's limit is 2 GB). */
+    private static final long INLINE_BYTES = 1L << 30;
+
+    private static long inlineBytes(TrainingGraph.Built built) {
+        long total = 0;
+        for (var v : built.model().graph().initializers()) {
+            total += v.initializer().byteSize();
+        }
+        return total;
     }
 }

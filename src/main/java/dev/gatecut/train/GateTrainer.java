@@ -38,12 +38,17 @@ public final class GateTrainer implements StepTrainer {
     private Teacher teacher;
 
     public GateTrainer(TrainingGraph.Built train, TrainConfig config, Device device) throws OrtException {
+        this(train, config, OrtSessions.open(train.model(), device));
+    }
+
+    /** A trainer over {@code session}, opened on {@code train}'s model by the caller (from its saved file, on a chosen device). */
+    GateTrainer(TrainingGraph.Built train, TrainConfig config, OrtSession session) {
         if (!train.withOptimizer()) {
             throw new IllegalArgumentException("GateTrainer needs the train-step graph");
         }
         this.config = config;
         this.train = train;
-        this.session = OrtSessions.open(train.model(), device);
+        this.session = session;
         for (TrainableParam p : train.params()) {
             params.put(p.name(), train.initialValues().get(p.name()).clone());
             m1.put(p.name(), new float[p.size()]);
@@ -87,13 +92,8 @@ public final class GateTrainer implements StepTrainer {
         try {
             feedBatch(feeds, batch);
             Schedule.At at = (schedule != null ? schedule : new Schedule(config, Long.MAX_VALUE)).at(step);
-            for (var e : train.noiseInputs().entrySet()) {
-                int n = train.plan().gate(e.getKey()).orElseThrow().size();
-                float[] eps = new float[n];
-                for (int i = 0; i < n && !at.recovery(); i++) {
-                    eps[i] = (float) (config.noiseSigma() * noise.nextGaussian());
-                }
-                feeds.put(e.getValue(), floats(eps, n));
+            for (var e : drawNoise(train, config, noise, at.recovery()).entrySet()) {
+                feeds.put(e.getKey(), floats(e.getValue(), e.getValue().length));
             }
             if (config.recipe().distills()) {
                 if (teacher == null) {
@@ -125,6 +125,23 @@ public final class GateTrainer implements StepTrainer {
         } finally {
             feeds.values().forEach(OnnxTensor::close);
         }
+    }
+
+    /**
+     * The step's gate noise by noise input, drawn from {@code noise} gate after gate (zero in recovery): one
+     * draw per gate, shared by every row, so data-parallel replicas are fed the same draw.
+     */
+    static Map<String, float[]> drawNoise(TrainingGraph.Built train, TrainConfig config, Random noise, boolean recovery) {
+        Map<String, float[]> drawn = new LinkedHashMap<>();
+        for (var e : train.noiseInputs().entrySet()) {
+            int n = train.plan().gate(e.getKey()).orElseThrow().size();
+            float[] eps = new float[n];
+            for (int i = 0; i < n && !recovery; i++) {
+                eps[i] = (float) (config.noiseSigma() * noise.nextGaussian());
+            }
+            drawn.put(e.getValue(), eps);
+        }
+        return drawn;
     }
 
     /** AdamW state and parameters, for checkpoints. */

@@ -42,6 +42,20 @@ public interface TrainingBackend {
     Started start(Path model, TrainConfig config, Path runDir, boolean resume, Device device, ShapeCache shapes)
             throws OrtException;
 
+    /**
+     * {@link #start(Path, TrainConfig, Path, boolean, Device, ShapeCache)} on the devices numbered
+     * {@code devices} ({@code --devices}; empty: the default device). Only the fused back-end runs on
+     * chosen devices and data-parallel on several; the others refuse any list.
+     */
+    default Started start(Path model, TrainConfig config, Path runDir, boolean resume, Device device,
+                          List<Integer> devices, ShapeCache shapes) throws OrtException {
+        if (!devices.isEmpty()) {
+            throw new dev.gatecut.errors.OptionException("--devices: the " + name() + " back-end trains on the"
+                    + " default device only; use --backend fused to choose devices or train on several");
+        }
+        return start(model, config, runDir, resume, device, shapes);
+    }
+
     /** A started trainer with the gates it trains and every trainable parameter. */
     record Started(StepTrainer trainer, GatePlan plan, List<TrainableParam> params) {
     }

@@ -93,7 +93,7 @@ public final class TrainingGraph {
     }
 
     /** What {@link #build} appends after the losses. */
-    private enum Mode { EVALUATION, GRADIENTS, OPTIMIZER }
+    private enum Mode { EVALUATION, GRADIENTS, SHARD_GRADIENTS, OPTIMIZER }
 
     private TrainingGraph() {
     }
@@ -130,6 +130,15 @@ public final class TrainingGraph {
     /** {@link #gradients(Path, TrainConfig)} with the model's shapes from {@code shapes} (probed there once). */
     public static Built gradients(Path model, TrainConfig config, ShapeCache shapes) throws OrtException {
         return build(model, config, Mode.GRADIENTS, shapes);
+    }
+
+    /**
+     * {@link #gradients} with the step's sparsity weight and target fed ({@link #SPARSITY_WEIGHT},
+     * {@link #TARGET_SPARSITY}) as in the fused step: one replica's graph in data-parallel training,
+     * where the host averages the gradients and applies AdamW ({@link DataParallelTrainer}).
+     */
+    public static Built shardGradients(Path model, TrainConfig config, ShapeCache shapes) throws OrtException {
+        return build(model, config, Mode.SHARD_GRADIENTS, shapes);
     }
 
     private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache) throws OrtException {
@@ -209,7 +218,7 @@ public final class TrainingGraph {
 
         // FineGates sparsity loss: P(open) = Φ((tanh θ + 0.5) / 0.5) = ½ + ½·erf((tanh θ + 0.5)·√2).
         // The fused step reads the step's weight and target ({@link Schedule}); other graphs use the config's.
-        boolean scheduled = mode == Mode.OPTIMIZER;
+        boolean scheduled = mode == Mode.OPTIMIZER || mode == Mode.SHARD_GRADIENTS;
         Value keep = scheduled ? ops.op("Sub", ops.scalar(1.0), g.addInput(TARGET_SPARSITY, floatType()))
                 : ops.scalar(1 - config.targetSparsity());
         Value lambda = scheduled ? g.addInput(SPARSITY_WEIGHT, floatType()) : ops.scalar(config.lambda());
@@ -261,7 +270,7 @@ public final class TrainingGraph {
         }
         switch (mode) {
             case EVALUATION -> name(g, ops, logits, LOGITS);
-            case GRADIENTS -> {
+            case GRADIENTS, SHARD_GRADIENTS -> {
                 Differentiator.Result grads = differentiate(m, loss, paramValues, modelShapes);
                 for (TrainableParam p : params) {
                     name(g, ops, grads.gradients().get(p.name()), Built.gradient(p.name()));

@@ -38,9 +38,20 @@ public final class TrainingRun {
     /**
      * @param steps           total steps (0: {@code epochs} × batches per epoch)
      * @param checkpointEvery steps between checkpoints (0: only at the end)
+     * @param devices         the devices training runs on ({@code --devices}): empty for the default one; two or
+     *                        more for data-parallel training, one replica each ({@link DataParallelTrainer})
      */
     public record Options(int epochs, long steps, int logEvery, int checkpointEvery, boolean resume, Device device,
-                          TrainingBackend backend) {
+                          TrainingBackend backend, List<Integer> devices) {
+        public Options {
+            devices = List.copyOf(devices);
+        }
+
+        public Options(int epochs, long steps, int logEvery, int checkpointEvery, boolean resume, Device device,
+                       TrainingBackend backend) {
+            this(epochs, steps, logEvery, checkpointEvery, resume, device, backend, List.of());
+        }
+
         public Options(int epochs, long steps, int logEvery, int checkpointEvery, boolean resume, Device device) {
             this(epochs, steps, logEvery, checkpointEvery, resume, device, new FusedBackend());
         }
@@ -115,12 +126,14 @@ public final class TrainingRun {
         // One probe per graph for the whole run: the training, evaluation and compile-side discoveries share it.
         ShapeCache shapes = new ShapeCache();
         TrainingBackend.Started started = options.backend().start(model, config, outDir, options.resume(),
-                options.device(), shapes);
+                options.device(), options.devices(), shapes);
         StepTrainer trainer = started.trainer();
         GatePlan plan = started.plan();
         List<TrainableParam> params = started.params();
         if (trainer instanceof GateTrainer fused) {
             fused.schedule(schedule);
+        } else if (trainer instanceof DataParallelTrainer parallel) {
+            parallel.schedule(schedule);
         }
         try (StepTrainer t = trainer;
              Teacher teacher = config.recipe().distills() ? Teacher.open(model, options.device()) : null;

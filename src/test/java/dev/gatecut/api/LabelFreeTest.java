@@ -120,6 +120,8 @@ class LabelFreeTest {
                 .task(Task.LM).labelFree(true).targetSparsity(0.3).build()).getMessage().contains("--label-free"));
         assertTrue(assertThrows(OptionException.class, () -> TrainOptions.builder().train(Examples.tokenIds(rows(1, 8)))
                 .labelFree(true).distill(0).targetSparsity(0.3).build()).getMessage().contains("--distill"));
+        assertTrue(assertThrows(OptionException.class, () -> TrainOptions.builder().train(Examples.tokenIds(rows(1, 8)))
+                .labelFree(true).devices(List.of(0, 1)).targetSparsity(0.3).build()).getMessage().contains("--label-free"));
         TokenizedDataset unlabelled = new TokenizedDataset(rows(2, 4).toArray(int[][]::new), null, new int[4],
                 LabelVocabulary.of("unlabelled"), 0, 16);
         String wrongCount = assertThrows(OptionException.class,
