@@ -105,11 +105,25 @@ public final class Differentiator {
      */
     public static Result differentiate(Graph graph, long opset, Value loss, Collection<Value> parameters,
                                        GradRules rules, ShapeProbe.Result shapes, double lossScale) {
-        DataType type = Shape.elementType(loss).orElse(DataType.FLOAT);
-        return new Differentiator(graph, opset, rules, shapes, type, lossScale).run(loss, parameters);
+        return differentiate(graph, opset, loss, parameters, rules, shapes, lossScale, Map.of());
     }
 
-    private Result run(Value loss, Collection<Value> parameters) {
+    /**
+     * As above, plus gradients known beforehand: {@code seeds} maps an intermediate value to a
+     * contribution to its gradient (already times the loss scale, in the value's type) from a part
+     * of the loss that was differentiated by hand ({@code ChunkedLmLoss}) and is left out of
+     * {@code loss}. The backward pass runs from the loss and from every seed.
+     */
+    public static Result differentiate(Graph graph, long opset, Value loss, Collection<Value> parameters,
+                                       GradRules rules, ShapeProbe.Result shapes, double lossScale,
+                                       Map<Value, Value> seeds) {
+        DataType type = Shape.elementType(loss).orElse(DataType.FLOAT);
+        Differentiator d = new Differentiator(graph, opset, rules, shapes, type, lossScale);
+        seeds.forEach((v, g) -> d.contributions.computeIfAbsent(v, k -> new ArrayList<>()).add(g));
+        return d.run(loss, parameters, seeds.keySet());
+    }
+
+    private Result run(Value loss, Collection<Value> parameters, Set<Value> seeded) {
         // Activity: values that depend on a parameter ...
         Deque<Value> work = new ArrayDeque<>(parameters);
         while (!work.isEmpty()) {
@@ -130,6 +144,7 @@ public final class Differentiator {
         // ... and that the loss depends on.
         Set<Value> needed = new HashSet<>();
         work.add(loss);
+        work.addAll(seeded);
         while (!work.isEmpty()) {
             Value v = work.pop();
             if (!needed.add(v)) {
@@ -233,7 +248,8 @@ public final class Differentiator {
 
         Context(Node node) {
             this.node = node;
-            this.nodeOps = Differentiator.this.ops(computeType(node));
+            // Named after the forward node, so a profile of the backward pass tells which layer a value belongs to.
+            this.nodeOps = new OpBuilder(graph, opset, computeType(node), "grad/" + node.name() + "/");
         }
 
         @Override
