@@ -32,6 +32,8 @@ public final class ShapeScale {
     private ShapeProbe.Size first = new ShapeProbe.Size(2, 7);
     private ShapeProbe.Size second = new ShapeProbe.Size(3, 11);
 
+    private final Map<Long, String> names = new java.util.HashMap<>();
+
     public ShapeScale(long batch, long sequence, Map<Long, Long> dims, long groupRepeat, int sourceLayers,
                       int targetLayers) {
         this.batch = batch;
@@ -77,12 +79,19 @@ public final class ShapeScale {
         m.put(32L, 256L);       // KV width
         m.put(176L, 8960L);     // FFN
         m.put(256L, 151936L);   // vocabulary
-        return new ShapeScale(batch, sequence, m, 6, 2, 28);
+        ShapeScale s = new ShapeScale(batch, sequence, m, 6, 2, 28);
+        s.names.putAll(Map.of(64L, "hidden", 16L, "head", 176L, "ffn", 256L, "vocab", 32L, "kv"));
+        return s;
     }
 
     /** Widths seen that the table does not map, kept as they are (negative: a dynamic one not factored). */
     public Set<Long> unmapped() {
         return unmapped;
+    }
+
+    /** What a width of the small model is (hidden, head, ffn, vocab, kv), if the table names it. */
+    public java.util.Optional<String> widthName(long sourceDim) {
+        return java.util.Optional.ofNullable(names.get(sourceDim));
     }
 
     /** How many target layers one value of the small model stands for (1 outside numbered layers). */

@@ -58,10 +58,28 @@ public final class TrainingMemory {
     private TrainingMemory() {
     }
 
-    /** Liveness of {@code graph} (a training step; its {@link TrainingGraph#LOSS} marks the boundary). */
+    /** The execution order the profile assumes. */
+    public enum Order {
+        /** The graph's node order (gatecut sorts it topologically, keeping node order where it can). */
+        GRAPH,
+        /**
+         * ONNX Runtime's default (ExecutionOrder::DEFAULT, graph_viewer.cc): a reverse depth-first
+         * search from the leaf nodes, highest index first, inputs visited highest index first, each
+         * node emitted after its inputs (Graph::ReverseDFSFrom with NodeCompare). Node indices are
+         * the graph's order here; ONNX Runtime's optimizers renumber what they fuse.
+         */
+        ORT_DEFAULT
+    }
+
+    /** Liveness of {@code graph} in graph order. */
     public static Report analyse(Graph graph, ShapeProbe.Result shapes, ShapeScale scale) {
+        return analyse(graph, shapes, scale, Order.GRAPH);
+    }
+
+    /** Liveness of {@code graph} (a training step; its {@link TrainingGraph#LOSS} marks the boundary). */
+    public static Report analyse(Graph graph, ShapeProbe.Result shapes, ShapeScale scale, Order executionOrder) {
         scale.probedAt(shapes);
-        List<Node> order = graph.nodes();
+        List<Node> order = executionOrder == Order.GRAPH ? graph.nodes() : reverseDfs(graph.nodes());
         Map<Node, Integer> index = new IdentityHashMap<>();
         for (int i = 0; i < order.size(); i++) {
             index.put(order.get(i), i);
@@ -107,7 +125,7 @@ public final class TrainingMemory {
                 }
             }
         }
-        int boundary = graph.value(TrainingGraph.LOSS).flatMap(Value::producer).map(index::get).orElse(0);
+        int boundary = boundary(graph, order, index);
         Map<Value, Long> bytes = new HashMap<>();
         for (var e : life.entrySet()) {
             // Forward values of a layer kept past the boundary stand for every layer's; a forward value that dies
@@ -180,6 +198,79 @@ public final class TrainingMemory {
                 alive[peak], rows, atPeak.subList(0, Math.min(15, atPeak.size())), foldedRows);
     }
 
+    /**
+     * The forward/backward boundary: where the last node of the model's forward pass runs (the last
+     * ancestor of the task loss that the loss, the optimizer and the backward pass did not add).
+     */
+    static int boundary(Graph graph, List<Node> order, Map<Node, Integer> index) {
+        Value taskLoss = graph.value(TrainingGraph.TASK_LOSS).orElse(null);
+        if (taskLoss == null) {
+            return order.size() - 1;
+        }
+        int last = 0;
+        Set<Node> seen = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+        java.util.ArrayDeque<Node> work = new java.util.ArrayDeque<>();
+        taskLoss.producer().ifPresent(work::add);
+        while (!work.isEmpty()) {
+            Node n = work.pop();
+            if (!seen.add(n)) {
+                continue;
+            }
+            if (!n.name().startsWith("train/") && !n.name().startsWith("grad/")) {
+                last = Math.max(last, index.get(n));
+            }
+            for (Value in : n.inputs()) {
+                if (in != null) {
+                    in.producer().ifPresent(work::add);
+                }
+            }
+        }
+        return last;
+    }
+
+    /** ONNX Runtime's Graph::ReverseDFSFrom over the leaf nodes with NodeCompare (index order), post-order. */
+    static List<Node> reverseDfs(List<Node> nodes) {
+        Map<Node, Integer> index = new IdentityHashMap<>();
+        for (int i = 0; i < nodes.size(); i++) {
+            index.put(nodes.get(i), i);
+        }
+        record Entry(Node node, boolean leave) {
+        }
+        java.util.ArrayDeque<Entry> stack = new java.util.ArrayDeque<>();
+        for (Node n : nodes) {
+            boolean leaf = n.outputs().stream().allMatch(o -> o == null || o.uses().isEmpty());
+            if (leaf) {
+                stack.push(new Entry(n, false));   // the last leaf is popped first
+            }
+        }
+        Set<Node> visited = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+        List<Node> order = new ArrayList<>(nodes.size());
+        while (!stack.isEmpty()) {
+            Entry e = stack.pop();
+            if (e.leave()) {
+                order.add(e.node());
+                continue;
+            }
+            if (!visited.add(e.node())) {
+                continue;
+            }
+            stack.push(new Entry(e.node(), true));
+            List<Node> inputs = new ArrayList<>();
+            for (Value in : e.node().inputs()) {
+                if (in != null) {
+                    in.producer().filter(p -> !inputs.contains(p)).ifPresent(inputs::add);
+                }
+            }
+            inputs.sort(Comparator.comparingInt(index::get));   // pushed ascending: the highest index is visited first
+            for (Node in : inputs) {
+                if (!visited.contains(in)) {
+                    stack.push(new Entry(in, false));
+                }
+            }
+        }
+        return order;
+    }
+
     private static long bytes(Value v, ShapeProbe.Result shapes, ShapeScale scale, boolean everyLayer) {
         ShapeProbe.ProbedShape s = shapes.get(v.name()).orElse(null);
         if (s == null) {
@@ -207,7 +298,10 @@ public final class TrainingMemory {
                 && scale.elements(new long[] {s.first()[s.rank() - 1]}) > 100_000;
         boolean squareSeq = s != null && s.rank() >= 2 && s.kinds()[s.rank() - 1] == ShapeProbe.DimKind.SEQUENCE
                 && s.kinds()[s.rank() - 2] == ShapeProbe.DimKind.SEQUENCE;
-        String shape = vocab ? "[b,s,vocab]" : squareSeq ? "[b,h,s,s]" : "other";
+        String last = s == null || s.rank() == 0 || s.kinds()[s.rank() - 1] != ShapeProbe.DimKind.FIXED ? null
+                : scale.widthName(s.first()[s.rank() - 1]).orElse(null);
+        String shape = vocab ? "[b,s,vocab]" : squareSeq ? "[b,h,s,s]" : last == null || s.rank() < 2 ? "other"
+                : "[..., " + last + "]";
         boolean backward = name.startsWith("grad/");
         boolean layer = scale.layerFactor(name) > 1 || name.matches(".*layers[._/]\\d+[./].*");
         String where = backward ? (layer ? "backward, in a layer" : "backward, head/loss")

@@ -43,7 +43,7 @@ public final class GateTrainer implements StepTrainer {
         }
         this.config = config;
         this.train = train;
-        this.session = OrtSessions.open(train.model(), device);
+        this.session = OrtSessions.openForTraining(train.model(), device);
         for (TrainableParam p : train.params()) {
             params.put(p.name(), train.initialValues().get(p.name()).clone());
             m1.put(p.name(), new float[p.size()]);

@@ -22,6 +22,7 @@ import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
 import dev.gatecut.passes.BindEmptyCache;
+import dev.gatecut.passes.CastRoundTrips;
 import dev.gatecut.passes.Unfuse;
 import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.runtime.ShapeProbe;
@@ -161,6 +162,9 @@ public final class TrainingGraph {
             throw new ModelException(path + ": no channel groups found to gate; see `gatecut inspect`");
         }
         Graph g = m.graph();
+        // An exact float16 → float32 → float16 round trip would keep a second copy for the backward pass.
+        CastRoundTrips.apply(g, v -> v.isInitializer() ? Optional.of(v.initializer().dataType())
+                : modelShapes.type(v.name()));
         List<String> modelInputs = g.feedInputs().stream().map(Value::name).toList();
         List<Value> modelOutputs = List.copyOf(g.outputs());
 
