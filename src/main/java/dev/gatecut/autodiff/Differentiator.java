@@ -265,6 +265,11 @@ public final class Differentiator {
         }
 
         @Override
+        public boolean active(Value v) {
+            return v != null && active.contains(v);
+        }
+
+        @Override
         public void give(int i, Value grad) {
             if (grad == null || !needs(i)) {
                 return;

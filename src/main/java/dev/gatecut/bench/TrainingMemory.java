@@ -183,8 +183,8 @@ public final class TrainingMemory {
         Map<String, long[]> foldedGroups = new LinkedHashMap<>();
         long foldedBytes = 0;
         for (Value v : folded) {
-            // a folded constant of a layer (a transposed weight) exists once per layer
-            long b = bytes(v, shapes, scale, true);
+            // a folded constant of a layer (a transposed weight) exists once per layer: the weight's forward reader says which
+            long b = bytes(v, shapes, scale, false) * foldedLayerFactor(v, scale);
             foldedBytes += b;
             long[] g = foldedGroups.computeIfAbsent(v.producer().map(Node::opType).orElse("?") + " "
                     + type(v, shapes).name().toLowerCase(java.util.Locale.ROOT), k -> new long[2]);
@@ -269,6 +269,23 @@ public final class TrainingMemory {
             }
         }
         return order;
+    }
+
+    private static int foldedLayerFactor(Value v, ShapeScale scale) {
+        Node p = v.producer().orElse(null);
+        if (p == null) {
+            return 1;
+        }
+        for (Value in : p.inputs()) {
+            if (in != null && in.isInitializer()) {
+                for (Value.Use u : in.uses()) {
+                    if (!u.node().name().startsWith("grad/")) {
+                        return scale.layerFactor(u.node().name());
+                    }
+                }
+            }
+        }
+        return scale.layerFactor(p.name());
     }
 
     private static long bytes(Value v, ShapeProbe.Result shapes, ShapeScale scale, boolean everyLayer) {

@@ -143,11 +143,21 @@ public final class TrainingGraph {
      * the count from {@code GATECUT_LM_LOSS_CHUNKS}.
      */
     public static Built trainStep(Path model, TrainConfig config, int lossChunks) throws OrtException {
-        return build(model, config, Mode.OPTIMIZER, new ShapeCache(), lossChunks);
+        return trainStep(model, config, lossChunks, GradRules.standard());
+    }
+
+    /** {@link #trainStep(Path, TrainConfig, int)} differentiated with {@code rules} (e.g. {@link GradRules#plain()}). */
+    public static Built trainStep(Path model, TrainConfig config, int lossChunks, GradRules rules) throws OrtException {
+        return build(model, config, Mode.OPTIMIZER, new ShapeCache(), lossChunks, rules);
     }
 
     private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache, int lossChunks)
             throws OrtException {
+        return build(path, config, mode, shapeCache, lossChunks, GradRules.standard());
+    }
+
+    private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache, int lossChunks,
+                               GradRules rules) throws OrtException {
         OnnxModel m = OnnxModel.load(path);
         // ONNX Runtime contrib ops (Attention, SkipLayerNormalization, BiasGelu, ...) have no gradient rules:
         // rewrite them into standard ops first. Layer, bias and gate names stay those of the fused model.
@@ -300,12 +310,12 @@ public final class TrainingGraph {
         switch (mode) {
             case EVALUATION -> name(g, ops, logits, LOGITS);
             case GRADIENTS -> {
-                Differentiator.Result grads = differentiate(m, differentiated, paramValues, modelShapes, seeds);
+                Differentiator.Result grads = differentiate(m, differentiated, paramValues, modelShapes, seeds, rules);
                 for (TrainableParam p : params) {
                     name(g, ops, grads.gradients().get(p.name()), Built.gradient(p.name()));
                 }
             }
-            case OPTIMIZER -> addOptimizer(m, ops, differentiated, seeds, params, paramValues, config, modelShapes);
+            case OPTIMIZER -> addOptimizer(m, ops, differentiated, seeds, params, paramValues, config, modelShapes, rules);
         }
         g.sortTopologically();
         return new Built(m, plan, params, modelInputs, noise, initial, mode == Mode.OPTIMIZER);
@@ -377,9 +387,9 @@ public final class TrainingGraph {
 
     private static void addOptimizer(OnnxModel m, OpBuilder ops, Value loss, Map<Value, Value> seeds,
                                      List<TrainableParam> params, List<Value> paramValues, TrainConfig c,
-                                     ShapeProbe.Result modelShapes) throws OrtException {
+                                     ShapeProbe.Result modelShapes, GradRules rules) throws OrtException {
         Graph g = m.graph();
-        Differentiator.Result grads = differentiate(m, loss, paramValues, modelShapes, seeds);
+        Differentiator.Result grads = differentiate(m, loss, paramValues, modelShapes, seeds, rules);
         Value step = g.addInput(STEP, floatType());
         Value lr = g.addInput(LEARNING_RATE, floatType());
         Value biasLr = g.addInput(BIAS_LEARNING_RATE, floatType());
@@ -416,13 +426,13 @@ public final class TrainingGraph {
      * the gates, head and losses; a graph with an op the extension does not know is probed whole.
      */
     private static Differentiator.Result differentiate(OnnxModel m, Value loss, List<Value> paramValues,
-                                                       ShapeProbe.Result modelShapes, Map<Value, Value> seeds)
-            throws OrtException {
+                                                       ShapeProbe.Result modelShapes, Map<Value, Value> seeds,
+                                                       GradRules rules) throws OrtException {
         Optional<ShapeProbe.Result> derived = ShapePropagation.extend(m.graph(), modelShapes);
         // The chunked loss's head is never differentiated: its padded chunks need no shapes.
         ShapeProbe.Result shapes = derived.isPresent() ? derived.get()
                 : !seeds.isEmpty() ? ShapePropagation.extendWhereKnown(m.graph(), modelShapes) : ShapeProbe.probe(m);
-        return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, GradRules.standard(), shapes,
+        return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, rules, shapes,
                 lossScale(m), seeds);
     }
 

@@ -14,9 +14,10 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The chunked language-model loss (hand-written head gradient, {@link ChunkedLmLoss}) gives the
- * plain, differentiated loss's value and gradients: one fused step of each on the same batch, noise
- * and starting parameters; after one AdamW step the first moment is (1 − β1) · gradient.
+ * The memory-saving train step gives the plain one's loss and gradients: the chunked language-model
+ * loss (hand-written head gradient, {@link ChunkedLmLoss}) and re-associated products
+ * ({@code GradRules.standard()} vs {@code plain()}). One fused step of each on the same random
+ * batch, noise and starting parameters; after one AdamW step the first moment is (1 − β1) · gradient.
  */
 class ChunkedLmLossTest {
 
@@ -31,13 +32,35 @@ class ChunkedLmLossTest {
         assertTrue(plain.model().graph().nodes().stream().anyMatch(n -> n.is("LogSoftmax")
                 && !n.name().startsWith("train/lm_loss/")), "the plain graph differentiates its own log-softmax");
         assertFalse(chunked.model().graph().value("logits").isPresent(), "the chunked graph computes no full logits");
+        compare(model + ", " + chunks + " chunks", plain, chunked, config, tolerance);
+    }
+
+    /**
+     * The whole memory-saving train step (chunked loss, products re-associated) against the plain
+     * graph (loss differentiated, every product read as computed), and the re-association alone.
+     */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"onnx-models/deploy/qwen2-kv-ts17-eager-fp16.onnx, 2e-3", "onnx-models/deploy/llama-kv-ts17-eager-fp16.onnx, 2e-3",
+            "onnx-models/qwen2-ts17.onnx, 1e-5", "onnx-models/gpt2-ts17.onnx, 1e-5"})
+    void memorySavingStepHasThePlainGradients(Path model, double tolerance) throws Exception {
+        TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0).withLearningRate(0.01)
+                .withSeed(12);
+        TrainingGraph.Built plain = TrainingGraph.trainStep(model, config, 0, dev.gatecut.autodiff.GradRules.plain());
+        TrainingGraph.Built lean = TrainingGraph.trainStep(model, config, 0, dev.gatecut.autodiff.GradRules.standard());
+        TrainingGraph.Built saving = TrainingGraph.trainStep(model, config, 8, dev.gatecut.autodiff.GradRules.standard());
+        compare(model.getFileName() + " re-associated products", plain, lean, config, tolerance);
+        compare(model.getFileName() + " memory-saving step", plain, saving, config, tolerance);
+    }
+
+    private static void compare(String what, TrainingGraph.Built plain, TrainingGraph.Built other, TrainConfig config,
+                                double tolerance) throws Exception {
         Batch batch = randomBatch(5);   // 15 targets per row: the chunks are padded
         try (GateTrainer p = new GateTrainer(plain, config, Device.CPU);
-             GateTrainer c = new GateTrainer(chunked, config, Device.CPU)) {
+             GateTrainer c = new GateTrainer(other, config, Device.CPU)) {
             GateTrainer.StepResult rp = p.train(batch, new Random(21));
             GateTrainer.StepResult rc = c.train(batch, new Random(21));
-            assertEquals(rp.taskLoss(), rc.taskLoss(), 1e-5 * Math.abs(rp.taskLoss()), "task loss");
-            assertEquals(rp.loss(), rc.loss(), 1e-5 * Math.abs(rp.loss()), "loss");
+            assertEquals(rp.taskLoss(), rc.taskLoss(), 1e-5 * Math.abs(rp.taskLoss()), what + ": task loss");
+            assertEquals(rp.loss(), rc.loss(), 1e-5 * Math.abs(rp.loss()), what + ": loss");
             double worst = 0;
             for (Map.Entry<String, float[]> e : p.firstMoments().entrySet()) {
                 float[] a = e.getValue();
@@ -48,13 +71,13 @@ class ChunkedLmLossTest {
                     diff += (a[i] - b[i]) * (double) (a[i] - b[i]);
                     norm += a[i] * (double) a[i];
                 }
-                assertTrue(norm > 0, e.getKey() + ": a gradient that is not zero");
+                assertTrue(norm > 0, what + " " + e.getKey() + ": a gradient that is not zero");
                 double rel = Math.sqrt(diff / norm);
                 worst = Math.max(worst, rel);
-                assertTrue(rel < tolerance, model + " " + e.getKey() + ": gradient relative difference " + rel);
+                assertTrue(rel < tolerance, what + " " + e.getKey() + ": gradient relative difference " + rel);
             }
-            System.out.printf("%s, %d chunks: task loss %.6f vs %.6f, worst gradient difference %.2e%n",
-                    model.getFileName(), chunks, rp.taskLoss(), rc.taskLoss(), worst);
+            System.out.printf("%s: task loss %.6f vs %.6f, worst gradient difference %.2e%n", what, rp.taskLoss(),
+                    rc.taskLoss(), worst);
         }
     }
 
