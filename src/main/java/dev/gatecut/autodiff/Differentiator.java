@@ -176,10 +176,13 @@ public final class Differentiator {
             throw new ModelException("the loss '" + loss.name() + "' does not depend on any trainable parameter");
         }
         contributions.computeIfAbsent(loss, k -> new ArrayList<>()).add(ops.scalar(lossScale));
+        Set<Node> forward = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+        forward.addAll(graph.nodes());
         for (int i = onPath.size() - 1; i >= 0; i--) {
             Node n = onPath.get(i);
             rules.rule(n).orElseThrow().backward(n, new Context(n));
         }
+        shapesFromSizes(forward);
         Map<String, Value> grads = new LinkedHashMap<>();
         for (Value p : parameters) {
             Value g = gradientOf(p);
@@ -189,6 +192,66 @@ public final class Differentiator {
             grads.put(p.name(), g != null ? g : ops.zerosLike(p));
         }
         return new Result(grads);
+    }
+
+    /**
+     * A backward node that reads a forward activation only for its shape (Shape, Size) would keep the
+     * whole tensor alive until the backward pass reaches it. Where every dimension of it is fixed or
+     * follows the batch size or the sequence length (the probe tells), the shape is built instead from
+     * a [batch, sequence] graph input's shape and constants.
+     */
+    private void shapesFromSizes(Set<Node> forward) {
+        Value source = null;
+        for (Value in : graph.feedInputs()) {
+            ShapeProbe.ProbedShape s = shapes.get(in.name()).orElse(null);
+            if (s != null && s.rank() == 2 && s.kinds()[0] == ShapeProbe.DimKind.BATCH
+                    && s.kinds()[1] == ShapeProbe.DimKind.SEQUENCE) {
+                source = in;
+                break;
+            }
+        }
+        if (source == null) {
+            return;
+        }
+        Value sourceShape = null;
+        for (Node n : List.copyOf(graph.nodes())) {
+            boolean reader = (n.is("Shape") && n.attributes().isEmpty() || n.is("Size")) && !forward.contains(n);
+            Value v = reader ? n.input(0) : null;
+            if (v == null || v.isInitializer() || v.producer().map(p -> !forward.contains(p)).orElse(true)) {
+                continue;
+            }
+            ShapeProbe.ProbedShape s = shapes.get(v.name()).orElse(null);
+            if (s == null || java.util.Arrays.stream(s.kinds()).anyMatch(k -> k == ShapeProbe.DimKind.DYNAMIC)) {
+                continue;
+            }
+            OpBuilder o = ops;
+            if (sourceShape == null) {
+                sourceShape = o.op("Shape", source);
+            }
+            List<Value> dims = new ArrayList<>();
+            for (int a = 0; a < s.rank(); a++) {
+                dims.add(switch (s.kinds()[a]) {
+                    case BATCH -> o.op("Gather", List.of(sourceShape, o.int64s(0)), OpBuilder.attr("axis", 0L));
+                    case SEQUENCE -> o.op("Gather", List.of(sourceShape, o.int64s(1)), OpBuilder.attr("axis", 0L));
+                    default -> o.int64s(s.first()[a]);
+                });
+            }
+            Value replacement;
+            if (n.is("Shape")) {
+                replacement = dims.isEmpty() ? o.op("Shape", o.int64Scalar(0))
+                        : dims.size() == 1 ? dims.get(0) : o.op("Concat", dims, OpBuilder.attr("axis", 0L));
+            } else {
+                Value count = o.int64s(1);
+                for (Value d : dims) {
+                    count = o.op("Mul", count, d);
+                }
+                replacement = o.op("Reshape", count, o.int64s(new long[0]));
+            }
+            n.output(0).replaceAllUsesWith(replacement);
+            if (n.output(0).uses().isEmpty() && !n.output(0).isGraphOutput()) {
+                graph.removeNode(n);
+            }
+        }
     }
 
     /** Ops whose outputs carry no gradient: shapes, comparisons, integer casts, piecewise-constant functions. */

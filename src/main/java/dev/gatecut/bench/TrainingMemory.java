@@ -229,6 +229,10 @@ public final class TrainingMemory {
     }
 
     /** ONNX Runtime's Graph::ReverseDFSFrom over the leaf nodes with NodeCompare (index order), post-order. */
+    public static List<Node> reverseDfsPublic(List<Node> nodes) {
+        return reverseDfs(nodes);
+    }
+
     static List<Node> reverseDfs(List<Node> nodes) {
         Map<Node, Integer> index = new IdentityHashMap<>();
         for (int i = 0; i < nodes.size(); i++) {
