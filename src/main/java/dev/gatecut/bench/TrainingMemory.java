@@ -229,10 +229,6 @@ public final class TrainingMemory {
     }
 
     /** ONNX Runtime's Graph::ReverseDFSFrom over the leaf nodes with NodeCompare (index order), post-order. */
-    public static List<Node> reverseDfsPublic(List<Node> nodes) {
-        return reverseDfs(nodes);
-    }
-
     static List<Node> reverseDfs(List<Node> nodes) {
         Map<Node, Integer> index = new IdentityHashMap<>();
         for (int i = 0; i < nodes.size(); i++) {
@@ -275,6 +271,7 @@ public final class TrainingMemory {
         return order;
     }
 
+    /** Layers a folded constant stands for: those of the forward node that reads the same weight. */
     private static int foldedLayerFactor(Value v, ShapeScale scale) {
         Node p = v.producer().orElse(null);
         if (p == null) {
@@ -325,13 +322,11 @@ public final class TrainingMemory {
                 : "[..., " + last + "]";
         boolean backward = name.startsWith("grad/");
         boolean layer = scale.layerFactor(name) > 1 || name.matches(".*layers[._/]\\d+[./].*");
+        // gate products: GateInjector names the Mul that applies a gate ".../apply"
         String where = backward ? (layer ? "backward, in a layer" : "backward, head/loss")
-                : name.startsWith("train/") || name.startsWith("adamw/") ? "loss/optimizer"
-                : name.contains("/apply") || name.contains("/cast") && !layer ? "gate products"
+                : name.startsWith("train/") ? "loss/optimizer"
+                : name.contains("/apply") ? "gate products"
                 : layer ? "forward, in a layer" : "forward, embeddings/head";
-        if (!backward && name.contains("/apply")) {
-            where = "gate products";
-        }
         return where + " " + shape + " " + type + (p.is("Cast") ? " (Cast)" : "");
     }
 

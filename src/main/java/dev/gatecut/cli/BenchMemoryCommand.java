@@ -26,8 +26,10 @@ import java.util.concurrent.Callable;
                 + " scaled to a larger model of the same family.",
         footerHeading = GatecutCli.EXAMPLE_HEADING,
         footer = {"The zoo's float16 Qwen2 scaled to Qwen2.5-1.5B at batch 8 × 512, plain loss vs 8 chunks:",
-                GatecutCli.EXAMPLE_RUN + " bench-memory onnx-models/deploy/qwen2-kv-ts17-eager-fp16.onnx --chunks 0",
-                GatecutCli.EXAMPLE_RUN + " bench-memory onnx-models/deploy/qwen2-kv-ts17-eager-fp16.onnx --chunks 8"})
+                GatecutCli.EXAMPLE_RUN + " bench-memory --chunks 0 \\",
+                "      onnx-models/deploy/qwen2-kv-ts17-eager-fp16.onnx",
+                GatecutCli.EXAMPLE_RUN + " bench-memory --chunks 8 \\",
+                "      onnx-models/deploy/qwen2-kv-ts17-eager-fp16.onnx"})
 final class BenchMemoryCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "A small decoder (its first output: logits).")
     Path model;
