@@ -10,6 +10,13 @@
 #   source /opt/gpukit/env.sh && bash tools/gpu_llm_train.sh
 # Settings: SHAPE (qwen2.5-1.5b), DTYPE (fp16), BATCH (8), SEQ (512), STEPS (12), MODEL_DIR (/opt/models),
 # GATECUT (default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar). Writes $OUT/llm-train-*.
+# Memory settings of gatecut's train step (exported to it; see bench-memory for the CPU profile):
+#   GATECUT_LM_LOSS_CHUNKS (8): the LM loss in 8 sequence chunks with its head gradient written in the forward pass
+#     (0: the plain, differentiated loss, which keeps [b, s, vocab] float32 tensors for the backward pass);
+#   GATECUT_CUDA_ARENA (kSameAsRequested): how the training session's CUDA arena grows (kNextPowerOfTwo: ONNX
+#     Runtime's default, which doubles each new region).
+# CPU dry run of the gatecut part (no nvidia-smi, no LoRA): MODEL=<small decoder> DEVICE=cpu VOCAB=<its vocabulary>
+#   SKIP_LORA=1 GATECUT="java -cp ... dev.gatecut.cli.GatecutCli" BATCH=2 SEQ=16 STEPS=3 bash tools/gpu_llm_train.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/llm-out}
@@ -21,11 +28,16 @@ SEQ=${SEQ:-512}
 STEPS=${STEPS:-12}
 WORK=${WORK:-/tmp/llm-train}
 NAME=$SHAPE-kv-$DTYPE
+MODEL=${MODEL:-$MODEL_DIR/$NAME.onnx}
+DEVICE=${DEVICE:-cuda}
+VOCAB=${VOCAB:-32000}
+export GATECUT_LM_LOSS_CHUNKS=${GATECUT_LM_LOSS_CHUNKS:-8}
+export GATECUT_CUDA_ARENA=${GATECUT_CUDA_ARENA:-kSameAsRequested}
 mkdir -p "$OUT" "$WORK"
 exec > >(tee -a "$OUT/llm-train.log") 2>&1
 START=$SECONDS
 say() { printf '[%4ds] %s\n' $((SECONDS - START)) "$*"; }
-[ -f "$MODEL_DIR/$NAME.onnx" ] || { say "$MODEL_DIR/$NAME.onnx missing: run STEP=export of gpu_decode_bench.sh first"; exit 2; }
+[ -f "$MODEL" ] || { say "$MODEL missing: run STEP=export of gpu_decode_bench.sh first"; exit 2; }
 if [ -z "${GATECUT:-}" ]; then
   [ -n "${JAVA:-}" ] || source /opt/gpukit/env.sh
   GATECUT="$JAVA ${ORT_GPU_OPTS:-} -jar target/gatecut-nonative.jar"
@@ -34,35 +46,39 @@ read -r -a GC <<< "$GATECUT"
 
 # Token rows: the State of the Union corpus is not on this machine; the rows are random ids (3..vocab),
 # which changes neither the memory nor the speed of a step.
-python3 - "$WORK/tokens.jsonl" "$BATCH" "$SEQ" "$STEPS" <<'PY'
+python3 - "$WORK/tokens.jsonl" "$BATCH" "$SEQ" "$STEPS" "$VOCAB" <<'PY'
 import json, random, sys
-path, b, s, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+path, b, s, steps, vocab = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 r = random.Random(7)
 with open(path, "w") as f:
     for _ in range(b * (steps + 2)):
-        f.write(json.dumps({"input_ids": [r.randrange(3, 32000) for _ in range(s)]}) + "\n")
+        f.write(json.dumps({"input_ids": [r.randrange(3, vocab) for _ in range(s)]}) + "\n")
 PY
 
 # peak of this GPU's used memory while "$@" runs (MiB), minus what was used before
 peak_run() {
   local tag=$1; shift
-  local base; base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$WORK/$tag.mem" &
-  local mon=$!
+  local base=null mon=
+  : > "$WORK/$tag.mem"
+  if command -v nvidia-smi > /dev/null; then
+    base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$WORK/$tag.mem" &
+    mon=$!
+  fi
   local t0=$SECONDS
   "$@" > "$OUT/llm-train-$tag.log" 2>&1
   local rc=$?
-  kill $mon 2>/dev/null; wait $mon 2>/dev/null
-  local peak; peak=$(sort -n "$WORK/$tag.mem" | tail -1)
+  [ -n "$mon" ] && { kill $mon 2>/dev/null; wait $mon 2>/dev/null; }
+  local peak; peak=$(sort -n "$WORK/$tag.mem" | tail -1); peak=${peak:-null}
   say "$tag: exit $rc, $((SECONDS - t0)) s, nvidia-smi peak $peak MiB (before: $base MiB)"
   echo "{\"run\": \"$tag\", \"exit\": $rc, \"wall_s\": $((SECONDS - t0)), \"smi_peak_mib\": $peak, \"smi_base_mib\": $base}" >> "$OUT/llm-train.jsonl"
   tail -n 4 "$OUT/llm-train-$tag.log"
 }
 
-say "gatecut train --task lm $NAME: batch $BATCH x $SEQ, $STEPS steps, CUDA"
+say "gatecut train --task lm $MODEL: batch $BATCH x $SEQ, $STEPS steps, $DEVICE (loss chunks $GATECUT_LM_LOSS_CHUNKS, arena $GATECUT_CUDA_ARENA)"
 rm -rf "$WORK/run"
-peak_run gatecut "${GC[@]}" train "$MODEL_DIR/$NAME.onnx" --task lm --train "$WORK/tokens.jsonl" --target-sparsity 0.3 \
-  --batch "$BATCH" --max-len "$SEQ" --steps "$STEPS" --device cuda --log-every 1 --no-progress -o "$WORK/run"
+peak_run gatecut "${GC[@]}" train "$MODEL" --task lm --train "$WORK/tokens.jsonl" --target-sparsity 0.3 \
+  --batch "$BATCH" --max-len "$SEQ" --steps "$STEPS" --device "$DEVICE" --log-every 1 --no-progress -o "$WORK/run"
 cp "$WORK/run/metrics.jsonl" "$OUT/llm-train-gatecut-metrics.jsonl" 2>/dev/null
 python3 - "$WORK/run/metrics.jsonl" <<'PY'
 import json, sys
@@ -71,6 +87,7 @@ later = [r["samples_per_s"] for r in rows[2:]] or [r["samples_per_s"] for r in r
 print(json.dumps({"method": "gatecut", "steps": len(rows), "samples_per_s_median": sorted(later)[len(later)//2],
                   "first_loss": rows[0].get("task_loss") if rows else None}))
 PY
+[ -n "${SKIP_LORA:-}" ] && { say "done (LoRA skipped)"; exit 0; }
 for ck in "" "--checkpointing"; do
   tag=lora${ck:+-ckpt}
   say "LoRA r=8 q/v ($DTYPE autocast) $ck"

@@ -1,5 +1,6 @@
 package dev.gatecut.autodiff;
 
+import dev.gatecut.onnx.Node;
 import dev.gatecut.onnx.Value;
 
 import java.util.Map;
@@ -9,7 +10,14 @@ final class ArithmeticRules {
     private ArithmeticRules() {
     }
 
-    static void register(Map<String, GradRule> m) {
+    /** How deep {@link #times} re-associates products of products. */
+    private static final int EXPAND_DEPTH = 3;
+
+    /**
+     * @param expandProducts read a product p·q that the backward pass keeps p and q for anyway as
+     *                       (g·p)·q instead of g·(p·q), so the product itself need not be kept
+     */
+    static void register(Map<String, GradRule> m, boolean expandProducts) {
         m.put("Add", (n, c) -> {
             Value g = c.outputGrad(0);
             c.giveBroadcast(0, g, 0);
@@ -27,11 +35,12 @@ final class ArithmeticRules {
             if (g == null) {
                 return;
             }
+            int depth = expandProducts ? EXPAND_DEPTH : 0;
             if (c.needs(0)) {
-                c.giveBroadcast(0, c.ops().op("Mul", g, n.input(1)), 0);
+                c.giveBroadcast(0, times(c, g, n.input(1), depth), 0);
             }
             if (c.needs(1)) {
-                c.giveBroadcast(1, c.ops().op("Mul", g, n.input(0)), 0);
+                c.giveBroadcast(1, times(c, g, n.input(0), depth), 0);
             }
         });
         m.put("Div", (n, c) -> {
@@ -59,5 +68,21 @@ final class ArithmeticRules {
                 c.giveBroadcast(i, c.outputGrad(0), 0);
             }
         });
+    }
+
+    /**
+     * g · a. When a = p · q is an element-wise product whose operands both carry gradients, the
+     * product's own rule keeps p and q for the backward pass; g · a is then computed as (g · p) · q,
+     * so that a is read by no backward node and dies in the forward pass (SwiGLU: the gate and the
+     * up-projection product, two [b, s, ffn] tensors per layer). Equal up to rounding.
+     */
+    private static Value times(GradContext c, Value g, Value a, int depth) {
+        Node p = a.producer().orElse(null);
+        if (depth > 0 && p != null && p.is("Mul") && p.input(0) != null && p.input(1) != null
+                && c.active(p.input(0)) && c.active(p.input(1)) && c.elementType(p.input(0)) == c.elementType(a)
+                && c.elementType(p.input(1)) == c.elementType(a)) {
+            return times(c, times(c, g, p.input(0), depth - 1), p.input(1), depth - 1);
+        }
+        return c.ops().op("Mul", g, a);
     }
 }

@@ -105,11 +105,25 @@ public final class Differentiator {
      */
     public static Result differentiate(Graph graph, long opset, Value loss, Collection<Value> parameters,
                                        GradRules rules, ShapeProbe.Result shapes, double lossScale) {
-        DataType type = Shape.elementType(loss).orElse(DataType.FLOAT);
-        return new Differentiator(graph, opset, rules, shapes, type, lossScale).run(loss, parameters);
+        return differentiate(graph, opset, loss, parameters, rules, shapes, lossScale, Map.of());
     }
 
-    private Result run(Value loss, Collection<Value> parameters) {
+    /**
+     * As above, plus gradients known beforehand: {@code seeds} maps an intermediate value to a
+     * contribution to its gradient (already times the loss scale, in the value's type) from a part
+     * of the loss that was differentiated by hand ({@code ChunkedLmLoss}) and is left out of
+     * {@code loss}. The backward pass runs from the loss and from every seed.
+     */
+    public static Result differentiate(Graph graph, long opset, Value loss, Collection<Value> parameters,
+                                       GradRules rules, ShapeProbe.Result shapes, double lossScale,
+                                       Map<Value, Value> seeds) {
+        DataType type = Shape.elementType(loss).orElse(DataType.FLOAT);
+        Differentiator d = new Differentiator(graph, opset, rules, shapes, type, lossScale);
+        seeds.forEach((v, g) -> d.contributions.computeIfAbsent(v, k -> new ArrayList<>()).add(g));
+        return d.run(loss, parameters, seeds.keySet());
+    }
+
+    private Result run(Value loss, Collection<Value> parameters, Set<Value> seeded) {
         // Activity: values that depend on a parameter ...
         Deque<Value> work = new ArrayDeque<>(parameters);
         while (!work.isEmpty()) {
@@ -130,6 +144,7 @@ public final class Differentiator {
         // ... and that the loss depends on.
         Set<Value> needed = new HashSet<>();
         work.add(loss);
+        work.addAll(seeded);
         while (!work.isEmpty()) {
             Value v = work.pop();
             if (!needed.add(v)) {
@@ -161,10 +176,13 @@ public final class Differentiator {
             throw new ModelException("the loss '" + loss.name() + "' does not depend on any trainable parameter");
         }
         contributions.computeIfAbsent(loss, k -> new ArrayList<>()).add(ops.scalar(lossScale));
+        Set<Node> forward = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+        forward.addAll(graph.nodes());
         for (int i = onPath.size() - 1; i >= 0; i--) {
             Node n = onPath.get(i);
             rules.rule(n).orElseThrow().backward(n, new Context(n));
         }
+        shapesFromSizes(forward);
         Map<String, Value> grads = new LinkedHashMap<>();
         for (Value p : parameters) {
             Value g = gradientOf(p);
@@ -174,6 +192,66 @@ public final class Differentiator {
             grads.put(p.name(), g != null ? g : ops.zerosLike(p));
         }
         return new Result(grads);
+    }
+
+    /**
+     * A backward node that reads a forward activation only for its shape (Shape, Size) would keep the
+     * whole tensor alive until the backward pass reaches it. Where every dimension of it is fixed or
+     * follows the batch size or the sequence length (the probe tells), the shape is built instead from
+     * a [batch, sequence] graph input's shape and constants.
+     */
+    private void shapesFromSizes(Set<Node> forward) {
+        Value source = null;
+        for (Value in : graph.feedInputs()) {
+            ShapeProbe.ProbedShape s = shapes.get(in.name()).orElse(null);
+            if (s != null && s.rank() == 2 && s.kinds()[0] == ShapeProbe.DimKind.BATCH
+                    && s.kinds()[1] == ShapeProbe.DimKind.SEQUENCE) {
+                source = in;
+                break;
+            }
+        }
+        if (source == null) {
+            return;
+        }
+        Value sourceShape = null;
+        for (Node n : List.copyOf(graph.nodes())) {
+            boolean reader = (n.is("Shape") && n.attributes().isEmpty() || n.is("Size")) && !forward.contains(n);
+            Value v = reader ? n.input(0) : null;
+            if (v == null || v.isInitializer() || v.producer().map(p -> !forward.contains(p)).orElse(true)) {
+                continue;
+            }
+            ShapeProbe.ProbedShape s = shapes.get(v.name()).orElse(null);
+            if (s == null || java.util.Arrays.stream(s.kinds()).anyMatch(k -> k == ShapeProbe.DimKind.DYNAMIC)) {
+                continue;
+            }
+            OpBuilder o = ops;
+            if (sourceShape == null) {
+                sourceShape = o.op("Shape", source);
+            }
+            List<Value> dims = new ArrayList<>();
+            for (int a = 0; a < s.rank(); a++) {
+                dims.add(switch (s.kinds()[a]) {
+                    case BATCH -> o.op("Gather", List.of(sourceShape, o.int64s(0)), OpBuilder.attr("axis", 0L));
+                    case SEQUENCE -> o.op("Gather", List.of(sourceShape, o.int64s(1)), OpBuilder.attr("axis", 0L));
+                    default -> o.int64s(s.first()[a]);
+                });
+            }
+            Value replacement;
+            if (n.is("Shape")) {
+                replacement = dims.isEmpty() ? o.op("Shape", o.int64Scalar(0))
+                        : dims.size() == 1 ? dims.get(0) : o.op("Concat", dims, OpBuilder.attr("axis", 0L));
+            } else {
+                Value count = o.int64s(1);
+                for (Value d : dims) {
+                    count = o.op("Mul", count, d);
+                }
+                replacement = o.op("Reshape", count, o.int64s(new long[0]));
+            }
+            n.output(0).replaceAllUsesWith(replacement);
+            if (n.output(0).uses().isEmpty() && !n.output(0).isGraphOutput()) {
+                graph.removeNode(n);
+            }
+        }
     }
 
     /** Ops whose outputs carry no gradient: shapes, comparisons, integer casts, piecewise-constant functions. */
@@ -233,7 +311,8 @@ public final class Differentiator {
 
         Context(Node node) {
             this.node = node;
-            this.nodeOps = Differentiator.this.ops(computeType(node));
+            // Named after the forward node, so a profile of the backward pass tells which layer a value belongs to.
+            this.nodeOps = new OpBuilder(graph, opset, computeType(node), "grad/" + node.name() + "/");
         }
 
         @Override
@@ -246,6 +325,11 @@ public final class Differentiator {
         public boolean needs(int i) {
             Value in = node.input(i);
             return in != null && active.contains(in);
+        }
+
+        @Override
+        public boolean active(Value v) {
+            return v != null && active.contains(v);
         }
 
         @Override

@@ -14,6 +14,11 @@ public interface GradContext {
     /** Whether input {@code i} of the node needs a gradient (depends on a parameter). */
     boolean needs(int i);
 
+    /** Whether any forward value depends on a parameter (its producer's rule runs and reads what it needs). */
+    default boolean active(Value v) {
+        return false;
+    }
+
     /** Adds {@code grad} (already of input {@code i}'s shape) to input {@code i}'s gradient. */
     void give(int i, Value grad);
 

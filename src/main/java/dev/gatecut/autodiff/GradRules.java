@@ -15,10 +15,19 @@ public final class GradRules {
         this.rules = Collections.unmodifiableMap(new TreeMap<>(rules));
     }
 
-    /** Every rule gatecut has. */
+    /** Every rule gatecut has; products are re-associated so the backward pass keeps fewer of them. */
     public static GradRules standard() {
+        return of(true);
+    }
+
+    /** {@link #standard()} with every product read as the forward pass computed it (for comparisons). */
+    public static GradRules plain() {
+        return of(false);
+    }
+
+    private static GradRules of(boolean expandProducts) {
         Map<String, GradRule> m = new TreeMap<>();
-        ArithmeticRules.register(m);
+        ArithmeticRules.register(m, expandProducts);
         LinearAlgebraRules.register(m);
         ShapeRules.register(m);
         ReductionRules.register(m);

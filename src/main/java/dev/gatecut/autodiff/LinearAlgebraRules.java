@@ -28,7 +28,11 @@ final class LinearAlgebraRules {
             }
             OpBuilder o = c.ops();
             if (c.needs(0)) {
-                c.giveBroadcast(0, o.op("MatMul", g, swapLast(o, b, bs.rank())), 0);
+                if (bs.rank() == 2 && as.rank() >= 2) {
+                    c.give(0, timesTransposed(o, g, b, as, bs));
+                } else {
+                    c.giveBroadcast(0, o.op("MatMul", g, swapLast(o, b, bs.rank())), 0);
+                }
             }
             if (c.needs(1)) {
                 if (bs.rank() == 2 && as.rank() > 2) {
@@ -73,6 +77,23 @@ final class LinearAlgebraRules {
                 c.giveBroadcast(2, gc, 0);
             }
         });
+    }
+
+    /**
+     * dA = g · Bᵀ for a 2-D B (a frozen weight, usually): one Gemm with transB over g flattened to
+     * rows. A Transpose node on B would be folded by ONNX Runtime into a transposed copy of every
+     * weight, resident for the whole session.
+     */
+    private static Value timesTransposed(OpBuilder o, Value g, Value b, ShapeProbe.ProbedShape as,
+                                         ShapeProbe.ProbedShape bs) {
+        long nOut = bs.first()[1];
+        if (as.rank() == 2) {
+            return o.op("Gemm", List.of(g, b), OpBuilder.attr("transB", 1L));
+        }
+        Value rows = o.op("Gemm", List.of(o.op("Reshape", g, o.int64s(-1, nOut)), b), OpBuilder.attr("transB", 1L));
+        // back to A's shape: A's leading dims (from g, whose leading dims are A's) and K
+        Value lead = o.op("Slice", List.of(o.op("Shape", g), o.int64s(0), o.int64s(as.rank() - 1)));
+        return o.op("Reshape", rows, o.op("Concat", List.of(lead, o.int64s(bs.first()[0])), OpBuilder.attr("axis", 0L)));
     }
 
     private static Value swapLast(OpBuilder o, Value x, int rank) {

@@ -98,6 +98,72 @@ public final class OrtSessions {
     }
 
     /**
+     * How the CUDA arena of a training session grows: ONNX Runtime's default (kNextPowerOfTwo) doubles
+     * each new region, so a step that needs 30 GiB can hold twice that; kSameAsRequested takes what a
+     * request needs. Set by {@code GATECUT_CUDA_ARENA} (kSameAsRequested unless it says kNextPowerOfTwo).
+     */
+    public static String trainingArenaStrategy() {
+        String v = System.getenv("GATECUT_CUDA_ARENA");
+        if (v == null || v.isBlank()) {
+            return "kSameAsRequested";
+        }
+        if (!v.strip().equals("kSameAsRequested") && !v.strip().equals("kNextPowerOfTwo")) {
+            throw new dev.gatecut.errors.OptionException("GATECUT_CUDA_ARENA must be kSameAsRequested or"
+                    + " kNextPowerOfTwo, got '" + v + "'");
+        }
+        return v.strip();
+    }
+
+    /**
+     * Options of a training session: on CUDA the arena grows by {@link #trainingArenaStrategy} and the
+     * frozen weights are allocated outside it, exactly (they never free, so the arena need not hold them).
+     */
+    public static OrtSession.SessionOptions trainingOptions(Device device) throws OrtException {
+        return trainingOptions(device, 0, 0);
+    }
+
+    /** {@link #trainingOptions(Device)} on CUDA device {@code deviceId}, {@code cpuThreads} as in {@link #options(Device, int, int)}. */
+    public static OrtSession.SessionOptions trainingOptions(Device device, int deviceId, int cpuThreads)
+            throws OrtException {
+        if (device != Device.CUDA) {
+            return options(device, deviceId, cpuThreads);
+        }
+        OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+        if (cpuThreads > 0) {
+            options.setIntraOpNumThreads(cpuThreads);
+        }
+        options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL);
+        try (ai.onnxruntime.providers.OrtCUDAProviderOptions cuda =
+                     new ai.onnxruntime.providers.OrtCUDAProviderOptions(deviceId)) {
+            cuda.add("arena_extend_strategy", trainingArenaStrategy());
+            options.addCUDA(cuda);
+        }
+        options.addConfigEntry("session.use_device_allocator_for_initializers", "1");
+        return options;
+    }
+
+    /**
+     * A training session over a model file (weights too large to pass inline, or a chosen device):
+     * {@link #trainingOptions(Device, int, int)}; bfloat16 on the CPU as {@link #open(Path, Device)}.
+     */
+    public static OrtSession openForTraining(Path modelFile, Device device, int deviceId, int cpuThreads)
+            throws OrtException {
+        if (device == Device.CPU) {
+            return open(modelFile, device, deviceId, cpuThreads);
+        }
+        try (OrtSession.SessionOptions options = trainingOptions(device, deviceId, cpuThreads)) {
+            return environment().createSession(modelFile.toString(), options);
+        }
+    }
+
+    /** A training session ({@link #trainingOptions}) over an in-memory model, as {@link #open(OnnxModel, Device)}. */
+    public static OrtSession openForTraining(OnnxModel model, Device device) throws OrtException {
+        try (OrtSession.SessionOptions options = trainingOptions(device)) {
+            return environment().createSession(runnable(model, device).toByteArray(), options);
+        }
+    }
+
+    /**
      * A session over an in-memory model (its tensors are serialized inline; under 2 GB). On the
      * CPU a bfloat16 model runs as its exact float32 stand-in ({@link FloatStandIn}): ONNX
      * Runtime 1.24.1's CPU provider has no bfloat16 kernels for most ops.

@@ -53,15 +53,28 @@ public final class ShapePropagation {
      * of them cannot be derived.
      */
     public static Optional<ShapeProbe.Result> extend(Graph graph, ShapeProbe.Result probed) {
+        return extend(graph, probed, false);
+    }
+
+    /**
+     * {@link #extend(Graph, ShapeProbe.Result)} that leaves out what it cannot derive (and what
+     * follows from it) instead of answering empty: for graphs whose underivable part (the chunked
+     * LM loss's padding and splits) is never asked about.
+     */
+    public static ShapeProbe.Result extendWhereKnown(Graph graph, ShapeProbe.Result probed) {
+        return extend(graph, probed, true).orElseThrow();
+    }
+
+    private static Optional<ShapeProbe.Result> extend(Graph graph, ShapeProbe.Result probed, boolean partial) {
         ShapePropagation p = new ShapePropagation(graph, probed);
         for (Value in : graph.inputs()) {
-            if (!p.shapes.containsKey(in.name()) && !in.isInitializer() && !p.input(in)) {
+            if (!p.shapes.containsKey(in.name()) && !in.isInitializer() && !p.input(in) && !partial) {
                 return Optional.empty();
             }
         }
         for (Node n : graph.topologicalOrder()) {
             boolean known = n.outputs().stream().allMatch(o -> o == null || p.shapes.containsKey(o.name()));
-            if (!known && !p.derive(n)) {
+            if (!known && !p.derive(n) && !partial) {
                 return Optional.empty();
             }
         }

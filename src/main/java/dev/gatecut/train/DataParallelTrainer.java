@@ -103,7 +103,7 @@ public final class DataParallelTrainer implements StepTrainer {
 
     private static OrtSession open(Path file, Device device, int id, int cpuThreads) throws OrtException {
         try {
-            return OrtSessions.open(file, device, id, cpuThreads);
+            return OrtSessions.openForTraining(file, device, id, cpuThreads);
         } catch (OrtException e) {
             if (device == Device.CUDA && String.valueOf(e.getMessage()).contains("ordinal")) {
                 throw new OptionException("--devices: CUDA device " + id + " does not exist ("

@@ -74,7 +74,7 @@ public final class FusedBackend implements TrainingBackend {
         GateTrainer fused = devices.isEmpty() && inlineBytes(built) < INLINE_BYTES
                 ? new GateTrainer(built, config, device)
                 : new GateTrainer(built, config,
-                        OrtSessions.open(file, device, devices.isEmpty() ? 0 : devices.get(0), 0));
+                        OrtSessions.openForTraining(file, device, devices.isEmpty() ? 0 : devices.get(0), 0));
         if (c != null) {
             fused.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
         }

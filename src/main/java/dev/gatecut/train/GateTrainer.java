@@ -38,7 +38,7 @@ public final class GateTrainer implements StepTrainer {
     private Teacher teacher;
 
     public GateTrainer(TrainingGraph.Built train, TrainConfig config, Device device) throws OrtException {
-        this(train, config, OrtSessions.open(train.model(), device));
+        this(train, config, OrtSessions.openForTraining(train.model(), device));
     }
 
     /** A trainer over {@code session}, opened on {@code train}'s model by the caller (from its saved file, on a chosen device). */

@@ -22,6 +22,7 @@ import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
 import dev.gatecut.passes.BindEmptyCache;
+import dev.gatecut.passes.CastRoundTrips;
 import dev.gatecut.passes.Unfuse;
 import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.runtime.ShapeProbe;
@@ -142,6 +143,30 @@ public final class TrainingGraph {
     }
 
     private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache) throws OrtException {
+        return build(path, config, mode, shapeCache, ChunkedLmLoss.chunksFromEnvironment());
+    }
+
+    /**
+     * The fused train step with the language-model loss in {@code lossChunks} chunks ({@link ChunkedLmLoss};
+     * 0: the plain loss, differentiated like the rest). For tests and profiles; {@link #trainStep} takes
+     * the count from {@code GATECUT_LM_LOSS_CHUNKS}.
+     */
+    public static Built trainStep(Path model, TrainConfig config, int lossChunks) throws OrtException {
+        return trainStep(model, config, lossChunks, GradRules.standard());
+    }
+
+    /** {@link #trainStep(Path, TrainConfig, int)} differentiated with {@code rules} (e.g. {@link GradRules#plain()}). */
+    public static Built trainStep(Path model, TrainConfig config, int lossChunks, GradRules rules) throws OrtException {
+        return build(model, config, Mode.OPTIMIZER, new ShapeCache(), lossChunks, rules);
+    }
+
+    private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache, int lossChunks)
+            throws OrtException {
+        return build(path, config, mode, shapeCache, lossChunks, GradRules.standard());
+    }
+
+    private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache, int lossChunks,
+                               GradRules rules) throws OrtException {
         OnnxModel m = OnnxModel.load(path);
         // ONNX Runtime contrib ops (Attention, SkipLayerNormalization, BiasGelu, ...) have no gradient rules:
         // rewrite them into standard ops first. Layer, bias and gate names stay those of the fused model.
@@ -156,6 +181,9 @@ public final class TrainingGraph {
             throw new ModelException(path + ": no channel groups found to gate; see `gatecut inspect`");
         }
         Graph g = m.graph();
+        // An exact float16 → float32 → float16 round trip would keep a second copy for the backward pass.
+        CastRoundTrips.apply(g, v -> v.isInitializer() ? Optional.of(v.initializer().dataType())
+                : modelShapes.type(v.name()));
         List<String> modelInputs = g.feedInputs().stream().map(Value::name).toList();
         List<Value> modelOutputs = List.copyOf(g.outputs());
 
@@ -197,6 +225,7 @@ public final class TrainingGraph {
 
         Value taskLoss;
         Value logits;
+        ChunkedLmLoss chunked = null;
         boolean ownHead = false;
         if (config.task() == Task.CLASSIFY) {
             Optional<OwnHead> own = OwnHead.find(g, discovery, path.toString());
@@ -205,6 +234,13 @@ public final class TrainingGraph {
                     : addedHeadLogits(g, ops, toFloat32(ops, modelOutputs.get(0)), modelInputs, config, random, path, params, initial,
                     paramValues);
             taskLoss = crossEntropy(g, ops, logits, config.recipe().classWeights());
+        } else if (chunkedHead(config, mode, lossChunks, modelOutputs.get(0))) {
+            Value targets = g.addInput(TARGETS, tensorType(DataType.INT64, "batch", "sequence"));
+            Value weights = g.addInput(TARGET_WEIGHTS, tensorType(DataType.FLOAT, "batch", "sequence"));
+            chunked = ChunkedLmLoss.build(g, opset, ChunkedLmLoss.head(modelOutputs.get(0)).orElseThrow(), targets,
+                    weights, lossChunks, lossScale(m));
+            taskLoss = chunked.loss();
+            logits = null;
         } else {
             logits = toFloat32(ops, modelOutputs.get(0));
             Value targets = g.addInput(TARGETS, tensorType(DataType.INT64, "batch", "sequence"));
@@ -268,15 +304,27 @@ public final class TrainingGraph {
         if (distill != null) {
             name(g, ops, distill, DISTILL_LOSS);
         }
+        // The differentiated loss: without the task loss when the chunked head brings its gradient itself.
+        Value differentiated = loss;
+        Map<Value, Value> seeds = Map.of();
+        if (chunked != null) {
+            // The model's own logits (and KV presents): nothing reads them now. The hidden states' gradient is
+            // read only once the backward pass exists: an output meanwhile.
+            g.addOutput(chunked.hiddenGradient());
+            g.removeDeadNodes();
+            g.removeOutput(chunked.hiddenGradient());
+            differentiated = ops.op("Mul", sparsityLoss, lambda);
+            seeds = Map.of(chunked.hidden(), chunked.hiddenGradient());
+        }
         switch (mode) {
             case EVALUATION -> name(g, ops, logits, LOGITS);
             case GRADIENTS, SHARD_GRADIENTS -> {
-                Differentiator.Result grads = differentiate(m, loss, paramValues, modelShapes);
+                Differentiator.Result grads = differentiate(m, differentiated, paramValues, modelShapes, seeds, rules);
                 for (TrainableParam p : params) {
                     name(g, ops, grads.gradients().get(p.name()), Built.gradient(p.name()));
                 }
             }
-            case OPTIMIZER -> addOptimizer(m, ops, loss, params, paramValues, config, modelShapes);
+            case OPTIMIZER -> addOptimizer(m, ops, differentiated, seeds, params, paramValues, config, modelShapes, rules);
         }
         g.sortTopologically();
         return new Built(m, plan, params, modelInputs, noise, initial, mode == Mode.OPTIMIZER);
@@ -346,11 +394,11 @@ public final class TrainingGraph {
         BindEmptyCache.apply(m);
     }
 
-    private static void addOptimizer(OnnxModel m, OpBuilder ops, Value loss, List<TrainableParam> params,
-                                     List<Value> paramValues, TrainConfig c, ShapeProbe.Result modelShapes)
-            throws OrtException {
+    private static void addOptimizer(OnnxModel m, OpBuilder ops, Value loss, Map<Value, Value> seeds,
+                                     List<TrainableParam> params, List<Value> paramValues, TrainConfig c,
+                                     ShapeProbe.Result modelShapes, GradRules rules) throws OrtException {
         Graph g = m.graph();
-        Differentiator.Result grads = differentiate(m, loss, paramValues, modelShapes);
+        Differentiator.Result grads = differentiate(m, loss, paramValues, modelShapes, seeds, rules);
         Value step = g.addInput(STEP, floatType());
         Value lr = g.addInput(LEARNING_RATE, floatType());
         Value biasLr = g.addInput(BIAS_LEARNING_RATE, floatType());
@@ -387,11 +435,24 @@ public final class TrainingGraph {
      * the gates, head and losses; a graph with an op the extension does not know is probed whole.
      */
     private static Differentiator.Result differentiate(OnnxModel m, Value loss, List<Value> paramValues,
-                                                       ShapeProbe.Result modelShapes) throws OrtException {
+                                                       ShapeProbe.Result modelShapes, Map<Value, Value> seeds,
+                                                       GradRules rules) throws OrtException {
         Optional<ShapeProbe.Result> derived = ShapePropagation.extend(m.graph(), modelShapes);
-        ShapeProbe.Result shapes = derived.isPresent() ? derived.get() : ShapeProbe.probe(m);
-        return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, GradRules.standard(), shapes,
-                lossScale(m));
+        // The chunked loss's head is never differentiated: its padded chunks need no shapes.
+        ShapeProbe.Result shapes = derived.isPresent() ? derived.get()
+                : !seeds.isEmpty() ? ShapePropagation.extendWhereKnown(m.graph(), modelShapes) : ShapeProbe.probe(m);
+        return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, rules, shapes,
+                lossScale(m), seeds);
+    }
+
+    /**
+     * Whether a language model's loss is computed by {@link ChunkedLmLoss}: in graphs with a backward
+     * pass, {@code chunks} > 0, no distillation (it reads the logits), and logits made by a MatMul
+     * with the LM head's weight.
+     */
+    private static boolean chunkedHead(TrainConfig config, Mode mode, int chunks, Value logits) {
+        return mode != Mode.EVALUATION && chunks > 0 && !config.recipe().distills()
+                && ChunkedLmLoss.head(logits).isPresent();
     }
 
     /**
