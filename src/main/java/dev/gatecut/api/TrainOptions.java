@@ -211,7 +211,9 @@ public final class TrainOptions {
                 v.recoverySteps != null ? v.recoverySteps : base.recoverySteps(),
                 v.selectBest != null ? v.selectBest : base.selectBest(),
                 v.distillWeight != null ? v.distillWeight : base.distillWeight(),
-                v.distillTemperature != null ? v.distillTemperature : base.distillTemperature(), base.classWeights());
+                v.distillTemperature != null ? v.distillTemperature : base.distillTemperature(), base.classWeights(),
+                v.gateInit != null ? v.gateInit : base.gateInit(),
+                v.importance != null ? v.importance.equalsIgnoreCase("taylor") : base.taylorImportance());
     }
 
     /** The recipe's name: "default" or "plain". */

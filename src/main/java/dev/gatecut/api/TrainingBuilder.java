@@ -45,6 +45,8 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     Double distillWeight;
     Double distillTemperature;
     Boolean classBalance;
+    Double gateInit;
+    String importance;
     /** The common width's rounding under uniform widths: compress sets its align here; train keeps 1. */
     int widthAlign = 1;
     long seed = 1;
@@ -246,6 +248,18 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         return self();
     }
 
+    /** Initial value of every gate, in (0, 1) ({@code --gate-init}); default the recipe's. */
+    public B gateInit(double value) {
+        this.gateInit = value;
+        return self();
+    }
+
+    /** How the budget projection ranks units: "theta" or "taylor" ({@code --importance}); default the recipe's. */
+    public B importance(String how) {
+        this.importance = Objects.requireNonNull(how, "importance");
+        return self();
+    }
+
     /** Seed of gate initialisation, gate noise and batch order ({@code --seed}, default 1). */
     public B seed(long seed) {
         this.seed = seed;
@@ -339,6 +353,12 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         }
         if (!recipe.equalsIgnoreCase("default") && !recipe.equalsIgnoreCase("plain")) {
             throw new OptionException("recipe (--recipe) must be default or plain, got '" + recipe + "'");
+        }
+        if (gateInit != null && !(gateInit > 0 && gateInit < 1)) {
+            throw new OptionException("gateInit (--gate-init) must be in (0, 1), got " + gateInit);
+        }
+        if (importance != null && !importance.equalsIgnoreCase("theta") && !importance.equalsIgnoreCase("taylor")) {
+            throw new OptionException("importance (--importance) must be theta or taylor, got '" + importance + "'");
         }
         if (!pooling.equals("mean") && !pooling.equals("first")) {
             throw new OptionException("pooling (--pooling) must be mean or first, got '" + pooling + "'");

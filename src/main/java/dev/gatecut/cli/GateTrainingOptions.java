@@ -101,6 +101,17 @@ final class GateTrainingOptions {
             + " Default: the recipe's.")
     Boolean classBalance;
 
+    @Option(names = "--gate-init", paramLabel = "G", description = "Initial value of every gate (tanh θ + 0.5), in (0, 1):"
+            + " below 1 the gate is in its linear range and the task loss trains it from the first step; default: the"
+            + " recipe's (plain: θ from N(1, 0.1) as in FineGates, gates clipped at 1).")
+    Double gateInit;
+
+    @Option(names = "--importance", paramLabel = "I", description = "How the budget projection ranks FFN channels and"
+            + " heads (coupled gates): theta (the trained gate parameter, FineGates) or taylor (first-order Taylor"
+            + " saliency |g·∂L/∂g| summed over the training steps: the loss change of removing the unit); default: the"
+            + " recipe's.")
+    String importance;
+
     Task parseTask() {
         return switch (task.toLowerCase()) {
             case "classify" -> Task.CLASSIFY;
@@ -146,6 +157,12 @@ final class GateTrainingOptions {
         }
         if (classBalance != null) {
             b.classBalance(classBalance);
+        }
+        if (gateInit != null) {
+            b.gateInit(gateInit);
+        }
+        if (importance != null) {
+            b.importance(importance);
         }
         return b;
     }

@@ -37,8 +37,18 @@ public final class BudgetProjection {
 
     /** As above; with uniform {@code widths} every layer of a kind keeps the same count ({@link UniformBudget}). */
     public static GateValues apply(GatePlan plan, GateValues values, double target, Widths widths) {
+        return apply(plan, values, target, widths, Map.of());
+    }
+
+    /**
+     * As above, with units ranked by {@code scores} (gate name → one score per gate entry, e.g. a task
+     * saliency) instead of θ where the map has the gate and the gates are coupled; independent gates and
+     * gates the map lacks are ranked by θ.
+     */
+    public static GateValues apply(GatePlan plan, GateValues values, double target, Widths widths,
+                                   Map<String, float[]> scores) {
         if (widths.uniform()) {
-            return UniformBudget.apply(plan, values, target, widths.align());
+            return UniformBudget.apply(plan, values, target, widths.align(), scores);
         }
         Map<String, float[]> theta = new LinkedHashMap<>();
         values.theta().forEach((k, v) -> theta.put(k, v.clone()));
@@ -50,7 +60,7 @@ public final class BudgetProjection {
                 cost += p.inFeatures() + (p.bias() != null ? 1 : 0);
             }
             for (int j = 0; j < f.width(); j++) {
-                units.add(ffnUnit(plan, f, j, cost, theta, groupIndex));
+                units.add(ffnUnit(plan, f, j, cost, theta, scores, groupIndex));
             }
             groupIndex++;
         }
@@ -61,7 +71,7 @@ public final class BudgetProjection {
                     + 2 * d * (a.k().layer().inFeatures() + (a.k().layer().bias() != null ? 1 : 0))
                     + per * d * a.o().outFeatures();
             for (int k = 0; k < a.kvHeads(); k++) {
-                units.add(headUnit(plan, a, k, cost, theta, groupIndex));
+                units.add(headUnit(plan, a, k, cost, theta, scores, groupIndex));
             }
             groupIndex++;
         }
@@ -117,11 +127,12 @@ public final class BudgetProjection {
         return new GateValues(values.mode(), theta);
     }
 
-    static Unit ffnUnit(GatePlan plan, FfnGroup f, int j, long cost, Map<String, float[]> theta, int group) {
+    static Unit ffnUnit(GatePlan plan, FfnGroup f, int j, long cost, Map<String, float[]> theta,
+                        Map<String, float[]> scores, int group) {
         if (plan.mode() == GateMode.COUPLED) {
             String gate = gateOf(plan, GateSpec.FfnChannels.class, f);
             float t = theta.get(gate)[j];
-            return new Unit(t, cost, m -> m.get(gate)[j] = GateValues.CLOSED, m -> m.get(gate)[j] = REOPENED,
+            return new Unit(scores.containsKey(gate) ? scores.get(gate)[j] : t, cost, m -> m.get(gate)[j] = GateValues.CLOSED, m -> m.get(gate)[j] = REOPENED,
                     GateValues.inferenceValue(t) == 0f, group);
         }
         String cols = "cols/" + GatePlan.simpleName(f.consumer().node());
@@ -144,11 +155,11 @@ public final class BudgetProjection {
     }
 
     static Unit headUnit(GatePlan plan, AttentionGroup a, int k, long cost, Map<String, float[]> theta,
-                                 int group) {
+                         Map<String, float[]> scores, int group) {
         if (plan.mode() == GateMode.COUPLED) {
             String gate = gateOf(plan, GateSpec.HeadGroups.class, a);
             float t = theta.get(gate)[k];
-            return new Unit(t, cost, m -> m.get(gate)[k] = GateValues.CLOSED, m -> m.get(gate)[k] = REOPENED,
+            return new Unit(scores.containsKey(gate) ? scores.get(gate)[k] : t, cost, m -> m.get(gate)[k] = GateValues.CLOSED, m -> m.get(gate)[k] = REOPENED,
                     GateValues.inferenceValue(t) == 0f, group);
         }
         String cols = "cols/" + GatePlan.simpleName(a.o().node());

@@ -21,13 +21,35 @@ import java.util.List;
  *                          its own head, normalised MSE on the final hidden states for an encoder with a new head
  * @param distillTemperature softening temperature of the logit KL
  * @param classWeights      per-label weights of the cross-entropy (empty: unweighted)
+ * @param gateInit          the gates' initial value tanh θ + 0.5, in (0, 1): inside the gate's linear range, so the
+ *                          clip at 1 is inactive and the task loss has a gradient into θ from the first step;
+ *                          NaN: θ from the config's N(thetaMean, thetaStd) (FineGates: N(1, 0.1), gate 1.26 clipped
+ *                          to 1)
+ * @param taylorImportance  the budget projection ranks coupled units by their accumulated first-order Taylor
+ *                          saliency |g·∂L/∂g| (Molchanov et al. 2019: the loss change of removing the unit, averaged
+ *                          over the training steps) instead of by θ alone
  */
 public record Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
                      double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
-                     double distillTemperature, List<Double> classWeights) {
+                     double distillTemperature, List<Double> classWeights, double gateInit,
+                     boolean taylorImportance) {
+
+    /** Standard deviation of θ around {@link #initialTheta()}: breaks ties, keeps every gate below the clip. */
+    public static final double GATE_INIT_SPREAD = 0.01;
+
+    /** A recipe with the config's θ initialisation (no {@link #gateInit}). */
+    public Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
+                  double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
+                  double distillTemperature, List<Double> classWeights) {
+        this(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps, selectBest,
+                distillWeight, distillTemperature, classWeights, Double.NaN, false);
+    }
 
     public Recipe {
         classWeights = List.copyOf(classWeights);
+        if (!Double.isNaN(gateInit) && !(gateInit > 0 && gateInit < 1)) {
+            throw new IllegalArgumentException("gate init must be in (0, 1), got " + gateInit);
+        }
         requireFraction(warmup, "warmup");
         requireFraction(denseFraction, "dense fraction");
         requireFraction(rampFraction, "ramp fraction");
@@ -53,7 +75,7 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
         if (task == Task.LM) {
             return plain();   // not measured on decoders yet: FineGates as published
         }
-        return new Recipe(1e-2, Double.NaN, 0.1, 0.2, 0.4, 0, true, 0, 2, List.of());
+        return new Recipe(1e-2, Double.NaN, 0.1, 0.2, 0.4, 0, true, 0, 2, List.of(), 0.95, true);
     }
 
     /** FineGates as published: one learning rate, no warm-up, no schedule, the last epoch kept. */
@@ -63,7 +85,17 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
 
     public Recipe withClassWeights(List<Double> weights) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
-                selectBest, distillWeight, distillTemperature, weights);
+                selectBest, distillWeight, distillTemperature, weights, gateInit, taylorImportance);
+    }
+
+    /** Whether the recipe sets the gates' initial value (else the config's θ distribution does). */
+    public boolean setsGateInit() {
+        return !Double.isNaN(gateInit);
+    }
+
+    /** θ whose gate tanh θ + 0.5 is {@link #gateInit}. */
+    public double initialTheta() {
+        return 0.5 * Math.log((0.5 + gateInit) / (1.5 - gateInit));   // atanh(gateInit - 0.5)
     }
 
     /** Whether the loss has a distillation term (and the step graph a teacher input). */

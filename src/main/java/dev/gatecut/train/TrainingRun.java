@@ -171,8 +171,7 @@ public final class TrainingRun {
                 boolean epochEnd = index == train.batchesPerEpoch() - 1 || done == total || done == mainSteps;
                 if (epochEnd) {
                     // Evaluate what compiling would give: the gates projected onto the parameter budget.
-                    GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(),
-                            config.widths());
+                    GateValues projected = project(trainer, plan, config);
                     sparsity = compiled.of(projected);
                     if (evaluator != null) {
                         try {
@@ -205,7 +204,7 @@ public final class TrainingRun {
                 }
             }
             trainer.gates().write(outDir.resolve("gates.raw.json"));
-            GateValues gates = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(), config.widths());
+            GateValues gates = project(trainer, plan, config);
             gates.write(outDir.resolve("gates.json"));
             writeParams(outDir.resolve("params.json"), params, trainer.parameters());
             long selected = best != null && best.step() > 0 && best.step() != mainSteps ? best.step() : -1;
@@ -214,10 +213,16 @@ public final class TrainingRun {
         }
     }
 
+    /** The trainer's gates projected onto the budget, ranked by its importance scores where it has them. */
+    static GateValues project(StepTrainer trainer, GatePlan plan, TrainConfig config) throws OrtException {
+        return BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(), config.widths(),
+                trainer.importance());
+    }
+
     /** Sets the gates' θ to their budget projection (closed gates closed, open ones as trained). */
     private static void freezeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
                                         TrainConfig config) throws OrtException {
-        GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
+        GateValues projected = project(trainer, plan, config);
         Map<String, float[]> live = trainer.parameters();
         for (TrainableParam p : params) {
             if (p.kind() == TrainableParam.Kind.GATE) {
