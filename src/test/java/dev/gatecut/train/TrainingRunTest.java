@@ -86,9 +86,13 @@ public class TrainingRunTest {
         }
     }
 
-    /** Every part of the recipe at once: schedules, per-group rates, selection, recovery, distillation. */
+    /**
+     * Every part of the recipe at once: schedules, per-group rates, selection, recovery, distillation, gates started
+     * in their linear range and projected by Taylor saliency (accumulated state that a resume must restore).
+     */
     static TrainConfig recipeConfig() {
-        return config().withRecipe(new Recipe(0.1, 0.02, 0.25, 0.25, 0.25, 2, true, 0.5, 2, List.of(0.8, 1.2)));
+        return config().withRecipe(new Recipe(0.1, 0.02, 0.25, 0.25, 0.25, 2, true, 0.5, 2, List.of(0.8, 1.2), 0.95,
+                true));
     }
 
     @org.junit.jupiter.params.ParameterizedTest(name = "crash after step {0}")
@@ -125,10 +129,12 @@ public class TrainingRunTest {
         TrainingRun.Summary again = TrainingRun.run(MODEL, recipeConfig(), synthetic(), eval, resume, resumed,
                 TrainingRun.Listener.silent());
         assertEquals(full.selectedStep(), again.selectedStep(), "the same epoch selected");
-        GateValues a = GateValues.read(straight.resolve("gates.raw.json"));
-        GateValues b = GateValues.read(resumed.resolve("gates.raw.json"));
-        for (String gate : a.theta().keySet()) {
-            assertArrayEquals(a.theta(gate), b.theta(gate), "gate " + gate + " after resume");
+        for (String file : List.of("gates.raw.json", "gates.json")) {
+            GateValues a = GateValues.read(straight.resolve(file));
+            GateValues b = GateValues.read(resumed.resolve(file));
+            for (String gate : a.theta().keySet()) {
+                assertArrayEquals(a.theta(gate), b.theta(gate), file + ": gate " + gate + " after resume");
+            }
         }
         Checkpoint pa = Checkpoint.read(straight.resolve("params.json"));
         Checkpoint pb = Checkpoint.read(resumed.resolve("params.json"));
