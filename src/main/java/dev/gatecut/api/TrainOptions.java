@@ -213,7 +213,8 @@ public final class TrainOptions {
                 v.distillWeight != null ? v.distillWeight : base.distillWeight(),
                 v.distillTemperature != null ? v.distillTemperature : base.distillTemperature(), base.classWeights(),
                 v.gateInit != null ? v.gateInit : base.gateInit(),
-                v.importance != null ? v.importance.equalsIgnoreCase("taylor") : base.taylorImportance());
+                v.importance != null ? v.importance.equalsIgnoreCase("taylor") : base.taylorImportance(),
+                v.progressiveCut != null ? v.progressiveCut : base.progressiveCut());
     }
 
     /** The recipe's name: "default" or "plain". */

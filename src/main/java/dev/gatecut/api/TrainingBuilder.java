@@ -47,6 +47,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     Boolean classBalance;
     Double gateInit;
     String importance;
+    Boolean progressiveCut;
     /** The common width's rounding under uniform widths: compress sets its align here; train keeps 1. */
     int widthAlign = 1;
     long seed = 1;
@@ -257,6 +258,12 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     /** How the budget projection ranks units: "theta" or "taylor" ({@code --importance}); default the recipe's. */
     public B importance(String how) {
         this.importance = Objects.requireNonNull(how, "importance");
+        return self();
+    }
+
+    /** Close units while the target ramps in ({@code --[no-]progressive-cut}); default the recipe's. */
+    public B progressiveCut(boolean progressive) {
+        this.progressiveCut = progressive;
         return self();
     }
 

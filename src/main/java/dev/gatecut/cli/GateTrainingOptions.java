@@ -112,6 +112,12 @@ final class GateTrainingOptions {
             + " recipe's.")
     String importance;
 
+    @Option(names = "--progressive-cut", negatable = true, paramLabel = "", description = "Close units while the"
+            + " sparsity target ramps in: after every step the gates are projected onto that step's target, so the"
+            + " model trains on without the units it will lose instead of losing them in one cut at the end."
+            + " Default: the recipe's.")
+    Boolean progressiveCut;
+
     Task parseTask() {
         return switch (task.toLowerCase()) {
             case "classify" -> Task.CLASSIFY;
@@ -163,6 +169,9 @@ final class GateTrainingOptions {
         }
         if (importance != null) {
             b.importance(importance);
+        }
+        if (progressiveCut != null) {
+            b.progressiveCut(progressiveCut);
         }
         return b;
     }

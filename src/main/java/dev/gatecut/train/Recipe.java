@@ -28,11 +28,15 @@ import java.util.List;
  * @param taylorImportance  the budget projection ranks coupled units by their accumulated first-order Taylor
  *                          saliency |g·∂L/∂g| (Molchanov et al. 2019: the loss change of removing the unit, averaged
  *                          over the training steps) instead of by θ alone
+ * @param progressiveCut    after every step of the ramp and after it, the gates are projected onto the step's
+ *                          ramped target (the lowest-ranked units closed, as the final projection would), so the
+ *                          model trains on with the units it will lose already gone (iterative pruning) instead of
+ *                          losing them all in one cut at the end
  */
 public record Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
                      double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
                      double distillTemperature, List<Double> classWeights, double gateInit,
-                     boolean taylorImportance) {
+                     boolean taylorImportance, boolean progressiveCut) {
 
     /** Standard deviation of θ around {@link #initialTheta()}: breaks ties, keeps every gate below the clip. */
     public static final double GATE_INIT_SPREAD = 0.01;
@@ -42,7 +46,7 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
                   double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
                   double distillTemperature, List<Double> classWeights) {
         this(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps, selectBest,
-                distillWeight, distillTemperature, classWeights, Double.NaN, false);
+                distillWeight, distillTemperature, classWeights, Double.NaN, false, false);
     }
 
     public Recipe {
@@ -75,7 +79,7 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
         if (task == Task.LM) {
             return plain();   // not measured on decoders yet: FineGates as published
         }
-        return new Recipe(1e-2, Double.NaN, 0.1, 0.2, 0.4, 0, true, 0, 2, List.of(), 0.95, true);
+        return new Recipe(1e-2, Double.NaN, 0.1, 0.2, 0.4, 0, true, 0, 2, List.of(), 0.95, true, false);
     }
 
     /** FineGates as published: one learning rate, no warm-up, no schedule, the last epoch kept. */
@@ -85,7 +89,7 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
 
     public Recipe withClassWeights(List<Double> weights) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
-                selectBest, distillWeight, distillTemperature, weights, gateInit, taylorImportance);
+                selectBest, distillWeight, distillTemperature, weights, gateInit, taylorImportance, progressiveCut);
     }
 
     /** Whether the recipe sets the gates' initial value (else the config's θ distribution does). */

@@ -160,6 +160,10 @@ public final class TrainingRun {
                 }
                 windowSamples += batch.size();
                 long done = trainer.step();
+                if (config.recipe().progressiveCut() && done <= mainSteps && schedule.at(s).targetSparsity() > 0) {
+                    // Iterative pruning: the units the ramped target drops leave now, and the rest adapt to it.
+                    closeProjected(trainer, params, plan, config, schedule.at(s).targetSparsity());
+                }
                 if (done % Math.max(1, options.logEvery()) == 0 || done == total) {
                     double seconds = (System.nanoTime() - windowStart) / 1e9;
                     double rate = windowSamples / Math.max(seconds, 1e-9);
@@ -219,10 +223,11 @@ public final class TrainingRun {
                 trainer.importance());
     }
 
-    /** Sets the gates' θ to their budget projection (closed gates closed, open ones as trained). */
-    private static void freezeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
-                                        TrainConfig config) throws OrtException {
-        GateValues projected = project(trainer, plan, config);
+    /** Sets the gates' θ to their projection onto {@code target}, ranked as the final projection ranks. */
+    private static void closeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
+                                       TrainConfig config, double target) throws OrtException {
+        GateValues projected = BudgetProjection.apply(plan, trainer.gates(), target, config.widths(),
+                trainer.importance());
         Map<String, float[]> live = trainer.parameters();
         for (TrainableParam p : params) {
             if (p.kind() == TrainableParam.Kind.GATE) {
@@ -230,6 +235,12 @@ public final class TrainingRun {
                 System.arraycopy(t, 0, live.get(p.name()), 0, t.length);
             }
         }
+    }
+
+    /** Sets the gates' θ to their budget projection (closed gates closed, open ones as trained). */
+    private static void freezeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
+                                        TrainConfig config) throws OrtException {
+        closeProjected(trainer, params, plan, config, config.targetSparsity());
     }
 
     private static ObjectNode selectedRow(long step, long selected, Evaluator.EvalResult e) {
