@@ -2,6 +2,7 @@ package dev.gatecut.api;
 
 import dev.gatecut.errors.OptionException;
 import dev.gatecut.gates.Widths;
+import dev.gatecut.train.Importance;
 import dev.gatecut.train.Recipe;
 
 import dev.gatecut.gates.GateMode;
@@ -213,7 +214,7 @@ public final class TrainOptions {
                 v.distillWeight != null ? v.distillWeight : base.distillWeight(),
                 v.distillTemperature != null ? v.distillTemperature : base.distillTemperature(), base.classWeights(),
                 v.gateInit != null ? v.gateInit : base.gateInit(),
-                v.importance != null ? v.importance.equalsIgnoreCase("taylor") : base.taylorImportance(),
+                v.importance != null ? Importance.parse(v.importance) : base.importance(),
                 v.progressiveCut != null ? v.progressiveCut : base.progressiveCut());
     }
 

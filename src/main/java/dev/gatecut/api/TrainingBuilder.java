@@ -255,7 +255,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         return self();
     }
 
-    /** How the budget projection ranks units: "theta" or "taylor" ({@code --importance}); default the recipe's. */
+    /** How the budget projection ranks units: "theta", "taylor" or "taylor-per-parameter" ({@code --importance}); default the recipe's. */
     public B importance(String how) {
         this.importance = Objects.requireNonNull(how, "importance");
         return self();
@@ -364,8 +364,10 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         if (gateInit != null && !(gateInit > 0 && gateInit < 1)) {
             throw new OptionException("gateInit (--gate-init) must be in (0, 1), got " + gateInit);
         }
-        if (importance != null && !importance.equalsIgnoreCase("theta") && !importance.equalsIgnoreCase("taylor")) {
-            throw new OptionException("importance (--importance) must be theta or taylor, got '" + importance + "'");
+        if (importance != null && !java.util.Set.of("theta", "taylor", "taylor-per-parameter")
+                .contains(importance.toLowerCase(java.util.Locale.ROOT))) {
+            throw new OptionException("importance (--importance) must be theta, taylor or taylor-per-parameter, got '"
+                    + importance + "'");
         }
         if (!pooling.equals("mean") && !pooling.equals("first")) {
             throw new OptionException("pooling (--pooling) must be mean or first, got '" + pooling + "'");

@@ -108,8 +108,8 @@ final class GateTrainingOptions {
 
     @Option(names = "--importance", paramLabel = "I", description = "How the budget projection ranks FFN channels and"
             + " heads (coupled gates): theta (the trained gate parameter, FineGates) or taylor (first-order Taylor"
-            + " saliency |g·∂L/∂g| summed over the training steps: the loss change of removing the unit); default: the"
-            + " recipe's.")
+            + " saliency |g·∂L/∂g| summed over the training steps: the loss change of removing the unit) or"
+            + " taylor-per-parameter (that saliency per parameter the unit's removal saves); default: the recipe's.")
     String importance;
 
     @Option(names = "--progressive-cut", negatable = true, paramLabel = "", description = "Close units while the"

@@ -25,9 +25,9 @@ import java.util.List;
  *                          clip at 1 is inactive and the task loss has a gradient into θ from the first step;
  *                          NaN: θ from the config's N(thetaMean, thetaStd) (FineGates: N(1, 0.1), gate 1.26 clipped
  *                          to 1)
- * @param taylorImportance  the budget projection ranks coupled units by their accumulated first-order Taylor
- *                          saliency |g·∂L/∂g| (Molchanov et al. 2019: the loss change of removing the unit, averaged
- *                          over the training steps) instead of by θ alone
+ * @param importance        what the budget projection ranks coupled units by: θ, or their accumulated first-order
+ *                          Taylor saliency |g·∂L/∂g| (Molchanov et al. 2019: the loss change of removing the unit,
+ *                          summed over the training steps), as it is or per parameter removed
  * @param progressiveCut    after every step of the ramp and after it, the gates are projected onto the step's
  *                          ramped target (the lowest-ranked units closed, as the final projection would), so the
  *                          model trains on with the units it will lose already gone (iterative pruning) instead of
@@ -36,7 +36,7 @@ import java.util.List;
 public record Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
                      double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
                      double distillTemperature, List<Double> classWeights, double gateInit,
-                     boolean taylorImportance, boolean progressiveCut) {
+                     Importance importance, boolean progressiveCut) {
 
     /** Standard deviation of θ around {@link #initialTheta()}: breaks ties, keeps every gate below the clip. */
     public static final double GATE_INIT_SPREAD = 0.01;
@@ -46,11 +46,12 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
                   double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
                   double distillTemperature, List<Double> classWeights) {
         this(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps, selectBest,
-                distillWeight, distillTemperature, classWeights, Double.NaN, false, false);
+                distillWeight, distillTemperature, classWeights, Double.NaN, Importance.THETA, false);
     }
 
     public Recipe {
         classWeights = List.copyOf(classWeights);
+        java.util.Objects.requireNonNull(importance, "importance");
         if (!Double.isNaN(gateInit) && !(gateInit > 0 && gateInit < 1)) {
             throw new IllegalArgumentException("gate init must be in (0, 1), got " + gateInit);
         }
@@ -79,7 +80,7 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
         if (task == Task.LM) {
             return plain();   // not measured on decoders yet: FineGates as published
         }
-        return new Recipe(1e-2, Double.NaN, 0.1, 0.2, 0.4, 0, true, 0, 2, List.of(), 0.95, true, false);
+        return new Recipe(1e-2, Double.NaN, 0.1, 0.2, 0.4, 0, true, 0, 2, List.of(), 0.95, Importance.TAYLOR, false);
     }
 
     /** FineGates as published: one learning rate, no warm-up, no schedule, the last epoch kept. */
@@ -89,7 +90,12 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
 
     public Recipe withClassWeights(List<Double> weights) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
-                selectBest, distillWeight, distillTemperature, weights, gateInit, taylorImportance, progressiveCut);
+                selectBest, distillWeight, distillTemperature, weights, gateInit, importance, progressiveCut);
+    }
+
+    /** Whether the train step measures the gates' Taylor saliency (the projection ranks by it). */
+    public boolean taylorImportance() {
+        return importance != Importance.THETA;
     }
 
     /** Whether the recipe sets the gates' initial value (else the config's θ distribution does). */

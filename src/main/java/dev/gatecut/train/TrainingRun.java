@@ -220,14 +220,14 @@ public final class TrainingRun {
     /** The trainer's gates projected onto the budget, ranked by its importance scores where it has them. */
     static GateValues project(StepTrainer trainer, GatePlan plan, TrainConfig config) throws OrtException {
         return BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(), config.widths(),
-                trainer.importance());
+                trainer.importance(), config.recipe().importance() == Importance.TAYLOR_PER_PARAMETER);
     }
 
     /** Sets the gates' θ to their projection onto {@code target}, ranked as the final projection ranks. */
     private static void closeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
                                        TrainConfig config, double target) throws OrtException {
         GateValues projected = BudgetProjection.apply(plan, trainer.gates(), target, config.widths(),
-                trainer.importance());
+                trainer.importance(), config.recipe().importance() == Importance.TAYLOR_PER_PARAMETER);
         Map<String, float[]> live = trainer.parameters();
         for (TrainableParam p : params) {
             if (p.kind() == TrainableParam.Kind.GATE) {

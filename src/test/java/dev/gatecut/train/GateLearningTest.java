@@ -38,7 +38,7 @@ class GateLearningTest {
         return new TrainConfig(d.task(), d.mode(), d.targetSparsity(), 0, 0, d.beta1(), d.beta2(), d.epsilon(),
                 d.weightDecay(), 0, d.thetaMean(), d.thetaStd(), d.pooling(), d.numLabels(), 3)
                 .withRecipe(new Recipe(0, 0, 0, 0, 0, 0, false, 0, 1, List.of(), recipe.gateInit(),
-                        recipe.taylorImportance(), false));
+                        recipe.importance(), false));
     }
 
     @Test
@@ -73,7 +73,7 @@ class GateLearningTest {
     @Test
     void theInitialValueMapsBackToTheGateValue() {
         for (double g : new double[] {0.6, 0.9, 0.95, 0.97}) {
-            Recipe r = new Recipe(0, 0, 0, 0, 0, 0, false, 0, 1, List.of(), g, false, false);
+            Recipe r = new Recipe(0, 0, 0, 0, 0, 0, false, 0, 1, List.of(), g, Importance.THETA, false);
             assertEquals(g, Math.tanh(r.initialTheta()) + 0.5, 1e-12);
         }
     }

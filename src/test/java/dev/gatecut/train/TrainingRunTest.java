@@ -92,7 +92,7 @@ public class TrainingRunTest {
      */
     static TrainConfig recipeConfig() {
         return config().withRecipe(new Recipe(0.1, 0.02, 0.25, 0.25, 0.25, 2, true, 0.5, 2, List.of(0.8, 1.2), 0.95,
-                true, true));
+                Importance.TAYLOR, true));
     }
 
     @org.junit.jupiter.params.ParameterizedTest(name = "crash after step {0}")
@@ -180,7 +180,7 @@ public class TrainingRunTest {
     void theProgressiveCutClosesUnitsDuringTheRamp(@TempDir Path dir) throws Exception {
         // 16 steps: 4 dense, then the target ramps over 8 steps (0.15 after step 8), then 4 at the target 0.3.
         TrainConfig c = config().withLearningRate(1e-3).withRecipe(new Recipe(1e-2, Double.NaN, 0, 0.25, 0.5, 0,
-                false, 0, 1, List.of(), 0.95, true, true));
+                false, 0, 1, List.of(), 0.95, Importance.TAYLOR, true));
         TrainingRun.Listener crashAfter8 = new TrainingRun.Listener() {
             @Override
             public void started(long firstStep, long totalSteps) {
