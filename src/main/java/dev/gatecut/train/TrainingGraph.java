@@ -191,7 +191,8 @@ public final class TrainingGraph {
         // change if the unit were removed. Probes are differentiated but not optimized.
         Map<String, String> probes = new LinkedHashMap<>();
         List<Value> probeValues = new ArrayList<>();
-        if (mode == Mode.OPTIMIZER && config.recipe().taylorImportance()) {
+        // The projection ranks only coupled units by saliency (independent gates: by θ), so only they are probed.
+        if (mode == Mode.OPTIMIZER && config.recipe().taylorImportance() && config.mode() == GateMode.COUPLED) {
             OpBuilder probeOps = new OpBuilder(g, opset, DataType.FLOAT, "train/probe/");
             for (GateInjector.InjectedGate ig : injected.values()) {
                 Value p = g.addInput(g.freshName(ig.spec().name() + ".probe"), floatType(ig.spec().size()));
