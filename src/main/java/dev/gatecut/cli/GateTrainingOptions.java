@@ -48,11 +48,12 @@ final class GateTrainingOptions {
     boolean uniformWidths;
 
     @Option(names = "--recipe", defaultValue = "default", paramLabel = "R",
-            description = "default: gatecut's training recipe (per-group learning rates with warm-up, dense warm-up"
-                    + " then a ramped sparsity target, best-epoch selection with --eval, a recovery phase); plain:"
-                    + " FineGates as published (one learning rate, the sparsity loss from the first step, the last"
-                    + " epoch kept; the only recipe --backend ort-training runs). The options below override single"
-                    + " parts of either. Default ${DEFAULT-VALUE}.")
+            description = "default: gatecut's training recipe (gates started at 0.95, in their linear range, per-group"
+                    + " learning rates with warm-up, dense warm-up then a ramped sparsity target, the budget cut by"
+                    + " Taylor saliency, best-epoch selection with --eval); plain: FineGates as published (gates"
+                    + " from θ ~ N(1, 0.1), one learning rate, the sparsity loss from the first step, the cut by θ,"
+                    + " the last epoch kept; the only recipe --backend ort-training runs). The options below override"
+                    + " single parts of either. Default ${DEFAULT-VALUE}.")
     String recipe;
 
     @Option(names = "--head-lr", paramLabel = "X", description = "AdamW learning rate of the classification head (a new"
