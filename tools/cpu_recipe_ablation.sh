@@ -22,9 +22,10 @@ python3 - "$OUT/data" $SETS <<'PY'
 import gzip, json, random, sys
 out = sys.argv[1]
 for ds in sys.argv[2:]:
+    rng = random.Random(7)   # one generator per set: train shuffled first, then test (the measured subsets)
     for split, n in (("train", 1000), ("test", 400)):
         rows = [json.loads(l) for l in gzip.open(f"datasets/suite/{ds}/{split}.jsonl.gz", "rt")]
-        random.Random(7).shuffle(rows)
+        rng.shuffle(rows)
         with open(f"{out}/{ds}-{split}.jsonl", "w") as f:
             for r in rows[:n]:
                 f.write(json.dumps(r) + "\n")
