@@ -2,6 +2,7 @@ package dev.gatecut.api;
 
 import dev.gatecut.errors.OptionException;
 import dev.gatecut.gates.Widths;
+import dev.gatecut.train.Importance;
 import dev.gatecut.train.Recipe;
 
 import dev.gatecut.gates.GateMode;
@@ -224,7 +225,10 @@ public final class TrainOptions {
                 v.recoverySteps != null ? v.recoverySteps : base.recoverySteps(),
                 v.selectBest != null ? v.selectBest : base.selectBest(),
                 v.distillWeight != null ? v.distillWeight : v.labelFree ? 1.0 : base.distillWeight(),
-                v.distillTemperature != null ? v.distillTemperature : base.distillTemperature(), base.classWeights());
+                v.distillTemperature != null ? v.distillTemperature : base.distillTemperature(), base.classWeights(),
+                v.gateInit != null ? v.gateInit : base.gateInit(),
+                v.importance != null ? Importance.parse(v.importance) : base.importance(),
+                v.progressiveCut != null ? v.progressiveCut : base.progressiveCut());
     }
 
     /** The recipe's name: "default" or "plain". */

@@ -46,6 +46,9 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     Double distillWeight;
     Double distillTemperature;
     Boolean classBalance;
+    Double gateInit;
+    String importance;
+    Boolean progressiveCut;
     /** The common width's rounding under uniform widths: compress sets its align here; train keeps 1. */
     int widthAlign = 1;
     long seed = 1;
@@ -259,6 +262,24 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         return self();
     }
 
+    /** Initial value of every gate, in (0, 1) ({@code --gate-init}); default the recipe's. */
+    public B gateInit(double value) {
+        this.gateInit = value;
+        return self();
+    }
+
+    /** How the budget projection ranks units: "theta", "taylor" or "taylor-per-parameter" ({@code --importance}); default the recipe's. */
+    public B importance(String how) {
+        this.importance = Objects.requireNonNull(how, "importance");
+        return self();
+    }
+
+    /** Close units while the target ramps in ({@code --[no-]progressive-cut}); default the recipe's. */
+    public B progressiveCut(boolean progressive) {
+        this.progressiveCut = progressive;
+        return self();
+    }
+
     /** Seed of gate initialisation, gate noise and batch order ({@code --seed}, default 1). */
     public B seed(long seed) {
         this.seed = seed;
@@ -383,6 +404,14 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         }
         if (!recipe.equalsIgnoreCase("default") && !recipe.equalsIgnoreCase("plain")) {
             throw new OptionException("recipe (--recipe) must be default or plain, got '" + recipe + "'");
+        }
+        if (gateInit != null && !(gateInit > 0 && gateInit < 1)) {
+            throw new OptionException("gateInit (--gate-init) must be in (0, 1), got " + gateInit);
+        }
+        if (importance != null && !java.util.Set.of("theta", "taylor", "taylor-per-parameter")
+                .contains(importance.toLowerCase(java.util.Locale.ROOT))) {
+            throw new OptionException("importance (--importance) must be theta, taylor or taylor-per-parameter, got '"
+                    + importance + "'");
         }
         if (!pooling.equals("mean") && !pooling.equals("first")) {
             throw new OptionException("pooling (--pooling) must be mean or first, got '" + pooling + "'");

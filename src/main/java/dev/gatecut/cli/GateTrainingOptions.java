@@ -48,11 +48,12 @@ final class GateTrainingOptions {
     boolean uniformWidths;
 
     @Option(names = "--recipe", defaultValue = "default", paramLabel = "R",
-            description = "default: gatecut's training recipe (per-group learning rates with warm-up, dense warm-up"
-                    + " then a ramped sparsity target, best-epoch selection with --eval, a recovery phase); plain:"
-                    + " FineGates as published (one learning rate, the sparsity loss from the first step, the last"
-                    + " epoch kept; the only recipe --backend ort-training runs). The options below override single"
-                    + " parts of either. Default ${DEFAULT-VALUE}.")
+            description = "default: gatecut's training recipe (gates started at 0.95, in their linear range, per-group"
+                    + " learning rates with warm-up, dense warm-up then a ramped sparsity target, the budget cut by"
+                    + " Taylor saliency, best-epoch selection with --eval); plain: FineGates as published (gates"
+                    + " from θ ~ N(1, 0.1), one learning rate, the sparsity loss from the first step, the cut by θ,"
+                    + " the last epoch kept; the only recipe --backend ort-training runs). The options below override"
+                    + " single parts of either. Default ${DEFAULT-VALUE}.")
     String recipe;
 
     @Option(names = "--head-lr", paramLabel = "X", description = "AdamW learning rate of the classification head (a new"
@@ -101,6 +102,23 @@ final class GateTrainingOptions {
             + " Default: the recipe's.")
     Boolean classBalance;
 
+    @Option(names = "--gate-init", paramLabel = "G", description = "Initial value of every gate (tanh θ + 0.5), in (0, 1):"
+            + " below 1 the gate is in its linear range and the task loss trains it from the first step; default: the"
+            + " recipe's (plain: θ from N(1, 0.1) as in FineGates, gates clipped at 1).")
+    Double gateInit;
+
+    @Option(names = "--importance", paramLabel = "I", description = "How the budget projection ranks FFN channels and"
+            + " heads (coupled gates): theta (the trained gate parameter, FineGates) or taylor (first-order Taylor"
+            + " saliency |g·∂L/∂g| summed over the training steps: the loss change of removing the unit) or"
+            + " taylor-per-parameter (that saliency per parameter the unit's removal saves); default: the recipe's.")
+    String importance;
+
+    @Option(names = "--progressive-cut", negatable = true, paramLabel = "", description = "Close units while the"
+            + " sparsity target ramps in: after every step the gates are projected onto that step's target, so the"
+            + " model trains on without the units it will lose instead of losing them in one cut at the end."
+            + " Default: the recipe's.")
+    Boolean progressiveCut;
+
     Task parseTask() {
         return switch (task.toLowerCase()) {
             case "classify" -> Task.CLASSIFY;
@@ -146,6 +164,15 @@ final class GateTrainingOptions {
         }
         if (classBalance != null) {
             b.classBalance(classBalance);
+        }
+        if (gateInit != null) {
+            b.gateInit(gateInit);
+        }
+        if (importance != null) {
+            b.importance(importance);
+        }
+        if (progressiveCut != null) {
+            b.progressiveCut(progressiveCut);
         }
         return b;
     }

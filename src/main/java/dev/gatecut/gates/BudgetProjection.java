@@ -37,8 +37,23 @@ public final class BudgetProjection {
 
     /** As above; with uniform {@code widths} every layer of a kind keeps the same count ({@link UniformBudget}). */
     public static GateValues apply(GatePlan plan, GateValues values, double target, Widths widths) {
+        return apply(plan, values, target, widths, Map.of(), false);
+    }
+
+    /**
+     * As above, with units ranked by {@code scores} (gate name → one score per gate entry, e.g. a task
+     * saliency) instead of θ where the map has the gate and the gates are coupled; independent gates and
+     * gates the map lacks are ranked by θ. {@code perParameter}: a score is divided by the parameters its
+     * unit's removal saves, so heads and FFN channels compete by cost.
+     */
+    public static GateValues apply(GatePlan plan, GateValues values, double target, Widths widths,
+                                   Map<String, float[]> scores, boolean perParameter) {
+        Map<String, float[]> ranked = perParameter ? new LinkedHashMap<>() : scores;
+        if (perParameter) {
+            scores.forEach((gate, s) -> ranked.put(gate, perParameter(plan, gate, s)));
+        }
         if (widths.uniform()) {
-            return UniformBudget.apply(plan, values, target, widths.align());
+            return UniformBudget.apply(plan, values, target, widths.align(), ranked);
         }
         Map<String, float[]> theta = new LinkedHashMap<>();
         values.theta().forEach((k, v) -> theta.put(k, v.clone()));
@@ -50,7 +65,7 @@ public final class BudgetProjection {
                 cost += p.inFeatures() + (p.bias() != null ? 1 : 0);
             }
             for (int j = 0; j < f.width(); j++) {
-                units.add(ffnUnit(plan, f, j, cost, theta, groupIndex));
+                units.add(ffnUnit(plan, f, j, cost, theta, ranked, groupIndex));
             }
             groupIndex++;
         }
@@ -61,7 +76,7 @@ public final class BudgetProjection {
                     + 2 * d * (a.k().layer().inFeatures() + (a.k().layer().bias() != null ? 1 : 0))
                     + per * d * a.o().outFeatures();
             for (int k = 0; k < a.kvHeads(); k++) {
-                units.add(headUnit(plan, a, k, cost, theta, groupIndex));
+                units.add(headUnit(plan, a, k, cost, theta, ranked, groupIndex));
             }
             groupIndex++;
         }
@@ -117,11 +132,49 @@ public final class BudgetProjection {
         return new GateValues(values.mode(), theta);
     }
 
-    static Unit ffnUnit(GatePlan plan, FfnGroup f, int j, long cost, Map<String, float[]> theta, int group) {
+    /** {@code scores} of a coupled gate divided by the parameters one of its units costs. */
+    private static float[] perParameter(GatePlan plan, String gate, float[] scores) {
+        long cost = 0;
+        for (GateSpec s : plan.gates()) {
+            if (s.name().equals(gate)) {
+                if (s.target() instanceof GateSpec.FfnChannels f) {
+                    cost = ffnCost(f.group());
+                } else if (s.target() instanceof GateSpec.HeadGroups h) {
+                    cost = headCost(h.group());
+                }
+            }
+        }
+        float[] out = scores.clone();
+        for (int i = 0; i < out.length && cost > 0; i++) {
+            out[i] /= cost;
+        }
+        return out;
+    }
+
+    /** Parameters one FFN channel costs: its row of the consumer and its column (and bias) of each producer. */
+    static long ffnCost(FfnGroup f) {
+        long cost = f.consumer().outFeatures();
+        for (LinearLayer p : f.producers()) {
+            cost += p.inFeatures() + (p.bias() != null ? 1 : 0);
+        }
+        return cost;
+    }
+
+    /** Parameters one KV head group costs: its query heads, key and value head, and output rows. */
+    static long headCost(AttentionGroup a) {
+        int per = a.queryHeadsPerGroup();
+        long d = a.headDim();
+        return per * d * (a.q().layer().inFeatures() + (a.q().layer().bias() != null ? 1 : 0))
+                + 2 * d * (a.k().layer().inFeatures() + (a.k().layer().bias() != null ? 1 : 0))
+                + per * d * a.o().outFeatures();
+    }
+
+    static Unit ffnUnit(GatePlan plan, FfnGroup f, int j, long cost, Map<String, float[]> theta,
+                        Map<String, float[]> scores, int group) {
         if (plan.mode() == GateMode.COUPLED) {
             String gate = gateOf(plan, GateSpec.FfnChannels.class, f);
             float t = theta.get(gate)[j];
-            return new Unit(t, cost, m -> m.get(gate)[j] = GateValues.CLOSED, m -> m.get(gate)[j] = REOPENED,
+            return new Unit(scores.containsKey(gate) ? scores.get(gate)[j] : t, cost, m -> m.get(gate)[j] = GateValues.CLOSED, m -> m.get(gate)[j] = REOPENED,
                     GateValues.inferenceValue(t) == 0f, group);
         }
         String cols = "cols/" + GatePlan.simpleName(f.consumer().node());
@@ -144,11 +197,11 @@ public final class BudgetProjection {
     }
 
     static Unit headUnit(GatePlan plan, AttentionGroup a, int k, long cost, Map<String, float[]> theta,
-                                 int group) {
+                         Map<String, float[]> scores, int group) {
         if (plan.mode() == GateMode.COUPLED) {
             String gate = gateOf(plan, GateSpec.HeadGroups.class, a);
             float t = theta.get(gate)[k];
-            return new Unit(t, cost, m -> m.get(gate)[k] = GateValues.CLOSED, m -> m.get(gate)[k] = REOPENED,
+            return new Unit(scores.containsKey(gate) ? scores.get(gate)[k] : t, cost, m -> m.get(gate)[k] = GateValues.CLOSED, m -> m.get(gate)[k] = REOPENED,
                     GateValues.inferenceValue(t) == 0f, group);
         }
         String cols = "cols/" + GatePlan.simpleName(a.o().node());

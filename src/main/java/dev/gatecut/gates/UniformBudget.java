@@ -73,7 +73,7 @@ final class UniformBudget {
     private UniformBudget() {
     }
 
-    static GateValues apply(GatePlan plan, GateValues values, double target, int align) {
+    static GateValues apply(GatePlan plan, GateValues values, double target, int align, Map<String, float[]> scores) {
         Map<String, float[]> theta = new LinkedHashMap<>();
         values.theta().forEach((k, v) -> theta.put(k, v.clone()));
         List<List<BudgetProjection.Unit>> ffn = new ArrayList<>();
@@ -92,7 +92,7 @@ final class UniformBudget {
             }
             List<BudgetProjection.Unit> units = new ArrayList<>();
             for (int j = 0; j < f.width(); j++) {
-                units.add(BudgetProjection.ffnUnit(plan, f, j, cost, theta, group));
+                units.add(BudgetProjection.ffnUnit(plan, f, j, cost, theta, scores, group));
             }
             ffn.add(sorted(units));
             group++;
@@ -117,7 +117,7 @@ final class UniformBudget {
                     + per * d * a.o().outFeatures();
             List<BudgetProjection.Unit> units = new ArrayList<>();
             for (int k = 0; k < a.kvHeads(); k++) {
-                units.add(BudgetProjection.headUnit(plan, a, k, cost, theta, group));
+                units.add(BudgetProjection.headUnit(plan, a, k, cost, theta, scores, group));
             }
             heads.add(sorted(units));
             group++;

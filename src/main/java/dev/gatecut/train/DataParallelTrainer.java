@@ -47,8 +47,11 @@ public final class DataParallelTrainer implements StepTrainer {
 
     /** What one replica's run gives back. */
     private record ShardResult(double taskLoss, double sparsityLoss, double expectedSparsity,
-                               Map<String, float[]> gradients) {
+                               Map<String, float[]> gradients, Map<String, float[]> saliency) {
     }
+
+    /** Gate → Σ over the main steps of |g·∂L/∂g| of the whole batch (as the fused step keeps it; --importance taylor). */
+    private final Map<String, float[]> saliency = new LinkedHashMap<>();
 
     /**
      * Replicas of {@code graph} (saved at {@code savedGraph}) on {@code device}: CUDA devices
@@ -70,6 +73,9 @@ public final class DataParallelTrainer implements StepTrainer {
             params.put(p.name(), graph.initialValues().get(p.name()).clone());
             m1.put(p.name(), new float[p.size()]);
             m2.put(p.name(), new float[p.size()]);
+        }
+        for (String gate : graph.probeInputs().keySet()) {
+            saliency.put(gate, new float[graph.plan().gate(gate).orElseThrow().size()]);
         }
         int replicas = deviceIds.size();
         this.pool = Executors.newFixedThreadPool(replicas, r -> {
@@ -146,7 +152,18 @@ public final class DataParallelTrainer implements StepTrainer {
 
     @Override
     public void checkpointTo(Path runDir) {
-        new Checkpoint(step, params, m1, m2).write(runDir.resolve(Checkpoint.FILE));
+        Map<String, float[]> state = new LinkedHashMap<>(params);
+        saliency.forEach((gate, sums) -> state.put(GateTrainer.saliencyKey(gate), sums));
+        new Checkpoint(step, state, m1, m2).write(runDir.resolve(Checkpoint.FILE));
+    }
+
+    @Override
+    public Map<String, float[]> importance() {
+        Map<String, float[]> m = new LinkedHashMap<>();
+        if (step > 0) {
+            saliency.forEach((gate, sums) -> m.put(gate, sums.clone()));
+        }
+        return m;
     }
 
     /** Restores a checkpoint's state (the fused step's checkpoints too: the state is the same). */
@@ -155,6 +172,13 @@ public final class DataParallelTrainer implements StepTrainer {
             copy(p, t, params);
             copy(first, t, m1);
             copy(second, t, m2);
+        }
+        for (var e : saliency.entrySet()) {
+            float[] saved = p.get(GateTrainer.saliencyKey(e.getKey()));
+            if (saved == null || saved.length != e.getValue().length) {
+                throw new IllegalArgumentException("checkpoint lacks the saliency of gate '" + e.getKey() + "'");
+            }
+            System.arraycopy(saved, 0, e.getValue(), 0, saved.length);
         }
         this.step = atStep;
     }
@@ -171,6 +195,14 @@ public final class DataParallelTrainer implements StepTrainer {
     public GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException {
         Schedule.At at = (schedule != null ? schedule : new Schedule(config, Long.MAX_VALUE)).at(step);
         ShardResult whole = batchGradients(batch, noise, at);
+        if (!at.recovery()) {
+            for (var e : whole.saliency().entrySet()) {
+                float[] sum = saliency.get(e.getKey());
+                for (int i = 0; i < sum.length; i++) {
+                    sum[i] += Math.abs(e.getValue()[i]);
+                }
+            }
+        }
         step++;
         for (TrainableParam p : graph.params()) {
             double rate = switch (p.kind()) {
@@ -211,21 +243,28 @@ public final class DataParallelTrainer implements StepTrainer {
         }
         Map<String, float[]> grads = new LinkedHashMap<>();
         for (TrainableParam p : graph.params()) {
-            grads.put(p.name(), average(p, results, shards.shares()));
+            grads.put(p.name(), average(p.name(), p.size(), ShardResult::gradients, results, shards.shares()));
+        }
+        // The loss is Σ share·shard loss, so the whole batch's g·∂L/∂g is the shares' mix too (abs taken after).
+        Map<String, float[]> sal = new LinkedHashMap<>();
+        for (var e : saliency.entrySet()) {
+            sal.put(e.getKey(), average(e.getKey(), e.getValue().length, ShardResult::saliency, results,
+                    shards.shares()));
         }
         // The sparsity terms read only θ: every replica computed the same values.
         ShardResult first = results.get(0);
-        return new ShardResult((float) taskLoss, first.sparsityLoss(), first.expectedSparsity(), grads);
+        return new ShardResult((float) taskLoss, first.sparsityLoss(), first.expectedSparsity(), grads, sal);
     }
 
     /** Σ share·gradient over the shards, summed in double and rounded once. */
-    private static float[] average(TrainableParam p, List<ShardResult> results, double[] shares) {
+    private static float[] average(String name, int size, java.util.function.Function<ShardResult, Map<String, float[]>> of,
+                                   List<ShardResult> results, double[] shares) {
         if (results.size() == 1) {
-            return results.get(0).gradients().get(p.name());
+            return of.apply(results.get(0)).get(name);
         }
-        double[] sum = new double[p.size()];
+        double[] sum = new double[size];
         for (int s = 0; s < results.size(); s++) {
-            float[] g = results.get(s).gradients().get(p.name());
+            float[] g = of.apply(results.get(s)).get(name);
             double share = shares[s];
             for (int i = 0; i < sum.length; i++) {
                 sum[i] += share * g[i];
@@ -251,6 +290,11 @@ public final class DataParallelTrainer implements StepTrainer {
             for (TrainableParam p : graph.params()) {
                 feeds.put(p.name(), floats(params.get(p.name()), p.dims()));
             }
+            for (var e : graph.probeInputs().entrySet()) {
+                float[] ones = new float[saliency.get(e.getKey()).length];
+                java.util.Arrays.fill(ones, 1f);
+                feeds.put(e.getValue(), floats(ones, ones.length));
+            }
             try (OrtSession.Result r = session.run(feeds)) {
                 Map<String, float[]> grads = new LinkedHashMap<>();
                 for (TrainableParam p : graph.params()) {
@@ -258,8 +302,14 @@ public final class DataParallelTrainer implements StepTrainer {
                     output(r, TrainingGraph.Built.gradient(p.name())).getFloatBuffer().get(g);
                     grads.put(p.name(), g);
                 }
+                Map<String, float[]> sal = new LinkedHashMap<>();
+                for (var e : graph.probeInputs().entrySet()) {
+                    float[] g = new float[saliency.get(e.getKey()).length];
+                    output(r, TrainingGraph.Built.saliency(e.getValue())).getFloatBuffer().get(g);
+                    sal.put(e.getKey(), g);
+                }
                 return new ShardResult(scalar(r, TrainingGraph.TASK_LOSS), scalar(r, TrainingGraph.SPARSITY_LOSS),
-                        scalar(r, TrainingGraph.EXPECTED_SPARSITY), grads);
+                        scalar(r, TrainingGraph.EXPECTED_SPARSITY), grads, sal);
             }
         } finally {
             feeds.values().forEach(OnnxTensor::close);

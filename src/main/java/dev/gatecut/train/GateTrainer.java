@@ -54,6 +54,32 @@ public final class GateTrainer implements StepTrainer {
             m1.put(p.name(), new float[p.size()]);
             m2.put(p.name(), new float[p.size()]);
         }
+        for (var e : train.probeInputs().entrySet()) {
+            params.put(saliencyKey(e.getKey()), new float[train.plan().gate(e.getKey()).orElseThrow().size()]);
+        }
+    }
+
+    /**
+     * Where the accumulated saliency of {@code gate} lives among the parameters (checkpointed and kept with the
+     * best epoch, so a resumed or restored run projects as the uninterrupted one; never fed to the graph).
+     */
+    static String saliencyKey(String gate) {
+        return "gatecut.saliency/" + gate;
+    }
+
+    /**
+     * Gate name → Σ over the main steps so far of |g·∂L/∂g| per entry (first-order Taylor saliency); empty when
+     * the recipe ranks by θ or nothing was trained yet.
+     */
+    @Override
+    public Map<String, float[]> importance() {
+        Map<String, float[]> m = new LinkedHashMap<>();
+        if (step > 0) {
+            for (String gate : train.probeInputs().keySet()) {
+                m.put(gate, params.get(saliencyKey(gate)).clone());
+            }
+        }
+        return m;
     }
 
     /**
@@ -95,6 +121,11 @@ public final class GateTrainer implements StepTrainer {
             for (var e : drawNoise(train, config, noise, at.recovery()).entrySet()) {
                 feeds.put(e.getKey(), floats(e.getValue(), e.getValue().length));
             }
+            for (var e : train.probeInputs().entrySet()) {
+                float[] ones = new float[train.plan().gate(e.getKey()).orElseThrow().size()];
+                java.util.Arrays.fill(ones, 1f);
+                feeds.put(e.getValue(), floats(ones, ones.length));
+            }
             if (config.recipe().distills()) {
                 if (teacher == null) {
                     throw new IllegalStateException("the recipe distills but no teacher was given");
@@ -117,6 +148,16 @@ public final class GateTrainer implements StepTrainer {
                     read(r, TrainingGraph.Built.next(p.name()), params.get(p.name()));
                     read(r, TrainingGraph.Built.next(TrainingGraph.Built.moment1(p.name())), m1.get(p.name()));
                     read(r, TrainingGraph.Built.next(TrainingGraph.Built.moment2(p.name())), m2.get(p.name()));
+                }
+                if (!at.recovery()) {
+                    for (var e : train.probeInputs().entrySet()) {
+                        float[] sum = params.get(saliencyKey(e.getKey()));
+                        float[] now = new float[sum.length];
+                        read(r, TrainingGraph.Built.saliency(e.getValue()), now);
+                        for (int i = 0; i < sum.length; i++) {
+                            sum[i] += Math.abs(now[i]);
+                        }
+                    }
                 }
                 step++;
                 return new StepResult(scalar(r, TrainingGraph.LOSS), scalar(r, TrainingGraph.TASK_LOSS),
@@ -159,6 +200,13 @@ public final class GateTrainer implements StepTrainer {
             copy(p, t, params);
             copy(first, t, m1);
             copy(second, t, m2);
+        }
+        for (String gate : train.probeInputs().keySet()) {
+            float[] saved = p.get(saliencyKey(gate));
+            if (saved == null || saved.length != params.get(saliencyKey(gate)).length) {
+                throw new IllegalArgumentException("checkpoint lacks the saliency of gate '" + gate + "'");
+            }
+            System.arraycopy(saved, 0, params.get(saliencyKey(gate)), 0, saved.length);
         }
         this.step = atStep;
     }

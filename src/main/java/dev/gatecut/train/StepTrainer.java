@@ -27,6 +27,11 @@ public interface StepTrainer extends AutoCloseable {
     /** Saves what a resumed run needs into the run folder. */
     void checkpointTo(Path runDir) throws OrtException;
 
+    /** Gate name → a score per gate entry that the budget projection ranks by instead of θ (empty: θ). */
+    default Map<String, float[]> importance() {
+        return Map.of();
+    }
+
     @Override
     void close() throws OrtException;
 }

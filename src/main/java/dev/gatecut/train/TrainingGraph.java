@@ -71,9 +71,18 @@ public final class TrainingGraph {
      * @param modelInputs   the original model's inputs (token ids, masks)
      * @param noiseInputs   gate name → its noise input
      * @param initialValues starting value of every trainable parameter
+     * @param probeInputs   gate name → its saliency probe input (fed ones; the step outputs the gradient of the
+     *                      loss with respect to it, g·∂L/∂g, as {@link #saliency}); empty unless the recipe ranks
+     *                      by Taylor saliency
      */
     public record Built(OnnxModel model, GatePlan plan, List<TrainableParam> params, List<String> modelInputs,
-                        Map<String, String> noiseInputs, Map<String, float[]> initialValues, boolean withOptimizer) {
+                        Map<String, String> noiseInputs, Map<String, float[]> initialValues, boolean withOptimizer,
+                        Map<String, String> probeInputs) {
+
+        /** The train step's output holding g·∂L/∂g of the gate whose probe input is {@code probe}. */
+        public static String saliency(String probe) {
+            return probe + ".saliency";
+        }
 
         public static String next(String param) {
             return param + ".next";
@@ -189,10 +198,13 @@ public final class TrainingGraph {
 
         Random random = new Random(config.seed());
         Map<String, float[]> theta = new LinkedHashMap<>();
+        Recipe recipe = config.recipe();
         for (GateSpec s : plan.gates()) {
             float[] t = new float[s.size()];
             for (int i = 0; i < t.length; i++) {
-                t[i] = (float) (config.thetaMean() + config.thetaStd() * random.nextGaussian());
+                t[i] = (float) (recipe.setsGateInit()
+                        ? recipe.initialTheta() + Recipe.GATE_INIT_SPREAD * random.nextGaussian()
+                        : config.thetaMean() + config.thetaStd() * random.nextGaussian());
             }
             theta.put(s.name(), t);
         }
@@ -211,6 +223,21 @@ public final class TrainingGraph {
             paramValues.add(t);
             thetaByGate.put(ig.spec().name(), t);
             noise.put(ig.spec().name(), ig.noise());
+        }
+        // Saliency probes: g → g·p with p = 1 fed, so ∂L/∂p = g·∂L/∂g, the first-order Taylor estimate of the loss
+        // change if the unit were removed. Probes are differentiated but not optimized.
+        Map<String, String> probes = new LinkedHashMap<>();
+        List<Value> probeValues = new ArrayList<>();
+        // The projection ranks only coupled units by saliency (independent gates: by θ), so only they are probed.
+        if ((mode == Mode.OPTIMIZER || mode == Mode.SHARD_GRADIENTS) && config.recipe().taylorImportance()
+                && config.mode() == GateMode.COUPLED) {
+            OpBuilder probeOps = new OpBuilder(g, opset, DataType.FLOAT, "train/probe/");
+            for (GateInjector.InjectedGate ig : injected.values()) {
+                Value p = g.addInput(g.freshName(ig.spec().name() + ".probe"), floatType(ig.spec().size()));
+                insertProbe(g, probeOps, g.requireValue(ig.value()), p);
+                probes.put(ig.spec().name(), p.name());
+                probeValues.add(p);
+            }
         }
         Set<String> biases = new LinkedHashSet<>();
         for (LinearLayer l : GatePlan.gatedLayers(discovery)) {
@@ -319,15 +346,34 @@ public final class TrainingGraph {
         switch (mode) {
             case EVALUATION -> name(g, ops, logits, LOGITS);
             case GRADIENTS, SHARD_GRADIENTS -> {
-                Differentiator.Result grads = differentiate(m, differentiated, paramValues, modelShapes, seeds, rules);
+                List<Value> wrt = new ArrayList<>(paramValues);
+                wrt.addAll(probeValues);
+                Differentiator.Result grads = differentiate(m, differentiated, wrt, modelShapes, seeds, rules);
                 for (TrainableParam p : params) {
                     name(g, ops, grads.gradients().get(p.name()), Built.gradient(p.name()));
                 }
+                for (Value p : probeValues) {
+                    name(g, ops, grads.gradients().get(p.name()), Built.saliency(p.name()));
+                }
             }
-            case OPTIMIZER -> addOptimizer(m, ops, differentiated, seeds, params, paramValues, config, modelShapes, rules);
+            case OPTIMIZER -> addOptimizer(m, ops, differentiated, seeds, params, paramValues, probeValues, config,
+                    modelShapes, rules);
         }
         g.sortTopologically();
-        return new Built(m, plan, params, modelInputs, noise, initial, mode == Mode.OPTIMIZER);
+        return new Built(m, plan, params, modelInputs, noise, initial, mode == Mode.OPTIMIZER, probes);
+    }
+
+    /**
+     * Multiplies the gate {@code gate} by {@code probe} for every reader. A gate cast to a half-precision
+     * model's type is probed before the cast, in float32.
+     */
+    private static void insertProbe(Graph g, OpBuilder ops, Value gate, Value probe) {
+        Value g32 = gate.producer().filter(n -> n.opType().equals("Cast")).map(n -> n.input(0)).orElse(gate);
+        List<Value.Use> uses = List.copyOf(g32.uses());
+        Value probed = ops.op("Mul", g32, probe);
+        for (Value.Use u : uses) {
+            u.node().setInput(u.index(), probed);
+        }
     }
 
     /**
@@ -395,10 +441,16 @@ public final class TrainingGraph {
     }
 
     private static void addOptimizer(OnnxModel m, OpBuilder ops, Value loss, Map<Value, Value> seeds,
-                                     List<TrainableParam> params, List<Value> paramValues, TrainConfig c,
-                                     ShapeProbe.Result modelShapes, GradRules rules) throws OrtException {
+                                     List<TrainableParam> params, List<Value> paramValues, List<Value> probes,
+                                     TrainConfig c, ShapeProbe.Result modelShapes, GradRules rules)
+            throws OrtException {
         Graph g = m.graph();
-        Differentiator.Result grads = differentiate(m, loss, paramValues, modelShapes, seeds, rules);
+        List<Value> differentiated = new ArrayList<>(paramValues);
+        differentiated.addAll(probes);
+        Differentiator.Result grads = differentiate(m, loss, differentiated, modelShapes, seeds, rules);
+        for (Value p : probes) {
+            name(g, ops, grads.gradients().get(p.name()), Built.saliency(p.name()));
+        }
         Value step = g.addInput(STEP, floatType());
         Value lr = g.addInput(LEARNING_RATE, floatType());
         Value biasLr = g.addInput(BIAS_LEARNING_RATE, floatType());

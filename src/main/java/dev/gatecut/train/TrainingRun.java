@@ -173,6 +173,10 @@ public final class TrainingRun {
                 }
                 windowSamples += batch.size();
                 long done = trainer.step();
+                if (config.recipe().progressiveCut() && done <= mainSteps && schedule.at(s).targetSparsity() > 0) {
+                    // Iterative pruning: the units the ramped target drops leave now, and the rest adapt to it.
+                    closeProjected(trainer, params, plan, config, schedule.at(s).targetSparsity());
+                }
                 if (done % Math.max(1, options.logEvery()) == 0 || done == total) {
                     double seconds = (System.nanoTime() - windowStart) / 1e9;
                     double rate = windowSamples / Math.max(seconds, 1e-9);
@@ -184,8 +188,7 @@ public final class TrainingRun {
                 boolean epochEnd = index == train.batchesPerEpoch() - 1 || done == total || done == mainSteps;
                 if (epochEnd) {
                     // Evaluate what compiling would give: the gates projected onto the parameter budget.
-                    GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(),
-                            config.widths());
+                    GateValues projected = project(trainer, plan, config);
                     sparsity = compiled.of(projected);
                     if (evaluator != null) {
                         try {
@@ -218,7 +221,7 @@ public final class TrainingRun {
                 }
             }
             trainer.gates().write(outDir.resolve("gates.raw.json"));
-            GateValues gates = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(), config.widths());
+            GateValues gates = project(trainer, plan, config);
             gates.write(outDir.resolve("gates.json"));
             writeParams(outDir.resolve("params.json"), params, trainer.parameters());
             long selected = best != null && best.step() > 0 && best.step() != mainSteps ? best.step() : -1;
@@ -227,10 +230,17 @@ public final class TrainingRun {
         }
     }
 
-    /** Sets the gates' θ to their budget projection (closed gates closed, open ones as trained). */
-    private static void freezeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
-                                        TrainConfig config) throws OrtException {
-        GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
+    /** The trainer's gates projected onto the budget, ranked by its importance scores where it has them. */
+    static GateValues project(StepTrainer trainer, GatePlan plan, TrainConfig config) throws OrtException {
+        return BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(), config.widths(),
+                trainer.importance(), config.recipe().importance() == Importance.TAYLOR_PER_PARAMETER);
+    }
+
+    /** Sets the gates' θ to their projection onto {@code target}, ranked as the final projection ranks. */
+    private static void closeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
+                                       TrainConfig config, double target) throws OrtException {
+        GateValues projected = BudgetProjection.apply(plan, trainer.gates(), target, config.widths(),
+                trainer.importance(), config.recipe().importance() == Importance.TAYLOR_PER_PARAMETER);
         Map<String, float[]> live = trainer.parameters();
         for (TrainableParam p : params) {
             if (p.kind() == TrainableParam.Kind.GATE) {
@@ -238,6 +248,12 @@ public final class TrainingRun {
                 System.arraycopy(t, 0, live.get(p.name()), 0, t.length);
             }
         }
+    }
+
+    /** Sets the gates' θ to their budget projection (closed gates closed, open ones as trained). */
+    private static void freezeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
+                                        TrainConfig config) throws OrtException {
+        closeProjected(trainer, params, plan, config, config.targetSparsity());
     }
 
     private static ObjectNode selectedRow(long step, long selected, Evaluator.EvalResult e) {

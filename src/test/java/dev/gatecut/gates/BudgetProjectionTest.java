@@ -49,4 +49,67 @@ class BudgetProjectionTest {
             assertEquals(target, (double) (before - after) / before, 0.01, r.groups().toString());
         }
     }
+
+    /**
+     * Ranked by scores, the projection closes what it closes when θ itself is ordered as the scores (θ moved
+     * into the open range, rank for rank); per parameter, heads and channels trade places by their cost.
+     */
+    @org.junit.jupiter.api.Test
+    void scoresRankUnitsInsteadOfTheta() throws Exception {
+        try (OnnxModel m = OnnxModel.load(Path.of("onnx-models/bert-ts17.onnx"))) {
+            GatePlan plan = GatePlan.of(GroupFinder.discover(m), GateMode.COUPLED);
+            GateValues trained = GateValues.random(plan, 0, 3);   // all open, fractional
+            java.util.Random random = new java.util.Random(5);
+            java.util.Map<String, float[]> scores = new java.util.LinkedHashMap<>();
+            java.util.Map<String, float[]> asTheta = new java.util.LinkedHashMap<>();
+            for (String gate : trained.theta().keySet()) {
+                float[] s = new float[trained.theta(gate).length];
+                float[] t = new float[s.length];
+                for (int i = 0; i < s.length; i++) {
+                    s[i] = (float) Math.exp(3 * random.nextGaussian());   // saliencies span orders of magnitude
+                    t[i] = (float) (0.1 + 0.8 * Math.atan(s[i]) / Math.PI);  // the same order, open gates
+                }
+                scores.put(gate, s);
+                asTheta.put(gate, t);
+            }
+            GateValues byScores = BudgetProjection.apply(plan, trained, 0.3, Widths.perLayer(), scores, false);
+            GateValues byTheta = BudgetProjection.apply(plan, new GateValues(GateMode.COUPLED, asTheta), 0.3);
+            int closed = 0;
+            for (String gate : scores.keySet()) {
+                for (int i = 0; i < scores.get(gate).length; i++) {
+                    boolean a = GateValues.inferenceValue(byScores.theta(gate)[i]) == 0f;
+                    assertEquals(GateValues.inferenceValue(byTheta.theta(gate)[i]) == 0f, a, gate + "[" + i + "]");
+                    closed += a ? 1 : 0;
+                    if (!a) {
+                        assertEquals(trained.theta(gate)[i], byScores.theta(gate)[i], "open gates keep their θ");
+                    }
+                }
+            }
+            org.junit.jupiter.api.Assertions.assertTrue(closed > 0);
+            // Per parameter: every head scored like the best FFN channel, but costing ~100× more, ranks lowest.
+            java.util.Map<String, float[]> flat = new java.util.LinkedHashMap<>();
+            for (GateSpec spec : plan.gates()) {
+                float[] s = new float[spec.size()];
+                java.util.Arrays.fill(s, spec.target() instanceof GateSpec.HeadGroups ? 2f : 1f);
+                flat.put(spec.name(), s);
+            }
+            GateValues raw = BudgetProjection.apply(plan, trained, 0.3, Widths.perLayer(), flat, false);
+            GateValues perParameter = BudgetProjection.apply(plan, trained, 0.3, Widths.perLayer(), flat, true);
+            org.junit.jupiter.api.Assertions.assertEquals(0, closedHeads(plan, raw), "heads score higher: kept");
+            org.junit.jupiter.api.Assertions.assertTrue(closedHeads(plan, perParameter) > 0,
+                    "per parameter the heads are the cheapest saliency to lose");
+        }
+    }
+
+    private static int closedHeads(GatePlan plan, GateValues v) {
+        int n = 0;
+        for (GateSpec spec : plan.gates()) {
+            if (spec.target() instanceof GateSpec.HeadGroups) {
+                for (float t : v.theta(spec.name())) {
+                    n += GateValues.inferenceValue(t) == 0f ? 1 : 0;
+                }
+            }
+        }
+        return n;
+    }
 }

@@ -217,6 +217,29 @@ class DataParallelTrainingTest {
         assertTrue(moved > 100 * PARAM_TOLERANCE, "gates moved: " + moved);
         assertTrue(worstGate <= PARAM_TOLERANCE, "theta differs by " + worstGate);
         assertTrue(worstParam <= PARAM_TOLERANCE, "biases/head differ by " + worstParam);
+        // The budget cut ranks by the summed saliency where the recipe says so: both runs cut the same units.
+        if (config.recipe().taylorImportance() && config.mode() == GateMode.COUPLED) {
+            Map<String, float[]> ca = Checkpoint.read(one.resolve(Checkpoint.FILE)).params();
+            Map<String, float[]> cb = Checkpoint.read(two.resolve(Checkpoint.FILE)).params();
+            List<String> sums = ca.keySet().stream().filter(k -> k.startsWith("gatecut.saliency/")).toList();
+            assertTrue(!sums.isEmpty() && cb.keySet().containsAll(sums), "both runs checkpoint the saliency sums");
+            for (String k : sums) {
+                double scale = 0;
+                for (float v : ca.get(k)) {
+                    scale = Math.max(scale, Math.abs(v));
+                }
+                assertTrue(scale > 0 && maxAbsDiff(ca.get(k), cb.get(k)) <= 1e-5 * scale, k);
+            }
+        }
+        GateValues cutA = GateValues.read(one.resolve("gates.json"));
+        GateValues cutB = GateValues.read(two.resolve("gates.json"));
+        for (String gate : cutA.theta().keySet()) {
+            float[] x = cutA.inference(gate);
+            float[] y = cutB.inference(gate);
+            for (int i = 0; i < x.length; i++) {
+                assertEquals(x[i] == 0, y[i] == 0, gate + "[" + i + "]: the same units are cut");
+            }
+        }
     }
 
     private static double maxAbsDiff(float[] x, float[] y) {

@@ -86,9 +86,13 @@ public class TrainingRunTest {
         }
     }
 
-    /** Every part of the recipe at once: schedules, per-group rates, selection, recovery, distillation. */
+    /**
+     * Every part of the recipe at once: schedules, per-group rates, selection, recovery, distillation, gates started
+     * in their linear range and projected by Taylor saliency (accumulated state that a resume must restore).
+     */
     static TrainConfig recipeConfig() {
-        return config().withRecipe(new Recipe(0.1, 0.02, 0.25, 0.25, 0.25, 2, true, 0.5, 2, List.of(0.8, 1.2)));
+        return config().withRecipe(new Recipe(0.1, 0.02, 0.25, 0.25, 0.25, 2, true, 0.5, 2, List.of(0.8, 1.2), 0.95,
+                Importance.TAYLOR, true));
     }
 
     @org.junit.jupiter.params.ParameterizedTest(name = "crash after step {0}")
@@ -125,10 +129,12 @@ public class TrainingRunTest {
         TrainingRun.Summary again = TrainingRun.run(MODEL, recipeConfig(), synthetic(), eval, resume, resumed,
                 TrainingRun.Listener.silent());
         assertEquals(full.selectedStep(), again.selectedStep(), "the same epoch selected");
-        GateValues a = GateValues.read(straight.resolve("gates.raw.json"));
-        GateValues b = GateValues.read(resumed.resolve("gates.raw.json"));
-        for (String gate : a.theta().keySet()) {
-            assertArrayEquals(a.theta(gate), b.theta(gate), "gate " + gate + " after resume");
+        for (String file : List.of("gates.raw.json", "gates.json")) {
+            GateValues a = GateValues.read(straight.resolve(file));
+            GateValues b = GateValues.read(resumed.resolve(file));
+            for (String gate : a.theta().keySet()) {
+                assertArrayEquals(a.theta(gate), b.theta(gate), file + ": gate " + gate + " after resume");
+            }
         }
         Checkpoint pa = Checkpoint.read(straight.resolve("params.json"));
         Checkpoint pb = Checkpoint.read(resumed.resolve("params.json"));
@@ -163,6 +169,71 @@ public class TrainingRunTest {
         float[] head = Checkpoint.read(dir.resolve("params.json")).params().get(TrainedParams.HEAD_WEIGHT);
         float[] head6 = Checkpoint.read(without.resolve("params.json")).params().get(TrainedParams.HEAD_WEIGHT);
         assertFalse(java.util.Arrays.equals(head, head6), "the head trains during recovery");
+    }
+
+    /**
+     * With the progressive cut the units the budget drops are closed while the target ramps in: the trained
+     * gates end with exactly the final projection's closures (the model trained on without them), and half-way
+     * up the ramp fewer units are closed than at its end, but some.
+     */
+    @Test
+    void theProgressiveCutClosesUnitsDuringTheRamp(@TempDir Path dir) throws Exception {
+        // 16 steps: 4 dense, then the target ramps over 8 steps (0.15 after step 8), then 4 at the target 0.3.
+        TrainConfig c = config().withLearningRate(1e-3).withRecipe(new Recipe(1e-2, Double.NaN, 0, 0.25, 0.5, 0,
+                false, 0, 1, List.of(), 0.95, Importance.TAYLOR, true));
+        TrainingRun.Listener crashAfter8 = new TrainingRun.Listener() {
+            @Override
+            public void started(long firstStep, long totalSteps) {
+            }
+
+            @Override
+            public void stepped(long step, GateTrainer.StepResult result, double samplesPerSecond) {
+                if (step == 9) {
+                    throw new IllegalStateException("stop after the checkpoint of step 8");
+                }
+            }
+
+            @Override
+            public void evaluated(long step, Evaluator.EvalResult result, double sparsity) {
+            }
+        };
+        TrainingRun.Options options = new TrainingRun.Options(0, 16, 1, 8, false, Device.CPU, new FusedBackend());
+        assertThrows(IllegalStateException.class, () -> TrainingRun.run(MODEL, c, synthetic(), List.of(), options,
+                dir.resolve("half"), crashAfter8));
+        TrainingRun.run(MODEL, c, synthetic(), List.of(), options, dir.resolve("full"), TrainingRun.Listener.silent());
+        GateValues raw = GateValues.read(dir.resolve("full/gates.raw.json"));
+        GateValues projected = GateValues.read(dir.resolve("full/gates.json"));
+        for (String gate : raw.theta().keySet()) {
+            float[] r = raw.theta(gate);
+            float[] p = projected.theta(gate);
+            for (int i = 0; i < r.length; i++) {
+                assertEquals(GateValues.inferenceValue(p[i]) == 0f, GateValues.inferenceValue(r[i]) == 0f,
+                        gate + "[" + i + "]: closed in training exactly where the final projection closes");
+            }
+        }
+        Checkpoint mid = Checkpoint.read(dir.resolve("half").resolve(Checkpoint.FILE));
+        assertEquals(8, mid.step());
+        int closedMid = 0;
+        for (TrainableParam p : TrainingGraph.trainStep(MODEL, c).params()) {
+            if (p.kind() == TrainableParam.Kind.GATE) {
+                for (float x : mid.params().get(p.name())) {
+                    closedMid += GateValues.inferenceValue(x) == 0f ? 1 : 0;
+                }
+            }
+        }
+        int closedEnd = closed(raw);
+        assertTrue(closedMid > 0 && closedMid < closedEnd, "closed half-way up the ramp " + closedMid + ", at its end "
+                + closedEnd);
+    }
+
+    private static int closed(GateValues v) {
+        int n = 0;
+        for (float[] t : v.theta().values()) {
+            for (float x : t) {
+                n += GateValues.inferenceValue(x) == 0f ? 1 : 0;
+            }
+        }
+        return n;
     }
 
     @Test
