@@ -100,7 +100,7 @@ public final class TrainingGraph {
 
     /** The fused train step: (params, moments, step, lr, batch, noise) → (losses, params', moments'). */
     public static Built trainStep(Path model, TrainConfig config) throws OrtException {
-        return trainStep(model, config, new ShapeCache());
+        return trainStep(model, config, ShapeCache.shared());
     }
 
     /** {@link #trainStep(Path, TrainConfig)} with the model's shapes from {@code shapes} (probed there once). */
@@ -110,7 +110,7 @@ public final class TrainingGraph {
 
     /** Forward only: losses and logits, for evaluation with zero noise. */
     public static Built evaluation(Path model, TrainConfig config) throws OrtException {
-        return evaluation(model, config, new ShapeCache());
+        return evaluation(model, config, ShapeCache.shared());
     }
 
     /** {@link #evaluation(Path, TrainConfig)} with the model's shapes from {@code shapes} (probed there once). */
@@ -124,7 +124,7 @@ public final class TrainingGraph {
      * update themselves (ONNX Runtime's training API).
      */
     public static Built gradients(Path model, TrainConfig config) throws OrtException {
-        return gradients(model, config, new ShapeCache());
+        return gradients(model, config, ShapeCache.shared());
     }
 
     /** {@link #gradients(Path, TrainConfig)} with the model's shapes from {@code shapes} (probed there once). */
@@ -380,7 +380,7 @@ public final class TrainingGraph {
     private static Differentiator.Result differentiate(OnnxModel m, Value loss, List<Value> paramValues,
                                                        ShapeProbe.Result modelShapes) throws OrtException {
         Optional<ShapeProbe.Result> derived = ShapePropagation.extend(m.graph(), modelShapes);
-        ShapeProbe.Result shapes = derived.isPresent() ? derived.get() : ShapeProbe.probe(m);
+        ShapeProbe.Result shapes = derived.isPresent() ? derived.get() : ShapeCache.shared().shapes(m, ShapeProbe::probe);
         return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, GradRules.standard(), shapes,
                 lossScale(m));
     }
