@@ -121,12 +121,22 @@ public final class OrtSessions {
             // Read at once and deleted: no need to force it to disk.
             model.save(file, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS).withoutSync());
             return environment().createSession(file.toString(), options);
-        } catch (IOException e) {
-            throw FileAccessException.of("write a temporary model for ONNX Runtime into", dir, e);
+        } catch (IOException | FileAccessException e) {
+            // No temp file (a full or read-only temp folder): as bytes, where the model fits in protobuf's 2 GB.
+            if (weightBytes(model) < INLINE_BYTES) {
+                return environment().createSession(model.toByteArray(), options);
+            }
+            if (e instanceof IOException io) {
+                throw FileAccessException.of("write a temporary model for ONNX Runtime into", dir, io);
+            }
+            throw (FileAccessException) e;
         } finally {
             deleteTree(dir);   // Linux keeps the mapped side file readable until the session closes
         }
     }
+
+    /** Below protobuf's 2 GB (with room for the graph) a model can still go as bytes when no temp file can be written. */
+    private static final long INLINE_BYTES = (1L << 31) - (64L << 20);
 
     static long weightBytes(OnnxModel model) {
         return model.graph().initializers().stream().mapToLong(v -> v.initializer().byteSize()).sum();
