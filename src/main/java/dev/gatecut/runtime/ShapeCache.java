@@ -11,8 +11,8 @@ import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.Collections;
-import java.util.LinkedHashMap;
 import java.util.HexFormat;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
@@ -44,7 +44,8 @@ public final class ShapeCache {
     static final int DEFAULT_CAPACITY = 64;
 
     private static final ShapeCache SHARED = new ShapeCache();
-    private static final InheritableThreadLocal<ShapeCache> IN_USE = new InheritableThreadLocal<>();
+    // Not inherited: a pool thread first started inside a scope would keep that run's cache for good.
+    private static final ThreadLocal<ShapeCache> IN_USE = new ThreadLocal<>();
 
     private final Map<String, ShapeProbe.Result> byDigest;
     private long probes;
@@ -77,8 +78,8 @@ public final class ShapeCache {
     }
 
     /**
-     * Makes {@code cache} what {@link #shared()} returns on this thread (and threads it starts) until
-     * the returned scope is closed: a run isolated from the JVM-wide cache, e.g. to count its probes.
+     * Makes {@code cache} what {@link #shared()} returns on this thread until the returned scope is
+     * closed: a run isolated from the JVM-wide cache, e.g. to count its probes.
      */
     public static Scope use(ShapeCache cache) {
         ShapeCache previous = IN_USE.get();
