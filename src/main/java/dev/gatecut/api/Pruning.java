@@ -29,7 +29,7 @@ final class Pruning {
      * keeps its own classification head; {@code unwritten} names the output in a failed check's message.
      */
     static PruneResult run(Path model, PruneOptions o, boolean classify, String unwritten) throws OrtException {
-        return run(model, o, classify, unwritten, new ShapeCache());
+        return run(model, o, classify, unwritten, ShapeCache.shared());
     }
 
     /** As above, reusing the shapes a training run already probed ({@code shapes}): trained biases change no shape. */
@@ -97,7 +97,7 @@ final class Pruning {
     static Streamed runStreaming(Path model, PruneOptions o, Path output) throws OrtException {
         Path params = o.trainedParams().orElse(null);
         try (OnnxModel slim = load(model, params)) {
-            Chosen c = choose(model, slim, o, false, new ShapeCache());
+            Chosen c = choose(model, slim, o, false, ShapeCache.shared());
             StreamingCompile.Result r = StreamingCompile.run(slim, () -> load(model, params), model, c.plan(),
                     c.values(), o.align(), output, o.verify() ? new StreamingCompile.Check(o.verifyDevice(), o.seed())
                             : StreamingCompile.Check.none());

@@ -31,7 +31,7 @@ public final class GroupFinder {
 
     /** Refuses quantized models, probes shapes with ONNX Runtime (CPU) and discovers the groups. */
     public static Discovery discover(OnnxModel model) throws OrtException {
-        return discover(model, new ShapeCache());
+        return discover(model, ShapeCache.shared());
     }
 
     /** As {@link #discover(OnnxModel)}, with the shapes from {@code shapes} (probed there when new). */

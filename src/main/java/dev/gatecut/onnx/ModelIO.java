@@ -438,7 +438,9 @@ public final class ModelIO {
                             tensors.add(t.toProto());
                         }
                     }
-                    out.force(true);
+                    if (options.sync()) {
+                        out.force(true);
+                    }
                 }
             } else {
                 for (Value v : initializers) {
@@ -451,7 +453,9 @@ public final class ModelIO {
                  OutputStream stream = Channels.newOutputStream(out)) {
                 proto.writeTo(stream);
                 stream.flush();
-                out.force(true);
+                if (options.sync()) {
+                    out.force(true);
+                }
             }
             if (tmpData != null) {
                 AtomicFiles.move(tmpData, dataPath);

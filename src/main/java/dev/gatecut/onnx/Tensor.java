@@ -153,7 +153,7 @@ public final class Tensor {
         ByteBuffer raw = proto.getRawData().isEmpty() ? TensorArrays.rawBytes(proto)
                 : proto.getRawData().asReadOnlyByteBuffer();
         while (raw.hasRemaining()) {
-            target.write(raw);
+            raw.position(raw.position() + target.write(ExternalDataFile.slice(raw)));
         }
     }
 

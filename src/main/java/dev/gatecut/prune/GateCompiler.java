@@ -26,6 +26,7 @@ import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
 import dev.gatecut.runtime.OrtSessions;
+import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.runtime.ShapeProbe;
 
 import java.nio.file.Path;
@@ -263,7 +264,7 @@ public final class GateCompiler {
         }
         ShapeProbe.Result probe;
         try {
-            probe = ShapeProbe.probe(model);
+            probe = ShapeCache.shared().shapes(model, ShapeProbe::probe);   // a graph compiled before (all gates open: the original) is not probed again
         } catch (OrtException e) {
             throw new ModelException(model.source().map(p -> p + ": ").orElse("")
                     + "the compiled model does not run in ONNX Runtime (" + OrtSessions.describe(e) + ")", e);

@@ -1,6 +1,5 @@
 package dev.gatecut.runtime;
 
-import dev.gatecut.errors.FileAccessException;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;
@@ -16,11 +15,7 @@ import dev.gatecut.onnx.proto.ValueInfoProto;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.FloatStandIn;
 import dev.gatecut.onnx.Graph;
-import dev.gatecut.onnx.SaveOptions;
 
-import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -164,16 +159,17 @@ public final class ShapeProbe {
         return kinds;
     }
 
-    /** Models under 1 GB go to ONNX Runtime as bytes; larger ones through a temporary file with external data. */
+    /**
+     * Small models go to ONNX Runtime as bytes with every value listed as an output; large ones get
+     * the outputs added to their graph for the time a temporary file is written ({@link OrtSessions#create}).
+     */
     private static OrtSession exposedSession(OnnxModel model, OrtEnvironment env, OrtSession.SessionOptions options)
             throws OrtException {
-        long bytes = model.graph().initializers().stream().mapToLong(v -> v.initializer().byteSize()).sum();
-        if (bytes < (1L << 30)) {
+        if (OrtSessions.weightBytes(model) < OrtSessions.FILE_ROUTE_BYTES) {
             return env.createSession(exposeAll(model).toByteArray(), options);
         }
         Graph graph = model.graph();
         List<Value> added = new ArrayList<>();
-        Path dir = null;
         try {
             for (Node n : graph.nodes()) {
                 for (Value out : n.outputs()) {
@@ -183,29 +179,9 @@ public final class ShapeProbe {
                     }
                 }
             }
-            dir = Files.createTempDirectory("gatecut-probe");
-            Path file = dir.resolve("probe.onnx");
-            model.save(file, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
-            return env.createSession(file.toString(), options);
-        } catch (IOException e) {
-            throw FileAccessException.of("write the probe model into", dir, e);
+            return OrtSessions.create(model, options);
         } finally {
             added.forEach(graph::removeOutput);
-            deleteTree(dir);
-        }
-    }
-
-    private static void deleteTree(Path dir) {
-        if (dir == null) {
-            return;
-        }
-        try (var files = Files.list(dir)) {
-            for (Path f : files.toList()) {
-                Files.deleteIfExists(f);
-            }
-            Files.deleteIfExists(dir);
-        } catch (IOException ignored) {
-            // a leftover temp folder is harmless
         }
     }
 

@@ -110,7 +110,7 @@ public final class TrainingGraph {
 
     /** The fused train step: (params, moments, step, lr, batch, noise) → (losses, params', moments'). */
     public static Built trainStep(Path model, TrainConfig config) throws OrtException {
-        return trainStep(model, config, new ShapeCache());
+        return trainStep(model, config, ShapeCache.shared());
     }
 
     /** {@link #trainStep(Path, TrainConfig)} with the model's shapes from {@code shapes} (probed there once). */
@@ -120,7 +120,7 @@ public final class TrainingGraph {
 
     /** Forward only: losses and logits, for evaluation with zero noise. */
     public static Built evaluation(Path model, TrainConfig config) throws OrtException {
-        return evaluation(model, config, new ShapeCache());
+        return evaluation(model, config, ShapeCache.shared());
     }
 
     /** {@link #evaluation(Path, TrainConfig)} with the model's shapes from {@code shapes} (probed there once). */
@@ -134,7 +134,7 @@ public final class TrainingGraph {
      * update themselves (ONNX Runtime's training API).
      */
     public static Built gradients(Path model, TrainConfig config) throws OrtException {
-        return gradients(model, config, new ShapeCache());
+        return gradients(model, config, ShapeCache.shared());
     }
 
     /** {@link #gradients(Path, TrainConfig)} with the model's shapes from {@code shapes} (probed there once). */
@@ -166,7 +166,7 @@ public final class TrainingGraph {
 
     /** {@link #trainStep(Path, TrainConfig, int)} differentiated with {@code rules} (e.g. {@link GradRules#plain()}). */
     public static Built trainStep(Path model, TrainConfig config, int lossChunks, GradRules rules) throws OrtException {
-        return build(model, config, Mode.OPTIMIZER, new ShapeCache(), lossChunks, rules);
+        return build(model, config, Mode.OPTIMIZER, ShapeCache.shared(), lossChunks, rules);
     }
 
     private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache, int lossChunks)
@@ -492,7 +492,8 @@ public final class TrainingGraph {
         Optional<ShapeProbe.Result> derived = ShapePropagation.extend(m.graph(), modelShapes);
         // The chunked loss's head is never differentiated: its padded chunks need no shapes.
         ShapeProbe.Result shapes = derived.isPresent() ? derived.get()
-                : !seeds.isEmpty() ? ShapePropagation.extendWhereKnown(m.graph(), modelShapes) : ShapeProbe.probe(m);
+                : !seeds.isEmpty() ? ShapePropagation.extendWhereKnown(m.graph(), modelShapes)
+                : ShapeCache.shared().shapes(m, ShapeProbe::probe);
         return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, rules, shapes,
                 lossScale(m), seeds);
     }

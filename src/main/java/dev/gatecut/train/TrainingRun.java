@@ -123,8 +123,8 @@ public final class TrainingRun {
                     + " only: use --backend fused, or --recipe plain for ONNX Runtime's training API");
         }
         Path metrics = outDir.resolve("metrics.jsonl");
-        // One probe per graph for the whole run: the training, evaluation and compile-side discoveries share it.
-        ShapeCache shapes = new ShapeCache();
+        // One probe per graph for the whole run (and the JVM): training, evaluation and compile-side discoveries share it.
+        ShapeCache shapes = ShapeCache.shared();
         TrainingBackend.Started started = options.backend().start(model, config, outDir, options.resume(),
                 options.device(), options.devices(), shapes);
         StepTrainer trainer = started.trainer();

@@ -1,6 +1,7 @@
 package dev.gatecut.prune;
 
 import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtSession;
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.discover.GroupFinder;
 import dev.gatecut.gates.GateInjector;
@@ -8,6 +9,8 @@ import dev.gatecut.gates.GateMode;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.testing.Ort;
 import dev.gatecut.testing.TestModels;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -64,12 +67,17 @@ class GateCompilerTest {
             GatePlan plan = GatePlan.of(GroupFinder.discover(slim), mode);
             CompileReport report = GateCompiler.compile(slim, plan, GateValues.allOpen(plan), 1);
             assertEquals(0, report.removed());
-            for (int[] size : new int[][] {{2, 5}, {1, 9}}) {
-                Map<String, OnnxTensor> feeds = Ort.randomFeeds(original, size[0], size[1], 3);
-                try {
-                    Ort.assertBitwiseEqual(Ort.run(original, feeds), Ort.run(slim, feeds), model + " all open");
-                } finally {
-                    Ort.close(feeds);
+            // One session per model for both sizes: opening one costs far more than running it.
+            try (OrtSession originalSession = OrtSessions.open(original, Device.CPU);
+                 OrtSession slimSession = OrtSessions.open(slim, Device.CPU)) {
+                for (int[] size : new int[][] {{2, 5}, {1, 9}}) {
+                    Map<String, OnnxTensor> feeds = Ort.randomFeeds(original, size[0], size[1], 3);
+                    try {
+                        Ort.assertBitwiseEqual(Ort.run(originalSession, feeds), Ort.run(slimSession, feeds),
+                                model + " all open");
+                    } finally {
+                        Ort.close(feeds);
+                    }
                 }
             }
         }
@@ -77,19 +85,22 @@ class GateCompilerTest {
 
     /** max |a − b| / max |b| ≤ 1e-5 for every output, at two batch/sequence sizes. */
     static void assertEquivalent(OnnxModel reference, OnnxModel candidate, String what) throws Exception {
-        for (int[] size : new int[][] {{2, 7}, {3, 12}}) {
-            Map<String, OnnxTensor> feeds = Ort.randomFeeds(reference, size[0], size[1], 11L * size[0] + size[1]);
-            try {
-                Map<String, ByteBuffer> expected = Ort.run(reference, feeds);
-                Map<String, ByteBuffer> actual = Ort.run(candidate, feeds);
-                assertEquals(expected.keySet(), actual.keySet());
-                for (String name : expected.keySet()) {
-                    double err = relativeError(expected.get(name), actual.get(name));
-                    assertTrue(err <= 1e-5, what + " output " + name + " at " + size[0] + "x" + size[1]
-                            + ": relative error " + err);
+        try (OrtSession referenceSession = OrtSessions.open(reference, Device.CPU);
+             OrtSession candidateSession = OrtSessions.open(candidate, Device.CPU)) {
+            for (int[] size : new int[][] {{2, 7}, {3, 12}}) {
+                Map<String, OnnxTensor> feeds = Ort.randomFeeds(reference, size[0], size[1], 11L * size[0] + size[1]);
+                try {
+                    Map<String, ByteBuffer> expected = Ort.run(referenceSession, feeds);
+                    Map<String, ByteBuffer> actual = Ort.run(candidateSession, feeds);
+                    assertEquals(expected.keySet(), actual.keySet());
+                    for (String name : expected.keySet()) {
+                        double err = relativeError(expected.get(name), actual.get(name));
+                        assertTrue(err <= 1e-5, what + " output " + name + " at " + size[0] + "x" + size[1]
+                                + ": relative error " + err);
+                    }
+                } finally {
+                    Ort.close(feeds);
                 }
-            } finally {
-                Ort.close(feeds);
             }
         }
     }

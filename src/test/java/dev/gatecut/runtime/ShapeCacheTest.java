@@ -14,7 +14,9 @@ import java.nio.file.Path;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
 import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 
 /** A probe is reused exactly for graphs it describes. */
 class ShapeCacheTest {
@@ -63,6 +65,41 @@ class ShapeCacheTest {
              OnnxModel unfused = OnnxModel.load(Path.of("onnx-models/bert-ort-fused.onnx"))) {
             Unfuse.apply(unfused, Unfuse.FOR_TRAINING);
             assertNotEquals(ShapeCache.digest(fused), ShapeCache.digest(unfused));
+        }
+    }
+
+    @Test
+    void aCacheKeepsOnlyTheMostRecentlyUsedGraphs() throws Exception {
+        ShapeCache cache = new ShapeCache(1);
+        try (OnnxModel bert = OnnxModel.load(BERT); OnnxModel fused = OnnxModel.load(Path.of("onnx-models/bert-ort-fused.onnx"))) {
+            cache.shapes(bert);
+            cache.shapes(bert);
+            assertEquals(1, cache.probes());
+            cache.shapes(fused);   // pushes bert out
+            cache.shapes(bert);
+            assertEquals(3, cache.probes());
+            assertEquals(1, cache.size());
+        }
+    }
+
+    @Test
+    void theSharedCacheIsOnePerJvmUnlessARunUsesItsOwn() {
+        assertSame(ShapeCache.shared(), ShapeCache.shared());
+        ShapeCache own = new ShapeCache();
+        try (ShapeCache.Scope scope = ShapeCache.use(own)) {
+            assertSame(own, ShapeCache.shared());
+            assertSame(own, scope.cache());
+        }
+        assertNotSame(own, ShapeCache.shared());
+    }
+
+    @Test
+    void cachedShapesCannotBeChangedByOneRunForTheNext() throws Exception {
+        ShapeCache cache = new ShapeCache();
+        try (OnnxModel m = OnnxModel.load(BERT)) {
+            ShapeProbe.Result r = cache.shapes(m);
+            assertThrows(UnsupportedOperationException.class, () -> r.shapes().clear());
+            assertThrows(UnsupportedOperationException.class, () -> r.types().clear());
         }
     }
 }

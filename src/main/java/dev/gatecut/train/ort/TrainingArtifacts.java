@@ -97,7 +97,7 @@ public record TrainingArtifacts(Path dir, TrainConfig config, GatePlan plan, Lis
 
     /** Builds the training and evaluation graphs of {@code model} and writes the four artifacts into {@code dir}. */
     public static TrainingArtifacts write(Path model, TrainConfig config, Path dir) throws OrtException {
-        return write(model, config, dir, new ShapeCache());
+        return write(model, config, dir, ShapeCache.shared());
     }
 
     /** {@link #write(Path, TrainConfig, Path)} with the model's shapes from {@code shapes} (probed there once). */
