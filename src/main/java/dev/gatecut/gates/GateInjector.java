@@ -49,9 +49,11 @@ public final class GateInjector {
 
     private final Noise noiseMode;
     private final List<AttentionGroup> groups;
+    private final long opset;
 
-    private GateInjector(Graph graph, Noise noiseMode, List<AttentionGroup> groups) {
+    private GateInjector(Graph graph, Noise noiseMode, List<AttentionGroup> groups, long opset) {
         this.graph = graph;
+        this.opset = opset;
         this.noiseMode = noiseMode;
         this.groups = groups;
         for (Node n : graph.nodes()) {
@@ -95,7 +97,8 @@ public final class GateInjector {
             throw new ModelException("gates need ONNX opset 11 or newer (Clip with min/max inputs); the model"
                     + " imports opset " + model.defaultOpset() + ": convert it with onnx.version_converter");
         }
-        GateInjector in = new GateInjector(model.graph(), noise, plan.discovery().attentionGroups());
+        GateInjector in = new GateInjector(model.graph(), noise, plan.discovery().attentionGroups(),
+                model.defaultOpset());
         Map<String, InjectedGate> result = new LinkedHashMap<>();
         for (GateSpec spec : plan.gates()) {
             result.put(spec.name(), in.add(spec, values.theta(spec.name())));
@@ -130,9 +133,15 @@ public final class GateInjector {
                 List.of(noisy.output(0), zero, one), List.of(graph.freshName(spec.name())), List.of());
         Value g = gate.output(0);
         g.setType(floatVector(spec.size()));
+        Value g32 = g;
         g = inModelPrecision(g, targetLayer(spec.target()), spec.name());
         GateSpec.Target target = spec.target();
-        if (target instanceof GateSpec.FfnChannels f) {
+        if (target instanceof GateSpec.HiddenChannels h) {
+            Value modelGate = g;
+            LinearLayer first = h.stream().writers().get(0);
+            new HiddenStreamGates(graph, opset, weightType(graph, first), h.stream(), modelGate, g32, spec.name())
+                    .apply(w -> gateRows(w, modelGate, spec.name() + "/" + GatePlan.simpleName(w.node())));
+        } else if (target instanceof GateSpec.FfnChannels f) {
             gateInput(node(f.group().consumer()), g, spec.name());
         } else if (target instanceof GateSpec.HeadGroups h) {
             gateInput(node(h.group().o()), expandHeads(g, h.group(), spec.name()), spec.name());
@@ -151,6 +160,8 @@ public final class GateInjector {
             return h.group().o();
         } else if (target instanceof GateSpec.Rows r) {
             return r.layer();
+        } else if (target instanceof GateSpec.HiddenChannels h) {
+            return h.stream().writers().get(0);
         }
         return ((GateSpec.Columns) target).layer();
     }
