@@ -18,11 +18,13 @@ import java.util.List;
  * @param vectors      per-channel constants combined element-wise with the stream (norm weights, biases)
  * @param shapeEdits   Reshape constants that name the hidden size
  * @param outputs      graph outputs that are stream values (kept at full width by scattering back)
+ * @param tableRows    rows of the distinct embedding tables: their elements per hidden channel
+ * @param constantsPerChannel norm weights and biases and other per-channel constants: their elements per channel
  */
 public record HiddenStream(long width, List<Embedding> embeddings, List<LinearLayer> writers,
                            List<LinearLayer> readers, List<TiedReader> tiedReaders, List<String> layerNorms,
                            List<String> statistics, List<ChannelVector> vectors, List<ShapeEdit> shapeEdits,
-                           List<String> outputs) {
+                           List<String> outputs, long tableRows, long constantsPerChannel) {
 
     /** An embedding lookup: {@code table} is read by Gather node {@code gather}. */
     public record Embedding(String gather, String table) {

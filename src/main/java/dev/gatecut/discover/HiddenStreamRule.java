@@ -137,8 +137,16 @@ public final class HiddenStreamRule {
         });
         List<HiddenStream.ChannelVector> ownVectors = vectors.stream()
                 .filter(c -> !writerBiases.contains(node(c.node()).input(c.input()).name())).toList();
+        long tableRows = 0;
+        for (String t : tables) {
+            tableRows += graph.requireValue(t).initializer().dims()[0];
+        }
+        long constants = ownVectors.size();
+        for (String ln : layerNorms) {
+            constants += node(ln).inputs().stream().skip(1).filter(java.util.Objects::nonNull).count();
+        }
         return new HiddenStream(width, embeddings, List.copyOf(writers), readers, tied, layerNorms, statistics,
-                ownVectors, shapeEdits, outputs);
+                ownVectors, shapeEdits, outputs, tableRows, constants);
     }
 
     private void visit(Value v) {

@@ -506,8 +506,10 @@ public final class GateCompiler {
         tensors.addAll(vectorNames);
         for (LinearLayer l : s.layers()) {
             tensors.add(l.weight());
-            if (l.bias() != null) {
-                tensors.add(l.bias());
+        }
+        for (LinearLayer w : s.writers()) {
+            if (w.bias() != null) {
+                tensors.add(w.bias());   // a reader's bias lies on its output side: the hidden cut leaves it
             }
         }
         tensors.removeAll(counted);
