@@ -34,6 +34,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     double lambda = 50;
     String pooling = "mean";
     boolean uniformWidths;
+    boolean hiddenGates;
     String recipe = "default";
     Double headLearningRate;
     Double biasLearningRate;
@@ -163,6 +164,16 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     /** How a new head reads hidden states: "mean" (default) or "first" ({@code --pooling}). */
     public B pooling(String pooling) {
         this.pooling = Objects.requireNonNull(pooling, "pooling");
+        return self();
+    }
+
+    /**
+     * Gate the residual stream too ({@code --hidden-gates}, default off): one gate per hidden channel,
+     * shared by the embeddings, every layer's projections and norms and the head; compiling then
+     * narrows the model's hidden size.
+     */
+    public B hiddenGates(boolean hidden) {
+        this.hiddenGates = hidden;
         return self();
     }
 

@@ -151,6 +151,47 @@ public final class BudgetProjection {
     }
 
     /**
+     * The hidden gate's open count rounded to the nearest multiple of {@code align} (at least
+     * {@code align}, at most the width): the lowest open gates are closed, or the highest closed ones
+     * reopened slightly. The compiler cuts exactly the closed hidden channels (keeping a closed one
+     * would change the norms' statistics), so this is where the hidden width gets aligned.
+     */
+    public static GateValues alignHidden(GatePlan plan, GateValues values, int align) {
+        var stream = plan.hidden().orElse(null);
+        if (stream == null || align <= 1 || stream.width() <= align) {
+            return values;
+        }
+        float[] t = values.theta(GatePlan.HIDDEN).clone();
+        Integer[] order = new Integer[t.length];
+        for (int i = 0; i < t.length; i++) {
+            order[i] = i;
+        }
+        Arrays.sort(order, Comparator.comparingDouble(i -> t[i]));
+        int open = 0;
+        for (float x : t) {
+            open += GateValues.inferenceValue(x) > 0f ? 1 : 0;
+        }
+        long target = Math.min(stream.width(), Math.max(align, Math.round((double) open / align) * align));
+        for (int k = 0; k < t.length && open > target; k++) {
+            int i = order[k];
+            if (GateValues.inferenceValue(t[i]) > 0f) {
+                t[i] = GateValues.CLOSED;
+                open--;
+            }
+        }
+        for (int k = t.length - 1; k >= 0 && open < target; k--) {
+            int i = order[k];
+            if (GateValues.inferenceValue(t[i]) == 0f) {
+                t[i] = REOPENED;
+                open++;
+            }
+        }
+        Map<String, float[]> theta = new LinkedHashMap<>(values.theta());
+        theta.put(GatePlan.HIDDEN, t);
+        return new GateValues(values.mode(), theta);
+    }
+
+    /**
      * Elements per hidden channel that no channel group counts: embedding tables, norm and other
      * per-channel constants, writers' biases, and the readers and writers outside the groups (heads).
      */

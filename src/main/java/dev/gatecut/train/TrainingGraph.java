@@ -143,6 +143,9 @@ public final class TrainingGraph {
         Discovery discovery = GroupFinder.discover(m, shapeCache);
         ShapeProbe.Result modelShapes = shapeCache.shapes(m);
         GatePlan plan = GatePlan.of(discovery, config.mode());
+        if (config.hiddenGates()) {
+            plan = plan.withHiddenGate(dev.gatecut.discover.HiddenStreamRule.find(m.graph(), modelShapes, discovery));
+        }
         if (plan.gates().isEmpty()) {
             throw new ModelException(path + ": no channel groups found to gate; see `gatecut inspect`");
         }
