@@ -13,18 +13,20 @@ import java.util.List;
  * @param writers      linear layers whose output rows (and bias) are stream channels (attention O, FFN down)
  * @param readers      linear layers whose input columns are stream channels (Q/K/V, up/gate, heads)
  * @param tiedReaders  MatMul/Gemm nodes that read the stream through an embedding table (a tied LM head)
- * @param layerNorms   LayerNormalization nodes over the hidden axis
+ * @param layerNorms   LayerNormalization and SimplifiedLayerNormalization (RMSNorm) nodes over the hidden axis
  * @param statistics   ReduceMean nodes over the hidden axis of a stream value (decomposed RMSNorm/LayerNorm)
  * @param vectors      per-channel constants combined element-wise with the stream (norm weights, biases)
  * @param shapeEdits   Reshape constants that name the hidden size
  * @param outputs      graph outputs that are stream values (kept at full width by scattering back)
  * @param tableRows    rows of the distinct embedding tables: their elements per hidden channel
  * @param constantsPerChannel norm weights and biases and other per-channel constants: their elements per channel
+ * @param normTypes    element type of each norm's and statistic's input, by node name (as ONNX Runtime measured it)
  */
 public record HiddenStream(long width, List<Embedding> embeddings, List<LinearLayer> writers,
                            List<LinearLayer> readers, List<TiedReader> tiedReaders, List<String> layerNorms,
                            List<String> statistics, List<ChannelVector> vectors, List<ShapeEdit> shapeEdits,
-                           List<String> outputs, long tableRows, long constantsPerChannel) {
+                           List<String> outputs, long tableRows, long constantsPerChannel,
+                           java.util.Map<String, dev.gatecut.onnx.DataType> normTypes) {
 
     /** An embedding lookup: {@code table} is read by Gather node {@code gather}. */
     public record Embedding(String gather, String table) {
@@ -51,6 +53,28 @@ public record HiddenStream(long width, List<Embedding> embeddings, List<LinearLa
         vectors = List.copyOf(vectors);
         shapeEdits = List.copyOf(shapeEdits);
         outputs = List.copyOf(outputs);
+        normTypes = java.util.Map.copyOf(normTypes);
+    }
+
+    /**
+     * The inputs of norm node {@code n} that hold per-channel constants (scale, bias; for ONNX
+     * Runtime's SkipLayerNormalization also the fused bias of the layer before, for
+     * EmbedLayerNormalization its gamma and beta, its tables being {@link #embeddings}).
+     */
+    public static List<Integer> normVectorInputs(dev.gatecut.onnx.Node n) {
+        int first = switch (n.opType()) {
+            case "SkipLayerNormalization", "SkipSimplifiedLayerNormalization" -> 2;
+            case "EmbedLayerNormalization" -> 5;
+            default -> 1;
+        };
+        int end = n.opType().equals("EmbedLayerNormalization") ? Math.min(7, n.inputs().size()) : n.inputs().size();
+        List<Integer> inputs = new ArrayList<>();
+        for (int i = first; i < end; i++) {
+            if (n.input(i) != null) {
+                inputs.add(i);
+            }
+        }
+        return inputs;
     }
 
     /** Readers and writers: every linear layer the hidden gate slices. */

@@ -50,11 +50,14 @@ public final class HiddenStreamRule {
     private final List<HiddenStream.ChannelVector> vectors = new ArrayList<>();
     private final List<ShapeEdit> shapeEdits = new ArrayList<>();
     private final List<String> outputs = new ArrayList<>();
+    private final Map<String, dev.gatecut.onnx.DataType> normTypes = new HashMap<>();
+    private final ShapeProbe.Result shapes;
 
     private HiddenStreamRule(Graph graph, ShapeProbe.Result shapes, Discovery d, long width) {
         this.graph = graph;
         this.ctx = new MatchContext(graph, shapes, d.linearLayers());
         this.width = width;
+        this.shapes = shapes;
         d.linearLayers().forEach(l -> linearByNode.put(l.node(), l));
     }
 
@@ -129,6 +132,16 @@ public final class HiddenStreamRule {
             }
             readers.add(l);
         }
+        List<LinearLayer> sliced = new ArrayList<>(writers);
+        sliced.addAll(readers);
+        for (LinearLayer l : sliced) {
+            for (Value.Use u : graph.requireValue(l.weight()).uses()) {
+                if (!u.node().name().equals(l.node())) {
+                    throw fail(u.node(), "applies weight '" + l.weight() + "' of layer '" + l.node()
+                            + "' to a value off the residual stream; cutting its hidden channels would change that too");
+                }
+            }
+        }
         Set<String> writerBiases = new HashSet<>();
         writers.forEach(w -> {
             if (w.bias() != null) {
@@ -143,10 +156,10 @@ public final class HiddenStreamRule {
         }
         long constants = ownVectors.size();
         for (String ln : layerNorms) {
-            constants += node(ln).inputs().stream().skip(1).filter(java.util.Objects::nonNull).count();
+            constants += HiddenStream.normVectorInputs(node(ln)).size();
         }
         return new HiddenStream(width, embeddings, List.copyOf(writers), readers, tied, layerNorms, statistics,
-                ownVectors, shapeEdits, outputs, tableRows, constants);
+                ownVectors, shapeEdits, outputs, tableRows, constants, normTypes);
     }
 
     private void visit(Value v) {
@@ -183,6 +196,14 @@ public final class HiddenStreamRule {
             return;
         }
         String op = n.opType();
+        if (n.is("SkipLayerNormalization", "com.microsoft") || n.is("SkipSimplifiedLayerNormalization", "com.microsoft")) {
+            skipNorm(n, v);
+            return;
+        }
+        if (n.is("EmbedLayerNormalization", "com.microsoft")) {
+            embedNorm(n, v);
+            return;
+        }
         if (!n.domain().isEmpty() && !n.domain().equals("ai.onnx")) {
             throw fail(n, "no hidden-gate rule for " + n.domain() + ":" + op + " (unfuse the model first)");
         }
@@ -193,7 +214,7 @@ public final class HiddenStreamRule {
             case "Gather" -> gather(n, v);
             case "Add", "Sub", "Mul", "Div" -> elementwise(n);
             case "ReduceMean" -> statistic(n, v);
-            case "LayerNormalization" -> layerNorm(n, v);
+            case "LayerNormalization", "SimplifiedLayerNormalization" -> layerNorm(n, v);
             case "Reshape" -> reshape(n);
             case "Transpose" -> transpose(n);
             default -> {
@@ -235,14 +256,24 @@ public final class HiddenStreamRule {
         for (int i = 0; i < n.inputs().size(); i++) {
             Value u = n.input(i);
             Optional<Tensor> c = Constants.of(u);
+            Node holder = n;
+            int index = i;
+            Optional<Node> cast = u.producer().filter(p -> p.is("Cast") && Constants.isConstant(p.input(0)));
+            if (c.isEmpty() && cast.isPresent()) {
+                // A constant cast to the compute type (norm weights of half-precision models): edit the constant.
+                holder = cast.get();
+                index = 0;
+                c = Constants.of(holder.input(0));
+            }
             if (c.isPresent()) {
                 long[] dims = c.get().dims();
                 long count = c.get().elementCount();
                 if (count == 1) {
                     continue;
                 }
-                if (count == width && dims[dims.length - 1] == width) {
-                    vectors.add(new HiddenStream.ChannelVector(n.name(), i, !(n.is("Div") && i == 1)));
+                if (dims.length > 0 && dims[dims.length - 1] == width) {
+                    // One value per channel, or per position and channel (a learned position table).
+                    vectors.add(new HiddenStream.ChannelVector(holder.name(), index, !(n.is("Div") && i == 1)));
                     continue;
                 }
                 throw fail(n, "combines the hidden state with constant '" + u.name() + "' of shape "
@@ -281,6 +312,11 @@ public final class HiddenStreamRule {
             throw fail(n, "averages the hidden state over axes " + axes + "; only the hidden (last) axis is supported");
         }
         statistics.add(n.name());
+        recordType(n);
+    }
+
+    private void recordType(Node n) {
+        shapes.type(n.input(0).name()).ifPresent(t -> normTypes.put(n.name(), t));
     }
 
     private void layerNorm(Node n, Value v) {
@@ -297,15 +333,68 @@ public final class HiddenStreamRule {
                 throw fail(n, "its mean or inverse standard deviation output is used");
             }
         }
-        for (int i = 1; i < n.inputs().size(); i++) {
+        requireVectors(n);
+        layerNorms.add(n.name());
+        recordType(n);
+        visit(n.input(0));
+        visit(n.output(0));
+    }
+
+    /** ONNX Runtime's SkipLayerNormalization: input + skip (+ bias) normalised; the sum may be output 3. */
+    private void skipNorm(Node n, Value v) {
+        if (v != n.input(0) && v != n.input(1) && v != n.output(0) && (n.outputs().size() < 4 || v != n.output(3))) {
+            throw fail(n, "uses the hidden state as a scale or bias");
+        }
+        if (usedOutput(n, 1) || usedOutput(n, 2)) {
+            throw fail(n, "its mean or inverse standard deviation output is used");
+        }
+        requireVectors(n);
+        layerNorms.add(n.name());
+        recordType(n);
+        visit(n.input(0));
+        visit(n.input(1));
+        visit(n.output(0));
+        if (usedOutput(n, 3)) {
+            visit(n.output(3));
+        }
+    }
+
+    /** ONNX Runtime's EmbedLayerNormalization: word + position (+ segment) embeddings, normalised. */
+    private void embedNorm(Node n, Value v) {
+        if (v != n.output(0)) {
+            throw fail(n, "reads the hidden state");
+        }
+        if (usedOutput(n, 2)) {
+            throw fail(n, "its embedding-sum output is used");
+        }
+        for (int i = 2; i <= 4 && i < n.inputs().size(); i++) {
+            Value table = n.input(i);
+            if (table == null) {
+                continue;
+            }
+            if (!table.isInitializer() || table.initializer().dims().length != 2 || table.initializer().dims()[1] != width) {
+                throw fail(n, "table '" + table.name() + "' is not a constant [rows, " + width + "] matrix");
+            }
+            embeddings.add(new HiddenStream.Embedding(n.name(), table.name()));
+        }
+        requireVectors(n);
+        layerNorms.add(n.name());
+        recordType(n);
+        visit(n.output(0));
+    }
+
+    private static boolean usedOutput(Node n, int k) {
+        return k < n.outputs().size() && n.output(k) != null && !n.output(k).uses().isEmpty();
+    }
+
+    private void requireVectors(Node n) {
+        for (int i : HiddenStream.normVectorInputs(n)) {
             Value p = n.input(i);
-            if (p != null && Constants.of(p).map(Tensor::elementCount).orElse(-1L) != width) {
+            Value c = p.producer().filter(q -> q.is("Cast")).map(q -> q.input(0)).orElse(p);   // a cast constant
+            if (Constants.of(c).map(Tensor::elementCount).orElse(-1L) != width) {
                 throw fail(n, "input '" + p.name() + "' is not a constant of " + width + " channels");
             }
         }
-        layerNorms.add(n.name());
-        visit(n.input(0));
-        visit(n.output(0));
     }
 
     private void reshape(Node n) {

@@ -97,6 +97,7 @@ public final class GateInjector {
             throw new ModelException("gates need ONNX opset 11 or newer (Clip with min/max inputs); the model"
                     + " imports opset " + model.defaultOpset() + ": convert it with onnx.version_converter");
         }
+        plan = HiddenGatePlans.standardOps(model, plan);
         GateInjector in = new GateInjector(model.graph(), noise, plan.discovery().attentionGroups(),
                 model.defaultOpset());
         Map<String, InjectedGate> result = new LinkedHashMap<>();

@@ -27,7 +27,8 @@ import java.util.function.Consumer;
  * <li>every norm over the stream averages over the open channels only: with mask m = [g > 0] and
  * n = Σm (a count: no gradient), LayerNormalization becomes mean = Σ(x·m)/n,
  * var = Σ((x − mean)·m)²/n, y = (x − mean)·m/√(var + ε)·(γ·g) + β·g, and a ReduceMean over the
- * hidden axis (decomposed RMSNorm or LayerNorm) becomes Σ(v·m)/n;</li>
+ * hidden axis (decomposed RMSNorm or LayerNorm) becomes Σ(v·m)/n; SimplifiedLayerNormalization
+ * (RMSNorm) likewise, without the mean;</li>
  * <li>a head that reads the stream through the embedding table (tied weights) reads it times g,
  * as the compiled model's one folded table makes it.</li>
  * </ul>
@@ -74,7 +75,8 @@ final class HiddenStreamGates {
         for (HiddenStream.ChannelVector c : stream.vectors()) {
             if (c.gated()) {
                 Node n = node(c.node());
-                n.setInput(c.input(), ops.op("Mul", n.input(c.input()), gate));
+                DataType type = Constants.of(n.input(c.input())).map(Tensor::dataType).orElse(ops.floatType());
+                n.setInput(c.input(), ops.op("Mul", n.input(c.input()), inType(type)));
             }
         }
         for (String s : stream.statistics()) {
@@ -101,7 +103,7 @@ final class HiddenStreamGates {
     /** ReduceMean(v) over the hidden axis → Σ(v·m) / n over the same axes. */
     private void maskStatistic(Node mean) {
         Value v = mean.input(0);
-        DataType type = elementType(mean.output(0));
+        DataType type = elementType(mean);
         Value masked = floats.op("Mul", toFloat(v, type), mask32);
         long[] axes = axes(mean);
         boolean keep = mean.intAttribute("keepdims", 1) != 0;
@@ -117,14 +119,19 @@ final class HiddenStreamGates {
     }
 
     private void maskLayerNorm(Node ln) {
-        DataType type = elementType(ln.output(0));
+        DataType type = elementType(ln);
         Value x = toFloat(ln.input(0), type);
         Value scale = toFloat(ln.input(1), type);
         Value bias = ln.inputs().size() > 2 ? ln.input(2) : null;
         double eps = ln.floatAttribute("epsilon", 1e-5f);
         long[] last = {-1};
-        Value mean = floats.op("Div", floats.reduceSum(floats.op("Mul", x, mask32), last, true), open32);
-        Value centered = floats.op("Mul", floats.op("Sub", x, mean), mask32);
+        Value centered;
+        if (ln.is("SimplifiedLayerNormalization")) {
+            centered = floats.op("Mul", x, mask32);   // RMSNorm: no mean taken out
+        } else {
+            Value mean = floats.op("Div", floats.reduceSum(floats.op("Mul", x, mask32), last, true), open32);
+            centered = floats.op("Mul", floats.op("Sub", x, mean), mask32);
+        }
         Value variance = floats.op("Div", floats.reduceSum(floats.op("Mul", centered, centered), last, true), open32);
         Value rstd = floats.op("Div", floats.scalar(1), floats.op("Sqrt", floats.op("Add", variance, floats.scalar(eps))));
         Value y = floats.op("Mul", floats.op("Mul", centered, rstd), floats.op("Mul", scale, gate32));
@@ -147,6 +154,14 @@ final class HiddenStreamGates {
         }
     }
 
+    /** The gate in {@code type}: the model-precision gate, else the float32 gate cast. */
+    private Value inType(DataType type) {
+        if (type == ops.floatType()) {
+            return gate;
+        }
+        return type == DataType.FLOAT ? gate32 : floats.op("Cast", gate32, OpBuilder.attr("to", (long) type.code()));
+    }
+
     private Value toFloat(Value v, DataType type) {
         return type == DataType.FLOAT ? v : floats.op("Cast", v, OpBuilder.attr("to", (long) DataType.FLOAT.code()));
     }
@@ -155,9 +170,10 @@ final class HiddenStreamGates {
         return type == DataType.FLOAT ? v : floats.op("Cast", v, OpBuilder.attr("to", (long) type.code()));
     }
 
-    /** The element type of a norm's output: its declared type, else the gate's model precision. */
-    private DataType elementType(Value v) {
-        return dev.gatecut.onnx.Shape.elementType(v).orElse(ops.floatType());
+    /** The element type of a norm's input: as measured at discovery, else declared, else the model's precision. */
+    private DataType elementType(Node n) {
+        DataType measured = stream.normTypes().get(n.name());
+        return measured != null ? measured : dev.gatecut.onnx.Shape.elementType(n.input(0)).orElse(ops.floatType());
     }
 
     private static long[] axes(Node n) {

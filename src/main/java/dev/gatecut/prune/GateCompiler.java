@@ -493,10 +493,8 @@ public final class GateCompiler {
         List<String> vectorNames = new ArrayList<>();
         for (String ln : s.layerNorms()) {
             Node n = nodes.get(ln);
-            for (int i = 1; i < n.inputs().size(); i++) {
-                if (n.input(i) != null) {
-                    vectorNames.add(n.input(i).name());
-                }
+            for (int i : HiddenStream.normVectorInputs(n)) {
+                vectorNames.add(n.input(i).name());
             }
         }
         for (HiddenStream.ChannelVector c : s.vectors()) {

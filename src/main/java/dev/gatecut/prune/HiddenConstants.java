@@ -60,10 +60,8 @@ final class HiddenConstants {
         }
         for (String ln : stream.layerNorms()) {
             Node n = nodes.get(ln);
-            for (int i = 1; i < n.inputs().size(); i++) {
-                if (n.input(i) != null) {
-                    edit(n, i, true, cut);
-                }
+            for (int i : HiddenStream.normVectorInputs(n)) {
+                edit(n, i, true, cut);
             }
         }
         for (HiddenStream.ChannelVector c : stream.vectors()) {
@@ -75,6 +73,11 @@ final class HiddenConstants {
     }
 
     private void edit(Node n, int input, boolean scale, boolean cut) {
+        java.util.Optional<Node> cast = n.input(input).producer().filter(p -> p.is("Cast"));
+        if (Constants.of(n.input(input)).isEmpty() && cast.isPresent()) {
+            edit(cast.get(), 0, scale, cut);   // a constant cast to the compute type
+            return;
+        }
         Tensor t = Constants.of(n.input(input)).orElseThrow(() -> new ModelException("input " + input + " of node '"
                 + n.name() + "' is no longer a constant"));
         TensorEdits.Dense d = TensorEdits.read(t);

@@ -136,7 +136,8 @@ public final class TrainingGraph {
         OnnxModel m = OnnxModel.load(path);
         // ONNX Runtime contrib ops (Attention, SkipLayerNormalization, BiasGelu, ...) have no gradient rules:
         // rewrite them into standard ops first. Layer, bias and gate names stay those of the fused model.
-        Unfuse.apply(m, Unfuse.FOR_TRAINING);
+        // Hidden gates mask the norms' statistics, so EmbedLayerNormalization is unfused too.
+        Unfuse.apply(m, config.hiddenGates() ? Unfuse.ALL : Unfuse.FOR_TRAINING);
         bindCache(m);
         long opset = m.defaultOpset();
         // Probed before the gates go in; the values added after are derived from it for the backward pass.
