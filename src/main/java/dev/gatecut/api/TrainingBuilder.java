@@ -348,6 +348,9 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         if (!(lambda >= 0 && Double.isFinite(lambda))) {
             throw new OptionException("lambda (--lambda) must be >= 0, got " + lambda);
         }
+        if (uniformWidths && hiddenGates) {
+            throw new OptionException("--uniform-widths and --hidden-gates do not go together yet; leave out one");
+        }
         if (!recipe.equalsIgnoreCase("default") && !recipe.equalsIgnoreCase("plain")) {
             throw new OptionException("recipe (--recipe) must be default or plain, got '" + recipe + "'");
         }

@@ -217,7 +217,9 @@ public final class TrainingRun {
     /** Sets the gates' θ to their budget projection (closed gates closed, open ones as trained). */
     private static void freezeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
                                         TrainConfig config) throws OrtException {
-        GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity());
+        // With hidden gates the frozen mask is the one gates.json will hold (hidden width aligned).
+        GateValues projected = BudgetProjection.apply(plan, trainer.gates(), config.targetSparsity(),
+                config.hiddenGates() ? config.widths() : dev.gatecut.gates.Widths.perLayer());
         Map<String, float[]> live = trainer.parameters();
         for (TrainableParam p : params) {
             if (p.kind() == TrainableParam.Kind.GATE) {
