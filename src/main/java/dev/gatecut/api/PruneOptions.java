@@ -82,8 +82,9 @@ public final class PruneOptions {
         }
 
         /**
-         * With random gates: gate the residual stream too ({@code --hidden-gates}), its open width rounded
-         * to {@link #align}. Gate values that hold a "hidden" gate (from training with hidden gates)
+         * With random gates: gate the residual stream too ({@code --hidden-gates}); the random values are
+         * then projected onto the random fraction of the targeted parameters, the hidden width rounded to
+         * {@link #align}. Gate values that hold a "hidden" gate (from training with hidden gates)
          * compile the hidden dimension without it.
          */
         public Builder hiddenGates(boolean hidden) {

@@ -90,7 +90,9 @@ final class Pruning {
         if (o.uniformWidths()) {
             values = BudgetProjection.apply(plan, values, o.randomSparsity().orElseThrow(), Widths.uniform(o.align()));
         } else if (given == null && plan.hidden().isPresent()) {
-            values = BudgetProjection.alignHidden(plan, values, o.align());   // the compiler never pads the hidden width
+            // Closing S of every gate vector would compound (hidden × heads/FFN): project the random values
+            // onto S of the targeted parameters instead, the hidden width aligned (the compiler never pads it).
+            values = BudgetProjection.apply(plan, values, o.randomSparsity().orElseThrow(), new Widths(false, o.align()));
         }
         return new Chosen(discovery, plan, values, ownHead);
     }

@@ -77,7 +77,8 @@ final class PruneCommand implements Callable<Integer> {
     boolean uniformWidths;
 
     @Option(names = "--hidden-gates", description = "With --random-sparsity: gate the residual stream (hidden"
-            + " dimension) too, its open width rounded to --align; compiling narrows the hidden size. Trained gates"
+            + " dimension) too; the random gates are projected so that S of the targeted parameters go, the hidden"
+            + " width rounded to --align; compiling narrows the hidden size. Trained gates"
             + " that hold a hidden gate (train/compress --hidden-gates) compile it without this option.")
     boolean hiddenGates;
 
