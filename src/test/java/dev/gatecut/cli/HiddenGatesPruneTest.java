@@ -13,7 +13,11 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** {@code prune --hidden-gates}: the hidden width shrinks to a multiple of --align, the check passes, the signature stays. */
+/**
+ * {@code prune --random-sparsity 0.3 --hidden-gates}: the random gates are projected onto 30% of the
+ * targeted parameters, the hidden width shrinks to a multiple of --align, the check passes, the
+ * signature stays, and the saved gates compile again without the flag.
+ */
 class HiddenGatesPruneTest {
 
     @Test
@@ -24,7 +28,10 @@ class HiddenGatesPruneTest {
         InspectCommandTest.Run run = gatecut("prune", in.toString(), "--random-sparsity", "0.3", "--hidden-gates",
                 "--align", "16", "--save-gates", gates.toString(), "-o", out.toString());
         assertEquals(0, run.exit(), run.err() + run.out());
-        assertTrue(run.out().contains("48/64 channels"), "64 × 0.7 = 44.8 open, rounded to 48: " + run.out());
+        assertTrue(run.out().contains("48/64 channels"), "the projection keeps a multiple of 16: " + run.out());
+        Matcher targeted = Pattern.compile("targeted: .* \\(([0-9.]+)% removed\\)").matcher(run.out());
+        assertTrue(targeted.find(), run.out());
+        assertEquals(30, Double.parseDouble(targeted.group(1)), 1.5, "random gates projected onto 30%: " + run.out());
         Matcher verify = Pattern.compile("max relative error ([0-9.e+-]+)").matcher(run.out());
         assertTrue(verify.find(), run.out());
         assertTrue(Double.parseDouble(verify.group(1)) <= 1e-5, run.out());
