@@ -47,10 +47,12 @@ final class InspectCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         ModelInspection report;
         dev.gatecut.discover.Discovery discovery = null;
+        String hidden = null;
         try (OnnxModel m = OnnxModel.load(model)) {
             report = ModelInspection.of(m);
             if (groups) {
                 discovery = dev.gatecut.discover.GroupFinder.discover(m);
+                hidden = hiddenStream(m, discovery);
             }
         }
         PrintWriter out = spec.commandLine().getOut();
@@ -60,6 +62,7 @@ final class InspectCommand implements Callable<Integer> {
             if (discovery != null) {
                 ((com.fasterxml.jackson.databind.node.ObjectNode) tree).set("groups", mapper.valueToTree(groupRows(discovery)));
                 ((com.fasterxml.jackson.databind.node.ObjectNode) tree).set("ungated", mapper.valueToTree(discovery.unmatched()));
+                ((com.fasterxml.jackson.databind.node.ObjectNode) tree).put("hidden_gates", hidden);
             }
             out.println(mapper.writeValueAsString(tree));
         } else {
@@ -69,6 +72,7 @@ final class InspectCommand implements Callable<Integer> {
                 for (GroupRow g : groupRows(discovery)) {
                     out.printf("  %-13s %s: %s%n", g.kind(), g.name(), g.detail());
                 }
+                out.printf("%nhidden gates: %s%n", hidden);
                 if (!discovery.unmatched().isEmpty()) {
                     out.printf("%nleft ungated: %d%n", discovery.unmatched().size());
                     for (var u : discovery.unmatched()) {
@@ -79,6 +83,19 @@ final class InspectCommand implements Callable<Integer> {
         }
         out.flush();
         return 0;
+    }
+
+    /** What {@code --hidden-gates} would gate on this model, or why it cannot. */
+    static String hiddenStream(OnnxModel m, dev.gatecut.discover.Discovery d) throws ai.onnxruntime.OrtException {
+        try {
+            var s = dev.gatecut.discover.HiddenStreamRule.find(m, d);
+            return s.width() + " channels: " + s.tables().size() + " embedding tables, " + s.readers().size()
+                    + " readers, " + s.writers().size() + " writers, " + s.layerNorms().size() + " norms, "
+                    + s.statistics().size() + " norm statistics" + (s.outputs().isEmpty() ? ""
+                    : ", outputs scattered back to full width: " + String.join(", ", s.outputs()));
+        } catch (dev.gatecut.errors.ModelException e) {
+            return "not possible: " + e.getMessage().replaceFirst("^hidden gates: ", "");
+        }
     }
 
     /** One discovered group, for printing. */
