@@ -141,7 +141,7 @@ public final class GateInjector {
             Value modelGate = g;
             LinearLayer first = h.stream().writers().get(0);
             new HiddenStreamGates(graph, opset, weightType(graph, first), h.stream(), modelGate, g32, spec.name())
-                    .apply(w -> gateRows(w, modelGate, spec.name() + "/" + GatePlan.simpleName(w.node())));
+                    .apply(w -> gateWriter(w, modelGate, spec.name() + "/" + GatePlan.simpleName(w.node())));
         } else if (target instanceof GateSpec.FfnChannels f) {
             gateInput(node(f.group().consumer()), g, spec.name());
         } else if (target instanceof GateSpec.HeadGroups h) {
@@ -218,6 +218,28 @@ public final class GateInjector {
         gateOutput(n, layer, g, name);
         for (AttentionGroup.ReusedProjection r : reusesOf(layer)) {
             gateOutput(reusedNode(r), layer, g, name + "/reused");
+        }
+    }
+
+    /**
+     * A residual-stream writer's output and bias times the hidden gate. The bias is gated at every
+     * read, so a row gate already on it (independent mode: Mul(b, g_row)) gets the hidden gate too.
+     */
+    private void gateWriter(LinearLayer layer, Value g, String name) {
+        Node n = node(layer);
+        Value y = n.output(0);
+        if (y.isGraphOutput()) {
+            throw new ModelException("layer '" + layer.node() + "' writes a graph output; it cannot take a hidden gate");
+        }
+        List<Value.Use> uses = List.copyOf(y.uses());
+        Node mul = op("Mul", List.of(y, g), name + "/apply");
+        for (Value.Use u : uses) {
+            u.node().setInput(u.index(), mul.output(0));
+        }
+        if (layer.bias() != null && !layer.opType().equals("Gemm")) {
+            for (Value.Use u : List.copyOf(graph.requireValue(layer.bias()).uses())) {
+                gateWeight(u.node(), u.index(), g, name + "/bias");
+            }
         }
     }
 
