@@ -37,6 +37,10 @@ final class InspectCommand implements Callable<Integer> {
             + " to measure shapes) and list them with what was left ungated and why.")
     boolean groups;
 
+    @Option(names = "--hidden-gates", description = "With --groups: also say what --hidden-gates would gate on this model"
+            + " (embedding tables, readers, writers, norms, outputs kept at full width), or name the node that stops it.")
+    boolean hiddenGates;
+
     @Mixin
     VerboseOption verbose;
 
@@ -52,7 +56,7 @@ final class InspectCommand implements Callable<Integer> {
             report = ModelInspection.of(m);
             if (groups) {
                 discovery = dev.gatecut.discover.GroupFinder.discover(m);
-                hidden = hiddenStream(m, discovery);
+                hidden = hiddenGates ? hiddenStream(m, discovery) : null;
             }
         }
         PrintWriter out = spec.commandLine().getOut();
@@ -62,7 +66,9 @@ final class InspectCommand implements Callable<Integer> {
             if (discovery != null) {
                 ((com.fasterxml.jackson.databind.node.ObjectNode) tree).set("groups", mapper.valueToTree(groupRows(discovery)));
                 ((com.fasterxml.jackson.databind.node.ObjectNode) tree).set("ungated", mapper.valueToTree(discovery.unmatched()));
-                ((com.fasterxml.jackson.databind.node.ObjectNode) tree).put("hidden_gates", hidden);
+                if (hidden != null) {
+                    ((com.fasterxml.jackson.databind.node.ObjectNode) tree).put("hidden_gates", hidden);
+                }
             }
             out.println(mapper.writeValueAsString(tree));
         } else {
@@ -72,7 +78,9 @@ final class InspectCommand implements Callable<Integer> {
                 for (GroupRow g : groupRows(discovery)) {
                     out.printf("  %-13s %s: %s%n", g.kind(), g.name(), g.detail());
                 }
-                out.printf("%nhidden gates: %s%n", hidden);
+                if (hidden != null) {
+                    out.printf("%nhidden gates: %s%n", hidden);
+                }
                 if (!discovery.unmatched().isEmpty()) {
                     out.printf("%nleft ungated: %d%n", discovery.unmatched().size());
                     for (var u : discovery.unmatched()) {
@@ -95,6 +103,9 @@ final class InspectCommand implements Callable<Integer> {
                     : ", outputs scattered back to full width: " + String.join(", ", s.outputs()));
         } catch (dev.gatecut.errors.ModelException e) {
             return "not possible: " + e.getMessage().replaceFirst("^hidden gates: ", "");
+        } catch (RuntimeException e) {
+            // Optional information: inspect still reports the rest of the model.
+            return "not determined (" + e + ")";
         }
     }
 

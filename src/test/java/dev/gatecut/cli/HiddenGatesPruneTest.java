@@ -51,15 +51,15 @@ class HiddenGatesPruneTest {
         }
     }
 
-    /** {@code inspect --groups} says what hidden gates would cover, or names the node that stops them. */
+    /** {@code inspect --groups --hidden-gates} says what hidden gates would cover, or names the node that stops them. */
     @Test
     void inspectTellsWhetherHiddenGatesFit() {
-        InspectCommandTest.Run bert = gatecut("inspect", "onnx-models/bert-ts17.onnx", "--groups");
+        InspectCommandTest.Run bert = gatecut("inspect", "onnx-models/bert-ts17.onnx", "--groups", "--hidden-gates");
         assertEquals(0, bert.exit(), bert.err());
         assertTrue(bert.out().contains("hidden gates: 64 channels: 3 embedding tables, 8 readers, 4 writers, 5 norms"),
                 bert.out());
         assertTrue(bert.out().contains("outputs scattered back to full width: last_hidden_state"), bert.out());
-        InspectCommandTest.Run vit = gatecut("inspect", "onnx-models/deploy/vit-cls-ts17.onnx", "--groups");
+        InspectCommandTest.Run vit = gatecut("inspect", "onnx-models/deploy/vit-cls-ts17.onnx", "--groups", "--hidden-gates");
         assertEquals(0, vit.exit(), vit.err());
         assertTrue(vit.out().contains("hidden gates: not possible: node '/m/vit/embeddings/Concat_1' (Concat)"),
                 vit.out());
