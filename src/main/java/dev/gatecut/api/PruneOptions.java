@@ -28,6 +28,7 @@ public final class PruneOptions {
     private final boolean verify;
     private final Device verifyDevice;
     private final boolean uniformWidths;
+    private final boolean hiddenGates;
 
     private PruneOptions(Builder b) {
         int sources = (b.gatesFile != null ? 1 : 0) + (b.gates != null ? 1 : 0) + (b.randomSparsity != null ? 1 : 0);
@@ -55,6 +56,7 @@ public final class PruneOptions {
         verify = b.verify;
         verifyDevice = b.verifyDevice;
         uniformWidths = b.uniformWidths;
+        hiddenGates = b.hiddenGates;
     }
 
     /** A builder with the defaults of {@code gatecut prune}; one gate source is required. */
@@ -74,8 +76,20 @@ public final class PruneOptions {
         private boolean verify = true;
         private Device verifyDevice = Device.CPU;
         private boolean uniformWidths;
+        private boolean hiddenGates;
 
         private Builder() {
+        }
+
+        /**
+         * With random gates: gate the residual stream too ({@code --hidden-gates}); the random values are
+         * then projected onto the random fraction of the targeted parameters, the hidden width rounded to
+         * {@link #align}. Gate values that hold a "hidden" gate (from training with hidden gates)
+         * compile the hidden dimension without it.
+         */
+        public Builder hiddenGates(boolean hidden) {
+            this.hiddenGates = hidden;
+            return this;
         }
 
         /** Gate values from a gates.json ({@code --gates}; README: Gate files). */
@@ -191,6 +205,11 @@ public final class PruneOptions {
     /** Whether random gates keep one width per kind in every layer. */
     public boolean uniformWidths() {
         return uniformWidths;
+    }
+
+    /** Whether random gates include the hidden dimension ({@code --hidden-gates}). */
+    public boolean hiddenGates() {
+        return hiddenGates;
     }
 
     /** Whether the compiled model is checked against the gated one. */

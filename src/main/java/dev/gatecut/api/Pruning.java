@@ -5,6 +5,7 @@ import dev.gatecut.errors.OptionException;
 import ai.onnxruntime.OrtException;
 import dev.gatecut.discover.Discovery;
 import dev.gatecut.discover.GroupFinder;
+import dev.gatecut.discover.HiddenStreamRule;
 import dev.gatecut.gates.BudgetProjection;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateValues;
@@ -74,6 +75,9 @@ final class Pruning {
         }
         Path file = o.gatesFile().orElse(null);
         GateValues given = file != null ? GateValues.read(file) : o.gates().orElse(null);
+        if (o.hiddenGates() || (given != null && given.theta().containsKey(GatePlan.HIDDEN))) {
+            plan = plan.withHiddenGate(HiddenStreamRule.find(slim.graph(), shapes.shapes(slim), discovery));
+        }
         // Before conforming (which takes the plan's mode): a file of the other mode gets the option to fix it.
         if (given != null && given.mode() != o.gatesMode()) {
             throw new OptionException((file != null ? file : "the gate values given") + " holds "
@@ -85,6 +89,10 @@ final class Pruning {
                 : GateValues.random(plan, o.randomSparsity().orElseThrow(), o.seed());
         if (o.uniformWidths()) {
             values = BudgetProjection.apply(plan, values, o.randomSparsity().orElseThrow(), Widths.uniform(o.align()));
+        } else if (given == null && plan.hidden().isPresent()) {
+            // Closing S of every gate vector would compound (hidden × heads/FFN): project the random values
+            // onto S of the targeted parameters instead, the hidden width aligned (the compiler never pads it).
+            values = BudgetProjection.apply(plan, values, o.randomSparsity().orElseThrow(), new Widths(false, o.align()));
         }
         return new Chosen(discovery, plan, values, ownHead);
     }

@@ -182,6 +182,11 @@ public final class TrainOptions {
         return v.logEvery;
     }
 
+    /** Whether the residual stream is gated too ({@code --hidden-gates}). */
+    public boolean hiddenGates() {
+        return v.hiddenGates;
+    }
+
     /** Whether every layer keeps one width per kind of block ({@code --uniform-widths}). */
     public boolean uniformWidths() {
         return v.uniformWidths;
@@ -209,7 +214,9 @@ public final class TrainOptions {
         c = new TrainConfig(c.task(), c.mode(), c.targetSparsity(), c.lambda(), c.learningRate(), c.beta1(), c.beta2(),
                 c.epsilon(), c.weightDecay(), c.noiseSigma(), c.thetaMean(), c.thetaStd(), v.pooling, c.numLabels(),
                 c.seed());
-        c = c.withWidths(v.uniformWidths ? Widths.uniform(v.widthAlign) : Widths.perLayer());
+        // Per-layer widths carry the alignment for the hidden width only (the compiler never pads it).
+        c = c.withWidths(v.uniformWidths ? Widths.uniform(v.widthAlign) : new Widths(false, v.widthAlign))
+                .withHiddenGates(v.hiddenGates);
         c = v.learningRate != null ? c.withLearningRate(v.learningRate) : c;
         return c.withRecipe(recipe(c));
     }

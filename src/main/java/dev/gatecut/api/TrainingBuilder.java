@@ -35,6 +35,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     double lambda = 50;
     String pooling = "mean";
     boolean uniformWidths;
+    boolean hiddenGates;
     String recipe = "default";
     Double headLearningRate;
     Double biasLearningRate;
@@ -179,6 +180,16 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     /** How a new head reads hidden states: "mean" (default) or "first" ({@code --pooling}). */
     public B pooling(String pooling) {
         this.pooling = Objects.requireNonNull(pooling, "pooling");
+        return self();
+    }
+
+    /**
+     * Gate the residual stream too ({@code --hidden-gates}, default off): one gate per hidden channel,
+     * shared by the embeddings, every layer's projections and norms and the head; compiling then
+     * narrows the model's hidden size.
+     */
+    public B hiddenGates(boolean hidden) {
+        this.hiddenGates = hidden;
         return self();
     }
 
@@ -401,6 +412,9 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         }
         if (!(lambda >= 0 && Double.isFinite(lambda))) {
             throw new OptionException("lambda (--lambda) must be >= 0, got " + lambda);
+        }
+        if (uniformWidths && hiddenGates) {
+            throw new OptionException("--uniform-widths and --hidden-gates do not go together yet; leave out one");
         }
         if (!recipe.equalsIgnoreCase("default") && !recipe.equalsIgnoreCase("plain")) {
             throw new OptionException("recipe (--recipe) must be default or plain, got '" + recipe + "'");

@@ -42,6 +42,11 @@ final class GateTrainingOptions {
                     + " data give the same run (default ${DEFAULT-VALUE}).")
     long seed;
 
+    @Option(names = "--hidden-gates", description = "Gate the residual stream (hidden dimension) too: one gate per"
+            + " hidden channel, shared by the embeddings, every layer's projections and norms and the head; norms"
+            + " average over open channels, and compiling narrows the hidden size (the budget counts it).")
+    boolean hiddenGates;
+
     @Option(names = "--uniform-widths", description = "Keep the same number of heads, KV heads and FFN channels in every"
             + " layer (which ones, each layer chooses by its scores), as LLM runtimes that size the KV cache from one"
             + " num_key_value_heads need (ONNX Runtime GenAI's genai_config.json); the budget projection honours it.")
@@ -134,7 +139,7 @@ final class GateTrainingOptions {
         if (lr != null) {
             b.learningRate(lr);
         }
-        b.uniformWidths(uniformWidths).recipe(recipe);
+        b.uniformWidths(uniformWidths).hiddenGates(hiddenGates).recipe(recipe);
         if (headLr != null) {
             b.headLearningRate(headLr);
         }

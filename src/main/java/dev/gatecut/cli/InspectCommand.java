@@ -37,6 +37,10 @@ final class InspectCommand implements Callable<Integer> {
             + " to measure shapes) and list them with what was left ungated and why.")
     boolean groups;
 
+    @Option(names = "--hidden-gates", description = "With --groups: also say what --hidden-gates would gate on this model"
+            + " (embedding tables, readers, writers, norms, outputs kept at full width), or name the node that stops it.")
+    boolean hiddenGates;
+
     @Mixin
     VerboseOption verbose;
 
@@ -47,10 +51,12 @@ final class InspectCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         ModelInspection report;
         dev.gatecut.discover.Discovery discovery = null;
+        String hidden = null;
         try (OnnxModel m = OnnxModel.load(model)) {
             report = ModelInspection.of(m);
             if (groups) {
                 discovery = dev.gatecut.discover.GroupFinder.discover(m);
+                hidden = hiddenGates ? hiddenStream(m, discovery) : null;
             }
         }
         PrintWriter out = spec.commandLine().getOut();
@@ -60,6 +66,9 @@ final class InspectCommand implements Callable<Integer> {
             if (discovery != null) {
                 ((com.fasterxml.jackson.databind.node.ObjectNode) tree).set("groups", mapper.valueToTree(groupRows(discovery)));
                 ((com.fasterxml.jackson.databind.node.ObjectNode) tree).set("ungated", mapper.valueToTree(discovery.unmatched()));
+                if (hidden != null) {
+                    ((com.fasterxml.jackson.databind.node.ObjectNode) tree).put("hidden_gates", hidden);
+                }
             }
             out.println(mapper.writeValueAsString(tree));
         } else {
@@ -68,6 +77,9 @@ final class InspectCommand implements Callable<Integer> {
                 out.printf("%nchannel groups: %d%n", discovery.groups().size());
                 for (GroupRow g : groupRows(discovery)) {
                     out.printf("  %-13s %s: %s%n", g.kind(), g.name(), g.detail());
+                }
+                if (hidden != null) {
+                    out.printf("%nhidden gates: %s%n", hidden);
                 }
                 if (!discovery.unmatched().isEmpty()) {
                     out.printf("%nleft ungated: %d%n", discovery.unmatched().size());
@@ -79,6 +91,22 @@ final class InspectCommand implements Callable<Integer> {
         }
         out.flush();
         return 0;
+    }
+
+    /** What {@code --hidden-gates} would gate on this model, or why it cannot. */
+    static String hiddenStream(OnnxModel m, dev.gatecut.discover.Discovery d) throws ai.onnxruntime.OrtException {
+        try {
+            var s = dev.gatecut.discover.HiddenStreamRule.find(m, d);
+            return s.width() + " channels: " + s.tables().size() + " embedding tables, " + s.readers().size()
+                    + " readers, " + s.writers().size() + " writers, " + s.layerNorms().size() + " norms, "
+                    + s.statistics().size() + " norm statistics" + (s.outputs().isEmpty() ? ""
+                    : ", outputs scattered back to full width: " + String.join(", ", s.outputs()));
+        } catch (dev.gatecut.errors.ModelException e) {
+            return "not possible: " + e.getMessage().replaceFirst("^hidden gates: ", "");
+        } catch (RuntimeException e) {
+            // Optional information: inspect still reports the rest of the model.
+            return "not determined (" + e + ")";
+        }
     }
 
     /** One discovered group, for printing. */

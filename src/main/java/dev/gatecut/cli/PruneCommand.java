@@ -76,6 +76,12 @@ final class PruneCommand implements Callable<Integer> {
             + " num_key_value_heads need. Trained gates get it from train/compress --uniform-widths.")
     boolean uniformWidths;
 
+    @Option(names = "--hidden-gates", description = "With --random-sparsity: gate the residual stream (hidden"
+            + " dimension) too; the random gates are projected so that S of the targeted parameters go, the hidden"
+            + " width rounded to --align; compiling narrows the hidden size. Trained gates"
+            + " that hold a hidden gate (train/compress --hidden-gates) compile it without this option.")
+    boolean hiddenGates;
+
     @Option(names = "--params", paramLabel = "FILE",
             description = "Trained biases from a training run (RUNDIR/params.json), written into the model first.")
     Path params;
@@ -113,6 +119,7 @@ final class PruneCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         PruneOptions.Builder b = PruneOptions.builder().gatesMode(parseMode(gatesMode)).align(align).seed(seed)
                 .trainedParams(params).uniformWidths(uniformWidths)
+                .hiddenGates(hiddenGates)
                 .verify(false);   // checked below, after the gates and gated model are saved
         if (source.gates != null) {
             b.gates(source.gates);

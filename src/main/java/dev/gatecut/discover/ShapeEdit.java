@@ -26,7 +26,9 @@ public record ShapeEdit(Node start, List<Integer> inputs, int element, long oldV
         /** key/value heads × head dim */
         KV_WIDTH,
         /** Q + K + V widths of a packed projection */
-        QKV_WIDTH
+        QKV_WIDTH,
+        /** the hidden size (residual-stream channels) */
+        HIDDEN
     }
 
     public ShapeEdit {

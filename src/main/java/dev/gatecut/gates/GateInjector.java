@@ -49,9 +49,11 @@ public final class GateInjector {
 
     private final Noise noiseMode;
     private final List<AttentionGroup> groups;
+    private final long opset;
 
-    private GateInjector(Graph graph, Noise noiseMode, List<AttentionGroup> groups) {
+    private GateInjector(Graph graph, Noise noiseMode, List<AttentionGroup> groups, long opset) {
         this.graph = graph;
+        this.opset = opset;
         this.noiseMode = noiseMode;
         this.groups = groups;
         for (Node n : graph.nodes()) {
@@ -95,7 +97,9 @@ public final class GateInjector {
             throw new ModelException("gates need ONNX opset 11 or newer (Clip with min/max inputs); the model"
                     + " imports opset " + model.defaultOpset() + ": convert it with onnx.version_converter");
         }
-        GateInjector in = new GateInjector(model.graph(), noise, plan.discovery().attentionGroups());
+        plan = HiddenGatePlans.standardOps(model, plan);
+        GateInjector in = new GateInjector(model.graph(), noise, plan.discovery().attentionGroups(),
+                model.defaultOpset());
         Map<String, InjectedGate> result = new LinkedHashMap<>();
         for (GateSpec spec : plan.gates()) {
             result.put(spec.name(), in.add(spec, values.theta(spec.name())));
@@ -130,9 +134,15 @@ public final class GateInjector {
                 List.of(noisy.output(0), zero, one), List.of(graph.freshName(spec.name())), List.of());
         Value g = gate.output(0);
         g.setType(floatVector(spec.size()));
+        Value g32 = g;
         g = inModelPrecision(g, targetLayer(spec.target()), spec.name());
         GateSpec.Target target = spec.target();
-        if (target instanceof GateSpec.FfnChannels f) {
+        if (target instanceof GateSpec.HiddenChannels h) {
+            Value modelGate = g;
+            LinearLayer first = h.stream().writers().get(0);
+            new HiddenStreamGates(graph, opset, weightType(graph, first), h.stream(), modelGate, g32, spec.name())
+                    .apply(w -> gateWriter(w, modelGate, spec.name() + "/" + GatePlan.simpleName(w.node())));
+        } else if (target instanceof GateSpec.FfnChannels f) {
             gateInput(node(f.group().consumer()), g, spec.name());
         } else if (target instanceof GateSpec.HeadGroups h) {
             gateInput(node(h.group().o()), expandHeads(g, h.group(), spec.name()), spec.name());
@@ -151,6 +161,8 @@ public final class GateInjector {
             return h.group().o();
         } else if (target instanceof GateSpec.Rows r) {
             return r.layer();
+        } else if (target instanceof GateSpec.HiddenChannels h) {
+            return h.stream().writers().get(0);
         }
         return ((GateSpec.Columns) target).layer();
     }
@@ -206,6 +218,28 @@ public final class GateInjector {
         gateOutput(n, layer, g, name);
         for (AttentionGroup.ReusedProjection r : reusesOf(layer)) {
             gateOutput(reusedNode(r), layer, g, name + "/reused");
+        }
+    }
+
+    /**
+     * A residual-stream writer's output and bias times the hidden gate. The bias is gated at every
+     * read, so a row gate already on it (independent mode: Mul(b, g_row)) gets the hidden gate too.
+     */
+    private void gateWriter(LinearLayer layer, Value g, String name) {
+        Node n = node(layer);
+        Value y = n.output(0);
+        if (y.isGraphOutput()) {
+            throw new ModelException("layer '" + layer.node() + "' writes a graph output; it cannot take a hidden gate");
+        }
+        List<Value.Use> uses = List.copyOf(y.uses());
+        Node mul = op("Mul", List.of(y, g), name + "/apply");
+        for (Value.Use u : uses) {
+            u.node().setInput(u.index(), mul.output(0));
+        }
+        if (layer.bias() != null && !layer.opType().equals("Gemm")) {
+            for (Value.Use u : List.copyOf(graph.requireValue(layer.bias()).uses())) {
+                gateWeight(u.node(), u.index(), g, name + "/bias");
+            }
         }
     }
 

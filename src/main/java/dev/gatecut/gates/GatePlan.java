@@ -38,6 +38,25 @@ public record GatePlan(GateMode mode, Discovery discovery, List<GateSpec> gates)
         return new GatePlan(mode, discovery, gates);
     }
 
+    /** The name of the hidden-dimension gate. */
+    public static final String HIDDEN = "hidden";
+
+    /** This plan plus one gate per residual-stream channel ({@code stream}), named {@link #HIDDEN}. */
+    public GatePlan withHiddenGate(dev.gatecut.discover.HiddenStream stream) {
+        if (hidden().isPresent()) {
+            throw new IllegalStateException("the plan already has a hidden gate");
+        }
+        List<GateSpec> all = new ArrayList<>(gates);
+        all.add(new GateSpec(HIDDEN, (int) stream.width(), new GateSpec.HiddenChannels(stream)));
+        return new GatePlan(mode, discovery, all);
+    }
+
+    /** The residual stream this plan gates, if it has a hidden gate. */
+    public Optional<dev.gatecut.discover.HiddenStream> hidden() {
+        return gates.stream().filter(g -> g.target() instanceof GateSpec.HiddenChannels)
+                .map(g -> ((GateSpec.HiddenChannels) g.target()).stream()).findFirst();
+    }
+
     /** Every layer that belongs to a channel group, in graph order of discovery. */
     public static List<LinearLayer> gatedLayers(Discovery d) {
         Set<LinearLayer> layers = new LinkedHashSet<>();

@@ -19,6 +19,13 @@ public record GateSpec(String name, int size, Target target) {
     public record HeadGroups(AttentionGroup group) implements Target {
     }
 
+    /**
+     * Coupled across the whole model: channel j of the residual stream (hidden dimension), applied
+     * to everything that writes the stream; norms over the stream average over open channels only.
+     */
+    public record HiddenChannels(dev.gatecut.discover.HiddenStream stream) implements Target {
+    }
+
     /** Independent: the output channels of a layer, bias included. */
     public record Rows(LinearLayer layer) implements Target {
     }

@@ -28,7 +28,7 @@ final class UniformBudget {
         long removed(int kept) {
             long perRank = 0;
             for (List<BudgetProjection.Unit> g : groups) {
-                perRank += g.get(0).cost();
+                perRank += g.get(0).beta();
             }
             return (long) (width - kept) * perRank;
         }
@@ -92,7 +92,7 @@ final class UniformBudget {
             }
             List<BudgetProjection.Unit> units = new ArrayList<>();
             for (int j = 0; j < f.width(); j++) {
-                units.add(BudgetProjection.ffnUnit(plan, f, j, cost, theta, scores, group));
+                units.add(BudgetProjection.ffnUnit(plan, f, j, 0, cost, theta, scores, group));
             }
             ffn.add(sorted(units));
             group++;
@@ -117,7 +117,7 @@ final class UniformBudget {
                     + per * d * a.o().outFeatures();
             List<BudgetProjection.Unit> units = new ArrayList<>();
             for (int k = 0; k < a.kvHeads(); k++) {
-                units.add(BudgetProjection.headUnit(plan, a, k, cost, theta, scores, group));
+                units.add(BudgetProjection.headUnit(plan, a, k, 0, cost, theta, scores, group));
             }
             heads.add(sorted(units));
             group++;

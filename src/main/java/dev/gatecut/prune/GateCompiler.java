@@ -3,6 +3,7 @@ package dev.gatecut.prune;
 import dev.gatecut.discover.AttentionGroup;
 import dev.gatecut.discover.ChannelConstant;
 import dev.gatecut.discover.FfnGroup;
+import dev.gatecut.discover.HiddenStream;
 import dev.gatecut.discover.LinearLayer;
 import dev.gatecut.discover.Projection;
 import dev.gatecut.discover.ShapeEdit;
@@ -173,6 +174,11 @@ public final class GateCompiler {
         for (FfnGroup f : plan.discovery().ffnGroups()) {
             changes.add(decideFfn(f));
         }
+        for (GateSpec spec : plan.gates()) {
+            if (spec.target() instanceof GateSpec.HiddenChannels h) {
+                changes.add(decideHidden(h.stream(), values.inference(spec.name()), changes));
+            }
+        }
         return changes;
     }
 
@@ -187,7 +193,7 @@ public final class GateCompiler {
             return 0;
         }
         long[] dims = v.initializer().dims().clone();
-        for (LinearLayer l : GatePlan.gatedLayers(plan.discovery())) {
+        for (LinearLayer l : slicedLayers()) {
             TreeSet<Integer> out = keepOut.get(l);
             int[] in = keepIn.get(l);
             if (name.equals(l.weight())) {
@@ -216,7 +222,7 @@ public final class GateCompiler {
     private CompileReport foldAndSlice(List<GroupChange> changes, long before, KvCacheShapes cache) {
         int folded = 0;
         List<Runnable> sharing = reusedProjectionRewiring();
-        List<LinearLayer> gatedLayers = GatePlan.gatedLayers(plan.discovery());
+        List<LinearLayer> gatedLayers = slicedLayers();
         Map<LinearLayer, Tensor> streamed = streamWeights(gatedLayers);
         for (LinearLayer l : gatedLayers) {
             boolean deletes = keepOut.containsKey(l) || keepIn.containsKey(l);
@@ -446,7 +452,7 @@ public final class GateCompiler {
                     case Q_WIDTH -> (long) heads * d;
                     case KV_WIDTH -> kv * d;
                     case QKV_WIDTH -> (heads + 2 * kv) * d;
-                    case WIDTH -> throw new IllegalStateException("WIDTH edit in an attention group");
+                    case WIDTH, HIDDEN -> throw new IllegalStateException(e.role() + " edit in an attention group");
                 };
                 editShape(e, value);
             }
@@ -463,6 +469,86 @@ public final class GateCompiler {
             }
         }
         return change;
+    }
+
+    /**
+     * The hidden (residual-stream) channels: writers' rows are scaled by g and, with readers'
+     * columns, embedding-table columns and per-channel constants, cut to the open channels. The kept
+     * width is exactly the open count, never padded for alignment: a closed channel kept would enter
+     * the compiled norms' statistics, which the gated model computes over open channels only (the
+     * budget projection aligns the open count instead). The report counts only the tensors no other
+     * group reports (tables, norms, writers' biases, heads), so nothing is counted twice; what the
+     * hidden cut removes from the groups' own matrices shows in their figures.
+     */
+    private GroupChange decideHidden(HiddenStream s, float[] g, List<GroupChange> others) {
+        int width = (int) s.width();
+        int[] keep = java.util.stream.IntStream.range(0, width).filter(j -> g[j] > 0f).toArray();
+        if (keep.length == 0) {
+            throw new ModelException("every hidden gate is closed: nothing of the residual stream would remain");
+        }
+        for (LinearLayer w : s.writers()) {
+            multiply(rowScale, w, g);
+        }
+        java.util.Set<String> counted = new java.util.HashSet<>();
+        others.forEach(c -> counted.addAll(c.tensors));
+        List<String> vectorNames = new ArrayList<>();
+        for (String ln : s.layerNorms()) {
+            Node n = nodes.get(ln);
+            for (int i : HiddenStream.normVectorInputs(n)) {
+                vectorNames.add(n.input(i).name());
+            }
+        }
+        for (HiddenStream.ChannelVector c : s.vectors()) {
+            vectorNames.add(nodes.get(c.node()).input(c.input()).name());
+        }
+        java.util.Set<String> tensors = new java.util.LinkedHashSet<>(s.tables());
+        tensors.addAll(vectorNames);
+        for (LinearLayer l : s.layers()) {
+            tensors.add(l.weight());
+        }
+        for (LinearLayer w : s.writers()) {
+            if (w.bias() != null) {
+                tensors.add(w.bias());   // a reader's bias lies on its output side: the hidden cut leaves it
+            }
+        }
+        tensors.removeAll(counted);
+        GroupChange change = new GroupChange(GatePlan.HIDDEN, "hidden", keep.length + "/" + width + " channels",
+                List.copyOf(tensors));
+        if (keep.length < width) {
+            TreeSet<Integer> kept = new TreeSet<>();
+            for (int j : keep) {
+                kept.add(j);
+            }
+            for (LinearLayer w : s.writers()) {
+                keepOut.merge(w, new TreeSet<>(kept), (a, b) -> {
+                    a.retainAll(b);
+                    return a;
+                });
+            }
+            for (LinearLayer r : s.readers()) {
+                keepIn.merge(r, keep, (a, b) -> java.util.Arrays.stream(a)
+                        .filter(x -> java.util.Arrays.binarySearch(b, x) >= 0).toArray());
+            }
+            for (String t : s.tables()) {
+                constantKeep.put(t, keep.length);
+            }
+            for (String v : vectorNames) {
+                constantKeep.put(v, keep.length);
+            }
+            for (ShapeEdit e : s.shapeEdits()) {
+                editShape(e, keep.length);
+            }
+        }
+        change.sliceConstants = () -> new HiddenConstants(graph, s, g, keep, this::replaceConstant, this::kept)
+                .apply(nodes);
+        return change;
+    }
+
+    /** Every layer whose weight compiling may rewrite: the groups' layers, then the hidden stream's others. */
+    private List<LinearLayer> slicedLayers() {
+        java.util.Set<LinearLayer> all = new java.util.LinkedHashSet<>(GatePlan.gatedLayers(plan.discovery()));
+        plan.hidden().ifPresent(s -> all.addAll(s.layers()));
+        return List.copyOf(all);
     }
 
     /**
@@ -657,7 +743,7 @@ public final class GateCompiler {
     }
 
     /** Input {@code index} of {@code reader} gets new constant data (cloned when others share it). */
-    private void replaceConstant(Node reader, int index, TensorEdits.Dense data, Tensor like) {
+    void replaceConstant(Node reader, int index, TensorEdits.Dense data, Tensor like) {
         replaceWith(reader, index, name -> kept(TensorEdits.write(name, data, like)));
     }
 
@@ -676,7 +762,7 @@ public final class GateCompiler {
     }
 
     /** A rewritten weight as the model keeps it: in the heap, or spilled to the scratch file. */
-    private Tensor kept(Tensor edited) {
+    Tensor kept(Tensor edited) {
         return scratch == null ? edited : edited.spillTo(scratch);
     }
 

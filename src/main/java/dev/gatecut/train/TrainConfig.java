@@ -13,11 +13,21 @@ import dev.gatecut.gates.Widths;
  * @param pooling        "mean" (masked mean over tokens) or "first" (first token), classification only
  * @param widths         whether the budget projection keeps one width per kind of block in every layer
  * @param recipe         schedules, per-group learning rates, recovery, selection and distillation
+ * @param hiddenGates    whether the residual stream (hidden dimension) is gated too
  */
 public record TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
                           double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
                           double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths,
-                          Recipe recipe) {
+                          Recipe recipe, boolean hiddenGates) {
+
+    /** Without hidden gates. */
+    public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
+                       double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
+                       double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths,
+                       Recipe recipe) {
+        this(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay, noiseSigma,
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, false);
+    }
 
     /** Per-layer widths and the published FineGates recipe ({@link Recipe#plain()}). */
     public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
@@ -34,7 +44,7 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
 
     public TrainConfig withRecipe(Recipe r) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, r);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, r, hiddenGates);
     }
 
     /** The head's learning rate (the recipe's, else the gate rate). */
@@ -49,21 +59,26 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
 
     public TrainConfig withLearningRate(double lr) {
         return new TrainConfig(task, mode, targetSparsity, lambda, lr, beta1, beta2, epsilon, weightDecay, noiseSigma,
-                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe);
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates);
     }
 
     public TrainConfig withSeed(long s) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths, recipe);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths, recipe, hiddenGates);
     }
 
     public TrainConfig withLambda(double l) {
         return new TrainConfig(task, mode, targetSparsity, l, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates);
+    }
+
+    public TrainConfig withHiddenGates(boolean hidden) {
+        return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hidden);
     }
 
     public TrainConfig withWidths(Widths w) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, w, recipe);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, w, recipe, hiddenGates);
     }
 }

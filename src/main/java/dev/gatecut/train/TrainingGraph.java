@@ -179,13 +179,17 @@ public final class TrainingGraph {
         OnnxModel m = OnnxModel.load(path);
         // ONNX Runtime contrib ops (Attention, SkipLayerNormalization, BiasGelu, ...) have no gradient rules:
         // rewrite them into standard ops first. Layer, bias and gate names stay those of the fused model.
-        Unfuse.apply(m, Unfuse.FOR_TRAINING);
+        // Hidden gates mask the norms' statistics, so EmbedLayerNormalization is unfused too.
+        Unfuse.apply(m, config.hiddenGates() ? Unfuse.ALL : Unfuse.FOR_TRAINING);
         bindCache(m);
         long opset = m.defaultOpset();
         // Probed before the gates go in; the values added after are derived from it for the backward pass.
         Discovery discovery = GroupFinder.discover(m, shapeCache);
         ShapeProbe.Result modelShapes = shapeCache.shapes(m);
         GatePlan plan = GatePlan.of(discovery, config.mode());
+        if (config.hiddenGates()) {
+            plan = plan.withHiddenGate(dev.gatecut.discover.HiddenStreamRule.find(m.graph(), modelShapes, discovery));
+        }
         if (plan.gates().isEmpty()) {
             throw new ModelException(path + ": no channel groups found to gate; see `gatecut inspect`");
         }

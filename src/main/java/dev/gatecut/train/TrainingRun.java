@@ -295,7 +295,13 @@ public final class TrainingRun {
         static CompiledSparsity of(Path path, TrainConfig config, ShapeCache shapes) throws OrtException {
             OnnxModel m = OnnxModel.load(path);
             try {
-                return new CompiledSparsity(m, GatePlan.of(GroupFinder.discover(m, shapes), config.mode()), path);
+                var discovery = GroupFinder.discover(m, shapes);
+                GatePlan plan = GatePlan.of(discovery, config.mode());
+                if (config.hiddenGates()) {
+                    plan = plan.withHiddenGate(dev.gatecut.discover.HiddenStreamRule.find(m.graph(), shapes.shapes(m),
+                            discovery));
+                }
+                return new CompiledSparsity(m, plan, path);
             } catch (RuntimeException | OrtException e) {
                 m.close();
                 throw e;

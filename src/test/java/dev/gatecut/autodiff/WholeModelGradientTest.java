@@ -47,7 +47,7 @@ class WholeModelGradientTest {
         List<Path> models = new ArrayList<>(TestModels.all());
         models.addAll(TestModels.architectures());   // hidden states or the classifier's logits
         for (Path p : models) {
-            cases.add(Arguments.of(p, GateMode.COUPLED, 1e-2));
+            cases.add(Arguments.of(p, GateMode.COUPLED, 1e-2, false));
             // The contrib-op BERT (unfused first, as training does) in independent mode: the derivative along u
             // is small there (0.035), so float32 rounding of the loss dominates a 1e-2 step (2e-2 error); with
             // 3e-2 the error is 1e-4 .. 5e-3 over six directions, i.e. it was noise, not the gradient.
@@ -56,18 +56,31 @@ class WholeModelGradientTest {
             // whole gradient: below float32 resolution here, so their path is covered by the per-op checks.
             boolean smallDerivative = p.getFileName().toString().contains("fused")
                     || p.getFileName().toString().startsWith("deberta");
-            cases.add(Arguments.of(p, GateMode.INDEPENDENT, smallDerivative ? 3e-2 : 1e-2));
+            cases.add(Arguments.of(p, GateMode.INDEPENDENT, smallDerivative ? 3e-2 : 1e-2, false));
+        }
+        // Hidden-dimension gates (30% of them closed, so the masked norm statistics count open channels only).
+        for (Path p : TestModels.all()) {
+            cases.add(Arguments.of(p, GateMode.COUPLED, 1e-2, true));
         }
         return cases;
     }
 
-    @ParameterizedTest(name = "{0} {1}")
+    @ParameterizedTest(name = "{0} {1} hidden={3}")
     @MethodSource("cases")
-    void gateGradientsMatchFiniteDifferences(Path path, GateMode mode, double eps) throws Exception {
+    void gateGradientsMatchFiniteDifferences(Path path, GateMode mode, double eps, boolean hidden) throws Exception {
         try (OnnxModel m = OnnxModel.load(path)) {
-            Unfuse.apply(m, Unfuse.FOR_TRAINING);   // as training does: contrib ops (the fused BERT) become standard ops
+            // As training does: contrib ops (the fused BERT) become standard ops (all of them with hidden gates).
+            Unfuse.apply(m, hidden ? Unfuse.ALL : Unfuse.FOR_TRAINING);
             GatePlan plan = GatePlan.of(GroupFinder.discover(m), mode);
+            if (hidden) {
+                plan = plan.withHiddenGate(dev.gatecut.discover.HiddenStreamRule.find(m, plan.discovery()));
+            }
             GateValues values = GateValues.random(plan, 0.0, 5);   // all fractional
+            if (hidden) {
+                Map<String, float[]> t = new LinkedHashMap<>(values.theta());
+                t.put(GatePlan.HIDDEN, GateValues.random(plan, 0.3, 6).theta(GatePlan.HIDDEN));
+                values = new GateValues(values.mode(), t);
+            }
             var injected = GateInjector.inject(m, plan, values);
             var graph = m.graph();
             // θ become fed inputs; loss = Σ y · r with r random along the last axis.
@@ -109,9 +122,15 @@ class WholeModelGradientTest {
                 Map<String, float[]> u = new HashMap<>();
                 List<String> names = new ArrayList<>(theta.keySet());
                 double exact = 0;
+                String hiddenTheta = injected.containsKey(GatePlan.HIDDEN) ? injected.get(GatePlan.HIDDEN).theta() : null;
                 for (int k = 0; k < 12; k++) {
-                    String name = names.get(random.nextInt(names.size()));
+                    // With hidden gates, every other entry is a hidden one (open: a closed gate has no gradient).
+                    String name = hiddenTheta != null && k % 2 == 0 ? hiddenTheta
+                            : names.get(random.nextInt(names.size()));
                     int i = random.nextInt(theta.get(name).length);
+                    while (name.equals(hiddenTheta) && GateValues.inferenceValue(theta.get(name)[i]) == 0f) {
+                        i = random.nextInt(theta.get(name).length);
+                    }
                     float[] g = at.get(grads.gradients().get(name).name());
                     u.computeIfAbsent(name, n -> new float[theta.get(n).length])[i] = g[i];
                 }

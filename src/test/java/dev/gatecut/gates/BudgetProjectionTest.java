@@ -1,6 +1,7 @@
 package dev.gatecut.gates;
 
 import dev.gatecut.discover.GroupFinder;
+import dev.gatecut.discover.HiddenStreamRule;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.prune.CompileReport;
 import dev.gatecut.prune.GateCompiler;
@@ -15,6 +16,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class BudgetProjectionTest {
 
@@ -111,5 +113,49 @@ class BudgetProjectionTest {
             }
         }
         return n;
+    }
+
+    static List<Arguments> hiddenCases() {
+        List<Arguments> cases = new ArrayList<>();
+        for (Path p : List.of(Path.of("onnx-models/bert-ts17.onnx"), Path.of("onnx-models/gpt2-ts17.onnx"),
+                Path.of("onnx-models/llama-dynamo18.onnx"), Path.of("onnx-models/qwen2-ts17.onnx"), TestModels.minilm())) {
+            // Aligned: 4 steps of the zoo's 64 channels, 12 of MiniLM's 384 (a coarser step on a 64-wide
+            // model moves a third of all parameters at once).
+            int coarse = p.equals(TestModels.minilm()) ? 32 : 16;
+            for (double t : new double[] {0.3, 0.5}) {
+                for (int align : new int[] {1, coarse}) {
+                    cases.add(Arguments.of(p, t, align));
+                }
+            }
+        }
+        return cases;
+    }
+
+    /**
+     * With hidden gates the targeted parameters include every table, norm and head the hidden cut
+     * shrinks, and the removed fraction still lands on the target; the kept hidden width is a multiple
+     * of the alignment, and the preview counts what compiling removes.
+     */
+    @ParameterizedTest(name = "{0} {1} align {2}")
+    @MethodSource("hiddenCases")
+    void hiddenGatesHitTheBudgetWithinOnePoint(Path model, double target, int align) throws Exception {
+        try (OnnxModel m = OnnxModel.load(model)) {
+            var d = GroupFinder.discover(m);
+            GatePlan plan = GatePlan.of(d, GateMode.COUPLED).withHiddenGate(HiddenStreamRule.find(m, d));
+            GateValues trained = GateValues.random(plan, 0.1, 4);
+            GateValues projected = BudgetProjection.apply(plan, trained, target, new Widths(false, align));
+            double previewed = GateCompiler.removedFraction(GateCompiler.preview(m, plan, projected, 1));
+            CompileReport r = GateCompiler.compile(m, plan, projected, 1);
+            double removed = GateCompiler.removedFraction(r.groups());
+            assertEquals(target, removed, 0.01, r.groups().toString());
+            assertEquals(removed, previewed, 1e-12, "preview and compile count alike");
+            LayerReport hidden = r.groups().stream().filter(g -> g.kind().equals("hidden")).findFirst().orElseThrow();
+            int kept = Integer.parseInt(hidden.kept().substring(0, hidden.kept().indexOf('/')));
+            int width = Integer.parseInt(hidden.kept().split("[/ ]")[1]);
+            if (align == 1) {
+                assertTrue(kept < width, "the projection closes hidden channels: " + hidden.kept());
+            }
+            assertEquals(0, kept % align, "kept hidden width " + kept + " is a multiple of " + align);
+        }
     }
 }

@@ -1,0 +1,67 @@
+package dev.gatecut.cli;
+
+import dev.gatecut.onnx.OnnxModel;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import static dev.gatecut.cli.InspectCommandTest.gatecut;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code prune --random-sparsity 0.3 --hidden-gates}: the random gates are projected onto 30% of the
+ * targeted parameters, the hidden width shrinks to a multiple of --align, the check passes, the
+ * signature stays, and the saved gates compile again without the flag.
+ */
+class HiddenGatesPruneTest {
+
+    @Test
+    void randomHiddenGatesNarrowTheStream(@TempDir Path dir) throws Exception {
+        Path in = Path.of("onnx-models/bert-ts17.onnx");
+        Path out = dir.resolve("slim.onnx");
+        Path gates = dir.resolve("gates.json");
+        InspectCommandTest.Run run = gatecut("prune", in.toString(), "--random-sparsity", "0.3", "--hidden-gates",
+                "--align", "16", "--save-gates", gates.toString(), "-o", out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        assertTrue(run.out().contains("48/64 channels"), "the projection keeps a multiple of 16: " + run.out());
+        Matcher targeted = Pattern.compile("targeted: .* \\(([0-9.]+)% removed\\)").matcher(run.out());
+        assertTrue(targeted.find(), run.out());
+        assertEquals(30, Double.parseDouble(targeted.group(1)), 1.5, "random gates projected onto 30%: " + run.out());
+        Matcher verify = Pattern.compile("max relative error ([0-9.e+-]+)").matcher(run.out());
+        assertTrue(verify.find(), run.out());
+        assertTrue(Double.parseDouble(verify.group(1)) <= 1e-5, run.out());
+        try (OnnxModel original = OnnxModel.load(in); OnnxModel slim = OnnxModel.load(out)) {
+            assertEquals(original.graph().outputs().stream().map(v -> v.name()).toList(),
+                    slim.graph().outputs().stream().map(v -> v.name()).toList(), "same output names");
+            long[] table = slim.graph().requireValue("m.embeddings.word_embeddings.weight").initializer().dims();
+            assertArrayEquals(new long[] {1000, 48}, table);
+        }
+        // Saved gates hold the hidden gate: compiling them again needs no flag and gives the same model.
+        Path again = dir.resolve("again.onnx");
+        InspectCommandTest.Run second = gatecut("prune", in.toString(), "--gates", gates.toString(), "--align", "16",
+                "--no-verify", "-o", again.toString());
+        assertEquals(0, second.exit(), second.err());
+        try (OnnxModel a = OnnxModel.load(out); OnnxModel b = OnnxModel.load(again)) {
+            assertArrayEquals(a.toByteArray(), b.toByteArray());
+        }
+    }
+
+    /** {@code inspect --groups --hidden-gates} says what hidden gates would cover, or names the node that stops them. */
+    @Test
+    void inspectTellsWhetherHiddenGatesFit() {
+        InspectCommandTest.Run bert = gatecut("inspect", "onnx-models/bert-ts17.onnx", "--groups", "--hidden-gates");
+        assertEquals(0, bert.exit(), bert.err());
+        assertTrue(bert.out().contains("hidden gates: 64 channels: 3 embedding tables, 8 readers, 4 writers, 5 norms"),
+                bert.out());
+        assertTrue(bert.out().contains("outputs scattered back to full width: last_hidden_state"), bert.out());
+        InspectCommandTest.Run vit = gatecut("inspect", "onnx-models/deploy/vit-cls-ts17.onnx", "--groups", "--hidden-gates");
+        assertEquals(0, vit.exit(), vit.err());
+        assertTrue(vit.out().contains("hidden gates: not possible: node '/m/vit/embeddings/Concat_1' (Concat)"),
+                vit.out());
+    }
+}
