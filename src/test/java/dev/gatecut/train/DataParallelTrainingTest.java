@@ -263,7 +263,7 @@ class DataParallelTrainingTest {
         return rows;
     }
 
-    private static BatchSource source(java.util.function.LongFunction<Batch> make) {
+    static BatchSource source(java.util.function.LongFunction<Batch> make) {
         return new BatchSource() {
             @Override
             public int batchesPerEpoch() {

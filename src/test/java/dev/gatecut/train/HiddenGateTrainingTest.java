@@ -7,6 +7,7 @@ import dev.gatecut.gates.BudgetProjection;
 import dev.gatecut.gates.GateInjector;
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.gates.GatePlan;
+import dev.gatecut.gates.GateSpec;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.gates.Widths;
 import dev.gatecut.onnx.OnnxModel;
@@ -67,5 +68,30 @@ class HiddenGateTrainingTest {
                 assertTrue(err <= Equivalence.FLOAT32_TOLERANCE, file + ": " + err);
             }
         }
+    }
+
+    /** The default recipe's Taylor cut ranks hidden channels by their saliency too, beside the groups'. */
+    @org.junit.jupiter.api.Test
+    void taylorSaliencyCoversTheHiddenGate(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Path model = Path.of("onnx-models/deploy/bert-cls-ts17.onnx");
+        TrainConfig config = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.4, 3).withLearningRate(0.01)
+                .withHiddenGates(true).withRecipe(Recipe.recommended(Task.CLASSIFY));
+        TrainingRun.run(model, config, DataParallelTrainingTest.source(seed -> DataParallelTrainingTest
+                .classifierBatch(seed, 7)), java.util.List.of(), new TrainingRun.Options(0, 6, 1, 0, false, Device.CPU),
+                dir, TrainingRun.Listener.silent());
+        var saved = Checkpoint.read(dir.resolve(Checkpoint.FILE)).params();
+        float[] hidden = saved.get("gatecut.saliency/" + GatePlan.HIDDEN);
+        assertTrue(hidden != null && java.util.Arrays.stream(toDoubles(hidden)).anyMatch(v -> v > 0),
+                "the hidden gate's saliency is summed: " + saved.keySet());
+        GateValues cut = GateValues.read(dir.resolve("gates.json"));
+        assertTrue(cut.theta().containsKey(GatePlan.HIDDEN), "gates.json holds the hidden gate");
+    }
+
+    private static double[] toDoubles(float[] f) {
+        double[] d = new double[f.length];
+        for (int i = 0; i < f.length; i++) {
+            d[i] = f[i];
+        }
+        return d;
     }
 }
