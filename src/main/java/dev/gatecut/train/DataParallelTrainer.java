@@ -169,26 +169,14 @@ public final class DataParallelTrainer implements StepTrainer {
     /** Restores a checkpoint's state (the fused step's checkpoints too: the state is the same). */
     public void restore(long atStep, Map<String, float[]> p, Map<String, float[]> first, Map<String, float[]> second) {
         for (TrainableParam t : graph.params()) {
-            copy(p, t, params);
-            copy(first, t, m1);
-            copy(second, t, m2);
+            GateTrainer.copy(p, t, params);
+            GateTrainer.copy(first, t, m1);
+            GateTrainer.copy(second, t, m2);
         }
         for (var e : saliency.entrySet()) {
-            float[] saved = p.get(GateTrainer.saliencyKey(e.getKey()));
-            if (saved == null || saved.length != e.getValue().length) {
-                throw new IllegalArgumentException("checkpoint lacks the saliency of gate '" + e.getKey() + "'");
-            }
-            System.arraycopy(saved, 0, e.getValue(), 0, saved.length);
+            GateTrainer.restoreSaliency(p, e.getKey(), e.getValue());
         }
         this.step = atStep;
-    }
-
-    private static void copy(Map<String, float[]> from, TrainableParam t, Map<String, float[]> into) {
-        float[] v = from.get(t.name());
-        if (v == null || v.length != t.size()) {
-            throw new IllegalArgumentException("checkpoint lacks parameter '" + t.name() + "' of size " + t.size());
-        }
-        System.arraycopy(v, 0, into.get(t.name()), 0, v.length);
     }
 
     @Override

@@ -202,16 +202,22 @@ public final class GateTrainer implements StepTrainer {
             copy(second, t, m2);
         }
         for (String gate : train.probeInputs().keySet()) {
-            float[] saved = p.get(saliencyKey(gate));
-            if (saved == null || saved.length != params.get(saliencyKey(gate)).length) {
-                throw new IllegalArgumentException("checkpoint lacks the saliency of gate '" + gate + "'");
-            }
-            System.arraycopy(saved, 0, params.get(saliencyKey(gate)), 0, saved.length);
+            restoreSaliency(p, gate, params.get(saliencyKey(gate)));
         }
         this.step = atStep;
     }
 
-    private static void copy(Map<String, float[]> from, TrainableParam t, Map<String, float[]> into) {
+    /** Copies the checkpointed saliency sums of {@code gate} into {@code into} (the data-parallel trainer's too). */
+    static void restoreSaliency(Map<String, float[]> checkpoint, String gate, float[] into) {
+        float[] saved = checkpoint.get(saliencyKey(gate));
+        if (saved == null || saved.length != into.length) {
+            throw new IllegalArgumentException("checkpoint lacks the saliency of gate '" + gate + "'");
+        }
+        System.arraycopy(saved, 0, into, 0, saved.length);
+    }
+
+    /** Copies parameter {@code t} from a checkpoint's map into the trainer's. */
+    static void copy(Map<String, float[]> from, TrainableParam t, Map<String, float[]> into) {
         float[] v = from.get(t.name());
         if (v == null || v.length != t.size()) {
             throw new IllegalArgumentException("checkpoint lacks parameter '" + t.name() + "' of size " + t.size());
