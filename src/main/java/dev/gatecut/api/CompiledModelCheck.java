@@ -64,9 +64,8 @@ final class CompiledModelCheck {
         if (gatedBytes == null || tooLarge(compiled)) {
             return new Verification(Double.NaN, tolerance, Double.NaN, inputs);
         }
-        boolean half = tolerance > Equivalence.FLOAT32_TOLERANCE;
-        double err;
-        double gatedError = Double.NaN;
+        boolean half = Equivalence.needsReference(compiled.graph());
+        Equivalence.Comparison c;
         OnnxModel reference = null;
         if (half) {
             reference = gatedModel(gatedBytes);
@@ -75,15 +74,7 @@ final class CompiledModelCheck {
         try (OrtSession gated = OrtSessions.open(gatedModel(gatedBytes), device);
              OrtSession slim = OrtSessions.open(compiled, device);
              OrtSession exact = half ? OrtSessions.open(reference, device) : null) {
-            if (half) {
-                Equivalence.AgainstReference e = Equivalence.againstReference(exact, gated, slim, compiled.graph(), 2,
-                        16, seed);
-                err = e.candidate();
-                gatedError = e.gated();
-                tolerance = e.bound(tolerance);
-            } else {
-                err = Equivalence.maxRelativeError(gated, slim, compiled.graph(), 2, 16, seed);
-            }
+            c = Equivalence.compiledAgainstGated(exact, gated, slim, compiled.graph(), 2, 16, seed);
         } catch (OrtException e) {
             // Seen with fuzzed models whose wiring gatecut's rewrites do not handle: a model it cannot
             // process correctly is reported like one whose result differs.
@@ -95,13 +86,12 @@ final class CompiledModelCheck {
                 reference.close();
             }
         }
-        if (!(err <= tolerance)) {
+        if (!c.passed()) {
             throw new ModelException(String.format("%s: the compiled model differs from the gated model (max"
                     + " relative error %.2e%s, more than the bound %.2e), so %s was not written; gatecut cannot compile this"
                     + " model's structure correctly (see `gatecut inspect --groups %s`; --align or other gates do"
-                    + " not help)", modelFile, err, half ? String.format(" against the gated model run in float32, whose"
-                    + " half-precision run is %.2e from it", gatedError) : "", tolerance, unwritten, modelFile));
+                    + " not help)", modelFile, c.error(), c.against(), c.bound(), unwritten, modelFile));
         }
-        return new Verification(err, tolerance, gatedError, inputs);
+        return new Verification(c.error(), c.bound(), c.gatedError(), inputs);
     }
 }

@@ -113,12 +113,11 @@ public final class StreamingCompile {
             GateInjector.inject(gated, plan, values);
             gated.save(gatedFile, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
         }
-        double tolerance = Equivalence.tolerance(slim.graph());
         boolean cache = RandomInputs.hasKvCache(slim.graph());
         String inputs = (cache ? "over a generation (prefill of 16 tokens, " + Equivalence.DECODE_STEPS
                 + " decode steps, each model fed its own cache)" : "on random inputs (batch 2, sequence 16)")
                 + " on " + check.device().name().toLowerCase(Locale.ROOT);
-        boolean half = tolerance > Equivalence.FLOAT32_TOLERANCE;
+        boolean half = Equivalence.needsReference(slim.graph());
         Path referenceFile = tmp.resolve("reference.onnx");
         if (half) {
             // The float32 stand-in reads the gated weights through Casts: no float32 copy in the heap.
@@ -127,36 +126,25 @@ public final class StreamingCompile {
                 reference.save(referenceFile, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
             }
         }
-        double err;
-        double gatedError = Double.NaN;
+        Equivalence.Comparison c;
         try (OrtSession gated = OrtSessions.open(gatedFile, check.device());
              OrtSession candidate = OrtSessions.open(savedModel, check.device());
              OrtSession exact = half ? OrtSessions.open(referenceFile, check.device()) : null) {
-            if (half) {
-                Equivalence.AgainstReference e = Equivalence.againstReference(exact, gated, candidate, slim.graph(), 2,
-                        16, check.seed());
-                err = e.candidate();
-                gatedError = e.gated();
-                tolerance = e.bound(tolerance);
-            } else {
-                err = Equivalence.maxRelativeError(gated, candidate, slim.graph(), 2, 16, check.seed());
-            }
+            c = Equivalence.compiledAgainstGated(exact, gated, candidate, slim.graph(), 2, 16, check.seed());
         } catch (OrtException e) {
             throw new ModelException(modelFile + ": the gated or compiled model built from it does not run in"
                     + " ONNX Runtime (" + OrtSessions.describe(e) + "), so " + target + " was not written; gatecut"
                     + " cannot process this model's structure (please report it)", e);
         }
-        String against = half ? String.format(" against the gated model run in float32 (the gated model's own"
-                + " %.2e)", gatedError) : "";
-        if (!(err <= tolerance)) {
+        if (!c.passed()) {
             throw new ModelException(String.format("%s: the compiled model differs from the gated model (max"
                     + " relative error %.2e%s, more than the bound %.2e), so %s was not written; gatecut cannot compile this"
-                    + " model's structure correctly (see `gatecut inspect --groups %s`)", modelFile, err, against,
-                    tolerance, target, modelFile));
+                    + " model's structure correctly (see `gatecut inspect --groups %s`)", modelFile, c.error(),
+                    c.against(), c.bound(), target, modelFile));
         }
         return String.format("verify: the saved slim model vs the gated model (both run by ONNX Runtime from"
-                + " their files; all outputs compared), max relative error %.2e%s (bound %.1e) %s", err, against,
-                tolerance, inputs);
+                + " their files; all outputs compared), max relative error %.2e%s (bound %.1e) %s", c.error(),
+                c.against(), c.bound(), inputs);
     }
 
     private static void move(Path from, Path to) throws IOException {

@@ -159,6 +159,42 @@ public final class Equivalence {
         }
     }
 
+    /** Whether compiled models with {@code graph}'s weights are checked against a float32 reference (half precision). */
+    public static boolean needsReference(Graph graph) {
+        return tolerance(graph) > FLOAT32_TOLERANCE;
+    }
+
+    /**
+     * The compile check's figures: the compiled model's error (against the gated model in float32, against
+     * the float32 reference in half precision), the gated model's own error there (NaN in float32), and the
+     * bound it is held to.
+     */
+    public record Comparison(double error, double gatedError, double bound) {
+        public boolean passed() {
+            return error <= bound;
+        }
+
+        /** " against the gated model run in float32 (the gated model's own 2.93e-03)" in half precision, else "". */
+        public String against() {
+            return Double.isNaN(gatedError) ? "" : String.format(" against the gated model run in float32 (the gated"
+                    + " model's own %.2e)", gatedError);
+        }
+    }
+
+    /**
+     * The compile check: {@code candidate} against {@code gated} in float32 ({@code exact} null), or both
+     * against {@code exact}, the gated model's float32 stand-in, in half precision ({@link AgainstReference}).
+     */
+    public static Comparison compiledAgainstGated(OrtSession exact, OrtSession gated, OrtSession candidate, Graph graph,
+                                                  int batch, int sequence, long seed) throws OrtException {
+        double floor = tolerance(graph);
+        if (exact == null) {
+            return new Comparison(maxRelativeError(gated, candidate, graph, batch, sequence, seed), Double.NaN, floor);
+        }
+        AgainstReference e = againstReference(exact, gated, candidate, graph, batch, sequence, seed);
+        return new Comparison(e.candidate(), e.gated(), e.bound(floor));
+    }
+
     /** The two models' errors against the float32 {@code reference}; see {@link AgainstReference}. */
     public static AgainstReference againstReference(OrtSession reference, OrtSession gated, OrtSession candidate,
                                                     Graph graph, int batch, int sequence, long seed)
