@@ -141,13 +141,7 @@ public final class DataParallelTrainer implements StepTrainer {
 
     @Override
     public GateValues gates() {
-        Map<String, float[]> theta = new LinkedHashMap<>();
-        for (TrainableParam p : graph.params()) {
-            if (p.kind() == TrainableParam.Kind.GATE) {
-                theta.put(p.gate(), params.get(p.name()).clone());
-            }
-        }
-        return new GateValues(config.mode(), theta);
+        return GateTrainer.gates(graph, params, config);
     }
 
     @Override
@@ -185,10 +179,7 @@ public final class DataParallelTrainer implements StepTrainer {
         ShardResult whole = batchGradients(batch, noise, at);
         if (!at.recovery()) {
             for (var e : whole.saliency().entrySet()) {
-                float[] sum = saliency.get(e.getKey());
-                for (int i = 0; i < sum.length; i++) {
-                    sum[i] += Math.abs(e.getValue()[i]);
-                }
+                GateTrainer.addAbsolute(saliency.get(e.getKey()), e.getValue());
             }
         }
         step++;
@@ -278,11 +269,7 @@ public final class DataParallelTrainer implements StepTrainer {
             for (TrainableParam p : graph.params()) {
                 feeds.put(p.name(), floats(params.get(p.name()), p.dims()));
             }
-            for (var e : graph.probeInputs().entrySet()) {
-                float[] ones = new float[saliency.get(e.getKey()).length];
-                java.util.Arrays.fill(ones, 1f);
-                feeds.put(e.getValue(), floats(ones, ones.length));
-            }
+            GateTrainer.feedProbes(env, feeds, graph);
             try (OrtSession.Result r = session.run(feeds)) {
                 Map<String, float[]> grads = new LinkedHashMap<>();
                 for (TrainableParam p : graph.params()) {

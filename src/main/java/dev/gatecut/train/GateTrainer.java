@@ -121,11 +121,7 @@ public final class GateTrainer implements StepTrainer {
             for (var e : drawNoise(train, config, noise, at.recovery()).entrySet()) {
                 feeds.put(e.getKey(), floats(e.getValue(), e.getValue().length));
             }
-            for (var e : train.probeInputs().entrySet()) {
-                float[] ones = new float[train.plan().gate(e.getKey()).orElseThrow().size()];
-                java.util.Arrays.fill(ones, 1f);
-                feeds.put(e.getValue(), floats(ones, ones.length));
-            }
+            feedProbes(env, feeds, train);
             if (config.recipe().distills()) {
                 if (teacher == null) {
                     throw new IllegalStateException("the recipe distills but no teacher was given");
@@ -154,9 +150,7 @@ public final class GateTrainer implements StepTrainer {
                         float[] sum = params.get(saliencyKey(e.getKey()));
                         float[] now = new float[sum.length];
                         read(r, TrainingGraph.Built.saliency(e.getValue()), now);
-                        for (int i = 0; i < sum.length; i++) {
-                            sum[i] += Math.abs(now[i]);
-                        }
+                        addAbsolute(sum, now);
                     }
                 }
                 step++;
@@ -207,6 +201,34 @@ public final class GateTrainer implements StepTrainer {
         this.step = atStep;
     }
 
+    /** Feeds every saliency probe of {@code train} its ones (the probe multiplies its gate; ∂L/∂p = g·∂L/∂g). */
+    static void feedProbes(ai.onnxruntime.OrtEnvironment env, Map<String, OnnxTensor> feeds, TrainingGraph.Built train)
+            throws OrtException {
+        for (var e : train.probeInputs().entrySet()) {
+            float[] ones = new float[train.plan().gate(e.getKey()).orElseThrow().size()];
+            java.util.Arrays.fill(ones, 1f);
+            feeds.put(e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(ones), new long[] {ones.length}));
+        }
+    }
+
+    /** sum += |g·∂L/∂g| of one step: the running Taylor saliency. */
+    static void addAbsolute(float[] sum, float[] step) {
+        for (int i = 0; i < sum.length; i++) {
+            sum[i] += Math.abs(step[i]);
+        }
+    }
+
+    /** The gate parameters of {@code train} among {@code params} as a gates file. */
+    static GateValues gates(TrainingGraph.Built train, Map<String, float[]> params, TrainConfig config) {
+        Map<String, float[]> theta = new LinkedHashMap<>();
+        for (TrainableParam p : train.params()) {
+            if (p.kind() == TrainableParam.Kind.GATE) {
+                theta.put(p.gate(), params.get(p.name()).clone());
+            }
+        }
+        return new GateValues(config.mode(), theta);
+    }
+
     /** Copies the checkpointed saliency sums of {@code gate} into {@code into} (the data-parallel trainer's too). */
     static void restoreSaliency(Map<String, float[]> checkpoint, String gate, float[] into) {
         float[] saved = checkpoint.get(saliencyKey(gate));
@@ -228,13 +250,7 @@ public final class GateTrainer implements StepTrainer {
     /** The current gate parameters as a gates file. */
     @Override
     public GateValues gates() {
-        Map<String, float[]> theta = new LinkedHashMap<>();
-        for (TrainableParam p : train.params()) {
-            if (p.kind() == TrainableParam.Kind.GATE) {
-                theta.put(p.gate(), params.get(p.name()).clone());
-            }
-        }
-        return new GateValues(config.mode(), theta);
+        return gates(train, params, config);
     }
 
     void feedBatch(Map<String, OnnxTensor> feeds, Batch batch) throws OrtException {
