@@ -163,7 +163,7 @@ public final class OrtSessions {
     /** A training session ({@link #trainingOptions}) over an in-memory model, as {@link #open(OnnxModel, Device)}. */
     public static OrtSession openForTraining(OnnxModel model, Device device) throws OrtException {
         try (OrtSession.SessionOptions options = trainingOptions(device)) {
-            return environment().createSession(runnable(model, device).toByteArray(), options);
+            return create(runnable(model, device), options);
         }
     }
 
