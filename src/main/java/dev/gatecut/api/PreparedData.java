@@ -47,8 +47,7 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         LabelVocabulary labels = trainData.labels();
         String trainLine = lm ? trainData.size() + " rows" : trainData.describe();
         try (Tokenizer tok = o.tokenizer().isPresent() ? Tokenizer.load(o.tokenizer().get(), o.maxLength()) : null) {
-            trainTokens = tok != null ? tok.tokenize(trainData)
-                    : pretokenized(trainData, o.train(), "training", o.maxLength());
+            trainTokens = tokens(tok, trainData, o.train(), "training", o.maxLength());
             if (labelFree) {
                 // The only ONNX Runtime work before training: the dense model labels the rows.
                 ModelLabels own = ModelLabels.of(model, trainTokens, o.labels().orElse(null), o.batchSize(),
@@ -60,8 +59,7 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             DatasetReader evalReader = lm ? reader.withoutLabels() : reader;
             LabelVocabulary known = labels;
             evalData = o.eval().map(e -> e.read(evalReader, known, !lm, "evaluation")).orElse(null);
-            evalTokens = evalData == null ? null : tok != null ? tok.tokenize(evalData)
-                    : pretokenized(evalData, o.eval().get(), "evaluation", o.maxLength());
+            evalTokens = evalData == null ? null : tokens(tok, evalData, o.eval().get(), "evaluation", o.maxLength());
         }
         progress.onEvent(new ProgressEvent.Message("train: " + trainLine));
         if (evalData != null) {
@@ -133,6 +131,11 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             }
         }
         return result;
+    }
+
+    /** The rows tokenised by {@code tok}, or their own input_ids without one. */
+    private static TokenizedDataset tokens(Tokenizer tok, Dataset data, Examples source, String role, int maxLen) {
+        return tok != null ? tok.tokenize(data) : pretokenized(data, source, role, maxLen);
     }
 
     private static TokenizedDataset pretokenized(Dataset data, Examples source, String role, int maxLen) {
