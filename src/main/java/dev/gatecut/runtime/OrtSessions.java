@@ -14,6 +14,7 @@ import dev.gatecut.onnx.SaveOptions;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Map;
 
 /** Creates ONNX Runtime sessions for gatecut's models. */
 public final class OrtSessions {
@@ -140,10 +141,45 @@ public final class OrtSessions {
         try (ai.onnxruntime.providers.OrtCUDAProviderOptions cuda =
                      new ai.onnxruntime.providers.OrtCUDAProviderOptions(deviceId)) {
             cuda.add("arena_extend_strategy", trainingArenaStrategy());
+            for (Map.Entry<String, String> e : settings("GATECUT_CUDA_OPTIONS").entrySet()) {
+                cuda.add(e.getKey(), e.getValue());
+            }
             options.addCUDA(cuda);
         }
         options.addConfigEntry("session.use_device_allocator_for_initializers", "1");
+        if ("0".equals(System.getenv("GATECUT_ORT_MEM_PATTERN"))) {
+            options.setMemoryPatternOptimization(false);
+        }
+        for (Map.Entry<String, String> e : settings("GATECUT_ORT_CONFIG").entrySet()) {
+            options.addConfigEntry(e.getKey(), e.getValue());
+        }
         return options;
+    }
+
+    /**
+     * Extra ONNX Runtime settings of training sessions for memory/speed experiments on the GPU
+     * (tools/gpu_train_profile.sh), read from an environment variable as {@code key=value;key=value}:
+     * {@code GATECUT_CUDA_OPTIONS} (CUDA provider options), {@code GATECUT_ORT_CONFIG} (session config
+     * entries); {@code GATECUT_ORT_MEM_PATTERN=0} turns the memory-pattern planner off.
+     */
+    static Map<String, String> settings(String variable) {
+        String v = System.getenv(variable);
+        Map<String, String> out = new java.util.LinkedHashMap<>();
+        if (v == null || v.isBlank()) {
+            return out;
+        }
+        for (String pair : v.split(";")) {
+            if (pair.isBlank()) {
+                continue;
+            }
+            int eq = pair.indexOf('=');
+            if (eq <= 0) {
+                throw new dev.gatecut.errors.OptionException(variable + " must be key=value pairs separated by ';',"
+                        + " got '" + pair + "'");
+            }
+            out.put(pair.substring(0, eq).strip(), pair.substring(eq + 1).strip());
+        }
+        return out;
     }
 
     /**
