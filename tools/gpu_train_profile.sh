@@ -10,7 +10,7 @@
 # Then one table of kernel time per step by category, gatecut against LoRA (tools/ktrace_summary.py).
 #
 #   source /opt/gpukit/env.sh && bash tools/gpu_train_profile.sh
-# Settings: SHAPE (qwen2.5-1.5b), BATCH (8), SEQ (512), STEPS (10), VARIANTS (see below), OUT.
+# SKIP_LORA=1 traces gatecut only. Settings: SHAPE (qwen2.5-1.5b), BATCH (8), SEQ (512), STEPS (10), VARIANTS (see below), OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/profile-out}
@@ -20,7 +20,7 @@ SEQ=${SEQ:-512}
 STEPS=${STEPS:-10}
 MODEL_DIR=${MODEL_DIR:-/opt/models}
 VOCAB=${VOCAB:-151936}
-VARIANTS=${VARIANTS:-"GATECUT_ORT_MEM_PATTERN=0"}
+VARIANTS=${VARIANTS-"GATECUT_ORT_MEM_PATTERN=0"}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/profile.log") 2>&1
 START=$SECONDS
@@ -35,8 +35,9 @@ bash tools/ktrace/build.sh > /dev/null || { say "ktrace build FAILED"; exit 1; }
 KT=$PWD/tools/ktrace/libktrace.so
 
 say "gatecut under ktrace"
+KTG=$OUT/kt-gatecut.tsv
 SKIP_LORA=1 OUT=$OUT/gatecut \
-  GATECUT="env CUDA_INJECTION64_PATH=$KT KTRACE_OUT=$OUT/kt-gatecut.tsv $JAVA ${ORT_GPU_OPTS:-} -jar target/gatecut-nonative.jar" \
+  GATECUT="env CUDA_INJECTION64_PATH=$KT KTRACE_OUT=$KTG $JAVA ${ORT_GPU_OPTS:-} -jar target/gatecut-nonative.jar" \
   bash tools/gpu_llm_train.sh | grep -E '^\[|samples_per_s'
 i=0
 for v in $VARIANTS; do
@@ -46,16 +47,16 @@ for v in $VARIANTS; do
 done
 
 say "LoRA r=8 q/v under ktrace"
-env CUDA_INJECTION64_PATH="$KT" KTRACE_OUT="$OUT/kt-lora.tsv" python3 tools/lora_llm_bench.py --shape "$SHAPE" \
+[ -n "${SKIP_LORA:-}" ] || env CUDA_INJECTION64_PATH="$KT" KTRACE_OUT="$OUT/kt-lora.tsv" python3 tools/lora_llm_bench.py --shape "$SHAPE" \
   --dtype fp16 --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --warmup 2 > "$OUT/lora.json" 2> "$OUT/lora.err" \
   || { say "LoRA FAILED"; tail -5 "$OUT/lora.err"; }
 tail -n 2 "$OUT/lora.json"
 
 # per step: gatecut's trace holds STEPS steps (plus session start-up), LoRA's STEPS + 2 warm-up steps
 python3 tools/ktrace_summary.py --runs "$STEPS" "gatecut=$OUT/kt-gatecut.tsv" --json "$OUT/kt-gatecut.json" > "$OUT/kt-gatecut.md"
-python3 tools/ktrace_summary.py --runs $((STEPS + 2)) "lora=$OUT/kt-lora.tsv" --json "$OUT/kt-lora.json" > "$OUT/kt-lora.md"
+[ -f "$OUT/kt-lora.tsv" ] && python3 tools/ktrace_summary.py --runs $((STEPS + 2)) "lora=$OUT/kt-lora.tsv" --json "$OUT/kt-lora.json" > "$OUT/kt-lora.md"
 cat "$OUT/kt-gatecut.md" "$OUT/kt-lora.md"
-python3 - "$OUT/kt-gatecut.json" "$OUT/kt-lora.json" <<'PY'
+[ -f "$OUT/kt-lora.json" ] && python3 - "$OUT/kt-gatecut.json" "$OUT/kt-lora.json" <<'PY'
 import json, sys
 g, l = (json.load(open(p))[0] for p in sys.argv[1:3])
 cats = list(dict.fromkeys(list(g["categories"]) + list(l["categories"])))
@@ -67,5 +68,7 @@ for c in cats:
 print(f"| all kernels | {g['kernelMsPerRun']:.2f} | {l['kernelMsPerRun']:.2f} | {g['kernelsPerRun']:.0f} | {l['kernelsPerRun']:.0f} |")
 print(f"| GPU busy | {g['busyMsPerRun']:.2f} | {l['busyMsPerRun']:.2f} | | |")
 PY
-rm -f "$OUT"/kt-*.tsv
+rm -f "$OUT"/kt-*.tsv "$OUT"/*/kt-*.tsv
+# keep what comes back small: the logs of each run, not their metrics files
+find "$OUT" -name "*metrics.jsonl" -delete
 say done
