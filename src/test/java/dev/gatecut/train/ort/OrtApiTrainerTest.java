@@ -22,6 +22,7 @@ import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** Training a zoo model through ONNX Runtime's training API, against gatecut's fused train step. */
@@ -68,6 +69,8 @@ class OrtApiTrainerTest {
             }
             System.out.printf("ORT training API vs fused step over 20 steps: worst relative loss difference %.2e%n", worst);
             assertEquals(20, trainer.step());
+            // opened without the eval model (training runs score held-out data elsewhere)
+            assertThrows(IllegalStateException.class, () -> trainer.evaluate(syntheticBatch(7)));
             GateTrainer.StepResult first = fused.get(0);
             GateTrainer.StepResult last = fused.get(19);
             assertTrue(last.loss() < first.loss() / 2, "training lowers the loss: " + first + " -> " + last);
@@ -132,7 +135,7 @@ class OrtApiTrainerTest {
         List<GateTrainer.StepResult> uninterrupted = new ArrayList<>();
         Map<String, float[]> endParams;
         GateTrainer.StepResult endEval;
-        try (OrtApiTrainer trainer = OrtApiTrainer.start(artifacts, Device.CPU)) {
+        try (OrtApiTrainer trainer = OrtApiTrainer.startWithEvaluation(artifacts, Device.CPU)) {
             while (trainer.step() < 6) {
                 trainer.train(syntheticBatch(trainer.step() % 3), noiseAt(trainer.step()));
             }
@@ -155,7 +158,7 @@ class OrtApiTrainerTest {
             assertEquals(p.size(), m.get(OrtCheckpoint.MOMENT2).values().length);
         }
 
-        try (OrtApiTrainer resumed = OrtApiTrainer.resume(artifacts, checkpoint, Device.CPU)) {
+        try (OrtApiTrainer resumed = OrtApiTrainer.resumeWithEvaluation(artifacts, checkpoint, Device.CPU)) {
             assertEquals(6, resumed.step());
             for (int i = 0; resumed.step() < 10; i++) {
                 GateTrainer.StepResult r = resumed.train(syntheticBatch(resumed.step() % 3), noiseAt(resumed.step()));
