@@ -609,7 +609,8 @@ def collect(raw: Path):
         if g.get("source") == "finetuned":
             post[(g["dataset"], g["model"], g["precision"], g["labels_mode"], g["sparsity"])].append(g)
         else:
-            cells[(g["dataset"], g["model"], f"gatecut {round(g['sparsity'] * 100)}%")].append(g)
+            variant = f" [{g['variant']}]" if g.get("variant") else ""
+            cells[(g["dataset"], g["model"], f"gatecut {round(g['sparsity'] * 100)}%{variant}")].append(g)
     exports = collections.defaultdict(list)
     for p in sorted(raw.rglob("export.json")):
         e = json.loads(p.read_text())

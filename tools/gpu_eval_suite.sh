@@ -17,7 +17,8 @@
 #
 # Knobs (environment): SETS (folders of datasets/suite), MODELS ("minilm bge"), SEEDS ("1 2 3"),
 # SPARSITIES ("0 0.2 0.3 0.4"; posttrain "0.3 0.4"), PY_METHODS (dense,lora,full), LRS (eval_suite.py --lrs), GC_MODE
-# (coupled), GC_ARGS (recipe flags; default none: the default recipe), EPOCHS 3, BATCH 32, MAXLEN 128,
+# (coupled), GC_ARGS (recipe flags; default none: the default recipe), GC_VARIANTS (recipes side by side:
+# "name=flags;name=flags", an empty name = GC_ARGS alone; report rows "gatecut 30% [name]"), EPOCHS 3, BATCH 32, MAXLEN 128,
 # PARALLEL (jobs at once on the one GPU, 6), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), DEST (unpacked payload, /opt/suite),
@@ -171,12 +172,19 @@ job_torch() {  # MODEL SEED
   say "$ds $m seed $seed torch: exit $rc"
 }
 
-job_gc() {  # MODEL S SEED
-  local m=$1 s=$2 seed=$3
+job_gc() {  # MODEL S SEED [VARIANT]: VARIANT names flags in GC_VARIANTS, added after GC_ARGS
+  local m=$1 s=$2 seed=$3 v=${4:-}
+  local -a vflags=(); [ -n "$v" ] && read -r -a vflags <<< "$(variant_flags "$v")"
   gc_run "${ONNX[$m]}" "${TOK[$m]}" "$SPLIT" "$SPLIT/train.jsonl" "$(cat "$SPLIT/labels.txt")" "$s" "$seed" \
-    "$RAW/$m/gc-s$s-seed$seed" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"pretrained\"}"
-  say "$ds $m gatecut $s seed $seed: done"
+    "$RAW/$m/$(gc_dir "$s" "$seed" "$v")" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"pretrained\", \"variant\": \"$v\"}" \
+    "${vflags[@]}"
+  say "$ds $m gatecut${v:+ [$v]} $s seed $seed: done"
 }
+# GC_VARIANTS="name=flags;name=flags": recipes compared side by side (each job once per variant; an empty
+# name or no GC_VARIANTS is the plain recipe of GC_ARGS). Example: GC_VARIANTS="=;lora=--adapter lora".
+variant_names() { local IFS=';'; for x in ${GC_VARIANTS:-=}; do printf '%s\n' "${x%%=*}"; done; }
+variant_flags() { local IFS=';'; for x in ${GC_VARIANTS:-=}; do [ "${x%%=*}" = "$1" ] && { printf '%s' "${x#*=}"; return; }; done; }
+gc_dir() { echo "gc${3:+-$3}-s$1-seed$2"; }
 
 job_post() {  # MODEL SEED: fine-tune + export, then compress each precision with labels (and label-free)
   local m=$1 seed=$2 e="$WORK/$ds-$1-seed$2-export" r="$RAW/$1/post-seed$2"
@@ -267,8 +275,10 @@ with open(sys.argv[2], 'w') as o:
         grep -qs '"finished"' "$RAW/$m/torch-seed$seed.json" \
           || jobs_list+="$m-torch-seed$seed $(est torch "$m" "$rows") job_torch $m $seed"$'\n'
         for s in $SPARSITIES; do
-          grep -qs '"accuracy"' "$RAW/$m/gc-s$s-seed$seed/gc.json" && continue
-          jobs_list+="$m-gc-s$s-seed$seed $(est gc "$m" "$rows") job_gc $m $s $seed"$'\n'
+          while read -r v; do
+            grep -qs '"accuracy"' "$RAW/$m/$(gc_dir "$s" "$seed" "$v")/gc.json" && continue
+            jobs_list+="$m-$(gc_dir "$s" "$seed" "$v") $(est gc "$m" "$rows") job_gc $m $s $seed $v"$'\n'
+          done < <(variant_names)
         done
       fi
     done
