@@ -607,7 +607,8 @@ def collect(raw: Path):
         if "accuracy" not in g:
             continue
         if g.get("source") == "finetuned":
-            post[(g["dataset"], g["model"], g["precision"], g["labels_mode"], g["sparsity"])].append(g)
+            mode = g["labels_mode"] + (f" [{g['variant']}]" if g.get("variant") else "")
+            post[(g["dataset"], g["model"], g["precision"], mode, g["sparsity"])].append(g)
         else:
             variant = f" [{g['variant']}]" if g.get("variant") else ""
             cells[(g["dataset"], g["model"], f"gatecut {round(g['sparsity'] * 100)}%{variant}")].append(g)

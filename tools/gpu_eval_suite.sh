@@ -201,8 +201,12 @@ job_post() {  # MODEL SEED: fine-tune + export, then compress each precision wit
     [ -f "$e/cls-$prec.onnx" ] || { echo "no cls-$prec.onnx" > "$r/$prec.skipped"; continue; }
     local GC_EVAL=val; [ "$prec" = fp16 ] && GC_EVAL=test   # fp16: scored by gatecut on CUDA (see gc_run)
     for s in $SPARSITIES; do
-      gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
-        "$r/$prec-labels-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"labels\"}"
+      while read -r v; do
+        local -a vflags=(); [ -n "$v" ] && read -r -a vflags <<< "$(variant_flags "$v")"
+        gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
+          "$r/$prec-labels${v:+-$v}-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"labels\", \"variant\": \"$v\"}" \
+          "${vflags[@]}"
+      done < <(variant_names)
       # Label-free: the train texts without labels; the model's own head labels them and training
       # distills from its logits (--label-free). --labels names the classes for the labelled --eval rows.
       if [ -n "$LABELFREE_ARGS" ]; then
@@ -267,8 +271,8 @@ with open(sys.argv[2], 'w') as o:
   for seed in $SEEDS; do
     for m in $MODELS; do
       if [ "$PART" = posttrain ]; then
-        n=$(wc -w <<< "$SPARSITIES"); k=2   # two precisions, and twice that with the label-free runs
-        [ -n "$LABELFREE_ARGS" ] && k=4
+        n=$(wc -w <<< "$SPARSITIES"); nv=$(variant_names | wc -l)
+        k=$((2 * nv)); [ -n "$LABELFREE_ARGS" ] && k=$((k + 2))   # two precisions × variants, + label-free
         [ -f "$RAW/$m/post-seed$seed/done" ] && continue
         jobs_list+="$m-post-seed$seed $(( $(est export "$m" "$rows") + n * k * $(est gc "$m" "$rows") )) job_post $m $seed"$'\n'
       else
