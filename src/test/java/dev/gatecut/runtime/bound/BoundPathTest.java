@@ -58,6 +58,32 @@ class BoundPathTest {
     }
 
     @Test
+    void theOutputCheckWouldCatchARunThatWritesNothing() throws Exception {
+        // The check zeroes the bound outputs before its run: outputs left untouched stay zero, which
+        // must differ from the plain outputs by more than the tolerance, or the check would be vacuous.
+        for (Path file : List.of(BERT, LLAMA_KV)) {
+            java.util.Map<String, ai.onnxruntime.OnnxTensor> feeds;
+            try (OnnxModel m = OnnxModel.load(file)) {
+                feeds = dev.gatecut.runtime.RandomInputs.create(OrtSessions.environment(), m.graph(), 2, 9, 7);
+            }
+            try {
+                for (var e : BoundTiming.reference(file, Device.CPU, feeds).entrySet()) {
+                    BoundTiming.Reference r = e.getValue();
+                    if (r.bytes().capacity() == 0) {
+                        continue;
+                    }
+                    double zeroed = dev.gatecut.runtime.CudaGraphTiming.relativeError(r.bytes(),
+                            java.nio.ByteBuffer.allocate(r.bytes().capacity()), r.javaType());
+                    assertTrue(zeroed > dev.gatecut.runtime.CudaGraphTiming.REPLAY_TOLERANCE,
+                            file + " " + e.getKey() + ": " + zeroed);
+                }
+            } finally {
+                feeds.values().forEach(ai.onnxruntime.OnnxTensor::close);
+            }
+        }
+    }
+
+    @Test
     void deviceCacheGenerationGivesTheJavaApiTokens() throws Exception {
         for (Path file : List.of(LLAMA_KV, GPT2_KV)) {
             int batch = 3;
