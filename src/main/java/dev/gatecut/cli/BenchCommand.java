@@ -39,7 +39,11 @@ import java.util.concurrent.Callable;
                 "      onnx-models/bert-ort-fused.onnx --batch 8 --seq 64",
                 "Greedy generation with the KV cache: 16 prompt tokens, then 32 steps, 2 rows:",
                 GatecutCli.EXAMPLE_RUN + " bench --generate --prefill 16 --decode 32 \\",
-                "      --batch 2 onnx-models/deploy/llama-kv-ts17-eager.onnx"})
+                "      --batch 2 onnx-models/deploy/llama-kv-ts17-eager.onnx",
+                "The same with the KV cache kept in device memory (I/O binding) beside it:",
+                GatecutCli.EXAMPLE_RUN + " bench --io-binding --generate \\",
+                "      --prefill 16 --decode 32 --batch 2 \\",
+                "      onnx-models/deploy/llama-kv-ts17-eager.onnx"})
 final class BenchCommand implements Callable<Integer> {
     @Parameters(arity = "1..*", paramLabel = "MODEL", description = "ONNX model files to time; the first is the"
             + " baseline the others are compared with.")
