@@ -264,7 +264,12 @@ public final class BoundTiming {
                 return;
             }
             outputs.values().forEach(copies::zero);
-            session.run(binding);
+            try {
+                session.run(binding);
+            } catch (RuntimeException e) {
+                status = (cudaGraph ? "replay failed: " : "bound run failed: ") + BoundSession.firstLine(e);
+                return;
+            }
             checkError = 0;
             for (Map.Entry<String, DeviceTensor> e : outputs.entrySet()) {
                 Reference r = subject.reference.get(e.getKey());
