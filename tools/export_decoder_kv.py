@@ -17,6 +17,8 @@ Shapes:
   qwen2.5-1.5b  Qwen2ForCausalLM: 28 layers, hidden 1536, 12 heads / 2 KV heads (head 128), FFN 8960,
                 vocab 151936, tied embeddings, rope theta 1e6
   llama2-7b     LlamaForCausalLM: 32 layers, hidden 4096, 32 heads (MHA), FFN 11008, vocab 32000
+  llama-0.5b    LlamaForCausalLM: 24 layers, hidden 1024, 16 heads / 8 KV heads, FFN 5632, vocab 32000
+                (tools/export_bench_models.py's llama-0.5b with an LM head and the cache)
   tiny          Qwen2ForCausalLM: 2 layers, hidden 64, 4 heads / 2 KV heads, FFN 176, vocab 256 (CPU check)
 """
 
@@ -36,6 +38,10 @@ SHAPES = {
                          tied=True, rope_theta=1e6, max_pos=32768),
     "llama2-7b": dict(arch="llama", layers=32, hidden=4096, heads=32, kv_heads=32, ffn=11008, vocab=32000,
                       tied=False, rope_theta=1e4, max_pos=4096),
+    # tools/export_bench_models.py's llama-0.5b (24 layers, hidden 1024, 16 heads / 8 KV heads, FFN 5632,
+    # vocab 32000) as a causal LM with its head and KV cache (~0.56B parameters).
+    "llama-0.5b": dict(arch="llama", layers=24, hidden=1024, heads=16, kv_heads=8, ffn=5632, vocab=32000,
+                       tied=False, rope_theta=1e4, max_pos=4096),
     "tiny": dict(arch="qwen2", layers=2, hidden=64, heads=4, kv_heads=2, ffn=176, vocab=256, tied=True,
                  rope_theta=1e6, max_pos=512),
 }

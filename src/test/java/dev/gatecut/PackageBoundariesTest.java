@@ -31,7 +31,7 @@ class PackageBoundariesTest {
     void theImportSeesEveryPackage() {
         // A rule over an empty or partial import would pass vacuously.
         for (String p : new String[] {"onnx", "discover", "gates", "autodiff", "train", "train.ort", "train.data",
-                "prune", "runtime", "passes", "report", "errors", "bench", "api", "cli"}) {
+                "prune", "runtime", "runtime.bound", "passes", "report", "errors", "bench", "api", "cli"}) {
             assertTrue(main.containPackage("dev.gatecut." + p), p);
         }
     }
@@ -54,6 +54,14 @@ class PackageBoundariesTest {
         // The pipeline packages are what api wires; one of them reaching back into api would be a layer inversion.
         EvaluationResult r = noClasses().that().resideOutsideOfPackages("dev.gatecut.api..", "dev.gatecut.cli..")
                 .should().dependOnClassesThat().resideInAPackage("dev.gatecut.api..").evaluate(main);
+        assertFalse(r.hasViolation(), () -> String.join("\n", r.getFailureReport().getDetails()));
+    }
+
+    @Test
+    void onlyTheBenchmarksBoundPathUsesBytedecosBinding() {
+        // A second Java binding of ONNX Runtime belongs behind the benchmark (bench --io-binding), not in the pipeline.
+        EvaluationResult r = noClasses().that().resideOutsideOfPackage("dev.gatecut.runtime.bound..")
+                .should().dependOnClassesThat().resideInAPackage("org.bytedeco..").evaluate(main);
         assertFalse(r.hasViolation(), () -> String.join("\n", r.getFailureReport().getDetails()));
     }
 

@@ -7,6 +7,8 @@ import dev.gatecut.runtime.Benchmark;
 import dev.gatecut.runtime.CudaGraphTiming;
 import dev.gatecut.runtime.DecodeBenchmark;
 import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.bound.BoundDecode;
+import dev.gatecut.runtime.bound.BoundTiming;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
@@ -25,7 +27,7 @@ import java.util.concurrent.Callable;
 
 /**
  * {@code gatecut bench MODEL... [--device cpu|cuda] [--batch B] [--seq S] [--runs N] [--warmup N] [--threads N]
- * [--rounds R] [--seed N] [--cuda-graph] [--generate --prefill N --decode M] [--json]}.
+ * [--rounds R] [--seed N] [--cuda-graph] [--io-binding] [--generate --prefill N --decode M] [--json]}.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = {"Time session.run of each model on the same random inputs and compare with the first.",
@@ -37,7 +39,11 @@ import java.util.concurrent.Callable;
                 "      onnx-models/bert-ort-fused.onnx --batch 8 --seq 64",
                 "Greedy generation with the KV cache: 16 prompt tokens, then 32 steps, 2 rows:",
                 GatecutCli.EXAMPLE_RUN + " bench --generate --prefill 16 --decode 32 \\",
-                "      --batch 2 onnx-models/deploy/llama-kv-ts17-eager.onnx"})
+                "      --batch 2 onnx-models/deploy/llama-kv-ts17-eager.onnx",
+                "The same with the KV cache kept in device memory (I/O binding) beside it:",
+                GatecutCli.EXAMPLE_RUN + " bench --io-binding --generate \\",
+                "      --prefill 16 --decode 32 --batch 2 \\",
+                "      onnx-models/deploy/llama-kv-ts17-eager.onnx"})
 final class BenchCommand implements Callable<Integer> {
     @Parameters(arity = "1..*", paramLabel = "MODEL", description = "ONNX model files to time; the first is the"
             + " baseline the others are compared with.")
@@ -85,6 +91,15 @@ final class BenchCommand implements Callable<Integer> {
             + " API, is reported with the reason; on --device cpu nothing is captured and the plain figures stand."})
     boolean cudaGraph;
 
+    @Option(names = "--io-binding", description = {"Also time each model with ONNX Runtime's I/O binding (through"
+            + " bytedeco's binding of its C++ API, on the same native library): inputs uploaded to device memory once,"
+            + " outputs bound to device tensors, nothing copied to or from the host in the timed loop; on --device"
+            + " cuda also with CUDA graphs replayed on the bound buffers. Bound outputs are checked against a plain"
+            + " run first. With --generate: the KV cache stays on the device (each step's present.* bound as the"
+            + " next past_key_values.*), only the next tokens come to the host; the tokens are checked against"
+            + " the plain path's."})
+    boolean ioBinding;
+
     @Option(names = "--generate", description = {"Time greedy generation with the KV cache instead of single runs:"
             + " per timed run a prefill of --prefill tokens per row, then --decode single-token steps, each fed the"
             + " last step's present.* as past_key_values.*. Prints prefill latency and decode tokens/s beside the"
@@ -116,17 +131,24 @@ final class BenchCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         List<Benchmark.Result> results = Benchmark.run(models, settings, progress(err));
         List<CudaGraphTiming.Result> graphs = cudaGraph ? CudaGraphTiming.run(models, settings, progress(err)) : null;
+        List<BoundTiming.Result> bound = ioBinding ? BoundTiming.run(models, settings, progress(err)) : null;
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
             Map<String, Object> report = jsonReport(settings, results);
             if (graphs != null) {
                 report.put("cudaGraph", jsonGraphs(graphs));
             }
+            if (bound != null) {
+                report.put("ioBinding", BoundReport.json(bound));
+            }
             out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(report));
         } else {
             printText(settings, results, out);
             if (graphs != null) {
                 printGraphs(results, graphs, out);
+            }
+            if (bound != null) {
+                BoundReport.print(results, bound, out);
             }
         }
         out.flush();
@@ -151,12 +173,20 @@ final class BenchCommand implements Callable<Integer> {
                 warmup, runs, threads, seed, rounds);
         List<DecodeBenchmark.Result> results = DecodeBenchmark.run(models, settings,
                 progress(spec.commandLine().getErr()));
+        List<BoundDecode.Result> bound = ioBinding ? BoundDecode.run(models, settings,
+                progress(spec.commandLine().getErr())) : null;
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
-            out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT)
-                    .writeValueAsString(jsonGenerate(settings, results)));
+            Map<String, Object> report = jsonGenerate(settings, results);
+            if (bound != null) {
+                report.put("ioBinding", BoundReport.jsonGenerate(settings, results, bound));
+            }
+            out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(report));
         } else {
             printGenerate(settings, results, out);
+            if (bound != null) {
+                BoundReport.printGenerate(settings, results, bound, out);
+            }
         }
         out.flush();
         return 0;

@@ -48,7 +48,7 @@ public final class CudaGraphTiming {
     public static final String OK = "ok";
 
     /** Regular runs ONNX Runtime makes before it captures (its CUDA provider waits for a few). */
-    static final int MIN_WARMUP = 3;
+    public static final int MIN_WARMUP = 3;
 
     private CudaGraphTiming() {
     }
@@ -130,7 +130,7 @@ public final class CudaGraphTiming {
      * given to ONNX Runtime as symbolic dimension values (its free-dimension overrides), so that shape arithmetic folds into
      * constants instead of running on the CPU, which would stop the capture.
      */
-    static Map<String, Long> symbolicDims(OnnxModel model, Benchmark.Settings settings) {
+    public static Map<String, Long> symbolicDims(OnnxModel model, Benchmark.Settings settings) {
         Map<String, Long> dims = new LinkedHashMap<>();
         for (RandomInputs.InputSpec spec : RandomInputs.specs(model.graph(), settings.batch(), settings.sequence())) {
             model.graph().value(spec.name()).flatMap(dev.gatecut.onnx.Shape::declared).ifPresent(shape -> {
@@ -212,10 +212,10 @@ public final class CudaGraphTiming {
     }
 
     /** Replayed against plain outputs: same kernels, but the plain session may pick other algorithms. */
-    static final double REPLAY_TOLERANCE = 1e-2;
+    public static final double REPLAY_TOLERANCE = 1e-2;
 
     /** {@code max|a − b| / max|a|} over two raw tensors of {@code type} (exact comparison for other types). */
-    static double relativeError(ByteBuffer expected, ByteBuffer actual, OnnxJavaType type) {
+    public static double relativeError(ByteBuffer expected, ByteBuffer actual, OnnxJavaType type) {
         ByteBuffer a = expected.duplicate().order(ByteOrder.nativeOrder());
         ByteBuffer b = actual.duplicate().order(ByteOrder.nativeOrder());
         a.clear();

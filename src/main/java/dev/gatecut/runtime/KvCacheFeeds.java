@@ -21,12 +21,12 @@ import java.util.Map;
  * inputs with a mask over past + current tokens and positions that continue the past, the past
  * keys/values taken from the previous step's {@code present.*}, and the next greedy tokens.
  */
-final class KvCacheFeeds {
+public final class KvCacheFeeds {
     private KvCacheFeeds() {
     }
 
     /** input_ids, attention_mask over past + current tokens, position_ids continuing the past, other inputs zero. */
-    static Map<String, OnnxTensor> tokenFeeds(Graph graph, long[] ids, int batch, int seq, int past,
+    public static Map<String, OnnxTensor> tokenFeeds(Graph graph, long[] ids, int batch, int seq, int past,
                                                       int leftPad) throws OrtException {
         Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
         var env = OrtSessions.environment();
