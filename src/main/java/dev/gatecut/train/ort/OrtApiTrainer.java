@@ -57,7 +57,9 @@ public final class OrtApiTrainer implements dev.gatecut.train.StepTrainer {
         this.artifacts = artifacts;
         this.config = artifacts.config();
         this.step = OrtCheckpoint.read(checkpoint).step();
-        try (OrtSession.SessionOptions options = OrtSessions.options(device)) {
+        // the training sessions' settings (arena growth, weights outside the arena, GATECUT_* experiments), as the
+        // fused step's: with inference options the arena doubled its regions (36 GiB at 1.5B vs 27.5 fused)
+        try (OrtSession.SessionOptions options = OrtSessions.trainingOptions(device)) {
             this.session = env.createTrainingSession(checkpoint.toString(), artifacts.trainingModel().toString(),
                     artifacts.evalModel().toString(), artifacts.optimizerModel().toString(), options);
         }
