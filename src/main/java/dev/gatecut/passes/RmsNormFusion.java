@@ -68,7 +68,7 @@ final class RmsNormFusion {
         Value x = x32.producer().filter(p -> p.is("Cast")).map(p -> p.input(0)).orElse(x32);
         DataType type = shapes.type(x).orElse(null);
         long width = xShape.first()[xShape.rank() - 1];
-        if (weight == null || type == null || !type.isFloatingPoint() || shapes.type(weight).orElse(null) != type
+        if (weight == null || !TrainingFusions.fusable(type) || shapes.type(weight).orElse(null) != type
                 || shapes.type(rounded).orElse(null) != type || shapes.type(weigh.output(0)).orElse(null) != type
                 || !isVector(weight, width, shapes) || shapes.shape(weigh.output(0)).isEmpty()
                 || weigh.output(0).isGraphOutput() || shapes.keep().contains(weigh.output(0))) {

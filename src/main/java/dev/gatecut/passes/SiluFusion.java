@@ -21,6 +21,7 @@ final class SiluFusion {
             Value x = sigmoid.input(0);
             Node mul = TrainingFusions.onlyReader(sigmoid.output(0)).filter(n -> n.is("Mul")).orElse(null);
             if (x == null || !sigmoid.domain().isEmpty() || mul == null || TrainingFusions.other(mul, sigmoid.output(0)) != x
+                    || !TrainingFusions.fusable(shapes.type(x).orElse(null))
                     || mul.output(0).isGraphOutput() || shapes.keep().contains(mul.output(0)) || shapes.shape(mul.output(0)).isEmpty()) {
                 continue;
             }

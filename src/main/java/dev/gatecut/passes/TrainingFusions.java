@@ -28,6 +28,14 @@ public final class TrainingFusions {
     /** Environment switch of the fused train step: {@code 1} fuses, anything else (or unset) keeps standard ops. */
     public static final String ENV = "GATECUT_FUSED_KERNELS";
 
+    /**
+     * Element types fused: float32 and float16 have forward and gradient kernels on CUDA and (float16 through
+     * ONNX Runtime's inserted casts) on the CPU; bfloat16 graphs keep standard ops.
+     */
+    static boolean fusable(DataType type) {
+        return type == DataType.FLOAT || type == DataType.FLOAT16;
+    }
+
     /** What was fused, and the shapes extended to the new values. */
     public record Result(int rmsNorms, int silus, ShapeProbe.Result shapes) {
     }
