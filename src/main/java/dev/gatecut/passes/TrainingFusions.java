@@ -43,9 +43,20 @@ public final class TrainingFusions {
     private TrainingFusions() {
     }
 
-    /** Whether {@link #ENV} asks for the fused train step. */
+    /**
+     * Whether {@link #ENV} asks for the fused train step; an error when it does and the loaded ONNX Runtime has no
+     * training kernels (the step would fail at its first gradient kernel).
+     */
     public static boolean fromEnvironment() {
-        return "1".equals(System.getenv(ENV));
+        if (!"1".equals(System.getenv(ENV))) {
+            return false;
+        }
+        if (!dev.gatecut.runtime.OrtSessions.environment().isTrainingEnabled()) {
+            throw new dev.gatecut.errors.OptionException(ENV + "=1: the fused-kernel train step needs ONNX Runtime's"
+                    + " gradient kernels, which only training-enabled builds have; point -Donnxruntime.native.path at"
+                    + " one (mvn builds target/ort-training) or unset " + ENV);
+        }
+        return true;
     }
 
     /**
