@@ -15,6 +15,8 @@
 #     (0: the plain, differentiated loss, which keeps [b, s, vocab] float32 tensors for the backward pass);
 #   GATECUT_CUDA_ARENA (kSameAsRequested): how the training session's CUDA arena grows (kNextPowerOfTwo: ONNX
 #     Runtime's default, which doubles each new region).
+#   GATECUT_FUSED_KERNELS (unset): 1 builds the step with ONNX Runtime's fused RMSNorm/SiLU kernels and their
+#     gradient kernels (passes.TrainingFusions). TRAIN_ARGS: extra `train` options, e.g. "--backend fused".
 # CPU dry run of the gatecut part (no nvidia-smi, no LoRA): MODEL=<small decoder> DEVICE=cpu VOCAB=<its vocabulary>
 #   SKIP_LORA=1 GATECUT="java -cp ... dev.gatecut.cli.GatecutCli" BATCH=2 SEQ=16 STEPS=3 bash tools/gpu_llm_train.sh
 set -uo pipefail
@@ -75,10 +77,11 @@ peak_run() {
   tail -n 4 "$OUT/llm-train-$tag.log"
 }
 
-say "gatecut train --task lm $MODEL: batch $BATCH x $SEQ, $STEPS steps, $DEVICE (loss chunks $GATECUT_LM_LOSS_CHUNKS, arena $GATECUT_CUDA_ARENA)"
+say "gatecut train --task lm $MODEL: batch $BATCH x $SEQ, $STEPS steps, $DEVICE (loss chunks $GATECUT_LM_LOSS_CHUNKS, arena $GATECUT_CUDA_ARENA, fused kernels ${GATECUT_FUSED_KERNELS:-0}) ${TRAIN_ARGS:-}"
 rm -rf "$WORK/run"
+# shellcheck disable=SC2086  # TRAIN_ARGS: extra train options, word-split on purpose
 peak_run gatecut "${GC[@]}" train "$MODEL" --task lm --train "$WORK/tokens.jsonl" --target-sparsity 0.3 \
-  --batch "$BATCH" --max-len "$SEQ" --steps "$STEPS" --device "$DEVICE" --log-every 1 --no-progress -o "$WORK/run"
+  --batch "$BATCH" --max-len "$SEQ" --steps "$STEPS" --device "$DEVICE" --log-every 1 --no-progress -o "$WORK/run" ${TRAIN_ARGS:-}
 cp "$WORK/run/metrics.jsonl" "$OUT/llm-train-gatecut-metrics.jsonl" 2>/dev/null
 python3 - "$WORK/run/metrics.jsonl" <<'PY'
 import json, sys

@@ -7,7 +7,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
 
-/** Gradient rules by op type (default ONNX domain), built explicitly. */
+/** Gradient rules by op type (default ONNX domain; other domains as "domain:op"), built explicitly. */
 public final class GradRules {
     private final Map<String, GradRule> rules;
 
@@ -25,6 +25,16 @@ public final class GradRules {
         return of(false);
     }
 
+    /**
+     * {@link #standard()} and the rules of ONNX Runtime's fused kernels that have gradient kernels in its
+     * training builds ({@link ContribRules}), for graphs fused by {@link dev.gatecut.passes.TrainingFusions}.
+     */
+    public static GradRules fused() {
+        Map<String, GradRule> m = new TreeMap<>(standard().rules);
+        ContribRules.register(m);
+        return new GradRules(m);
+    }
+
     private static GradRules of(boolean expandProducts) {
         Map<String, GradRule> m = new TreeMap<>();
         ArithmeticRules.register(m, expandProducts);
@@ -40,7 +50,7 @@ public final class GradRules {
 
     public Optional<GradRule> rule(Node node) {
         if (!node.domain().isEmpty() && !node.domain().equals("ai.onnx")) {
-            return Optional.empty();
+            return Optional.ofNullable(rules.get(node.domain() + ":" + node.opType()));
         }
         return Optional.ofNullable(rules.get(node.opType()));
     }

@@ -1,10 +1,12 @@
 package dev.gatecut.cli;
 
 import dev.gatecut.bench.ShapeScale;
+import dev.gatecut.bench.StepTraffic;
 import dev.gatecut.bench.TrainingMemory;
 import dev.gatecut.errors.OptionException;
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.runtime.ShapeProbe;
+import dev.gatecut.passes.TrainingFusions;
 import dev.gatecut.train.ChunkedLmLoss;
 import dev.gatecut.train.Task;
 import dev.gatecut.train.TrainConfig;
@@ -18,12 +20,13 @@ import picocli.CommandLine.Spec;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
-/** {@code gatecut bench-memory MODEL}: which tensors of one LM train step are alive at the boundary and the peak. */
+/** {@code gatecut bench-memory MODEL}: which tensors of one LM train step are alive at the boundary and the peak, and its kernels and traffic by op type. */
 @Command(name = "bench-memory", mixinStandardHelpOptions = true,
         description = "Profile the memory of one fused language-model train step on the CPU: builds the train step of"
                 + " a small decoder, measures every tensor's shape, and lists what is alive at the forward/backward"
                 + " boundary and at the peak (graph order standing in for ONNX Runtime's), grouped by kind, with bytes"
-                + " scaled to a larger model of the same family.",
+                + " scaled to a larger model of the same family; then the step's kernel count and memory traffic by op"
+                + " type (element-wise kernels are bound by it).",
         footerHeading = GatecutCli.EXAMPLE_HEADING,
         footer = {"The zoo's float16 Qwen2 scaled to Qwen2.5-1.5B at batch 8 × 512, plain loss vs 8 chunks:",
                 GatecutCli.EXAMPLE_RUN + " bench-memory --chunks 0 \\",
@@ -54,6 +57,12 @@ final class BenchMemoryCommand implements Callable<Integer> {
                     + " (node order); default ${DEFAULT-VALUE}.")
     TrainingMemory.Order order;
 
+    @Option(names = "--fused-kernels", negatable = true, paramLabel = "B",
+            description = "Build the step with ONNX Runtime's fused RMSNorm and SiLU kernels and their gradient kernels"
+                    + " (needs the training-enabled ONNX Runtime: -Donnxruntime.native.path=target/ort-training on the CPU);"
+                    + " default: GATECUT_FUSED_KERNELS=1, else off.")
+    Boolean fusedKernels;
+
     @Spec
     CommandSpec spec;
 
@@ -67,12 +76,15 @@ final class BenchMemoryCommand implements Callable<Integer> {
         }
         TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0);
         TrainingGraph.Built built = TrainingGraph.trainStep(model, config,
-                chunks == null ? ChunkedLmLoss.chunksFromEnvironment() : chunks);
+                chunks == null ? ChunkedLmLoss.chunksFromEnvironment() : chunks,
+                fusedKernels == null ? TrainingFusions.fromEnvironment() : fusedKernels);
         ShapeProbe.Result shapes = ShapeProbe.probe(built.model());
         ShapeScale s = scale.equals("none") ? ShapeScale.none(shapes) : ShapeScale.qwen15b(batch, sequence);
         TrainingMemory.Report r = TrainingMemory.analyse(built.model().graph(), shapes, s, order);
         var out = spec.commandLine().getOut();
         out.print(TrainingMemory.table(r));
+        out.println("\nkernels and memory traffic of the step, by op type (scaled):\n");
+        out.print(StepTraffic.table(StepTraffic.analyse(built.model().graph(), shapes, s)));
         if (!s.unmapped().isEmpty()) {
             out.println("\nwidths kept as they are (no mapping; negative: a dynamic one not factored): " + s.unmapped());
         }

@@ -23,6 +23,7 @@ import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
 import dev.gatecut.passes.BindEmptyCache;
 import dev.gatecut.passes.CastRoundTrips;
+import dev.gatecut.passes.TrainingFusions;
 import dev.gatecut.passes.Unfuse;
 import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.runtime.ShapeProbe;
@@ -152,7 +153,9 @@ public final class TrainingGraph {
     }
 
     private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache) throws OrtException {
-        return build(path, config, mode, shapeCache, ChunkedLmLoss.chunksFromEnvironment());
+        boolean fuse = TrainingFusions.fromEnvironment();
+        return build(path, config, mode, shapeCache, ChunkedLmLoss.chunksFromEnvironment(),
+                fuse ? GradRules.fused() : GradRules.standard(), fuse);
     }
 
     /**
@@ -161,21 +164,27 @@ public final class TrainingGraph {
      * the count from {@code GATECUT_LM_LOSS_CHUNKS}.
      */
     public static Built trainStep(Path model, TrainConfig config, int lossChunks) throws OrtException {
-        return trainStep(model, config, lossChunks, GradRules.standard());
+        return trainStep(model, config, lossChunks, TrainingFusions.fromEnvironment());
     }
 
     /** {@link #trainStep(Path, TrainConfig, int)} differentiated with {@code rules} (e.g. {@link GradRules#plain()}). */
     public static Built trainStep(Path model, TrainConfig config, int lossChunks, GradRules rules) throws OrtException {
-        return build(model, config, Mode.OPTIMIZER, ShapeCache.shared(), lossChunks, rules);
+        return build(model, config, Mode.OPTIMIZER, ShapeCache.shared(), lossChunks, rules, false);
     }
 
-    private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache, int lossChunks)
+    /**
+     * {@link #trainStep(Path, TrainConfig, int)} with the forward graph fused into ONNX Runtime's kernels that have
+     * gradient kernels ({@link TrainingFusions}; {@code GATECUT_FUSED_KERNELS=1} elsewhere) or not. The fused step
+     * needs a training-enabled ONNX Runtime (bytedeco's, as on CUDA; on the CPU: -Donnxruntime.native.path).
+     */
+    public static Built trainStep(Path model, TrainConfig config, int lossChunks, boolean fuseKernels)
             throws OrtException {
-        return build(path, config, mode, shapeCache, lossChunks, GradRules.standard());
+        return build(model, config, Mode.OPTIMIZER, ShapeCache.shared(), lossChunks,
+                fuseKernels ? GradRules.fused() : GradRules.standard(), fuseKernels);
     }
 
     private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache, int lossChunks,
-                               GradRules rules) throws OrtException {
+                               GradRules rules, boolean fuseKernels) throws OrtException {
         OnnxModel m = OnnxModel.load(path);
         // ONNX Runtime contrib ops (Attention, SkipLayerNormalization, BiasGelu, ...) have no gradient rules:
         // rewrite them into standard ops first. Layer, bias and gate names stay those of the fused model.
@@ -352,7 +361,7 @@ public final class TrainingGraph {
             case GRADIENTS, SHARD_GRADIENTS -> {
                 List<Value> wrt = new ArrayList<>(paramValues);
                 wrt.addAll(probeValues);
-                Differentiator.Result grads = differentiate(m, differentiated, wrt, modelShapes, seeds, rules);
+                Differentiator.Result grads = differentiate(m, differentiated, wrt, modelShapes, seeds, rules, fuseKernels);
                 for (TrainableParam p : params) {
                     name(g, ops, grads.gradients().get(p.name()), Built.gradient(p.name()));
                 }
@@ -361,7 +370,7 @@ public final class TrainingGraph {
                 }
             }
             case OPTIMIZER -> addOptimizer(m, ops, differentiated, seeds, params, paramValues, probeValues, config,
-                    modelShapes, rules);
+                    modelShapes, rules, fuseKernels);
         }
         g.sortTopologically();
         return new Built(m, plan, params, modelInputs, noise, initial, mode == Mode.OPTIMIZER, probes);
@@ -446,12 +455,12 @@ public final class TrainingGraph {
 
     private static void addOptimizer(OnnxModel m, OpBuilder ops, Value loss, Map<Value, Value> seeds,
                                      List<TrainableParam> params, List<Value> paramValues, List<Value> probes,
-                                     TrainConfig c, ShapeProbe.Result modelShapes, GradRules rules)
-            throws OrtException {
+                                     TrainConfig c, ShapeProbe.Result modelShapes, GradRules rules,
+                                     boolean fuseKernels) throws OrtException {
         Graph g = m.graph();
         List<Value> differentiated = new ArrayList<>(paramValues);
         differentiated.addAll(probes);
-        Differentiator.Result grads = differentiate(m, loss, differentiated, modelShapes, seeds, rules);
+        Differentiator.Result grads = differentiate(m, loss, differentiated, modelShapes, seeds, rules, fuseKernels);
         for (Value p : probes) {
             name(g, ops, grads.gradients().get(p.name()), Built.saliency(p.name()));
         }
@@ -492,12 +501,16 @@ public final class TrainingGraph {
      */
     private static Differentiator.Result differentiate(OnnxModel m, Value loss, List<Value> paramValues,
                                                        ShapeProbe.Result modelShapes, Map<Value, Value> seeds,
-                                                       GradRules rules) throws OrtException {
+                                                       GradRules rules, boolean fuseKernels) throws OrtException {
         Optional<ShapeProbe.Result> derived = ShapePropagation.extend(m.graph(), modelShapes);
         // The chunked loss's head is never differentiated: its padded chunks need no shapes.
         ShapeProbe.Result shapes = derived.isPresent() ? derived.get()
                 : !seeds.isEmpty() ? ShapePropagation.extendWhereKnown(m.graph(), modelShapes)
                 : ShapeCache.shared().shapes(m, ShapeProbe::probe);
+        if (fuseKernels) {
+            // the seeded values (the chunked loss's hidden states) stay the values the seeds name
+            shapes = TrainingFusions.apply(m, shapes, seeds.keySet()).shapes();
+        }
         return Differentiator.differentiate(m.graph(), m.defaultOpset(), loss, paramValues, rules, shapes,
                 lossScale(m), seeds);
     }

@@ -42,6 +42,21 @@ class TrainingMemoryTest {
         assertTrue(vocabWide < logitsRow, "vocabulary-wide bytes at the chunked peak: " + vocabWide);
     }
 
+    /** Kernels and traffic of the standard step: one kernel per node per layer it stands for, bytes in and out. */
+    @Test
+    void trafficCountsEveryLayersKernels() throws Exception {
+        TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0);
+        TrainingGraph.Built b = TrainingGraph.trainStep(QWEN, config, 8, false);
+        StepTraffic.Report r = StepTraffic.analyse(b.model().graph(), ShapeProbe.probe(b.model()), ShapeScale.qwen15b(8, 512));
+        System.out.println(StepTraffic.table(r));
+        assertEquals(28, r.kernels("Sigmoid"), "one SiLU sigmoid per layer of the 28");
+        // a Sigmoid reads and writes one float16 [8·512, 8960] tensor per layer
+        long sigmoid = r.rows().stream().filter(row -> row.op().equals("Sigmoid")).findFirst().orElseThrow().bytes();
+        assertEquals(28L * 2 * 8 * 512 * 8960 * 2, sigmoid);
+        assertTrue(r.kernels("Mul") > 1000 && r.gemmKernels() > 28 * 7, "Mul " + r.kernels("Mul") + ", GEMM " + r.gemmKernels());
+        assertEquals("Mul", r.rows().get(0).op(), "the products move the most bytes");
+    }
+
     @Test
     void dimensionsMapThroughTheTable() {
         ShapeScale s = new ShapeScale(8, 512, Map.of(64L, 1536L, 4L, 12L), 0, 2, 28);

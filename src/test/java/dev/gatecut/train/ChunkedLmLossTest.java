@@ -19,7 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * ({@code GradRules.standard()} vs {@code plain()}). One fused step of each on the same random
  * batch, noise and starting parameters; after one AdamW step the first moment is (1 − β1) · gradient.
  */
-class ChunkedLmLossTest {
+public class ChunkedLmLossTest {
 
     @ParameterizedTest(name = "{0}, {1} chunks")
     @CsvSource({"onnx-models/deploy/qwen2-kv-ts17-eager-fp16.onnx, 3, 2e-3", "onnx-models/deploy/qwen2-kv-ts17-eager-fp16.onnx, 8, 2e-3",
@@ -82,7 +82,7 @@ class ChunkedLmLossTest {
     }
 
     /** 6 rows of 16 random ids below 256, targets the next id, the last position and one random one weighted 0. */
-    static Batch randomBatch(long seed) {
+    public static Batch randomBatch(long seed) {
         Random r = new Random(seed);
         int n = 6;
         int len = 16;
