@@ -89,6 +89,9 @@ final class Pruning {
                 : GateValues.random(plan, o.randomSparsity().orElseThrow(), o.seed());
         if (o.uniformWidths()) {
             values = BudgetProjection.apply(plan, values, o.randomSparsity().orElseThrow(), Widths.uniform(o.align()));
+        } else if (given == null && o.hiddenFraction().isPresent()) {
+            values = BudgetProjection.withHiddenFraction(plan, values, o.randomSparsity().orElseThrow(), o.align(),
+                    o.hiddenFraction().get());
         } else if (given == null && plan.hidden().isPresent()) {
             // Closing S of every gate vector would compound (hidden × heads/FFN): project the random values
             // onto S of the targeted parameters instead, the hidden width aligned (the compiler never pads it).
