@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 15: is the speed that 50% with hidden gates leaves on the table the residual-stream work that an
 # unfused export keeps (decomposed fp32 RMSNorms, casts, rotary), and how much of the budget should the
-# hidden width take? One device call, about 5-7 minutes:
+# hidden width take? One device call, about 6-8 minutes (the fused export, ~4 min on the CPU, runs beside the
+# first model's prunes and benches; BUDGET cuts what does not fit):
 #   - builds llama-0.5b-fp16 (TorchScript export of the model in fp16) and llama-0.5b-fused-fp16 (the fp32
 #     export fused by onnxruntime.transformers.optimizer, model_type gpt2: SimplifiedLayerNormalization,
 #     SkipSimplifiedLayerNormalization, RotaryEmbedding; then convert_float_to_float16(keep_io_types=True));
@@ -18,8 +19,8 @@
 #
 #   source /opt/gpukit/env.sh && bash tools/ktrace/build.sh && bash tools/gpu_hidden_fused_bench.sh
 #
-# Settings: SHAPES (see below), MODELS ("llama-0.5b-fp16 llama-0.5b-fused-fp16"), FRACTIONS ("0.25 0.5"; "0" = the projection's
-# own choice at a fixed 0), SPARSITY (0.5), ALIGN (64), KTRACE_MODEL (llama-0.5b-fused-fp16; "" = no
+# Settings: SHAPES (see below), MODELS ("llama-0.5b-fp16 llama-0.5b-fused-fp16"; the first is pruned and timed
+# while the others export), FRACTIONS ("0.25 0.5"; 0 keeps the whole hidden width), SPARSITY (0.5), ALIGN (64), KTRACE_MODEL (llama-0.5b-fused-fp16; "" = no
 # trace), DEVICE (cuda; cpu for a dry run on prepared files), DIR (/tmp/hidden-fused), BUDGET (570 s: later steps are skipped when the time runs out),
 # GATECUT (command). Writes $OUT/hf-*.
 set -uo pipefail
@@ -62,17 +63,36 @@ prune_all() {      # NAME: one prune per fraction, in parallel (each verifies on
   done
 }
 
+bench_model() {    # NAME: dense and slim files in one bench call per shape (interleaved rounds)
+  local m=$1 files shape bs runs warm rounds b q extra f
+  files=("$DIR/$m.onnx"); for f in $FRACTIONS; do [ -f "$(slim "$m" "$f")" ] && files+=("$(slim "$m" "$f")"); done
+  for shape in $SHAPES; do
+    IFS=: read -r bs runs warm rounds <<< "$shape"; b=${bs%x*}; q=${bs#*x}
+    if [ "$(left)" -lt 40 ]; then say "bench $m b$b x $q SKIPPED (time budget)"; continue; fi
+    extra=(); [ "$b" = 1 ] && [ "$DEVICE" = cuda ] && extra=(--cuda-graph)
+    say "bench $m b$b x $q (${#files[@]} files)${2:+ $2}"
+    timeout $(( $(left) > 100 ? 90 : $(left) - 10 )) "${GC[@]}" bench "${files[@]}" --device "$DEVICE" --batch "$b" --seq "$q" \
+      --runs "$runs" --warmup "$warm" --rounds "$rounds" "${extra[@]}" --json > "$OUT/hf-bench-$m-b$b.json" \
+      || say "bench $m b$b FAILED"
+  done
+}
+
 read -r -a MS <<< "$MODELS"
 say "export ${MS[0]}"
 export_model "${MS[0]}" || say "export ${MS[0]} FAILED: $(tail -n 3 "$OUT/hf-export-${MS[0]}.log")"
 bg=()
 for m in "${MS[@]:1}"; do say "export $m (background)"; export_model "$m" & bg+=($!); done
-[ -f "$DIR/${MS[0]}.onnx" ] && prune_all "${MS[0]}"
+# The first model is pruned and timed while the others export on the CPU (dense and slim files share each
+# bench call's interleaved rounds, so a busy CPU weighs on both alike).
+if [ -f "$DIR/${MS[0]}.onnx" ]; then
+  prune_all "${MS[0]}"
+  bench_model "${MS[0]}" "$([ ${#bg[@]} -gt 0 ] && echo '(exports running on the CPU meanwhile)')"
+fi
 for i in "${!bg[@]}"; do
   m=${MS[$((i + 1))]}
   wait "${bg[$i]}" || say "export $m FAILED: $(tail -n 5 "$OUT/hf-export-$m.log")"
   [ -f "$OUT/hf-export-$m.log" ] && grep -E 'fused|check|vs torch|saved|done' "$OUT/hf-export-$m.log" | sed 's/^/  /'
-  [ -f "$DIR/$m.onnx" ] && prune_all "$m"
+  [ -f "$DIR/$m.onnx" ] && prune_all "$m" && bench_model "$m"
 done
 
 all=()
@@ -80,22 +100,9 @@ for m in "${MS[@]}"; do
   [ -f "$DIR/$m.onnx" ] || continue
   all+=("$DIR/$m.onnx"); for f in $FRACTIONS; do [ -f "$(slim "$m" "$f")" ] && all+=("$(slim "$m" "$f")"); done
 done
-python3 tools/flops.py "${all[@]}" --shapes 1x128,32x128,64x256 --json > "$OUT/hf-flops.json" 2> "$OUT/hf-flops.err" &
+FLOP_SHAPES=$(for sh in $SHAPES; do printf '%s,' "${sh%%:*}"; done); FLOP_SHAPES=${FLOP_SHAPES%,}
+python3 tools/flops.py "${all[@]}" --shapes "$FLOP_SHAPES" --json > "$OUT/hf-flops.json" 2> "$OUT/hf-flops.err" &
 fl=$!
-
-for m in "${MS[@]}"; do
-  [ -f "$DIR/$m.onnx" ] || continue
-  files=("$DIR/$m.onnx"); for f in $FRACTIONS; do [ -f "$(slim "$m" "$f")" ] && files+=("$(slim "$m" "$f")"); done
-  for shape in $SHAPES; do
-    IFS=: read -r bs runs warm rounds <<< "$shape"; b=${bs%x*}; q=${bs#*x}
-    if [ "$(left)" -lt 40 ]; then say "bench $m b$b x $q SKIPPED (time budget)"; continue; fi
-    extra=(); [ "$b" = 1 ] && [ "$DEVICE" = cuda ] && extra=(--cuda-graph)
-    say "bench $m b$b x $q (${#files[@]} files)"
-    timeout $(( $(left) > 100 ? 90 : $(left) - 10 )) "${GC[@]}" bench "${files[@]}" --device "$DEVICE" --batch "$b" --seq "$q" \
-      --runs "$runs" --warmup "$warm" --rounds "$rounds" "${extra[@]}" --json > "$OUT/hf-bench-$m-b$b.json" \
-      || say "bench $m b$b FAILED"
-  done
-done
 
 # Kernel traces: dense and the slim file at the largest fraction, b32 x 128, each alone in its own bench.
 if [ -n "$KTRACE_MODEL" ] && [ -f "$DIR/$KTRACE_MODEL.onnx" ]; then

@@ -53,7 +53,8 @@ class HiddenGatesPruneTest {
 
     /**
      * {@code --hidden-fraction}: that share of the hidden width goes (rounded to --align), the groups take
-     * the rest of the budget, the check passes; on the plain BERT export and on an ORT-fused float16 LLaMA
+     * the rest of the budget (within one point after the compiler rounds their widths to --align), the
+     * check passes; on the plain BERT export and on an ORT-fused float16 LLaMA
      * without a cache (SimplifiedLayerNormalization, SkipSimplifiedLayerNormalization, RotaryEmbedding
      * with positions computed in the graph; tools/make_fused_llama_fixture.py), whose gated model
      * unfuses the norms to mask their statistics.
@@ -62,7 +63,9 @@ class HiddenGatesPruneTest {
     @org.junit.jupiter.params.provider.CsvSource({
             "onnx-models/bert-ts17.onnx, 0.25, 48/64 channels",
             "src/test/resources/llama-ts17-ortopt-fp16.onnx, 0.25, 48/64 channels",
-            "src/test/resources/llama-ts17-ortopt-fp16.onnx, 0.5, 32/64 channels"})
+            "src/test/resources/llama-ts17-ortopt-fp16.onnx, 0.5, 32/64 channels",
+            // 176-wide FFNs rounded up to 16 keep 3 points of the budget unless the target is corrected
+            "onnx-models/deploy/qwen2-kv-ts17-eager-ortopt.onnx, 0.25, 48/64 channels"})
     void hiddenFractionChoosesTheHiddenCut(String model, String fraction, String kept, @TempDir Path dir) {
         Path out = dir.resolve("slim.onnx");
         InspectCommandTest.Run run = gatecut("prune", model, "--random-sparsity", "0.5", "--hidden-gates",
@@ -71,7 +74,7 @@ class HiddenGatesPruneTest {
         assertTrue(run.out().matches("(?s).*hidden\\s+hidden\\s+" + kept + ".*"), run.out());
         Matcher targeted = Pattern.compile("targeted: .* \\(([0-9.]+)% removed\\)").matcher(run.out());
         assertTrue(targeted.find(), run.out());
-        assertEquals(50, Double.parseDouble(targeted.group(1)), 1.5, run.out());
+        assertEquals(50, Double.parseDouble(targeted.group(1)), 1.0, "within one point, --align included: " + run.out());
         assertTrue(run.out().contains("verify: compiled vs gated model"), run.out());
     }
 
