@@ -344,8 +344,18 @@ def trim_rotary_caches(path, max_positions):
     max_position_embeddings (megabytes for a tiny model); keep the first max_positions rows, which
     is exact for every position the model accepts."""
     import onnx
-    from onnx import numpy_helper
     m = onnx.load(path)
+    done = trim_rotary_caches_in(m, max_positions)
+    if not done:
+        return None
+    onnx.save(m, path)
+    return f"RotaryEmbedding cos/sin caches {sorted(done)} cut to the first {max_positions} positions"
+
+
+def trim_rotary_caches_in(m, max_positions):
+    """trim_rotary_caches on a ModelProto in memory (for models too large to save inline); returns the
+    names of the caches cut."""
+    from onnx import numpy_helper
     inits = {i.name: i for i in m.graph.initializer}
     done = set()
     for n in m.graph.node:
@@ -356,10 +366,7 @@ def trim_rotary_caches(path, max_positions):
                     a = numpy_helper.to_array(t)[:max_positions]
                     t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(a), name))
                     done.add(name)
-    if not done:
-        return None
-    onnx.save(m, path)
-    return f"RotaryEmbedding cos/sin caches {sorted(done)} cut to the first {max_positions} positions"
+    return done
 
 
 def ort_session_optimized(src, dst, level="extended"):

@@ -23,6 +23,7 @@ CATEGORIES = [
     ("gemm", r"gemm|xmma|cutlass|cublas|gemv|splitkreduce|sm90_|sm80_|ampere_|matmul"),
     ("softmax", r"softmax"),
     ("norm", r"layernorm|layer_norm|rmsnorm|skiplayernorm|simplifiedlayernorm"),
+    ("rotary", r"rotary"),
     ("transpose", r"transpose"),
     ("reduce", r"reduce|reduction"),
     ("gather/slice/concat", r"gather|slice|concat|split|scatter|pad\b|_pad"),
@@ -30,6 +31,12 @@ CATEGORIES = [
     ("copy", r"copy|memcpy|identity"),
     ("elementwise", r"elementwise|binary|unary|_impl|fast_gelu|gelu|biasgelu|variadic|bias|erf|tanh|sigmoid|silu|mul|add|div|sub|pow|sqrt|neg|sin|cos"),
 ]
+# Coarse kinds for "where does the time that does not shrink go" (--kinds table): matrix products,
+# attention's own kernels (softmax; its Q.K^T and P.V products are GEMMs), norms, element-wise work,
+# and data movement (transposes, gathers, casts, copies).
+KINDS = {"gemm": "GEMM", "softmax": "attention softmax", "norm": "norm", "rotary": "element-wise",
+         "elementwise": "element-wise", "reduce": "element-wise", "transpose": "data movement",
+         "gather/slice/concat": "data movement", "expand/where/cast": "data movement", "copy": "data movement"}
 COPY_KINDS = {1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD", 7: "DtoA", 8: "DtoD", 9: "HtoH", 10: "PtoP"}
 
 
@@ -151,6 +158,27 @@ def main():
             b = ms(base)
             print(f"| {c} | " + " | ".join(f"{ms(r):.3f}" for r in results) + " | "
                   + " | ".join((f"{ms(r) / b:.2f}" if b > 0 else "-") for r in results[1:]) + " |")
+    if len(results) > 1:
+        kinds = ["GEMM", "attention softmax", "norm", "element-wise", "data movement", "other", "memcpy"]
+        print()
+        print("| kind | " + " | ".join(r["name"] + " ms/run" for r in results) + " | "
+              + " | ".join(r["name"] + " / " + base["name"] for r in results[1:]) + " | share of "
+              + results[-1]["name"] + " |")
+        print("|---" * (2 + 2 * len(results) - 1) + "|")
+
+        def kind_ms(r, k):
+            if k == "memcpy":   # cudaMemcpy records (not kernels) during the runs
+                return sum(v["msPerRun"] for v in r["copies"].values())
+            if k == "all":
+                return r["kernelMsPerRun"] + kind_ms(r, "memcpy")
+            return sum(v["msPerRun"] for c, v in r["categories"].items() if KINDS.get(c, "other") == k)
+        last = results[-1]
+        for k in kinds + ["all"]:
+            b = kind_ms(base, k)
+            total = kind_ms(last, "all")
+            print(f"| {k} | " + " | ".join(f"{kind_ms(r, k):.3f}" for r in results) + " | "
+                  + " | ".join((f"{kind_ms(r, k) / b:.2f}" if b > 0 else "-") for r in results[1:])
+                  + f" | {kind_ms(last, k) / total if total > 0 else 0:.0%} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

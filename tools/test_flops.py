@@ -46,5 +46,19 @@ class HalfPrecision(unittest.TestCase):
             self.assertEqual(2 * b * s * r["linear_weight_parameters"], r["linear"], (b, s))
             self.assertGreater(r["attention"], 0)
 
+    def test_ort_fused_half_precision_llama_counts_as_unfused(self):
+        # ORT's fusions (SimplifiedLayerNormalization, SkipSimplifiedLayerNormalization, RotaryEmbedding)
+        # and convert_float_to_float16 leave every matrix product in place; only the rotary frequency
+        # product ("other") moves into RotaryEmbedding's cos/sin caches.
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+        plain = flops.count(os.path.join(root, "onnx-models", "llama-ts17.onnx"))
+        fused = flops.count(os.path.join(root, "src", "test", "resources", "llama-ts17-ortopt-fp16.onnx"))
+        for b, s in SHAPES:
+            p, f = plain.at(b, s), fused.at(b, s)
+            self.assertGreater(p["linear"], 0)
+            self.assertEqual((p["linear"], p["attention"]), (f["linear"], f["attention"]), (b, s))
+            self.assertEqual([], f["uncounted"])
+
+
 if __name__ == "__main__":
     unittest.main()

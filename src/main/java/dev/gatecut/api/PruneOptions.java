@@ -29,6 +29,7 @@ public final class PruneOptions {
     private final Device verifyDevice;
     private final boolean uniformWidths;
     private final boolean hiddenGates;
+    private final Double hiddenFraction;
 
     private PruneOptions(Builder b) {
         int sources = (b.gatesFile != null ? 1 : 0) + (b.gates != null ? 1 : 0) + (b.randomSparsity != null ? 1 : 0);
@@ -46,6 +47,13 @@ public final class PruneOptions {
             throw new OptionException("--uniform-widths goes with --random-sparsity; trained gates get uniform"
                     + " widths from train or compress --uniform-widths");
         }
+        if (b.hiddenFraction != null && (b.randomSparsity == null || !b.hiddenGates)) {
+            throw new OptionException("--hidden-fraction goes with --random-sparsity and --hidden-gates; trained"
+                    + " gates hold their own hidden width");
+        }
+        if (b.hiddenFraction != null && !(b.hiddenFraction >= 0 && b.hiddenFraction < 1)) {
+            throw new OptionException("--hidden-fraction must be in [0, 1), got " + b.hiddenFraction);
+        }
         gatesFile = b.gatesFile;
         gates = b.gates;
         randomSparsity = b.randomSparsity;
@@ -57,6 +65,7 @@ public final class PruneOptions {
         verifyDevice = b.verifyDevice;
         uniformWidths = b.uniformWidths;
         hiddenGates = b.hiddenGates;
+        hiddenFraction = b.hiddenFraction;
     }
 
     /** A builder with the defaults of {@code gatecut prune}; one gate source is required. */
@@ -77,6 +86,7 @@ public final class PruneOptions {
         private Device verifyDevice = Device.CPU;
         private boolean uniformWidths;
         private boolean hiddenGates;
+        private Double hiddenFraction;
 
         private Builder() {
         }
@@ -89,6 +99,17 @@ public final class PruneOptions {
          */
         public Builder hiddenGates(boolean hidden) {
             this.hiddenGates = hidden;
+            return this;
+        }
+
+        /**
+         * With random hidden gates: close this fraction of the hidden channels (the kept width rounded to
+         * {@link #align}) and take the rest of the random fraction from FFN channels and heads
+         * ({@code --hidden-fraction}, in [0, 1)); unset, the projection picks the cheapest units, which with
+         * random values are mostly channels and heads.
+         */
+        public Builder hiddenFraction(double fraction) {
+            this.hiddenFraction = fraction;
             return this;
         }
 
@@ -210,6 +231,11 @@ public final class PruneOptions {
     /** Whether random gates include the hidden dimension ({@code --hidden-gates}). */
     public boolean hiddenGates() {
         return hiddenGates;
+    }
+
+    /** The share of hidden channels random hidden gates close, if chosen ({@code --hidden-fraction}). */
+    public Optional<Double> hiddenFraction() {
+        return Optional.ofNullable(hiddenFraction);
     }
 
     /** Whether the compiled model is checked against the gated one. */

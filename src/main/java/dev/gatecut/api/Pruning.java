@@ -89,12 +89,48 @@ final class Pruning {
                 : GateValues.random(plan, o.randomSparsity().orElseThrow(), o.seed());
         if (o.uniformWidths()) {
             values = BudgetProjection.apply(plan, values, o.randomSparsity().orElseThrow(), Widths.uniform(o.align()));
+        } else if (given == null && o.hiddenFraction().isPresent()) {
+            values = withHiddenFraction(slim, plan, values, o);
         } else if (given == null && plan.hidden().isPresent()) {
             // Closing S of every gate vector would compound (hidden × heads/FFN): project the random values
             // onto S of the targeted parameters instead, the hidden width aligned (the compiler never pads it).
             values = BudgetProjection.apply(plan, values, o.randomSparsity().orElseThrow(), new Widths(false, o.align()));
         }
         return new Chosen(discovery, plan, values, ownHead);
+    }
+
+    /**
+     * Random gates with a chosen hidden cut ({@code --hidden-fraction}). The projection counts FFN and head
+     * widths unrounded, and the compiler then rounds them up to {@code --align}, which on narrow layers
+     * keeps points of the budget; so the projection's target is corrected by what the compiler's preview
+     * removes, for a few rounds, and the nearest result is kept.
+     */
+    private static GateValues withHiddenFraction(OnnxModel slim, GatePlan plan, GateValues random, PruneOptions o) {
+        double target = o.randomSparsity().orElseThrow();
+        double asked = target;
+        GateValues best = null;
+        double bestMiss = Double.POSITIVE_INFINITY;
+        for (int round = 0; round < 6; round++) {
+            GateValues v;
+            try {
+                v = BudgetProjection.withHiddenFraction(plan, random, asked, o.align(), o.hiddenFraction().get());
+            } catch (OptionException e) {
+                if (best == null) {
+                    throw e;    // the fraction does not fit the budget at all
+                }
+                break;          // a corrected target the fraction cannot meet: keep the nearest so far
+            }
+            double miss = GateCompiler.removedFraction(GateCompiler.preview(slim, plan, v, o.align())) - target;
+            if (Math.abs(miss) < Math.abs(bestMiss)) {
+                best = v;
+                bestMiss = miss;
+            }
+            if (Math.abs(miss) <= 0.002) {
+                break;
+            }
+            asked = Math.max(0, Math.min(0.99, asked - miss));
+        }
+        return best;
     }
 
     /**

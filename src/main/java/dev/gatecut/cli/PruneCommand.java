@@ -82,6 +82,12 @@ final class PruneCommand implements Callable<Integer> {
             + " that hold a hidden gate (train/compress --hidden-gates) compile it without this option.")
     boolean hiddenGates;
 
+    @Option(names = "--hidden-fraction", paramLabel = "F",
+            description = "With --random-sparsity and --hidden-gates: close F of the hidden channels (the kept width"
+                    + " rounded to --align) and take the rest of S from FFN channels and heads; refused when S cannot"
+                    + " then be met within one point. Unset, random gates close few hidden channels.")
+    Double hiddenFraction;
+
     @Option(names = "--params", paramLabel = "FILE",
             description = "Trained biases from a training run (RUNDIR/params.json), written into the model first.")
     Path params;
@@ -121,6 +127,9 @@ final class PruneCommand implements Callable<Integer> {
                 .trainedParams(params).uniformWidths(uniformWidths)
                 .hiddenGates(hiddenGates)
                 .verify(false);   // checked below, after the gates and gated model are saved
+        if (hiddenFraction != null) {
+            b.hiddenFraction(hiddenFraction);
+        }
         if (source.gates != null) {
             b.gates(source.gates);
         } else {

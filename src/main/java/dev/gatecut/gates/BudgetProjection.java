@@ -3,6 +3,7 @@ package dev.gatecut.gates;
 import dev.gatecut.discover.AttentionGroup;
 import dev.gatecut.discover.FfnGroup;
 import dev.gatecut.discover.LinearLayer;
+import dev.gatecut.errors.OptionException;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -76,6 +77,81 @@ public final class BudgetProjection {
         }
         Map<String, float[]> theta = new LinkedHashMap<>();
         values.theta().forEach((k, v) -> theta.put(k, v.clone()));
+        Units u = units(plan, theta, ranked);
+        Budget b = u.budget();
+        double budget = target * b.total();
+        b.greedy(budget);
+        int align = widths.align();
+        long width = u.width();
+        if (u.width() > 0 && align > 1 && width > align && (width - b.closedHidden()) % align != 0) {
+            // Round the kept hidden width down or up to the alignment, whichever lets the other units
+            // then land nearer the budget.
+            long kept = width - b.closedHidden();
+            Budget best = null;
+            for (long aligned : new long[] {Math.max(align, kept / align * align), Math.min(width, (kept / align + 1) * align)}) {
+                Budget trial = u.budget();
+                trial.fixHidden(aligned);
+                trial.greedy(budget);
+                if (best == null || Math.abs(trial.closed - budget) < Math.abs(best.closed - budget)) {
+                    best = trial;
+                }
+            }
+            b = best;
+        }
+        return b.applyTo(values.mode(), theta);
+    }
+
+    /**
+     * Random gates with a chosen share of hidden width ({@code prune --hidden-fraction F}): the
+     * {@code hiddenFraction} of the hidden channels with the lowest θ are closed (the kept width
+     * rounded to the nearest multiple of {@code align}, at least {@code align}), and FFN channels
+     * and heads then close as in {@link #apply} until {@code target} of the targeted parameters go.
+     * The hidden cut alone may overshoot the target, or the groups may not fill it: then the budget
+     * cannot be met within one point and an {@link OptionException} says which way to move F.
+     */
+    public static GateValues withHiddenFraction(GatePlan plan, GateValues values, double target, int align,
+                                                double hiddenFraction) {
+        if (plan.hidden().isEmpty()) {
+            throw new IllegalArgumentException("a hidden fraction needs a plan with the hidden gate");
+        }
+        if (!(hiddenFraction >= 0 && hiddenFraction < 1)) {
+            throw new OptionException("--hidden-fraction must be in [0, 1), got " + hiddenFraction);
+        }
+        Map<String, float[]> theta = new LinkedHashMap<>();
+        values.theta().forEach((k, v) -> theta.put(k, v.clone()));
+        Units u = units(plan, theta, Map.of());
+        long kept = keptHiddenWidth(u.width(), align, hiddenFraction);
+        Budget b = u.budget();
+        double budget = target * b.total();
+        b.fixHidden(kept);
+        b.greedy(budget);
+        double miss = (b.closed - budget) / b.total();
+        if (Math.abs(miss) > 0.01) {
+            throw new OptionException(String.format(java.util.Locale.ROOT,
+                    "--hidden-fraction %s keeps %d of %d hidden channels; with it %.1f%% of the targeted parameters"
+                            + " go instead of %.1f%%: %s --hidden-fraction", hiddenFraction, kept, u.width(),
+                    100.0 * b.closed / b.total(), 100 * target, miss > 0 ? "lower" : "raise"));
+        }
+        return b.applyTo(values.mode(), theta);
+    }
+
+    /** {@code width · (1 − fraction)} rounded to the nearest multiple of {@code align}, in [align, width] (or [1, width]). */
+    static long keptHiddenWidth(long width, int align, double fraction) {
+        double exact = width * (1 - fraction);
+        if (align <= 1 || width <= align) {
+            return Math.max(1, Math.min(width, Math.round(exact)));
+        }
+        return Math.max(align, Math.min(width, Math.round(exact / align) * align));
+    }
+
+    /** Every removable unit of {@code plan}, with what the budget needs to count them. */
+    private record Units(List<Unit> units, long width, long hiddenOnly, int groups) {
+        Budget budget() {
+            return new Budget(units, width, hiddenOnly, groups);
+        }
+    }
+
+    private static Units units(GatePlan plan, Map<String, float[]> theta, Map<String, float[]> ranked) {
         dev.gatecut.discover.HiddenStream stream = plan.hidden().orElse(null);
         java.util.Set<LinearLayer> readers = stream == null ? java.util.Set.of() : new java.util.HashSet<>(stream.readers());
         java.util.Set<LinearLayer> writers = stream == null ? java.util.Set.of() : new java.util.HashSet<>(stream.writers());
@@ -140,34 +216,7 @@ public final class BudgetProjection {
             }
             groupIndex++;
         }
-        Budget b = new Budget(units, width, hiddenOnly, groupIndex);
-        double budget = target * b.total();
-        b.greedy(budget);
-        int align = widths.align();
-        if (stream != null && align > 1 && width > align && (width - b.closedHidden()) % align != 0) {
-            // Round the kept hidden width down or up to the alignment, whichever lets the other units
-            // then land nearer the budget.
-            long kept = width - b.closedHidden();
-            Budget best = null;
-            for (long aligned : new long[] {Math.max(align, kept / align * align), Math.min(width, (kept / align + 1) * align)}) {
-                Budget trial = new Budget(units, width, hiddenOnly, groupIndex);
-                trial.fixHidden(aligned);
-                trial.greedy(budget);
-                if (best == null || Math.abs(trial.closed - budget) < Math.abs(best.closed - budget)) {
-                    best = trial;
-                }
-            }
-            b = best;
-        }
-        for (int i = 0; i < units.size(); i++) {
-            Unit u = b.sorted.get(i);
-            if (b.close[i]) {
-                u.close().accept(theta);
-            } else if (u.closedNow()) {
-                u.reopen().accept(theta);
-            }
-        }
-        return new GateValues(values.mode(), theta);
+        return new Units(units, width, hiddenOnly, groupIndex);
     }
 
     /**
@@ -340,6 +389,19 @@ public final class BudgetProjection {
                     set(i, true);
                 }
             }
+        }
+
+        /** θ with the chosen units closed and the units closed now but outside the budget reopened slightly. */
+        GateValues applyTo(GateMode mode, Map<String, float[]> theta) {
+            for (int i = 0; i < sorted.size(); i++) {
+                Unit u = sorted.get(i);
+                if (close[i]) {
+                    u.close().accept(theta);
+                } else if (u.closedNow()) {
+                    u.reopen().accept(theta);
+                }
+            }
+            return new GateValues(mode, theta);
         }
 
         /** What reopening closed unit i gives back: what closing it removes in the current state. */

@@ -20,7 +20,8 @@ final class Ranks {
     }
 
     private static final Set<String> SAME_RANK = Set.of("Neg", "Cast", "Identity", "Sigmoid", "Tanh", "Relu", "Sqrt",
-            "Erf", "Exp", "Softmax", "Slice", "Dropout", "Concat", "Gelu", "QuickGelu", "FastGelu", "Sin", "Cos");
+            "Erf", "Exp", "Softmax", "Slice", "Dropout", "Concat", "Gelu", "QuickGelu", "FastGelu", "Sin", "Cos",
+            "CumSum");
     private static final Set<String> BROADCAST = Set.of("Add", "Sub", "Mul", "Div", "Pow", "Where");
 
     /** The rank of {@code v}: an initializer's, declared, or followed back through its producers. */
@@ -45,6 +46,14 @@ final class Ranks {
                 return length;
             }
             return rank(p.input(0), depth + 1).map(r -> Math.max(r, length.get()));
+        }
+        if (op.equals("Unsqueeze")) {
+            int axes = p.input(1) != null ? Constants.of(p.input(1)).map(t -> (int) t.elementCount()).orElse(-1)
+                    : p.intsAttribute("axes").size();
+            return axes < 0 ? Optional.empty() : rank(p.input(0), depth + 1).map(r -> r + axes);
+        }
+        if (op.equals("ConstantOfShape") || op.equals("Range")) {   // positions computed in the graph, e.g. cumsum(ones) - 1
+            return op.equals("Range") ? Optional.of(1) : length(p.input(0), depth + 1);
         }
         if (SAME_RANK.contains(op) || op.equals("Transpose")) {
             return rank(p.input(0), depth + 1);

@@ -51,6 +51,47 @@ class HiddenGatesPruneTest {
         }
     }
 
+    /**
+     * {@code --hidden-fraction}: that share of the hidden width goes (rounded to --align), the groups take
+     * the rest of the budget (within one point after the compiler rounds their widths to --align), the
+     * check passes; on the plain BERT export and on an ORT-fused float16 LLaMA
+     * without a cache (SimplifiedLayerNormalization, SkipSimplifiedLayerNormalization, RotaryEmbedding
+     * with positions computed in the graph; tools/make_fused_llama_fixture.py), whose gated model
+     * unfuses the norms to mask their statistics.
+     */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0} hidden {1}")
+    @org.junit.jupiter.params.provider.CsvSource({
+            "onnx-models/bert-ts17.onnx, 0.25, 48/64 channels",
+            "src/test/resources/llama-ts17-ortopt-fp16.onnx, 0.25, 48/64 channels",
+            "src/test/resources/llama-ts17-ortopt-fp16.onnx, 0.5, 32/64 channels",
+            // 176-wide FFNs rounded up to 16 keep 3 points of the budget unless the target is corrected
+            "onnx-models/deploy/qwen2-kv-ts17-eager-ortopt.onnx, 0.25, 48/64 channels"})
+    void hiddenFractionChoosesTheHiddenCut(String model, String fraction, String kept, @TempDir Path dir) {
+        Path out = dir.resolve("slim.onnx");
+        InspectCommandTest.Run run = gatecut("prune", model, "--random-sparsity", "0.5", "--hidden-gates",
+                "--hidden-fraction", fraction, "--align", "16", "-o", out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        assertTrue(run.out().matches("(?s).*hidden\\s+hidden\\s+" + kept + ".*"), run.out());
+        Matcher targeted = Pattern.compile("targeted: .* \\(([0-9.]+)% removed\\)").matcher(run.out());
+        assertTrue(targeted.find(), run.out());
+        assertEquals(50, Double.parseDouble(targeted.group(1)), 1.0, "within one point, --align included: " + run.out());
+        assertTrue(run.out().contains("verify: compiled vs gated model"), run.out());
+    }
+
+    /** A hidden fraction that alone overshoots the budget is refused with what to change (exit 2). */
+    @Test
+    void unreachableHiddenFractionIsAnOptionError(@TempDir Path dir) {
+        InspectCommandTest.Run run = gatecut("prune", "onnx-models/bert-ts17.onnx", "--random-sparsity", "0.2",
+                "--hidden-gates", "--hidden-fraction", "0.6", "--align", "16", "-o", dir.resolve("s.onnx").toString());
+        assertEquals(2, run.exit(), run.out());
+        assertTrue(run.err().contains("lower --hidden-fraction"), run.err());
+        InspectCommandTest.Run noHidden = gatecut("prune", "onnx-models/bert-ts17.onnx", "--random-sparsity", "0.5",
+                "--hidden-fraction", "0.25", "-o", dir.resolve("t.onnx").toString());
+        assertEquals(2, noHidden.exit(), noHidden.out());
+        assertTrue(noHidden.err().contains("--hidden-fraction goes with --random-sparsity and --hidden-gates"),
+                noHidden.err());
+    }
+
     /** {@code inspect --groups --hidden-gates} says what hidden gates would cover, or names the node that stops them. */
     @Test
     void inspectTellsWhetherHiddenGatesFit() {

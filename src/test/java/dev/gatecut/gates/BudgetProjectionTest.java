@@ -158,4 +158,71 @@ class BudgetProjectionTest {
             assertEquals(0, kept % align, "kept hidden width " + kept + " is a multiple of " + align);
         }
     }
+
+    static List<Arguments> hiddenFractionCases() {
+        List<Arguments> cases = new ArrayList<>();
+        for (Path p : List.of(Path.of("onnx-models/bert-ts17.onnx"), Path.of("onnx-models/llama-dynamo18.onnx"),
+                Path.of("onnx-models/deploy/llama-kv-ts17-eager-ortopt.onnx"))) {
+            for (double f : new double[] {0, 0.25, 0.5}) {
+                for (int align : new int[] {1, 16}) {
+                    // Without a hidden cut the groups of these tiny models reach about 40% (the tables stay).
+                    cases.add(Arguments.of(p, f == 0 ? 0.3 : 0.5, f, align));
+                }
+            }
+        }
+        return cases;
+    }
+
+    /**
+     * A chosen hidden fraction: exactly that share of the hidden width goes (rounded to the alignment),
+     * the groups fill the rest, and the compiled model still removes the target within one point.
+     */
+    @ParameterizedTest(name = "{0} target {1} hidden {2} align {3}")
+    @MethodSource("hiddenFractionCases")
+    void hiddenFractionClosesThatShareOfTheStream(Path model, double target, double fraction, int align)
+            throws Exception {
+        try (OnnxModel m = OnnxModel.load(model)) {
+            var d = GroupFinder.discover(m);
+            GatePlan plan = GatePlan.of(d, GateMode.COUPLED).withHiddenGate(HiddenStreamRule.find(m, d));
+            GateValues random = GateValues.random(plan, target, 3);
+            GateValues projected = BudgetProjection.withHiddenFraction(plan, random, target, align, fraction);
+            // Groups compiled unrounded: --align rounds the hidden width here, group widths in the compiler.
+            CompileReport r = GateCompiler.compile(m, plan, projected, 1);
+            assertEquals(target, GateCompiler.removedFraction(r.groups()), 0.01, r.groups().toString());
+            LayerReport hidden = r.groups().stream().filter(g -> g.kind().equals("hidden")).findFirst().orElseThrow();
+            int kept = Integer.parseInt(hidden.kept().substring(0, hidden.kept().indexOf('/')));
+            int width = Integer.parseInt(hidden.kept().split("[/ ]")[1]);
+            long expected = Math.round(width * (1 - fraction) / align) * align;
+            assertEquals(expected, kept, hidden.kept());
+            // The lowest θ of the hidden gate are the ones closed.
+            float[] before = random.theta(GatePlan.HIDDEN);
+            float[] after = projected.theta(GatePlan.HIDDEN);
+            float highestClosed = Float.NEGATIVE_INFINITY;
+            float lowestOpen = Float.POSITIVE_INFINITY;
+            for (int i = 0; i < before.length; i++) {
+                if (GateValues.inferenceValue(after[i]) == 0f) {
+                    highestClosed = Math.max(highestClosed, before[i]);
+                } else {
+                    lowestOpen = Math.min(lowestOpen, before[i]);
+                }
+            }
+            assertTrue(width == kept || highestClosed <= lowestOpen, highestClosed + " vs " + lowestOpen);
+        }
+    }
+
+    /** A hidden cut that alone removes more than the target, or leaves more than the groups can fill, is refused. */
+    @org.junit.jupiter.api.Test
+    void unreachableHiddenFractionIsRefused() throws Exception {
+        try (OnnxModel m = OnnxModel.load(Path.of("onnx-models/bert-ts17.onnx"))) {
+            var d = GroupFinder.discover(m);
+            GatePlan plan = GatePlan.of(d, GateMode.COUPLED).withHiddenGate(HiddenStreamRule.find(m, d));
+            GateValues random = GateValues.random(plan, 0.2, 3);
+            var tooMuch = org.junit.jupiter.api.Assertions.assertThrows(dev.gatecut.errors.OptionException.class,
+                    () -> BudgetProjection.withHiddenFraction(plan, random, 0.2, 1, 0.5));
+            assertTrue(tooMuch.getMessage().contains("lower --hidden-fraction"), tooMuch.getMessage());
+            var tooLittle = org.junit.jupiter.api.Assertions.assertThrows(dev.gatecut.errors.OptionException.class,
+                    () -> BudgetProjection.withHiddenFraction(plan, random, 0.9, 1, 0.0));
+            assertTrue(tooLittle.getMessage().contains("raise --hidden-fraction"), tooLittle.getMessage());
+        }
+    }
 }

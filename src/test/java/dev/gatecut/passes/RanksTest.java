@@ -1,0 +1,63 @@
+package dev.gatecut.passes;
+
+import dev.gatecut.onnx.DataType;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.proto.GraphProto;
+import dev.gatecut.onnx.proto.ModelProto;
+import dev.gatecut.onnx.proto.OperatorSetIdProto;
+import dev.gatecut.onnx.proto.TensorProto;
+import dev.gatecut.onnx.proto.TensorShapeProto;
+import dev.gatecut.onnx.proto.TypeProto;
+import dev.gatecut.onnx.proto.ValueInfoProto;
+import dev.gatecut.testing.Protos;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+import java.util.Optional;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+/**
+ * Ranks of positions computed in the graph, as ORT-fused LLaMA exports feed them to RotaryEmbedding
+ * (whose unfusing needs to tell [1] offsets from [B, S] positions) without value_info: cumsum(ones) - 1
+ * over the ids' shape, and arange(S) unsqueezed then expanded to the ids' shape.
+ */
+class RanksTest {
+    @Test
+    void computedPositionsHaveTheirRank() {
+        TensorShapeProto ids = TensorShapeProto.newBuilder()
+                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("batch"))
+                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("sequence")).build();
+        GraphProto g = GraphProto.newBuilder().setName("positions")
+                .addInput(ValueInfoProto.newBuilder().setName("input_ids").setType(TypeProto.newBuilder()
+                        .setTensorType(TypeProto.Tensor.newBuilder().setElemType(DataType.INT64.code()).setShape(ids))))
+                .addInitializer(longs("axis", new long[0], 1)).addInitializer(longs("one", new long[0], 1))
+                .addInitializer(longs("zero", new long[0], 0)).addInitializer(longs("axes", new long[] {1}, 0))
+                .addNode(Protos.node("Shape", "shape", List.of("input_ids"), List.of("ids_shape")))
+                .addNode(Protos.node("ConstantOfShape", "ones", List.of("ids_shape"), List.of("ones")))
+                .addNode(Protos.node("CumSum", "cumsum", List.of("ones", "axis"), List.of("counts")))
+                .addNode(Protos.node("Sub", "minus_one", List.of("counts", "one"), List.of("positions")))
+                .addNode(Protos.node("Gather", "seq", List.of("ids_shape", "one"), List.of("seq")))
+                .addNode(Protos.node("Range", "arange", List.of("zero", "seq", "one"), List.of("arange")))
+                .addNode(Protos.node("Unsqueeze", "row", List.of("arange", "axes"), List.of("row")))
+                .addNode(Protos.node("Expand", "rows", List.of("row", "ids_shape"), List.of("rows")))
+                .addOutput(ValueInfoProto.newBuilder().setName("positions"))
+                .addOutput(ValueInfoProto.newBuilder().setName("rows"))
+                .build();
+        OnnxModel m = OnnxModel.of(ModelProto.newBuilder().setIrVersion(8).setGraph(g)
+                .addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(17)).build());
+        assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("ones")));
+        assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("positions")));
+        assertEquals(Optional.of(1), Ranks.of(m.graph().requireValue("arange")));
+        assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("row")));
+        assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("rows")));
+    }
+
+    private static TensorProto longs(String name, long[] dims, long value) {
+        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(DataType.INT64.code());
+        for (long d : dims) {
+            t.addDims(d);
+        }
+        return t.addInt64Data(value).build();
+    }
+}
