@@ -96,14 +96,10 @@ final class HiddenConstants {
         Value out = graph.requireValue(name);
         TypeProto type = out.type().orElseThrow(() -> new ModelException("graph output '" + name
                 + "' carries the hidden state but declares no shape; hidden gates need its rank"));
-        int rank = type.getTensorType().getShape().getDimCount();
+        int rank = type.getTensorType().hasShape() ? type.getTensorType().getShape().getDimCount() : 0;
         Value narrow = OutputNames.free(out);
-        long[] pads = new long[2 * rank];
-        pads[2 * rank - 1] = 1;
-        Value padsValue = graph.addInitializer(Tensor.of(TensorArrays.ofInt64(graph.freshName(name + ".hidden_pads"),
-                new long[] {pads.length}, pads)));
-        Node pad = graph.addNode("Pad", "", graph.freshNodeName(name + "/hidden_pad"), List.of(narrow, padsValue),
-                List.of(graph.freshName(name + ".padded")), List.of());
+        Value padded = rank > 0 ? padLastAxis(name, narrow, rank)
+                : appendZeroChannel(name, narrow, type.getTensorType().getElemType());
         long[] index = new long[(int) stream.width()];
         java.util.Arrays.fill(index, keep.length);   // the zero channel Pad appended
         for (int i = 0; i < keep.length; i++) {
@@ -112,9 +108,49 @@ final class HiddenConstants {
         Value indexValue = graph.addInitializer(Tensor.of(TensorArrays.ofInt64(graph.freshName(name + ".hidden_index"),
                 new long[] {index.length}, index)));
         Node gather = graph.addNode("Gather", "", graph.freshNodeName(name + "/hidden_scatter"),
-                List.of(pad.output(0), indexValue), List.of(name), List.of(AttributeProto.newBuilder().setName("axis")
-                        .setType(AttributeProto.AttributeType.INT).setI(rank - 1).build()));
+                List.of(padded, indexValue), List.of(name), List.of(AttributeProto.newBuilder().setName("axis")
+                        .setType(AttributeProto.AttributeType.INT).setI(-1).build()));
         gather.output(0).setType(type);
         OutputNames.moveOutputSlots(narrow, gather.output(0));
+    }
+
+    /** Pad(narrow) with one zero channel at the end of the last axis (the output's rank is declared). */
+    private Value padLastAxis(String name, Value narrow, int rank) {
+        long[] pads = new long[2 * rank];
+        pads[2 * rank - 1] = 1;
+        Value padsValue = graph.addInitializer(Tensor.of(TensorArrays.ofInt64(graph.freshName(name + ".hidden_pads"),
+                new long[] {pads.length}, pads)));
+        return graph.addNode("Pad", "", graph.freshNodeName(name + "/hidden_pad"), List.of(narrow, padsValue),
+                List.of(graph.freshName(name + ".padded")), List.of()).output(0);
+    }
+
+    /**
+     * Concat(narrow, zeros[..., 1]) on the last axis, for an output whose declared type has no shape (ONNX
+     * Runtime's transformer optimizer and float16 converter leave graph outputs so): the zero channel's shape
+     * is narrow's with the last dimension 1, computed in the graph, so no rank is needed.
+     */
+    private Value appendZeroChannel(String name, Value narrow, int elemType) {
+        Value shape = graph.addNode("Shape", "", graph.freshNodeName(name + "/hidden_shape"), List.of(narrow),
+                List.of(graph.freshName(name + ".shape")), List.of()).output(0);
+        Value start = graph.addInitializer(Tensor.of(TensorArrays.ofInt64(graph.freshName(name + ".zero"),
+                new long[] {1}, new long[] {0})));
+        Value end = graph.addInitializer(Tensor.of(TensorArrays.ofInt64(graph.freshName(name + ".minus_one"),
+                new long[] {1}, new long[] {-1})));
+        Value one = graph.addInitializer(Tensor.of(TensorArrays.ofInt64(graph.freshName(name + ".one"),
+                new long[] {1}, new long[] {1})));
+        Value lead = graph.addNode("Slice", "", graph.freshNodeName(name + "/hidden_lead"), List.of(shape, start, end),
+                List.of(graph.freshName(name + ".lead")), List.of()).output(0);
+        Value zeroShape = graph.addNode("Concat", "", graph.freshNodeName(name + "/hidden_zero_shape"), List.of(lead, one),
+                List.of(graph.freshName(name + ".zero_shape")), List.of(AttributeProto.newBuilder().setName("axis")
+                        .setType(AttributeProto.AttributeType.INT).setI(0).build())).output(0);
+        AttributeProto value = AttributeProto.newBuilder().setName("value").setType(AttributeProto.AttributeType.TENSOR)
+                .setT(dev.gatecut.onnx.proto.TensorProto.newBuilder().setDataType(elemType).addDims(1)
+                        .setRawData(com.google.protobuf.ByteString.copyFrom(new byte[dev.gatecut.onnx.DataType.fromCode(elemType).elementBytes()])))
+                .build();
+        Value zeros = graph.addNode("ConstantOfShape", "", graph.freshNodeName(name + "/hidden_zeros"), List.of(zeroShape),
+                List.of(graph.freshName(name + ".zeros")), List.of(value)).output(0);
+        return graph.addNode("Concat", "", graph.freshNodeName(name + "/hidden_pad"), List.of(narrow, zeros),
+                List.of(graph.freshName(name + ".padded")), List.of(AttributeProto.newBuilder().setName("axis")
+                        .setType(AttributeProto.AttributeType.INT).setI(-1).build())).output(0);
     }
 }

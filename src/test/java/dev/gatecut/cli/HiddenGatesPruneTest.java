@@ -52,6 +52,30 @@ class HiddenGatesPruneTest {
     }
 
     /**
+     * A hidden-state graph output whose declared type has no shape (as ONNX Runtime's transformer optimizer
+     * and float16 converter leave them: the full-size fused LLaMA bench model failed so) is scattered back
+     * to full width without knowing its rank.
+     */
+    @Test
+    void hiddenStateOutputWithoutADeclaredShape(@TempDir Path dir) throws Exception {
+        Path in = dir.resolve("no-output-shape.onnx");
+        try (OnnxModel m = OnnxModel.load(Path.of("onnx-models/bert-ts17.onnx"))) {
+            dev.gatecut.onnx.Value out = m.graph().outputs().get(0);
+            dev.gatecut.onnx.proto.TypeProto t = out.type().orElseThrow();
+            out.setType(t.toBuilder().setTensorType(t.getTensorType().toBuilder().clearShape()).build());
+            m.save(in);
+        }
+        Path out = dir.resolve("slim.onnx");
+        InspectCommandTest.Run run = gatecut("prune", in.toString(), "--random-sparsity", "0.5", "--hidden-gates",
+                "--hidden-fraction", "0.25", "--align", "16", "-o", out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        assertTrue(run.out().contains("48/64 channels"), run.out());
+        Matcher verify = Pattern.compile("max relative error ([0-9.e+-]+)").matcher(run.out());
+        assertTrue(verify.find(), run.out());
+        assertTrue(Double.parseDouble(verify.group(1)) <= 1e-5, run.out());
+    }
+
+    /**
      * {@code --hidden-fraction}: that share of the hidden width goes (rounded to --align), the groups take
      * the rest of the budget (within one point after the compiler rounds their widths to --align), the
      * check passes; on the plain BERT export and on an ORT-fused float16 LLaMA
