@@ -115,25 +115,26 @@ FLOP_SHAPES=$(for sh in $SHAPES; do printf '%s,' "${sh%%:*}"; done); FLOP_SHAPES
 python3 tools/flops.py "${all[@]}" --shapes "$FLOP_SHAPES" --json > "$OUT/hf-flops.json" 2> "$OUT/hf-flops.err" &
 fl=$!
 
-# Kernel traces: dense and the slim file at the largest fraction, b32 x 128, each alone in its own bench.
-if [ -n "$KTRACE_MODEL" ] && [ -f "$DIR/$KTRACE_MODEL.onnx" ]; then
+# Kernel traces: dense and the slim file at the largest fraction, b32 x 128, each alone in its own bench, for
+# each model of KTRACE_MODEL (a list).
+traces=()
+last=$(echo $FRACTIONS | awk '{print $NF}')
+for km in $KTRACE_MODEL; do
+  [ -f "$DIR/$km.onnx" ] || continue
   if [ ! -f "$KTRACE_LIB" ]; then
-    say "ktrace: $KTRACE_LIB is missing (bash tools/ktrace/build.sh first); skipped"
-  else
-    last=$(echo $FRACTIONS | awk '{print $NF}')
-    traces=()
-    for f in "$DIR/$KTRACE_MODEL.onnx" "$(slim "$KTRACE_MODEL" "$last")"; do
-      [ -f "$f" ] || continue
-      if [ "$(left)" -lt 30 ]; then say "ktrace $(basename "$f") SKIPPED (time budget)"; continue; fi
-      n=$(basename "$f" .onnx)
-      say "ktrace $n b32 x 128"
-      CUDA_INJECTION64_PATH="$KTRACE_LIB" KTRACE_OUT="$DIR/kt-$n.tsv" timeout 60 "${GC[@]}" bench "$f" --device "$DEVICE" \
-        --batch 32 --seq 128 --runs 10 --warmup 5 > /dev/null && traces+=("$n=$DIR/kt-$n.tsv") || say "ktrace $n FAILED"
-    done
-    [ ${#traces[@]} -gt 0 ] && python3 tools/ktrace_summary.py --runs 15 "${traces[@]}" --json "$OUT/hf-ktrace.json" \
-      > "$OUT/hf-ktrace.md" && grep -v "^     " "$OUT/hf-ktrace.md"
+    say "ktrace: $KTRACE_LIB is missing (bash tools/ktrace/build.sh first); skipped"; break
   fi
-fi
+  for f in "$DIR/$km.onnx" "$(slim "$km" "$last")"; do
+    [ -f "$f" ] || continue
+    if [ "$(left)" -lt 30 ]; then say "ktrace $(basename "$f") SKIPPED (time budget)"; continue; fi
+    n=$(basename "$f" .onnx)
+    say "ktrace $n b32 x 128"
+    CUDA_INJECTION64_PATH="$KTRACE_LIB" KTRACE_OUT="$DIR/kt-$n.tsv" timeout 60 "${GC[@]}" bench "$f" --device "$DEVICE" \
+      --batch 32 --seq 128 --runs 10 --warmup 5 > /dev/null && traces+=("$n=$DIR/kt-$n.tsv") || say "ktrace $n FAILED"
+  done
+done
+[ ${#traces[@]} -gt 0 ] && python3 tools/ktrace_summary.py --runs 15 "${traces[@]}" --json "$OUT/hf-ktrace.json" \
+  > "$OUT/hf-ktrace.md" && grep -v "^     " "$OUT/hf-ktrace.md"
 wait $fl || say "flops FAILED: $(tail -n 3 "$OUT/hf-flops.err")"
 
 python3 - "$OUT" <<'PY'
@@ -167,4 +168,6 @@ for p in sorted(glob.glob(os.path.join(out, "hf-bench-*.json"))):
               f"{m['speedup']:.2f} | {ideal:.2f} | {m['speedup'] / ideal if ideal == ideal else float('nan'):.2f} | {gms} | {gsp} | "
               + " | ".join(cell((bd or {}).get("bound"), ideal) + cell((bd or {}).get("graph"), ideal)) + " |")
 PY
+# the device tool brings back a handful of files: everything in one archive too
+tar -C "$OUT" -czf "$OUT/hf-all.tgz" --exclude=hf-all.tgz . 2>/dev/null
 say done

@@ -71,4 +71,6 @@ PY
 rm -f "$OUT"/kt-*.tsv "$OUT"/*/kt-*.tsv
 # keep what comes back small: the logs of each run, not their metrics files
 find "$OUT" -name "*metrics.jsonl" -delete
+# the device tool brings back a handful of files: everything in one archive too
+tar -C "$OUT" -czf /tmp/profile-all.tgz . 2>/dev/null && mv /tmp/profile-all.tgz "$OUT/profile-all.tgz"
 say done
