@@ -1,0 +1,201 @@
+package dev.gatecut.train;
+
+import dev.gatecut.discover.AttentionGroup;
+import dev.gatecut.discover.Discovery;
+import dev.gatecut.discover.LinearLayer;
+import dev.gatecut.discover.WeightLayout;
+import dev.gatecut.errors.ModelException;
+import dev.gatecut.gates.GatePlan;
+import dev.gatecut.onnx.DataType;
+import dev.gatecut.onnx.Graph;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.OpBuilder;
+import dev.gatecut.onnx.Tensor;
+import dev.gatecut.onnx.Value;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * Low-rank adapters in weight space: a targeted layer's weight W is read as W' = W + s·A·B (transposed for an
+ * {@code [out, in]} weight; cast to the weight's type in a float16/bfloat16 model) by every node that read W.
+ * x·W' is x·W + s·(x·A)·B, and the gates still apply to activations (or, for a fused Attention, to W'), so
+ * the gated training graph computes gated(x·W + s·(x·A)·B) and the compiler, which replaces W by W' before it
+ * folds the gates ({@link #merge}), emits exactly that function.
+ *
+ * <p>A and B are float32 graph inputs named {@code W.lora_A} ([in, r]) and {@code W.lora_B} ([r, out]) after
+ * the weight's initializer, so they are keyed to the weight whatever the layer's node is called. A starts
+ * from PEFT's Kaiming-uniform bound 1/√in, B at zero: step 0 is the base model.
+ */
+public final class LowRankAdapters {
+    /** The adapters' scale s = alpha / rank, saved with them in params.json (a one-value entry). */
+    public static final String SCALE = "gatecut.lora.scale";
+    private static final String A_SUFFIX = ".lora_A";
+    private static final String B_SUFFIX = ".lora_B";
+
+    private LowRankAdapters() {
+    }
+
+    public static String a(String weight) {
+        return weight + A_SUFFIX;
+    }
+
+    public static String b(String weight) {
+        return weight + B_SUFFIX;
+    }
+
+    /** Whether a params.json entry is an adapter's (A, B or the scale). */
+    public static boolean isAdapterEntry(String name) {
+        return name.equals(SCALE) || name.endsWith(A_SUFFIX) || name.endsWith(B_SUFFIX);
+    }
+
+    /** The layers {@code targets} names, one per weight (a packed Q|K|V layer once). */
+    public static List<LinearLayer> targets(Discovery d, AdapterConfig.Targets targets) {
+        List<LinearLayer> layers = new ArrayList<>();
+        if (targets == AdapterConfig.Targets.ALL) {
+            layers.addAll(GatePlan.gatedLayers(d));
+        } else {
+            for (AttentionGroup a : d.attentionGroups()) {
+                layers.add(a.q().layer());
+                layers.add(a.v().layer());
+            }
+        }
+        Map<String, LinearLayer> byWeight = new LinkedHashMap<>();
+        for (LinearLayer l : layers) {
+            byWeight.putIfAbsent(l.weight(), l);
+        }
+        return List.copyOf(byWeight.values());
+    }
+
+    /** One adapter added to a training graph: its two float32 inputs. */
+    public record Added(LinearLayer layer, Value a, Value b, long in, long out) {
+    }
+
+    /**
+     * Adds an adapter to each of {@code layers} in {@code g} (after the gates, so every reader of W, gate
+     * products included, reads W'): A and B become float32 inputs and their starting values go to
+     * {@code initial}.
+     */
+    public static List<Added> inject(Graph g, long opset, List<LinearLayer> layers, AdapterConfig config,
+                                     Random random, String modelName, Map<String, float[]> initial) {
+        List<Added> added = new ArrayList<>();
+        for (LinearLayer layer : layers) {
+            Value w = weightOf(g, layer, modelName);
+            long[] dims = w.initializer().dims();
+            long in = layer.layout() == WeightLayout.OUT_IN ? dims[1] : dims[0];
+            long out = layer.layout() == WeightLayout.OUT_IN ? dims[0] : dims[1];
+            int r = config.rank();
+            for (String name : List.of(a(w.name()), b(w.name()))) {
+                if (g.value(name).isPresent()) {
+                    throw new ModelException(modelName + ": the model already has a value named '" + name
+                            + "'; rename it to train adapters on layer '" + layer.node() + "'");
+                }
+            }
+            List<Value.Use> readers = List.copyOf(w.uses());
+            Value aIn = g.addInput(a(w.name()), TrainingGraph.floatType(in, r));
+            Value bIn = g.addInput(b(w.name()), TrainingGraph.floatType(r, out));
+            float[] a0 = new float[Math.toIntExact(in * r)];
+            double bound = 1 / Math.sqrt(in);   // PEFT: kaiming_uniform_(A, a=√5) on A's [r, in]
+            for (int i = 0; i < a0.length; i++) {
+                a0[i] = (float) ((2 * random.nextDouble() - 1) * bound);
+            }
+            initial.put(aIn.name(), a0);
+            initial.put(bIn.name(), new float[Math.toIntExact(r * out)]);
+            DataType type = w.initializer().dataType();
+            OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "train/lora/" + w.name() + "/");
+            Value delta = ops.op("Mul", ops.op("MatMul", aIn, bIn), ops.scalar(config.scale()));
+            if (layer.layout() == WeightLayout.OUT_IN) {
+                delta = ops.transpose(delta, new long[] {1, 0});
+            }
+            if (type != DataType.FLOAT) {
+                delta = ops.op("Cast", List.of(delta), OpBuilder.attr("to", (long) type.code()));
+            }
+            Value merged = new OpBuilder(g, opset, type, "train/lora/" + w.name() + "/").op("Add", w, delta);
+            for (Value.Use u : readers) {
+                u.node().setInput(u.index(), merged);
+            }
+            added.add(new Added(layer, aIn, bIn, in, out));
+        }
+        return added;
+    }
+
+    private static Value weightOf(Graph g, LinearLayer layer, String modelName) {
+        Value w = g.value(layer.weight()).orElse(null);
+        if (w == null || !w.isInitializer()) {
+            throw new ModelException(modelName + ": --adapter lora needs layer '" + layer.node() + "' (" + layer.opType()
+                    + ") to read its weight '" + layer.weight() + "' from an initializer; leave out --adapter for"
+                    + " this model");
+        }
+        DataType type = w.initializer().dataType();
+        if (!(type == DataType.FLOAT || type == DataType.FLOAT16 || type == DataType.BFLOAT16)
+                || w.initializer().dims().length != 2) {
+            throw new ModelException(modelName + ": --adapter lora needs a float32/float16/bfloat16 matrix weight;"
+                    + " layer '" + layer.node() + "' has '" + layer.weight() + "' of type " + type + " and shape "
+                    + java.util.Arrays.toString(w.initializer().dims()) + " (quantized?); leave out --adapter");
+        }
+        return w;
+    }
+
+    /**
+     * Folds the adapters in {@code params} (a run's params.json) into {@code model}'s weights: W ← W + s·A·B,
+     * summed in float32 (double accumulation) and cast once to the weight's type. Entries of other names are
+     * left to the caller. {@code source} names the file in errors.
+     */
+    public static int merge(OnnxModel model, Map<String, float[]> params, String source) {
+        float[] scale = params.get(SCALE);
+        Map<String, WeightLayout> layouts = new java.util.HashMap<>();
+        for (LinearLayer l : dev.gatecut.discover.LinearLayerFinder.find(model.graph()).layers()) {
+            layouts.putIfAbsent(l.weight(), l.layout());
+        }
+        int merged = 0;
+        for (var e : params.entrySet()) {
+            if (!e.getKey().endsWith(A_SUFFIX)) {
+                continue;
+            }
+            String weight = e.getKey().substring(0, e.getKey().length() - A_SUFFIX.length());
+            float[] a = e.getValue();
+            float[] b = params.get(b(weight));
+            if (b == null || scale == null || scale.length != 1) {
+                throw new ModelException(source + ": adapter '" + e.getKey() + "' comes without its '" + b(weight)
+                        + "' or the scale '" + SCALE + "'; was params.json written by gatecut train --adapter?");
+            }
+            Value w = model.graph().value(weight).filter(Value::isInitializer).orElseThrow(() -> new ModelException(
+                    source + ": adapter '" + e.getKey() + "' is for weight '" + weight + "', which is not in the model;"
+                            + " was params.json trained on another model?"));
+            Tensor old = w.initializer();
+            long[] dims = old.dims();
+            WeightLayout layout = layouts.get(weight);
+            if (dims.length != 2 || layout == null) {
+                throw new ModelException(source + ": adapter for '" + weight + "': the model has no linear layer"
+                        + " (MatMul, Gemm, Attention) with that weight; was params.json trained on another model?");
+            }
+            long in = layout == WeightLayout.OUT_IN ? dims[1] : dims[0];
+            long out = layout == WeightLayout.OUT_IN ? dims[0] : dims[1];
+            if (a.length % in != 0 || b.length % out != 0 || a.length / in != b.length / out || a.length == 0) {
+                throw new ModelException(source + ": adapter for '" + weight + "' has " + a.length + " + " + b.length
+                        + " values, which fit no rank of the weight " + java.util.Arrays.toString(dims));
+            }
+            int r = Math.toIntExact(a.length / in);
+            boolean outIn = layout == WeightLayout.OUT_IN;
+            float[] values = old.floats();
+            double s = scale[0];
+            for (int i = 0; i < in; i++) {
+                for (int j = 0; j < out; j++) {
+                    double sum = 0;
+                    for (int k = 0; k < r; k++) {
+                        sum += (double) a[i * r + k] * b[k * (int) out + j];
+                    }
+                    int at = Math.toIntExact(outIn ? j * in + i : i * out + j);
+                    values[at] = (float) (values[at] + s * sum);
+                }
+            }
+            model.graph().setInitializer(w, Tensor.of(TrainedParams.sameType(old, values)));
+            merged++;
+        }
+        return merged;
+    }
+
+}
