@@ -8,6 +8,7 @@ import dev.gatecut.errors.ModelException;
 import dev.gatecut.gates.GatePlan;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.Graph;
+import dev.gatecut.onnx.Node;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.Tensor;
@@ -20,11 +21,13 @@ import java.util.Map;
 import java.util.Random;
 
 /**
- * Low-rank adapters in weight space: a targeted layer's weight W is read as W' = W + s·A·B (transposed for an
- * {@code [out, in]} weight; cast to the weight's type in a float16/bfloat16 model) by every node that read W.
- * x·W' is x·W + s·(x·A)·B, and the gates still apply to activations (or, for a fused Attention, to W'), so
- * the gated training graph computes gated(x·W + s·(x·A)·B) and the compiler, which replaces W by W' before it
- * folds the gates ({@link #merge}), emits exactly that function.
+ * Low-rank adapters (LoRA) trained with the gates. A targeted layer y = x·W (+ b) computes y + s·(x·A)·B, where x
+ * is the layer's input after its column gate and the sum is what the row gate (and the gated bias) then applies
+ * to: gated(x·W + s·(x·A)·B) = gated(x·(W + s·A·B)). The compiler replaces W by W' = W + s·A·B before it folds
+ * the gates ({@link #merge}), so it emits exactly that function. A layer whose weight is not applied by one plain
+ * MatMul/Gemm of its own (a fused Attention, a weight shared with other nodes) gets the same sum in weight space:
+ * every reader of W reads W' (transposed for an {@code [out, in]} weight), which also costs the weight's gradient.
+ * In a float16/bfloat16 model A and B (float32 trainables) are cast to the model's type where they are used.
  *
  * <p>A and B are float32 graph inputs named {@code W.lora_A} ([in, r]) and {@code W.lora_B} ([r, out]) after
  * the weight's initializer, so they are keyed to the weight whatever the layer's node is called. A starts
@@ -105,21 +108,66 @@ public final class LowRankAdapters {
             initial.put(aIn.name(), a0);
             initial.put(bIn.name(), new float[Math.toIntExact(r * out)]);
             DataType type = w.initializer().dataType();
-            OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "train/lora/" + w.name() + "/");
-            Value delta = ops.op("Mul", ops.op("MatMul", aIn, bIn), ops.scalar(config.scale()));
-            if (layer.layout() == WeightLayout.OUT_IN) {
-                delta = ops.transpose(delta, new long[] {1, 0});
-            }
-            if (type != DataType.FLOAT) {
-                delta = ops.op("Cast", List.of(delta), OpBuilder.attr("to", (long) type.code()));
-            }
-            Value merged = new OpBuilder(g, opset, type, "train/lora/" + w.name() + "/").op("Add", w, delta);
-            for (Value.Use u : readers) {
-                u.node().setInput(u.index(), merged);
+            Node reader = soleLinearReader(w, readers, layer);
+            if (reader != null) {
+                addToActivations(g, opset, reader, aIn, bIn, config.scale(), type, w.name());
+            } else {
+                addToWeight(g, opset, w, readers, aIn, bIn, config.scale(), type, layer.layout());
             }
             added.add(new Added(layer, aIn, bIn, in, out));
         }
         return added;
+    }
+
+    /**
+     * The one node that applies W, when the adapter can go on its activations: a MatMul/Gemm (alpha 1) reading W
+     * as input 1 and nothing else, whose output is no graph output. Else (a fused Attention, a weight shared with
+     * other nodes, as DeBERTa's position projections) the adapter goes on the weight.
+     */
+    private static Node soleLinearReader(Value w, List<Value.Use> readers, LinearLayer layer) {
+        if (readers.size() != 1 || readers.get(0).index() != 1 || !layer.hasActivations()) {
+            return null;
+        }
+        Node n = readers.get(0).node();
+        boolean linear = n.domain().isEmpty() && (n.opType().equals("MatMul")
+                || (n.opType().equals("Gemm") && n.floatAttribute("alpha", 1f) == 1f && n.intAttribute("transA", 0) == 0));
+        return linear && !n.output(0).isGraphOutput() && n.input(0) != null ? n : null;
+    }
+
+    /** y = x·W (+ C) → y + s·(x·A)·B, read by every reader of y (row gates included); A, B cast to the model's type. */
+    private static void addToActivations(Graph g, long opset, Node reader, Value aIn, Value bIn, double scale,
+                                         DataType type, String weight) {
+        OpBuilder ops = new OpBuilder(g, opset, type, "train/lora/" + weight + "/");
+        Value a = aIn;
+        Value b = bIn;
+        if (type != DataType.FLOAT) {
+            a = ops.op("Cast", List.of(aIn), OpBuilder.attr("to", (long) type.code()));
+            b = ops.op("Cast", List.of(bIn), OpBuilder.attr("to", (long) type.code()));
+        }
+        Value y = reader.output(0);
+        List<Value.Use> uses = List.copyOf(y.uses());
+        Value delta = ops.op("Mul", ops.op("MatMul", ops.op("MatMul", reader.input(0), a), b), ops.scalar(scale));
+        Value sum = ops.op("Add", y, delta);
+        for (Value.Use u : uses) {
+            u.node().setInput(u.index(), sum);
+        }
+    }
+
+    /** Every reader of W reads W + s·A·B instead (transposed for [out, in]; cast to W's type). */
+    private static void addToWeight(Graph g, long opset, Value w, List<Value.Use> readers, Value aIn, Value bIn,
+                                    double scale, DataType type, WeightLayout layout) {
+        OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "train/lora/" + w.name() + "/");
+        Value delta = ops.op("Mul", ops.op("MatMul", aIn, bIn), ops.scalar(scale));
+        if (layout == WeightLayout.OUT_IN) {
+            delta = ops.transpose(delta, new long[] {1, 0});
+        }
+        if (type != DataType.FLOAT) {
+            delta = ops.op("Cast", List.of(delta), OpBuilder.attr("to", (long) type.code()));
+        }
+        Value merged = new OpBuilder(g, opset, type, "train/lora/" + w.name() + "/").op("Add", w, delta);
+        for (Value.Use u : readers) {
+            u.node().setInput(u.index(), merged);
+        }
     }
 
     private static Value weightOf(Graph g, LinearLayer layer, String modelName) {

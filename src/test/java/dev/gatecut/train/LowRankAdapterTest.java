@@ -90,7 +90,8 @@ class LowRankAdapterTest {
                         exact += d[i] * grads.get(p.name())[i];
                     }
                 }
-                double eps = 1e-2;
+                // A's derivative is small (it scales with B): a wider step keeps float32 rounding of the loss out.
+                double eps = only.equals(".lora_A") ? 5e-2 : 1e-2;
                 double numeric = (run(s, fixed, shifted(params, u, eps), built, null, TrainingGraph.LOSS)
                         - run(s, fixed, shifted(params, u, -eps), built, null, TrainingGraph.LOSS)) / (2 * eps);
                 double err = Math.abs(numeric - exact) / Math.max(Math.abs(numeric), Math.abs(exact));
@@ -112,11 +113,14 @@ class LowRankAdapterTest {
      */
     @ParameterizedTest(name = "{0} {1}")
     @CsvSource({"bert-cls-ts17.onnx, ALL, 1e-5", "bert-cls-ortfused.onnx, QUERY_VALUE, 1e-5",
-            "bert-cls-ortfused-fp16.onnx, ALL, 4e-3"})
+            // float16: the bound of the compile check (Equivalence.tolerance: 8 ulp of float16)
+            "bert-cls-ortfused-fp16.onnx, ALL, 4e-3", "deberta-v2-cls-ts17.onnx, ALL, 1e-5",
+            "llama-ts17-fp16.onnx, ALL, 4e-3"})
     void gatedTrainingGraphEqualsTheCompiledModel(String file, AdapterConfig.Targets targets, double bound,
                                                   @TempDir Path dir) throws Exception {
         Path model = Path.of("onnx-models", "deploy", file);
-        TrainConfig config = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 3)
+        boolean lm = !file.contains("-cls-");
+        TrainConfig config = TrainConfig.defaults(lm ? Task.LM : Task.CLASSIFY, GateMode.COUPLED, 0.3, lm ? 0 : 3)
                 .withAdapter(new AdapterConfig(4, 8, targets, 1e-3));
         TrainingGraph.Built built = TrainingGraph.evaluation(model, config);
         Random random = new Random(file.hashCode());
@@ -184,9 +188,13 @@ class LowRankAdapterTest {
         }
     }
 
-    /** Gemm with transB = 1 stores W as [out, in]: the training graph transposes s·A·B, the merge indexes it so. */
-    @Test
-    void gemmOutInLayoutTrainsAndFoldsAlike() throws Exception {
+    /**
+     * Gemm with transB = 1 stores W as [out, in]. Read by one Gemm, the adapter goes on its activations (layout
+     * free); read by two, on the weight, where the training graph transposes s·A·B. The merge indexes it alike.
+     */
+    @ParameterizedTest(name = "weight read by {0} Gemm")
+    @CsvSource({"1", "2"})
+    void gemmOutInLayoutTrainsAndFoldsAlike(int readers) throws Exception {
         long in = 6;
         long out = 5;
         int rank = 2;
@@ -195,13 +203,15 @@ class LowRankAdapterTest {
         for (int i = 0; i < w.length; i++) {
             w[i] = (float) random.nextGaussian();
         }
-        OnnxModel trainedModel = gemmModel(w, in, out);
+        OnnxModel trainedModel = gemmModel(w, in, out, readers);
         LinearLayer layer = new LinearLayer("gemm", "Gemm", "W", in, out, WeightLayout.OUT_IN, null);
         Map<String, float[]> initial = new LinkedHashMap<>();
         AdapterConfig config = new AdapterConfig(rank, 3, AdapterConfig.Targets.ALL, 1e-3);
         LowRankAdapters.Added added = LowRankAdapters.inject(trainedModel.graph(), 13, List.of(layer), config,
                 random, "gemm.onnx", initial).get(0);
         assertEquals(List.of(in, out), List.of(added.in(), added.out()));
+        assertEquals(readers == 2, trainedModel.graph().nodes().stream().anyMatch(n -> n.opType().equals("Transpose")),
+                "weight space (a Transpose of s·A·B) only for the shared weight");
         assertArrayEquals(new float[(int) (rank * out)], initial.get("W.lora_B"), "B starts at zero");
         Map<String, float[]> values = new LinkedHashMap<>();
         values.put("W.lora_A", randoms(random, (int) (in * rank)));
@@ -218,7 +228,7 @@ class LowRankAdapterTest {
                  OrtSession.Result r = s.run(Map.of("x", xt, "W.lora_A", at, "W.lora_B", bt))) {
                 viaGraph = floats((OnnxTensor) r.get(0));
             }
-            OnnxModel merged = gemmModel(w, in, out);
+            OnnxModel merged = gemmModel(w, in, out, readers);
             assertEquals(1, LowRankAdapters.merge(merged, values, "params.json"));
             try (OrtSession s = OrtSessions.open(merged, Device.CPU);
                  OrtSession.Result r = s.run(Map.of("x", xt))) {
@@ -238,7 +248,7 @@ class LowRankAdapterTest {
                     }
                     y += x[(int) (n * in + i)] * (w[(int) (o * in + i)] + config.scale() * ab);
                 }
-                assertEquals(y, viaGraph[(int) (n * out + o)], 1e-4, "training graph at " + n + "," + o);
+                assertEquals(readers * y, viaGraph[(int) (n * out + o)], 1e-4, "training graph at " + n + "," + o);
             }
         }
         assertTrue(relativeError(viaGraph, viaMerge) <= 1e-6, "graph vs merge");
@@ -319,8 +329,20 @@ class LowRankAdapterTest {
         OrtEnvironment env = OrtSessions.environment();
         Map<String, OnnxTensor> fixed = new LinkedHashMap<>(RandomInputs.create(env, built.model().graph(), BATCH,
                 SEQUENCE, random.nextLong()));
-        replace(fixed, TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {0, 1, labels - 1}),
-                new long[] {BATCH}));
+        if (fixed.containsKey(TrainingGraph.TARGETS)) {
+            long[] targets = new long[BATCH * SEQUENCE];
+            float[] weights = new float[BATCH * SEQUENCE];
+            for (int i = 0; i < targets.length; i++) {
+                targets[i] = random.nextInt(32);
+                weights[i] = 1;
+            }
+            long[] shape = {BATCH, SEQUENCE};
+            replace(fixed, TrainingGraph.TARGETS, OnnxTensor.createTensor(env, LongBuffer.wrap(targets), shape));
+            replace(fixed, TrainingGraph.TARGET_WEIGHTS, OnnxTensor.createTensor(env, FloatBuffer.wrap(weights), shape));
+        } else {
+            replace(fixed, TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(
+                    new long[] {0, 1, labels - 1}), new long[] {BATCH}));
+        }
         for (var e : built.noiseInputs().entrySet()) {
             int n = built.plan().gate(e.getKey()).orElseThrow().size();
             replace(fixed, e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
@@ -409,20 +431,27 @@ class LowRankAdapterTest {
         return diff / ref;
     }
 
-    /** x [batch, in] → Gemm(x, W [out, in], transB = 1) → y. */
-    private static OnnxModel gemmModel(float[] w, long in, long out) {
+    /** x [batch, in] → Gemm(x, W [out, in], transB = 1) → y; with two readers the sum of two such Gemms. */
+    private static OnnxModel gemmModel(float[] w, long in, long out, int readers) {
         TypeProto.Builder type = TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
                 .setElemType(DataType.FLOAT.code()).setShape(TensorShapeProto.newBuilder()
                         .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("batch"))
                         .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(in))));
-        GraphProto graph = GraphProto.newBuilder().setName("gemm")
+        AttributeProto transB = AttributeProto.newBuilder().setName("transB").setType(AttributeProto.AttributeType.INT)
+                .setI(1).build();
+        GraphProto.Builder graph = GraphProto.newBuilder().setName("gemm")
                 .addInput(ValueInfoProto.newBuilder().setName("x").setType(type))
                 .addOutput(ValueInfoProto.newBuilder().setName("y").setType(TypeProto.newBuilder().setTensorType(
                         TypeProto.Tensor.newBuilder().setElemType(DataType.FLOAT.code()))))
-                .addInitializer(TensorArrays.ofFloats("W", new long[] {out, in}, w))
-                .addNode(Protos.node("Gemm", "gemm", List.of("x", "W"), List.of("y"), AttributeProto.newBuilder()
-                        .setName("transB").setType(AttributeProto.AttributeType.INT).setI(1).build()))
-                .build();
+                .addInitializer(TensorArrays.ofFloats("W", new long[] {out, in}, w));
+        if (readers == 1) {
+            graph.addNode(Protos.node("Gemm", "gemm", List.of("x", "W"), List.of("y1"), transB))
+                    .addNode(Protos.node("Identity", "out", List.of("y1"), List.of("y")));
+        } else {
+            graph.addNode(Protos.node("Gemm", "gemm", List.of("x", "W"), List.of("y1"), transB))
+                    .addNode(Protos.node("Gemm", "gemm2", List.of("x", "W"), List.of("y2"), transB))
+                    .addNode(Protos.node("Add", "sum", List.of("y1", "y2"), List.of("y")));
+        }
         return OnnxModel.of(ModelProto.newBuilder().setIrVersion(8).setGraph(graph)
                 .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(13)).build());
     }
