@@ -263,9 +263,25 @@ class LowRankAdapterTest {
         TrainingRun.run(TrainingRunTest.MODEL, config, TrainingRunTest.synthetic(), eval, options, straight,
                 TrainingRun.Listener.silent());
         Path resumed = dir.resolve("resumed");
-        TrainingRun.run(TrainingRunTest.MODEL, config, TrainingRunTest.synthetic(), eval,
-                new TrainingRun.Options(0, 4, 1, 2, false, Device.CPU), resumed, TrainingRun.Listener.silent());
-        // 4 of 6 steps ran (a shorter run, the same first steps): continue to 6 from its checkpoint.
+        TrainingRun.Listener crashAt3 = new TrainingRun.Listener() {
+            @Override
+            public void started(long firstStep, long totalSteps) {
+            }
+
+            @Override
+            public void stepped(long step, GateTrainer.StepResult result, double samplesPerSecond) {
+                if (step == 3) {
+                    throw new IllegalStateException("simulated crash");
+                }
+            }
+
+            @Override
+            public void evaluated(long step, Evaluator.EvalResult result, double sparsity) {
+            }
+        };
+        assertThrows(IllegalStateException.class, () -> TrainingRun.run(TrainingRunTest.MODEL, config,
+                TrainingRunTest.synthetic(), eval, options, resumed, crashAt3));
+        assertEquals(2, Checkpoint.read(resumed.resolve(Checkpoint.FILE)).step(), "the checkpoint before the crash");
         TrainingRun.run(TrainingRunTest.MODEL, config, TrainingRunTest.synthetic(), eval,
                 new TrainingRun.Options(0, 6, 1, 2, true, Device.CPU), resumed, TrainingRun.Listener.silent());
         Map<String, float[]> a = TrainedParams.read(straight.resolve("params.json"));
