@@ -48,6 +48,8 @@ flags() {   # sparsity, then the flags of a variant
     lora-0)        echo "0 --adapter lora --adapter-targets all" ;;     # + rank-8 adapters on every gated layer
     lora)          echo "0.3 --adapter lora --adapter-targets all" ;;   # (the suite's PEFT baseline targets all too)
     lora-qv)       echo "0.3 --adapter lora" ;;                          # adapters on query and value only
+    lora-0-2e-3)   echo "0 --adapter lora --adapter-targets all --adapter-lr 2e-3" ;;
+    lora-2e-3)     echo "0.3 --adapter lora --adapter-targets all --adapter-lr 2e-3" ;;
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac
 }

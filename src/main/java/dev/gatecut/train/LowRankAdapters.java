@@ -55,6 +55,23 @@ public final class LowRankAdapters {
         return name.equals(SCALE) || name.endsWith(A_SUFFIX) || name.endsWith(B_SUFFIX);
     }
 
+    /**
+     * A checkpoint resumed with other adapter options (none, another rank or other targets) would not fit the
+     * train step: refused naming the checkpoint.
+     */
+    public static void requireSameAdapters(Map<String, float[]> saved, List<TrainableParam> params,
+                                           java.nio.file.Path checkpoint) {
+        long savedAdapters = saved.keySet().stream().filter(k -> k.endsWith(A_SUFFIX) || k.endsWith(B_SUFFIX)).count();
+        long wanted = params.stream().filter(p -> p.kind() == TrainableParam.Kind.ADAPTER).count();
+        boolean fits = savedAdapters == wanted && params.stream().filter(p -> p.kind() == TrainableParam.Kind.ADAPTER)
+                .allMatch(p -> saved.containsKey(p.name()) && saved.get(p.name()).length == p.size());
+        if (!fits) {
+            throw new dev.gatecut.errors.OptionException("--resume: " + checkpoint + " was saved with " + savedAdapters / 2
+                    + " low-rank adapters and this run's --adapter options make " + wanted / 2 + " that do not match"
+                    + " them; resume with the --adapter options the run started with");
+        }
+    }
+
     /** The layers {@code targets} names, one per weight (a packed Q|K|V layer once). */
     public static List<LinearLayer> targets(Discovery d, AdapterConfig.Targets targets) {
         List<LinearLayer> layers = new ArrayList<>();

@@ -43,6 +43,24 @@ class AdapterOptionsTest {
         assertFalse(Files.exists(dir.resolve("o").resolve("params.json")));
     }
 
+    /** A run resumed with other adapter options is refused naming the checkpoint, both ways. */
+    @Test
+    void resumingWithOtherAdapterOptionsIsRefused(@TempDir Path dir) throws Exception {
+        Path train = CompressCommandTest.classificationData(dir, "train.jsonl", 1);
+        Path run = dir.resolve("run");
+        List<String> base = List.of("train", "onnx-models/bert-ts17.onnx", "--train", train.toString(),
+                "--target-sparsity", "0.3", "--device", "cpu", "--batch", "8", "--no-progress", "-o", run.toString());
+        assertEquals(0, run(base, "--steps", "2").exit());
+        refused(run(base, "--steps", "4", "--resume", "--adapter", "lora"), "--resume", "checkpoint.json",
+                "--adapter options");
+        Path withAdapters = dir.resolve("run2");
+        List<String> second = new java.util.ArrayList<>(base);
+        second.set(second.size() - 1, withAdapters.toString());
+        assertEquals(0, run(second, "--steps", "2", "--adapter", "lora").exit());
+        refused(run(second, "--steps", "4", "--resume"), "--resume", "--adapter options");
+        refused(run(second, "--steps", "4", "--resume", "--adapter", "lora", "--adapter-targets", "all"), "--resume");
+    }
+
     /** The streaming compile (external data) refuses adapters rather than fold them in the heap. */
     @Test
     void streamingPruneRefusesAdapters(@TempDir Path dir) {
