@@ -25,7 +25,8 @@ import java.util.Random;
  * is the layer's input after its column gate and the sum is what the row gate (and the gated bias) then applies
  * to: gated(x·W + s·(x·A)·B) = gated(x·(W + s·A·B)). The compiler replaces W by W' = W + s·A·B before it folds
  * the gates ({@link #merge}), so it emits exactly that function. A layer whose weight is not applied by one plain
- * MatMul/Gemm of its own (a fused Attention, a weight shared with other nodes) gets the same sum in weight space:
+ * MatMul/Gemm of its own (a weight shared with other nodes, as DeBERTa's position projections; a fused Attention
+ * left fused) gets the same sum in weight space:
  * every reader of W reads W' (transposed for an {@code [out, in]} weight), which also costs the weight's gradient.
  * In a float16/bfloat16 model A and B (float32 trainables) are cast to the model's type where they are used.
  *

@@ -108,7 +108,8 @@ class LowRankAdapterTest {
     /**
      * The training graph's logits (zero noise, partly closed gates, nonzero A and B, moved biases and head) equal
      * those of the model compiled from the same values through params.json: MatMul+Add layers, ONNX Runtime's fused
-     * Attention (one adapter on the packed Q|K|V weight), and a float16 model (the delta cast to float16 in training,
+     * Attention (one adapter on the packed Q|K|V weight), DeBERTa (Q and K weights shared with the position
+     * projections: adapters in weight space) and float16 models (A, B or the delta cast to float16 in training,
      * W + s·A·B folded in float32 and cast once when compiling).
      */
     @ParameterizedTest(name = "{0} {1}")
