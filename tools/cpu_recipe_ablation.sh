@@ -7,6 +7,7 @@
 #
 #   bash tools/cpu_recipe_ablation.sh                       # every variant below on both sets, one at a time
 #   VARIANTS="frozen taylor" SETS=sentences bash tools/cpu_recipe_ablation.sh
+#   VARIANTS="default-0 lora-0 default lora" SETS=sentences bash tools/cpu_recipe_ablation.sh   # --adapter lora
 #
 # Needs target/classes (mvn -o -q compile) and target/models (mvn -o -q package -DskipTests). Output: $OUT
 # (default target/recipe-ablation): one folder per run and results.txt.
@@ -16,6 +17,7 @@ OUT=${OUT:-target/recipe-ablation}
 SETS=${SETS:-"sentences fine-foods"}
 VARIANTS=${VARIANTS:-"frozen paper-init init95 taylor taylor-0 progressive per-parameter"}
 SEED=${SEED:-1}
+CLASSES=${CLASSES:-target/classes}   # a copy keeps runs going while you rebuild
 mkdir -p "$OUT/data"
 mvn -q -o dependency:build-classpath -Dmdep.outputFile="$OUT/cp.txt" > /dev/null
 python3 - "$OUT/data" $SETS <<'PY'
@@ -41,6 +43,13 @@ flags() {   # sparsity, then the flags of a variant
     taylor-0)      echo "0 --gate-init 0.95 --importance taylor" ;;
     progressive)   echo "0.3 --gate-init 0.95 --importance taylor --progressive-cut" ;;
     per-parameter) echo "0.3 --gate-init 0.95 --importance taylor-per-parameter --progressive-cut" ;;
+    default-0)     echo "0" ;;                                          # the default recipe, nothing closed
+    default)       echo "0.3" ;;
+    lora-0)        echo "0 --adapter lora --adapter-targets all" ;;     # + rank-8 adapters on every gated layer
+    lora)          echo "0.3 --adapter lora --adapter-targets all" ;;   # (the suite's PEFT baseline targets all too)
+    lora-qv)       echo "0.3 --adapter lora" ;;                          # adapters on query and value only
+    lora-0-2e-3)   echo "0 --adapter lora --adapter-targets all --adapter-lr 2e-3" ;;
+    lora-2e-3)     echo "0.3 --adapter lora --adapter-targets all --adapter-lr 2e-3" ;;
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac
 }
@@ -49,7 +58,7 @@ for ds in $SETS; do
     read -r sparsity extra <<< "$(flags "$v")" || continue
     run="$OUT/$ds-$v-seed$SEED"
     start=$SECONDS
-    java -cp "target/classes:$(cat "$OUT/cp.txt")" dev.gatecut.cli.GatecutCli train target/models/all-minilm-l6-v2.onnx \
+    java -cp "$CLASSES:$(cat "$OUT/cp.txt")" dev.gatecut.cli.GatecutCli train target/models/all-minilm-l6-v2.onnx \
       --tokenizer target/models/all-minilm-l6-v2-tokenizer.json --train "$OUT/data/$ds-train.jsonl" \
       --eval "$OUT/data/$ds-test.jsonl" --max-len 64 --batch 16 --epochs 2 --seed "$SEED" --no-select-best \
       --target-sparsity "$sparsity" $extra --no-progress --force -o "$run" > "$run.log" 2>&1

@@ -16,6 +16,7 @@ import dev.gatecut.prune.GateCompiler;
 import dev.gatecut.prune.StreamingCompile;
 import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.train.OwnHead;
+import dev.gatecut.train.LowRankAdapters;
 import dev.gatecut.train.TrainedParams;
 
 import java.nio.file.Path;
@@ -140,6 +141,12 @@ final class Pruning {
      */
     static Streamed runStreaming(Path model, PruneOptions o, Path output) throws OrtException {
         Path params = o.trainedParams().orElse(null);
+        if (params != null && TrainedParams.read(params).keySet().stream().anyMatch(LowRankAdapters::isAdapterEntry)) {
+            // Folding W + s·A·B would hold every adapted weight in the heap, which this path exists to avoid.
+            throw new OptionException(params + ": holds low-rank adapters (--adapter lora), which the streaming compile"
+                    + " of " + model.getFileName() + " (external data or over 1 GiB) does not fold; train it without"
+                    + " --adapter");
+        }
         try (OnnxModel slim = load(model, params)) {
             Chosen c = choose(model, slim, o, false, ShapeCache.shared());
             StreamingCompile.Result r = StreamingCompile.run(slim, () -> load(model, params), model, c.plan(),

@@ -2,6 +2,7 @@ package dev.gatecut.api;
 
 import dev.gatecut.errors.OptionException;
 import dev.gatecut.gates.Widths;
+import dev.gatecut.train.AdapterConfig;
 import dev.gatecut.train.Importance;
 import dev.gatecut.train.Recipe;
 
@@ -156,7 +157,7 @@ public final class TrainOptions {
         }
         if (v.backend == null) {
             // The training API runs only the plain recipe (one learning rate, no schedule).
-            boolean plain = recipe(config(2)).equals(Recipe.plain()) && !classBalanced();
+            boolean plain = recipe(config(2)).equals(Recipe.plain()) && !classBalanced() && v.adapterRank == null;
             return available && plain ? Backends.ORT_TRAINING : Backends.FUSED;
         }
         if (v.backend.name().equals(Backends.ORT_TRAINING.name()) && !available) {
@@ -218,6 +219,7 @@ public final class TrainOptions {
         c = c.withWidths(v.uniformWidths ? Widths.uniform(v.widthAlign) : new Widths(false, v.widthAlign))
                 .withHiddenGates(v.hiddenGates);
         c = v.learningRate != null ? c.withLearningRate(v.learningRate) : c;
+        c = c.withAdapter(adapter());
         return c.withRecipe(recipe(c));
     }
 
@@ -236,6 +238,12 @@ public final class TrainOptions {
                 v.gateInit != null ? v.gateInit : base.gateInit(),
                 v.importance != null ? Importance.parse(v.importance) : base.importance(),
                 v.progressiveCut != null ? v.progressiveCut : base.progressiveCut());
+    }
+
+    /** The low-rank adapters trained with the gates ({@code --adapter lora}), or {@link AdapterConfig#NONE}. */
+    public AdapterConfig adapter() {
+        return v.adapterRank == null ? AdapterConfig.NONE : new AdapterConfig(v.adapterRank, v.adapterAlpha,
+                AdapterConfig.Targets.parse(v.adapterTargets), v.adapterLearningRate);
     }
 
     /** The recipe's name: "default" or "plain". */

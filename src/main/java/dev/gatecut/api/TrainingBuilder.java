@@ -50,6 +50,11 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     Double gateInit;
     String importance;
     Boolean progressiveCut;
+    /** Low-rank adapters' rank: null is none. */
+    Integer adapterRank;
+    double adapterAlpha = dev.gatecut.train.AdapterConfig.DEFAULT_ALPHA;
+    String adapterTargets = "qv";
+    double adapterLearningRate = dev.gatecut.train.AdapterConfig.DEFAULT_LEARNING_RATE;
     /** The common width's rounding under uniform widths: compress sets its align here; train keeps 1. */
     int widthAlign = 1;
     long seed = 1;
@@ -210,6 +215,19 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
      */
     public B recipe(String name) {
         this.recipe = Objects.requireNonNull(name, "recipe");
+        return self();
+    }
+
+    /**
+     * Train a low-rank adapter W + (alpha / rank)·A·B on each targeted layer with the gates ({@code --adapter lora
+     * --adapter-rank --adapter-alpha --adapter-targets --adapter-lr}; default none): targets "qv" (attention query
+     * and value projections) or "all" (every gated linear layer). The compiled model folds them into the weights.
+     */
+    public B adapter(int rank, double alpha, String targets, double learningRate) {
+        this.adapterRank = rank;
+        this.adapterAlpha = alpha;
+        this.adapterTargets = Objects.requireNonNull(targets, "targets");
+        this.adapterLearningRate = learningRate;
         return self();
     }
 
@@ -400,6 +418,27 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         }
     }
 
+    /** {@code --adapter lora}: rank ≥ 1, alpha > 0, rate ≥ 0, known targets, the fused back-end. */
+    private void validateAdapter() {
+        if (adapterRank == null) {
+            return;
+        }
+        if (adapterRank < 1) {
+            throw new OptionException("adapter rank (--adapter-rank) must be >= 1, got " + adapterRank);
+        }
+        if (!(adapterAlpha > 0 && Double.isFinite(adapterAlpha))) {
+            throw new OptionException("adapter alpha (--adapter-alpha) must be > 0, got " + adapterAlpha);
+        }
+        if (!(adapterLearningRate >= 0 && Double.isFinite(adapterLearningRate))) {
+            throw new OptionException("adapter learning rate (--adapter-lr) must be >= 0, got " + adapterLearningRate);
+        }
+        dev.gatecut.train.AdapterConfig.Targets.parse(adapterTargets);
+        if (backend != null && !backend.name().equals(Backends.FUSED.name())) {
+            throw new OptionException("--adapter lora runs on the fused back-end only, not --backend " + backend.name()
+                    + ": use --backend fused (or auto)");
+        }
+    }
+
     /** Checks every value; messages name the setter and the CLI option. */
     void validateTraining() {
         if (!(targetSparsity >= 0 && targetSparsity < 1)) {
@@ -450,6 +489,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
             throw new OptionException("labelFree (--label-free) trains by distillation from the model: --distill 0"
                     + " would leave only its hard labels; give --distill > 0 or leave it out (1)");
         }
+        validateAdapter();
         validateDevices();
         if (resume && force) {
             throw new OptionException("--resume and --force contradict each other: --resume continues the"

@@ -76,6 +76,9 @@ final class TrainCommand implements Callable<Integer> {
         @picocli.CommandLine.Mixin
         GateTrainingOptions gate;
 
+        @picocli.CommandLine.Mixin
+        AdapterOptions adapter;
+
         @Option(names = "--train", required = true, paramLabel = "FILE", description = "Training data: JSONL (one object per line) or CSV with a header row; a text and a label"
                         + " field per row, or pre-tokenised input_ids.")
         Path train;
@@ -166,6 +169,7 @@ final class TrainCommand implements Callable<Integer> {
         /** These options on an API options builder. */
         <B extends TrainingBuilder<B>> B applyTo(B b) {
             gate.applyTo(b);
+            adapter.applyTo(b);
             b.train(train).eval(eval).tokenizer(tokenizer).textField(textField).labelField(labelField).labels(labels).labelFree(labelFree)
                     .epochs(epochs).steps(steps).batchSize(batch).maxLength(maxLen).device(Device.parse(device))
                     .devices(parseDevices(devices)).backend(parseBackend()).checkpointEvery(checkpointEvery)

@@ -63,6 +63,7 @@ public final class FusedBackend implements TrainingBackend {
             built.model().save(file, external);
             DataParallelTrainer parallel = new DataParallelTrainer(built, file, config, device, devices);
             if (c != null) {
+                LowRankAdapters.requireSameAdapters(c.params(), built.params(), saved);
                 parallel.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
             }
             return new Started(parallel, built.plan(), built.params());
@@ -76,6 +77,7 @@ public final class FusedBackend implements TrainingBackend {
                 : new GateTrainer(built, config,
                         OrtSessions.openForTraining(file, device, devices.isEmpty() ? 0 : devices.get(0), 0));
         if (c != null) {
+            LowRankAdapters.requireSameAdapters(c.params(), built.params(), saved);
             fused.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
         }
         return new Started(fused, built.plan(), built.params());

@@ -14,11 +14,25 @@ import dev.gatecut.gates.Widths;
  * @param widths         whether the budget projection keeps one width per kind of block in every layer
  * @param recipe         schedules, per-group learning rates, recovery, selection and distillation
  * @param hiddenGates    whether the residual stream (hidden dimension) is gated too
+ * @param adapter        low-rank adapters trained with the gates ({@link AdapterConfig#NONE}: none)
  */
 public record TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
                           double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
                           double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths,
-                          Recipe recipe, boolean hiddenGates) {
+                          Recipe recipe, boolean hiddenGates, AdapterConfig adapter) {
+
+    public TrainConfig {
+        java.util.Objects.requireNonNull(adapter, "adapter");
+    }
+
+    /** Without adapters. */
+    public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
+                       double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
+                       double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths,
+                       Recipe recipe, boolean hiddenGates) {
+        this(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay, noiseSigma,
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, AdapterConfig.NONE);
+    }
 
     /** Without hidden gates. */
     public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
@@ -44,7 +58,7 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
 
     public TrainConfig withRecipe(Recipe r) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, r, hiddenGates);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, r, hiddenGates, adapter);
     }
 
     /** The head's learning rate (the recipe's, else the gate rate). */
@@ -59,26 +73,31 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
 
     public TrainConfig withLearningRate(double lr) {
         return new TrainConfig(task, mode, targetSparsity, lambda, lr, beta1, beta2, epsilon, weightDecay, noiseSigma,
-                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates);
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, adapter);
     }
 
     public TrainConfig withSeed(long s) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths, recipe, hiddenGates);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths, recipe, hiddenGates, adapter);
     }
 
     public TrainConfig withLambda(double l) {
         return new TrainConfig(task, mode, targetSparsity, l, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, adapter);
     }
 
     public TrainConfig withHiddenGates(boolean hidden) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hidden);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hidden, adapter);
     }
 
     public TrainConfig withWidths(Widths w) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, w, recipe, hiddenGates);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, w, recipe, hiddenGates, adapter);
+    }
+
+    public TrainConfig withAdapter(AdapterConfig a) {
+        return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, a);
     }
 }

@@ -10,9 +10,9 @@ import java.nio.file.Path;
 import java.util.Map;
 
 /**
- * The non-gate parameters a run trained, as saved in params.json: biases of gated layers, and either a
+ * The non-gate parameters a run trained, as saved in params.json: biases of gated layers, either a
  * classifier export's own head (its initializers' names) or an added head ({@link #HEAD_WEIGHT},
- * {@link #HEAD_BIAS}).
+ * {@link #HEAD_BIAS}), and low-rank adapters ({@link LowRankAdapters}: merged into their weights).
  */
 public final class TrainedParams {
     public static final String HEAD_WEIGHT = "head.weight";
@@ -26,12 +26,16 @@ public final class TrainedParams {
     }
 
     /**
-     * Writes the trained biases and own-head weights into the model's initializers of the same names; an
+     * Writes the trained biases and own-head weights into the model's initializers of the same names and
+     * folds adapters into their weights ({@link LowRankAdapters#merge}); an
      * added head is not part of the model ({@link Classifier#attachHead} appends it).
      */
     public static void apply(OnnxModel model, Path file) {
-        for (var e : read(file).entrySet()) {
-            if (e.getKey().equals(HEAD_WEIGHT) || e.getKey().equals(HEAD_BIAS)) {
+        Map<String, float[]> params = read(file);
+        // Adapters first (W + s·A·B): they change weights, the entries below biases and head weights.
+        LowRankAdapters.merge(model, params, file.toString());
+        for (var e : params.entrySet()) {
+            if (e.getKey().equals(HEAD_WEIGHT) || e.getKey().equals(HEAD_BIAS) || LowRankAdapters.isAdapterEntry(e.getKey())) {
                 continue;
             }
             Value v = model.graph().value(e.getKey()).orElseThrow(() -> new ModelException(file + ": parameter '"

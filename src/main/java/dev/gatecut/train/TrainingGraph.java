@@ -59,6 +59,8 @@ public final class TrainingGraph {
     public static final String LEARNING_RATE = "adamw.lr";
     public static final String BIAS_LEARNING_RATE = "adamw.lr.bias";
     public static final String HEAD_LEARNING_RATE = "adamw.lr.head";
+    /** Learning rate of the low-rank adapters (an input of train steps built with {@link AdapterConfig#enabled}). */
+    public static final String ADAPTER_LEARNING_RATE = "adamw.lr.adapter";
     /** The sparsity loss's weight and target of the step (fed by the fused trainer: {@link Schedule}). */
     public static final String SPARSITY_WEIGHT = "gatecut.lambda";
     public static final String TARGET_SPARSITY = "gatecut.target_sparsity";
@@ -261,6 +263,19 @@ public final class TrainingGraph {
         OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "train/");
         for (String b : biases) {
             paramValues.add(trainable(g, ops, b, TrainableParam.Kind.BIAS, path, params, initial));
+        }
+        if (config.adapter().enabled()) {
+            // Its own generator: the head's initialisation below stays that of a run without adapters.
+            Random adapterRandom = new Random(config.seed() * 31 + 7);
+            for (LowRankAdapters.Added a : LowRankAdapters.inject(g, opset, LowRankAdapters.targets(discovery,
+                    config.adapter().targets()), config.adapter(), adapterRandom, path.toString(), initial)) {
+                params.add(new TrainableParam(a.a().name(), TrainableParam.Kind.ADAPTER, new long[] {a.in(),
+                        config.adapter().rank()}, null));
+                params.add(new TrainableParam(a.b().name(), TrainableParam.Kind.ADAPTER, new long[] {
+                        config.adapter().rank(), a.out()}, null));
+                paramValues.add(a.a());
+                paramValues.add(a.b());
+            }
         }
 
         Value taskLoss;
@@ -468,6 +483,7 @@ public final class TrainingGraph {
         Value lr = g.addInput(LEARNING_RATE, floatType());
         Value biasLr = g.addInput(BIAS_LEARNING_RATE, floatType());
         Value headLr = g.addInput(HEAD_LEARNING_RATE, floatType());
+        Value adapterLr = c.adapter().enabled() ? g.addInput(ADAPTER_LEARNING_RATE, floatType()) : null;
         Value one = ops.scalar(1.0);
         Value bc1 = ops.op("Sub", one, ops.op("Pow", ops.scalar(c.beta1()), step));
         Value bc2 = ops.op("Sub", one, ops.op("Pow", ops.scalar(c.beta2()), step));
@@ -487,6 +503,7 @@ public final class TrainingGraph {
                 case GATE -> lr;
                 case BIAS -> biasLr;
                 case HEAD -> headLr;
+                case ADAPTER -> adapterLr;
             };
             Value next = ops.op("Sub", value, ops.op("Mul", decayed, rate));
             name(g, ops, next, Built.next(p.name()));

@@ -122,6 +122,10 @@ public final class TrainingRun {
                     + " schedule, recovery, selection, distillation or class weights) runs on the fused back-end"
                     + " only: use --backend fused, or --recipe plain for ONNX Runtime's training API");
         }
+        if (!options.backend().runsRecipes() && config.adapter().enabled()) {
+            throw new OptionException("--adapter lora (its own learning rate) runs on the fused back-end only: use"
+                    + " --backend fused");
+        }
         Path metrics = outDir.resolve("metrics.jsonl");
         // One probe per graph for the whole run (and the JVM): training, evaluation and compile-side discoveries share it.
         ShapeCache shapes = ShapeCache.shared();
@@ -223,7 +227,7 @@ public final class TrainingRun {
             trainer.gates().write(outDir.resolve("gates.raw.json"));
             GateValues gates = project(trainer, plan, config);
             gates.write(outDir.resolve("gates.json"));
-            writeParams(outDir.resolve("params.json"), params, trainer.parameters());
+            writeParams(outDir.resolve("params.json"), params, trainer.parameters(), config.adapter());
             long selected = best != null && best.step() > 0 && best.step() != mainSteps ? best.step() : -1;
             return new Summary(trainer.step(), last, lastEval, sparsity, gates, shapes, selected,
                     selected > 0 ? best.eval() : null);
@@ -380,12 +384,17 @@ public final class TrainingRun {
         }
     }
 
-    private static void writeParams(Path file, List<TrainableParam> trainable, Map<String, float[]> params) {
+    private static void writeParams(Path file, List<TrainableParam> trainable, Map<String, float[]> params,
+                                    AdapterConfig adapter) {
         Map<String, float[]> trained = new LinkedHashMap<>();
         for (TrainableParam p : trainable) {
             if (p.kind() != TrainableParam.Kind.GATE) {
                 trained.put(p.name(), params.get(p.name()));
             }
+        }
+        if (adapter.enabled()) {
+            // What prune needs to fold W + s·A·B besides A and B.
+            trained.put(LowRankAdapters.SCALE, new float[] {(float) adapter.scale()});
         }
         new Checkpoint(0, trained, Map.of(), Map.of()).write(file);
     }

@@ -1,0 +1,46 @@
+package dev.gatecut.cli;
+
+import dev.gatecut.api.TrainingBuilder;
+import dev.gatecut.errors.OptionException;
+import dev.gatecut.train.AdapterConfig;
+import picocli.CommandLine.Option;
+
+/** Low-rank adapters trained with the gates (train, compress). */
+final class AdapterOptions {
+    @Option(names = "--adapter", paramLabel = "KIND", description = "lora: train a low-rank adapter W + s·A·B on each"
+            + " targeted layer with the gates (APT / LoRAPrune style); compiling folds it into the weight, so the slim"
+            + " model has no extra layers. Default: none (gates, biases and head only).")
+    String adapter;
+
+    @Option(names = "--adapter-rank", paramLabel = "R", description = "The adapters' rank (default "
+            + AdapterConfig.DEFAULT_RANK + ").")
+    Integer rank;
+
+    @Option(names = "--adapter-alpha", paramLabel = "A", description = "Scale numerator: the product is scaled by"
+            + " A / R as in PEFT (default 16).")
+    Double alpha;
+
+    @Option(names = "--adapter-targets", paramLabel = "T", description = "qv: the attention query and value projections"
+            + " (PEFT's default for BERT; a packed Q|K|V weight as a whole); all: every gated linear layer. Default qv.")
+    String targets;
+
+    @Option(names = "--adapter-lr", paramLabel = "X", description = "AdamW learning rate of the adapters (default"
+            + " 5e-4), with the recipe's warm-up.")
+    Double learningRate;
+
+    <B extends TrainingBuilder<B>> B applyTo(B b) {
+        if (adapter == null) {
+            if (rank != null || alpha != null || targets != null || learningRate != null) {
+                throw new OptionException("--adapter-rank, --adapter-alpha, --adapter-targets and --adapter-lr need"
+                        + " --adapter lora");
+            }
+            return b;
+        }
+        if (!adapter.equalsIgnoreCase("lora")) {
+            throw new OptionException("--adapter must be lora, got '" + adapter + "'");
+        }
+        return b.adapter(rank != null ? rank : AdapterConfig.DEFAULT_RANK,
+                alpha != null ? alpha : AdapterConfig.DEFAULT_ALPHA, targets != null ? targets : "qv",
+                learningRate != null ? learningRate : AdapterConfig.DEFAULT_LEARNING_RATE);
+    }
+}
