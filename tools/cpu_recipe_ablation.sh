@@ -7,12 +7,14 @@
 #
 #   bash tools/cpu_recipe_ablation.sh                       # every variant below on both sets, one at a time
 #   VARIANTS="frozen taylor" SETS=sentences bash tools/cpu_recipe_ablation.sh
+#   VARIANTS="taylor-0 norms-0 taylor norms" SETS=sentences bash tools/cpu_recipe_ablation.sh   # --train-norms
 #
 # Needs target/classes (mvn -o -q compile) and target/models (mvn -o -q package -DskipTests). Output: $OUT
 # (default target/recipe-ablation): one folder per run and results.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-target/recipe-ablation}
+CLASSES=${CLASSES:-target/classes}   # a copy keeps the runs on one build while target/classes is rebuilt
 SETS=${SETS:-"sentences fine-foods"}
 VARIANTS=${VARIANTS:-"frozen paper-init init95 taylor taylor-0 progressive per-parameter"}
 SEED=${SEED:-1}
@@ -41,6 +43,11 @@ flags() {   # sparsity, then the flags of a variant
     taylor-0)      echo "0 --gate-init 0.95 --importance taylor" ;;
     progressive)   echo "0.3 --gate-init 0.95 --importance taylor --progressive-cut" ;;
     per-parameter) echo "0.3 --gate-init 0.95 --importance taylor-per-parameter --progressive-cut" ;;
+    # --train-norms (LN-tuning on top of gates, biases and head): the default recipe with and without it.
+    norms)         echo "0.3 --gate-init 0.95 --importance taylor --train-norms" ;;
+    norms-0)       echo "0 --gate-init 0.95 --importance taylor --train-norms" ;;
+    norms-lr1e-2)  echo "0.3 --gate-init 0.95 --importance taylor --train-norms --norm-lr 1e-2" ;;
+    norms-0-lr1e-2) echo "0 --gate-init 0.95 --importance taylor --train-norms --norm-lr 1e-2" ;;
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac
 }
@@ -49,7 +56,7 @@ for ds in $SETS; do
     read -r sparsity extra <<< "$(flags "$v")" || continue
     run="$OUT/$ds-$v-seed$SEED"
     start=$SECONDS
-    java -cp "target/classes:$(cat "$OUT/cp.txt")" dev.gatecut.cli.GatecutCli train target/models/all-minilm-l6-v2.onnx \
+    java -cp "$CLASSES:$(cat "$OUT/cp.txt")" dev.gatecut.cli.GatecutCli train target/models/all-minilm-l6-v2.onnx \
       --tokenizer target/models/all-minilm-l6-v2-tokenizer.json --train "$OUT/data/$ds-train.jsonl" \
       --eval "$OUT/data/$ds-test.jsonl" --max-len 64 --batch 16 --epochs 2 --seed "$SEED" --no-select-best \
       --target-sparsity "$sparsity" $extra --no-progress --force -o "$run" > "$run.log" 2>&1

@@ -156,7 +156,7 @@ public final class TrainOptions {
         }
         if (v.backend == null) {
             // The training API runs only the plain recipe (one learning rate, no schedule).
-            boolean plain = recipe(config(2)).equals(Recipe.plain()) && !classBalanced();
+            boolean plain = recipe(config(2)).equals(Recipe.plain()) && !classBalanced() && !v.trainNorms;
             return available && plain ? Backends.ORT_TRAINING : Backends.FUSED;
         }
         if (v.backend.name().equals(Backends.ORT_TRAINING.name()) && !available) {
@@ -185,6 +185,11 @@ public final class TrainOptions {
     /** Whether the residual stream is gated too ({@code --hidden-gates}). */
     public boolean hiddenGates() {
         return v.hiddenGates;
+    }
+
+    /** Whether the norms' scales and biases are trained ({@code --train-norms}). */
+    public boolean trainNorms() {
+        return v.trainNorms;
     }
 
     /** Whether every layer keeps one width per kind of block ({@code --uniform-widths}). */
@@ -218,7 +223,10 @@ public final class TrainOptions {
         c = c.withWidths(v.uniformWidths ? Widths.uniform(v.widthAlign) : new Widths(false, v.widthAlign))
                 .withHiddenGates(v.hiddenGates);
         c = v.learningRate != null ? c.withLearningRate(v.learningRate) : c;
-        return c.withRecipe(recipe(c));
+        c = c.withRecipe(recipe(c));
+        // Norms default to the biases' rate: both are per-channel vectors the adapter shifts (LN-tuning, BitFit).
+        return v.trainNorms ? c.withNormLearningRate(v.normLearningRate != null ? v.normLearningRate
+                : c.biasLearningRate()) : c;
     }
 
     /** The named recipe with the single settings given applied over it. */

@@ -188,6 +188,7 @@ public final class DataParallelTrainer implements StepTrainer {
                 case GATE -> at.gateLr();
                 case BIAS -> at.biasLr();
                 case HEAD -> at.headLr();
+                case NORM -> at.normLr();
             };
             adamW.apply(params.get(p.name()), whole.gradients().get(p.name()), m1.get(p.name()), m2.get(p.name()),
                     step, rate);

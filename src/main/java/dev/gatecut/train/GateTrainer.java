@@ -132,6 +132,9 @@ public final class GateTrainer implements StepTrainer {
             feeds.put(TrainingGraph.TARGET_SPARSITY, scalarTensor(at.targetSparsity()));
             feeds.put(TrainingGraph.BIAS_LEARNING_RATE, scalarTensor(at.biasLr()));
             feeds.put(TrainingGraph.HEAD_LEARNING_RATE, scalarTensor(at.headLr()));
+            if (train.params().stream().anyMatch(p -> p.kind() == TrainableParam.Kind.NORM)) {
+                feeds.put(TrainingGraph.NORM_LEARNING_RATE, scalarTensor(at.normLr()));
+            }
             for (TrainableParam p : train.params()) {
                 feeds.put(p.name(), floats(params.get(p.name()), p.dims()));
                 feeds.put(TrainingGraph.Built.moment1(p.name()), floats(m1.get(p.name()), p.dims()));

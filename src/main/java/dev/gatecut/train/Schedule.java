@@ -11,7 +11,11 @@ public record Schedule(TrainConfig config, long mainSteps) {
 
     /** The values of one step. */
     public record At(double gateLr, double biasLr, double headLr, double lambda, double targetSparsity,
-                     boolean recovery) {
+                     boolean recovery, double normLr) {
+        /** Without trained norms (their rate 0). */
+        public At(double gateLr, double biasLr, double headLr, double lambda, double targetSparsity, boolean recovery) {
+            this(gateLr, biasLr, headLr, lambda, targetSparsity, recovery, 0);
+        }
     }
 
     public long totalSteps() {
@@ -30,8 +34,9 @@ public record Schedule(TrainConfig config, long mainSteps) {
     public At at(long step) {
         Recipe r = config.recipe();
         if (recovery(step)) {
-            // Gates frozen (rate 0) at their projection; the sparsity loss no longer moves anything.
-            return new At(0, config.biasLearningRate(), config.headLearningRate(), 0, config.targetSparsity(), true);
+            // Gates frozen (rate 0) at their projection; the sparsity loss no longer moves anything. Norms train on.
+            return new At(0, config.biasLearningRate(), config.headLearningRate(), 0, config.targetSparsity(), true,
+                    normLr(1));
         }
         double warm = r.warmup() * mainSteps;
         double factor = warm <= 0 ? 1 : Math.min(1, (step + 1) / warm);
@@ -41,6 +46,11 @@ public record Schedule(TrainConfig config, long mainSteps) {
         double progress = ramp <= 0 ? 1 : Math.min(1, Math.max(0, (step - dense + 1) / ramp));
         double target = step < dense ? 0 : config.targetSparsity() * progress;
         return new At(factor * config.learningRate(), factor * config.biasLearningRate(),
-                factor * config.headLearningRate(), lambda, target, false);
+                factor * config.headLearningRate(), lambda, target, false, normLr(factor));
+    }
+
+    /** The norms' rate times {@code factor} (the warm-up), 0 when they are not trained. */
+    private double normLr(double factor) {
+        return config.trainsNorms() ? factor * config.normLearningRate() : 0;
     }
 }

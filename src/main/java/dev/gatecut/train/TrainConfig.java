@@ -14,11 +14,22 @@ import dev.gatecut.gates.Widths;
  * @param widths         whether the budget projection keeps one width per kind of block in every layer
  * @param recipe         schedules, per-group learning rates, recovery, selection and distillation
  * @param hiddenGates    whether the residual stream (hidden dimension) is gated too
+ * @param normLearningRate AdamW learning rate of the normalisation layers' scales and biases, which are trained
+ *                       only when it is set ({@code --train-norms}); NaN: norms frozen
  */
 public record TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
                           double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
                           double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths,
-                          Recipe recipe, boolean hiddenGates) {
+                          Recipe recipe, boolean hiddenGates, double normLearningRate) {
+
+    /** Norms frozen. */
+    public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
+                       double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
+                       double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths,
+                       Recipe recipe, boolean hiddenGates) {
+        this(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay, noiseSigma,
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, Double.NaN);
+    }
 
     /** Without hidden gates. */
     public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
@@ -44,7 +55,7 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
 
     public TrainConfig withRecipe(Recipe r) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, r, hiddenGates);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, r, hiddenGates, normLearningRate);
     }
 
     /** The head's learning rate (the recipe's, else the gate rate). */
@@ -59,26 +70,37 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
 
     public TrainConfig withLearningRate(double lr) {
         return new TrainConfig(task, mode, targetSparsity, lambda, lr, beta1, beta2, epsilon, weightDecay, noiseSigma,
-                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates);
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, normLearningRate);
     }
 
     public TrainConfig withSeed(long s) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths, recipe, hiddenGates);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths, recipe, hiddenGates, normLearningRate);
     }
 
     public TrainConfig withLambda(double l) {
         return new TrainConfig(task, mode, targetSparsity, l, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, normLearningRate);
     }
 
     public TrainConfig withHiddenGates(boolean hidden) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hidden);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hidden, normLearningRate);
+    }
+
+    /** Trains the norms' scales and biases at {@code lr} ({@code --train-norms}); NaN freezes them. */
+    public TrainConfig withNormLearningRate(double lr) {
+        return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, lr);
+    }
+
+    /** Whether the normalisation layers' scales and biases are trained. */
+    public boolean trainsNorms() {
+        return !Double.isNaN(normLearningRate);
     }
 
     public TrainConfig withWidths(Widths w) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, w, recipe, hiddenGates);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, w, recipe, hiddenGates, normLearningRate);
     }
 }

@@ -122,6 +122,10 @@ public final class TrainingRun {
                     + " schedule, recovery, selection, distillation or class weights) runs on the fused back-end"
                     + " only: use --backend fused, or --recipe plain for ONNX Runtime's training API");
         }
+        if (!options.backend().runsRecipes() && config.trainsNorms()) {
+            throw new OptionException("--train-norms (a learning rate of its own) runs on the fused back-end only: use"
+                    + " --backend fused");
+        }
         Path metrics = outDir.resolve("metrics.jsonl");
         // One probe per graph for the whole run (and the JVM): training, evaluation and compile-side discoveries share it.
         ShapeCache shapes = ShapeCache.shared();
