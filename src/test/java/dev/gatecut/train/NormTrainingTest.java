@@ -228,6 +228,21 @@ class NormTrainingTest {
         assertEquals(Backends.FUSED.name(), o.backend().name());
     }
 
+    /** A norm whose scale is computed (here through an Identity) cannot be written back: refused, naming the node. */
+    @Test
+    void aNormWithAComputedScaleIsRefused() {
+        try (OnnxModel m = OnnxModel.load(Path.of("onnx-models/bert-ts17.onnx"))) {
+            var g = m.graph();
+            var ln = g.nodes().stream().filter(n -> n.is("LayerNormalization")).findFirst().orElseThrow();
+            var copy = g.addNode("Identity", "", g.freshNodeName("scale_copy"), List.of(ln.input(1)),
+                    List.of(g.freshName("scale_copy")), List.of());
+            ln.setInput(1, copy.output(0));
+            var e = assertThrows(dev.gatecut.errors.ModelException.class, () -> NormParameters.find(g, "bert-ts17.onnx"));
+            assertTrue(e.getMessage().contains("'" + ln.name() + "'") && e.getMessage().contains("Identity node")
+                    && e.getMessage().contains("leave out --train-norms"), e.getMessage());
+        }
+    }
+
     /** The evaluation graph's logits for {@code batch} with {@code params} and zero noise. */
     static float[][] evaluationLogits(TrainingGraph.Built eval, TrainConfig config, Map<String, float[]> params,
                                       Batch batch) throws Exception {
