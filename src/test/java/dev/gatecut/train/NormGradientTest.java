@@ -136,6 +136,40 @@ class NormGradientTest {
         }
     }
 
+    /**
+     * Hidden gates on an encoder whose last norm writes the graph output (an added head reads it): the task
+     * loss reaches the model. Biases have no other gradient (the sparsity loss reads only θ), so a bias
+     * gradient of 0 everywhere meant the loss read the norm's replaced output and only the head trained.
+     */
+    @org.junit.jupiter.api.Test
+    void hiddenGatesLeaveTheTaskGradientIntoTheModel() throws Exception {
+        TrainConfig config = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 3).withHiddenGates(true);
+        TrainingGraph.Built built = TrainingGraph.gradients(Path.of("onnx-models/bert-ts17.onnx"), config);
+        OrtEnvironment env = OrtSessions.environment();
+        Map<String, OnnxTensor> fixed = new LinkedHashMap<>();
+        GateTrainer.feed(env, fixed, built.modelInputs(), Task.CLASSIFY, DataParallelTrainingTest.classifierBatch(5, 3));
+        for (var e : built.noiseInputs().entrySet()) {
+            int n = built.plan().gate(e.getKey()).orElseThrow().size();
+            fixed.put(e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
+        }
+        try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
+            Map<String, float[]> grads = new HashMap<>();
+            run(s, fixed, built.initialValues(), built, grads);
+            double biasGradient = 0;
+            for (TrainableParam p : built.params()) {
+                if (p.kind() == TrainableParam.Kind.BIAS) {
+                    for (float g : grads.get(p.name())) {
+                        biasGradient = Math.max(biasGradient, Math.abs(g));
+                    }
+                }
+            }
+            assertTrue(biasGradient > 1e-4, "largest bias gradient " + biasGradient);
+        } finally {
+            fixed.values().forEach(OnnxTensor::close);
+            built.model().close();
+        }
+    }
+
     private static Map<String, float[]> shifted(Map<String, float[]> params, Map<String, float[]> u, double eps) {
         Map<String, float[]> out = new LinkedHashMap<>();
         params.forEach((k, v) -> {
