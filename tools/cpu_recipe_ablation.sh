@@ -8,12 +8,14 @@
 #   bash tools/cpu_recipe_ablation.sh                       # every variant below on both sets, one at a time
 #   VARIANTS="frozen taylor" SETS=sentences bash tools/cpu_recipe_ablation.sh
 #   VARIANTS="default-0 lora-0 default lora" SETS=sentences bash tools/cpu_recipe_ablation.sh   # --adapter lora
+#   VARIANTS="taylor-0 norms-0 taylor norms" SETS=sentences bash tools/cpu_recipe_ablation.sh   # --train-norms
 #
 # Needs target/classes (mvn -o -q compile) and target/models (mvn -o -q package -DskipTests). Output: $OUT
 # (default target/recipe-ablation): one folder per run and results.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-target/recipe-ablation}
+CLASSES=${CLASSES:-target/classes}   # a copy keeps the runs on one build while target/classes is rebuilt
 SETS=${SETS:-"sentences fine-foods"}
 VARIANTS=${VARIANTS:-"frozen paper-init init95 taylor taylor-0 progressive per-parameter"}
 SEED=${SEED:-1}
@@ -50,6 +52,11 @@ flags() {   # sparsity, then the flags of a variant
     lora-qv)       echo "0.3 --adapter lora" ;;                          # adapters on query and value only
     lora-0-2e-3)   echo "0 --adapter lora --adapter-targets all --adapter-lr 2e-3" ;;
     lora-2e-3)     echo "0.3 --adapter lora --adapter-targets all --adapter-lr 2e-3" ;;
+    # --train-norms (LN-tuning on top of gates, biases and head): the default recipe with and without it.
+    norms)         echo "0.3 --gate-init 0.95 --importance taylor --train-norms" ;;
+    norms-0)       echo "0 --gate-init 0.95 --importance taylor --train-norms" ;;
+    norms-lr1e-2)  echo "0.3 --gate-init 0.95 --importance taylor --train-norms --norm-lr 1e-2" ;;
+    norms-0-lr1e-2) echo "0 --gate-init 0.95 --importance taylor --train-norms --norm-lr 1e-2" ;;
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac
 }

@@ -129,6 +129,14 @@ public final class GatecutModel implements AutoCloseable {
      */
     public TrainingArtifacts exportTrainingArtifacts(TrainOptions options, Integer numLabels, Path folder)
             throws OrtException {
+        if (options.trainNorms()) {
+            throw new dev.gatecut.errors.OptionException("--train-norms trains the norms at a rate of their own, which"
+                    + " the ONNX Runtime training artifacts (one AdamW rate) cannot: leave out --train-norms");
+        }
+        if (options.adapter().enabled()) {
+            throw new dev.gatecut.errors.OptionException("--adapter lora trains adapters at a rate of their own, which"
+                    + " the ONNX Runtime training artifacts (one AdamW rate) cannot: leave out --adapter");
+        }
         return TrainingArtifacts.write(file, options.config(numLabels != null ? numLabels : defaultLabels()), folder);
     }
 

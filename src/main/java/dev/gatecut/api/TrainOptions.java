@@ -157,7 +157,8 @@ public final class TrainOptions {
         }
         if (v.backend == null) {
             // The training API runs only the plain recipe (one learning rate, no schedule).
-            boolean plain = recipe(config(2)).equals(Recipe.plain()) && !classBalanced() && v.adapterRank == null;
+            boolean plain = recipe(config(2)).equals(Recipe.plain()) && !classBalanced() && v.adapterRank == null
+                    && !v.trainNorms;
             return available && plain ? Backends.ORT_TRAINING : Backends.FUSED;
         }
         if (v.backend.name().equals(Backends.ORT_TRAINING.name()) && !available) {
@@ -186,6 +187,11 @@ public final class TrainOptions {
     /** Whether the residual stream is gated too ({@code --hidden-gates}). */
     public boolean hiddenGates() {
         return v.hiddenGates;
+    }
+
+    /** Whether the norms' scales and biases are trained ({@code --train-norms}). */
+    public boolean trainNorms() {
+        return v.trainNorms;
     }
 
     /** Whether every layer keeps one width per kind of block ({@code --uniform-widths}). */
@@ -220,7 +226,10 @@ public final class TrainOptions {
                 .withHiddenGates(v.hiddenGates);
         c = v.learningRate != null ? c.withLearningRate(v.learningRate) : c;
         c = c.withAdapter(adapter());
-        return c.withRecipe(recipe(c));
+        c = c.withRecipe(recipe(c));
+        // Norms default to the biases' rate: both are per-channel vectors the adapter shifts (LN-tuning, BitFit).
+        return v.trainNorms ? c.withNormLearningRate(v.normLearningRate != null ? v.normLearningRate
+                : c.biasLearningRate()) : c;
     }
 
     /** The named recipe with the single settings given applied over it. */

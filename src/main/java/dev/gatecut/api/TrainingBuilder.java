@@ -36,6 +36,8 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     String pooling = "mean";
     boolean uniformWidths;
     boolean hiddenGates;
+    boolean trainNorms;
+    Double normLearningRate;
     String recipe = "default";
     Double headLearningRate;
     Double biasLearningRate;
@@ -195,6 +197,24 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
      */
     public B hiddenGates(boolean hidden) {
         this.hiddenGates = hidden;
+        return self();
+    }
+
+    /**
+     * Train the scale and bias of every normalisation layer too ({@code --train-norms}, default off; LN-tuning):
+     * they persist with the run's biases in params.json and are written into the compiled model.
+     */
+    public B trainNorms(boolean train) {
+        this.trainNorms = train;
+        return self();
+    }
+
+    /**
+     * AdamW learning rate of the norms' scales and biases ({@code --norm-lr}, needs {@link #trainNorms});
+     * default the biases' rate.
+     */
+    public B normLearningRate(double lr) {
+        this.normLearningRate = lr;
         return self();
     }
 
@@ -451,6 +471,17 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         }
         if (!(lambda >= 0 && Double.isFinite(lambda))) {
             throw new OptionException("lambda (--lambda) must be >= 0, got " + lambda);
+        }
+        if (normLearningRate != null && !trainNorms) {
+            throw new OptionException("normLearningRate (--norm-lr) sets the rate of trained norms: add --train-norms"
+                    + " (trainNorms) or leave --norm-lr out");
+        }
+        if (normLearningRate != null && !(normLearningRate > 0 && Double.isFinite(normLearningRate))) {
+            throw new OptionException("normLearningRate (--norm-lr) must be > 0, got " + normLearningRate);
+        }
+        if (trainNorms && backend != null && !backend.runsRecipes()) {
+            throw new OptionException("--train-norms needs the fused back-end (per-group learning rates); --backend "
+                    + backend.name() + " trains gates, biases and head only: use --backend fused (or auto)");
         }
         if (uniformWidths && hiddenGates) {
             throw new OptionException("--uniform-widths and --hidden-gates do not go together yet; leave out one");

@@ -69,6 +69,16 @@ final class GateTrainingOptions {
             + " default: the recipe's (--lr under plain).")
     Double biasLr;
 
+    @Option(names = "--train-norms", description = "Train the scale and bias of every normalisation layer too"
+            + " (LayerNormalization, RMSNorm, ONNX Runtime's Skip/Embed/Simplified LayerNormalization, decomposed"
+            + " LayerNorm/RMSNorm), in training and recovery; they are saved with the biases in params.json and written"
+            + " into the compiled model. Off by default.")
+    boolean trainNorms;
+
+    @Option(names = "--norm-lr", paramLabel = "X", description = "AdamW learning rate of the norms' scales and biases"
+            + " (with --train-norms); default: the biases' rate.")
+    Double normLr;
+
     @Option(names = "--warmup", paramLabel = "F", description = "Fraction of the training steps over which every learning"
             + " rate rises linearly from 0 to its value (0: none); default: the recipe's.")
     Double warmup;
@@ -145,6 +155,10 @@ final class GateTrainingOptions {
         }
         if (biasLr != null) {
             b.biasLearningRate(biasLr);
+        }
+        b.trainNorms(trainNorms);
+        if (normLr != null) {
+            b.normLearningRate(normLr);
         }
         if (warmup != null) {
             b.warmup(warmup);

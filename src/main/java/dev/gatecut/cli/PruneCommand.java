@@ -89,7 +89,8 @@ final class PruneCommand implements Callable<Integer> {
     Double hiddenFraction;
 
     @Option(names = "--params", paramLabel = "FILE",
-            description = "Trained biases from a training run (RUNDIR/params.json), written into the model first.")
+            description = "Trained biases, head and (--train-norms) norms from a training run (RUNDIR/params.json),"
+                    + " written into the model first.")
     Path params;
 
     @Option(names = "--emit-gated", paramLabel = "FILE",

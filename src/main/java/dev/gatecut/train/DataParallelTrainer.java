@@ -189,6 +189,7 @@ public final class DataParallelTrainer implements StepTrainer {
                 case BIAS -> at.biasLr();
                 case HEAD -> at.headLr();
                 case ADAPTER -> at.adapterLr();
+                case NORM -> at.normLr();
             };
             adamW.apply(params.get(p.name()), whole.gradients().get(p.name()), m1.get(p.name()), m2.get(p.name()),
                     step, rate);

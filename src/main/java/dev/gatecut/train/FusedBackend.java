@@ -64,6 +64,7 @@ public final class FusedBackend implements TrainingBackend {
             DataParallelTrainer parallel = new DataParallelTrainer(built, file, config, device, devices);
             if (c != null) {
                 LowRankAdapters.requireSameAdapters(c.params(), built.params(), saved);
+                requireSameParameters(saved, c, built.params());
                 parallel.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
             }
             return new Started(parallel, built.plan(), built.params());
@@ -78,9 +79,34 @@ public final class FusedBackend implements TrainingBackend {
                         OrtSessions.openForTraining(file, device, devices.isEmpty() ? 0 : devices.get(0), 0));
         if (c != null) {
             LowRankAdapters.requireSameAdapters(c.params(), built.params(), saved);
+            requireSameParameters(saved, c, built.params());
             fused.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
         }
         return new Started(fused, built.plan(), built.params());
+    }
+
+    /**
+     * A resumed run trains exactly the parameters its checkpoint holds: one started with other options
+     * (--adapter, --train-norms, --hidden-gates, --gates-mode) would otherwise drop or invent trained values.
+     */
+    static void requireSameParameters(Path file, Checkpoint c, List<TrainableParam> params) {
+        java.util.Set<String> trained = new java.util.LinkedHashSet<>();
+        for (TrainableParam p : params) {
+            trained.add(p.name());
+            if (!c.params().containsKey(p.name())) {
+                throw mismatch(file, "lacks " + p.kind().name().toLowerCase() + " parameter '" + p.name() + "'");
+            }
+        }
+        for (String name : c.params().keySet()) {
+            if (!trained.contains(name) && !name.startsWith(GateTrainer.saliencyKey(""))) {
+                throw mismatch(file, "holds parameter '" + name + "', which this run does not train");
+            }
+        }
+    }
+
+    private static dev.gatecut.errors.OptionException mismatch(Path file, String what) {
+        return new dev.gatecut.errors.OptionException("--resume: " + file + " " + what + "; resume with the options"
+                + " the run was started with (--adapter, --train-norms, --hidden-gates, --gates-mode, the same model)");
     }
 
     /** The fused step's graph in a run folder. */

@@ -135,6 +135,9 @@ public final class GateTrainer implements StepTrainer {
             if (config.adapter().enabled()) {
                 feeds.put(TrainingGraph.ADAPTER_LEARNING_RATE, scalarTensor(at.adapterLr()));
             }
+            if (train.params().stream().anyMatch(p -> p.kind() == TrainableParam.Kind.NORM)) {
+                feeds.put(TrainingGraph.NORM_LEARNING_RATE, scalarTensor(at.normLr()));
+            }
             for (TrainableParam p : train.params()) {
                 feeds.put(p.name(), floats(params.get(p.name()), p.dims()));
                 feeds.put(TrainingGraph.Built.moment1(p.name()), floats(m1.get(p.name()), p.dims()));

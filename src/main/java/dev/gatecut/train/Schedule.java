@@ -10,8 +10,12 @@ package dev.gatecut.train;
 public record Schedule(TrainConfig config, long mainSteps) {
 
     /** The values of one step. */
-    public record At(double gateLr, double biasLr, double headLr, double adapterLr, double lambda,
+    public record At(double gateLr, double biasLr, double headLr, double adapterLr, double normLr, double lambda,
                      double targetSparsity, boolean recovery) {
+        /** Without adapters or trained norms (their rates 0). */
+        public At(double gateLr, double biasLr, double headLr, double lambda, double targetSparsity, boolean recovery) {
+            this(gateLr, biasLr, headLr, 0, 0, lambda, targetSparsity, recovery);
+        }
     }
 
     public long totalSteps() {
@@ -30,10 +34,10 @@ public record Schedule(TrainConfig config, long mainSteps) {
     public At at(long step) {
         Recipe r = config.recipe();
         if (recovery(step)) {
-            // Gates frozen (rate 0) at their projection; the sparsity loss no longer moves anything. Adapters, like
-            // biases and head, keep adapting to the cut.
-            return new At(0, config.biasLearningRate(), config.headLearningRate(), config.adapter().learningRate(), 0,
-                    config.targetSparsity(), true);
+            // Gates frozen (rate 0) at their projection; the sparsity loss no longer moves anything. Adapters and
+            // norms, like biases and head, keep adapting to the cut.
+            return new At(0, config.biasLearningRate(), config.headLearningRate(), config.adapter().learningRate(),
+                    normLr(1), 0, config.targetSparsity(), true);
         }
         double warm = r.warmup() * mainSteps;
         double factor = warm <= 0 ? 1 : Math.min(1, (step + 1) / warm);
@@ -43,6 +47,12 @@ public record Schedule(TrainConfig config, long mainSteps) {
         double progress = ramp <= 0 ? 1 : Math.min(1, Math.max(0, (step - dense + 1) / ramp));
         double target = step < dense ? 0 : config.targetSparsity() * progress;
         return new At(factor * config.learningRate(), factor * config.biasLearningRate(),
-                factor * config.headLearningRate(), factor * config.adapter().learningRate(), lambda, target, false);
+                factor * config.headLearningRate(), factor * config.adapter().learningRate(), normLr(factor), lambda,
+                target, false);
+    }
+
+    /** The norms' rate times {@code factor} (the warm-up), 0 when they are not trained. */
+    private double normLr(double factor) {
+        return config.trainsNorms() ? factor * config.normLearningRate() : 0;
     }
 }

@@ -15,23 +15,44 @@ import dev.gatecut.gates.Widths;
  * @param recipe         schedules, per-group learning rates, recovery, selection and distillation
  * @param hiddenGates    whether the residual stream (hidden dimension) is gated too
  * @param adapter        low-rank adapters trained with the gates ({@link AdapterConfig#NONE}: none)
+ * @param normLearningRate AdamW learning rate of the normalisation layers' scales and biases, which are trained
+ *                       only when it is set ({@code --train-norms}); NaN: norms frozen
  */
 public record TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
                           double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
                           double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths,
-                          Recipe recipe, boolean hiddenGates, AdapterConfig adapter) {
+                          Recipe recipe, boolean hiddenGates, AdapterConfig adapter, double normLearningRate) {
 
     public TrainConfig {
         java.util.Objects.requireNonNull(adapter, "adapter");
     }
 
-    /** Without adapters. */
+    /** Without adapters; norms trained at {@code normLearningRate} (NaN: frozen). */
+    public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
+                       double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
+                       double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths,
+                       Recipe recipe, boolean hiddenGates, double normLearningRate) {
+        this(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay, noiseSigma,
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, AdapterConfig.NONE,
+                normLearningRate);
+    }
+
+    /** Norms frozen. */
+    public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
+                       double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
+                       double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths,
+                       Recipe recipe, boolean hiddenGates, AdapterConfig adapter) {
+        this(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay, noiseSigma,
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, adapter, Double.NaN);
+    }
+
+    /** Without adapters, norms frozen. */
     public TrainConfig(Task task, GateMode mode, double targetSparsity, double lambda, double learningRate,
                        double beta1, double beta2, double epsilon, double weightDecay, double noiseSigma,
                        double thetaMean, double thetaStd, String pooling, int numLabels, long seed, Widths widths,
                        Recipe recipe, boolean hiddenGates) {
         this(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay, noiseSigma,
-                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, AdapterConfig.NONE);
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, AdapterConfig.NONE, Double.NaN);
     }
 
     /** Without hidden gates. */
@@ -58,7 +79,7 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
 
     public TrainConfig withRecipe(Recipe r) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, r, hiddenGates, adapter);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, r, hiddenGates, adapter, normLearningRate);
     }
 
     /** The head's learning rate (the recipe's, else the gate rate). */
@@ -73,31 +94,42 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
 
     public TrainConfig withLearningRate(double lr) {
         return new TrainConfig(task, mode, targetSparsity, lambda, lr, beta1, beta2, epsilon, weightDecay, noiseSigma,
-                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, adapter);
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, adapter, normLearningRate);
     }
 
     public TrainConfig withSeed(long s) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths, recipe, hiddenGates, adapter);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths, recipe, hiddenGates, adapter, normLearningRate);
     }
 
     public TrainConfig withLambda(double l) {
         return new TrainConfig(task, mode, targetSparsity, l, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, adapter);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, adapter, normLearningRate);
     }
 
     public TrainConfig withHiddenGates(boolean hidden) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hidden, adapter);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hidden, adapter, normLearningRate);
+    }
+
+    /** Trains the norms' scales and biases at {@code lr} ({@code --train-norms}); NaN freezes them. */
+    public TrainConfig withNormLearningRate(double lr) {
+        return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, adapter, lr);
+    }
+
+    /** Whether the normalisation layers' scales and biases are trained. */
+    public boolean trainsNorms() {
+        return !Double.isNaN(normLearningRate);
     }
 
     public TrainConfig withWidths(Widths w) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, w, recipe, hiddenGates, adapter);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, w, recipe, hiddenGates, adapter, normLearningRate);
     }
 
     public TrainConfig withAdapter(AdapterConfig a) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
-                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, a);
+                noiseSigma, thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, a, normLearningRate);
     }
 }

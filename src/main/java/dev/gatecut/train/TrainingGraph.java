@@ -43,7 +43,8 @@ import java.util.Set;
  * Builds gatecut's training graphs from a model: the gated forward pass (noise fed), the task
  * head and loss, the FineGates sparsity loss and, for the fused train step, the backward pass and
  * AdamW written in standard ONNX ops. Frozen weights stay initializers; trainable parameters
- * (gate θ, biases of gated layers, the head) are graph inputs, fed by the trainer each step.
+ * (gate θ, biases of gated layers, the head, with {@code --train-norms} the norms' scales and biases) are
+ * graph inputs, fed by the trainer each step.
  */
 public final class TrainingGraph {
     public static final String LOSS = "gatecut.loss";
@@ -61,6 +62,8 @@ public final class TrainingGraph {
     public static final String HEAD_LEARNING_RATE = "adamw.lr.head";
     /** Learning rate of the low-rank adapters (an input of train steps built with {@link AdapterConfig#enabled}). */
     public static final String ADAPTER_LEARNING_RATE = "adamw.lr.adapter";
+    /** Learning rate of the norms' scales and biases: an input only of steps that train them ({@code --train-norms}). */
+    public static final String NORM_LEARNING_RATE = "adamw.lr.norm";
     /** The sparsity loss's weight and target of the step (fed by the fused trainer: {@link Schedule}). */
     public static final String SPARSITY_WEIGHT = "gatecut.lambda";
     public static final String TARGET_SPARSITY = "gatecut.target_sparsity";
@@ -188,10 +191,13 @@ public final class TrainingGraph {
     private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache, int lossChunks,
                                GradRules rules, boolean fuseKernels) throws OrtException {
         OnnxModel m = OnnxModel.load(path);
+        // Found on the model as given: the unfused norms keep their scale and bias initializers' names.
+        List<String> norms = config.trainsNorms() ? NormParameters.find(m.graph(), path.toString()) : List.of();
         // ONNX Runtime contrib ops (Attention, SkipLayerNormalization, BiasGelu, ...) have no gradient rules:
         // rewrite them into standard ops first. Layer, bias and gate names stay those of the fused model.
-        // Hidden gates mask the norms' statistics, so EmbedLayerNormalization is unfused too.
-        Unfuse.apply(m, config.hiddenGates() ? Unfuse.ALL : Unfuse.FOR_TRAINING);
+        // Hidden gates mask the norms' statistics, and trained norms need EmbedLayerNormalization's gamma and beta
+        // differentiated, so then EmbedLayerNormalization is unfused too.
+        Unfuse.apply(m, config.hiddenGates() || config.trainsNorms() ? Unfuse.ALL : Unfuse.FOR_TRAINING);
         bindCache(m);
         long opset = m.defaultOpset();
         // Probed before the gates go in; the values added after are derived from it for the backward pass.
@@ -209,7 +215,7 @@ public final class TrainingGraph {
         CastRoundTrips.apply(g, v -> v.isInitializer() ? Optional.of(v.initializer().dataType())
                 : modelShapes.type(v.name()));
         List<String> modelInputs = g.feedInputs().stream().map(Value::name).toList();
-        List<Value> modelOutputs = List.copyOf(g.outputs());
+        List<String> outputNames = g.outputs().stream().map(Value::name).toList();
 
         Random random = new Random(config.seed());
         Map<String, float[]> theta = new LinkedHashMap<>();
@@ -224,6 +230,10 @@ public final class TrainingGraph {
             theta.put(s.name(), t);
         }
         var injected = GateInjector.inject(m, plan, new GateValues(config.mode(), theta), GateInjector.Noise.REQUIRED);
+        // Read after the gates go in: hidden gates replace a norm that writes a graph output by new nodes (an Identity
+        // keeps the output's name), and a loss read from the old value would not depend on the model in memory.
+        List<Value> modelOutputs = outputNames.stream().map(name -> g.outputs().stream()
+                .filter(v -> v.name().equals(name)).findFirst().orElseThrow()).toList();
 
         List<TrainableParam> params = new ArrayList<>();
         Map<String, float[]> initial = new LinkedHashMap<>();
@@ -263,6 +273,22 @@ public final class TrainingGraph {
         OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "train/");
         for (String b : biases) {
             paramValues.add(trainable(g, ops, b, TrainableParam.Kind.BIAS, path, params, initial));
+        }
+        if (config.trainsNorms()) {
+            Set<String> headParams = config.task() == Task.CLASSIFY
+                    ? OwnHead.find(g, discovery, path.toString()).map(h -> Set.copyOf(h.parameters())).orElse(Set.of())
+                    : Set.of();
+            for (String n : norms) {
+                // A norm inside the model's own head trains with the head, at the head's rate.
+                if (!biases.contains(n) && !headParams.contains(n)) {
+                    paramValues.add(trainable(g, ops, n, TrainableParam.Kind.NORM, path, params, initial));
+                }
+            }
+            if (params.stream().noneMatch(p -> p.kind() == TrainableParam.Kind.NORM)) {
+                throw new ModelException(path + ": --train-norms: no normalisation layer found (LayerNormalization,"
+                        + " SimplifiedLayerNormalization, ONNX Runtime's Skip/Embed LayerNormalization, or a decomposed"
+                        + " LayerNorm/RMSNorm); leave out --train-norms");
+            }
         }
         if (config.adapter().enabled()) {
             // Its own generator: the head's initialisation below stays that of a run without adapters.
@@ -484,6 +510,8 @@ public final class TrainingGraph {
         Value biasLr = g.addInput(BIAS_LEARNING_RATE, floatType());
         Value headLr = g.addInput(HEAD_LEARNING_RATE, floatType());
         Value adapterLr = c.adapter().enabled() ? g.addInput(ADAPTER_LEARNING_RATE, floatType()) : null;
+        Value normLr = params.stream().anyMatch(p -> p.kind() == TrainableParam.Kind.NORM)
+                ? g.addInput(NORM_LEARNING_RATE, floatType()) : null;
         Value one = ops.scalar(1.0);
         Value bc1 = ops.op("Sub", one, ops.op("Pow", ops.scalar(c.beta1()), step));
         Value bc2 = ops.op("Sub", one, ops.op("Pow", ops.scalar(c.beta2()), step));
@@ -504,6 +532,7 @@ public final class TrainingGraph {
                 case BIAS -> biasLr;
                 case HEAD -> headLr;
                 case ADAPTER -> adapterLr;
+                case NORM -> normLr;
             };
             Value next = ops.op("Sub", value, ops.op("Mul", decayed, rate));
             name(g, ops, next, Built.next(p.name()));
@@ -550,9 +579,10 @@ public final class TrainingGraph {
                                    List<TrainableParam> params, Map<String, float[]> initial) {
         Value v = g.requireValue(name);
         if (!v.isInitializer() || !v.initializer().dataType().isFloatingPoint()) {
-            throw new ModelException(path + ": " + (kind == TrainableParam.Kind.BIAS ? "bias" : "classification"
-                    + " head parameter") + " '" + name + "' is not a float initializer; gatecut trains the biases of"
-                    + " gated layers and the weights and biases of the model's classification head");
+            throw new ModelException(path + ": " + (kind == TrainableParam.Kind.BIAS ? "bias"
+                    : kind == TrainableParam.Kind.NORM ? "norm parameter" : "classification head parameter") + " '"
+                    + name + "' is not a float initializer; gatecut trains the biases of gated layers, the weights and"
+                    + " biases of the model's classification head and (--train-norms) the norms' scales and biases");
         }
         long[] dims = v.initializer().dims();
         initial.put(name, v.initializer().floats());

@@ -126,6 +126,10 @@ public final class TrainingRun {
             throw new OptionException("--adapter lora (its own learning rate) runs on the fused back-end only: use"
                     + " --backend fused");
         }
+        if (!options.backend().runsRecipes() && config.trainsNorms()) {
+            throw new OptionException("--train-norms (a learning rate of its own) runs on the fused back-end only: use"
+                    + " --backend fused");
+        }
         Path metrics = outDir.resolve("metrics.jsonl");
         // One probe per graph for the whole run (and the JVM): training, evaluation and compile-side discoveries share it.
         ShapeCache shapes = ShapeCache.shared();

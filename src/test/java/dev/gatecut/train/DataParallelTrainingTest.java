@@ -157,7 +157,7 @@ class DataParallelTrainingTest {
     }
 
     /** The same run on one session (the fused step) and on two CPU replicas: losses and parameters agree. */
-    private static void assertRunsAgree(Path model, TrainConfig config, BatchSource batches, int steps, Path dir)
+    static void assertRunsAgree(Path model, TrainConfig config, BatchSource batches, int steps, Path dir)
             throws Exception {
         Path one = dir.resolve("one");
         Path two = dir.resolve("two");
