@@ -30,8 +30,9 @@ final class Ranks {
     }
 
     private static Optional<Integer> rank(Value v, int depth) {
+        // a Constant node's value (TorchScript writes the 1 of "cumsum(ones) - 1" as one) is as good as an initializer
         Optional<Integer> known = v.isInitializer() ? Optional.of(v.initializer().dims().length)
-                : Shape.declared(v).map(Shape::rank);
+                : Shape.declared(v).map(Shape::rank).or(() -> Constants.of(v).map(t -> t.dims().length));
         if (known.isPresent() || depth > 32 || v.producer().isEmpty()) {
             return known;
         }

@@ -41,6 +41,13 @@ class RanksTest {
                 .addNode(Protos.node("Range", "arange", List.of("zero", "seq", "one"), List.of("arange")))
                 .addNode(Protos.node("Unsqueeze", "row", List.of("arange", "axes"), List.of("row")))
                 .addNode(Protos.node("Expand", "rows", List.of("row", "ids_shape"), List.of("rows")))
+                // TorchScript writes the 1 of "cumsum(ones) - 1" as a Constant node (the full-size fused LLaMA)
+                .addNode(Protos.node("Constant", "one_node", List.of(), List.of("one_c")).toBuilder()
+                        .addAttribute(dev.gatecut.onnx.proto.AttributeProto.newBuilder().setName("value")
+                                .setType(dev.gatecut.onnx.proto.AttributeProto.AttributeType.TENSOR)
+                                .setT(longs("", new long[0], 1))).build())
+                .addNode(Protos.node("Sub", "minus_const", List.of("counts", "one_c"), List.of("positions_c")))
+                .addOutput(ValueInfoProto.newBuilder().setName("positions_c"))
                 .addOutput(ValueInfoProto.newBuilder().setName("positions"))
                 .addOutput(ValueInfoProto.newBuilder().setName("rows"))
                 .build();
@@ -48,6 +55,7 @@ class RanksTest {
                 .addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(17)).build());
         assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("ones")));
         assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("positions")));
+        assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("positions_c")));
         assertEquals(Optional.of(1), Ranks.of(m.graph().requireValue("arange")));
         assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("row")));
         assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("rows")));
