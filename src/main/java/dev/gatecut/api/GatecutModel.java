@@ -133,11 +133,13 @@ public final class GatecutModel implements AutoCloseable {
             throw new dev.gatecut.errors.OptionException("--train-norms trains the norms at a rate of their own, which"
                     + " the ONNX Runtime training artifacts (one AdamW rate) cannot: leave out --train-norms");
         }
-        if (options.adapter().enabled()) {
+        if (options.adapterRequested()) {
             throw new dev.gatecut.errors.OptionException("--adapter lora trains adapters at a rate of their own, which"
                     + " the ONNX Runtime training artifacts (one AdamW rate) cannot: leave out --adapter");
         }
-        return TrainingArtifacts.write(file, options.config(numLabels != null ? numLabels : defaultLabels()), folder);
+        // the artifacts have one AdamW rate: the recipe's default adapters stay out
+        return TrainingArtifacts.write(file, options.config(numLabels != null ? numLabels : defaultLabels())
+                .withAdapter(dev.gatecut.train.AdapterConfig.NONE), folder);
     }
 
     /** A classifier export's own number of logits (when declared), else 2. */

@@ -157,7 +157,7 @@ public final class TrainOptions {
         }
         if (v.backend == null) {
             // The training API runs only the plain recipe (one learning rate, no schedule).
-            boolean plain = recipe(config(2)).equals(Recipe.plain()) && !classBalanced() && v.adapterRank == null
+            boolean plain = recipe(config(2)).equals(Recipe.plain()) && !classBalanced() && !adapter().enabled()
                     && !v.trainNorms;
             return available && plain ? Backends.ORT_TRAINING : Backends.FUSED;
         }
@@ -249,10 +249,27 @@ public final class TrainOptions {
                 v.progressiveCut != null ? v.progressiveCut : base.progressiveCut());
     }
 
-    /** The low-rank adapters trained with the gates ({@code --adapter lora}), or {@link AdapterConfig#NONE}. */
+    /**
+     * The low-rank adapters trained with the gates: as set ({@code --adapter lora}, or none), else the recipe's
+     * default: {@link AdapterConfig#RECOMMENDED} when the default recipe trains a classifier on the fused
+     * back-end (the setting that measured best on the suite), none otherwise (language models: not measured).
+     */
     public AdapterConfig adapter() {
-        return v.adapterRank == null ? AdapterConfig.NONE : new AdapterConfig(v.adapterRank, v.adapterAlpha,
+        if (v.noAdapter) {
+            return AdapterConfig.NONE;
+        }
+        if (v.adapterRank == null) {
+            boolean fused = v.backend == null || v.backend.name().equals(Backends.FUSED.name());
+            return v.recipe.equalsIgnoreCase("default") && v.task == Task.CLASSIFY && fused
+                    ? AdapterConfig.RECOMMENDED : AdapterConfig.NONE;
+        }
+        return new AdapterConfig(v.adapterRank, v.adapterAlpha,
                 AdapterConfig.Targets.parse(v.adapterTargets), v.adapterLearningRate);
+    }
+
+    /** Whether adapters were asked for explicitly ({@code --adapter lora}), not only taken from the recipe. */
+    public boolean adapterRequested() {
+        return v.adapterRank != null;
     }
 
     /** The recipe's name: "default" or "plain". */

@@ -52,10 +52,12 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     Double gateInit;
     String importance;
     Boolean progressiveCut;
-    /** Low-rank adapters' rank: null is none. */
+    /** Low-rank adapters' rank: null is the recipe's default (see noAdapter). */
     Integer adapterRank;
+    /** {@code --adapter none}: no adapters, whatever the recipe's default. */
+    boolean noAdapter;
     double adapterAlpha = dev.gatecut.train.AdapterConfig.DEFAULT_ALPHA;
-    String adapterTargets = "qv";
+    String adapterTargets = "all";
     double adapterLearningRate = dev.gatecut.train.AdapterConfig.DEFAULT_LEARNING_RATE;
     /** The common width's rounding under uniform widths: compress sets its align here; train keeps 1. */
     int widthAlign = 1;
@@ -239,11 +241,22 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     }
 
     /**
+     * No low-rank adapters ({@code --adapter none}): the gates, biases and head only. Without this or
+     * {@link #adapter}, the default recipe trains classifiers with {@code AdapterConfig.RECOMMENDED}.
+     */
+    public B noAdapter() {
+        this.adapterRank = null;
+        this.noAdapter = true;
+        return self();
+    }
+
+    /**
      * Train a low-rank adapter W + (alpha / rank)·A·B on each targeted layer with the gates ({@code --adapter lora
-     * --adapter-rank --adapter-alpha --adapter-targets --adapter-lr}; default none): targets "qv" (attention query
-     * and value projections) or "all" (every gated linear layer). The compiled model folds them into the weights.
+     * --adapter-rank --adapter-alpha --adapter-targets --adapter-lr}): targets "qv" (attention query and value
+     * projections) or "all" (every gated linear layer). The compiled model folds them into the weights.
      */
     public B adapter(int rank, double alpha, String targets, double learningRate) {
+        this.noAdapter = false;
         this.adapterRank = rank;
         this.adapterAlpha = alpha;
         this.adapterTargets = Objects.requireNonNull(targets, "targets");

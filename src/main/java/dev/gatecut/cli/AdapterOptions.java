@@ -9,7 +9,8 @@ import picocli.CommandLine.Option;
 final class AdapterOptions {
     @Option(names = "--adapter", paramLabel = "KIND", description = "lora: train a low-rank adapter W + s·A·B on each"
             + " targeted layer with the gates (APT / LoRAPrune style); compiling folds it into the weight, so the slim"
-            + " model has no extra layers. Default: none (gates, biases and head only).")
+            + " model has no extra layers. none: gates, biases and head only. Default: lora for classification with"
+            + " the default recipe (rank 8, alpha 16, every gated layer, rate 2e-3), none otherwise.")
     String adapter;
 
     @Option(names = "--adapter-rank", paramLabel = "R", description = "The adapters' rank (default "
@@ -21,26 +22,33 @@ final class AdapterOptions {
     Double alpha;
 
     @Option(names = "--adapter-targets", paramLabel = "T", description = "qv: the attention query and value projections"
-            + " (PEFT's default for BERT; a packed Q|K|V weight as a whole); all: every gated linear layer. Default qv.")
+            + " (PEFT's default for BERT; a packed Q|K|V weight as a whole); all: every gated linear layer. Default all.")
     String targets;
 
     @Option(names = "--adapter-lr", paramLabel = "X", description = "AdamW learning rate of the adapters (default"
-            + " 5e-4), with the recipe's warm-up.")
+            + " 2e-3), with the recipe's warm-up.")
     Double learningRate;
 
     <B extends TrainingBuilder<B>> B applyTo(B b) {
+        boolean tuned = rank != null || alpha != null || targets != null || learningRate != null;
+        if (adapter == null && !tuned) {
+            return b;   // the recipe's default
+        }
         if (adapter == null) {
-            if (rank != null || alpha != null || targets != null || learningRate != null) {
+            adapter = "lora";   // tuning the adapters asks for them
+        }
+        if (adapter.equalsIgnoreCase("none")) {
+            if (tuned) {
                 throw new OptionException("--adapter-rank, --adapter-alpha, --adapter-targets and --adapter-lr need"
-                        + " --adapter lora");
+                        + " --adapter lora, not --adapter none");
             }
-            return b;
+            return b.noAdapter();
         }
         if (!adapter.equalsIgnoreCase("lora")) {
-            throw new OptionException("--adapter must be lora, got '" + adapter + "'");
+            throw new OptionException("--adapter must be lora or none, got '" + adapter + "'");
         }
         return b.adapter(rank != null ? rank : AdapterConfig.DEFAULT_RANK,
-                alpha != null ? alpha : AdapterConfig.DEFAULT_ALPHA, targets != null ? targets : "qv",
+                alpha != null ? alpha : AdapterConfig.DEFAULT_ALPHA, targets != null ? targets : "all",
                 learningRate != null ? learningRate : AdapterConfig.DEFAULT_LEARNING_RATE);
     }
 }

@@ -33,8 +33,8 @@ class AdapterOptionsTest {
         Path train = CompressCommandTest.classificationData(dir, "train.jsonl", 1);
         List<String> base = List.of("train", "onnx-models/bert-ts17.onnx", "--train", train.toString(),
                 "--target-sparsity", "0.3", "-o", dir.resolve("o").toString());
-        refused(run(base, "--adapter-rank", "4"), "--adapter lora");
-        refused(run(base, "--adapter", "dora"), "--adapter must be lora");
+        refused(run(base, "--adapter", "none", "--adapter-rank", "4"), "--adapter lora", "not --adapter none");
+        refused(run(base, "--adapter", "dora"), "--adapter must be lora or none");
         refused(run(base, "--adapter", "lora", "--adapter-targets", "mlp"), "--adapter-targets", "qv", "all");
         refused(run(base, "--adapter", "lora", "--adapter-rank", "0"), "--adapter-rank");
         refused(run(base, "--adapter", "lora", "--adapter-alpha", "-1"), "--adapter-alpha");
@@ -50,15 +50,17 @@ class AdapterOptionsTest {
         Path run = dir.resolve("run");
         List<String> base = List.of("train", "onnx-models/bert-ts17.onnx", "--train", train.toString(),
                 "--target-sparsity", "0.3", "--device", "cpu", "--batch", "8", "--no-progress", "-o", run.toString());
+        // the default recipe trains a classifier with adapters (AdapterConfig.RECOMMENDED)
         assertEquals(0, run(base, "--steps", "2").exit());
-        refused(run(base, "--steps", "4", "--resume", "--adapter", "lora"), "--resume", "checkpoint.json",
+        refused(run(base, "--steps", "4", "--resume", "--adapter", "none"), "--resume", "checkpoint.json",
                 "--adapter options");
-        Path withAdapters = dir.resolve("run2");
+        refused(run(base, "--steps", "4", "--resume", "--adapter-targets", "qv"), "--resume");
+        Path without = dir.resolve("run2");
         List<String> second = new java.util.ArrayList<>(base);
-        second.set(second.size() - 1, withAdapters.toString());
-        assertEquals(0, run(second, "--steps", "2", "--adapter", "lora").exit());
+        second.set(second.size() - 1, without.toString());
+        assertEquals(0, run(second, "--steps", "2", "--adapter", "none").exit());
         refused(run(second, "--steps", "4", "--resume"), "--resume", "--adapter options");
-        refused(run(second, "--steps", "4", "--resume", "--adapter", "lora", "--adapter-targets", "all"), "--resume");
+        refused(run(second, "--steps", "4", "--resume", "--adapter", "lora"), "--resume");
     }
 
     /** The streaming compile (external data) refuses adapters rather than fold them in the heap. */
@@ -83,7 +85,8 @@ class AdapterOptionsTest {
         Path run = dir.resolve("run");
         InspectCommandTest.Run r = gatecut("train", "onnx-models/bert-ts17.onnx", "--train", train.toString(),
                 "--target-sparsity", "0.3", "--device", "cpu", "--devices", "0,1", "--batch", "6", "--steps", "3",
-                "--adapter", "lora", "--adapter-rank", "4", "--adapter-lr", "1e-2", "--no-progress", "-o",
+                "--adapter", "lora", "--adapter-rank", "4", "--adapter-targets", "qv", "--adapter-lr", "1e-2",
+                "--no-progress", "-o",
                 run.toString());
         assertEquals(0, r.exit(), r.err() + r.out());
         assertTrue(r.out().contains("data-parallel over 2 replicas"), r.out());
