@@ -184,15 +184,8 @@ public final class DataParallelTrainer implements StepTrainer {
         }
         step++;
         for (TrainableParam p : graph.params()) {
-            double rate = switch (p.kind()) {
-                case GATE -> at.gateLr();
-                case BIAS -> at.biasLr();
-                case HEAD -> at.headLr();
-                case ADAPTER -> at.adapterLr();
-                case NORM -> at.normLr();
-            };
             adamW.apply(params.get(p.name()), whole.gradients().get(p.name()), m1.get(p.name()), m2.get(p.name()),
-                    step, rate);
+                    step, at.rate(p.kind()));
         }
         float loss = (float) whole.taskLoss() + (float) whole.sparsityLoss() * (float) at.lambda();
         return new GateTrainer.StepResult(loss, whole.taskLoss(), whole.sparsityLoss(), whole.expectedSparsity());

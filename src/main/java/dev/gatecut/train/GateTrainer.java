@@ -29,6 +29,8 @@ public final class GateTrainer implements StepTrainer {
     private final TrainConfig config;
     private final TrainingGraph.Built train;
     private final OrtSession session;
+    /** The step graph's input names: of the per-group rate inputs, those it has are fed. */
+    private final java.util.Set<String> stepInputs;
     private final OrtEnvironment env = OrtSessions.environment();
     private final Map<String, float[]> params = new LinkedHashMap<>();
     private final Map<String, float[]> m1 = new LinkedHashMap<>();
@@ -49,6 +51,8 @@ public final class GateTrainer implements StepTrainer {
         this.config = config;
         this.train = train;
         this.session = session;
+        this.stepInputs = train.model().graph().inputs().stream().map(v -> v.name()).collect(
+                java.util.stream.Collectors.toUnmodifiableSet());
         for (TrainableParam p : train.params()) {
             params.put(p.name(), train.initialValues().get(p.name()).clone());
             m1.put(p.name(), new float[p.size()]);
@@ -130,13 +134,11 @@ public final class GateTrainer implements StepTrainer {
             }
             feeds.put(TrainingGraph.SPARSITY_WEIGHT, scalarTensor(at.lambda()));
             feeds.put(TrainingGraph.TARGET_SPARSITY, scalarTensor(at.targetSparsity()));
-            feeds.put(TrainingGraph.BIAS_LEARNING_RATE, scalarTensor(at.biasLr()));
-            feeds.put(TrainingGraph.HEAD_LEARNING_RATE, scalarTensor(at.headLr()));
-            if (config.adapter().enabled()) {
-                feeds.put(TrainingGraph.ADAPTER_LEARNING_RATE, scalarTensor(at.adapterLr()));
-            }
-            if (train.params().stream().anyMatch(p -> p.kind() == TrainableParam.Kind.NORM)) {
-                feeds.put(TrainingGraph.NORM_LEARNING_RATE, scalarTensor(at.normLr()));
+            for (TrainableParam.Kind kind : TrainableParam.Kind.values()) {   // the rate inputs this step has
+                String input = TrainingGraph.learningRateInput(kind);
+                if (stepInputs.contains(input)) {
+                    feeds.put(input, scalarTensor(at.rate(kind)));
+                }
             }
             for (TrainableParam p : train.params()) {
                 feeds.put(p.name(), floats(params.get(p.name()), p.dims()));
@@ -144,7 +146,6 @@ public final class GateTrainer implements StepTrainer {
                 feeds.put(TrainingGraph.Built.moment2(p.name()), floats(m2.get(p.name()), p.dims()));
             }
             feeds.put(TrainingGraph.STEP, OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[] {step + 1}), new long[0]));
-            feeds.put(TrainingGraph.LEARNING_RATE, scalarTensor(at.gateLr()));
             try (OrtSession.Result r = session.run(feeds)) {
                 for (TrainableParam p : train.params()) {
                     read(r, TrainingGraph.Built.next(p.name()), params.get(p.name()));

@@ -16,6 +16,17 @@ public record Schedule(TrainConfig config, long mainSteps) {
         public At(double gateLr, double biasLr, double headLr, double lambda, double targetSparsity, boolean recovery) {
             this(gateLr, biasLr, headLr, 0, 0, lambda, targetSparsity, recovery);
         }
+
+        /** The AdamW rate of a parameter group at this step. */
+        public double rate(TrainableParam.Kind kind) {
+            return switch (kind) {
+                case GATE -> gateLr;
+                case BIAS -> biasLr;
+                case HEAD -> headLr;
+                case ADAPTER -> adapterLr;
+                case NORM -> normLr;
+            };
+        }
     }
 
     public long totalSteps() {

@@ -64,6 +64,17 @@ public final class TrainingGraph {
     public static final String ADAPTER_LEARNING_RATE = "adamw.lr.adapter";
     /** Learning rate of the norms' scales and biases: an input only of steps that train them ({@code --train-norms}). */
     public static final String NORM_LEARNING_RATE = "adamw.lr.norm";
+    /** The train step's input that carries the AdamW rate of a parameter group. */
+    public static String learningRateInput(TrainableParam.Kind kind) {
+        return switch (kind) {
+            case GATE -> LEARNING_RATE;
+            case BIAS -> BIAS_LEARNING_RATE;
+            case HEAD -> HEAD_LEARNING_RATE;
+            case ADAPTER -> ADAPTER_LEARNING_RATE;
+            case NORM -> NORM_LEARNING_RATE;
+        };
+    }
+
     /** The sparsity loss's weight and target of the step (fed by the fused trainer: {@link Schedule}). */
     public static final String SPARSITY_WEIGHT = "gatecut.lambda";
     public static final String TARGET_SPARSITY = "gatecut.target_sparsity";
@@ -506,12 +517,18 @@ public final class TrainingGraph {
             name(g, ops, grads.gradients().get(p.name()), Built.saliency(p.name()));
         }
         Value step = g.addInput(STEP, floatType());
-        Value lr = g.addInput(LEARNING_RATE, floatType());
-        Value biasLr = g.addInput(BIAS_LEARNING_RATE, floatType());
-        Value headLr = g.addInput(HEAD_LEARNING_RATE, floatType());
-        Value adapterLr = c.adapter().enabled() ? g.addInput(ADAPTER_LEARNING_RATE, floatType()) : null;
-        Value normLr = params.stream().anyMatch(p -> p.kind() == TrainableParam.Kind.NORM)
-                ? g.addInput(NORM_LEARNING_RATE, floatType()) : null;
+        // one rate input per group: gates, biases and head always; adapters and norms only in steps that train them
+        Map<TrainableParam.Kind, Value> rates = new java.util.EnumMap<>(TrainableParam.Kind.class);
+        for (TrainableParam.Kind kind : TrainableParam.Kind.values()) {
+            boolean needed = switch (kind) {
+                case GATE, BIAS, HEAD -> true;
+                case ADAPTER -> c.adapter().enabled();
+                case NORM -> params.stream().anyMatch(p -> p.kind() == TrainableParam.Kind.NORM);
+            };
+            if (needed) {
+                rates.put(kind, g.addInput(learningRateInput(kind), floatType()));
+            }
+        }
         Value one = ops.scalar(1.0);
         Value bc1 = ops.op("Sub", one, ops.op("Pow", ops.scalar(c.beta1()), step));
         Value bc2 = ops.op("Sub", one, ops.op("Pow", ops.scalar(c.beta2()), step));
@@ -527,13 +544,7 @@ public final class TrainingGraph {
             Value update = ops.op("Div", ops.op("Div", m1n, bc1),
                     ops.op("Add", ops.op("Sqrt", ops.op("Div", m2n, bc2)), ops.scalar(c.epsilon())));
             Value decayed = ops.op("Add", update, ops.op("Mul", value, ops.scalar(c.weightDecay())));
-            Value rate = switch (p.kind()) {
-                case GATE -> lr;
-                case BIAS -> biasLr;
-                case HEAD -> headLr;
-                case ADAPTER -> adapterLr;
-                case NORM -> normLr;
-            };
+            Value rate = rates.get(p.kind());
             Value next = ops.op("Sub", value, ops.op("Mul", decayed, rate));
             name(g, ops, next, Built.next(p.name()));
             name(g, ops, m1n, Built.next(Built.moment1(p.name())));
