@@ -13,6 +13,7 @@
 #   - benches dense and slim files of each model in one `gatecut bench` call per shape (interleaved rounds):
 #     b32 x 128, b64 x 256, b1 x 128 with --cuda-graph; ideal = dense / slim matrix-product FLOPs
 #     (tools/flops.py, on the CPU meanwhile);
+#   - the GEMM ceiling (tools/gemm_ceiling.py; GEMM_CEILING=0 skips it): the products alone, timed in torch;
 #   - kernel traces (tools/ktrace, CUPTI) of KTRACE_MODEL dense and its slim file at the largest fraction at
 #     b32 x 128, summarised by tools/ktrace_summary.py per kernel kind (GEMM / attention softmax / norm /
 #     element-wise / data movement), to say where the time that does not shrink goes.
@@ -136,6 +137,20 @@ done
 [ ${#traces[@]} -gt 0 ] && python3 tools/ktrace_summary.py --runs 15 "${traces[@]}" --json "$OUT/hf-ktrace.json" \
   > "$OUT/hf-ktrace.md" && grep -v "^     " "$OUT/hf-ktrace.md"
 wait $fl || say "flops FAILED: $(tail -n 3 "$OUT/hf-flops.err")"
+
+# GEMM ceiling (tools/gemm_ceiling.py): each model's matrix products alone, in fp16, replayed as one CUDA
+# graph in torch: the speedup a runtime whose only cost were the products would reach, beside the FLOP ideal.
+if [ "$DEVICE" = cuda ] && [ "${GEMM_CEILING:-1}" = 1 ]; then
+  for m in "${MS[@]}"; do
+    [ -f "$DIR/$m.onnx" ] || continue
+    if [ "$(left)" -lt 25 ]; then say "GEMM ceiling $m SKIPPED (time budget)"; continue; fi
+    files=("$DIR/$m.onnx"); for f in $FRACTIONS; do [ -f "$(slim "$m" "$f")" ] && files+=("$(slim "$m" "$f")"); done
+    say "GEMM ceiling $m"
+    timeout $(( $(left) - 10 )) python3 tools/gemm_ceiling.py "${files[@]}" --shapes "$FLOP_SHAPES" \
+      --json "$OUT/hf-gemm-$m.json" > "$OUT/hf-gemm-$m.md" 2>&1 || say "GEMM ceiling $m FAILED"
+    cat "$OUT/hf-gemm-$m.md"
+  done
+fi
 
 python3 - "$OUT" <<'PY'
 import glob, json, os, sys
