@@ -45,6 +45,15 @@ public final class DeviceResidentTrainer implements StepTrainer {
     /** A trainer over {@code file}, {@code train}'s step graph saved by the caller. */
     public DeviceResidentTrainer(TrainingGraph.Built train, Path file, TrainConfig config, Device device,
                                  boolean cudaGraph) {
+        this(train, file, config, device, cudaGraph, cudaGraph);
+    }
+
+    /**
+     * {@code fixShapes}: open the step's session on the first batch's shapes (what CUDA-graph capture needs: ONNX
+     * Runtime folds the shape computations; {@link BoundStep}); batches of other shapes run on a second session.
+     */
+    DeviceResidentTrainer(TrainingGraph.Built train, Path file, TrainConfig config, Device device, boolean cudaGraph,
+                          boolean fixShapes) {
         if (!train.withOptimizer()) {
             throw new IllegalArgumentException("DeviceResidentTrainer needs the train-step graph");
         }
@@ -58,7 +67,7 @@ public final class DeviceResidentTrainer implements StepTrainer {
                 nextOf.put(s, TrainingGraph.Built.next(s));
             }
         }
-        this.step = BoundStep.open(file, device, cudaGraph, nextOf);
+        this.step = BoundStep.open(file, device, cudaGraph, nextOf, symbolicDims(train), fixShapes);
         try {
             for (TrainableParam p : train.params()) {
                 step.state(p.name(), HostValue.floats(train.initialValues().get(p.name()), p.dims()));
@@ -76,6 +85,21 @@ public final class DeviceResidentTrainer implements StepTrainer {
             step.close();
             throw e;
         }
+    }
+
+    /** Step input → its dimensions' symbolic names (null where fixed), as declared in the step graph. */
+    private static Map<String, List<String>> symbolicDims(TrainingGraph.Built train) {
+        Map<String, List<String>> dims = new LinkedHashMap<>();
+        for (var v : train.model().graph().inputs()) {
+            dev.gatecut.onnx.Shape.declared(v).ifPresent(shape -> {
+                List<String> names = new ArrayList<>();
+                for (var d : shape.dims()) {
+                    names.add(d.isKnown() || d.param() == null || d.param().isEmpty() ? null : d.param());
+                }
+                dims.put(v.name(), names);
+            });
+        }
+        return dims;
     }
 
     private static List<String> stateNames(TrainableParam p) {
@@ -100,6 +124,15 @@ public final class DeviceResidentTrainer implements StepTrainer {
     /** Runs made uncaptured (the first, and those whose batch had other shapes than the first). */
     public long uncapturedRuns() {
         return step.uncapturedRuns();
+    }
+
+    /** The symbolic dimensions the step's session was pinned to (empty: free shapes; see {@link BoundStep}). */
+    public Map<String, Long> pinnedDims() {
+        return step.pinnedDims();
+    }
+
+    boolean openedAnyShapeSession() {
+        return step.openedAnyShapeSession();
     }
 
     @Override

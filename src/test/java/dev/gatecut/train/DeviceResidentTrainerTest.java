@@ -61,6 +61,15 @@ class DeviceResidentTrainerTest {
      */
     private static void assertTrainsAsHost(Path model, TrainConfig config, LongFunction<Batch> full,
                                            LongFunction<Batch> shorter, Path dir) throws Exception {
+        // Free shapes (--device-resident), and the session pinned to the first batch's shapes as --cuda-graph opens
+        // it (the shorter batch then runs on a second session of free shapes).
+        assertTrainsAsHost(model, config, full, shorter, dir.resolve("free"), false);
+        assertTrainsAsHost(model, config, full, shorter, dir.resolve("pinned"), true);
+    }
+
+    private static void assertTrainsAsHost(Path model, TrainConfig config, LongFunction<Batch> full,
+                                           LongFunction<Batch> shorter, Path dir, boolean fixShapes) throws Exception {
+        java.nio.file.Files.createDirectories(dir);
         TrainingGraph.Built built = TrainingGraph.trainStep(model, config, new dev.gatecut.runtime.ShapeCache());
         Path file = dir.resolve("train_step.onnx");
         built.model().save(file, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
@@ -71,7 +80,8 @@ class DeviceResidentTrainerTest {
         Path atTwo = dir.resolve("at-two");
         java.nio.file.Files.createDirectories(atTwo);
         try (GateTrainer host = new GateTrainer(built, config, Device.CPU);
-             DeviceResidentTrainer device = new DeviceResidentTrainer(built, file, config, Device.CPU, false)) {
+             DeviceResidentTrainer device = new DeviceResidentTrainer(built, file, config, Device.CPU, false,
+                     fixShapes)) {
             host.schedule(schedule);
             device.schedule(schedule);
             assertSame("initial", host.parameters(), device.parameters());
@@ -93,6 +103,9 @@ class DeviceResidentTrainerTest {
                 }
             }
             assertEquals(2, device.uncapturedRuns(), "the first step and the shorter batch run uncaptured");
+            System.out.println(model.getFileName() + (fixShapes ? " pinned to " : " free ") + device.pinnedDims());
+            assertEquals(fixShapes, !device.pinnedDims().isEmpty(), "pinned: " + device.pinnedDims());
+            assertEquals(fixShapes, device.openedAnyShapeSession(), "the shorter batch on a session of free shapes");
             assertFalse(device.parameters().isEmpty());
             if (config.recipe().taylorImportance()) {
                 assertFalse(device.importance().isEmpty(), "Taylor saliency is summed");
@@ -101,7 +114,8 @@ class DeviceResidentTrainerTest {
         // Resume: a fresh device trainer restored at step 2 replays steps 3-5 (same noise draws) as the host did.
         Random noise = new Random(7);
         try (GateTrainer host = new GateTrainer(built, config, Device.CPU);
-             DeviceResidentTrainer resumed = new DeviceResidentTrainer(built, file, config, Device.CPU, false)) {
+             DeviceResidentTrainer resumed = new DeviceResidentTrainer(built, file, config, Device.CPU, false,
+                     fixShapes)) {
             host.schedule(schedule);
             resumed.schedule(schedule);
             Random hostNoise2 = new Random(7);

@@ -87,7 +87,7 @@ public final class BoundSession implements AutoCloseable {
      * ({@code OrtSessions.trainingOptions}: CUDA arena growth, device allocator for initializers, the
      * GATECUT_CUDA_OPTIONS / GATECUT_ORT_CONFIG experiments), optionally capturing CUDA graphs.
      */
-    static BoundSession openForTraining(Path model, Device device, boolean cudaGraph) {
+    static BoundSession openForTraining(Path model, Device device, boolean cudaGraph, Map<String, Long> fixedDims) {
         Env e = env();
         Map<String, String> cudaOptions = new LinkedHashMap<>();
         Map<String, String> config = new LinkedHashMap<>();
@@ -97,7 +97,7 @@ public final class BoundSession implements AutoCloseable {
             config.put("session.use_device_allocator_for_initializers", "1");
             config.putAll(dev.gatecut.runtime.OrtSessions.settings("GATECUT_ORT_CONFIG"));
         }
-        try (SessionOptions options = options(device, cudaGraph, Map.of(), 0, cudaOptions);
+        try (SessionOptions options = options(device, cudaGraph, fixedDims, 0, cudaOptions);
              BytePointer path = new BytePointer(model.toString())) {
             for (Map.Entry<String, String> c : config.entrySet()) {
                 options.AddConfigEntry(c.getKey(), c.getValue());

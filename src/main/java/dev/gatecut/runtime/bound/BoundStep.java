@@ -54,9 +54,18 @@ public final class BoundStep implements AutoCloseable {
         }
     }
 
-    private final BoundSession session;
+    private final Path model;
+    private final Device device;
     private final DeviceCopies copies;
     private final boolean cudaGraph;
+    /** Input → its dimensions' symbolic names (null where fixed): what {@link #fixShapes} pins. */
+    private final Map<String, List<String>> symbolicDims;
+    private final boolean fixShapes;
+    /** The step's session; with {@link #fixShapes}, opened at the first run on that run's shapes. */
+    private BoundSession session;
+    /** With {@link #fixShapes}: a session of free shapes for steps of other shapes than the first (opened when one comes). */
+    private BoundSession anyShape;
+    private Map<String, Long> pinned = Map.of();
     /** state input → the output holding its next value. */
     private final Map<String, String> nextOf;
     private final Map<String, String> inputOf = new LinkedHashMap<>();
@@ -71,25 +80,36 @@ public final class BoundStep implements AutoCloseable {
     private long runs;
     private long uncapturedRuns;
 
-    private BoundStep(BoundSession session, boolean cudaGraph, Map<String, String> nextOf) {
-        this.session = session;
-        this.copies = new DeviceCopies(session.device);
+    private BoundStep(Path model, Device device, boolean cudaGraph, Map<String, String> nextOf,
+                      Map<String, List<String>> symbolicDims, boolean fixShapes) {
+        this.model = model;
+        this.device = device;
+        this.copies = new DeviceCopies(device);
         this.cudaGraph = cudaGraph;
         this.nextOf = Map.copyOf(nextOf);
+        this.symbolicDims = Map.copyOf(symbolicDims);
+        this.fixShapes = fixShapes;
         nextOf.forEach((in, out) -> inputOf.put(out, in));
-        for (var e : nextOf.entrySet()) {
-            if (!session.inputNames().contains(e.getKey()) || !session.outputNames().contains(e.getValue())) {
-                throw new InternalException("the step graph lacks state input '" + e.getKey() + "' or its output '"
-                        + e.getValue() + "'");
-            }
-        }
         if (cudaGraph) {
             runOptions = new RunOptions[] {graphRun(DIRECTION_GRAPH[0]), graphRun(DIRECTION_GRAPH[1])};
             uncaptured = graphRun(UNCAPTURED);
         } else {
-            runOptions = new RunOptions[] {session.runOptions, session.runOptions};
-            uncaptured = session.runOptions;
+            runOptions = new RunOptions[] {new RunOptions(), new RunOptions()};
+            uncaptured = new RunOptions();
         }
+    }
+
+    /** Opens a session over the step; {@code fixedDims}: symbolic dimension values (empty: free shapes). */
+    private BoundSession openSession(boolean graph, Map<String, Long> fixedDims) {
+        BoundSession s = BoundSession.openForTraining(model, device, graph, fixedDims);
+        for (var e : nextOf.entrySet()) {
+            if (!s.inputNames().contains(e.getKey()) || !s.outputNames().contains(e.getValue())) {
+                s.close();
+                throw new InternalException("the step graph lacks state input '" + e.getKey() + "' or its output '"
+                        + e.getValue() + "'");
+            }
+        }
+        return s;
     }
 
     /**
@@ -98,17 +118,55 @@ public final class BoundStep implements AutoCloseable {
      * outside the CUDA provider, a host/device copy node, control flow), and that refusal is the error.
      */
     public static BoundStep open(Path model, Device device, boolean cudaGraph, Map<String, String> nextOf) {
+        return open(model, device, cudaGraph, nextOf, Map.of(), false);
+    }
+
+    /**
+     * As {@link #open(Path, Device, boolean, Map)}; with {@code fixShapes} the step's session is opened at the first
+     * run with its symbolic dimensions ({@code symbolicDims}: input → per-axis names, null where fixed) pinned to
+     * that run's shapes, so ONNX Runtime folds the graph's shape computations into constants: no shape nodes on
+     * the CPU and no host/device copies between them and the CUDA nodes, which CUDA-graph capture cannot have.
+     * A step of other shapes then runs on a second session of free shapes, opened when one comes.
+     */
+    public static BoundStep open(Path model, Device device, boolean cudaGraph, Map<String, String> nextOf,
+                                 Map<String, List<String>> symbolicDims, boolean fixShapes) {
         if (cudaGraph && device != Device.CUDA) {
             throw new dev.gatecut.errors.OptionException("--cuda-graph needs --device cuda (CUDA graphs are a CUDA"
                     + " feature), not " + device.name().toLowerCase(java.util.Locale.ROOT));
         }
-        BoundSession session = BoundSession.openForTraining(model, device, cudaGraph);
-        try {
-            return new BoundStep(session, cudaGraph, nextOf);
-        } catch (RuntimeException e) {
-            session.close();
-            throw e;
+        BoundNatives.load();
+        BoundStep step = new BoundStep(model, device, cudaGraph, nextOf, symbolicDims, fixShapes);
+        if (!fixShapes) {
+            try {
+                step.session = step.openSession(cudaGraph, Map.of());
+            } catch (RuntimeException e) {
+                step.close();
+                throw e;
+            }
         }
+        return step;
+    }
+
+    /** Symbolic dimension → its value in {@code feeds} (names given two values are left free). */
+    private Map<String, Long> dimsOf(Map<String, HostValue> feeds) {
+        Map<String, Long> dims = new LinkedHashMap<>();
+        java.util.Set<String> conflicting = new java.util.HashSet<>();
+        for (var e : feeds.entrySet()) {
+            List<String> names = symbolicDims.getOrDefault(e.getKey(), List.of());
+            long[] shape = e.getValue().shape();
+            for (int i = 0; i < Math.min(names.size(), shape.length); i++) {
+                String name = names.get(i);
+                if (name == null || name.isEmpty()) {
+                    continue;
+                }
+                Long before = dims.putIfAbsent(name, shape[i]);
+                if (before != null && before != shape[i]) {
+                    conflicting.add(name);
+                }
+            }
+        }
+        conflicting.forEach(dims::remove);
+        return dims;
     }
 
     private static RunOptions graphRun(String id) {
@@ -155,6 +213,16 @@ public final class BoundStep implements AutoCloseable {
         closeBindings();
     }
 
+    /** The symbolic dimensions the step's session was opened with (empty: free shapes). */
+    public Map<String, Long> pinnedDims() {
+        return pinned;
+    }
+
+    /** Whether a second session of free shapes was opened for a step of other shapes than the first. */
+    public boolean openedAnyShapeSession() {
+        return anyShape != null;
+    }
+
     /** Runs made so far, and those of them run uncaptured (without a graph id) because of their shapes. */
     public long runs() {
         return runs;
@@ -174,6 +242,10 @@ public final class BoundStep implements AutoCloseable {
             if (!sets[current].containsKey(s)) {
                 throw new IllegalStateException("state '" + s + "' was never set");
             }
+        }
+        if (session == null) {
+            pinned = dimsOf(feeds);
+            session = openSession(cudaGraph, pinned);
         }
         int next = 1 - current;
         List<DeviceTensor> temporary = new ArrayList<>();
@@ -199,7 +271,7 @@ public final class BoundStep implements AutoCloseable {
                 uncapturedRuns++;
             } else {
                 if (bindings[current] == null) {
-                    bindings[current] = bind(current, next, Map.of(), true);
+                    bindings[current] = bind(session, current, next, Map.of(), true);
                 }
                 try {
                     session.run(bindings[current], runOptions[current]);
@@ -227,8 +299,17 @@ public final class BoundStep implements AutoCloseable {
 
     /** An uncaptured run: the first (which allocates set {@code next} and the output buffers) or an odd-shaped one. */
     private void runOnce(int next, Map<String, DeviceTensor> odd, boolean allocated) {
-        try (IoBinding binding = bind(current, next, odd, allocated)) {
-            session.run(binding, uncaptured);
+        BoundSession on = session;
+        RunOptions options = uncaptured;
+        if (fixShapes && !odd.isEmpty()) {
+            if (anyShape == null) {
+                anyShape = openSession(false, Map.of());
+            }
+            on = anyShape;
+            options = anyShape.runOptions;
+        }
+        try (IoBinding binding = bind(on, current, next, odd, allocated)) {
+            on.run(binding, options);
             if (allocated) {
                 return;
             }
@@ -255,7 +336,7 @@ public final class BoundStep implements AutoCloseable {
     }
 
     /** Inputs: set {@code from}, the fixed buffers (or {@code odd} ones); outputs: set {@code to} and the fixed buffers, or new device memory. */
-    private IoBinding bind(int from, int to, Map<String, DeviceTensor> odd, boolean allocated) {
+    private IoBinding bind(BoundSession session, int from, int to, Map<String, DeviceTensor> odd, boolean allocated) {
         IoBinding binding = session.binding();
         for (String input : session.inputNames()) {
             DeviceTensor t = nextOf.containsKey(input) ? sets[from].get(input)
@@ -307,12 +388,15 @@ public final class BoundStep implements AutoCloseable {
         fixedOutputs.values().forEach(DeviceTensor::close);
         fixedInputs.clear();
         fixedOutputs.clear();
-        if (cudaGraph) {
-            runOptions[0].close();
-            runOptions[1].close();
-            uncaptured.close();
-        }
+        runOptions[0].close();
+        runOptions[1].close();
+        uncaptured.close();
         copies.close();
-        session.close();
+        if (session != null) {
+            session.close();
+        }
+        if (anyShape != null) {
+            anyShape.close();
+        }
     }
 }
