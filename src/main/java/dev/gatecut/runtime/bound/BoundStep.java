@@ -276,9 +276,7 @@ public final class BoundStep implements AutoCloseable {
                 try {
                     session.run(bindings[current], runOptions[current]);
                 } catch (RuntimeException ex) {
-                    throw new ModelException("the " + (cudaGraph ? "CUDA-graph " : "") + "train step failed at run "
-                            + (runs + 1) + ": " + BoundSession.firstLine(ex)
-                            + (cudaGraph ? "; train without --cuda-graph" : ""), ex);
+                    throw failed(ex);
                 }
             }
         } finally {
@@ -309,7 +307,11 @@ public final class BoundStep implements AutoCloseable {
             options = anyShape.runOptions;
         }
         try (IoBinding binding = bind(on, current, next, odd, allocated)) {
-            on.run(binding, options);
+            try {
+                on.run(binding, options);
+            } catch (RuntimeException ex) {
+                throw failed(ex);
+            }
             if (allocated) {
                 return;
             }
@@ -326,6 +328,13 @@ public final class BoundStep implements AutoCloseable {
             }
             closeBindings();
         }
+    }
+
+    /** ONNX Runtime's error of this run as one line (a CUDA-graph capture that fails at run time lands here). */
+    private ModelException failed(RuntimeException ex) {
+        return new ModelException(model + ": the " + (cudaGraph ? "CUDA-graph " : "device-resident ")
+                + "train step failed at run " + (runs + 1) + ": " + BoundSession.firstLine(ex)
+                + (cudaGraph ? "; train without --cuda-graph" : ""), ex);
     }
 
     private static void replace(Map<String, DeviceTensor> into, String name, DeviceTensor value) {
