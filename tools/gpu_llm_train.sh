@@ -17,6 +17,11 @@
 #     Runtime's default, which doubles each new region).
 #   GATECUT_FUSED_KERNELS (unset): 1 builds the step with ONNX Runtime's fused RMSNorm/SiLU kernels and their
 #     gradient kernels (passes.TrainingFusions). TRAIN_ARGS: extra `train` options, e.g. "--backend fused".
+#   GATECUT_TRAIN_CUDA_GRAPH=1 adds --cuda-graph to TRAIN_ARGS (parameters on the device, the step replayed as a
+#     CUDA graph), GATECUT_TRAIN_DEVICE_RESIDENT=1 adds --device-resident: one word each, so they fit in VARIANTS of
+#     tools/gpu_train_profile.sh. Either flag needs bytedeco's CUDA JNI library: carried as
+#     .gpu-carry/bound/libjnionnxruntime.so.xz (tools/make_bound_carry.sh), unpacked to $BOUND (/opt/gpukit/bound)
+#     and passed as -Dgatecut.bound.native.path.
 # CPU dry run of the gatecut part (no nvidia-smi, no LoRA): MODEL=<small decoder> DEVICE=cpu VOCAB=<its vocabulary>
 #   SKIP_LORA=1 GATECUT="java -cp ... dev.gatecut.cli.GatecutCli" BATCH=2 SEQ=16 STEPS=3 bash tools/gpu_llm_train.sh
 set -uo pipefail
@@ -45,6 +50,28 @@ if [ -z "${GATECUT:-}" ]; then
   GATECUT="$JAVA ${ORT_GPU_OPTS:-} -jar target/gatecut-nonative.jar"
 fi
 read -r -a GC <<< "$GATECUT"
+TRAIN_ARGS=${TRAIN_ARGS:-}
+[ "${GATECUT_TRAIN_CUDA_GRAPH:-0}" = 1 ] && TRAIN_ARGS="$TRAIN_ARGS --cuda-graph"
+[ "${GATECUT_TRAIN_DEVICE_RESIDENT:-0}" = 1 ] && TRAIN_ARGS="$TRAIN_ARGS --device-resident"
+if [[ " $TRAIN_ARGS " == *" --cuda-graph "* || " $TRAIN_ARGS " == *" --device-resident "* ]]; then
+  BOUND=${BOUND:-/opt/gpukit/bound}
+  if [ -f .gpu-carry/bound/libjnionnxruntime.so.xz ] && [ ! -f "$BOUND/libjnionnxruntime.so" ]; then
+    mkdir -p "$BOUND" && xz -dc .gpu-carry/bound/libjnionnxruntime.so.xz > "$BOUND/libjnionnxruntime.so.tmp" \
+      && mv "$BOUND/libjnionnxruntime.so.tmp" "$BOUND/libjnionnxruntime.so"
+  fi
+  if [ -f "$BOUND/libjnionnxruntime.so" ]; then
+    # -D goes to the JVM: before -jar (or -cp) in the command, which may start with `env VAR=...`
+    for i in "${!GC[@]}"; do
+      if [ "${GC[$i]}" = -jar ] || [ "${GC[$i]}" = -cp ]; then
+        GC=("${GC[@]:0:$i}" "-Dgatecut.bound.native.path=$BOUND" "${GC[@]:$i}")
+        break
+      fi
+    done
+  elif [ "$DEVICE" = cuda ]; then
+    say "$BOUND/libjnionnxruntime.so is missing: run tools/make_bound_carry.sh here and carry .gpu-carry/bound"
+    exit 2
+  fi
+fi
 
 # Token rows: the State of the Union corpus is not on this machine; the rows are random ids (3..vocab),
 # which changes neither the memory nor the speed of a step.
@@ -77,17 +104,20 @@ peak_run() {
   tail -n 4 "$OUT/llm-train-$tag.log"
 }
 
-say "gatecut train --task lm $MODEL: batch $BATCH x $SEQ, $STEPS steps, $DEVICE (loss chunks $GATECUT_LM_LOSS_CHUNKS, arena $GATECUT_CUDA_ARENA, fused kernels ${GATECUT_FUSED_KERNELS:-0}) ${TRAIN_ARGS:-}"
+say "gatecut train --task lm $MODEL: batch $BATCH x $SEQ, $STEPS steps, $DEVICE (loss chunks $GATECUT_LM_LOSS_CHUNKS, arena $GATECUT_CUDA_ARENA, fused kernels ${GATECUT_FUSED_KERNELS:-0}) $TRAIN_ARGS"
 rm -rf "$WORK/run"
 # shellcheck disable=SC2086  # TRAIN_ARGS: extra train options, word-split on purpose
 peak_run gatecut "${GC[@]}" train "$MODEL" --task lm --train "$WORK/tokens.jsonl" --target-sparsity 0.3 \
-  --batch "$BATCH" --max-len "$SEQ" --steps "$STEPS" --device "$DEVICE" --log-every 1 --no-progress -o "$WORK/run" ${TRAIN_ARGS:-}
+  --batch "$BATCH" --max-len "$SEQ" --steps "$STEPS" --device "$DEVICE" --log-every 1 --no-progress -o "$WORK/run" $TRAIN_ARGS
 cp "$WORK/run/metrics.jsonl" "$OUT/llm-train-gatecut-metrics.jsonl" 2>/dev/null
 python3 - "$WORK/run/metrics.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"samples_per_s"' in l]
 later = [r["samples_per_s"] for r in rows[2:]] or [r["samples_per_s"] for r in rows]
+# a CUDA-graph run captures each of its two graphs after ONNX Runtime's warm-up runs: its second half is replay
+half = [r["samples_per_s"] for r in rows[len(rows) // 2:]] or [0]
 print(json.dumps({"method": "gatecut", "steps": len(rows), "samples_per_s_median": sorted(later)[len(later)//2],
+                  "samples_per_s_median_second_half": sorted(half)[len(half)//2],
                   "first_loss": rows[0].get("task_loss") if rows else None}))
 PY
 [ -n "${SKIP_LORA:-}" ] && { say "done (LoRA skipped)"; exit 0; }

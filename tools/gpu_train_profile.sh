@@ -10,6 +10,9 @@
 # Then one table of kernel time per step by category, gatecut against LoRA (tools/ktrace_summary.py).
 #
 #   source /opt/gpukit/env.sh && bash tools/gpu_train_profile.sh
+# The device-resident, CUDA-graph-replayed step (train --cuda-graph) as a variant beside the traced plain step
+# (carry .gpu-carry/bound from tools/make_bound_carry.sh; a failing variant leaves the plain timing standing):
+#   TRAIN_ARGS="--backend fused" VARIANTS="GATECUT_TRAIN_CUDA_GRAPH=1" SKIP_LORA=1 STEPS=16 bash tools/gpu_train_profile.sh
 # SKIP_LORA=1 traces gatecut only. Settings: SHAPE (qwen2.5-1.5b), BATCH (8), SEQ (512), STEPS (10), VARIANTS (see below), OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -59,7 +59,8 @@ class PackageBoundariesTest {
 
     @Test
     void onlyTheBenchmarksBoundPathUsesBytedecosBinding() {
-        // A second Java binding of ONNX Runtime belongs behind the benchmark (bench --io-binding), not in the pipeline.
+        // A second Java binding of ONNX Runtime stays behind runtime.bound (bench --io-binding, the device-resident
+        // train step); the pipeline sees only its Java types.
         EvaluationResult r = noClasses().that().resideOutsideOfPackage("dev.gatecut.runtime.bound..")
                 .should().dependOnClassesThat().resideInAPackage("org.bytedeco..").evaluate(main);
         assertFalse(r.hasViolation(), () -> String.join("\n", r.getFailureReport().getDetails()));

@@ -19,6 +19,14 @@ public final class Backends {
     /** Every back-end a run folder may hold a checkpoint of. */
     public static final List<TrainingBackend> ALL = List.of(FUSED, ORT_TRAINING);
 
+    /**
+     * The fused back-end with its state where {@code residency} says: {@code DEVICE} keeps parameters and moments
+     * in device memory, {@code CUDA_GRAPH} also replays the step as a CUDA graph (one CUDA device).
+     */
+    public static TrainingBackend fused(FusedBackend.Residency residency) {
+        return residency == FusedBackend.Residency.HOST ? FUSED : new FusedBackend(residency);
+    }
+
     private Backends() {
     }
 }

@@ -2,6 +2,7 @@ package dev.gatecut.cli;
 
 import dev.gatecut.errors.OptionException;
 import dev.gatecut.api.Backends;
+import dev.gatecut.train.FusedBackend;
 import dev.gatecut.api.Gatecut;
 import dev.gatecut.api.GatecutModel;
 import dev.gatecut.api.ProgressEvent;
@@ -162,6 +163,15 @@ final class TrainCommand implements Callable<Integer> {
                         + " loaded library has it); default ${DEFAULT-VALUE}.")
         String backend;
 
+        @Option(names = "--cuda-graph", description = "Fused back-end on one CUDA device: keep the parameters and"
+                + " AdamW moments on the GPU and replay the train step as a CUDA graph (no per-node host work; needs"
+                + " bytedeco's CUDA JNI library, -Dgatecut.bound.native.path). Same results as without.")
+        boolean cudaGraph;
+
+        @Option(names = "--device-resident", description = "Fused back-end on one device: keep the parameters and"
+                + " AdamW moments in device memory between steps (without CUDA graphs). Same results as without.")
+        boolean deviceResident;
+
         @Option(names = "--no-progress", description = "No progress output: neither the bar (shown on a terminal)"
                 + " nor the plain line every --log-every steps (otherwise); metrics.jsonl is written either way.")
         boolean noProgress;
@@ -196,6 +206,13 @@ final class TrainCommand implements Callable<Integer> {
 
         /** --backend: null for auto (the API picks the training API when the loaded ONNX Runtime has it). */
         TrainingBackend parseBackend() {
+            if (cudaGraph || deviceResident) {
+                if (!backend.equalsIgnoreCase("fused") && !backend.equalsIgnoreCase("auto")) {
+                    throw new OptionException((cudaGraph ? "--cuda-graph" : "--device-resident") + " runs the fused"
+                            + " back-end; drop --backend " + backend + " or use --backend fused");
+                }
+                return Backends.fused(cudaGraph ? FusedBackend.Residency.CUDA_GRAPH : FusedBackend.Residency.DEVICE);
+            }
             return switch (backend.toLowerCase()) {
                 case "fused" -> Backends.FUSED;
                 case "auto" -> null;

@@ -162,7 +162,7 @@ public final class OrtSessions {
      * {@code GATECUT_CUDA_OPTIONS} (CUDA provider options), {@code GATECUT_ORT_CONFIG} (session config
      * entries); {@code GATECUT_ORT_MEM_PATTERN=0} turns the memory-pattern planner off.
      */
-    static Map<String, String> settings(String variable) {
+    public static Map<String, String> settings(String variable) {
         String v = System.getenv(variable);
         Map<String, String> out = new java.util.LinkedHashMap<>();
         if (v == null || v.isBlank()) {

@@ -15,6 +15,28 @@ import java.util.List;
  * any provider. Writes {@code train_step.onnx} and resumes from {@link Checkpoint#FILE}.
  */
 public final class FusedBackend implements TrainingBackend {
+    /**
+     * Where the step's parameters and AdamW moments live between steps: in Java ({@link GateTrainer}, fed and
+     * read back every step), on the device ({@link DeviceResidentTrainer}), or on the device with the step
+     * replayed as a CUDA graph (CUDA only; issue 14: the GPU waits on the host's per-node work otherwise).
+     */
+    public enum Residency { HOST, DEVICE, CUDA_GRAPH }
+
+    private final Residency residency;
+
+    /** Parameters in Java between steps. */
+    public FusedBackend() {
+        this(Residency.HOST);
+    }
+
+    public FusedBackend(Residency residency) {
+        this.residency = java.util.Objects.requireNonNull(residency, "residency");
+    }
+
+    public Residency residency() {
+        return residency;
+    }
+
     @Override
     public String name() {
         return "fused";
@@ -22,7 +44,11 @@ public final class FusedBackend implements TrainingBackend {
 
     @Override
     public String description() {
-        return "fused train step";
+        return switch (residency) {
+            case HOST -> "fused train step";
+            case DEVICE -> "fused train step, parameters on the device";
+            case CUDA_GRAPH -> "fused train step, parameters on the device, replayed as a CUDA graph";
+        };
     }
 
     @Override
@@ -57,6 +83,14 @@ public final class FusedBackend implements TrainingBackend {
         SaveOptions external = SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS);
         Path saved = runDir.resolve(Checkpoint.FILE);
         Checkpoint c = resume && Files.exists(saved) ? Checkpoint.read(saved) : null;
+        if (devices.size() > 1 && residency != Residency.HOST) {
+            throw new dev.gatecut.errors.OptionException("--cuda-graph/--device-resident train on one device; drop"
+                    + " them or give one device to --devices");
+        }
+        if (residency == Residency.CUDA_GRAPH && device != Device.CUDA) {
+            throw new dev.gatecut.errors.OptionException("--cuda-graph needs --device cuda (CUDA graphs are a CUDA"
+                    + " feature); use --device-resident elsewhere");
+        }
         if (devices.size() > 1) {
             TrainingGraph.Built built = TrainingGraph.shardGradients(model, config, shapes);
             Path file = runDir.resolve(SHARD_STEP);
@@ -72,6 +106,24 @@ public final class FusedBackend implements TrainingBackend {
         TrainingGraph.Built built = TrainingGraph.trainStep(model, config, shapes);
         Path file = runDir.resolve(TRAIN_STEP);
         built.model().save(file, external);
+        if (residency != Residency.HOST) {
+            if (!devices.isEmpty() && devices.get(0) != 0) {
+                throw new dev.gatecut.errors.OptionException("--cuda-graph/--device-resident train on device 0 only");
+            }
+            DeviceResidentTrainer resident = new DeviceResidentTrainer(built, file, config, device,
+                    residency == Residency.CUDA_GRAPH);
+            if (c != null) {
+                try {
+                    LowRankAdapters.requireSameAdapters(c.params(), built.params(), saved);
+                    requireSameParameters(saved, c, built.params());
+                    resident.restore(c.step(), c.params(), c.firstMoments(), c.secondMoments());
+                } catch (RuntimeException e) {
+                    resident.close();
+                    throw e;
+                }
+            }
+            return new Started(resident, built.plan(), built.params());
+        }
         // A chosen device, or weights over protobuf's 2 GB inline limit: ONNX Runtime reads the saved file.
         GateTrainer fused = devices.isEmpty() && inlineBytes(built) < INLINE_BYTES
                 ? new GateTrainer(built, config, device)

@@ -142,6 +142,8 @@ public final class TrainingRun {
             fused.schedule(schedule);
         } else if (trainer instanceof DataParallelTrainer parallel) {
             parallel.schedule(schedule);
+        } else if (trainer instanceof DeviceResidentTrainer resident) {
+            resident.schedule(schedule);
         }
         try (StepTrainer t = trainer;
              Teacher teacher = config.recipe().distills() ? Teacher.open(model, options.device()) : null;
@@ -154,7 +156,11 @@ public final class TrainingRun {
                 deleteIfExists(metrics);
             }
             if (teacher != null) {
-                ((GateTrainer) trainer).teacher(teacher);
+                if (trainer instanceof DeviceResidentTrainer resident) {
+                    resident.teacher(teacher);
+                } else {
+                    ((GateTrainer) trainer).teacher(teacher);
+                }
             }
             BestEpoch best = config.recipe().selectBest() && evaluator != null
                     ? BestEpoch.resume(outDir, config.task(), trainer.step()) : null;

@@ -82,6 +82,38 @@ public final class BoundSession implements AutoCloseable {
         }
     }
 
+    /**
+     * A training-step session over a model file with the settings of the Java API's training sessions
+     * ({@code OrtSessions.trainingOptions}: CUDA arena growth, device allocator for initializers, the
+     * GATECUT_CUDA_OPTIONS / GATECUT_ORT_CONFIG experiments), optionally capturing CUDA graphs.
+     */
+    static BoundSession openForTraining(Path model, Device device, boolean cudaGraph, Map<String, Long> fixedDims) {
+        Env e = env();
+        Map<String, String> cudaOptions = new LinkedHashMap<>();
+        Map<String, String> config = new LinkedHashMap<>();
+        if (device == Device.CUDA) {
+            cudaOptions.put("arena_extend_strategy", dev.gatecut.runtime.OrtSessions.trainingArenaStrategy());
+            cudaOptions.putAll(dev.gatecut.runtime.OrtSessions.settings("GATECUT_CUDA_OPTIONS"));
+            config.put("session.use_device_allocator_for_initializers", "1");
+            config.putAll(dev.gatecut.runtime.OrtSessions.settings("GATECUT_ORT_CONFIG"));
+        }
+        try (SessionOptions options = options(device, cudaGraph, fixedDims, 0, cudaOptions);
+             BytePointer path = new BytePointer(model.toString())) {
+            for (Map.Entry<String, String> c : config.entrySet()) {
+                options.AddConfigEntry(c.getKey(), c.getValue());
+            }
+            if (device == Device.CUDA && "0".equals(System.getenv("GATECUT_ORT_MEM_PATTERN"))) {
+                options.DisableMemPattern();
+            }
+            return new BoundSession(device, new Session(e, path, options), false);
+        } catch (RuntimeException ex) {
+            throw new ModelException(model + ": ONNX Runtime (C++ API) cannot create the " + what(device, cudaGraph)
+                    + " training session: " + firstLine(ex)
+                    + (cudaGraph ? " (CUDA graphs need every compute node on the CUDA provider, no host/device copy"
+                    + " nodes and no control flow; train without --cuda-graph)" : ""), ex);
+        }
+    }
+
     /** A session over a model held in memory (gatecut's own helper graphs). */
     static BoundSession open(byte[] model, Device device) {
         Env e = env();
@@ -92,6 +124,11 @@ public final class BoundSession implements AutoCloseable {
     }
 
     private static SessionOptions options(Device device, boolean cudaGraph, Map<String, Long> fixedDims, int threads) {
+        return options(device, cudaGraph, fixedDims, threads, Map.of());
+    }
+
+    private static SessionOptions options(Device device, boolean cudaGraph, Map<String, Long> fixedDims, int threads,
+                                          Map<String, String> cudaOptions) {
         SessionOptions options = new SessionOptions();
         options.SetLogSeverityLevel(ORT_LOGGING_LEVEL_FATAL);
         if (threads > 0) {
@@ -104,6 +141,9 @@ public final class BoundSession implements AutoCloseable {
             try (CUDAProviderOptions cuda = new CUDAProviderOptions();
                  StringStringMap values = new StringStringMap()) {
                 values.put(new BytePointer("device_id"), "0");
+                for (Map.Entry<String, String> o : cudaOptions.entrySet()) {
+                    values.put(new BytePointer(o.getKey()), o.getValue());
+                }
                 if (cudaGraph) {
                     values.put(new BytePointer("enable_cuda_graph"), "1");
                 }
@@ -158,6 +198,12 @@ public final class BoundSession implements AutoCloseable {
     /** One run on a binding; returns when the outputs are written (the binding's device work synchronised). */
     void run(IoBinding binding) {
         session.Run(runOptions, binding);
+        binding.SynchronizeOutputs();
+    }
+
+    /** One run under {@code options} (a graph id of its own); returns when the outputs are written. */
+    void run(IoBinding binding, RunOptions options) {
+        session.Run(options, binding);
         binding.SynchronizeOutputs();
     }
 

@@ -1,0 +1,71 @@
+package dev.gatecut.cli;
+
+import dev.gatecut.gates.GateValues;
+import dev.gatecut.train.Checkpoint;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.List;
+
+import static dev.gatecut.cli.InspectCommandTest.gatecut;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code --device-resident} / {@code --cuda-graph} from the command line: a CPU run (and its resume) trains as
+ * {@code --backend fused}; what does not fit is one line, exit 2.
+ */
+class DeviceResidentOptionsTest {
+
+    @Test
+    void deviceResidentRunAndResumeMatchThePlainFusedRun(@TempDir Path dir) throws Exception {
+        Path train = CompressCommandTest.classificationData(dir, "train.jsonl", 1);
+        Path plain = dir.resolve("plain");
+        Path resident = dir.resolve("resident");
+        List<String> common = List.of("onnx-models/bert-ts17.onnx", "--train", train.toString(), "--target-sparsity",
+                "0.3", "--device", "cpu", "--batch", "5", "--no-progress", "--seed", "3");
+        assertEquals(0, run(common, "--backend", "fused", "--steps", "4", "-o", plain.toString()).exit());
+        InspectCommandTest.Run first = run(common, "--device-resident", "--steps", "2", "-o", resident.toString());
+        assertEquals(0, first.exit(), first.err() + first.out());
+        assertTrue(first.out().contains("parameters on the device"), first.out());
+        InspectCommandTest.Run resumed = run(common, "--device-resident", "--steps", "4", "--resume", "-o",
+                resident.toString());
+        assertEquals(0, resumed.exit(), resumed.err() + resumed.out());
+        Checkpoint a = Checkpoint.read(plain.resolve(Checkpoint.FILE));
+        Checkpoint b = Checkpoint.read(resident.resolve(Checkpoint.FILE));
+        assertEquals(4, b.step());
+        assertEquals(a.params().keySet(), b.params().keySet());
+        for (String name : a.params().keySet()) {
+            float[] x = a.params().get(name);
+            float[] y = b.params().get(name);
+            for (int i = 0; i < x.length; i++) {
+                assertEquals(x[i], y[i], 1e-6 * Math.max(1, Math.abs(x[i])), name + "[" + i + "]");
+            }
+        }
+        GateValues gates = GateValues.read(resident.resolve("gates.json"));
+        assertTrue(!gates.theta().isEmpty());
+    }
+
+    @Test
+    void whatDoesNotFitIsAOneLineExitTwo(@TempDir Path dir) throws Exception {
+        Path train = CompressCommandTest.classificationData(dir, "train.jsonl", 1);
+        List<String> common = List.of("onnx-models/bert-ts17.onnx", "--train", train.toString(), "--target-sparsity",
+                "0.3", "--steps", "1", "-o", dir.resolve("o").toString());
+        for (List<String> flags : List.of(List.of("--cuda-graph", "--device", "cpu"),
+                List.of("--cuda-graph", "--backend", "ort-training"),
+                List.of("--device-resident", "--device", "cpu", "--devices", "0,1"))) {
+            InspectCommandTest.Run r = run(common, flags.toArray(String[]::new));
+            assertEquals(2, r.exit(), flags + ": " + r.err());
+            assertTrue(r.err().contains(flags.get(0)) && !r.err().strip().contains("\n"), flags + ": " + r.err());
+        }
+    }
+
+    private static InspectCommandTest.Run run(List<String> common, String... more) throws Exception {
+        List<String> args = new java.util.ArrayList<>(List.of("train"));
+        args.addAll(common);
+        args.addAll(List.of(more));
+        return gatecut(args.toArray(String[]::new));
+    }
+}
