@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# Kept as the record of bench/results/2026-11-22-decoder-path-h100.md. The study with seeds, the sparsity-0
+# control and the recipe variants is tools/gpu_decoder_study.sh (jar from /opt/gatecut.jar, data tracked in
+# datasets/lm/austen; no payload pieces).
 # The decoder path in one device call: pretrain a small GPT-2 on Jane Austen, export it, measure the
 # dense baselines (un-tuned, LoRA-tuned), then compress it with gatecut's LM loss at several
 # sparsities and report perplexity on Persuasion's last chapters.

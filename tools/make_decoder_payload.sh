@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# For tools/gpu_decoder_path.sh (the 2026-11-22 run) only: tools/gpu_decoder_study.sh reads the tracked
+# datasets/lm/austen/*.jsonl.xz and the jar at /opt/gatecut.jar instead.
 # Packs what tools/gpu_decoder_path.sh needs on the GPU machine besides the GPU kit, in pieces that
 # ride along with the three kit calls (a device call carries at most 64 MiB, the ~10 MB tracked tree
 # included; .gpu-kit/k1 and k2 are 48.2 MB each, k3 44.4 MB):

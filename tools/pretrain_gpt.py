@@ -355,9 +355,11 @@ def export_onnx(model, path, pad_id, vocab):
             "ort_vs_torch": checks}
 
 
-def lora_tune(args, base, tune_rows, test_rows, pad_id, device, report):
+def lora_tune(args, base, tune_rows, test_rows, pad_id, device, seed):
+    """One LoRA run from the dense model (its adapters' start, dropout and batch order from ``seed``)."""
     import torch
     from peft import LoraConfig, get_peft_model
+    torch.manual_seed(seed)
     model = copy.deepcopy(base)
     cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["c_attn", "c_proj", "c_fc"],
                      fan_in_fan_out=True, bias="none", task_type="CAUSAL_LM")
@@ -368,7 +370,7 @@ def lora_tune(args, base, tune_rows, test_rows, pad_id, device, report):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lora_lr, weight_decay=0.0)
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(seed)
     bsz = args.lora_batch
     steps_per_epoch = math.ceil(len(tune_rows) / bsz)
     total = steps_per_epoch * args.lora_epochs
@@ -402,8 +404,8 @@ def lora_tune(args, base, tune_rows, test_rows, pad_id, device, report):
         test_ppl, _ = ppl_rows(torch_forward(model, device), test_rows, pad_id)
         curve.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "test_ppl": test_ppl,
                       "seconds": round(time.time() - t0, 1)})
-        log(f"  LoRA epoch {epoch + 1}: train loss {np.mean(losses):.4f}, test ppl {test_ppl:.3f}")
-    report["lora"] = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["c_attn", "c_proj", "c_fc"],
+        log(f"  LoRA seed {seed} epoch {epoch + 1}: train loss {np.mean(losses):.4f}, test ppl {test_ppl:.3f}")
+    return {"seed": seed, "r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["c_attn", "c_proj", "c_fc"],
                       "trainable_params": trainable, "epochs": args.lora_epochs, "batch": bsz, "lr": args.lora_lr,
                       "schedule": f"linear warm-up {warm} steps, cosine to 0", "steps": step,
                       "precision": "bf16 autocast", "seconds": round(time.time() - t0, 1),
@@ -434,6 +436,8 @@ def main(argv=None):
     ap.add_argument("--lora-epochs", type=int, default=8)
     ap.add_argument("--lora-lr", type=float, default=1e-3)
     ap.add_argument("--lora-batch", type=int, default=32)
+    ap.add_argument("--lora-seeds", default="1", help="comma-separated seeds, one LoRA run each; pretrain.json's"
+                    " 'lora' is the first run, 'lora_seeds' holds them all")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--smoke", action="store_true", help="tiny model, a few steps: checks the pipeline")
     args = ap.parse_args(argv)
@@ -553,12 +557,16 @@ def main(argv=None):
     dense["seconds"] = round(time.time() - t, 1)
     report["dense_untuned"] = dense
     log(f"dense un-tuned: {dense}")
-    try:
-        lora_tune(args, model, tune_rows, test_rows, 1, device, report)
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        report["lora"] = {"error": f"{type(e).__name__}: {e}"}
+    runs = []
+    for seed in [int(x) for x in args.lora_seeds.split(",") if x.strip()]:
+        try:
+            runs.append(lora_tune(args, model, tune_rows, test_rows, 1, device, seed))
+        except Exception as e:  # noqa: BLE001
+            import traceback
+            traceback.print_exc()
+            runs.append({"seed": seed, "error": f"{type(e).__name__}: {e}"})
+    report["lora"] = runs[0] if runs else {"error": "no --lora-seeds"}
+    report["lora_seeds"] = runs
     report["seconds_total"] = round(time.time() - t_all, 1)
     with open(os.path.join(args.out, "pretrain.json"), "w") as f:
         json.dump(report, f, indent=1)

@@ -103,9 +103,10 @@ final class GateTrainingOptions {
     Boolean selectBest;
 
     @Option(names = "--distill", paramLabel = "W", description = "Weight of distillation from the dense model (the same"
-            + " file, run as given on each batch): KL divergence of the logits for a model with its own head,"
-            + " normalised MSE of the final hidden states for an encoder with a new head; 0 is off. Default: the"
-            + " recipe's.")
+            + " file, run as given on each batch): KL divergence of the logits for a model with its own head (with"
+            + " --task lm: of each position's next-token distribution, averaged over the positions the next-token loss"
+            + " counts), normalised MSE of the final hidden states for an encoder with a new head; 0 is off."
+            + " Default: the recipe's.")
     Double distill;
 
     @Option(names = "--distill-temperature", paramLabel = "T", description = "Temperature of the logit distillation"

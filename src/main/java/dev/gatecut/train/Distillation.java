@@ -31,6 +31,23 @@ final class Distillation {
     }
 
     /**
+     * Next-token distillation of a language model: T²·KL(softmax(t/T) ‖ softmax(s/T)) over the vocabulary at
+     * each position, averaged over the positions with the weights of the next-token loss ({@code weights}
+     * [batch, sequence]: 1 where the next token is real), so padding and each row's last token count as little
+     * as in the cross-entropy. The logits are [batch, sequence, vocabulary].
+     */
+    static Value tokenKl(Graph g, OpBuilder ops, Value logits, Value weights, long vocabulary, double temperature) {
+        Value teacher = g.addInput(TrainingGraph.TEACHER, teacherType(vocabulary, "batch", "sequence"));
+        Value inv = ops.scalar(1 / temperature);
+        Value logPt = ops.op("LogSoftmax", List.of(ops.op("Mul", teacher, inv)), OpBuilder.attr("axis", -1L));
+        Value logPs = ops.op("LogSoftmax", List.of(ops.op("Mul", logits, inv)), OpBuilder.attr("axis", -1L));
+        Value pt = ops.op("Exp", logPt);
+        Value perPosition = ops.reduceSum(ops.op("Mul", pt, ops.op("Sub", logPt, logPs)), new long[] {2}, false);
+        Value mean = ops.op("Div", ops.reduceSumAll(ops.op("Mul", perPosition, weights)), ops.reduceSumAll(weights));
+        return ops.op("Mul", mean, ops.scalar(temperature * temperature));
+    }
+
+    /**
      * Normalised MSE of the final hidden states [batch, sequence, width] (SquareHead's per-layer term, on the
      * last layer): Σ mask·‖h_s − h_t‖² / Σ mask·‖h_t‖², padding left out when the model has a mask input.
      */

@@ -18,7 +18,8 @@ import java.util.List;
  * @param selectBest        with evaluation data, keep the parameters of the epoch whose projected model scored
  *                          best (accuracy; perplexity for language models) instead of the last
  * @param distillWeight     weight of distillation from the dense model (0: off): KL on logits for a model with
- *                          its own head, normalised MSE on the final hidden states for an encoder with a new head
+ *                          its own head, per-token KL of the next-token distributions for a language model,
+ *                          normalised MSE on the final hidden states for an encoder with a new head
  * @param distillTemperature softening temperature of the logit KL
  * @param classWeights      per-label weights of the cross-entropy (empty: unweighted)
  * @param gateInit          the gates' initial value tanh θ + 0.5, in (0, 1): inside the gate's linear range, so the

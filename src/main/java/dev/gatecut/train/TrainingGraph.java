@@ -380,7 +380,12 @@ public final class TrainingGraph {
         Value loss = ops.op("Add", taskLoss, ops.op("Mul", sparsityLoss, lambda));
         Value distill = null;
         if (config.recipe().distills() && mode != Mode.EVALUATION) {
-            distill = config.task() == Task.CLASSIFY && ownHead ? Distillation.logitKl(g, ops, logits,
+            // A language model distils its next-token distributions (the logits; the chunked head is off when
+            // distilling, see chunkedHead); a classifier its own head's logits; an encoder with a new head its
+            // final hidden states.
+            distill = config.task() == Task.LM ? Distillation.tokenKl(g, ops, logits, g.requireValue(TARGET_WEIGHTS),
+                    vocabularySize(modelOutputs.get(0), modelShapes, path), config.recipe().distillTemperature())
+                    : config.task() == Task.CLASSIFY && ownHead ? Distillation.logitKl(g, ops, logits,
                     config.numLabels(), config.recipe().distillTemperature()) : Distillation.hiddenMse(g, ops,
                     toFloat32(ops, modelOutputs.get(0)), lastDim(modelOutputs.get(0), path), modelInputs);
             loss = ops.op("Add", loss, ops.op("Mul", distill, ops.scalar(config.recipe().distillWeight())));
@@ -653,6 +658,15 @@ public final class TrainingGraph {
         Value summed = ops.reduceSum(ops.op("Mul", hidden, ops.unsqueeze(maskF, 2)), new long[] {1}, false);
         Value count = ops.reduceSum(maskF, new long[] {1}, true);
         return ops.op("Div", summed, count);
+    }
+
+    /** The vocabulary of a language model's logits [batch, sequence, vocabulary]: declared, else as probed. */
+    private static long vocabularySize(Value logits, ShapeProbe.Result shapes, Path path) {
+        return Shape.declared(logits).filter(s -> s.rank() == 3 && s.dim(2).isKnown()).map(s -> s.dim(2).value())
+                .or(() -> shapes.get(logits.name()).filter(p -> p.rank() == 3).map(p -> p.first()[2]))
+                .orElseThrow(() -> new ModelException(path + ": --task lm needs the first output to be logits"
+                        + " [batch, sequence, vocabulary]; '" + logits.name() + "' is "
+                        + Shape.declared(logits).map(Object::toString).orElse("of unknown shape")));
     }
 
     private static long lastDim(Value v, Path path) {

@@ -25,7 +25,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The recipe's loss terms (distillation from the dense model: logit KL with a model's own head, normalised
- * hidden-state MSE with a new head; class-weighted cross-entropy) differentiated through the whole training
+ * hidden-state MSE with a new head, per-token logit KL of a language model; class-weighted cross-entropy) differentiated through the whole training
  * graph: the total loss's derivative along a random direction over every trainable parameter (gates, biases,
  * head) against central finite differences. The teacher input holds the dense model's real output for the
  * batch plus noise, so the distillation term is not at its minimum.
@@ -39,8 +39,10 @@ class RecipeLossGradientTest {
         Path classifier = Path.of("onnx-models", "deploy", "bert-cls-ts17.onnx");
         Recipe distill = new Recipe(Double.NaN, Double.NaN, 0, 0, 0, 0, false, 2.0, 2.0, List.of());
         Recipe weighted = Recipe.plain().withClassWeights(List.of(0.75, 1.5));
+        Path decoder = Path.of("onnx-models", "gpt2-ts17.onnx");
         return List.of(Arguments.of(encoder, distill, 2, "hidden-state MSE"),
                 Arguments.of(classifier, distill, 3, "logit KL"),
+                Arguments.of(decoder, distill, 0, "next-token logit KL (lm)"),
                 Arguments.of(encoder, weighted, 2, "class-weighted cross-entropy"),
                 Arguments.of(classifier, weighted.withClassWeights(List.of(2.0, 0.5, 1.0)), 3,
                         "class-weighted, own head"));
@@ -49,7 +51,8 @@ class RecipeLossGradientTest {
     @ParameterizedTest(name = "{3} on {0}")
     @MethodSource("cases")
     void lossGradientMatchesFiniteDifferences(Path model, Recipe recipe, int labels, String what) throws Exception {
-        TrainConfig config = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, labels).withRecipe(recipe);
+        Task task = labels == 0 ? Task.LM : Task.CLASSIFY;
+        TrainConfig config = TrainConfig.defaults(task, GateMode.COUPLED, 0.3, Math.max(labels, 2)).withRecipe(recipe);
         TrainingGraph.Built built = TrainingGraph.gradients(model, config);
         OrtEnvironment env = OrtSessions.environment();
         Random random = new Random(11);
@@ -65,8 +68,21 @@ class RecipeLossGradientTest {
         }
         Map<String, OnnxTensor> fixed = new LinkedHashMap<>(RandomInputs.create(env, built.model().graph(), BATCH,
                 SEQUENCE, 5));
-        replace(fixed, TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {0, 1, labels - 1}),
-                new long[] {BATCH}));
+        if (task == Task.LM) {
+            // Next tokens of every position; the last row's last two positions weigh 0, as padding would.
+            long[] targets = new long[BATCH * SEQUENCE];
+            float[] weights = new float[BATCH * SEQUENCE];
+            for (int i = 0; i < targets.length; i++) {
+                targets[i] = random.nextInt(1000);
+                weights[i] = i >= targets.length - 2 ? 0 : 1;
+            }
+            long[] shape = {BATCH, SEQUENCE};
+            replace(fixed, TrainingGraph.TARGETS, OnnxTensor.createTensor(env, LongBuffer.wrap(targets), shape));
+            replace(fixed, TrainingGraph.TARGET_WEIGHTS, OnnxTensor.createTensor(env, FloatBuffer.wrap(weights), shape));
+        } else {
+            replace(fixed, TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(
+                    new long[] {0, 1, labels - 1}), new long[] {BATCH}));
+        }
         for (var e : built.noiseInputs().entrySet()) {
             int n = built.plan().gate(e.getKey()).orElseThrow().size();
             replace(fixed, e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
