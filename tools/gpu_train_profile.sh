@@ -5,7 +5,7 @@
 #   2. gatecut `train --task lm` (tools/gpu_llm_train.sh, SKIP_LORA) under the kernel tracer
 #      (tools/ktrace): GPU kernel time per step by category, nvidia-smi peak, samples/s;
 #   3. the same with each memory setting in VARIANTS (environment assignments, e.g.
-#      GATECUT_ORT_MEM_PATTERN=0, GATECUT_ORT_CONFIG='key=value', GATECUT_CUDA_OPTIONS='key=value');
+#      GATECUT_ORT_MEM_PATTERN=1 (the memory pattern, off by default), GATECUT_ORT_CONFIG='key=value', GATECUT_CUDA_OPTIONS='key=value');
 #   4. LoRA r=8 on q/v (tools/lora_llm_bench.py, torch autocast fp16) under the tracer.
 # Then one table of kernel time per step by category, gatecut against LoRA (tools/ktrace_summary.py).
 #
@@ -23,7 +23,7 @@ SEQ=${SEQ:-512}
 STEPS=${STEPS:-10}
 MODEL_DIR=${MODEL_DIR:-/opt/models}
 VOCAB=${VOCAB:-151936}
-VARIANTS=${VARIANTS-"GATECUT_ORT_MEM_PATTERN=0"}
+VARIANTS=${VARIANTS-"GATECUT_ORT_MEM_PATTERN=1"}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/profile.log") 2>&1
 START=$SECONDS

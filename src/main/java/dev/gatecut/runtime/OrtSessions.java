@@ -120,8 +120,21 @@ public final class OrtSessions {
     }
 
     /**
-     * Options of a training session: on CUDA the arena grows by {@link #trainingArenaStrategy} and the
-     * frozen weights are allocated outside it, exactly (they never free, so the arena need not hold them).
+     * Whether a training session plans its activations as one block (ONNX Runtime's memory pattern): off unless
+     * {@code GATECUT_ORT_MEM_PATTERN=1}. The pattern is traced on the first run and from the second run on its
+     * whole peak is taken from the arena as one block; the first run's blocks stay in the arena (BFC never gives
+     * regions back), and with kSameAsRequested none is large enough, so the arena holds the step's activations
+     * twice (bench/results/2026-11-30-train-memory-allocator-cpu.md). A train step has one input shape per run,
+     * so the pattern saves only the per-tensor arena calls.
+     */
+    public static boolean trainingMemoryPattern() {
+        return "1".equals(System.getenv("GATECUT_ORT_MEM_PATTERN"));
+    }
+
+    /**
+     * Options of a training session: on CUDA the arena grows by {@link #trainingArenaStrategy}; on every device
+     * the frozen weights are allocated outside the arena, exactly (they never free, so the arena need not hold
+     * them), and the memory pattern is off ({@link #trainingMemoryPattern}).
      */
     public static OrtSession.SessionOptions trainingOptions(Device device) throws OrtException {
         return trainingOptions(device, 0, 0);
@@ -130,26 +143,25 @@ public final class OrtSessions {
     /** {@link #trainingOptions(Device)} on CUDA device {@code deviceId}, {@code cpuThreads} as in {@link #options(Device, int, int)}. */
     public static OrtSession.SessionOptions trainingOptions(Device device, int deviceId, int cpuThreads)
             throws OrtException {
-        if (device != Device.CUDA) {
-            return options(device, deviceId, cpuThreads);
-        }
         OrtSession.SessionOptions options = new OrtSession.SessionOptions();
         if (cpuThreads > 0) {
             options.setIntraOpNumThreads(cpuThreads);
         }
         options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL);
-        try (ai.onnxruntime.providers.OrtCUDAProviderOptions cuda =
-                     new ai.onnxruntime.providers.OrtCUDAProviderOptions(deviceId)) {
-            cuda.add("arena_extend_strategy", trainingArenaStrategy());
-            for (Map.Entry<String, String> e : settings("GATECUT_CUDA_OPTIONS").entrySet()) {
-                cuda.add(e.getKey(), e.getValue());
+        if (device == Device.CUDA) {
+            try (ai.onnxruntime.providers.OrtCUDAProviderOptions cuda =
+                         new ai.onnxruntime.providers.OrtCUDAProviderOptions(deviceId)) {
+                cuda.add("arena_extend_strategy", trainingArenaStrategy());
+                for (Map.Entry<String, String> e : settings("GATECUT_CUDA_OPTIONS").entrySet()) {
+                    cuda.add(e.getKey(), e.getValue());
+                }
+                options.addCUDA(cuda);
             }
-            options.addCUDA(cuda);
+        } else if ("0".equals(System.getenv("GATECUT_CPU_ARENA"))) {
+            options.setCPUArenaAllocator(false);
         }
         options.addConfigEntry("session.use_device_allocator_for_initializers", "1");
-        if ("0".equals(System.getenv("GATECUT_ORT_MEM_PATTERN"))) {
-            options.setMemoryPatternOptimization(false);
-        }
+        options.setMemoryPatternOptimization(trainingMemoryPattern());
         for (Map.Entry<String, String> e : settings("GATECUT_ORT_CONFIG").entrySet()) {
             options.addConfigEntry(e.getKey(), e.getValue());
         }
@@ -160,7 +172,8 @@ public final class OrtSessions {
      * Extra ONNX Runtime settings of training sessions for memory/speed experiments on the GPU
      * (tools/gpu_train_profile.sh), read from an environment variable as {@code key=value;key=value}:
      * {@code GATECUT_CUDA_OPTIONS} (CUDA provider options), {@code GATECUT_ORT_CONFIG} (session config
-     * entries); {@code GATECUT_ORT_MEM_PATTERN=0} turns the memory-pattern planner off.
+     * entries); {@code GATECUT_ORT_MEM_PATTERN=1} turns the memory-pattern planner back on
+     * ({@link #trainingMemoryPattern}); on the CPU {@code GATECUT_CPU_ARENA=0} turns the CPU arena off.
      */
     public static Map<String, String> settings(String variable) {
         String v = System.getenv(variable);
