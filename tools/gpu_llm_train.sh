@@ -105,7 +105,7 @@ peak_run() {
   tail -n 4 "$OUT/llm-train-$tag.log"
 }
 
-say "gatecut train --task lm $MODEL: batch $BATCH x $SEQ, $STEPS steps, $DEVICE (loss chunks $GATECUT_LM_LOSS_CHUNKS, arena $GATECUT_CUDA_ARENA, fused kernels ${GATECUT_FUSED_KERNELS:-0}) $TRAIN_ARGS"
+say "gatecut train --task lm $MODEL: batch $BATCH x $SEQ, $STEPS steps, $DEVICE (loss chunks $GATECUT_LM_LOSS_CHUNKS, arena $GATECUT_CUDA_ARENA, fused kernels ${GATECUT_FUSED_KERNELS:-default}) $TRAIN_ARGS"
 rm -rf "$WORK/run"
 # shellcheck disable=SC2086  # TRAIN_ARGS: extra train options, word-split on purpose
 peak_run gatecut "${GC[@]}" train "$MODEL" --task lm --train "$WORK/tokens.jsonl" --target-sparsity 0.3 \
