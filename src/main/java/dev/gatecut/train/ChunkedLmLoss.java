@@ -94,7 +94,12 @@ public record ChunkedLmLoss(Value loss, Value hidden, Value hiddenGradient) {
         Value padsX = f.op("Concat", List.of(zero, zero, zero, zero, pad, zero), OpBuilder.attr("axis", 0L));
         Value padsT = f.op("Concat", List.of(zero, zero, zero, pad), OpBuilder.attr("axis", 0L));
         Value x = m.op("Pad", List.of(hidden, padsX));
-        Value t = f.op("Pad", List.of(targets, padsT));
+        // The int64 targets are padded by a Concat with zeros, not Pad: ONNX Runtime's CUDA provider has no int64
+        // Pad, so that one node would run on the CPU with copies around it (and CUDA graphs refuse such a step).
+        Value batch = f.op("Gather", List.of(f.op("Shape", targets), f.int64s(0)), OpBuilder.attr("axis", 0L));
+        Value targetPad = f.op("Expand", f.int64Scalar(0), f.op("Concat", List.of(batch, pad),
+                OpBuilder.attr("axis", 0L)));
+        Value t = f.op("Concat", List.of(targets, targetPad), OpBuilder.attr("axis", 1L));
         Value wt = f.op("Pad", List.of(weights, padsT));
         List<Value> xs = split(g, f, x, chunks, opset);
         List<Value> ts = split(g, f, t, chunks, opset);
