@@ -76,8 +76,18 @@ final class ElementwiseRules {
             Value y = n.output(0);
             return o.op("Neg", o.op("Mul", g, o.op("Mul", y, y)));
         });
-        // Abs: g·sign(x), 0 at x = 0.
-        unary(m, "Abs", (n, o, g) -> o.op("Mul", g, o.op("Sign", n.input(0))));
+        // Abs: g·sign(x), 0 at x = 0. ONNX Runtime's CUDA Sign starts at opset 13; below it, Sign would run on the
+        // CPU with copies around it (and CUDA graphs refuse the step), so the sign is two comparisons there.
+        unary(m, "Abs", (n, o, g) -> {
+            Value x = n.input(0);
+            if (o.opset() >= 13) {
+                return o.op("Mul", g, o.op("Sign", x));
+            }
+            Value zero = o.scalar(0);
+            Value positive = o.op("Where", List.of(o.op("Greater", x, zero), g, zero));
+            Value negative = o.op("Where", List.of(o.op("Less", x, zero), g, zero));
+            return o.op("Sub", positive, negative);
+        });
         // Sin: cos x, computed as sin(x + π/2) because ONNX Runtime's CPU Cos has no double kernel.
         unary(m, "Sin", (n, o, g) -> o.op("Mul", g, o.op("Sin", o.op("Add", n.input(0), o.scalar(Math.PI / 2)))));
         unary(m, "Cos", (n, o, g) -> o.op("Neg", o.op("Mul", g, o.op("Sin", n.input(0)))));
