@@ -69,14 +69,16 @@ final class GateTrainingOptions {
             + " default: the recipe's (--lr under plain).")
     Double biasLr;
 
-    @Option(names = "--train-norms", description = "Train the scale and bias of every normalisation layer too"
-            + " (LayerNormalization, RMSNorm, ONNX Runtime's Skip/Embed/Simplified LayerNormalization, decomposed"
-            + " LayerNorm/RMSNorm), in training and recovery; they are saved with the biases in params.json and written"
-            + " into the compiled model. Off by default.")
-    boolean trainNorms;
+    @Option(names = "--train-norms", negatable = true, paramLabel = "", description = "Train the scale and bias of"
+            + " every normalisation layer too (LayerNormalization, RMSNorm, ONNX Runtime's Skip/Embed/Simplified"
+            + " LayerNormalization, decomposed LayerNorm/RMSNorm), in training and recovery; they are saved with the"
+            + " biases in params.json and written into the compiled model. Default: on for --task lm with the default"
+            + " recipe (measured on a GPT-2 at 30%: perplexity 65.9 against 69.9 without), off for classify, with"
+            + " --recipe plain, --adapter lora or --backend ort-training.")
+    Boolean trainNorms;
 
     @Option(names = "--norm-lr", paramLabel = "X", description = "AdamW learning rate of the norms' scales and biases"
-            + " (with --train-norms); default: the biases' rate.")
+            + " (when norms are trained); default: the biases' rate.")
     Double normLr;
 
     @Option(names = "--warmup", paramLabel = "F", description = "Fraction of the training steps over which every learning"
@@ -157,7 +159,9 @@ final class GateTrainingOptions {
         if (biasLr != null) {
             b.biasLearningRate(biasLr);
         }
-        b.trainNorms(trainNorms);
+        if (trainNorms != null) {
+            b.trainNorms(trainNorms);
+        }
         if (normLr != null) {
             b.normLearningRate(normLr);
         }
