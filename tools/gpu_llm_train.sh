@@ -15,8 +15,9 @@
 #     (0: the plain, differentiated loss, which keeps [b, s, vocab] float32 tensors for the backward pass);
 #   GATECUT_CUDA_ARENA (kSameAsRequested): how the training session's CUDA arena grows (kNextPowerOfTwo: ONNX
 #     Runtime's default, which doubles each new region).
-#   GATECUT_FUSED_KERNELS (unset): 1 builds the step with ONNX Runtime's fused RMSNorm/SiLU kernels and their
-#     gradient kernels (passes.TrainingFusions). TRAIN_ARGS: extra `train` options, e.g. "--backend fused".
+#   GATECUT_FUSED_KERNELS (unset: on for CUDA, whose kit has the gradient kernels): 1 / 0 builds the step with /
+#     without ONNX Runtime's fused RMSNorm/SiLU kernels and their gradient kernels (passes.TrainingFusions).
+#   GATECUT_ORT_LOG=verbose: ONNX Runtime's verbose session log (node placements per provider, among the rest). TRAIN_ARGS: extra `train` options, e.g. "--backend fused".
 #   GATECUT_TRAIN_CUDA_GRAPH=1 adds --cuda-graph to TRAIN_ARGS (parameters on the device, the step replayed as a
 #     CUDA graph), GATECUT_TRAIN_DEVICE_RESIDENT=1 adds --device-resident: one word each, so they fit in VARIANTS of
 #     tools/gpu_train_profile.sh. Either flag needs bytedeco's CUDA JNI library: carried as
@@ -104,7 +105,7 @@ peak_run() {
   tail -n 4 "$OUT/llm-train-$tag.log"
 }
 
-say "gatecut train --task lm $MODEL: batch $BATCH x $SEQ, $STEPS steps, $DEVICE (loss chunks $GATECUT_LM_LOSS_CHUNKS, arena $GATECUT_CUDA_ARENA, fused kernels ${GATECUT_FUSED_KERNELS:-0}) $TRAIN_ARGS"
+say "gatecut train --task lm $MODEL: batch $BATCH x $SEQ, $STEPS steps, $DEVICE (loss chunks $GATECUT_LM_LOSS_CHUNKS, arena $GATECUT_CUDA_ARENA, fused kernels ${GATECUT_FUSED_KERNELS:-default}) $TRAIN_ARGS"
 rm -rf "$WORK/run"
 # shellcheck disable=SC2086  # TRAIN_ARGS: extra train options, word-split on purpose
 peak_run gatecut "${GC[@]}" train "$MODEL" --task lm --train "$WORK/tokens.jsonl" --target-sparsity 0.3 \

@@ -95,7 +95,7 @@ public final class OrtSessions {
         }
         // Warnings such as "initializer appears in graph inputs" are expected for gated models, and
         // errors come back as exceptions (reported once, as one line).
-        options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL);
+        options.setSessionLogLevel(sessionLogLevel());
         if (device == Device.CUDA) {
             options.addCUDA(deviceId);
         }
@@ -147,7 +147,7 @@ public final class OrtSessions {
         if (cpuThreads > 0) {
             options.setIntraOpNumThreads(cpuThreads);
         }
-        options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL);
+        options.setSessionLogLevel(sessionLogLevel());
         if (device == Device.CUDA) {
             try (ai.onnxruntime.providers.OrtCUDAProviderOptions cuda =
                          new ai.onnxruntime.providers.OrtCUDAProviderOptions(deviceId)) {
@@ -175,6 +175,32 @@ public final class OrtSessions {
      * entries); {@code GATECUT_ORT_MEM_PATTERN=1} turns the memory-pattern planner back on
      * ({@link #trainingMemoryPattern}); on the CPU {@code GATECUT_CPU_ARENA=0} turns the CPU arena off.
      */
+    /**
+     * The log level of gatecut's sessions: FATAL (errors come back as exceptions, reported as one line), or the
+     * level {@code GATECUT_ORT_LOG} names (verbose, info, warning, error, fatal) — verbose prints, among the rest,
+     * which provider each node was placed on, the question a refused CUDA-graph capture leaves open.
+     */
+    public static ai.onnxruntime.OrtLoggingLevel sessionLogLevel() {
+        return switch (logLevelName()) {
+            case "verbose" -> ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_VERBOSE;
+            case "info" -> ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_INFO;
+            case "warning" -> ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_WARNING;
+            case "error" -> ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
+            default -> ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
+        };
+    }
+
+    /** {@code GATECUT_ORT_LOG} in lower case, "fatal" when unset; anything else is an OptionException. */
+    public static String logLevelName() {
+        String v = System.getenv("GATECUT_ORT_LOG");
+        String level = v == null || v.isBlank() ? "fatal" : v.strip().toLowerCase(java.util.Locale.ROOT);
+        if (!java.util.Set.of("verbose", "info", "warning", "error", "fatal").contains(level)) {
+            throw new dev.gatecut.errors.OptionException("GATECUT_ORT_LOG must be verbose, info, warning, error or"
+                    + " fatal, got '" + v + "'");
+        }
+        return level;
+    }
+
     public static Map<String, String> settings(String variable) {
         String v = System.getenv(variable);
         Map<String, String> out = new java.util.LinkedHashMap<>();

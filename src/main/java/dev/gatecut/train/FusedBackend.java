@@ -92,6 +92,7 @@ public final class FusedBackend implements TrainingBackend {
                     + " feature); use --device-resident elsewhere");
         }
         if (devices.size() > 1) {
+            // Data-parallel replicas keep the standard kernels unless GATECUT_FUSED_KERNELS=1 (not measured fused).
             TrainingGraph.Built built = TrainingGraph.shardGradients(model, config, shapes);
             Path file = runDir.resolve(SHARD_STEP);
             built.model().save(file, external);
@@ -103,7 +104,7 @@ public final class FusedBackend implements TrainingBackend {
             }
             return new Started(parallel, built.plan(), built.params());
         }
-        TrainingGraph.Built built = TrainingGraph.trainStep(model, config, shapes);
+        TrainingGraph.Built built = TrainingGraph.trainStep(model, config, shapes, device);
         Path file = runDir.resolve(TRAIN_STEP);
         built.model().save(file, external);
         if (residency != Residency.HOST) {

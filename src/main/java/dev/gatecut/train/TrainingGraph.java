@@ -25,6 +25,7 @@ import dev.gatecut.passes.BindEmptyCache;
 import dev.gatecut.passes.CastRoundTrips;
 import dev.gatecut.passes.TrainingFusions;
 import dev.gatecut.passes.Unfuse;
+import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.runtime.ShapeProbe;
 import dev.gatecut.runtime.ShapePropagation;
@@ -165,11 +166,21 @@ public final class TrainingGraph {
      * where the host averages the gradients and applies AdamW ({@link DataParallelTrainer}).
      */
     public static Built shardGradients(Path model, TrainConfig config, ShapeCache shapes) throws OrtException {
-        return build(model, config, Mode.SHARD_GRADIENTS, shapes);
+        return build(model, config, Mode.SHARD_GRADIENTS, shapes, TrainingFusions.fromEnvironment());
+    }
+
+    /** {@link #trainStep(Path, TrainConfig, ShapeCache)} for {@code device} (fused kernels: {@link TrainingFusions#forDevice}). */
+    public static Built trainStep(Path model, TrainConfig config, ShapeCache shapes, Device device)
+            throws OrtException {
+        return build(model, config, Mode.OPTIMIZER, shapes, TrainingFusions.forDevice(device));
     }
 
     private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache) throws OrtException {
-        boolean fuse = TrainingFusions.fromEnvironment();
+        return build(path, config, mode, shapeCache, TrainingFusions.fromEnvironment());
+    }
+
+    private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache, boolean fuse)
+            throws OrtException {
         return build(path, config, mode, shapeCache, ChunkedLmLoss.chunksFromEnvironment(),
                 fuse ? GradRules.fused() : GradRules.standard(), fuse);
     }

@@ -123,6 +123,17 @@ public final class BoundSession implements AutoCloseable {
         }
     }
 
+    /** The sessions' log level: FATAL, or what {@code GATECUT_ORT_LOG} names (see OrtSessions.sessionLogLevel). */
+    private static int logSeverity() {
+        return switch (dev.gatecut.runtime.OrtSessions.logLevelName()) {
+            case "verbose" -> org.bytedeco.onnxruntime.global.onnxruntime.ORT_LOGGING_LEVEL_VERBOSE;
+            case "info" -> org.bytedeco.onnxruntime.global.onnxruntime.ORT_LOGGING_LEVEL_INFO;
+            case "warning" -> org.bytedeco.onnxruntime.global.onnxruntime.ORT_LOGGING_LEVEL_WARNING;
+            case "error" -> org.bytedeco.onnxruntime.global.onnxruntime.ORT_LOGGING_LEVEL_ERROR;
+            default -> ORT_LOGGING_LEVEL_FATAL;
+        };
+    }
+
     private static SessionOptions options(Device device, boolean cudaGraph, Map<String, Long> fixedDims, int threads) {
         return options(device, cudaGraph, fixedDims, threads, Map.of());
     }
@@ -130,7 +141,7 @@ public final class BoundSession implements AutoCloseable {
     private static SessionOptions options(Device device, boolean cudaGraph, Map<String, Long> fixedDims, int threads,
                                           Map<String, String> cudaOptions) {
         SessionOptions options = new SessionOptions();
-        options.SetLogSeverityLevel(ORT_LOGGING_LEVEL_FATAL);
+        options.SetLogSeverityLevel(logSeverity());
         if (threads > 0) {
             options.SetIntraOpNumThreads(threads);
         }
