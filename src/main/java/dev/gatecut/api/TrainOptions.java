@@ -152,7 +152,8 @@ public final class TrainOptions {
     }
 
     /**
-     * The back-end as set, or the training API when the loaded ONNX Runtime has it; asking for the
+     * The back-end as set, or the training API when the loaded ONNX Runtime has it and the run needs one learning
+     * rate only (the plain recipe without adapters or trained norms: not the classify or lm defaults); asking for the
      * training API where it is missing is an OptionException saying how to enable it.
      */
     public TrainingBackend backend() {

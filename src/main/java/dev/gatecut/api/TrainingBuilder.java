@@ -394,7 +394,8 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
 
     /**
      * How steps run ({@code --backend}): {@link Backends#FUSED}, {@link Backends#ORT_TRAINING}, or
-     * null (default) for ORT_TRAINING when the loaded ONNX Runtime has its training API.
+     * null (default) for ORT_TRAINING when the loaded ONNX Runtime has its training API and the run needs one
+     * learning rate only (the plain recipe without adapters or trained norms), FUSED otherwise.
      */
     public B backend(TrainingBackend backend) {
         this.backend = backend;
