@@ -135,6 +135,7 @@ final class Compression {
         json.put("train_steps", r.trainSteps());
         json.put("train_seconds", r.trainSeconds());
         json.put("recipe", o.training().recipeName());
+        json.put("train_norms", o.training().trainNorms());
         if (selectedStep > 0) {
             // Best-epoch selection kept an earlier epoch's parameters (recovery steps, if any, followed them).
             json.put("selected_step", selectedStep);

@@ -129,7 +129,7 @@ public final class GatecutModel implements AutoCloseable {
      */
     public TrainingArtifacts exportTrainingArtifacts(TrainOptions options, Integer numLabels, Path folder)
             throws OrtException {
-        if (options.trainNorms()) {
+        if (options.trainNormsRequested()) {
             throw new dev.gatecut.errors.OptionException("--train-norms trains the norms at a rate of their own, which"
                     + " the ONNX Runtime training artifacts (one AdamW rate) cannot: leave out --train-norms");
         }
@@ -137,9 +137,9 @@ public final class GatecutModel implements AutoCloseable {
             throw new dev.gatecut.errors.OptionException("--adapter lora trains adapters at a rate of their own, which"
                     + " the ONNX Runtime training artifacts (one AdamW rate) cannot: leave out --adapter");
         }
-        // the artifacts have one AdamW rate: the recipe's default adapters stay out
+        // the artifacts have one AdamW rate: the recipe's default adapters and trained norms stay out
         return TrainingArtifacts.write(file, options.config(numLabels != null ? numLabels : defaultLabels())
-                .withAdapter(dev.gatecut.train.AdapterConfig.NONE), folder);
+                .withAdapter(dev.gatecut.train.AdapterConfig.NONE).withNormLearningRate(Double.NaN), folder);
     }
 
     /** A classifier export's own number of logits (when declared), else 2. */

@@ -27,6 +27,11 @@ public final class TrainOptions {
     TrainOptions(TrainingBuilder<?> b) {
         b.validateTraining();
         v = b.snapshot();
+        // Checked on the resolved value: trained norms may be the recipe's default rather than asked for.
+        if (v.normLearningRate != null && !trainNorms()) {
+            throw new OptionException("normLearningRate (--norm-lr) sets the rate of trained norms, which this run"
+                    + " does not train: add --train-norms (trainNorms) or leave --norm-lr out");
+        }
     }
 
     /** A builder with the defaults of {@code gatecut train}; targetSparsity and train data are required. */
@@ -147,7 +152,8 @@ public final class TrainOptions {
     }
 
     /**
-     * The back-end as set, or the training API when the loaded ONNX Runtime has it; asking for the
+     * The back-end as set, or the training API when the loaded ONNX Runtime has it and the run needs one learning
+     * rate only (the plain recipe without adapters or trained norms: not the classify or lm defaults); asking for the
      * training API where it is missing is an OptionException saying how to enable it.
      */
     public TrainingBackend backend() {
@@ -158,7 +164,7 @@ public final class TrainOptions {
         if (v.backend == null) {
             // The training API runs only the plain recipe (one learning rate, no schedule).
             boolean plain = recipe(config(2)).equals(Recipe.plain()) && !classBalanced() && !adapter().enabled()
-                    && !v.trainNorms;
+                    && !trainNorms();
             return available && plain ? Backends.ORT_TRAINING : Backends.FUSED;
         }
         if (v.backend.name().equals(Backends.ORT_TRAINING.name()) && !available) {
@@ -189,9 +195,26 @@ public final class TrainOptions {
         return v.hiddenGates;
     }
 
-    /** Whether the norms' scales and biases are trained ({@code --train-norms}). */
+    /**
+     * Whether the norms' scales and biases are trained: as set ({@code --[no-]train-norms}), else the recipe's
+     * default: on when the default recipe trains a language model ({@code --task lm}) on the fused back-end
+     * without adapters, off otherwise. Measured on a self-pretrained GPT-2 at 30% sparsity, 3 seeds
+     * (bench/results/2026-11-30-decoder-study-h200): test perplexity 65.93 with trained norms against 69.85
+     * without; with {@code --adapter lora} they made it worse (68.68 against 66.93), and on classifiers they did
+     * not help on top of the default adapters (2026-11-30-suite-six-sets-h200). {@code --recipe plain} stays
+     * FineGates as published, and ONNX Runtime's training API ({@code --backend ort-training}) has one rate.
+     */
     public boolean trainNorms() {
-        return v.trainNorms;
+        if (v.trainNorms != null) {
+            return v.trainNorms;
+        }
+        boolean recipes = v.backend == null || v.backend.runsRecipes();
+        return v.recipe.equalsIgnoreCase("default") && v.task == Task.LM && recipes && !adapter().enabled();
+    }
+
+    /** Whether trained norms were asked for explicitly ({@code --train-norms}), not only taken from the recipe. */
+    public boolean trainNormsRequested() {
+        return Boolean.TRUE.equals(v.trainNorms);
     }
 
     /** Whether every layer keeps one width per kind of block ({@code --uniform-widths}). */
@@ -228,7 +251,7 @@ public final class TrainOptions {
         c = c.withAdapter(adapter());
         c = c.withRecipe(recipe(c));
         // Norms default to the biases' rate: both are per-channel vectors the adapter shifts (LN-tuning, BitFit).
-        return v.trainNorms ? c.withNormLearningRate(v.normLearningRate != null ? v.normLearningRate
+        return trainNorms() ? c.withNormLearningRate(v.normLearningRate != null ? v.normLearningRate
                 : c.biasLearningRate()) : c;
     }
 

@@ -29,6 +29,10 @@ final class Training {
         progress.onEvent(new ProgressEvent.Message("backend: " + backend.description()
                 + (o.devices().size() > 1 ? ", data-parallel over " + o.devices().size() + " replicas ("
                 + o.device().name().toLowerCase() + " " + o.devices() + ")" : "")));
+        if (o.trainNorms() && !o.trainNormsRequested()) {
+            progress.onEvent(new ProgressEvent.Message("norms: trained (the default for --task lm; --no-train-norms"
+                    + " freezes them)"));
+        }
         TrainingRun.Options run = new TrainingRun.Options(o.epochs(), o.steps(), o.logEvery(), o.checkpointEvery(),
                 o.resume(), o.device(), backend, o.devices());
         long start = System.nanoTime();

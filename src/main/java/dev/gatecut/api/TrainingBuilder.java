@@ -36,7 +36,8 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     String pooling = "mean";
     boolean uniformWidths;
     boolean hiddenGates;
-    boolean trainNorms;
+    /** Trained norms: null is the recipe's default (see {@link TrainOptions#trainNorms()}). */
+    Boolean trainNorms;
     Double normLearningRate;
     String recipe = "default";
     Double headLearningRate;
@@ -203,8 +204,10 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     }
 
     /**
-     * Train the scale and bias of every normalisation layer too ({@code --train-norms}, default off; LN-tuning):
-     * they persist with the run's biases in params.json and are written into the compiled model.
+     * Train the scale and bias of every normalisation layer too ({@code --[no-]train-norms}; LN-tuning): they
+     * persist with the run's biases in params.json and are written into the compiled model. Unset, the recipe
+     * decides: on for {@link Task#LM} with the default recipe on the fused back-end and no adapters, off
+     * otherwise (see {@link TrainOptions#trainNorms()}).
      */
     public B trainNorms(boolean train) {
         this.trainNorms = train;
@@ -391,7 +394,8 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
 
     /**
      * How steps run ({@code --backend}): {@link Backends#FUSED}, {@link Backends#ORT_TRAINING}, or
-     * null (default) for ORT_TRAINING when the loaded ONNX Runtime has its training API.
+     * null (default) for ORT_TRAINING when the loaded ONNX Runtime has its training API and the run needs one
+     * learning rate only (the plain recipe without adapters or trained norms), FUSED otherwise.
      */
     public B backend(TrainingBackend backend) {
         this.backend = backend;
@@ -485,14 +489,10 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         if (!(lambda >= 0 && Double.isFinite(lambda))) {
             throw new OptionException("lambda (--lambda) must be >= 0, got " + lambda);
         }
-        if (normLearningRate != null && !trainNorms) {
-            throw new OptionException("normLearningRate (--norm-lr) sets the rate of trained norms: add --train-norms"
-                    + " (trainNorms) or leave --norm-lr out");
-        }
         if (normLearningRate != null && !(normLearningRate > 0 && Double.isFinite(normLearningRate))) {
             throw new OptionException("normLearningRate (--norm-lr) must be > 0, got " + normLearningRate);
         }
-        if (trainNorms && backend != null && !backend.runsRecipes()) {
+        if (Boolean.TRUE.equals(trainNorms) && backend != null && !backend.runsRecipes()) {
             throw new OptionException("--train-norms needs the fused back-end (per-group learning rates); --backend "
                     + backend.name() + " trains gates, biases and head only: use --backend fused (or auto)");
         }

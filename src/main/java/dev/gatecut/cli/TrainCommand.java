@@ -160,7 +160,9 @@ final class TrainCommand implements Callable<Integer> {
         @Option(names = "--backend", defaultValue = "auto", paramLabel = "B",
                 description = "fused (one ONNX graph per step, any ONNX Runtime build), ort-training (ONNX Runtime's"
                         + " training API; needs its training-enabled native library) or auto (ort-training when the"
-                        + " loaded library has it); default ${DEFAULT-VALUE}.")
+                        + " loaded library has it and the run needs only one learning rate: --recipe plain without"
+                        + " adapters or trained norms; fused otherwise, so for the defaults of classify and lm);"
+                        + " default ${DEFAULT-VALUE}.")
         String backend;
 
         @Option(names = "--cuda-graph", description = "Fused back-end on one CUDA device: keep the parameters and"

@@ -146,6 +146,12 @@ public final class FusedBackend implements TrainingBackend {
         java.util.Set<String> trained = new java.util.LinkedHashSet<>();
         for (TrainableParam p : params) {
             trained.add(p.name());
+            if (!c.params().containsKey(p.name()) && p.kind() == TrainableParam.Kind.NORM) {
+                // Most likely a --task lm run started before trained norms became its default.
+                throw new dev.gatecut.errors.OptionException("--resume: " + file + " lacks norm parameter '"
+                        + p.name() + "': the run was started without trained norms; resume it with"
+                        + " --no-train-norms");
+            }
             if (!c.params().containsKey(p.name())) {
                 throw mismatch(file, "lacks " + p.kind().name().toLowerCase() + " parameter '" + p.name() + "'");
             }

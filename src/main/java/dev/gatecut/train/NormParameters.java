@@ -148,7 +148,8 @@ public final class NormParameters {
             throw new ModelException(model + ": --train-norms: norm node '" + n.name() + "' (" + n.opType()
                     + ") reads its scale or bias '" + v.name() + "' from "
                     + (v.producer().map(p -> "a " + p.opType() + " node").orElse("a graph input"))
-                    + ", not a float initializer, so it cannot be trained and written back; leave out --train-norms");
+                    + ", not a float initializer, so it cannot be trained and written back; leave out --train-norms"
+                    + " (--task lm trains them by default: pass --no-train-norms)");
         }
         return v.name();
     }

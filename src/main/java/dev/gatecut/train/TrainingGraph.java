@@ -309,7 +309,8 @@ public final class TrainingGraph {
             if (params.stream().noneMatch(p -> p.kind() == TrainableParam.Kind.NORM)) {
                 throw new ModelException(path + ": --train-norms: no normalisation layer found (LayerNormalization,"
                         + " SimplifiedLayerNormalization, ONNX Runtime's Skip/Embed LayerNormalization, or a decomposed"
-                        + " LayerNorm/RMSNorm); leave out --train-norms");
+                        + " LayerNorm/RMSNorm); leave out --train-norms"
+                        + " (--task lm trains them by default: pass --no-train-norms)");
             }
         }
         if (config.adapter().enabled()) {

@@ -35,6 +35,16 @@ class DeviceResidentTrainerTest {
                 dir);
     }
 
+    /** With trained norms, the --task lm default: their rate is one more step input. */
+    @Test
+    void decoderLmWithTrainedNormsTrainsAsTheHostTrainer(@TempDir Path dir) throws Exception {
+        TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0).withLearningRate(1e-2)
+                .withNormLearningRate(1e-2);
+        assertTrainsAsHost(Path.of("onnx-models/llama-ts17.onnx"), config,
+                seed -> DataParallelTrainingTest.lmBatch(seed, 4), seed -> DataParallelTrainingTest.lmBatch(seed, 2),
+                dir);
+    }
+
     @Test
     void classifierWithTheRecommendedRecipeTrainsAsTheHostTrainer(@TempDir Path dir) throws Exception {
         // Warm-up, dense steps, a ramped target, per-group rates and Taylor saliency (probe outputs summed per step).

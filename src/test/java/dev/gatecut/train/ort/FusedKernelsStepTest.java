@@ -59,6 +59,27 @@ class FusedKernelsStepTest {
         System.out.printf("%s fused kernels: worst gradient/saliency difference %.2e%n", model.getFileName(), worst);
     }
 
+    /**
+     * Trained norms (the {@code --task lm} default) through the fused RMSNorm: the norms' scales get their gradients
+     * from SimplifiedLayerNormalizationGrad and agree with the standard step's.
+     */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"onnx-models/llama-ts17.onnx, 1e-5, 1e-4",
+            "onnx-models/deploy/qwen2-kv-ts17-eager-fp16.onnx, 2e-3, 2e-3"})
+    void fusedStepTrainsTheNormsLikeTheStandardOne(Path model, double lossTolerance, double tolerance)
+            throws Exception {
+        TrainConfig config = config().withNormLearningRate(0.01);
+        TrainingGraph.Built standard = TrainingGraph.trainStep(model, config, 0, false);
+        TrainingGraph.Built fused = TrainingGraph.trainStep(model, config, 0, true);
+        long norms = standard.params().stream().filter(p -> p.kind() == dev.gatecut.train.TrainableParam.Kind.NORM)
+                .count();
+        assertEquals(5, norms, "two layers' two RMSNorms and the final one");
+        assertTrue(count(fused, "SimplifiedLayerNormalizationGrad") >= 4, "the norms run on the fused kernels");
+        double worst = worstDifference(model.getFileName() + " with trained norms", standard, fused, config,
+                tolerance, lossTolerance);
+        System.out.printf("%s fused kernels, trained norms: worst difference %.2e%n", model.getFileName(), worst);
+    }
+
     /** A gradient kernel read wrongly (QuickGeluGrad with another alpha) shows: the comparison can fail. */
     @org.junit.jupiter.api.Test
     void aWrongGradientKernelShows() throws Exception {
