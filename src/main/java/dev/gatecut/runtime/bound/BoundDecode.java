@@ -11,7 +11,6 @@ import dev.gatecut.runtime.KvCacheFeeds;
 import dev.gatecut.runtime.RandomInputs;
 import dev.gatecut.runtime.WeightTraffic;
 import org.bytedeco.onnxruntime.IoBinding;
-import org.bytedeco.onnxruntime.StringVector;
 
 import java.nio.ByteOrder;
 import java.nio.file.Path;
@@ -151,7 +150,7 @@ public final class BoundDecode {
                     long start = System.nanoTime();
                     session.run(binding);
                     long ran = System.nanoTime();
-                    List<String> names = names(binding.GetOutputNames());
+                    List<String> names = BoundSession.names(binding.GetOutputNames());
                     List<DeviceTensor> values = DeviceTensor.takeAll(binding.GetOutputValues());
                     for (int i = 0; i < names.size(); i++) {
                         outputs.put(names.get(i), values.get(i));
@@ -234,16 +233,6 @@ public final class BoundDecode {
                     type.elementType()));
         }
         return past;
-    }
-
-    private static List<String> names(StringVector v) {
-        List<String> names = new ArrayList<>();
-        try (v) {
-            for (long i = 0; i < v.size(); i++) {
-                names.add(v.get(i).getString());
-            }
-        }
-        return names;
     }
 
     private static void closeAll(Iterable<? extends AutoCloseable> values) {

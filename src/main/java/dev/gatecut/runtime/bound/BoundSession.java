@@ -218,7 +218,8 @@ public final class BoundSession implements AutoCloseable {
         binding.SynchronizeOutputs();
     }
 
-    private static List<String> names(StringVector v) {
+    /** The strings of {@code v}, which is closed. */
+    static List<String> names(StringVector v) {
         List<String> names = new ArrayList<>();
         for (long i = 0; i < v.size(); i++) {
             names.add(v.get(i).getString());

@@ -6,7 +6,6 @@ import dev.gatecut.errors.ModelException;
 import dev.gatecut.runtime.Device;
 import org.bytedeco.onnxruntime.IoBinding;
 import org.bytedeco.onnxruntime.RunOptions;
-import org.bytedeco.onnxruntime.StringVector;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -315,7 +314,7 @@ public final class BoundStep implements AutoCloseable {
             if (allocated) {
                 return;
             }
-            List<String> names = names(binding.GetOutputNames());
+            List<String> names = BoundSession.names(binding.GetOutputNames());
             List<DeviceTensor> values = DeviceTensor.takeAll(binding.GetOutputValues());
             for (int i = 0; i < names.size(); i++) {
                 String name = names.get(i);
@@ -374,16 +373,6 @@ public final class BoundStep implements AutoCloseable {
                 bindings[i] = null;
             }
         }
-    }
-
-    private static List<String> names(StringVector v) {
-        List<String> names = new ArrayList<>();
-        try (v) {
-            for (long i = 0; i < v.size(); i++) {
-                names.add(v.get(i).getString());
-            }
-        }
-        return names;
     }
 
     @Override
