@@ -70,7 +70,12 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         if (!lm && o.classBalanced()) {
             config = config.withRecipe(config.recipe().withClassWeights(classWeights(trainTokens, labels.size())));
         }
-        BatchSource batches = Batcher.training(trainTokens, o.batchSize(), o.seed());
+        // A CUDA-graph step replays one captured shape: every batch is padded to --max-len (padding is masked),
+        // and language-model batches are topped up to the batch size with weightless rows (FullBatches).
+        boolean oneShape = o.backend() instanceof dev.gatecut.train.FusedBackend f
+                && f.residency() == dev.gatecut.train.FusedBackend.Residency.CUDA_GRAPH;
+        BatchSource batches = oneShape ? new Batcher(trainTokens, o.batchSize(), o.seed(), true, false, o.maxLength())
+                : Batcher.training(trainTokens, o.batchSize(), o.seed());
         List<Batch> evalBatches = new ArrayList<>();
         if (evalTokens != null) {
             Batcher e = Batcher.evaluation(evalTokens, o.batchSize());
@@ -80,6 +85,9 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         }
         if (lm) {
             batches = NextTokenBatches.of(batches);
+            if (oneShape) {
+                batches = dev.gatecut.train.FullBatches.of(batches, o.batchSize());
+            }
             evalBatches = evalBatches.stream().map(NextTokenBatches::of).toList();
         }
         return new PreparedData(config, batches, List.copyOf(evalBatches));
