@@ -79,10 +79,31 @@ def check(reg, model_path):
     return found, example
 
 
+def write_tsv(library, out):
+    """The registry as the tab-separated table the CPU tests read (src/test/resources/ort-1.24.1-cuda-kernels.tsv)."""
+    text = subprocess.run(["strings", library], capture_output=True, text=True, check=True).stdout
+    rows = set()
+    for m in NAME.finditer(text):
+        op, dom, a, b, t = m.groups()
+        first = FIRST_TYPE.match(t).group(1) if t and FIRST_TYPE.match(t) else "*"
+        rows.add((op, "ai.onnx" if dom == "kOnnxDomain" else "com.microsoft", int(a), b or "*", first))
+    with open(out, "w") as f:
+        f.write("# ONNX Runtime 1.24.1 CUDA provider (bytedeco onnxruntime 1.24.1-1.5.13 linux-x86_64-gpu, the GPU kit's\n")
+        f.write("# libonnxruntime_providers_cuda.so): its registered kernels, read off the library's symbols by\n")
+        f.write("# tools/cuda_kernel_check.py --tsv. op, domain, first and last opset version (* = open), first type constraint (* = any)\n")
+        for r in sorted(rows):
+            f.write("\t".join(map(str, r)) + "\n")
+    return len(rows)
+
+
 def main(argv):
+    if len(argv) == 4 and argv[1] == "--tsv":
+        print(f"{write_tsv(argv[2], argv[3])} kernels written to {argv[3]}")
+        return 0
     if len(argv) < 3:
         print(__doc__.strip().split("\n")[0])
         print("usage: cuda_kernel_check.py LIBONNXRUNTIME_PROVIDERS_CUDA.so MODEL.onnx [MODEL.onnx ...]")
+        print("       cuda_kernel_check.py --tsv LIBONNXRUNTIME_PROVIDERS_CUDA.so OUT.tsv   (the table the CPU tests read)")
         return 2
     reg = registry(argv[1])
     bad = 0
