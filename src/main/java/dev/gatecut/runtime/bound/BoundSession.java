@@ -84,8 +84,8 @@ public final class BoundSession implements AutoCloseable {
 
     /**
      * A training-step session over a model file with the settings of the Java API's training sessions
-     * ({@code OrtSessions.trainingOptions}: CUDA arena growth, device allocator for initializers, the
-     * GATECUT_CUDA_OPTIONS / GATECUT_ORT_CONFIG experiments), optionally capturing CUDA graphs.
+     * ({@code OrtSessions.trainingOptions}: CUDA arena growth, device allocator for initializers, no memory
+     * pattern, the GATECUT_CUDA_OPTIONS / GATECUT_ORT_CONFIG experiments), optionally capturing CUDA graphs.
      */
     static BoundSession openForTraining(Path model, Device device, boolean cudaGraph, Map<String, Long> fixedDims) {
         Env e = env();
@@ -102,7 +102,9 @@ public final class BoundSession implements AutoCloseable {
             for (Map.Entry<String, String> c : config.entrySet()) {
                 options.AddConfigEntry(c.getKey(), c.getValue());
             }
-            if (device == Device.CUDA && "0".equals(System.getenv("GATECUT_ORT_MEM_PATTERN"))) {
+            // As the Java API's training sessions: without the memory pattern, which from the second run held the
+            // step's activations a second time (GATECUT_ORT_MEM_PATTERN=1 turns it back on).
+            if (!dev.gatecut.runtime.OrtSessions.trainingMemoryPattern()) {
                 options.DisableMemPattern();
             }
             return new BoundSession(device, new Session(e, path, options), false);
