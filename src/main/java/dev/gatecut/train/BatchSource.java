@@ -5,4 +5,20 @@ public interface BatchSource {
     int batchesPerEpoch();
 
     Batch batch(int epoch, int index);
+
+    /** These batches, each passed through {@code f} when asked for. */
+    default BatchSource map(java.util.function.UnaryOperator<Batch> f) {
+        BatchSource source = this;
+        return new BatchSource() {
+            @Override
+            public int batchesPerEpoch() {
+                return source.batchesPerEpoch();
+            }
+
+            @Override
+            public Batch batch(int epoch, int index) {
+                return f.apply(source.batch(epoch, index));
+            }
+        };
+    }
 }

@@ -46,16 +46,6 @@ public final class FullBatches {
 
     /** Every batch of {@code source} topped up to {@code rows}. */
     public static BatchSource of(BatchSource source, int rows) {
-        return new BatchSource() {
-            @Override
-            public int batchesPerEpoch() {
-                return source.batchesPerEpoch();
-            }
-
-            @Override
-            public Batch batch(int epoch, int index) {
-                return of(source.batch(epoch, index), rows);
-            }
-        };
+        return source.map(b -> of(b, rows));
     }
 }

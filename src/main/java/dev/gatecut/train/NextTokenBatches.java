@@ -29,16 +29,6 @@ public final class NextTokenBatches {
     }
 
     public static BatchSource of(BatchSource source) {
-        return new BatchSource() {
-            @Override
-            public int batchesPerEpoch() {
-                return source.batchesPerEpoch();
-            }
-
-            @Override
-            public Batch batch(int epoch, int index) {
-                return of(source.batch(epoch, index));
-            }
-        };
+        return source.map(NextTokenBatches::of);
     }
 }
