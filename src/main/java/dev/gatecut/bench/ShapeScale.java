@@ -84,6 +84,24 @@ public final class ShapeScale {
         return s;
     }
 
+    /**
+     * The zoo's float16 LLaMA with KV cache (hidden 64, 4 heads of 16 with as many KV heads, FFN 176, vocabulary
+     * 256, 2 layers) onto LLaMA-2-7B (hidden 4096, 32 heads of 128, no grouping, FFN 11008, vocabulary 32000, 32 layers).
+     */
+    public static ShapeScale llama27b(long batch, long sequence) {
+        Map<Long, Long> m = new LinkedHashMap<>();
+        m.put(1L, 1L);
+        m.put(64L, 4096L);      // hidden = heads · head width (and the K/V width: every head has its own)
+        m.put(16L, 128L);       // head width
+        m.put(8L, 64L);         // half a head (rotary)
+        m.put(4L, 32L);         // heads
+        m.put(176L, 11008L);    // FFN
+        m.put(256L, 32000L);    // vocabulary
+        ShapeScale s = new ShapeScale(batch, sequence, m, 1, 2, 32);
+        s.names.putAll(Map.of(64L, "hidden", 16L, "head", 176L, "ffn", 256L, "vocab"));
+        return s;
+    }
+
     /** Widths seen that the table does not map, kept as they are (negative: a dynamic one not factored). */
     public Set<Long> unmapped() {
         return unmapped;

@@ -43,7 +43,8 @@ final class BenchMemoryCommand implements Callable<Integer> {
 
     @Option(names = "--scale", defaultValue = "qwen2.5-1.5b", paramLabel = "S",
             description = "qwen2.5-1.5b (from the zoo's Qwen2 widths: hidden 64, heads 4/2 of 16, FFN 176, vocabulary"
-                    + " 256, 2 layers) or none (the probe's own size, 2 × 7); default ${DEFAULT-VALUE}.")
+                    + " 256, 2 layers), llama2-7b (from the zoo's float16 LLaMA with KV cache: hidden 64, 4 heads of 16, FFN"
+                    + " 176, vocabulary 256, 2 layers) or none (the probe's own size, 2 × 7); default ${DEFAULT-VALUE}.")
     String scale;
 
     @Option(names = "--batch", defaultValue = "8", description = "Target batch size; default ${DEFAULT-VALUE}.")
@@ -71,15 +72,19 @@ final class BenchMemoryCommand implements Callable<Integer> {
         if (chunks != null && chunks < 0) {
             throw new OptionException("--chunks must be ≥ 0, got " + chunks);
         }
-        if (!scale.equals("qwen2.5-1.5b") && !scale.equals("none")) {
-            throw new OptionException("--scale must be qwen2.5-1.5b or none, got '" + scale + "'");
+        if (!java.util.Set.of("qwen2.5-1.5b", "llama2-7b", "none").contains(scale)) {
+            throw new OptionException("--scale must be qwen2.5-1.5b, llama2-7b or none, got '" + scale + "'");
         }
         TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0);
         TrainingGraph.Built built = TrainingGraph.trainStep(model, config,
                 chunks == null ? ChunkedLmLoss.chunksFromEnvironment() : chunks,
                 fusedKernels == null ? TrainingFusions.fromEnvironment() : fusedKernels);
         ShapeProbe.Result shapes = ShapeProbe.probe(built.model());
-        ShapeScale s = scale.equals("none") ? ShapeScale.none(shapes) : ShapeScale.qwen15b(batch, sequence);
+        ShapeScale s = switch (scale) {
+            case "none" -> ShapeScale.none(shapes);
+            case "llama2-7b" -> ShapeScale.llama27b(batch, sequence);
+            default -> ShapeScale.qwen15b(batch, sequence);
+        };
         TrainingMemory.Report r = TrainingMemory.analyse(built.model().graph(), shapes, s, order);
         var out = spec.commandLine().getOut();
         out.print(TrainingMemory.table(r));

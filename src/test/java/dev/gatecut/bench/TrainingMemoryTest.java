@@ -57,6 +57,20 @@ class TrainingMemoryTest {
         assertEquals("Mul", r.rows().get(0).op(), "the products move the most bytes");
     }
 
+    /** The zoo's float16 LLaMA onto LLaMA-2-7B: its weights are the 7B's 13.5 GB, in float16, none copied. */
+    @Test
+    void theLlamaScalesToTheSevenBillion() throws Exception {
+        TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0);
+        TrainingGraph.Built b = TrainingGraph.trainStep(Path.of("onnx-models/deploy/llama-kv-ts17-eager-fp16.onnx"),
+                config, 8);
+        TrainingMemory.Report r = TrainingMemory.analyse(b.model().graph(), ShapeProbe.probe(b.model()),
+                ShapeScale.llama27b(8, 512));
+        // LLaMA-2-7B in float16: 6.74e9 parameters · 2 bytes (untied head)
+        assertEquals(13.48e9, r.weightBytes(), 0.05e9, "frozen weights scaled to the 7B shape");
+        assertTrue(r.foldedBytes() < (1 << 20), "constants folded from weights: " + r.foldedBytes() + " bytes");
+        assertTrue(r.peakBytes() > r.weightBytes(), "activations on top of the weights");
+    }
+
     @Test
     void dimensionsMapThroughTheTable() {
         ShapeScale s = new ShapeScale(8, 512, Map.of(64L, 1536L, 4L, 12L), 0, 2, 28);
