@@ -92,8 +92,8 @@ public final class FusedBackend implements TrainingBackend {
                     + " feature); use --device-resident elsewhere");
         }
         if (devices.size() > 1) {
-            // Data-parallel replicas keep the standard kernels unless GATECUT_FUSED_KERNELS=1 (not measured fused).
-            TrainingGraph.Built built = TrainingGraph.shardGradients(model, config, shapes);
+            TrainingGraph.Built built = TrainingGraph.shardGradients(model, config, shapes,
+                    dev.gatecut.passes.TrainingFusions.forDevice(device));
             Path file = runDir.resolve(SHARD_STEP);
             built.model().save(file, external);
             DataParallelTrainer parallel = new DataParallelTrainer(built, file, config, device, devices);

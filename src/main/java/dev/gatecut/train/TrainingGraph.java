@@ -169,6 +169,12 @@ public final class TrainingGraph {
         return build(model, config, Mode.SHARD_GRADIENTS, shapes, TrainingFusions.fromEnvironment());
     }
 
+    /** {@link #shardGradients(Path, TrainConfig, ShapeCache)} with or without the fused kernels ({@link TrainingFusions}). */
+    public static Built shardGradients(Path model, TrainConfig config, ShapeCache shapes, boolean fuseKernels)
+            throws OrtException {
+        return build(model, config, Mode.SHARD_GRADIENTS, shapes, fuseKernels);
+    }
+
     /** {@link #trainStep(Path, TrainConfig, ShapeCache)} for {@code device} (fused kernels: {@link TrainingFusions#forDevice}). */
     public static Built trainStep(Path model, TrainConfig config, ShapeCache shapes, Device device)
             throws OrtException {
