@@ -27,10 +27,13 @@ Subcommands (torch is imported only by `train` and `export`, so `split`, `predic
   predict  --onnx F --tokenizer F --data TEST.jsonl --labels a,b,... --out PRED.json
            Test accuracy and macro-F1 of a classifier ONNX file (gatecut's classifier.onnx or
            model.onnx), ONNX Runtime CPU; logits are read in --labels order.
-  report   RAWDIR [--md OUT.md]
+  report   RAWDIR [--md OUT.md] [--select V1,V2,...]
            One table: per data set, model and method, mean accuracy over seeds with a 95% t-interval
            (mean ± t(0.975, n-1)·s/√n), macro-F1 likewise (shown for unbalanced sets, where it matters),
            and gaps to LoRA and to the frozen encoder; then the compressed-classifier runs (part 3).
+           --select: gatecut variants (GC_VARIANTS names; "default" for the unnamed one) among which each
+           seed's run is chosen by its validation accuracy (gatecut's --eval on the val slice), as LoRA's
+           learning rate is: a row "gatecut S% [best of V1/V2/... on val]" beside the variants' own rows.
   estimate [--sets ...] Prints the GPU minutes per data set that tools/gpu_eval_suite.sh plans for.
 """
 
@@ -619,12 +622,42 @@ def collect(raw: Path):
     return cells, splits, post, exports
 
 
+def select_on_val(cells, names):
+    """Adds, per (data set, model, sparsity), a row of each seed's gatecut run among the variants {@code names}
+    with the best validation accuracy (gatecut's slim model on --eval val; ties: the first name). Seeds missing a
+    variant or its validation figure are left out of that row."""
+    if not names:
+        return
+    wanted = ["" if n == "default" else n for n in names]
+    label_of = lambda v: "default" if v == "" else v
+    groups = collections.defaultdict(dict)   # (ds, model, sparsity) -> seed -> variant -> run
+    for (ds, model, _), runs in list(cells.items()):
+        for g in runs:
+            if "sparsity" not in g or g.get("gatecut_eval") != "val" or g.get("variant", "") not in wanted:
+                continue
+            val = g.get("summary", {}).get("slim_eval_accuracy")
+            if isinstance(val, (int, float)):
+                groups[(ds, model, g["sparsity"])].setdefault(g["seed"], {})[g.get("variant", "")] = g
+    for (ds, model, s), seeds in groups.items():
+        chosen = []
+        for seed in sorted(seeds):
+            runs = seeds[seed]
+            if any(v not in runs for v in wanted):
+                continue
+            best = max(wanted, key=lambda v: (runs[v]["summary"]["slim_eval_accuracy"], -wanted.index(v)))
+            chosen.append(dict(runs[best], chosen_variant=label_of(best)))
+        if chosen:
+            label = f"gatecut {round(s * 100)}% [best of {'/'.join(label_of(v) for v in wanted)} on val]"
+            cells[(ds, model, label)] = chosen
+
+
 METHOD_ORDER = ["frozen + head", "LoRA r=8", "full FT", "gatecut 0%", "gatecut 20%", "gatecut 30%", "gatecut 40%"]
 
 
 def cmd_report(args):
     raw = Path(args.raw)
     cells, splits, post, exports = collect(raw)
+    select_on_val(cells, [n for n in (args.select or "").split(",") if n])
     lines = ["# Evaluation suite", "",
              "Test accuracy (%) as mean ± the 95% t-interval half-width over seeds (n = seeds; no ± for one seed);",
              "macro-F1 (%) likewise, for unbalanced sets. Learning rates of the baselines chosen on a validation",
@@ -649,7 +682,8 @@ def cmd_report(args):
                 m, hw, n = t_interval([r["accuracy"] for r in runs])
                 fm, fhw, _ = t_interval([r["macro_f1"] for r in runs])
                 d = lambda k: "" if ref[k] is None or not lab.startswith("gatecut") else f"{(m - ref[k]) * 100:+.1f}"
-                lrs = ",".join(sorted({f"{r['lr']:g}" for r in runs if r.get("lr") is not None}))
+                lrs = ",".join(sorted({f"{r['lr']:g}" for r in runs if r.get("lr") is not None}
+                                      | {r["chosen_variant"] for r in runs if r.get("chosen_variant")}))
                 lines.append(f"| {model} | {lab} | {n} | {fmt(m, hw)} |" + (f" {fmt(fm, fhw)} |" if unb else "")
                              + f" {d('LoRA r=8')} | {d('frozen + head')} | {lrs} |")
         lines.append("")
@@ -791,6 +825,7 @@ def main(argv=None):
     p = sub.add_parser("report")
     p.add_argument("raw")
     p.add_argument("--md")
+    p.add_argument("--select", help="gatecut variants chosen among per seed on validation accuracy (comma-separated)")
 
     p = sub.add_parser("estimate")
     p.add_argument("--models", default="minilm bge")

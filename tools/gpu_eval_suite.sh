@@ -18,7 +18,9 @@
 # Knobs (environment): SETS (folders of datasets/suite), MODELS ("minilm bge"), SEEDS ("1 2 3"),
 # SPARSITIES ("0 0.2 0.3 0.4"; posttrain "0.3 0.4"), PY_METHODS (dense,lora,full), LRS (eval_suite.py --lrs), GC_MODE
 # (coupled), GC_ARGS (recipe flags; default none: the default recipe), GC_VARIANTS (recipes side by side:
-# "name=flags;name=flags", an empty name = GC_ARGS alone; report rows "gatecut 30% [name]"), EPOCHS 3, BATCH 32, MAXLEN 128,
+# "name=flags;name=flags", an empty name = GC_ARGS alone; report rows "gatecut 30% [name]"), GC_SELECT (variant names,
+# "default" for the unnamed one, comma-separated: a row of each seed's best of them on validation accuracy, as LoRA's
+# rate is chosen), EPOCHS 3, BATCH 32, MAXLEN 128,
 # PARALLEL (jobs at once on the one GPU, 6), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), DEST (unpacked payload, /opt/suite),
@@ -288,7 +290,8 @@ with open(sys.argv[2], 'w') as o:
     done
   done
   run_jobs <<< "$jobs_list"
-  $PYTHON tools/eval_suite.py report "$WORK/raw" --md "$OUT/tables.md" > /dev/null 2> "$OUT/report.err" || tail -n 5 "$OUT/report.err"
+  $PYTHON tools/eval_suite.py report "$WORK/raw" --md "$OUT/tables.md" ${GC_SELECT:+--select "$GC_SELECT"} > /dev/null \
+    2> "$OUT/report.err" || tail -n 5 "$OUT/report.err"
   [ -s "$OUT/report.err" ] || rm -f "$OUT/report.err"
 done
 
