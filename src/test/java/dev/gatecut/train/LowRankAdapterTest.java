@@ -34,13 +34,17 @@ import org.junit.jupiter.params.provider.CsvSource;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
+import static dev.gatecut.train.GradientGraphRuns.floats;
+import static dev.gatecut.train.GradientGraphRuns.replace;
+import static dev.gatecut.train.GradientGraphRuns.run;
+import static dev.gatecut.train.GradientGraphRuns.runOutput;
+import static dev.gatecut.train.GradientGraphRuns.shifted;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -67,7 +71,7 @@ class LowRankAdapterTest {
         Map<String, OnnxTensor> fixed = fixedFeeds(built, random, 2);
         try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
             Map<String, float[]> grads = new HashMap<>();
-            run(s, fixed, params, built, grads, TrainingGraph.LOSS);
+            run(s, fixed, params, built, grads);
             // Along a random direction over the adapters only, then over A alone (its gradient is zero at B = 0).
             for (String only : List.of(".lora_", ".lora_A")) {
                 Map<String, float[]> u = new LinkedHashMap<>();
@@ -92,8 +96,8 @@ class LowRankAdapterTest {
                 }
                 // A's derivative is small (it scales with B): a wider step keeps float32 rounding of the loss out.
                 double eps = only.equals(".lora_A") ? 5e-2 : 1e-2;
-                double numeric = (run(s, fixed, shifted(params, u, eps), built, null, TrainingGraph.LOSS)
-                        - run(s, fixed, shifted(params, u, -eps), built, null, TrainingGraph.LOSS)) / (2 * eps);
+                double numeric = (run(s, fixed, shifted(params, u, eps), built, null)
+                        - run(s, fixed, shifted(params, u, -eps), built, null)) / (2 * eps);
                 double err = Math.abs(numeric - exact) / Math.max(Math.abs(numeric), Math.abs(exact));
                 System.out.printf("adapters (%s): analytic %.6g, numeric %.6g, relative error %.2e%n", only, exact,
                         numeric, err);
@@ -365,66 +369,6 @@ class LowRankAdapterTest {
             replace(fixed, e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
         }
         return fixed;
-    }
-
-    private static void replace(Map<String, OnnxTensor> feeds, String name, OnnxTensor t) {
-        OnnxTensor old = feeds.put(name, t);
-        if (old != null) {
-            old.close();
-        }
-    }
-
-    private static Map<String, float[]> shifted(Map<String, float[]> params, Map<String, float[]> u, double eps) {
-        Map<String, float[]> out = new LinkedHashMap<>();
-        params.forEach((k, v) -> {
-            float[] w = v.clone();
-            float[] d = u.get(k);
-            for (int i = 0; i < w.length; i++) {
-                w[i] += (float) (eps * d[i]);
-            }
-            out.put(k, w);
-        });
-        return out;
-    }
-
-    /** Runs with {@code params} fed; returns output {@code output} as floats (the loss: one value). */
-    private static float[] runOutput(OrtSession s, Map<String, OnnxTensor> fixed, Map<String, float[]> params,
-                                     TrainingGraph.Built built, Map<String, float[]> grads, String output)
-            throws Exception {
-        OrtEnvironment env = OrtSessions.environment();
-        Map<String, OnnxTensor> feeds = new LinkedHashMap<>(fixed);
-        List<OnnxTensor> mine = new ArrayList<>();
-        for (TrainableParam p : built.params()) {
-            OnnxTensor t = OnnxTensor.createTensor(env, FloatBuffer.wrap(params.get(p.name())), p.dims());
-            mine.add(t);
-            OnnxTensor old = feeds.put(p.name(), t);
-            if (old != null && !fixed.containsValue(old)) {
-                old.close();
-            }
-        }
-        feeds.keySet().retainAll(s.getInputNames());
-        try (OrtSession.Result r = s.run(feeds)) {
-            if (grads != null) {
-                for (TrainableParam p : built.params()) {
-                    grads.put(p.name(), floats((OnnxTensor) r.get(TrainingGraph.Built.gradient(p.name())).orElseThrow()));
-                }
-            }
-            return floats((OnnxTensor) r.get(output).orElseThrow());
-        } finally {
-            mine.forEach(OnnxTensor::close);
-        }
-    }
-
-    private static double run(OrtSession s, Map<String, OnnxTensor> fixed, Map<String, float[]> params,
-                              TrainingGraph.Built built, Map<String, float[]> grads, String loss) throws Exception {
-        return runOutput(s, fixed, params, built, grads, loss)[0];
-    }
-
-    private static float[] floats(OnnxTensor t) {
-        FloatBuffer b = t.getFloatBuffer();
-        float[] f = new float[b.remaining()];
-        b.get(f);
-        return f;
     }
 
     private static float[] randoms(Random random, int n) {

@@ -12,13 +12,14 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 import java.nio.FloatBuffer;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
+import static dev.gatecut.train.GradientGraphRuns.run;
+import static dev.gatecut.train.GradientGraphRuns.shifted;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -170,42 +171,4 @@ class NormGradientTest {
         }
     }
 
-    private static Map<String, float[]> shifted(Map<String, float[]> params, Map<String, float[]> u, double eps) {
-        Map<String, float[]> out = new LinkedHashMap<>();
-        params.forEach((k, v) -> {
-            float[] w = v.clone();
-            float[] d = u.get(k);
-            for (int i = 0; i < w.length; i++) {
-                w[i] += (float) (eps * d[i]);
-            }
-            out.put(k, w);
-        });
-        return out;
-    }
-
-    private static double run(OrtSession s, Map<String, OnnxTensor> fixed, Map<String, float[]> params,
-                              TrainingGraph.Built built, Map<String, float[]> grads) throws Exception {
-        OrtEnvironment env = OrtSessions.environment();
-        Map<String, OnnxTensor> feeds = new LinkedHashMap<>(fixed);
-        List<OnnxTensor> mine = new ArrayList<>();
-        for (TrainableParam p : built.params()) {
-            OnnxTensor t = OnnxTensor.createTensor(env, FloatBuffer.wrap(params.get(p.name())), p.dims());
-            mine.add(t);
-            feeds.put(p.name(), t);
-        }
-        try (OrtSession.Result r = s.run(feeds)) {
-            if (grads != null) {
-                for (TrainableParam p : built.params()) {
-                    FloatBuffer b = ((OnnxTensor) r.get(TrainingGraph.Built.gradient(p.name())).orElseThrow())
-                            .getFloatBuffer();
-                    float[] g = new float[b.remaining()];
-                    b.get(g);
-                    grads.put(p.name(), g);
-                }
-            }
-            return ((OnnxTensor) r.get(TrainingGraph.LOSS).orElseThrow()).getFloatBuffer().get(0);
-        } finally {
-            mine.forEach(OnnxTensor::close);
-        }
-    }
 }
