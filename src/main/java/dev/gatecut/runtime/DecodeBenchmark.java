@@ -61,22 +61,30 @@ public final class DecodeBenchmark {
      * only the logits (no present copied to the host). {@code pastBytes}: the past fed at that step.
      * Speedups and ideals are over the first model.
      */
-    public record Result(Path file, long parameters, WeightTraffic traffic, double sessionMs, double[] prefillMs,
-                         double[] stepMs, long[][] tokens, double[] cacheStepMs, double[] logitsOnlyStepMs,
-                         long pastBytes, double decodeSpeedup, double prefillSpeedup, double idealDecode,
-                         double idealPrefill) {
-        public double medianPrefillMs() {
-            return Benchmark.median(prefillMs);
+    /** Prefill and decode-step times of one model over the timed generations, with their medians. */
+    public interface Timings {
+        double[] prefillMs();
+
+        double[] stepMs();
+
+        default double medianPrefillMs() {
+            return Benchmark.median(prefillMs());
         }
 
-        public double medianStepMs() {
-            return Benchmark.median(stepMs);
+        default double medianStepMs() {
+            return Benchmark.median(stepMs());
         }
 
         /** Decode tokens per second over all rows, from the median step. */
-        public double tokensPerSecond(int batch) {
+        default double tokensPerSecond(int batch) {
             return batch * 1000.0 / medianStepMs();
         }
+    }
+
+    public record Result(Path file, long parameters, WeightTraffic traffic, double sessionMs, double[] prefillMs,
+                         double[] stepMs, long[][] tokens, double[] cacheStepMs, double[] logitsOnlyStepMs,
+                         long pastBytes, double decodeSpeedup, double prefillSpeedup, double idealDecode,
+                         double idealPrefill) implements Timings {
 
         /** Median cost of copying the presents to the host at the first decode step, ms (never below 0). */
         public double presentCopyMs() {

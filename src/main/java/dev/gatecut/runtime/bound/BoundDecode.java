@@ -37,21 +37,10 @@ public final class BoundDecode {
     /** One model's figures, as {@link DecodeBenchmark.Result}; speedups and ideals over the first model. */
     public record Result(Path file, long parameters, WeightTraffic traffic, double sessionMs, double[] prefillMs,
                          double[] stepMs, double[] argmaxMs, long[][] tokens, double decodeSpeedup,
-                         double prefillSpeedup, double idealDecode, double idealPrefill) {
-        public double medianPrefillMs() {
-            return Benchmark.median(prefillMs);
-        }
-
-        public double medianStepMs() {
-            return Benchmark.median(stepMs);
-        }
-
+                         double prefillSpeedup, double idealDecode, double idealPrefill)
+            implements DecodeBenchmark.Timings {
         public double medianArgmaxMs() {
             return Benchmark.median(argmaxMs);
-        }
-
-        public double tokensPerSecond(int batch) {
-            return batch * 1000.0 / medianStepMs();
         }
     }
 
