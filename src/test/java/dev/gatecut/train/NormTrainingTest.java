@@ -81,19 +81,7 @@ class NormTrainingTest {
                 assertEquals(0, maxAbsDiff(trained.get(p.name()), t.floats()), p.name() + " written as trained");
             }
             // The compiled model computes what the training graph computed with the trained values and the cut.
-            Batch held = DataParallelTrainingTest.classifierBatch(99, 5);
-            float[][] compiled = OwnHeadTrainingTest.logits(slim.slimModel(), held);
-            GateValues cut = GateValues.read(run.resolve("gates.json"));
-            float[][] training = evaluationLogits(eval, config, TrainingRun.withGates(eval.params(), trained, cut), held);
-            double scale = 0;
-            double err = 0;
-            for (int i = 0; i < compiled.length; i++) {
-                for (int k = 0; k < compiled[i].length; k++) {
-                    scale = Math.max(scale, Math.abs(training[i][k]));
-                    err = Math.max(err, Math.abs(training[i][k] - compiled[i][k]));
-                }
-            }
-            assertTrue(err <= 1e-5 * scale, "compiled vs training graph: " + err + " of " + scale);
+            assertCompiledComputesTheTrainingGraph(slim.slimModel(), eval, config, trained, run, 99);
         } finally {
             eval.model().close();
         }
@@ -132,20 +120,7 @@ class NormTrainingTest {
                 assertTrue(!v.skipped() && v.maxRelativeError() <= 1e-5, "gated vs compiled: " + v);
                 assertTrue(slim.slimModel().graph().initializers().stream().noneMatch(w -> w.name().contains("lora")),
                         "adapters folded into the weights");
-                Batch held = DataParallelTrainingTest.classifierBatch(98, 5);
-                float[][] compiled = OwnHeadTrainingTest.logits(slim.slimModel(), held);
-                GateValues cut = GateValues.read(run.resolve("gates.json"));
-                float[][] training = evaluationLogits(eval, config, TrainingRun.withGates(eval.params(), trained, cut),
-                        held);
-                double scale = 0;
-                double err = 0;
-                for (int i = 0; i < compiled.length; i++) {
-                    for (int k = 0; k < compiled[i].length; k++) {
-                        scale = Math.max(scale, Math.abs(training[i][k]));
-                        err = Math.max(err, Math.abs(training[i][k] - compiled[i][k]));
-                    }
-                }
-                assertTrue(err <= 1e-5 * scale, "compiled vs training graph: " + err + " of " + scale);
+                assertCompiledComputesTheTrainingGraph(slim.slimModel(), eval, config, trained, run, 98);
             }
         } finally {
             eval.model().close();
@@ -295,6 +270,28 @@ class NormTrainingTest {
             assertTrue(e.getMessage().contains("'" + ln.name() + "'") && e.getMessage().contains("Identity node")
                     && e.getMessage().contains("leave out --train-norms"), e.getMessage());
         }
+    }
+
+    /**
+     * The compiled model's logits on a fresh batch (seed {@code seed}) equal the training graph's with the trained
+     * values and the run's cut gates, within 1e-5 of their largest magnitude.
+     */
+    private static void assertCompiledComputesTheTrainingGraph(OnnxModel compiledModel, TrainingGraph.Built eval,
+                                                               TrainConfig config, Map<String, float[]> trained,
+                                                               Path run, long seed) throws Exception {
+        Batch held = DataParallelTrainingTest.classifierBatch(seed, 5);
+        float[][] compiled = OwnHeadTrainingTest.logits(compiledModel, held);
+        GateValues cut = GateValues.read(run.resolve("gates.json"));
+        float[][] training = evaluationLogits(eval, config, TrainingRun.withGates(eval.params(), trained, cut), held);
+        double scale = 0;
+        double err = 0;
+        for (int i = 0; i < compiled.length; i++) {
+            for (int k = 0; k < compiled[i].length; k++) {
+                scale = Math.max(scale, Math.abs(training[i][k]));
+                err = Math.max(err, Math.abs(training[i][k] - compiled[i][k]));
+            }
+        }
+        assertTrue(err <= 1e-5 * scale, "compiled vs training graph: " + err + " of " + scale);
     }
 
     /** The evaluation graph's logits for {@code batch} with {@code params} and zero noise. */
