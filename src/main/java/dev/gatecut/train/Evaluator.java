@@ -28,8 +28,21 @@ public final class Evaluator implements AutoCloseable {
         this.session = OrtSessions.open(eval.model(), device);
     }
 
-    public EvalResult evaluate(List<Batch> batches, Map<String, float[]> params) throws OrtException {
+    /** The evaluation graph's feeds for {@code batch} with {@code params} and zero gate noise; the caller closes them. */
+    static void feed(Map<String, OnnxTensor> feeds, TrainingGraph.Built eval, TrainConfig config,
+                     Map<String, float[]> params, Batch batch) throws OrtException {
         var env = OrtSessions.environment();
+        GateTrainer.feed(env, feeds, eval.modelInputs(), config.task(), batch);
+        for (var e : eval.noiseInputs().entrySet()) {
+            int n = eval.plan().gate(e.getKey()).orElseThrow().size();
+            feeds.put(e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
+        }
+        for (TrainableParam p : eval.params()) {
+            feeds.put(p.name(), OnnxTensor.createTensor(env, FloatBuffer.wrap(params.get(p.name())), p.dims()));
+        }
+    }
+
+    public EvalResult evaluate(List<Batch> batches, Map<String, float[]> params) throws OrtException {
         double lossSum = 0;
         double weightSum = 0;
         long correct = 0;
@@ -37,14 +50,7 @@ public final class Evaluator implements AutoCloseable {
         for (Batch batch : batches) {
             Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
             try {
-                GateTrainer.feed(env, feeds, eval.modelInputs(), config.task(), batch);
-                for (var e : eval.noiseInputs().entrySet()) {
-                    int n = eval.plan().gate(e.getKey()).orElseThrow().size();
-                    feeds.put(e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
-                }
-                for (TrainableParam p : eval.params()) {
-                    feeds.put(p.name(), OnnxTensor.createTensor(env, FloatBuffer.wrap(params.get(p.name())), p.dims()));
-                }
+                feed(feeds, eval, config, params, batch);
                 try (OrtSession.Result r = session.run(feeds)) {
                     double loss = ((OnnxTensor) r.get(TrainingGraph.TASK_LOSS).orElseThrow()).getFloatBuffer().get(0);
                     double weight;

@@ -20,7 +20,6 @@ import dev.gatecut.runtime.OrtSessions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.nio.FloatBuffer;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -297,17 +296,9 @@ class NormTrainingTest {
     /** The evaluation graph's logits for {@code batch} with {@code params} and zero noise. */
     static float[][] evaluationLogits(TrainingGraph.Built eval, TrainConfig config, Map<String, float[]> params,
                                       Batch batch) throws Exception {
-        var env = OrtSessions.environment();
         Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
         try (OrtSession s = OrtSessions.open(eval.model(), Device.CPU)) {
-            GateTrainer.feed(env, feeds, eval.modelInputs(), config.task(), batch);
-            for (var e : eval.noiseInputs().entrySet()) {
-                int n = eval.plan().gate(e.getKey()).orElseThrow().size();
-                feeds.put(e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
-            }
-            for (TrainableParam p : eval.params()) {
-                feeds.put(p.name(), OnnxTensor.createTensor(env, FloatBuffer.wrap(params.get(p.name())), p.dims()));
-            }
+            Evaluator.feed(feeds, eval, config, params, batch);
             try (OrtSession.Result r = s.run(feeds)) {
                 return (float[][]) r.get(TrainingGraph.LOGITS).orElseThrow().getValue();
             }
