@@ -242,7 +242,8 @@ class DataParallelTrainingTest {
         }
     }
 
-    private static double maxAbsDiff(float[] x, float[] y) {
+    /** The largest |x − y| entry by entry (same lengths). */
+    static double maxAbsDiff(float[] x, float[] y) {
         assertEquals(x.length, y.length);
         double worst = 0;
         for (int i = 0; i < x.length; i++) {

@@ -67,7 +67,7 @@ class NormTrainingTest {
         List<TrainableParam> norms = eval.params().stream().filter(p -> p.kind() == TrainableParam.Kind.NORM).toList();
         assertEquals(10, norms.size(), "5 LayerNormalization nodes, scale and bias each: " + norms);
         for (TrainableParam p : norms) {
-            double moved = maxAbsDiff(eval.initialValues().get(p.name()), trained.get(p.name()));
+            double moved = DataParallelTrainingTest.maxAbsDiff(eval.initialValues().get(p.name()), trained.get(p.name()));
             assertTrue(moved > 0.05, p.name() + " moved by " + moved);
         }
         try (GatecutModel model = Gatecut.load(CLASSIFIER);
@@ -77,7 +77,7 @@ class NormTrainingTest {
             for (TrainableParam p : norms) {
                 Tensor t = slim.slimModel().graph().requireValue(p.name()).initializer();
                 assertEquals(DataType.FLOAT, t.dataType());
-                assertEquals(0, maxAbsDiff(trained.get(p.name()), t.floats()), p.name() + " written as trained");
+                assertEquals(0, DataParallelTrainingTest.maxAbsDiff(trained.get(p.name()), t.floats()), p.name() + " written as trained");
             }
             // The compiled model computes what the training graph computed with the trained values and the cut.
             assertCompiledComputesTheTrainingGraph(slim.slimModel(), eval, config, trained, run, 99);
@@ -109,7 +109,7 @@ class NormTrainingTest {
                 assertTrue(!ps.isEmpty(), kind + " parameters trained");
                 double moved = 0;
                 for (TrainableParam p : ps) {
-                    moved = Math.max(moved, maxAbsDiff(eval.initialValues().get(p.name()), trained.get(p.name())));
+                    moved = Math.max(moved, DataParallelTrainingTest.maxAbsDiff(eval.initialValues().get(p.name()), trained.get(p.name())));
                 }
                 assertTrue(moved > 1e-2, kind + " moved by " + moved);
             }
@@ -147,7 +147,7 @@ class NormTrainingTest {
                     assertEquals(DataType.FLOAT16, t.dataType(), name);
                     float[] want = trained.get(name);
                     float[] got = t.floats();
-                    assertTrue(maxAbsDiff(original.graph().requireValue(name).initializer().floats(), got) > 0.05,
+                    assertTrue(DataParallelTrainingTest.maxAbsDiff(original.graph().requireValue(name).initializer().floats(), got) > 0.05,
                             name + " differs from the model's own");
                     for (int i = 0; i < want.length; i++) {
                         assertEquals(want[i], got[i], Math.abs(want[i]) * 0x1p-11 + 1e-7, name + "[" + i + "]");
@@ -200,7 +200,7 @@ class NormTrainingTest {
         assertEquals(10, norms.size(), norms.toString());
         try (OnnxModel slim = OnnxModel.load(out)) {
             for (String name : norms) {
-                assertEquals(0, maxAbsDiff(trained.get(name), slim.graph().requireValue(name).initializer().floats()),
+                assertEquals(0, DataParallelTrainingTest.maxAbsDiff(trained.get(name), slim.graph().requireValue(name).initializer().floats()),
                         name + " written as trained");
             }
         }
@@ -222,10 +222,10 @@ class NormTrainingTest {
         assertEquals(a.keySet(), b.keySet());
         int norms = 0;
         for (String name : a.keySet()) {
-            assertTrue(maxAbsDiff(a.get(name), b.get(name)) <= 1e-6, name);
+            assertTrue(DataParallelTrainingTest.maxAbsDiff(a.get(name), b.get(name)) <= 1e-6, name);
             if (name.contains("LayerNorm")) {
                 norms++;
-                assertTrue(maxAbsDiff(half.get(name), b.get(name)) > 1e-3, name + " trained on after the resume");
+                assertTrue(DataParallelTrainingTest.maxAbsDiff(half.get(name), b.get(name)) > 1e-3, name + " trained on after the resume");
             }
         }
         assertEquals(10, norms);
@@ -305,14 +305,5 @@ class NormTrainingTest {
         } finally {
             feeds.values().forEach(OnnxTensor::close);
         }
-    }
-
-    private static double maxAbsDiff(float[] x, float[] y) {
-        assertEquals(x.length, y.length);
-        double worst = 0;
-        for (int i = 0; i < x.length; i++) {
-            worst = Math.max(worst, Math.abs((double) x[i] - y[i]));
-        }
-        return worst;
     }
 }
