@@ -181,24 +181,17 @@ public final class OrtSessions {
      * which provider each node was placed on, the question a refused CUDA-graph capture leaves open.
      */
     public static ai.onnxruntime.OrtLoggingLevel sessionLogLevel() {
-        return switch (logLevelName()) {
+        String v = System.getenv("GATECUT_ORT_LOG");
+        String level = v == null || v.isBlank() ? "fatal" : v.strip().toLowerCase(java.util.Locale.ROOT);
+        return switch (level) {
             case "verbose" -> ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_VERBOSE;
             case "info" -> ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_INFO;
             case "warning" -> ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_WARNING;
             case "error" -> ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
-            default -> ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
+            case "fatal" -> ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
+            default -> throw new dev.gatecut.errors.OptionException("GATECUT_ORT_LOG must be verbose, info, warning,"
+                    + " error or fatal, got '" + v + "'");
         };
-    }
-
-    /** {@code GATECUT_ORT_LOG} in lower case, "fatal" when unset; anything else is an OptionException. */
-    public static String logLevelName() {
-        String v = System.getenv("GATECUT_ORT_LOG");
-        String level = v == null || v.isBlank() ? "fatal" : v.strip().toLowerCase(java.util.Locale.ROOT);
-        if (!java.util.Set.of("verbose", "info", "warning", "error", "fatal").contains(level)) {
-            throw new dev.gatecut.errors.OptionException("GATECUT_ORT_LOG must be verbose, info, warning, error or"
-                    + " fatal, got '" + v + "'");
-        }
-        return level;
     }
 
     public static Map<String, String> settings(String variable) {

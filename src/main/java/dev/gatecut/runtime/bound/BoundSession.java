@@ -125,17 +125,6 @@ public final class BoundSession implements AutoCloseable {
         }
     }
 
-    /** The sessions' log level: FATAL, or what {@code GATECUT_ORT_LOG} names (see OrtSessions.sessionLogLevel). */
-    private static int logSeverity() {
-        return switch (dev.gatecut.runtime.OrtSessions.logLevelName()) {
-            case "verbose" -> org.bytedeco.onnxruntime.global.onnxruntime.ORT_LOGGING_LEVEL_VERBOSE;
-            case "info" -> org.bytedeco.onnxruntime.global.onnxruntime.ORT_LOGGING_LEVEL_INFO;
-            case "warning" -> org.bytedeco.onnxruntime.global.onnxruntime.ORT_LOGGING_LEVEL_WARNING;
-            case "error" -> org.bytedeco.onnxruntime.global.onnxruntime.ORT_LOGGING_LEVEL_ERROR;
-            default -> ORT_LOGGING_LEVEL_FATAL;
-        };
-    }
-
     private static SessionOptions options(Device device, boolean cudaGraph, Map<String, Long> fixedDims, int threads) {
         return options(device, cudaGraph, fixedDims, threads, Map.of());
     }
@@ -143,7 +132,8 @@ public final class BoundSession implements AutoCloseable {
     private static SessionOptions options(Device device, boolean cudaGraph, Map<String, Long> fixedDims, int threads,
                                           Map<String, String> cudaOptions) {
         SessionOptions options = new SessionOptions();
-        options.SetLogSeverityLevel(logSeverity());
+        // the C API's level number, as Microsoft's enum carries it (FATAL unless GATECUT_ORT_LOG says otherwise)
+        options.SetLogSeverityLevel(dev.gatecut.runtime.OrtSessions.sessionLogLevel().getValue());
         if (threads > 0) {
             options.SetIntraOpNumThreads(threads);
         }
