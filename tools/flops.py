@@ -85,13 +85,14 @@ class Product:
         self.a, self.b = a_dims, b_dims
         self.trans_a, self.trans_b, self.gemm = trans_a, trans_b, gemm
 
-    def flops(self, batch, seq):
+    def operands(self, batch, seq):
+        """(batch count, M, K, N, whether the second operand has batch dimensions of its own) at a size."""
         a = [d.at(batch, seq) for d in self.a]
         b = [d.at(batch, seq) for d in self.b]
         if self.gemm:
             m, k = (a[1], a[0]) if self.trans_a else (a[0], a[1])
             n = b[0] if self.trans_b else b[1]
-            return 2 * m * k * n
+            return 1, m, k, n, False
         if len(a) == 1:
             a = [1] + a
         if len(b) == 1:
@@ -105,7 +106,11 @@ class Product:
         lead_a = [1] * (width - len(lead_a)) + lead_a
         lead_b = [1] * (width - len(lead_b)) + lead_b
         batch_count = int(np.prod([max(x, y) for x, y in zip(lead_a, lead_b)], dtype=np.int64)) if width else 1
-        return 2 * batch_count * m * k * n
+        return batch_count, m, k, n, any(x != 1 for x in lead_b)
+
+    def flops(self, batch, seq):
+        count, m, k, n, _ = self.operands(batch, seq)
+        return 2 * count * m * k * n
 
 
 class FusedAttention:

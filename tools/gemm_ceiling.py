@@ -39,28 +39,11 @@ def products(counter, batch, seq):
             shapes.append((b * heads, s, q // heads, s))   # of 64-wide heads (the op's own kernels may differ)
             shapes.append((b * heads, s, s, v // heads))
             continue
-        a = [d.at(batch, seq) for d in p.a]
-        b = [d.at(batch, seq) for d in p.b]
-        if p.gemm:
-            m, k = (a[1], a[0]) if p.trans_a else (a[0], a[1])
-            n = b[0] if p.trans_b else b[1]
-            shapes.append((1, m, k, n))
-            continue
-        if len(a) == 1:
-            a = [1] + a
-        if len(b) == 1:
-            b = b + [1]
-        lead_a, lead_b = a[:-2], b[:-2]
-        width = max(len(lead_a), len(lead_b))
-        lead_a = [1] * (width - len(lead_a)) + lead_a
-        lead_b = [1] * (width - len(lead_b)) + lead_b
-        count = 1
-        for x, y in zip(lead_a, lead_b):
-            count *= max(x, y)
-        if all(x == 1 for x in lead_b):      # a weight (or a broadcast operand): one [count*M, K] x [K, N] product
-            shapes.append((1, count * a[-2], a[-1], b[-1]))
-        else:
-            shapes.append((count, a[-2], a[-1], b[-1]))
+        count, m, k, n, batched_b = p.operands(batch, seq)
+        if batched_b:
+            shapes.append((count, m, k, n))
+        else:   # a weight (or a broadcast operand): one [count*M, K] x [K, N] product
+            shapes.append((1, count * m, k, n))
     return shapes
 
 
