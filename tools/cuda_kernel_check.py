@@ -29,12 +29,18 @@ DOMAINS = {"": "kOnnxDomain", "ai.onnx": "kOnnxDomain", "com.microsoft": "kMSDom
 NAME = re.compile(r"kCudaExecutionProvider_(.+?)_(kOnnxDomain|kMSDomain)_ver(\d+)(?:_(\d+))?(?:_(.+?))?EEENS_16KernelCreateInfo")
 
 
-def registry(library):
+def kernels(library):
+    """(op, domain, first version, last version or None, type suffix or None) of every kernel the library registers."""
     out = subprocess.run(["strings", library], capture_output=True, text=True, check=True).stdout
-    reg = collections.defaultdict(set)
     for m in NAME.finditer(out):
         op, dom, a, b, t = m.groups()
-        reg[(op, dom)].add((int(a), int(b) if b else None, t))
+        yield op, dom, int(a), int(b) if b else None, t
+
+
+def registry(library):
+    reg = collections.defaultdict(set)
+    for op, dom, a, b, t in kernels(library):
+        reg[(op, dom)].add((a, b, t))
     return reg
 
 
@@ -81,12 +87,10 @@ def check(reg, model_path):
 
 def write_tsv(library, out):
     """The registry as the tab-separated table the CPU tests read (src/test/resources/ort-1.24.1-cuda-kernels.tsv)."""
-    text = subprocess.run(["strings", library], capture_output=True, text=True, check=True).stdout
     rows = set()
-    for m in NAME.finditer(text):
-        op, dom, a, b, t = m.groups()
+    for op, dom, a, b, t in kernels(library):
         first = FIRST_TYPE.match(t).group(1) if t and FIRST_TYPE.match(t) else "*"
-        rows.add((op, "ai.onnx" if dom == "kOnnxDomain" else "com.microsoft", int(a), b or "*", first))
+        rows.add((op, "ai.onnx" if dom == "kOnnxDomain" else "com.microsoft", a, b if b is not None else "*", first))
     with open(out, "w") as f:
         f.write("# ONNX Runtime 1.24.1 CUDA provider (bytedeco onnxruntime 1.24.1-1.5.13 linux-x86_64-gpu, the GPU kit's\n")
         f.write("# libonnxruntime_providers_cuda.so): its registered kernels, read off the library's symbols by\n")
