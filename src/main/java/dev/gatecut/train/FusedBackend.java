@@ -91,9 +91,10 @@ public final class FusedBackend implements TrainingBackend {
             throw new dev.gatecut.errors.OptionException("--cuda-graph needs --device cuda (CUDA graphs are a CUDA"
                     + " feature); use --device-resident elsewhere");
         }
+        // ONNX Runtime's fused RMSNorm/SiLU kernels and their gradient kernels: by default on CUDA when loaded.
+        boolean fuseKernels = dev.gatecut.passes.TrainingFusions.forDevice(device);
         if (devices.size() > 1) {
-            TrainingGraph.Built built = TrainingGraph.shardGradients(model, config, shapes,
-                    dev.gatecut.passes.TrainingFusions.forDevice(device));
+            TrainingGraph.Built built = TrainingGraph.shardGradients(model, config, shapes, fuseKernels);
             Path file = runDir.resolve(SHARD_STEP);
             built.model().save(file, external);
             DataParallelTrainer parallel = new DataParallelTrainer(built, file, config, device, devices);
@@ -104,7 +105,7 @@ public final class FusedBackend implements TrainingBackend {
             }
             return new Started(parallel, built.plan(), built.params());
         }
-        TrainingGraph.Built built = TrainingGraph.trainStep(model, config, shapes, device);
+        TrainingGraph.Built built = TrainingGraph.trainStep(model, config, shapes, fuseKernels);
         Path file = runDir.resolve(TRAIN_STEP);
         built.model().save(file, external);
         if (residency != Residency.HOST) {

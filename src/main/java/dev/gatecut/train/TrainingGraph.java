@@ -25,7 +25,6 @@ import dev.gatecut.passes.BindEmptyCache;
 import dev.gatecut.passes.CastRoundTrips;
 import dev.gatecut.passes.TrainingFusions;
 import dev.gatecut.passes.Unfuse;
-import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.ShapeCache;
 import dev.gatecut.runtime.ShapeProbe;
 import dev.gatecut.runtime.ShapePropagation;
@@ -175,10 +174,10 @@ public final class TrainingGraph {
         return build(model, config, Mode.SHARD_GRADIENTS, shapes, fuseKernels);
     }
 
-    /** {@link #trainStep(Path, TrainConfig, ShapeCache)} for {@code device} (fused kernels: {@link TrainingFusions#forDevice}). */
-    public static Built trainStep(Path model, TrainConfig config, ShapeCache shapes, Device device)
+    /** {@link #trainStep(Path, TrainConfig, ShapeCache)} with or without the fused kernels ({@link TrainingFusions}). */
+    public static Built trainStep(Path model, TrainConfig config, ShapeCache shapes, boolean fuseKernels)
             throws OrtException {
-        return build(model, config, Mode.OPTIMIZER, shapes, TrainingFusions.forDevice(device));
+        return build(model, config, Mode.OPTIMIZER, shapes, fuseKernels);
     }
 
     private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache) throws OrtException {
