@@ -16,9 +16,10 @@
 # into one folder and run `python3 tools/eval_suite.py report FOLDER` here.
 #
 # Knobs (environment): SETS (folders of datasets/suite), MODELS ("minilm bge"), SEEDS ("1 2 3"),
-# SPARSITIES ("0 0.2 0.3 0.4"; posttrain "0.3 0.4"), PY_METHODS (dense,lora,full), LRS (eval_suite.py --lrs), GC_MODE
+# SPARSITIES ("0 0.2 0.3 0.4"; posttrain "0.3 0.4"), PY_METHODS (dense,lora,full; none = gatecut only), LRS (eval_suite.py --lrs), GC_MODE
 # (coupled), GC_ARGS (recipe flags; default none: the default recipe), GC_VARIANTS (recipes side by side:
-# "name=flags;name=flags", an empty name = GC_ARGS alone; report rows "gatecut 30% [name]"), GC_SELECT (variant names,
+# "name=flags;name=flags", an empty name = GC_ARGS alone; report rows "gatecut 30% [name]"; a variant's own --target-sparsity
+# replaces the row's), GC_SELECT (variant names,
 # "default" for the unnamed one, comma-separated: a row of each seed's best of them on validation accuracy, as LoRA's
 # rate is chosen), EPOCHS 3, BATCH 32, MAXLEN 128,
 # PARALLEL (jobs at once on the one GPU, 6), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
@@ -47,7 +48,7 @@ SETS=${SETS:-sentences}
 MODELS=${MODELS:-"minilm bge"}
 SEEDS=${SEEDS:-"1 2 3"}
 if [ "$PART" = posttrain ]; then SPARSITIES=${SPARSITIES:-"0.3 0.4"}; else SPARSITIES=${SPARSITIES:-"0 0.2 0.3 0.4"}; fi
-PY_METHODS=${PY_METHODS:-dense,lora,full}
+PY_METHODS=${PY_METHODS-dense,lora,full}   # none (or empty): gatecut rows only (baselines from an earlier call)
 LRS=${LRS:-}
 GC_MODE=${GC_MODE:-coupled}
 GC_ARGS=${GC_ARGS:-}
@@ -120,8 +121,10 @@ gc_run() {
   local w="$d/out" limit=$((DEADLINE - SECONDS))
   # shellcheck disable=SC2206
   local ev=${GC_EVAL:-val}   # gatecut's --eval: val; test only where ORT on the CPU cannot score the result (fp16)
+  # a variant that names its own --target-sparsity (e.g. hidden gates at the same matrix-product budget) keeps it
+  local -a target=(--target-sparsity "$s"); [[ " $* " == *" --target-sparsity "* ]] && target=()
   local cmd=("${GC[@]}" compress "$model" --tokenizer "$tok" --train "$train" --eval "$split/$ev.jsonl"
-             --target-sparsity "$s" --gates-mode "$GC_MODE" --seed "$seed" --batch "$BATCH" --max-len "$MAXLEN"
+             "${target[@]}" --gates-mode "$GC_MODE" --seed "$seed" --batch "$BATCH" --max-len "$MAXLEN"
              --epochs "$EPOCHS" --device "$DEVICE" --latency-runs 0 --no-baseline --no-progress $GC_ARGS $GC_EXTRA "$@" -o "$w")
   [ -n "$labels" ] && cmd+=(--labels "$labels")
   echo "# cmd: ${cmd[*]}" > "$d/compress.log"
@@ -278,7 +281,7 @@ with open(sys.argv[2], 'w') as o:
         [ -f "$RAW/$m/post-seed$seed/done" ] && continue
         jobs_list+="$m-post-seed$seed $(( $(est export "$m" "$rows") + n * k * $(est gc "$m" "$rows") )) job_post $m $seed"$'\n'
       else
-        grep -qs '"finished"' "$RAW/$m/torch-seed$seed.json" \
+        [ -z "$PY_METHODS" ] || [ "$PY_METHODS" = none ] || grep -qs '"finished"' "$RAW/$m/torch-seed$seed.json" \
           || jobs_list+="$m-torch-seed$seed $(est torch "$m" "$rows") job_torch $m $seed"$'\n'
         for s in $SPARSITIES; do
           while read -r v; do
