@@ -220,6 +220,18 @@ public final class DeviceResidentTrainer implements StepTrainer {
         return v;
     }
 
+    /** Uploads the downloaded copy that the run edited ({@link #parameters()}); moments stay as trained. */
+    @Override
+    public void parametersEdited() {
+        if (params == null) {
+            return;   // nothing was downloaded since the last step, so nothing was edited
+        }
+        for (TrainableParam t : train.params()) {
+            step.state(t.name(), HostValue.floats(params.get(t.name()), t.dims()));
+        }
+        saliency.forEach((gate, sum) -> GateTrainer.restoreSaliency(params, gate, sum));
+    }
+
     /** Current parameters (and saliency sums, as GateTrainer keeps them), a copy. */
     @Override
     public Map<String, float[]> parameters() {

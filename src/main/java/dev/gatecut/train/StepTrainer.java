@@ -21,6 +21,14 @@ public interface StepTrainer extends AutoCloseable {
     /** Current values of the trainable parameters by name. */
     Map<String, float[]> parameters() throws OrtException;
 
+    /**
+     * The map {@link #parameters()} returned was edited in place (the run closed gates or restored a better epoch):
+     * the next step must start from those values. Trainers whose map is their live state need nothing; one that
+     * keeps its state elsewhere (on the device) uploads the edits.
+     */
+    default void parametersEdited() throws OrtException {
+    }
+
     /** The current gate parameters. */
     GateValues gates() throws OrtException;
 

@@ -220,6 +220,7 @@ public final class TrainingRun {
                 if (best != null && done == mainSteps && best.eval() != null && best.step() != done) {
                     // An earlier epoch's projected model scored better: continue (or end) from its parameters.
                     best.restoreInto(trainer.parameters());
+                    trainer.parametersEdited();
                     Evaluator.EvalResult chosen = best.eval();
                     appendMetrics(metrics, selectedRow(done, best.step(), chosen));
                     if (done == total) {
@@ -262,6 +263,7 @@ public final class TrainingRun {
                 System.arraycopy(t, 0, live.get(p.name()), 0, t.length);
             }
         }
+        trainer.parametersEdited();
     }
 
     /** Sets the gates' θ to their budget projection (closed gates closed, open ones as trained). */

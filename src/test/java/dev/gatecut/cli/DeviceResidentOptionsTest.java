@@ -48,6 +48,39 @@ class DeviceResidentOptionsTest {
         assertTrue(!gates.theta().isEmpty());
     }
 
+    /**
+     * The run edits the trainer's parameters between steps — the progressive cut closes the ramp's units, recovery
+     * freezes the gates at their projection — and a device-resident trainer must take those edits onto the device:
+     * the same checkpoint as the plain fused run after steps that follow each edit.
+     */
+    @Test
+    void editsBetweenStepsReachTheDevice(@TempDir Path dir) throws Exception {
+        Path train = CompressCommandTest.classificationData(dir, "train.jsonl", 1);
+        Path plain = dir.resolve("plain");
+        Path resident = dir.resolve("resident");
+        List<String> common = List.of("onnx-models/bert-ts17.onnx", "--train", train.toString(), "--target-sparsity",
+                "0.3", "--device", "cpu", "--batch", "5", "--no-progress", "--seed", "3", "--steps", "8",
+                "--progressive-cut", "--recovery-steps", "1");
+        assertEquals(0, run(common, "--backend", "fused", "-o", plain.toString()).exit());
+        InspectCommandTest.Run r = run(common, "--device-resident", "-o", resident.toString());
+        assertEquals(0, r.exit(), r.err() + r.out());
+        assertSameCheckpoint(plain, resident);
+    }
+
+    private static void assertSameCheckpoint(Path expectedRun, Path actualRun) {
+        Checkpoint a = Checkpoint.read(expectedRun.resolve(Checkpoint.FILE));
+        Checkpoint b = Checkpoint.read(actualRun.resolve(Checkpoint.FILE));
+        assertEquals(a.step(), b.step());
+        assertEquals(a.params().keySet(), b.params().keySet());
+        for (String name : a.params().keySet()) {
+            float[] x = a.params().get(name);
+            float[] y = b.params().get(name);
+            for (int i = 0; i < x.length; i++) {
+                assertEquals(x[i], y[i], 1e-5 * Math.max(1, Math.abs(x[i])), name + "[" + i + "]");
+            }
+        }
+    }
+
     @Test
     void whatDoesNotFitIsAOneLineExitTwo(@TempDir Path dir) throws Exception {
         Path train = CompressCommandTest.classificationData(dir, "train.jsonl", 1);
