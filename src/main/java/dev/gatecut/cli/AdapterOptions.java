@@ -10,7 +10,7 @@ final class AdapterOptions {
     @Option(names = "--adapter", paramLabel = "KIND", description = "lora: train a low-rank adapter W + s·A·B on each"
             + " targeted layer with the gates (APT / LoRAPrune style); compiling folds it into the weight, so the slim"
             + " model has no extra layers. none: gates, biases and head only. Default: lora for classification with"
-            + " the default recipe (rank 8, alpha 16, every gated layer, rate 2e-3), none otherwise.")
+            + " the default recipe (rank 8, alpha 16, every gated layer, rate 1e-3), none otherwise.")
     String adapter;
 
     @Option(names = "--adapter-rank", paramLabel = "R", description = "The adapters' rank (default "
@@ -26,7 +26,7 @@ final class AdapterOptions {
     String targets;
 
     @Option(names = "--adapter-lr", paramLabel = "X", description = "AdamW learning rate of the adapters (default"
-            + " 2e-3), with the recipe's warm-up.")
+            + " 1e-3), with the recipe's warm-up.")
     Double learningRate;
 
     <B extends TrainingBuilder<B>> B applyTo(B b) {
