@@ -117,7 +117,11 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if '"samples_per_s"' in l]
 later = [r["samples_per_s"] for r in rows[2:]] or [r["samples_per_s"] for r in rows]
 # a CUDA-graph run captures each of its two graphs after ONNX Runtime's warm-up runs: its second half is replay
 half = [r["samples_per_s"] for r in rows[len(rows) // 2:]] or [0]
+def median(key):   # per-step milliseconds over the later steps: the trainer's call and its session run within it
+    v = sorted(r[key] for r in rows[2:] if key in r)
+    return round(v[len(v) // 2], 2) if v else None
 print(json.dumps({"method": "gatecut", "steps": len(rows), "samples_per_s_median": sorted(later)[len(later)//2],
+                  "train_ms_median": median("train_ms"), "run_ms_median": median("run_ms"),
                   "samples_per_s_median_second_half": sorted(half)[len(half)//2],
                   "first_loss": rows[0].get("task_loss") if rows else None}))
 PY

@@ -171,7 +171,9 @@ public final class DeviceResidentTrainer implements StepTrainer {
                 read.add(TrainingGraph.Built.saliency(probe));
             }
         }
-        Map<String, ByteBuffer> out = step.run(feeds, read);
+        long started = System.nanoTime();
+        Map<String, ByteBuffer> out = step.run(feeds, read);   // returns once the outputs are read back
+        double runMillis = (System.nanoTime() - started) / 1e6;
         if (!at.recovery()) {
             for (var e : train.probeInputs().entrySet()) {
                 float[] sum = saliency.get(e.getKey());
@@ -183,7 +185,7 @@ public final class DeviceResidentTrainer implements StepTrainer {
         steps++;
         params = null;   // the downloaded copy is stale
         return new GateTrainer.StepResult(first(out, TrainingGraph.LOSS), first(out, TrainingGraph.TASK_LOSS),
-                first(out, TrainingGraph.SPARSITY_LOSS), first(out, TrainingGraph.EXPECTED_SPARSITY));
+                first(out, TrainingGraph.SPARSITY_LOSS), first(out, TrainingGraph.EXPECTED_SPARSITY), runMillis);
     }
 
     private static double first(Map<String, ByteBuffer> out, String name) {

@@ -23,7 +23,16 @@ import java.util.Random;
 public final class GateTrainer implements StepTrainer {
 
     /** What one step or evaluation reports. */
-    public record StepResult(double loss, double taskLoss, double sparsityLoss, double expectedSparsity) {
+    /**
+     * One step's losses, and the milliseconds its session run took ({@code runMillis}: from the call until its
+     * outputs could be read, the device's work included; NaN where not measured), so that the run can tell the
+     * step's host work from the runtime's.
+     */
+    public record StepResult(double loss, double taskLoss, double sparsityLoss, double expectedSparsity,
+                             double runMillis) {
+        public StepResult(double loss, double taskLoss, double sparsityLoss, double expectedSparsity) {
+            this(loss, taskLoss, sparsityLoss, expectedSparsity, Double.NaN);
+        }
     }
 
     private final TrainConfig config;
@@ -146,7 +155,9 @@ public final class GateTrainer implements StepTrainer {
                 feeds.put(TrainingGraph.Built.moment2(p.name()), floats(m2.get(p.name()), p.dims()));
             }
             feeds.put(TrainingGraph.STEP, OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[] {step + 1}), new long[0]));
+            long started = System.nanoTime();
             try (OrtSession.Result r = session.run(feeds)) {
+                double runMillis = (System.nanoTime() - started) / 1e6;
                 for (TrainableParam p : train.params()) {
                     read(r, TrainingGraph.Built.next(p.name()), params.get(p.name()));
                     read(r, TrainingGraph.Built.next(TrainingGraph.Built.moment1(p.name())), m1.get(p.name()));
@@ -162,7 +173,7 @@ public final class GateTrainer implements StepTrainer {
                 }
                 step++;
                 return new StepResult(scalar(r, TrainingGraph.LOSS), scalar(r, TrainingGraph.TASK_LOSS),
-                        scalar(r, TrainingGraph.SPARSITY_LOSS), scalar(r, TrainingGraph.EXPECTED_SPARSITY));
+                        scalar(r, TrainingGraph.SPARSITY_LOSS), scalar(r, TrainingGraph.EXPECTED_SPARSITY), runMillis);
             }
         } finally {
             feeds.values().forEach(OnnxTensor::close);
