@@ -22,11 +22,10 @@ import java.util.Random;
  */
 public final class GateTrainer implements StepTrainer {
 
-    /** What one step or evaluation reports. */
     /**
-     * One step's losses, and the milliseconds its session run took ({@code runMillis}: from the call until its
-     * outputs could be read, the device's work included; NaN where not measured), so that the run can tell the
-     * step's host work from the runtime's.
+     * What one step reports: its losses, and the milliseconds its session run took ({@code runMillis}: from the
+     * call until its outputs could be read, the device's work included; NaN where not measured), so that the run
+     * can tell the step's host work from the runtime's.
      */
     public record StepResult(double loss, double taskLoss, double sparsityLoss, double expectedSparsity,
                              double runMillis) {
