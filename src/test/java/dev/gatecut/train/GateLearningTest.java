@@ -194,11 +194,7 @@ class GateLearningTest {
         Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
         try {
             GateTrainer.feed(env, feeds, built.modelInputs(), config.task(), batch);
-            for (var e : built.noiseInputs().entrySet()) {
-                int n = built.plan().gate(e.getKey()).orElseThrow().size();
-                feeds.put(e.getValue(), OnnxTensor.createTensor(env, java.nio.FloatBuffer.wrap(new float[n]),
-                        new long[] {n}));
-            }
+            GradientGraphRuns.zeroNoise(built, feeds);
             for (TrainableParam p : built.params()) {
                 feeds.put(p.name(), OnnxTensor.createTensor(env, java.nio.FloatBuffer.wrap(params.get(p.name())),
                         p.dims()));

@@ -28,6 +28,36 @@ final class GradientGraphRuns {
         }
     }
 
+    /**
+     * The graph's starting parameters moved off their start for a gradient check: gates θ uniform in (−0.4, 0.4)
+     * (inside (0, 1), off the clamp), adapters by {@code adapterSigma} · N(0, 1), everything else by
+     * {@code sigma} · N(0, 1); one draw per entry, in parameter order.
+     */
+    static Map<String, float[]> perturbed(TrainingGraph.Built built, java.util.Random random, double sigma,
+                                          double adapterSigma) {
+        Map<String, float[]> params = new LinkedHashMap<>();
+        for (TrainableParam p : built.params()) {
+            float[] v = built.initialValues().get(p.name()).clone();
+            for (int i = 0; i < v.length; i++) {
+                v[i] = p.kind() == TrainableParam.Kind.GATE ? (float) (0.8 * random.nextDouble() - 0.4)
+                        : v[i] + (float) ((p.kind() == TrainableParam.Kind.ADAPTER ? adapterSigma : sigma)
+                        * random.nextGaussian());
+            }
+            params.put(p.name(), v);
+        }
+        return params;
+    }
+
+    /** Feeds every gate-noise input of {@code built} zeros (the deterministic gates a gradient check needs). */
+    static void zeroNoise(TrainingGraph.Built built, Map<String, OnnxTensor> feeds) throws Exception {
+        for (var e : built.noiseInputs().entrySet()) {
+            int n = built.plan().gate(e.getKey()).orElseThrow().size();
+            OnnxTensor zeros = OnnxTensor.createTensor(OrtSessions.environment(), FloatBuffer.wrap(new float[n]),
+                    new long[] {n});
+            replace(feeds, e.getValue(), zeros);
+        }
+    }
+
     /** params + eps · u, entry by entry. */
     static Map<String, float[]> shifted(Map<String, float[]> params, Map<String, float[]> u, double eps) {
         Map<String, float[]> out = new LinkedHashMap<>();

@@ -17,6 +17,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
+import static dev.gatecut.train.GradientGraphRuns.replace;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -50,15 +51,12 @@ class LmDistillationTest {
                 weights[i] = i % SEQUENCE == SEQUENCE - 1 || i == 2 ? 0 : 1;   // each row's last token, and one more
             }
             long[] shape = {BATCH, SEQUENCE};
-            put(feeds, TrainingGraph.TARGETS, OnnxTensor.createTensor(env, LongBuffer.wrap(targets), shape));
-            put(feeds, TrainingGraph.TARGET_WEIGHTS, OnnxTensor.createTensor(env, FloatBuffer.wrap(weights), shape));
-            for (var e : built.noiseInputs().entrySet()) {
-                int n = built.plan().gate(e.getKey()).orElseThrow().size();
-                put(feeds, e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
-            }
+            replace(feeds, TrainingGraph.TARGETS, OnnxTensor.createTensor(env, LongBuffer.wrap(targets), shape));
+            replace(feeds, TrainingGraph.TARGET_WEIGHTS, OnnxTensor.createTensor(env, FloatBuffer.wrap(weights), shape));
+            GradientGraphRuns.zeroNoise(built, feeds);
             for (TrainableParam p : built.params()) {
                 // θ ~ N(1, 0.1): every gate tanh θ + 0.5 > 1, clipped to 1, so the gated model is the dense one.
-                put(feeds, p.name(), OnnxTensor.createTensor(env, FloatBuffer.wrap(built.initialValues().get(p.name())),
+                replace(feeds, p.name(), OnnxTensor.createTensor(env, FloatBuffer.wrap(built.initialValues().get(p.name())),
                         p.dims()));
             }
             float[] dense;
@@ -77,7 +75,7 @@ class LmDistillationTest {
             }
             assertEquals(1000, logitShape[2]);
             try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
-                put(feeds, TrainingGraph.TEACHER, OnnxTensor.createTensor(env, FloatBuffer.wrap(dense.clone()), logitShape));
+                replace(feeds, TrainingGraph.TEACHER, OnnxTensor.createTensor(env, FloatBuffer.wrap(dense.clone()), logitShape));
                 double same = distillLoss(s, feeds);
                 assertEquals(0, same, 1e-5, "the dense model against itself");
 
@@ -85,7 +83,7 @@ class LmDistillationTest {
                 for (int i = 0; i < teacher.length; i++) {
                     teacher[i] += (float) random.nextGaussian();
                 }
-                put(feeds, TrainingGraph.TEACHER, OnnxTensor.createTensor(env, FloatBuffer.wrap(teacher), logitShape));
+                replace(feeds, TrainingGraph.TEACHER, OnnxTensor.createTensor(env, FloatBuffer.wrap(teacher), logitShape));
                 double got = distillLoss(s, feeds);
                 double want = weightedKl(teacher, dense, weights, (int) logitShape[2]);
                 System.out.printf("lm distillation: graph %.7g, reference %.7g%n", got, want);
@@ -134,13 +132,6 @@ class LmDistillationTest {
     private static double distillLoss(OrtSession s, Map<String, OnnxTensor> feeds) throws Exception {
         try (OrtSession.Result r = s.run(feeds)) {
             return ((OnnxTensor) r.get(TrainingGraph.DISTILL_LOSS).orElseThrow()).getFloatBuffer().get(0);
-        }
-    }
-
-    private static void put(Map<String, OnnxTensor> feeds, String name, OnnxTensor t) {
-        OnnxTensor old = feeds.put(name, t);
-        if (old != null) {
-            old.close();
         }
     }
 }

@@ -332,17 +332,7 @@ class LowRankAdapterTest {
 
     /** Starting values moved off their start: B (zero) and the rest random, so every adapter term is live. */
     private static Map<String, float[]> perturbed(TrainingGraph.Built built, Random random) {
-        Map<String, float[]> params = new LinkedHashMap<>();
-        for (TrainableParam p : built.params()) {
-            float[] v = built.initialValues().get(p.name()).clone();
-            for (int i = 0; i < v.length; i++) {
-                v[i] = p.kind() == TrainableParam.Kind.GATE ? (float) (0.8 * random.nextDouble() - 0.4)
-                        : p.kind() == TrainableParam.Kind.ADAPTER ? v[i] + (float) (0.1 * random.nextGaussian())
-                        : v[i] + (float) (0.05 * random.nextGaussian());
-            }
-            params.put(p.name(), v);
-        }
-        return params;
+        return GradientGraphRuns.perturbed(built, random, 0.05, 0.1);
     }
 
     private static Map<String, OnnxTensor> fixedFeeds(TrainingGraph.Built built, Random random, int labels)
@@ -364,10 +354,7 @@ class LowRankAdapterTest {
             replace(fixed, TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(
                     new long[] {0, 1, labels - 1}), new long[] {BATCH}));
         }
-        for (var e : built.noiseInputs().entrySet()) {
-            int n = built.plan().gate(e.getKey()).orElseThrow().size();
-            replace(fixed, e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
-        }
+        GradientGraphRuns.zeroNoise(built, fixed);
         return fixed;
     }
 

@@ -10,7 +10,6 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
-import java.nio.FloatBuffer;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -61,24 +60,13 @@ class NormGradientTest {
         assertEquals(norms, normParams.size(), what + ": norm parameters found: " + normParams);
         assertTrue(normParams.stream().mapToInt(TrainableParam::size).sum() > 0);
         Random random = new Random(23);
-        Map<String, float[]> params = new LinkedHashMap<>();
-        for (TrainableParam p : built.params()) {
-            float[] v = built.initialValues().get(p.name()).clone();
-            for (int i = 0; i < v.length; i++) {
-                v[i] = p.kind() == TrainableParam.Kind.GATE ? (float) (0.8 * random.nextDouble() - 0.4)
-                        : v[i] + (float) (0.1 * random.nextGaussian());
-            }
-            params.put(p.name(), v);
-        }
+        Map<String, float[]> params = GradientGraphRuns.perturbed(built, random, 0.1, 0.1);
         OrtEnvironment env = OrtSessions.environment();
         Map<String, OnnxTensor> fixed = new LinkedHashMap<>();
         Batch batch = task == Task.LM ? DataParallelTrainingTest.lmBatch(31, 3)
                 : DataParallelTrainingTest.classifierBatch(31, 3);
         GateTrainer.feed(env, fixed, built.modelInputs(), task, batch);
-        for (var e : built.noiseInputs().entrySet()) {
-            int n = built.plan().gate(e.getKey()).orElseThrow().size();
-            fixed.put(e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
-        }
+        GradientGraphRuns.zeroNoise(built, fixed);
         try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
             Map<String, float[]> grads = new HashMap<>();
             run(s, fixed, params, built, grads);
@@ -149,10 +137,7 @@ class NormGradientTest {
         OrtEnvironment env = OrtSessions.environment();
         Map<String, OnnxTensor> fixed = new LinkedHashMap<>();
         GateTrainer.feed(env, fixed, built.modelInputs(), Task.CLASSIFY, DataParallelTrainingTest.classifierBatch(5, 3));
-        for (var e : built.noiseInputs().entrySet()) {
-            int n = built.plan().gate(e.getKey()).orElseThrow().size();
-            fixed.put(e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
-        }
+        GradientGraphRuns.zeroNoise(built, fixed);
         try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
             Map<String, float[]> grads = new HashMap<>();
             run(s, fixed, built.initialValues(), built, grads);

@@ -58,16 +58,7 @@ class RecipeLossGradientTest {
         TrainingGraph.Built built = TrainingGraph.gradients(model, config);
         OrtEnvironment env = OrtSessions.environment();
         Random random = new Random(11);
-        Map<String, float[]> params = new LinkedHashMap<>();
-        for (TrainableParam p : built.params()) {
-            float[] v = built.initialValues().get(p.name()).clone();
-            for (int i = 0; i < v.length; i++) {
-                // Gates inside (0, 1) (θ in (−0.4, 0.4)), off the clamp; other parameters moved off their start.
-                v[i] = p.kind() == TrainableParam.Kind.GATE ? (float) (0.8 * random.nextDouble() - 0.4)
-                        : v[i] + (float) (0.05 * random.nextGaussian());
-            }
-            params.put(p.name(), v);
-        }
+        Map<String, float[]> params = GradientGraphRuns.perturbed(built, random, 0.05, 0.05);
         Map<String, OnnxTensor> fixed = new LinkedHashMap<>(RandomInputs.create(env, built.model().graph(), BATCH,
                 SEQUENCE, 5));
         if (task == Task.LM) {
@@ -85,10 +76,7 @@ class RecipeLossGradientTest {
             replace(fixed, TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(
                     new long[] {0, 1, labels - 1}), new long[] {BATCH}));
         }
-        for (var e : built.noiseInputs().entrySet()) {
-            int n = built.plan().gate(e.getKey()).orElseThrow().size();
-            replace(fixed, e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[n]), new long[] {n}));
-        }
+        GradientGraphRuns.zeroNoise(built, fixed);
         if (recipe.distills()) {
             replace(fixed, TrainingGraph.TEACHER, teacherOutput(model, built, fixed, random));
         }
