@@ -5,6 +5,8 @@ import dev.gatecut.gates.GateMode;
 import dev.gatecut.onnx.SaveOptions;
 import dev.gatecut.runtime.Device;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
@@ -27,19 +29,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class DeviceResidentTrainerTest {
     static final double TOLERANCE = 1e-6;
 
-    @Test
-    void decoderLmTrainsAsTheHostTrainer(@TempDir Path dir) throws Exception {
+    /** Without and with trained norms (the --task lm default: their rate is one more step input). */
+    @ParameterizedTest(name = "trained norms {0}")
+    @ValueSource(booleans = {false, true})
+    void decoderLmTrainsAsTheHostTrainer(boolean trainedNorms, @TempDir Path dir) throws Exception {
         TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0).withLearningRate(1e-2);
-        assertTrainsAsHost(Path.of("onnx-models/llama-ts17.onnx"), config,
-                seed -> DataParallelTrainingTest.lmBatch(seed, 4), seed -> DataParallelTrainingTest.lmBatch(seed, 2),
-                dir);
-    }
-
-    /** With trained norms, the --task lm default: their rate is one more step input. */
-    @Test
-    void decoderLmWithTrainedNormsTrainsAsTheHostTrainer(@TempDir Path dir) throws Exception {
-        TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0).withLearningRate(1e-2)
-                .withNormLearningRate(1e-2);
+        if (trainedNorms) {
+            config = config.withNormLearningRate(1e-2);
+        }
         assertTrainsAsHost(Path.of("onnx-models/llama-ts17.onnx"), config,
                 seed -> DataParallelTrainingTest.lmBatch(seed, 4), seed -> DataParallelTrainingTest.lmBatch(seed, 2),
                 dir);
