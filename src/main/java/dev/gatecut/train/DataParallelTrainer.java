@@ -175,7 +175,7 @@ public final class DataParallelTrainer implements StepTrainer {
 
     @Override
     public GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException {
-        Schedule.At at = (schedule != null ? schedule : new Schedule(config, Long.MAX_VALUE)).at(step);
+        Schedule.At at = Schedule.at(schedule, config, step);
         ShardResult whole = batchGradients(batch, noise, at);
         if (!at.recovery()) {
             for (var e : whole.saliency().entrySet()) {
@@ -193,7 +193,7 @@ public final class DataParallelTrainer implements StepTrainer {
 
     /** The losses and gradients of {@code batch} at the current parameters (no step), for tests. */
     Map<String, float[]> gradients(Batch batch, Random noise) throws OrtException {
-        Schedule.At at = (schedule != null ? schedule : new Schedule(config, Long.MAX_VALUE)).at(step);
+        Schedule.At at = Schedule.at(schedule, config, step);
         return batchGradients(batch, noise, at).gradients();
     }
 

@@ -137,7 +137,7 @@ public final class DeviceResidentTrainer implements StepTrainer {
 
     @Override
     public GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException {
-        Schedule.At at = (schedule != null ? schedule : new Schedule(config, Long.MAX_VALUE)).at(steps);
+        Schedule.At at = Schedule.at(schedule, config, steps);
         Map<String, HostValue> feeds = new LinkedHashMap<>();
         Map<String, OnnxTensor> batchFeeds = new LinkedHashMap<>();
         try {
@@ -155,15 +155,7 @@ public final class DeviceResidentTrainer implements StepTrainer {
         for (var e : GateTrainer.drawNoise(train, config, noise, at.recovery()).entrySet()) {
             feeds.put(e.getKey(), HostValue.floats(e.getValue(), e.getValue().length));
         }
-        feeds.put(TrainingGraph.SPARSITY_WEIGHT, scalar(at.lambda()));
-        feeds.put(TrainingGraph.TARGET_SPARSITY, scalar(at.targetSparsity()));
-        for (TrainableParam.Kind kind : TrainableParam.Kind.values()) {
-            String input = TrainingGraph.learningRateInput(kind);
-            if (stepInputs.contains(input)) {
-                feeds.put(input, scalar(at.rate(kind)));
-            }
-        }
-        feeds.put(TrainingGraph.STEP, scalar(steps + 1));
+        GateTrainer.stepScalars(at, stepInputs, steps).forEach((name, v) -> feeds.put(name, scalar(v)));
         List<String> read = new ArrayList<>(List.of(TrainingGraph.LOSS, TrainingGraph.TASK_LOSS,
                 TrainingGraph.SPARSITY_LOSS, TrainingGraph.EXPECTED_SPARSITY));
         if (!at.recovery()) {

@@ -129,7 +129,7 @@ public final class GateTrainer implements StepTrainer {
         Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
         try {
             feedBatch(feeds, batch);
-            Schedule.At at = (schedule != null ? schedule : new Schedule(config, Long.MAX_VALUE)).at(step);
+            Schedule.At at = Schedule.at(schedule, config, step);
             for (var e : drawNoise(train, config, noise, at.recovery()).entrySet()) {
                 feeds.put(e.getKey(), floats(e.getValue(), e.getValue().length));
             }
@@ -140,20 +140,14 @@ public final class GateTrainer implements StepTrainer {
                 }
                 feeds.put(TrainingGraph.TEACHER, teacher.outputs(batch));
             }
-            feeds.put(TrainingGraph.SPARSITY_WEIGHT, scalarTensor(at.lambda()));
-            feeds.put(TrainingGraph.TARGET_SPARSITY, scalarTensor(at.targetSparsity()));
-            for (TrainableParam.Kind kind : TrainableParam.Kind.values()) {   // the rate inputs this step has
-                String input = TrainingGraph.learningRateInput(kind);
-                if (stepInputs.contains(input)) {
-                    feeds.put(input, scalarTensor(at.rate(kind)));
-                }
+            for (var e : stepScalars(at, stepInputs, step).entrySet()) {
+                feeds.put(e.getKey(), scalarTensor(e.getValue()));
             }
             for (TrainableParam p : train.params()) {
                 feeds.put(p.name(), floats(params.get(p.name()), p.dims()));
                 feeds.put(TrainingGraph.Built.moment1(p.name()), floats(m1.get(p.name()), p.dims()));
                 feeds.put(TrainingGraph.Built.moment2(p.name()), floats(m2.get(p.name()), p.dims()));
             }
-            feeds.put(TrainingGraph.STEP, OnnxTensor.createTensor(env, FloatBuffer.wrap(new float[] {step + 1}), new long[0]));
             long started = System.nanoTime();
             try (OrtSession.Result r = session.run(feeds)) {
                 double runMillis = (System.nanoTime() - started) / 1e6;
@@ -190,6 +184,23 @@ public final class GateTrainer implements StepTrainer {
             drawn.put(e.getValue(), recovery ? new float[n] : gaussianNoise(noise, n, config.noiseSigma()));
         }
         return drawn;
+    }
+
+    /**
+     * The step graph's scalar inputs for step {@code step} (0-based) at {@code at}, those of {@code stepInputs}: the
+     * sparsity loss's weight and target, each parameter kind's AdamW rate and the 1-based step count of the bias
+     * correction.
+     */
+    static Map<String, Float> stepScalars(Schedule.At at, java.util.Set<String> stepInputs, long step) {
+        Map<String, Float> scalars = new LinkedHashMap<>();
+        scalars.put(TrainingGraph.SPARSITY_WEIGHT, (float) at.lambda());
+        scalars.put(TrainingGraph.TARGET_SPARSITY, (float) at.targetSparsity());
+        for (TrainableParam.Kind kind : TrainableParam.Kind.values()) {
+            scalars.put(TrainingGraph.learningRateInput(kind), (float) at.rate(kind));
+        }
+        scalars.put(TrainingGraph.STEP, (float) (step + 1));
+        scalars.keySet().retainAll(stepInputs);
+        return scalars;
     }
 
     /**

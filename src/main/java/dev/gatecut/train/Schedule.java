@@ -29,6 +29,11 @@ public record Schedule(TrainConfig config, long mainSteps) {
         }
     }
 
+    /** Step {@code step} of {@code schedule}, or of an endless main phase (the config's values) where there is none. */
+    public static At at(Schedule schedule, TrainConfig config, long step) {
+        return (schedule != null ? schedule : new Schedule(config, Long.MAX_VALUE)).at(step);
+    }
+
     public long totalSteps() {
         return mainSteps + recoverySteps();
     }
