@@ -119,7 +119,7 @@ public final class DataParallelTrainer implements StepTrainer {
         }
     }
 
-    /** The run's schedule; without one every step uses the config's values. */
+    @Override
     public void schedule(Schedule s) {
         this.schedule = s;
     }

@@ -106,12 +106,12 @@ public final class DeviceResidentTrainer implements StepTrainer {
         return List.of(p.name(), TrainingGraph.Built.moment1(p.name()), TrainingGraph.Built.moment2(p.name()));
     }
 
-    /** As {@link GateTrainer#schedule}. */
+    @Override
     public void schedule(Schedule s) {
         this.schedule = s;
     }
 
-    /** As {@link GateTrainer#teacher}. */
+    @Override
     public void teacher(Teacher t) {
         this.teacher = t;
     }

@@ -94,15 +94,12 @@ public final class GateTrainer implements StepTrainer {
         return m;
     }
 
-    /**
-     * The run's schedule (per-group rates, sparsity weight and target, recovery); without one every step
-     * uses the config's values.
-     */
+    @Override
     public void schedule(Schedule s) {
         this.schedule = s;
     }
 
-    /** The dense model whose outputs the distillation term reads (needed when the recipe distills). */
+    @Override
     public void teacher(Teacher t) {
         this.teacher = t;
     }

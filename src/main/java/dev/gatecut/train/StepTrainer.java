@@ -15,6 +15,20 @@ public interface StepTrainer extends AutoCloseable {
     /** Optimizer steps taken so far. */
     long step();
 
+    /**
+     * The run's schedule (per-group rates, sparsity weight and target, recovery); without one every step uses the
+     * config's values.
+     */
+    void schedule(Schedule s);
+
+    /**
+     * The dense model whose outputs the distillation term reads (needed when the recipe distills). A trainer that
+     * cannot distill refuses such a recipe when it is made, so it is never handed one.
+     */
+    default void teacher(Teacher t) {
+        throw new IllegalStateException(getClass().getSimpleName() + " does not distill");
+    }
+
     /** One optimizer step on {@code batch} with gate noise drawn from {@code noise}. */
     GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException;
 

@@ -138,13 +138,7 @@ public final class TrainingRun {
         StepTrainer trainer = started.trainer();
         GatePlan plan = started.plan();
         List<TrainableParam> params = started.params();
-        if (trainer instanceof GateTrainer fused) {
-            fused.schedule(schedule);
-        } else if (trainer instanceof DataParallelTrainer parallel) {
-            parallel.schedule(schedule);
-        } else if (trainer instanceof DeviceResidentTrainer resident) {
-            resident.schedule(schedule);
-        }
+        trainer.schedule(schedule);
         try (StepTrainer t = trainer;
              Teacher teacher = config.recipe().distills() ? Teacher.open(model, options.device()) : null;
              Evaluator evaluator = eval == null || eval.isEmpty() ? null
@@ -156,11 +150,7 @@ public final class TrainingRun {
                 deleteIfExists(metrics);
             }
             if (teacher != null) {
-                if (trainer instanceof DeviceResidentTrainer resident) {
-                    resident.teacher(teacher);
-                } else {
-                    ((GateTrainer) trainer).teacher(teacher);
-                }
+                trainer.teacher(teacher);
             }
             BestEpoch best = config.recipe().selectBest() && evaluator != null
                     ? BestEpoch.resume(outDir, config.task(), trainer.step()) : null;

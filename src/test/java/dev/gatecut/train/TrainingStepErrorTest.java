@@ -52,6 +52,11 @@ class TrainingStepErrorTest {
             StepTrainer inner = s.trainer();
             StepTrainer failing = new StepTrainer() {
                 @Override
+                public void schedule(Schedule schedule) {
+                    inner.schedule(schedule);
+                }
+
+                @Override
                 public long step() {
                     return inner.step();
                 }

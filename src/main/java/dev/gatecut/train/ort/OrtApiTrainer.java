@@ -109,6 +109,14 @@ public final class OrtApiTrainer implements dev.gatecut.train.StepTrainer {
         return OrtSessions.environment().isTrainingEnabled();
     }
 
+    /**
+     * Nothing to follow: this back-end runs the plain recipe only (TrainingRun refuses the others), whose schedule
+     * is the config's values at every step, and the training API's optimizer has one rate.
+     */
+    @Override
+    public void schedule(dev.gatecut.train.Schedule s) {
+    }
+
     /** Optimizer steps taken (restored from the checkpoint on resume). */
     @Override
     public long step() {
