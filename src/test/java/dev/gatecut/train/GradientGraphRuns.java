@@ -6,6 +6,7 @@ import ai.onnxruntime.OrtSession;
 import dev.gatecut.runtime.OrtSessions;
 
 import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -55,6 +56,31 @@ final class GradientGraphRuns {
             OnnxTensor zeros = OnnxTensor.createTensor(OrtSessions.environment(), FloatBuffer.wrap(new float[n]),
                     new long[] {n});
             replace(feeds, e.getValue(), zeros);
+        }
+    }
+
+    /**
+     * Fixed feeds of a classifier or a language model at {@code batch} × {@code sequence}: labels 0, 1, labels − 1
+     * (the batch is 3 rows), or random next tokens below {@code vocab}, each weighted 1 except the last
+     * {@code unweightedTail} positions of the last row (0, as padding would be).
+     */
+    static void feedTargets(Map<String, OnnxTensor> fixed, java.util.Random random, int batch, int sequence,
+                            int labels, int vocab, int unweightedTail) throws Exception {
+        OrtEnvironment env = OrtSessions.environment();
+        if (fixed.containsKey(TrainingGraph.TARGETS)) {
+            long[] targets = new long[batch * sequence];
+            float[] weights = new float[batch * sequence];
+            for (int i = 0; i < targets.length; i++) {
+                targets[i] = random.nextInt(vocab);
+                weights[i] = i >= targets.length - unweightedTail ? 0 : 1;
+            }
+            long[] shape = {batch, sequence};
+            replace(fixed, TrainingGraph.TARGETS, OnnxTensor.createTensor(env, LongBuffer.wrap(targets), shape));
+            replace(fixed, TrainingGraph.TARGET_WEIGHTS, OnnxTensor.createTensor(env, FloatBuffer.wrap(weights),
+                    shape));
+        } else {
+            replace(fixed, TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(
+                    new long[] {0, 1, labels - 1}), new long[] {batch}));
         }
     }
 

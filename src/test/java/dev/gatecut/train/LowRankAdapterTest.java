@@ -32,7 +32,6 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -41,7 +40,6 @@ import java.util.Map;
 import java.util.Random;
 
 import static dev.gatecut.train.GradientGraphRuns.floats;
-import static dev.gatecut.train.GradientGraphRuns.replace;
 import static dev.gatecut.train.GradientGraphRuns.run;
 import static dev.gatecut.train.GradientGraphRuns.runOutput;
 import static dev.gatecut.train.GradientGraphRuns.shifted;
@@ -340,20 +338,7 @@ class LowRankAdapterTest {
         OrtEnvironment env = OrtSessions.environment();
         Map<String, OnnxTensor> fixed = new LinkedHashMap<>(RandomInputs.create(env, built.model().graph(), BATCH,
                 SEQUENCE, random.nextLong()));
-        if (fixed.containsKey(TrainingGraph.TARGETS)) {
-            long[] targets = new long[BATCH * SEQUENCE];
-            float[] weights = new float[BATCH * SEQUENCE];
-            for (int i = 0; i < targets.length; i++) {
-                targets[i] = random.nextInt(32);
-                weights[i] = 1;
-            }
-            long[] shape = {BATCH, SEQUENCE};
-            replace(fixed, TrainingGraph.TARGETS, OnnxTensor.createTensor(env, LongBuffer.wrap(targets), shape));
-            replace(fixed, TrainingGraph.TARGET_WEIGHTS, OnnxTensor.createTensor(env, FloatBuffer.wrap(weights), shape));
-        } else {
-            replace(fixed, TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(
-                    new long[] {0, 1, labels - 1}), new long[] {BATCH}));
-        }
+        GradientGraphRuns.feedTargets(fixed, random, BATCH, SEQUENCE, labels, 32, 0);
         GradientGraphRuns.zeroNoise(built, fixed);
         return fixed;
     }

@@ -12,7 +12,6 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -61,21 +60,8 @@ class RecipeLossGradientTest {
         Map<String, float[]> params = GradientGraphRuns.perturbed(built, random, 0.05, 0.05);
         Map<String, OnnxTensor> fixed = new LinkedHashMap<>(RandomInputs.create(env, built.model().graph(), BATCH,
                 SEQUENCE, 5));
-        if (task == Task.LM) {
-            // Next tokens of every position; the last row's last two positions weigh 0, as padding would.
-            long[] targets = new long[BATCH * SEQUENCE];
-            float[] weights = new float[BATCH * SEQUENCE];
-            for (int i = 0; i < targets.length; i++) {
-                targets[i] = random.nextInt(1000);
-                weights[i] = i >= targets.length - 2 ? 0 : 1;
-            }
-            long[] shape = {BATCH, SEQUENCE};
-            replace(fixed, TrainingGraph.TARGETS, OnnxTensor.createTensor(env, LongBuffer.wrap(targets), shape));
-            replace(fixed, TrainingGraph.TARGET_WEIGHTS, OnnxTensor.createTensor(env, FloatBuffer.wrap(weights), shape));
-        } else {
-            replace(fixed, TrainingGraph.LABELS, OnnxTensor.createTensor(env, LongBuffer.wrap(
-                    new long[] {0, 1, labels - 1}), new long[] {BATCH}));
-        }
+        // Next tokens of every position; the last row's last two positions weigh 0, as padding would.
+        GradientGraphRuns.feedTargets(fixed, random, BATCH, SEQUENCE, labels, 1000, 2);
         GradientGraphRuns.zeroNoise(built, fixed);
         if (recipe.distills()) {
             replace(fixed, TrainingGraph.TEACHER, teacherOutput(model, built, fixed, random));
