@@ -169,13 +169,6 @@ public final class OrtSessions {
     }
 
     /**
-     * Extra ONNX Runtime settings of training sessions for memory/speed experiments on the GPU
-     * (tools/gpu_train_profile.sh), read from an environment variable as {@code key=value;key=value}:
-     * {@code GATECUT_CUDA_OPTIONS} (CUDA provider options), {@code GATECUT_ORT_CONFIG} (session config
-     * entries); {@code GATECUT_ORT_MEM_PATTERN=1} turns the memory-pattern planner back on
-     * ({@link #trainingMemoryPattern}); on the CPU {@code GATECUT_CPU_ARENA=0} turns the CPU arena off.
-     */
-    /**
      * The log level of gatecut's sessions: FATAL (errors come back as exceptions, reported as one line), or the
      * level {@code GATECUT_ORT_LOG} names (verbose, info, warning, error, fatal) — verbose prints, among the rest,
      * which provider each node was placed on, the question a refused CUDA-graph capture leaves open.
@@ -194,6 +187,13 @@ public final class OrtSessions {
         };
     }
 
+    /**
+     * Extra ONNX Runtime settings of training sessions for memory/speed experiments on the GPU
+     * (tools/gpu_train_profile.sh), read from an environment variable as {@code key=value;key=value}:
+     * {@code GATECUT_CUDA_OPTIONS} (CUDA provider options), {@code GATECUT_ORT_CONFIG} (session config
+     * entries); {@code GATECUT_ORT_MEM_PATTERN=1} turns the memory-pattern planner back on
+     * ({@link #trainingMemoryPattern}); on the CPU {@code GATECUT_CPU_ARENA=0} turns the CPU arena off.
+     */
     public static Map<String, String> settings(String variable) {
         String v = System.getenv(variable);
         Map<String, String> out = new java.util.LinkedHashMap<>();
