@@ -13,7 +13,9 @@
 # ($MODEL_DIR/$SHAPE-kv-$DTYPE.onnx); it is exported here first when missing (about 1 min: 43.5 s export +
 # 7 s save on an H200). Settings (environment): SHAPE (qwen2.5-1.5b), DTYPE (fp16), BATCH (global batch, 8),
 # SEQ (512), STEPS (20), DEVICES (0,1), MODEL (a model file instead of the export), MODEL_DIR (/opt/models),
-# VOCAB (token ids drawn below it; 32000), LIMIT (seconds per training run, 240), GATECUT (command; default
+# VOCAB (token ids drawn below it; 32000), LIMIT (seconds per training run, 240), TRAIN_ARGS (more `train` options for
+# both runs, e.g. "--cuda-graph": the one-device run then replays its step as a CUDA graph and each replica its
+# shard step, one packed tensor up and one down per step), GATECUT (command; default
 # $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar). Writes $OUT/dp.log, dp-{1,N}gpu.log, dp-*-metrics.jsonl,
 # dp-*.mem (nvidia-smi samples), dp-summary.json. First (PREFLIGHT=1, the default on a GPU) a 3-step run of the zoo's
 # tiny decoder on the GPUs, so a failure shows in seconds.
@@ -65,6 +67,10 @@ if [ -z "${GATECUT:-}" ]; then
   GATECUT="$JAVA ${ORT_GPU_OPTS:-} -jar target/gatecut-nonative.jar"
 fi
 read -r -a GC <<< "$GATECUT"
+TRAIN_ARGS=${TRAIN_ARGS:-}
+# shellcheck source=tools/gpu_bound_native.sh
+source tools/gpu_bound_native.sh
+bound_native || { say "bytedeco's CUDA JNI library is missing"; exit 2; }
 
 if [ "$GPU" = 1 ]; then
   say "$(date -u +%FT%TZ); $(nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | tr '\n' ';')"
@@ -100,7 +106,7 @@ run() {
   local t0=$SECONDS
   timeout -k 10 "$LIMIT" "${GC[@]}" train "$MODEL" --task lm --train "$WORK/tokens.jsonl" --target-sparsity 0.3 \
     --batch "$BATCH" --max-len "$SEQ" --steps "$STEPS" --seed 1 --device "$DEVICE" --backend fused \
-    --devices "$devices" --log-every 1 --no-progress -o "$WORK/$tag" > "$OUT/dp-$tag.log" 2>&1
+    --devices "$devices" --log-every 1 --no-progress -o "$WORK/$tag" $TRAIN_ARGS > "$OUT/dp-$tag.log" 2>&1
   local rc=$?
   [ -n "$mon" ] && { kill "$mon" 2>/dev/null; wait "$mon" 2>/dev/null; }
   say "$tag (--devices $devices): exit $rc, $((SECONDS - t0)) s"
@@ -122,7 +128,7 @@ with open('$WORK/tiny.jsonl', 'w') as f:
   rm -rf "$WORK/preflight"
   timeout -k 10 120 "${GC[@]}" train onnx-models/deploy/qwen2-kv-ts17-eager.onnx --task lm --train "$WORK/tiny.jsonl" \
     --target-sparsity 0.3 --batch 5 --max-len 16 --steps 3 --device "$DEVICE" --devices "$DEVICES" --no-progress \
-    -o "$WORK/preflight" > "$OUT/dp-preflight.log" 2>&1 || { say "preflight FAILED:"; tail -n 5 "$OUT/dp-preflight.log"; exit 1; }
+    -o "$WORK/preflight" $TRAIN_ARGS > "$OUT/dp-preflight.log" 2>&1 || { say "preflight FAILED:"; tail -n 5 "$OUT/dp-preflight.log"; exit 1; }
   tail -n 2 "$OUT/dp-preflight.log"
 fi
 
@@ -171,6 +177,12 @@ def peak_mib(tag):
     return peak
 
 one, many = rows("1gpu"), rows(f"{n}gpu")
+
+def phases(rs):   # median ms per phase over the later steps (train_ms: the trainer's call; the rest: its parts)
+    keys = sorted({k for r in rs for k in r if k.endswith("_ms")})
+    later = rs[2:] or rs
+    return {k: round(sorted(r[k] for r in later if k in r)[len([r for r in later if k in r]) // 2], 2)
+            for k in keys if any(k in r for r in later)}
 r1, rn = rate(one), rate(many)
 eff = rn / (n * r1)
 loss_rel = max(abs(a["loss"] - b["loss"]) / max(abs(a["loss"]), 1e-12) for a, b in zip(one, many))
@@ -186,10 +198,11 @@ summary = {"model": model, "device": "cuda" if gpu else "cpu", "replicas": n, "g
            "steps": steps, "samples_per_s_1": r1, f"samples_per_s_{n}": rn, "scaling_efficiency": eff,
            "theta_max_abs_diff": dtheta, "theta_worst_gate": gate, "params_max_abs_diff": dparam,
            "params_worst": pname, "key_bias_max_abs_diff": dkey, "loss_max_rel_diff": loss_rel,
-           "projected_gates_equal": projected_equal, "peak_mib_1": peak_mib("1gpu"), f"peak_mib_{n}": peak_mib(f"{n}gpu")}
+           "projected_gates_equal": projected_equal, "phases_ms_1": phases(one), f"phases_ms_{n}": phases(many), "peak_mib_1": peak_mib("1gpu"), f"peak_mib_{n}": peak_mib(f"{n}gpu")}
 json.dump(summary, open(os.path.join(out, "dp-summary.json"), "w"), indent=1)
 print(f"samples/s: 1 device {r1:.2f}, {n} devices {rn:.2f}; scaling efficiency {rn:.2f} / ({n} x {r1:.2f}) = {eff:.3f} (target >= 0.9)")
 print(f"trained gates: max |theta_1 - theta_{n}| = {dtheta:.3e} ({gate}); projected gates.json equal: {projected_equal}")
+print(f"step phases, median ms: 1 device {summary['phases_ms_1']}; {n} devices {summary[f'phases_ms_{n}']}")
 print(f"biases/head: max abs diff {dparam:.3e} ({pname}); key biases {dkey:.3e}; per-step loss max rel diff {loss_rel:.3e}")
 if gpu:
     print(f"peak GPU memory (nvidia-smi, MiB, by GPU): 1 device {summary['peak_mib_1']}, {n} devices {summary[f'peak_mib_{n}']}")

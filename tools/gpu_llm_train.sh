@@ -54,25 +54,9 @@ read -r -a GC <<< "$GATECUT"
 TRAIN_ARGS=${TRAIN_ARGS:-}
 [ "${GATECUT_TRAIN_CUDA_GRAPH:-0}" = 1 ] && TRAIN_ARGS="$TRAIN_ARGS --cuda-graph"
 [ "${GATECUT_TRAIN_DEVICE_RESIDENT:-0}" = 1 ] && TRAIN_ARGS="$TRAIN_ARGS --device-resident"
-if [[ " $TRAIN_ARGS " == *" --cuda-graph "* || " $TRAIN_ARGS " == *" --device-resident "* ]]; then
-  BOUND=${BOUND:-/opt/gpukit/bound}
-  if [ -f .gpu-carry/bound/libjnionnxruntime.so.xz ] && [ ! -f "$BOUND/libjnionnxruntime.so" ]; then
-    mkdir -p "$BOUND" && xz -dc .gpu-carry/bound/libjnionnxruntime.so.xz > "$BOUND/libjnionnxruntime.so.tmp" \
-      && mv "$BOUND/libjnionnxruntime.so.tmp" "$BOUND/libjnionnxruntime.so"
-  fi
-  if [ -f "$BOUND/libjnionnxruntime.so" ]; then
-    # -D goes to the JVM: before -jar (or -cp) in the command, which may start with `env VAR=...`
-    for i in "${!GC[@]}"; do
-      if [ "${GC[$i]}" = -jar ] || [ "${GC[$i]}" = -cp ]; then
-        GC=("${GC[@]:0:$i}" "-Dgatecut.bound.native.path=$BOUND" "${GC[@]:$i}")
-        break
-      fi
-    done
-  elif [ "$DEVICE" = cuda ]; then
-    say "$BOUND/libjnionnxruntime.so is missing: run tools/make_bound_carry.sh here and carry .gpu-carry/bound"
-    exit 2
-  fi
-fi
+# shellcheck source=tools/gpu_bound_native.sh
+source tools/gpu_bound_native.sh
+bound_native || { say "bytedeco's CUDA JNI library is missing"; exit 2; }
 
 # Token rows: the State of the Union corpus is not on this machine; the rows are random ids (3..vocab),
 # which changes neither the memory nor the speed of a step.
@@ -122,6 +106,8 @@ def median(key):   # per-step milliseconds over the later steps: the trainer's c
     return round(v[len(v) // 2], 2) if v else None
 print(json.dumps({"method": "gatecut", "steps": len(rows), "samples_per_s_median": sorted(later)[len(later)//2],
                   "train_ms_median": median("train_ms"), "run_ms_median": median("run_ms"),
+                  # device-resident steps: the trainer's host work before the run, and the run's copies and replay
+                  **{k + "_median": median(k) for k in ("feed_ms", "upload_ms", "replay_ms", "download_ms")},
                   "samples_per_s_median_second_half": sorted(half)[len(half)//2],
                   "first_loss": rows[0].get("task_loss") if rows else None}))
 PY

@@ -137,8 +137,10 @@ final class TrainCommand implements Callable<Integer> {
         @Option(names = "--devices", paramLabel = "LIST",
                 description = "Devices to train on, e.g. 0,1: one number picks that CUDA device; two or more train"
                         + " data-parallel, one ONNX Runtime session per device, each batch split into equal row"
-                        + " shards whose gradients are averaged (on the CPU: that many sessions sharing the cores)."
-                        + " Default: the --device default. Fused back-end only.")
+                        + " shards whose gradients are averaged (on the CPU: that many sessions sharing the cores);"
+                        + " with --device-resident or --cuda-graph each replica keeps its step on its device and"
+                        + " exchanges one packed tensor each way per step. Default: the --device default. Fused"
+                        + " back-end only.")
         String devices;
 
         @Option(names = "--checkpoint-every", defaultValue = "0", paramLabel = "N",
@@ -165,12 +167,12 @@ final class TrainCommand implements Callable<Integer> {
                         + " default ${DEFAULT-VALUE}.")
         String backend;
 
-        @Option(names = "--cuda-graph", description = "Fused back-end on one CUDA device: keep the parameters and"
+        @Option(names = "--cuda-graph", description = "Fused back-end on CUDA: keep the parameters and"
                 + " AdamW moments on the GPU and replay the train step as a CUDA graph (no per-node host work; needs"
                 + " bytedeco's CUDA JNI library, -Dgatecut.bound.native.path). Same results as without.")
         boolean cudaGraph;
 
-        @Option(names = "--device-resident", description = "Fused back-end on one device: keep the parameters and"
+        @Option(names = "--device-resident", description = "Fused back-end: keep the parameters and"
                 + " AdamW moments in device memory between steps (without CUDA graphs). Same results as without.")
         boolean deviceResident;
 

@@ -1,16 +1,15 @@
 package dev.gatecut.train;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.errors.InternalException;
 import dev.gatecut.errors.OptionException;
 import dev.gatecut.gates.GateValues;
+import dev.gatecut.onnx.SaveOptions;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.OrtSessions;
+import dev.gatecut.train.ShardRunner.ShardResult;
 
-import java.nio.FloatBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -35,30 +34,58 @@ public final class DataParallelTrainer implements StepTrainer {
 
     private final TrainConfig config;
     private final TrainingGraph.Built graph;
-    private final List<OrtSession> sessions = new ArrayList<>();
-    private final ExecutorService pool;
+    private final List<ShardRunner> replicas = new ArrayList<>();
+    /** The shard graph's scalar inputs (the sparsity weight and target). */
+    private final java.util.Set<String> scalarInputs;
+    /**
+     * One thread per replica, always the same one: ONNX Runtime's CUDA provider keeps per-thread state (its cuBLAS
+     * handles and its captured CUDA graphs), so a replica run from another thread would capture again.
+     */
+    private final List<ExecutorService> lanes = new ArrayList<>();
     private final HostAdamW adamW;
-    private final OrtEnvironment env = OrtSessions.environment();
     private final Map<String, float[]> params = new LinkedHashMap<>();
     private final Map<String, float[]> m1 = new LinkedHashMap<>();
     private final Map<String, float[]> m2 = new LinkedHashMap<>();
     private long step;
     private Schedule schedule;
 
-    /** What one replica's run gives back. */
-    private record ShardResult(double taskLoss, double sparsityLoss, double expectedSparsity,
-                               Map<String, float[]> gradients, Map<String, float[]> saliency) {
-    }
-
     /** Gate → Σ over the main steps of |g·∂L/∂g| of the whole batch (as the fused step keeps it; --importance taylor). */
     private final Map<String, float[]> saliency = new LinkedHashMap<>();
 
+    /** Opens the replica of one device. */
+    @FunctionalInterface
+    private interface Opener {
+        ShardRunner open(int deviceId, int cpuThreads) throws OrtException;
+    }
+
     /**
      * Replicas of {@code graph} (saved at {@code savedGraph}) on {@code device}: CUDA devices
-     * {@code deviceIds}, or on the CPU as many sessions as ids, sharing the cores.
+     * {@code deviceIds}, or on the CPU as many sessions as ids, sharing the cores. Each is fed from the host.
      */
     public DataParallelTrainer(TrainingGraph.Built graph, Path savedGraph, TrainConfig config, Device device,
                                List<Integer> deviceIds) throws OrtException {
+        this(graph, config, deviceIds, scalarInputsOf(graph, config), (id, threads) ->
+                new SessionShardRunner(open(savedGraph, device, id, threads), graph, config));
+    }
+
+    /**
+     * Device-resident replicas ({@link BoundShardRunner}; with {@code cudaGraph} each replayed as a CUDA graph) of
+     * {@code graph}, not yet saved: its shard step is packed in place, then saved to {@code savedGraph} (weights as
+     * external data) for the replicas to open.
+     */
+    public static DataParallelTrainer deviceResident(TrainingGraph.Built graph, Path savedGraph, TrainConfig config,
+                                                     Device device, List<Integer> deviceIds, boolean cudaGraph)
+            throws OrtException {
+        java.util.Set<String> scalars = scalarInputsOf(graph, config);   // before packing makes them slots
+        BoundShardRunner.Packing packing = BoundShardRunner.pack(graph, scalars);
+        graph.model().save(savedGraph,
+                SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
+        return new DataParallelTrainer(graph, config, deviceIds, scalars, (id, threads) ->
+                new BoundShardRunner(savedGraph, graph, packing, config, device, id, cudaGraph));
+    }
+
+    private DataParallelTrainer(TrainingGraph.Built graph, TrainConfig config, List<Integer> deviceIds,
+                                java.util.Set<String> scalarInputs, Opener opener) throws OrtException {
         if (graph.withOptimizer()) {
             throw new IllegalArgumentException("DataParallelTrainer runs the shard-gradient graph");
         }
@@ -69,6 +96,7 @@ public final class DataParallelTrainer implements StepTrainer {
         this.config = config;
         this.graph = graph;
         this.adamW = new HostAdamW(config);
+        this.scalarInputs = scalarInputs;
         for (TrainableParam p : graph.params()) {
             params.put(p.name(), graph.initialValues().get(p.name()).clone());
             m1.put(p.name(), new float[p.size()]);
@@ -77,23 +105,27 @@ public final class DataParallelTrainer implements StepTrainer {
         for (String gate : graph.probeInputs().keySet()) {
             saliency.put(gate, new float[graph.plan().gate(gate).orElseThrow().size()]);
         }
-        int replicas = deviceIds.size();
-        this.pool = Executors.newFixedThreadPool(replicas, r -> {
-            Thread t = new Thread(r, "gatecut-replica");
-            t.setDaemon(true);
-            return t;
-        });
+        int count = deviceIds.size();
+        for (int i = 0; i < count; i++) {
+            String name = "gatecut-replica-" + deviceIds.get(i);
+            lanes.add(Executors.newSingleThreadExecutor(r -> {
+                Thread t = new Thread(r, name);
+                t.setDaemon(true);
+                return t;
+            }));
+        }
         // Replicas share the host's cores (on CUDA for the nodes ONNX Runtime leaves on the CPU); each session
         // would otherwise size its intra-op pool to all of them, and their spinning threads would contend.
-        int cpuThreads = Math.max(1, Runtime.getRuntime().availableProcessors() / replicas);
-        List<Future<OrtSession>> opening = new ArrayList<>();
-        for (int id : deviceIds) {
-            opening.add(pool.submit(() -> open(savedGraph, device, id, cpuThreads)));
+        int cpuThreads = Math.max(1, Runtime.getRuntime().availableProcessors() / count);
+        List<Future<ShardRunner>> opening = new ArrayList<>();
+        for (int i = 0; i < count; i++) {
+            int id = deviceIds.get(i);
+            opening.add(lanes.get(i).submit(() -> opener.open(id, cpuThreads)));
         }
         Exception failure = null;
-        for (Future<OrtSession> f : opening) {   // every one awaited, so none is left open on a failure
+        for (Future<ShardRunner> f : opening) {   // every one awaited, so none is left open on a failure
             try {
-                sessions.add(await(f));
+                replicas.add(await(f));
             } catch (OrtException | RuntimeException e) {
                 failure = failure == null ? e : failure;
             }
@@ -105,6 +137,13 @@ public final class DataParallelTrainer implements StepTrainer {
             }
             throw (RuntimeException) failure;
         }
+    }
+
+    /** The graph's scalar knobs: those of the fused step's ({@link GateTrainer#stepScalars}) that it has as inputs. */
+    private static java.util.Set<String> scalarInputsOf(TrainingGraph.Built graph, TrainConfig config) {
+        java.util.Set<String> inputs = new java.util.HashSet<>();
+        graph.model().graph().inputs().forEach(v -> inputs.add(v.name()));
+        return new java.util.LinkedHashSet<>(GateTrainer.stepScalars(Schedule.at(null, config, 0), inputs, 0).keySet());
     }
 
     private static OrtSession open(Path file, Device device, int id, int cpuThreads) throws OrtException {
@@ -126,7 +165,7 @@ public final class DataParallelTrainer implements StepTrainer {
 
     /** The number of replicas. */
     public int replicas() {
-        return sessions.size();
+        return replicas.size();
     }
 
     @Override
@@ -176,7 +215,9 @@ public final class DataParallelTrainer implements StepTrainer {
     @Override
     public GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException {
         Schedule.At at = Schedule.at(schedule, config, step);
-        ShardResult whole = batchGradients(batch, noise, at);
+        Map<String, Double> millis = new LinkedHashMap<>();
+        ShardResult whole = batchGradients(batch, noise, at, millis);
+        long started = System.nanoTime();
         if (!at.recovery()) {
             for (var e : whole.saliency().entrySet()) {
                 GateTrainer.addAbsolute(saliency.get(e.getKey()), e.getValue());
@@ -187,30 +228,49 @@ public final class DataParallelTrainer implements StepTrainer {
             adamW.apply(params.get(p.name()), whole.gradients().get(p.name()), m1.get(p.name()), m2.get(p.name()),
                     step, at.rate(p.kind()));
         }
+        millis.put("update", (System.nanoTime() - started) / 1e6);
         float loss = (float) whole.taskLoss() + (float) whole.sparsityLoss() * (float) at.lambda();
-        return new GateTrainer.StepResult(loss, whole.taskLoss(), whole.sparsityLoss(), whole.expectedSparsity());
+        return new GateTrainer.StepResult(loss, whole.taskLoss(), whole.sparsityLoss(), whole.expectedSparsity(),
+                millis);
     }
 
     /** The losses and gradients of {@code batch} at the current parameters (no step), for tests. */
     Map<String, float[]> gradients(Batch batch, Random noise) throws OrtException {
         Schedule.At at = Schedule.at(schedule, config, step);
-        return batchGradients(batch, noise, at).gradients();
+        return batchGradients(batch, noise, at, new LinkedHashMap<>()).gradients();
     }
 
     /** The whole batch's task loss and gradients: the replicas' shards run concurrently, then Σ share·shard. */
-    private ShardResult batchGradients(Batch batch, Random noise, Schedule.At at) throws OrtException {
-        BatchShards shards = BatchShards.of(batch, sessions.size(), config);
+    /**
+     * {@code millis} gets the step's phases: {@code feed} (shards, noise), {@code run} (the replicas, concurrently, from
+     * the first submitted until the last returned), {@code average}; {@link #train} adds {@code update} (AdamW).
+     */
+    private ShardResult batchGradients(Batch batch, Random noise, Schedule.At at, Map<String, Double> millis)
+            throws OrtException {
+        long started = System.nanoTime();
+        BatchShards shards = BatchShards.of(batch, replicas.size(), config);
         Map<String, float[]> drawn = GateTrainer.drawNoise(graph, config, noise, at.recovery());
+        Map<String, Float> scalars = GateTrainer.stepScalars(at, scalarInputs, step);
         List<Future<ShardResult>> running = new ArrayList<>();
-        for (int i = 0; i < shards.shards().size(); i++) {
-            OrtSession session = sessions.get(i);
-            Batch shard = shards.shards().get(i);
-            running.add(pool.submit(() -> runShard(session, shard, drawn, at)));
-        }
+        long fed = System.nanoTime();
+        // While a replica may capture a CUDA graph, the replicas run one at a time: ONNX Runtime captures in CUDA's
+        // global mode, in which another thread's CUDA calls would break the capture.
+        boolean oneAtATime = replicas.stream().anyMatch(ShardRunner::mayCapture);
         List<ShardResult> results = new ArrayList<>();
+        for (int i = 0; i < shards.shards().size(); i++) {
+            ShardRunner replica = replicas.get(i);
+            Batch shard = shards.shards().get(i);
+            Future<ShardResult> f = lanes.get(i).submit(() -> replica.run(shard, drawn, scalars, params));
+            if (oneAtATime) {
+                results.add(await(f));
+            } else {
+                running.add(f);
+            }
+        }
         for (Future<ShardResult> f : running) {
             results.add(await(f));
         }
+        long ran = System.nanoTime();
         double taskLoss = 0;
         for (int i = 0; i < results.size(); i++) {
             taskLoss += shards.shares()[i] * results.get(i).taskLoss();
@@ -227,6 +287,9 @@ public final class DataParallelTrainer implements StepTrainer {
         }
         // The sparsity terms read only θ: every replica computed the same values.
         ShardResult first = results.get(0);
+        millis.put("feed", (fed - started) / 1e6);
+        millis.put("run", (ran - fed) / 1e6);
+        millis.put("average", (System.nanoTime() - ran) / 1e6);
         return new ShardResult((float) taskLoss, first.sparsityLoss(), first.expectedSparsity(), grads, sal);
     }
 
@@ -251,53 +314,6 @@ public final class DataParallelTrainer implements StepTrainer {
         return out;
     }
 
-    private ShardResult runShard(OrtSession session, Batch shard, Map<String, float[]> noise, Schedule.At at)
-            throws OrtException {
-        Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
-        try {
-            GateTrainer.feed(env, feeds, graph.modelInputs(), config.task(), shard);
-            for (var e : noise.entrySet()) {
-                feeds.put(e.getKey(), floats(e.getValue(), e.getValue().length));
-            }
-            feeds.put(TrainingGraph.SPARSITY_WEIGHT, floats(new float[] {(float) at.lambda()}));
-            feeds.put(TrainingGraph.TARGET_SPARSITY, floats(new float[] {(float) at.targetSparsity()}));
-            for (TrainableParam p : graph.params()) {
-                feeds.put(p.name(), floats(params.get(p.name()), p.dims()));
-            }
-            GateTrainer.feedProbes(env, feeds, graph);
-            try (OrtSession.Result r = session.run(feeds)) {
-                Map<String, float[]> grads = new LinkedHashMap<>();
-                for (TrainableParam p : graph.params()) {
-                    float[] g = new float[p.size()];
-                    output(r, TrainingGraph.Built.gradient(p.name())).getFloatBuffer().get(g);
-                    grads.put(p.name(), g);
-                }
-                Map<String, float[]> sal = new LinkedHashMap<>();
-                for (var e : graph.probeInputs().entrySet()) {
-                    float[] g = new float[saliency.get(e.getKey()).length];
-                    output(r, TrainingGraph.Built.saliency(e.getValue())).getFloatBuffer().get(g);
-                    sal.put(e.getKey(), g);
-                }
-                return new ShardResult(scalar(r, TrainingGraph.TASK_LOSS), scalar(r, TrainingGraph.SPARSITY_LOSS),
-                        scalar(r, TrainingGraph.EXPECTED_SPARSITY), grads, sal);
-            }
-        } finally {
-            feeds.values().forEach(OnnxTensor::close);
-        }
-    }
-
-    private OnnxTensor floats(float[] values, long... dims) throws OrtException {
-        return OnnxTensor.createTensor(env, FloatBuffer.wrap(values), dims);
-    }
-
-    private static OnnxTensor output(OrtSession.Result r, String name) {
-        return (OnnxTensor) r.get(name).orElseThrow(() -> new IllegalStateException("no output " + name));
-    }
-
-    private static double scalar(OrtSession.Result r, String name) {
-        return output(r, name).getFloatBuffer().get(0);
-    }
-
     /** The task's value; ONNX Runtime's failure on a replica is rethrown as it came. */
     private static <T> T await(Future<T> f) throws OrtException {
         try {
@@ -318,23 +334,23 @@ public final class DataParallelTrainer implements StepTrainer {
     }
 
     private void closeQuietly() {
-        for (OrtSession s : sessions) {
+        for (ShardRunner r : replicas) {
             try {
-                s.close();
-            } catch (OrtException ignored) {
+                r.close();
+            } catch (OrtException | RuntimeException ignored) {
                 // closing after a failure: the first error is the one reported
             }
         }
-        pool.shutdownNow();
+        lanes.forEach(ExecutorService::shutdownNow);
     }
 
     @Override
     public void close() throws OrtException {
-        pool.shutdownNow();
+        lanes.forEach(ExecutorService::shutdownNow);
         OrtException first = null;
-        for (OrtSession s : sessions) {
+        for (ShardRunner r : replicas) {
             try {
-                s.close();
+                r.close();
             } catch (OrtException e) {
                 first = first == null ? e : first;
             }

@@ -28,8 +28,18 @@ import java.util.Set;
  * other shapes than the first (an epoch's shorter last batch) runs uncaptured, same numbers.
  */
 public final class DeviceResidentTrainer implements StepTrainer {
+    /** The step's per-step float inputs (gate noise, scalar knobs) as one tensor. */
+    static final String PACKED_INPUTS = "gatecut.step_inputs";
+    /** The step's losses and saliencies as one tensor. */
+    static final String PACKED_OUTPUTS = "gatecut.step_outputs";
+
+    /** The packed per-step input and read-back output of a train step ({@link #pack}). */
+    public record Packing(PackedFloats inputs, PackedFloats outputs) {
+    }
+
     private final TrainConfig config;
     private final TrainingGraph.Built train;
+    private final Packing packing;
     private final BoundStep step;
     private final Set<String> stepInputs;
     private final OrtEnvironment env = OrtSessions.environment();
@@ -42,25 +52,61 @@ public final class DeviceResidentTrainer implements StepTrainer {
     private Schedule schedule;
     private Teacher teacher;
 
-    /** A trainer over {@code file}, {@code train}'s step graph saved by the caller. */
-    public DeviceResidentTrainer(TrainingGraph.Built train, Path file, TrainConfig config, Device device,
-                                 boolean cudaGraph) {
-        this(train, file, config, device, cudaGraph, cudaGraph);
+    /**
+     * A trainer over {@code file}: {@code train}'s step graph, packed ({@link #pack}, giving {@code packing}) and saved
+     * by the caller.
+     */
+    public DeviceResidentTrainer(TrainingGraph.Built train, Packing packing, Path file, TrainConfig config,
+                                 Device device, boolean cudaGraph) {
+        this(train, packing, file, config, device, cudaGraph, cudaGraph);
+    }
+
+    /**
+     * Packs {@code train}'s step in place (before it is saved): the gate noise and scalar knobs become one input,
+     * the four losses and the saliencies one output, so a step copies two tensors besides the batch between host
+     * and device instead of one per gate each way (a session run each).
+     */
+    public static Packing pack(TrainingGraph.Built train, TrainConfig config) {
+        var g = train.model().graph();
+        long opset = train.model().defaultOpset();
+        Set<String> inputs = new java.util.HashSet<>();
+        g.inputs().forEach(v -> inputs.add(v.name()));
+        Map<String, long[]> in = new LinkedHashMap<>();
+        for (var e : train.noiseInputs().entrySet()) {
+            in.put(e.getValue(), new long[] {train.plan().gate(e.getKey()).orElseThrow().size()});
+        }
+        for (String scalar : GateTrainer.stepScalars(Schedule.at(null, config, 0), inputs, 0).keySet()) {
+            in.put(scalar, new long[0]);
+        }
+        Map<String, long[]> out = new LinkedHashMap<>();
+        for (String loss : List.of(TrainingGraph.LOSS, TrainingGraph.TASK_LOSS, TrainingGraph.SPARSITY_LOSS,
+                TrainingGraph.EXPECTED_SPARSITY)) {
+            out.put(loss, new long[0]);
+        }
+        for (var e : train.probeInputs().entrySet()) {
+            out.put(TrainingGraph.Built.saliency(e.getValue()),
+                    new long[] {train.plan().gate(e.getKey()).orElseThrow().size()});
+        }
+        return new Packing(PackedFloats.packInputs(g, opset, in, PACKED_INPUTS),
+                PackedFloats.packOutputs(g, opset, out, PACKED_OUTPUTS));
     }
 
     /**
      * {@code fixShapes}: open the step's session on the first batch's shapes (what CUDA-graph capture needs: ONNX
      * Runtime folds the shape computations; {@link BoundStep}); batches of other shapes run on a second session.
      */
-    DeviceResidentTrainer(TrainingGraph.Built train, Path file, TrainConfig config, Device device, boolean cudaGraph,
-                          boolean fixShapes) {
+    DeviceResidentTrainer(TrainingGraph.Built train, Packing packing, Path file, TrainConfig config, Device device,
+                          boolean cudaGraph, boolean fixShapes) {
         if (!train.withOptimizer()) {
             throw new IllegalArgumentException("DeviceResidentTrainer needs the train-step graph");
         }
         this.config = config;
         this.train = train;
-        this.stepInputs = train.model().graph().inputs().stream().map(v -> v.name())
-                .collect(java.util.stream.Collectors.toUnmodifiableSet());
+        this.packing = packing;
+        Set<String> inputs = new java.util.HashSet<>();
+        train.model().graph().inputs().forEach(v -> inputs.add(v.name()));
+        packing.inputs().slots().forEach(slot -> inputs.add(slot.name()));
+        this.stepInputs = Set.copyOf(inputs);
         Map<String, String> nextOf = new LinkedHashMap<>();
         for (TrainableParam p : train.params()) {
             for (String s : stateNames(p)) {
@@ -88,7 +134,7 @@ public final class DeviceResidentTrainer implements StepTrainer {
     }
 
     /** Step input → its dimensions' symbolic names (null where fixed), as declared in the step graph. */
-    private static Map<String, List<String>> symbolicDims(TrainingGraph.Built train) {
+    static Map<String, List<String>> symbolicDims(TrainingGraph.Built train) {
         Map<String, List<String>> dims = new LinkedHashMap<>();
         for (var v : train.model().graph().inputs()) {
             dev.gatecut.onnx.Shape.declared(v).ifPresent(shape -> {
@@ -137,6 +183,7 @@ public final class DeviceResidentTrainer implements StepTrainer {
 
     @Override
     public GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException {
+        long started = System.nanoTime();
         Schedule.At at = Schedule.at(schedule, config, steps);
         Map<String, HostValue> feeds = new LinkedHashMap<>();
         Map<String, OnnxTensor> batchFeeds = new LinkedHashMap<>();
@@ -152,40 +199,26 @@ public final class DeviceResidentTrainer implements StepTrainer {
         } finally {
             batchFeeds.values().forEach(OnnxTensor::close);
         }
-        for (var e : GateTrainer.drawNoise(train, config, noise, at.recovery()).entrySet()) {
-            feeds.put(e.getKey(), HostValue.floats(e.getValue(), e.getValue().length));
-        }
-        GateTrainer.stepScalars(at, stepInputs, steps).forEach((name, v) -> feeds.put(name, scalar(v)));
-        List<String> read = new ArrayList<>(List.of(TrainingGraph.LOSS, TrainingGraph.TASK_LOSS,
-                TrainingGraph.SPARSITY_LOSS, TrainingGraph.EXPECTED_SPARSITY));
-        if (!at.recovery()) {
-            for (String probe : train.probeInputs().values()) {
-                read.add(TrainingGraph.Built.saliency(probe));
-            }
-        }
-        long started = System.nanoTime();
-        Map<String, ByteBuffer> out = step.run(feeds, read);   // returns once the outputs are read back
-        double runMillis = (System.nanoTime() - started) / 1e6;
+        Map<String, float[]> values = new LinkedHashMap<>(GateTrainer.drawNoise(train, config, noise, at.recovery()));
+        GateTrainer.stepScalars(at, stepInputs, steps).forEach((name, v) -> values.put(name, new float[] {v}));
+        float[] packed = packing.inputs().pack(values);
+        feeds.put(PACKED_INPUTS, HostValue.floats(packed, packed.length));
+        long fed = System.nanoTime();
+        Map<String, ByteBuffer> read = step.run(feeds, List.of(PACKED_OUTPUTS));   // returns once read back
+        long ran = System.nanoTime();
+        BoundStep.Phases phases = step.lastPhases();
+        Map<String, float[]> out = packing.outputs().unpack(read.get(PACKED_OUTPUTS).asFloatBuffer());
         if (!at.recovery()) {
             for (var e : train.probeInputs().entrySet()) {
-                float[] sum = saliency.get(e.getKey());
-                float[] now = new float[sum.length];
-                out.get(TrainingGraph.Built.saliency(e.getValue())).asFloatBuffer().get(now);
-                GateTrainer.addAbsolute(sum, now);
+                GateTrainer.addAbsolute(saliency.get(e.getKey()), out.get(TrainingGraph.Built.saliency(e.getValue())));
             }
         }
         steps++;
         params = null;   // the downloaded copy is stale
-        return new GateTrainer.StepResult(first(out, TrainingGraph.LOSS), first(out, TrainingGraph.TASK_LOSS),
-                first(out, TrainingGraph.SPARSITY_LOSS), first(out, TrainingGraph.EXPECTED_SPARSITY), runMillis);
-    }
-
-    private static double first(Map<String, ByteBuffer> out, String name) {
-        return out.get(name).asFloatBuffer().get(0);
-    }
-
-    private static HostValue scalar(double v) {
-        return HostValue.floats(new float[] {(float) v});
+        return new GateTrainer.StepResult(out.get(TrainingGraph.LOSS)[0], out.get(TrainingGraph.TASK_LOSS)[0],
+                out.get(TrainingGraph.SPARSITY_LOSS)[0], out.get(TrainingGraph.EXPECTED_SPARSITY)[0],
+                Map.of("feed", (fed - started) / 1e6, "run", (ran - fed) / 1e6, "upload", phases.uploadMillis(),
+                        "replay", phases.runMillis(), "download", phases.downloadMillis()));
     }
 
     /** Parameters, moments and saliency sums downloaded from the device, once after each step. */

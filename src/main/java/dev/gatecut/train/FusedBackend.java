@@ -75,7 +75,8 @@ public final class FusedBackend implements TrainingBackend {
 
     /**
      * One device (the default, or the one {@code devices} names): the fused step. Several: a
-     * {@link DataParallelTrainer} over {@code shard_step.onnx}, one replica per device.
+     * {@link DataParallelTrainer} over {@code shard_step.onnx}, one replica per device (device-resident ones with
+     * {@code --device-resident} / {@code --cuda-graph}).
      */
     @Override
     public Started start(Path model, TrainConfig config, Path runDir, boolean resume, Device device,
@@ -83,10 +84,6 @@ public final class FusedBackend implements TrainingBackend {
         SaveOptions external = SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS);
         Path saved = runDir.resolve(Checkpoint.FILE);
         Checkpoint c = resume && Files.exists(saved) ? Checkpoint.read(saved) : null;
-        if (devices.size() > 1 && residency != Residency.HOST) {
-            throw new dev.gatecut.errors.OptionException("--cuda-graph/--device-resident train on one device; drop"
-                    + " them or give one device to --devices");
-        }
         if (residency == Residency.CUDA_GRAPH && device != Device.CUDA) {
             throw new dev.gatecut.errors.OptionException("--cuda-graph needs --device cuda (CUDA graphs are a CUDA"
                     + " feature); use --device-resident elsewhere");
@@ -96,8 +93,14 @@ public final class FusedBackend implements TrainingBackend {
         if (devices.size() > 1) {
             TrainingGraph.Built built = TrainingGraph.shardGradients(model, config, shapes, fuseKernels);
             Path file = runDir.resolve(SHARD_STEP);
-            built.model().save(file, external);
-            DataParallelTrainer parallel = new DataParallelTrainer(built, file, config, device, devices);
+            DataParallelTrainer parallel;
+            if (residency == Residency.HOST) {
+                built.model().save(file, external);
+                parallel = new DataParallelTrainer(built, file, config, device, devices);
+            } else {   // packed into one upload and one read per step, then saved
+                parallel = DataParallelTrainer.deviceResident(built, file, config, device, devices,
+                        residency == Residency.CUDA_GRAPH);
+            }
             if (c != null) {
                 LowRankAdapters.requireSameAdapters(c.params(), built.params(), saved);
                 requireSameParameters(saved, c, built.params());
@@ -107,12 +110,13 @@ public final class FusedBackend implements TrainingBackend {
         }
         TrainingGraph.Built built = TrainingGraph.trainStep(model, config, shapes, fuseKernels);
         Path file = runDir.resolve(TRAIN_STEP);
-        built.model().save(file, external);
         if (residency != Residency.HOST) {
             if (!devices.isEmpty() && devices.get(0) != 0) {
                 throw new dev.gatecut.errors.OptionException("--cuda-graph/--device-resident train on device 0 only");
             }
-            DeviceResidentTrainer resident = new DeviceResidentTrainer(built, file, config, device,
+            DeviceResidentTrainer.Packing packing = DeviceResidentTrainer.pack(built, config);
+            built.model().save(file, external);
+            DeviceResidentTrainer resident = new DeviceResidentTrainer(built, packing, file, config, device,
                     residency == Residency.CUDA_GRAPH);
             if (c != null) {
                 try {
@@ -126,6 +130,7 @@ public final class FusedBackend implements TrainingBackend {
             }
             return new Started(resident, built.plan(), built.params());
         }
+        built.model().save(file, external);
         // A chosen device, or weights over protobuf's 2 GB inline limit: ONNX Runtime reads the saved file.
         GateTrainer fused = devices.isEmpty() && inlineBytes(built) < INLINE_BYTES
                 ? new GateTrainer(built, config, device)

@@ -23,14 +23,24 @@ import java.util.Random;
 public final class GateTrainer implements StepTrainer {
 
     /**
-     * What one step reports: its losses, and the milliseconds its session run took ({@code runMillis}: from the
-     * call until its outputs could be read, the device's work included; NaN where not measured), so that the run
-     * can tell the step's host work from the runtime's.
+     * What one step reports: its losses, and where its milliseconds went ({@code millis}: phase → ms, e.g.
+     * {@code run}, the session run from the call until its outputs could be read, the device's work included;
+     * the device-resident trainers split it into {@code feed}, {@code upload}, {@code replay}, {@code download}),
+     * so that the run can tell the step's host work from the runtime's. Empty where not measured.
      */
     public record StepResult(double loss, double taskLoss, double sparsityLoss, double expectedSparsity,
-                             double runMillis) {
+                             Map<String, Double> millis) {
+        public StepResult {
+            millis = Map.copyOf(millis);
+        }
+
         public StepResult(double loss, double taskLoss, double sparsityLoss, double expectedSparsity) {
-            this(loss, taskLoss, sparsityLoss, expectedSparsity, Double.NaN);
+            this(loss, taskLoss, sparsityLoss, expectedSparsity, Map.of());
+        }
+
+        /** The session run's milliseconds (NaN where not measured). */
+        public double runMillis() {
+            return millis.getOrDefault("run", Double.NaN);
         }
     }
 
@@ -163,7 +173,8 @@ public final class GateTrainer implements StepTrainer {
                 }
                 step++;
                 return new StepResult(scalar(r, TrainingGraph.LOSS), scalar(r, TrainingGraph.TASK_LOSS),
-                        scalar(r, TrainingGraph.SPARSITY_LOSS), scalar(r, TrainingGraph.EXPECTED_SPARSITY), runMillis);
+                        scalar(r, TrainingGraph.SPARSITY_LOSS), scalar(r, TrainingGraph.EXPECTED_SPARSITY),
+                        Map.of("run", runMillis));
             }
         } finally {
             feeds.values().forEach(OnnxTensor::close);

@@ -341,8 +341,8 @@ public final class TrainingRun {
         row.put("sparsity", r.expectedSparsity());
         row.put("samples_per_s", rate);
         row.put("train_ms", trainMillis);
-        if (!Double.isNaN(r.runMillis())) {
-            row.put("run_ms", r.runMillis());
+        for (var phase : new java.util.TreeMap<>(r.millis()).entrySet()) {
+            row.put(phase.getKey() + "_ms", phase.getValue());
         }
         return row;
     }

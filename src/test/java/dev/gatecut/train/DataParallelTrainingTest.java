@@ -59,6 +59,23 @@ class DataParallelTrainingTest {
     }
 
     /**
+     * Device-resident replicas (each step on its device through IO binding, the parameters, noise and knobs up as one
+     * packed tensor, gradients, saliencies and losses back as one): the same run as one session, on the decoder (GQA,
+     * Q/K/V biases) and on the classifier with the default recipe (Taylor saliency, per-group rates).
+     */
+    @Test
+    void deviceResidentReplicasTrainAsOneSession(@TempDir Path dir) throws Exception {
+        FusedBackend resident = new FusedBackend(FusedBackend.Residency.DEVICE);
+        TrainConfig lm = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0).withLearningRate(1e-2);
+        assertRunsAgree(Path.of("onnx-models/deploy/qwen2-kv-ts17-eager.onnx"), lm, source(seed -> lmBatch(seed, 5)), 4,
+                dir.resolve("lm"), resident);
+        TrainConfig cls = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 3).withLearningRate(1e-2)
+                .withRecipe(Recipe.recommended(Task.CLASSIFY).withClassWeights(List.of(1.0, 2.5, 0.5)));
+        assertRunsAgree(Path.of("onnx-models/deploy/bert-cls-ts17.onnx"), cls, source(seed -> classifierBatch(seed, 7)),
+                4, dir.resolve("cls"), resident);
+    }
+
+    /**
      * A two-replica run's checkpoint resumes on one session (the state is the fused step's) and ends where one
      * session does.
      */
@@ -159,12 +176,18 @@ class DataParallelTrainingTest {
     /** The same run on one session (the fused step) and on two CPU replicas: losses and parameters agree. */
     static void assertRunsAgree(Path model, TrainConfig config, BatchSource batches, int steps, Path dir)
             throws Exception {
+        assertRunsAgree(model, config, batches, steps, dir, new FusedBackend());
+    }
+
+    /** {@link #assertRunsAgree(Path, TrainConfig, BatchSource, int, Path)} with the replicas on {@code replicas}. */
+    static void assertRunsAgree(Path model, TrainConfig config, BatchSource batches, int steps, Path dir,
+                                FusedBackend replicas) throws Exception {
         Path one = dir.resolve("one");
         Path two = dir.resolve("two");
         TrainingRun.run(model, config, batches, List.of(), new TrainingRun.Options(0, steps, 1, 0, false, Device.CPU),
                 one, TrainingRun.Listener.silent());
         TrainingRun.run(model, config, batches, List.of(), new TrainingRun.Options(0, steps, 1, 0, false, Device.CPU,
-                new FusedBackend(), List.of(0, 1)), two, TrainingRun.Listener.silent());
+                replicas, List.of(0, 1)), two, TrainingRun.Listener.silent());
         assertTrue(Files.exists(two.resolve(FusedBackend.SHARD_STEP)), "the replicas ran the shard graph");
 
         List<JsonNode> a = stepRows(one);

@@ -78,8 +78,11 @@ class DeviceResidentTrainerTest {
                                            LongFunction<Batch> shorter, Path dir, boolean fixShapes) throws Exception {
         java.nio.file.Files.createDirectories(dir);
         TrainingGraph.Built built = TrainingGraph.trainStep(model, config, new dev.gatecut.runtime.ShapeCache());
+        // The device trainer's own copy of the step, packed as FusedBackend packs it.
+        TrainingGraph.Built packed = TrainingGraph.trainStep(model, config, new dev.gatecut.runtime.ShapeCache());
+        DeviceResidentTrainer.Packing packing = DeviceResidentTrainer.pack(packed, config);
         Path file = dir.resolve("train_step.onnx");
-        built.model().save(file, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
+        packed.model().save(file, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
         Schedule schedule = new Schedule(config, 5);
         List<Batch> batches = List.of(full.apply(11), full.apply(12), full.apply(13), shorter.apply(14), full.apply(15));
         Random hostNoise = new Random(7);
@@ -87,7 +90,7 @@ class DeviceResidentTrainerTest {
         Path atTwo = dir.resolve("at-two");
         java.nio.file.Files.createDirectories(atTwo);
         try (GateTrainer host = new GateTrainer(built, config, Device.CPU);
-             DeviceResidentTrainer device = new DeviceResidentTrainer(built, file, config, Device.CPU, false,
+             DeviceResidentTrainer device = new DeviceResidentTrainer(packed, packing, file, config, Device.CPU, false,
                      fixShapes)) {
             host.schedule(schedule);
             device.schedule(schedule);
@@ -121,7 +124,7 @@ class DeviceResidentTrainerTest {
         // Resume: a fresh device trainer restored at step 2 replays steps 3-5 (same noise draws) as the host did.
         Random noise = new Random(7);
         try (GateTrainer host = new GateTrainer(built, config, Device.CPU);
-             DeviceResidentTrainer resumed = new DeviceResidentTrainer(built, file, config, Device.CPU, false,
+             DeviceResidentTrainer resumed = new DeviceResidentTrainer(packed, packing, file, config, Device.CPU, false,
                      fixShapes)) {
             host.schedule(schedule);
             resumed.schedule(schedule);

@@ -28,7 +28,7 @@ import static org.bytedeco.onnxruntime.global.onnxruntime.OrtMemTypeDefault;
 
 /**
  * An ONNX Runtime session through bytedeco's C++-API binding, with the memory it binds to:
- * {@code deviceMemory} (CUDA device 0, or the CPU) and {@code hostMemory}. With {@code cudaGraph}
+ * {@code deviceMemory} (the session's CUDA device, or the CPU) and {@code hostMemory}. With {@code cudaGraph}
  * the CUDA provider captures the first runs into a CUDA graph and replays it afterwards
  * ({@code enable_cuda_graph=1}; runs carry {@code gpu_graph_id} {@value #GRAPH_ID}); every input
  * and output must then be bound to device memory at fixed addresses.
@@ -46,11 +46,11 @@ public final class BoundSession implements AutoCloseable {
     private final List<String> inputs;
     private final List<String> outputs;
 
-    private BoundSession(Device device, Session session, boolean cudaGraph) {
+    private BoundSession(Device device, int deviceId, Session session, boolean cudaGraph) {
         this.device = device;
         this.session = session;
         this.hostMemory = MemoryInfo.CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-        this.deviceMemory = device == Device.CUDA ? new MemoryInfo("Cuda", OrtDeviceAllocator, 0, OrtMemTypeDefault)
+        this.deviceMemory = device == Device.CUDA ? new MemoryInfo("Cuda", OrtDeviceAllocator, deviceId, OrtMemTypeDefault)
                 : MemoryInfo.CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
         this.runOptions = new RunOptions();
         if (cudaGraph) {
@@ -73,9 +73,9 @@ public final class BoundSession implements AutoCloseable {
     public static BoundSession open(Path model, Device device, boolean cudaGraph, Map<String, Long> fixedDims,
                                     int threads) {
         Env e = env();
-        try (SessionOptions options = options(device, cudaGraph, fixedDims, threads);
+        try (SessionOptions options = options(device, 0, cudaGraph, fixedDims, threads);
              BytePointer path = new BytePointer(model.toString())) {
-            return new BoundSession(device, new Session(e, path, options), cudaGraph);
+            return new BoundSession(device, 0, new Session(e, path, options), cudaGraph);
         } catch (RuntimeException ex) {
             throw new ModelException(model + ": ONNX Runtime (C++ API) cannot create the " + what(device, cudaGraph)
                     + " session: " + firstLine(ex), ex);
@@ -85,9 +85,11 @@ public final class BoundSession implements AutoCloseable {
     /**
      * A training-step session over a model file with the settings of the Java API's training sessions
      * ({@code OrtSessions.trainingOptions}: CUDA arena growth, device allocator for initializers, no memory
-     * pattern, the GATECUT_CUDA_OPTIONS / GATECUT_ORT_CONFIG experiments), optionally capturing CUDA graphs.
+     * pattern, the GATECUT_CUDA_OPTIONS / GATECUT_ORT_CONFIG experiments), optionally capturing CUDA graphs, on
+     * CUDA device {@code deviceId} (ignored on the CPU).
      */
-    static BoundSession openForTraining(Path model, Device device, boolean cudaGraph, Map<String, Long> fixedDims) {
+    static BoundSession openForTraining(Path model, Device device, int deviceId, boolean cudaGraph,
+                                        Map<String, Long> fixedDims) {
         Env e = env();
         Map<String, String> cudaOptions = new LinkedHashMap<>();
         Map<String, String> config = new LinkedHashMap<>();
@@ -97,7 +99,7 @@ public final class BoundSession implements AutoCloseable {
             config.put("session.use_device_allocator_for_initializers", "1");
             config.putAll(dev.gatecut.runtime.OrtSessions.settings("GATECUT_ORT_CONFIG"));
         }
-        try (SessionOptions options = options(device, cudaGraph, fixedDims, 0, cudaOptions);
+        try (SessionOptions options = options(device, deviceId, cudaGraph, fixedDims, 0, cudaOptions);
              BytePointer path = new BytePointer(model.toString())) {
             for (Map.Entry<String, String> c : config.entrySet()) {
                 options.AddConfigEntry(c.getKey(), c.getValue());
@@ -107,7 +109,7 @@ public final class BoundSession implements AutoCloseable {
             if (!dev.gatecut.runtime.OrtSessions.trainingMemoryPattern()) {
                 options.DisableMemPattern();
             }
-            return new BoundSession(device, new Session(e, path, options), false);
+            return new BoundSession(device, deviceId, new Session(e, path, options), false);
         } catch (RuntimeException ex) {
             throw new ModelException(model + ": ONNX Runtime (C++ API) cannot create the " + what(device, cudaGraph)
                     + " training session: " + firstLine(ex)
@@ -118,19 +120,25 @@ public final class BoundSession implements AutoCloseable {
 
     /** A session over a model held in memory (gatecut's own helper graphs). */
     static BoundSession open(byte[] model, Device device) {
+        return open(model, device, 0);
+    }
+
+    /** {@link #open(byte[], Device)} on CUDA device {@code deviceId} (ignored on the CPU). */
+    static BoundSession open(byte[] model, Device device, int deviceId) {
         Env e = env();
-        try (SessionOptions options = options(device, false, Map.of(), 1);
+        try (SessionOptions options = options(device, deviceId, false, Map.of(), 1);
              BytePointer bytes = new BytePointer(model)) {
-            return new BoundSession(device, new Session(e, bytes, model.length, options), false);
+            return new BoundSession(device, deviceId, new Session(e, bytes, model.length, options), false);
         }
     }
 
-    private static SessionOptions options(Device device, boolean cudaGraph, Map<String, Long> fixedDims, int threads) {
-        return options(device, cudaGraph, fixedDims, threads, Map.of());
+    private static SessionOptions options(Device device, int deviceId, boolean cudaGraph, Map<String, Long> fixedDims,
+                                          int threads) {
+        return options(device, deviceId, cudaGraph, fixedDims, threads, Map.of());
     }
 
-    private static SessionOptions options(Device device, boolean cudaGraph, Map<String, Long> fixedDims, int threads,
-                                          Map<String, String> cudaOptions) {
+    private static SessionOptions options(Device device, int deviceId, boolean cudaGraph, Map<String, Long> fixedDims,
+                                          int threads, Map<String, String> cudaOptions) {
         SessionOptions options = new SessionOptions();
         // the C API's level number, as Microsoft's enum carries it (FATAL unless GATECUT_ORT_LOG says otherwise)
         options.SetLogSeverityLevel(dev.gatecut.runtime.OrtSessions.sessionLogLevel().getValue());
@@ -143,7 +151,7 @@ public final class BoundSession implements AutoCloseable {
         if (device == Device.CUDA) {
             try (CUDAProviderOptions cuda = new CUDAProviderOptions();
                  StringStringMap values = new StringStringMap()) {
-                values.put(new BytePointer("device_id"), "0");
+                values.put(new BytePointer("device_id"), Integer.toString(deviceId));
                 for (Map.Entry<String, String> o : cudaOptions.entrySet()) {
                     values.put(new BytePointer(o.getKey()), o.getValue());
                 }

@@ -55,6 +55,7 @@ public final class BoundStep implements AutoCloseable {
 
     private final Path model;
     private final Device device;
+    private final int deviceId;
     private final DeviceCopies copies;
     private final boolean cudaGraph;
     /** Input → its dimensions' symbolic names (null where fixed): what {@link #fixShapes} pins. */
@@ -78,12 +79,18 @@ public final class BoundStep implements AutoCloseable {
     private int current;
     private long runs;
     private long uncapturedRuns;
+    private Phases lastPhases = new Phases(0, 0, 0);
 
-    private BoundStep(Path model, Device device, boolean cudaGraph, Map<String, String> nextOf,
+    /** Where the last {@link #run}'s milliseconds went: feeds into device buffers, the session run, outputs read back. */
+    public record Phases(double uploadMillis, double runMillis, double downloadMillis) {
+    }
+
+    private BoundStep(Path model, Device device, int deviceId, boolean cudaGraph, Map<String, String> nextOf,
                       Map<String, List<String>> symbolicDims, boolean fixShapes) {
         this.model = model;
         this.device = device;
-        this.copies = new DeviceCopies(device);
+        this.deviceId = deviceId;
+        this.copies = new DeviceCopies(device, deviceId);
         this.cudaGraph = cudaGraph;
         this.nextOf = Map.copyOf(nextOf);
         this.symbolicDims = Map.copyOf(symbolicDims);
@@ -100,7 +107,7 @@ public final class BoundStep implements AutoCloseable {
 
     /** Opens a session over the step; {@code fixedDims}: symbolic dimension values (empty: free shapes). */
     private BoundSession openSession(boolean graph, Map<String, Long> fixedDims) {
-        BoundSession s = BoundSession.openForTraining(model, device, graph, fixedDims);
+        BoundSession s = BoundSession.openForTraining(model, device, deviceId, graph, fixedDims);
         for (var e : nextOf.entrySet()) {
             if (!s.inputNames().contains(e.getKey()) || !s.outputNames().contains(e.getValue())) {
                 s.close();
@@ -129,12 +136,18 @@ public final class BoundStep implements AutoCloseable {
      */
     public static BoundStep open(Path model, Device device, boolean cudaGraph, Map<String, String> nextOf,
                                  Map<String, List<String>> symbolicDims, boolean fixShapes) {
+        return open(model, device, 0, cudaGraph, nextOf, symbolicDims, fixShapes);
+    }
+
+    /** As {@link #open(Path, Device, boolean, Map, Map, boolean)} on CUDA device {@code deviceId} (ignored on the CPU). */
+    public static BoundStep open(Path model, Device device, int deviceId, boolean cudaGraph, Map<String, String> nextOf,
+                                 Map<String, List<String>> symbolicDims, boolean fixShapes) {
         if (cudaGraph && device != Device.CUDA) {
             throw new dev.gatecut.errors.OptionException("--cuda-graph needs --device cuda (CUDA graphs are a CUDA"
                     + " feature), not " + device.name().toLowerCase(java.util.Locale.ROOT));
         }
         BoundNatives.load();
-        BoundStep step = new BoundStep(model, device, cudaGraph, nextOf, symbolicDims, fixShapes);
+        BoundStep step = new BoundStep(model, device, deviceId, cudaGraph, nextOf, symbolicDims, fixShapes);
         if (!fixShapes) {
             try {
                 step.session = step.openSession(cudaGraph, Map.of());
@@ -227,6 +240,11 @@ public final class BoundStep implements AutoCloseable {
         return runs;
     }
 
+    /** The last run's phases (zeros before the first). */
+    public Phases lastPhases() {
+        return lastPhases;
+    }
+
     public long uncapturedRuns() {
         return uncapturedRuns;
     }
@@ -249,6 +267,8 @@ public final class BoundStep implements AutoCloseable {
         int next = 1 - current;
         List<DeviceTensor> temporary = new ArrayList<>();
         Map<String, DeviceTensor> odd = new LinkedHashMap<>();
+        long started = System.nanoTime();
+        long uploaded;
         try {
             for (var e : feeds.entrySet()) {
                 HostValue v = e.getValue();
@@ -263,6 +283,7 @@ public final class BoundStep implements AutoCloseable {
                     odd.put(e.getKey(), t);
                 }
             }
+            uploaded = System.nanoTime();
             boolean allocated = sets[next].keySet().containsAll(nextOf.keySet())
                     && fixedOutputs.size() + nextOf.size() == session.outputNames().size();
             if (!allocated || !odd.isEmpty()) {
@@ -281,6 +302,7 @@ public final class BoundStep implements AutoCloseable {
         } finally {
             temporary.forEach(DeviceTensor::close);
         }
+        long ran = System.nanoTime();
         runs++;
         current = next;
         Map<String, ByteBuffer> out = new LinkedHashMap<>();
@@ -291,6 +313,7 @@ public final class BoundStep implements AutoCloseable {
             }
             out.put(name, copies.download(t.value(), t.elementType()));
         }
+        lastPhases = new Phases((uploaded - started) / 1e6, (ran - uploaded) / 1e6, (System.nanoTime() - ran) / 1e6);
         return out;
     }
 

@@ -27,10 +27,17 @@ import java.util.Map;
  */
 final class DeviceCopies implements AutoCloseable {
     private final Device device;
+    private final int deviceId;
     private final Map<Integer, BoundSession> identities = new HashMap<>();
 
     DeviceCopies(Device device) {
+        this(device, 0);
+    }
+
+    /** Copies to and from CUDA device {@code deviceId} (ignored on the CPU). */
+    DeviceCopies(Device device, int deviceId) {
         this.device = device;
+        this.deviceId = deviceId;
     }
 
     /** A new device tensor holding {@code bytes} (native order) of {@code shape} and {@code elementType}. */
@@ -96,7 +103,7 @@ final class DeviceCopies implements AutoCloseable {
     }
 
     private BoundSession identity(int elementType) {
-        return identities.computeIfAbsent(elementType, t -> BoundSession.open(identityModel(t), device));
+        return identities.computeIfAbsent(elementType, t -> BoundSession.open(identityModel(t), device, deviceId));
     }
 
     /** x → Identity → y, any shape, one element type. */
