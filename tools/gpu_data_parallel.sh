@@ -3,11 +3,14 @@
 # the same causal-LM run (same model, token rows, seed, global batch and steps) on one GPU (the fused
 # step, `--backend fused --devices 0`) and on two (`--devices 0,1`: one ONNX Runtime session per GPU,
 # each batch split into row shards, gradients averaged on the host). Prints samples/s of each (median
-# of the steps after the first two, from metrics.jsonl), the scaling efficiency
+# of the steps after the first eight, or two in runs under 12 steps, from metrics.jsonl), the scaling efficiency
 # (samples/s on 2) / (2 × samples/s on 1), and how far the two runs' trained parameters and per-step
 # losses are apart (max abs difference of θ, biases; max relative difference of the losses).
 #
 #   source /opt/gpukit/env.sh && bash tools/gpu_data_parallel.sh
+# Measured on 2026-11-30 (bench/results/2026-11-30-data-parallel-cuda-graph-h200x2.md), one call per global batch:
+#   PREFLIGHT=0 TRAIN_ARGS=--cuda-graph STEPS=16 BATCH=8 (16, 32) bash tools/gpu_data_parallel.sh
+# Weak scaling (the same batch per GPU) is 2-GPU at BATCH=2B against 1-GPU at BATCH=B across two calls.
 #
 # The model is the Qwen2.5-1.5B-shaped fp16 decoder of `STEP=export bash tools/gpu_decode_bench.sh`
 # ($MODEL_DIR/$SHAPE-kv-$DTYPE.onnx); it is exported here first when missing (about 1 min: 43.5 s export +
@@ -144,8 +147,12 @@ model, batch, seq, steps = sys.argv[5], int(sys.argv[6]), int(sys.argv[7]), int(
 def rows(tag):
     return [json.loads(l) for l in open(os.path.join(work, tag, "metrics.jsonl")) if '"samples_per_s"' in l]
 
+# Steps counted: those after the first 8 when there are 12 or more (a --cuda-graph run captures its two graphs within
+# the first 7 runs, and the replicas run one at a time until then), else after the first 2.
+SKIP = 8 if steps >= 12 else 2
+
 def rate(rs):
-    later = [r["samples_per_s"] for r in rs[2:]] or [r["samples_per_s"] for r in rs]
+    later = [r["samples_per_s"] for r in rs[SKIP:]] or [r["samples_per_s"] for r in rs]
     return sorted(later)[len(later) // 2]
 
 def theta(tag):
@@ -180,7 +187,7 @@ one, many = rows("1gpu"), rows(f"{n}gpu")
 
 def phases(rs):   # median ms per phase over the later steps (train_ms: the trainer's call; the rest: its parts)
     keys = sorted({k for r in rs for k in r if k.endswith("_ms")})
-    later = rs[2:] or rs
+    later = rs[SKIP:] or rs
     return {k: round(sorted(r[k] for r in later if k in r)[len([r for r in later if k in r]) // 2], 2)
             for k in keys if any(k in r for r in later)}
 r1, rn = rate(one), rate(many)
