@@ -51,6 +51,11 @@ public final class DeviceResidentTrainer implements StepTrainer {
     private long steps;
     private Schedule schedule;
     private Teacher teacher;
+    /** The thread that prepares the next step's host inputs ({@link #prefetch}); made at the first prefetch. */
+    private java.util.concurrent.ExecutorService prefetcher;
+    /** Prefetched steps, oldest first (TrainingRun hands over step s + 1 before running step s: two at most). */
+    private final java.util.ArrayDeque<Pending> pending = new java.util.ArrayDeque<>();
+    private long prefetchedRuns;
 
     /**
      * A trainer over {@code file}: {@code train}'s step graph, packed ({@link #pack}, giving {@code packing}) and saved
@@ -181,10 +186,12 @@ public final class DeviceResidentTrainer implements StepTrainer {
         return step.openedAnyShapeSession();
     }
 
-    @Override
-    public GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException {
-        long started = System.nanoTime();
-        Schedule.At at = Schedule.at(schedule, config, steps);
+    /**
+     * The host side of step {@code step} (0-based): the batch's tensors (and the teacher's outputs when distilling)
+     * and the packed gate noise and knobs.
+     */
+    private Map<String, HostValue> hostFeeds(Batch batch, Random noise, long step) throws OrtException {
+        Schedule.At at = Schedule.at(schedule, config, step);
         Map<String, HostValue> feeds = new LinkedHashMap<>();
         Map<String, OnnxTensor> batchFeeds = new LinkedHashMap<>();
         try {
@@ -200,9 +207,82 @@ public final class DeviceResidentTrainer implements StepTrainer {
             batchFeeds.values().forEach(OnnxTensor::close);
         }
         Map<String, float[]> values = new LinkedHashMap<>(GateTrainer.drawNoise(train, config, noise, at.recovery()));
-        GateTrainer.stepScalars(at, stepInputs, steps).forEach((name, v) -> values.put(name, new float[] {v}));
+        GateTrainer.stepScalars(at, stepInputs, step).forEach((name, v) -> values.put(name, new float[] {v}));
         float[] packed = packing.inputs().pack(values);
         feeds.put(PACKED_INPUTS, HostValue.floats(packed, packed.length));
+        return feeds;
+    }
+
+    /**
+     * Prepares the next step's host inputs on a thread of their own while this step runs on the device. Not when
+     * distilling: the teacher is an ONNX Runtime session of its own on the device, whose CUDA calls from another
+     * thread could break the step's CUDA-graph capture (ONNX Runtime captures in CUDA's global mode).
+     */
+    @Override
+    public void prefetch(Batch next, Random noise) {
+        if (config.recipe().distills()) {
+            return;
+        }
+        if (prefetcher == null) {
+            prefetcher = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+                Thread t = new Thread(r, "gatecut-prefetch");
+                t.setDaemon(true);
+                return t;
+            });
+        }
+        long step = steps + 1;
+        pending.addLast(new Pending(next, step, prefetcher.submit(() -> hostFeeds(next, noise, step))));
+    }
+
+    /** The feeds prefetched for {@code batch} at the current step, or null (none, or for another batch or step). */
+    private Map<String, HostValue> prefetched(Batch batch) throws OrtException {
+        Pending p = null;
+        while (!pending.isEmpty() && pending.peekFirst().step() <= steps) {
+            Pending first = pending.pollFirst();
+            if (first.step() == steps && first.batch() == batch) {
+                p = first;
+            } else {
+                first.feeds().cancel(false);   // for a step that ran without it, or another batch
+            }
+        }
+        if (p == null) {
+            return null;
+        }
+        try {
+            Map<String, HostValue> feeds = p.feeds().get();
+            prefetchedRuns++;
+            return feeds;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new dev.gatecut.errors.InternalException("interrupted while the next step's inputs were prepared", e);
+        } catch (java.util.concurrent.ExecutionException e) {
+            if (e.getCause() instanceof OrtException o) {
+                throw o;
+            }
+            if (e.getCause() instanceof RuntimeException r) {
+                throw r;
+            }
+            throw new dev.gatecut.errors.InternalException("preparing the next step's inputs failed", e.getCause());
+        }
+    }
+
+    /** Steps that ran on inputs prepared by {@link #prefetch}. */
+    long prefetchedRuns() {
+        return prefetchedRuns;
+    }
+
+    /** Host inputs being prepared for {@code batch} at step {@code step}. */
+    private record Pending(Batch batch, long step, java.util.concurrent.Future<Map<String, HostValue>> feeds) {
+    }
+
+    @Override
+    public GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException {
+        long started = System.nanoTime();
+        Schedule.At at = Schedule.at(schedule, config, steps);
+        Map<String, HostValue> feeds = prefetched(batch);
+        if (feeds == null) {
+            feeds = hostFeeds(batch, noise, steps);
+        }
         long fed = System.nanoTime();
         Map<String, ByteBuffer> read = step.run(feeds, List.of(PACKED_OUTPUTS));   // returns once read back
         long ran = System.nanoTime();
@@ -306,6 +386,8 @@ public final class DeviceResidentTrainer implements StepTrainer {
         saliency.forEach((gate, sum) -> GateTrainer.restoreSaliency(p, gate, sum));
         this.steps = atStep;
         params = null;
+        pending.forEach(q -> q.feeds().cancel(false));   // prepared for steps of the run before the restore
+        pending.clear();
     }
 
     private static float[] checked(Map<String, float[]> from, TrainableParam t) {
@@ -318,6 +400,9 @@ public final class DeviceResidentTrainer implements StepTrainer {
 
     @Override
     public void close() {
+        if (prefetcher != null) {
+            prefetcher.shutdownNow();
+        }
         step.close();
     }
 }

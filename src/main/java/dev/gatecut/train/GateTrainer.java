@@ -12,6 +12,7 @@ import dev.gatecut.runtime.OrtSessions;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
@@ -186,10 +187,21 @@ public final class GateTrainer implements StepTrainer {
      * draw per gate, shared by every row, so data-parallel replicas are fed the same draw.
      */
     static Map<String, float[]> drawNoise(TrainingGraph.Built train, TrainConfig config, Random noise, boolean recovery) {
+        List<String> inputs = new java.util.ArrayList<>(train.noiseInputs().values());
+        int[] sizes = train.noiseInputs().keySet().stream()
+                .mapToInt(gate -> train.plan().gate(gate).orElseThrow().size()).toArray();
+        // One seed per gate in gate order (what gaussianNoise(noise, ...) takes), then the gates' draws in parallel:
+        // the same values as one after another, a 7B decoder's 352,256 draws in a fraction of the time.
+        long[] seeds = new long[sizes.length];
+        for (int i = 0; i < seeds.length && !recovery; i++) {
+            seeds[i] = noise.nextLong();
+        }
+        float[][] values = new float[sizes.length][];
+        java.util.stream.IntStream.range(0, sizes.length).parallel().forEach(i -> values[i] = recovery
+                ? new float[sizes[i]] : gaussianNoise(seeds[i], sizes[i], config.noiseSigma()));
         Map<String, float[]> drawn = new LinkedHashMap<>();
-        for (var e : train.noiseInputs().entrySet()) {
-            int n = train.plan().gate(e.getKey()).orElseThrow().size();
-            drawn.put(e.getValue(), recovery ? new float[n] : gaussianNoise(noise, n, config.noiseSigma()));
+        for (int i = 0; i < sizes.length; i++) {
+            drawn.put(inputs.get(i), values[i]);
         }
         return drawn;
     }
@@ -217,7 +229,12 @@ public final class GateTrainer implements StepTrainer {
      * 250,000 draws per step for a 1.5B decoder's FFN gates (9 ms here) left the GPU idle in a CUDA-graph step.
      */
     public static float[] gaussianNoise(Random noise, int n, double sigma) {
-        java.util.SplittableRandom fast = new java.util.SplittableRandom(noise.nextLong());
+        return gaussianNoise(noise.nextLong(), n, sigma);
+    }
+
+    /** {@link #gaussianNoise(Random, int, double)} from the seed it would take from its Random. */
+    static float[] gaussianNoise(long seed, int n, double sigma) {
+        java.util.SplittableRandom fast = new java.util.SplittableRandom(seed);
         float[] eps = new float[n];
         for (int i = 0; i < n; i++) {
             eps[i] = (float) (sigma * fast.nextGaussian());

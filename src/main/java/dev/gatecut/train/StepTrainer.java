@@ -32,6 +32,15 @@ public interface StepTrainer extends AutoCloseable {
     /** One optimizer step on {@code batch} with gate noise drawn from {@code noise}. */
     GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException;
 
+    /**
+     * The batch of the step after the one about to run, and the noise stream {@link #train} will be given with it,
+     * handed over before that step runs: a trainer whose step runs on the device prepares the next step's host
+     * inputs (batch tensors, gate noise) meanwhile. Only a call of {@link #train} with this very batch at the next
+     * step uses them. Default: nothing.
+     */
+    default void prefetch(Batch next, Random noise) {
+    }
+
     /** Current values of the trainable parameters by name. */
     Map<String, float[]> parameters() throws OrtException;
 

@@ -160,6 +160,8 @@ public final class TrainingRun {
             double sparsity = Double.NaN;
             long windowStart = System.nanoTime();
             int windowSamples = 0;
+            Batch next = null;
+            long nextStep = -1;
             while (trainer.step() < total) {
                 long s = trainer.step();
                 if (s == mainSteps) {
@@ -168,7 +170,15 @@ public final class TrainingRun {
                 }
                 int epoch = (int) (s / train.batchesPerEpoch());
                 int index = (int) (s % train.batchesPerEpoch());
-                Batch batch = train.batch(epoch, index);
+                Batch batch = next != null && nextStep == s ? next : train.batch(epoch, index);
+                next = null;
+                if (s + 1 < total) {
+                    // The next step's batch now, so a device-resident trainer prepares its inputs while this one runs.
+                    nextStep = s + 1;
+                    next = train.batch((int) (nextStep / train.batchesPerEpoch()),
+                            (int) (nextStep % train.batchesPerEpoch()));
+                    trainer.prefetch(next, noiseFor(config.seed(), nextStep));
+                }
                 long trainStarted = System.nanoTime();
                 try {
                     last = trainer.train(batch, noiseFor(config.seed(), s));

@@ -53,6 +53,53 @@ class DeviceResidentTrainerTest {
                 seed -> DataParallelTrainingTest.classifierBatch(seed, 3), dir);
     }
 
+    /**
+     * Prefetching as TrainingRun does it (step s + 1's batch and noise handed over before step s runs) trains exactly
+     * as computing each step's inputs in the call: every step after the first ran on prefetched inputs, and a
+     * prefetch for a batch that is not the one trained next is dropped, not used.
+     */
+    @Test
+    void prefetchedInputsTrainAsInlineOnes(@TempDir Path dir) throws Exception {
+        Path model = Path.of("onnx-models/llama-ts17.onnx");
+        TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0).withLearningRate(1e-2)
+                .withNormLearningRate(1e-2);
+        List<Batch> batches = List.of(DataParallelTrainingTest.lmBatch(21, 4), DataParallelTrainingTest.lmBatch(22, 4),
+                DataParallelTrainingTest.lmBatch(23, 4), DataParallelTrainingTest.lmBatch(24, 4));
+        Schedule schedule = new Schedule(config, batches.size());
+        try (DeviceResidentTrainer inline = open(model, config, dir.resolve("inline"));
+             DeviceResidentTrainer ahead = open(model, config, dir.resolve("ahead"))) {
+            inline.schedule(schedule);
+            ahead.schedule(schedule);
+            for (int s = 0; s < batches.size(); s++) {
+                if (s + 1 < batches.size()) {
+                    ahead.prefetch(batches.get(s + 1), TrainingRun.noiseFor(5, s + 1));
+                }
+                GateTrainer.StepResult a = inline.train(batches.get(s), TrainingRun.noiseFor(5, s));
+                // The stream given with a prefetched batch is not read again: a wrong one must not matter.
+                GateTrainer.StepResult b = ahead.train(batches.get(s), s == 0 ? TrainingRun.noiseFor(5, s) : new Random(99));
+                assertEquals(a.loss(), b.loss(), 0.0, "step " + (s + 1));
+                assertSame("step " + (s + 1), inline.parameters(), ahead.parameters());
+            }
+            assertEquals(batches.size() - 1, ahead.prefetchedRuns());
+            // A prefetch for another batch than the one trained is dropped: the step draws its own inputs.
+            ahead.prefetch(DataParallelTrainingTest.lmBatch(31, 4), TrainingRun.noiseFor(5, 99));
+            Batch other = DataParallelTrainingTest.lmBatch(32, 4);
+            inline.train(other, TrainingRun.noiseFor(5, 4));
+            ahead.train(other, TrainingRun.noiseFor(5, 4));
+            assertSame("unmatched prefetch", inline.parameters(), ahead.parameters());
+            assertEquals(batches.size() - 1, ahead.prefetchedRuns());
+        }
+    }
+
+    private static DeviceResidentTrainer open(Path model, TrainConfig config, Path dir) throws Exception {
+        java.nio.file.Files.createDirectories(dir);
+        TrainingGraph.Built built = TrainingGraph.trainStep(model, config, new dev.gatecut.runtime.ShapeCache());
+        DeviceResidentTrainer.Packing packing = DeviceResidentTrainer.pack(built, config);
+        Path file = dir.resolve("train_step.onnx");
+        built.model().save(file, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
+        return new DeviceResidentTrainer(built, packing, file, config, Device.CPU, false, false);
+    }
+
     @Test
     void cudaGraphsNeedCuda(@TempDir Path dir) {
         TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0);
