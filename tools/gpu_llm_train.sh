@@ -113,6 +113,7 @@ print(json.dumps({"method": "gatecut", "steps": len(rows), "samples_per_s_median
 PY
 [ -n "${SKIP_LORA:-}" ] && { say "done (LoRA skipped)"; exit 0; }
 for ck in "" "--checkpointing"; do
+  [ -n "$ck" ] && [ -n "${SKIP_LORA_CKPT:-}" ] && continue   # SKIP_LORA_CKPT=1: LoRA without checkpointing only
   tag=lora${ck:+-ckpt}
   say "LoRA r=8 q/v ($DTYPE autocast) $ck"
   peak_run "$tag" python3 tools/lora_llm_bench.py --shape "$SHAPE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" \

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Where does the GPU wait? Idle gaps between the kernels and copies of a ktrace file (tools/ktrace/ktrace.c).
 
-    python3 tools/ktrace_gaps.py trace.tsv [--from-ms T] [--steps N] [--json OUT]
+    python3 tools/ktrace_gaps.py trace.tsv [--from-ms T | --last-ms T] [--steps N] [--json OUT]
 
 Merges every kernel and memory-copy interval into busy spans and prints, over the window after --from-ms
-(milliseconds after the first record; use it to skip session start-up), the wall span, GPU-busy time and idle
+(milliseconds after the first record; use it to skip session start-up) or in the last --last-ms, the wall span, GPU-busy time and idle
 time, the idle time by gap size, and the largest gaps with what ran before and after each (kernel name or copy
 direction and size). With --steps, per-step figures (the window divided by N). A CUDA-graph train step shows its
 host time here: the gaps between one replay's last kernel and the next's first.
@@ -33,6 +33,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("trace")
     ap.add_argument("--from-ms", type=float, default=0.0)
+    ap.add_argument("--last-ms", type=float, default=0.0)
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--json")
@@ -41,6 +42,8 @@ def main():
     if not recs:
         raise SystemExit(f"{a.trace}: no kernel or copy records")
     t0 = recs[0][0] + int(a.from_ms * 1e6)
+    if a.last_ms:
+        t0 = max(e for _, e, _ in recs) - int(a.last_ms * 1e6)
     recs = [r for r in recs if r[0] >= t0]
     busy = 0
     gaps = []   # (ms, before, after)
