@@ -47,8 +47,16 @@ final class BoundShardRunner implements ShardRunner {
         this.config = config;
         this.packing = packing;
         this.cudaGraph = cudaGraph;
-        this.step = BoundStep.open(file, device, deviceId, cudaGraph, Map.of(),
-                DeviceResidentTrainer.symbolicDims(graph), cudaGraph);
+        try {
+            this.step = BoundStep.open(file, device, deviceId, cudaGraph, Map.of(),
+                    DeviceResidentTrainer.symbolicDims(graph), cudaGraph);
+        } catch (dev.gatecut.errors.ModelException e) {
+            if (device == Device.CUDA && String.valueOf(e.getMessage()).contains("ordinal")) {
+                throw new dev.gatecut.errors.OptionException("--devices: CUDA device " + deviceId
+                        + " does not exist; nvidia-smi lists the devices");
+            }
+            throw e;
+        }
         try {
             for (var e : graph.probeInputs().entrySet()) {
                 int n = graph.plan().gate(e.getKey()).orElseThrow().size();

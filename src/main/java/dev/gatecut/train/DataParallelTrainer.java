@@ -64,7 +64,7 @@ public final class DataParallelTrainer implements StepTrainer {
      */
     public DataParallelTrainer(TrainingGraph.Built graph, Path savedGraph, TrainConfig config, Device device,
                                List<Integer> deviceIds) throws OrtException {
-        this(graph, config, deviceIds, scalarInputsOf(graph, config), (id, threads) ->
+        this(graph, config, deviceIds, GateTrainer.scalarInputs(graph, config), (id, threads) ->
                 new SessionShardRunner(open(savedGraph, device, id, threads), graph, config));
     }
 
@@ -76,7 +76,7 @@ public final class DataParallelTrainer implements StepTrainer {
     public static DataParallelTrainer deviceResident(TrainingGraph.Built graph, Path savedGraph, TrainConfig config,
                                                      Device device, List<Integer> deviceIds, boolean cudaGraph)
             throws OrtException {
-        java.util.Set<String> scalars = scalarInputsOf(graph, config);   // before packing makes them slots
+        java.util.Set<String> scalars = GateTrainer.scalarInputs(graph, config);   // before packing makes them slots
         BoundShardRunner.Packing packing = BoundShardRunner.pack(graph, scalars);
         graph.model().save(savedGraph,
                 SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
@@ -137,13 +137,6 @@ public final class DataParallelTrainer implements StepTrainer {
             }
             throw (RuntimeException) failure;
         }
-    }
-
-    /** The graph's scalar knobs: those of the fused step's ({@link GateTrainer#stepScalars}) that it has as inputs. */
-    private static java.util.Set<String> scalarInputsOf(TrainingGraph.Built graph, TrainConfig config) {
-        java.util.Set<String> inputs = new java.util.HashSet<>();
-        graph.model().graph().inputs().forEach(v -> inputs.add(v.name()));
-        return new java.util.LinkedHashSet<>(GateTrainer.stepScalars(Schedule.at(null, config, 0), inputs, 0).keySet());
     }
 
     private static OrtSession open(Path file, Device device, int id, int cpuThreads) throws OrtException {

@@ -74,13 +74,11 @@ public final class DeviceResidentTrainer implements StepTrainer {
     public static Packing pack(TrainingGraph.Built train, TrainConfig config) {
         var g = train.model().graph();
         long opset = train.model().defaultOpset();
-        Set<String> inputs = new java.util.HashSet<>();
-        g.inputs().forEach(v -> inputs.add(v.name()));
         Map<String, long[]> in = new LinkedHashMap<>();
         for (var e : train.noiseInputs().entrySet()) {
             in.put(e.getValue(), new long[] {train.plan().gate(e.getKey()).orElseThrow().size()});
         }
-        for (String scalar : GateTrainer.stepScalars(Schedule.at(null, config, 0), inputs, 0).keySet()) {
+        for (String scalar : GateTrainer.scalarInputs(train, config)) {
             in.put(scalar, new long[0]);
         }
         Map<String, long[]> out = new LinkedHashMap<>();

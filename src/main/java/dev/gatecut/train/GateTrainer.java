@@ -223,6 +223,13 @@ public final class GateTrainer implements StepTrainer {
         return scalars;
     }
 
+    /** The scalar knobs of {@link #stepScalars} that {@code graph}'s step takes as inputs (read before packing). */
+    static java.util.Set<String> scalarInputs(TrainingGraph.Built graph, TrainConfig config) {
+        java.util.Set<String> inputs = new java.util.HashSet<>();
+        graph.model().graph().inputs().forEach(v -> inputs.add(v.name()));
+        return new java.util.LinkedHashSet<>(stepScalars(Schedule.at(null, config, 0), inputs, 0).keySet());
+    }
+
     /**
      * {@code n} draws of N(0, σ²) for one gate's noise input. One seed is taken from {@code noise} and the values
      * come from a {@link java.util.SplittableRandom}: its Gaussian is about 7x faster than {@link Random}'s, whose
