@@ -40,10 +40,28 @@ public final class BoundStep implements AutoCloseable {
     public record HostValue(ByteBuffer bytes, long[] shape, int elementType) {
         public static final int FLOAT = 1;
 
+        public static final int INT64 = 7;
+
         public static HostValue floats(float[] values, long... shape) {
             ByteBuffer b = ByteBuffer.allocateDirect(4 * values.length).order(ByteOrder.nativeOrder());
             b.asFloatBuffer().put(values);
             return new HostValue(b, shape, FLOAT);
+        }
+
+        public static HostValue longs(long[] values, long... shape) {
+            ByteBuffer b = ByteBuffer.allocateDirect(8 * values.length).order(ByteOrder.nativeOrder());
+            b.asLongBuffer().put(values);
+            return new HostValue(b, shape, INT64);
+        }
+
+        /** Zeros of {@code elementType} ({@code bytesPerElement} each) in {@code shape}. */
+        public static HostValue zeros(int elementType, int bytesPerElement, long... shape) {
+            long n = 1;
+            for (long d : shape) {
+                n *= d;
+            }
+            return new HostValue(ByteBuffer.allocateDirect(Math.toIntExact(n * bytesPerElement))
+                    .order(ByteOrder.nativeOrder()), shape, elementType);
         }
 
         /** A copy of a Java-API tensor. */
@@ -159,13 +177,19 @@ public final class BoundStep implements AutoCloseable {
         return step;
     }
 
-    /** Symbolic dimension → its value in {@code feeds} (names given two values are left free). */
+    /**
+     * Symbolic dimension → its value in {@code feeds} and the current state (a KV cache's past length, say; names
+     * given two values are left free).
+     */
     private Map<String, Long> dimsOf(Map<String, HostValue> feeds) {
         Map<String, Long> dims = new LinkedHashMap<>();
         java.util.Set<String> conflicting = new java.util.HashSet<>();
-        for (var e : feeds.entrySet()) {
+        Map<String, long[]> shapes = new LinkedHashMap<>();
+        sets[current].forEach((name, t) -> shapes.put(name, t.shape()));
+        feeds.forEach((name, v) -> shapes.put(name, v.shape()));
+        for (var e : shapes.entrySet()) {
             List<String> names = symbolicDims.getOrDefault(e.getKey(), List.of());
-            long[] shape = e.getValue().shape();
+            long[] shape = e.getValue();
             for (int i = 0; i < Math.min(names.size(), shape.length); i++) {
                 String name = names.get(i);
                 if (name == null || name.isEmpty()) {

@@ -1,0 +1,267 @@
+package dev.gatecut.runtime.bound;
+
+import dev.gatecut.errors.ModelException;
+import dev.gatecut.onnx.DataType;
+import dev.gatecut.onnx.Graph;
+import dev.gatecut.onnx.InputRole;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.OpBuilder;
+import dev.gatecut.onnx.SaveOptions;
+import dev.gatecut.onnx.Shape;
+import dev.gatecut.onnx.Value;
+import dev.gatecut.onnx.proto.TensorProto;
+import dev.gatecut.onnx.proto.TypeProto;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.bound.BoundStep.HostValue;
+
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Greedy generation through one decode step of fixed shapes, so that it can be replayed as a CUDA graph (at batch 1
+ * a decode step is bound by launching its kernels, not by reading its weights, unless it is replayed). The KV cache
+ * is a buffer of {@code length − 1} past slots per layer holding the valid tokens right-aligned, the free slots on
+ * the left masked out by {@code attention_mask}; every step feeds one token at its position ({@code position_ids}).
+ * The model gets an output per past input holding the cache of the next step (its present without the oldest slot)
+ * and the greedy next token (ArgMax of the logits), and runs as a {@link BoundStep} whose state is the cache
+ * (ping-pong between two sets of device tensors: nothing is copied between steps, and per step only three int64
+ * inputs go up and one token per row comes down). The prompt is fed one token per step too.
+ *
+ * <p>Exact where the model masks as optimum's exports do (a masked key gets the float type's minimum before the
+ * softmax, so its weight is 0 and the zeros in free slots add nothing); the position of every token comes from
+ * {@code position_ids}, which the model must take.
+ */
+public final class StaticCacheDecode implements AutoCloseable {
+    /** The step's greedy next token per row, [batch, 1] int64. */
+    public static final String NEXT_TOKEN = "gatecut.next_token";
+
+    private final BoundStep step;
+    private final int batch;
+    private final int length;
+    private final List<String> tokenInputs;
+    private final String logits;
+    /** The empty cache, written again before each generation after the first. */
+    private final Map<String, HostValue> empty;
+    private boolean used;
+
+    private StaticCacheDecode(BoundStep step, int batch, int length, List<String> tokenInputs, String logits,
+                              Map<String, HostValue> empty) {
+        this.step = step;
+        this.logits = logits;
+        this.batch = batch;
+        this.length = length;
+        this.tokenInputs = tokenInputs;
+        this.empty = empty;
+    }
+
+    /** The name of the output holding past input {@code past}'s next value. */
+    static String next(String past) {
+        return past + ".next";
+    }
+
+    /**
+     * Writes {@code model} with the static-cache outputs to {@code into} (weights as external data): per past input,
+     * Slice(present, 1:) on the sequence axis as {@link #next}(past), and {@link #NEXT_TOKEN}.
+     */
+    public static void prepare(OnnxModel model, Path into) {
+        Graph g = model.graph();
+        long opset = model.defaultOpset();
+        if (opset < 10) {
+            throw new ModelException("static-cache decoding needs opset 10 or later (Slice with inputs); the model"
+                    + " has opset " + opset);
+        }
+        Map<String, String> presentOf = presentNames(g);
+        if (presentOf.isEmpty()) {
+            throw new ModelException("no past_key_values inputs: static-cache decoding is for decoders exported with"
+                    + " their KV cache (optimum's past_key_values.N.key / present.N.key)");
+        }
+        if (g.value("position_ids").filter(Value::isGraphInput).isEmpty()
+                || g.value("attention_mask").filter(Value::isGraphInput).isEmpty()) {
+            throw new ModelException("static-cache decoding needs the inputs position_ids and attention_mask (a token's"
+                    + " position and the masked free slots of the cache); export the decoder with both");
+        }
+        OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "static_cache/");
+        for (var e : presentOf.entrySet()) {
+            Value present = g.requireValue(e.getValue());
+            Value past = g.requireValue(e.getKey());
+            Value sliced = ops.op("Slice", List.of(present, ops.int64s(1), ops.int64s(Long.MAX_VALUE), ops.int64s(2)));
+            Value named = g.addNode("Identity", "", g.freshNodeName("static_cache/next"), List.of(sliced),
+                    List.of(next(e.getKey())), List.of()).output(0);
+            past.type().ifPresent(named::setType);
+            g.addOutput(named);
+        }
+        Value logits = g.value("logits").filter(Value::isGraphOutput).orElse(g.outputs().get(0));
+        Value token = g.addNode("ArgMax", "", g.freshNodeName("static_cache/argmax"), List.of(logits),
+                List.of(NEXT_TOKEN), List.of(OpBuilder.attr("axis", -1L), OpBuilder.attr("keepdims", 0L))).output(0);
+        token.setType(TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
+                .setElemType(TensorProto.DataType.INT64_VALUE)).build());
+        g.addOutput(token);
+        g.sortTopologically();
+        model.save(into, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
+    }
+
+    /** Past input → present output by optimum's names (present.N.key for past_key_values.N.key; present_key_N). */
+    static Map<String, String> presentNames(Graph g) {
+        List<String> outputs = g.outputs().stream().map(Value::name).toList();
+        Map<String, String> presentOf = new LinkedHashMap<>();
+        for (Value in : g.feedInputs()) {
+            if (InputRole.of(in) != InputRole.PAST) {
+                continue;
+            }
+            String present = null;
+            for (String candidate : List.of(in.name().replaceFirst("^past_key_values", "present"),
+                    in.name().replaceFirst("^past", "present"))) {
+                if (outputs.contains(candidate)) {
+                    present = candidate;
+                    break;
+                }
+            }
+            if (present == null) {
+                throw new ModelException("no present output for past input '" + in.name() + "'");
+            }
+            presentOf.put(in.name(), present);
+        }
+        return presentOf;
+    }
+
+    /**
+     * Opens the prepared model ({@link #prepare}, {@code graph} its graph) on {@code device} for {@code batch} rows and
+     * a cache of {@code length} tokens (prompt and generated together), its free slots zeros; with {@code cudaGraph}
+     * the step is captured and replayed (CUDA only), and the session is pinned to the step's shapes either way.
+     */
+    public static StaticCacheDecode open(Path prepared, Graph graph, Device device, boolean cudaGraph, int batch,
+                                         int length) {
+        if (length < 2) {
+            throw new IllegalArgumentException("a static cache needs at least 2 tokens, not " + length);
+        }
+        Map<String, String> nextOf = new LinkedHashMap<>();
+        Map<String, List<String>> symbolic = new LinkedHashMap<>();
+        Map<String, HostValue> initial = new LinkedHashMap<>();
+        for (Value in : graph.feedInputs()) {
+            Shape shape = Shape.declared(in).orElseThrow(() -> new ModelException("input '" + in.name()
+                    + "' has no declared shape"));
+            List<String> names = new ArrayList<>();
+            shape.dims().forEach(d -> names.add(d.isKnown() || d.param() == null || d.param().isEmpty() ? null
+                    : d.param()));
+            symbolic.put(in.name(), names);
+            if (InputRole.of(in) == InputRole.PAST) {
+                nextOf.put(in.name(), next(in.name()));
+                initial.put(in.name(), emptySlots(in, shape, batch, length - 1));
+            }
+        }
+        List<String> tokens = List.of("input_ids", "attention_mask", "position_ids");
+        BoundStep step = BoundStep.open(prepared, device, 0, cudaGraph, nextOf, symbolic, true);
+        try {
+            initial.forEach(step::state);
+        } catch (RuntimeException e) {
+            step.close();
+            throw e;
+        }
+        String logits = graph.value("logits").filter(Value::isGraphOutput).orElse(graph.outputs().get(0)).name();
+        return new StaticCacheDecode(step, batch, length, tokens, logits, initial);
+    }
+
+    /** Zeros for a past input: [batch, heads, slots, head size] (the sequence axis is the third, as optimum's). */
+    private static HostValue emptySlots(Value in, Shape shape, int batch, int slots) {
+        if (shape.rank() != 4) {
+            throw new ModelException("past input '" + in.name() + "' has rank " + shape.rank()
+                    + "; static-cache decoding expects [batch, heads, sequence, head size]");
+        }
+        long[] dims = new long[4];
+        dims[0] = batch;
+        dims[2] = slots;
+        for (int i : new int[] {1, 3}) {
+            if (!shape.dim(i).isKnown()) {
+                throw new ModelException("past input '" + in.name() + "' has a free dimension " + i
+                        + " (" + shape.dim(i) + "); static-cache decoding needs the heads and head size fixed");
+            }
+            dims[i] = shape.dim(i).value();
+        }
+        DataType type = Shape.elementType(in).orElseThrow(() -> new ModelException("past input '" + in.name()
+                + "' has no element type"));
+        int bytes = switch (type) {
+            case FLOAT16, BFLOAT16 -> 2;
+            case FLOAT -> 4;
+            default -> throw new ModelException("past input '" + in.name() + "' is " + type.name().toLowerCase(Locale.ROOT)
+                    + "; static-cache decoding takes float32, float16 or bfloat16 caches");
+        };
+        return HostValue.zeros(type.code(), bytes, dims);
+    }
+
+    /**
+     * Greedy generation from {@code prompt} ({@code batch} rows of {@code prefill} tokens, row-major): the prompt one
+     * token per step, then {@code decode} steps. Returns per row the token after the prompt and the {@code decode}
+     * generated after it; {@code stepMs} (when given, {@code decode} long) gets each decode step's milliseconds, from
+     * its inputs' upload to its tokens on the host.
+     */
+    public long[][] generate(long[] prompt, int prefill, int decode, double[] stepMs) {
+        return generate(prompt, prefill, decode, stepMs, null);
+    }
+
+    /** {@link #generate(long[], int, int, double[])}, adding each step's logits (native-order bytes) to {@code logits}. */
+    long[][] generate(long[] prompt, int prefill, int decode, double[] stepMs, List<ByteBuffer> stepLogits) {
+        if (prefill + decode > length) {
+            throw new IllegalArgumentException("prompt " + prefill + " + " + decode + " steps exceed the cache of "
+                    + length + " tokens");
+        }
+        if (used) {
+            empty.forEach(step::state);   // in place: a captured graph's addresses stay
+        }
+        used = true;
+        long[][] out = new long[batch][decode + 1];
+        long[] ids = new long[batch];
+        for (int t = 0; t < prefill + decode; t++) {
+            if (t < prefill) {
+                for (int r = 0; r < batch; r++) {
+                    ids[r] = prompt[r * prefill + t];
+                }
+            }
+            long[] mask = new long[batch * length];
+            long[] positions = new long[batch];
+            for (int r = 0; r < batch; r++) {
+                for (int j = length - 1 - t; j < length; j++) {
+                    mask[r * length + j] = 1;   // the t + 1 tokens so far, right-aligned
+                }
+                positions[r] = t;
+            }
+            Map<String, HostValue> feeds = new LinkedHashMap<>();
+            feeds.put(tokenInputs.get(0), HostValue.longs(ids.clone(), batch, 1));
+            feeds.put(tokenInputs.get(1), HostValue.longs(mask, batch, length));
+            feeds.put(tokenInputs.get(2), HostValue.longs(positions, batch, 1));
+            long started = System.nanoTime();
+            Map<String, ByteBuffer> read = step.run(feeds, stepLogits == null ? List.of(NEXT_TOKEN)
+                    : List.of(NEXT_TOKEN, logits));
+            ByteBuffer next = read.get(NEXT_TOKEN);
+            if (stepLogits != null) {
+                stepLogits.add(read.get(logits));
+            }
+            if (stepMs != null && t >= prefill) {
+                stepMs[t - prefill] = (System.nanoTime() - started) / 1e6;
+            }
+            for (int r = 0; r < batch; r++) {
+                ids[r] = next.asLongBuffer().get(r);
+            }
+            if (t >= prefill - 1) {
+                for (int r = 0; r < batch; r++) {
+                    out[r][t - prefill + 1] = ids[r];
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Steps run uncaptured so far (the first of each session; then every step replays). */
+    public long uncapturedRuns() {
+        return step.uncapturedRuns();
+    }
+
+    @Override
+    public void close() {
+        step.close();
+    }
+}
