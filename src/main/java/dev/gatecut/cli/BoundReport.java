@@ -3,6 +3,7 @@ package dev.gatecut.cli;
 import dev.gatecut.runtime.Benchmark;
 import dev.gatecut.runtime.DecodeBenchmark;
 import dev.gatecut.runtime.bound.BoundDecode;
+import dev.gatecut.runtime.bound.StaticDecodeBenchmark;
 import dev.gatecut.runtime.bound.BoundTiming;
 
 import java.io.PrintWriter;
@@ -134,6 +135,52 @@ final class BoundReport {
             m.put("prefillMs", r.prefillMs());
             m.put("stepMs", r.stepMs());
             m.put("argmaxMs", r.argmaxMs());
+            m.put("tokens", r.tokens());
+            models.add(m);
+        }
+        Map<String, Object> report = new LinkedHashMap<>();
+        report.put("models", models);
+        return report;
+    }
+
+    static void printStatic(DecodeBenchmark.Settings s, List<DecodeBenchmark.Result> plain,
+                            List<StaticDecodeBenchmark.Result> fixed, PrintWriter out) {
+        boolean graph = fixed.get(0).cudaGraph();
+        out.println("Static KV cache (" + (s.prefill() + s.decode()) + " slots, free ones masked; one decode step of"
+                + " fixed shapes" + (graph ? ", replayed as a CUDA graph" : ", not captured on the CPU") + "):");
+        int width = Math.max(5, fixed.stream().mapToInt(r -> r.file().toString().length()).max().orElse(5));
+        out.printf(Locale.ROOT, "%-" + width + "s  %10s  %9s  %8s  %8s  %9s  %9s  %11s%n", "model", "ms/token",
+                "tokens/s", "speedup", "ideal", "of ideal", "vs plain", "same tokens");
+        for (int i = 0; i < fixed.size(); i++) {
+            StaticDecodeBenchmark.Result r = fixed.get(i);
+            double ofIdeal = (r.decodeSpeedup() - 1) / (r.idealDecode() - 1);
+            out.printf(Locale.ROOT, "%-" + width + "s  %10.3f  %9.1f  %7.2fx  %7.2fx  %9s  %8.2fx  %11s%n", r.file(),
+                    r.medianStepMs(), r.tokensPerSecond(s.batch()), r.decodeSpeedup(), r.idealDecode(),
+                    Double.isFinite(ofIdeal) ? String.format(Locale.ROOT, "%.2f", ofIdeal) : "-",
+                    plain.get(i).medianStepMs() / r.medianStepMs(),
+                    matchingRows(plain.get(i).tokens(), r.tokens()) + "/" + s.batch() + " rows");
+        }
+        out.println("ms/token: a decode step from its token inputs' upload to the next tokens on the host (median);"
+                + " ideal: weight bytes read per token, the first model's over this one's; of ideal: the share of the"
+                + " ideal gain reached.");
+    }
+
+    static Map<String, Object> jsonStatic(DecodeBenchmark.Settings s, List<DecodeBenchmark.Result> plain,
+                                          List<StaticDecodeBenchmark.Result> fixed) {
+        List<Map<String, Object>> models = new ArrayList<>();
+        for (int i = 0; i < fixed.size(); i++) {
+            StaticDecodeBenchmark.Result r = fixed.get(i);
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("file", r.file().toString());
+            m.put("cudaGraph", r.cudaGraph());
+            m.put("cacheTokens", s.prefill() + s.decode());
+            m.put("stepMedianMs", r.medianStepMs());
+            m.put("tokensPerSecond", r.tokensPerSecond(s.batch()));
+            m.put("decodeSpeedup", r.decodeSpeedup());
+            m.put("idealDecode", r.idealDecode());
+            m.put("vsPlain", plain.get(i).medianStepMs() / r.medianStepMs());
+            m.put("rowsWithPlainTokens", matchingRows(plain.get(i).tokens(), r.tokens()));
+            m.put("stepMs", r.stepMs());
             m.put("tokens", r.tokens());
             models.add(m);
         }

@@ -144,14 +144,31 @@ class BenchCommandTest {
     }
 
     @Test
-    void generateRefusesModelsWithoutACacheAndCudaGraphs() {
+    void generateRefusesModelsWithoutACache() {
         InspectCommandTest.Run noCache = gatecut("bench", BERT, "--generate", "--runs", "1");
         assertEquals(2, noCache.exit(), noCache.err());
         assertTrue(noCache.err().contains(BERT + ": no past_key_values inputs"), noCache.err());
-        InspectCommandTest.Run graphs = gatecut("bench", LLAMA_KV, "--generate", "--cuda-graph", "--runs", "1");
-        assertEquals(2, graphs.exit(), graphs.err());
-        assertTrue(graphs.err().contains("--cuda-graph cannot be combined with --generate"), graphs.err());
-        assertEquals(1, graphs.err().strip().lines().count(), graphs.err());
+    }
+
+    /** --generate --cuda-graph adds the static-cache table (on the CPU the fixed-shape step runs uncaptured). */
+    @Test
+    void generateWithCudaGraphTimesTheStaticCacheStep() throws Exception {
+        InspectCommandTest.Run run = gatecut("bench", LLAMA_KV, "--generate", "--cuda-graph", "--prefill", "3",
+                "--decode", "4", "--runs", "2", "--warmup", "0");
+        assertEquals(0, run.exit(), run.err());
+        List<String> lines = run.out().lines().toList();
+        int at = lines.indexOf(lines.stream().filter(l -> l.startsWith("Static KV cache (7 slots")).findFirst()
+                .orElseThrow(() -> new AssertionError(run.out())));
+        assertTrue(lines.get(at + 1).contains("ms/token") && lines.get(at + 1).contains("same tokens"), run.out());
+        assertTrue(lines.get(at + 2).startsWith(LLAMA_KV) && lines.get(at + 2).endsWith("1/1 rows"), run.out());
+        InspectCommandTest.Run json = gatecut("bench", LLAMA_KV, "--generate", "--cuda-graph", "--prefill", "3",
+                "--decode", "4", "--runs", "2", "--warmup", "0", "--batch", "2", "--json");
+        assertEquals(0, json.exit(), json.err());
+        JsonNode model = new ObjectMapper().readTree(json.out()).get("staticCache").get("models").get(0);
+        assertEquals(2, model.get("rowsWithPlainTokens").asInt(), json.out());
+        assertEquals(7, model.get("cacheTokens").asInt());
+        assertFalse(model.get("cudaGraph").asBoolean(), "nothing captured on the CPU");
+        assertTrue(model.get("stepMedianMs").asDouble() > 0);
     }
 
     @Test
