@@ -1,10 +1,13 @@
-# Sourced by the GPU scripts that run `train --cuda-graph` / `--device-resident`: both need bytedeco's CUDA JNI
-# library, carried as .gpu-carry/bound/libjnionnxruntime.so.xz (tools/make_bound_carry.sh). `bound_native` unpacks it
-# to $BOUND (/opt/gpukit/bound) when TRAIN_ARGS asks for either flag and puts -Dgatecut.bound.native.path into the
-# command array GC (before -jar or -cp: the command may start with `env VAR=...`). Returns 2 when the library is
-# missing on a CUDA run.
+# Sourced by the GPU scripts that run `train --cuda-graph` / `--device-resident` or `bench --io-binding` /
+# `bench --generate --cuda-graph`: they need bytedeco's CUDA JNI library, carried as
+# .gpu-carry/bound/libjnionnxruntime.so.xz (tools/make_bound_carry.sh). `bound_native [ARGS]` unpacks it to $BOUND
+# (/opt/gpukit/bound) when ARGS (default: $TRAIN_ARGS) hold one of those flags and puts -Dgatecut.bound.native.path
+# into the command array GC (before -jar or -cp: the command may start with `env VAR=...`). Returns 2 when the
+# library is missing on a CUDA run.
 bound_native() {
-  [[ " ${TRAIN_ARGS:-} " == *" --cuda-graph "* || " ${TRAIN_ARGS:-} " == *" --device-resident "* ]] || return 0
+  local args=" ${1-${TRAIN_ARGS:-}} "
+  [[ "$args" == *" --cuda-graph "* || "$args" == *" --device-resident "* || "$args" == *" --io-binding "* ]] \
+    || return 0
   BOUND=${BOUND:-/opt/gpukit/bound}
   if [ -f .gpu-carry/bound/libjnionnxruntime.so.xz ] && [ ! -f "$BOUND/libjnionnxruntime.so" ]; then
     mkdir -p "$BOUND" && xz -dc .gpu-carry/bound/libjnionnxruntime.so.xz > "$BOUND/libjnionnxruntime.so.tmp" \

@@ -15,7 +15,9 @@
 # decode-b16.json: `gatecut bench --generate --json`; graph-NAME.json: `gatecut bench --cuda-graph --json`).
 # Settings (environment): SHAPE (qwen2.5-1.5b), DTYPE (fp16), SPARSITIES ("0.3 0.5"), ALIGN (32),
 # PREFILL (128), DECODE (64), BATCHES ("1 16"), RUNS (5), WARMUP (2), GRAPH_MODELS ("bert-base-fp16 llama-0.5b-fp16"),
-# GRAPH_RUNS (400), GATECUT (command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar).
+# GRAPH_RUNS (400), GATECUT (command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar),
+# DECODE_ARGS (more `bench --generate` options for STEP=decode, e.g. "--io-binding --cuda-graph": the KV cache on the
+# device, and the static-cache decode step replayed as a CUDA graph; both need .gpu-carry/bound carried).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STEP=${STEP:?STEP=export, prune, decode or graph}
@@ -87,13 +89,17 @@ prune)
   done
   ;;
 decode)
+  DECODE_ARGS=${DECODE_ARGS:-}
+  # shellcheck source=tools/gpu_bound_native.sh
+  source tools/gpu_bound_native.sh
+  bound_native "$DECODE_ARGS" || { say "bytedeco's CUDA JNI library is missing"; exit 2; }
   files=("$MODEL_DIR/$NAME.onnx")
   for s in $SPARSITIES; do [ -f "$(slim "$s")" ] && files+=("$(slim "$s")"); done
   [ ${#files[@]} -gt 1 ] || say "no compiled models in $MODEL_DIR: timing the dense model only"
   for b in $BATCHES; do
     say "decode: batch $b, prefill $PREFILL, $DECODE steps, $RUNS runs in $RUNS interleaved rounds after $WARMUP warm-up"
     timeout 280 "${GC[@]}" bench "${files[@]}" --generate --device cuda --batch "$b" --prefill "$PREFILL" \
-      --decode "$DECODE" --runs "$RUNS" --warmup "$WARMUP" --rounds "$RUNS" --json -v > "$OUT/decode-b$b.json" \
+      --decode "$DECODE" --runs "$RUNS" --warmup "$WARMUP" --rounds "$RUNS" --json -v $DECODE_ARGS > "$OUT/decode-b$b.json" \
       || { say "decode batch $b FAILED (exit $?)"; continue; }
     python3 - "$OUT/decode-b$b.json" <<'PY'
 import json, sys
@@ -106,6 +112,15 @@ for m in r["models"]:
     print(f"| {m['file'].split('/')[-1]} | {m['weightBytesPerToken'] / 1e9:.3f} | {m['prefillMedianMs']:.2f} | "
           f"{m['prefillSpeedup']:.2f} | {m['idealPrefill']:.2f} | {m['stepMedianMs']:.2f} | {m['tokensPerSecond']:.1f} | "
           f"{m['decodeSpeedup']:.2f} | {m['idealDecode']:.2f} | {of:.2f} | {m['presentCopyMs']:.2f} | {m['pastBytes'] / 1e6:.1f} |")
+for key, title in (("ioBinding", "KV cache on the device (I/O binding)"),
+                   ("staticCache", "static KV cache, one decode step replayed as a CUDA graph")):
+    if key not in r:
+        continue
+    print(f"\n{title}:\n| model | ms/token | tokens/s | decode x | ideal | of ideal | same tokens |\n|---|---|---|---|---|---|---|")
+    for m in r[key]["models"]:
+        of = (m["decodeSpeedup"] - 1) / (m["idealDecode"] - 1) if m["idealDecode"] != 1 else float("nan")
+        print(f"| {m['file'].split('/')[-1]} | {m['stepMedianMs']:.3f} | {m['tokensPerSecond']:.1f} | "
+              f"{m['decodeSpeedup']:.2f} | {m['idealDecode']:.2f} | {of:.2f} | {m['rowsWithPlainTokens']} rows |")
 PY
   done
   ;;
