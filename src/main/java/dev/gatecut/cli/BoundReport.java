@@ -153,6 +153,10 @@ final class BoundReport {
                 "tokens/s", "speedup", "ideal", "of ideal", "vs plain", "same tokens");
         for (int i = 0; i < fixed.size(); i++) {
             StaticDecodeBenchmark.Result r = fixed.get(i);
+            if (!r.measured()) {
+                out.printf(Locale.ROOT, "%-" + width + "s  not measured: %s%n", r.file(), r.status());
+                continue;
+            }
             double ofIdeal = (r.decodeSpeedup() - 1) / (r.idealDecode() - 1);
             out.printf(Locale.ROOT, "%-" + width + "s  %10.3f  %9.1f  %7.2fx  %7.2fx  %9s  %8.2fx  %11s%n", r.file(),
                     r.medianStepMs(), r.tokensPerSecond(s.batch()), r.decodeSpeedup(), r.idealDecode(),
@@ -174,12 +178,13 @@ final class BoundReport {
             m.put("file", r.file().toString());
             m.put("cudaGraph", r.cudaGraph());
             m.put("cacheTokens", s.prefill() + s.decode());
+            m.put("status", r.measured() ? "measured" : r.status());
             m.put("stepMedianMs", r.medianStepMs());
             m.put("tokensPerSecond", r.tokensPerSecond(s.batch()));
             m.put("decodeSpeedup", r.decodeSpeedup());
             m.put("idealDecode", r.idealDecode());
             m.put("vsPlain", plain.get(i).medianStepMs() / r.medianStepMs());
-            m.put("rowsWithPlainTokens", matchingRows(plain.get(i).tokens(), r.tokens()));
+            m.put("rowsWithPlainTokens", r.measured() ? matchingRows(plain.get(i).tokens(), r.tokens()) : 0);
             m.put("stepMs", r.stepMs());
             m.put("tokens", r.tokens());
             models.add(m);

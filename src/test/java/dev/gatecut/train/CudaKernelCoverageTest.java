@@ -83,6 +83,30 @@ class CudaKernelCoverageTest {
         assertEquals(Map.of(), found, "train-step nodes without a CUDA kernel");
     }
 
+    /**
+     * The static-cache decode steps (`bench --generate --cuda-graph`: the export plus a Slice per past and an
+     * ArgMax) of the deployed decoders: a node off CUDA would stop the capture.
+     */
+    @Test
+    void staticCacheDecodeStepsRunEveryNodeOnCuda(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Map<String, List<long[]>> reg = registry();
+        Map<String, Map<String, Integer>> found = new TreeMap<>();
+        for (String name : List.of("qwen2-kv-ts17-eager-fp16", "llama-kv-ts17-eager-fp16", "gpt2-kv-ts17-eager",
+                "llama-kv-ts17-sdpa", "qwen2-kv-dynamo18-eager")) {
+            Path prepared = dir.resolve(name + "-static.onnx");
+            try (OnnxModel model = OnnxModel.load(Path.of("onnx-models/deploy/" + name + ".onnx"))) {
+                dev.gatecut.runtime.bound.StaticCacheDecode.prepare(model, prepared);
+            }
+            try (OnnxModel step = OnnxModel.load(prepared)) {
+                Map<String, Integer> missing = uncovered(step, reg);
+                if (!missing.isEmpty()) {
+                    found.put(name, missing);
+                }
+            }
+        }
+        assertEquals(Map.of(), found, "static-cache decode nodes without a CUDA kernel");
+    }
+
     private static void check(Map<String, Map<String, Integer>> found, Map<String, List<long[]>> reg, Path model,
                               TrainConfig config) throws Exception {
         TrainingGraph.Built step = TrainingGraph.trainStep(model, config, new dev.gatecut.runtime.ShapeCache());
