@@ -48,6 +48,12 @@ public final class DataParallelTrainer implements StepTrainer {
     private final Map<String, float[]> m2 = new LinkedHashMap<>();
     private long step;
     private Schedule schedule;
+    /** The next step's shards, noise and knobs, made while a step runs ({@link #prefetch}). */
+    private final PrefetchQueue<StepInputs> prefetched = new PrefetchQueue<>();
+
+    /** One step's host side: the batch in shards, the gate noise by noise input, the scalar knobs. */
+    private record StepInputs(BatchShards shards, Map<String, float[]> noise, Map<String, Float> scalars) {
+    }
 
     /** Gate → Σ over the main steps of |g·∂L/∂g| of the whole batch (as the fused step keeps it; --importance taylor). */
     private final Map<String, float[]> saliency = new LinkedHashMap<>();
@@ -203,6 +209,7 @@ public final class DataParallelTrainer implements StepTrainer {
             GateTrainer.restoreSaliency(p, e.getKey(), e.getValue());
         }
         this.step = atStep;
+        prefetched.clear();
     }
 
     @Override
@@ -217,14 +224,33 @@ public final class DataParallelTrainer implements StepTrainer {
             }
         }
         step++;
-        for (TrainableParam p : graph.params()) {
-            adamW.apply(params.get(p.name()), whole.gradients().get(p.name()), m1.get(p.name()), m2.get(p.name()),
-                    step, at.rate(p.kind()));
-        }
+        long t = step;
+        // Parameters are independent (element-wise AdamW): updated in parallel, the same numbers as one by one.
+        graph.params().parallelStream().forEach(p -> adamW.apply(params.get(p.name()), whole.gradients().get(p.name()),
+                m1.get(p.name()), m2.get(p.name()), t, at.rate(p.kind())));
         millis.put("update", (System.nanoTime() - started) / 1e6);
         float loss = (float) whole.taskLoss() + (float) whole.sparsityLoss() * (float) at.lambda();
         return new GateTrainer.StepResult(loss, whole.taskLoss(), whole.sparsityLoss(), whole.expectedSparsity(),
                 millis);
+    }
+
+    private StepInputs stepInputs(Batch batch, Random noise, long at) {
+        Schedule.At schedule = Schedule.at(this.schedule, config, at);
+        return new StepInputs(BatchShards.of(batch, replicas.size(), config),
+                GateTrainer.drawNoise(graph, config, noise, schedule.recovery()),
+                GateTrainer.stepScalars(schedule, scalarInputs, at));
+    }
+
+    /** Shards the next batch and draws its noise while the replicas run this step. */
+    @Override
+    public void prefetch(Batch next, Random noise) {
+        long at = step + 1;
+        prefetched.submit(next, at, () -> stepInputs(next, noise, at));
+    }
+
+    /** Steps that ran on inputs prepared by {@link #prefetch}. */
+    long prefetchedRuns() {
+        return prefetched.used();
     }
 
     /** The losses and gradients of {@code batch} at the current parameters (no step), for tests. */
@@ -241,9 +267,13 @@ public final class DataParallelTrainer implements StepTrainer {
     private ShardResult batchGradients(Batch batch, Random noise, Schedule.At at, Map<String, Double> millis)
             throws OrtException {
         long started = System.nanoTime();
-        BatchShards shards = BatchShards.of(batch, replicas.size(), config);
-        Map<String, float[]> drawn = GateTrainer.drawNoise(graph, config, noise, at.recovery());
-        Map<String, Float> scalars = GateTrainer.stepScalars(at, scalarInputs, step);
+        StepInputs inputs = prefetched.take(batch, step);
+        if (inputs == null) {
+            inputs = stepInputs(batch, noise, step);
+        }
+        BatchShards shards = inputs.shards();
+        Map<String, float[]> drawn = inputs.noise();
+        Map<String, Float> scalars = inputs.scalars();
         List<Future<ShardResult>> running = new ArrayList<>();
         long fed = System.nanoTime();
         // While a replica may capture a CUDA graph, the replicas run one at a time: ONNX Runtime captures in CUDA's
@@ -268,9 +298,14 @@ public final class DataParallelTrainer implements StepTrainer {
         for (int i = 0; i < results.size(); i++) {
             taskLoss += shards.shares()[i] * results.get(i).taskLoss();
         }
+        // Each parameter's mix is its own sum over the shards: computed in parallel, put in order.
+        List<TrainableParam> all = graph.params();
+        float[][] mixed = new float[all.size()][];
+        java.util.stream.IntStream.range(0, all.size()).parallel().forEach(i -> mixed[i] = average(all.get(i).name(),
+                all.get(i).size(), ShardResult::gradients, results, shards.shares()));
         Map<String, float[]> grads = new LinkedHashMap<>();
-        for (TrainableParam p : graph.params()) {
-            grads.put(p.name(), average(p.name(), p.size(), ShardResult::gradients, results, shards.shares()));
+        for (int i = 0; i < all.size(); i++) {
+            grads.put(all.get(i).name(), mixed[i]);
         }
         // The loss is Σ share·shard loss, so the whole batch's g·∂L/∂g is the shares' mix too (abs taken after).
         Map<String, float[]> sal = new LinkedHashMap<>();
@@ -339,6 +374,7 @@ public final class DataParallelTrainer implements StepTrainer {
 
     @Override
     public void close() throws OrtException {
+        prefetched.close();
         lanes.forEach(ExecutorService::shutdownNow);
         OrtException first = null;
         for (ShardRunner r : replicas) {

@@ -51,11 +51,8 @@ public final class DeviceResidentTrainer implements StepTrainer {
     private long steps;
     private Schedule schedule;
     private Teacher teacher;
-    /** The thread that prepares the next step's host inputs ({@link #prefetch}); made at the first prefetch. */
-    private java.util.concurrent.ExecutorService prefetcher;
-    /** Prefetched steps, oldest first (TrainingRun hands over step s + 1 before running step s: two at most). */
-    private final java.util.ArrayDeque<Pending> pending = new java.util.ArrayDeque<>();
-    private long prefetchedRuns;
+    /** The next step's host inputs, prepared while a step runs ({@link #prefetch}). */
+    private final PrefetchQueue<Map<String, HostValue>> prefetched = new PrefetchQueue<>();
 
     /**
      * A trainer over {@code file}: {@code train}'s step graph, packed ({@link #pack}, giving {@code packing}) and saved
@@ -221,63 +218,20 @@ public final class DeviceResidentTrainer implements StepTrainer {
         if (config.recipe().distills()) {
             return;
         }
-        if (prefetcher == null) {
-            prefetcher = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
-                Thread t = new Thread(r, "gatecut-prefetch");
-                t.setDaemon(true);
-                return t;
-            });
-        }
         long step = steps + 1;
-        pending.addLast(new Pending(next, step, prefetcher.submit(() -> hostFeeds(next, noise, step))));
-    }
-
-    /** The feeds prefetched for {@code batch} at the current step, or null (none, or for another batch or step). */
-    private Map<String, HostValue> prefetched(Batch batch) throws OrtException {
-        Pending p = null;
-        while (!pending.isEmpty() && pending.peekFirst().step() <= steps) {
-            Pending first = pending.pollFirst();
-            if (first.step() == steps && first.batch() == batch) {
-                p = first;
-            } else {
-                first.feeds().cancel(false);   // for a step that ran without it, or another batch
-            }
-        }
-        if (p == null) {
-            return null;
-        }
-        try {
-            Map<String, HostValue> feeds = p.feeds().get();
-            prefetchedRuns++;
-            return feeds;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new dev.gatecut.errors.InternalException("interrupted while the next step's inputs were prepared", e);
-        } catch (java.util.concurrent.ExecutionException e) {
-            if (e.getCause() instanceof OrtException o) {
-                throw o;
-            }
-            if (e.getCause() instanceof RuntimeException r) {
-                throw r;
-            }
-            throw new dev.gatecut.errors.InternalException("preparing the next step's inputs failed", e.getCause());
-        }
+        prefetched.submit(next, step, () -> hostFeeds(next, noise, step));
     }
 
     /** Steps that ran on inputs prepared by {@link #prefetch}. */
     long prefetchedRuns() {
-        return prefetchedRuns;
-    }
-
-    /** Host inputs being prepared for {@code batch} at step {@code step}. */
-    private record Pending(Batch batch, long step, java.util.concurrent.Future<Map<String, HostValue>> feeds) {
+        return prefetched.used();
     }
 
     @Override
     public GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException {
         long started = System.nanoTime();
         Schedule.At at = Schedule.at(schedule, config, steps);
-        Map<String, HostValue> feeds = prefetched(batch);
+        Map<String, HostValue> feeds = prefetched.take(batch, steps);
         if (feeds == null) {
             feeds = hostFeeds(batch, noise, steps);
         }
@@ -384,8 +338,7 @@ public final class DeviceResidentTrainer implements StepTrainer {
         saliency.forEach((gate, sum) -> GateTrainer.restoreSaliency(p, gate, sum));
         this.steps = atStep;
         params = null;
-        pending.forEach(q -> q.feeds().cancel(false));   // prepared for steps of the run before the restore
-        pending.clear();
+        prefetched.clear();   // prepared for steps of the run before the restore
     }
 
     private static float[] checked(Map<String, float[]> from, TrainableParam t) {
@@ -398,9 +351,7 @@ public final class DeviceResidentTrainer implements StepTrainer {
 
     @Override
     public void close() {
-        if (prefetcher != null) {
-            prefetcher.shutdownNow();
-        }
+        prefetched.close();
         step.close();
     }
 }

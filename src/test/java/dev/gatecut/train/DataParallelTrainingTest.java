@@ -76,6 +76,42 @@ class DataParallelTrainingTest {
     }
 
     /**
+     * Prefetching (the next step's shards, noise and knobs made while a step runs, handed over as TrainingRun does)
+     * trains exactly as making them in the step; a stream given to a step that was prefetched is not read.
+     */
+    @Test
+    void prefetchedStepInputsTrainAsInlineOnes(@TempDir Path dir) throws Exception {
+        Path model = Path.of("onnx-models/deploy/qwen2-kv-ts17-eager.onnx");
+        TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0).withLearningRate(1e-2);
+        TrainingGraph.Built graph = TrainingGraph.shardGradients(model, config, new dev.gatecut.runtime.ShapeCache());
+        Path file = dir.resolve("shard.onnx");
+        graph.model().save(file, dev.gatecut.onnx.SaveOptions.defaults()
+                .withExternalData(dev.gatecut.onnx.SaveOptions.ExternalData.ALWAYS));
+        List<Batch> batches = List.of(lmBatch(51, 5), lmBatch(52, 5), lmBatch(53, 5), lmBatch(54, 5));
+        Schedule schedule = new Schedule(config, batches.size());
+        try (DataParallelTrainer inline = new DataParallelTrainer(graph, file, config, Device.CPU, List.of(0, 1));
+             DataParallelTrainer ahead = new DataParallelTrainer(graph, file, config, Device.CPU, List.of(0, 1))) {
+            inline.schedule(schedule);
+            ahead.schedule(schedule);
+            for (int s = 0; s < batches.size(); s++) {
+                if (s + 1 < batches.size()) {
+                    ahead.prefetch(batches.get(s + 1), TrainingRun.noiseFor(8, s + 1));
+                }
+                GateTrainer.StepResult a = inline.train(batches.get(s), TrainingRun.noiseFor(8, s));
+                GateTrainer.StepResult b = ahead.train(batches.get(s), s == 0 ? TrainingRun.noiseFor(8, s)
+                        : new Random(77));
+                assertEquals(a.loss(), b.loss(), 0.0, "step " + (s + 1));
+                for (String name : inline.parameters().keySet()) {
+                    assertArrayEquals(inline.parameters().get(name), ahead.parameters().get(name), 0f, name);
+                }
+            }
+            assertEquals(batches.size() - 1, ahead.prefetchedRuns());
+        } finally {
+            graph.model().close();
+        }
+    }
+
+    /**
      * A two-replica run's checkpoint resumes on one session (the state is the fused step's) and ends where one
      * session does.
      */
