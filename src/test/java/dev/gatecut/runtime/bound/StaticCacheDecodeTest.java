@@ -41,12 +41,8 @@ class StaticCacheDecodeTest {
             long[] prompt = DecodeBenchmark.prompt(model.graph(), batch, prefill, 41);
             long[][] plain = DecodeBenchmark.generate(session, model.graph(), batch, prompt, prefill, decode,
                     new double[decode + 1]);
-            Path prepared = dir.resolve("static.onnx");
-            try (OnnxModel copy = OnnxModel.load(file)) {
-                StaticCacheDecode.prepare(copy, prepared);
-            }
-            try (StaticCacheDecode decoder = StaticCacheDecode.open(prepared, model.graph(), Device.CPU, false, batch,
-                    prefill + decode + 3)) {
+            try (StaticCacheDecode decoder = StaticCacheDecode.open(prepared(file, dir), model.graph(), Device.CPU,
+                    false, batch, prefill + decode + 3)) {
                 double[] stepMs = new double[decode];
                 long[][] tokens = decoder.generate(prompt, prefill, decode, stepMs);
                 for (int r = 0; r < batch; r++) {
@@ -81,14 +77,10 @@ class StaticCacheDecodeTest {
         try (OnnxModel model = OnnxModel.load(file);
              OrtSession session = OrtSessions.open(file, Device.CPU)) {
             long[] prompt = DecodeBenchmark.prompt(model.graph(), batch, prefill, 43);
-            Path prepared = dir.resolve("static.onnx");
-            try (OnnxModel copy = OnnxModel.load(file)) {
-                StaticCacheDecode.prepare(copy, prepared);
-            }
             java.util.List<java.nio.ByteBuffer> logits = new java.util.ArrayList<>();
             long[][] tokens;
-            try (StaticCacheDecode decoder = StaticCacheDecode.open(prepared, model.graph(), Device.CPU, false, batch,
-                    prefill + decode + 2)) {
+            try (StaticCacheDecode decoder = StaticCacheDecode.open(prepared(file, dir), model.graph(), Device.CPU,
+                    false, batch, prefill + decode + 2)) {
                 tokens = decoder.generate(prompt, prefill, decode, null, logits);
             }
             int length = prefill + decode;   // every token fed: the prompt, then the generated ones but the last
@@ -136,6 +128,15 @@ class StaticCacheDecodeTest {
                     name, worst, scale);
             assertTrue(scale > 0 && worst <= 1e-4 * scale, name + ": logits differ by " + worst + " of " + scale);
         }
+    }
+
+    /** {@code file} with the static-cache outputs, written into {@code dir}. */
+    private static Path prepared(Path file, Path dir) {
+        Path prepared = dir.resolve("static.onnx");
+        try (OnnxModel copy = OnnxModel.load(file)) {
+            StaticCacheDecode.prepare(copy, prepared);
+        }
+        return prepared;
     }
 
     @Test
