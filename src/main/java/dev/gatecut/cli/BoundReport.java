@@ -164,7 +164,7 @@ final class BoundReport {
                     plain.get(i).medianStepMs() / r.medianStepMs(),
                     matchingRows(plain.get(i).tokens(), r.tokens()) + "/" + s.batch() + " rows");
         }
-        out.println("ms/token: a decode step from its token inputs' upload to the next tokens on the host (median);"
+        out.println("ms/token: a decode step from its step number's upload to the next tokens on the host (median);"
                 + " ideal: weight bytes read per token, the first model's over this one's; of ideal: the share of the"
                 + " ideal gain reached.");
     }

@@ -25,37 +25,38 @@ import java.util.Map;
 /**
  * Greedy generation through one decode step of fixed shapes, so that it can be replayed as a CUDA graph (at batch 1
  * a decode step is bound by launching its kernels, not by reading its weights, unless it is replayed). The KV cache
- * is a buffer of {@code length − 1} past slots per layer holding the valid tokens right-aligned, the free slots on
- * the left masked out by {@code attention_mask}; every step feeds one token at its position ({@code position_ids}).
- * The model gets an output per past input holding the cache of the next step (its present without the oldest slot)
- * and the greedy next token (ArgMax of the logits), and runs as a {@link BoundStep} whose state is the cache
- * (ping-pong between two sets of device tensors: nothing is copied between steps, and per step only three int64
- * inputs go up and one token per row comes down). The prompt is fed one token per step too.
+ * is a buffer of {@code length − 1} past slots per layer holding the tokens so far right-aligned, the free slots on
+ * the left masked out. The model is rewritten so that a step needs nothing from the host but its number t: its
+ * {@code position_ids} (t) and {@code attention_mask} (the last t + 1 slots) are computed in the graph from the input
+ * {@link #STEP}, each past input gets an output holding its next value (its present without the oldest slot), and
+ * the greedy next token (ArgMax of the logits) is the next value of {@code input_ids}. It runs as a
+ * {@link BoundStep} whose ping-pong state is the cache and the token: per decode step one int64 goes up and one token
+ * per row comes down. The prompt's tokens are written into the token state one step at a time.
  *
  * <p>Exact where the model masks as optimum's exports do (a masked key gets the float type's minimum before the
- * softmax, so its weight is 0 and the zeros in free slots add nothing); the position of every token comes from
- * {@code position_ids}, which the model must take.
+ * softmax, so its weight is 0 and the free slots add nothing); the model must take {@code position_ids} and
+ * {@code attention_mask}, which the rewrite replaces.
  */
 public final class StaticCacheDecode implements AutoCloseable {
-    /** The step's greedy next token per row, [batch, 1] int64. */
+    /** The step's greedy next token per row, [batch, 1] int64: the next value of {@code input_ids}. */
     public static final String NEXT_TOKEN = "gatecut.next_token";
+    /** The step's number t (0-based, int64 scalar): the position of its token; the cache holds t + 1 tokens. */
+    public static final String STEP = "gatecut.step";
+    static final String TOKENS = "input_ids";
 
     private final BoundStep step;
     private final int batch;
     private final int length;
-    private final List<String> tokenInputs;
     private final String logits;
     /** The empty cache, written again before each generation after the first. */
     private final Map<String, HostValue> empty;
     private boolean used;
 
-    private StaticCacheDecode(BoundStep step, int batch, int length, List<String> tokenInputs, String logits,
-                              Map<String, HostValue> empty) {
+    private StaticCacheDecode(BoundStep step, int batch, int length, String logits, Map<String, HostValue> empty) {
         this.step = step;
         this.logits = logits;
         this.batch = batch;
         this.length = length;
-        this.tokenInputs = tokenInputs;
         this.empty = empty;
     }
 
@@ -65,15 +66,16 @@ public final class StaticCacheDecode implements AutoCloseable {
     }
 
     /**
-     * Writes {@code model} with the static-cache outputs to {@code into} (weights as external data): per past input,
+     * Writes {@code model} rewritten for static-cache steps to {@code into} (weights as external data): the input
+     * {@link #STEP} in place of {@code position_ids} and {@code attention_mask} (computed from it), per past input
      * Slice(present, 1:) on the sequence axis as {@link #next}(past), and {@link #NEXT_TOKEN}.
      */
     public static void prepare(OnnxModel model, Path into) {
         Graph g = model.graph();
         long opset = model.defaultOpset();
-        if (opset < 10) {
-            throw new ModelException("static-cache decoding needs opset 10 or later (Slice with inputs); the model"
-                    + " has opset " + opset);
+        if (opset < 11) {
+            throw new ModelException("static-cache decoding needs opset 11 or later (Slice with inputs, Range); the"
+                    + " model has opset " + opset);
         }
         Map<String, String> presentOf = presentNames(g);
         if (presentOf.isEmpty()) {
@@ -86,6 +88,30 @@ public final class StaticCacheDecode implements AutoCloseable {
                     + " position and the masked free slots of the cache); export the decoder with both");
         }
         OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "static_cache/");
+        Value tokens = g.value(TOKENS).filter(Value::isGraphInput).orElseThrow(() -> new ModelException(
+                "static-cache decoding feeds token ids: the model has no input_ids input"));
+        Value t = g.addInput(STEP, TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
+                .setElemType(TensorProto.DataType.INT64_VALUE)
+                .setShape(dev.gatecut.onnx.proto.TensorShapeProto.newBuilder())).build());
+        // position_ids [batch, 1] = t
+        Value positions = ops.expandLike(ops.op("Reshape", t, ops.int64s(1, 1)), tokens);
+        // attention_mask [batch, slots + 1]: the last t + 1 positions, where slots is the cache's length
+        Value past0 = g.requireValue(presentOf.keySet().iterator().next());
+        Value total = ops.op("Add", ops.op("Gather", ops.op("Shape", past0), ops.int64Scalar(2),
+                OpBuilder.attr("axis", 0L)), ops.int64Scalar(1));
+        Value slot = ops.op("Range", List.of(ops.int64Scalar(0), total, ops.int64Scalar(1)));
+        Value first = ops.op("Sub", ops.op("Sub", total, ops.int64Scalar(1)), t);
+        Value valid = ops.op("Not", ops.op("Less", slot, first));
+        Value rowMask = ops.op("Cast", valid, OpBuilder.attr("to", (long) TensorProto.DataType.INT64_VALUE));
+        Value batchRows = ops.op("Gather", ops.op("Shape", tokens), ops.int64Scalar(0), OpBuilder.attr("axis", 0L));
+        Value maskShape = ops.op("Concat", List.of(ops.unsqueeze(batchRows, 0), ops.unsqueeze(total, 0)),
+                OpBuilder.attr("axis", 0L));
+        Value mask = ops.op("Expand", ops.unsqueeze(rowMask, 0), maskShape);
+        for (var replaced : List.of(Map.entry("position_ids", positions), Map.entry("attention_mask", mask))) {
+            Value input = g.requireValue(replaced.getKey());
+            input.replaceAllUsesWith(replaced.getValue());
+            g.removeInput(input);
+        }
         for (var e : presentOf.entrySet()) {
             Value present = g.requireValue(e.getValue());
             Value past = g.requireValue(e.getKey());
@@ -154,16 +180,17 @@ public final class StaticCacheDecode implements AutoCloseable {
                 initial.put(in.name(), emptySlots(in, shape, batch, length - 1));
             }
         }
-        List<String> tokens = List.of("input_ids", "attention_mask", "position_ids");
+        nextOf.put(TOKENS, NEXT_TOKEN);   // the greedy token is the next step's input
         BoundStep step = BoundStep.open(prepared, device, 0, cudaGraph, nextOf, symbolic, true);
         try {
             initial.forEach(step::state);
+            step.state(TOKENS, HostValue.longs(new long[batch], batch, 1));
         } catch (RuntimeException e) {
             step.close();
             throw e;
         }
         String logits = graph.value("logits").filter(Value::isGraphOutput).orElse(graph.outputs().get(0)).name();
-        return new StaticCacheDecode(step, batch, length, tokens, logits, initial);
+        return new StaticCacheDecode(step, batch, length, logits, initial);
     }
 
     /** Zeros for a past input: [batch, heads, slots, head size] (the sequence axis is the third, as optimum's). */
@@ -197,7 +224,7 @@ public final class StaticCacheDecode implements AutoCloseable {
      * Greedy generation from {@code prompt} ({@code batch} rows of {@code prefill} tokens, row-major): the prompt one
      * token per step, then {@code decode} steps. Returns per row the token after the prompt and the {@code decode}
      * generated after it; {@code stepMs} (when given, {@code decode} long) gets each decode step's milliseconds, from
-     * its inputs' upload to its tokens on the host.
+     * its step number's upload to its tokens on the host.
      */
     public long[][] generate(long[] prompt, int prefill, int decode, double[] stepMs) {
         return generate(prompt, prefill, decode, stepMs, null);
@@ -214,41 +241,27 @@ public final class StaticCacheDecode implements AutoCloseable {
         }
         used = true;
         long[][] out = new long[batch][decode + 1];
-        long[] ids = new long[batch];
         for (int t = 0; t < prefill + decode; t++) {
-            if (t < prefill) {
+            if (t < prefill) {   // the prompt's token t, in place of the last step's greedy one
+                long[] ids = new long[batch];
                 for (int r = 0; r < batch; r++) {
                     ids[r] = prompt[r * prefill + t];
                 }
+                step.state(TOKENS, HostValue.longs(ids, batch, 1));
             }
-            long[] mask = new long[batch * length];
-            long[] positions = new long[batch];
-            for (int r = 0; r < batch; r++) {
-                for (int j = length - 1 - t; j < length; j++) {
-                    mask[r * length + j] = 1;   // the t + 1 tokens so far, right-aligned
-                }
-                positions[r] = t;
-            }
-            Map<String, HostValue> feeds = new LinkedHashMap<>();
-            feeds.put(tokenInputs.get(0), HostValue.longs(ids.clone(), batch, 1));
-            feeds.put(tokenInputs.get(1), HostValue.longs(mask, batch, length));
-            feeds.put(tokenInputs.get(2), HostValue.longs(positions, batch, 1));
             long started = System.nanoTime();
-            Map<String, ByteBuffer> read = step.run(feeds, stepLogits == null ? List.of(NEXT_TOKEN)
-                    : List.of(NEXT_TOKEN, logits));
-            ByteBuffer next = read.get(NEXT_TOKEN);
-            if (stepLogits != null) {
-                stepLogits.add(read.get(logits));
-            }
+            Map<String, ByteBuffer> read = step.run(Map.of(STEP, HostValue.longs(new long[] {t})),
+                    stepLogits == null ? List.of() : List.of(logits));
+            ByteBuffer next = step.state(TOKENS);
             if (stepMs != null && t >= prefill) {
                 stepMs[t - prefill] = (System.nanoTime() - started) / 1e6;
             }
-            for (int r = 0; r < batch; r++) {
-                ids[r] = next.asLongBuffer().get(r);
+            if (stepLogits != null) {
+                stepLogits.add(read.get(logits));
             }
             if (t >= prefill - 1) {
                 for (int r = 0; r < batch; r++) {
-                    out[r][t - prefill + 1] = ids[r];
+                    out[r][t - prefill + 1] = next.asLongBuffer().get(r);
                 }
             }
         }

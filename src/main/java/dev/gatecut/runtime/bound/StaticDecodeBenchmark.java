@@ -26,7 +26,7 @@ import java.util.stream.Stream;
 public final class StaticDecodeBenchmark {
 
     /**
-     * One model's figures: per timed generation the median milliseconds of its decode steps (from the token inputs'
+     * One model's figures: per timed generation the median milliseconds of its decode steps (from the step number's
      * upload to the next tokens on the host), the tokens of the first, and speedups and ideals over the first model.
      */
     public record Result(Path file, long parameters, WeightTraffic traffic, boolean cudaGraph, double[] stepMs,
