@@ -268,6 +268,11 @@ public final class StaticCacheDecode implements AutoCloseable {
         return out;
     }
 
+    /** The symbolic dimensions the step's session was pinned to (the cache's past length among them). */
+    public Map<String, Long> pinnedDims() {
+        return step.pinnedDims();
+    }
+
     /** Steps run uncaptured so far (the first of each session; then every step replays). */
     public long uncapturedRuns() {
         return step.uncapturedRuns();

@@ -58,6 +58,9 @@ class StaticCacheDecodeTest {
                     assertArrayEquals(tokens[r], again[r], name + " row " + r + ", second generation");
                 }
                 assertEquals(1, decoder.uncapturedRuns(), "the session is opened on the first step's shapes");
+                // Pinned from the cache state as well as the step's input: no free dimension left for a capture.
+                assertTrue(decoder.pinnedDims().containsValue((long) (prefill + decode + 2))
+                        && decoder.pinnedDims().containsValue((long) batch), decoder.pinnedDims().toString());
             }
         }
     }
