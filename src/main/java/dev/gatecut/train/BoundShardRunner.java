@@ -13,7 +13,6 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 
 /**
  * A replica whose shard step runs device-resident ({@link BoundStep} on one CUDA device; with {@code cudaGraph}
@@ -58,12 +57,8 @@ final class BoundShardRunner implements ShardRunner {
             throw e;
         }
         try {
-            for (var e : graph.probeInputs().entrySet()) {
-                int n = graph.plan().gate(e.getKey()).orElseThrow().size();
-                float[] ones = new float[n];
-                java.util.Arrays.fill(ones, 1f);
-                step.constant(e.getValue(), HostValue.floats(ones, n));   // ∂L/∂p = g·∂L/∂g at p = 1
-            }
+            GateTrainer.probeOnes(graph).forEach((probe, ones) -> step.constant(probe, HostValue.floats(ones,
+                    ones.length)));
         } catch (RuntimeException e) {
             step.close();
             throw e;
@@ -72,10 +67,10 @@ final class BoundShardRunner implements ShardRunner {
 
     /**
      * Packs {@code graph}'s shard step in place (before it is saved): the parameters, noise inputs and scalar knobs
-     * ({@code scalarInputs}: those the graph has) into {@link #PACKED_INPUTS}; the gradients, saliencies and the
-     * three losses into {@link #PACKED_OUTPUTS}.
+     * (those the graph has) into {@link #PACKED_INPUTS}; the gradients, saliencies and the three losses into
+     * {@link #PACKED_OUTPUTS}.
      */
-    static Packing pack(TrainingGraph.Built graph, Set<String> scalarInputs) {
+    static Packing pack(TrainingGraph.Built graph, TrainConfig config) {
         var g = graph.model().graph();
         long opset = graph.model().defaultOpset();
         Map<String, long[]> in = new LinkedHashMap<>();
@@ -84,16 +79,8 @@ final class BoundShardRunner implements ShardRunner {
             in.put(p.name(), p.dims());
             out.put(TrainingGraph.Built.gradient(p.name()), p.dims());
         }
-        for (var e : graph.noiseInputs().entrySet()) {
-            in.put(e.getValue(), new long[] {graph.plan().gate(e.getKey()).orElseThrow().size()});
-        }
-        for (String s : scalarInputs) {
-            in.put(s, new long[0]);
-        }
-        for (var e : graph.probeInputs().entrySet()) {
-            out.put(TrainingGraph.Built.saliency(e.getValue()),
-                    new long[] {graph.plan().gate(e.getKey()).orElseThrow().size()});
-        }
+        in.putAll(DeviceResidentTrainer.noiseAndKnobSlots(graph, config));
+        out.putAll(DeviceResidentTrainer.saliencySlots(graph));
         for (String loss : List.of(TrainingGraph.TASK_LOSS, TrainingGraph.SPARSITY_LOSS, TrainingGraph.EXPECTED_SPARSITY)) {
             out.put(loss, new long[0]);
         }

@@ -83,7 +83,7 @@ public final class DataParallelTrainer implements StepTrainer {
                                                      Device device, List<Integer> deviceIds, boolean cudaGraph)
             throws OrtException {
         java.util.Set<String> scalars = GateTrainer.scalarInputs(graph, config);   // before packing makes them slots
-        BoundShardRunner.Packing packing = BoundShardRunner.pack(graph, scalars);
+        BoundShardRunner.Packing packing = BoundShardRunner.pack(graph, config);
         graph.model().save(savedGraph,
                 SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
         return new DataParallelTrainer(graph, config, deviceIds, scalars, (id, threads) ->
@@ -216,7 +216,7 @@ public final class DataParallelTrainer implements StepTrainer {
     public GateTrainer.StepResult train(Batch batch, Random noise) throws OrtException {
         Schedule.At at = Schedule.at(schedule, config, step);
         Map<String, Double> millis = new LinkedHashMap<>();
-        ShardResult whole = batchGradients(batch, noise, at, millis);
+        ShardResult whole = batchGradients(batch, noise, millis);
         long started = System.nanoTime();
         if (!at.recovery()) {
             for (var e : whole.saliency().entrySet()) {
@@ -255,17 +255,15 @@ public final class DataParallelTrainer implements StepTrainer {
 
     /** The losses and gradients of {@code batch} at the current parameters (no step), for tests. */
     Map<String, float[]> gradients(Batch batch, Random noise) throws OrtException {
-        Schedule.At at = Schedule.at(schedule, config, step);
-        return batchGradients(batch, noise, at, new LinkedHashMap<>()).gradients();
+        return batchGradients(batch, noise, new LinkedHashMap<>()).gradients();
     }
 
-    /** The whole batch's task loss and gradients: the replicas' shards run concurrently, then Σ share·shard. */
     /**
+     * The whole batch's task loss and gradients: the replicas' shards run concurrently, then Σ share·shard.
      * {@code millis} gets the step's phases: {@code feed} (shards, noise), {@code run} (the replicas, concurrently, from
      * the first submitted until the last returned), {@code average}; {@link #train} adds {@code update} (AdamW).
      */
-    private ShardResult batchGradients(Batch batch, Random noise, Schedule.At at, Map<String, Double> millis)
-            throws OrtException {
+    private ShardResult batchGradients(Batch batch, Random noise, Map<String, Double> millis) throws OrtException {
         long started = System.nanoTime();
         StepInputs inputs = prefetched.take(batch, step);
         if (inputs == null) {

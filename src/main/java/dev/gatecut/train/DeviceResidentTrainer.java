@@ -71,24 +71,36 @@ public final class DeviceResidentTrainer implements StepTrainer {
     public static Packing pack(TrainingGraph.Built train, TrainConfig config) {
         var g = train.model().graph();
         long opset = train.model().defaultOpset();
-        Map<String, long[]> in = new LinkedHashMap<>();
-        for (var e : train.noiseInputs().entrySet()) {
-            in.put(e.getValue(), new long[] {train.plan().gate(e.getKey()).orElseThrow().size()});
-        }
-        for (String scalar : GateTrainer.scalarInputs(train, config)) {
-            in.put(scalar, new long[0]);
-        }
         Map<String, long[]> out = new LinkedHashMap<>();
         for (String loss : List.of(TrainingGraph.LOSS, TrainingGraph.TASK_LOSS, TrainingGraph.SPARSITY_LOSS,
                 TrainingGraph.EXPECTED_SPARSITY)) {
             out.put(loss, new long[0]);
         }
+        out.putAll(saliencySlots(train));
+        return new Packing(PackedFloats.packInputs(g, opset, noiseAndKnobSlots(train, config), PACKED_INPUTS),
+                PackedFloats.packOutputs(g, opset, out, PACKED_OUTPUTS));
+    }
+
+    /** The step's gate-noise inputs ([gate size]) and scalar knobs ([]) by name: what a step feeds besides the batch. */
+    static Map<String, long[]> noiseAndKnobSlots(TrainingGraph.Built train, TrainConfig config) {
+        Map<String, long[]> slots = new LinkedHashMap<>();
+        for (var e : train.noiseInputs().entrySet()) {
+            slots.put(e.getValue(), new long[] {train.plan().gate(e.getKey()).orElseThrow().size()});
+        }
+        for (String scalar : GateTrainer.scalarInputs(train, config)) {
+            slots.put(scalar, new long[0]);
+        }
+        return slots;
+    }
+
+    /** The step's saliency outputs ([gate size], g·∂L/∂g per probe) by name. */
+    static Map<String, long[]> saliencySlots(TrainingGraph.Built train) {
+        Map<String, long[]> slots = new LinkedHashMap<>();
         for (var e : train.probeInputs().entrySet()) {
-            out.put(TrainingGraph.Built.saliency(e.getValue()),
+            slots.put(TrainingGraph.Built.saliency(e.getValue()),
                     new long[] {train.plan().gate(e.getKey()).orElseThrow().size()});
         }
-        return new Packing(PackedFloats.packInputs(g, opset, in, PACKED_INPUTS),
-                PackedFloats.packOutputs(g, opset, out, PACKED_OUTPUTS));
+        return slots;
     }
 
     /**
@@ -103,10 +115,9 @@ public final class DeviceResidentTrainer implements StepTrainer {
         this.config = config;
         this.train = train;
         this.packing = packing;
-        Set<String> inputs = new java.util.HashSet<>();
-        train.model().graph().inputs().forEach(v -> inputs.add(v.name()));
-        packing.inputs().slots().forEach(slot -> inputs.add(slot.name()));
-        this.stepInputs = Set.copyOf(inputs);
+        // The knobs the step takes are packed slots now (pack): read off the packing, not the graph.
+        this.stepInputs = packing.inputs().slots().stream().map(PackedFloats.Slot::name)
+                .collect(java.util.stream.Collectors.toUnmodifiableSet());
         Map<String, String> nextOf = new LinkedHashMap<>();
         for (TrainableParam p : train.params()) {
             for (String s : stateNames(p)) {
@@ -120,12 +131,10 @@ public final class DeviceResidentTrainer implements StepTrainer {
                 step.state(TrainingGraph.Built.moment1(p.name()), HostValue.floats(new float[p.size()], p.dims()));
                 step.state(TrainingGraph.Built.moment2(p.name()), HostValue.floats(new float[p.size()], p.dims()));
             }
-            for (var e : train.probeInputs().entrySet()) {
-                int n = train.plan().gate(e.getKey()).orElseThrow().size();
-                float[] ones = new float[n];
-                java.util.Arrays.fill(ones, 1f);
-                step.constant(e.getValue(), HostValue.floats(ones, n));   // ∂L/∂p = g·∂L/∂g at p = 1
-                saliency.put(e.getKey(), new float[n]);
+            GateTrainer.probeOnes(train).forEach((probe, ones) -> step.constant(probe, HostValue.floats(ones,
+                    ones.length)));
+            for (String gate : train.probeInputs().keySet()) {
+                saliency.put(gate, new float[train.plan().gate(gate).orElseThrow().size()]);
             }
         } catch (RuntimeException e) {
             step.close();

@@ -38,11 +38,6 @@ public final class GateTrainer implements StepTrainer {
         public StepResult(double loss, double taskLoss, double sparsityLoss, double expectedSparsity) {
             this(loss, taskLoss, sparsityLoss, expectedSparsity, Map.of());
         }
-
-        /** The session run's milliseconds (NaN where not measured). */
-        public double runMillis() {
-            return millis.getOrDefault("run", Double.NaN);
-        }
     }
 
     private final TrainConfig config;
@@ -274,11 +269,21 @@ public final class GateTrainer implements StepTrainer {
     /** Feeds every saliency probe of {@code train} its ones (the probe multiplies its gate; ∂L/∂p = g·∂L/∂g). */
     static void feedProbes(ai.onnxruntime.OrtEnvironment env, Map<String, OnnxTensor> feeds, TrainingGraph.Built train)
             throws OrtException {
-        for (var e : train.probeInputs().entrySet()) {
-            float[] ones = new float[train.plan().gate(e.getKey()).orElseThrow().size()];
-            java.util.Arrays.fill(ones, 1f);
-            feeds.put(e.getValue(), OnnxTensor.createTensor(env, FloatBuffer.wrap(ones), new long[] {ones.length}));
+        for (var e : probeOnes(train).entrySet()) {
+            feeds.put(e.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(e.getValue()),
+                    new long[] {e.getValue().length}));
         }
+    }
+
+    /** Probe input → its value: ones, one per entry of its gate (∂L/∂p = g·∂L/∂g at p = 1). */
+    static Map<String, float[]> probeOnes(TrainingGraph.Built train) {
+        Map<String, float[]> ones = new LinkedHashMap<>();
+        for (var e : train.probeInputs().entrySet()) {
+            float[] v = new float[train.plan().gate(e.getKey()).orElseThrow().size()];
+            java.util.Arrays.fill(v, 1f);
+            ones.put(e.getValue(), v);
+        }
+        return ones;
     }
 
     /** sum += |g·∂L/∂g| of one step: the running Taylor saliency. */

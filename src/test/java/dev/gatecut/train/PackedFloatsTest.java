@@ -47,9 +47,7 @@ class PackedFloatsTest {
         Path plainFile = dir.resolve("plain.onnx");
         Path packedFile = dir.resolve("packed.onnx");
         plain.model().save(plainFile, external);
-        java.util.Set<String> scalars = new java.util.LinkedHashSet<>(List.of(TrainingGraph.SPARSITY_WEIGHT,
-                TrainingGraph.TARGET_SPARSITY));
-        BoundShardRunner.Packing packing = BoundShardRunner.pack(packed, scalars);
+        BoundShardRunner.Packing packing = BoundShardRunner.pack(packed, config);   // the knobs: weight and target
         packed.model().save(packedFile, external);
         int params = plain.params().size();
         assertEquals(params + plain.noiseInputs().size() + 2, packing.inputs().slots().size());

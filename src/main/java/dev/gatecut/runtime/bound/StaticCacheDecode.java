@@ -211,13 +211,11 @@ public final class StaticCacheDecode implements AutoCloseable {
         }
         DataType type = Shape.elementType(in).orElseThrow(() -> new ModelException("past input '" + in.name()
                 + "' has no element type"));
-        int bytes = switch (type) {
-            case FLOAT16, BFLOAT16 -> 2;
-            case FLOAT -> 4;
-            default -> throw new ModelException("past input '" + in.name() + "' is " + type.name().toLowerCase(Locale.ROOT)
+        if (type != DataType.FLOAT && type != DataType.FLOAT16 && type != DataType.BFLOAT16) {
+            throw new ModelException("past input '" + in.name() + "' is " + type.name().toLowerCase(Locale.ROOT)
                     + "; static-cache decoding takes float32, float16 or bfloat16 caches");
-        };
-        return HostValue.zeros(type.code(), bytes, dims);
+        }
+        return HostValue.zeros(type.code(), type.elementBytes(), dims);
     }
 
     /**
