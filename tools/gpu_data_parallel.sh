@@ -186,10 +186,13 @@ def peak_mib(tag):
 one, many = rows("1gpu"), rows(f"{n}gpu")
 
 def phases(rs):   # median ms per phase over the later steps (train_ms: the trainer's call; the rest: its parts)
-    keys = sorted({k for r in rs for k in r if k.endswith("_ms")})
     later = rs[SKIP:] or rs
-    return {k: round(sorted(r[k] for r in later if k in r)[len([r for r in later if k in r]) // 2], 2)
-            for k in keys if any(k in r for r in later)}
+    medians = {}
+    for k in sorted({k for r in later for k in r if k.endswith("_ms")}):
+        v = sorted(r[k] for r in later if k in r)
+        medians[k] = round(v[len(v) // 2], 2)
+    return medians
+
 r1, rn = rate(one), rate(many)
 eff = rn / (n * r1)
 loss_rel = max(abs(a["loss"] - b["loss"]) / max(abs(a["loss"]), 1e-12) for a, b in zip(one, many))
