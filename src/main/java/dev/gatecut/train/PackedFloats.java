@@ -94,10 +94,8 @@ public record PackedFloats(String name, List<Slot> slots, int size) {
             graph.removeOutput(old);
             flat.add(ops.op("Reshape", old, ops.int64s(slot.size())));
         }
-        List<dev.gatecut.onnx.proto.AttributeProto> axis = flat.size() == 1 ? List.of()
-                : List.of(OpBuilder.attr("axis", 0L));
-        Value named = graph.addNode(flat.size() == 1 ? "Identity" : "Concat", "", graph.freshNodeName("pack/Concat"),
-                flat, List.of(packedName), axis).output(0);
+        Value named = graph.addNode("Concat", "", graph.freshNodeName("pack/Concat"), flat, List.of(packedName),
+                List.of(OpBuilder.attr("axis", 0L))).output(0);   // one input is a valid Concat too
         named.setType(floatVector(packed.size()));
         graph.addOutput(named);
         graph.sortTopologically();
