@@ -23,6 +23,9 @@
 #     tools/gpu_train_profile.sh. Either flag needs bytedeco's CUDA JNI library: carried as
 #     .gpu-carry/bound/libjnionnxruntime.so.xz (tools/make_bound_carry.sh), unpacked to $BOUND (/opt/gpukit/bound)
 #     and passed as -Dgatecut.bound.native.path.
+# KTRACE=1: afterwards, both runs again under the kernel tracer (tools/ktrace/libktrace.so, carried or built there
+#   with tools/ktrace/build.sh; LoRA without warm-up steps so both traces hold STEPS steps), summarised side by side
+#   per kernel category (tools/ktrace_summary.py, $OUT/kt-summary.md) and gatecut's idle gaps (kt-gaps.json).
 # CPU dry run of the gatecut part (no nvidia-smi, no LoRA): MODEL=<small decoder> DEVICE=cpu VOCAB=<its vocabulary>
 #   SKIP_LORA=1 GATECUT="java -cp ... dev.gatecut.cli.GatecutCli" BATCH=2 SEQ=16 STEPS=3 bash tools/gpu_llm_train.sh
 set -uo pipefail
@@ -119,4 +122,27 @@ for ck in "" "--checkpointing"; do
   peak_run "$tag" python3 tools/lora_llm_bench.py --shape "$SHAPE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" \
     --steps "$STEPS" --tokens "$WORK/tokens.jsonl" $ck
 done
+if [ "${KTRACE:-0}" = 1 ]; then
+  KTRACE_LIB=${KTRACE_LIB:-$PWD/tools/ktrace/libktrace.so}
+  [ -f "$KTRACE_LIB" ] || bash tools/ktrace/build.sh > /dev/null 2>&1 || true
+  if [ ! -f "$KTRACE_LIB" ]; then
+    say "ktrace: $KTRACE_LIB is missing and could not be built; skipped"
+  else
+    say "ktrace: gatecut and LoRA again under the kernel tracer, $STEPS steps each"
+    rm -rf "$WORK/run-kt"
+    # shellcheck disable=SC2086
+    CUDA_INJECTION64_PATH="$KTRACE_LIB" KTRACE_OUT="$WORK/kt-gatecut.tsv" "${GC[@]}" train "$MODEL" --task lm \
+      --train "$WORK/tokens.jsonl" --target-sparsity 0.3 --batch "$BATCH" --max-len "$SEQ" --steps "$STEPS" \
+      --device "$DEVICE" --log-every 1 --no-progress -o "$WORK/run-kt" $TRAIN_ARGS > "$OUT/kt-gatecut.log" 2>&1 \
+      || say "ktrace: gatecut FAILED"
+    cp "$WORK/run-kt/metrics.jsonl" "$OUT/kt-gatecut-metrics.jsonl" 2>/dev/null
+    CUDA_INJECTION64_PATH="$KTRACE_LIB" KTRACE_OUT="$WORK/kt-lora.tsv" python3 tools/lora_llm_bench.py --shape "$SHAPE" \
+      --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --warmup 0 --tokens "$WORK/tokens.jsonl" \
+      > "$OUT/kt-lora.log" 2>&1 || say "ktrace: LoRA FAILED"
+    python3 tools/ktrace_summary.py --runs "$STEPS" gatecut="$WORK/kt-gatecut.tsv" lora="$WORK/kt-lora.tsv" \
+      --json "$OUT/kt-summary.json" > "$OUT/kt-summary.md" 2>&1 || say "ktrace summary FAILED"
+    python3 tools/ktrace_gaps.py "$WORK/kt-gatecut.tsv" --last-ms 3000 --json "$OUT/kt-gaps.json" | head -30
+    head -c 6000 "$OUT/kt-summary.md"
+  fi
+fi
 say done
