@@ -9,6 +9,7 @@
 #   source /opt/gpukit/env.sh && STEP=export bash tools/gpu_decode_bench.sh   # ~3-5 min: tiny preflight, Qwen2.5-1.5B-shaped fp16
 #   source /opt/gpukit/env.sh && STEP=prune  bash tools/gpu_decode_bench.sh   # compile 30% / 50% (random coupled gates, --align 32)
 #   source /opt/gpukit/env.sh && STEP=decode bash tools/gpu_decode_bench.sh   # greedy generation, dense vs slim, batch 1 and 16
+#   source /opt/gpukit/env.sh && STEP=trace  bash tools/gpu_decode_bench.sh   # kernels of one static-cache decode step (tools/ktrace), dense and slim
 #   source /opt/gpukit/env.sh && STEP=graph  bash tools/gpu_decode_bench.sh   # batch 1 with and without CUDA graphs, BERT-base / LLaMA-0.5B fp16
 #
 # Writes into $OUT: decode-STEP.log (everything printed), and per step its JSON (decode-b1.json,
@@ -20,7 +21,7 @@
 # device, and the static-cache decode step replayed as a CUDA graph; both need .gpu-carry/bound carried).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-STEP=${STEP:?STEP=export, prune, decode or graph}
+STEP=${STEP:?STEP=export, prune, decode, trace or graph}
 OUT=${OUT:-$PWD/decode-out}
 MODEL_DIR=${MODEL_DIR:-/opt/models}
 BENCH_DIR=${BENCH_DIR:-/tmp/bench}
@@ -124,6 +125,34 @@ for key, title in (("ioBinding", "KV cache on the device (I/O binding)"),
 PY
   done
   ;;
+trace)
+  # Where a static-cache decode step's time goes at batch 1: each model alone under the kernel tracer, the window
+  # of its last timed static-cache generation split by the step time bench measured (kernels per step, top kernels).
+  # shellcheck source=tools/gpu_bound_native.sh
+  source tools/gpu_bound_native.sh
+  bound_native "--cuda-graph" || { say "bytedeco's CUDA JNI library is missing"; exit 2; }
+  KTRACE_LIB=${KTRACE_LIB:-$PWD/tools/ktrace/libktrace.so}
+  [ -f "$KTRACE_LIB" ] || bash tools/ktrace/build.sh > /dev/null 2>&1 || { say "no $KTRACE_LIB"; exit 2; }
+  # First, whether the static-cache path gives the plain path's tokens on CUDA: the tiny model in fp32 (same tokens
+  # expected) and fp16 (random weights: near-tied logits may flip in half precision).
+  [ -f "$MODEL_DIR/tiny-kv-fp32.onnx" ] || python3 tools/export_decoder_kv.py --shape tiny --dtype fp32 --out "$MODEL_DIR" > /dev/null
+  "${GC[@]}" bench "$MODEL_DIR/tiny-kv-fp32.onnx" "$MODEL_DIR/tiny-kv-fp16.onnx" --generate --device cuda --batch 4 \
+    --prefill 16 --decode 16 --runs 1 --warmup 0 --cuda-graph 2>&1 | grep -A4 "same tokens" | head -12
+  for f in "$MODEL_DIR/$NAME.onnx" $(for s in $SPARSITIES; do slim "$s"; done); do
+    [ -f "$f" ] || continue
+    tag=$(basename "$f" .onnx)
+    CUDA_INJECTION64_PATH="$KTRACE_LIB" KTRACE_OUT="$BENCH_DIR/kt-$tag.tsv" timeout 200 "${GC[@]}" bench "$f" --generate \
+      --device cuda --batch 1 --prefill "$PREFILL" --decode "$DECODE" --runs 2 --warmup 1 --cuda-graph --json \
+      > "$OUT/trace-$tag.json" || { say "trace $tag FAILED"; continue; }
+    # the last 60% of the last generation: static-cache steps only (the plain path ran before it)
+    ms=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['staticCache']['models'][0]['stepMedianMs'])" "$OUT/trace-$tag.json")
+    window=$(python3 -c "print(round($ms * $DECODE * 0.6, 2))")
+    steps=$(python3 -c "print(max(1, round($DECODE * 0.6)))")
+    say "trace $tag: static-cache step $ms ms; the last $window ms = ~$steps steps"
+    python3 tools/ktrace_gaps.py "$BENCH_DIR/kt-$tag.tsv" --last-ms "$window" --steps "$steps" --kernels --top 25 \
+      --json "$OUT/trace-$tag-gaps.json" | grep -v "^  .*ms  after"
+  done
+  ;;
 graph)
   # Export (fp16, same weights as the fp32 bench models) and compile unless gpu_bench_prune.sh left them.
   todo=()
@@ -159,6 +188,6 @@ PY
   done
   ;;
 *)
-  echo "STEP must be export, prune, decode or graph, not '$STEP'"; exit 2 ;;
+  echo "STEP must be export, prune, decode, trace or graph, not '$STEP'"; exit 2 ;;
 esac
 say "step $STEP done"

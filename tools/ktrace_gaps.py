@@ -36,6 +36,7 @@ def main():
     ap.add_argument("--last-ms", type=float, default=0.0)
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--kernels", action="store_true", help="also the window's kernels: count per step and the --top by time")
     ap.add_argument("--json")
     a = ap.parse_args()
     recs = records(a.trace)
@@ -76,8 +77,22 @@ def main():
     print(f"\nlargest {a.top} gaps:")
     for ms, before, after in sorted(gaps, reverse=True)[:a.top]:
         print(f"  {ms:8.3f} ms  after [{before}]  before [{after}]")
+    kernels = {}
+    if a.kernels:
+        for s, e, name in recs:
+            if not name.startswith("memcpy "):
+                k = kernels.setdefault(name, [0, 0.0])
+                k[0] += 1
+                k[1] += (e - s) / 1e6
+        count = sum(k[0] for k in kernels.values())
+        total = sum(k[1] for k in kernels.values())
+        print(f"\nkernels: {count} ({count / per:.0f} per step), {total:.1f} ms ({total / per:.3f} ms per step), "
+              f"mean {1e3 * total / max(count, 1):.2f} us; top {a.top} by time (ms per step, launches per step, name):")
+        for name, (n, ms) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[:a.top]:
+            print(f"  {ms / per:8.3f}  {n / per:6.1f}  {name}")
     if a.json:
         json.dump({"span_ms": span, "busy_ms": busy_ms, "steps": a.steps,
+                   "kernels": {k: {"count": v[0], "ms": v[1]} for k, v in kernels.items()},
                    "buckets": {k: {"count": v[0], "ms": v[1]} for k, v in by_bucket.items()},
                    "largest": [{"ms": g[0], "before": g[1], "after": g[2]} for g in sorted(gaps, reverse=True)[:a.top]]},
                   open(a.json, "w"), indent=1)

@@ -47,6 +47,13 @@ class GapsTest(unittest.TestCase):
         self.assertEqual(largest["after"], "gemm_b")
         self.assertIn("per step (2)", text)
 
+    def test_kernels_per_step_without_copies(self):
+        text, g = run("--steps", "2", "--kernels")
+        self.assertEqual(set(g["kernels"]), {"gemm_a", "mul_overlapping", "gemm_b", "reduce"})
+        self.assertAlmostEqual(g["kernels"]["mul_overlapping"]["ms"], 2.0)
+        self.assertIn("kernels: 4 (2 per step)", text)
+        self.assertEqual({}, run("--steps", "2")[1]["kernels"])
+
     def test_last_ms_window(self):
         _, g = run("--last-ms", "2")
         self.assertAlmostEqual(g["span_ms"], 2.0)   # gemm_b and reduce only
