@@ -178,9 +178,16 @@ public final class Differentiator {
         contributions.computeIfAbsent(loss, k -> new ArrayList<>()).add(ops.scalar(lossScale));
         Set<Node> forward = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
         forward.addAll(graph.nodes());
+        Map<Node, SliceTiling.Group> tilings = SliceTiling.find(onPath, active, v -> shapes.get(v.name()));
+        Set<Node> visitedPieces = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
         for (int i = onPath.size() - 1; i >= 0; i--) {
             Node n = onPath.get(i);
-            rules.rule(n).orElseThrow().backward(n, new Context(n));
+            SliceTiling.Group tiling = tilings.get(n);
+            if (tiling == null) {
+                rules.rule(n).orElseThrow().backward(n, new Context(n));
+            } else if (visitedPieces.add(n) && visitedPieces.containsAll(tiling.pieces())) {
+                backwardTiling(tiling, n);   // the last piece reached: every piece's gradient is complete
+            }
         }
         shapesFromSizes(forward);
         Map<String, Value> grads = new LinkedHashMap<>();
@@ -276,6 +283,25 @@ public final class Differentiator {
 
     private static String opName(Node n) {
         return n.domain().isEmpty() || n.domain().equals("ai.onnx") ? n.opType() : n.domain() + ":" + n.opType();
+    }
+
+    /**
+     * The gradient of slices that tile their input along one axis: the pieces' gradients joined by one Concat. Where
+     * a piece got no gradient, each piece's own rule instead (zeros padded around each).
+     */
+    private void backwardTiling(SliceTiling.Group tiling, Node last) {
+        List<Value> parts = new ArrayList<>();
+        for (Node piece : tiling.pieces()) {
+            parts.add(gradientOf(piece.output(0)));
+        }
+        if (parts.contains(null)) {
+            for (Node piece : tiling.pieces()) {
+                rules.rule(piece).orElseThrow().backward(piece, new Context(piece));
+            }
+            return;
+        }
+        Context c = new Context(last);
+        c.give(0, c.ops().op("Concat", parts, OpBuilder.attr("axis", (long) tiling.axis())));
     }
 
     /** The summed gradient of a value, or null when nothing contributed. */

@@ -31,6 +31,7 @@ import java.util.Random;
 
 import static dev.gatecut.autodiff.GradCheck.In;
 import static dev.gatecut.onnx.OpBuilder.attr;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -227,6 +228,50 @@ class StructureRulesTest {
     }
 
     @Test
+    void slicesThatTileAnAxisJoinTheirGradientsWithOneConcat() throws Exception {
+        // rotate_half with constant bounds (dynamo exports) and with TorchScript's computed half, d/2 from Shape(x)
+        OnnxModel constant = rotateHalf(new Net(17).ints("zero", 0).ints("half", 4)).check(2, 5);
+        OnnxModel computed = rotateHalf(new Net(17).ints("zero", 0).ints("two", 2)
+                .node("Shape", List.of("x"), List.of("shape"))
+                .node("Gather", List.of("shape", "last"), List.of("d"))
+                .node("Div", List.of("d", "two"), List.of("half"))).check(2, 5);
+        for (OnnxModel m : List.of(constant, computed)) {
+            assertEquals(0, ops(m, "Pad"), "no zero-padded piece gradients");
+            assertEquals(2, ops(m, "Concat"), "the forward Concat and the joined gradient");
+        }
+        // a gap (x[..., :3] and x[..., 4:]) or an overlap (x[..., :5] and x[..., 4:]) is no tiling: each piece padded
+        for (long end : new long[] {3, 5}) {
+            OnnxModel m = new Net(17).input("x", B, S, 8).ints("zero", 0).ints("cut", end).ints("four", 4)
+                    .ints("end", MAX).ints("last", -1)
+                    .node("Slice", List.of("x", "zero", "cut", "last"), List.of("x1"))
+                    .node("Slice", List.of("x", "four", "end", "last"), List.of("x2"))
+                    .node("Concat", List.of("x2", "x1"), List.of("y"), attr("axis", -1L)).out("y").check(2, 5);
+            assertEquals(2, ops(m, "Pad"), "end " + end);
+        }
+        // three pieces along the sequence axis, whose length is not fixed: left to the plain rule
+        OnnxModel seq = new Net(17).input("x", B, S, 4).ints("zero", 0).ints("one", 1).ints("end", MAX)
+                .ints("ax", 1).node("Slice", List.of("x", "zero", "one", "ax"), List.of("x1"))
+                .node("Slice", List.of("x", "one", "end", "ax"), List.of("x2"))
+                .node("Concat", List.of("x2", "x1"), List.of("y"), attr("axis", 1L)).out("y").check(2, 5);
+        assertEquals(2, ops(seq, "Pad"));
+    }
+
+    private static Net rotateHalf(Net net) {
+        return net.input("x", B, S, 8).frozen("cos", B, S, 8).frozen("sin", B, S, 8).ints("end", MAX).ints("last", -1)
+                .node("Slice", List.of("x", "zero", "half", "last"), List.of("x1"))
+                .node("Slice", List.of("x", "half", "end", "last"), List.of("x2"))
+                .node("Neg", List.of("x2"), List.of("nx2"))
+                .node("Concat", List.of("nx2", "x1"), List.of("rot"), attr("axis", -1L))
+                .node("Mul", List.of("x", "cos"), List.of("a"))
+                .node("Mul", List.of("rot", "sin"), List.of("b"))
+                .node("Add", List.of("a", "b"), List.of("y")).out("y");
+    }
+
+    private static long ops(OnnxModel m, String opType) {
+        return m.graph().nodes().stream().filter(n -> n.opType().equals(opType)).count();
+    }
+
+    @Test
     void splitWithUnusedOutputAndDynamicSequence() throws Exception {
         new Net(18).input("x", B, S, 6).ints("sizes", 1, 2, 3)
                 .node("Split", List.of("x", "sizes"), List.of("y0", "y1", "y2"), attr("axis", -1L))
@@ -374,7 +419,7 @@ class StructureRulesTest {
         }
 
         /** Checks every parameter's gradient at {@code batch} × {@code seq} against central differences. */
-        void check(int batch, int seq) throws Exception {
+        OnnxModel check(int batch, int seq) throws Exception {
             // No graph optimizations, as in GradCheck: ONNX Runtime fuses Transpose+MatMul into a float-only kernel.
             OrtSession.SessionOptions plain = new OrtSession.SessionOptions();
             plain.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.NO_OPT);
@@ -432,6 +477,7 @@ class StructureRulesTest {
                             + " (relative error " + err + ", opset " + opset + ", " + batch + "×" + seq + ")");
                 }
             }
+            return model;
         }
 
         private static Map<String, double[]> shifted(Map<String, double[]> x, String name, double[] u, double eps) {
