@@ -215,15 +215,7 @@ class StructureRulesTest {
     void ropeRotateHalf() throws Exception {
         // rotate_half(x) = concat(-x[..., d/2:], x[..., :d/2]); y = x·cos + rotate_half(x)·sin
         for (long opset : new long[] {11, 17, 18}) {
-            new Net(opset).input("x", B, S, 8).frozen("cos", B, S, 8).frozen("sin", B, S, 8)
-                    .ints("zero", 0).ints("half", 4).ints("end", MAX).ints("last", -1)
-                    .node("Slice", List.of("x", "zero", "half", "last"), List.of("x1"))
-                    .node("Slice", List.of("x", "half", "end", "last"), List.of("x2"))
-                    .node("Neg", List.of("x2"), List.of("nx2"))
-                    .node("Concat", List.of("nx2", "x1"), List.of("rot"), attr("axis", -1L))
-                    .node("Mul", List.of("x", "cos"), List.of("a"))
-                    .node("Mul", List.of("rot", "sin"), List.of("b"))
-                    .node("Add", List.of("a", "b"), List.of("y")).out("y").check(2, 5);
+            rotateHalf(new Net(opset).ints("zero", 0).ints("half", 4)).check(2, 5);
         }
     }
 
