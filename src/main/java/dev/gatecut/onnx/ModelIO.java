@@ -432,11 +432,18 @@ public final class ModelIO {
                         Tensor t = v.initializer();
                         if (goesExternal(t, options)) {
                             long offset = align(out, t.byteSize() >= (64 << 10) ? 4096 : 64);
-                            t.writeRawTo(out);
+                            if (t.dataType().isFloatingPoint() && t.byteSize() >= options.zeroFloatsFrom()) {
+                                out.position(offset + t.byteSize());   // a hole: zeros when read
+                            } else {
+                                t.writeRawTo(out);
+                            }
                             tensors.add(t.toExternalProto(dataName, offset));
                         } else {
                             tensors.add(t.toProto());
                         }
+                    }
+                    if (out.size() < out.position()) {   // a hole at the end: the file still needs its length
+                        out.write(ByteBuffer.allocate(1), out.position() - 1);
                     }
                     if (options.sync()) {
                         out.force(true);

@@ -256,6 +256,22 @@ public final class OrtSessions {
 
     /** A session over an in-memory model, through a temporary file for large models (see {@link #FILE_ROUTE_BYTES}). */
     public static OrtSession create(OnnxModel model, OrtSession.SessionOptions options) throws OrtException {
+        return create(model, options, Long.MAX_VALUE);
+    }
+
+    /**
+     * For sessions that only learn shapes (ShapeProbe): on the file route, floating-point initializers of at least
+     * {@link #SHAPES_ONLY_ZERO_BYTES} are zeros (holes in the temporary side file), so a large model is not copied.
+     */
+    static OrtSession createForShapes(OnnxModel model, OrtSession.SessionOptions options) throws OrtException {
+        return create(model, options, SHAPES_ONLY_ZERO_BYTES);
+    }
+
+    /** Weight matrices, not norms, biases or shape-like constants, whose values may reach a shape. */
+    static final long SHAPES_ONLY_ZERO_BYTES = 1L << 20;
+
+    private static OrtSession create(OnnxModel model, OrtSession.SessionOptions options, long zeroFloatsFrom)
+            throws OrtException {
         if (weightBytes(model) < FILE_ROUTE_BYTES) {
             return environment().createSession(model.toByteArray(), options);
         }
@@ -264,7 +280,8 @@ public final class OrtSessions {
             dir = Files.createTempDirectory("gatecut-session");
             Path file = dir.resolve("model.onnx");
             // Read at once and deleted: no need to force it to disk.
-            model.save(file, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS).withoutSync());
+            model.save(file, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS).withoutSync()
+                    .withZeroFloatsFrom(zeroFloatsFrom));
             return environment().createSession(file.toString(), options);
         } catch (IOException | FileAccessException e) {
             // No temp file (a full or read-only temp folder): as bytes, where the model fits in protobuf's 2 GB.

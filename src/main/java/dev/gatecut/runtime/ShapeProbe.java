@@ -161,7 +161,8 @@ public final class ShapeProbe {
 
     /**
      * Small models go to ONNX Runtime as bytes with every value listed as an output; large ones get
-     * the outputs added to their graph for the time a temporary file is written ({@link OrtSessions#create}).
+     * the outputs added to their graph for the time a temporary file is written ({@link OrtSessions#createForShapes}:
+     * their weight matrices read as zeros, so that file costs no copy of the weights).
      */
     private static OrtSession exposedSession(OnnxModel model, OrtEnvironment env, OrtSession.SessionOptions options)
             throws OrtException {
@@ -179,7 +180,7 @@ public final class ShapeProbe {
                     }
                 }
             }
-            return OrtSessions.create(model, options);
+            return OrtSessions.createForShapes(model, options);
         } finally {
             added.forEach(graph::removeOutput);
         }

@@ -76,6 +76,47 @@ class ExternalDataTest {
         return model;
     }
 
+    /**
+     * A shape probe's copy (SaveOptions.withZeroFloatsFrom): large float tensors are holes in the side file, read as
+     * zeros by gatecut and ONNX Runtime alike, smaller ones keep their values, and a hole at the end still gives the
+     * file its full length.
+     */
+    @Test
+    void largeFloatTensorsCanBeSavedAsZeroHoles(@TempDir Path dir) throws Exception {
+        int dim = 64;
+        Random random = new Random(5);
+        float[] small = new float[4 * dim];
+        float[] big = new float[5000 * dim];   // 1.28 MB, saved last
+        for (int i = 0; i < small.length; i++) {
+            small[i] = (float) random.nextGaussian();
+        }
+        for (int i = 0; i < big.length; i++) {
+            big[i] = (float) random.nextGaussian() + 3f;
+        }
+        Path file = dir.resolve("holes.onnx");
+        try (OnnxModel m = OnnxModel.of(gatherModel(List.of(table("small", small, 4, dim), table("big", big, 5000, dim)), dim))) {
+            m.save(file, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS).withZeroFloatsFrom(1 << 20));
+        }
+        try (OnnxModel back = OnnxModel.load(file)) {
+            assertEquals(boxed(small), boxed(back.graph().requireValue("small").initializer().floats()));
+            float[] zeros = back.graph().requireValue("big").initializer().floats();
+            assertEquals(big.length, zeros.length);
+            for (float v : zeros) {
+                assertEquals(0f, v);
+            }
+        }
+        // (the load above refuses byte ranges past the file's end: the hole at the end is in the file)
+        // ONNX Runtime reads the holes as zeros too: rows of `small` plus zero rows of `big`
+        assertRows(file, new long[] {3, 0}, List.of(FloatBuffer.wrap(small), FloatBuffer.wrap(new float[4 * dim])), dim);
+    }
+
+    private static TensorProto table(String name, float[] values, int rows, int dim) {
+        ByteBuffer bytes = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+        bytes.asFloatBuffer().put(values);
+        return TensorProto.newBuilder().setName(name).setDataType(DataType.FLOAT.code()).addDims(rows).addDims(dim)
+                .setRawData(com.google.protobuf.ByteString.copyFrom(bytes.array())).build();
+    }
+
     @Test
     void locationOutsideTheModelFolderIsRefused(@TempDir Path root) throws Exception {
         Path dir = Files.createDirectories(root.resolve("model"));
