@@ -20,7 +20,7 @@ import java.util.function.Function;
  * Slices of one tensor that cut one axis into adjacent pieces covering all of it, like rotary embeddings'
  * {@code rotate_half} ({@code x[..., :d/2]} and {@code x[..., d/2:]}). Their gradient is one Concat of the pieces'
  * gradients instead of one zero-padded full-size tensor per piece summed afterwards: at LLaMA-7B shapes the Pads
- * and their sum were ~4% of a training step's GPU time.
+ * took ~10 ms of a 290 ms training step on the H200, and the step became 2.4% faster without them.
  *
  * <p>A piece's range needs its output's size along the axis FIXED in the probe and either its start constant or its
  * end constant (TorchScript exports compute {@code d/2} from Shape; the other end is a constant 0 or INT64_MAX).
@@ -30,7 +30,8 @@ final class SliceTiling {
     record Group(Value input, int axis, List<Node> pieces) {
     }
 
-    private record Piece(Node node, long start) {
+    /** Where a one-axis, step-1 Slice reads along {@code axis} of an input {@code size} long. */
+    private record Piece(Node node, int axis, long start, long length, long size) {
     }
 
     private SliceTiling() {
@@ -49,14 +50,10 @@ final class SliceTiling {
             }
             Optional<ShapeProbe.ProbedShape> in = shape.apply(n.input(0));
             Optional<ShapeProbe.ProbedShape> out = shape.apply(n.output(0));
-            if (in.isEmpty() || out.isEmpty()) {
-                continue;
-            }
-            int[] axis = new int[1];
-            long start = start(n, in.get(), out.get(), axis);
-            if (start >= 0) {
+            Piece piece = in.isPresent() && out.isPresent() ? piece(n, in.get(), out.get()) : null;
+            if (piece != null) {
                 byInput.computeIfAbsent(n.input(0), k -> new LinkedHashMap<>())
-                        .computeIfAbsent(axis[0], k -> new ArrayList<>()).add(new Piece(n, start));
+                        .computeIfAbsent(piece.axis(), k -> new ArrayList<>()).add(piece);
             }
         }
         Map<Node, Group> groups = new IdentityHashMap<>();
@@ -65,15 +62,14 @@ final class SliceTiling {
                 return;
             }
             pieces.sort(Comparator.comparingLong(Piece::start));
-            long d = shape.apply(input).orElseThrow().first()[axis];
             long next = 0;
             for (Piece p : pieces) {
                 if (p.start() != next) {
                     return;   // a gap or an overlap: not a tiling
                 }
-                next += shape.apply(p.node().output(0)).orElseThrow().first()[axis];
+                next += p.length();
             }
-            if (next != d) {
+            if (next != pieces.get(0).size()) {
                 return;
             }
             Group g = new Group(input, axis, pieces.stream().map(Piece::node).toList());
@@ -86,38 +82,34 @@ final class SliceTiling {
         return n.opType().equals("Slice") && (n.domain().isEmpty() || n.domain().equals("ai.onnx"));
     }
 
-    /**
-     * Where a one-axis, step-1 Slice starts along its axis (its axis put in {@code axis[0]}), or -1 when that is not
-     * known when the graph is built.
-     */
-    private static long start(Node n, ShapeProbe.ProbedShape in, ShapeProbe.ProbedShape out, int[] axis) {
+    /** A one-axis, step-1 Slice as a piece, or null when its range is not known when the graph is built. */
+    private static Piece piece(Node n, ShapeProbe.ProbedShape in, ShapeProbe.ProbedShape out) {
         if (n.inputs().size() < 3 || n.inputs().size() > 5) {
-            return -1;   // opset < 10 (attributes) is left to the plain rule
+            return null;   // opset < 10 (attributes) is left to the plain rule
         }
         int rank = in.rank();
         long[] axes = n.inputs().size() > 3 && n.input(3) != null ? constant(n.input(3)) : new long[] {0};
         long[] steps = n.inputs().size() > 4 && n.input(4) != null ? constant(n.input(4)) : new long[] {1};
         if (axes == null || axes.length != 1 || steps == null || steps.length != 1 || steps[0] != 1) {
-            return -1;
+            return null;
         }
         int ax = (int) (axes[0] < 0 ? axes[0] + rank : axes[0]);
         if (ax < 0 || ax >= rank || in.kinds()[ax] != ShapeProbe.DimKind.FIXED
                 || out.kinds()[ax] != ShapeProbe.DimKind.FIXED) {
-            return -1;
+            return null;
         }
         long d = in.first()[ax];
         long len = out.first()[ax];
-        axis[0] = ax;
         long[] s = constant(n.input(1));
         if (s != null && s.length == 1) {
-            return Math.min(Math.max(s[0] < 0 ? s[0] + d : s[0], 0), d);
+            return new Piece(n, ax, Math.min(Math.max(s[0] < 0 ? s[0] + d : s[0], 0), d), len, d);
         }
         long[] e = constant(n.input(2));
         if (e != null && e.length == 1) {
             long end = Math.min(Math.max(e[0] < 0 ? e[0] + d : e[0], 0), d);
-            return end - len >= 0 ? end - len : -1;
+            return end - len >= 0 ? new Piece(n, ax, end - len, len, d) : null;
         }
-        return -1;
+        return null;
     }
 
     private static long[] constant(Value v) {
