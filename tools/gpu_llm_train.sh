@@ -93,10 +93,18 @@ peak_run() {
 }
 
 say "gatecut train --task lm $MODEL: batch $BATCH x $SEQ, $STEPS steps, $DEVICE (loss chunks $GATECUT_LM_LOSS_CHUNKS, arena $GATECUT_CUDA_ARENA, fused kernels ${GATECUT_FUSED_KERNELS:-default}) $TRAIN_ARGS"
-rm -rf "$WORK/run"
-# shellcheck disable=SC2086  # TRAIN_ARGS: extra train options, word-split on purpose
-peak_run gatecut "${GC[@]}" train "$MODEL" --task lm --train "$WORK/tokens.jsonl" --target-sparsity 0.3 \
-  --batch "$BATCH" --max-len "$SEQ" --steps "$STEPS" --device "$DEVICE" --log-every 1 --no-progress -o "$WORK/run" $TRAIN_ARGS
+# the gatecut run (its run folder as $1), and LoRA's (more options as arguments): timed, then again under the tracer
+gatecut_train() {
+  rm -rf "$1"
+  # shellcheck disable=SC2086  # TRAIN_ARGS: extra train options, word-split on purpose
+  "${GC[@]}" train "$MODEL" --task lm --train "$WORK/tokens.jsonl" --target-sparsity 0.3 --batch "$BATCH" \
+    --max-len "$SEQ" --steps "$STEPS" --device "$DEVICE" --log-every 1 --no-progress -o "$1" $TRAIN_ARGS
+}
+lora_train() {
+  python3 tools/lora_llm_bench.py --shape "$SHAPE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" \
+    --tokens "$WORK/tokens.jsonl" "$@"
+}
+peak_run gatecut gatecut_train "$WORK/run"
 cp "$WORK/run/metrics.jsonl" "$OUT/llm-train-gatecut-metrics.jsonl" 2>/dev/null
 python3 - "$WORK/run/metrics.jsonl" <<'PY'
 import json, sys
@@ -119,8 +127,8 @@ for ck in "" "--checkpointing"; do
   [ -n "$ck" ] && [ -n "${SKIP_LORA_CKPT:-}" ] && continue   # SKIP_LORA_CKPT=1: LoRA without checkpointing only
   tag=lora${ck:+-ckpt}
   say "LoRA r=8 q/v ($DTYPE autocast) $ck"
-  peak_run "$tag" python3 tools/lora_llm_bench.py --shape "$SHAPE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" \
-    --steps "$STEPS" --tokens "$WORK/tokens.jsonl" $ck
+  # shellcheck disable=SC2086  # no argument when $ck is empty
+  peak_run "$tag" lora_train $ck
 done
 if [ "${KTRACE:-0}" = 1 ]; then
   KTRACE_LIB=${KTRACE_LIB:-$PWD/tools/ktrace/libktrace.so}
@@ -129,15 +137,10 @@ if [ "${KTRACE:-0}" = 1 ]; then
     say "ktrace: $KTRACE_LIB is missing and could not be built; skipped"
   else
     say "ktrace: gatecut and LoRA again under the kernel tracer, $STEPS steps each"
-    rm -rf "$WORK/run-kt"
-    # shellcheck disable=SC2086
-    CUDA_INJECTION64_PATH="$KTRACE_LIB" KTRACE_OUT="$WORK/kt-gatecut.tsv" "${GC[@]}" train "$MODEL" --task lm \
-      --train "$WORK/tokens.jsonl" --target-sparsity 0.3 --batch "$BATCH" --max-len "$SEQ" --steps "$STEPS" \
-      --device "$DEVICE" --log-every 1 --no-progress -o "$WORK/run-kt" $TRAIN_ARGS > "$OUT/kt-gatecut.log" 2>&1 \
-      || say "ktrace: gatecut FAILED"
+    CUDA_INJECTION64_PATH="$KTRACE_LIB" KTRACE_OUT="$WORK/kt-gatecut.tsv" gatecut_train "$WORK/run-kt" \
+      > "$OUT/kt-gatecut.log" 2>&1 || say "ktrace: gatecut FAILED"
     cp "$WORK/run-kt/metrics.jsonl" "$OUT/kt-gatecut-metrics.jsonl" 2>/dev/null
-    CUDA_INJECTION64_PATH="$KTRACE_LIB" KTRACE_OUT="$WORK/kt-lora.tsv" python3 tools/lora_llm_bench.py --shape "$SHAPE" \
-      --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --warmup 0 --tokens "$WORK/tokens.jsonl" \
+    CUDA_INJECTION64_PATH="$KTRACE_LIB" KTRACE_OUT="$WORK/kt-lora.tsv" lora_train --warmup 0 \
       > "$OUT/kt-lora.log" 2>&1 || say "ktrace: LoRA FAILED"
     python3 tools/ktrace_summary.py --runs "$STEPS" gatecut="$WORK/kt-gatecut.tsv" lora="$WORK/kt-lora.tsv" \
       --json "$OUT/kt-summary.json" > "$OUT/kt-summary.md" 2>&1 || say "ktrace summary FAILED"
