@@ -13,7 +13,8 @@ public final class GroupRules {
      * looks like an FFN), then FFNs, which take what is left.
      */
     public static List<GroupRule> standard() {
-        return List.of(new SoftmaxAttentionRule(), new FusedAttentionRule(), new DisentangledAttentionRule(),
+        return List.of(new SoftmaxAttentionRule(), new FusedAttentionRule(),
+                new GroupQueryAttentionRule(), new DisentangledAttentionRule(),
                 new ClassificationHeadRule(), new FfnRule());
     }
 }

@@ -115,10 +115,16 @@ public final class BindEmptyCache {
         }
     }
 
-    /** The declared dims of a past input with kv_heads (1) and head_dim (3) known, else null. */
+    /**
+     * The declared dims of a past input with kv_heads (1) and head_dim (3) known, else null. A symbolic head_dim
+     * (ONNX Runtime GenAI's {@code kv_cache_dim}) is the one its GroupQueryAttention reads.
+     */
     private static long[] declaredDims(Value in) {
-        return Shape.declared(in).filter(s -> s.rank() == 4 && s.dim(1).isKnown() && s.dim(3).isKnown())
-                .map(s -> new long[] {-1, s.dim(1).value(), -1, s.dim(3).value()}).orElse(null);
+        return Shape.declared(in).filter(s -> s.rank() == 4 && s.dim(1).isKnown()).map(s -> {
+            java.util.OptionalLong head = s.dim(3).isKnown() ? java.util.OptionalLong.of(s.dim(3).value())
+                    : dev.gatecut.runtime.RandomInputs.pastHeadSize(in);
+            return head.isPresent() ? new long[] {-1, s.dim(1).value(), -1, head.getAsLong()} : null;
+        }).orElse(null);
     }
 
     /** Points every reader of graph input {@code in} at {@code v} and drops the input. */

@@ -104,6 +104,7 @@ public final class Unfuse {
             throw new ModelException("unfusing ONNX Runtime's fused ops needs ONNX opset 11 or newer; the model"
                     + " imports opset " + opset + ": convert it with onnx.version_converter");
         }
+        pinPastHeadSizes(model.graph());
         Map<Node, ContribRewrite.Rewrite> prepared = new LinkedHashMap<>();
         for (Node n : targets) {
             for (Value out : n.outputs()) {
@@ -173,5 +174,25 @@ public final class Unfuse {
             }
         }
         return m;
+    }
+
+    /**
+     * A past input whose head size is symbolic (ONNX Runtime GenAI's {@code kv_cache_dim}) gets it declared from
+     * the GroupQueryAttention reading it, before that op is rewritten away: later passes (binding an empty cache)
+     * read it from the declaration.
+     */
+    private static void pinPastHeadSizes(dev.gatecut.onnx.Graph g) {
+        for (Value in : g.feedInputs()) {
+            java.util.OptionalLong head = dev.gatecut.runtime.RandomInputs.pastHeadSize(in);
+            var type = in.type();
+            if (head.isEmpty() || type.isEmpty() || !type.get().getTensorType().hasShape()
+                    || type.get().getTensorType().getShape().getDimCount() != 4
+                    || type.get().getTensorType().getShape().getDim(3).hasDimValue()) {
+                continue;
+            }
+            var shape = type.get().getTensorType().getShape().toBuilder();
+            shape.setDim(3, shape.getDim(3).toBuilder().clearDimParam().setDimValue(head.getAsLong()));
+            in.setType(type.get().toBuilder().setTensorType(type.get().getTensorType().toBuilder().setShape(shape)).build());
+        }
     }
 }

@@ -466,6 +466,10 @@ public final class GateCompiler {
             for (Node fused : a.fusedAttention()) {
                 fused.setAttribute(AttributeProto.newBuilder().setName("num_heads")
                         .setType(AttributeProto.AttributeType.INT).setI(heads).build());
+                if (fused.is("GroupQueryAttention", "com.microsoft")) {
+                    fused.setAttribute(AttributeProto.newBuilder().setName("kv_num_heads")
+                            .setType(AttributeProto.AttributeType.INT).setI(kv).build());
+                }
             }
         }
         return change;

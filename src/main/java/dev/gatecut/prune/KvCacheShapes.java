@@ -62,6 +62,15 @@ final class KvCacheShapes {
             if (!RandomInputs.isPastInput(past)) {
                 continue;
             }
+            Optional<FusedCache> fused = fusedAttentionReading(past, groups);
+            if (fused.isPresent()) {
+                AttentionGroup group = fused.get().group();
+                headAxis(past, group).ifPresent(axis -> found.add(new CacheTensor(past, axis, group)));
+                for (Value present : presentOutputs(fused.get().present())) {
+                    headAxis(present, group).ifPresent(axis -> found.add(new CacheTensor(present, axis, group)));
+                }
+                continue;
+            }
             Optional<Node> concat = forwardToConcat(past);
             if (concat.isEmpty()) {
                 continue;
@@ -76,6 +85,30 @@ final class KvCacheShapes {
             }
         }
         return new KvCacheShapes(found);
+    }
+
+    /** A past read by a fused attention op of {@code group}, and the op's present output of the same tensor. */
+    private record FusedCache(AttentionGroup group, Value present) {
+    }
+
+    /**
+     * com.microsoft GroupQueryAttention takes past_key/past_value as inputs 3/4 and returns present_key/present_value
+     * as outputs 1/2 (the past with the new tokens appended, or the same buffer when shared).
+     */
+    private static Optional<FusedCache> fusedAttentionReading(Value past, List<AttentionGroup> groups) {
+        for (AttentionGroup g : groups) {
+            for (Node n : g.fusedAttention()) {
+                if (!n.is("GroupQueryAttention", "com.microsoft")) {
+                    continue;
+                }
+                for (int i = 3; i <= 4; i++) {
+                    if (n.input(i) != null && reachesFrom(n.input(i), past) && n.output(i - 2) != null) {
+                        return Optional.of(new FusedCache(g, n.output(i - 2)));
+                    }
+                }
+            }
+        }
+        return Optional.empty();
     }
 
     /** Declares the kept KV-head count of every resized block on its cache tensors. */

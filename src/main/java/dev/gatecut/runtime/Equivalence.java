@@ -96,7 +96,11 @@ public final class Equivalence {
         for (int i = 0; i < ids.length; i++) {
             ids[i] = (long) (random.nextDouble() * vocabBound);
         }
-        int leftPad = batch > 1 && prompt > 2 ? 2 : 0;
+        // GroupQueryAttention reads each row's tokens from the left (seqlens_k = tokens − 1): a left-padded row's
+        // last positions are outside what it attends, and what it writes there is not defined. No padding there.
+        boolean groupQueryAttention = graph.feedInputs().stream().anyMatch(v -> RandomInputs.isPastInput(v)
+                && RandomInputs.pastHeadSize(v).isPresent());
+        int leftPad = batch > 1 && prompt > 2 && !groupQueryAttention ? 2 : 0;
         List<OrtSession> sessions = new ArrayList<>();
         sessions.add(reference);
         sessions.addAll(candidates);
@@ -106,7 +110,7 @@ public final class Equivalence {
         int seq = prompt;
         try {
             for (OrtSession s : sessions) {
-                caches.add(KvCacheFeeds.Cache.empty(s, batch));
+                caches.add(KvCacheFeeds.Cache.empty(s, graph, batch));
             }
             for (int step = 0; step <= steps; step++) {
                 Map<String, OnnxTensor> common = KvCacheFeeds.tokenFeeds(graph, ids, batch, seq, past, leftPad);

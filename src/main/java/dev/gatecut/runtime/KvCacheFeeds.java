@@ -102,6 +102,14 @@ public final class KvCacheFeeds {
 
         /** Empty past tensors shaped by the session's own declared inputs (its KV-head count). */
         static Cache empty(OrtSession session, int batch) throws OrtException {
+            return empty(session, null, batch);
+        }
+
+        /**
+         * Empty past tensors shaped by the session's own declared inputs; a symbolic head size (ONNX Runtime
+         * GenAI's {@code kv_cache_dim}) is read from {@code graph}'s attention op ({@link RandomInputs#pastHeadSize}).
+         */
+        static Cache empty(OrtSession session, dev.gatecut.onnx.Graph graph, int batch) throws OrtException {
             Map<String, OnnxTensor> past = new LinkedHashMap<>();
             List<AutoCloseable> owned = new ArrayList<>();
             for (Map.Entry<String, NodeInfo> e : session.getInputInfo().entrySet()) {
@@ -115,6 +123,13 @@ public final class KvCacheFeeds {
                     if (shape[i] < 0) {
                         shape[i] = first ? batch : 0;
                         first = false;
+                    }
+                }
+                if (shape.length == 4 && info.getShape()[3] < 0 && graph != null) {
+                    java.util.OptionalLong head = graph.value(e.getKey()).map(RandomInputs::pastHeadSize)
+                            .orElse(java.util.OptionalLong.empty());
+                    if (head.isPresent()) {
+                        shape[3] = head.getAsLong();
                     }
                 }
                 OnnxTensor t = emptyTensor(info.type, shape);

@@ -61,7 +61,7 @@ public final class RandomInputs {
             DataType type = Shape.elementType(in).orElse(DataType.FLOAT);
             InputRole role = InputRole.of(in);
             long[] shape = switch (role) {
-                case PAST -> concreteShape(in, batch, pastLength);   // [batch, heads, past, head_dim]
+                case PAST -> withHeadSize(in, concreteShape(in, batch, pastLength));   // [batch, heads, past, head_dim]
                 case MASK -> concreteShape(in, batch, sequence + pastLength);
                 default -> concreteShape(in, batch, sequence);
             };
@@ -177,6 +177,75 @@ public final class RandomInputs {
             default -> throw new ModelException("input '" + spec.name() + "' has type " + spec.type()
                     + "; random inputs support INT64, INT32, BOOL, FLOAT, FLOAT16, BFLOAT16 and DOUBLE");
         };
+    }
+
+    /**
+     * {@code dims} of a past input with a symbolic head size (ONNX Runtime GenAI's builder names it
+     * {@code kv_cache_dim}) replaced by the size its attention op reads.
+     */
+    private static long[] withHeadSize(Value past, long[] dims) {
+        boolean symbolic = Shape.declared(past).map(s -> s.rank() == 4 && !s.dim(3).isKnown()).orElse(false);
+        if (symbolic) {
+            pastHeadSize(past).ifPresent(h -> dims[3] = h);
+        }
+        return dims;
+    }
+
+    /**
+     * The head size of a past key/value read by com.microsoft GroupQueryAttention (its inputs 3 and 4): the
+     * query width over the heads it holds (num_heads, plus 2·kv_num_heads when Q|K|V come packed in the query).
+     */
+    public static java.util.OptionalLong pastHeadSize(Value past) {
+        for (Value.Use use : past.uses()) {
+            Node n = use.node();
+            if (!n.is("GroupQueryAttention", "com.microsoft") || (use.index() != 3 && use.index() != 4)) {
+                continue;
+            }
+            long heads = n.intAttribute("num_heads", 0);
+            long kvHeads = n.intAttribute("kv_num_heads", 0);
+            long parts = n.input(1) == null ? heads + 2 * kvHeads : heads;
+            java.util.OptionalLong width = lastDim(n.input(0));
+            if (parts > 0 && width.isPresent() && width.getAsLong() % parts == 0) {
+                return java.util.OptionalLong.of(width.getAsLong() / parts);
+            }
+        }
+        return java.util.OptionalLong.empty();
+    }
+
+    /**
+     * The last dimension of {@code v}: declared, or the output width of the MatMul producing it through
+     * elementwise ops (a bias Add, a gate Mul, a Cast).
+     */
+    private static java.util.OptionalLong lastDim(Value v) {
+        return lastDim(v, 0);
+    }
+
+    private static java.util.OptionalLong lastDim(Value v, int depth) {
+        java.util.Optional<Shape> declared = Shape.declared(v);
+        if (declared.isPresent() && declared.get().rank() > 0 && declared.get().dim(declared.get().rank() - 1).isKnown()) {
+            return java.util.OptionalLong.of(declared.get().dim(declared.get().rank() - 1).value());
+        }
+        if (depth > 4 || v.producer().isEmpty()) {
+            return java.util.OptionalLong.empty();
+        }
+        Node n = v.producer().get();
+        if (n.is("MatMul")) {
+            Value weight = n.input(1);
+            return weight != null && weight.isInitializer() && weight.initializer().dims().length == 2
+                    ? java.util.OptionalLong.of(weight.initializer().dims()[1]) : java.util.OptionalLong.empty();
+        }
+        if (!Set.of("Add", "Mul", "Cast", "Identity").contains(n.opType())) {
+            return java.util.OptionalLong.empty();
+        }
+        for (Value in : n.inputs()) {
+            if (in != null && !in.isInitializer()) {
+                java.util.OptionalLong d = lastDim(in, depth + 1);
+                if (d.isPresent()) {
+                    return d;
+                }
+            }
+        }
+        return java.util.OptionalLong.empty();
     }
 
     /** Declared dims with symbolic ones replaced: the first by the batch size, the rest by the sequence length. */

@@ -94,8 +94,21 @@ public final class ShapeProbe {
         return SESSIONS.get();
     }
 
+    /**
+     * The second run of GroupQueryAttention decoders has one row: the op refuses a batch of several rows whose
+     * prompt continues a past (ONNX Runtime 1.24: "batch_size must be 1 when sequence_length > 1 and past
+     * context is given"). Batch 2 → 1 still tells batch dimensions apart.
+     */
+    static final Size GQA_SECOND = new Size(1, 11, 4);
+
     public static Result probe(OnnxModel model) throws OrtException {
-        return probe(model, DEFAULT_FIRST, DEFAULT_SECOND, Device.CPU);
+        return probe(model, DEFAULT_FIRST, pastReadByGroupQueryAttention(model) ? GQA_SECOND : DEFAULT_SECOND,
+                Device.CPU);
+    }
+
+    private static boolean pastReadByGroupQueryAttention(OnnxModel model) {
+        return model.graph().feedInputs().stream().filter(RandomInputs::isPastInput)
+                .anyMatch(v -> RandomInputs.pastHeadSize(v).isPresent());
     }
 
     /**

@@ -44,19 +44,26 @@ class DeployedExportsCompileTest {
     /** Covered elsewhere: int8 (refused), encoders with their own tests. */
     static final List<String> ELSEWHERE = List.of("int8", "t5-", "mt5-", "vit-", "deberta");
 
+    /** ONNX Runtime GenAI model-builder exports: GroupQueryAttention (rotary inside), packed Q|K|V. */
+    static final Path GENAI = Path.of("onnx-models", "genai");
+
     static List<Path> models() throws IOException {
-        try (Stream<Path> files = Files.list(DEPLOY)) {
-            return files.filter(p -> p.toString().endsWith(".onnx"))
-                    .filter(p -> ELSEWHERE.stream().noneMatch(p.getFileName().toString()::contains))
-                    .sorted().toList();
+        List<Path> all = new ArrayList<>();
+        for (Path dir : List.of(DEPLOY, GENAI)) {
+            try (Stream<Path> files = Files.list(dir)) {
+                all.addAll(files.filter(p -> p.toString().endsWith(".onnx"))
+                        .filter(p -> ELSEWHERE.stream().noneMatch(p.getFileName().toString()::contains))
+                        .sorted().toList());
+            }
         }
+        return all;
     }
 
     static List<Arguments> cases() throws IOException {
         List<Arguments> cases = new ArrayList<>();
         for (Path p : models()) {
             for (GateMode mode : GateMode.values()) {
-                cases.add(Arguments.of(p.getFileName().toString(), mode));
+                cases.add(Arguments.of(DEPLOY.getParent().relativize(p).toString(), mode));
             }
         }
         return cases;
@@ -65,7 +72,7 @@ class DeployedExportsCompileTest {
     @ParameterizedTest(name = "{0} {1}")
     @MethodSource("cases")
     void compiledEqualsGatedAndIsSmaller(String file, GateMode mode) throws Exception {
-        Path model = DEPLOY.resolve(file);
+        Path model = DEPLOY.getParent().resolve(file);
         Path dir = Files.createTempDirectory("gatecut-deploy");
         try (OnnxModel slim = OnnxModel.load(model); OnnxModel gated = OnnxModel.load(model)) {
             GatePlan plan = GatePlan.of(GroupFinder.discover(slim), mode);
@@ -123,6 +130,34 @@ class DeployedExportsCompileTest {
             }
             assertTrue(shrunk >= 2, "some layer's past and present lose a KV head: " + shrunk);
             assertTrue(RandomInputs.hasKvCache(slim.graph()));
+        }
+    }
+
+    /**
+     * A GenAI export's GroupQueryAttention loses whole KV groups: both head counts are rewritten, and the cache's
+     * declared KV heads (axis 1 of past_key_values.N.* and present.N.*) say the kept count.
+     */
+    @Test
+    void groupQueryAttentionKeepsItsHeadCountsAndCacheInStep() throws Exception {
+        Path model = GENAI.resolve("qwen2-genai-fp32.onnx");
+        try (OnnxModel slim = OnnxModel.load(model)) {
+            GatePlan plan = GatePlan.of(GroupFinder.discover(slim), GateMode.COUPLED);
+            assertEquals(2, plan.discovery().attentionGroups().size(), "one GQA group per layer");
+            GateCompiler.compile(slim, plan, GateValues.random(plan, 0.5, 3), 1);
+            int changed = 0;
+            for (dev.gatecut.onnx.Node n : slim.graph().nodes()) {
+                if (!n.is("GroupQueryAttention", "com.microsoft")) {
+                    continue;
+                }
+                long heads = n.intAttribute("num_heads", 0);
+                long kv = n.intAttribute("kv_num_heads", 0);
+                assertEquals(2 * kv, heads, n.name() + ": two query heads per KV head, as in the original");
+                long declared = Shape.declared(n.input(3)).orElseThrow().dim(1).value();
+                assertEquals(kv, declared, n.name() + ": its past declares the kept KV heads");
+                assertEquals(kv, Shape.declared(n.output(1)).orElseThrow().dim(1).value(), "present too");
+                changed += kv < 2 ? 1 : 0;
+            }
+            assertTrue(changed >= 1, "at 50% some layer drops a KV group");
         }
     }
 

@@ -30,7 +30,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Every fp32 decoder of the deployed-export zoo that carries a KV cache (TorchScript and dynamo,
- * eager and sdpa attention, ORT-fused and ORT-session-optimized) trains {@code --task lm}: the
+ * eager and sdpa attention, ORT-fused and ORT-session-optimized, ONNX Runtime GenAI's builder) trains {@code --task lm}: the
  * training graph binds an empty past and positions 0..sequence-1, so it is fed tokens and mask
  * only. Its task loss with the starting gates (all open: θ ~ N(1, 0.1) ⇒ tanh θ + 0.5 > 1) equals
  * the next-token cross-entropy computed here in Java from the original file run by ONNX Runtime with
@@ -38,18 +38,24 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class KvCacheTrainingTest {
     static final Path DEPLOY = Path.of("onnx-models/deploy");
-    /** The one model also trained with independent gates (GQA, biases in Q/K/V). */
-    static final String INDEPENDENT_TOO = "qwen2-kv-ts17-eager.onnx";
+    /** ONNX Runtime GenAI model-builder exports (GroupQueryAttention with rotary inside, packed Q|K|V). */
+    static final Path GENAI = Path.of("onnx-models/genai");
+    /** The models also trained with independent gates (GQA, biases in Q/K/V; the second packed in GQA). */
+    static final List<String> INDEPENDENT_TOO = List.of("qwen2-kv-ts17-eager.onnx", "qwen2-genai-fp32.onnx");
 
     static Stream<Path> cacheDecoders() throws IOException {
-        try (Stream<Path> files = Files.list(DEPLOY)) {
-            List<Path> models = files.filter(p -> {
-                String n = p.getFileName().toString();
-                return n.contains("-kv-") && n.endsWith(".onnx") && !n.contains("fp16") && !n.contains("bf16");
-            }).sorted().toList();
-            assertEquals(18, models.size(), "fp32 KV-cache decoders in the zoo: " + models);
-            return models.stream();
+        List<Path> models = new java.util.ArrayList<>();
+        for (Path dir : List.of(DEPLOY, GENAI)) {
+            try (Stream<Path> files = Files.list(dir)) {
+                models.addAll(files.filter(p -> {
+                    String n = p.getFileName().toString();
+                    return (n.contains("-kv-") || n.contains("-genai-")) && n.endsWith(".onnx") && !n.contains("fp16")
+                            && !n.contains("bf16");
+                }).sorted().toList());
+            }
         }
+        assertEquals(21, models.size(), "fp32 KV-cache decoders in the zoo: " + models);
+        return models.stream();
     }
 
     /** Right-padded rows of random tokens below 256 (rows keep 5 to 9 of 9 tokens). */
@@ -72,7 +78,7 @@ class KvCacheTrainingTest {
     @ParameterizedTest
     @MethodSource("cacheDecoders")
     void everyCacheDecoderTrainsThreeLmSteps(Path model) throws Exception {
-        List<GateMode> modes = model.getFileName().toString().equals(INDEPENDENT_TOO)
+        List<GateMode> modes = INDEPENDENT_TOO.contains(model.getFileName().toString())
                 ? List.of(GateMode.COUPLED, GateMode.INDEPENDENT) : List.of(GateMode.COUPLED);
         for (GateMode mode : modes) {
             TrainConfig config = TrainConfig.defaults(Task.LM, mode, 0.4, 0).withLearningRate(0.05);
@@ -116,8 +122,10 @@ class KvCacheTrainingTest {
                 switch (InputRole.of(in)) {
                     case PAST -> {
                         Shape s = Shape.declared(in).orElseThrow();
+                        long headSize = s.dim(3).isKnown() ? s.dim(3).value()
+                                : RandomInputs.pastHeadSize(in).orElseThrow();   // GenAI's symbolic kv_cache_dim
                         feeds.put(in.name(), OnnxTensor.createTensor(env, FloatBuffer.allocate(0),
-                                new long[] {n, s.dim(1).value(), 0, s.dim(3).value()}));
+                                new long[] {n, s.dim(1).value(), 0, headSize}));
                     }
                     case POSITIONS -> {
                         long[][] positions = new long[n][len];
