@@ -260,6 +260,8 @@ def full_size(args):
                 builder=origin, call=call, seconds=round(time.time() - t0, 1),
                 bytes=sum(os.path.getsize(os.path.join(work, f)) for f in os.listdir(work)))
     log(json.dumps(info))
+    with open(os.path.join(args.out, name + ".json"), "w") as fh:
+        json.dump(info, fh, indent=1)
     print(path)
     return 0
 

@@ -14,6 +14,8 @@
 #
 # Writes into $OUT: decode-STEP.log (everything printed), and per step its JSON (decode-b1.json,
 # decode-b16.json: `gatecut bench --generate --json`; graph-NAME.json: `gatecut bench --cuda-graph --json`).
+# GENAI=1: the models come from ONNX Runtime GenAI's model builder (tools/export_genai_models.py, builder source carried
+# as .gpu-carry/genai-builder): GroupQueryAttention, and the static-cache step updates the cache in place.
 # Settings (environment): SHAPE (qwen2.5-1.5b), DTYPE (fp16), SPARSITIES ("0.3 0.5"), ALIGN (32),
 # PREFILL (128), DECODE (64), BATCHES ("1 16"), RUNS (5), WARMUP (2), GRAPH_MODELS ("bert-base-fp16 llama-0.5b-fp16"),
 # GRAPH_RUNS (400), GATECUT (command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar),
@@ -36,7 +38,17 @@ RUNS=${RUNS:-5}
 WARMUP=${WARMUP:-2}
 GRAPH_MODELS=${GRAPH_MODELS:-"bert-base-fp16 llama-0.5b-fp16"}
 GRAPH_RUNS=${GRAPH_RUNS:-400}
-NAME=$SHAPE-kv-$DTYPE
+GENAI=${GENAI:-0}
+if [ "$GENAI" = 1 ]; then
+  # ONNX Runtime GenAI's model builder (GroupQueryAttention; the static-cache step then shares each layer's past and
+  # present buffer, as onnxruntime-genai runs it); the builder's source is carried in $GENAI_BUILDER.
+  GENAI_BUILDER=${GENAI_BUILDER:-.gpu-carry/genai-builder}
+  NAME=$SHAPE-genai-$DTYPE
+  DENSE=$MODEL_DIR/$NAME/model.onnx
+else
+  NAME=$SHAPE-kv-$DTYPE
+  DENSE=$MODEL_DIR/$NAME.onnx
+fi
 START=$SECONDS
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$MODEL_DIR" "$BENCH_DIR"
@@ -59,30 +71,49 @@ slim() { echo "$MODEL_DIR/$NAME-s$1.onnx"; }
 
 case "$STEP" in
 export)
+  if [ "$GENAI" = 1 ]; then
+    # The tiny builder zoo first (seconds): the builder runs here, and gatecut's static-cache decode of a
+    # GroupQueryAttention model on CUDA (shared buffers, CUDA graph) gives the plain path's tokens.
+    python3 tools/export_genai_models.py --zoo "$MODEL_DIR/genai-zoo" --builder "$GENAI_BUILDER" > "$OUT/genai-zoo.log" 2>&1 \
+      || { tail -5 "$OUT/genai-zoo.log"; say "tiny builder zoo FAILED"; exit 1; }
+    "${GC[@]}" bench "$MODEL_DIR/genai-zoo/qwen2-genai-fp16.onnx" --generate --device cuda --batch 2 --prefill 8 --decode 8 \
+      --runs 1 --warmup 0 --io-binding --cuda-graph 2>&1 | tail -12 || { say "tiny decode bench FAILED"; exit 1; }
+    if [ -f "$DENSE" ] && [ -f "$MODEL_DIR/$NAME.json" ]; then
+      say "export: $NAME already in $MODEL_DIR"
+    else
+      python3 tools/export_genai_models.py --shape "$SHAPE" --precision "$DTYPE" --out "$MODEL_DIR" --tmp "$MODEL_DIR" \
+        --builder "$GENAI_BUILDER" 2>&1 | grep -v "it/s\]" | tail -15 || { say "export FAILED"; exit 1; }
+    fi
+    cp -f "$MODEL_DIR/$NAME.json" "$OUT/" 2>/dev/null
+    "${GC[@]}" inspect "$DENSE" 2>&1 | head -20
+    df -h "$MODEL_DIR" | tail -1
+    say "step $STEP done"
+    exit 0
+  fi
   # A tiny model of the same family first: the wrapper, exporter and gatecut's generation in seconds.
   python3 tools/export_decoder_kv.py --shape tiny --dtype "$DTYPE" --out "$MODEL_DIR" || { say "tiny export FAILED"; exit 1; }
   "${GC[@]}" bench "$MODEL_DIR/tiny-kv-$DTYPE.onnx" --generate --device cuda --prefill 8 --decode 4 --runs 1 --warmup 0 \
     || { say "tiny decode bench FAILED"; exit 1; }
-  if [ -f "$MODEL_DIR/$NAME.onnx" ] && [ -f "$MODEL_DIR/$NAME.json" ]; then
+  if [ -f "$DENSE" ] && [ -f "$MODEL_DIR/$NAME.json" ]; then
     say "export: $NAME already in $MODEL_DIR"
   else
     python3 tools/export_decoder_kv.py --shape "$SHAPE" --dtype "$DTYPE" --out "$MODEL_DIR" || { say "export FAILED"; exit 1; }
   fi
   cp -f "$MODEL_DIR/$NAME.json" "$OUT/" 2>/dev/null
-  "${GC[@]}" inspect "$MODEL_DIR/$NAME.onnx" 2>&1 | head -20
+  "${GC[@]}" inspect "$DENSE" 2>&1 | head -20
   df -h "$MODEL_DIR" | tail -1
   ;;
 prune)
-  [ -f "$MODEL_DIR/$NAME.onnx" ] || { say "$MODEL_DIR/$NAME.onnx is missing: run STEP=export first (on this warm machine)"; exit 2; }
+  [ -f "$DENSE" ] || { say "$MODEL_DIR/$NAME.onnx is missing: run STEP=export first (on this warm machine)"; exit 2; }
   for s in $SPARSITIES; do
     if [ -f "$(slim "$s")" ]; then say "prune: s=$s already there"; continue; fi
     say "prune: $NAME --random-sparsity $s --gates-mode coupled --align $ALIGN --verify-device cuda"
-    if ! "${GC[@]}" prune "$MODEL_DIR/$NAME.onnx" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
+    if ! "${GC[@]}" prune "$DENSE" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
         --verify-device cuda -o "$(slim "$s")" > "$OUT/prune-s$s.log" 2>&1; then
       tail -n 5 "$OUT/prune-s$s.log"
       # The in-memory check of a model over 2 GB may not fit a protobuf; the speed figures do not need it.
       say "prune s=$s with verification FAILED; again with --no-verify (the compiled model is then UNVERIFIED)"
-      "${GC[@]}" prune "$MODEL_DIR/$NAME.onnx" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
+      "${GC[@]}" prune "$DENSE" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
         --no-verify -o "$(slim "$s")" >> "$OUT/prune-s$s.log" 2>&1 || say "prune s=$s FAILED"
     fi
     tail -n 8 "$OUT/prune-s$s.log"
@@ -94,7 +125,7 @@ decode)
   # shellcheck source=tools/gpu_bound_native.sh
   source tools/gpu_bound_native.sh
   bound_native "$DECODE_ARGS" || { say "bytedeco's CUDA JNI library is missing"; exit 2; }
-  files=("$MODEL_DIR/$NAME.onnx")
+  files=("$DENSE")
   for s in $SPARSITIES; do [ -f "$(slim "$s")" ] && files+=("$(slim "$s")"); done
   [ ${#files[@]} -gt 1 ] || say "no compiled models in $MODEL_DIR: timing the dense model only"
   for b in $BATCHES; do
@@ -117,11 +148,13 @@ for key, title in (("ioBinding", "KV cache on the device (I/O binding)"),
                    ("staticCache", "static KV cache, one decode step replayed as a CUDA graph")):
     if key not in r:
         continue
-    print(f"\n{title}:\n| model | ms/token | tokens/s | decode x | ideal | of ideal | same tokens |\n|---|---|---|---|---|---|---|")
+    print(f"\n{title}:\n| model | ms/token | tokens/s | decode x | ideal | x / ideal | of ideal gain | same tokens |"
+          "\n|---|---|---|---|---|---|---|---|")
     for m in r[key]["models"]:
         of = (m["decodeSpeedup"] - 1) / (m["idealDecode"] - 1) if m["idealDecode"] != 1 else float("nan")
         print(f"| {m['file'].split('/')[-1]} | {m['stepMedianMs']:.3f} | {m['tokensPerSecond']:.1f} | "
-              f"{m['decodeSpeedup']:.2f} | {m['idealDecode']:.2f} | {of:.2f} | {m['rowsWithPlainTokens']} rows |")
+              f"{m['decodeSpeedup']:.2f} | {m['idealDecode']:.2f} | {m['decodeSpeedup'] / m['idealDecode']:.2f} | "
+              f"{of:.2f} | {m['rowsWithPlainTokens']} rows |")
 PY
   done
   ;;
@@ -138,7 +171,7 @@ trace)
   [ -f "$MODEL_DIR/tiny-kv-fp32.onnx" ] || python3 tools/export_decoder_kv.py --shape tiny --dtype fp32 --out "$MODEL_DIR" > /dev/null
   "${GC[@]}" bench "$MODEL_DIR/tiny-kv-fp32.onnx" "$MODEL_DIR/tiny-kv-fp16.onnx" --generate --device cuda --batch 4 \
     --prefill 16 --decode 16 --runs 1 --warmup 0 --cuda-graph 2>&1 | grep -A4 "same tokens" | head -12
-  for f in "$MODEL_DIR/$NAME.onnx" $(for s in $SPARSITIES; do slim "$s"; done); do
+  for f in "$DENSE" $(for s in $SPARSITIES; do slim "$s"; done); do
     [ -f "$f" ] || continue
     tag=$(basename "$f" .onnx)
     CUDA_INJECTION64_PATH="$KTRACE_LIB" KTRACE_OUT="$BENCH_DIR/kt-$tag.tsv" timeout 200 "${GC[@]}" bench "$f" --generate \

@@ -163,7 +163,7 @@ public final class DecodeBenchmark {
                                     int decode, double[] timing) throws OrtException {
         long[][] tokens = new long[batch][decode + 1];
         long[] ids = prompt;
-        KvCacheFeeds.Cache cache = KvCacheFeeds.Cache.empty(session, batch);
+        KvCacheFeeds.Cache cache = KvCacheFeeds.Cache.empty(session, graph, batch);
         try {
             int past = 0;
             int seq = prefill;
@@ -288,7 +288,7 @@ public final class DecodeBenchmark {
         /** The first decode step (after the prefill) with all outputs, and again with only the logits. */
         private void timeCacheCopy(Settings settings, int index) throws OrtException {
             int batch = settings.batch();
-            KvCacheFeeds.Cache cache = KvCacheFeeds.Cache.empty(session, batch);
+            KvCacheFeeds.Cache cache = KvCacheFeeds.Cache.empty(session, model.graph(), batch);
             Map<String, OnnxTensor> common = KvCacheFeeds.tokenFeeds(model.graph(), prompt, batch, settings.prefill(),
                     0, 0);
             try {

@@ -91,7 +91,7 @@ public final class KvCacheFeeds {
     }
 
     /** One model's KV cache between steps: its past inputs, from its own last result. */
-    static final class Cache implements AutoCloseable {
+    public static final class Cache implements AutoCloseable {
         private final Map<String, OnnxTensor> past;
         private final List<AutoCloseable> owned;
 
@@ -117,26 +117,33 @@ public final class KvCacheFeeds {
                         || !(e.getValue().getInfo() instanceof TensorInfo info)) {
                     continue;
                 }
-                long[] shape = info.getShape().clone();
-                boolean first = true;
-                for (int i = 0; i < shape.length; i++) {
-                    if (shape[i] < 0) {
-                        shape[i] = first ? batch : 0;
-                        first = false;
-                    }
-                }
-                if (shape.length == 4 && info.getShape()[3] < 0 && graph != null) {
-                    java.util.OptionalLong head = graph.value(e.getKey()).map(RandomInputs::pastHeadSize)
-                            .orElse(java.util.OptionalLong.empty());
-                    if (head.isPresent()) {
-                        shape[3] = head.getAsLong();
-                    }
-                }
+                long[] shape = emptyPastShape(info.getShape(), graph, e.getKey(), batch);
                 OnnxTensor t = emptyTensor(info.type, shape);
                 past.put(e.getKey(), t);
                 owned.add(t);
             }
             return new Cache(past, owned);
+        }
+
+        /**
+         * The shape of an empty past for {@code batch} rows from its declared one (-1 where free): the first free
+         * dimension the batch, the others 0, except a free head size (ONNX Runtime GenAI's {@code kv_cache_dim}),
+         * which is read from {@code graph}'s attention op ({@link RandomInputs#pastHeadSize}; graph may be null).
+         */
+        public static long[] emptyPastShape(long[] declared, dev.gatecut.onnx.Graph graph, String name, int batch) {
+            long[] shape = declared.clone();
+            boolean first = true;
+            for (int i = 0; i < shape.length; i++) {
+                if (shape[i] < 0) {
+                    shape[i] = first ? batch : 0;
+                    first = false;
+                }
+            }
+            if (shape.length == 4 && declared[3] < 0 && graph != null) {
+                graph.value(name).map(RandomInputs::pastHeadSize).orElse(java.util.OptionalLong.empty())
+                        .ifPresent(head -> shape[3] = head);
+            }
+            return shape;
         }
 
         private static OnnxTensor emptyTensor(OnnxJavaType type, long[] shape) throws OrtException {

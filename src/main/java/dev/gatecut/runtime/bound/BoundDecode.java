@@ -104,7 +104,7 @@ public final class BoundDecode {
                              int prefill, int decode, double[] modelMs, double[] argmaxMs) {
         long[][] tokens = new long[batch][decode + 1];
         Map<String, String> presentOf = presentNames(session);
-        Map<String, AutoCloseable> past = emptyPast(session, presentOf.keySet(), batch);
+        Map<String, AutoCloseable> past = emptyPast(session, graph, presentOf.keySet(), batch);
         String logitsName = session.outputNames().contains("logits") ? "logits" : session.outputNames().get(0);
         long[] ids = prompt;
         int pastLength = 0;
@@ -204,20 +204,14 @@ public final class BoundDecode {
         return presentOf;
     }
 
-    /** Zero-length past tensors shaped by the session's declared inputs (first free dimension: batch). */
-    private static Map<String, AutoCloseable> emptyPast(BoundSession session, Iterable<String> names, int batch) {
+    /** Zero-length past tensors shaped by the session's declared inputs ({@link KvCacheFeeds.Cache#emptyPastShape}). */
+    private static Map<String, AutoCloseable> emptyPast(BoundSession session, Graph graph, Iterable<String> names,
+                                                        int batch) {
         Map<String, BoundSession.TensorType> types = session.inputTypes();
         Map<String, AutoCloseable> past = new LinkedHashMap<>();
         for (String name : names) {
             BoundSession.TensorType type = types.get(name);
-            long[] shape = type.shape().clone();
-            boolean first = true;
-            for (int i = 0; i < shape.length; i++) {
-                if (shape[i] < 0) {
-                    shape[i] = first ? batch : 0;
-                    first = false;
-                }
-            }
+            long[] shape = KvCacheFeeds.Cache.emptyPastShape(type.shape(), graph, name, batch);
             past.put(name, DeviceCopies.HostTensor.of(session.hostMemory, java.nio.ByteBuffer.allocateDirect(0), shape,
                     type.elementType()));
         }

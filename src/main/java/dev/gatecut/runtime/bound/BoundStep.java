@@ -30,6 +30,10 @@ import java.util.Map;
  * afterwards. Those runs must see the same addresses and shapes every time, so the first step (which
  * allocates set B and the output buffers) and any step whose inputs have other shapes than the first
  * (an epoch's shorter last batch) run uncaptured ({@code gpu_graph_id} -1) on temporary buffers.
+ *
+ * <p>A state updated in place ({@code inPlace}: a KV cache that ONNX Runtime's GroupQueryAttention writes into the
+ * buffer it reads when past and present are the same memory) has one device tensor, bound as the input and as its
+ * output at every step.
  */
 public final class BoundStep implements AutoCloseable {
     /** ONNX Runtime's "do not capture or replay" graph annotation (cuda_graph.h: kCudaGraphAnnotationSkip). */
@@ -87,6 +91,9 @@ public final class BoundStep implements AutoCloseable {
     /** state input → the output holding its next value. */
     private final Map<String, String> nextOf;
     private final Map<String, String> inputOf = new LinkedHashMap<>();
+    /** In-place state input → its one device tensor (bound as the input and as its next-value output). */
+    private final Map<String, DeviceTensor> shared = new LinkedHashMap<>();
+    private final java.util.Set<String> inPlace;
     @SuppressWarnings("unchecked")
     private final Map<String, DeviceTensor>[] sets = new Map[] {new LinkedHashMap<>(), new LinkedHashMap<>()};
     private final Map<String, DeviceTensor> fixedInputs = new LinkedHashMap<>();
@@ -104,7 +111,7 @@ public final class BoundStep implements AutoCloseable {
     }
 
     private BoundStep(Path model, Device device, int deviceId, boolean cudaGraph, Map<String, String> nextOf,
-                      Map<String, List<String>> symbolicDims, boolean fixShapes) {
+                      Map<String, List<String>> symbolicDims, boolean fixShapes, java.util.Set<String> inPlace) {
         this.model = model;
         this.device = device;
         this.deviceId = deviceId;
@@ -113,6 +120,10 @@ public final class BoundStep implements AutoCloseable {
         this.nextOf = Map.copyOf(nextOf);
         this.symbolicDims = Map.copyOf(symbolicDims);
         this.fixShapes = fixShapes;
+        this.inPlace = java.util.Set.copyOf(inPlace);
+        if (!nextOf.keySet().containsAll(inPlace)) {
+            throw new IllegalArgumentException("in-place states " + inPlace + " are not all state inputs " + nextOf.keySet());
+        }
         nextOf.forEach((in, out) -> inputOf.put(out, in));
         if (cudaGraph) {
             runOptions = new RunOptions[] {graphRun(DIRECTION_GRAPH[0]), graphRun(DIRECTION_GRAPH[1])};
@@ -160,12 +171,18 @@ public final class BoundStep implements AutoCloseable {
     /** As {@link #open(Path, Device, boolean, Map, Map, boolean)} on CUDA device {@code deviceId} (ignored on the CPU). */
     public static BoundStep open(Path model, Device device, int deviceId, boolean cudaGraph, Map<String, String> nextOf,
                                  Map<String, List<String>> symbolicDims, boolean fixShapes) {
+        return open(model, device, deviceId, cudaGraph, nextOf, symbolicDims, fixShapes, java.util.Set.of());
+    }
+
+    /** As {@link #open(Path, Device, int, boolean, Map, Map, boolean)}, the states {@code inPlace} updated in place. */
+    public static BoundStep open(Path model, Device device, int deviceId, boolean cudaGraph, Map<String, String> nextOf,
+                                 Map<String, List<String>> symbolicDims, boolean fixShapes, java.util.Set<String> inPlace) {
         if (cudaGraph && device != Device.CUDA) {
             throw new dev.gatecut.errors.OptionException("--cuda-graph needs --device cuda (CUDA graphs are a CUDA"
                     + " feature), not " + device.name().toLowerCase(java.util.Locale.ROOT));
         }
         BoundNatives.load();
-        BoundStep step = new BoundStep(model, device, deviceId, cudaGraph, nextOf, symbolicDims, fixShapes);
+        BoundStep step = new BoundStep(model, device, deviceId, cudaGraph, nextOf, symbolicDims, fixShapes, inPlace);
         if (!fixShapes) {
             try {
                 step.session = step.openSession(cudaGraph, Map.of());
@@ -186,6 +203,7 @@ public final class BoundStep implements AutoCloseable {
         java.util.Set<String> conflicting = new java.util.HashSet<>();
         Map<String, long[]> shapes = new LinkedHashMap<>();
         sets[current].forEach((name, t) -> shapes.put(name, t.shape()));
+        shared.forEach((name, t) -> shapes.put(name, t.shape()));
         feeds.forEach((name, v) -> shapes.put(name, v.shape()));
         for (var e : shapes.entrySet()) {
             List<String> names = symbolicDims.getOrDefault(e.getKey(), List.of());
@@ -216,12 +234,12 @@ public final class BoundStep implements AutoCloseable {
         if (!nextOf.containsKey(input)) {
             throw new IllegalArgumentException("'" + input + "' is not a state input");
         }
-        put(sets[current], input, value);
+        put(inPlace.contains(input) ? shared : sets[current], input, value);
     }
 
     /** The current value of state input {@code input} (native-order bytes). */
     public ByteBuffer state(String input) {
-        DeviceTensor t = sets[current].get(input);
+        DeviceTensor t = (inPlace.contains(input) ? shared : sets[current]).get(input);
         if (t == null) {
             throw new IllegalArgumentException("state '" + input + "' was never set");
         }
@@ -280,7 +298,7 @@ public final class BoundStep implements AutoCloseable {
      */
     public Map<String, ByteBuffer> run(Map<String, HostValue> feeds, Collection<String> read) {
         for (String s : nextOf.keySet()) {
-            if (!sets[current].containsKey(s)) {
+            if (!(inPlace.contains(s) ? shared : sets[current]).containsKey(s)) {
                 throw new IllegalStateException("state '" + s + "' was never set");
             }
         }
@@ -308,7 +326,7 @@ public final class BoundStep implements AutoCloseable {
                 }
             }
             uploaded = System.nanoTime();
-            boolean allocated = sets[next].keySet().containsAll(nextOf.keySet())
+            boolean allocated = sets[next].keySet().containsAll(pingPong())
                     && fixedOutputs.size() + nextOf.size() == session.outputNames().size();
             if (!allocated || !odd.isEmpty()) {
                 runOnce(next, odd, allocated);
@@ -366,7 +384,9 @@ public final class BoundStep implements AutoCloseable {
             for (int i = 0; i < names.size(); i++) {
                 String name = names.get(i);
                 String state = inputOf.get(name);
-                if (state != null) {
+                if (state != null && inPlace.contains(state)) {
+                    values.get(i).close();   // a second handle on the shared buffer, which stays in `shared`
+                } else if (state != null) {
                     replace(sets[next], state, values.get(i));
                 } else {
                     replace(fixedOutputs, name, values.get(i));
@@ -394,7 +414,7 @@ public final class BoundStep implements AutoCloseable {
     private IoBinding bind(BoundSession session, int from, int to, Map<String, DeviceTensor> odd, boolean allocated) {
         IoBinding binding = session.binding();
         for (String input : session.inputNames()) {
-            DeviceTensor t = nextOf.containsKey(input) ? sets[from].get(input)
+            DeviceTensor t = inPlace.contains(input) ? shared.get(input) : nextOf.containsKey(input) ? sets[from].get(input)
                     : odd.containsKey(input) ? odd.get(input) : fixedInputs.get(input);
             if (t == null) {
                 binding.close();
@@ -403,7 +423,10 @@ public final class BoundStep implements AutoCloseable {
             binding.BindInput(input, t.value());
         }
         for (String output : session.outputNames()) {
-            if (allocated) {
+            String sharedState = inputOf.get(output);
+            if (sharedState != null && inPlace.contains(sharedState)) {
+                binding.BindOutput(output, shared.get(sharedState).value());
+            } else if (allocated) {
                 String state = inputOf.get(output);
                 binding.BindOutput(output, (state != null ? sets[to].get(state) : fixedOutputs.get(output)).value());
             } else {
@@ -411,6 +434,13 @@ public final class BoundStep implements AutoCloseable {
             }
         }
         return binding;
+    }
+
+    /** The state inputs that alternate between the two sets (all but the in-place ones). */
+    private java.util.Set<String> pingPong() {
+        java.util.Set<String> states = new java.util.LinkedHashSet<>(nextOf.keySet());
+        states.removeAll(inPlace);
+        return states;
     }
 
     private void closeBindings() {
@@ -431,6 +461,8 @@ public final class BoundStep implements AutoCloseable {
         }
         fixedInputs.values().forEach(DeviceTensor::close);
         fixedOutputs.values().forEach(DeviceTensor::close);
+        shared.values().forEach(DeviceTensor::close);
+        shared.clear();
         fixedInputs.clear();
         fixedOutputs.clear();
         runOptions[0].close();

@@ -36,6 +36,12 @@ import java.util.Map;
  * <p>Exact where the model masks as optimum's exports do (a masked key gets the float type's minimum before the
  * softmax, so its weight is 0 and the free slots add nothing); the model must take {@code position_ids} and
  * {@code attention_mask}, which the rewrite replaces.
+ *
+ * <p>A model whose attention is ONNX Runtime's GroupQueryAttention (ONNX Runtime GenAI's builder) keeps its cache as
+ * that op does when past and present are one buffer, as onnxruntime-genai runs it: {@code length} slots per layer
+ * holding the tokens so far left-aligned, the mask the first t + 1 slots (the op reads the count from it and writes
+ * token t's keys and values into slot t), and each past bound in place as its present output. Positions come from
+ * the count too; a {@code position_ids} input, where the model has one, is t.
  */
 public final class StaticCacheDecode implements AutoCloseable {
     /** The step's greedy next token per row, [batch, 1] int64: the next value of {@code input_ids}. */
@@ -82,6 +88,10 @@ public final class StaticCacheDecode implements AutoCloseable {
             throw new ModelException("no past_key_values inputs: static-cache decoding is for decoders exported with"
                     + " their KV cache (optimum's past_key_values.N.key / present.N.key)");
         }
+        if (sharesBuffers(g)) {
+            prepareShared(model, presentOf, into);
+            return;
+        }
         if (g.value("position_ids").filter(Value::isGraphInput).isEmpty()
                 || g.value("attention_mask").filter(Value::isGraphInput).isEmpty()) {
             throw new ModelException("static-cache decoding needs the inputs position_ids and attention_mask (a token's"
@@ -121,14 +131,65 @@ public final class StaticCacheDecode implements AutoCloseable {
             past.type().ifPresent(named::setType);
             g.addOutput(named);
         }
+        addNextToken(g);
+        g.sortTopologically();
+        model.save(into, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
+    }
+
+    /** Whether every past input is read by GroupQueryAttention, which can update it in place. */
+    static boolean sharesBuffers(Graph g) {
+        List<Value> pasts = g.feedInputs().stream().filter(v -> InputRole.of(v) == InputRole.PAST).toList();
+        return !pasts.isEmpty() && pasts.stream().allMatch(v -> dev.gatecut.runtime.RandomInputs.pastHeadSize(v).isPresent());
+    }
+
+    /**
+     * The GroupQueryAttention form of {@link #prepare}: the input {@link #STEP} in place of {@code attention_mask}
+     * (the first t + 1 of the cache's slots) and of {@code position_ids} where there is one; the presents stay the
+     * outputs (bound in place to the pasts), and {@link #NEXT_TOKEN} is added.
+     */
+    private static void prepareShared(OnnxModel model, Map<String, String> presentOf, Path into) {
+        Graph g = model.graph();
+        if (g.value("attention_mask").filter(Value::isGraphInput).isEmpty()) {
+            throw new ModelException("static-cache decoding of a GroupQueryAttention model needs its attention_mask"
+                    + " input (the op counts each row's tokens from it)");
+        }
+        OpBuilder ops = new OpBuilder(g, model.defaultOpset(), DataType.FLOAT, "static_cache/");
+        Value tokens = g.value(TOKENS).filter(Value::isGraphInput).orElseThrow(() -> new ModelException(
+                "static-cache decoding feeds token ids: the model has no input_ids input"));
+        Value t = g.addInput(STEP, TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
+                .setElemType(TensorProto.DataType.INT64_VALUE)
+                .setShape(dev.gatecut.onnx.proto.TensorShapeProto.newBuilder())).build());
+        Value past0 = g.requireValue(presentOf.keySet().iterator().next());
+        Value slots = ops.op("Gather", ops.op("Shape", past0), ops.int64Scalar(2), OpBuilder.attr("axis", 0L));
+        Value slot = ops.op("Range", List.of(ops.int64Scalar(0), slots, ops.int64Scalar(1)));
+        Value valid = ops.op("Not", ops.op("Less", t, slot));   // slot <= t
+        Value rowMask = ops.op("Cast", valid, OpBuilder.attr("to", (long) TensorProto.DataType.INT64_VALUE));
+        Value batchRows = ops.op("Gather", ops.op("Shape", tokens), ops.int64Scalar(0), OpBuilder.attr("axis", 0L));
+        Value maskShape = ops.op("Concat", List.of(ops.unsqueeze(batchRows, 0), ops.unsqueeze(slots, 0)),
+                OpBuilder.attr("axis", 0L));
+        Map<String, Value> replaced = new LinkedHashMap<>();
+        replaced.put("attention_mask", ops.op("Expand", ops.unsqueeze(rowMask, 0), maskShape));
+        if (g.value("position_ids").filter(Value::isGraphInput).isPresent()) {
+            replaced.put("position_ids", ops.expandLike(ops.op("Reshape", t, ops.int64s(1, 1)), tokens));
+        }
+        replaced.forEach((name, v) -> {
+            Value input = g.requireValue(name);
+            input.replaceAllUsesWith(v);
+            g.removeInput(input);
+        });
+        addNextToken(g);
+        g.sortTopologically();
+        model.save(into, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
+    }
+
+    /** The greedy next token (ArgMax of the logits) as output {@link #NEXT_TOKEN}. */
+    private static void addNextToken(Graph g) {
         Value logits = g.value("logits").filter(Value::isGraphOutput).orElse(g.outputs().get(0));
         Value token = g.addNode("ArgMax", "", g.freshNodeName("static_cache/argmax"), List.of(logits),
                 List.of(NEXT_TOKEN), List.of(OpBuilder.attr("axis", -1L), OpBuilder.attr("keepdims", 0L))).output(0);
         token.setType(TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
                 .setElemType(TensorProto.DataType.INT64_VALUE)).build());
         g.addOutput(token);
-        g.sortTopologically();
-        model.save(into, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
     }
 
     /** Past input → present output by optimum's names (present.N.key for past_key_values.N.key; present_key_N). */
@@ -165,6 +226,8 @@ public final class StaticCacheDecode implements AutoCloseable {
         if (length < 2) {
             throw new IllegalArgumentException("a static cache needs at least 2 tokens, not " + length);
         }
+        boolean shared = sharesBuffers(graph);
+        Map<String, String> presentOf = shared ? presentNames(graph) : Map.of();
         Map<String, String> nextOf = new LinkedHashMap<>();
         Map<String, List<String>> symbolic = new LinkedHashMap<>();
         Map<String, HostValue> initial = new LinkedHashMap<>();
@@ -176,12 +239,13 @@ public final class StaticCacheDecode implements AutoCloseable {
                     : d.param()));
             symbolic.put(in.name(), names);
             if (InputRole.of(in) == InputRole.PAST) {
-                nextOf.put(in.name(), next(in.name()));
-                initial.put(in.name(), emptySlots(in, shape, batch, length - 1));
+                nextOf.put(in.name(), shared ? presentOf.get(in.name()) : next(in.name()));
+                initial.put(in.name(), emptySlots(in, shape, batch, shared ? length : length - 1));
             }
         }
         nextOf.put(TOKENS, NEXT_TOKEN);   // the greedy token is the next step's input
-        BoundStep step = BoundStep.open(prepared, device, 0, cudaGraph, nextOf, symbolic, true);
+        BoundStep step = BoundStep.open(prepared, device, 0, cudaGraph, nextOf, symbolic, true,
+                shared ? presentOf.keySet() : java.util.Set.of());
         try {
             initial.forEach(step::state);
             step.state(TOKENS, HostValue.longs(new long[batch], batch, 1));
@@ -203,6 +267,10 @@ public final class StaticCacheDecode implements AutoCloseable {
         dims[0] = batch;
         dims[2] = slots;
         for (int i : new int[] {1, 3}) {
+            if (i == 3 && !shape.dim(3).isKnown() && dev.gatecut.runtime.RandomInputs.pastHeadSize(in).isPresent()) {
+                dims[3] = dev.gatecut.runtime.RandomInputs.pastHeadSize(in).getAsLong();   // GenAI's kv_cache_dim
+                continue;
+            }
             if (!shape.dim(i).isKnown()) {
                 throw new ModelException("past input '" + in.name() + "' has a free dimension " + i
                         + " (" + shape.dim(i) + "); static-cache decoding needs the heads and head size fixed");
