@@ -138,6 +138,9 @@ final class PruneCommand implements Callable<Integer> {
         }
         PruneOptions options = b.build();
         Device device = Device.parse(verifyDevice);
+        if (device == Device.CUDA) {
+            dev.gatecut.runtime.ShapeProbe.runOn(Device.CUDA);   // the shape probe runs where the check runs
+        }
         AtomicFiles.checkWritableFile(output, "-o");
         if (emitGated != null) {
             AtomicFiles.checkWritableFile(emitGated, "--emit-gated");

@@ -101,9 +101,22 @@ public final class ShapeProbe {
      */
     static final Size GQA_SECOND = new Size(1, 11, 4);
 
+    /** Where {@link #probe(OnnxModel)} runs: the CPU unless a command working on CUDA says so ({@link #runOn}). */
+    private static volatile Device probeDevice = Device.CPU;
+
+    /**
+     * Probes of this JVM run on {@code device} from now on. A command that works on CUDA probes there too: a large
+     * model's two probe runs take seconds there instead of minutes, and ONNX Runtime 1.24.1's CPU provider crashes
+     * (SIGSEGV in its AVX2 float16 rotary kernel) on GroupQueryAttention float16 decoders of 128-wide heads, which
+     * its CUDA provider runs.
+     */
+    public static void runOn(Device device) {
+        probeDevice = device;
+    }
+
     public static Result probe(OnnxModel model) throws OrtException {
         return probe(model, DEFAULT_FIRST, pastReadByGroupQueryAttention(model) ? GQA_SECOND : DEFAULT_SECOND,
-                Device.CPU);
+                probeDevice);
     }
 
     private static boolean pastReadByGroupQueryAttention(OnnxModel model) {
