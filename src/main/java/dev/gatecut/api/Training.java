@@ -25,6 +25,9 @@ final class Training {
         if (line != null) {
             progress.onEvent(new ProgressEvent.Message(line));
         }
+        if (o.device() == dev.gatecut.runtime.Device.CUDA) {
+            dev.gatecut.runtime.ShapeProbe.runOn(dev.gatecut.runtime.Device.CUDA);   // probes run where training runs
+        }
         PreparedData data = PreparedData.of(model, o, progress);
         progress.onEvent(new ProgressEvent.Message("backend: " + backend.description()
                 + (o.devices().size() > 1 ? ", data-parallel over " + o.devices().size() + " replicas ("

@@ -1,6 +1,7 @@
 package dev.gatecut.discover;
 
 import dev.gatecut.onnx.Node;
+import dev.gatecut.onnx.Value;
 import dev.gatecut.runtime.ShapeProbe;
 
 import java.util.ArrayList;
@@ -32,7 +33,7 @@ final class SoftmaxAttentionRule extends NodeRule {
 
     @Override
     MatchOutcome match(MatchContext ctx, Node softmax) {
-        Node pv = ctx.forwardTo(softmax.output(0), "MatMul", 0).orElseThrow(() -> new MatchFailure(
+        Node pv = ctx.forwardTo(nanGuarded(softmax.output(0)), "MatMul", 0).orElseThrow(() -> new MatchFailure(
                 "softmax output does not feed a MatMul with values", softmax, ""));
         List<Node> ctxLayout = new ArrayList<>();
         LinearLayer o = ctx.forwardToLinear(pv.output(0), ctxLayout);
@@ -90,6 +91,24 @@ final class SoftmaxAttentionRule extends NodeRule {
         boolean rotary = q.rotary() || k.rotary();
         return new MatchOutcome.Matched(new AttentionGroup("attn:" + o.node(), qp, kp, vp, o, heads, kvHeads,
                 headDim, rotary, edits, splits, List.of(), ScoreHeadInputs.find(ctx, qk, softmax, heads)));
+    }
+
+    /**
+     * The probabilities after torch's scaled_dot_product_attention export guards them against fully masked rows,
+     * {@code Where(IsNaN(p), 0, p)}, or {@code p} itself when unguarded.
+     */
+    static Value nanGuarded(Value probs) {
+        List<Node> readers = probs.consumers();
+        if (readers.size() != 2) {
+            return probs;
+        }
+        Node isNan = readers.stream().filter(n -> n.is("IsNaN")).findFirst().orElse(null);
+        Node where = readers.stream().filter(n -> n.is("Where")).findFirst().orElse(null);
+        if (isNan == null || where == null || where.input(0) != isNan.output(0) || where.input(2) != probs
+                || !dev.gatecut.onnx.Constants.isConstant(where.input(1))) {
+            return probs;
+        }
+        return where.output(0);
     }
 
     /** Shape-constant elements of a Reshape/Expand on an attention path that count heads. */

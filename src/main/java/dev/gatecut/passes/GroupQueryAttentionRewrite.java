@@ -12,8 +12,8 @@ import java.util.List;
  * value [B, S, K·H] (or packed QKV in query), past_key/past_value [B, K, P, H] (empty in training),
  * seqlens_k [B] (total length − 1 per row), do_rotary with cos/sin caches (positions P + s, or
  * position_ids), rotary_interleaved, scale, softcap, local_window_size. Rewritten as Reshape,
- * Transpose, rotary, Concat past (the present outputs), query heads grouped [B, K, N/K, S, H]
- * against their shared KV head, a causal (windowed) mask with keys past seqlens_k + 1 masked, the
+ * Transpose, rotary, Concat past (the present outputs), each KV head repeated for its N/K query heads
+ * (transformers' repeat_kv, so discovery reads the result as grouped-query attention), a causal (windowed) mask with keys past seqlens_k + 1 masked, the
  * softmax attention in float, Transpose, Reshape. The kernel's past_seqlen is seqlens_k + 1 − S; the
  * rewrite takes it from past_key's length P, which is the same when the past holds exactly the
  * cached tokens (no shared KV buffer) and rows are not left-padded. The attention_bias and
@@ -122,18 +122,28 @@ final class GroupQueryAttentionRewrite implements ContribRewrite {
         Value keyPos = o.op("Range", List.of(o.int64Scalar(0), keySeq, o.int64Scalar(1)));
         Value total = o.op("Add", o.op("Cast", List.of(d.in(5)), OpBuilder.attr("to", (long) DataType.INT64.code())),
                 o.int64Scalar(1));
-        Value inRow = o.unsqueeze(o.op("Less", keyPos, o.unsqueeze(total, 1)), 1, 2, 3);               // [B, 1, 1, 1, T]
+        Value inRow = o.unsqueeze(o.op("Less", keyPos, o.unsqueeze(total, 1)), 1, 2);                  // [B, 1, 1, T]
         allowed = o.op("And", allowed, inRow);
 
-        long group = l.heads() / l.kvHeads();
-        Value grouped = o.op("Reshape", d.toCompute(qHeads), o.int64s(0, l.kvHeads(), group, -1, l.headSize()));
-        Value kT = o.transpose(o.unsqueeze(d.toCompute(kHeads), 2), new long[] {0, 1, 2, 4, 3});      // [B, K, 1, H, T]
-        Value values = o.unsqueeze(d.toCompute(vHeads), 2);                                            // [B, K, 1, T, H]
+        // Each KV head repeated for its group of query heads (transformers' repeat_kv): the 4-D attention of an
+        // eager export, which discovery reads as grouped-query attention, so that training gates its KV groups.
+        Value kT = o.transpose(repeatKv(o, d.toCompute(kHeads), l), new long[] {0, 1, 3, 2});            // [B, N, H, T]
+        Value values = repeatKv(o, d.toCompute(vHeads), l);                                            // [B, N, T, H]
         float scaleAttr = n.floatAttribute("scale", 0f);
         double scale = scaleAttr == 0f ? 1.0f / (float) Math.sqrt(l.headSize()) : scaleAttr;
-        Value context = Rewrites.attend(d, grouped, kT, values, scale, n.floatAttribute("softcap", 0f), allowed,
-                d.lowest(), null);                                                                   // [B, K, G, S, H]
-        Value tokens = o.transpose(context, new long[] {0, 3, 1, 2, 4});
+        Value context = Rewrites.attend(d, d.toCompute(qHeads), kT, values, scale, n.floatAttribute("softcap", 0f),
+                allowed, d.lowest(), null);                                                           // [B, N, S, H]
+        Value tokens = o.transpose(context, new long[] {0, 2, 1, 3});
         d.writesFromCompute(0, "Reshape", List.of(tokens, o.int64s(0, 0, l.heads() * l.headSize())));
+    }
+
+    /** [B, K, T, H] → [B, N, T, H]: KV head k serves query heads k·G … k·G + G − 1 (G = N / K). */
+    private static Value repeatKv(OpBuilder o, Value heads, Layout l) {
+        long group = l.heads() / l.kvHeads();
+        if (group == 1) {
+            return heads;
+        }
+        Value wide = o.op("Expand", o.unsqueeze(heads, 2), o.int64s(1, 1, group, 1, 1));             // [B, K, G, T, H]
+        return o.op("Reshape", wide, o.int64s(0, l.heads(), -1, l.headSize()));
     }
 }

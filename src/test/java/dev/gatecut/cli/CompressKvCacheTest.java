@@ -15,7 +15,8 @@ import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.train.TrainedParams;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
@@ -30,15 +31,17 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * {@code compress --task lm} on a Qwen2 (GQA: 4 query heads, 2 KV heads) exported with its KV
- * cache: training binds an empty past, the slim model keeps the file's cache inputs and outputs in
- * order with fewer KV heads declared, evaluates to a perplexity, and generates what the gated model
- * generates when each is fed its own present.* back.
+ * cache, by TorchScript (optimum's I/O) and by ONNX Runtime GenAI's model builder (GroupQueryAttention
+ * with rotary inside, packed Q|K|V): training binds an empty past, the slim model keeps the file's cache
+ * inputs and outputs in order with fewer KV heads declared, evaluates to a perplexity, and generates what
+ * the gated model generates when each is fed its own present.* back.
  */
 class CompressKvCacheTest {
-    static final Path MODEL = Path.of("onnx-models/deploy/qwen2-kv-ts17-eager.onnx");
 
-    @Test
-    void compressesAKvCacheDecoderEndToEnd(@TempDir Path dir) throws Exception {
+    @ParameterizedTest
+    @ValueSource(strings = {"onnx-models/deploy/qwen2-kv-ts17-eager.onnx", "onnx-models/genai/qwen2-genai-fp32.onnx"})
+    void compressesAKvCacheDecoderEndToEnd(String file, @TempDir Path dir) throws Exception {
+        Path MODEL = Path.of(file);
         Random r = new Random(5);
         List<String> lines = new ArrayList<>();
         for (int i = 0; i < 24; i++) {

@@ -92,6 +92,11 @@ class KvCacheTrainingTest {
             }
             TrainingGraph.Built train = TrainingGraph.trainStep(model, config);
             assertEquals(eval.plan().byName().keySet(), train.plan().byName().keySet());
+            // Attention is gated too (GroupQueryAttention through its unfused copy): a head gate per layer.
+            assertEquals(2, train.plan().byName().keySet().stream().filter(g -> g.startsWith("heads/")
+                    || g.startsWith("q_rows/") || g.contains(".attn.") || g.contains("self_attn")).map(g -> g.replaceAll(
+                    ".*layers?[._/](\\d+).*", "$1")).distinct().count(), model + " " + mode + ": gates of both layers' attention: "
+                    + train.plan().byName().keySet());
             try (GateTrainer trainer = new GateTrainer(train, config, Device.CPU)) {
                 Random noise = new Random(3);
                 for (int step = 0; step < 3; step++) {
