@@ -76,6 +76,9 @@ export)
     # GroupQueryAttention model on CUDA (shared buffers, CUDA graph) gives the plain path's tokens.
     python3 tools/export_genai_models.py --zoo "$MODEL_DIR/genai-zoo" --builder "$GENAI_BUILDER" > "$OUT/genai-zoo.log" 2>&1 \
       || { tail -5 "$OUT/genai-zoo.log"; say "tiny builder zoo FAILED"; exit 1; }
+    # shellcheck source=tools/gpu_bound_native.sh
+    source tools/gpu_bound_native.sh
+    bound_native "--cuda-graph" || { say "bytedeco's CUDA JNI library is missing"; exit 2; }
     "${GC[@]}" bench "$MODEL_DIR/genai-zoo/qwen2-genai-fp16.onnx" --generate --device cuda --batch 2 --prefill 8 --decode 8 \
       --runs 1 --warmup 0 --io-binding --cuda-graph 2>&1 | tail -12 || { say "tiny decode bench FAILED"; exit 1; }
     if [ -f "$DENSE" ] && [ -f "$MODEL_DIR/$NAME.json" ]; then

@@ -89,7 +89,9 @@ class HiddenGatesPruneTest {
             "src/test/resources/llama-ts17-ortopt-fp16.onnx, 0.25, 48/64 channels",
             "src/test/resources/llama-ts17-ortopt-fp16.onnx, 0.5, 32/64 channels",
             // 176-wide FFNs rounded up to 16 keep 3 points of the budget unless the target is corrected
-            "onnx-models/deploy/qwen2-kv-ts17-eager-ortopt.onnx, 0.25, 48/64 channels"})
+            "onnx-models/deploy/qwen2-kv-ts17-eager-ortopt.onnx, 0.25, 48/64 channels",
+            // ONNX Runtime GenAI's builder: GroupQueryAttention, packed Q|K|V, SkipSimplifiedLayerNormalization
+            "onnx-models/genai/qwen2-genai-fp32.onnx, 0.25, 48/64 channels"})
     void hiddenFractionChoosesTheHiddenCut(String model, String fraction, String kept, @TempDir Path dir) {
         Path out = dir.resolve("slim.onnx");
         InspectCommandTest.Run run = gatecut("prune", model, "--random-sparsity", "0.5", "--hidden-gates",
