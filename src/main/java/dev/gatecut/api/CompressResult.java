@@ -45,6 +45,8 @@ public final class CompressResult implements AutoCloseable {
     private final CompressReport report;
     private final ObjectNode summary;
     private final boolean temporaryRun;
+    /** What {@link #saveTo} did about ONNX Runtime GenAI's config (null: the model had none). */
+    private String genaiLine;
 
     CompressResult(PruneResult pruned, OnnxModel classifier, boolean languageModel, TrainResult training,
                    double trainSeconds, double slimQuality, CompressReport report, ObjectNode summary,
@@ -147,6 +149,7 @@ public final class CompressResult implements AutoCloseable {
         try {
             Files.createDirectories(folder);
             pruned.slimModel().save(folder.resolve(MODEL_FILE));
+            genaiLine = GenaiFolder.write(pruned.source(), pruned.slimModel(), MODEL_FILE, folder).orElse(null);
             if (classifier != null) {
                 classifier.save(folder.resolve(CLASSIFIER_FILE));
             } else {
@@ -169,6 +172,14 @@ public final class CompressResult implements AutoCloseable {
         } catch (IOException e) {
             throw FileAccessException.of("write", folder, e);
         }
+    }
+
+    /**
+     * After {@link #saveTo}: what was done about the ONNX Runtime GenAI config beside the original model (written
+     * for the slim one, or why not); empty when the model had none.
+     */
+    public Optional<String> genaiFolder() {
+        return Optional.ofNullable(genaiLine);
     }
 
     /** Releases the models and deletes the run folder when compress made a temporary one; closing twice is harmless. */

@@ -43,6 +43,11 @@ public final class PruneResult implements AutoCloseable {
         this.unwritten = unwritten;
     }
 
+    /** The model the slim one was compiled from. */
+    Path source() {
+        return source;
+    }
+
     /** The slim model (same inputs and outputs as the original); still owned by this result. */
     public OnnxModel slimModel() {
         return slim;

@@ -103,6 +103,7 @@ final class CompressCommand implements Callable<Integer> {
         Path slim = output.resolve(CompressResult.MODEL_FILE);
         if (r.classifier().isEmpty()) {
             out.printf("slim model: %s%n", slim);
+            r.genaiFolder().ifPresent(out::println);
         } else {
             out.printf("slim model: %s; classifier: %s%n", slim, r.ownHead() ? slim + " (the model's own head)"
                     : output.resolve(CompressResult.CLASSIFIER_FILE));

@@ -183,12 +183,21 @@ final class PruneCommand implements Callable<Integer> {
             }
             r.saveTo(output);
             out.printf("wrote %s%s%n", output, emitGated != null ? " and " + emitGated : "");
+            genaiConfig(out);
         }
         out.flush();
         return 0;
     }
 
     /** LLM-sized weights: one tensor in the heap at a time, checked from the saved files. */
+    /** ONNX Runtime GenAI's config beside MODEL, for the written slim model (a config already beside -o stays). */
+    private void genaiConfig(PrintWriter out) {
+        try (dev.gatecut.onnx.OnnxModel written = dev.gatecut.onnx.OnnxModel.load(output)) {
+            dev.gatecut.api.GenaiFolder.write(model, written, output.getFileName().toString(),
+                    output.toAbsolutePath().getParent(), false).ifPresent(out::println);
+        }
+    }
+
     private int pruneStreaming(GatecutModel m, PruneOptions options, PeakHeap heap, long start, PrintWriter out)
             throws ai.onnxruntime.OrtException {
         Streamed s = m.pruneTo(options, output);
@@ -199,6 +208,7 @@ final class PruneCommand implements Callable<Integer> {
                 (System.nanoTime() - start) / 1e9, r.compileSeconds(), r.saveSeconds(), r.checkSeconds(),
                 heap.describe());
         out.printf("wrote %s and %s.data%n", output, output.getFileName());
+        genaiConfig(out);
         out.flush();
         return 0;
     }
