@@ -35,8 +35,8 @@ import java.util.Set;
  * continue the past.
  */
 public final class RandomInputs {
-    /** What to feed one input. */
-    public record InputSpec(String name, DataType type, long[] shape, long upperBound, InputRole role) {
+    /** What to feed one input; a mask's rows keep at least {@code minKept} leading ones. */
+    public record InputSpec(String name, DataType type, long[] shape, long upperBound, InputRole role, long minKept) {
         public boolean mask() {
             return role == InputRole.MASK;
         }
@@ -56,6 +56,11 @@ public final class RandomInputs {
     public static List<InputSpec> specs(Graph graph, int batch, int sequence, int past) {
         boolean cache = hasKvCache(graph);
         int pastLength = cache ? past : 0;
+        // GroupQueryAttention counts each row's tokens from the mask and takes them as the first ones: a row that
+        // continues a past must hold all of them (ONNX Runtime 1.24.1's CPU kernel reads out of bounds otherwise,
+        // 1.30 refuses it: "seqlens_k is too small for sequence_length"); a first prompt may be right-padded.
+        boolean wholeRows = pastLength > 0 && graph.feedInputs().stream()
+                .anyMatch(v -> isPastInput(v) && pastHeadSize(v).isPresent());
         List<InputSpec> specs = new ArrayList<>();
         for (Value in : graph.feedInputs()) {
             DataType type = Shape.elementType(in).orElse(DataType.FLOAT);
@@ -71,7 +76,8 @@ public final class RandomInputs {
                 case PAST -> 0;
                 case DATA -> indexBound(in).orElse(2L);
             };
-            specs.add(new InputSpec(in.name(), type, shape, bound, role));
+            long minKept = role == InputRole.MASK && wholeRows && shape.length > 0 ? shape[shape.length - 1] : 1;
+            specs.add(new InputSpec(in.name(), type, shape, bound, role, minKept));
         }
         return specs;
     }
@@ -117,10 +123,11 @@ public final class RandomInputs {
                 ints[i] = spec.upperBound() + i % Math.max(1, rowLength);
             }
         } else if (spec.mask()) {
-            // Each row: ones up to a random length (at least 1), zeros after, like right padding.
+            // Each row: ones up to a random length (at least minKept), zeros after, like right padding.
             long rowLength = spec.shape().length == 0 ? 1 : spec.shape()[spec.shape().length - 1];
+            long least = Math.max(1, Math.min(spec.minKept(), rowLength));
             for (int row = 0; row * rowLength < n; row++) {
-                long keep = rowLength == 0 ? 0 : 1 + random.nextInt((int) rowLength);
+                long keep = rowLength == 0 ? 0 : least + random.nextInt((int) (rowLength - least + 1));
                 for (long j = 0; j < rowLength; j++) {
                     ints[(int) (row * rowLength + j)] = j < keep ? 1 : 0;
                 }

@@ -75,4 +75,43 @@ class ShapeProbeTest {
             assertEquals(1000, ids.upperBound(), "bound read through EmbedLayerNormalization");
         }
     }
+
+    /**
+     * GroupQueryAttention takes each row's token count from the mask and the tokens as its first ones: feeds that
+     * continue a past keep every mask row whole (ONNX Runtime 1.24.1's CPU kernel read out of bounds on a shorter
+     * row and took the JVM down probing a GenAI float16 export; 1.30 refuses such a row), and the probe of a GenAI
+     * export runs its second size at one row. A first prompt may still be right-padded.
+     */
+    @Test
+    void groupQueryAttentionFeedsKeepWholeMaskRowsOverAPast() throws Exception {
+        try (OnnxModel m = OnnxModel.load(Path.of("onnx-models/genai/qwen2-genai-fp16.onnx"))) {
+            var env = OrtSessions.environment();
+            for (long seed = 0; seed < 20; seed++) {
+                var feeds = RandomInputs.create(env, m.graph(), 3, 11, 4, seed);
+                try {
+                    long[][] mask = (long[][]) feeds.get("attention_mask").getValue();
+                    for (long[] row : mask) {
+                        assertEquals(15, java.util.Arrays.stream(row).sum(), "seed " + seed + ": a whole row over past + new");
+                    }
+                    assertEquals(16, ((ai.onnxruntime.OnnxTensor) feeds.get("past_key_values.0.key")).getInfo().getShape()[3],
+                            "the head size GenAI leaves symbolic (kv_cache_dim)");
+                } finally {
+                    feeds.values().forEach(ai.onnxruntime.OnnxTensor::close);
+                }
+            }
+            boolean padded = false;
+            for (long seed = 0; seed < 20 && !padded; seed++) {
+                var feeds = RandomInputs.create(env, m.graph(), 3, 11, 0, seed);
+                try {
+                    padded = java.util.Arrays.stream((long[][]) feeds.get("attention_mask").getValue())
+                            .anyMatch(row -> java.util.Arrays.stream(row).sum() < 11);
+                } finally {
+                    feeds.values().forEach(ai.onnxruntime.OnnxTensor::close);
+                }
+            }
+            assertTrue(padded, "a first prompt still gets right-padded rows");
+            ShapeProbe.Result r = ShapeProbe.probe(m);
+            assertEquals(ShapeProbe.GQA_SECOND, r.second());
+        }
+    }
 }
