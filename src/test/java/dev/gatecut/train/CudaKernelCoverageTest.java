@@ -80,6 +80,7 @@ class CudaKernelCoverageTest {
         check(found, reg, Path.of("onnx-models/gpt2-ts17.onnx"), lm);
         check(found, reg, Path.of("onnx-models/llama-dynamo18.onnx"), lm.withHiddenGates(true));
         check(found, reg, Path.of("onnx-models/deploy/qwen2-kv-ts17-eager-fp16.onnx"), lm);
+        check(found, reg, Path.of("onnx-models/genai/qwen2-genai-fp16.onnx"), lm);   // GroupQueryAttention unfused
         assertEquals(Map.of(), found, "train-step nodes without a CUDA kernel");
     }
 
@@ -92,9 +93,10 @@ class CudaKernelCoverageTest {
         Map<String, List<long[]>> reg = registry();
         Map<String, Map<String, Integer>> found = new TreeMap<>();
         for (String name : List.of("qwen2-kv-ts17-eager-fp16", "llama-kv-ts17-eager-fp16", "gpt2-kv-ts17-eager",
-                "llama-kv-ts17-sdpa", "qwen2-kv-dynamo18-eager")) {
+                "llama-kv-ts17-sdpa", "qwen2-kv-dynamo18-eager", "qwen2-genai-fp16", "llama-genai-fp16")) {
             Path prepared = dir.resolve(name + "-static.onnx");
-            try (OnnxModel model = OnnxModel.load(Path.of("onnx-models/deploy/" + name + ".onnx"))) {
+            String zoo = name.contains("-genai-") ? "genai" : "deploy";   // GenAI's builder: GroupQueryAttention, shared cache
+            try (OnnxModel model = OnnxModel.load(Path.of("onnx-models/" + zoo + "/" + name + ".onnx"))) {
                 dev.gatecut.runtime.bound.StaticCacheDecode.prepare(model, prepared);
             }
             try (OnnxModel step = OnnxModel.load(prepared)) {
