@@ -859,13 +859,18 @@ def main():
                 "command": "python3 tools/export_deploy_models.py --out onnx-models/deploy",
                 "date": args.date, "device": base.device_note(), "seed": SEED, "versions": vers,
                 "models": entries, "failures": failures}
-    with open(os.path.join(args.out, "manifest.json"), "w") as fh:
-        json.dump(manifest, fh, indent=1)
-        fh.write("\n")
-    with open(os.path.join(args.out, "README.md"), "w") as fh:
-        fh.write(render_readme(manifest))
+    write_zoo_files(args.out, manifest, render_readme(manifest))
     log(f"done in {time.time() - t0:.1f}s: {len(entries)} ok, {len(failures)} failed")
     return 0
+
+
+def write_zoo_files(out, manifest, readme):
+    """manifest.json and README.md of a zoo folder."""
+    with open(os.path.join(out, "manifest.json"), "w") as fh:
+        json.dump(manifest, fh, indent=1)
+        fh.write("\n")
+    with open(os.path.join(out, "README.md"), "w") as fh:
+        fh.write(readme)
 
 
 if __name__ == "__main__":

@@ -225,11 +225,7 @@ def zoo(args):
                 "command": "python3 tools/export_genai_models.py --zoo onnx-models/genai",
                 "date": args.date, "device": base.device_note(), "versions": base.versions(),
                 "models": entries, "failures": failures}
-    with open(os.path.join(args.zoo, "manifest.json"), "w") as fh:
-        json.dump(manifest, fh, indent=1)
-        fh.write("\n")
-    with open(os.path.join(args.zoo, "README.md"), "w") as fh:
-        fh.write(render_readme(manifest))
+    deploy.write_zoo_files(args.zoo, manifest, render_readme(manifest))
     log(f"done in {time.time() - t0:.1f}s: {len(entries)} ok, {len(failures)} failed")
     return 0 if not failures else 1
 
