@@ -14,8 +14,10 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collection;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * A step graph run over and over with its state on the device: each state input (a parameter, an
@@ -93,7 +95,7 @@ public final class BoundStep implements AutoCloseable {
     private final Map<String, String> inputOf = new LinkedHashMap<>();
     /** In-place state input → its one device tensor (bound as the input and as its next-value output). */
     private final Map<String, DeviceTensor> shared = new LinkedHashMap<>();
-    private final java.util.Set<String> inPlace;
+    private final Set<String> inPlace;
     @SuppressWarnings("unchecked")
     private final Map<String, DeviceTensor>[] sets = new Map[] {new LinkedHashMap<>(), new LinkedHashMap<>()};
     private final Map<String, DeviceTensor> fixedInputs = new LinkedHashMap<>();
@@ -111,7 +113,7 @@ public final class BoundStep implements AutoCloseable {
     }
 
     private BoundStep(Path model, Device device, int deviceId, boolean cudaGraph, Map<String, String> nextOf,
-                      Map<String, List<String>> symbolicDims, boolean fixShapes, java.util.Set<String> inPlace) {
+                      Map<String, List<String>> symbolicDims, boolean fixShapes, Set<String> inPlace) {
         this.model = model;
         this.device = device;
         this.deviceId = deviceId;
@@ -120,7 +122,7 @@ public final class BoundStep implements AutoCloseable {
         this.nextOf = Map.copyOf(nextOf);
         this.symbolicDims = Map.copyOf(symbolicDims);
         this.fixShapes = fixShapes;
-        this.inPlace = java.util.Set.copyOf(inPlace);
+        this.inPlace = Set.copyOf(inPlace);
         if (!nextOf.keySet().containsAll(inPlace)) {
             throw new IllegalArgumentException("in-place states " + inPlace + " are not all state inputs " + nextOf.keySet());
         }
@@ -171,12 +173,12 @@ public final class BoundStep implements AutoCloseable {
     /** As {@link #open(Path, Device, boolean, Map, Map, boolean)} on CUDA device {@code deviceId} (ignored on the CPU). */
     public static BoundStep open(Path model, Device device, int deviceId, boolean cudaGraph, Map<String, String> nextOf,
                                  Map<String, List<String>> symbolicDims, boolean fixShapes) {
-        return open(model, device, deviceId, cudaGraph, nextOf, symbolicDims, fixShapes, java.util.Set.of());
+        return open(model, device, deviceId, cudaGraph, nextOf, symbolicDims, fixShapes, Set.of());
     }
 
     /** As {@link #open(Path, Device, int, boolean, Map, Map, boolean)}, the states {@code inPlace} updated in place. */
     public static BoundStep open(Path model, Device device, int deviceId, boolean cudaGraph, Map<String, String> nextOf,
-                                 Map<String, List<String>> symbolicDims, boolean fixShapes, java.util.Set<String> inPlace) {
+                                 Map<String, List<String>> symbolicDims, boolean fixShapes, Set<String> inPlace) {
         if (cudaGraph && device != Device.CUDA) {
             throw new dev.gatecut.errors.OptionException("--cuda-graph needs --device cuda (CUDA graphs are a CUDA"
                     + " feature), not " + device.name().toLowerCase(java.util.Locale.ROOT));
@@ -200,7 +202,7 @@ public final class BoundStep implements AutoCloseable {
      */
     private Map<String, Long> dimsOf(Map<String, HostValue> feeds) {
         Map<String, Long> dims = new LinkedHashMap<>();
-        java.util.Set<String> conflicting = new java.util.HashSet<>();
+        Set<String> conflicting = new java.util.HashSet<>();
         Map<String, long[]> shapes = new LinkedHashMap<>();
         sets[current].forEach((name, t) -> shapes.put(name, t.shape()));
         shared.forEach((name, t) -> shapes.put(name, t.shape()));
@@ -234,12 +236,12 @@ public final class BoundStep implements AutoCloseable {
         if (!nextOf.containsKey(input)) {
             throw new IllegalArgumentException("'" + input + "' is not a state input");
         }
-        put(inPlace.contains(input) ? shared : sets[current], input, value);
+        put(holding(input), input, value);
     }
 
     /** The current value of state input {@code input} (native-order bytes). */
     public ByteBuffer state(String input) {
-        DeviceTensor t = (inPlace.contains(input) ? shared : sets[current]).get(input);
+        DeviceTensor t = holding(input).get(input);
         if (t == null) {
             throw new IllegalArgumentException("state '" + input + "' was never set");
         }
@@ -298,7 +300,7 @@ public final class BoundStep implements AutoCloseable {
      */
     public Map<String, ByteBuffer> run(Map<String, HostValue> feeds, Collection<String> read) {
         for (String s : nextOf.keySet()) {
-            if (!(inPlace.contains(s) ? shared : sets[current]).containsKey(s)) {
+            if (!holding(s).containsKey(s)) {
                 throw new IllegalStateException("state '" + s + "' was never set");
             }
         }
@@ -423,11 +425,10 @@ public final class BoundStep implements AutoCloseable {
             binding.BindInput(input, t.value());
         }
         for (String output : session.outputNames()) {
-            String sharedState = inputOf.get(output);
-            if (sharedState != null && inPlace.contains(sharedState)) {
-                binding.BindOutput(output, shared.get(sharedState).value());
+            String state = inputOf.get(output);
+            if (state != null && inPlace.contains(state)) {
+                binding.BindOutput(output, shared.get(state).value());
             } else if (allocated) {
-                String state = inputOf.get(output);
                 binding.BindOutput(output, (state != null ? sets[to].get(state) : fixedOutputs.get(output)).value());
             } else {
                 binding.BindOutput(output, session.deviceMemory.asOrtMemoryInfo());
@@ -437,10 +438,15 @@ public final class BoundStep implements AutoCloseable {
     }
 
     /** The state inputs that alternate between the two sets (all but the in-place ones). */
-    private java.util.Set<String> pingPong() {
-        java.util.Set<String> states = new java.util.LinkedHashSet<>(nextOf.keySet());
+    private Set<String> pingPong() {
+        Set<String> states = new LinkedHashSet<>(nextOf.keySet());
         states.removeAll(inPlace);
         return states;
+    }
+
+    /** Where state {@code input}'s current tensor is: the in-place ones' own map, or the set the next step reads. */
+    private Map<String, DeviceTensor> holding(String input) {
+        return inPlace.contains(input) ? shared : sets[current];
     }
 
     private void closeBindings() {
