@@ -152,12 +152,15 @@ for key, title in (("ioBinding", "KV cache on the device (I/O binding)"),
     if key not in r:
         continue
     print(f"\n{title}:\n| model | ms/token | tokens/s | decode x | ideal | x / ideal | of ideal gain | same tokens |"
-          "\n|---|---|---|---|---|---|---|---|")
+          " queued ms/token | queued x | queued x / ideal |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for m in r[key]["models"]:
         of = (m["decodeSpeedup"] - 1) / (m["idealDecode"] - 1) if m["idealDecode"] != 1 else float("nan")
+        q = m.get("queuedMedianMs", float("nan"))
+        qx = m.get("queuedSpeedup", float("nan"))
+        same = "" if m.get("queuedSameTokens", True) else " (other tokens!)"
         print(f"| {m['file'].split('/')[-1]} | {m['stepMedianMs']:.3f} | {m['tokensPerSecond']:.1f} | "
               f"{m['decodeSpeedup']:.2f} | {m['idealDecode']:.2f} | {m['decodeSpeedup'] / m['idealDecode']:.2f} | "
-              f"{of:.2f} | {m['rowsWithPlainTokens']} rows |")
+              f"{of:.2f} | {m['rowsWithPlainTokens']} rows | {q:.3f}{same} | {qx:.2f} | {qx / m['idealDecode']:.2f} |")
 PY
   done
   ;;

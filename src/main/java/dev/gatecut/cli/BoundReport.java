@@ -149,8 +149,9 @@ final class BoundReport {
         out.println("Static KV cache (" + (s.prefill() + s.decode()) + " slots, free ones masked; one decode step of"
                 + " fixed shapes" + (graph ? ", replayed as a CUDA graph" : ", not captured on the CPU") + "):");
         int width = Math.max(5, fixed.stream().mapToInt(r -> r.file().toString().length()).max().orElse(5));
-        out.printf(Locale.ROOT, "%-" + width + "s  %10s  %9s  %8s  %8s  %9s  %9s  %11s%n", "model", "ms/token",
-                "tokens/s", "speedup", "ideal", "of ideal", "vs plain", "same tokens");
+        out.printf(Locale.ROOT, "%-" + width + "s  %10s  %9s  %8s  %8s  %9s  %9s  %11s  %12s  %11s%n", "model",
+                "ms/token", "tokens/s", "speedup", "ideal", "of ideal", "vs plain", "same tokens", "queued ms/t",
+                "queued x");
         for (int i = 0; i < fixed.size(); i++) {
             StaticDecodeBenchmark.Result r = fixed.get(i);
             if (!r.measured()) {
@@ -158,15 +159,19 @@ final class BoundReport {
                 continue;
             }
             double ofIdeal = (r.decodeSpeedup() - 1) / (r.idealDecode() - 1);
-            out.printf(Locale.ROOT, "%-" + width + "s  %10.3f  %9.1f  %7.2fx  %7.2fx  %9s  %8.2fx  %11s%n", r.file(),
-                    r.medianStepMs(), r.tokensPerSecond(s.batch()), r.decodeSpeedup(), r.idealDecode(),
+            out.printf(Locale.ROOT, "%-" + width + "s  %10.3f  %9.1f  %7.2fx  %7.2fx  %9s  %8.2fx  %11s  %12s  %10.2fx%n",
+                    r.file(), r.medianStepMs(), r.tokensPerSecond(s.batch()), r.decodeSpeedup(), r.idealDecode(),
                     Double.isFinite(ofIdeal) ? String.format(Locale.ROOT, "%.2f", ofIdeal) : "-",
                     plain.get(i).medianStepMs() / r.medianStepMs(),
-                    matchingRows(plain.get(i).tokens(), r.tokens()) + "/" + s.batch() + " rows");
+                    matchingRows(plain.get(i).tokens(), r.tokens()) + "/" + s.batch() + " rows",
+                    String.format(Locale.ROOT, "%.3f%s", r.medianBackToBackMs(), r.backToBackSame() ? "" : " (!)"),
+                    r.backToBackSpeedup());
         }
         out.println("ms/token: a decode step from its step number's upload to the next tokens on the host (median);"
                 + " ideal: weight bytes read per token, the first model's over this one's; of ideal: the share of the"
-                + " ideal gain reached.");
+                + " ideal gain reached; queued: the decode steps launched back to back (step number and tokens kept on"
+                + " the device, the tokens read once at the end), milliseconds per token and speedup over the first"
+                + " model ((!): other tokens than the step-by-step generation).");
     }
 
     static Map<String, Object> jsonStatic(DecodeBenchmark.Settings s, List<DecodeBenchmark.Result> plain,
@@ -185,6 +190,10 @@ final class BoundReport {
             m.put("idealDecode", r.idealDecode());
             m.put("vsPlain", plain.get(i).medianStepMs() / r.medianStepMs());
             m.put("rowsWithPlainTokens", r.measured() ? matchingRows(plain.get(i).tokens(), r.tokens()) : 0);
+            m.put("queuedMedianMs", r.medianBackToBackMs());
+            m.put("queuedSpeedup", r.backToBackSpeedup());
+            m.put("queuedSameTokens", r.backToBackSame());
+            m.put("queuedMs", r.backToBackMs());
             m.put("stepMs", r.stepMs());
             m.put("tokens", r.tokens());
             models.add(m);

@@ -160,7 +160,8 @@ class BenchCommandTest {
         int at = lines.indexOf(lines.stream().filter(l -> l.startsWith("Static KV cache (7 slots")).findFirst()
                 .orElseThrow(() -> new AssertionError(run.out())));
         assertTrue(lines.get(at + 1).contains("ms/token") && lines.get(at + 1).contains("same tokens"), run.out());
-        assertTrue(lines.get(at + 2).startsWith(LLAMA_KV) && lines.get(at + 2).endsWith("1/1 rows"), run.out());
+        assertTrue(lines.get(at + 2).startsWith(LLAMA_KV) && lines.get(at + 2).contains("1/1 rows")
+                && lines.get(at + 2).endsWith("1.00x") && !lines.get(at + 2).contains("(!)"), run.out());
         InspectCommandTest.Run json = gatecut("bench", LLAMA_KV, "--generate", "--cuda-graph", "--prefill", "3",
                 "--decode", "4", "--runs", "2", "--warmup", "0", "--batch", "2", "--json");
         assertEquals(0, json.exit(), json.err());
@@ -169,6 +170,8 @@ class BenchCommandTest {
         assertEquals(7, model.get("cacheTokens").asInt());
         assertFalse(model.get("cudaGraph").asBoolean(), "nothing captured on the CPU");
         assertTrue(model.get("stepMedianMs").asDouble() > 0);
+        assertTrue(model.get("queuedMedianMs").asDouble() > 0 && model.get("queuedSameTokens").asBoolean(),
+                "the back-to-back decode gives the step-by-step tokens: " + model);
     }
 
     @Test

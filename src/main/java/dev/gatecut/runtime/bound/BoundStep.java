@@ -102,6 +102,8 @@ public final class BoundStep implements AutoCloseable {
     private final Map<String, DeviceTensor> fixedOutputs = new LinkedHashMap<>();
     private final IoBinding[] bindings = new IoBinding[2];
     private final RunOptions[] runOptions;
+    /** The captured directions' runs that return without waiting for the device (made when first asked for). */
+    private RunOptions[] unsynchronized;
     private final RunOptions uncaptured;
     private int current;
     private long runs;
@@ -225,6 +227,17 @@ public final class BoundStep implements AutoCloseable {
         return dims;
     }
 
+    private RunOptions unsynchronized(int direction) {
+        if (unsynchronized == null) {
+            unsynchronized = new RunOptions[2];
+            for (int i = 0; i < 2; i++) {
+                unsynchronized[i] = cudaGraph ? graphRun(DIRECTION_GRAPH[i]) : new RunOptions();
+                unsynchronized[i].AddConfigEntry("disable_synchronize_execution_providers", "1");
+            }
+        }
+        return unsynchronized[direction];
+    }
+
     private static RunOptions graphRun(String id) {
         RunOptions o = new RunOptions();
         o.AddConfigEntry("gpu_graph_id", id);
@@ -299,6 +312,19 @@ public final class BoundStep implements AutoCloseable {
      * back (native-order bytes).
      */
     public Map<String, ByteBuffer> run(Map<String, HostValue> feeds, Collection<String> read) {
+        return run(feeds, read, true);
+    }
+
+    /**
+     * {@link #run(Map, Collection)}; with {@code synchronous} false a replayed step returns once launched, without
+     * waiting for the device (ONNX Runtime's {@code disable_synchronize_execution_providers}): steps queue back to
+     * back on the session's stream. The next synchronous run (or a read) waits for all of them; state read in between
+     * may not be there yet. Uncaptured runs always wait.
+     */
+    public Map<String, ByteBuffer> run(Map<String, HostValue> feeds, Collection<String> read, boolean synchronous) {
+        if (!synchronous && !read.isEmpty()) {
+            throw new IllegalArgumentException("an unsynchronized step reads nothing back");
+        }
         for (String s : nextOf.keySet()) {
             if (!holding(s).containsKey(s)) {
                 throw new IllegalStateException("state '" + s + "' was never set");
@@ -338,7 +364,7 @@ public final class BoundStep implements AutoCloseable {
                     bindings[current] = bind(session, current, next, Map.of(), true);
                 }
                 try {
-                    session.run(bindings[current], runOptions[current]);
+                    session.run(bindings[current], synchronous ? runOptions[current] : unsynchronized(current));
                 } catch (RuntimeException ex) {
                     throw failed(ex);
                 }
@@ -473,6 +499,10 @@ public final class BoundStep implements AutoCloseable {
         fixedOutputs.clear();
         runOptions[0].close();
         runOptions[1].close();
+        if (unsynchronized != null) {
+            unsynchronized[0].close();
+            unsynchronized[1].close();
+        }
         uncaptured.close();
         copies.close();
         if (session != null) {

@@ -48,6 +48,13 @@ public final class StaticCacheDecode implements AutoCloseable {
     public static final String NEXT_TOKEN = "gatecut.next_token";
     /** The step's number t (0-based, int64 scalar): the position of its token; the cache holds t + 1 tokens. */
     public static final String STEP = "gatecut.step";
+    /** t + 1: the step number is state on the device, so a decode step needs nothing from the host. */
+    static final String STEP_NEXT = "gatecut.step.next";
+    /** Every step's greedy token, [batch, cache length] int64: slot t holds step t's, read back once at the end. */
+    static final String HISTORY = "gatecut.tokens";
+    static final String HISTORY_NEXT = "gatecut.tokens.next";
+    /** The symbolic length of {@link #HISTORY}, pinned to the cache's length. */
+    private static final String SLOTS = "gatecut_slots";
     static final String TOKENS = "input_ids";
 
     private final BoundStep step;
@@ -131,7 +138,7 @@ public final class StaticCacheDecode implements AutoCloseable {
             past.type().ifPresent(named::setType);
             g.addOutput(named);
         }
-        addNextToken(g);
+        addNextToken(g, ops, t, tokens);
         g.sortTopologically();
         model.save(into, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
     }
@@ -177,19 +184,38 @@ public final class StaticCacheDecode implements AutoCloseable {
             input.replaceAllUsesWith(v);
             g.removeInput(input);
         });
-        addNextToken(g);
+        addNextToken(g, ops, t, tokens);
         g.sortTopologically();
         model.save(into, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
     }
 
-    /** The greedy next token (ArgMax of the logits) as output {@link #NEXT_TOKEN}. */
-    private static void addNextToken(Graph g) {
+    /**
+     * The greedy next token (ArgMax of the logits) as output {@link #NEXT_TOKEN}; the step counter's next value
+     * ({@link #STEP_NEXT}) and the token history with this step's token in slot t ({@link #HISTORY_NEXT}).
+     */
+    private static void addNextToken(Graph g, OpBuilder ops, Value t, Value tokens) {
         Value logits = g.value("logits").filter(Value::isGraphOutput).orElse(g.outputs().get(0));
         Value token = g.addNode("ArgMax", "", g.freshNodeName("static_cache/argmax"), List.of(logits),
                 List.of(NEXT_TOKEN), List.of(OpBuilder.attr("axis", -1L), OpBuilder.attr("keepdims", 0L))).output(0);
-        token.setType(TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
-                .setElemType(TensorProto.DataType.INT64_VALUE)).build());
+        TypeProto int64 = TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
+                .setElemType(TensorProto.DataType.INT64_VALUE)).build();
+        token.setType(int64);
         g.addOutput(token);
+        Value counted = g.addNode("Add", "", g.freshNodeName("static_cache/count"), List.of(t, ops.int64Scalar(1)),
+                List.of(STEP_NEXT), List.of()).output(0);
+        counted.setType(t.type().orElseThrow());
+        g.addOutput(counted);
+        String batch = Shape.declared(tokens).map(s -> s.dim(0).isKnown() ? null : s.dim(0).param()).orElse(null);
+        var shape = dev.gatecut.onnx.proto.TensorShapeProto.newBuilder();
+        shape.addDimBuilder().setDimParam(batch == null || batch.isEmpty() ? "gatecut_batch" : batch);
+        shape.addDimBuilder().setDimParam(SLOTS);
+        Value history = g.addInput(HISTORY, TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
+                .setElemType(TensorProto.DataType.INT64_VALUE).setShape(shape)).build());
+        Value slot = ops.op("Expand", ops.op("Reshape", t, ops.int64s(1, 1)), ops.op("Shape", token));   // [batch, 1]
+        Value written = g.addNode("ScatterElements", "", g.freshNodeName("static_cache/history"),
+                List.of(history, slot, token), List.of(HISTORY_NEXT), List.of(OpBuilder.attr("axis", 1L))).output(0);
+        written.setType(history.type().orElseThrow());
+        g.addOutput(written);
     }
 
     /** Past input → present output by optimum's names (present.N.key for past_key_values.N.key; present_key_N). */
@@ -244,6 +270,12 @@ public final class StaticCacheDecode implements AutoCloseable {
             }
         }
         nextOf.put(TOKENS, NEXT_TOKEN);   // the greedy token is the next step's input
+        nextOf.put(STEP, STEP_NEXT);
+        nextOf.put(HISTORY, HISTORY_NEXT);
+        symbolic.put(HISTORY, java.util.Arrays.asList(symbolic.getOrDefault(TOKENS, List.of()).isEmpty() ? null
+                : symbolic.get(TOKENS).get(0), SLOTS));
+        initial.put(STEP, HostValue.longs(new long[] {0}));
+        initial.put(HISTORY, HostValue.longs(new long[batch * length], batch, length));
         BoundStep step = BoundStep.open(prepared, device, 0, cudaGraph, nextOf, symbolic, true,
                 shared ? presentOf.keySet() : java.util.Set.of());
         try {
@@ -316,8 +348,7 @@ public final class StaticCacheDecode implements AutoCloseable {
                 step.state(TOKENS, HostValue.longs(ids, batch, 1));
             }
             long started = System.nanoTime();
-            Map<String, ByteBuffer> read = step.run(Map.of(STEP, HostValue.longs(new long[] {t})),
-                    stepLogits == null ? List.of() : List.of(logits));
+            Map<String, ByteBuffer> read = step.run(Map.of(), stepLogits == null ? List.of() : List.of(logits));
             ByteBuffer next = step.state(TOKENS);
             if (stepMs != null && t >= prefill) {
                 stepMs[t - prefill] = (System.nanoTime() - started) / 1e6;
@@ -329,6 +360,47 @@ public final class StaticCacheDecode implements AutoCloseable {
                 for (int r = 0; r < batch; r++) {
                     out[r][t - prefill + 1] = next.asLongBuffer().get(r);
                 }
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Greedy generation as {@link #generate(long[], int, int, double[])}, but the {@code decode} steps after the
+     * prompt run back to back: nothing goes up (the step number is device state) and nothing comes down until the
+     * last, whose run waits for the device; the tokens come from the history state, read once. {@code decodeMs[0]}
+     * (when given) gets the milliseconds of all decode steps together. What a server that does not need each token on
+     * the host at once sees: the launch and copy of a step overlap the one before it.
+     */
+    public long[][] generateBackToBack(long[] prompt, int prefill, int decode, double[] decodeMs) {
+        if (prefill + decode > length) {
+            throw new IllegalArgumentException("prompt " + prefill + " + " + decode + " steps exceed the cache of "
+                    + length + " tokens");
+        }
+        if (used) {
+            empty.forEach(step::state);
+        }
+        used = true;
+        for (int t = 0; t < prefill; t++) {
+            long[] ids = new long[batch];
+            for (int r = 0; r < batch; r++) {
+                ids[r] = prompt[r * prefill + t];
+            }
+            step.state(TOKENS, HostValue.longs(ids, batch, 1));
+            step.run(Map.of(), List.of());
+        }
+        long started = System.nanoTime();
+        for (int t = prefill; t < prefill + decode; t++) {
+            step.run(Map.of(), List.of(), t == prefill + decode - 1);
+        }
+        if (decodeMs != null) {
+            decodeMs[0] = (System.nanoTime() - started) / 1e6;
+        }
+        java.nio.LongBuffer history = step.state(HISTORY).asLongBuffer();
+        long[][] out = new long[batch][decode + 1];
+        for (int r = 0; r < batch; r++) {
+            for (int j = 0; j <= decode; j++) {
+                out[r][j] = history.get(r * length + prefill - 1 + j);
             }
         }
         return out;

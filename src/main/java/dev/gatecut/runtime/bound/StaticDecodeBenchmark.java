@@ -27,10 +27,14 @@ public final class StaticDecodeBenchmark {
 
     /**
      * One model's figures: per timed generation the median milliseconds of its decode steps (from the step number's
-     * upload to the next tokens on the host), the tokens of the first, and speedups and ideals over the first model.
+     * upload to the next tokens on the host), the tokens of the first, and speedups and ideals over the first model;
+     * {@code backToBackMs}: per timed generation with the decode steps queued back to back
+     * ({@link StaticCacheDecode#generateBackToBack}), its milliseconds per token, and whether those generations gave
+     * the same tokens.
      */
     public record Result(Path file, long parameters, WeightTraffic traffic, boolean cudaGraph, double[] stepMs,
-                         long[][] tokens, double decodeSpeedup, double idealDecode, String status) {
+                         long[][] tokens, double decodeSpeedup, double idealDecode, double[] backToBackMs,
+                         boolean backToBackSame, double backToBackSpeedup, String status) {
         /** Whether the model was timed ({@link #status} says why not). */
         public boolean measured() {
             return status.isEmpty();
@@ -42,6 +46,10 @@ public final class StaticDecodeBenchmark {
 
         public double tokensPerSecond(int batch) {
             return batch * 1000.0 / medianStepMs();
+        }
+
+        public double medianBackToBackMs() {
+            return measured() ? Benchmark.median(backToBackMs) : Double.NaN;
         }
     }
 
@@ -66,23 +74,26 @@ public final class StaticDecodeBenchmark {
                 try (OnnxModel model = OnnxModel.load(file)) {
                     measured.add(new Measured(file, Benchmark.parameterCount(model),
                             WeightTraffic.of(model.graph(), settings.batch(), settings.prefill()), new double[0],
-                            new long[0][], reason));
+                            new long[0][], new double[0], false, reason));
                 }
             }
         }
         Measured first = measured.get(0);
         double firstMs = first.status.isEmpty() ? Benchmark.median(first.stepMs) : Double.NaN;
+        double firstQueued = first.status.isEmpty() ? Benchmark.median(first.backToBackMs) : Double.NaN;
         List<Result> results = new ArrayList<>();
         for (Measured m : measured) {
+            boolean ok = m.status.isEmpty();
             results.add(new Result(m.file, m.parameters, m.traffic, graph, m.stepMs, m.tokens,
-                    m.status.isEmpty() ? firstMs / Benchmark.median(m.stepMs) : Double.NaN,
-                    (double) first.traffic.weightBytesPerToken() / m.traffic.weightBytesPerToken(), m.status));
+                    ok ? firstMs / Benchmark.median(m.stepMs) : Double.NaN,
+                    (double) first.traffic.weightBytesPerToken() / m.traffic.weightBytesPerToken(), m.backToBackMs,
+                    m.backToBackSame, ok ? firstQueued / Benchmark.median(m.backToBackMs) : Double.NaN, m.status));
         }
         return results;
     }
 
     private record Measured(Path file, long parameters, WeightTraffic traffic, double[] stepMs, long[][] tokens,
-                            String status) {
+                            double[] backToBackMs, boolean backToBackSame, String status) {
     }
 
     private static Measured measure(Path file, DecodeBenchmark.Settings s, boolean graph, int length,
@@ -120,7 +131,16 @@ public final class StaticDecodeBenchmark {
                     }
                     stepMs[run] = Benchmark.median(steps);
                 }
-                return new Measured(file, parameters, traffic, stepMs, tokens, "");
+                progress.accept(file + ": " + s.runs() + " timed generations, decode steps back to back");
+                double[] queuedMs = new double[s.runs()];
+                boolean same = true;
+                double[] total = new double[1];
+                for (int run = 0; run < s.runs(); run++) {
+                    long[][] generated = decoder.generateBackToBack(prompt, s.prefill(), s.decode(), total);
+                    same &= java.util.Arrays.deepEquals(generated, tokens);
+                    queuedMs[run] = total[0] / s.decode();
+                }
+                return new Measured(file, parameters, traffic, stepMs, tokens, queuedMs, same, "");
             }
         } finally {
             deleteQuietly(dir);

@@ -59,6 +59,13 @@ class StaticCacheDecodeTest {
                 for (int r = 0; r < batch; r++) {
                     assertArrayEquals(tokens[r], again[r], name + " row " + r + ", second generation");
                 }
+                // The decode steps back to back (step counter on the device, tokens read once from the history).
+                double[] decodeMs = new double[1];
+                long[][] queued = decoder.generateBackToBack(prompt, prefill, decode, decodeMs);
+                for (int r = 0; r < batch; r++) {
+                    assertArrayEquals(tokens[r], queued[r], name + " row " + r + ", back to back");
+                }
+                assertTrue(decodeMs[0] > 0, "the back-to-back steps timed");
                 assertEquals(1, decoder.uncapturedRuns(), "the session is opened on the first step's shapes");
                 // Pinned from the cache state as well as the step's input: no free dimension left for a capture.
                 // (length − 1 past slots beside the step's token; GroupQueryAttention's one buffer has all length.)
