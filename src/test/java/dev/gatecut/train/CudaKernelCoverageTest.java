@@ -94,15 +94,17 @@ class CudaKernelCoverageTest {
         Map<String, Map<String, Integer>> found = new TreeMap<>();
         for (String name : List.of("qwen2-kv-ts17-eager-fp16", "llama-kv-ts17-eager-fp16", "gpt2-kv-ts17-eager",
                 "llama-kv-ts17-sdpa", "qwen2-kv-dynamo18-eager", "qwen2-genai-fp16", "llama-genai-fp16")) {
-            Path prepared = dir.resolve(name + "-static.onnx");
             String zoo = name.contains("-genai-") ? "genai" : "deploy";   // GenAI's builder: GroupQueryAttention, shared cache
-            try (OnnxModel model = OnnxModel.load(Path.of("onnx-models/" + zoo + "/" + name + ".onnx"))) {
-                dev.gatecut.runtime.bound.StaticCacheDecode.prepare(model, prepared);
-            }
-            try (OnnxModel step = OnnxModel.load(prepared)) {
-                Map<String, Integer> missing = uncovered(step, reg);
-                if (!missing.isEmpty()) {
-                    found.put(name, missing);
+            for (int batch : new int[] {1, 2}) {   // one row takes ArgMax, several TopK(1)
+                Path prepared = dir.resolve(name + "-static-b" + batch + ".onnx");
+                try (OnnxModel model = OnnxModel.load(Path.of("onnx-models/" + zoo + "/" + name + ".onnx"))) {
+                    dev.gatecut.runtime.bound.StaticCacheDecode.prepare(model, prepared, batch);
+                }
+                try (OnnxModel step = OnnxModel.load(prepared)) {
+                    Map<String, Integer> missing = uncovered(step, reg);
+                    if (!missing.isEmpty()) {
+                        found.put(name + " b" + batch, missing);
+                    }
                 }
             }
         }

@@ -111,7 +111,7 @@ public final class StaticDecodeBenchmark {
             Path prepared = dir.resolve("static-cache.onnx");
             progress.accept(file + ": writing its static-cache decode step (" + length + " tokens)");
             try (OnnxModel copy = OnnxModel.load(file)) {
-                StaticCacheDecode.prepare(copy, prepared);
+                StaticCacheDecode.prepare(copy, prepared, s.batch());
             }
             progress.accept(file + ": opening it" + (graph ? " for CUDA-graph replay" : ""));
             try (StaticCacheDecode decoder = StaticCacheDecode.open(prepared, model.graph(), s.device(), graph,

@@ -154,7 +154,7 @@ class StaticCacheDecodeTest {
     private static Path prepared(Path file, Path dir) {
         Path prepared = dir.resolve("static.onnx");
         try (OnnxModel copy = OnnxModel.load(file)) {
-            StaticCacheDecode.prepare(copy, prepared);
+            StaticCacheDecode.prepare(copy, prepared, 2);   // two rows: the TopK token
         }
         return prepared;
     }
