@@ -27,12 +27,14 @@ import java.util.Map;
  * Greedy generation through one decode step of fixed shapes, so that it can be replayed as a CUDA graph (at batch 1
  * a decode step is bound by launching its kernels, not by reading its weights, unless it is replayed). The KV cache
  * is a buffer of {@code length − 1} past slots per layer holding the tokens so far right-aligned, the free slots on
- * the left masked out. The model is rewritten so that a step needs nothing from the host but its number t: its
- * {@code position_ids} (t) and {@code attention_mask} (the last t + 1 slots) are computed in the graph from the input
- * {@link #STEP}, each past input gets an output holding its next value (its present without the oldest slot), and
- * the greedy next token (ArgMax of the logits) is the next value of {@code input_ids}. It runs as a
- * {@link BoundStep} whose ping-pong state is the cache and the token: per decode step one int64 goes up and one token
- * per row comes down. The prompt's tokens are written into the token state one step at a time.
+ * the left masked out. The model is rewritten so that a step needs nothing from the host: its {@code position_ids}
+ * (t) and {@code attention_mask} (the last t + 1 slots) are computed in the graph from the step number {@link #STEP},
+ * itself state (its next value t + 1), each past input gets an output holding its next value (its present without
+ * the oldest slot), the greedy next token (ArgMax of the logits; TopK(1) for several rows) is the next value of
+ * {@code input_ids}, and a history of every step's token is state too. It runs as a {@link BoundStep} whose
+ * ping-pong state is the cache, the step number, the token and the history: per stepped decode step one token per row
+ * comes down ({@link #generate}), or none until the last when the steps are queued ({@link #generateBackToBack}).
+ * The prompt's tokens are written into the token state one step at a time.
  *
  * <p>Exact where the model masks as optimum's exports do (a masked key gets the float type's minimum before the
  * softmax, so its weight is 0 and the free slots add nothing); the model must take {@code position_ids} and
