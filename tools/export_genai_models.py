@@ -93,7 +93,38 @@ ZOO = [
     ("qwen2-genai-fp32-unpacked.onnx", "qwen2", "fp32", "cpu", {"disable_qkv_fusion": "1"}),
     ("llama-genai-fp16.onnx", "llama", "fp16", "cuda", {}),
     ("qwen2-genai-fp16.onnx", "qwen2", "fp16", "cuda", {}),
+    # more families the builder serves, same sizes (not yet run: the next GPU session builds and checks them)
+    ("phi3-genai-fp32.onnx", "phi3", "fp32", "cpu", {}),
+    ("mistral-genai-fp32.onnx", "mistral", "fp32", "cpu", {}),
+    ("gemma-genai-fp32.onnx", "gemma", "fp32", "cpu", {}),
 ]
+
+
+def decoder(arch):
+    """The deploy zoo's LLaMA/Qwen2, or a Phi-3 / Mistral / Gemma of the same sizes (seeded and perturbed alike)."""
+    if arch in ("llama", "qwen2"):
+        return deploy.decoder(arch, "eager")
+    import transformers as tf
+    common = dict(vocab_size=deploy.VOCAB, hidden_size=deploy.HIDDEN, intermediate_size=176,
+                  num_hidden_layers=deploy.LAYERS, num_attention_heads=deploy.HEADS, max_position_embeddings=128,
+                  rms_norm_eps=1e-6, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if arch == "phi3":      # packed qkv_proj and gate_up_proj in torch; the builder unpacks gate_up
+        cfg = tf.Phi3Config(num_key_value_heads=deploy.HEADS, original_max_position_embeddings=128,
+                            tie_word_embeddings=False, **common)
+        cls = tf.Phi3ForCausalLM
+    elif arch == "mistral":
+        cfg = tf.MistralConfig(num_key_value_heads=2, sliding_window=None, tie_word_embeddings=False, **common)
+        cls = tf.MistralForCausalLM
+    elif arch == "gemma":   # GeGLU (tanh GELU), RMSNorm of (1 + weight), embeddings scaled by sqrt(hidden), tied head
+        cfg = tf.GemmaConfig(num_key_value_heads=1, head_dim=deploy.HIDDEN // deploy.HEADS,
+                             hidden_activation="gelu_pytorch_tanh", **common)
+        cls = tf.GemmaForCausalLM
+    else:
+        raise ValueError(arch)
+    cfg.use_cache = True
+    m = deploy.seeded(lambda: cls(cfg))
+    deploy.set_attn(m, "eager")
+    return cfg, m
 
 
 def ort_session(path):
@@ -140,7 +171,7 @@ def genai_generation_check(path, reference, cfg, batch=2, prompt=5, steps=3, see
 def build_zoo_entry(builder, fname, arch, precision, ep, extra, out):
     import torch
     CacheLM, *_ = deploy.wrappers()
-    cfg, m = deploy.decoder(arch, "eager")
+    cfg, m = decoder(arch)
     hf_dir = tempfile.mkdtemp(prefix="genai-hf-")
     m.save_pretrained(hf_dir)
     cfg.save_pretrained(hf_dir)
@@ -184,7 +215,8 @@ def build_zoo_entry(builder, fname, arch, precision, ep, extra, out):
 def render_readme(m):
     L = ["# onnx-models/genai: ONNX Runtime GenAI model-builder exports\n",
          "Tiny random-weight decoders (the deploy zoo's LLaMA and Qwen2: seed %d, vocabulary %d, 2 layers, "
-         "hidden 64, 4 heads, Qwen2 with 2 KV heads) exported by ONNX Runtime GenAI's model builder (%s), "
+         "hidden 64, 4 heads, Qwen2 with 2 KV heads; Phi-3, Mistral and Gemma of the same sizes where listed) "
+         "exported by ONNX Runtime GenAI's model builder (%s), "
          "the form `onnxruntime-genai` serves: com.microsoft GroupQueryAttention with rotary embeddings inside "
          "(no `position_ids` input), packed Q|K|V MatMul (unpacked with `disable_qkv_fusion=1`), "
          "SkipSimplifiedLayerNormalization, Sigmoid·Mul SiLU. Built by `%s` on %s, %s. Each file's "
@@ -211,7 +243,10 @@ def zoo(args):
     os.makedirs(args.zoo, exist_ok=True)
     entries, failures = [], []
     t0 = time.time()
+    only = {f.strip() for f in args.only.split(",") if f.strip()}
     for fname, arch, precision, ep, extra in ZOO:
+        if only and fname not in only and fname.replace(".onnx", "") not in only:
+            continue
         log(f"[{time.time() - t0:6.1f}s] {fname}")
         try:
             e = build_zoo_entry(builder, fname, arch, precision, ep, extra, args.zoo)
@@ -267,6 +302,8 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--builder", default=None, help="onnxruntime-genai's src/python/py/models (else the installed one)")
     ap.add_argument("--zoo", default=None, help="write the tiny zoo here")
+    ap.add_argument("--only", default="", help="with --zoo: comma list of file names to build (the manifest then"
+                    " holds only those)")
     ap.add_argument("--shape", default=None, help="full-size shape of tools/export_decoder_kv.py")
     ap.add_argument("--precision", default="fp16", choices=["fp16", "bf16"])
     ap.add_argument("--out", default="/opt/models")

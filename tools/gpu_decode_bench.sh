@@ -11,6 +11,7 @@
 #   source /opt/gpukit/env.sh && STEP=decode bash tools/gpu_decode_bench.sh   # greedy generation, dense vs slim, batch 1 and 16
 #   source /opt/gpukit/env.sh && STEP=trace  bash tools/gpu_decode_bench.sh   # kernels of one static-cache decode step (tools/ktrace), dense and slim
 #   source /opt/gpukit/env.sh && STEP=graph  bash tools/gpu_decode_bench.sh   # batch 1 with and without CUDA graphs, BERT-base / LLaMA-0.5B fp16
+#   source /opt/gpukit/env.sh && GENAI=1 STEP=all bash tools/gpu_decode_bench.sh   # export, prune, decode in one call (1.5B: ~5 min)
 #
 # Writes into $OUT: decode-STEP.log (everything printed), and per step its JSON (decode-b1.json,
 # decode-b16.json: `gatecut bench --generate --json`; graph-NAME.json: `gatecut bench --cuda-graph --json`).
@@ -23,7 +24,13 @@
 # device, and the static-cache decode step replayed as a CUDA graph; both need .gpu-carry/bound carried).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-STEP=${STEP:?STEP=export, prune, decode, trace or graph}
+STEP=${STEP:?STEP=export, prune, decode, trace, graph or all (export, prune and decode in one call)}
+if [ "$STEP" = all ]; then
+  for step in export prune decode; do
+    STEP=$step bash "$0" || exit $?
+  done
+  exit 0
+fi
 OUT=${OUT:-$PWD/decode-out}
 MODEL_DIR=${MODEL_DIR:-/opt/models}
 BENCH_DIR=${BENCH_DIR:-/tmp/bench}
