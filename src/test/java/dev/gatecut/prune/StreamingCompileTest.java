@@ -37,9 +37,9 @@ class StreamingCompileTest {
     @ParameterizedTest(name = "{0} {1}")
     @CsvSource({"llama-kv-ts17-eager-fp16.onnx, INDEPENDENT", "qwen2-ts17-bf16.onnx, COUPLED",
             "gpt2-kv-ts17-eager.onnx, INDEPENDENT", "distilbert-cls-ts17.onnx, COUPLED",
-            "bert-cls-ortfused.onnx, INDEPENDENT"})
+            "bert-cls-ortfused.onnx, INDEPENDENT", "../genai/qwen2-genai-fp16.onnx, COUPLED"})
     void streamedWeightEditsEqualTheInMemoryOnes(String file, GateMode mode) throws Exception {
-        Path model = Path.of("onnx-models", "deploy", file);
+        Path model = Path.of("onnx-models", "deploy", file).normalize();
         Path dir = Files.createTempDirectory("gatecut-streamed-edits");
         SaveOptions external = SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS);
         GateValues values;
