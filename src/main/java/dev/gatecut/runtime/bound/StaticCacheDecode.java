@@ -84,7 +84,9 @@ public final class StaticCacheDecode implements AutoCloseable {
     /**
      * Writes {@code model} rewritten for static-cache steps to {@code into} (weights as external data): the input
      * {@link #STEP} in place of {@code position_ids} and {@code attention_mask} (computed from it), per past input
-     * Slice(present, 1:) on the sequence axis as {@link #next}(past), and {@link #NEXT_TOKEN}.
+     * Slice(present, 1:) on the sequence axis as {@link #next}(past), and {@link #NEXT_TOKEN}. A GroupQueryAttention
+     * model ({@link #sharesBuffers}) keeps its presents as the pasts' next values (bound in place) and may lack
+     * {@code position_ids}.
      */
     public static void prepare(OnnxModel model, Path into) {
         prepare(model, into, 1);
@@ -108,14 +110,14 @@ public final class StaticCacheDecode implements AutoCloseable {
             throw new ModelException("no past_key_values inputs: static-cache decoding is for decoders exported with"
                     + " their KV cache (optimum's past_key_values.N.key / present.N.key)");
         }
-        if (sharesBuffers(g)) {
-            prepareShared(model, presentOf, into, batch);
-            return;
-        }
-        if (g.value("position_ids").filter(Value::isGraphInput).isEmpty()
-                || g.value("attention_mask").filter(Value::isGraphInput).isEmpty()) {
-            throw new ModelException("static-cache decoding needs the inputs position_ids and attention_mask (a token's"
-                    + " position and the masked free slots of the cache); export the decoder with both");
+        boolean shared = sharesBuffers(g);
+        if (g.value("attention_mask").filter(Value::isGraphInput).isEmpty()
+                || !shared && g.value("position_ids").filter(Value::isGraphInput).isEmpty()) {
+            throw new ModelException(shared
+                    ? "static-cache decoding of a GroupQueryAttention model needs its attention_mask input (the op"
+                    + " counts each row's tokens from it)"
+                    : "static-cache decoding needs the inputs position_ids and attention_mask (a token's position and"
+                    + " the masked free slots of the cache); export the decoder with both");
         }
         OpBuilder ops = new OpBuilder(g, opset, DataType.FLOAT, "static_cache/");
         Value tokens = g.value(TOKENS).filter(Value::isGraphInput).orElseThrow(() -> new ModelException(
@@ -123,26 +125,29 @@ public final class StaticCacheDecode implements AutoCloseable {
         Value t = g.addInput(STEP, TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
                 .setElemType(TensorProto.DataType.INT64_VALUE)
                 .setShape(dev.gatecut.onnx.proto.TensorShapeProto.newBuilder())).build());
-        // position_ids [batch, 1] = t
-        Value positions = ops.expandLike(ops.op("Reshape", t, ops.int64s(1, 1)), tokens);
-        // attention_mask [batch, slots + 1]: the last t + 1 positions, where slots is the cache's length
         Value past0 = g.requireValue(presentOf.keySet().iterator().next());
-        Value total = ops.op("Add", ops.op("Gather", ops.op("Shape", past0), ops.int64Scalar(2),
-                OpBuilder.attr("axis", 0L)), ops.int64Scalar(1));
-        Value slot = ops.op("Range", List.of(ops.int64Scalar(0), total, ops.int64Scalar(1)));
-        Value first = ops.op("Sub", ops.op("Sub", total, ops.int64Scalar(1)), t);
-        Value valid = ops.op("Not", ops.op("Less", slot, first));
+        Value slots = ops.op("Gather", ops.op("Shape", past0), ops.int64Scalar(2), OpBuilder.attr("axis", 0L));
+        // attention_mask [batch, width]: a shared buffer's slots, the first t + 1 valid (slot <= t); otherwise the
+        // past slots and the step's token, the last t + 1 valid (slot >= width - 1 - t)
+        Value width = shared ? slots : ops.op("Add", slots, ops.int64Scalar(1));
+        Value slot = ops.op("Range", List.of(ops.int64Scalar(0), width, ops.int64Scalar(1)));
+        Value valid = shared ? ops.op("Not", ops.op("Less", t, slot))
+                : ops.op("Not", ops.op("Less", slot, ops.op("Sub", ops.op("Sub", width, ops.int64Scalar(1)), t)));
         Value rowMask = ops.op("Cast", valid, OpBuilder.attr("to", (long) TensorProto.DataType.INT64_VALUE));
         Value batchRows = ops.op("Gather", ops.op("Shape", tokens), ops.int64Scalar(0), OpBuilder.attr("axis", 0L));
-        Value maskShape = ops.op("Concat", List.of(ops.unsqueeze(batchRows, 0), ops.unsqueeze(total, 0)),
+        Value maskShape = ops.op("Concat", List.of(ops.unsqueeze(batchRows, 0), ops.unsqueeze(width, 0)),
                 OpBuilder.attr("axis", 0L));
-        Value mask = ops.op("Expand", ops.unsqueeze(rowMask, 0), maskShape);
-        for (var replaced : List.of(Map.entry("position_ids", positions), Map.entry("attention_mask", mask))) {
-            Value input = g.requireValue(replaced.getKey());
-            input.replaceAllUsesWith(replaced.getValue());
-            g.removeInput(input);
+        Map<String, Value> replaced = new LinkedHashMap<>();
+        if (g.value("position_ids").filter(Value::isGraphInput).isPresent()) {   // [batch, 1] = t
+            replaced.put("position_ids", ops.expandLike(ops.op("Reshape", t, ops.int64s(1, 1)), tokens));
         }
-        for (var e : presentOf.entrySet()) {
+        replaced.put("attention_mask", ops.op("Expand", ops.unsqueeze(rowMask, 0), maskShape));
+        replaced.forEach((name, v) -> {
+            Value input = g.requireValue(name);
+            input.replaceAllUsesWith(v);
+            g.removeInput(input);
+        });
+        for (var e : shared ? Map.<String, String>of().entrySet() : presentOf.entrySet()) {
             Value present = g.requireValue(e.getValue());
             Value past = g.requireValue(e.getKey());
             Value sliced = ops.op("Slice", List.of(present, ops.int64s(1), ops.int64s(Long.MAX_VALUE), ops.int64s(2)));
@@ -156,50 +161,11 @@ public final class StaticCacheDecode implements AutoCloseable {
         model.save(into, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
     }
 
-    /** Whether every past input is read by GroupQueryAttention, which can update it in place. */
+    /** Whether every past input is read by GroupQueryAttention, which can update it in place (one buffer). */
     static boolean sharesBuffers(Graph g) {
         List<Value> pasts = g.feedInputs().stream().filter(v -> InputRole.of(v) == InputRole.PAST).toList();
-        return !pasts.isEmpty() && pasts.stream().allMatch(v -> dev.gatecut.runtime.RandomInputs.pastHeadSize(v).isPresent());
-    }
-
-    /**
-     * The GroupQueryAttention form of {@link #prepare}: the input {@link #STEP} in place of {@code attention_mask}
-     * (the first t + 1 of the cache's slots) and of {@code position_ids} where there is one; the presents stay the
-     * outputs (bound in place to the pasts), and {@link #NEXT_TOKEN} is added.
-     */
-    private static void prepareShared(OnnxModel model, Map<String, String> presentOf, Path into, int batch) {
-        Graph g = model.graph();
-        if (g.value("attention_mask").filter(Value::isGraphInput).isEmpty()) {
-            throw new ModelException("static-cache decoding of a GroupQueryAttention model needs its attention_mask"
-                    + " input (the op counts each row's tokens from it)");
-        }
-        OpBuilder ops = new OpBuilder(g, model.defaultOpset(), DataType.FLOAT, "static_cache/");
-        Value tokens = g.value(TOKENS).filter(Value::isGraphInput).orElseThrow(() -> new ModelException(
-                "static-cache decoding feeds token ids: the model has no input_ids input"));
-        Value t = g.addInput(STEP, TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
-                .setElemType(TensorProto.DataType.INT64_VALUE)
-                .setShape(dev.gatecut.onnx.proto.TensorShapeProto.newBuilder())).build());
-        Value past0 = g.requireValue(presentOf.keySet().iterator().next());
-        Value slots = ops.op("Gather", ops.op("Shape", past0), ops.int64Scalar(2), OpBuilder.attr("axis", 0L));
-        Value slot = ops.op("Range", List.of(ops.int64Scalar(0), slots, ops.int64Scalar(1)));
-        Value valid = ops.op("Not", ops.op("Less", t, slot));   // slot <= t
-        Value rowMask = ops.op("Cast", valid, OpBuilder.attr("to", (long) TensorProto.DataType.INT64_VALUE));
-        Value batchRows = ops.op("Gather", ops.op("Shape", tokens), ops.int64Scalar(0), OpBuilder.attr("axis", 0L));
-        Value maskShape = ops.op("Concat", List.of(ops.unsqueeze(batchRows, 0), ops.unsqueeze(slots, 0)),
-                OpBuilder.attr("axis", 0L));
-        Map<String, Value> replaced = new LinkedHashMap<>();
-        replaced.put("attention_mask", ops.op("Expand", ops.unsqueeze(rowMask, 0), maskShape));
-        if (g.value("position_ids").filter(Value::isGraphInput).isPresent()) {
-            replaced.put("position_ids", ops.expandLike(ops.op("Reshape", t, ops.int64s(1, 1)), tokens));
-        }
-        replaced.forEach((name, v) -> {
-            Value input = g.requireValue(name);
-            input.replaceAllUsesWith(v);
-            g.removeInput(input);
-        });
-        addNextToken(g, ops, t, tokens, batch);
-        g.sortTopologically();
-        model.save(into, SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS));
+        return !pasts.isEmpty()
+                && pasts.stream().allMatch(v -> dev.gatecut.runtime.RandomInputs.pastHeadSize(v).isPresent());
     }
 
     /**
@@ -210,8 +176,8 @@ public final class StaticCacheDecode implements AutoCloseable {
         Value logits = g.value("logits").filter(Value::isGraphOutput).orElse(g.outputs().get(0));
         Value token;
         if (batch == 1) {
-            token = g.addNode("ArgMax", "", g.freshNodeName("static_cache/argmax"), List.of(logits),
-                    List.of(NEXT_TOKEN), List.of(OpBuilder.attr("axis", -1L), OpBuilder.attr("keepdims", 0L))).output(0);
+            token = g.addNode("ArgMax", "", g.freshNodeName("static_cache/argmax"), List.of(logits), List.of(NEXT_TOKEN),
+                    List.of(OpBuilder.attr("axis", -1L), OpBuilder.attr("keepdims", 0L))).output(0);
         } else {   // [batch, 1, 1] indices → [batch, 1]
             Node top = ops.node("TopK", List.of(logits, ops.int64s(1)), 2, OpBuilder.attr("axis", -1L));
             token = g.addNode("Reshape", "", g.freshNodeName("static_cache/top1"),
@@ -319,8 +285,10 @@ public final class StaticCacheDecode implements AutoCloseable {
         dims[0] = batch;
         dims[2] = slots;
         for (int i : new int[] {1, 3}) {
-            if (i == 3 && !shape.dim(3).isKnown() && dev.gatecut.runtime.RandomInputs.pastHeadSize(in).isPresent()) {
-                dims[3] = dev.gatecut.runtime.RandomInputs.pastHeadSize(in).getAsLong();   // GenAI's kv_cache_dim
+            java.util.OptionalLong head = i == 3 && !shape.dim(3).isKnown()
+                    ? dev.gatecut.runtime.RandomInputs.pastHeadSize(in) : java.util.OptionalLong.empty();
+            if (head.isPresent()) {   // GenAI's kv_cache_dim
+                dims[3] = head.getAsLong();
                 continue;
             }
             if (!shape.dim(i).isKnown()) {
@@ -350,22 +318,11 @@ public final class StaticCacheDecode implements AutoCloseable {
 
     /** {@link #generate(long[], int, int, double[])}, adding each step's logits (native-order bytes) to {@code logits}. */
     long[][] generate(long[] prompt, int prefill, int decode, double[] stepMs, List<ByteBuffer> stepLogits) {
-        if (prefill + decode > length) {
-            throw new IllegalArgumentException("prompt " + prefill + " + " + decode + " steps exceed the cache of "
-                    + length + " tokens");
-        }
-        if (used) {
-            empty.forEach(step::state);   // in place: a captured graph's addresses stay
-        }
-        used = true;
+        begin(prefill, decode);
         long[][] out = new long[batch][decode + 1];
         for (int t = 0; t < prefill + decode; t++) {
-            if (t < prefill) {   // the prompt's token t, in place of the last step's greedy one
-                long[] ids = new long[batch];
-                for (int r = 0; r < batch; r++) {
-                    ids[r] = prompt[r * prefill + t];
-                }
-                step.state(TOKENS, HostValue.longs(ids, batch, 1));
+            if (t < prefill) {
+                promptToken(prompt, prefill, t);
             }
             long started = System.nanoTime();
             Map<String, ByteBuffer> read = step.run(Map.of(), stepLogits == null ? List.of() : List.of(logits));
@@ -393,20 +350,9 @@ public final class StaticCacheDecode implements AutoCloseable {
      * the host at once sees: the launch and copy of a step overlap the one before it.
      */
     public long[][] generateBackToBack(long[] prompt, int prefill, int decode, double[] decodeMs) {
-        if (prefill + decode > length) {
-            throw new IllegalArgumentException("prompt " + prefill + " + " + decode + " steps exceed the cache of "
-                    + length + " tokens");
-        }
-        if (used) {
-            empty.forEach(step::state);
-        }
-        used = true;
+        begin(prefill, decode);
         for (int t = 0; t < prefill; t++) {
-            long[] ids = new long[batch];
-            for (int r = 0; r < batch; r++) {
-                ids[r] = prompt[r * prefill + t];
-            }
-            step.state(TOKENS, HostValue.longs(ids, batch, 1));
+            promptToken(prompt, prefill, t);
             step.run(Map.of(), List.of());
         }
         long started = System.nanoTime();
@@ -424,6 +370,27 @@ public final class StaticCacheDecode implements AutoCloseable {
             }
         }
         return out;
+    }
+
+    /** Checks that the generation fits the cache and, after the first, writes the empty cache and counters again. */
+    private void begin(int prefill, int decode) {
+        if (prefill + decode > length) {
+            throw new IllegalArgumentException("prompt " + prefill + " + " + decode + " steps exceed the cache of "
+                    + length + " tokens");
+        }
+        if (used) {
+            empty.forEach(step::state);   // in place: a captured graph's addresses stay
+        }
+        used = true;
+    }
+
+    /** The prompt's token t of every row, in place of the last step's greedy one. */
+    private void promptToken(long[] prompt, int prefill, int t) {
+        long[] ids = new long[batch];
+        for (int r = 0; r < batch; r++) {
+            ids[r] = prompt[r * prefill + t];
+        }
+        step.state(TOKENS, HostValue.longs(ids, batch, 1));
     }
 
     /** The symbolic dimensions the step's session was pinned to (the cache's past length among them). */
