@@ -13,8 +13,8 @@ import java.util.List;
  * seqlens_k [B] (total length − 1 per row), do_rotary with cos/sin caches (positions P + s, or
  * position_ids), rotary_interleaved, scale, softcap, local_window_size. Rewritten as Reshape,
  * Transpose, rotary, Concat past (the present outputs), each KV head repeated for its N/K query heads
- * (transformers' repeat_kv, so discovery reads the result as grouped-query attention), a causal (windowed) mask with keys past seqlens_k + 1 masked, the
- * softmax attention in float, Transpose, Reshape. The kernel's past_seqlen is seqlens_k + 1 − S; the
+ * (transformers' repeat_kv, so discovery reads the result as grouped-query attention), a causal
+ * (windowed) mask with keys past seqlens_k + 1 masked, the softmax attention in float, Transpose, Reshape. The kernel's past_seqlen is seqlens_k + 1 − S; the
  * rewrite takes it from past_key's length P, which is the same when the past holds exactly the
  * cached tokens (no shared KV buffer) and rows are not left-padded. The attention_bias and
  * head_sink inputs, smooth_softmax and the output_qk output are errors naming the node.

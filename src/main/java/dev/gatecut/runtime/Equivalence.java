@@ -98,9 +98,7 @@ public final class Equivalence {
         }
         // GroupQueryAttention reads each row's tokens from the left (seqlens_k = tokens − 1): a left-padded row's
         // last positions are outside what it attends, and what it writes there is not defined. No padding there.
-        boolean groupQueryAttention = graph.feedInputs().stream().anyMatch(v -> RandomInputs.isPastInput(v)
-                && RandomInputs.pastHeadSize(v).isPresent());
-        int leftPad = batch > 1 && prompt > 2 && !groupQueryAttention ? 2 : 0;
+        int leftPad = batch > 1 && prompt > 2 && !RandomInputs.pastReadByGroupQueryAttention(graph) ? 2 : 0;
         List<OrtSession> sessions = new ArrayList<>();
         sessions.add(reference);
         sessions.addAll(candidates);

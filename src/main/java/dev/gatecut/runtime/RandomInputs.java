@@ -59,8 +59,7 @@ public final class RandomInputs {
         // GroupQueryAttention counts each row's tokens from the mask and takes them as the first ones: a row that
         // continues a past must hold all of them (ONNX Runtime 1.24.1's CPU kernel reads out of bounds otherwise,
         // 1.30 refuses it: "seqlens_k is too small for sequence_length"); a first prompt may be right-padded.
-        boolean wholeRows = pastLength > 0 && graph.feedInputs().stream()
-                .anyMatch(v -> isPastInput(v) && pastHeadSize(v).isPresent());
+        boolean wholeRows = pastLength > 0 && pastReadByGroupQueryAttention(graph);
         List<InputSpec> specs = new ArrayList<>();
         for (Value in : graph.feedInputs()) {
             DataType type = Shape.elementType(in).orElse(DataType.FLOAT);
@@ -196,6 +195,11 @@ public final class RandomInputs {
             pastHeadSize(past).ifPresent(h -> dims[3] = h);
         }
         return dims;
+    }
+
+    /** Whether a past input of {@code graph} is read by com.microsoft GroupQueryAttention (ONNX Runtime GenAI's). */
+    public static boolean pastReadByGroupQueryAttention(Graph graph) {
+        return graph.feedInputs().stream().anyMatch(v -> isPastInput(v) && pastHeadSize(v).isPresent());
     }
 
     /**

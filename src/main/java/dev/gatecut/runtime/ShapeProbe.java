@@ -113,13 +113,8 @@ public final class ShapeProbe {
     }
 
     public static Result probe(OnnxModel model) throws OrtException {
-        return probe(model, DEFAULT_FIRST, pastReadByGroupQueryAttention(model) ? GQA_SECOND : DEFAULT_SECOND,
-                probeDevice);
-    }
-
-    private static boolean pastReadByGroupQueryAttention(OnnxModel model) {
-        return model.graph().feedInputs().stream().filter(RandomInputs::isPastInput)
-                .anyMatch(v -> RandomInputs.pastHeadSize(v).isPresent());
+        return probe(model, DEFAULT_FIRST,
+                RandomInputs.pastReadByGroupQueryAttention(model.graph()) ? GQA_SECOND : DEFAULT_SECOND, probeDevice);
     }
 
     /**
