@@ -20,7 +20,7 @@
 # Settings (environment): SHAPE (qwen2.5-1.5b), DTYPE (fp16), SPARSITIES ("0.3 0.5"), ALIGN (32),
 # PREFILL (128), DECODE (64), BATCHES ("1 16"), RUNS (5), WARMUP (2), GRAPH_MODELS ("bert-base-fp16 llama-0.5b-fp16"),
 # GRAPH_RUNS (400), GATECUT (command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar),
-# DECODE_ARGS (more `bench --generate` options for STEP=decode, e.g. "--io-binding --cuda-graph": the KV cache on the
+# TAG (suffix of STEP=decode's JSON names), DECODE_ARGS (more `bench --generate` options for STEP=decode, e.g. "--io-binding --cuda-graph": the KV cache on the
 # device, and the static-cache decode step replayed as a CUDA graph; both need .gpu-carry/bound carried).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -74,7 +74,8 @@ fi
 read -r -a GC <<< "$GATECUT"
 say "step $STEP: $(date -u +%FT%TZ), $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -1)"
 
-slim() { echo "$MODEL_DIR/$NAME-s$1.onnx"; }
+# A slim file's name says its alignment where it is not the default 32 (ALIGN=128 sits beside the 32 ones).
+slim() { if [ "$ALIGN" = 32 ]; then echo "$MODEL_DIR/$NAME-s$1.onnx"; else echo "$MODEL_DIR/$NAME-s$1-a$ALIGN.onnx"; fi; }
 
 case "$STEP" in
 export)
@@ -132,18 +133,22 @@ prune)
   ;;
 decode)
   DECODE_ARGS=${DECODE_ARGS:-}
+  TAG=${TAG:-}   # suffix of the JSON files (decode-b1$TAG.json): several decode calls side by side
   # shellcheck source=tools/gpu_bound_native.sh
   source tools/gpu_bound_native.sh
   bound_native "$DECODE_ARGS" || { say "bytedeco's CUDA JNI library is missing"; exit 2; }
   files=("$DENSE")
   for s in $SPARSITIES; do [ -f "$(slim "$s")" ] && files+=("$(slim "$s")"); done
+  for f in "$MODEL_DIR/$NAME"-s*-a*.onnx; do   # other alignments' files (STEP=prune ALIGN=128) time beside them
+    [ -f "$f" ] && [[ " ${files[*]} " != *" $f "* ]] && files+=("$f")
+  done
   [ ${#files[@]} -gt 1 ] || say "no compiled models in $MODEL_DIR: timing the dense model only"
   for b in $BATCHES; do
     say "decode: batch $b, prefill $PREFILL, $DECODE steps, $RUNS runs in $RUNS interleaved rounds after $WARMUP warm-up"
     timeout 280 "${GC[@]}" bench "${files[@]}" --generate --device cuda --batch "$b" --prefill "$PREFILL" \
-      --decode "$DECODE" --runs "$RUNS" --warmup "$WARMUP" --rounds "$RUNS" --json -v $DECODE_ARGS > "$OUT/decode-b$b.json" \
+      --decode "$DECODE" --runs "$RUNS" --warmup "$WARMUP" --rounds "$RUNS" --json -v $DECODE_ARGS > "$OUT/decode-b$b$TAG.json" \
       || { say "decode batch $b FAILED (exit $?)"; continue; }
-    python3 - "$OUT/decode-b$b.json" <<'PY'
+    python3 - "$OUT/decode-b$b$TAG.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"batch {r['batch']}, prefill {r['prefill']}, {r['decode']} decode steps")

@@ -24,7 +24,8 @@
 # rate is chosen), EPOCHS 3, BATCH 32, MAXLEN 128,
 # PARALLEL (jobs at once on the one GPU, 6), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
-# GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), DEST (unpacked payload, /opt/suite),
+# GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), PRECISIONS
+# (part 3: "fp32 fp16"), DEST (unpacked payload, /opt/suite),
 # JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there),
 # KEEP_MODELS=1 (keep the slim and exported ONNX files in raw.tgz; large).
 #
@@ -61,6 +62,7 @@ DEVICE=${DEVICE:-cuda}
 PY_EXTRA=${PY_EXTRA:-}
 GC_EXTRA=${GC_EXTRA:-}
 LABELFREE_ARGS=${LABELFREE_ARGS---label-free}   # LABELFREE_ARGS= (empty) skips the label-free runs
+PRECISIONS=${PRECISIONS:-"fp32 fp16"}           # posttrain: which exports of the fine-tuned model are compressed
 PAY_SHA=${PAY_SHA:-}
 PYTHON=${PYTHON:-python3}
 PYTHON_TORCH=${PYTHON_TORCH:-$PYTHON}    # the one with torch (train, export); dry runs may differ
@@ -202,7 +204,7 @@ job_post() {  # MODEL SEED: fine-tune + export, then compress each precision wit
   cp "$e/export.json" "$r/" 2>/dev/null
   say "$ds $m seed $seed export: exit $rc"
   [ "$rc" -eq 0 ] || { tail -n 20 "$r/export.log"; return; }
-  for prec in fp32 fp16; do
+  for prec in $PRECISIONS; do
     [ -f "$e/cls-$prec.onnx" ] || { echo "no cls-$prec.onnx" > "$r/$prec.skipped"; continue; }
     local GC_EVAL=val; [ "$prec" = fp16 ] && GC_EVAL=test   # fp16: scored by gatecut on CUDA (see gc_run)
     for s in $SPARSITIES; do
@@ -277,7 +279,7 @@ with open(sys.argv[2], 'w') as o:
     for m in $MODELS; do
       if [ "$PART" = posttrain ]; then
         n=$(wc -w <<< "$SPARSITIES"); nv=$(variant_names | wc -l)
-        k=$((2 * nv)); [ -n "$LABELFREE_ARGS" ] && k=$((k + 2))   # two precisions × variants, + label-free
+        np=$(wc -w <<< "$PRECISIONS"); k=$((np * nv)); [ -n "$LABELFREE_ARGS" ] && k=$((k + np))   # precisions × (variants + label-free)
         [ -f "$RAW/$m/post-seed$seed/done" ] && continue
         jobs_list+="$m-post-seed$seed $(( $(est export "$m" "$rows") + n * k * $(est gc "$m" "$rows") )) job_post $m $seed"$'\n'
       else
