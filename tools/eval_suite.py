@@ -741,6 +741,8 @@ EST_S = {
     ("torch", "minilm"): 60, ("torch", "bge"): 110,     # load + check + dense x2 + lora x3 + full x2
     ("gc", "minilm"): 35, ("gc", "bge"): 55,           # JVM + graph + train + compile + predict
     ("export", "minilm"): 60, ("export", "bge"): 100,  # fine-tune x2 + export fp32/fp16 + ORT scoring
+    # part 3: a seed's compressions run one after another (3 jobs at once, not 6): 20-25 s each on 2026-12-01
+    ("post-gc", "minilm"): 25, ("post-gc", "bge"): 40,
 }
 
 
@@ -750,7 +752,7 @@ def estimate(models, seeds, sparsities, parallel, post=False, rows=1800, labelfr
     for m in models:
         for _ in range(seeds):
             if post:
-                chain = EST_S[("export", m)] + 2 * len(sparsities) * (1 + int(labelfree)) * EST_S[("gc", m)]
+                chain = EST_S[("export", m)] + 2 * len(sparsities) * (1 + int(labelfree)) * EST_S[("post-gc", m)]
                 jobs.append(chain * scale)
             else:
                 jobs.append(EST_S[("torch", m)] * scale)

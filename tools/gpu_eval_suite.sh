@@ -281,7 +281,7 @@ with open(sys.argv[2], 'w') as o:
         n=$(wc -w <<< "$SPARSITIES"); nv=$(variant_names | wc -l)
         np=$(wc -w <<< "$PRECISIONS"); k=$((np * nv)); [ -n "$LABELFREE_ARGS" ] && k=$((k + np))   # precisions × (variants + label-free)
         [ -f "$RAW/$m/post-seed$seed/done" ] && continue
-        jobs_list+="$m-post-seed$seed $(( $(est export "$m" "$rows") + n * k * $(est gc "$m" "$rows") )) job_post $m $seed"$'\n'
+        jobs_list+="$m-post-seed$seed $(( $(est export "$m" "$rows") + n * k * $(est post-gc "$m" "$rows") )) job_post $m $seed"$'\n'
       else
         [ -z "$PY_METHODS" ] || [ "$PY_METHODS" = none ] || grep -qs '"finished"' "$RAW/$m/torch-seed$seed.json" \
           || jobs_list+="$m-torch-seed$seed $(est torch "$m" "$rows") job_torch $m $seed"$'\n'

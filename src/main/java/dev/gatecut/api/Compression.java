@@ -32,12 +32,13 @@ final class Compression {
     private Compression() {
     }
 
-    static CompressResult run(Path model, CompressOptions o, ProgressListener progress) throws OrtException {
+    static CompressResult run(Path model, CompressOptions o, boolean ownHead, ProgressListener progress)
+            throws OrtException {
         TrainOptions t = o.training();
         boolean temporaryRun = t.runFolder().isEmpty();
         Path runDir = temporaryRun ? temporaryFolder("gatecut-run-") : t.runFolder().get();
         try {
-            return run(model, o, runDir, temporaryRun, progress);
+            return run(model, o, ownHead, runDir, temporaryRun, progress);
         } catch (RuntimeException | OrtException e) {
             if (temporaryRun) {
                 deleteRecursively(runDir);
@@ -46,11 +47,11 @@ final class Compression {
         }
     }
 
-    private static CompressResult run(Path model, CompressOptions o, Path runDir, boolean temporaryRun,
-                                      ProgressListener progress) throws OrtException {
+    private static CompressResult run(Path model, CompressOptions o, boolean trainsOwnHead, Path runDir,
+                                      boolean temporaryRun, ProgressListener progress) throws OrtException {
         TrainOptions t = o.training();
         Device device = t.device();
-        Training.Outcome trained = Training.run(model, t, runDir, progress);
+        Training.Outcome trained = Training.run(model, t, trainsOwnHead, runDir, progress);
         TrainConfig config = trained.data().config();
         List<dev.gatecut.train.Batch> eval = trained.data().evalBatches();
         boolean lm = config.task() == Task.LM;
@@ -99,7 +100,8 @@ final class Compression {
                     compiled.parametersAfter(), targeted(compiled, true), targeted(compiled, false), compiled.groups(),
                     lm ? "perplexity" : "accuracy", dense, gatedQuality, slimQuality, slimFile, training.steps(),
                     trained.seconds(), medianSamplesPerSecond(runDir), latencies, reportLinks(lm, ownHead));
-            ObjectNode summary = summary(model, o, report, lm, ownHead, last, trained.summary().selectedStep());
+            ObjectNode summary = summary(model, o, config.recipe(), report, lm, ownHead, last,
+                    trained.summary().selectedStep());
             return new CompressResult(pruned, classifier, lm, training, trained.seconds(), slimQuality, report,
                     summary, temporaryRun);
         } catch (RuntimeException | OrtException e) {
@@ -116,8 +118,9 @@ final class Compression {
     }
 
     /** The figures of summary.json. */
-    private static ObjectNode summary(Path model, CompressOptions o, CompressReport r, boolean lm, boolean ownHead,
-                                      Evaluator.EvalResult last, long selectedStep) {
+    private static ObjectNode summary(Path model, CompressOptions o, dev.gatecut.train.Recipe recipe,
+                                      CompressReport r, boolean lm, boolean ownHead, Evaluator.EvalResult last,
+                                      long selectedStep) {
         ObjectNode json = new ObjectMapper().createObjectNode();
         json.put("model", model.toString());
         json.put("target_sparsity", r.targetSparsity());
@@ -136,6 +139,10 @@ final class Compression {
         json.put("train_seconds", r.trainSeconds());
         json.put("recipe", o.training().recipeName());
         json.put("train_norms", o.training().trainNorms());
+        json.put("distill", recipe.distillWeight());
+        if (!Double.isNaN(recipe.headLearningRate())) {
+            json.put("head_lr", recipe.headLearningRate());
+        }
         if (selectedStep > 0) {
             // Best-epoch selection kept an earlier epoch's parameters (recovery steps, if any, followed them).
             json.put("selected_step", selectedStep);

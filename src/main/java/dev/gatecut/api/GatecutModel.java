@@ -50,7 +50,7 @@ public final class GatecutModel implements AutoCloseable {
      *                                              differs from the gated one
      */
     public CompressResult compress(CompressOptions options, ProgressListener progress) throws OrtException {
-        return Compression.run(file, options, progress);
+        return Compression.run(file, options, ownHead(options.training()), progress);
     }
 
     /**
@@ -78,7 +78,7 @@ public final class GatecutModel implements AutoCloseable {
     public TrainResult train(TrainOptions options, ProgressListener progress) throws OrtException {
         Path runDir = options.runFolder().orElseThrow(() -> new OptionException(
                 "train needs a run folder for its gates, params and checkpoints: set runFolder(PATH) (-o)"));
-        return Training.result(runDir, Training.run(file, options, runDir, progress).summary());
+        return Training.result(runDir, Training.run(file, options, ownHead(options), runDir, progress).summary());
     }
 
     /**
@@ -140,6 +140,23 @@ public final class GatecutModel implements AutoCloseable {
         // the artifacts have one AdamW rate: the recipe's default adapters and trained norms stay out
         return TrainingArtifacts.write(file, options.config(numLabels != null ? numLabels : defaultLabels())
                 .withAdapter(dev.gatecut.train.AdapterConfig.NONE).withNormLearningRate(Double.NaN), folder);
+    }
+
+    /**
+     * Whether classification trains the model's own head (a classifier export: logits out) rather than adding one,
+     * as the training graph will find it: a first output declared [batch, classes], or one without a declared
+     * shape that discovery finds a classification head for (float16 conversions drop the shape).
+     */
+    private boolean ownHead(TrainOptions options) throws OrtException {
+        if (options.task() != dev.gatecut.train.Task.CLASSIFY || model.graph().outputs().isEmpty()) {
+            return false;
+        }
+        if (OwnHead.declaresLogits(model.graph())) {
+            return true;
+        }
+        boolean undeclared = Shape.declared(model.graph().outputs().get(0)).isEmpty();
+        return undeclared && OwnHead.find(model.graph(), dev.gatecut.discover.GroupFinder.discover(model,
+                dev.gatecut.runtime.ShapeCache.shared()), file.toString()).isPresent();
     }
 
     /** A classifier export's own number of logits (when declared), else 2. */

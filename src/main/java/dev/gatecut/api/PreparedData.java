@@ -28,7 +28,8 @@ import java.util.List;
  */
 record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBatches) {
 
-    static PreparedData of(Path model, TrainOptions o, ProgressListener progress) throws OrtException {
+    static PreparedData of(Path model, TrainOptions o, boolean ownHead, ProgressListener progress)
+            throws OrtException {
         if (o.train() == null) {
             throw new OptionException("train (--train): training data is required");
         }
@@ -66,7 +67,13 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             progress.onEvent(new ProgressEvent.Message(String.format("eval:  %s",
                     lm ? evalData.size() + " rows" : evalData.describe())));
         }
-        TrainConfig config = o.config(labels.size());
+        TrainConfig config = o.config(labels.size(), ownHead);
+        if (o.ownHeadDefaults(ownHead)) {
+            progress.onEvent(new ProgressEvent.Message(String.format("recipe: the model's own head is trained, so"
+                    + " training distills from the dense model (weight %s) with the head at rate %s (fine-tuned"
+                    + " classifier defaults; --distill and --head-lr set them)", plain(config.recipe()
+                    .distillWeight()), plain(config.recipe().headLearningRate()))));
+        }
         if (!lm && o.classBalanced()) {
             config = config.withRecipe(config.recipe().withClassWeights(classWeights(trainTokens, labels.size())));
         }
@@ -91,6 +98,11 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             evalBatches = evalBatches.stream().map(NextTokenBatches::of).toList();
         }
         return new PreparedData(config, batches, List.copyOf(evalBatches));
+    }
+
+    /** 1 for 1.0, 0.001 for 1e-3: a rate as a user would type it. */
+    private static String plain(double x) {
+        return java.math.BigDecimal.valueOf(x).stripTrailingZeros().toPlainString();
     }
 
     /**

@@ -69,6 +69,13 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
         }
     }
 
+    /**
+     * The default recipe's head rate for a classifier export's own, already trained head (a fine-tuned model
+     * compressed; the API's ownHeadDefaults): a tenth of a new head's, so the head follows the cut instead of being
+     * relearnt.
+     */
+    public static final double OWN_HEAD_LEARNING_RATE = 1e-3;
+
     /** Whether the default recipe weights the cross-entropy by label frequency. */
     public static final boolean BALANCE_CLASSES = false;
 

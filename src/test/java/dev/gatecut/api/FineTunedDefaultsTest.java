@@ -1,0 +1,94 @@
+package dev.gatecut.api;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.gatecut.train.Recipe;
+import dev.gatecut.train.Task;
+import dev.gatecut.train.TrainConfig;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Compressing a classifier export with its own head (a fine-tuned model): the default recipe distills from the
+ * dense model and trains the head at {@link Recipe#OWN_HEAD_LEARNING_RATE}; a new head keeps the classification
+ * defaults; explicit flags and the plain recipe win.
+ */
+class FineTunedDefaultsTest {
+
+    private static TrainOptions.Builder options() {
+        return TrainOptions.builder().train(Examples.tokenIds(LabelFreeTest.rows(1, 8))).targetSparsity(0.3);
+    }
+
+    @Test
+    void ownHeadDistillsAndSlowsTheHead() {
+        TrainConfig own = options().build().config(3, true);
+        assertEquals(1.0, own.recipe().distillWeight());
+        assertEquals(Recipe.OWN_HEAD_LEARNING_RATE, own.recipe().headLearningRate());
+
+        TrainConfig added = options().build().config(3, false);
+        Recipe classify = Recipe.recommended(Task.CLASSIFY);
+        assertEquals(classify.distillWeight(), added.recipe().distillWeight(), "a new head: no teacher logits");
+        assertEquals(classify.headLearningRate(), added.recipe().headLearningRate());
+        assertEquals(added.recipe().gateInit(), own.recipe().gateInit(), "everything else as the classify recipe");
+        assertEquals(added.recipe().importance(), own.recipe().importance());
+    }
+
+    @Test
+    void flagsAndThePlainRecipeWin() {
+        TrainConfig set = options().distill(0.25).headLearningRate(5e-3).build().config(3, true);
+        assertEquals(0.25, set.recipe().distillWeight());
+        assertEquals(5e-3, set.recipe().headLearningRate());
+        assertEquals(0.0, options().distill(0).build().config(3, true).recipe().distillWeight(),
+                "--distill 0 turns it off");
+        TrainConfig plain = options().recipe("plain").build().config(3, true);
+        assertEquals(Recipe.plain(), plain.recipe(), "--recipe plain stays FineGates as published");
+        assertFalse(options().recipe("plain").build().ownHeadDefaults(true));
+        assertFalse(options().task(Task.LM).build().ownHeadDefaults(true), "language models have no head to keep");
+    }
+
+    @Test
+    void compressingAClassifierExportSaysSoAndRecordsIt(@TempDir Path tmp) throws Exception {
+        CompressOptions o = CompressOptions.builder().train(Examples.tokenIds(LabelFreeTest.rows(4, 24),
+                        labels(24))).targetSparsity(0.3).steps(3).batchSize(8).align(1).latencyRuns(0)
+                .baseline(false).backend(Backends.FUSED).build();
+        List<ProgressEvent> events = new ArrayList<>();
+        try (GatecutModel model = Gatecut.load(LabelFreeTest.BERT_CLS); CompressResult r = model.compress(o, events::add)) {
+            assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
+                    && m.text().startsWith("recipe: the model's own head is trained, so training distills from the"
+                    + " dense model (weight 1) with the head at rate 0.001")), events.toString());
+            r.saveTo(tmp.resolve("slim"));
+        }
+        JsonNode summary = new ObjectMapper().readTree(Files.readString(tmp.resolve("slim").resolve("summary.json")));
+        assertEquals("own", summary.get("head").asText());
+        assertEquals(1.0, summary.get("distill").asDouble());
+        assertEquals(1e-3, summary.get("head_lr").asDouble());
+
+        events.clear();
+        CompressOptions encoder = CompressOptions.builder().train(Examples.tokenIds(LabelFreeTest.rows(4, 24),
+                        labels(24))).targetSparsity(0.3).steps(2).batchSize(8).align(1).latencyRuns(0)
+                .baseline(false).backend(Backends.FUSED).build();
+        try (GatecutModel model = Gatecut.load(LabelFreeTest.HEADLESS);
+             CompressResult r = model.compress(encoder, events::add)) {
+            assertTrue(events.stream().noneMatch(e -> e instanceof ProgressEvent.Message m
+                    && m.text().startsWith("recipe: the model's own head")), "a new head: classification defaults");
+        }
+    }
+
+    /** Labels 0, 1, 2 in turn (the zoo classifier scores three classes). */
+    private static List<String> labels(int n) {
+        List<String> labels = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            labels.add(Integer.toString(i % 3));
+        }
+        return labels;
+    }
+}
