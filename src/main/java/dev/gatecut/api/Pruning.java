@@ -77,7 +77,11 @@ final class Pruning {
         Path file = o.gatesFile().orElse(null);
         GateValues given = file != null ? GateValues.read(file) : o.gates().orElse(null);
         if (o.hiddenGates() || (given != null && given.theta().containsKey(GatePlan.HIDDEN))) {
-            plan = plan.withHiddenGate(HiddenStreamRule.find(slim.graph(), shapes.shapes(slim), discovery));
+            try {
+                plan = plan.withHiddenGate(HiddenStreamRule.find(slim.graph(), shapes.shapes(slim), discovery));
+            } catch (ModelException e) {
+                throw new ModelException(model + ": " + e.getMessage(), e);
+            }
         }
         // Before conforming (which takes the plan's mode): a file of the other mode gets the option to fix it.
         if (given != null && given.mode() != o.gatesMode()) {

@@ -14,7 +14,7 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Element-wise activations and math (Relu, LeakyRelu, Tanh, Sigmoid, Erf, Softplus, Sqrt, Pow,
+ * Element-wise activations and math (Relu, LeakyRelu, Tanh, Sigmoid, Erf, Gelu, Softplus, Sqrt, Pow,
  * Exp, Log, Reciprocal, Abs, Sin, Cos), Softmax and LogSoftmax, Clip, Where, Dropout (inference)
  * and the variadic Max and Min.
  *
@@ -67,6 +67,7 @@ final class ElementwiseRules {
             Value e = o.op("Exp", o.op("Neg", o.op("Mul", x, x)));
             return o.op("Mul", g, o.op("Mul", e, o.scalar(TWO_OVER_SQRT_PI)));
         });
+        unary(m, "Gelu", ElementwiseRules::gelu);
         unary(m, "Exp", (n, o, g) -> o.op("Mul", g, n.output(0)));
         unary(m, "Log", (n, o, g) -> o.op("Div", g, n.input(0)));
         // Sqrt: g / (2y).
@@ -100,6 +101,37 @@ final class ElementwiseRules {
         m.put("Dropout", ElementwiseRules::dropout);
         m.put("Max", ElementwiseRules::selectOne);
         m.put("Min", ElementwiseRules::selectOne);
+    }
+
+    /**
+     * Gelu (opset 20; Gemma's GeGLU as ONNX Runtime GenAI's builder writes it). Exact: d/dx x·Φ(x) = Φ(x) + x·φ(x),
+     * Φ(x) = ½(1 + erf(x/√2)), φ(x) = exp(−x²/2)/√(2π). {@code approximate="tanh"}: y = ½x(1 + t),
+     * t = tanh(u), u = √(2/π)(x + 0.044715x³), so dy/dx = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²).
+     */
+    private static Value gelu(Node n, OpBuilder o, Value g) {
+        Value x = n.input(0);
+        Value x2 = o.op("Mul", x, x);
+        String approximate = n.stringAttribute("approximate", "none");
+        Value d;
+        if (approximate.equals("tanh")) {
+            double k = Math.sqrt(2 / Math.PI);
+            Value u = o.op("Mul", o.op("Add", x, o.op("Mul", o.op("Mul", x2, x), o.scalar(0.044715))), o.scalar(k));
+            Value t = o.op("Tanh", u);
+            Value du = o.op("Mul", o.op("Add", o.scalar(1), o.op("Mul", x2, o.scalar(3 * 0.044715))), o.scalar(k));
+            Value first = o.op("Mul", o.op("Add", o.scalar(1), t), o.scalar(0.5));
+            Value second = o.op("Mul", o.op("Mul", o.op("Mul", x, o.op("Sub", o.scalar(1), o.op("Mul", t, t))), du),
+                    o.scalar(0.5));
+            d = o.op("Add", first, second);
+        } else if (approximate.equals("none")) {
+            Value cdf = o.op("Mul", o.op("Add", o.scalar(1), o.op("Erf", o.op("Mul", x, o.scalar(1 / Math.sqrt(2))))),
+                    o.scalar(0.5));
+            Value pdf = o.op("Mul", o.op("Exp", o.op("Mul", x2, o.scalar(-0.5))), o.scalar(1 / Math.sqrt(2 * Math.PI)));
+            d = o.op("Add", cdf, o.op("Mul", x, pdf));
+        } else {
+            throw new ModelException("Gelu node '" + n.name() + "': approximate=\"" + approximate + "\" is not one of"
+                    + " the ONNX values (none, tanh)");
+        }
+        return o.op("Mul", g, d);
     }
 
     /** g where {@code mask} holds, 0 elsewhere (shape: the broadcast of both). */

@@ -451,6 +451,6 @@ public final class HiddenStreamRule {
 
     private static ModelException fail(Node n, String reason) {
         return new ModelException("hidden gates: " + (n == null ? "" : "node '" + n.name() + "' (" + n.opType()
-                + ") ") + reason);
+                + ") ") + reason + "; leave out --hidden-gates");
     }
 }

@@ -271,6 +271,28 @@ public final class RandomInputs {
         }).orElse(new long[] {batch, sequence});
     }
 
+    /**
+     * The dims of a table a Gather reads: an initializer's, or an initializer's through a Transpose (ONNX Runtime
+     * GenAI's builder stores a tied embedding once, as the head's [hidden, vocabulary] weight, and gathers from its
+     * transpose: Gemma); null for a computed table.
+     */
+    private static long[] tableDims(Value table) {
+        if (table.isInitializer()) {
+            return table.initializer().dims();
+        }
+        Node p = table.producer().orElse(null);
+        if (p == null || !p.is("Transpose") || !p.input(0).isInitializer()) {
+            return null;
+        }
+        long[] in = p.input(0).initializer().dims();
+        List<Long> perm = p.intsAttribute("perm");
+        long[] out = new long[in.length];
+        for (int i = 0; i < in.length; i++) {
+            out[i] = in[perm.isEmpty() ? in.length - 1 - i : Math.toIntExact(perm.get(i))];
+        }
+        return out;
+    }
+
     /** The size of the table an integer input indexes, following it through casts and reshapes. */
     static java.util.Optional<Long> indexBound(Value in) {
         long bound = Long.MAX_VALUE;
@@ -290,8 +312,8 @@ public final class RandomInputs {
                     } else if (PASS_THROUGH.contains(n.opType()) && use.index() == 0 && n.output(0) != null) {
                         next.add(n.output(0));
                     }
-                    if (table != null && table.isInitializer()) {
-                        long[] dims = table.initializer().dims();
+                    long[] dims = table == null ? null : tableDims(table);
+                    if (dims != null) {
                         if (dims.length > 0) {
                             bound = Math.min(bound, dims[axis < 0 ? axis + dims.length : axis]);
                         }

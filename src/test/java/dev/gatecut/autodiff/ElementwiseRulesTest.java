@@ -70,6 +70,10 @@ class ElementwiseRulesTest {
         // float32: ONNX Runtime's CPU provider has no double kernel for Erf or Softplus.
         GradCheck.op("Erf").in(In.var("x", 2, 3, 4)).float32().run();
         GradCheck.op("Softplus").in(In.var("x", v -> 3 * v, 2, 3, 4)).float32().run();
+        // Gelu (opset 20), exact and tanh-approximated (Gemma's GeGLU): float32 kernels only, inputs over ±3.
+        GradCheck.op("Gelu").in(In.var("x", v -> 3 * v, 2, 3, 4)).opset(20).float32().run();
+        GradCheck.op("Gelu").in(In.var("x", v -> 3 * v, 2, 3, 4)).opset(20).float32()
+                .attr(dev.gatecut.onnx.OpBuilder.stringAttr("approximate", "tanh")).run();
     }
 
     @Test

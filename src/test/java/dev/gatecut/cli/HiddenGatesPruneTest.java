@@ -131,4 +131,18 @@ class HiddenGatesPruneTest {
         assertTrue(vit.out().contains("hidden gates: not possible: node '/m/vit/embeddings/Concat_1' (Concat)"),
                 vit.out());
     }
+
+    /** A model hidden gates cannot cover is one line naming the file, the node and what to do (exit 2). */
+    @Test
+    void pruneRefusesNamingFileNodeAndRemedy(@TempDir Path tmp) {
+        // ONNX Runtime GenAI's Gemma gathers its embedding from the transpose of the tied head's weight
+        InspectCommandTest.Run gemma = gatecut("prune", "onnx-models/genai/gemma-genai-fp32.onnx", "--random-sparsity",
+                "0.25", "--hidden-gates", "--align", "1", "-o", tmp.resolve("slim.onnx").toString());
+        assertEquals(2, gemma.exit(), gemma.err());
+        assertTrue(gemma.err().contains("onnx-models/genai/gemma-genai-fp32.onnx: hidden gates: node"
+                + " '/model/embed_tokens/Gather' (Gather)") && gemma.err().strip().endsWith("leave out --hidden-gates"),
+                gemma.err());
+        assertEquals(1, gemma.err().strip().lines().count(), gemma.err());
+        assertTrue(java.nio.file.Files.notExists(tmp.resolve("slim.onnx")), "nothing written");
+    }
 }

@@ -54,7 +54,7 @@ class KvCacheTrainingTest {
                 }).sorted().toList());
             }
         }
-        assertEquals(21, models.size(), "fp32 KV-cache decoders in the zoo: " + models);
+        assertEquals(24, models.size(), "fp32 KV-cache decoders in the zoo: " + models);
         return models.stream();
     }
 

@@ -32,7 +32,7 @@ class StaticCacheDecodeTest {
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"llama-kv-ts17-eager", "qwen2-kv-ts17-eager", "gpt2-kv-ts17-eager", "llama-kv-ts17-sdpa",
             "llama-kv-ts17-eager-fp16", "qwen2-kv-dynamo18-eager", "llama-kv-dynamo18-sdpa", "qwen2-genai-fp32",
-            "llama-genai-fp32", "qwen2-genai-fp32-unpacked", "qwen2-genai-fp16"})
+            "llama-genai-fp32", "qwen2-genai-fp32-unpacked", "qwen2-genai-fp16", "phi3-genai-fp32", "mistral-genai-fp32"})
     void generatesThePlainPathsTokens(String name, @TempDir Path dir) throws Exception {
         Path file = file(name);
         int batch = 2;
@@ -82,7 +82,10 @@ class StaticCacheDecodeTest {
      * give the same numbers, not only the same argmax.
      */
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"llama-kv-ts17-eager", "qwen2-kv-ts17-eager", "gpt2-kv-ts17-eager", "qwen2-genai-fp32"})
+    // gemma: its random tied embedding, scaled by √hidden, makes every greedy token repeat the one before (a token
+    // comparison could not fail), so its steps are checked here, by their logits
+    @ValueSource(strings = {"llama-kv-ts17-eager", "qwen2-kv-ts17-eager", "gpt2-kv-ts17-eager", "qwen2-genai-fp32",
+            "gemma-genai-fp32"})
     void stepLogitsEqualTheWholeSequencesLogits(String name, @TempDir Path dir) throws Exception {
         Path file = file(name);
         int batch = 2;
