@@ -22,7 +22,8 @@
 # replaces the row's), GC_SELECT (variant names,
 # "default" for the unnamed one, comma-separated: a row of each seed's best of them on validation accuracy, as LoRA's
 # rate is chosen), EPOCHS 3, BATCH 32, MAXLEN 128,
-# PARALLEL (jobs at once on the one GPU, 6), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
+# PARALLEL (jobs at once on the one GPU, 6), SETS_AT_ONCE (1: the jobs of every set in one queue against the whole
+# budget, the default for PART=posttrain; 0: set after set), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), PRECISIONS
 # (part 3: "fp32 fp16"), DEST (unpacked payload, /opt/suite),
@@ -166,7 +167,11 @@ PY
 }
 
 # --- jobs --------------------------------------------------------------------------------------
-job_torch() {  # MODEL SEED
+# Every job names its data set first: with SETS_AT_ONCE=1 jobs of several sets run side by side.
+use_set() { ds=$1; SPLIT="$WORK/$1/split"; RAW="$WORK/raw/$1"; }
+
+job_torch() {  # SET MODEL SEED
+  local ds SPLIT RAW; use_set "$1"; shift
   local m=$1 seed=$2 r="$RAW/$1"
   mkdir -p "$r"
   # shellcheck disable=SC2086
@@ -179,7 +184,8 @@ job_torch() {  # MODEL SEED
   say "$ds $m seed $seed torch: exit $rc"
 }
 
-job_gc() {  # MODEL S SEED [VARIANT]: VARIANT names flags in GC_VARIANTS, added after GC_ARGS
+job_gc() {  # SET MODEL S SEED [VARIANT]: VARIANT names flags in GC_VARIANTS, added after GC_ARGS
+  local ds SPLIT RAW; use_set "$1"; shift
   local m=$1 s=$2 seed=$3 v=${4:-}
   local -a vflags=(); [ -n "$v" ] && read -r -a vflags <<< "$(variant_flags "$v")"
   gc_run "${ONNX[$m]}" "${TOK[$m]}" "$SPLIT" "$SPLIT/train.jsonl" "$(cat "$SPLIT/labels.txt")" "$s" "$seed" \
@@ -193,7 +199,8 @@ variant_names() { local IFS=';'; for x in ${GC_VARIANTS:-=}; do printf '%s\n' "$
 variant_flags() { local IFS=';'; for x in ${GC_VARIANTS:-=}; do [ "${x%%=*}" = "$1" ] && { printf '%s' "${x#*=}"; return; }; done; }
 gc_dir() { echo "gc${3:+-$3}-s$1-seed$2"; }
 
-job_post() {  # MODEL SEED: fine-tune + export, then compress each precision with labels (and label-free)
+job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision with labels (and label-free)
+  local ds SPLIT RAW; use_set "$1"; shift
   local m=$1 seed=$2 e="$WORK/$ds-$1-seed$2-export" r="$RAW/$1/post-seed$2"
   mkdir -p "$r"
   # shellcheck disable=SC2086
@@ -246,11 +253,11 @@ run_jobs() {
       sleep 1
     done
     if [ $((SECONDS + need)) -gt "$DEADLINE" ]; then
-      say "SKIP $ds $name: $((DEADLINE - SECONDS))s left, about ${need}s needed"
-      echo "time: $((DEADLINE - SECONDS))s left, about ${need}s needed" > "$RAW/$name.skipped"
+      say "SKIP $name: $((DEADLINE - SECONDS))s left, about ${need}s needed"
+      echo "time: $((DEADLINE - SECONDS))s left, about ${need}s needed" > "$WORK/raw/$name.skipped"
       continue
     fi
-    say "start $ds $name (about ${need}s)"
+    say "start $name (about ${need}s)"
     # shellcheck disable=SC2086
     $fn $rest &
     pids+=($!)
@@ -258,11 +265,25 @@ run_jobs() {
   for p in "${pids[@]}"; do wait "$p"; done
 }
 
+report() {
+  $PYTHON tools/eval_suite.py report "$WORK/raw" --md "$OUT/tables.md" ${GC_SELECT:+--select "$GC_SELECT"} > /dev/null \
+    2> "$OUT/report.err" || tail -n 5 "$OUT/report.err"
+  [ -s "$OUT/report.err" ] || rm -f "$OUT/report.err"
+}
+
+# SETS_AT_ONCE=1 (the default for PART=posttrain, whose jobs are one per seed): one job list over every set, run
+# PARALLEL at a time against the whole budget; 0: one set after another, each with its share of what is left.
+SETS_AT_ONCE=${SETS_AT_ONCE:-$([ "$PART" = posttrain ] && echo 1 || echo 0)}
+all_jobs=""
 nsets=$(wc -w <<< "$SETS"); i_set=0
 for ds in $SETS; do
   i_set=$((i_set + 1))
-  DEADLINE=$((SECONDS + (START + BUDGET_S - SECONDS) / (nsets - i_set + 1)))
-  SPLIT="$WORK/$ds/split"; RAW="$WORK/raw/$ds"
+  if [ "$SETS_AT_ONCE" = 1 ]; then
+    DEADLINE=$((START + BUDGET_S))
+  else
+    DEADLINE=$((SECONDS + (START + BUDGET_S - SECONDS) / (nsets - i_set + 1)))
+  fi
+  use_set "$ds"
   [ "${FRESH:-0}" = 1 ] && rm -rf "$RAW"
   mkdir -p "$RAW"
   $PYTHON tools/eval_suite.py split "datasets/suite/$ds" "$SPLIT" || { say "FAIL: split $ds"; continue; }
@@ -273,7 +294,7 @@ with open(sys.argv[2], 'w') as o:
     for l in open(sys.argv[1]): o.write(json.dumps({'text': json.loads(l)['text']}) + '\n')" "$SPLIT/train.jsonl" "$SPLIT/train-text.jsonl"
   rows=$(wc -l < "$SPLIT/train.jsonl")
   rm -f "$RAW"/*.skipped   # a repeated call on the warm machine runs what was skipped, and keeps what is done
-  say "=== $ds ($PART): $rows train rows, $((DEADLINE - SECONDS))s for it"
+  say "=== $ds ($PART): $rows train rows, $((DEADLINE - SECONDS))s for it$([ "$SETS_AT_ONCE" = 1 ] && echo " (with the other sets)")"
   jobs_list=""
   for seed in $SEEDS; do
     for m in $MODELS; do
@@ -281,24 +302,30 @@ with open(sys.argv[2], 'w') as o:
         n=$(wc -w <<< "$SPARSITIES"); nv=$(variant_names | wc -l)
         np=$(wc -w <<< "$PRECISIONS"); k=$((np * nv)); [ -n "$LABELFREE_ARGS" ] && k=$((k + np))   # precisions × (variants + label-free)
         [ -f "$RAW/$m/post-seed$seed/done" ] && continue
-        jobs_list+="$m-post-seed$seed $(( $(est export "$m" "$rows") + n * k * $(est post-gc "$m" "$rows") )) job_post $m $seed"$'\n'
+        jobs_list+="$ds/$m-post-seed$seed $(( $(est export "$m" "$rows") + n * k * $(est post-gc "$m" "$rows") )) job_post $ds $m $seed"$'\n'
       else
         [ -z "$PY_METHODS" ] || [ "$PY_METHODS" = none ] || grep -qs '"finished"' "$RAW/$m/torch-seed$seed.json" \
-          || jobs_list+="$m-torch-seed$seed $(est torch "$m" "$rows") job_torch $m $seed"$'\n'
+          || jobs_list+="$ds/$m-torch-seed$seed $(est torch "$m" "$rows") job_torch $ds $m $seed"$'\n'
         for s in $SPARSITIES; do
           while read -r v; do
             grep -qs '"accuracy"' "$RAW/$m/$(gc_dir "$s" "$seed" "$v")/gc.json" && continue
-            jobs_list+="$m-$(gc_dir "$s" "$seed" "$v") $(est gc "$m" "$rows") job_gc $m $s $seed $v"$'\n'
+            jobs_list+="$ds/$m-$(gc_dir "$s" "$seed" "$v") $(est gc "$m" "$rows") job_gc $ds $m $s $seed $v"$'\n'
           done < <(variant_names)
         done
       fi
     done
   done
-  run_jobs <<< "$jobs_list"
-  $PYTHON tools/eval_suite.py report "$WORK/raw" --md "$OUT/tables.md" ${GC_SELECT:+--select "$GC_SELECT"} > /dev/null \
-    2> "$OUT/report.err" || tail -n 5 "$OUT/report.err"
-  [ -s "$OUT/report.err" ] || rm -f "$OUT/report.err"
+  if [ "$SETS_AT_ONCE" = 1 ]; then
+    all_jobs+="$jobs_list"
+  else
+    run_jobs <<< "$jobs_list"
+    report
+  fi
 done
+if [ "$SETS_AT_ONCE" = 1 ]; then
+  run_jobs <<< "$all_jobs"
+  report
+fi
 
 cat "$OUT/tables.md" 2>/dev/null
 tar -C "$WORK" -czf "$OUT/raw.tgz" raw

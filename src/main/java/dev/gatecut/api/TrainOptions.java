@@ -297,7 +297,8 @@ public final class TrainOptions {
                 v.distillTemperature != null ? v.distillTemperature : base.distillTemperature(), base.classWeights(),
                 v.gateInit != null ? v.gateInit : base.gateInit(),
                 v.importance != null ? Importance.parse(v.importance) : base.importance(),
-                v.progressiveCut != null ? v.progressiveCut : base.progressiveCut());
+                v.progressiveCut != null ? v.progressiveCut : base.progressiveCut(),
+                v.headFirst != null ? v.headFirst : base.headFirst());
     }
 
     /**

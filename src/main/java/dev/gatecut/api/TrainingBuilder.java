@@ -44,6 +44,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     Double biasLearningRate;
     Double warmup;
     Double denseFraction;
+    Double headFirst;
     Double rampFraction;
     Integer recoverySteps;
     Boolean selectBest;
@@ -291,6 +292,15 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         return self();
     }
 
+    /**
+     * Fraction of the steps, at the start and within the dense ones, that train the head alone ({@code --head-first};
+     * LP-FT): gates, biases, adapters and norms wait, then warm up.
+     */
+    public B headFirst(double fraction) {
+        this.headFirst = fraction;
+        return self();
+    }
+
     /** Fraction of the steps, after the dense ones, over which the target ramps in ({@code --ramp-fraction}). */
     public B rampFraction(double fraction) {
         this.rampFraction = fraction;
@@ -476,6 +486,37 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         }
     }
 
+    /**
+     * The schedule's fractions, each in [0, 1], against the named recipe's where not given: the dense and ramp parts
+     * fit in the run, the head-only start lies within the dense part (else the sparsity loss would push gates that
+     * cannot move). Checked here so a bad value is a one-line option error, not a failure at the first step.
+     */
+    private void validateSchedule() {
+        java.util.Map<String, Double> given = new java.util.LinkedHashMap<>();
+        given.put("warmup (--warmup)", warmup);
+        given.put("denseFraction (--dense-fraction)", denseFraction);
+        given.put("rampFraction (--ramp-fraction)", rampFraction);
+        given.put("headFirst (--head-first)", headFirst);
+        given.forEach((name, value) -> {
+            if (value != null && !(value >= 0 && value <= 1)) {
+                throw new OptionException(name + " must be in [0, 1], got " + value);
+            }
+        });
+        dev.gatecut.train.Recipe base = recipe.equalsIgnoreCase("plain") ? dev.gatecut.train.Recipe.plain()
+                : dev.gatecut.train.Recipe.recommended(task);
+        double dense = denseFraction != null ? denseFraction : base.denseFraction();
+        double ramp = rampFraction != null ? rampFraction : base.rampFraction();
+        double head = headFirst != null ? headFirst : base.headFirst();
+        if (dense + ramp > 1) {
+            throw new OptionException("--dense-fraction + --ramp-fraction must be at most 1 (the run's steps), got "
+                    + dense + " + " + ramp);
+        }
+        if (head > dense) {
+            throw new OptionException("headFirst (--head-first " + head + ") must lie within the dense steps"
+                    + " (--dense-fraction " + dense + "): raise --dense-fraction or lower --head-first");
+        }
+    }
+
     /** Checks every value; messages name the setter and the CLI option. */
     void validateTraining() {
         if (!(targetSparsity >= 0 && targetSparsity < 1)) {
@@ -533,6 +574,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
             throw new OptionException("labelFree (--label-free) trains by distillation from the model: --distill 0"
                     + " would leave only its hard labels; give --distill > 0 or leave it out (1)");
         }
+        validateSchedule();
         validateAdapter();
         validateDevices();
         if (resume && force) {

@@ -90,6 +90,11 @@ final class GateTrainingOptions {
             + " loss off, so the head and biases learn the task before gates close; default: the recipe's.")
     Double denseFraction;
 
+    @Option(names = "--head-first", paramLabel = "F", description = "Fraction of the training steps, at their start and"
+            + " within --dense-fraction, that train the head alone (linear probing, then fine-tuning: the head fits the"
+            + " model's features before they move); the other parameters then warm up. Default: the recipe's (0).")
+    Double headFirst;
+
     @Option(names = "--ramp-fraction", paramLabel = "F", description = "Fraction of the training steps, after the dense"
             + " ones, over which the sparsity target rises linearly from 0 to --target-sparsity (0: the full target at"
             + " once); default: the recipe's.")
@@ -174,6 +179,9 @@ final class GateTrainingOptions {
         }
         if (rampFraction != null) {
             b.rampFraction(rampFraction);
+        }
+        if (headFirst != null) {
+            b.headFirst(headFirst);
         }
         if (recoverySteps != null) {
             b.recoverySteps(recoverySteps);

@@ -33,14 +33,26 @@ import java.util.List;
  *                          ramped target (the lowest-ranked units closed, as the final projection would), so the
  *                          model trains on with the units it will lose already gone (iterative pruning) instead of
  *                          losing them all in one cut at the end
+ * @param headFirst         fraction of the main steps, at their start and within the dense part, in which only the
+ *                          head trains (LP-FT, Kumar et al. 2022: a head fitted to the frozen features first, so the
+ *                          features are not bent to fit a random head); the other groups' warm-up starts after it
  */
 public record Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
                      double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
                      double distillTemperature, List<Double> classWeights, double gateInit,
-                     Importance importance, boolean progressiveCut) {
+                     Importance importance, boolean progressiveCut, double headFirst) {
 
     /** Standard deviation of θ around {@link #initialTheta()}: breaks ties, keeps every gate below the clip. */
     public static final double GATE_INIT_SPREAD = 0.01;
+
+    /** A recipe without a head-only start ({@link #headFirst} 0). */
+    public Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
+                  double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
+                  double distillTemperature, List<Double> classWeights, double gateInit, Importance importance,
+                  boolean progressiveCut) {
+        this(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps, selectBest,
+                distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut, 0);
+    }
 
     /** A recipe with the config's θ initialisation (no {@link #gateInit}). */
     public Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
@@ -59,6 +71,11 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
         requireFraction(warmup, "warmup");
         requireFraction(denseFraction, "dense fraction");
         requireFraction(rampFraction, "ramp fraction");
+        requireFraction(headFirst, "head-first fraction");
+        if (headFirst > denseFraction) {
+            throw new IllegalArgumentException("the head-first fraction (" + headFirst + ") must lie within the dense"
+                    + " fraction (" + denseFraction + "): the sparsity loss would push gates that cannot move");
+        }
         if (denseFraction + rampFraction > 1) {
             throw new IllegalArgumentException("dense fraction + ramp fraction must be at most 1, got "
                     + denseFraction + " + " + rampFraction);
@@ -101,7 +118,8 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
 
     public Recipe withClassWeights(List<Double> weights) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
-                selectBest, distillWeight, distillTemperature, weights, gateInit, importance, progressiveCut);
+                selectBest, distillWeight, distillTemperature, weights, gateInit, importance, progressiveCut,
+                headFirst);
     }
 
     /** Whether the train step measures the gates' Taylor saliency (the projection ranks by it). */

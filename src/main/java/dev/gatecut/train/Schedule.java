@@ -57,13 +57,16 @@ public record Schedule(TrainConfig config, long mainSteps) {
         }
         double warm = r.warmup() * mainSteps;
         double factor = warm <= 0 ? 1 : Math.min(1, (step + 1) / warm);
+        // Head first (LP-FT): the other groups stand still, then warm up from the end of the head-only steps.
+        double headOnly = r.headFirst() * mainSteps;
+        double others = step < headOnly ? 0 : warm <= 0 ? 1 : Math.min(1, (step - Math.ceil(headOnly) + 1) / warm);
         double dense = r.denseFraction() * mainSteps;
         double ramp = r.rampFraction() * mainSteps;
         double lambda = step < dense ? 0 : config.lambda();
         double progress = ramp <= 0 ? 1 : Math.min(1, Math.max(0, (step - dense + 1) / ramp));
         double target = step < dense ? 0 : config.targetSparsity() * progress;
-        return new At(factor * config.learningRate(), factor * config.biasLearningRate(),
-                factor * config.headLearningRate(), factor * config.adapter().learningRate(), normLr(factor), lambda,
+        return new At(others * config.learningRate(), others * config.biasLearningRate(),
+                factor * config.headLearningRate(), others * config.adapter().learningRate(), normLr(others), lambda,
                 target, false);
     }
 

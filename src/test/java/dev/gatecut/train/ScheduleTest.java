@@ -26,6 +26,34 @@ class ScheduleTest {
     }
 
     @Test
+    void headFirstTrainsTheHeadAloneThenWarmsUpTheRest() {
+        Recipe r = CONFIG.recipe();
+        Recipe headFirst = new Recipe(r.headLearningRate(), r.biasLearningRate(), r.warmup(), r.denseFraction(),
+                r.rampFraction(), r.recoverySteps(), r.selectBest(), r.distillWeight(), r.distillTemperature(),
+                r.classWeights(), 0.95, Importance.TAYLOR, false, 0.15);
+        Schedule s = new Schedule(CONFIG.withRecipe(headFirst), 100);   // head alone for 15 steps, warm-up 10
+        for (int step : new int[] {0, 7, 14}) {
+            assertEquals(0, s.at(step).gateLr(), "gates wait at step " + step);
+            assertEquals(0, s.at(step).biasLr());
+            assertEquals(0, s.at(step).adapterLr());
+        }
+        assertEquals(1e-3, s.at(0).headLr(), 1e-12, "the head warms up from the start");
+        assertEquals(1e-2, s.at(14).headLr(), 1e-12);
+        assertEquals(1e-4, s.at(15).gateLr(), 1e-12, "the others' warm-up starts after the head's steps");
+        assertEquals(2e-4, s.at(15).biasLr(), 1e-12);
+        assertEquals(1e-3, s.at(24).gateLr(), 1e-12);
+        assertEquals(0, s.at(19).lambda(), "still dense");
+        assertEquals(50, s.at(20).lambda());
+        Schedule none = new Schedule(CONFIG, 100);
+        for (int step = 0; step < 100; step++) {
+            assertEquals(none.at(step), new Schedule(CONFIG.withRecipe(new Recipe(r.headLearningRate(),
+                    r.biasLearningRate(), r.warmup(), r.denseFraction(), r.rampFraction(), r.recoverySteps(),
+                    r.selectBest(), r.distillWeight(), r.distillTemperature(), r.classWeights(), r.gateInit(),
+                    r.importance(), r.progressiveCut(), 0)), 100).at(step), "head-first 0 changes nothing");
+        }
+    }
+
+    @Test
     void sparsityIsOffThenRampsToTheTarget() {
         Schedule s = new Schedule(CONFIG, 100);   // dense 20 steps, ramp over the next 40
         assertEquals(0, s.at(19).lambda());
