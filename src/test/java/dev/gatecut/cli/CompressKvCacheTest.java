@@ -39,7 +39,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class CompressKvCacheTest {
 
     @ParameterizedTest
-    @ValueSource(strings = {"onnx-models/deploy/qwen2-kv-ts17-eager.onnx", "onnx-models/genai/qwen2-genai-fp32.onnx"})
+    @ValueSource(strings = {"onnx-models/deploy/qwen2-kv-ts17-eager.onnx", "onnx-models/genai/qwen2-genai-fp32.onnx",
+            "onnx-models/genai/mistral-genai-fp32.onnx"})
     void compressesAKvCacheDecoderEndToEnd(String file, @TempDir Path dir) throws Exception {
         Path MODEL = Path.of(file);
         Random r = new Random(5);
