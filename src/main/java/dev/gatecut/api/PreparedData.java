@@ -69,10 +69,15 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         }
         TrainConfig config = o.config(labels.size(), ownHead);
         if (o.ownHeadDefaults(ownHead)) {
-            progress.onEvent(new ProgressEvent.Message(String.format("recipe: the model's own head is trained, so"
-                    + " training distills from the dense model (weight %s) with the head at rate %s (fine-tuned"
-                    + " classifier defaults; --distill and --head-lr set them)", plain(config.recipe()
-                    .distillWeight()), plain(config.recipe().headLearningRate()))));
+            double distill = config.recipe().distillWeight();
+            String rate = plain(config.recipe().headLearningRate());
+            progress.onEvent(new ProgressEvent.Message(distill > 0
+                    ? String.format("recipe: the model's own head is trained, so training distills from the dense model"
+                    + " (weight %s) with the head at rate %s (fine-tuned classifier defaults; --distill and --head-lr"
+                    + " set them)", plain(distill), rate)
+                    : String.format("recipe: the model's own head is trained at rate %s (fine-tuned classifier default;"
+                    + " --head-lr sets it)%s", rate, o.devices().size() > 1 ? "; distillation from the dense model,"
+                    + " the other default, does not run on several devices yet" : "")));
         }
         if (!lm && o.classBalanced()) {
             config = config.withRecipe(config.recipe().withClassWeights(classWeights(trainTokens, labels.size())));
