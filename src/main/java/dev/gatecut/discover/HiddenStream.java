@@ -28,8 +28,15 @@ public record HiddenStream(long width, List<Embedding> embeddings, List<LinearLa
                            List<String> outputs, long tableRows, long constantsPerChannel,
                            java.util.Map<String, dev.gatecut.onnx.DataType> normTypes) {
 
-    /** An embedding lookup: {@code table} is read by Gather node {@code gather}. */
-    public record Embedding(String gather, String table) {
+    /**
+     * An embedding lookup: {@code table} is read by Gather node {@code gather}. {@code hiddenAxis}: 1 for a table
+     * [vocab, hidden]; 0 when the Gather reads the transpose of a [hidden, vocab] initializer (ONNX Runtime GenAI's
+     * Gemma keeps its tied embedding once, as the head's weight).
+     */
+    public record Embedding(String gather, String table, int hiddenAxis) {
+        public Embedding(String gather, String table) {
+            this(gather, table, 1);
+        }
     }
 
     /** Node {@code node} reads the stream at input {@code input} against embedding table {@code table}. */
@@ -87,5 +94,11 @@ public record HiddenStream(long width, List<Embedding> embeddings, List<LinearLa
     /** Distinct embedding tables. */
     public List<String> tables() {
         return embeddings.stream().map(Embedding::table).distinct().toList();
+    }
+
+    /** The axis of embedding table {@code table} that holds the hidden channels (1, or 0 for a transposed one). */
+    public int tableHiddenAxis(String table) {
+        return embeddings.stream().filter(e -> e.table().equals(table)).mapToInt(Embedding::hiddenAxis).findFirst()
+                .orElseThrow(() -> new IllegalArgumentException("no embedding table " + table));
     }
 }

@@ -151,8 +151,11 @@ public final class HiddenStreamRule {
         List<HiddenStream.ChannelVector> ownVectors = vectors.stream()
                 .filter(c -> !writerBiases.contains(node(c.node()).input(c.input()).name())).toList();
         long tableRows = 0;
-        for (String t : tables) {
-            tableRows += graph.requireValue(t).initializer().dims()[0];
+        Set<String> counted = new HashSet<>();
+        for (HiddenStream.Embedding e : embeddings) {
+            if (counted.add(e.table())) {   // each table once
+                tableRows += graph.requireValue(e.table()).initializer().dims()[1 - e.hiddenAxis()];
+            }
         }
         long constants = ownVectors.size();
         for (String ln : layerNorms) {
@@ -236,6 +239,15 @@ public final class HiddenStreamRule {
             if (table.isInitializer() && table.initializer().dims().length == 2
                     && table.initializer().dims()[1] == width && table.initializer().dataType().isFloatingPoint()) {
                 embeddings.add(new HiddenStream.Embedding(n.name(), table.name()));
+                return;
+            }
+            // The transpose of a [hidden, vocab] initializer: a tied head's weight read as the embedding table.
+            Optional<Value> behind = table.producer().filter(p -> p.is("Transpose") && p.input(0).isInitializer()
+                    && transposes2d(p)).map(p -> p.input(0));
+            if (behind.isPresent() && behind.get().initializer().dims().length == 2
+                    && behind.get().initializer().dims()[0] == width
+                    && behind.get().initializer().dataType().isFloatingPoint()) {
+                embeddings.add(new HiddenStream.Embedding(n.name(), behind.get().name(), 0));
                 return;
             }
             throw fail(n, "writes the hidden state from '" + table.name() + "', which is not a constant [vocab, "
@@ -423,6 +435,12 @@ public final class HiddenStreamRule {
         }
         visit(n.input(0));
         visit(n.output(0));
+    }
+
+    /** Whether a Transpose swaps the two axes of a matrix (perm [1, 0], or the default reversal). */
+    private static boolean transposes2d(Node t) {
+        List<Long> perm = t.intsAttribute("perm");
+        return perm.isEmpty() || perm.equals(List.of(1L, 0L));
     }
 
     /** The embedding table {@code w} is, directly or through a Transpose. */

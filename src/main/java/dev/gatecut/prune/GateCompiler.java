@@ -69,6 +69,8 @@ public final class GateCompiler {
     private final boolean decideOnly;
     /** Kept width of each FFN channel constant, by tensor name (the last axis is sliced to it). */
     private final Map<String, Integer> constantKeep = new HashMap<>();
+    /** Constants of {@link #constantKeep} cut on their first axis (transposed embedding tables), not their last. */
+    private final java.util.Set<String> firstAxisKept = new java.util.HashSet<>();
 
     /** Where rewritten weights go as they are made; null keeps them in the heap until the model is saved. */
     private final ExternalDataFile scratch;
@@ -210,7 +212,7 @@ public final class GateCompiler {
         }
         Integer kept = constantKeep.get(name);
         if (kept != null) {
-            dims[dims.length - 1] = kept;
+            dims[firstAxisKept.contains(name) ? 0 : dims.length - 1] = kept;
         }
         long n = 1;
         for (long d : dims) {
@@ -535,6 +537,9 @@ public final class GateCompiler {
             }
             for (String t : s.tables()) {
                 constantKeep.put(t, keep.length);
+                if (s.tableHiddenAxis(t) == 0) {
+                    firstAxisKept.add(t);
+                }
             }
             for (String v : vectorNames) {
                 constantKeep.put(v, keep.length);

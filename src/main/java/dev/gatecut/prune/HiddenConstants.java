@@ -52,9 +52,10 @@ final class HiddenConstants {
             Value v = graph.requireValue(table);
             Tensor t = v.initializer();
             TensorEdits.Dense d = TensorEdits.read(t);
-            TensorEdits.scale(d, 1, gate);
+            int axis = stream.tableHiddenAxis(table);   // 0: a [hidden, vocab] weight the Gather reads transposed
+            TensorEdits.scale(d, axis, gate);
             if (cut) {
-                d = TensorEdits.slice(d, 1, keep);
+                d = TensorEdits.slice(d, axis, keep);
             }
             graph.setInitializer(v, kept.apply(TensorEdits.write(v.name(), d, t)));
         }

@@ -132,17 +132,66 @@ class HiddenGatesPruneTest {
                 vit.out());
     }
 
+    /**
+     * ONNX Runtime GenAI's Gemma gathers its embedding from the transpose of the tied head's [hidden, vocab] weight:
+     * the one weight is cut on its hidden rows once, and both the lookup and the head read the narrower matrix.
+     */
+    @Test
+    void tiedHeadWeightReadTransposedAsTheEmbedding(@TempDir Path dir) {
+        Path out = dir.resolve("slim.onnx");
+        InspectCommandTest.Run run = gatecut("prune", "onnx-models/genai/gemma-genai-fp32.onnx", "--random-sparsity",
+                "0.4", "--hidden-gates", "--hidden-fraction", "0.25", "--align", "1", "-o", out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        assertTrue(run.out().matches("(?s).*hidden\\s+hidden\\s+48/64 channels.*"), run.out());
+        assertTrue(run.out().contains("verify: compiled vs gated model"), run.out());
+        try (OnnxModel slim = OnnxModel.load(out)) {
+            var gather = slim.graph().nodes().stream().filter(n -> n.is("Gather") && n.input(1) != null
+                    && n.input(1).name().equals("input_ids")).findFirst().orElseThrow();
+            var transpose = gather.input(0).producer().orElseThrow();
+            assertEquals("Transpose", transpose.opType());
+            assertArrayEquals(new long[] {48, 256}, transpose.input(0).initializer().dims(), "one weight, 16 rows cut");
+            var head = slim.graph().nodes().stream().filter(n -> n.is("MatMul")
+                    && n.input(1).name().equals(transpose.input(0).name())).count();
+            assertEquals(1, head, "the head reads the same weight");
+        }
+    }
+
+    /** The same Gemma trains hidden gates (task lm; the tied head reads the stream times the gate) and compiles. */
+    @Test
+    void tiedTransposedEmbeddingTrainsAndCompiles(@TempDir Path dir) throws Exception {
+        java.util.Random r = new java.util.Random(3);
+        java.util.List<String> rows = new java.util.ArrayList<>();
+        for (int i = 0; i < 16; i++) {
+            java.util.List<Integer> ids = new java.util.ArrayList<>();
+            for (int j = 0; j < 12; j++) {
+                ids.add(3 + r.nextInt(250));
+            }
+            rows.add("{\"input_ids\": " + ids + "}");
+        }
+        Path data = java.nio.file.Files.write(dir.resolve("lm.jsonl"), rows);
+        Path out = dir.resolve("out");
+        InspectCommandTest.Run run = gatecut("compress", "onnx-models/genai/gemma-genai-fp32.onnx", "--task", "lm",
+                "--train", data.toString(), "--eval", data.toString(), "--target-sparsity", "0.4", "--hidden-gates",
+                "--steps", "3", "--batch", "8", "--align", "1", "--no-progress", "--latency-runs", "0", "-o",
+                out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        assertTrue(run.out().contains("verify: slim vs gated model"), run.out());
+        var summary = new com.fasterxml.jackson.databind.ObjectMapper().readTree(out.resolve("summary.json").toFile());
+        double gated = summary.get("gated_eval_perplexity").asDouble();
+        assertEquals(gated, summary.get("slim_eval_perplexity").asDouble(), gated * 1e-4, summary.toString());
+    }
+
     /** A model hidden gates cannot cover is one line naming the file, the node and what to do (exit 2). */
     @Test
     void pruneRefusesNamingFileNodeAndRemedy(@TempDir Path tmp) {
-        // ONNX Runtime GenAI's Gemma gathers its embedding from the transpose of the tied head's weight
-        InspectCommandTest.Run gemma = gatecut("prune", "onnx-models/genai/gemma-genai-fp32.onnx", "--random-sparsity",
+        // ViT prepends its class token with a Concat on the hidden stream
+        InspectCommandTest.Run vit = gatecut("prune", "onnx-models/deploy/vit-cls-ts17.onnx", "--random-sparsity",
                 "0.25", "--hidden-gates", "--align", "1", "-o", tmp.resolve("slim.onnx").toString());
-        assertEquals(2, gemma.exit(), gemma.err());
-        assertTrue(gemma.err().contains("onnx-models/genai/gemma-genai-fp32.onnx: hidden gates: node"
-                + " '/model/embed_tokens/Gather' (Gather)") && gemma.err().strip().endsWith("leave out --hidden-gates"),
-                gemma.err());
-        assertEquals(1, gemma.err().strip().lines().count(), gemma.err());
+        assertEquals(2, vit.exit(), vit.err());
+        assertTrue(vit.err().contains("onnx-models/deploy/vit-cls-ts17.onnx: hidden gates: node"
+                + " '/m/vit/embeddings/Concat_1' (Concat)") && vit.err().strip().endsWith("leave out --hidden-gates"),
+                vit.err());
+        assertEquals(1, vit.err().strip().lines().count(), vit.err());
         assertTrue(java.nio.file.Files.notExists(tmp.resolve("slim.onnx")), "nothing written");
     }
 }
