@@ -140,6 +140,9 @@ final class Compression {
         json.put("recipe", o.training().recipeName());
         json.put("train_norms", o.training().trainNorms());
         json.put("distill", recipe.distillWeight());
+        if (recipe.distillLayers() > 0) {
+            json.put("distill_layers", recipe.distillLayers());
+        }
         if (!Double.isNaN(recipe.headLearningRate())) {
             json.put("head_lr", recipe.headLearningRate());
         }

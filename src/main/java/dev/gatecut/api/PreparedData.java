@@ -73,8 +73,9 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             String rate = plain(config.recipe().headLearningRate());
             progress.onEvent(new ProgressEvent.Message(distill > 0
                     ? String.format("recipe: the model's own head is trained, so training distills from the dense model"
-                    + " (weight %s) with the head at rate %s (fine-tuned classifier defaults; --distill and --head-lr"
-                    + " set them)", plain(distill), rate)
+                    + " (weight %s%s) with the head at rate %s (fine-tuned classifier defaults; --distill and --head-lr"
+                    + " set them)", plain(distill), config.recipe().distillLayers() > 0 ? ", its layers "
+                    + plain(config.recipe().distillLayers()) : "", rate)
                     : String.format("recipe: the model's own head is trained at rate %s (fine-tuned classifier default;"
                     + " --head-lr sets it)%s", rate, o.devices().size() > 1 ? "; distillation from the dense model,"
                     + " the other default, does not run on several devices yet" : "")));

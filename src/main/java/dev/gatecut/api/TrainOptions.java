@@ -300,7 +300,8 @@ public final class TrainOptions {
                 v.gateInit != null ? v.gateInit : base.gateInit(),
                 v.importance != null ? Importance.parse(v.importance) : base.importance(),
                 v.progressiveCut != null ? v.progressiveCut : base.progressiveCut(),
-                v.headFirst != null ? v.headFirst : base.headFirst());
+                v.headFirst != null ? v.headFirst : base.headFirst(),
+                v.distillLayers != null ? v.distillLayers : base.distillLayers());
     }
 
     /**

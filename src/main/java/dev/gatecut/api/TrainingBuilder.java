@@ -45,6 +45,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     Double warmup;
     Double denseFraction;
     Double headFirst;
+    Double distillLayers;
     Double rampFraction;
     Integer recoverySteps;
     Boolean selectBest;
@@ -325,6 +326,15 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         return self();
     }
 
+    /**
+     * Weight of layer-wise distillation ({@code --distill-layers}; SquareHead): the normalised MSE of every
+     * normalisation layer's output against the dense model's, averaged over the layers; 0 off.
+     */
+    public B distillLayers(double weight) {
+        this.distillLayers = weight;
+        return self();
+    }
+
     /** Temperature of the logit distillation ({@code --distill-temperature}). */
     public B distillTemperature(double t) {
         this.distillTemperature = t;
@@ -455,6 +465,10 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
             throw new OptionException("devices (--devices) runs on the fused back-end only, not --backend "
                     + backend.name() + ": use --backend fused (or auto)");
         }
+        if (devices.size() > 1 && distillLayers != null && distillLayers > 0) {
+            throw new OptionException("devices (--devices) with two or more devices does not support distillation"
+                    + " (--distill-layers) yet: train on one device or leave --distill-layers out");
+        }
         if (devices.size() > 1 && distillWeight != null && distillWeight > 0) {
             throw new OptionException("devices (--devices) with two or more devices does not support distillation"
                     + " (--distill) yet: train on one device or leave --distill out");
@@ -569,6 +583,13 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         if (labelFree && task == Task.LM) {
             throw new OptionException("labelFree (--label-free) labels classification rows with the model's own head;"
                     + " language modelling (--task lm) reads no labels anyway: drop --label-free");
+        }
+        if (distillLayers != null && !(distillLayers >= 0 && Double.isFinite(distillLayers))) {
+            throw new OptionException("distillLayers (--distill-layers) must be >= 0, got " + distillLayers);
+        }
+        if (distillLayers != null && distillLayers > 0 && hiddenGates) {
+            throw new OptionException("--distill-layers compares the norms' outputs, which --hidden-gates rewrites;"
+                    + " leave out one of them");
         }
         if (labelFree && distillWeight != null && distillWeight == 0) {
             throw new OptionException("labelFree (--label-free) trains by distillation from the model: --distill 0"

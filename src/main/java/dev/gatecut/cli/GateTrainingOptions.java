@@ -117,6 +117,11 @@ final class GateTrainingOptions {
             + " Default: the recipe's.")
     Double distill;
 
+    @Option(names = "--distill-layers", paramLabel = "W", description = "Weight of layer-wise distillation from the"
+            + " dense model (SquareHead): the normalised MSE between the output of every normalisation layer and the"
+            + " dense model's, averaged over the layers, added beside --distill's term; 0 is off. Default: 0.")
+    Double distillLayers;
+
     @Option(names = "--distill-temperature", paramLabel = "T", description = "Temperature of the logit distillation"
             + " (default: the recipe's).")
     Double distillTemperature;
@@ -191,6 +196,9 @@ final class GateTrainingOptions {
         }
         if (distill != null) {
             b.distill(distill);
+        }
+        if (distillLayers != null) {
+            b.distillLayers(distillLayers);
         }
         if (distillTemperature != null) {
             b.distillTemperature(distillTemperature);

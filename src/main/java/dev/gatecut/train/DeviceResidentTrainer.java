@@ -204,7 +204,7 @@ public final class DeviceResidentTrainer implements StepTrainer {
                 if (teacher == null) {
                     throw new IllegalStateException("the recipe distills but no teacher was given");
                 }
-                batchFeeds.put(TrainingGraph.TEACHER, teacher.outputs(batch));
+                batchFeeds.putAll(teacher.feeds(batch));
             }
             batchFeeds.forEach((name, t) -> feeds.put(name, HostValue.of(t)));
         } finally {

@@ -47,12 +47,86 @@ final class Distillation {
         return ops.op("Mul", mean, ops.scalar(temperature * temperature));
     }
 
+    /** Normalisation ops whose first output is a layer's output for {@link #layerValues} (on the residual stream). */
+    private static final java.util.Set<String> NORMS = java.util.Set.of("LayerNormalization",
+            "SimplifiedLayerNormalization", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization",
+            "EmbedLayerNormalization");
+
+    /**
+     * The values layer-wise distillation compares (SquareHead): the first output of every normalisation node of the
+     * model as given, and of every decomposed norm its scaled (and shifted) result, in graph order — one or two per
+     * transformer layer, whatever the exporter fused. The teacher
+     * computes them on the dense file and the training graph finds them by name after the gates go in.
+     */
+    public static List<String> layerValues(Graph asGiven) {
+        // Decomposed norms (TorchScript's RMSNorm: Pow, ReduceMean, Add ε, Sqrt, Div, Mul by the scale): the value
+        // after the scale (and the bias added right after it), found by the scales NormParameters recognises.
+        java.util.Set<String> scales;
+        try {
+            scales = new java.util.HashSet<>(NormParameters.find(asGiven, ""));
+        } catch (dev.gatecut.errors.ModelException e) {
+            scales = java.util.Set.of();   // a norm whose scale is computed: compared only where fused
+        }
+        List<String> names = new java.util.ArrayList<>();
+        for (dev.gatecut.onnx.Node n : asGiven.nodes()) {
+            if (NORMS.contains(n.opType()) && !n.outputs().isEmpty() && n.output(0) != null) {
+                names.add(n.output(0).name());
+            } else if (n.is("Mul") && readsAny(n, scales)) {
+                Value out = n.output(0);
+                List<dev.gatecut.onnx.Node> readers = out.consumers();
+                boolean bias = readers.size() == 1 && readers.get(0).is("Add") && readsAny(readers.get(0), scales);
+                names.add(bias ? readers.get(0).output(0).name() : out.name());
+            }
+        }
+        return names;
+    }
+
+    /** Whether one of {@code n}'s inputs is (through Casts) an initializer named in {@code names}. */
+    private static boolean readsAny(dev.gatecut.onnx.Node n, java.util.Set<String> names) {
+        for (Value in : n.inputs()) {
+            Value source = in;
+            while (source != null && source.producer().filter(p -> p.is("Cast")).isPresent()) {
+                source = source.producer().get().input(0);
+            }
+            if (source != null && names.contains(source.name())) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The step graph's input that carries the dense model's value {@code layer}. */
+    public static String teacherInput(String layer) {
+        return TrainingGraph.TEACHER + ":" + layer;
+    }
+
+    /**
+     * Layer-wise distillation: the mean over {@code layers} of each one's normalised MSE against the dense model's
+     * value of the same name ({@link #teacherInput}), padding left out.
+     */
+    static Value layerMse(Graph g, OpBuilder ops, List<Value> layers, List<Long> widths, List<String> inputs) {
+        List<Value> terms = new java.util.ArrayList<>();
+        for (int i = 0; i < layers.size(); i++) {
+            Value student = layers.get(i);
+            Value s32 = dev.gatecut.onnx.Shape.elementType(student).orElse(DataType.FLOAT) == DataType.FLOAT ? student
+                    : ops.op("Cast", List.of(student), OpBuilder.attr("to", (long) DataType.FLOAT.code()));
+            terms.add(hiddenMse(g, ops, s32, widths.get(i), inputs, teacherInput(student.name())));
+        }
+        Value sum = terms.size() == 1 ? terms.get(0) : ops.op("Sum", terms);
+        return ops.op("Mul", sum, ops.scalar(1.0 / terms.size()));
+    }
+
     /**
      * Normalised MSE of the final hidden states [batch, sequence, width] (SquareHead's per-layer term, on the
      * last layer): Σ mask·‖h_s − h_t‖² / Σ mask·‖h_t‖², padding left out when the model has a mask input.
      */
     static Value hiddenMse(Graph g, OpBuilder ops, Value hidden, long width, List<String> inputs) {
-        Value teacher = g.addInput(TrainingGraph.TEACHER, teacherType(width, "batch", "sequence"));
+        return hiddenMse(g, ops, hidden, width, inputs, TrainingGraph.TEACHER);
+    }
+
+    private static Value hiddenMse(Graph g, OpBuilder ops, Value hidden, long width, List<String> inputs,
+                                   String teacherName) {
+        Value teacher = g.addInput(teacherName, teacherType(width, "batch", "sequence"));
         Value diff = ops.op("Sub", hidden, teacher);
         Value err = ops.reduceSum(ops.op("Mul", diff, diff), new long[] {2}, false);
         Value norm = ops.reduceSum(ops.op("Mul", teacher, teacher), new long[] {2}, false);

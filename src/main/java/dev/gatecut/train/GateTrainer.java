@@ -141,7 +141,7 @@ public final class GateTrainer implements StepTrainer {
                 if (teacher == null) {
                     throw new IllegalStateException("the recipe distills but no teacher was given");
                 }
-                feeds.put(TrainingGraph.TEACHER, teacher.outputs(batch));
+                feeds.putAll(teacher.feeds(batch));
             }
             for (var e : stepScalars(at, stepInputs, step).entrySet()) {
                 feeds.put(e.getKey(), scalarTensor(e.getValue()));

@@ -36,22 +36,25 @@ import java.util.List;
  * @param headFirst         fraction of the main steps, at their start and within the dense part, in which only the
  *                          head trains (LP-FT, Kumar et al. 2022: a head fitted to the frozen features first, so the
  *                          features are not bent to fit a random head); the other groups' warm-up starts after it
+ * @param distillLayers     weight of layer-wise distillation (SquareHead, Kurtic et al. 2023): the normalised MSE
+ *                          between the gated model's and the dense model's output of every normalisation layer,
+ *                          averaged over the layers, added to the loss beside {@link #distillWeight}'s term (0: off)
  */
 public record Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
                      double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
                      double distillTemperature, List<Double> classWeights, double gateInit,
-                     Importance importance, boolean progressiveCut, double headFirst) {
+                     Importance importance, boolean progressiveCut, double headFirst, double distillLayers) {
 
     /** Standard deviation of θ around {@link #initialTheta()}: breaks ties, keeps every gate below the clip. */
     public static final double GATE_INIT_SPREAD = 0.01;
 
-    /** A recipe without a head-only start ({@link #headFirst} 0). */
+    /** A recipe without a head-only start ({@link #headFirst} 0) or layer-wise distillation. */
     public Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
                   double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
                   double distillTemperature, List<Double> classWeights, double gateInit, Importance importance,
                   boolean progressiveCut) {
         this(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps, selectBest,
-                distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut, 0);
+                distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut, 0, 0);
     }
 
     /** A recipe with the config's θ initialisation (no {@link #gateInit}). */
@@ -80,7 +83,7 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
             throw new IllegalArgumentException("dense fraction + ramp fraction must be at most 1, got "
                     + denseFraction + " + " + rampFraction);
         }
-        if (recoverySteps < 0 || distillWeight < 0 || !(distillTemperature > 0)) {
+        if (recoverySteps < 0 || distillWeight < 0 || !(distillLayers >= 0) || !(distillTemperature > 0)) {
             throw new IllegalArgumentException("recovery steps and distillation weight must be ≥ 0 and the"
                     + " temperature > 0");
         }
@@ -119,7 +122,7 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
     public Recipe withClassWeights(List<Double> weights) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, distillWeight, distillTemperature, weights, gateInit, importance, progressiveCut,
-                headFirst);
+                headFirst, distillLayers);
     }
 
     /** Whether the train step measures the gates' Taylor saliency (the projection ranks by it). */
@@ -137,9 +140,9 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
         return 0.5 * Math.log((0.5 + gateInit) / (1.5 - gateInit));   // atanh(gateInit - 0.5)
     }
 
-    /** Whether the loss has a distillation term (and the step graph a teacher input). */
+    /** Whether the loss has a distillation term (and the step graph teacher inputs): of the output or the layers. */
     public boolean distills() {
-        return distillWeight > 0;
+        return distillWeight > 0 || distillLayers > 0;
     }
 
     private static void requireFraction(double f, String what) {

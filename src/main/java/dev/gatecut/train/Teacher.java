@@ -13,58 +13,101 @@ import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.OrtSessions;
 
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
 /**
  * The dense model as given, run by ONNX Runtime for distillation: its first output (logits of a
- * classifier export, or hidden states) in float32 for each training batch.
+ * classifier export, or hidden states) in float32 for each training batch, and — for layer-wise
+ * distillation — the outputs of its normalisation layers ({@link Distillation#layerValues}).
  */
 public final class Teacher implements AutoCloseable {
     private final OrtSession session;
     private final List<String> inputs;
+    /** The step graph's input each session output feeds, in output order. */
+    private final List<String> feeds;
 
-    private Teacher(OrtSession session, List<String> inputs) {
+    private Teacher(OrtSession session, List<String> inputs, List<String> feeds) {
         this.session = session;
         this.inputs = inputs;
+        this.feeds = feeds;
     }
 
+    /** The teacher of the first output alone (label-free labelling, the tests of the output terms). */
     public static Teacher open(Path model, Device device) throws OrtException {
+        return open(model, device, true, List.of());
+    }
+
+    /** The teacher {@code recipe}'s distillation needs: the first output if it distills that, and its layers. */
+    public static Teacher open(Path model, Device device, Recipe recipe) throws OrtException {
+        try (OnnxModel m = OnnxModel.load(model)) {
+            List<String> layers = recipe.distillLayers() > 0 ? Distillation.layerValues(m.graph()) : List.of();
+            return open(model, device, recipe.distillWeight() > 0, layers);
+        }
+    }
+
+    private static Teacher open(Path model, Device device, boolean first, List<String> layers) throws OrtException {
         try (OnnxModel m = OnnxModel.load(model)) {
             Graph g = m.graph();
-            Value first = g.outputs().get(0);
+            List<Value> wanted = new ArrayList<>();
+            List<String> feeds = new ArrayList<>();
+            if (first) {
+                wanted.add(g.outputs().get(0));
+                feeds.add(TrainingGraph.TEACHER);
+            }
+            for (String layer : layers) {
+                wanted.add(g.requireValue(layer));
+                feeds.add(Distillation.teacherInput(layer));
+            }
             for (Value out : List.copyOf(g.outputs())) {
                 g.removeOutput(out);
             }
-            Value f = first;
-            if (Shape.elementType(first).orElse(DataType.FLOAT) != DataType.FLOAT) {
-                OpBuilder ops = new OpBuilder(g, m.defaultOpset(), DataType.FLOAT, "teacher/");
-                f = ops.op("Cast", List.of(first), OpBuilder.attr("to", (long) DataType.FLOAT.code()));
+            OpBuilder ops = new OpBuilder(g, m.defaultOpset(), DataType.FLOAT, "teacher/");
+            for (Value v : wanted) {
+                g.addOutput(Shape.elementType(v).orElse(DataType.FLOAT) == DataType.FLOAT ? v
+                        : ops.op("Cast", List.of(v), OpBuilder.attr("to", (long) DataType.FLOAT.code())));
             }
-            g.addOutput(f);
             g.removeDeadNodes();
             g.sortTopologically();
             List<String> inputs = g.feedInputs().stream().map(Value::name).toList();
-            return new Teacher(OrtSessions.open(m, device), inputs);
+            return new Teacher(OrtSessions.open(m, device), inputs, List.copyOf(feeds));
         }
     }
 
     /** The teacher's first output for {@code batch} (the caller closes it). */
     public OnnxTensor outputs(Batch batch) throws OrtException {
+        Map<String, OnnxTensor> all = feeds(batch);
+        OnnxTensor first = all.remove(TrainingGraph.TEACHER);
+        all.values().forEach(OnnxTensor::close);
+        if (first == null) {
+            throw new IllegalStateException("this teacher computes the layers only");
+        }
+        return first;
+    }
+
+    /** Every teacher input of the step graph for {@code batch}, by input name (the caller closes them). */
+    public Map<String, OnnxTensor> feeds(Batch batch) throws OrtException {
         var env = OrtSessions.environment();
-        Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
+        Map<String, OnnxTensor> in = new LinkedHashMap<>();
+        Map<String, OnnxTensor> out = new LinkedHashMap<>();
         try {
-            for (String in : inputs) {
-                feeds.put(in, batch.tensor(env, in));
+            for (String name : inputs) {
+                in.put(name, batch.tensor(env, name));
             }
-            try (OrtSession.Result r = session.run(feeds)) {
-                OnnxTensor t = (OnnxTensor) r.get(0);
-                java.nio.FloatBuffer b = t.getFloatBuffer();
-                return OnnxTensor.createTensor(env, b, t.getInfo().getShape());
+            try (OrtSession.Result r = session.run(in)) {
+                for (int i = 0; i < feeds.size(); i++) {
+                    OnnxTensor t = (OnnxTensor) r.get(i);
+                    out.put(feeds.get(i), OnnxTensor.createTensor(env, t.getFloatBuffer(), t.getInfo().getShape()));
+                }
             }
+            return out;
+        } catch (OrtException | RuntimeException e) {
+            out.values().forEach(OnnxTensor::close);
+            throw e;
         } finally {
-            feeds.values().forEach(OnnxTensor::close);
+            in.values().forEach(OnnxTensor::close);
         }
     }
 

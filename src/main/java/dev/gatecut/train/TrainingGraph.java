@@ -218,6 +218,14 @@ public final class TrainingGraph {
     private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache, int lossChunks,
                                GradRules rules, boolean fuseKernels) throws OrtException {
         OnnxModel m = OnnxModel.load(path);
+        // Layer-wise distillation compares the norms' outputs of the model as given (the teacher runs that file).
+        List<String> distilledLayers = config.recipe().distillLayers() > 0 && mode != Mode.EVALUATION
+                ? Distillation.layerValues(m.graph()) : List.of();
+        if (config.recipe().distillLayers() > 0 && mode != Mode.EVALUATION && distilledLayers.isEmpty()) {
+            throw new ModelException(path + ": --distill-layers: no normalisation node (LayerNormalization,"
+                    + " SimplifiedLayerNormalization, ONNX Runtime's Skip/Embed variants) to compare; a decomposed norm"
+                    + " has none: leave out --distill-layers");
+        }
         // Found on the model as given: the unfused norms keep their scale and bias initializers' names.
         List<String> norms = config.trainsNorms() ? NormParameters.find(m.graph(), path.toString()) : List.of();
         // ONNX Runtime contrib ops (Attention, SkipLayerNormalization, BiasGelu, ...) have no gradient rules:
@@ -396,7 +404,7 @@ public final class TrainingGraph {
                 opens.size() == 1 ? opens.get(0) : ops.op("Sum", opens), ops.scalar(1.0 / opens.size())));
         Value loss = ops.op("Add", taskLoss, ops.op("Mul", sparsityLoss, lambda));
         Value distill = null;
-        if (config.recipe().distills() && mode != Mode.EVALUATION) {
+        if (config.recipe().distillWeight() > 0 && mode != Mode.EVALUATION) {
             // A language model distils its next-token distributions (the logits; the chunked head is off when
             // distilling, see chunkedHead); a classifier its own head's logits; an encoder with a new head its
             // final hidden states.
@@ -406,6 +414,29 @@ public final class TrainingGraph {
                     config.numLabels(), config.recipe().distillTemperature()) : Distillation.hiddenMse(g, ops,
                     toFloat32(ops, modelOutputs.get(0)), lastDim(modelOutputs.get(0), path), modelInputs);
             loss = ops.op("Add", loss, ops.op("Mul", distill, ops.scalar(config.recipe().distillWeight())));
+        }
+        if (!distilledLayers.isEmpty()) {
+            if (config.hiddenGates()) {
+                throw new OptionException("--distill-layers compares the norms' outputs, which hidden gates rewrite;"
+                        + " leave out one of --distill-layers and --hidden-gates");
+            }
+            List<Value> students = new ArrayList<>();
+            List<Long> widths = new ArrayList<>();
+            for (String name : distilledLayers) {
+                Value v = g.value(name).filter(x -> x.producer().isPresent()).orElseThrow(() -> new ModelException(
+                        path + ": --distill-layers: the training graph has no value '" + name + "' (a fused op rewritten"
+                        + " for training); leave out --distill-layers"));
+                long[] dims = modelShapes.get(name).map(ShapeProbe.ProbedShape::first).orElse(null);
+                if (dims == null || dims.length != 3) {
+                    throw new ModelException(path + ": --distill-layers: norm output '" + name + "' is not [batch,"
+                            + " sequence, width] when probed; leave out --distill-layers");
+                }
+                students.add(v);
+                widths.add(dims[2]);
+            }
+            Value layers = Distillation.layerMse(g, ops, students, widths, modelInputs);
+            loss = ops.op("Add", loss, ops.op("Mul", layers, ops.scalar(config.recipe().distillLayers())));
+            distill = distill == null ? layers : ops.op("Add", distill, layers);
         }
 
         for (Value out : modelOutputs) {

@@ -140,7 +140,8 @@ public final class TrainingRun {
         List<TrainableParam> params = started.params();
         trainer.schedule(schedule);
         try (StepTrainer t = trainer;
-             Teacher teacher = config.recipe().distills() ? Teacher.open(model, options.device()) : null;
+             Teacher teacher = config.recipe().distills() ? Teacher.open(model, options.device(), config.recipe())
+                     : null;
              Evaluator evaluator = eval == null || eval.isEmpty() ? null
                      : new Evaluator(TrainingGraph.evaluation(model, config, shapes), config, options.device());
              CompiledSparsity compiled = CompiledSparsity.of(model, config, shapes)) {

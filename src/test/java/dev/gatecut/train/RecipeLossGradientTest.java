@@ -41,7 +41,16 @@ class RecipeLossGradientTest {
         Recipe distill = new Recipe(Double.NaN, Double.NaN, 0, 0, 0, 0, false, 2.0, 2.0, List.of());
         Recipe weighted = Recipe.plain().withClassWeights(List.of(0.75, 1.5));
         Path decoder = Path.of("onnx-models", "gpt2-ts17.onnx");
+        // SquareHead: every norm's output against the dense model's, alone and beside the output term
+        Recipe layers = new Recipe(Double.NaN, Double.NaN, 0, 0, 0, 0, false, 0, 2.0, List.of(), Double.NaN,
+                Importance.THETA, false, 0, 1.5);
+        Recipe both = new Recipe(Double.NaN, Double.NaN, 0, 0, 0, 0, false, 2.0, 2.0, List.of(), Double.NaN,
+                Importance.THETA, false, 0, 1.5);
         return List.of(Arguments.of(encoder, distill, 2, "hidden-state MSE"),
+                Arguments.of(encoder, layers, 2, "layer-wise MSE"),
+                Arguments.of(classifier, both, 3, "logit KL + layer-wise MSE"),
+                Arguments.of(decoder, both, 0, "next-token KL + layer-wise MSE (lm)"),
+                Arguments.of(Path.of("onnx-models", "llama-ts17.onnx"), layers, 0, "layer-wise MSE, decomposed RMSNorm"),
                 Arguments.of(classifier, distill, 3, "logit KL"),
                 Arguments.of(decoder, distill, 0, "next-token logit KL (lm)"),
                 Arguments.of(encoder, weighted, 2, "class-weighted cross-entropy"),
@@ -64,7 +73,9 @@ class RecipeLossGradientTest {
         GradientGraphRuns.feedTargets(fixed, random, BATCH, SEQUENCE, labels, 1000, 2);
         GradientGraphRuns.zeroNoise(built, fixed);
         if (recipe.distills()) {
-            replace(fixed, TrainingGraph.TEACHER, teacherOutput(model, built, fixed, random));
+            for (var e : teacherFeeds(model, recipe, built, fixed, random).entrySet()) {
+                replace(fixed, e.getKey(), e.getValue());
+            }
         }
         try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
             Map<String, float[]> grads = new HashMap<>();
@@ -103,24 +114,31 @@ class RecipeLossGradientTest {
         }
     }
 
-    /** The dense model's first output for the batch, perturbed so the distillation term has a gradient. */
-    private static OnnxTensor teacherOutput(Path model, TrainingGraph.Built built, Map<String, OnnxTensor> feeds,
-                                            Random random) throws Exception {
-        try (Teacher t = Teacher.open(model, Device.CPU)) {
+    /** The dense model's teacher values for the batch, perturbed so the distillation terms have a gradient. */
+    private static Map<String, OnnxTensor> teacherFeeds(Path model, Recipe recipe, TrainingGraph.Built built,
+                                                        Map<String, OnnxTensor> feeds, Random random) throws Exception {
+        try (Teacher t = Teacher.open(model, Device.CPU, recipe)) {
             Map<String, long[][]> ids = new LinkedHashMap<>();
             for (String in : built.modelInputs()) {
                 ids.put(in, (long[][]) feeds.get(in).getValue());
             }
             Batch batch = new Batch(ids, new int[BATCH], null, null);
-            try (OnnxTensor out = t.outputs(batch)) {
-                FloatBuffer b = out.getFloatBuffer();
-                float[] v = new float[b.remaining()];
-                b.get(v);
-                for (int i = 0; i < v.length; i++) {
-                    v[i] += (float) (0.5 * random.nextGaussian());
+            Map<String, OnnxTensor> perturbed = new LinkedHashMap<>();
+            for (var e : t.feeds(batch).entrySet()) {
+                try (OnnxTensor out = e.getValue()) {
+                    FloatBuffer b = out.getFloatBuffer();
+                    float[] v = new float[b.remaining()];
+                    b.get(v);
+                    for (int i = 0; i < v.length; i++) {
+                        v[i] += (float) (0.5 * random.nextGaussian());
+                    }
+                    perturbed.put(e.getKey(), OnnxTensor.createTensor(OrtSessions.environment(), FloatBuffer.wrap(v),
+                            out.getInfo().getShape()));
                 }
-                return OnnxTensor.createTensor(OrtSessions.environment(), FloatBuffer.wrap(v), out.getInfo().getShape());
             }
+            assertTrue(perturbed.keySet().stream().allMatch(n -> built.model().graph().inputs().stream()
+                    .anyMatch(v -> v.name().equals(n))), "every teacher value is a step input: " + perturbed.keySet());
+            return perturbed;
         }
     }
 

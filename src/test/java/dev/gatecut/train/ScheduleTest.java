@@ -30,7 +30,7 @@ class ScheduleTest {
         Recipe r = CONFIG.recipe();
         Recipe headFirst = new Recipe(r.headLearningRate(), r.biasLearningRate(), r.warmup(), r.denseFraction(),
                 r.rampFraction(), r.recoverySteps(), r.selectBest(), r.distillWeight(), r.distillTemperature(),
-                r.classWeights(), 0.95, Importance.TAYLOR, false, 0.15);
+                r.classWeights(), 0.95, Importance.TAYLOR, false, 0.15, 0);
         Schedule s = new Schedule(CONFIG.withRecipe(headFirst), 100);   // head alone for 15 steps, warm-up 10
         for (int step : new int[] {0, 7, 14}) {
             assertEquals(0, s.at(step).gateLr(), "gates wait at step " + step);
@@ -49,7 +49,7 @@ class ScheduleTest {
             assertEquals(none.at(step), new Schedule(CONFIG.withRecipe(new Recipe(r.headLearningRate(),
                     r.biasLearningRate(), r.warmup(), r.denseFraction(), r.rampFraction(), r.recoverySteps(),
                     r.selectBest(), r.distillWeight(), r.distillTemperature(), r.classWeights(), r.gateInit(),
-                    r.importance(), r.progressiveCut(), 0)), 100).at(step), "head-first 0 changes nothing");
+                    r.importance(), r.progressiveCut(), 0, 0)), 100).at(step), "head-first 0 changes nothing");
         }
     }
 
