@@ -155,7 +155,14 @@ public final class GatecutModel implements AutoCloseable {
             return true;
         }
         boolean undeclared = Shape.declared(model.graph().outputs().get(0)).isEmpty();
-        return undeclared && OwnHead.find(model.graph(), dev.gatecut.discover.GroupFinder.discover(model,
+        if (!undeclared) {
+            return false;
+        }
+        if (options.device() == dev.gatecut.runtime.Device.CUDA) {
+            // as training will: a float16 export's fused ops may have no CPU kernels to probe with
+            dev.gatecut.runtime.ShapeProbe.runOn(dev.gatecut.runtime.Device.CUDA);
+        }
+        return OwnHead.find(model.graph(), dev.gatecut.discover.GroupFinder.discover(model,
                 dev.gatecut.runtime.ShapeCache.shared()), file.toString()).isPresent();
     }
 

@@ -86,6 +86,26 @@ class FineTunedDefaultsTest {
         }
     }
 
+    /** A classifier export whose logits declare no shape (float16 conversions drop it): found by its head. */
+    @Test
+    void undeclaredLogitsStillCountAsTheModelsOwnHead(@TempDir Path tmp) throws Exception {
+        Path file = tmp.resolve("cls-undeclared.onnx");
+        try (dev.gatecut.onnx.OnnxModel m = dev.gatecut.onnx.OnnxModel.load(LabelFreeTest.BERT_CLS)) {
+            var logits = m.graph().outputs().get(0);
+            logits.setType(dev.gatecut.onnx.proto.TypeProto.newBuilder().setTensorType(
+                    dev.gatecut.onnx.proto.TypeProto.Tensor.newBuilder().setElemType(1)).build());
+            m.save(file);
+        }
+        TrainOptions o = TrainOptions.builder().train(Examples.tokenIds(LabelFreeTest.rows(4, 16), labels(16)))
+                .targetSparsity(0.3).steps(1).batchSize(8).backend(Backends.FUSED).runFolder(tmp.resolve("run")).build();
+        List<ProgressEvent> events = new ArrayList<>();
+        try (GatecutModel model = Gatecut.load(file)) {
+            model.train(o, events::add);
+        }
+        assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
+                && m.text().startsWith("recipe: the model's own head is trained")), events.toString());
+    }
+
     /** Labels 0, 1, 2 in turn (the zoo classifier scores three classes). */
     private static List<String> labels(int n) {
         List<String> labels = new ArrayList<>();
