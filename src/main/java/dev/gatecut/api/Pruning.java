@@ -68,11 +68,12 @@ final class Pruning {
 
     private static Chosen choose(Path model, OnnxModel slim, PruneOptions o, boolean classify, ShapeCache shapes)
             throws OrtException {
+        dev.gatecut.discover.NoGroups.requireTopLevelLayers(model.toString(), slim.graph());
         Discovery discovery = GroupFinder.discover(slim, shapes);
         boolean ownHead = classify && OwnHead.find(slim.graph(), discovery, model.toString()).isPresent();
         GatePlan plan = GatePlan.of(discovery, o.gatesMode());
         if (plan.gates().isEmpty()) {
-            throw new ModelException(model + ": no channel groups found to gate; see `gatecut inspect`");
+            throw new ModelException(dev.gatecut.discover.NoGroups.message(model.toString(), slim.graph()));
         }
         Path file = o.gatesFile().orElse(null);
         GateValues given = file != null ? GateValues.read(file) : o.gates().orElse(null);

@@ -218,6 +218,7 @@ public final class TrainingGraph {
     private static Built build(Path path, TrainConfig config, Mode mode, ShapeCache shapeCache, int lossChunks,
                                GradRules rules, boolean fuseKernels) throws OrtException {
         OnnxModel m = OnnxModel.load(path);
+        dev.gatecut.discover.NoGroups.requireTopLevelLayers(path.toString(), m.graph());
         // Layer-wise distillation compares the norms' outputs of the model as given (the teacher runs that file).
         List<String> distilledLayers = config.recipe().distillLayers() > 0 && mode != Mode.EVALUATION
                 ? Distillation.layerValues(m.graph()) : List.of();
@@ -243,7 +244,7 @@ public final class TrainingGraph {
             plan = plan.withHiddenGate(dev.gatecut.discover.HiddenStreamRule.find(m.graph(), modelShapes, discovery));
         }
         if (plan.gates().isEmpty()) {
-            throw new ModelException(path + ": no channel groups found to gate; see `gatecut inspect`");
+            throw new ModelException(dev.gatecut.discover.NoGroups.message(path.toString(), m.graph()));
         }
         Graph g = m.graph();
         // An exact float16 → float32 → float16 round trip would keep a second copy for the backward pass.

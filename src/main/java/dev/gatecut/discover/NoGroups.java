@@ -1,0 +1,68 @@
+package dev.gatecut.discover;
+
+import dev.gatecut.onnx.Graph;
+import dev.gatecut.onnx.Node;
+import dev.gatecut.onnx.proto.GraphProto;
+import dev.gatecut.onnx.proto.NodeProto;
+
+/**
+ * The error for a model in which discovery found nothing to gate, with the likely reason when the layers sit in a
+ * subgraph: optimum's merged decoders ({@code decoder_model_merged.onnx}, as transformers.js ships them) put the
+ * whole decoder twice into the branches of an If on {@code use_cache_branch}, which gatecut does not descend into.
+ */
+public final class NoGroups {
+    private NoGroups() {
+    }
+
+    /** One line: {@code source}, that nothing was found, and what to do. */
+    public static String message(String source, Graph g) {
+        String base = source + ": no channel groups found to gate; see `gatecut inspect`";
+        for (Node n : g.nodes()) {
+            for (GraphProto sub : n.subgraphs()) {
+                if (hasMatMul(sub)) {
+                    if (n.is("If")) {
+                        return source + ": no channel groups found to gate outside the branches of If node '"
+                                + n.name() + "', which hold the model's layers (an optimum merged decoder,"
+                                + " decoder_model_merged.onnx, switches on use_cache_branch): compress"
+                                + " decoder_with_past_model.onnx, or export without merging (optimum-cli export onnx"
+                                + " --no-post-process)";
+                    }
+                    return base + "; the layers are inside the body of " + n.opType() + " node '" + n.name()
+                            + "', and gatecut gates top-level layers only";
+                }
+            }
+        }
+        return base;
+    }
+
+    /**
+     * Refuses, with {@link #message}, a model whose linear layers are all inside subgraphs (nothing at the top level
+     * to gate): checked before any rewrite, which could not follow the model's inputs into the branches.
+     */
+    public static void requireTopLevelLayers(String source, Graph g) {
+        boolean topLevel = g.nodes().stream().anyMatch(n -> n.is("MatMul") || n.is("Gemm"));
+        boolean nested = g.nodes().stream().anyMatch(n -> n.subgraphs().stream().anyMatch(NoGroups::hasMatMul));
+        if (!topLevel && nested) {
+            throw new dev.gatecut.errors.ModelException(message(source, g));
+        }
+    }
+
+    private static boolean hasMatMul(GraphProto g) {
+        for (NodeProto n : g.getNodeList()) {
+            if (n.getOpType().equals("MatMul") || n.getOpType().equals("Gemm")) {
+                return true;
+            }
+            for (var a : n.getAttributeList()) {
+                if (a.hasG() && hasMatMul(a.getG())) {
+                    return true;
+                }
+                for (GraphProto s : a.getGraphsList()) {
+                    if (hasMatMul(s)) {
+                        return true;
+                    }
+                }
+            }
+        }
+        return false;
+    }
+}
