@@ -27,7 +27,8 @@
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), PRECISIONS
 # (part 3: "fp32 fp16"), DEST (unpacked payload, /opt/suite),
-# JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there),
+# JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there), BGE_PAY /
+# BGE_PAY_SHA / BGE_DEST (a second payload, bge-small's, unpacked beside the first: both models in one call),
 # KEEP_MODELS=1 (keep the slim and exported ONNX files in raw.tgz; large).
 #
 # Jobs run PARALLEL at a time in priority order (per seed: torch baselines, then gatecut at each
@@ -76,18 +77,29 @@ say() { printf '[%4ds] %s\n' $((SECONDS - START)) "$*"; }
 DEADLINE=$((START + BUDGET_S))
 
 # --- gatecut, models ---------------------------------------------------------------------------
+# Payloads (models, maybe the jar): joined, checked and unpacked on the first call of a machine.
+PAYLOAD_SAY=say
+if [ ! -f "$DEST/SHA256SUMS" ] && ls "$PAY"/pay.* > /dev/null 2>&1; then
+  # shellcheck disable=SC2046
+  payload_unpack --xz "$DEST" "$PAY_SHA" suite-payload $(ls "$PAY"/pay.* | sort -V) || exit 3
+fi
+[ ! -f "$DEST/SHA256SUMS" ] || payload_sums "$DEST" SHA256SUMS --quiet || exit 3
+# A second payload (e.g. bge-small's beside MiniLM's): BGE_PAY pieces unpacked into BGE_DEST, BGE_DIR its models.
+if [ -n "${BGE_PAY:-}" ]; then
+  BGE_DEST=${BGE_DEST:-/opt/suite-bge}
+  if [ ! -f "$BGE_DEST/SHA256SUMS" ] && ls "$BGE_PAY"/pay.* > /dev/null 2>&1; then
+    # shellcheck disable=SC2046
+    payload_unpack --xz "$BGE_DEST" "${BGE_PAY_SHA:-}" bge-payload $(ls "$BGE_PAY"/pay.* | sort -V) || exit 3
+  fi
+  [ ! -f "$BGE_DEST/SHA256SUMS" ] || payload_sums "$BGE_DEST" SHA256SUMS --quiet || exit 3
+  BGE_DIR=${BGE_DIR:-$BGE_DEST/models}
+fi
 if [ -n "${GC_CMD:-}" ]; then
   read -r -a GC <<< "$GC_CMD"
 else
   [ -f "$GPUKIT_ENV" ] || { say "FAIL: $GPUKIT_ENV missing: fresh machine, redo the kit calls"; exit 2; }
   # shellcheck disable=SC1090
   source "$GPUKIT_ENV"
-  if [ ! -f "$DEST/SHA256SUMS" ] && ls "$PAY"/pay.* > /dev/null 2>&1; then
-    PAYLOAD_SAY=say
-    # shellcheck disable=SC2046
-    payload_unpack --xz "$DEST" "$PAY_SHA" suite-payload $(ls "$PAY"/pay.* | sort -V) || exit 3
-  fi
-  [ ! -f "$DEST/SHA256SUMS" ] || payload_sums "$DEST" SHA256SUMS --quiet || exit 3
   # shellcheck disable=SC2206
   # the jar: JAR, else the payload's, else /opt/gatecut.jar (README: carried in its own call)
   JAR=${JAR:-$DEST/gatecut-nonative.jar}; [ -f "$JAR" ] || JAR=/opt/gatecut.jar
