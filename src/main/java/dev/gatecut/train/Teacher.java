@@ -50,6 +50,8 @@ public final class Teacher implements AutoCloseable {
 
     private static Teacher open(Path model, Device device, boolean first, List<String> layers) throws OrtException {
         try (OnnxModel m = OnnxModel.load(model)) {
+            // A decoder exported with a KV cache reads tokens and mask only, as its training graph does.
+            dev.gatecut.passes.BindEmptyCache.apply(m);
             Graph g = m.graph();
             List<Value> wanted = new ArrayList<>();
             List<String> feeds = new ArrayList<>();

@@ -223,9 +223,9 @@ public final class TrainingGraph {
         List<String> distilledLayers = config.recipe().distillLayers() > 0 && mode != Mode.EVALUATION
                 ? Distillation.layerValues(m.graph()) : List.of();
         if (config.recipe().distillLayers() > 0 && mode != Mode.EVALUATION && distilledLayers.isEmpty()) {
-            throw new ModelException(path + ": --distill-layers: no normalisation node (LayerNormalization,"
-                    + " SimplifiedLayerNormalization, ONNX Runtime's Skip/Embed variants) to compare; a decomposed norm"
-                    + " has none: leave out --distill-layers");
+            throw new ModelException(path + ": --distill-layers: no normalisation layer to compare (LayerNormalization,"
+                    + " SimplifiedLayerNormalization, ONNX Runtime's Skip/Embed variants, or a decomposed LayerNorm/RMSNorm"
+                    + " with a constant scale); leave out --distill-layers");
         }
         // Found on the model as given: the unfused norms keep their scale and bias initializers' names.
         List<String> norms = config.trainsNorms() ? NormParameters.find(m.graph(), path.toString()) : List.of();
