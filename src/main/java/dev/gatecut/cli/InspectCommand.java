@@ -52,8 +52,12 @@ final class InspectCommand implements Callable<Integer> {
         ModelInspection report;
         dev.gatecut.discover.Discovery discovery = null;
         String hidden = null;
+        String nested;
         try (OnnxModel m = OnnxModel.load(model)) {
             report = ModelInspection.of(m);
+            // layers only inside subgraphs (an optimum merged decoder's If): say so instead of a bare "0 layers"
+            String message = dev.gatecut.discover.NoGroups.message(model.toString(), m.graph());
+            nested = report.linearLayers().isEmpty() && message.contains(" node '") ? message : null;
             if (groups) {
                 discovery = dev.gatecut.discover.GroupFinder.discover(m);
                 hidden = hiddenGates ? hiddenStream(m, discovery) : null;
@@ -73,6 +77,9 @@ final class InspectCommand implements Callable<Integer> {
             out.println(mapper.writeValueAsString(tree));
         } else {
             printText(report, out);
+            if (nested != null) {
+                out.printf("  %s%n", nested.substring(model.toString().length() + 2));
+            }
             if (discovery != null) {
                 out.printf("%nchannel groups: %d%n", discovery.groups().size());
                 for (GroupRow g : groupRows(discovery)) {

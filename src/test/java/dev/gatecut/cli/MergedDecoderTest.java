@@ -89,5 +89,9 @@ class MergedDecoderTest {
                     + " 'optimum::if'") && err.contains("compress decoder_with_past_model.onnx"), err);
             assertTrue(Files.notExists(dir.resolve("slim.onnx")), "nothing written");
         }
+        InspectCommandTest.Run inspect = gatecut("inspect", file.toString());
+        assertEquals(0, inspect.exit(), inspect.err());
+        assertTrue(inspect.out().contains("linear layers: 0") && inspect.out().contains("If node 'optimum::if'"),
+                inspect.out());
     }
 }
