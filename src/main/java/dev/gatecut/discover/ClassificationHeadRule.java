@@ -19,7 +19,8 @@ import java.util.Set;
  * A sequence-classification head ({@code *ForSequenceClassification}): linear layers joined by
  * element-wise ops (pooler Dense + Tanh + classifier; RoBERTa's dense + tanh + out_proj;
  * DistilBERT's pre_classifier + ReLU + classifier; DeBERTa-v2's pooler dense + GELU written out in
- * Erf ops + classifier) that read one token and produce a graph output.
+ * Erf ops + classifier) that read one token, or the tokens pooled (mean or max over the sequence: sentence-transformers
+ * and SetFit classifiers, gatecut's own classifier.onnx), and produce a graph output.
  * Its channels are the task's, not the backbone's: the layers stay ungated, which keeps a pooler
  * and its classifier from being taken for an FFN.
  */
@@ -61,11 +62,13 @@ final class ClassificationHeadRule extends NodeRule {
         Node selection = tokenSelection(in);
         boolean fromSequence = selection != null && (hasSequenceAxis(ctx, selection.input(0))
                 || dropsFixedTokenAxis(ctx, selection.input(0), in));
-        MatchFailure.check(fromSequence && !hasSequenceAxis(ctx, in), "reads every token ('" + in.name() + "' has "
-                + ctx.shapes().get(in.name()).map(s -> Arrays.toString(s.kinds())).orElse("no probed shape")
-                + "), not one selected token", first, "sequence");
+        Node pooling = fromSequence ? null : sequencePooling(ctx, in);
+        MatchFailure.check((fromSequence || pooling != null) && !hasSequenceAxis(ctx, in), "reads every token ('"
+                + in.name() + "' has " + ctx.shapes().get(in.name()).map(s -> Arrays.toString(s.kinds()))
+                .orElse("no probed shape") + "), not one selected token or a pooling over them", first, "sequence");
         String output = modelOutput(anchor).orElseThrow().name();
-        String reads = "reads one token (" + selection.opType() + " node '" + selection.name() + "')";
+        String reads = pooling != null ? "reads the tokens pooled (" + pooling.opType() + " node '" + pooling.name()
+                + "')" : "reads one token (" + selection.opType() + " node '" + selection.name() + "')";
         String produces = "produces the model output '" + output + "'";
         List<MatchOutcome.ExcludedLayer> excluded = new ArrayList<>();
         for (int i = 0; i < layers.size(); i++) {
@@ -157,6 +160,28 @@ final class ClassificationHeadRule extends NodeRule {
                 return null;
             }
             v = p.input(0);
+        }
+        return null;
+    }
+
+    /**
+     * The reduction over the sequence axis that {@code v} comes from through layout ops, or null: mean pooling as
+     * sentence-transformers models, SetFit and gatecut's own attached heads write it — a ReduceMean, or a ReduceSum of
+     * the mask-weighted tokens divided by the mask's sum — or max pooling (ReduceMax).
+     */
+    private static Node sequencePooling(MatchContext ctx, Value v) {
+        for (int depth = 0; depth < 6 && v != null; depth++) {
+            Node p = v.producer().orElse(null);
+            if (p == null) {
+                return null;
+            }
+            if (p.is("ReduceMean") || p.is("ReduceSum") || p.is("ReduceMax")) {
+                return hasSequenceAxis(ctx, p.input(0)) ? p : null;
+            }
+            if (!p.is("Div") && !PASS_THROUGH.contains(p.opType())) {
+                return null;
+            }
+            v = p.input(0);   // a Div's numerator: the masked sum
         }
         return null;
     }

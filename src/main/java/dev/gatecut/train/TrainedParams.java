@@ -35,7 +35,11 @@ public final class TrainedParams {
         // Adapters first (W + s·A·B): they change weights, the entries below biases and head weights.
         LowRankAdapters.merge(model, params, file.toString());
         for (var e : params.entrySet()) {
-            if (e.getKey().equals(HEAD_WEIGHT) || e.getKey().equals(HEAD_BIAS) || LowRankAdapters.isAdapterEntry(e.getKey())) {
+            // head.weight / head.bias are an added head's, unless the model has initializers of those names: then
+            // they are its own head (gatecut's classifier.onnx, compressed again) and trained like any own head.
+            boolean addedHead = (e.getKey().equals(HEAD_WEIGHT) || e.getKey().equals(HEAD_BIAS))
+                    && model.graph().value(e.getKey()).filter(Value::isInitializer).isEmpty();
+            if (addedHead || LowRankAdapters.isAdapterEntry(e.getKey())) {
                 continue;
             }
             Value v = model.graph().value(e.getKey()).orElseThrow(() -> new ModelException(file + ": parameter '"

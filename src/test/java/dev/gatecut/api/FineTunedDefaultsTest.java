@@ -106,6 +106,45 @@ class FineTunedDefaultsTest {
                 && m.text().startsWith("recipe: the model's own head is trained")), events.toString());
     }
 
+    /**
+     * gatecut's own classifier.onnx (an encoder, mean pooling and a head named head.weight / head.bias), compressed
+     * again: discovery finds the pooled head, training trains it as the model's own, and the slim model carries the
+     * trained head (it kept the original one before: head.weight was taken for an added head and not written back).
+     */
+    @Test
+    void gatecutsOwnClassifierCompressesAgainWithItsTrainedHead(@TempDir Path tmp) throws Exception {
+        CompressOptions first = CompressOptions.builder().train(Examples.tokenIds(LabelFreeTest.rows(4, 24), labels(24)))
+                .targetSparsity(0.2).steps(2).batchSize(8).align(1).latencyRuns(0).baseline(false)
+                .backend(Backends.FUSED).build();
+        try (GatecutModel model = Gatecut.load(LabelFreeTest.HEADLESS); CompressResult r = model.compress(first)) {
+            r.saveTo(tmp.resolve("first"));
+        }
+        Path classifier = tmp.resolve("first").resolve(CompressResult.CLASSIFIER_FILE);
+        CompressOptions again = CompressOptions.builder().train(Examples.tokenIds(LabelFreeTest.rows(5, 24), labels(24)))
+                .eval(Examples.tokenIds(LabelFreeTest.rows(6, 16), labels(16))).targetSparsity(0.3).steps(3)
+                .batchSize(8).align(1).latencyRuns(0).baseline(false).backend(Backends.FUSED)
+                .runFolder(tmp.resolve("run")).build();
+        List<ProgressEvent> events = new ArrayList<>();
+        try (GatecutModel model = Gatecut.load(classifier); CompressResult r = model.compress(again, events::add)) {
+            assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
+                    && m.text().startsWith("recipe: the model's own head is trained")), events.toString());
+            r.saveTo(tmp.resolve("second"));
+        }
+        float[] trained = dev.gatecut.train.TrainedParams.read(tmp.resolve("run").resolve("params.json"))
+                .get(dev.gatecut.train.TrainedParams.HEAD_WEIGHT);
+        try (dev.gatecut.onnx.OnnxModel original = dev.gatecut.onnx.OnnxModel.load(classifier);
+             dev.gatecut.onnx.OnnxModel slim = dev.gatecut.onnx.OnnxModel.load(
+                     tmp.resolve("second").resolve(CompressResult.MODEL_FILE))) {
+            float[] before = original.graph().requireValue("head.weight").initializer().floats();
+            float[] after = slim.graph().requireValue("head.weight").initializer().floats();
+            assertFalse(java.util.Arrays.equals(before, trained), "the head trained");
+            org.junit.jupiter.api.Assertions.assertArrayEquals(trained, after, "the slim model carries the trained head");
+        }
+        JsonNode summary = new ObjectMapper().readTree(Files.readString(tmp.resolve("second").resolve("summary.json")));
+        assertEquals(summary.get("gated_eval_accuracy").asDouble(), summary.get("slim_eval_accuracy").asDouble(),
+                "what training scored is what was written: " + summary);
+    }
+
     /** Labels 0, 1, 2 in turn (the zoo classifier scores three classes). */
     private static List<String> labels(int n) {
         List<String> labels = new ArrayList<>();
