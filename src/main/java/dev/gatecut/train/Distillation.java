@@ -101,16 +101,15 @@ final class Distillation {
     }
 
     /**
-     * Layer-wise distillation: the mean over {@code layers} of each one's normalised MSE against the dense model's
-     * value of the same name ({@link #teacherInput}), padding left out.
+     * Layer-wise distillation: the mean over the layers {@code names} of each one's normalised MSE, its student value
+     * in float32 ({@code students}) against the dense model's value of that name ({@link #teacherInput}), padding
+     * left out.
      */
-    static Value layerMse(Graph g, OpBuilder ops, List<Value> layers, List<Long> widths, List<String> inputs) {
+    static Value layerMse(Graph g, OpBuilder ops, List<String> names, List<Value> students, List<Long> widths,
+                          List<String> inputs) {
         List<Value> terms = new java.util.ArrayList<>();
-        for (int i = 0; i < layers.size(); i++) {
-            Value student = layers.get(i);
-            Value s32 = dev.gatecut.onnx.Shape.elementType(student).orElse(DataType.FLOAT) == DataType.FLOAT ? student
-                    : ops.op("Cast", List.of(student), OpBuilder.attr("to", (long) DataType.FLOAT.code()));
-            terms.add(hiddenMse(g, ops, s32, widths.get(i), inputs, teacherInput(student.name())));
+        for (int i = 0; i < names.size(); i++) {
+            terms.add(hiddenMse(g, ops, students.get(i), widths.get(i), inputs, teacherInput(names.get(i))));
         }
         Value sum = terms.size() == 1 ? terms.get(0) : ops.op("Sum", terms);
         return ops.op("Mul", sum, ops.scalar(1.0 / terms.size()));

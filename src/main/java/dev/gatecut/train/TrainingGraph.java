@@ -432,10 +432,13 @@ public final class TrainingGraph {
                     throw new ModelException(path + ": --distill-layers: norm output '" + name + "' is not [batch,"
                             + " sequence, width] when probed; leave out --distill-layers");
                 }
-                students.add(v);
+                // by the probed type: an intermediate value declares none, and a float16 model's is float16
+                DataType type = modelShapes.type(name).orElse(DataType.FLOAT);
+                students.add(type == DataType.FLOAT ? v
+                        : ops.op("Cast", List.of(v), OpBuilder.attr("to", (long) DataType.FLOAT.code())));
                 widths.add(dims[2]);
             }
-            Value layers = Distillation.layerMse(g, ops, students, widths, modelInputs);
+            Value layers = Distillation.layerMse(g, ops, distilledLayers, students, widths, modelInputs);
             loss = ops.op("Add", loss, ops.op("Mul", layers, ops.scalar(config.recipe().distillLayers())));
             distill = distill == null ? layers : ops.op("Add", distill, layers);
         }

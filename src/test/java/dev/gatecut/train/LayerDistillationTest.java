@@ -72,6 +72,36 @@ class LayerDistillationTest {
         }
     }
 
+    /**
+     * A float16 decoder: the layers' probed type is float16 (intermediates declare none), so the student values are
+     * cast before they meet the float32 teacher values (ONNX Runtime refused the step with a Sub of mixed types).
+     */
+    @Test
+    void halfPrecisionLayersAreComparedInFloat32() throws Exception {
+        Path half = Path.of("onnx-models", "deploy", "qwen2-kv-ts17-eager-fp16.onnx");
+        TrainConfig config = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 2).withRecipe(LAYERS);
+        TrainingGraph.Built built = TrainingGraph.gradients(half, config);
+        Map<String, OnnxTensor> fixed = new LinkedHashMap<>(RandomInputs.create(OrtSessions.environment(),
+                built.model().graph(), 2, 6, 5));
+        GradientGraphRuns.feedTargets(fixed, new java.util.Random(2), 2, 6, 0, 250, 1);
+        GradientGraphRuns.zeroNoise(built, fixed);
+        try (Teacher t = Teacher.open(half, Device.CPU, LAYERS)) {
+            Map<String, long[][]> ids = new LinkedHashMap<>();
+            for (String in : built.modelInputs()) {
+                ids.put(in, (long[][]) fixed.get(in).getValue());
+            }
+            t.feeds(new Batch(ids, new int[2], null, null)).forEach((name, v) -> GradientGraphRuns.replace(fixed, name, v));
+        }
+        Map<String, float[]> params = new LinkedHashMap<>();
+        built.params().forEach(p -> params.put(p.name(), built.initialValues().get(p.name()).clone()));
+        try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
+            float open = GradientGraphRuns.runOutput(s, fixed, params, built, null, TrainingGraph.DISTILL_LOSS)[0];
+            assertTrue(open >= 0 && open < 1e-4, "every gate open, float16 roundoff only: " + open);
+        } finally {
+            fixed.values().forEach(OnnxTensor::close);
+        }
+    }
+
     @Test
     void decomposedRmsNormsCountToo() {
         // The TorchScript LLaMA decomposes RMSNorm into Pow, ReduceMean, Add, Sqrt, Div and a Mul by the scale.
