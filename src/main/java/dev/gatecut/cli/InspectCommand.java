@@ -56,8 +56,8 @@ final class InspectCommand implements Callable<Integer> {
         try (OnnxModel m = OnnxModel.load(model)) {
             report = ModelInspection.of(m);
             // layers only inside subgraphs (an optimum merged decoder's If): say so instead of a bare "0 layers"
-            String message = dev.gatecut.discover.NoGroups.message(model.toString(), m.graph());
-            nested = report.linearLayers().isEmpty() && message.contains(" node '") ? message : null;
+            nested = report.linearLayers().isEmpty() ? dev.gatecut.discover.NoGroups.nested(m.graph()).orElse(null)
+                    : null;
             if (groups) {
                 discovery = dev.gatecut.discover.GroupFinder.discover(m);
                 hidden = hiddenGates ? hiddenStream(m, discovery) : null;
@@ -78,7 +78,7 @@ final class InspectCommand implements Callable<Integer> {
         } else {
             printText(report, out);
             if (nested != null) {
-                out.printf("  %s%n", nested.substring(model.toString().length() + 2));
+                out.printf("  %s%n", nested);
             }
             if (discovery != null) {
                 out.printf("%nchannel groups: %d%n", discovery.groups().size());

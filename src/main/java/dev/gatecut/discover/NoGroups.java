@@ -16,23 +16,23 @@ public final class NoGroups {
 
     /** One line: {@code source}, that nothing was found, and what to do. */
     public static String message(String source, Graph g) {
-        String base = source + ": no channel groups found to gate; see `gatecut inspect`";
+        return source + ": " + nested(g).orElse("no channel groups found to gate; see `gatecut inspect`");
+    }
+
+    /** Why nothing is found when the linear layers sit inside a node's subgraph, and what to do; empty otherwise. */
+    public static java.util.Optional<String> nested(Graph g) {
         for (Node n : g.nodes()) {
-            for (GraphProto sub : n.subgraphs()) {
-                if (hasMatMul(sub)) {
-                    if (n.is("If")) {
-                        return source + ": no channel groups found to gate outside the branches of If node '"
-                                + n.name() + "', which hold the model's layers (an optimum merged decoder,"
-                                + " decoder_model_merged.onnx, switches on use_cache_branch): compress"
-                                + " decoder_with_past_model.onnx, or export without merging (optimum-cli export onnx"
-                                + " --no-post-process)";
-                    }
-                    return base + "; the layers are inside the body of " + n.opType() + " node '" + n.name()
-                            + "', and gatecut gates top-level layers only";
-                }
+            if (n.subgraphs().stream().anyMatch(NoGroups::hasMatMul)) {
+                return java.util.Optional.of(n.is("If")
+                        ? "no channel groups found to gate outside the branches of If node '" + n.name() + "', which"
+                        + " hold the model's layers (an optimum merged decoder, decoder_model_merged.onnx, switches on"
+                        + " use_cache_branch): compress decoder_with_past_model.onnx, or export without merging"
+                        + " (optimum-cli export onnx --no-post-process)"
+                        : "no channel groups found to gate; see `gatecut inspect`; the layers are inside the body of "
+                        + n.opType() + " node '" + n.name() + "', and gatecut gates top-level layers only");
             }
         }
-        return base;
+        return java.util.Optional.empty();
     }
 
     /**
@@ -41,8 +41,7 @@ public final class NoGroups {
      */
     public static void requireTopLevelLayers(String source, Graph g) {
         boolean topLevel = g.nodes().stream().anyMatch(n -> n.is("MatMul") || n.is("Gemm"));
-        boolean nested = g.nodes().stream().anyMatch(n -> n.subgraphs().stream().anyMatch(NoGroups::hasMatMul));
-        if (!topLevel && nested) {
+        if (!topLevel && nested(g).isPresent()) {
             throw new dev.gatecut.errors.ModelException(message(source, g));
         }
     }

@@ -37,19 +37,18 @@ public final class Teacher implements AutoCloseable {
 
     /** The teacher of the first output alone (label-free labelling, the tests of the output terms). */
     public static Teacher open(Path model, Device device) throws OrtException {
-        return open(model, device, true, List.of());
+        return open(model, device, true, false);
     }
 
     /** The teacher {@code recipe}'s distillation needs: the first output if it distills that, and its layers. */
     public static Teacher open(Path model, Device device, Recipe recipe) throws OrtException {
-        try (OnnxModel m = OnnxModel.load(model)) {
-            List<String> layers = recipe.distillLayers() > 0 ? Distillation.layerValues(m.graph()) : List.of();
-            return open(model, device, recipe.distillWeight() > 0, layers);
-        }
+        return open(model, device, recipe.distillWeight() > 0, recipe.distillLayers() > 0);
     }
 
-    private static Teacher open(Path model, Device device, boolean first, List<String> layers) throws OrtException {
+    private static Teacher open(Path model, Device device, boolean first, boolean withLayers) throws OrtException {
         try (OnnxModel m = OnnxModel.load(model)) {
+            // found on the model as given, as the training graph finds them
+            List<String> layers = withLayers ? Distillation.layerValues(m.graph()) : List.of();
             // A decoder exported with a KV cache reads tokens and mask only, as its training graph does.
             dev.gatecut.passes.BindEmptyCache.apply(m);
             Graph g = m.graph();
