@@ -18,6 +18,7 @@
 # GENAI=1: the models come from ONNX Runtime GenAI's model builder (tools/export_genai_models.py, builder source carried
 # as .gpu-carry/genai-builder): GroupQueryAttention, and the static-cache step updates the cache in place.
 # Settings (environment): SHAPE (qwen2.5-1.5b), DTYPE (fp16), SPARSITIES ("0.3 0.5"), ALIGN (32),
+# VERIFY (1; 0 compiles with --no-verify: the same files were verified in an earlier session and device time is short),
 # PREFILL (128), DECODE (64), BATCHES ("1 16"), RUNS (5), WARMUP (2), GRAPH_MODELS ("bert-base-fp16 llama-0.5b-fp16"),
 # GRAPH_RUNS (400), GATECUT (command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar),
 # TAG (suffix of STEP=decode's JSON names), DECODE_ARGS (more `bench --generate` options for STEP=decode, e.g. "--io-binding --cuda-graph": the KV cache on the
@@ -38,6 +39,7 @@ SHAPE=${SHAPE:-qwen2.5-1.5b}
 DTYPE=${DTYPE:-fp16}
 SPARSITIES=${SPARSITIES:-"0.3 0.5"}
 ALIGN=${ALIGN:-32}
+VERIFY=${VERIFY:-1}
 PREFILL=${PREFILL:-128}
 DECODE=${DECODE:-64}
 BATCHES=${BATCHES:-"1 16"}
@@ -118,6 +120,11 @@ prune)
   [ -f "$DENSE" ] || { say "$MODEL_DIR/$NAME.onnx is missing: run STEP=export first (on this warm machine)"; exit 2; }
   for s in $SPARSITIES; do
     if [ -f "$(slim "$s")" ]; then say "prune: s=$s already there"; continue; fi
+    if [ "$VERIFY" = 0 ]; then
+      say "prune: $NAME --random-sparsity $s --gates-mode coupled --align $ALIGN --no-verify (VERIFY=0)"
+      "${GC[@]}" prune "$DENSE" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
+        --no-verify -o "$(slim "$s")" > "$OUT/prune-s$s.log" 2>&1 || say "prune s=$s FAILED"
+    else
     say "prune: $NAME --random-sparsity $s --gates-mode coupled --align $ALIGN --verify-device cuda"
     if ! "${GC[@]}" prune "$DENSE" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
         --verify-device cuda -o "$(slim "$s")" > "$OUT/prune-s$s.log" 2>&1; then
@@ -126,6 +133,7 @@ prune)
       say "prune s=$s with verification FAILED; again with --no-verify (the compiled model is then UNVERIFIED)"
       "${GC[@]}" prune "$DENSE" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
         --no-verify -o "$(slim "$s")" >> "$OUT/prune-s$s.log" 2>&1 || say "prune s=$s FAILED"
+    fi
     fi
     tail -n 8 "$OUT/prune-s$s.log"
     ls -la "$(slim "$s")"* 2>/dev/null
