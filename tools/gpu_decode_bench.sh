@@ -18,7 +18,7 @@
 # GENAI=1: the models come from ONNX Runtime GenAI's model builder (tools/export_genai_models.py, builder source carried
 # as .gpu-carry/genai-builder): GroupQueryAttention, and the static-cache step updates the cache in place.
 # Settings (environment): SHAPE (qwen2.5-1.5b), DTYPE (fp16), SPARSITIES ("0.3 0.5"), ALIGN (32),
-# VERIFY (1; 0 compiles with --no-verify: the same files were verified in an earlier session and device time is short),
+# BENCH_TIMEOUT (280 s per STEP=decode batch), VERIFY (1; 0 compiles with --no-verify: the same files were verified in an earlier session and device time is short),
 # PREFILL (128), DECODE (64), BATCHES ("1 16"), RUNS (5), WARMUP (2), GRAPH_MODELS ("bert-base-fp16 llama-0.5b-fp16"),
 # GRAPH_RUNS (400), GATECUT (command; default $JAVA $ORT_GPU_OPTS -jar target/gatecut-nonative.jar),
 # TAG (suffix of STEP=decode's JSON names), DECODE_ARGS (more `bench --generate` options for STEP=decode, e.g. "--io-binding --cuda-graph": the KV cache on the
@@ -40,6 +40,7 @@ DTYPE=${DTYPE:-fp16}
 SPARSITIES=${SPARSITIES:-"0.3 0.5"}
 ALIGN=${ALIGN:-32}
 VERIFY=${VERIFY:-1}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-280}   # seconds for one STEP=decode batch (the 7B with five files needs more)
 PREFILL=${PREFILL:-128}
 DECODE=${DECODE:-64}
 BATCHES=${BATCHES:-"1 16"}
@@ -153,7 +154,7 @@ decode)
   [ ${#files[@]} -gt 1 ] || say "no compiled models in $MODEL_DIR: timing the dense model only"
   for b in $BATCHES; do
     say "decode: batch $b, prefill $PREFILL, $DECODE steps, $RUNS runs in $RUNS interleaved rounds after $WARMUP warm-up"
-    timeout 280 "${GC[@]}" bench "${files[@]}" --generate --device cuda --batch "$b" --prefill "$PREFILL" \
+    timeout "$BENCH_TIMEOUT" "${GC[@]}" bench "${files[@]}" --generate --device cuda --batch "$b" --prefill "$PREFILL" \
       --decode "$DECODE" --runs "$RUNS" --warmup "$WARMUP" --rounds "$RUNS" --json -v $DECODE_ARGS > "$OUT/decode-b$b$TAG.json" \
       || { say "decode batch $b FAILED (exit $?)"; continue; }
     python3 - "$OUT/decode-b$b$TAG.json" <<'PY'
