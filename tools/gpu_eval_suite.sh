@@ -36,7 +36,7 @@
 # scaled by rows) is skipped and listed in the table; the same command again on the warm machine runs
 # the skipped jobs and keeps the finished ones (FRESH=1 starts the data set over). Returned under
 # $OUT: script.log, tables.md, raw.tgz (per job: JSON results, logs, gatecut's summary.json and
-# metrics.jsonl).
+# metrics.jsonl; no gate dumps, no file over RAW_MAX_KB).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/payload.sh"
 cd "$(dirname "$0")/.."
@@ -340,5 +340,8 @@ if [ "$SETS_AT_ONCE" = 1 ]; then
 fi
 
 cat "$OUT/tables.md" 2>/dev/null
-tar -C "$WORK" -czf "$OUT/raw.tgz" raw
-say "done: $(du -h "$OUT/raw.tgz" | cut -f1) of raw results; total $((SECONDS - START))s"
+# A file back from the device may be at most 16 MiB: raw.tgz keeps the results and the logs, not the per-step gate
+# dumps (gates.json, gates.raw.json: ~0.3 MB per run, 500 MB over a bge call) nor files over RAW_MAX_KB (2048) each.
+(cd "$WORK" && find raw -type f ! -name 'gates*.json' -size -"${RAW_MAX_KB:-2048}"k -print0 \
+  | tar --null -czf "$OUT/raw.tgz" -T -)
+say "done: $(du -h "$OUT/raw.tgz" | cut -f1) of raw results (of $(du -sh "$WORK/raw" | cut -f1)); total $((SECONDS - START))s"
