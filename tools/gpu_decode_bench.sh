@@ -126,15 +126,15 @@ prune)
       "${GC[@]}" prune "$DENSE" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
         --no-verify -o "$(slim "$s")" > "$OUT/prune-s$s.log" 2>&1 || say "prune s=$s FAILED"
     else
-    say "prune: $NAME --random-sparsity $s --gates-mode coupled --align $ALIGN --verify-device cuda"
-    if ! "${GC[@]}" prune "$DENSE" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
-        --verify-device cuda -o "$(slim "$s")" > "$OUT/prune-s$s.log" 2>&1; then
-      tail -n 5 "$OUT/prune-s$s.log"
-      # The in-memory check of a model over 2 GB may not fit a protobuf; the speed figures do not need it.
-      say "prune s=$s with verification FAILED; again with --no-verify (the compiled model is then UNVERIFIED)"
-      "${GC[@]}" prune "$DENSE" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
-        --no-verify -o "$(slim "$s")" >> "$OUT/prune-s$s.log" 2>&1 || say "prune s=$s FAILED"
-    fi
+      say "prune: $NAME --random-sparsity $s --gates-mode coupled --align $ALIGN --verify-device cuda"
+      if ! "${GC[@]}" prune "$DENSE" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
+          --verify-device cuda -o "$(slim "$s")" > "$OUT/prune-s$s.log" 2>&1; then
+        tail -n 5 "$OUT/prune-s$s.log"
+        # The in-memory check of a model over 2 GB may not fit a protobuf; the speed figures do not need it.
+        say "prune s=$s with verification FAILED; again with --no-verify (the compiled model is then UNVERIFIED)"
+        "${GC[@]}" prune "$DENSE" --random-sparsity "$s" --seed 1 --gates-mode coupled --align "$ALIGN" \
+          --no-verify -o "$(slim "$s")" >> "$OUT/prune-s$s.log" 2>&1 || say "prune s=$s FAILED"
+      fi
     fi
     tail -n 8 "$OUT/prune-s$s.log"
     ls -la "$(slim "$s")"* 2>/dev/null
