@@ -77,8 +77,7 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
                     + " set them)", plain(distill), config.recipe().distillLayers() > 0 ? ", its layers "
                     + plain(config.recipe().distillLayers()) : "", rate)
                     : String.format("recipe: the model's own head is trained at rate %s (fine-tuned classifier default;"
-                    + " --head-lr sets it)%s", rate, o.devices().size() > 1 ? "; distillation from the dense model,"
-                    + " the other default, does not run on several devices yet" : "")));
+                    + " --head-lr sets it)", rate)));
         }
         if (!lm && o.classBalanced()) {
             config = config.withRecipe(config.recipe().withClassWeights(classWeights(trainTokens, labels.size())));

@@ -271,8 +271,7 @@ public final class TrainOptions {
      * is, and its head is already trained: distillation from the dense model (weight 1) and the head at 1e-3
      * instead of the 1e-2 a new head needs. Measured on MiniLM fine-tuned on five suite sets, 30% removed, 3 seeds
      * (bench/results/2026-12-01-posttrain-kd-h200): 99.6% of the original's accuracy on average against 97.1% with
-     * the classification defaults (tweets, austen). Data-parallel training ({@code --devices} with two or more) does
-     * not distill yet, so there only the head's rate applies.
+     * the classification defaults (tweets, austen).
      */
     boolean ownHeadDefaults(boolean ownHead) {
         return ownHead && v.task == Task.CLASSIFY && v.recipe.equalsIgnoreCase("default");
@@ -295,7 +294,7 @@ public final class TrainOptions {
                 v.recoverySteps != null ? v.recoverySteps : base.recoverySteps(),
                 v.selectBest != null ? v.selectBest : base.selectBest(),
                 v.distillWeight != null ? v.distillWeight
-                        : v.labelFree || fineTuned && v.devices.size() < 2 ? 1.0 : base.distillWeight(),
+                        : v.labelFree || fineTuned ? 1.0 : base.distillWeight(),
                 v.distillTemperature != null ? v.distillTemperature : base.distillTemperature(), base.classWeights(),
                 v.gateInit != null ? v.gateInit : base.gateInit(),
                 v.importance != null ? Importance.parse(v.importance) : base.importance(),

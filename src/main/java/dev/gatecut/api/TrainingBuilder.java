@@ -469,14 +469,8 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
             throw new OptionException("devices (--devices) with two or more devices does not support distillation"
                     + " (--distill-layers) yet: train on one device or leave --distill-layers out");
         }
-        if (devices.size() > 1 && distillWeight != null && distillWeight > 0) {
-            throw new OptionException("devices (--devices) with two or more devices does not support distillation"
-                    + " (--distill) yet: train on one device or leave --distill out");
-        }
-        if (devices.size() > 1 && labelFree) {
-            throw new OptionException("devices (--devices) with two or more devices does not support distillation,"
-                    + " which --label-free trains by: train on one device");
-        }
+        // --distill itself is checked when the replicas open (DataParallelTrainer): the output terms of a model with
+        // its own head and of a language model split exactly over shards, a new head's hidden-state term does not.
     }
 
     /** {@code --adapter lora}: rank ≥ 1, alpha > 0, rate ≥ 0, known targets, the fused back-end. */

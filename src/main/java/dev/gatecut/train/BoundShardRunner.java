@@ -67,7 +67,7 @@ final class BoundShardRunner implements ShardRunner {
 
     /**
      * Packs {@code graph}'s shard step in place (before it is saved): the parameters, noise inputs and scalar knobs
-     * (those the graph has) into {@link #PACKED_INPUTS}; the gradients, saliencies and the three losses into
+     * (those the graph has) into {@link #PACKED_INPUTS}; the gradients, saliencies and the losses (with the distillation term's) into
      * {@link #PACKED_OUTPUTS}.
      */
     static Packing pack(TrainingGraph.Built graph, TrainConfig config) {
@@ -84,13 +84,16 @@ final class BoundShardRunner implements ShardRunner {
         for (String loss : List.of(TrainingGraph.TASK_LOSS, TrainingGraph.SPARSITY_LOSS, TrainingGraph.EXPECTED_SPARSITY)) {
             out.put(loss, new long[0]);
         }
+        if (g.outputs().stream().anyMatch(v -> v.name().equals(TrainingGraph.DISTILL_LOSS))) {
+            out.put(TrainingGraph.DISTILL_LOSS, new long[0]);
+        }
         return new Packing(PackedFloats.packInputs(g, opset, in, PACKED_INPUTS),
                 PackedFloats.packOutputs(g, opset, out, PACKED_OUTPUTS));
     }
 
     @Override
-    public ShardResult run(Batch shard, Map<String, float[]> noise, Map<String, Float> scalars,
-                           Map<String, float[]> params) throws OrtException {
+    public ShardResult run(Batch shard, Map<String, OnnxTensor> teacher, Map<String, float[]> noise,
+                           Map<String, Float> scalars, Map<String, float[]> params) throws OrtException {
         Map<String, float[]> values = new LinkedHashMap<>(params);
         values.putAll(noise);
         scalars.forEach((name, v) -> values.put(name, new float[] {v}));
@@ -99,6 +102,7 @@ final class BoundShardRunner implements ShardRunner {
         try {
             GateTrainer.feed(env, batchFeeds, graph.modelInputs(), config.task(), shard);
             batchFeeds.forEach((name, t) -> feeds.put(name, HostValue.of(t)));
+            teacher.forEach((name, t) -> feeds.put(name, HostValue.of(t)));
         } finally {
             batchFeeds.values().forEach(OnnxTensor::close);
         }
@@ -114,8 +118,9 @@ final class BoundShardRunner implements ShardRunner {
         for (var e : graph.probeInputs().entrySet()) {
             sal.put(e.getKey(), out.get(TrainingGraph.Built.saliency(e.getValue())));
         }
+        float[] distill = out.get(TrainingGraph.DISTILL_LOSS);
         return new ShardResult(out.get(TrainingGraph.TASK_LOSS)[0], out.get(TrainingGraph.SPARSITY_LOSS)[0],
-                out.get(TrainingGraph.EXPECTED_SPARSITY)[0], grads, sal);
+                out.get(TrainingGraph.EXPECTED_SPARSITY)[0], distill == null ? 0 : distill[0], grads, sal);
     }
 
     @Override

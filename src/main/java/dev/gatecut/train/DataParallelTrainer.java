@@ -1,11 +1,13 @@
 package dev.gatecut.train;
 
+import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.errors.InternalException;
 import dev.gatecut.errors.OptionException;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.SaveOptions;
+import dev.gatecut.onnx.Value;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.train.ShardRunner.ShardResult;
@@ -47,6 +49,8 @@ public final class DataParallelTrainer implements StepTrainer {
     private final Map<String, float[]> m1 = new LinkedHashMap<>();
     private final Map<String, float[]> m2 = new LinkedHashMap<>();
     private long step;
+    /** The dense model, when the recipe distills: each replica gets its outputs for the replica's rows. */
+    private Teacher teacher;
     private Schedule schedule;
     /** The next step's shards, noise and knobs, made while a step runs ({@link #prefetch}). */
     private final PrefetchQueue<StepInputs> prefetched = new PrefetchQueue<>();
@@ -95,10 +99,7 @@ public final class DataParallelTrainer implements StepTrainer {
         if (graph.withOptimizer()) {
             throw new IllegalArgumentException("DataParallelTrainer runs the shard-gradient graph");
         }
-        if (config.recipe().distills()) {
-            throw new OptionException("--devices: distillation (--distill) is not supported with data-parallel"
-                    + " training yet; train on one device or leave --distill out");
-        }
+        requireExactDistillation(graph, config);
         this.config = config;
         this.graph = graph;
         this.adamW = new HostAdamW(config);
@@ -229,7 +230,8 @@ public final class DataParallelTrainer implements StepTrainer {
         graph.params().parallelStream().forEach(p -> adamW.apply(params.get(p.name()), whole.gradients().get(p.name()),
                 m1.get(p.name()), m2.get(p.name()), t, at.rate(p.kind())));
         millis.put("update", (System.nanoTime() - started) / 1e6);
-        float loss = (float) whole.taskLoss() + (float) whole.sparsityLoss() * (float) at.lambda();
+        float loss = (float) whole.taskLoss() + (float) whole.sparsityLoss() * (float) at.lambda()
+                + (float) whole.distillLoss() * (float) config.recipe().distillWeight();
         return new GateTrainer.StepResult(loss, whole.taskLoss(), whole.sparsityLoss(), whole.expectedSparsity(),
                 millis);
     }
@@ -251,6 +253,60 @@ public final class DataParallelTrainer implements StepTrainer {
     /** Steps that ran on inputs prepared by {@link #prefetch}. */
     long prefetchedRuns() {
         return prefetched.used();
+    }
+
+    @Override
+    public void teacher(Teacher t) {
+        this.teacher = t;
+    }
+
+    /**
+     * Distillation on several replicas: each shard's term is a mean over its own rows (logits of a model with its own
+     * head) or its own target tokens (a language model), the same normaliser as the task loss's, so the shares'
+     * mix is the whole batch's gradient. The other terms are not: the new-head hidden-state MSE and the layer-wise
+     * term divide by sums over other quantities, and class weights give cross-entropy a normaliser of its own.
+     */
+    private static void requireExactDistillation(TrainingGraph.Built graph, TrainConfig config) {
+        Recipe r = config.recipe();
+        if (!r.distills()) {
+            return;
+        }
+        if (r.distillLayers() > 0) {
+            throw new OptionException("--devices: --distill-layers is not supported with data-parallel training (its"
+                    + " per-shard ratios do not average to the whole batch's); train on one device or leave it out");
+        }
+        if (r.distillWeight() <= 0) {
+            return;
+        }
+        int teacherRank = graph.model().graph().inputs().stream()
+                .filter(v -> v.name().equals(TrainingGraph.TEACHER)).findFirst()
+                .flatMap(Value::type).map(t -> t.getTensorType().getShape().getDimCount()).orElse(-1);
+        boolean logits = config.task() == Task.CLASSIFY && teacherRank == 2;
+        if (config.task() == Task.CLASSIFY && !logits) {
+            throw new OptionException("--devices: distilling a new head's encoder (hidden states) is not supported"
+                    + " with data-parallel training; train on one device or leave --distill out");
+        }
+        if (logits && !r.classWeights().isEmpty()) {
+            throw new OptionException("--devices: distillation with class weights (--class-balance) is not supported"
+                    + " with data-parallel training; train on one device or leave out --class-balance or --distill");
+        }
+    }
+
+    /** One replica's shard, with the teacher's outputs for its rows when distilling (computed on that lane). */
+    private ShardResult runShard(ShardRunner replica, Batch shard, Map<String, float[]> noise,
+                                 Map<String, Float> scalars) throws OrtException {
+        if (!config.recipe().distills()) {
+            return replica.run(shard, Map.of(), noise, scalars, params);
+        }
+        if (teacher == null) {
+            throw new IllegalStateException("the recipe distills but no teacher was given");
+        }
+        Map<String, OnnxTensor> outputs = teacher.feeds(shard);
+        try {
+            return replica.run(shard, outputs, noise, scalars, params);
+        } finally {
+            outputs.values().forEach(OnnxTensor::close);
+        }
     }
 
     /** The losses and gradients of {@code batch} at the current parameters (no step), for tests. */
@@ -281,7 +337,7 @@ public final class DataParallelTrainer implements StepTrainer {
         for (int i = 0; i < shards.shards().size(); i++) {
             ShardRunner replica = replicas.get(i);
             Batch shard = shards.shards().get(i);
-            Future<ShardResult> f = lanes.get(i).submit(() -> replica.run(shard, drawn, scalars, params));
+            Future<ShardResult> f = lanes.get(i).submit(() -> runShard(replica, shard, drawn, scalars));
             if (oneAtATime) {
                 results.add(await(f));
             } else {
@@ -293,8 +349,10 @@ public final class DataParallelTrainer implements StepTrainer {
         }
         long ran = System.nanoTime();
         double taskLoss = 0;
+        double distillLoss = 0;   // a mean over the same normaliser as the task loss's (requireExactDistillation)
         for (int i = 0; i < results.size(); i++) {
             taskLoss += shards.shares()[i] * results.get(i).taskLoss();
+            distillLoss += shards.shares()[i] * results.get(i).distillLoss();
         }
         // Each parameter's mix is its own sum over the shards: computed in parallel, put in order.
         List<TrainableParam> all = graph.params();
@@ -316,7 +374,8 @@ public final class DataParallelTrainer implements StepTrainer {
         millis.put("feed", (fed - started) / 1e6);
         millis.put("run", (ran - fed) / 1e6);
         millis.put("average", (System.nanoTime() - ran) / 1e6);
-        return new ShardResult((float) taskLoss, first.sparsityLoss(), first.expectedSparsity(), grads, sal);
+        return new ShardResult((float) taskLoss, first.sparsityLoss(), first.expectedSparsity(), (float) distillLoss,
+                grads, sal);
     }
 
     /** Σ share·gradient over the shards, summed in double and rounded once. */

@@ -125,6 +125,13 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
                 headFirst, distillLayers);
     }
 
+    /** This recipe with the output distillation term at {@code weight} (0: none). */
+    public Recipe withDistillWeight(double weight) {
+        return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
+                selectBest, weight, distillTemperature, classWeights, gateInit, importance, progressiveCut,
+                headFirst, distillLayers);
+    }
+
     /** Whether the train step measures the gates' Taylor saliency (the projection ranks by it). */
     public boolean taylorImportance() {
         return importance != Importance.THETA;

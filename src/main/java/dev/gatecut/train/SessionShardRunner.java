@@ -24,8 +24,8 @@ final class SessionShardRunner implements ShardRunner {
     }
 
     @Override
-    public ShardResult run(Batch shard, Map<String, float[]> noise, Map<String, Float> scalars,
-                           Map<String, float[]> params) throws OrtException {
+    public ShardResult run(Batch shard, Map<String, OnnxTensor> teacher, Map<String, float[]> noise,
+                           Map<String, Float> scalars, Map<String, float[]> params) throws OrtException {
         Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
         try {
             GateTrainer.feed(env, feeds, graph.modelInputs(), config.task(), shard);
@@ -39,7 +39,9 @@ final class SessionShardRunner implements ShardRunner {
                 feeds.put(p.name(), floats(params.get(p.name()), p.dims()));
             }
             GateTrainer.feedProbes(env, feeds, graph);
-            try (OrtSession.Result r = session.run(feeds)) {
+            Map<String, OnnxTensor> all = new LinkedHashMap<>(feeds);
+            all.putAll(teacher);   // the caller's: closed by the caller, not with this run's feeds
+            try (OrtSession.Result r = session.run(all)) {
                 Map<String, float[]> grads = new LinkedHashMap<>();
                 for (TrainableParam p : graph.params()) {
                     float[] g = new float[p.size()];
@@ -52,8 +54,10 @@ final class SessionShardRunner implements ShardRunner {
                     output(r, TrainingGraph.Built.saliency(e.getValue())).getFloatBuffer().get(g);
                     sal.put(e.getKey(), g);
                 }
+                double distill = r.get(TrainingGraph.DISTILL_LOSS).isPresent()
+                        ? scalar(r, TrainingGraph.DISTILL_LOSS) : 0;
                 return new ShardResult(scalar(r, TrainingGraph.TASK_LOSS), scalar(r, TrainingGraph.SPARSITY_LOSS),
-                        scalar(r, TrainingGraph.EXPECTED_SPARSITY), grads, sal);
+                        scalar(r, TrainingGraph.EXPECTED_SPARSITY), distill, grads, sal);
             }
         } finally {
             feeds.values().forEach(OnnxTensor::close);

@@ -54,7 +54,7 @@ class FineTunedDefaultsTest {
         assertFalse(options().recipe("plain").build().ownHeadDefaults(true));
         assertFalse(options().task(Task.LM).build().ownHeadDefaults(true), "language models have no head to keep");
         TrainConfig parallel = options().devices(List.of(0, 1)).build().config(3, true);
-        assertEquals(0.0, parallel.recipe().distillWeight(), "data-parallel training does not distill yet");
+        assertEquals(1.0, parallel.recipe().distillWeight(), "data-parallel training distills the own head's logits too");
         assertEquals(Recipe.OWN_HEAD_LEARNING_RATE, parallel.recipe().headLearningRate());
     }
 

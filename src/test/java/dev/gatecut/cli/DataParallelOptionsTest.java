@@ -12,6 +12,7 @@ import java.nio.file.Path;
 import java.util.List;
 
 import static dev.gatecut.cli.InspectCommandTest.gatecut;
+import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertSame;
@@ -37,8 +38,11 @@ class DataParallelOptionsTest {
         assertTrue(backend.contains("--devices") && backend.contains("--backend fused"), backend);
         String single = refused(base().devices(List.of(1)).backend(Backends.ORT_TRAINING));
         assertTrue(single.contains("--devices"), single);
-        String distill = refused(base().devices(List.of(0, 1)).distill(0.5));
-        assertTrue(distill.contains("--devices") && distill.contains("--distill"), distill);
+        // The output term splits exactly over shards (checked against the graph when the replicas open); the
+        // layer-wise term does not and is refused here.
+        assertDoesNotThrow(() -> base().devices(List.of(0, 1)).distill(0.5).build());
+        String layers = refused(base().devices(List.of(0, 1)).distillLayers(1));
+        assertTrue(layers.contains("--devices") && layers.contains("--distill-layers"), layers);
         // Several devices pick the fused back-end, the one that runs them, when none is chosen.
         assertSame(Backends.FUSED, base().devices(List.of(0, 1)).build().backend());
         assertEquals(List.of(), base().build().devices());

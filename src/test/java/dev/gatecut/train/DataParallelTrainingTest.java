@@ -18,6 +18,7 @@ import java.util.Random;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -45,6 +46,46 @@ class DataParallelTrainingTest {
                 .withClassWeights(List.of(1.0, 2.5, 0.5)));
         BatchSource batches = source(seed -> classifierBatch(seed, 7));
         assertRunsAgree(model, config, batches, 6, dir);
+    }
+
+    /**
+     * Distillation from the dense model on two replicas, each fed the teacher's outputs for its own rows: the own
+     * head's logit term (a mean over rows, as cross-entropy) and a decoder's next-token term (over the counted tokens,
+     * as its loss) mix by the task loss's shares exactly, the reported loss with the weighted term included.
+     */
+    @Test
+    void distillationOnTwoReplicasTrainsAsOneSession(@TempDir Path dir) throws Exception {
+        TrainConfig cls = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 3).withLearningRate(1e-2)
+                .withRecipe(Recipe.recommended(Task.CLASSIFY).withDistillWeight(1.0));
+        assertRunsAgree(Path.of("onnx-models/deploy/bert-cls-ts17.onnx"), cls, source(seed -> classifierBatch(seed, 7)),
+                4, dir.resolve("cls"));
+        TrainConfig lm = TrainConfig.defaults(Task.LM, GateMode.COUPLED, 0.3, 0).withLearningRate(1e-2)
+                .withRecipe(Recipe.plain().withDistillWeight(0.5));
+        assertRunsAgree(Path.of("onnx-models/deploy/qwen2-kv-ts17-eager.onnx"), lm, source(seed -> lmBatch(seed, 5)), 4,
+                dir.resolve("lm"));
+        assertRunsAgree(Path.of("onnx-models/deploy/bert-cls-ts17.onnx"), cls, source(seed -> classifierBatch(seed, 7)),
+                3, dir.resolve("cls-resident"), new FusedBackend(FusedBackend.Residency.DEVICE));
+    }
+
+    /** The distillation terms whose shard means do not mix to the batch's are refused when the replicas open. */
+    @Test
+    void inexactDistillationOnSeveralReplicasIsRefused(@TempDir Path dir) throws Exception {
+        TrainConfig newHead = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 3)
+                .withRecipe(Recipe.recommended(Task.CLASSIFY).withDistillWeight(1.0));
+        String hidden = refusedOnTwo(Path.of("onnx-models/bert-ts17.onnx"), newHead, dir.resolve("hidden"));
+        assertTrue(hidden.contains("--devices") && hidden.contains("new head"), hidden);
+        TrainConfig weighted = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 3)
+                .withRecipe(Recipe.recommended(Task.CLASSIFY).withDistillWeight(1.0)
+                        .withClassWeights(List.of(1.0, 2.5, 0.5)));
+        String classes = refusedOnTwo(Path.of("onnx-models/deploy/bert-cls-ts17.onnx"), weighted, dir.resolve("cw"));
+        assertTrue(classes.contains("--devices") && classes.contains("class weights"), classes);
+    }
+
+    private static String refusedOnTwo(Path model, TrainConfig config, Path dir) {
+        BatchSource batches = source(seed -> classifierBatch(seed, 7));
+        return assertThrows(dev.gatecut.errors.OptionException.class, () -> TrainingRun.run(model, config, batches,
+                List.of(), new TrainingRun.Options(0, 2, 1, 0, false, Device.CPU, new FusedBackend(), List.of(0, 1)),
+                dir, TrainingRun.Listener.silent())).getMessage();
     }
 
     @Test

@@ -66,9 +66,9 @@ class PackedFloatsTest {
         try (SessionShardRunner a = new SessionShardRunner(OrtSessions.openForTraining(plainFile, Device.CPU, 0, 1),
                 plain, config);
              BoundShardRunner b = new BoundShardRunner(packedFile, packed, packing, config, Device.CPU, 0, false)) {
-            ShardRunner.ShardResult x = a.run(batch, noise, knobs, values);
-            ShardRunner.ShardResult y = b.run(batch, noise, knobs, values);
-            ShardRunner.ShardResult y2 = b.run(batch, noise, knobs, values);   // the fixed buffers, rewritten
+            ShardRunner.ShardResult x = a.run(batch, Map.of(), noise, knobs, values);
+            ShardRunner.ShardResult y = b.run(batch, Map.of(), noise, knobs, values);
+            ShardRunner.ShardResult y2 = b.run(batch, Map.of(), noise, knobs, values);   // the fixed buffers, rewritten
             assertEquals(x.taskLoss(), y.taskLoss(), 0.0);
             assertEquals(x.sparsityLoss(), y.sparsityLoss(), 0.0);
             assertEquals(x.expectedSparsity(), y.expectedSparsity(), 0.0);
