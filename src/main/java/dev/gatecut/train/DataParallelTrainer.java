@@ -275,9 +275,7 @@ public final class DataParallelTrainer implements StepTrainer {
             throw new OptionException("--devices: --distill-layers is not supported with data-parallel training (its"
                     + " per-shard ratios do not average to the whole batch's); train on one device or leave it out");
         }
-        if (r.distillWeight() <= 0) {
-            return;
-        }
+        // From here the recipe distills the model's first output (distills() without layers).
         int teacherRank = graph.model().graph().inputs().stream()
                 .filter(v -> v.name().equals(TrainingGraph.TEACHER)).findFirst()
                 .flatMap(Value::type).map(t -> t.getTensorType().getShape().getDimCount()).orElse(-1);

@@ -46,19 +46,11 @@ class LayerDistillationTest {
                 built.model().graph(), 3, 7, 5));
         GradientGraphRuns.feedTargets(fixed, new java.util.Random(1), 3, 7, 2, 1000, 2);
         GradientGraphRuns.zeroNoise(built, fixed);
-        try (Teacher t = Teacher.open(ENCODER, Device.CPU, LAYERS)) {
-            Map<String, long[][]> ids = new LinkedHashMap<>();
-            for (String in : built.modelInputs()) {
-                ids.put(in, (long[][]) fixed.get(in).getValue());
-            }
-            Map<String, OnnxTensor> teacher = t.feeds(new Batch(ids, new int[3], null, null));
-            try (OnnxModel m = OnnxModel.load(ENCODER)) {
-                assertEquals(Distillation.layerValues(m.graph()).size(), teacher.size(), "the layers only: no --distill");
-            }
-            teacher.forEach((name, v) -> GradientGraphRuns.replace(fixed, name, v));
+        int fed = feedTeacher(ENCODER, built, fixed, 3);
+        try (OnnxModel m = OnnxModel.load(ENCODER)) {
+            assertEquals(Distillation.layerValues(m.graph()).size(), fed, "the layers only: no --distill");
         }
-        Map<String, float[]> params = new LinkedHashMap<>();
-        built.params().forEach(p -> params.put(p.name(), built.initialValues().get(p.name()).clone()));
+        Map<String, float[]> params = initialParams(built);
         try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
             float open = GradientGraphRuns.runOutput(s, fixed, params, built, null, TrainingGraph.DISTILL_LOSS)[0];
             assertEquals(0, open, 1e-10, "every gate open: the student's norms are the teacher's");
@@ -85,21 +77,37 @@ class LayerDistillationTest {
                 built.model().graph(), 2, 6, 5));
         GradientGraphRuns.feedTargets(fixed, new java.util.Random(2), 2, 6, 0, 250, 1);
         GradientGraphRuns.zeroNoise(built, fixed);
-        try (Teacher t = Teacher.open(half, Device.CPU, LAYERS)) {
-            Map<String, long[][]> ids = new LinkedHashMap<>();
-            for (String in : built.modelInputs()) {
-                ids.put(in, (long[][]) fixed.get(in).getValue());
-            }
-            t.feeds(new Batch(ids, new int[2], null, null)).forEach((name, v) -> GradientGraphRuns.replace(fixed, name, v));
-        }
-        Map<String, float[]> params = new LinkedHashMap<>();
-        built.params().forEach(p -> params.put(p.name(), built.initialValues().get(p.name()).clone()));
+        feedTeacher(half, built, fixed, 2);
+        Map<String, float[]> params = initialParams(built);
         try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
             float open = GradientGraphRuns.runOutput(s, fixed, params, built, null, TrainingGraph.DISTILL_LOSS)[0];
             assertTrue(open >= 0 && open < 1e-4, "every gate open, float16 roundoff only: " + open);
         } finally {
             fixed.values().forEach(OnnxTensor::close);
         }
+    }
+
+    /**
+     * The dense {@code model}'s layer values (LAYERS' teacher) for the {@code rows} rows of token inputs in
+     * {@code fixed}, put into {@code fixed} under the step graph's teacher inputs; how many were fed.
+     */
+    private static int feedTeacher(Path model, TrainingGraph.Built built, Map<String, OnnxTensor> fixed, int rows)
+            throws Exception {
+        try (Teacher t = Teacher.open(model, Device.CPU, LAYERS)) {
+            Map<String, long[][]> ids = new LinkedHashMap<>();
+            for (String in : built.modelInputs()) {
+                ids.put(in, (long[][]) fixed.get(in).getValue());
+            }
+            Map<String, OnnxTensor> teacher = t.feeds(new Batch(ids, new int[rows], null, null));
+            teacher.forEach((name, v) -> GradientGraphRuns.replace(fixed, name, v));
+            return teacher.size();
+        }
+    }
+
+    private static Map<String, float[]> initialParams(TrainingGraph.Built built) {
+        Map<String, float[]> params = new LinkedHashMap<>();
+        built.params().forEach(p -> params.put(p.name(), built.initialValues().get(p.name()).clone()));
+        return params;
     }
 
     @Test
