@@ -36,7 +36,7 @@ rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=$?; done
 rm -f "$OUT"/gpu*/raw.tgz
 # the report's inputs only: results, summaries, splits, the commands' logs
-(cd /tmp && find suite-work-gpu*/raw \( -name '*.json' -o -name compress.log -o -name env.txt \) -size -2M -print0 \
+(cd /tmp && find suite-work-gpu*/raw \( -name '*.json' -o -name metrics.jsonl -o -name compress.log -o -name env.txt \) -size -2M -print0 \
   | tar czf "$OUT/raw-small.tgz" --null -T -)
 for ((g = 0; g < GPUS; g++)); do [ -f "$OUT/gpu$g/tables.md" ] && { echo "== GPU $g"; cat "$OUT/gpu$g/tables.md"; }; done
 exit $rc
