@@ -26,7 +26,7 @@
 # budget, the default for PART=posttrain; 0: set after set), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), PRECISIONS
-# (part 3: "fp32 fp16"), DEST (unpacked payload, /opt/suite),
+# (part 3: "fp32 fp16"), LABELLED (part 3: 0 skips the labelled runs, label-free only), DEST (unpacked payload, /opt/suite),
 # JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there), BGE_PAY /
 # BGE_PAY_SHA / BGE_DEST (a second payload, bge-small's, unpacked beside the first: both models in one call),
 # KEEP_MODELS=1 (keep the slim and exported ONNX files in raw.tgz; large).
@@ -50,6 +50,7 @@ PART=${PART:-suite}
 SETS=${SETS:-sentences}
 MODELS=${MODELS:-"minilm bge"}
 SEEDS=${SEEDS:-"1 2 3"}
+LABELLED=${LABELLED:-1}   # part 3: 0 runs the label-free compressions alone
 if [ "$PART" = posttrain ]; then SPARSITIES=${SPARSITIES:-"0.3 0.4"}; else SPARSITIES=${SPARSITIES:-"0 0.2 0.3 0.4"}; fi
 PY_METHODS=${PY_METHODS-dense,lora,full}   # none (or empty): gatecut rows only (baselines from an earlier call)
 LRS=${LRS:-}
@@ -134,6 +135,8 @@ gc_run() {
   shift 9
   mkdir -p "$d"
   local w="$d/out" limit=$((DEADLINE - SECONDS))
+  # past the budget (a chain's earlier steps took it): say so instead of handing timeout a negative limit
+  if [ "$limit" -le 5 ]; then echo "time: budget spent before this run" > "$d.skipped"; rmdir "$d" 2>/dev/null; return; fi
   # shellcheck disable=SC2206
   local ev=${GC_EVAL:-val}   # gatecut's --eval: val; test only where ORT on the CPU cannot score the result (fp16)
   # a variant that names its own --target-sparsity (e.g. hidden gates at the same matrix-product budget) keeps it
@@ -227,7 +230,7 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
     [ -f "$e/cls-$prec.onnx" ] || { echo "no cls-$prec.onnx" > "$r/$prec.skipped"; continue; }
     local GC_EVAL=val; [ "$prec" = fp16 ] && GC_EVAL=test   # fp16: scored by gatecut on CUDA (see gc_run)
     for s in $SPARSITIES; do
-      while read -r v; do
+      [ "$LABELLED" = 1 ] && while read -r v; do
         local -a vflags=(); [ -n "$v" ] && read -r -a vflags <<< "$(variant_flags "$v")"
         gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
           "$r/$prec-labels${v:+-$v}-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"labels\", \"variant\": \"$v\"}" \
@@ -312,7 +315,7 @@ with open(sys.argv[2], 'w') as o:
     for m in $MODELS; do
       if [ "$PART" = posttrain ]; then
         n=$(wc -w <<< "$SPARSITIES"); nv=$(variant_names | wc -l)
-        np=$(wc -w <<< "$PRECISIONS"); k=$((np * nv)); [ -n "$LABELFREE_ARGS" ] && k=$((k + np))   # precisions × (variants + label-free)
+        np=$(wc -w <<< "$PRECISIONS"); k=$((np * nv * LABELLED)); [ -n "$LABELFREE_ARGS" ] && k=$((k + np))   # precisions × (variants + label-free)
         [ -f "$RAW/$m/post-seed$seed/done" ] && continue
         jobs_list+="$ds/$m-post-seed$seed $(( $(est export "$m" "$rows") + n * k * $(est post-gc "$m" "$rows") )) job_post $ds $m $seed"$'\n'
       else

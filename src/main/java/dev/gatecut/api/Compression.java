@@ -146,6 +146,7 @@ final class Compression {
         if (!Double.isNaN(recipe.headLearningRate())) {
             json.put("head_lr", recipe.headLearningRate());
         }
+        json.put("progressive_cut", recipe.progressiveCut());
         if (selectedStep > 0) {
             // Best-epoch selection kept an earlier epoch's parameters (recovery steps, if any, followed them).
             json.put("selected_step", selectedStep);

@@ -73,9 +73,10 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             String rate = plain(config.recipe().headLearningRate());
             progress.onEvent(new ProgressEvent.Message(distill > 0
                     ? String.format("recipe: the model's own head is trained, so training distills from the dense model"
-                    + " (weight %s%s) with the head at rate %s (fine-tuned classifier defaults; --distill and --head-lr"
-                    + " set them)", plain(distill), config.recipe().distillLayers() > 0 ? ", its layers "
-                    + plain(config.recipe().distillLayers()) : "", rate)
+                    + " (weight %s%s) with the head at rate %s%s (fine-tuned classifier defaults; --distill, --head-lr"
+                    + " and --[no-]progressive-cut set them)", plain(distill), config.recipe().distillLayers() > 0
+                    ? ", its layers " + plain(config.recipe().distillLayers()) : "", rate,
+                    config.recipe().progressiveCut() ? ", closing units as the budget ramps up" : "")
                     : String.format("recipe: the model's own head is trained at rate %s (fine-tuned classifier default;"
                     + " --head-lr sets it)", rate)));
         }

@@ -359,7 +359,10 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         return self();
     }
 
-    /** Close units while the target ramps in ({@code --[no-]progressive-cut}); default the recipe's. */
+    /**
+     * Close units while the target ramps in ({@code --[no-]progressive-cut}); default on for a classifier's own head
+     * (a fine-tuned model compressed), else the recipe's.
+     */
     public B progressiveCut(boolean progressive) {
         this.progressiveCut = progressive;
         return self();

@@ -19,8 +19,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Compressing a classifier export with its own head (a fine-tuned model): the default recipe distills from the
- * dense model and trains the head at {@link Recipe#OWN_HEAD_LEARNING_RATE}; a new head keeps the classification
- * defaults; explicit flags and the plain recipe win.
+ * dense model, trains the head at {@link Recipe#OWN_HEAD_LEARNING_RATE} and closes units progressively; a new head
+ * keeps the classification defaults; explicit flags and the plain recipe win.
  */
 class FineTunedDefaultsTest {
 
@@ -33,11 +33,14 @@ class FineTunedDefaultsTest {
         TrainConfig own = options().build().config(3, true);
         assertEquals(1.0, own.recipe().distillWeight());
         assertEquals(Recipe.OWN_HEAD_LEARNING_RATE, own.recipe().headLearningRate());
+        assertTrue(own.recipe().progressiveCut(), "the distillation trains the model the cut leaves");
 
         TrainConfig added = options().build().config(3, false);
         Recipe classify = Recipe.recommended(Task.CLASSIFY);
         assertEquals(classify.distillWeight(), added.recipe().distillWeight(), "a new head: no teacher logits");
         assertEquals(classify.headLearningRate(), added.recipe().headLearningRate());
+        assertEquals(classify.progressiveCut(), added.recipe().progressiveCut());
+        assertFalse(added.recipe().progressiveCut(), "a new head: one cut at the end, as the classify recipe");
         assertEquals(added.recipe().gateInit(), own.recipe().gateInit(), "everything else as the classify recipe");
         assertEquals(added.recipe().importance(), own.recipe().importance());
     }
@@ -47,6 +50,8 @@ class FineTunedDefaultsTest {
         TrainConfig set = options().distill(0.25).headLearningRate(5e-3).build().config(3, true);
         assertEquals(0.25, set.recipe().distillWeight());
         assertEquals(5e-3, set.recipe().headLearningRate());
+        assertFalse(options().progressiveCut(false).build().config(3, true).recipe().progressiveCut(),
+                "--no-progressive-cut turns it off");
         assertEquals(0.0, options().distill(0).build().config(3, true).recipe().distillWeight(),
                 "--distill 0 turns it off");
         TrainConfig plain = options().recipe("plain").build().config(3, true);
@@ -67,13 +72,15 @@ class FineTunedDefaultsTest {
         try (GatecutModel model = Gatecut.load(LabelFreeTest.BERT_CLS); CompressResult r = model.compress(o, events::add)) {
             assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
                     && m.text().startsWith("recipe: the model's own head is trained, so training distills from the"
-                    + " dense model (weight 1) with the head at rate 0.001")), events.toString());
+                    + " dense model (weight 1) with the head at rate 0.001, closing units as the budget ramps up")),
+                    events.toString());
             r.saveTo(tmp.resolve("slim"));
         }
         JsonNode summary = new ObjectMapper().readTree(Files.readString(tmp.resolve("slim").resolve("summary.json")));
         assertEquals("own", summary.get("head").asText());
         assertEquals(1.0, summary.get("distill").asDouble());
         assertEquals(1e-3, summary.get("head_lr").asDouble());
+        assertTrue(summary.get("progressive_cut").asBoolean());
 
         events.clear();
         CompressOptions encoder = CompressOptions.builder().train(Examples.tokenIds(LabelFreeTest.rows(4, 24),
