@@ -71,9 +71,9 @@ final class CompiledModelCheck {
             reference = gatedModel(gatedBytes);
             FloatStandIn.reference(reference);
         }
-        try (OrtSession gated = OrtSessions.open(gatedModel(gatedBytes), device);
-             OrtSession slim = OrtSessions.open(compiled, device);
-             OrtSession exact = half ? OrtSessions.open(reference, device) : null) {
+        try (OrtSession gated = OrtSessions.openExact(gatedModel(gatedBytes), device);
+             OrtSession slim = OrtSessions.openExact(compiled, device);
+             OrtSession exact = half ? OrtSessions.openExact(reference, device) : null) {
             c = Equivalence.compiledAgainstGated(exact, gated, slim, compiled.graph(), 2, 16, seed);
         } catch (OrtException e) {
             // Seen with fuzzed models whose wiring gatecut's rewrites do not handle: a model it cannot

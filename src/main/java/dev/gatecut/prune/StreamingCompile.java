@@ -127,9 +127,9 @@ public final class StreamingCompile {
             }
         }
         Equivalence.Comparison c;
-        try (OrtSession gated = OrtSessions.open(gatedFile, check.device());
-             OrtSession candidate = OrtSessions.open(savedModel, check.device());
-             OrtSession exact = half ? OrtSessions.open(referenceFile, check.device()) : null) {
+        try (OrtSession gated = OrtSessions.openExact(gatedFile, check.device());
+             OrtSession candidate = OrtSessions.openExact(savedModel, check.device());
+             OrtSession exact = half ? OrtSessions.openExact(referenceFile, check.device()) : null) {
             c = Equivalence.compiledAgainstGated(exact, gated, candidate, slim.graph(), 2, 16, check.seed());
         } catch (OrtException e) {
             throw new ModelException(modelFile + ": the gated or compiled model built from it does not run in"

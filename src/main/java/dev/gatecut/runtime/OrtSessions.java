@@ -103,6 +103,50 @@ public final class OrtSessions {
     }
 
     /**
+     * Options for sessions whose numbers are compared or reported as float32: evaluations (the gated model's
+     * accuracy or perplexity, the slim file's, the dense baseline's) and the compiled-vs-gated check. ONNX Runtime's
+     * CUDA provider runs float32 matrix products in TF32 by default on Ampere and later ({@code use_tf32}: 10 mantissa
+     * bits, ~1e-3 relative), so the gated graph and the folded slim one, whose products round differently, could
+     * disagree on an example near the decision boundary (1 of 200 validation rows in ~1% of the suite's runs on the
+     * H200, 2026-12-01). Here TF32 is off, as on the CPU; training, the teacher and latency keep the default. On the
+     * CPU these are {@link #options(Device)}.
+     */
+    public static OrtSession.SessionOptions exactOptions(Device device) throws OrtException {
+        if (device != Device.CUDA) {
+            return options(device);
+        }
+        OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+        options.setSessionLogLevel(sessionLogLevel());
+        try (ai.onnxruntime.providers.OrtCUDAProviderOptions cuda = new ai.onnxruntime.providers.OrtCUDAProviderOptions(0)) {
+            for (Map.Entry<String, String> e : EXACT_CUDA_OPTIONS.entrySet()) {
+                cuda.add(e.getKey(), e.getValue());
+            }
+            options.addCUDA(cuda);
+        }
+        return options;
+    }
+
+    /** The CUDA provider options of {@link #exactOptions}: float32 products in float32. */
+    public static final Map<String, String> EXACT_CUDA_OPTIONS = Map.of("use_tf32", "0");
+
+    /** {@link #open(OnnxModel, Device)} with {@link #exactOptions}. */
+    public static OrtSession openExact(OnnxModel model, Device device) throws OrtException {
+        try (OrtSession.SessionOptions options = exactOptions(device)) {
+            return create(runnable(model, device), options);
+        }
+    }
+
+    /** {@link #open(Path, Device)} with {@link #exactOptions}. */
+    public static OrtSession openExact(Path modelFile, Device device) throws OrtException {
+        if (device == Device.CPU) {
+            return open(modelFile, device);
+        }
+        try (OrtSession.SessionOptions options = exactOptions(device)) {
+            return environment().createSession(modelFile.toString(), options);
+        }
+    }
+
+    /**
      * How the CUDA arena of a training session grows: ONNX Runtime's default (kNextPowerOfTwo) doubles
      * each new region, so a step that needs 30 GiB can hold twice that; kSameAsRequested takes what a
      * request needs. Set by {@code GATECUT_CUDA_ARENA} (kSameAsRequested unless it says kNextPowerOfTwo).

@@ -67,7 +67,7 @@ public final class Classifier {
         List<String> inputs = classifier.graph().feedInputs().stream().map(Value::name).toList();
         long correct = 0;
         long total = 0;
-        try (OrtSession s = OrtSessions.open(classifier, device)) {
+        try (OrtSession s = OrtSessions.openExact(classifier, device)) {
             for (Batch batch : batches) {
                 Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
                 try {

@@ -25,7 +25,7 @@ public final class Evaluator implements AutoCloseable {
     public Evaluator(TrainingGraph.Built eval, TrainConfig config, Device device) throws OrtException {
         this.eval = eval;
         this.config = config;
-        this.session = OrtSessions.open(eval.model(), device);
+        this.session = OrtSessions.openExact(eval.model(), device);
     }
 
     /** The evaluation graph's feeds for {@code batch} with {@code params} and zero gate noise; the caller closes them. */

@@ -68,7 +68,7 @@ public final class FrozenEncoderBaseline implements AutoCloseable {
             g.addOutput(named);
             g.removeDeadNodes();
             g.sortTopologically();
-            return new FrozenEncoderBaseline(OrtSessions.open(m, device), inputs, Math.toIntExact(width));
+            return new FrozenEncoderBaseline(OrtSessions.openExact(m, device), inputs, Math.toIntExact(width));
         }
     }
 

@@ -42,7 +42,7 @@ public final class LanguageModels {
         List<String> inputs = model.graph().feedInputs().stream().map(Value::name).toList();
         double sum = 0;
         double weight = 0;
-        try (OrtSession s = OrtSessions.open(model, device)) {
+        try (OrtSession s = OrtSessions.openExact(model, device)) {
             for (Batch b : batches) {
                 Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
                 try {
