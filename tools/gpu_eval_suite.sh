@@ -221,7 +221,7 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
   # shellcheck disable=SC2086
   timeout -k 10 $((DEADLINE - SECONDS)) $PYTHON_TORCH tools/eval_suite.py export --model "$m" --onnx "${ONNX[$m]}" \
     --tokenizer "${TOK[$m]}" --work "$SPLIT" --seed "$seed" --lrs "$LRS" --epochs "$EPOCHS" --batch "$BATCH" \
-    --max-len "$MAXLEN" --device "$DEVICE" --out "$e" $PY_EXTRA > "$r/export.log" 2>&1
+    --max-len "$MAXLEN" --device "$DEVICE" --precisions "$PRECISIONS" --out "$e" $PY_EXTRA > "$r/export.log" 2>&1
   local rc=$?
   cp "$e/export.json" "$r/" 2>/dev/null
   say "$ds $m seed $seed export: exit $rc"
