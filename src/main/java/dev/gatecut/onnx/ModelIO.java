@@ -107,6 +107,7 @@ public final class ModelIO {
         try {
             Graph graph = readGraph(proto.getGraph(), where, dir, opened, NodeChecks.importedDomains(proto));
             ConstantIdentities.resolve(graph);
+            NodeChecks.checkDivisors(graph, where);
             return new OnnxModel(proto, graph, file, new ArrayList<>(opened.values()));
         } catch (RuntimeException e) {
             opened.values().forEach(ExternalDataFile::close);

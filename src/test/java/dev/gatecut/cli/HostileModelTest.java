@@ -215,4 +215,44 @@ class HostileModelTest {
         Files.write(file, p.toBuilder().setGraph(g).build().toByteArray());
         assertBadInput(file, name, "inspect", file.toString());
     }
+
+    /**
+     * Found by ModelFuzzTest on the deployed styles: an MT5 encoder whose Unsqueeze (axes [0]) became a Div took the
+     * JVM down (SIGFPE in ONNX Runtime's integer Div) while its shapes were probed. Refused at load instead.
+     */
+    @Test
+    void integerDivisionByAConstantZeroIsRefusedAtLoad(@TempDir Path dir) throws Exception {
+        Path file = dir.resolve("mt5-div.onnx");
+        ModelProto p = ModelIO.parse(Path.of("onnx-models/deploy/mt5-encoder-ts17.onnx"));
+        java.util.Set<String> zeroAxes = new java.util.HashSet<>();
+        for (TensorProto t : p.getGraph().getInitializerList()) {
+            if (t.getDataType() == 7 && dev.gatecut.onnx.Tensor.of(t).elementCount() == 1
+                    && dev.gatecut.onnx.Tensor.of(t).longs()[0] == 0) {
+                zeroAxes.add(t.getName());
+            }
+        }
+        for (NodeProto n : p.getGraph().getNodeList()) {
+            if (n.getOpType().equals("Constant") && n.getAttributeCount() == 1 && n.getAttribute(0).hasT()
+                    && n.getAttribute(0).getT().getDataType() == 7
+                    && dev.gatecut.onnx.Tensor.of(n.getAttribute(0).getT()).elementCount() == 1
+                    && dev.gatecut.onnx.Tensor.of(n.getAttribute(0).getT()).longs()[0] == 0) {
+                zeroAxes.add(n.getOutput(0));
+            }
+        }
+        GraphProto.Builder g = p.getGraph().toBuilder();
+        String name = null;
+        for (int i = 0; i < g.getNodeCount() && name == null; i++) {
+            NodeProto n = g.getNode(i);
+            if (n.getOpType().equals("Unsqueeze") && n.getInputCount() == 2 && zeroAxes.contains(n.getInput(1))) {
+                name = n.getName();
+                g.setNode(i, n.toBuilder().setOpType("Div"));
+            }
+        }
+        assertTrue(name != null, "the encoder unsqueezes on axis 0 somewhere");
+        Files.write(file, p.toBuilder().setGraph(g).build().toByteArray());
+        assertBadInput(file, name, "inspect", file.toString());
+        assertBadInput(file, "division by zero", "prune", file.toString(), "--random-sparsity", "0.3",
+                "-o", dir.resolve("out.onnx").toString());
+        assertTrue(!Files.exists(dir.resolve("out.onnx")));
+    }
 }
