@@ -71,12 +71,39 @@ public final class GatecutCli {
         return e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
     }
 
+    /**
+     * {@code message} with its control and line-separator characters escaped (a newline as backslash-n, U+2028 as backslash-u2028, ...): names
+     * read from a damaged file can hold them, and the error must stay one line.
+     */
+    static String oneLine(String message) {
+        if (message == null) {
+            return "";
+        }
+        StringBuilder b = new StringBuilder(message.length());
+        for (int i = 0; i < message.length(); i++) {
+            char c = message.charAt(i);
+            switch (c) {
+                case '\n' -> b.append("\\n");
+                case '\r' -> b.append("\\r");
+                case '\t' -> b.append("\\t");
+                default -> {
+                    if (c < 0x20 || c == 0x7f || c == 0x85 || c == 0x2028 || c == 0x2029) {
+                        b.append(String.format("\\u%04x", (int) c));
+                    } else {
+                        b.append(c);
+                    }
+                }
+            }
+        }
+        return b.toString();
+    }
+
     /** One line on stderr per failure; the stack trace only with --verbose. */
     private static int handle(Exception e, CommandLine cl, CommandLine.ParseResult parsed) {
         PrintWriter err = cl.getErr();
         boolean verbose = parsed.hasMatchedOption("--verbose")
                 || (parsed.subcommand() != null && parsed.subcommand().hasMatchedOption("--verbose"));
-        err.println("gatecut: error: " + message(e));
+        err.println("gatecut: error: " + oneLine(message(e)));
         if (verbose) {
             e.printStackTrace(err);
         } else if (!(e instanceof BadInputException)) {
@@ -90,7 +117,7 @@ public final class GatecutCli {
     private static int handleParameter(CommandLine.ParameterException e, String[] args) {
         CommandLine cl = e.getCommandLine();
         PrintWriter err = cl.getErr();
-        err.println("gatecut: error: " + e.getMessage());
+        err.println("gatecut: error: " + oneLine(e.getMessage()));
         if (!CommandLine.UnmatchedArgumentException.printSuggestions(e, err)) {
             err.println("(see " + cl.getCommandSpec().qualifiedName() + " --help)");
         }

@@ -255,4 +255,23 @@ class HostileModelTest {
                 "-o", dir.resolve("out.onnx").toString());
         assertTrue(!Files.exists(dir.resolve("out.onnx")));
     }
+
+    /**
+     * Found by ModelFuzzTest (seed 20261130, the deployed styles): bit flips put a newline into a value name, and the
+     * error naming it ran over two lines. Control characters in names are escaped.
+     */
+    @Test
+    void namesWithLineBreaksStayOnOneLine(@TempDir Path dir) throws Exception {
+        Path model = mutated(dir, "newline.onnx", p -> {
+            GraphProto.Builder g = p.getGraph().toBuilder();
+            int i = 0;
+            while (g.getNode(i).getInputCount() == 0) {
+                i++;
+            }
+            g.setNode(i, g.getNode(i).toBuilder().setInput(0, "broken\nname\u2028here"));
+            return p.toBuilder().setGraph(g).build();
+        });
+        assertBadInput(model, "broken\\nname\\u2028here", "inspect", model.toString());
+        assertEquals("a\\nb\\r\\tc\\u0007d\\u2028e", GatecutCli.oneLine("a\nb\r\tc\u0007d\u2028e"));
+    }
 }
