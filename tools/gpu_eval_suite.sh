@@ -133,10 +133,10 @@ est() { $PYTHON -c "import sys; sys.path.insert(0, 'tools'); import eval_suite a
 gc_run() {
   local model=$1 tok=$2 split=$3 train=$4 labels=$5 s=$6 seed=$7 d=$8 fields=$9
   shift 9
-  mkdir -p "$d"
   local w="$d/out" limit=$((DEADLINE - SECONDS))
   # past the budget (a chain's earlier steps took it): say so instead of handing timeout a negative limit
-  if [ "$limit" -le 5 ]; then echo "time: budget spent before this run" > "$d.skipped"; rmdir "$d" 2>/dev/null; return; fi
+  if [ "$limit" -le 5 ]; then mkdir -p "$(dirname "$d")"; echo "time: budget spent before this run" > "$d.skipped"; return; fi
+  mkdir -p "$d"
   # shellcheck disable=SC2206
   local ev=${GC_EVAL:-val}   # gatecut's --eval: val; test only where ORT on the CPU cannot score the result (fp16)
   # a variant that names its own --target-sparsity (e.g. hidden gates at the same matrix-product budget) keeps it

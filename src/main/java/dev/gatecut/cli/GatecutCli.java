@@ -72,8 +72,8 @@ public final class GatecutCli {
     }
 
     /**
-     * {@code message} with its control and line-separator characters escaped (a newline as backslash-n, U+2028 as backslash-u2028, ...): names
-     * read from a damaged file can hold them, and the error must stay one line.
+     * {@code message} with its control and line-separator characters escaped (a newline as backslash-n, U+2028 as
+     * backslash-u2028, ...): names read from a damaged file can hold them, and the error must stay one line.
      */
     static String oneLine(String message) {
         if (message == null) {

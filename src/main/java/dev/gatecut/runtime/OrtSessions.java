@@ -89,6 +89,12 @@ public final class OrtSessions {
      * session's intra-op thread pool (replicas sharing the CPU would each take every core otherwise).
      */
     public static OrtSession.SessionOptions options(Device device, int deviceId, int cpuThreads) throws OrtException {
+        return options(device, deviceId, cpuThreads, Map.of());
+    }
+
+    /** {@link #options(Device, int, int)} with CUDA provider options {@code cuda} (key → value) on CUDA. */
+    private static OrtSession.SessionOptions options(Device device, int deviceId, int cpuThreads,
+                                                     Map<String, String> cuda) throws OrtException {
         OrtSession.SessionOptions options = new OrtSession.SessionOptions();
         if (cpuThreads > 0) {
             options.setIntraOpNumThreads(cpuThreads);
@@ -96,8 +102,16 @@ public final class OrtSessions {
         // Warnings such as "initializer appears in graph inputs" are expected for gated models, and
         // errors come back as exceptions (reported once, as one line).
         options.setSessionLogLevel(sessionLogLevel());
-        if (device == Device.CUDA) {
+        if (device == Device.CUDA && cuda.isEmpty()) {
             options.addCUDA(deviceId);
+        } else if (device == Device.CUDA) {
+            try (ai.onnxruntime.providers.OrtCUDAProviderOptions provider =
+                         new ai.onnxruntime.providers.OrtCUDAProviderOptions(deviceId)) {
+                for (Map.Entry<String, String> e : cuda.entrySet()) {
+                    provider.add(e.getKey(), e.getValue());
+                }
+                options.addCUDA(provider);
+            }
         }
         return options;
     }
@@ -112,18 +126,7 @@ public final class OrtSessions {
      * CPU these are {@link #options(Device)}.
      */
     public static OrtSession.SessionOptions exactOptions(Device device) throws OrtException {
-        if (device != Device.CUDA) {
-            return options(device);
-        }
-        OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-        options.setSessionLogLevel(sessionLogLevel());
-        try (ai.onnxruntime.providers.OrtCUDAProviderOptions cuda = new ai.onnxruntime.providers.OrtCUDAProviderOptions(0)) {
-            for (Map.Entry<String, String> e : EXACT_CUDA_OPTIONS.entrySet()) {
-                cuda.add(e.getKey(), e.getValue());
-            }
-            options.addCUDA(cuda);
-        }
-        return options;
+        return options(device, 0, 0, EXACT_CUDA_OPTIONS);
     }
 
     /** The CUDA provider options of {@link #exactOptions}: float32 products in float32. */
@@ -187,21 +190,13 @@ public final class OrtSessions {
     /** {@link #trainingOptions(Device)} on CUDA device {@code deviceId}, {@code cpuThreads} as in {@link #options(Device, int, int)}. */
     public static OrtSession.SessionOptions trainingOptions(Device device, int deviceId, int cpuThreads)
             throws OrtException {
-        OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-        if (cpuThreads > 0) {
-            options.setIntraOpNumThreads(cpuThreads);
-        }
-        options.setSessionLogLevel(sessionLogLevel());
+        Map<String, String> cuda = new java.util.LinkedHashMap<>();
         if (device == Device.CUDA) {
-            try (ai.onnxruntime.providers.OrtCUDAProviderOptions cuda =
-                         new ai.onnxruntime.providers.OrtCUDAProviderOptions(deviceId)) {
-                cuda.add("arena_extend_strategy", trainingArenaStrategy());
-                for (Map.Entry<String, String> e : settings("GATECUT_CUDA_OPTIONS").entrySet()) {
-                    cuda.add(e.getKey(), e.getValue());
-                }
-                options.addCUDA(cuda);
-            }
-        } else if ("0".equals(System.getenv("GATECUT_CPU_ARENA"))) {
+            cuda.put("arena_extend_strategy", trainingArenaStrategy());
+            cuda.putAll(settings("GATECUT_CUDA_OPTIONS"));
+        }
+        OrtSession.SessionOptions options = options(device, deviceId, cpuThreads, cuda);
+        if (device != Device.CUDA && "0".equals(System.getenv("GATECUT_CPU_ARENA"))) {
             options.setCPUArenaAllocator(false);
         }
         options.addConfigEntry("session.use_device_allocator_for_initializers", "1");

@@ -67,8 +67,8 @@ final class BoundShardRunner implements ShardRunner {
 
     /**
      * Packs {@code graph}'s shard step in place (before it is saved): the parameters, noise inputs and scalar knobs
-     * (those the graph has) into {@link #PACKED_INPUTS}; the gradients, saliencies and the losses (with the distillation term's) into
-     * {@link #PACKED_OUTPUTS}.
+     * (those the graph has) into {@link #PACKED_INPUTS}; the gradients, saliencies and the losses (with the
+     * distillation term's) into {@link #PACKED_OUTPUTS}.
      */
     static Packing pack(TrainingGraph.Built graph, TrainConfig config) {
         var g = graph.model().graph();
