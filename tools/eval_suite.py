@@ -26,7 +26,7 @@ Subcommands (torch is imported only by `train` and `export`, so `split`, `predic
            accuracy: the yardstick of the compressed models).
   predict  --onnx F --tokenizer F --data TEST.jsonl --labels a,b,... --out PRED.json
            Test accuracy and macro-F1 of a classifier ONNX file (gatecut's classifier.onnx or
-           model.onnx), ONNX Runtime CPU; logits are read in --labels order.
+           model.onnx), ONNX Runtime (SUITE_ORT_DEVICE: CUDA without TF32 where present, else CPU); logits in --labels order.
   report   RAWDIR [--md OUT.md] [--select V1,V2,...]
            One table: per data set, model and method, mean accuracy over seeds with a 95% t-interval
            (mean ± t(0.975, n-1)·s/√n), macro-F1 likewise (shown for unbalanced sets, where it matters),
@@ -461,13 +461,27 @@ class WordPiece:
         return self.types.SimpleNamespace(ids=ids)
 
 
-def ort_scores(path, tokenizer, rows, labels, max_len, batch=64, threads=8):
-    """Test accuracy and macro-F1 of a classifier ONNX file (ONNX Runtime, CPU)."""
+def ort_providers(ort):
+    """SUITE_ORT_DEVICE: auto (CUDA where this onnxruntime has it, else CPU), cuda or cpu. CUDA runs without TF32
+    (ONNX Runtime's CUDA provider rounds fp32 GEMMs to TF32 by default): the scores stay those of exact fp32."""
+    want = os.environ.get("SUITE_ORT_DEVICE", "auto")
+    if want not in ("auto", "cuda", "cpu"):
+        raise SuiteError(f"SUITE_ORT_DEVICE must be auto, cuda or cpu, got {want!r}")
+    if want != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+    if want == "cuda":
+        raise SuiteError(f"SUITE_ORT_DEVICE=cuda, but onnxruntime {ort.__version__} has no CUDA provider")
+    return ["CPUExecutionProvider"]
+
+
+def ort_scores(path, tokenizer, rows, labels, max_len, batch=64, threads=None):
+    """Test accuracy and macro-F1 of a classifier ONNX file (ONNX Runtime: CUDA where available, else CPU with
+    SUITE_ORT_THREADS threads, default 8: several scorings run at once on the GPU machine)."""
     import numpy as np
     import onnxruntime as ort
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    so.intra_op_num_threads = threads or int(os.environ.get("SUITE_ORT_THREADS", "8"))
+    sess = ort.InferenceSession(str(path), so, providers=ort_providers(ort))
     names = [i.name for i in sess.get_inputs()]
     try:
         from tokenizers import Tokenizer
@@ -496,7 +510,7 @@ def ort_scores(path, tokenizer, rows, labels, max_len, batch=64, threads=8):
             raise SuiteError(f"{path}: first output has shape {logits.shape}, expected [batch, {len(labels)}]")
         pred.extend(np.asarray(logits, dtype=np.float32).argmax(-1).tolist())
     acc, f1 = scores(pred, gold, len(labels))
-    return dict(accuracy=acc, macro_f1=f1, rows=len(rows), file=str(path))
+    return dict(accuracy=acc, macro_f1=f1, rows=len(rows), file=str(path), ort_provider=sess.get_providers()[0])
 
 
 class SkippedPrecision(Exception):

@@ -26,7 +26,9 @@
 # budget, the default for PART=posttrain; 0: set after set), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), PRECISIONS
-# (part 3: "fp32 fp16"), LABELLED (part 3: 0 skips the labelled runs, label-free only), DEST (unpacked payload, /opt/suite),
+# (part 3: "fp32 fp16"), LABELLED (part 3: 0 skips the labelled runs, label-free only), LABELFREE_SPARSITIES (part 3:
+# the sparsities of the label-free runs, default SPARSITIES; the issue's label-free target is at 30%),
+# SUITE_ORT_DEVICE (auto: the Python scoring on CUDA where onnxruntime has it, use_tf32 off; cpu), DEST (unpacked payload, /opt/suite),
 # JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there), BGE_PAY /
 # BGE_PAY_SHA / BGE_DEST (a second payload, bge-small's, unpacked beside the first: both models in one call),
 # KEEP_MODELS=1 (keep the slim and exported ONNX files in raw.tgz; large).
@@ -52,6 +54,7 @@ MODELS=${MODELS:-"minilm bge"}
 SEEDS=${SEEDS:-"1 2 3"}
 LABELLED=${LABELLED:-1}   # part 3: 0 runs the label-free compressions alone
 if [ "$PART" = posttrain ]; then SPARSITIES=${SPARSITIES:-"0.3 0.4"}; else SPARSITIES=${SPARSITIES:-"0 0.2 0.3 0.4"}; fi
+LABELFREE_SPARSITIES=${LABELFREE_SPARSITIES:-$SPARSITIES}   # part 3: e.g. "0.3" (label-free at 30% only)
 PY_METHODS=${PY_METHODS-dense,lora,full}   # none (or empty): gatecut rows only (baselines from an earlier call)
 LRS=${LRS:-}
 GC_MODE=${GC_MODE:-coupled}
@@ -169,7 +172,8 @@ for f, key in (("pred.json", None), ("summary.json", "summary")):
     except Exception as e:  # noqa: BLE001
         g.setdefault("missing", []).append(f"{f}: {type(e).__name__}")
 if "accuracy" in g:
-    g["accuracy_from"] = "eval_suite.py predict (ONNX Runtime CPU, test)"
+    where = {"CUDAExecutionProvider": "CUDA, no TF32"}.get(g.get("ort_provider"), "CPU")
+    g["accuracy_from"] = f"eval_suite.py predict (ONNX Runtime {where}, test)"
 elif ev == "test" and isinstance(g.get("summary", {}).get("slim_eval_accuracy"), (int, float)):
     g["accuracy"] = g["summary"]["slim_eval_accuracy"]   # no macro-F1 from this source
     g["accuracy_from"] = "gatecut slim_eval_accuracy (ONNX Runtime CUDA, test)"
@@ -238,13 +242,13 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
       done < <(variant_names)
       # Label-free: the train texts without labels; the model's own head labels them and training
       # distills from its logits (--label-free). --labels names the classes for the labelled --eval rows.
-      if [ -n "$LABELFREE_ARGS" ]; then
+      if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then
         # shellcheck disable=SC2086
         gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train-text.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
           "$r/$prec-labelfree-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"label-free\"}" \
           $LABELFREE_ARGS
       else
-        echo "label-free: skipped (LABELFREE_ARGS empty)" > "$r/$prec-labelfree-s$s.skipped"
+        echo "label-free: skipped (LABELFREE_ARGS empty or $s not in LABELFREE_SPARSITIES)" > "$r/$prec-labelfree-s$s.skipped"
       fi
     done
   done
@@ -314,10 +318,11 @@ with open(sys.argv[2], 'w') as o:
   for seed in $SEEDS; do
     for m in $MODELS; do
       if [ "$PART" = posttrain ]; then
-        n=$(wc -w <<< "$SPARSITIES"); nv=$(variant_names | wc -l)
-        np=$(wc -w <<< "$PRECISIONS"); k=$((np * nv * LABELLED)); [ -n "$LABELFREE_ARGS" ] && k=$((k + np))   # precisions × (variants + label-free)
+        n=$(wc -w <<< "$SPARSITIES"); nv=$(variant_names | wc -l); np=$(wc -w <<< "$PRECISIONS")
+        nlf=0; [ -n "$LABELFREE_ARGS" ] && for s in $SPARSITIES; do [[ " $LABELFREE_SPARSITIES " == *" $s "* ]] && nlf=$((nlf + 1)); done
+        k=$((np * (n * nv * LABELLED + nlf)))   # the chain's compressions: precisions × (sparsities × variants + label-free)
         [ -f "$RAW/$m/post-seed$seed/done" ] && continue
-        jobs_list+="$ds/$m-post-seed$seed $(( $(est export "$m" "$rows") + n * k * $(est post-gc "$m" "$rows") )) job_post $ds $m $seed"$'\n'
+        jobs_list+="$ds/$m-post-seed$seed $(( $(est export "$m" "$rows") + k * $(est post-gc "$m" "$rows") )) job_post $ds $m $seed"$'\n'
       else
         [ -z "$PY_METHODS" ] || [ "$PY_METHODS" = none ] || grep -qs '"finished"' "$RAW/$m/torch-seed$seed.json" \
           || jobs_list+="$ds/$m-torch-seed$seed $(est torch "$m" "$rows") job_torch $ds $m $seed"$'\n'
