@@ -514,13 +514,22 @@ def sync(device):
 
 @torch.no_grad()
 def evaluate(model, data, device, batch=128):
+    return evaluate_with_loss(model, data, device, batch)[0]
+
+
+def evaluate_with_loss(model, data, device, batch=128):
+    """(accuracy, mean cross-entropy) on data: the loss is the smoother yardstick on a small validation slice."""
     model.eval()
-    correct = 0
-    for s in range(0, data.n, batch):
-        idx = torch.arange(s, min(s + batch, data.n))
-        ids, mask, tt, y = data.batch(idx)
-        correct += int((model(ids, mask, tt).argmax(-1) == y).sum())
-    return correct / data.n
+    correct, loss = 0, 0.0
+    with torch.no_grad():
+        for s in range(0, data.n, batch):
+            idx = torch.arange(s, min(s + batch, data.n))
+            ids, mask, tt, y = data.batch(idx)
+            logits = model(ids, mask, tt)
+            logits = logits.logits if hasattr(logits, "logits") else logits
+            correct += int((logits.argmax(-1) == y).sum())
+            loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+    return correct / data.n, loss / data.n
 
 
 def train_run(model, params, train, test, device, epochs, batch, lr, seed, extra_loss=None, train_mode=None,
@@ -528,7 +537,7 @@ def train_run(model, params, train, test, device, epochs, batch, lr, seed, extra
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(train.n / batch)
-    windows, accs, losses = [], [], []
+    windows, accs, losses, val_losses = [], [], [], []
     step = 0
     train_time = 0.0
     total_samples = 0
@@ -564,8 +573,9 @@ def train_run(model, params, train, test, device, epochs, batch, lr, seed, extra
         sync(device)
         train_time += time.perf_counter() - t_epoch
         total_samples += min(train.n, (b + 1) * batch)
-        acc = evaluate(model, test, device)
+        acc, val_loss = evaluate_with_loss(model, test, device)
         accs.append(acc)
+        val_losses.append(val_loss)
         losses.append(loss.item())
         log(f"    epoch {epoch + 1}: accuracy {acc:.4f}, last loss {loss.item():.4f}, "
             f"{sum(w['samples'] for w in windows if w['epoch'] == epoch) / max(1e-9, sum(w['seconds'] for w in windows if w['epoch'] == epoch)):.0f} samples/s")
@@ -573,7 +583,8 @@ def train_run(model, params, train, test, device, epochs, batch, lr, seed, extra
             break
     rates = [w["samples_per_s"] for w in windows[1:]] or [w["samples_per_s"] for w in windows]
     after_first = windows[1:] or windows
-    return dict(accuracy=accs[-1], accuracy_per_epoch=accs, final_loss=losses[-1], steps=step,
+    return dict(accuracy=accs[-1], accuracy_per_epoch=accs, eval_loss=val_losses[-1], eval_loss_per_epoch=val_losses,
+                final_loss=losses[-1], steps=step,
                 train_seconds=train_time, samples_per_s_all=total_samples / train_time,
                 samples_per_s_median=statistics.median(rates), samples_per_s_min=min(rates),
                 samples_per_s_max=max(rates),

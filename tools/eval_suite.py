@@ -27,13 +27,15 @@ Subcommands (torch is imported only by `train` and `export`, so `split`, `predic
   predict  --onnx F --tokenizer F --data TEST.jsonl --labels a,b,... --out PRED.json
            Test accuracy and macro-F1 of a classifier ONNX file (gatecut's classifier.onnx or
            model.onnx), ONNX Runtime (SUITE_ORT_DEVICE: CUDA without TF32 where present, else CPU); logits in --labels order.
-  report   RAWDIR [--md OUT.md] [--select V1,V2,...]
+  report   RAWDIR [--md OUT.md] [--select V1,V2,...] [--select-by accuracy|loss]
            One table: per data set, model and method, mean accuracy over seeds with a 95% t-interval
            (mean ± t(0.975, n-1)·s/√n), macro-F1 likewise (shown for unbalanced sets, where it matters),
            and gaps to LoRA and to the frozen encoder; then the compressed-classifier runs (part 3).
            --select: gatecut variants (GC_VARIANTS names; "default" for the unnamed one) among which each
            seed's run is chosen by its validation accuracy (gatecut's --eval on the val slice), as LoRA's
            learning rate is: a row "gatecut S% [best of V1/V2/... on val]" beside the variants' own rows.
+           --select-by loss: the lowest validation loss chooses instead, for gatecut's variants and for the
+           baselines' rates (runs from before 2026-12-01 afternoon recorded no baseline loss: chosen as they were).
   estimate [--sets ...] Prints the GPU minutes per data set that tools/gpu_eval_suite.sh plans for.
 """
 
@@ -310,6 +312,7 @@ def one_run(method, lr, prep, args, device):
                      args.seed, train_mode=train_mode, max_steps=args.max_steps)
     res = dict(method=method, lr=lr, seed=args.seed, steps=r["steps"], train_seconds=r["train_seconds"],
                samples_per_s=r["samples_per_s_median"], val_accuracy_per_epoch=r["accuracy_per_epoch"],
+               val_loss=r["eval_loss"], val_loss_per_epoch=r["eval_loss_per_epoch"],
                trainable_params=sum(p.numel() for p in trainable), **info)
     n = len(prep.labels)
     for split in ("val", "test"):
@@ -614,8 +617,42 @@ def fmt(m, hw, scale=100):
     return f"{m * scale:.1f}" + (f" ± {hw * scale:.1f}" if hw is not None else "")
 
 
-def collect(raw: Path):
-    """{(dataset, model, method label): [run dicts with accuracy, macro_f1]}, split infos, part-3 rows."""
+def gc_val_loss(g, run_dir: Path):
+    """The validation loss of the parameters a gatecut run kept: summary.json's gated_eval_loss (since 2026-12-01,
+    afternoon), else its metrics.jsonl's evaluation row at the selected step (the last evaluation without one)."""
+    s = g.get("summary", {})
+    if isinstance(s.get("gated_eval_loss"), (int, float)):
+        return s["gated_eval_loss"]
+    try:
+        rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
+    except OSError:
+        return None
+    rows = [r for r in rows if r.get("eval") and isinstance(r.get("task_loss"), (int, float))]
+    if not rows:
+        return None
+    want = s.get("selected_step", rows[-1]["step"])
+    hit = [r for r in rows if r["step"] == want]
+    return hit[-1]["task_loss"] if hit else None
+
+
+def chosen_runs(r, select_by):
+    """{method: the chosen run} of a torch results file: as chosen there (the best validation accuracy), or with
+    select_by="loss" the lowest validation loss where every run of the method has one."""
+    chosen = dict(r.get("chosen", {}))
+    if select_by == "loss":
+        by_method = collections.defaultdict(list)
+        for run in r.get("runs", []):
+            if "error" not in run:
+                by_method[run["method"]].append(run)
+        for method, runs in by_method.items():
+            if runs and all(isinstance(x.get("val_loss"), (int, float)) for x in runs):
+                chosen[method] = min(runs, key=lambda x: x["val_loss"])
+    return chosen
+
+
+def collect(raw: Path, select_by="accuracy"):
+    """{(dataset, model, method label): [run dicts with accuracy, macro_f1]}, split infos, part-3 rows.
+    select_by: how the baselines' learning rates are chosen on validation ("accuracy", as the runs chose, or "loss")."""
     cells = collections.defaultdict(list)
     splits, post = {}, collections.defaultdict(list)
     for p in sorted(raw.rglob("split.json")):
@@ -623,7 +660,7 @@ def collect(raw: Path):
         splits[s["dataset"]] = s
     for p in sorted(raw.rglob("torch-*.json")):
         r = json.loads(p.read_text())
-        for method, c in r.get("chosen", {}).items():
+        for method, c in chosen_runs(r, select_by).items():
             label = {"dense": "frozen + head", "lora": "LoRA r=8", "full": "full FT"}[method]
             cells[(r["dataset"], r["model"], label)].append(
                 dict(accuracy=c["test_accuracy"], macro_f1=c["test_macro_f1"], seed=r["seed"], lr=c["lr"]))
@@ -631,6 +668,7 @@ def collect(raw: Path):
         g = json.loads(p.read_text())
         if "accuracy" not in g:
             continue
+        g["val_loss"] = gc_val_loss(g, p.parent)
         if g.get("source") == "finetuned":
             mode = g["labels_mode"] + (f" [{g['variant']}]" if g.get("variant") else "")
             post[(g["dataset"], g["model"], g["precision"], mode, g["sparsity"])].append(g)
@@ -644,21 +682,24 @@ def collect(raw: Path):
     return cells, splits, post, exports
 
 
-def select_on_val(cells, names):
+def select_on_val(cells, names, by="accuracy"):
     """Adds, per (data set, model, sparsity), a row of each seed's gatecut run among the variants {@code names}
-    with the best validation accuracy (gatecut's slim model on --eval val; ties: the first name). Seeds missing a
-    variant or its validation figure are left out of that row."""
+    with the best validation figure: by="accuracy", the slim model's accuracy on --eval val (ties: the first
+    name); by="loss", the lowest validation loss of the kept parameters (ties: the higher accuracy, then the first
+    name). Seeds missing a variant or its validation figure are left out of that row."""
     if not names:
         return
+    if by not in ("accuracy", "loss"):
+        raise SuiteError(f"--select-by must be accuracy or loss, got {by!r}")
     wanted = ["" if n == "default" else n for n in names]
     label_of = lambda v: "default" if v == "" else v
+    val_acc = lambda g: g.get("summary", {}).get("slim_eval_accuracy")
     groups = collections.defaultdict(dict)   # (ds, model, sparsity) -> seed -> variant -> run
     for (ds, model, _), runs in list(cells.items()):
         for g in runs:
             if "sparsity" not in g or g.get("gatecut_eval") != "val" or g.get("variant", "") not in wanted:
                 continue
-            val = g.get("summary", {}).get("slim_eval_accuracy")
-            if isinstance(val, (int, float)):
+            if isinstance(val_acc(g), (int, float)) and (by == "accuracy" or isinstance(g.get("val_loss"), (int, float))):
                 groups[(ds, model, g["sparsity"])].setdefault(g["seed"], {})[g.get("variant", "")] = g
     for (ds, model, s), seeds in groups.items():
         chosen = []
@@ -666,10 +707,15 @@ def select_on_val(cells, names):
             runs = seeds[seed]
             if any(v not in runs for v in wanted):
                 continue
-            best = max(wanted, key=lambda v: (runs[v]["summary"]["slim_eval_accuracy"], -wanted.index(v)))
+            if by == "accuracy":
+                key = lambda v: (val_acc(runs[v]), -wanted.index(v))
+            else:
+                key = lambda v: (-runs[v]["val_loss"], val_acc(runs[v]), -wanted.index(v))
+            best = max(wanted, key=key)
             chosen.append(dict(runs[best], chosen_variant=label_of(best)))
         if chosen:
-            label = f"gatecut {round(s * 100)}% [best of {'/'.join(label_of(v) for v in wanted)} on val]"
+            how = "on val" if by == "accuracy" else "on val loss"
+            label = f"gatecut {round(s * 100)}% [best of {'/'.join(label_of(v) for v in wanted)} {how}]"
             cells[(ds, model, label)] = chosen
 
 
@@ -678,12 +724,13 @@ METHOD_ORDER = ["frozen + head", "LoRA r=8", "full FT", "gatecut 0%", "gatecut 2
 
 def cmd_report(args):
     raw = Path(args.raw)
-    cells, splits, post, exports = collect(raw)
-    select_on_val(cells, [n for n in (args.select or "").split(",") if n])
+    by = getattr(args, "select_by", None) or "accuracy"
+    cells, splits, post, exports = collect(raw, by)
+    select_on_val(cells, [n for n in (args.select or "").split(",") if n], by)
     lines = ["# Evaluation suite", "",
              "Test accuracy (%) as mean ± the 95% t-interval half-width over seeds (n = seeds; no ± for one seed);",
              "macro-F1 (%) likewise, for unbalanced sets. Learning rates of the baselines chosen on a validation",
-             "slice of train, never on test. Δ LoRA / Δ frozen: gatecut's mean minus theirs, in points.", ""]
+             f"slice of train (its {by}), never on test. Δ LoRA / Δ frozen: gatecut's mean minus theirs, in points.", ""]
     datasets = sorted({k[0] for k in cells} | {k[0] for k in post})
     for ds in datasets:
         s = splits.get(ds, {})
@@ -855,6 +902,9 @@ def main(argv=None):
     p.add_argument("raw")
     p.add_argument("--md")
     p.add_argument("--select", help="gatecut variants chosen among per seed on validation accuracy (comma-separated)")
+    p.add_argument("--select-by", choices=["accuracy", "loss"], default="accuracy",
+                   help="the validation figure that chooses gatecut's variant (--select) and the baselines' rates "
+                        "(loss: where every run recorded one, else as the runs chose)")
 
     p = sub.add_parser("estimate")
     p.add_argument("--models", default="minilm bge")

@@ -21,7 +21,8 @@
 # "name=flags;name=flags", an empty name = GC_ARGS alone; report rows "gatecut 30% [name]"; a variant's own --target-sparsity
 # replaces the row's), GC_SELECT (variant names,
 # "default" for the unnamed one, comma-separated: a row of each seed's best of them on validation accuracy, as LoRA's
-# rate is chosen), EPOCHS 3, BATCH 32, MAXLEN 128,
+# rate is chosen), GC_SELECT_BY (accuracy, or loss: the lowest validation loss chooses gatecut's variant and the
+# baselines' rates), EPOCHS 3, BATCH 32, MAXLEN 128,
 # PARALLEL (jobs at once on the one GPU, 6), SETS_AT_ONCE (1: the jobs of every set in one queue against the whole
 # budget, the default for PART=posttrain; 0: set after set), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
@@ -285,7 +286,8 @@ run_jobs() {
 }
 
 report() {
-  $PYTHON tools/eval_suite.py report "$WORK/raw" --md "$OUT/tables.md" ${GC_SELECT:+--select "$GC_SELECT"} > /dev/null \
+  $PYTHON tools/eval_suite.py report "$WORK/raw" --md "$OUT/tables.md" ${GC_SELECT:+--select "$GC_SELECT"} \
+    ${GC_SELECT_BY:+--select-by "$GC_SELECT_BY"} > /dev/null \
     2> "$OUT/report.err" || tail -n 5 "$OUT/report.err"
   [ -s "$OUT/report.err" ] || rm -f "$OUT/report.err"
 }

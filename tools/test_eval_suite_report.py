@@ -19,12 +19,27 @@ def write(path, obj):
         json.dump(obj, f)
 
 
-def gc(raw, variant, seed, val, test):
+def gc(raw, variant, seed, val, test, loss=None, metrics=None):
+    """A gatecut run: loss goes into summary.json's gated_eval_loss; metrics (rows) into metrics.jsonl."""
     d = os.path.join(raw, "tweets", "minilm", f"gc{'-' + variant if variant else ''}-s0.3-seed{seed}")
+    summary = {"slim_eval_accuracy": val}
+    if loss is not None:
+        summary["gated_eval_loss"] = loss
+    if metrics is not None:
+        summary.update({k: v for k, v in metrics[-1].items() if k == "selected_step"})
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "metrics.jsonl"), "w", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in metrics))
     write(os.path.join(d, "gc.json"), {"dataset": "tweets", "model": "minilm", "source": "pretrained",
                                        "variant": variant, "sparsity": 0.3, "seed": seed, "exit": 0,
                                        "gatecut_eval": "val", "accuracy": test, "macro_f1": test - 0.05,
-                                       "summary": {"slim_eval_accuracy": val}})
+                                       "summary": summary})
+
+
+def split(raw):
+    write(os.path.join(raw, "tweets", "split.json"), {"dataset": "tweets", "labels": ["a", "b", "c"],
+                                                      "train": 1800, "val": 200, "test": 500,
+                                                      "majority": 0.5, "unbalanced": True})
 
 
 class SelectOnValidation(unittest.TestCase):
@@ -61,6 +76,52 @@ class SelectOnValidation(unittest.TestCase):
             eval_suite.cmd_report(args)
             text = open(md, encoding="utf-8").read()
             self.assertIn("gatecut 30% [best of default/lr3 on val] | 2 | 85.0", text)
+
+
+
+class SelectOnValidationLoss(unittest.TestCase):
+    def test_each_seed_takes_the_variant_with_the_lowest_validation_loss(self):
+        with tempfile.TemporaryDirectory() as raw:
+            split(raw)
+            # seed 1: equal accuracy, none has the lower loss; seed 2: default higher accuracy but higher loss
+            gc(raw, "", 1, 0.85, 0.874, loss=0.387)
+            gc(raw, "none", 1, 0.85, 0.880, loss=0.375)
+            gc(raw, "", 2, 0.86, 0.850, loss=0.361)
+            gc(raw, "none", 2, 0.855, 0.872, loss=0.345)
+            # seed 3: no gated_eval_loss (an older run): the loss of the selected step's row in metrics.jsonl
+            gc(raw, "", 3, 0.85, 0.874, metrics=[
+                {"step": 57, "eval": True, "task_loss": 0.30, "accuracy": 0.85},
+                {"step": 114, "eval": True, "task_loss": 0.50, "accuracy": 0.84},
+                {"step": 114, "selected_step": 57, "accuracy": 0.85}])
+            gc(raw, "none", 3, 0.85, 0.882, metrics=[
+                {"step": 57, "eval": True, "task_loss": 0.40, "accuracy": 0.84},
+                {"step": 114, "eval": True, "task_loss": 0.35, "accuracy": 0.85}])
+            cells, *_ = eval_suite.collect(__import__("pathlib").Path(raw))
+            eval_suite.select_on_val(cells, ["default", "none"], by="loss")
+            row = cells[("tweets", "minilm", "gatecut 30% [best of default/none on val loss]")]
+            self.assertEqual(["none", "none", "default"], [r["chosen_variant"] for r in row])
+            self.assertEqual([0.375, 0.345, 0.30], [r["val_loss"] for r in row])
+            # by accuracy, seed 2 goes the other way
+            eval_suite.select_on_val(cells, ["default", "none"])
+            row = cells[("tweets", "minilm", "gatecut 30% [best of default/none on val]")]
+            self.assertEqual("default", row[1]["chosen_variant"])
+
+    def test_baselines_rates_by_loss_where_every_run_has_one(self):
+        with tempfile.TemporaryDirectory() as raw:
+            split(raw)
+            runs = [dict(method="lora", lr=1e-4, val_accuracy=0.80, val_loss=0.50, test_accuracy=0.70, test_macro_f1=0.6),
+                    dict(method="lora", lr=1e-3, val_accuracy=0.79, val_loss=0.40, test_accuracy=0.75, test_macro_f1=0.7),
+                    dict(method="dense", lr=1e-2, val_accuracy=0.7, test_accuracy=0.6, test_macro_f1=0.5),
+                    dict(method="dense", lr=1e-3, val_accuracy=0.6, val_loss=0.1, test_accuracy=0.5, test_macro_f1=0.4)]
+            write(os.path.join(raw, "tweets", "minilm", "torch-seed1.json"), {
+                "dataset": "tweets", "model": "minilm", "seed": 1, "runs": runs,
+                "chosen": {"lora": runs[0], "dense": runs[2]}})
+            by_acc, *_ = eval_suite.collect(__import__("pathlib").Path(raw))
+            by_loss, *_ = eval_suite.collect(__import__("pathlib").Path(raw), "loss")
+            self.assertEqual(0.70, by_acc[("tweets", "minilm", "LoRA r=8")][0]["accuracy"])
+            self.assertEqual(0.75, by_loss[("tweets", "minilm", "LoRA r=8")][0]["accuracy"])
+            # a dense run without a loss: the rate stays as the run chose it
+            self.assertEqual(0.6, by_loss[("tweets", "minilm", "frozen + head")][0]["accuracy"])
 
 
 if __name__ == "__main__":

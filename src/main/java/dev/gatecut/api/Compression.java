@@ -153,6 +153,10 @@ final class Compression {
         }
         if (last != null) {
             json.put(lm ? "gated_eval_perplexity" : "gated_eval_accuracy", lm ? last.perplexity() : last.accuracy());
+            if (Double.isFinite(last.taskLoss())) {
+                // the kept parameters' mean task loss on --eval: a smoother yardstick than accuracy on a small set
+                json.put("gated_eval_loss", last.taskLoss());
+            }
         }
         if (r.baseline().measured()) {
             json.put(lm ? "dense_eval_perplexity" : "baseline_eval_accuracy", r.baseline().quality());

@@ -58,6 +58,17 @@ class CompressCommandTest {
         assertEquals(0.3, removed, 0.02, "the slim model lands on the budget: " + s);
         assertEquals(s.get("gated_eval_accuracy").asDouble(), s.get("slim_eval_accuracy").asDouble(), 1e-9,
                 "the slim classifier scores what the gated model scored: " + s);
+        // the kept parameters' eval loss is one of the run's evaluations, the one that scored the kept accuracy
+        double loss = s.get("gated_eval_loss").asDouble();
+        assertTrue(loss > 0 && Double.isFinite(loss), "gated_eval_loss: " + s);
+        ObjectMapper m = new ObjectMapper();
+        boolean found = false;
+        for (String line : Files.readAllLines(out.resolve("run/metrics.jsonl"))) {
+            JsonNode row = m.readTree(line);
+            found |= row.path("eval").asBoolean() && row.path("task_loss").asDouble() == loss
+                    && row.path("accuracy").asDouble() == s.get("gated_eval_accuracy").asDouble();
+        }
+        assertTrue(found, "gated_eval_loss " + loss + " is no evaluation row's task loss at the kept accuracy");
         double baseline = s.get("baseline_eval_accuracy").asDouble();
         assertTrue(baseline >= 0 && baseline <= 1, "a dense baseline was measured: " + s);
         assertTrue(run.out().contains(String.format("eval accuracy: slim %.4f | dense baseline %.4f (frozen dense encoder",
