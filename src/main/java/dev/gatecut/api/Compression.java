@@ -32,13 +32,13 @@ final class Compression {
     private Compression() {
     }
 
-    static CompressResult run(Path model, CompressOptions o, boolean ownHead, ProgressListener progress)
-            throws OrtException {
+    static CompressResult run(Path model, CompressOptions o, boolean ownHead, java.util.OptionalLong tokenIdBound,
+                              ProgressListener progress) throws OrtException {
         TrainOptions t = o.training();
         boolean temporaryRun = t.runFolder().isEmpty();
         Path runDir = temporaryRun ? temporaryFolder("gatecut-run-") : t.runFolder().get();
         try {
-            return run(model, o, ownHead, runDir, temporaryRun, progress);
+            return run(model, o, ownHead, tokenIdBound, runDir, temporaryRun, progress);
         } catch (RuntimeException | OrtException e) {
             if (temporaryRun) {
                 deleteRecursively(runDir);
@@ -47,11 +47,12 @@ final class Compression {
         }
     }
 
-    private static CompressResult run(Path model, CompressOptions o, boolean trainsOwnHead, Path runDir,
-                                      boolean temporaryRun, ProgressListener progress) throws OrtException {
+    private static CompressResult run(Path model, CompressOptions o, boolean trainsOwnHead,
+                                      java.util.OptionalLong tokenIdBound, Path runDir, boolean temporaryRun,
+                                      ProgressListener progress) throws OrtException {
         TrainOptions t = o.training();
         Device device = t.device();
-        Training.Outcome trained = Training.run(model, t, trainsOwnHead, runDir, progress);
+        Training.Outcome trained = Training.run(model, t, trainsOwnHead, tokenIdBound, runDir, progress);
         TrainConfig config = trained.data().config();
         List<dev.gatecut.train.Batch> eval = trained.data().evalBatches();
         boolean lm = config.task() == Task.LM;

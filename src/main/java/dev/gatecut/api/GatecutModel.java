@@ -50,7 +50,7 @@ public final class GatecutModel implements AutoCloseable {
      *                                              differs from the gated one
      */
     public CompressResult compress(CompressOptions options, ProgressListener progress) throws OrtException {
-        return Compression.run(file, options, ownHead(options.training()), progress);
+        return Compression.run(file, options, ownHead(options.training()), tokenIdBound(), progress);
     }
 
     /**
@@ -78,7 +78,8 @@ public final class GatecutModel implements AutoCloseable {
     public TrainResult train(TrainOptions options, ProgressListener progress) throws OrtException {
         Path runDir = options.runFolder().orElseThrow(() -> new OptionException(
                 "train needs a run folder for its gates, params and checkpoints: set runFolder(PATH) (-o)"));
-        return Training.result(runDir, Training.run(file, options, ownHead(options), runDir, progress).summary());
+        return Training.result(runDir, Training.run(file, options, ownHead(options), tokenIdBound(), runDir, progress)
+                .summary());
     }
 
     /**
@@ -147,6 +148,11 @@ public final class GatecutModel implements AutoCloseable {
      * as the training graph will find it: a first output declared [batch, classes], or one without a declared
      * shape that discovery finds a classification head for (float16 conversions drop the shape).
      */
+    /** The rows of the table the model gathers input_ids from (its vocabulary), where the graph shows it. */
+    private java.util.OptionalLong tokenIdBound() {
+        return dev.gatecut.runtime.RandomInputs.tokenIdBound(model.graph());
+    }
+
     private boolean ownHead(TrainOptions options) throws OrtException {
         if (options.task() != dev.gatecut.train.Task.CLASSIFY || model.graph().outputs().isEmpty()) {
             return false;

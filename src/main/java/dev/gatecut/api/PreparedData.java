@@ -28,8 +28,9 @@ import java.util.List;
  */
 record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBatches) {
 
-    static PreparedData of(Path model, TrainOptions o, boolean ownHead, ProgressListener progress)
-            throws OrtException {
+    /** {@code tokenIdBound}: the rows of the model's token embedding (empty: not known from the graph). */
+    static PreparedData of(Path model, TrainOptions o, boolean ownHead, java.util.OptionalLong tokenIdBound,
+                           ProgressListener progress) throws OrtException {
         if (o.train() == null) {
             throw new OptionException("train (--train): training data is required");
         }
@@ -49,6 +50,8 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         String trainLine = lm ? trainData.size() + " rows" : trainData.describe();
         try (Tokenizer tok = o.tokenizer().isPresent() ? Tokenizer.load(o.tokenizer().get(), o.maxLength()) : null) {
             trainTokens = tokens(tok, trainData, o.train(), "training", o.maxLength());
+            // before any ONNX Runtime work: a tokenizer of another model would fail deep in a Gather at step 1
+            checkTokenIds(trainTokens, tokenIdBound, model, o, o.train().describe("training"));
             if (labelFree) {
                 // The only ONNX Runtime work before training: the dense model labels the rows.
                 ModelLabels own = ModelLabels.of(model, trainTokens, o.labels().orElse(null), o.batchSize(),
@@ -61,6 +64,9 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             LabelVocabulary known = labels;
             evalData = o.eval().map(e -> e.read(evalReader, known, !lm, "evaluation")).orElse(null);
             evalTokens = evalData == null ? null : tokens(tok, evalData, o.eval().get(), "evaluation", o.maxLength());
+            if (evalTokens != null) {
+                checkTokenIds(evalTokens, tokenIdBound, model, o, o.eval().get().describe("evaluation"));
+            }
         }
         progress.onEvent(new ProgressEvent.Message("train: " + trainLine));
         if (evalData != null) {
@@ -157,6 +163,31 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             }
         }
         return result;
+    }
+
+    /**
+     * Every token id below the model's vocabulary: the first one that is not is refused with where it came from
+     * (the tokenizer, or the data file's own input_ids) and what the model's embedding holds.
+     */
+    static void checkTokenIds(TokenizedDataset rows, java.util.OptionalLong bound, Path model, TrainOptions o,
+                              String source) {
+        if (bound.isEmpty()) {
+            return;
+        }
+        long vocabulary = bound.getAsLong();
+        for (int i = 0; i < rows.size(); i++) {
+            for (int id : rows.ids(i)) {
+                if (id < 0 || id >= vocabulary) {
+                    int row = i + 1;
+                    String from = o.tokenizer().map(t -> "tokenizer " + t + " gives token id " + id + " on " + source
+                            + " row " + row).orElse(source + " row " + row + " has token id " + id);
+                    throw new DataException(from + ", but " + model + " reads input_ids from a"
+                            + " table of " + vocabulary + " rows (ids 0.." + (vocabulary - 1) + "): "
+                            + (o.tokenizer().isPresent() ? "use the tokenizer.json the model was exported with"
+                            : "tokenize the rows with the model's own tokenizer"));
+                }
+            }
+        }
     }
 
     /** The rows tokenised by {@code tok}, or their own input_ids without one. */

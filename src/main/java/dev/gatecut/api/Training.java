@@ -18,9 +18,12 @@ final class Training {
     private Training() {
     }
 
-    /** {@code ownHead}: the model is a classifier export whose own head trains (the recipe's fine-tuned defaults). */
-    static Outcome run(Path model, TrainOptions o, boolean ownHead, Path runDir, ProgressListener progress)
-            throws OrtException {
+    /**
+     * {@code ownHead}: the model is a classifier export whose own head trains (the recipe's fine-tuned defaults);
+     * {@code tokenIdBound}: the rows of the model's token embedding, which every token id must stay below.
+     */
+    static Outcome run(Path model, TrainOptions o, boolean ownHead, java.util.OptionalLong tokenIdBound, Path runDir,
+                       ProgressListener progress) throws OrtException {
         TrainingBackend backend = o.backend();
         // The folder before the data: a finished run is refused before any reading.
         String line = RunFolder.check(runDir, backend, Backends.ALL, o.resume(), o.force());
@@ -30,7 +33,7 @@ final class Training {
         if (o.device() == dev.gatecut.runtime.Device.CUDA) {
             dev.gatecut.runtime.ShapeProbe.runOn(dev.gatecut.runtime.Device.CUDA);   // probes run where training runs
         }
-        PreparedData data = PreparedData.of(model, o, ownHead, progress);
+        PreparedData data = PreparedData.of(model, o, ownHead, tokenIdBound, progress);
         progress.onEvent(new ProgressEvent.Message("backend: " + backend.description()
                 + (o.devices().size() > 1 ? ", data-parallel over " + o.devices().size() + " replicas ("
                 + o.device().name().toLowerCase() + " " + o.devices() + ")" : "")));

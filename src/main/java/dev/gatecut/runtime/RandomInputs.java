@@ -293,6 +293,15 @@ public final class RandomInputs {
         return out;
     }
 
+    /**
+     * The rows of the table the graph input {@code input_ids} indexes (the token embedding, through casts and
+     * reshapes), or empty when there is no such input or the table is computed.
+     */
+    public static java.util.OptionalLong tokenIdBound(Graph graph) {
+        return graph.value("input_ids").filter(Value::isGraphInput).flatMap(RandomInputs::indexBound)
+                .map(java.util.OptionalLong::of).orElse(java.util.OptionalLong.empty());
+    }
+
     /** The size of the table an integer input indexes, following it through casts and reshapes. */
     static java.util.Optional<Long> indexBound(Value in) {
         long bound = Long.MAX_VALUE;

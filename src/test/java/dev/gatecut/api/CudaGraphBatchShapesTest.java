@@ -38,7 +38,7 @@ class CudaGraphBatchShapesTest {
         Path model = Path.of("onnx-models/llama-ts17.onnx");
         TrainOptions graph = TrainOptions.builder().task(Task.LM).targetSparsity(0.3).train(rows).batchSize(4)
                 .maxLength(16).backend(Backends.fused(FusedBackend.Residency.CUDA_GRAPH)).build();
-        PreparedData data = PreparedData.of(model, graph, false, e -> { });
+        PreparedData data = PreparedData.of(model, graph, false, java.util.OptionalLong.empty(), e -> { });
         assertEquals(3, data.batches().batchesPerEpoch());
         for (int i = 0; i < 3; i++) {
             Batch b = data.batches().batch(0, i);
@@ -47,7 +47,7 @@ class CudaGraphBatchShapesTest {
         }
         TrainOptions plain = TrainOptions.builder().task(Task.LM).targetSparsity(0.3).train(rows).batchSize(4)
                 .maxLength(16).backend(Backends.FUSED).build();
-        PreparedData free = PreparedData.of(model, plain, false, e -> { });
+        PreparedData free = PreparedData.of(model, plain, false, java.util.OptionalLong.empty(), e -> { });
         Batch last = free.batches().batch(0, 2);
         assertEquals(2, last.size(), "the last batch keeps its rows");
         assertTrue(last.sequenceLength() <= 9, "and its longest row's length: " + last.sequenceLength());

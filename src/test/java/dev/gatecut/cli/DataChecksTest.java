@@ -43,6 +43,30 @@ class DataChecksTest {
     }
 
     @Test
+    void tokenIdsPastTheModelsVocabularyAreAnError(@TempDir Path dir) throws Exception {
+        // the zoo's 1000-id tokenizer on a deployed export with a 256-row embedding: another model's tokenizer
+        Path texts = Files.write(dir.resolve("texts.jsonl"), List.of("{\"text\": \"free prize now\", \"label\": \"a\"}",
+                "{\"text\": \"see you at lunch\", \"label\": \"b\"}"));
+        InspectCommandTest.Run r = gatecut("train", "onnx-models/deploy/bert-cls-ts17.onnx", "--train", texts.toString(),
+                "--tokenizer", "datasets/demo/zoo-tokenizer.json", "--labels", "a,b,c", "--target-sparsity", "0.3", "--steps", "1",
+                "--batch", "2",
+                "--no-progress", "-o", dir.resolve("run").toString());
+        assertRefusedBeforeTraining(r, dir, "tokenizer datasets/demo/zoo-tokenizer.json gives token id",
+                "texts.jsonl row 2", "bert-cls-ts17.onnx reads input_ids from a table of 256 rows",
+                "the tokenizer.json the model was exported with");
+
+        // pre-tokenised rows: the data file and row are named; the evaluation rows are checked as well
+        Path ok = rows(dir, "ok.jsonl", 8, i -> String.valueOf(i % 2));
+        List<String> lines = new ArrayList<>(Files.readAllLines(ok));
+        lines.set(2, "{\"input_ids\": [101, 5000, 102], \"label\": 0}");
+        Path far = Files.write(dir.resolve("far.jsonl"), lines);
+        assertRefusedBeforeTraining(train(dir, far), dir, "far.jsonl row 3 has token id 5000",
+                "bert-ts17.onnx reads input_ids from a table of 1000 rows (ids 0..999)");
+        assertRefusedBeforeTraining(train(dir, ok, "--eval", far.toString()), dir, "far.jsonl row 3 has token id 5000");
+        assertEquals(0, train(dir, ok).exit(), "ids inside the vocabulary train");
+    }
+
+    @Test
     void aSingleLabelIsAnError(@TempDir Path dir) throws Exception {
         Path data = rows(dir, "one.jsonl", 8, i -> "\"pos\"");
         assertRefusedBeforeTraining(train(dir, data), dir, "one.jsonl", "\"pos\"", "at least two labels");
