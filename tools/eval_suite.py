@@ -521,10 +521,12 @@ class SkippedPrecision(Exception):
 
 
 def cmd_export(args):
+    t_start = time.time()
     import torch
     device = torch_setup(args)
     lrs = parse_lrs(args.lrs)["full"]
     prep = Prepared(args, device)
+    seconds = {"prepare": time.time() - t_start}   # where an export's wall time goes (several run at once)
     n = len(prep.labels)
     eh = prep.eh
     out_dir = Path(args.out)
@@ -547,6 +549,8 @@ def cmd_export(args):
             best, best_state = cand, {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
         del m, wrapped
     res["chosen"] = best
+    seconds["fine_tune"] = sum(c["seconds"] for c in res["candidates"])
+    t0 = time.time()
     # The exports as tools/export_deploy_models.py makes the zoo's classifier files (the styles gatecut
     # is tested on): fp32 with eager attention, TorchScript opset 17; fp16 from a source graph with the
     # classic attention and mask (the shape ORT's BERT fusion reads), fused, then float16.
@@ -565,6 +569,8 @@ def cmd_export(args):
 
     fp32 = out_dir / "cls-fp32.onnx"
     res["fp32"] = dict(file=fp32.name, how=ed.export_ts(exported("eager", False), example, axes, str(fp32)))
+    seconds["export_fp32"] = time.time() - t0
+    t0 = time.time()
     try:
         if "fp16" not in args.precisions.split():
             raise SkippedPrecision("fp16 not in --precisions")
@@ -582,18 +588,24 @@ def cmd_export(args):
         res["fp16"] = dict(skipped=str(e))
     except Exception as e:  # noqa: BLE001  (the fp32 file is still worth compressing)
         res["fp16"] = dict(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    seconds["export_fp16"] = time.time() - t0
     (out_dir / "labels.txt").write_text(",".join(prep.labels) + "\n")
     test_rows = read_rows(Path(args.work) / "test.jsonl")
     if args.limit:
         test_rows = test_rows[: max(16, args.limit // 4)]
     for key in ("fp32", "fp16"):
         if "file" in res[key]:
+            t0 = time.time()
             try:
                 res[key].update(ort_scores(out_dir / res[key]["file"], args.tokenizer, test_rows, prep.labels,
                                            args.max_len))
             except Exception as e:  # noqa: BLE001  (fp16 fused ops may lack CPU kernels)
                 res[key]["ort_cpu_error"] = f"{type(e).__name__}: {e}"
+            seconds[f"score_{key}"] = time.time() - t0
             log(f"export {key}: {json.dumps(res[key])}")
+    seconds["total"] = time.time() - t_start
+    res["seconds"] = seconds
+    log(f"export seconds: {json.dumps({k: round(v, 1) for k, v in seconds.items()})}")
     save_json(out_dir / "export.json", res)
     return 0
 
