@@ -29,7 +29,9 @@
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), PRECISIONS
 # (part 3: "fp32 fp16"), LABELLED (part 3: 0 skips the labelled runs, label-free only), LABELFREE_SPARSITIES (part 3:
 # the sparsities of the label-free runs, default SPARSITIES; the issue's label-free target is at 30%),
-# SUITE_ORT_DEVICE (auto: the Python scoring on CUDA where onnxruntime has it, use_tf32 off; cpu), DEST (unpacked payload, /opt/suite),
+# SUITE_ORT_DEVICE (auto: the Python scoring on CUDA where onnxruntime has it, use_tf32 off; cpu), GC_TEST (1: gatecut
+# scores the test rows itself with --test, exact fp32 on CUDA, fp16 files too; 0: eval_suite.py predict scores the
+# slim file on ONNX Runtime's CPU, and fp16 runs select on test), DEST (unpacked payload, /opt/suite),
 # JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there), BGE_PAY /
 # BGE_PAY_SHA / BGE_DEST (a second payload, bge-small's, unpacked beside the first: both models in one call),
 # KEEP_MODELS=1 (keep the slim and exported ONNX files in raw.tgz; large).
@@ -54,6 +56,7 @@ SETS=${SETS:-sentences}
 MODELS=${MODELS:-"minilm bge"}
 SEEDS=${SEEDS:-"1 2 3"}
 LABELLED=${LABELLED:-1}   # part 3: 0 runs the label-free compressions alone
+GC_TEST=${GC_TEST:-1}     # gatecut scores the test rows itself (--test); 0: eval_suite.py predict on the CPU, as before
 if [ "$PART" = posttrain ]; then SPARSITIES=${SPARSITIES:-"0.3 0.4"}; else SPARSITIES=${SPARSITIES:-"0 0.2 0.3 0.4"}; fi
 LABELFREE_SPARSITIES=${LABELFREE_SPARSITIES:-$SPARSITIES}   # part 3: e.g. "0.3" (label-free at 30% only)
 PY_METHODS=${PY_METHODS-dense,lora,full}   # none (or empty): gatecut rows only (baselines from an earlier call)
@@ -142,24 +145,26 @@ gc_run() {
   if [ "$limit" -le 5 ]; then mkdir -p "$(dirname "$d")"; echo "time: budget spent before this run" > "$d.skipped"; return; fi
   mkdir -p "$d"
   # shellcheck disable=SC2206
-  local ev=${GC_EVAL:-val}   # gatecut's --eval: val; test only where ORT on the CPU cannot score the result (fp16)
+  local ev=${GC_EVAL:-val}   # gatecut's --eval (selection): val
   # a variant that names its own --target-sparsity (e.g. hidden gates at the same matrix-product budget) keeps it
   local -a target=(--target-sparsity "$s"); [[ " $* " == *" --target-sparsity "* ]] && target=()
   local cmd=("${GC[@]}" compress "$model" --tokenizer "$tok" --train "$train" --eval "$split/$ev.jsonl"
              "${target[@]}" --gates-mode "$GC_MODE" --seed "$seed" --batch "$BATCH" --max-len "$MAXLEN"
              --epochs "$EPOCHS" --device "$DEVICE" --latency-runs 0 --no-baseline --no-progress $GC_ARGS $GC_EXTRA "$@" -o "$w")
   [ -n "$labels" ] && cmd+=(--labels "$labels")
+  # test accuracy and macro-F1 from gatecut itself (--test: exact fp32 on CUDA, fp16 files included; selects nothing)
+  [ "$GC_TEST" = 1 ] && cmd+=(--test "$split/test.jsonl")
   echo "# cmd: ${cmd[*]}" > "$d/compress.log"
   local t0=$SECONDS
   timeout -k 10 "$limit" "${cmd[@]}" >> "$d/compress.log" 2>&1
   local rc=$?
   cp "$w/summary.json" "$d/" 2>/dev/null; cp "$w/run/metrics.jsonl" "$d/" 2>/dev/null
   local cls="$w/classifier.onnx"; [ -f "$cls" ] || cls="$w/model.onnx"
-  if [ "$rc" -eq 0 ] && [ -f "$cls" ]; then
+  if [ "$rc" -eq 0 ] && [ -f "$cls" ] && [ "$GC_TEST" != 1 ]; then
     # a float16 file with fused ops may have no CPU kernels: rc 4, and the accuracy comes from gatecut (GC_EVAL=test)
     $PYTHON tools/eval_suite.py predict --onnx "$cls" --tokenizer "$tok" --data "$split/test.jsonl" \
       --labels "$(cat "$split/labels.txt")" --max-len "$MAXLEN" --out "$d/pred.json" > "$d/predict.log" 2>&1 || rc=4
-  else
+  elif [ "$rc" -ne 0 ]; then
     tail -n 15 "$d/compress.log"
   fi
   $PYTHON - "$d" "$rc" "$((SECONDS - t0))" "$s" "$seed" "$fields" "$ev" <<'PY'
@@ -172,9 +177,13 @@ for f, key in (("pred.json", None), ("summary.json", "summary")):
         g.update(v) if key is None else g.__setitem__(key, v)
     except Exception as e:  # noqa: BLE001
         g.setdefault("missing", []).append(f"{f}: {type(e).__name__}")
+s = g.get("summary", {})
 if "accuracy" in g:
     where = {"CUDAExecutionProvider": "CUDA, no TF32"}.get(g.get("ort_provider"), "CPU")
     g["accuracy_from"] = f"eval_suite.py predict (ONNX Runtime {where}, test)"
+elif isinstance(s.get("slim_test_accuracy"), (int, float)):
+    g["accuracy"], g["macro_f1"] = s["slim_test_accuracy"], s["slim_test_macro_f1"]
+    g["accuracy_from"] = "gatecut --test (ONNX Runtime, exact fp32 on CUDA)"
 elif ev == "test" and isinstance(g.get("summary", {}).get("slim_eval_accuracy"), (int, float)):
     g["accuracy"] = g["summary"]["slim_eval_accuracy"]   # no macro-F1 from this source
     g["accuracy_from"] = "gatecut slim_eval_accuracy (ONNX Runtime CUDA, test)"
@@ -233,7 +242,7 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
   [ "$rc" -eq 0 ] || { tail -n 20 "$r/export.log"; return; }
   for prec in $PRECISIONS; do
     [ -f "$e/cls-$prec.onnx" ] || { echo "no cls-$prec.onnx" > "$r/$prec.skipped"; continue; }
-    local GC_EVAL=val; [ "$prec" = fp16 ] && GC_EVAL=test   # fp16: scored by gatecut on CUDA (see gc_run)
+    local GC_EVAL=val; [ "$prec" = fp16 ] && [ "$GC_TEST" != 1 ] && GC_EVAL=test   # fp16 without --test: see gc_run
     for s in $SPARSITIES; do
       [ "$LABELLED" = 1 ] && while read -r v; do
         local -a vflags=(); [ -n "$v" ] && read -r -a vflags <<< "$(variant_flags "$v")"

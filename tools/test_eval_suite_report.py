@@ -124,5 +124,32 @@ class SelectOnValidationLoss(unittest.TestCase):
             self.assertEqual(0.6, by_loss[("tweets", "minilm", "frozen + head")][0]["accuracy"])
 
 
+
+class CompressedClassifierRetained(unittest.TestCase):
+    def test_the_original_scored_by_gatecut_is_the_yardstick(self):
+        with tempfile.TemporaryDirectory() as raw:
+            split(raw)
+            for seed, (orig_cpu, orig_gc, slim) in enumerate([(0.80, 0.81, 0.80), (0.92, 0.89, 0.89)], start=1):
+                d = os.path.join(raw, "tweets", "minilm", f"post-seed{seed}")
+                write(os.path.join(d, "export.json"), {"dataset": "tweets", "model": "minilm", "seed": seed,
+                                                       "fp32": {"accuracy": orig_cpu}, "fp16": {"skipped": "x"}})
+                for prec in ("fp32", "fp16"):
+                    write(os.path.join(d, f"{prec}-labels-s0.3", "gc.json"), {
+                        "dataset": "tweets", "model": "minilm", "source": "finetuned", "precision": prec,
+                        "labels_mode": "labels", "sparsity": 0.3, "seed": seed, "accuracy": slim, "macro_f1": slim,
+                        "summary": {"original_test_accuracy": orig_gc}})
+            md = os.path.join(raw, "t.md")
+            eval_suite.cmd_report(type("A", (), {"raw": raw, "md": md, "select": None})())
+            with open(md, encoding="utf-8") as f:
+                text = f.read()
+            self.assertIn("| tweets | minilm | fp32 | original | — | 2 | 86.0", text)
+            self.assertIn("| tweets | minilm | fp32 | original (gatecut) | — | 2 | 85.0", text)
+            # retained against gatecut's original (0.85), not the CPU's (0.86): 0.845 / 0.85
+            self.assertIn(f"| tweets | minilm | fp32 | labels | 30% | 2 | 84.5 ± 57.2 | {0.845 / 0.85 * 100:.1f}% |", text)
+            # an fp16 original the CPU never scored still has gatecut's figure
+            self.assertIn("| tweets | minilm | fp16 | original (gatecut) | — | 2 | 85.0", text)
+            self.assertIn(f"| tweets | minilm | fp16 | labels | 30% | 2 | 84.5 ± 57.2 | {0.845 / 0.85 * 100:.1f}% |", text)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,6 +1,8 @@
 package dev.gatecut.api;
 
 import dev.gatecut.errors.OptionException;
+
+import java.nio.file.Path;
 /**
  * What {@link GatecutModel#compress} does: the training options (every setter of {@link TrainingBuilder})
  * plus width rounding, latency timing and the dense baseline. Immutable; made by {@link #builder()}.
@@ -10,6 +12,7 @@ public final class CompressOptions {
     private final int align;
     private final int latencyRuns;
     private final boolean baseline;
+    private final Examples test;
 
     private CompressOptions(Builder b) {
         if (b.align < 1) {
@@ -23,6 +26,7 @@ public final class CompressOptions {
         align = b.align;
         latencyRuns = b.latencyRuns;
         baseline = b.baseline;
+        test = b.test;
     }
 
     /** A builder with the defaults of {@code gatecut compress}; targetSparsity and train data are required. */
@@ -35,6 +39,7 @@ public final class CompressOptions {
         private int align = PruneOptions.DEFAULT_ALIGN;
         private int latencyRuns = 20;
         private boolean baseline = true;
+        private Examples test;
 
         private Builder() {
         }
@@ -65,6 +70,20 @@ public final class CompressOptions {
             return this;
         }
 
+        /**
+         * Held-out rows scored once on the slim model after compiling ({@code --test}), in the format of the
+         * evaluation data; never used to select anything (that is {@code --eval}'s). Null: none.
+         */
+        public Builder test(Path file) {
+            return test(file == null ? null : Examples.file(file));
+        }
+
+        /** Held-out rows in memory or from a file ({@code --test}); none by default. */
+        public Builder test(Examples examples) {
+            this.test = examples;
+            return this;
+        }
+
         /** The options; throws an OptionException naming the first value out of range. */
         public CompressOptions build() {
             return new CompressOptions(this);
@@ -89,5 +108,10 @@ public final class CompressOptions {
     /** Whether the dense baseline is measured. */
     public boolean baseline() {
         return baseline;
+    }
+
+    /** The rows scored once on the slim model ({@code --test}), if any. */
+    public java.util.Optional<Examples> test() {
+        return java.util.Optional.ofNullable(test);
     }
 }

@@ -86,6 +86,8 @@ final class Compression {
                     slimQuality = Classifier.accuracy(classifier, eval, device);
                 }
             }
+            HeldOut test = heldOut(model, o, trained, tokenIdBound, lm, ownHead,
+                    lm || ownHead ? pruned.slimModel() : classifier, device);
             CompressReport.Baseline dense = denseBaseline(model, o, trained, lm, ownHead, device, progress);
             List<CompressReport.Latency> latencies = latencies(model, pruned.slimModel(), t, o.latencyRuns(), device,
                     progress);
@@ -103,6 +105,20 @@ final class Compression {
                     trained.seconds(), medianSamplesPerSecond(runDir), latencies, reportLinks(lm, ownHead));
             ObjectNode summary = summary(model, o, config.recipe(), report, lm, ownHead, last,
                     trained.summary().selectedStep());
+            if (test != null) {
+                summary.put("test_rows", test.rows());
+                if (lm) {
+                    summary.put("slim_test_perplexity", test.perplexity());
+                    summary.put("dense_test_perplexity", test.originalPerplexity());
+                } else {
+                    summary.put("slim_test_accuracy", test.accuracy());
+                    summary.put("slim_test_macro_f1", test.macroF1());
+                    if (!Double.isNaN(test.originalAccuracy())) {
+                        summary.put("original_test_accuracy", test.originalAccuracy());
+                        summary.put("original_test_macro_f1", test.originalMacroF1());
+                    }
+                }
+            }
             return new CompressResult(pruned, classifier, lm, training, trained.seconds(), slimQuality, report,
                     summary, temporaryRun);
         } catch (RuntimeException | OrtException e) {
@@ -111,6 +127,41 @@ final class Compression {
                 classifier.close();
             }
             throw e;
+        }
+    }
+
+    static final String ORIGINAL = "the model as given, with its own head";
+
+    /** The slim model's scores on the {@code --test} rows, and the model's as given where that is the yardstick. */
+    private record HeldOut(long rows, double accuracy, double macroF1, double perplexity, double originalAccuracy,
+                           double originalMacroF1, double originalPerplexity) {
+    }
+
+    /** Scores {@code slim} once on the --test rows (null without them): after every selection, for the record. */
+    private static HeldOut heldOut(Path model, CompressOptions o, Training.Outcome trained,
+                                   java.util.OptionalLong tokenIdBound, boolean lm, boolean ownHead, OnnxModel slim,
+                                   Device device)
+            throws OrtException {
+        if (o.test().isEmpty()) {
+            return null;
+        }
+        List<dev.gatecut.train.Batch> rows = PreparedData.heldOut(o.test().get(), model, o.training(), trained.data(),
+                tokenIdBound);
+        double nan = Double.NaN;
+        if (lm) {
+            long sequences = rows.stream().mapToLong(b -> b.inputs().get("input_ids").length).sum();
+            try (OnnxModel dense = OnnxModel.load(model)) {
+                return new HeldOut(sequences, nan, nan, LanguageModels.perplexity(slim, rows, device), nan, nan,
+                        LanguageModels.perplexity(dense, rows, device));
+            }
+        }
+        Classifier.Scores s = Classifier.scores(slim, rows, device);
+        if (!ownHead) {   // a new head: the model as given has no classifier to score
+            return new HeldOut(s.rows(), s.accuracy(), s.macroF1(), nan, nan, nan, nan);
+        }
+        try (OnnxModel dense = OnnxModel.load(model)) {
+            Classifier.Scores d = Classifier.scores(dense, rows, device);
+            return new HeldOut(s.rows(), s.accuracy(), s.macroF1(), nan, d.accuracy(), d.macroF1(), nan);
         }
     }
 
@@ -190,8 +241,10 @@ final class Compression {
             }
         }
         if (ownHead) {
-            // Its head is part of the file: fitting it on frozen features needs the head's own layers trained alone.
-            return CompressReport.Baseline.notMeasured("not measured for a model with its own head");
+            // a fine-tuned classifier: the yardstick is the file as the user deploys it
+            try (OnnxModel dense = OnnxModel.load(model)) {
+                return new CompressReport.Baseline(ORIGINAL, Classifier.accuracy(dense, data.evalBatches(), device));
+            }
         }
         progress.onEvent(new ProgressEvent.Message("dense baseline: training a head on the frozen dense encoder ..."));
         try (FrozenEncoderBaseline b = FrozenEncoderBaseline.open(model, data.config().pooling(), device)) {

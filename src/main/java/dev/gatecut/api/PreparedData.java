@@ -26,7 +26,7 @@ import java.util.List;
  * before any other ONNX Runtime work, so bad data is refused first (label-free runs have the model
  * label the training rows here, {@link ModelLabels}).
  */
-record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBatches) {
+record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBatches, LabelVocabulary labels) {
 
     /** {@code tokenIdBound}: the rows of the model's token embedding (empty: not known from the graph). */
     static PreparedData of(Path model, TrainOptions o, boolean ownHead, java.util.OptionalLong tokenIdBound,
@@ -109,7 +109,29 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             }
             evalBatches = evalBatches.stream().map(NextTokenBatches::of).toList();
         }
-        return new PreparedData(config, batches, List.copyOf(evalBatches));
+        return new PreparedData(config, batches, List.copyOf(evalBatches), labels);
+    }
+
+    /**
+     * Held-out rows ({@code --test}) read, labelled and tokenised as the evaluation rows are, in evaluation batches:
+     * scored once on the slim model, never used for selection.
+     */
+    static List<Batch> heldOut(Examples test, Path model, TrainOptions o, PreparedData prepared,
+                               java.util.OptionalLong tokenIdBound) {
+        boolean lm = o.task() == Task.LM;
+        DatasetReader reader = new DatasetReader().withTextField(o.textField()).withLabelField(o.labelField());
+        Dataset data = test.read(lm ? reader.withoutLabels() : reader, prepared.labels(), !lm, "test");
+        TokenizedDataset rows;
+        try (Tokenizer tok = o.tokenizer().isPresent() ? Tokenizer.load(o.tokenizer().get(), o.maxLength()) : null) {
+            rows = tokens(tok, data, test, "test", o.maxLength());
+        }
+        checkTokenIds(rows, tokenIdBound, model, o, test.describe("test"));
+        Batcher e = Batcher.evaluation(rows, o.batchSize());
+        List<Batch> batches = new ArrayList<>();
+        for (int i = 0; i < e.batchesPerEpoch(); i++) {
+            batches.add(lm ? NextTokenBatches.of(e.batch(0, i)) : e.batch(0, i));
+        }
+        return List.copyOf(batches);
     }
 
     /** 1 for 1.0, 0.001 for 1e-3: a rate as a user would type it. */

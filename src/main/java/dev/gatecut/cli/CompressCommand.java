@@ -60,6 +60,12 @@ final class CompressCommand implements Callable<Integer> {
                     + " --no-baseline skips it.")
     boolean baseline;
 
+    @Option(names = "--test", paramLabel = "FILE",
+            description = "Held-out rows in the format of --eval, scored once on the slim model after compiling"
+                    + " (accuracy and macro-F1, or perplexity; in summary.json as slim_test_*); never used to select"
+                    + " an epoch or anything else.")
+    Path test;
+
     @Option(names = {"-o", "--output"}, required = true, paramLabel = "OUTDIR",
             description = "Folder for the slim model, its report and the training run (OUTDIR/run); created when"
                     + " missing.")
@@ -76,7 +82,7 @@ final class CompressCommand implements Callable<Integer> {
         dev.gatecut.onnx.AtomicFiles.checkWritableFolder(output, "-o", output);
         PrintWriter out = spec.commandLine().getOut();
         CompressOptions compress = options.applyTo(CompressOptions.builder()).runFolder(output.resolve("run"))
-                .align(align).latencyRuns(latencyRuns).baseline(baseline).build();
+                .align(align).latencyRuns(latencyRuns).baseline(baseline).test(test).build();
         ProgressListener lines = options.progress(out);
         ProgressListener progress = event -> {
             if (event instanceof ProgressEvent.Compiled c) {
@@ -117,6 +123,18 @@ final class CompressCommand implements Callable<Integer> {
             out.printf("eval %s: slim " + format + " | dense baseline %s (%s) | gated after training " + format + "%n",
                     name, report.slimQuality(), dense.measured() ? String.format(format, dense.quality())
                             : "not measured", dense.what(), report.gatedQuality());
+        }
+        var s = r.summary();
+        if (s.has("slim_test_accuracy")) {
+            out.printf("test accuracy: slim %.4f, macro-F1 %.4f%s on %d rows (--test: scored once, selected nothing)%n",
+                    s.get("slim_test_accuracy").asDouble(), s.get("slim_test_macro_f1").asDouble(),
+                    s.has("original_test_accuracy") ? String.format(" | original %.4f, macro-F1 %.4f",
+                            s.get("original_test_accuracy").asDouble(), s.get("original_test_macro_f1").asDouble()) : "",
+                    s.get("test_rows").asLong());
+        } else if (s.has("slim_test_perplexity")) {
+            out.printf("test perplexity: slim %.3f | dense %.3f on %d rows (--test: scored once, selected nothing)%n",
+                    s.get("slim_test_perplexity").asDouble(), s.get("dense_test_perplexity").asDouble(),
+                    s.get("test_rows").asLong());
         }
         out.printf("report: %s%n", output.resolve("report.html"));
     }

@@ -63,10 +63,46 @@ public final class Classifier {
 
     /** Accuracy of a classifier model (from {@link #attachHead}) on batches. */
     public static double accuracy(OnnxModel classifier, List<Batch> batches, Device device) throws OrtException {
+        return scores(classifier, batches, device).accuracy();
+    }
+
+    /**
+     * Accuracy and macro-F1 on {@code rows} examples: the mean over classes of 2·tp / (2·tp + fp + fn), leaving out a
+     * class with no rows and no predictions (as the evaluation suite's tables count it).
+     */
+    public record Scores(double accuracy, double macroF1, long rows) {
+        static Scores of(int[][] confusion) {
+            long correct = 0;
+            long total = 0;
+            double f1 = 0;
+            int classes = 0;
+            for (int k = 0; k < confusion.length; k++) {
+                long tp = confusion[k][k];
+                long fn = 0;
+                long fp = 0;
+                for (int j = 0; j < confusion.length; j++) {
+                    total += confusion[k][j];
+                    if (j != k) {
+                        fn += confusion[k][j];
+                        fp += confusion[j][k];
+                    }
+                }
+                correct += tp;
+                if (tp + fp + fn > 0) {
+                    f1 += 2.0 * tp / (2.0 * tp + fp + fn);
+                    classes++;
+                }
+            }
+            return total == 0 ? new Scores(Double.NaN, Double.NaN, 0)
+                    : new Scores((double) correct / total, f1 / classes, total);
+        }
+    }
+
+    /** Accuracy and macro-F1 of a classifier model on batches (exact float32 on CUDA, as every evaluation). */
+    public static Scores scores(OnnxModel classifier, List<Batch> batches, Device device) throws OrtException {
         var env = OrtSessions.environment();
         List<String> inputs = classifier.graph().feedInputs().stream().map(Value::name).toList();
-        long correct = 0;
-        long total = 0;
+        int[][] confusion = null;
         try (OrtSession s = OrtSessions.openExact(classifier, device)) {
             for (Batch batch : batches) {
                 Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
@@ -77,8 +113,16 @@ public final class Classifier {
                     try (OrtSession.Result r = s.run(feeds)) {
                         float[][] logits = (float[][]) r.get(0).getValue();
                         for (int i = 0; i < logits.length; i++) {
-                            correct += argmax(logits[i]) == batch.labels()[i] ? 1 : 0;
-                            total++;
+                            int classes = logits[i].length;
+                            if (confusion == null) {
+                                confusion = new int[classes][classes];
+                            }
+                            int gold = batch.labels()[i];
+                            if (gold < 0 || gold >= classes) {
+                                throw new IllegalStateException("label " + gold + " outside the model's " + classes
+                                        + " logits");
+                            }
+                            confusion[gold][argmax(logits[i])]++;   // rows: gold, columns: predicted
                         }
                     }
                 } finally {
@@ -86,6 +130,6 @@ public final class Classifier {
                 }
             }
         }
-        return total == 0 ? Double.NaN : (double) correct / total;
+        return Scores.of(confusion == null ? new int[0][0] : confusion);
     }
 }

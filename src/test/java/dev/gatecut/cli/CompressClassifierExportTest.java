@@ -68,7 +68,8 @@ class CompressClassifierExportTest {
         Path eval = write(dir.resolve("eval.jsonl"), evalRows);
         Path out = dir.resolve("out");
         InspectCommandTest.Run run = gatecut("compress", BERT_CLS.toString(), "--train", train.toString(), "--eval",
-                eval.toString(), "--target-sparsity", "0.4", "--epochs", "2", "--batch", "8", "--lr", "0.05",
+                eval.toString(), "--test", eval.toString(), "--target-sparsity", "0.4", "--epochs", "2", "--batch", "8",
+                "--lr", "0.05",
                 "--align", "1", "--backend", "fused", "--no-progress", "--latency-runs", "1", "-o", out.toString());
         assertEquals(0, run.exit(), run.err() + run.out());
         assertTrue(run.out().contains("(the model's own head)"), run.out());
@@ -98,6 +99,13 @@ class CompressClassifierExportTest {
             assertEquals(s.get("gated_eval_accuracy").asDouble(), accuracy, 1e-12, "slim scores what the gated model did");
             double removed = 1 - s.get("targeted_after").asDouble() / s.get("targeted_before").asDouble();
             assertEquals(0.4, removed, 0.02, "on the budget: " + s);
+            // the yardstick of a fine-tuned model is the file as given: scored on --eval and --test alike
+            double given = accuracy(original, evalRows);
+            assertEquals(given, s.get("baseline_eval_accuracy").asDouble(), 1e-12, s.toString());
+            assertEquals("the model as given, with its own head", s.get("baseline").asText());
+            assertEquals(given, s.get("original_test_accuracy").asDouble(), 1e-12, s.toString());
+            assertEquals(accuracy, s.get("slim_test_accuracy").asDouble(), 1e-12, s.toString());
+            assertTrue(run.out().contains(String.format("| original %.4f", given)), run.out());
         }
     }
 

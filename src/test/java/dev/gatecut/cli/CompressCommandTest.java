@@ -39,8 +39,8 @@ class CompressCommandTest {
         Path eval = classificationData(dir, "eval.jsonl", 2);
         Path out = dir.resolve("out");
         InspectCommandTest.Run run = gatecut("compress", "onnx-models/bert-ts17.onnx", "--train", train.toString(),
-                "--eval", eval.toString(), "--target-sparsity", "0.3", "--epochs", "2", "--batch", "8", "--lr", "0.05",
-                "--align", "1", "--no-progress", "--latency-runs", "2", "-o", out.toString());
+                "--eval", eval.toString(), "--test", eval.toString(), "--target-sparsity", "0.3", "--epochs", "2", "--batch",
+                "8", "--lr", "0.05", "--align", "1", "--no-progress", "--latency-runs", "2", "-o", out.toString());
         assertEquals(0, run.exit(), run.err() + run.out());
         for (String f : List.of("model.onnx", "classifier.onnx", "gates.json", "summary.json", "run/metrics.jsonl",
                 "report.md", "report.html", "kept.png")) {
@@ -69,6 +69,13 @@ class CompressCommandTest {
                     && row.path("accuracy").asDouble() == s.get("gated_eval_accuracy").asDouble();
         }
         assertTrue(found, "gated_eval_loss " + loss + " is no evaluation row's task loss at the kept accuracy");
+        // --test with the evaluation rows: the slim classifier scores there what it scored on --eval
+        assertEquals(s.get("slim_eval_accuracy").asDouble(), s.get("slim_test_accuracy").asDouble(), 0, s.toString());
+        assertEquals(Files.readAllLines(eval).size(), s.get("test_rows").asInt(), s.toString());
+        double f1 = s.get("slim_test_macro_f1").asDouble();
+        assertTrue(f1 >= 0 && f1 <= 1, s.toString());
+        assertTrue(run.out().contains(String.format("test accuracy: slim %.4f, macro-F1 %.4f on %d rows",
+                s.get("slim_test_accuracy").asDouble(), f1, s.get("test_rows").asInt())), run.out());
         double baseline = s.get("baseline_eval_accuracy").asDouble();
         assertTrue(baseline >= 0 && baseline <= 1, "a dense baseline was measured: " + s);
         assertTrue(run.out().contains(String.format("eval accuracy: slim %.4f | dense baseline %.4f (frozen dense encoder",
@@ -90,7 +97,8 @@ class CompressCommandTest {
         Path data = Files.write(dir.resolve("lm.jsonl"), lines);
         Path out = dir.resolve("out");
         InspectCommandTest.Run run = gatecut("compress", "onnx-models/gpt2-ts17.onnx", "--task", "lm", "--train",
-                data.toString(), "--eval", data.toString(), "--target-sparsity", "0.3", "--epochs", "2", "--batch", "8",
+                data.toString(), "--eval", data.toString(), "--test", data.toString(), "--target-sparsity", "0.3", "--epochs",
+                "2", "--batch", "8",
                 "--lr", "0.05", "--align", "1", "--no-progress", "--latency-runs", "0", "-o", out.toString());
         assertEquals(0, run.exit(), run.err() + run.out());
         assertTrue(Files.readString(out.resolve("report.md")).contains("| model | eval perplexity |"));
@@ -98,6 +106,8 @@ class CompressCommandTest {
         double gated = s.get("gated_eval_perplexity").asDouble();
         double slim = s.get("slim_eval_perplexity").asDouble();
         assertEquals(gated, slim, gated * 1e-4, "slim perplexity equals the gated one: " + s);
+        assertEquals(slim, s.get("slim_test_perplexity").asDouble(), 0, "--test on the --eval rows: " + s);
+        assertEquals(24, s.get("test_rows").asInt(), s.toString());
         assertTrue(s.get("dense_eval_perplexity").asDouble() > 1, "the dense model's perplexity is the baseline: " + s);
     }
 
