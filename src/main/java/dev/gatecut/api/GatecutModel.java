@@ -148,6 +148,22 @@ public final class GatecutModel implements AutoCloseable {
      * as the training graph will find it: a first output declared [batch, classes], or one without a declared
      * shape that discovery finds a classification head for (float16 conversions drop the shape).
      */
+    /**
+     * Splits an optimum merged decoder ({@code decoder_model_merged.onnx}: an If on {@code use_cache_branch}) into
+     * {@code folder/decoder_with_past_model.onnx} and {@code folder/decoder_model.onnx}, each checked against this
+     * model with the condition set before it is written: what {@code gatecut unmerge} does. The file with the past
+     * is the one to compress.
+     *
+     * @param folder where the two files go (created when missing)
+     * @return the If taken apart and the files written
+     * @throws OrtException when ONNX Runtime fails to run a model
+     * @throws dev.gatecut.errors.ModelException a model that is not a merged decoder, or a branch that does not
+     *                                           compute what the merged model does
+     */
+    public UnmergeResult unmerge(Path folder) throws OrtException {
+        return Unmerging.run(model, file, folder);
+    }
+
     /** The rows of the table the model gathers input_ids from (its vocabulary), where the graph shows it. */
     private java.util.OptionalLong tokenIdBound() {
         return dev.gatecut.runtime.RandomInputs.tokenIdBound(model.graph());

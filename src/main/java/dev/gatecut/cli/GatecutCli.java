@@ -18,7 +18,7 @@ import java.io.PrintWriter;
         footer = {GatecutCli.EXAMPLE_RUN + " inspect onnx-models/bert-ts17.onnx",
                 "", "Each command's --help shows an example. The README's demo compresses the",
                 "pretrained all-MiniLM-L6-v2 (target/models after mvn package)."},
-        subcommands = {InspectCommand.class, TrainCommand.class, CompressCommand.class, PruneCommand.class, BenchCommand.class, BenchCompileCommand.class, BenchMemoryCommand.class, ExportArtifactsCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {InspectCommand.class, TrainCommand.class, CompressCommand.class, PruneCommand.class, UnmergeCommand.class, BenchCommand.class, BenchCompileCommand.class, BenchMemoryCommand.class, ExportArtifactsCommand.class, CommandLine.HelpCommand.class})
 public final class GatecutCli {
 
     /**

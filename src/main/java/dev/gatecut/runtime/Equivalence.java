@@ -242,6 +242,11 @@ public final class Equivalence {
         return out;
     }
 
+    /** Worst relative error of {@code b}'s float outputs against {@code a}'s (the same names in both). */
+    public static double worstRelativeError(OrtSession.Result a, OrtSession.Result b) {
+        return compare(a, b);
+    }
+
     /** Worst relative error over the outputs both results have (float, fp16 and bf16 outputs). */
     private static double compare(OrtSession.Result a, OrtSession.Result b) {
         Map<String, FloatBuffer> expected = floats(a);

@@ -18,13 +18,15 @@ import java.util.Set;
 
 import static dev.gatecut.cli.InspectCommandTest.gatecut;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * optimum's merged decoder layout ({@code decoder_model_merged.onnx}: the decoder in both branches of an If on
  * {@code use_cache_branch}, the weights shared at the top level), built here from the zoo's LLaMA with a cache.
  * gatecut does not gate inside subgraphs yet, so it refuses such a file in one line that names the If node and
- * says which file to compress instead (exit 2), for prune and for compress.
+ * says what to do (exit 2), for prune and for compress; {@code gatecut unmerge} writes the two branches as the
+ * standalone files optimum exports, and the one with the past compresses.
  */
 class MergedDecoderTest {
     private static final Path WITH_PAST = Path.of("onnx-models", "deploy", "llama-kv-ts17-eager.onnx");
@@ -86,12 +88,52 @@ class MergedDecoderTest {
             String err = run.err().strip();
             assertEquals(1, err.lines().count(), err);
             assertTrue(err.contains(file + ": no channel groups found to gate outside the branches of If node"
-                    + " 'optimum::if'") && err.contains("compress decoder_with_past_model.onnx"), err);
+                    + " 'optimum::if'") && err.contains("gatecut unmerge")
+                    && err.contains("compress the decoder_with_past_model.onnx"), err);
             assertTrue(Files.notExists(dir.resolve("slim.onnx")), "nothing written");
         }
         InspectCommandTest.Run inspect = gatecut("inspect", file.toString());
         assertEquals(0, inspect.exit(), inspect.err());
         assertTrue(inspect.out().contains("linear layers: 0") && inspect.out().contains("If node 'optimum::if'"),
                 inspect.out());
+    }
+
+    @Test
+    void unmergeWritesTheBranchesAndTheOneWithThePastCompresses(@TempDir Path dir) throws Exception {
+        Path file = merged(dir);
+        Path out = dir.resolve("unmerged");
+        InspectCommandTest.Run run = gatecut("unmerge", file.toString(), "-o", out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        assertTrue(run.out().contains("then branch of If 'optimum::if' (use_cache_branch true): "
+                + out.resolve("decoder_with_past_model.onnx")), run.out());
+        assertTrue(run.out().contains("else branch of If 'optimum::if' (use_cache_branch false): "
+                + out.resolve("decoder_model.onnx")), run.out());
+        // the branch with the past is the model the merge was built from: the same generation, token for token
+        Path withPast = out.resolve("decoder_with_past_model.onnx");
+        try (dev.gatecut.onnx.OnnxModel original = dev.gatecut.onnx.OnnxModel.load(WITH_PAST);
+             dev.gatecut.onnx.OnnxModel branch = dev.gatecut.onnx.OnnxModel.load(withPast);
+             ai.onnxruntime.OrtSession a = dev.gatecut.runtime.OrtSessions.openExact(original,
+                     dev.gatecut.runtime.Device.CPU);
+             ai.onnxruntime.OrtSession b = dev.gatecut.runtime.OrtSessions.openExact(branch,
+                     dev.gatecut.runtime.Device.CPU)) {
+            assertFalse(branch.graph().value("use_cache_branch").isPresent(), "the condition is gone");
+            assertEquals(original.graph().initializers().size(), branch.graph().initializers().size());
+            assertEquals(0.0, dev.gatecut.runtime.Equivalence.generation(a, b, original.graph(), 2, 5, 3, 17), 1e-6);
+        }
+        Path data = Files.write(dir.resolve("lm.jsonl"), java.util.List.of("{\"input_ids\": [5, 9, 17, 33, 65, 129]}",
+                "{\"input_ids\": [7, 11, 13, 19, 23, 29]}"));
+        InspectCommandTest.Run compress = gatecut("compress", withPast.toString(), "--task", "lm", "--train",
+                data.toString(), "--target-sparsity", "0.3", "--steps", "2", "--batch", "2", "--latency-runs", "0",
+                "--no-progress", "-o", dir.resolve("slim").toString());
+        assertEquals(0, compress.exit(), compress.err() + compress.out());
+    }
+
+    @Test
+    void unmergeOfAnotherModelIsOneLine(@TempDir Path dir) {
+        InspectCommandTest.Run run = gatecut("unmerge", "onnx-models/bert-ts17.onnx", "-o", dir.resolve("u").toString());
+        assertEquals(2, run.exit(), run.err() + run.out());
+        assertEquals(1, run.err().strip().lines().count(), run.err());
+        assertTrue(run.err().contains("onnx-models/bert-ts17.onnx: not an optimum merged decoder"), run.err());
+        assertTrue(Files.notExists(dir.resolve("u").resolve("decoder_model.onnx")));
     }
 }

@@ -1,0 +1,113 @@
+package dev.gatecut.passes;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtSession;
+import dev.gatecut.errors.ModelException;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.proto.AttributeProto;
+import dev.gatecut.onnx.proto.GraphProto;
+import dev.gatecut.onnx.proto.ModelProto;
+import dev.gatecut.onnx.proto.OperatorSetIdProto;
+import dev.gatecut.onnx.proto.TensorProto;
+import dev.gatecut.onnx.proto.TensorShapeProto;
+import dev.gatecut.onnx.proto.TypeProto;
+import dev.gatecut.onnx.proto.ValueInfoProto;
+import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.OrtSessions;
+import dev.gatecut.testing.Protos;
+import org.junit.jupiter.api.Test;
+
+import java.nio.FloatBuffer;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * A hand-built merged layout: then = (x + past) · w, else = x passed straight out (an outer value as a branch output)
+ * plus x · w. Each branch taken out reads only its own inputs, keeps the If's output names and computes its branch.
+ */
+class MergedDecoderSplitTest {
+
+    private static ValueInfoProto vector(String name, int type) {
+        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
+                TypeProto.Tensor.newBuilder().setElemType(type).setShape(TensorShapeProto.newBuilder()
+                        .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(type == 9 ? 1 : 3))))).build();
+    }
+
+    static ModelProto merged() {
+        GraphProto then = GraphProto.newBuilder().setName("then")
+                .addNode(Protos.node("Add", "t/add", List.of("x", "past"), List.of("t/sum")))
+                .addNode(Protos.node("Mul", "t/mul", List.of("t/sum", "w"), List.of("t/y")))
+                .addNode(Protos.node("Identity", "t/copy", List.of("past"), List.of("t/present")))
+                .addOutput(vector("t/y", 1)).addOutput(vector("t/present", 1)).build();
+        GraphProto otherwise = GraphProto.newBuilder().setName("else")
+                .addNode(Protos.node("Mul", "e/mul", List.of("x", "w"), List.of("e/y")))
+                .addOutput(vector("e/y", 1)).addOutput(vector("x", 1)).build();   // x itself: an outer value
+        TensorProto w = TensorProto.newBuilder().setName("w").setDataType(1).addDims(3)
+                .addAllFloatData(List.of(2f, 3f, 4f)).build();
+        GraphProto g = GraphProto.newBuilder().setName("merged")
+                .addInput(vector("x", 1)).addInput(vector("past", 1)).addInput(vector("use_cache_branch", 9))
+                .addInitializer(w)
+                .addNode(Protos.node("If", "optimum::if", List.of("use_cache_branch"), List.of("y", "present"),
+                        AttributeProto.newBuilder().setName("then_branch").setType(AttributeProto.AttributeType.GRAPH)
+                                .setG(then).build(),
+                        AttributeProto.newBuilder().setName("else_branch").setType(AttributeProto.AttributeType.GRAPH)
+                                .setG(otherwise).build()))
+                .addOutput(vector("y", 1)).addOutput(vector("present", 1)).build();
+        return ModelProto.newBuilder().setIrVersion(8).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(17))
+                .setGraph(g).build();
+    }
+
+    private static Map<String, float[]> run(ModelProto m, Map<String, float[]> in) throws Exception {
+        var env = OrtSessions.environment();
+        try (OnnxModel model = OnnxModel.of(m); OrtSession s = OrtSessions.openExact(model, Device.CPU)) {
+            Map<String, OnnxTensor> feeds = new java.util.LinkedHashMap<>();
+            for (var e : in.entrySet()) {
+                feeds.put(e.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(e.getValue()), new long[] {3}));
+            }
+            try (OrtSession.Result r = s.run(feeds)) {
+                Map<String, float[]> out = new java.util.LinkedHashMap<>();
+                for (var e : r) {
+                    out.put(e.getKey(), (float[]) e.getValue().getValue());
+                }
+                return out;
+            } finally {
+                feeds.values().forEach(OnnxTensor::close);
+            }
+        }
+    }
+
+    @Test
+    void eachBranchReadsItsOwnInputsAndKeepsTheOutputNames() throws Exception {
+        ModelProto merged = merged();
+        assertEquals(new MergedDecoder.Switch("optimum::if", "use_cache_branch"), MergedDecoder.find(merged).orElseThrow());
+        float[] x = {1, -2, 0.5f};
+        float[] past = {0.25f, 1, -3};
+
+        ModelProto withPast = MergedDecoder.branch(merged, true, "m.onnx");
+        assertEquals(List.of("x", "past"), withPast.getGraph().getInputList().stream().map(ValueInfoProto::getName).toList());
+        Map<String, float[]> t = run(withPast, Map.of("x", x, "past", past));
+        assertArrayEquals(new float[] {2.5f, -3, -10}, t.get("y"));
+        assertArrayEquals(past, t.get("present"));
+
+        ModelProto noPast = MergedDecoder.branch(merged, false, "m.onnx");
+        assertEquals(List.of("x"), noPast.getGraph().getInputList().stream().map(ValueInfoProto::getName).toList(),
+                "the past is not read without it");
+        Map<String, float[]> e = run(noPast, Map.of("x", x));
+        assertArrayEquals(new float[] {2, -6, 2}, e.get("y"));
+        assertArrayEquals(x, e.get("present"), "an outer value as a branch output is copied out");
+        assertTrue(noPast.getGraph().getInitializerList().stream().anyMatch(i -> i.getName().equals("w")));
+    }
+
+    @Test
+    void aModelWithoutTheSwitchIsRefused() {
+        ModelProto plain = merged().toBuilder().setGraph(merged().getGraph().toBuilder().clearNode()).build();
+        assertTrue(MergedDecoder.find(plain).isEmpty());
+        ModelException ex = assertThrows(ModelException.class, () -> MergedDecoder.branch(plain, true, "plain.onnx"));
+        assertTrue(ex.getMessage().startsWith("plain.onnx: not a merged decoder"), ex.getMessage());
+    }
+}
