@@ -21,7 +21,7 @@ import java.util.concurrent.Callable;
                 + " against the merged model before it is written. Compress the one with the past.",
         footerHeading = GatecutCli.EXAMPLE_HEADING,
         footer = {GatecutCli.EXAMPLE_RUN + " unmerge \\",
-                "      onnx-models/deploy/llama-kv-ts17-eager-merged.onnx \\",
+                "      onnx-models/merged/llama-kv-ts17-eager-merged.onnx \\",
                 "      -o out/unmerged-example"})
 final class UnmergeCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "MODEL", description = "The merged decoder (external data is read from beside"
