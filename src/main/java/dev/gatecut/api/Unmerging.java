@@ -55,6 +55,11 @@ final class Unmerging {
                 branches.add(new UnmergeResult.Branch(folder.resolve(withPast ? WITH_PAST : NO_PAST), withPast,
                         branch.graph().nodes().size(), branch.graph().inputs().size(), error));
             }
+            try {
+                java.nio.file.Files.createDirectories(folder);
+            } catch (java.io.IOException e) {
+                throw dev.gatecut.errors.FileAccessException.of("create", folder, e);
+            }
             for (int i = 0; i < branches.size(); i++) {
                 OnnxModel m = models.get(i);
                 AtomicFiles.checkWritableFile(branches.get(i).file(), "-o");

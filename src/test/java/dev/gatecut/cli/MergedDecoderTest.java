@@ -129,6 +129,19 @@ class MergedDecoderTest {
     }
 
     @Test
+    void theApiUnmergesIntoAFolderItCreates(@TempDir Path dir) throws Exception {
+        try (dev.gatecut.api.GatecutModel m = dev.gatecut.api.Gatecut.load(merged(dir))) {
+            dev.gatecut.api.UnmergeResult r = m.unmerge(dir.resolve("a").resolve("b"));
+            assertEquals("use_cache_branch", r.condition());
+            assertEquals(2, r.branches().size());
+            for (dev.gatecut.api.UnmergeResult.Branch b : r.branches()) {
+                assertTrue(Files.size(b.file()) > 0, b.toString());
+                assertEquals(0.0, b.maxRelativeError(), 1e-6, b.toString());
+            }
+        }
+    }
+
+    @Test
     void unmergeOfAnotherModelIsOneLine(@TempDir Path dir) {
         InspectCommandTest.Run run = gatecut("unmerge", "onnx-models/bert-ts17.onnx", "-o", dir.resolve("u").toString());
         assertEquals(2, run.exit(), run.err() + run.out());
