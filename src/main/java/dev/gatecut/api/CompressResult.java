@@ -47,6 +47,8 @@ public final class CompressResult implements AutoCloseable {
     private final boolean temporaryRun;
     /** What {@link #saveTo} did about ONNX Runtime GenAI's config (null: the model had none). */
     private String genaiLine;
+    private OnnxModel merged;                    // an optimum merged decoder's slim file: both branches compiled
+    private Path mergedWork;                     // the branches it was taken apart into, deleted on close
 
     CompressResult(PruneResult pruned, OnnxModel classifier, boolean languageModel, TrainResult training,
                    double trainSeconds, double slimQuality, CompressReport report, ObjectNode summary,
@@ -64,7 +66,17 @@ public final class CompressResult implements AutoCloseable {
 
     /** The slim model: same inputs and outputs as the original (for a classifier export, the slim classifier). */
     public OnnxModel slimModel() {
-        return pruned.slimModel();
+        return merged != null ? merged : pruned.slimModel();
+    }
+
+    /**
+     * For a merged decoder: the slim merged file replaces the then branch's as the result ({@code work}: the folder
+     * of the branches, deleted on close).
+     */
+    void mergedInto(OnnxModel mergedSlim, Path work, com.fasterxml.jackson.databind.JsonNode figures) {
+        this.merged = mergedSlim;
+        this.mergedWork = work;
+        summary.set("merged_decoder", figures);
     }
 
     /**
@@ -148,8 +160,9 @@ public final class CompressResult implements AutoCloseable {
         AtomicFiles.checkWritableFolder(folder, "output folder", folder);
         try {
             Files.createDirectories(folder);
-            pruned.slimModel().save(folder.resolve(MODEL_FILE));
-            genaiLine = GenaiFolder.write(pruned.source(), pruned.slimModel(), MODEL_FILE, folder).orElse(null);
+            slimModel().save(folder.resolve(MODEL_FILE));
+            genaiLine = merged != null ? null
+                    : GenaiFolder.write(pruned.source(), pruned.slimModel(), MODEL_FILE, folder).orElse(null);
             if (classifier != null) {
                 classifier.save(folder.resolve(CLASSIFIER_FILE));
             } else {
@@ -186,6 +199,14 @@ public final class CompressResult implements AutoCloseable {
     @Override
     public void close() {
         pruned.close();
+        if (merged != null) {
+            merged.close();
+            merged = null;
+        }
+        if (mergedWork != null) {
+            Compression.deleteRecursively(mergedWork);
+            mergedWork = null;
+        }
         if (classifier != null) {
             classifier.close();
         }

@@ -38,7 +38,9 @@ public final class GatecutModel implements AutoCloseable {
     /**
      * Trains gates, compiles and checks the slim model, adds the trained head (encoders), evaluates
      * slim and dense models and times them: what {@code gatecut compress} does. Nothing is written
-     * outside the run folder until {@link CompressResult#saveTo}.
+     * outside the run folder until {@link CompressResult#saveTo}. An optimum merged decoder (an If on
+     * {@code use_cache_branch}) is compressed whole: its branch with the past trains and compiles, the other is
+     * compiled with the same gates, and the slim file keeps the merged layout with the weights shared.
      *
      * @param options  data, budget and settings; see {@link CompressOptions#builder()}
      * @param progress told about data, steps, evaluations and phases; {@link ProgressListener#silent()} for none
@@ -50,6 +52,9 @@ public final class GatecutModel implements AutoCloseable {
      *                                              differs from the gated one
      */
     public CompressResult compress(CompressOptions options, ProgressListener progress) throws OrtException {
+        if (dev.gatecut.passes.MergedDecoder.isMerged(model.graph())) {
+            return MergedCompression.run(file, model, options, progress);
+        }
         return Compression.run(file, options, ownHead(options.training()), tokenIdBound(), progress);
     }
 

@@ -72,7 +72,7 @@ final class Unmerging {
     }
 
     /** The branch against the merged model with the condition set: the worst relative error of any output. */
-    private static double check(OnnxModel merged, OnnxModel branch, String condition, boolean withPast, Path source)
+    static double check(OnnxModel merged, OnnxModel branch, String condition, boolean withPast, Path source)
             throws OrtException {
         var env = OrtSessions.environment();
         int batch = 2;

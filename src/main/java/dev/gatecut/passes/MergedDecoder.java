@@ -60,6 +60,19 @@ public final class MergedDecoder {
         return bool ? Optional.of(new Switch(found.getName(), cond)) : Optional.empty();
     }
 
+    /** Whether {@code g} is laid out as a merged decoder (as {@link #find}, on a loaded graph). */
+    public static boolean isMerged(dev.gatecut.onnx.Graph g) {
+        List<dev.gatecut.onnx.Node> ifs = g.nodes().stream().filter(n -> n.is("If")).toList();
+        if (ifs.size() != 1 || ifs.get(0).inputs().size() != 1) {
+            return false;
+        }
+        dev.gatecut.onnx.Node n = ifs.get(0);
+        dev.gatecut.onnx.Value cond = n.input(0);
+        return cond != null && cond.isGraphInput()
+                && dev.gatecut.onnx.Shape.elementType(cond).orElse(null) == dev.gatecut.onnx.DataType.BOOL
+                && new HashSet<>(n.outputs()).equals(new HashSet<>(g.outputs()));
+    }
+
     /**
      * One branch as a standalone model: its nodes at the top level with their outputs named as the If's, the
      * merged model's inputs that it reads (not the condition), the top-level initializers it reads and its own,
@@ -120,6 +133,87 @@ public final class MergedDecoder {
             }
         }
         return merged.toBuilder().setGraph(live).build();
+    }
+
+    /**
+     * The two standalone branches put back together in {@code original}'s layout: the If (same name, condition and
+     * outputs) over a then branch of {@code withPast}'s nodes and an else branch of {@code noPast}'s, the graph's
+     * inputs and outputs as the branches declare them (a compiled cache has fewer heads), and every initializer that
+     * both branches hold with the same name and bytes once at the top level; the others stay inside their branch.
+     */
+    public static Merged merge(ModelProto withPast, ModelProto noPast, ModelProto original, String source) {
+        Switch sw = find(original).orElseThrow(() -> new ModelException(source + ": not a merged decoder"));
+        GraphProto g = original.getGraph();
+        NodeProto ifNode = g.getNodeList().stream().filter(n -> n.getOpType().equals("If")
+                && n.getName().equals(sw.node()) && n.getInput(0).equals(sw.condition())).findFirst().orElseThrow();
+        Map<String, TensorProto> then = new java.util.LinkedHashMap<>();
+        withPast.getGraph().getInitializerList().forEach(t -> then.put(t.getName(), t));
+        Set<String> shared = new LinkedHashSet<>();
+        for (TensorProto t : noPast.getGraph().getInitializerList()) {
+            if (t.equals(then.get(t.getName()))) {
+                shared.add(t.getName());
+            }
+        }
+        GraphProto.Builder top = GraphProto.newBuilder().setName(g.getName()).setDocString(g.getDocString());
+        then.values().stream().filter(t -> shared.contains(t.getName())).forEach(top::addInitializer);
+        Map<String, ValueInfoProto> declared = new java.util.LinkedHashMap<>();
+        noPast.getGraph().getInputList().forEach(v -> declared.put(v.getName(), v));
+        withPast.getGraph().getInputList().forEach(v -> declared.put(v.getName(), v));   // the past's compiled shape
+        for (ValueInfoProto in : g.getInputList()) {
+            top.addInput(declared.getOrDefault(in.getName(), in));
+        }
+        top.addAllOutput(withPast.getGraph().getOutputList());
+        NodeProto.Builder sw2 = ifNode.toBuilder().clearAttribute();
+        sw2.addAttribute(AttributeProto.newBuilder().setName("then_branch").setType(AttributeProto.AttributeType.GRAPH)
+                .setG(asBranch(withPast.getGraph(), shared, "then_branch", ifNode.getOutputList())));
+        sw2.addAttribute(AttributeProto.newBuilder().setName("else_branch").setType(AttributeProto.AttributeType.GRAPH)
+                .setG(asBranch(noPast.getGraph(), shared, "else_branch", ifNode.getOutputList())));
+        top.addNode(sw2);
+        ModelProto.Builder m = original.toBuilder().setGraph(top);
+        m.setIrVersion(Math.max(original.getIrVersion(), Math.max(withPast.getIrVersion(), noPast.getIrVersion())));
+        return new Merged(m.build(), shared.size(), withPast.getGraph().getInitializerCount() - shared.size(),
+                noPast.getGraph().getInitializerCount() - shared.size());
+    }
+
+    /** A merged model and how its initializers fell: shared at the top level, or kept inside one branch. */
+    public record Merged(ModelProto model, int sharedInitializers, int thenOnly, int elseOnly) {
+    }
+
+    /**
+     * A standalone model as a branch: its nodes, its initializers but the {@code shared} ones (read from the outer
+     * scope), no inputs (the outer graph's), outputs renamed {@code name/branch} so that no inner name repeats an
+     * outer one, in the order of {@code outputs}.
+     */
+    private static GraphProto asBranch(GraphProto model, Set<String> shared, String branch, List<String> outputs) {
+        Map<String, String> rename = new HashMap<>();
+        Set<String> produced = new HashSet<>();
+        model.getNodeList().forEach(n -> produced.addAll(n.getOutputList()));
+        GraphProto.Builder b = GraphProto.newBuilder().setName(branch);
+        List<NodeProto> copies = new java.util.ArrayList<>();
+        Map<String, ValueInfoProto> outInfo = new HashMap<>();
+        model.getOutputList().forEach(o -> outInfo.put(o.getName(), o));
+        for (String out : outputs) {
+            ValueInfoProto info = outInfo.get(out);
+            if (info == null) {
+                throw new ModelException("the " + branch + " model has no output '" + out + "' of the If");
+            }
+            String inner = out + "/" + branch;
+            if (produced.contains(out)) {
+                rename.put(out, inner);
+            } else {   // a graph input or initializer passed straight out
+                copies.add(NodeProto.newBuilder().setOpType("Identity").setName("gatecut/merge/" + inner).addInput(out)
+                        .addOutput(inner).build());
+            }
+            b.addOutput(info.toBuilder().setName(inner));
+        }
+        model.getNodeList().forEach(n -> b.addNode(renamed(n, rename)));
+        copies.forEach(b::addNode);
+        model.getInitializerList().stream().filter(t -> !shared.contains(t.getName())).forEach(b::addInitializer);
+        b.addAllSparseInitializer(model.getSparseInitializerList());
+        for (ValueInfoProto v : model.getValueInfoList()) {
+            b.addValueInfo(v.toBuilder().setName(rename.getOrDefault(v.getName(), v.getName())));
+        }
+        return b.build();
     }
 
     /** {@code n} with every input and output (and the names read inside its subgraphs) renamed by {@code map}. */

@@ -75,27 +75,57 @@ class MergedDecoderTest {
     }
 
     @Test
-    void refusedInOneLineNamingTheIfAndTheFileToUse(@TempDir Path dir) throws Exception {
+    void pruneRefusesItInOneLineNamingTheIfAndWhatToDo(@TempDir Path dir) throws Exception {
         Path file = merged(dir);
-        Path data = Files.write(dir.resolve("lm.jsonl"), java.util.List.of("{\"input_ids\": [5, 9, 17, 33, 65, 129]}",
-                "{\"input_ids\": [7, 11, 13, 19, 23, 29]}"));
-        for (String[] args : new String[][] {
-                {"prune", file.toString(), "--random-sparsity", "0.3", "-o", dir.resolve("slim.onnx").toString()},
-                {"compress", file.toString(), "--task", "lm", "--train", data.toString(), "--target-sparsity", "0.3",
-                        "--steps", "1", "--no-progress", "-o", dir.resolve("out").toString()}}) {
-            InspectCommandTest.Run run = gatecut(args);
-            assertEquals(2, run.exit(), args[0] + ": " + run.err() + run.out());
-            String err = run.err().strip();
-            assertEquals(1, err.lines().count(), err);
-            assertTrue(err.contains(file + ": no channel groups found to gate outside the branches of If node"
-                    + " 'optimum::if'") && err.contains("gatecut unmerge")
-                    && err.contains("compress the decoder_with_past_model.onnx"), err);
-            assertTrue(Files.notExists(dir.resolve("slim.onnx")), "nothing written");
-        }
+        InspectCommandTest.Run run = gatecut("prune", file.toString(), "--random-sparsity", "0.3", "-o",
+                dir.resolve("slim.onnx").toString());
+        assertEquals(2, run.exit(), run.err() + run.out());
+        String err = run.err().strip();
+        assertEquals(1, err.lines().count(), err);
+        assertTrue(err.contains(file + ": no channel groups found to gate outside the branches of If node"
+                + " 'optimum::if'") && err.contains("`gatecut compress` takes it as it is")
+                && err.contains("run `gatecut unmerge`"), err);
+        assertTrue(Files.notExists(dir.resolve("slim.onnx")), "nothing written");
         InspectCommandTest.Run inspect = gatecut("inspect", file.toString());
         assertEquals(0, inspect.exit(), inspect.err());
         assertTrue(inspect.out().contains("linear layers: 0") && inspect.out().contains("If node 'optimum::if'"),
                 inspect.out());
+    }
+
+    @Test
+    void compressWritesASlimMergedDecoderWithTheSameGatesInBothBranches(@TempDir Path dir) throws Exception {
+        Path file = merged(dir);
+        Path data = Files.write(dir.resolve("lm.jsonl"), java.util.List.of("{\"input_ids\": [5, 9, 17, 33, 65, 129]}",
+                "{\"input_ids\": [7, 11, 13, 19, 23, 29]}", "{\"input_ids\": [3, 200, 41, 8, 77, 150]}"));
+        Path out = dir.resolve("out");
+        InspectCommandTest.Run run = gatecut("compress", file.toString(), "--task", "lm", "--train", data.toString(),
+                "--target-sparsity", "0.4", "--steps", "3", "--batch", "2", "--align", "1", "--latency-runs", "0",
+                "--no-progress", "-o", out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        assertTrue(run.out().contains("merged decoder: If 'optimum::if' on use_cache_branch"), run.out());
+        Path slim = out.resolve("model.onnx");
+        com.fasterxml.jackson.databind.JsonNode s = new com.fasterxml.jackson.databind.ObjectMapper()
+                .readTree(out.resolve("summary.json").toFile()).get("merged_decoder");
+        assertTrue(s.get("shared_initializers").asInt() > 10 && s.get("then_only_initializers").asInt() == 0
+                && s.get("else_only_initializers").asInt() == 0, "every weight once, at the top level: " + s);
+        try (dev.gatecut.onnx.OnnxModel m = dev.gatecut.onnx.OnnxModel.load(slim);
+             dev.gatecut.onnx.OnnxModel o = dev.gatecut.onnx.OnnxModel.load(file)) {
+            assertTrue(dev.gatecut.passes.MergedDecoder.isMerged(m.graph()), "the merged layout is kept");
+            assertEquals(o.graph().inputs().stream().map(v -> v.name()).toList(),
+                    m.graph().inputs().stream().map(v -> v.name()).toList(), "the inputs and their order");
+            assertTrue(Files.size(slim) < Files.size(file) * 0.97, Files.size(slim) + " vs " + Files.size(file));
+        }
+        // Both branches of this file are the same decoder: taken apart again they must decode alike, which they do
+        // only if the else branch was compiled with the then branch's gates and trained parameters.
+        try (dev.gatecut.api.GatecutModel m = dev.gatecut.api.Gatecut.load(slim)) {
+            dev.gatecut.api.UnmergeResult r = m.unmerge(dir.resolve("again"));
+            try (dev.gatecut.onnx.OnnxModel a = dev.gatecut.onnx.OnnxModel.load(r.branches().get(0).file());
+                 dev.gatecut.onnx.OnnxModel b = dev.gatecut.onnx.OnnxModel.load(r.branches().get(1).file());
+                 ai.onnxruntime.OrtSession sa = dev.gatecut.runtime.OrtSessions.openExact(a, dev.gatecut.runtime.Device.CPU);
+                 ai.onnxruntime.OrtSession sb = dev.gatecut.runtime.OrtSessions.openExact(b, dev.gatecut.runtime.Device.CPU)) {
+                assertEquals(0.0, dev.gatecut.runtime.Equivalence.generation(sa, sb, a.graph(), 2, 5, 3, 23), 1e-6);
+            }
+        }
     }
 
     @Test

@@ -27,8 +27,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * A hand-built merged layout: then = (x + past) · w, else = x passed straight out (an outer value as a branch output)
- * plus x · w. Each branch taken out reads only its own inputs, keeps the If's output names and computes its branch.
+ * A hand-built merged layout: then = (x + past) · w and a copy of the past, else = x · w and a copy of x. Each branch taken out reads only its own inputs, keeps the If's output names and computes its branch.
  */
 class MergedDecoderSplitTest {
 
@@ -46,7 +45,8 @@ class MergedDecoderSplitTest {
                 .addOutput(vector("t/y", 1)).addOutput(vector("t/present", 1)).build();
         GraphProto otherwise = GraphProto.newBuilder().setName("else")
                 .addNode(Protos.node("Mul", "e/mul", List.of("x", "w"), List.of("e/y")))
-                .addOutput(vector("e/y", 1)).addOutput(vector("x", 1)).build();   // x itself: an outer value
+                .addNode(Protos.node("Identity", "e/copy", List.of("x"), List.of("e/x")))
+                .addOutput(vector("e/y", 1)).addOutput(vector("e/x", 1)).build();
         TensorProto w = TensorProto.newBuilder().setName("w").setDataType(1).addDims(3)
                 .addAllFloatData(List.of(2f, 3f, 4f)).build();
         GraphProto g = GraphProto.newBuilder().setName("merged")
@@ -99,8 +99,55 @@ class MergedDecoderSplitTest {
                 "the past is not read without it");
         Map<String, float[]> e = run(noPast, Map.of("x", x));
         assertArrayEquals(new float[] {2, -6, 2}, e.get("y"));
-        assertArrayEquals(x, e.get("present"), "an outer value as a branch output is copied out");
+        assertArrayEquals(x, e.get("present"), "the else branch's copy of x, under the If's output name");
         assertTrue(noPast.getGraph().getInitializerList().stream().anyMatch(i -> i.getName().equals("w")));
+    }
+
+    @Test
+    void theBranchesMergeBackOverSharedWeights() throws Exception {
+        ModelProto merged = merged();
+        ModelProto withPast = MergedDecoder.branch(merged, true, "m.onnx");
+        ModelProto noPast = MergedDecoder.branch(merged, false, "m.onnx");
+        MergedDecoder.Merged again = MergedDecoder.merge(withPast, noPast, merged, "m.onnx");
+        assertEquals(1, again.sharedInitializers(), "w once, at the top level");
+        assertEquals(0, again.thenOnly() + again.elseOnly());
+        assertEquals(List.of("w"), again.model().getGraph().getInitializerList().stream().map(TensorProto::getName).toList());
+        assertEquals(MergedDecoder.find(merged), MergedDecoder.find(again.model()));
+        float[] x = {1, -2, 0.5f};
+        float[] past = {0.25f, 1, -3};
+        for (boolean cache : new boolean[] {true, false}) {
+            Map<String, float[]> a = runWithCondition(merged, x, past, cache);
+            Map<String, float[]> b = runWithCondition(again.model(), x, past, cache);
+            assertEquals(a.keySet(), b.keySet());
+            for (String k : a.keySet()) {
+                assertArrayEquals(a.get(k), b.get(k), k + " with use_cache_branch " + cache);
+            }
+        }
+        // a weight one branch changed stays inside that branch
+        ModelProto edited = noPast.toBuilder().setGraph(noPast.getGraph().toBuilder().setInitializer(0,
+                noPast.getGraph().getInitializer(0).toBuilder().setFloatData(0, 9f))).build();
+        MergedDecoder.Merged apart = MergedDecoder.merge(withPast, edited, merged, "m.onnx");
+        assertEquals(0, apart.sharedInitializers());
+        assertEquals(1, apart.thenOnly());
+        assertEquals(1, apart.elseOnly());
+        assertArrayEquals(new float[] {9, -6, 2}, runWithCondition(apart.model(), x, past, false).get("y"));
+    }
+
+    private static Map<String, float[]> runWithCondition(ModelProto m, float[] x, float[] past, boolean cache)
+            throws Exception {
+        var env = OrtSessions.environment();
+        try (OnnxModel model = OnnxModel.of(m); OrtSession s = OrtSessions.openExact(model, Device.CPU);
+             OnnxTensor tx = OnnxTensor.createTensor(env, FloatBuffer.wrap(x), new long[] {3});
+             OnnxTensor tp = OnnxTensor.createTensor(env, FloatBuffer.wrap(past), new long[] {3});
+             OnnxTensor tc = OnnxTensor.createTensor(env, java.nio.ByteBuffer.allocateDirect(1).put(0, (byte) (cache ? 1 : 0)),
+                     new long[] {1}, ai.onnxruntime.OnnxJavaType.BOOL);
+             OrtSession.Result r = s.run(Map.of("x", tx, "past", tp, "use_cache_branch", tc))) {
+            Map<String, float[]> out = new java.util.TreeMap<>();
+            for (var e : r) {
+                out.put(e.getKey(), (float[]) e.getValue().getValue());
+            }
+            return out;
+        }
     }
 
     @Test

@@ -1,0 +1,132 @@
+package dev.gatecut.api;
+
+import ai.onnxruntime.OrtException;
+import dev.gatecut.discover.Discovery;
+import dev.gatecut.discover.GroupFinder;
+import dev.gatecut.errors.ModelException;
+import dev.gatecut.errors.OptionException;
+import dev.gatecut.gates.GatePlan;
+import dev.gatecut.gates.GateSpec;
+import dev.gatecut.gates.GateValues;
+import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.passes.MergedDecoder;
+import dev.gatecut.runtime.RandomInputs;
+
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * {@code compress} of an optimum merged decoder: the file taken apart ({@link Unmerging}), the then branch (with the
+ * past) trained and compiled as any cache decoder, the else branch compiled with the same gates (matched by the
+ * weights each gate cuts, which both branches share) and the trained biases, and the two put back in the merged
+ * layout over their shared weights, checked against the slim branches with the condition set.
+ */
+final class MergedCompression {
+    private MergedCompression() {
+    }
+
+    static CompressResult run(Path file, OnnxModel merged, CompressOptions o, ProgressListener progress)
+            throws OrtException {
+        if (o.training().hiddenGates()) {
+            throw new OptionException("--hidden-gates on a merged decoder: not supported yet (the residual stream"
+                    + " would have to be gated in both branches); leave it out, or run `gatecut unmerge` and compress"
+                    + " decoder_with_past_model.onnx");
+        }
+        Path work = Compression.temporaryFolder("gatecut-unmerged-");
+        CompressResult r = null;
+        try {
+            UnmergeResult u = Unmerging.run(merged, file, work);
+            Path withPast = u.branches().get(0).file();
+            Path noPast = u.branches().get(1).file();
+            progress.onEvent(new ProgressEvent.Message("merged decoder: If '" + u.node() + "' on " + u.condition()
+                    + "; training and compiling its then branch (with the past), then the else branch with the same"
+                    + " gates, then merging the two over their shared weights"));
+            java.util.OptionalLong bound;
+            try (OnnxModel m = OnnxModel.load(withPast)) {
+                bound = RandomInputs.tokenIdBound(m.graph());
+            }
+            r = Compression.run(withPast, o, false, bound, progress);
+            try (PruneResult otherwise = compileElse(noPast, r, o, file)) {
+                MergedDecoder.Merged m = MergedDecoder.merge(r.slimModel().toProto(), otherwise.slimModel().toProto(),
+                        merged.toProto(), file.toString());
+                OnnxModel slim = OnnxModel.of(m.model());
+                try {
+                    double then = Unmerging.check(slim, r.slimModel(), u.condition(), true, file);
+                    double other = Unmerging.check(slim, otherwise.slimModel(), u.condition(), false, file);
+                    progress.onEvent(new ProgressEvent.Message(String.format("merged: %d initializers shared by both"
+                            + " branches, %d / %d in one only; against the slim branches, max relative error %.2e"
+                            + " (%s true) and %.2e (false); else branch %s", m.sharedInitializers(), m.thenOnly(),
+                            m.elseOnly(), then, u.condition(), other,
+                            otherwise.verification().map(v -> v.line("compiled vs gated")).orElse("not checked"))));
+                    var json = new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode();
+                    json.put("if", u.node());
+                    json.put("condition", u.condition());
+                    json.put("shared_initializers", m.sharedInitializers());
+                    json.put("then_only_initializers", m.thenOnly());
+                    json.put("else_only_initializers", m.elseOnly());
+                    json.put("then_max_relative_error", then);
+                    json.put("else_max_relative_error", other);
+                    r.mergedInto(slim, work, json);
+                    return r;
+                } catch (RuntimeException | OrtException e) {
+                    slim.close();
+                    throw e;
+                }
+            }
+        } catch (RuntimeException | OrtException e) {
+            if (r != null) {
+                r.close();
+            }
+            Compression.deleteRecursively(work);
+            throw e;
+        }
+    }
+
+    /** The else branch compiled with the then branch's gates (matched by weight) and its trained parameters. */
+    private static PruneResult compileElse(Path noPast, CompressResult then, CompressOptions o, Path source)
+            throws OrtException {
+        GateValues gates = then.gates();
+        Map<String, String> thenByWeight = new HashMap<>();
+        for (GateSpec s : GatePlan.of(then.discovery(), gates.mode()).gates()) {
+            thenByWeight.put(key(s, source), s.name());
+        }
+        Map<String, float[]> theta = new LinkedHashMap<>();
+        try (OnnxModel m = OnnxModel.load(noPast)) {
+            Discovery d = GroupFinder.discover(m);
+            for (GateSpec s : GatePlan.of(d, gates.mode()).gates()) {
+                String match = thenByWeight.remove(key(s, source));
+                if (match == null || gates.theta(match).length != s.size()) {
+                    throw new ModelException(source + ": the else branch's gate '" + s.name() + "' (" + s.size()
+                            + " wide) cuts weights no gate of the then branch cuts the same way: the branches differ"
+                            + " in structure; run `gatecut unmerge` and compress decoder_with_past_model.onnx");
+                }
+                theta.put(s.name(), gates.theta(match).clone());
+            }
+        }
+        if (!thenByWeight.isEmpty()) {
+            throw new ModelException(source + ": the then branch's gates " + thenByWeight.values() + " cut weights the"
+                    + " else branch does not: run `gatecut unmerge` and compress decoder_with_past_model.onnx");
+        }
+        PruneOptions prune = PruneOptions.builder().gates(new GateValues(gates.mode(), theta)).gatesMode(gates.mode())
+                .align(o.align()).trainedParams(then.training().runFolder().resolve(TrainResult.PARAMS_FILE)).build();
+        return Pruning.run(noPast, prune, false, "the slim else branch");
+    }
+
+    /** What a gate cuts, by the weight that names it: the same in both branches, which share their weights. */
+    private static String key(GateSpec s, Path source) {
+        GateSpec.Target t = s.target();
+        if (t instanceof GateSpec.FfnChannels f) {
+            return "ffn " + f.group().consumer().weight();
+        } else if (t instanceof GateSpec.HeadGroups h) {
+            return "heads " + h.group().o().weight();
+        } else if (t instanceof GateSpec.Rows r) {
+            return "rows " + r.layer().weight();
+        } else if (t instanceof GateSpec.Columns c) {
+            return "columns " + c.layer().weight();
+        }
+        throw new ModelException(source + ": gate '" + s.name() + "' on a merged decoder: only FFN channels, heads,"
+                + " rows and columns are matched between the branches");
+    }
+}
