@@ -56,9 +56,9 @@ final class MergedCompression {
                     double then = Unmerging.check(slim, r.slimModel(), u.condition(), true, file);
                     double other = Unmerging.check(slim, otherwise.slimModel(), u.condition(), false, file);
                     progress.onEvent(new ProgressEvent.Message(String.format("merged: %d initializers shared by both"
-                            + " branches, %d / %d in one only; against the slim branches, max relative error %.2e"
-                            + " (%s true) and %.2e (false); else branch %s", m.sharedInitializers(), m.thenOnly(),
-                            m.elseOnly(), then, u.condition(), other,
+                            + " branches, %d / %d in one only; against the slim branches: %s (%s true), %s (false);"
+                            + " else branch %s", m.sharedInitializers(), m.thenOnly(), m.elseOnly(),
+                            UnmergeResult.describe(then), u.condition(), UnmergeResult.describe(other),
                             otherwise.verification().map(v -> v.line("compiled vs gated")).orElse("not checked"))));
                     var json = new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode();
                     json.put("if", u.node());
@@ -66,8 +66,10 @@ final class MergedCompression {
                     json.put("shared_initializers", m.sharedInitializers());
                     json.put("then_only_initializers", m.thenOnly());
                     json.put("else_only_initializers", m.elseOnly());
-                    json.put("then_max_relative_error", then);
-                    json.put("else_max_relative_error", other);
+                    if (!Double.isNaN(then)) {
+                        json.put("then_max_relative_error", then);
+                        json.put("else_max_relative_error", other);
+                    }
                     r.mergedInto(slim, work, json);
                     return r;
                 } catch (RuntimeException | OrtException e) {

@@ -34,6 +34,8 @@ final class Unmerging {
     private Unmerging() {
     }
 
+
+
     static UnmergeResult run(OnnxModel merged, Path source, Path folder) throws OrtException {
         ModelProto proto;
         try {
@@ -71,42 +73,49 @@ final class Unmerging {
         return new UnmergeResult(sw.node(), sw.condition(), List.copyOf(branches));
     }
 
-    /** The branch against the merged model with the condition set: the worst relative error of any output. */
+    /**
+     * The branch against the merged model with the condition set: the worst relative error of any output; NaN for
+     * a bfloat16 model, which ONNX Runtime's CPU cannot run inside an If (gatecut's float32 stand-in for it covers
+     * the top-level graph only).
+     */
     static double check(OnnxModel merged, OnnxModel branch, String condition, boolean withPast, Path source)
             throws OrtException {
+        if (Equivalence.weightType(branch.graph()) == DataType.BFLOAT16) {
+            return Double.NaN;
+        }
         var env = OrtSessions.environment();
         int batch = 2;
         int sequence = 5;
         Map<String, OnnxTensor> feeds = RandomInputs.create(env, branch.graph(), batch, sequence,
                 withPast ? CHECK_PAST : 0, 11);
-        Map<String, OnnxTensor> mergedFeeds = new LinkedHashMap<>(feeds);
+        // the merged model's inputs as a first step feeds them (an empty past, of its element type), then the
+        // branch's own feeds over them, and the condition
+        Map<String, OnnxTensor> mergedFeeds = new LinkedHashMap<>();
         List<OnnxTensor> extra = new ArrayList<>();
         try {
+            for (Map.Entry<String, OnnxTensor> e : RandomInputs.create(env, merged.graph(), batch, sequence, 0, 11)
+                    .entrySet()) {
+                extra.add(e.getValue());
+                if (!feeds.containsKey(e.getKey()) && !e.getKey().equals(condition)) {
+                    mergedFeeds.put(e.getKey(), e.getValue());
+                }
+            }
+            mergedFeeds.putAll(feeds);
             OnnxTensor cond = OnnxTensor.createTensor(env, ByteBuffer.allocateDirect(1).put(0, (byte) (withPast ? 1 : 0)),
                     new long[] {1}, ai.onnxruntime.OnnxJavaType.BOOL);
             extra.add(cond);
             mergedFeeds.put(condition, cond);
-            // inputs the branch does not read (the past, without it): empty tensors of the shapes the merged model
-            // declares, as a caller feeds them on the first step
-            for (RandomInputs.InputSpec spec : RandomInputs.specs(merged.graph(), batch, sequence, 0)) {
-                if (!mergedFeeds.containsKey(spec.name())) {
-                    Value in = merged.graph().requireValue(spec.name());
-                    if (dev.gatecut.onnx.Shape.elementType(in).orElse(DataType.FLOAT) != DataType.FLOAT) {
-                        throw new ModelException(source + ": input '" + spec.name() + "' is not read by the "
-                                + (withPast ? "then" : "else") + " branch and is not float: cannot feed it empty");
-                    }
-                    OnnxTensor t = OnnxTensor.createTensor(env, java.nio.FloatBuffer.allocate(0), spec.shape());
-                    extra.add(t);
-                    mergedFeeds.put(spec.name(), t);
-                }
-            }
             try (OrtSession a = OrtSessions.openExact(merged, Device.CPU);
                  OrtSession b = OrtSessions.openExact(branch, Device.CPU);
                  OrtSession.Result ra = a.run(mergedFeeds); OrtSession.Result rb = b.run(feeds)) {
                 double error = Equivalence.worstRelativeError(ra, rb);
-                if (!(error <= Equivalence.FLOAT32_TOLERANCE)) {
+                // float16 models: ONNX Runtime's CPU runs the top-level graph and a subgraph through different
+                // kernels and casts, so the two round differently (2e-4 on the zoo); a wrong branch is off by O(1)
+                double bound = Equivalence.tolerance(branch.graph());
+                if (!(error <= bound)) {
                     throw new ModelException(source + ": the " + (withPast ? "then" : "else") + " branch taken out"
-                            + " computes other outputs than the merged model (max relative error " + error + ")");
+                            + " computes other outputs than the merged model (max relative error " + error + ", bound "
+                            + bound + ")");
                 }
                 return error;
             }

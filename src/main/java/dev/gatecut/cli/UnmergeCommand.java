@@ -45,9 +45,9 @@ final class UnmergeCommand implements Callable<Integer> {
         try (GatecutModel m = Gatecut.load(model)) {
             UnmergeResult r = m.unmerge(output);
             for (UnmergeResult.Branch b : r.branches()) {
-                out.printf("%s branch of If '%s' (%s %s): %s, %d nodes, %d inputs; max relative error against the"
-                                + " merged model %.2e%n", b.withPast() ? "then" : "else", r.node(), r.condition(),
-                        b.withPast(), b.file(), b.nodes(), b.inputs(), b.maxRelativeError());
+                out.printf("%s branch of If '%s' (%s %s): %s, %d nodes, %d inputs; against the merged model: %s%n",
+                        b.withPast() ? "then" : "else", r.node(), r.condition(), b.withPast(), b.file(), b.nodes(),
+                        b.inputs(), b.check());
             }
             out.printf("next: gatecut compress %s --task lm ... (compress checks the slim model over a generation that"
                     + " starts from an empty past)%n", r.branches().get(0).file());

@@ -41,19 +41,23 @@ public final class Equivalence {
      * check compares against a float32 reference ({@link #againstReference}), this being the floor.
      */
     public static double tolerance(Graph graph) {
+        return switch (weightType(graph)) {
+            case FLOAT16 -> 8 * Math.scalb(1.0, -11);
+            case BFLOAT16 -> 8 * Math.scalb(1.0, -8);
+            default -> FLOAT32_TOLERANCE;
+        };
+    }
+
+    /** The element type of most of the model's float weights (float32 for a model without any). */
+    public static dev.gatecut.onnx.DataType weightType(Graph graph) {
         Map<dev.gatecut.onnx.DataType, Long> elements = new java.util.EnumMap<>(dev.gatecut.onnx.DataType.class);
         for (var v : graph.initializers()) {
             if (v.initializer().dataType().isFloatingPoint()) {
                 elements.merge(v.initializer().dataType(), v.initializer().elementCount(), Long::sum);
             }
         }
-        var dominant = elements.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey)
+        return elements.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey)
                 .orElse(dev.gatecut.onnx.DataType.FLOAT);
-        return switch (dominant) {
-            case FLOAT16 -> 8 * Math.scalb(1.0, -11);
-            case BFLOAT16 -> 8 * Math.scalb(1.0, -8);
-            default -> FLOAT32_TOLERANCE;
-        };
     }
 
     /**

@@ -55,7 +55,12 @@ class MergedDecoderTest {
     }
 
     static Path merged(Path dir) throws Exception {
-        ModelProto m = ModelProto.parseFrom(Files.readAllBytes(WITH_PAST));
+        return merged(dir, WITH_PAST);
+    }
+
+    /** The merged layout of {@code withPast} (a decoder exported with its cache) in {@code dir}. */
+    static Path merged(Path dir, Path withPast) throws Exception {
+        ModelProto m = ModelProto.parseFrom(Files.readAllBytes(withPast));
         GraphProto g = m.getGraph();
         NodeProto.Builder ifNode = NodeProto.newBuilder().setOpType("If").setName("optimum::if")
                 .addInput("use_cache_branch")
@@ -125,6 +130,37 @@ class MergedDecoderTest {
                  ai.onnxruntime.OrtSession sb = dev.gatecut.runtime.OrtSessions.openExact(b, dev.gatecut.runtime.Device.CPU)) {
                 assertEquals(0.0, dev.gatecut.runtime.Equivalence.generation(sa, sb, a.graph(), 2, 5, 3, 23), 1e-6);
             }
+        }
+    }
+
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"llama-kv-ts17-eager-fp16.onnx",
+            "llama-kv-ts17-eager-bf16.onnx", "gpt2-kv-ts17-eager.onnx", "qwen2-kv-ts17-eager.onnx"})
+    void otherCacheDecodersCompressWholeInTheMergedLayout(String source, @TempDir Path dir) throws Exception {
+        Path file = merged(dir, Path.of("onnx-models", "deploy", source));
+        Path data = Files.write(dir.resolve("lm.jsonl"), java.util.List.of("{\"input_ids\": [5, 9, 17, 33, 65, 129]}",
+                "{\"input_ids\": [7, 11, 13, 19, 23, 29]}"));
+        Path out = dir.resolve("out");
+        InspectCommandTest.Run run = gatecut("compress", file.toString(), "--task", "lm", "--train", data.toString(),
+                "--target-sparsity", "0.4", "--steps", "2", "--batch", "2", "--align", "1", "--latency-runs", "0",
+                "--no-progress", "-o", out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        try (dev.gatecut.onnx.OnnxModel m = dev.gatecut.onnx.OnnxModel.load(out.resolve("model.onnx"));
+             dev.gatecut.onnx.OnnxModel o = dev.gatecut.onnx.OnnxModel.load(file)) {
+            assertTrue(dev.gatecut.passes.MergedDecoder.isMerged(m.graph()));
+            assertEquals(dev.gatecut.runtime.Equivalence.weightType(o.graph()),
+                    dev.gatecut.runtime.Equivalence.weightType(m.graph()), "the weights keep their type");
+        }
+        com.fasterxml.jackson.databind.JsonNode figures = new com.fasterxml.jackson.databind.ObjectMapper()
+                .readTree(out.resolve("summary.json").toFile()).get("merged_decoder");
+        if (source.contains("bf16")) {
+            assertTrue(run.out().contains("not run (bfloat16: no ONNX Runtime CPU kernels inside an If) (use_cache_branch"
+                    + " true)"), run.out());
+            assertFalse(figures.has("then_max_relative_error"), figures.toString());
+        } else {
+            double bound = source.contains("fp16") ? 8 * Math.scalb(1.0, -11) : 1e-5;
+            assertTrue(figures.get("then_max_relative_error").asDouble() <= bound
+                    && figures.get("else_max_relative_error").asDouble() <= bound, figures.toString());
         }
     }
 
