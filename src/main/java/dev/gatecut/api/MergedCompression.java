@@ -56,16 +56,17 @@ final class MergedCompression {
                     double then = Unmerging.check(slim, r.slimModel(), u.condition(), true, file);
                     double other = Unmerging.check(slim, otherwise.slimModel(), u.condition(), false, file);
                     progress.onEvent(new ProgressEvent.Message(String.format("merged: %d initializers shared by both"
-                            + " branches, %d / %d in one only; against the slim branches: %s (%s true), %s (false);"
-                            + " else branch %s", m.sharedInitializers(), m.thenOnly(), m.elseOnly(),
+                            + " branches, %d / %d kept inside the then / else branch; against the slim branches: %s (%s"
+                            + " true), %s (false);"
+                            + " else branch %s", m.sharedInitializers(), m.thenInside(), m.elseInside(),
                             UnmergeResult.describe(then), u.condition(), UnmergeResult.describe(other),
                             otherwise.verification().map(v -> v.line("compiled vs gated")).orElse("not checked"))));
                     var json = new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode();
                     json.put("if", u.node());
                     json.put("condition", u.condition());
                     json.put("shared_initializers", m.sharedInitializers());
-                    json.put("then_only_initializers", m.thenOnly());
-                    json.put("else_only_initializers", m.elseOnly());
+                    json.put("then_branch_initializers", m.thenInside());
+                    json.put("else_branch_initializers", m.elseInside());
                     if (!Double.isNaN(then)) {
                         json.put("then_max_relative_error", then);
                         json.put("else_max_relative_error", other);

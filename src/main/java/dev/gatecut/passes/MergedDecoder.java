@@ -138,8 +138,9 @@ public final class MergedDecoder {
     /**
      * The two standalone branches put back together in {@code original}'s layout: the If (same name, condition and
      * outputs) over a then branch of {@code withPast}'s nodes and an else branch of {@code noPast}'s, the graph's
-     * inputs and outputs as the branches declare them (a compiled cache has fewer heads), and every initializer that
-     * both branches hold with the same name and bytes once at the top level; the others stay inside their branch.
+     * inputs and outputs as the branches declare them (a compiled cache has fewer heads), and every weight that both
+     * branches hold with the same name and bytes once at the top level; the others, and every shape-like constant,
+     * stay inside their branch.
      */
     public static Merged merge(ModelProto withPast, ModelProto noPast, ModelProto original, String source) {
         Switch sw = find(original).orElseThrow(() -> new ModelException(source + ": not a merged decoder"));
@@ -150,7 +151,7 @@ public final class MergedDecoder {
         withPast.getGraph().getInitializerList().forEach(t -> then.put(t.getName(), t));
         Set<String> shared = new LinkedHashSet<>();
         for (TensorProto t : noPast.getGraph().getInitializerList()) {
-            if (t.equals(then.get(t.getName()))) {
+            if (t.equals(then.get(t.getName())) && !shapeLike(t)) {
                 shared.add(t.getName());
             }
         }
@@ -175,8 +176,17 @@ public final class MergedDecoder {
                 noPast.getGraph().getInitializerCount() - shared.size());
     }
 
+    /**
+     * Scalars and 1-D int32/int64 tensors (shapes, axes, indices) stay inside each branch, as optimum's merge keeps
+     * them: ONNX Runtime folds a subgraph's Reshape or Slice only when its shape is the subgraph's own constant.
+     */
+    private static boolean shapeLike(TensorProto t) {
+        return t.getDimsCount() == 0 || (t.getDimsCount() == 1 && (t.getDataType() == TensorProto.DataType.INT64_VALUE
+                || t.getDataType() == TensorProto.DataType.INT32_VALUE));
+    }
+
     /** A merged model and how its initializers fell: shared at the top level, or kept inside one branch. */
-    public record Merged(ModelProto model, int sharedInitializers, int thenOnly, int elseOnly) {
+    public record Merged(ModelProto model, int sharedInitializers, int thenInside, int elseInside) {
     }
 
     /**

@@ -111,8 +111,8 @@ class MergedDecoderTest {
         Path slim = out.resolve("model.onnx");
         com.fasterxml.jackson.databind.JsonNode s = new com.fasterxml.jackson.databind.ObjectMapper()
                 .readTree(out.resolve("summary.json").toFile()).get("merged_decoder");
-        assertTrue(s.get("shared_initializers").asInt() > 10 && s.get("then_only_initializers").asInt() == 0
-                && s.get("else_only_initializers").asInt() == 0, "every weight once, at the top level: " + s);
+        assertTrue(s.get("shared_initializers").asInt() > 10 && s.get("then_branch_initializers").asInt() == 0
+                && s.get("else_branch_initializers").asInt() == 0, "every weight once, at the top level: " + s);
         try (dev.gatecut.onnx.OnnxModel m = dev.gatecut.onnx.OnnxModel.load(slim);
              dev.gatecut.onnx.OnnxModel o = dev.gatecut.onnx.OnnxModel.load(file)) {
             assertTrue(dev.gatecut.passes.MergedDecoder.isMerged(m.graph()), "the merged layout is kept");

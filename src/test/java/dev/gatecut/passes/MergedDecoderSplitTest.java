@@ -110,7 +110,7 @@ class MergedDecoderSplitTest {
         ModelProto noPast = MergedDecoder.branch(merged, false, "m.onnx");
         MergedDecoder.Merged again = MergedDecoder.merge(withPast, noPast, merged, "m.onnx");
         assertEquals(1, again.sharedInitializers(), "w once, at the top level");
-        assertEquals(0, again.thenOnly() + again.elseOnly());
+        assertEquals(0, again.thenInside() + again.elseInside());
         assertEquals(List.of("w"), again.model().getGraph().getInitializerList().stream().map(TensorProto::getName).toList());
         assertEquals(MergedDecoder.find(merged), MergedDecoder.find(again.model()));
         float[] x = {1, -2, 0.5f};
@@ -128,8 +128,8 @@ class MergedDecoderSplitTest {
                 noPast.getGraph().getInitializer(0).toBuilder().setFloatData(0, 9f))).build();
         MergedDecoder.Merged apart = MergedDecoder.merge(withPast, edited, merged, "m.onnx");
         assertEquals(0, apart.sharedInitializers());
-        assertEquals(1, apart.thenOnly());
-        assertEquals(1, apart.elseOnly());
+        assertEquals(1, apart.thenInside());
+        assertEquals(1, apart.elseInside());
         assertArrayEquals(new float[] {9, -6, 2}, runWithCondition(apart.model(), x, past, false).get("y"));
     }
 
