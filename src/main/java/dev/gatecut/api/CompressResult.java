@@ -42,7 +42,7 @@ public final class CompressResult implements AutoCloseable {
     private final TrainResult training;
     private final double trainSeconds;
     private final double slimQuality;
-    private final CompressReport report;
+    private CompressReport report;
     private final ObjectNode summary;
     private final boolean temporaryRun;
     /** What {@link #saveTo} did about ONNX Runtime GenAI's config (null: the model had none). */
@@ -73,10 +73,13 @@ public final class CompressResult implements AutoCloseable {
      * For a merged decoder: the slim merged file replaces the then branch's as the result ({@code work}: the folder
      * of the branches, deleted on close).
      */
-    void mergedInto(OnnxModel mergedSlim, Path work, com.fasterxml.jackson.databind.JsonNode figures) {
+    void mergedInto(OnnxModel mergedSlim, Path work, Path source, com.fasterxml.jackson.databind.JsonNode figures) {
         this.merged = mergedSlim;
         this.mergedWork = work;
+        String name = source + " (merged decoder; figures of its branch with the past)";
+        summary.put("model", source.toString());
         summary.set("merged_decoder", figures);
+        report = report.withModel(name);
     }
 
     /**

@@ -71,7 +71,7 @@ final class MergedCompression {
                         json.put("then_max_relative_error", then);
                         json.put("else_max_relative_error", other);
                     }
-                    r.mergedInto(slim, work, json);
+                    r.mergedInto(slim, work, file, json);
                     return r;
                 } catch (RuntimeException | OrtException e) {
                     slim.close();

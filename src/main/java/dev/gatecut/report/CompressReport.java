@@ -23,6 +23,13 @@ public record CompressReport(String model, String date, String device, String ta
                              double slimQuality, String slimFile, long trainSteps, double trainSeconds,
                              double trainSamplesPerSecond, List<Latency> latencies, List<Link> files) {
 
+    /** This report about {@code name} (a merged decoder's file, whose branch with the past was trained). */
+    public CompressReport withModel(String name) {
+        return new CompressReport(name, date, device, task, gatesMode, targetSparsity, align, backend, parametersBefore,
+                parametersAfter, targetedBefore, targetedAfter, groups, qualityName, baseline, gatedQuality, slimQuality,
+                slimFile, trainSteps, trainSeconds, trainSamplesPerSecond, latencies, files);
+    }
+
     /** Median latency of one forward pass at a batch × sequence size. */
     public record Latency(int batch, int sequence, double denseMs, double slimMs) {
         public double speedup() {

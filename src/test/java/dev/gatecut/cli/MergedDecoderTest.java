@@ -109,8 +109,12 @@ class MergedDecoderTest {
         assertEquals(0, run.exit(), run.err() + run.out());
         assertTrue(run.out().contains("merged decoder: If 'optimum::if' on use_cache_branch"), run.out());
         Path slim = out.resolve("model.onnx");
-        com.fasterxml.jackson.databind.JsonNode s = new com.fasterxml.jackson.databind.ObjectMapper()
-                .readTree(out.resolve("summary.json").toFile()).get("merged_decoder");
+        com.fasterxml.jackson.databind.JsonNode summary = new com.fasterxml.jackson.databind.ObjectMapper()
+                .readTree(out.resolve("summary.json").toFile());
+        assertEquals(file.toString(), summary.get("model").asText(), "the file given, not the branch taken out");
+        assertTrue(Files.readString(out.resolve("report.md")).contains("- model: `" + file + " (merged decoder"),
+                "the report names the merged file");
+        com.fasterxml.jackson.databind.JsonNode s = summary.get("merged_decoder");
         assertTrue(s.get("shared_initializers").asInt() > 10 && s.get("then_branch_initializers").asInt() == 0
                 && s.get("else_branch_initializers").asInt() == 0, "every weight once, at the top level: " + s);
         try (dev.gatecut.onnx.OnnxModel m = dev.gatecut.onnx.OnnxModel.load(slim);
