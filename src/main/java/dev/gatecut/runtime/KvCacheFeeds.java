@@ -53,6 +53,16 @@ public final class KvCacheFeeds {
                     case DATA -> {
                         if (spec.name().equals("input_ids")) {
                             values = ids;
+                        } else if (spec.name().equals(RandomInputs.USE_CACHE_BRANCH)
+                                && spec.type() == dev.gatecut.onnx.DataType.BOOL) {
+                            // a merged decoder: the branch without the past on the first step, with it after
+                            java.nio.ByteBuffer b = java.nio.ByteBuffer.allocateDirect(values.length);
+                            for (int i = 0; i < values.length; i++) {
+                                b.put(i, (byte) (past > 0 ? 1 : 0));
+                            }
+                            feeds.put(spec.name(), OnnxTensor.createTensor(env, b, spec.shape(),
+                                    ai.onnxruntime.OnnxJavaType.BOOL));
+                            continue;
                         }
                     }
                 }

@@ -42,6 +42,12 @@ public final class RandomInputs {
         }
     }
 
+    /**
+     * optimum's merged decoders switch on this bool input: true once there is a past (the branch that reads it),
+     * false on the first step. Fed as such, never at random.
+     */
+    public static final String USE_CACHE_BRANCH = "use_cache_branch";
+
     private static final Set<String> PASS_THROUGH = Set.of("Cast", "Unsqueeze", "Squeeze", "Reshape",
             "Flatten", "Identity", "Expand");
 
@@ -73,7 +79,7 @@ public final class RandomInputs {
                 case MASK -> 2;
                 case POSITIONS -> pastLength;      // the first position
                 case PAST -> 0;
-                case DATA -> indexBound(in).orElse(2L);
+                case DATA -> in.name().equals(USE_CACHE_BRANCH) ? (pastLength > 0 ? 1 : 0) : indexBound(in).orElse(2L);
             };
             long minKept = role == InputRole.MASK && wholeRows && shape.length > 0 ? shape[shape.length - 1] : 1;
             specs.add(new InputSpec(in.name(), type, shape, bound, role, minKept));
@@ -149,7 +155,8 @@ public final class RandomInputs {
             case BOOL -> {
                 boolean[] flat = new boolean[n];
                 for (int i = 0; i < n; i++) {
-                    flat[i] = spec.mask() ? ints[i] != 0 : random.nextBoolean();
+                    flat[i] = spec.mask() ? ints[i] != 0
+                            : spec.name().equals(USE_CACHE_BRANCH) ? spec.upperBound() != 0 : random.nextBoolean();
                 }
                 ByteBuffer b = ByteBuffer.allocateDirect(n);
                 for (boolean v : flat) {

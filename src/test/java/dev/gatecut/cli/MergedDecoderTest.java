@@ -124,6 +124,11 @@ class MergedDecoderTest {
                     m.graph().inputs().stream().map(v -> v.name()).toList(), "the inputs and their order");
             assertTrue(Files.size(slim) < Files.size(file) * 0.97, Files.size(slim) + " vs " + Files.size(file));
         }
+        // bench --generate feeds use_cache_branch itself: false on the prefill, true on every step after
+        InspectCommandTest.Run bench = gatecut("bench", file.toString(), slim.toString(), "--generate", "--prefill", "6",
+                "--decode", "3", "--runs", "1", "--warmup", "1");
+        assertEquals(0, bench.exit(), bench.err() + bench.out());
+        assertTrue(bench.out().contains(slim.toString()) && bench.out().contains("tokens/s"), bench.out());
         // Both branches of this file are the same decoder: taken apart again they must decode alike, which they do
         // only if the else branch was compiled with the then branch's gates and trained parameters.
         try (dev.gatecut.api.GatecutModel m = dev.gatecut.api.Gatecut.load(slim)) {
@@ -207,6 +212,29 @@ class MergedDecoderTest {
             for (dev.gatecut.api.UnmergeResult.Branch b : r.branches()) {
                 assertTrue(Files.size(b.file()) > 0, b.toString());
                 assertEquals(0.0, b.maxRelativeError(), 1e-6, b.toString());
+            }
+        }
+    }
+
+    @Test
+    void generationFeedsTheConditionFromThePast(@TempDir Path dir) throws Exception {
+        try (dev.gatecut.onnx.OnnxModel m = dev.gatecut.onnx.OnnxModel.load(merged(dir))) {
+            for (int past : new int[] {0, 3}) {
+                var feeds = dev.gatecut.runtime.KvCacheFeeds.tokenFeeds(m.graph(), new long[] {5, 9}, 1, 2, past, 0);
+                try {
+                    java.nio.ByteBuffer b = feeds.get("use_cache_branch").getByteBuffer();
+                    assertEquals(past > 0 ? 1 : 0, b.get(0), "use_cache_branch at past " + past);
+                } finally {
+                    feeds.values().forEach(ai.onnxruntime.OnnxTensor::close);
+                }
+                var random = dev.gatecut.runtime.RandomInputs.create(dev.gatecut.runtime.OrtSessions.environment(),
+                        m.graph(), 1, 2, past, 7);
+                try {
+                    assertEquals(past > 0 ? 1 : 0, random.get("use_cache_branch").getByteBuffer().get(0),
+                            "random inputs at past " + past);
+                } finally {
+                    random.values().forEach(ai.onnxruntime.OnnxTensor::close);
+                }
             }
         }
     }
