@@ -97,6 +97,9 @@ public final class GatecutModel implements AutoCloseable {
      * @throws dev.gatecut.errors.ModelException when the compiled model differs from the gated one
      */
     public PruneResult prune(PruneOptions options) throws OrtException {
+        if (dev.gatecut.passes.MergedDecoder.isMerged(model.graph())) {
+            return MergedCompression.prune(file, model, options);   // both branches, the same gates
+        }
         return Pruning.run(file, options, false, "the compiled model");
     }
 
@@ -105,7 +108,8 @@ public final class GatecutModel implements AutoCloseable {
      * weights are rewritten one at a time straight to the output file rather than held in the heap.
      */
     public boolean streams() {
-        return StreamingCompile.applies(model);
+        // a merged decoder is taken apart and put back in memory (up to 2 GB)
+        return !dev.gatecut.passes.MergedDecoder.isMerged(model.graph()) && StreamingCompile.applies(model);
     }
 
     /**

@@ -39,7 +39,6 @@ final class MergedCompression {
         try {
             UnmergeResult u = Unmerging.run(merged, file, work);
             Path withPast = u.branches().get(0).file();
-            Path noPast = u.branches().get(1).file();
             progress.onEvent(new ProgressEvent.Message("merged decoder: If '" + u.node() + "' on " + u.condition()
                     + "; training and compiling its then branch (with the past), then the else branch with the same"
                     + " gates, then merging the two over their shared weights"));
@@ -48,36 +47,11 @@ final class MergedCompression {
                 bound = RandomInputs.tokenIdBound(m.graph());
             }
             r = Compression.run(withPast, o, false, bound, progress);
-            try (PruneResult otherwise = compileElse(noPast, r, o, file)) {
-                MergedDecoder.Merged m = MergedDecoder.merge(r.slimModel().toProto(), otherwise.slimModel().toProto(),
-                        merged.toProto(), file.toString());
-                OnnxModel slim = OnnxModel.of(m.model());
-                try {
-                    double then = Unmerging.check(slim, r.slimModel(), u.condition(), true, file);
-                    double other = Unmerging.check(slim, otherwise.slimModel(), u.condition(), false, file);
-                    progress.onEvent(new ProgressEvent.Message(String.format("merged: %d initializers shared by both"
-                            + " branches, %d / %d kept inside the then / else branch; against the slim branches: %s (%s"
-                            + " true), %s (false);"
-                            + " else branch %s", m.sharedInitializers(), m.thenInside(), m.elseInside(),
-                            UnmergeResult.describe(then), u.condition(), UnmergeResult.describe(other),
-                            otherwise.verification().map(v -> v.line("compiled vs gated")).orElse("not checked"))));
-                    var json = new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode();
-                    json.put("if", u.node());
-                    json.put("condition", u.condition());
-                    json.put("shared_initializers", m.sharedInitializers());
-                    json.put("then_branch_initializers", m.thenInside());
-                    json.put("else_branch_initializers", m.elseInside());
-                    if (!Double.isNaN(then)) {
-                        json.put("then_max_relative_error", then);
-                        json.put("else_max_relative_error", other);
-                    }
-                    r.mergedInto(slim, work, file, json);
-                    return r;
-                } catch (RuntimeException | OrtException e) {
-                    slim.close();
-                    throw e;
-                }
-            }
+            Merged m = mergeBack(file, merged, u, r.slimModel(), r.gates(), r.discovery(),
+                    r.training().runFolder().resolve(TrainResult.PARAMS_FILE), o.align());
+            progress.onEvent(new ProgressEvent.Message(m.line()));
+            r.mergedInto(m.model(), work, file, m.figures());
+            return r;
         } catch (RuntimeException | OrtException e) {
             if (r != null) {
                 r.close();
@@ -87,12 +61,79 @@ final class MergedCompression {
         }
     }
 
+    /**
+     * {@code prune} of a merged decoder: the branch with the past compiled with the options' gates (a gates.json of
+     * an earlier compress of the same file names them), the other with the same gates, merged back.
+     */
+    static PruneResult prune(Path file, OnnxModel merged, PruneOptions o) throws OrtException {
+        if (o.hiddenGates()) {
+            throw new OptionException("--hidden-gates on a merged decoder: not supported yet; leave it out, or run"
+                    + " `gatecut unmerge` and prune decoder_with_past_model.onnx");
+        }
+        Path work = Compression.temporaryFolder("gatecut-unmerged-");
+        PruneResult then = null;
+        try {
+            UnmergeResult u = Unmerging.run(merged, file, work);
+            then = Pruning.run(u.branches().get(0).file(), o, false, "the compiled model");
+            Merged m = mergeBack(file, merged, u, then.slimModel(), then.gates(), then.discovery(),
+                    o.trainedParams().orElse(null), o.align());
+            then.mergedInto(m.model(), work, file, m.line());
+            return then;
+        } catch (RuntimeException | OrtException e) {
+            if (then != null) {
+                then.close();
+            }
+            Compression.deleteRecursively(work);
+            throw e;
+        }
+    }
+
+    /** The slim merged file, its figures for summary.json and a line saying how the merge came out. */
+    record Merged(OnnxModel model, com.fasterxml.jackson.databind.node.ObjectNode figures, String line) {
+    }
+
+    /**
+     * The else branch compiled with {@code gates} (the then branch's, matched by weight) and {@code params}, merged
+     * with the slim then branch, and each slim branch checked against the merged file with the condition set.
+     */
+    static Merged mergeBack(Path file, OnnxModel merged, UnmergeResult u, OnnxModel thenSlim, GateValues gates,
+                            Discovery thenDiscovery, Path params, int align) throws OrtException {
+        try (PruneResult otherwise = compileElse(u.branches().get(1).file(), gates, thenDiscovery, params, align,
+                file)) {
+            MergedDecoder.Merged m = MergedDecoder.merge(thenSlim.toProto(), otherwise.slimModel().toProto(),
+                    merged.toProto(), file.toString());
+            OnnxModel slim = OnnxModel.of(m.model());
+            try {
+                double then = Unmerging.check(slim, thenSlim, u.condition(), true, file);
+                double other = Unmerging.check(slim, otherwise.slimModel(), u.condition(), false, file);
+                String line = String.format("merged: %d initializers shared by both branches, %d / %d kept inside the"
+                                + " then / else branch; against the slim branches: %s (%s true), %s (false); else"
+                                + " branch %s", m.sharedInitializers(), m.thenInside(), m.elseInside(),
+                        UnmergeResult.describe(then), u.condition(), UnmergeResult.describe(other),
+                        otherwise.verification().map(v -> v.line("compiled vs gated")).orElse("not checked"));
+                var json = new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode();
+                json.put("if", u.node());
+                json.put("condition", u.condition());
+                json.put("shared_initializers", m.sharedInitializers());
+                json.put("then_branch_initializers", m.thenInside());
+                json.put("else_branch_initializers", m.elseInside());
+                if (!Double.isNaN(then)) {
+                    json.put("then_max_relative_error", then);
+                    json.put("else_max_relative_error", other);
+                }
+                return new Merged(slim, json, line);
+            } catch (RuntimeException | OrtException e) {
+                slim.close();
+                throw e;
+            }
+        }
+    }
+
     /** The else branch compiled with the then branch's gates (matched by weight) and its trained parameters. */
-    private static PruneResult compileElse(Path noPast, CompressResult then, CompressOptions o, Path source)
-            throws OrtException {
-        GateValues gates = then.gates();
+    private static PruneResult compileElse(Path noPast, GateValues gates, Discovery thenDiscovery, Path params,
+                                           int align, Path source) throws OrtException {
         Map<String, String> thenByWeight = new HashMap<>();
-        for (GateSpec s : GatePlan.of(then.discovery(), gates.mode()).gates()) {
+        for (GateSpec s : GatePlan.of(thenDiscovery, gates.mode()).gates()) {
             thenByWeight.put(key(s, source), s.name());
         }
         Map<String, float[]> theta = new LinkedHashMap<>();
@@ -112,9 +153,12 @@ final class MergedCompression {
             throw new ModelException(source + ": the then branch's gates " + thenByWeight.values() + " cut weights the"
                     + " else branch does not: run `gatecut unmerge` and compress decoder_with_past_model.onnx");
         }
-        PruneOptions prune = PruneOptions.builder().gates(new GateValues(gates.mode(), theta)).gatesMode(gates.mode())
-                .align(o.align()).trainedParams(then.training().runFolder().resolve(TrainResult.PARAMS_FILE)).build();
-        return Pruning.run(noPast, prune, false, "the slim else branch");
+        PruneOptions.Builder prune = PruneOptions.builder().gates(new GateValues(gates.mode(), theta))
+                .gatesMode(gates.mode()).align(align);
+        if (params != null) {
+            prune.trainedParams(params);
+        }
+        return Pruning.run(noPast, prune.build(), false, "the slim else branch");
     }
 
     /** What a gate cuts, by the weight that names it: the same in both branches, which share their weights. */

@@ -20,6 +20,10 @@ public final class PruneResult implements AutoCloseable {
     private final Path source;
     private final Path trainedParams;
     private final OnnxModel slim;
+    private OnnxModel merged;        // a merged decoder's slim file (both branches compiled), else null
+    private Path mergedWork;
+    private Path mergedSource;
+    private String mergedLine;
     private final GatePlan plan;
     private final GateValues gates;
     private final Discovery discovery;
@@ -50,7 +54,23 @@ public final class PruneResult implements AutoCloseable {
 
     /** The slim model (same inputs and outputs as the original); still owned by this result. */
     public OnnxModel slimModel() {
-        return slim;
+        return merged != null ? merged : slim;
+    }
+
+    /**
+     * For a merged decoder: the slim merged file, which replaces the compiled branch with the past as the result
+     * ({@code work}: the folder of the branches, deleted on close). {@link #verify} still checks that branch.
+     */
+    void mergedInto(OnnxModel mergedSlim, Path work, Path mergedSource, String line) {
+        this.merged = mergedSlim;
+        this.mergedWork = work;
+        this.mergedSource = mergedSource;
+        this.mergedLine = line;
+    }
+
+    /** For a merged decoder: how the merge of the two compiled branches came out (shared weights, checks). */
+    public Optional<String> mergedLine() {
+        return Optional.ofNullable(mergedLine);
     }
 
     /** What was kept per channel group, and parameter counts before and after. */
@@ -97,7 +117,7 @@ public final class PruneResult implements AutoCloseable {
     /** Writes the slim model to {@code file} atomically (external data beside it when large). */
     public void saveTo(Path file) {
         dev.gatecut.onnx.AtomicFiles.checkWritableFile(file, "slim model file");
-        slim.save(file);
+        slimModel().save(file);
     }
 
     /** Writes the gate values to {@code file} in the gates.json format. */
@@ -110,6 +130,11 @@ public final class PruneResult implements AutoCloseable {
      * noise inputs defaulting to zero; what the slim model was checked against.
      */
     public void saveGatedModel(Path file) {
+        if (merged != null) {
+            throw new dev.gatecut.errors.OptionException(mergedSource + ": --emit-gated writes one graph with gates,"
+                    + " which a merged decoder's two branches are not; run `gatecut unmerge` and prune the"
+                    + " decoder_with_past_model.onnx it writes to get its gated model");
+        }
         try (OnnxModel gated = OnnxModel.load(source)) {
             if (trainedParams != null) {
                 TrainedParams.apply(gated, trainedParams);
@@ -123,5 +148,13 @@ public final class PruneResult implements AutoCloseable {
     @Override
     public void close() {
         slim.close();
+        if (merged != null) {
+            merged.close();
+            merged = null;
+        }
+        if (mergedWork != null) {
+            Compression.deleteRecursively(mergedWork);
+            mergedWork = null;
+        }
     }
 }

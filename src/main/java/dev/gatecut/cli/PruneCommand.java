@@ -181,6 +181,7 @@ final class PruneCommand implements Callable<Integer> {
                         ? "verify: skipped (the model is over 1 GiB; compare with --emit-gated and `gatecut bench`)"
                         : check.line("compiled vs gated model"));
             }
+            r.mergedLine().ifPresent(out::println);
             r.saveTo(output);
             out.printf("wrote %s%s%n", output, emitGated != null ? " and " + emitGated : "");
             genaiConfig(out);

@@ -17,6 +17,7 @@ import java.util.HashSet;
 import java.util.Set;
 
 import static dev.gatecut.cli.InspectCommandTest.gatecut;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -80,17 +81,17 @@ class MergedDecoderTest {
     }
 
     @Test
-    void pruneRefusesItInOneLineNamingTheIfAndWhatToDo(@TempDir Path dir) throws Exception {
+    void trainRefusesItInOneLineNamingTheIfAndWhatToDo(@TempDir Path dir) throws Exception {
         Path file = merged(dir);
-        InspectCommandTest.Run run = gatecut("prune", file.toString(), "--random-sparsity", "0.3", "-o",
-                dir.resolve("slim.onnx").toString());
+        Path data = Files.write(dir.resolve("lm.jsonl"), java.util.List.of("{\"input_ids\": [5, 9, 17, 33, 65, 129]}"));
+        InspectCommandTest.Run run = gatecut("train", file.toString(), "--task", "lm", "--train", data.toString(),
+                "--target-sparsity", "0.3", "--steps", "1", "--no-progress", "-o", dir.resolve("run").toString());
         assertEquals(2, run.exit(), run.err() + run.out());
         String err = run.err().strip();
         assertEquals(1, err.lines().count(), err);
         assertTrue(err.contains(file + ": no channel groups found to gate outside the branches of If node"
-                + " 'optimum::if'") && err.contains("`gatecut compress` takes it as it is")
+                + " 'optimum::if'") && err.contains("`gatecut compress` and `prune` take it as it is")
                 && err.contains("run `gatecut unmerge`"), err);
-        assertTrue(Files.notExists(dir.resolve("slim.onnx")), "nothing written");
         InspectCommandTest.Run inspect = gatecut("inspect", file.toString());
         assertEquals(0, inspect.exit(), inspect.err());
         assertTrue(inspect.out().contains("linear layers: 0") && inspect.out().contains("If node 'optimum::if'"),
@@ -124,6 +125,20 @@ class MergedDecoderTest {
                     m.graph().inputs().stream().map(v -> v.name()).toList(), "the inputs and their order");
             assertTrue(Files.size(slim) < Files.size(file) * 0.97, Files.size(slim) + " vs " + Files.size(file));
         }
+        // prune with the run's gates and parameters compiles the same merged file, byte for byte; random gates too
+        Path again = dir.resolve("again.onnx");
+        InspectCommandTest.Run prune = gatecut("prune", file.toString(), "--gates", out.resolve("gates.json").toString(),
+                "--params", out.resolve("run/params.json").toString(), "--align", "1", "-o", again.toString());
+        assertEquals(0, prune.exit(), prune.err() + prune.out());
+        assertTrue(prune.out().contains("merged: ") && prune.out().contains("shared by both branches"), prune.out());
+        assertArrayEquals(Files.readAllBytes(slim), Files.readAllBytes(again));
+        InspectCommandTest.Run random = gatecut("prune", file.toString(), "--random-sparsity", "0.3", "-o",
+                dir.resolve("random.onnx").toString());
+        assertEquals(0, random.exit(), random.err() + random.out());
+        InspectCommandTest.Run emit = gatecut("prune", file.toString(), "--random-sparsity", "0.3", "--emit-gated",
+                dir.resolve("gated.onnx").toString(), "-o", dir.resolve("random2.onnx").toString());
+        assertEquals(2, emit.exit(), emit.err() + emit.out());
+        assertTrue(emit.err().contains("--emit-gated") && emit.err().contains("gatecut unmerge"), emit.err());
         // bench --generate feeds use_cache_branch itself: false on the prefill, true on every step after
         InspectCommandTest.Run bench = gatecut("bench", file.toString(), slim.toString(), "--generate", "--prefill", "6",
                 "--decode", "3", "--runs", "1", "--warmup", "1");
