@@ -47,8 +47,6 @@ public final class CompressResult implements AutoCloseable {
     private final boolean temporaryRun;
     /** What {@link #saveTo} did about ONNX Runtime GenAI's config (null: the model had none). */
     private String genaiLine;
-    private OnnxModel merged;                    // an optimum merged decoder's slim file: both branches compiled
-    private Path mergedWork;                     // the branches it was taken apart into, deleted on close
 
     CompressResult(PruneResult pruned, OnnxModel classifier, boolean languageModel, TrainResult training,
                    double trainSeconds, double slimQuality, CompressReport report, ObjectNode summary,
@@ -66,16 +64,16 @@ public final class CompressResult implements AutoCloseable {
 
     /** The slim model: same inputs and outputs as the original (for a classifier export, the slim classifier). */
     public OnnxModel slimModel() {
-        return merged != null ? merged : pruned.slimModel();
+        return pruned.slimModel();
     }
 
     /**
      * For a merged decoder: the slim merged file replaces the then branch's as the result ({@code work}: the folder
      * of the branches, deleted on close).
      */
-    void mergedInto(OnnxModel mergedSlim, Path work, Path source, com.fasterxml.jackson.databind.JsonNode figures) {
-        this.merged = mergedSlim;
-        this.mergedWork = work;
+    void mergedInto(OnnxModel mergedSlim, Path work, Path source, String line,
+                    com.fasterxml.jackson.databind.JsonNode figures) {
+        pruned.mergedInto(mergedSlim, work, source, line);
         String name = source + " (merged decoder; figures of its branch with the past)";
         summary.put("model", source.toString());
         summary.set("merged_decoder", figures);
@@ -164,7 +162,7 @@ public final class CompressResult implements AutoCloseable {
         try {
             Files.createDirectories(folder);
             slimModel().save(folder.resolve(MODEL_FILE));
-            genaiLine = merged != null ? null
+            genaiLine = pruned.mergedLine().isPresent() ? null
                     : GenaiFolder.write(pruned.source(), pruned.slimModel(), MODEL_FILE, folder).orElse(null);
             if (classifier != null) {
                 classifier.save(folder.resolve(CLASSIFIER_FILE));
@@ -202,14 +200,6 @@ public final class CompressResult implements AutoCloseable {
     @Override
     public void close() {
         pruned.close();
-        if (merged != null) {
-            merged.close();
-            merged = null;
-        }
-        if (mergedWork != null) {
-            Compression.deleteRecursively(mergedWork);
-            mergedWork = null;
-        }
         if (classifier != null) {
             classifier.close();
         }

@@ -50,7 +50,7 @@ final class MergedCompression {
             Merged m = mergeBack(file, merged, u, r.slimModel(), r.gates(), r.discovery(),
                     r.training().runFolder().resolve(TrainResult.PARAMS_FILE), o.align());
             progress.onEvent(new ProgressEvent.Message(m.line()));
-            r.mergedInto(m.model(), work, file, m.figures());
+            r.mergedInto(m.model(), work, file, m.line(), m.figures());
             return r;
         } catch (RuntimeException | OrtException e) {
             if (r != null) {
