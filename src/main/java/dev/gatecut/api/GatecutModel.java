@@ -83,6 +83,9 @@ public final class GatecutModel implements AutoCloseable {
     public TrainResult train(TrainOptions options, ProgressListener progress) throws OrtException {
         Path runDir = options.runFolder().orElseThrow(() -> new OptionException(
                 "train needs a run folder for its gates, params and checkpoints: set runFolder(PATH) (-o)"));
+        if (dev.gatecut.passes.MergedDecoder.isMerged(model.graph())) {
+            return MergedCompression.train(file, model, options, runDir, progress);
+        }
         return Training.result(runDir, Training.run(file, options, ownHead(options), tokenIdBound(), runDir, progress)
                 .summary());
     }

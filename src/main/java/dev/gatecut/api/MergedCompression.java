@@ -62,6 +62,33 @@ final class MergedCompression {
     }
 
     /**
+     * {@code train} of a merged decoder: its branch with the past trains (taken out to a temporary folder, deleted
+     * after); {@code prune} of the merged file with the run's gates and parameters then compiles both branches.
+     */
+    static TrainResult train(Path file, OnnxModel merged, TrainOptions o, Path runDir, ProgressListener progress)
+            throws OrtException {
+        if (o.hiddenGates()) {
+            throw new OptionException("--hidden-gates on a merged decoder: not supported yet; leave it out, or run"
+                    + " `gatecut unmerge` and train decoder_with_past_model.onnx");
+        }
+        Path work = Compression.temporaryFolder("gatecut-unmerged-");
+        try {
+            UnmergeResult u = Unmerging.run(merged, file, work);
+            Path withPast = u.branches().get(0).file();
+            progress.onEvent(new ProgressEvent.Message("merged decoder: If '" + u.node() + "' on " + u.condition()
+                    + "; training its then branch (with the past); `gatecut prune " + file + " --gates " + runDir
+                    + "/gates.json --params " + runDir + "/params.json` compiles both branches"));
+            java.util.OptionalLong bound;
+            try (OnnxModel m = OnnxModel.load(withPast)) {
+                bound = RandomInputs.tokenIdBound(m.graph());
+            }
+            return Training.result(runDir, Training.run(withPast, o, false, bound, runDir, progress).summary());
+        } finally {
+            Compression.deleteRecursively(work);
+        }
+    }
+
+    /**
      * {@code prune} of a merged decoder: the branch with the past compiled with the options' gates (a gates.json of
      * an earlier compress of the same file names them), the other with the same gates, merged back.
      */

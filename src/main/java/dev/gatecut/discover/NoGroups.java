@@ -26,9 +26,9 @@ public final class NoGroups {
                 return java.util.Optional.of(n.is("If")
                         ? "no channel groups found to gate outside the branches of If node '" + n.name() + "', which"
                         + " hold the model's layers (an optimum merged decoder, decoder_model_merged.onnx, switches on"
-                        + " use_cache_branch): `gatecut compress` and `prune` take it as it is (both branches get the"
-                        + " same gates); to train it alone, run `gatecut unmerge` and train the"
-                        + " decoder_with_past_model.onnx it writes"
+                        + " use_cache_branch): `gatecut compress`, `train` and `prune` take such a file as it is (both"
+                        + " branches get the same gates); for this command, `gatecut unmerge` writes its branches as"
+                        + " standalone files"
                         : "no channel groups found to gate; see `gatecut inspect`; the layers are inside the body of "
                         + n.opType() + " node '" + n.name() + "', and gatecut gates top-level layers only");
             }

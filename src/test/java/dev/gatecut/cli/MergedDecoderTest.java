@@ -81,17 +81,30 @@ class MergedDecoderTest {
     }
 
     @Test
-    void trainRefusesItInOneLineNamingTheIfAndWhatToDo(@TempDir Path dir) throws Exception {
+    void trainThenPruneCompilesBothBranchesAndOtherCommandsSayWhatToDo(@TempDir Path dir) throws Exception {
         Path file = merged(dir);
-        Path data = Files.write(dir.resolve("lm.jsonl"), java.util.List.of("{\"input_ids\": [5, 9, 17, 33, 65, 129]}"));
-        InspectCommandTest.Run run = gatecut("train", file.toString(), "--task", "lm", "--train", data.toString(),
-                "--target-sparsity", "0.3", "--steps", "1", "--no-progress", "-o", dir.resolve("run").toString());
-        assertEquals(2, run.exit(), run.err() + run.out());
-        String err = run.err().strip();
+        Path data = Files.write(dir.resolve("lm.jsonl"), java.util.List.of("{\"input_ids\": [5, 9, 17, 33, 65, 129]}",
+                "{\"input_ids\": [7, 11, 13, 19, 23, 29]}"));
+        Path run = dir.resolve("run");
+        InspectCommandTest.Run train = gatecut("train", file.toString(), "--task", "lm", "--train", data.toString(),
+                "--target-sparsity", "0.3", "--steps", "2", "--batch", "2", "--no-progress", "-o", run.toString());
+        assertEquals(0, train.exit(), train.err() + train.out());
+        assertTrue(train.out().contains("training its then branch"), train.out());
+        InspectCommandTest.Run prune = gatecut("prune", file.toString(), "--gates", run.resolve("gates.json").toString(),
+                "--params", run.resolve("params.json").toString(), "-o", dir.resolve("slim.onnx").toString());
+        assertEquals(0, prune.exit(), prune.err() + prune.out());
+        try (dev.gatecut.onnx.OnnxModel m = dev.gatecut.onnx.OnnxModel.load(dir.resolve("slim.onnx"))) {
+            assertTrue(dev.gatecut.passes.MergedDecoder.isMerged(m.graph()));
+        }
+        // a command without merged-decoder support refuses it in one line naming the If and what to do
+        InspectCommandTest.Run artifacts = gatecut("export-training-artifacts", file.toString(), "--target-sparsity",
+                "0.3", "-o", dir.resolve("artifacts").toString());
+        assertEquals(2, artifacts.exit(), artifacts.err() + artifacts.out());
+        String err = artifacts.err().strip();
         assertEquals(1, err.lines().count(), err);
         assertTrue(err.contains(file + ": no channel groups found to gate outside the branches of If node"
-                + " 'optimum::if'") && err.contains("`gatecut compress` and `prune` take it as it is")
-                && err.contains("run `gatecut unmerge`"), err);
+                + " 'optimum::if'") && err.contains("`gatecut compress`, `train` and `prune` take such a file")
+                && err.contains("`gatecut unmerge`"), err);
         InspectCommandTest.Run inspect = gatecut("inspect", file.toString());
         assertEquals(0, inspect.exit(), inspect.err());
         assertTrue(inspect.out().contains("linear layers: 0") && inspect.out().contains("If node 'optimum::if'"),
