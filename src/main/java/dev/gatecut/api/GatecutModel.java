@@ -72,6 +72,7 @@ public final class GatecutModel implements AutoCloseable {
     /**
      * Trains gates (plus biases and the head) into the options' run folder, which is required: what
      * {@code gatecut train} does. Compile the result with {@link #prune} and {@link TrainResult#pruneOptions()}.
+     * Of an optimum merged decoder the branch with the past trains; pruning the merged file compiles both.
      *
      * @param options  data, budget, settings and the run folder
      * @param progress told about data, steps and evaluations
