@@ -42,10 +42,7 @@ final class MergedCompression {
             progress.onEvent(new ProgressEvent.Message("merged decoder: If '" + u.node() + "' on " + u.condition()
                     + "; training and compiling its then branch (with the past), then the else branch with the same"
                     + " gates, then merging the two over their shared weights"));
-            java.util.OptionalLong bound;
-            try (OnnxModel m = OnnxModel.load(withPast)) {
-                bound = RandomInputs.tokenIdBound(m.graph());
-            }
+            java.util.OptionalLong bound = tokenIdBound(withPast);
             r = Compression.run(withPast, o, false, bound, progress);
             Merged m = mergeBack(file, merged, u, r.slimModel(), r.gates(), r.discovery(),
                     r.training().runFolder().resolve(TrainResult.PARAMS_FILE), o.align());
@@ -78,10 +75,7 @@ final class MergedCompression {
             progress.onEvent(new ProgressEvent.Message("merged decoder: If '" + u.node() + "' on " + u.condition()
                     + "; training its then branch (with the past); `gatecut prune " + file + " --gates " + runDir
                     + "/gates.json --params " + runDir + "/params.json` compiles both branches"));
-            java.util.OptionalLong bound;
-            try (OnnxModel m = OnnxModel.load(withPast)) {
-                bound = RandomInputs.tokenIdBound(m.graph());
-            }
+            java.util.OptionalLong bound = tokenIdBound(withPast);
             return Training.result(runDir, Training.run(withPast, o, false, bound, runDir, progress).summary());
         } finally {
             Compression.deleteRecursively(work);
@@ -186,6 +180,13 @@ final class MergedCompression {
             prune.trainedParams(params);
         }
         return Pruning.run(noPast, prune.build(), false, "the slim else branch");
+    }
+
+    /** The vocabulary of a branch taken out, which its own graph shows (the merged one gathers inside its If). */
+    private static java.util.OptionalLong tokenIdBound(Path branch) {
+        try (OnnxModel m = OnnxModel.load(branch)) {
+            return RandomInputs.tokenIdBound(m.graph());
+        }
     }
 
     /** What a gate cuts, by the weight that names it: the same in both branches, which share their weights. */
