@@ -9,6 +9,7 @@ import dev.gatecut.gates.GatePlan;
 import dev.gatecut.gates.GateSpec;
 import dev.gatecut.gates.GateValues;
 import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.proto.ModelProto;
 import dev.gatecut.passes.MergedDecoder;
 import dev.gatecut.runtime.RandomInputs;
 
@@ -37,14 +38,15 @@ final class MergedCompression {
         Path work = Compression.temporaryFolder("gatecut-unmerged-");
         CompressResult r = null;
         try {
-            UnmergeResult u = Unmerging.run(merged, file, work);
+            ModelProto proto = Unmerging.inline(merged, file);   // split and merge both work on it: made once
+            UnmergeResult u = Unmerging.run(merged, proto, file, work);
             Path withPast = u.branches().get(0).file();
             progress.onEvent(new ProgressEvent.Message("merged decoder: If '" + u.node() + "' on " + u.condition()
                     + "; training and compiling its then branch (with the past), then the else branch with the same"
                     + " gates, then merging the two over their shared weights"));
             java.util.OptionalLong bound = tokenIdBound(withPast);
             r = Compression.run(withPast, o, false, bound, progress);
-            Merged m = mergeBack(file, merged, u, r.slimModel(), r.gates(), r.discovery(),
+            Merged m = mergeBack(file, proto, u, r.slimModel(), r.gates(), r.discovery(),
                     r.training().runFolder().resolve(TrainResult.PARAMS_FILE), o.align());
             progress.onEvent(new ProgressEvent.Message(m.line()));
             r.mergedInto(m.model(), work, file, m.line(), m.figures());
@@ -94,9 +96,10 @@ final class MergedCompression {
         Path work = Compression.temporaryFolder("gatecut-unmerged-");
         PruneResult then = null;
         try {
-            UnmergeResult u = Unmerging.run(merged, file, work);
+            ModelProto proto = Unmerging.inline(merged, file);
+            UnmergeResult u = Unmerging.run(merged, proto, file, work);
             then = Pruning.run(u.branches().get(0).file(), o, false, "the compiled model");
-            Merged m = mergeBack(file, merged, u, then.slimModel(), then.gates(), then.discovery(),
+            Merged m = mergeBack(file, proto, u, then.slimModel(), then.gates(), then.discovery(),
                     o.trainedParams().orElse(null), o.align());
             then.mergedInto(m.model(), work, file, m.line());
             return then;
@@ -117,12 +120,12 @@ final class MergedCompression {
      * The else branch compiled with {@code gates} (the then branch's, matched by weight) and {@code params}, merged
      * with the slim then branch, and each slim branch checked against the merged file with the condition set.
      */
-    static Merged mergeBack(Path file, OnnxModel merged, UnmergeResult u, OnnxModel thenSlim, GateValues gates,
-                            Discovery thenDiscovery, Path params, int align) throws OrtException {
+    static Merged mergeBack(Path file, ModelProto proto, UnmergeResult u, OnnxModel thenSlim,
+                            GateValues gates, Discovery thenDiscovery, Path params, int align) throws OrtException {
         try (PruneResult otherwise = compileElse(u.branches().get(1).file(), gates, thenDiscovery, params, align,
                 file)) {
             MergedDecoder.Merged m = MergedDecoder.merge(thenSlim.toProto(), otherwise.slimModel().toProto(),
-                    merged.toProto(), file.toString());
+                    proto, file.toString());
             OnnxModel slim = OnnxModel.of(m.model());
             try {
                 double then = Unmerging.check(slim, thenSlim, u.condition(), true, file);

@@ -95,21 +95,14 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
                 && f.residency() == dev.gatecut.train.FusedBackend.Residency.CUDA_GRAPH;
         BatchSource batches = oneShape ? new Batcher(trainTokens, o.batchSize(), o.seed(), true, false, o.maxLength())
                 : Batcher.training(trainTokens, o.batchSize(), o.seed());
-        List<Batch> evalBatches = new ArrayList<>();
-        if (evalTokens != null) {
-            Batcher e = Batcher.evaluation(evalTokens, o.batchSize());
-            for (int i = 0; i < e.batchesPerEpoch(); i++) {
-                evalBatches.add(e.batch(0, i));
-            }
-        }
+        List<Batch> evalBatches = evalTokens == null ? List.of() : evaluationBatches(evalTokens, o.batchSize(), lm);
         if (lm) {
             batches = NextTokenBatches.of(batches);
             if (oneShape) {
                 batches = dev.gatecut.train.FullBatches.of(batches, o.batchSize());
             }
-            evalBatches = evalBatches.stream().map(NextTokenBatches::of).toList();
         }
-        return new PreparedData(config, batches, List.copyOf(evalBatches), labels);
+        return new PreparedData(config, batches, evalBatches, labels);
     }
 
     /**
@@ -126,7 +119,12 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             rows = tokens(tok, data, test, "test", o.maxLength());
         }
         checkTokenIds(rows, tokenIdBound, model, o, test.describe("test"));
-        Batcher e = Batcher.evaluation(rows, o.batchSize());
+        return evaluationBatches(rows, o.batchSize(), lm);
+    }
+
+    /** Every row once, in order, in batches of {@code batchSize}; a language model's shifted to next tokens. */
+    private static List<Batch> evaluationBatches(TokenizedDataset rows, int batchSize, boolean lm) {
+        Batcher e = Batcher.evaluation(rows, batchSize);
         List<Batch> batches = new ArrayList<>();
         for (int i = 0; i < e.batchesPerEpoch(); i++) {
             batches.add(lm ? NextTokenBatches.of(e.batch(0, i)) : e.batch(0, i));

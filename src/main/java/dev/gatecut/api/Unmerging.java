@@ -7,7 +7,6 @@ import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.AtomicFiles;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.OnnxModel;
-import dev.gatecut.onnx.Value;
 import dev.gatecut.onnx.proto.ModelProto;
 import dev.gatecut.passes.MergedDecoder;
 import dev.gatecut.runtime.Device;
@@ -34,16 +33,22 @@ final class Unmerging {
     private Unmerging() {
     }
 
-
-
-    static UnmergeResult run(OnnxModel merged, Path source, Path folder) throws OrtException {
-        ModelProto proto;
+    /** {@code merged} as one inline protobuf, which splitting and merging work on (up to 2 GB). */
+    static ModelProto inline(OnnxModel merged, Path source) {
         try {
-            proto = merged.toProto();
+            return merged.toProto();
         } catch (RuntimeException e) {
             throw new ModelException(source + ": unmerge holds the whole model in one protobuf, which this one does not"
                     + " fit (over 2 GB): " + e.getMessage());
         }
+    }
+
+    static UnmergeResult run(OnnxModel merged, Path source, Path folder) throws OrtException {
+        return run(merged, inline(merged, source), source, folder);
+    }
+
+    /** As above, with the merged model's protobuf already made ({@link #inline}). */
+    static UnmergeResult run(OnnxModel merged, ModelProto proto, Path source, Path folder) throws OrtException {
         MergedDecoder.Switch sw = MergedDecoder.find(proto).orElseThrow(() -> new ModelException(source + ": not an"
                 + " optimum merged decoder (no top-level If on a boolean graph input that produces every output):"
                 + " nothing to unmerge"));

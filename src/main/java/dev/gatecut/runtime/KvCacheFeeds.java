@@ -58,7 +58,7 @@ public final class KvCacheFeeds {
                             // a merged decoder: the branch without the past on the first step, with it after
                             java.nio.ByteBuffer b = java.nio.ByteBuffer.allocateDirect(values.length);
                             for (int i = 0; i < values.length; i++) {
-                                b.put(i, (byte) (past > 0 ? 1 : 0));
+                                b.put(i, (byte) spec.upperBound());   // RandomInputs.specs: 1 with a past, else 0
                             }
                             feeds.put(spec.name(), OnnxTensor.createTensor(env, b, spec.shape(),
                                     ai.onnxruntime.OnnxJavaType.BOOL));
