@@ -148,9 +148,11 @@ gc_run() {
   local ev=${GC_EVAL:-val}   # gatecut's --eval (selection): val
   # a variant that names its own --target-sparsity (e.g. hidden gates at the same matrix-product budget) keeps it
   local -a target=(--target-sparsity "$s"); [[ " $* " == *" --target-sparsity "* ]] && target=()
+  # and one that names its own --epochs (e.g. LABELFREE_ARGS="--label-free --epochs 5") keeps those
+  local -a epochs=(--epochs "$EPOCHS"); [[ " $* " == *" --epochs "* ]] && epochs=()
   local cmd=("${GC[@]}" compress "$model" --tokenizer "$tok" --train "$train" --eval "$split/$ev.jsonl"
              "${target[@]}" --gates-mode "$GC_MODE" --seed "$seed" --batch "$BATCH" --max-len "$MAXLEN"
-             --epochs "$EPOCHS" --device "$DEVICE" --latency-runs 0 --no-baseline --no-progress $GC_ARGS $GC_EXTRA "$@" -o "$w")
+             "${epochs[@]}" --device "$DEVICE" --latency-runs 0 --no-baseline --no-progress $GC_ARGS $GC_EXTRA "$@" -o "$w")
   [ -n "$labels" ] && cmd+=(--labels "$labels")
   # test accuracy and macro-F1 from gatecut itself (--test: exact fp32 on CUDA, fp16 files included; selects nothing)
   [ "$GC_TEST" = 1 ] && cmd+=(--test "$split/test.jsonl")
@@ -264,8 +266,11 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
   done
   if [ "${KEEP_MODELS:-0}" = 1 ]; then cp "$e"/*.onnx "$r/" 2>/dev/null; fi
   rm -rf "$e"
-  touch "$r/done"
+  chain_key >> "$r/done"
 }
+# What a part-3 chain ran: a repeated call on the warm machine skips a chain only if it ran these same settings
+# (another call's LABELFREE_ARGS, variants or precisions on the same seed run again instead of being skipped).
+chain_key() { printf '%s\n' "$PRECISIONS|$SPARSITIES|${GC_VARIANTS:-}|$LABELLED|$LABELFREE_ARGS|$LABELFREE_SPARSITIES|$GC_ARGS|$GC_EXTRA"; }
 
 # Runs "NAME EST_SECONDS FUNCTION ARGS..." lines, PARALLEL at a time, skipping what cannot finish.
 # Waits on its own job ids only: a bare `wait` would also wait for the tee of script.log.
@@ -332,7 +337,7 @@ with open(sys.argv[2], 'w') as o:
         n=$(wc -w <<< "$SPARSITIES"); nv=$(variant_names | wc -l); np=$(wc -w <<< "$PRECISIONS")
         nlf=0; [ -n "$LABELFREE_ARGS" ] && for s in $SPARSITIES; do [[ " $LABELFREE_SPARSITIES " == *" $s "* ]] && nlf=$((nlf + 1)); done
         k=$((np * (n * nv * LABELLED + nlf)))   # the chain's compressions: precisions × (sparsities × variants + label-free)
-        [ -f "$RAW/$m/post-seed$seed/done" ] && continue
+        grep -qsxF "$(chain_key)" "$RAW/$m/post-seed$seed/done" && continue
         jobs_list+="$ds/$m-post-seed$seed $(( $(est export "$m" "$rows") + k * $(est post-gc "$m" "$rows") )) job_post $ds $m $seed"$'\n'
       else
         [ -z "$PY_METHODS" ] || [ "$PY_METHODS" = none ] || grep -qs '"finished"' "$RAW/$m/torch-seed$seed.json" \

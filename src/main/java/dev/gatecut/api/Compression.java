@@ -105,6 +105,9 @@ final class Compression {
                     trained.seconds(), medianSamplesPerSecond(runDir), latencies, reportLinks(lm, ownHead));
             ObjectNode summary = summary(model, o, config.recipe(), report, lm, ownHead, last,
                     trained.summary().selectedStep());
+            if (trained.adapterChoice() != null) {
+                summary.set("adapter_choice", trained.adapterChoice().toJson());
+            }
             if (test != null) {
                 summary.put("test_rows", test.rows());
                 if (lm) {

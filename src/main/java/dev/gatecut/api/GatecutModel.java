@@ -147,6 +147,10 @@ public final class GatecutModel implements AutoCloseable {
             throw new dev.gatecut.errors.OptionException("--train-norms trains the norms at a rate of their own, which"
                     + " the ONNX Runtime training artifacts (one AdamW rate) cannot: leave out --train-norms");
         }
+        if (options.adapterAuto()) {
+            throw new dev.gatecut.errors.OptionException("--adapter auto trains two runs and keeps one; the ONNX Runtime"
+                    + " training artifacts are one training graph: leave out --adapter");
+        }
         if (options.adapterRequested()) {
             throw new dev.gatecut.errors.OptionException("--adapter lora trains adapters at a rate of their own, which"
                     + " the ONNX Runtime training artifacts (one AdamW rate) cannot: leave out --adapter");

@@ -324,6 +324,27 @@ public final class TrainOptions {
                 AdapterConfig.Targets.parse(v.adapterTargets), v.adapterLearningRate);
     }
 
+    /** Whether two runs, with adapters and without, are to be trained and the better kept ({@code --adapter auto}). */
+    public boolean adapterAuto() {
+        return v.adapterAuto;
+    }
+
+    /**
+     * The options of one of {@code --adapter auto}'s two runs: with the adapters given (else
+     * {@link AdapterConfig#RECOMMENDED}), or without any.
+     */
+    TrainOptions adapterCandidate(boolean withAdapters) {
+        TrainingBuilder<?> b = v.snapshot();
+        if (withAdapters && b.adapterRank == null) {
+            b.adapter(AdapterConfig.DEFAULT_RANK, AdapterConfig.DEFAULT_ALPHA, "all",
+                    AdapterConfig.DEFAULT_LEARNING_RATE);
+        } else if (!withAdapters) {
+            b.noAdapter();
+        }
+        b.adapterAuto = false;
+        return new TrainOptions(b);
+    }
+
     /** Whether adapters were asked for explicitly ({@code --adapter lora}), not only taken from the recipe. */
     public boolean adapterRequested() {
         return v.adapterRank != null;

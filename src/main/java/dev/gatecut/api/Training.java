@@ -11,8 +11,12 @@ import java.nio.file.Path;
 
 /** Options → a training run in a folder: run-folder check, data, back-end, steps with progress events. */
 final class Training {
-    /** The data the run used, what it ended with, and how long it took. */
-    record Outcome(PreparedData data, TrainingRun.Summary summary, TrainingBackend backend, double seconds) {
+    /**
+     * The data the run used, what it ended with, and how long it took; {@code adapterChoice}: with
+     * {@code --adapter auto}, which of its two runs this is (null otherwise; seconds are then both runs').
+     */
+    record Outcome(PreparedData data, TrainingRun.Summary summary, TrainingBackend backend, double seconds,
+                   AdapterSelection.Choice adapterChoice) {
     }
 
     private Training() {
@@ -24,6 +28,9 @@ final class Training {
      */
     static Outcome run(Path model, TrainOptions o, boolean ownHead, java.util.OptionalLong tokenIdBound, Path runDir,
                        ProgressListener progress) throws OrtException {
+        if (o.adapterAuto()) {
+            return AdapterSelection.run(model, o, ownHead, tokenIdBound, runDir, progress);
+        }
         TrainingBackend backend = o.backend();
         // The folder before the data: a finished run is refused before any reading.
         String line = RunFolder.check(runDir, backend, Backends.ALL, o.resume(), o.force());
@@ -54,7 +61,7 @@ final class Training {
                             : String.format("perplexity %.4f", summary.selectedEval().perplexity()),
                     data.config().recipe().recoverySteps() > 0 ? ", then the recovery steps" : "")));
         }
-        return new Outcome(data, summary, backend, (System.nanoTime() - start) / 1e9);
+        return new Outcome(data, summary, backend, (System.nanoTime() - start) / 1e9, null);
     }
 
     static TrainResult result(Path runDir, TrainingRun.Summary s) {

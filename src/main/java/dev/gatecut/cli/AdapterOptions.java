@@ -9,8 +9,10 @@ import picocli.CommandLine.Option;
 final class AdapterOptions {
     @Option(names = "--adapter", paramLabel = "KIND", description = "lora: train a low-rank adapter W + s·A·B on each"
             + " targeted layer with the gates (APT / LoRAPrune style); compiling folds it into the weight, so the slim"
-            + " model has no extra layers. none: gates, biases and head only. Default: lora for classification with"
-            + " the default recipe (rank 8, alpha 16, every gated layer, rate 1e-3), none otherwise.")
+            + " model has no extra layers. none: gates, biases and head only. auto: both, from the same seed, keeping"
+            + " the run with the lower loss on --eval (twice the training time; the other run stays in"
+            + " RUN/candidates/). Default: lora for classification with the default recipe (rank 8, alpha 16, every"
+            + " gated layer, rate 1e-3), none otherwise.")
     String adapter;
 
     @Option(names = "--adapter-rank", paramLabel = "R", description = "The adapters' rank (default "
@@ -40,15 +42,20 @@ final class AdapterOptions {
         if (adapter.equalsIgnoreCase("none")) {
             if (tuned) {
                 throw new OptionException("--adapter-rank, --adapter-alpha, --adapter-targets and --adapter-lr need"
-                        + " --adapter lora, not --adapter none");
+                        + " --adapter lora (or auto), not --adapter none");
             }
             return b.noAdapter();
         }
-        if (!adapter.equalsIgnoreCase("lora")) {
-            throw new OptionException("--adapter must be lora or none, got '" + adapter + "'");
+        boolean auto = adapter.equalsIgnoreCase("auto");
+        if (!auto && !adapter.equalsIgnoreCase("lora")) {
+            throw new OptionException("--adapter must be lora, none or auto, got '" + adapter + "'");
         }
-        return b.adapter(rank != null ? rank : AdapterConfig.DEFAULT_RANK,
+        if (auto && !tuned) {
+            return b.adapterAuto();   // the run with adapters uses the recipe's
+        }
+        b.adapter(rank != null ? rank : AdapterConfig.DEFAULT_RANK,
                 alpha != null ? alpha : AdapterConfig.DEFAULT_ALPHA, targets != null ? targets : "all",
                 learningRate != null ? learningRate : AdapterConfig.DEFAULT_LEARNING_RATE);
+        return auto ? b.adapterAuto() : b;
     }
 }

@@ -34,7 +34,8 @@ class AdapterOptionsTest {
         List<String> base = List.of("train", "onnx-models/bert-ts17.onnx", "--train", train.toString(),
                 "--target-sparsity", "0.3", "-o", dir.resolve("o").toString());
         refused(run(base, "--adapter", "none", "--adapter-rank", "4"), "--adapter lora", "not --adapter none");
-        refused(run(base, "--adapter", "dora"), "--adapter must be lora or none");
+        refused(run(base, "--adapter", "dora"), "--adapter must be lora, none or auto");
+        refused(run(base, "--adapter", "auto"), "--adapter auto", "--eval");
         refused(run(base, "--adapter", "lora", "--adapter-targets", "mlp"), "--adapter-targets", "qv", "all");
         refused(run(base, "--adapter", "lora", "--adapter-rank", "0"), "--adapter-rank");
         refused(run(base, "--adapter", "lora", "--adapter-alpha", "-1"), "--adapter-alpha");
@@ -61,6 +62,30 @@ class AdapterOptionsTest {
         assertEquals(0, run(second, "--steps", "2", "--adapter", "none").exit());
         refused(run(second, "--steps", "4", "--resume"), "--resume", "--adapter options");
         refused(run(second, "--steps", "4", "--resume", "--adapter", "lora"), "--resume");
+    }
+
+    /** {@code --adapter auto} with the adapters' own options: both runs train, the choice is said and kept. */
+    @Test
+    void autoTrainsBothAndKeepsOne(@TempDir Path dir) throws Exception {
+        Path train = CompressCommandTest.classificationData(dir, "train.jsonl", 1);
+        Path eval = CompressCommandTest.classificationData(dir, "eval.jsonl", 2);
+        Path run = dir.resolve("run");
+        InspectCommandTest.Run r = gatecut("train", "onnx-models/bert-ts17.onnx", "--train", train.toString(),
+                "--eval", eval.toString(), "--target-sparsity", "0.3", "--device", "cpu", "--batch", "8", "--steps",
+                "2", "--adapter", "auto", "--adapter-rank", "4", "--no-progress", "-o", run.toString());
+        assertEquals(0, r.exit(), r.err() + r.out());
+        assertTrue(r.out().contains("adapter auto: run 2 of 2") && r.out().contains("adapter auto: kept the run"),
+                r.out());
+        assertTrue(Files.exists(run.resolve("adapter-choice.json")) && Files.exists(run.resolve("gates.json")));
+        Map<String, float[]> saved = TrainedParams.read(run.resolve("params.json"));
+        String chosen = new com.fasterxml.jackson.databind.ObjectMapper().readTree(run.resolve("adapter-choice.json")
+                .toFile()).get("chosen").asText();
+        Map<String, float[]> withAdapters = chosen.equals("lora") ? saved
+                : TrainedParams.read(run.resolve("candidates/lora/params.json"));
+        assertEquals(4f, withAdapters.get(LowRankAdapters.SCALE)[0], "alpha 16 / rank 4: the given rank trained");
+        Map<String, float[]> without = chosen.equals("none") ? saved
+                : TrainedParams.read(run.resolve("candidates/none/params.json"));
+        assertFalse(without.containsKey(LowRankAdapters.SCALE), without.keySet().toString());
     }
 
     /** The streaming compile (external data) refuses adapters rather than fold them in the heap. */
