@@ -133,7 +133,9 @@ done
 } | tee "$WORK/raw/env.txt"
 
 # Estimated seconds of a job (eval_suite.py's table, scaled by the data set's train rows).
-est() { $PYTHON -c "import sys; sys.path.insert(0, 'tools'); import eval_suite as e; print(int(e.EST_S[('$1', '$2')] * $3 / 1800) + 5)"; }
+# EST_SCALE (default 1) scales every estimate: they are for six to nine jobs at once, and a call of three chains with
+# a short budget (e.g. one set's label-free runs at the end of a session) needs less than they say.
+est() { $PYTHON -c "import sys; sys.path.insert(0, 'tools'); import eval_suite as e; print(int(e.EST_S[('$1', '$2')] * $3 / 1800 * ${EST_SCALE:-1}) + 5)"; }
 
 # --- one gatecut run: compress, then score the classifier on test ------------------------------
 # gc_run MODEL_FILE TOKENIZER SPLITDIR TRAINFILE LABELS S SEED DIR JSONFIELDS EXTRA...
