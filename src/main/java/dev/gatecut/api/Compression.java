@@ -86,9 +86,16 @@ final class Compression {
                     slimQuality = Classifier.accuracy(classifier, eval, device);
                 }
             }
-            HeldOut test = heldOut(model, o, trained, tokenIdBound, lm, ownHead,
-                    lm || ownHead ? pruned.slimModel() : classifier, device);
-            CompressReport.Baseline dense = denseBaseline(model, o, trained, lm, ownHead, device, progress);
+            List<dev.gatecut.train.Batch> testRows = o.test().isEmpty() ? null
+                    : PreparedData.heldOut(o.test().get(), model, t, trained.data(), tokenIdBound);
+            // the model as given, where it is the yardstick (an LM, or a classifier with its own head): loaded and
+            // opened once for its baseline on --eval and its --test figures (a 7B file is worth one session)
+            boolean baselineOnEval = o.baseline() && !eval.isEmpty();
+            Original original = lm || ownHead ? Original.score(model, lm, baselineOnEval ? eval : null, testRows,
+                    device) : Original.NONE;
+            HeldOut test = heldOut(testRows, lm, ownHead, lm || ownHead ? pruned.slimModel() : classifier, original,
+                    device);
+            CompressReport.Baseline dense = denseBaseline(model, o, trained, lm, ownHead, original, device, progress);
             List<CompressReport.Latency> latencies = latencies(model, pruned.slimModel(), t, o.latencyRuns(), device,
                     progress);
             TrainResult training = Training.result(runDir, trained.summary());
@@ -140,32 +147,55 @@ final class Compression {
                            double originalMacroF1, double originalPerplexity) {
     }
 
+    /**
+     * The model as given, scored on --eval (the baseline: its accuracy or perplexity) and on --test; NaN where a set
+     * was not asked for.
+     */
+    private record Original(double evalQuality, double testAccuracy, double testMacroF1, double testPerplexity) {
+        static final Original NONE = new Original(Double.NaN, Double.NaN, Double.NaN, Double.NaN);
+
+        static Original score(Path model, boolean lm, List<dev.gatecut.train.Batch> eval,
+                              List<dev.gatecut.train.Batch> test, Device device) throws OrtException {
+            List<List<dev.gatecut.train.Batch>> sets = new ArrayList<>();
+            if (eval != null) {
+                sets.add(eval);
+            }
+            if (test != null) {
+                sets.add(test);
+            }
+            if (sets.isEmpty()) {
+                return NONE;
+            }
+            double nan = Double.NaN;
+            try (OnnxModel dense = OnnxModel.load(model)) {
+                if (lm) {
+                    double[] p = LanguageModels.perplexityEach(dense, sets, device);
+                    return new Original(eval != null ? p[0] : nan, nan, nan, test != null ? p[p.length - 1] : nan);
+                }
+                List<Classifier.Scores> s = Classifier.scoresEach(dense, sets, device);
+                Classifier.Scores t = test != null ? s.get(s.size() - 1) : null;
+                return new Original(eval != null ? s.get(0).accuracy() : nan, t != null ? t.accuracy() : nan,
+                        t != null ? t.macroF1() : nan, nan);
+            }
+        }
+    }
+
     /** Scores {@code slim} once on the --test rows (null without them): after every selection, for the record. */
-    private static HeldOut heldOut(Path model, CompressOptions o, Training.Outcome trained,
-                                   java.util.OptionalLong tokenIdBound, boolean lm, boolean ownHead, OnnxModel slim,
-                                   Device device)
-            throws OrtException {
-        if (o.test().isEmpty()) {
+    private static HeldOut heldOut(List<dev.gatecut.train.Batch> rows, boolean lm, boolean ownHead, OnnxModel slim,
+                                   Original original, Device device) throws OrtException {
+        if (rows == null) {
             return null;
         }
-        List<dev.gatecut.train.Batch> rows = PreparedData.heldOut(o.test().get(), model, o.training(), trained.data(),
-                tokenIdBound);
         double nan = Double.NaN;
         if (lm) {
             long sequences = rows.stream().mapToLong(b -> b.inputs().get("input_ids").length).sum();
-            try (OnnxModel dense = OnnxModel.load(model)) {
-                return new HeldOut(sequences, nan, nan, LanguageModels.perplexity(slim, rows, device), nan, nan,
-                        LanguageModels.perplexity(dense, rows, device));
-            }
+            return new HeldOut(sequences, nan, nan, LanguageModels.perplexity(slim, rows, device), nan, nan,
+                    original.testPerplexity());
         }
         Classifier.Scores s = Classifier.scores(slim, rows, device);
-        if (!ownHead) {   // a new head: the model as given has no classifier to score
-            return new HeldOut(s.rows(), s.accuracy(), s.macroF1(), nan, nan, nan, nan);
-        }
-        try (OnnxModel dense = OnnxModel.load(model)) {
-            Classifier.Scores d = Classifier.scores(dense, rows, device);
-            return new HeldOut(s.rows(), s.accuracy(), s.macroF1(), nan, d.accuracy(), d.macroF1(), nan);
-        }
+        // a new head: the model as given has no classifier to score (original is NONE)
+        return new HeldOut(s.rows(), s.accuracy(), s.macroF1(), nan, ownHead ? original.testAccuracy() : nan,
+                ownHead ? original.testMacroF1() : nan, nan);
     }
 
     private static long targeted(CompileReport r, boolean before) {
@@ -228,8 +258,9 @@ final class Compression {
      * model's (encoders that get a new head), or the dense model's perplexity (language models).
      */
     private static CompressReport.Baseline denseBaseline(Path model, CompressOptions o, Training.Outcome trained,
-                                                         boolean lm, boolean ownHead, Device device,
-                                                         ProgressListener progress) throws OrtException {
+                                                         boolean lm, boolean ownHead, Original original,
+                                                         Device device, ProgressListener progress)
+            throws OrtException {
         PreparedData data = trained.data();
         if (data.evalBatches().isEmpty()) {
             return CompressReport.Baseline.notMeasured("not measured (no --eval data)");
@@ -238,16 +269,11 @@ final class Compression {
             return CompressReport.Baseline.notMeasured("not measured (--no-baseline)");
         }
         if (lm) {
-            try (OnnxModel dense = OnnxModel.load(model)) {
-                return new CompressReport.Baseline("the dense model as given",
-                        LanguageModels.perplexity(dense, data.evalBatches(), device));
-            }
+            return new CompressReport.Baseline("the dense model as given", original.evalQuality());
         }
         if (ownHead) {
             // a fine-tuned classifier: the yardstick is the file as the user deploys it
-            try (OnnxModel dense = OnnxModel.load(model)) {
-                return new CompressReport.Baseline(ORIGINAL, Classifier.accuracy(dense, data.evalBatches(), device));
-            }
+            return new CompressReport.Baseline(ORIGINAL, original.evalQuality());
         }
         progress.onEvent(new ProgressEvent.Message("dense baseline: training a head on the frozen dense encoder ..."));
         try (FrozenEncoderBaseline b = FrozenEncoderBaseline.open(model, data.config().pooling(), device)) {

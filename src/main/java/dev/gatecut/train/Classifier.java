@@ -100,34 +100,48 @@ public final class Classifier {
 
     /** Accuracy and macro-F1 of a classifier model on batches (exact float32 on CUDA, as every evaluation). */
     public static Scores scores(OnnxModel classifier, List<Batch> batches, Device device) throws OrtException {
+        return scoresEach(classifier, List.of(batches), device).get(0);
+    }
+
+    /** {@link #scores} of each set of batches, through one session (a large model is opened once for all). */
+    public static List<Scores> scoresEach(OnnxModel classifier, List<List<Batch>> sets, Device device)
+            throws OrtException {
+        List<Scores> out = new java.util.ArrayList<>();
+        try (OrtSession s = OrtSessions.openExact(classifier, device)) {
+            for (List<Batch> batches : sets) {
+                out.add(scores(s, classifier, batches));
+            }
+        }
+        return out;
+    }
+
+    private static Scores scores(OrtSession s, OnnxModel classifier, List<Batch> batches) throws OrtException {
         var env = OrtSessions.environment();
         List<String> inputs = classifier.graph().feedInputs().stream().map(Value::name).toList();
         int[][] confusion = null;
-        try (OrtSession s = OrtSessions.openExact(classifier, device)) {
-            for (Batch batch : batches) {
-                Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
-                try {
-                    for (String in : inputs) {
-                        feeds.put(in, OnnxTensor.createTensor(env, batch.inputs().get(in)));
-                    }
-                    try (OrtSession.Result r = s.run(feeds)) {
-                        float[][] logits = (float[][]) r.get(0).getValue();
-                        for (int i = 0; i < logits.length; i++) {
-                            int classes = logits[i].length;
-                            if (confusion == null) {
-                                confusion = new int[classes][classes];
-                            }
-                            int gold = batch.labels()[i];
-                            if (gold < 0 || gold >= classes) {
-                                throw new IllegalStateException("label " + gold + " outside the model's " + classes
-                                        + " logits");
-                            }
-                            confusion[gold][argmax(logits[i])]++;   // rows: gold, columns: predicted
-                        }
-                    }
-                } finally {
-                    feeds.values().forEach(OnnxTensor::close);
+        for (Batch batch : batches) {
+            Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
+            try {
+                for (String in : inputs) {
+                    feeds.put(in, OnnxTensor.createTensor(env, batch.inputs().get(in)));
                 }
+                try (OrtSession.Result r = s.run(feeds)) {
+                    float[][] logits = (float[][]) r.get(0).getValue();
+                    for (int i = 0; i < logits.length; i++) {
+                        int classes = logits[i].length;
+                        if (confusion == null) {
+                            confusion = new int[classes][classes];
+                        }
+                        int gold = batch.labels()[i];
+                        if (gold < 0 || gold >= classes) {
+                            throw new IllegalStateException("label " + gold + " outside the model's " + classes
+                                    + " logits");
+                        }
+                        confusion[gold][argmax(logits[i])]++;   // rows: gold, columns: predicted
+                    }
+                }
+            } finally {
+                feeds.values().forEach(OnnxTensor::close);
             }
         }
         return Scores.of(confusion == null ? new int[0][0] : confusion);

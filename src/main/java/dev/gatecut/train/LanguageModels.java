@@ -27,52 +27,67 @@ public final class LanguageModels {
      * and positions 0..sequence-1 ({@link BindEmptyCache}); {@code model} is left as it is.
      */
     public static double perplexity(OnnxModel model, List<Batch> batches, Device device) throws OrtException {
+        return perplexityEach(model, List.of(batches), device)[0];
+    }
+
+    /** {@link #perplexity} of each set of batches, through one session (a large model is opened once for all). */
+    public static double[] perplexityEach(OnnxModel model, List<List<Batch>> sets, Device device)
+            throws OrtException {
         if (!RandomInputs.hasKvCache(model.graph()) && model.graph().feedInputs().stream()
                 .noneMatch(v -> InputRole.of(v) == InputRole.POSITIONS)) {
-            return perplexityOf(model, batches, device);
+            return perplexityOf(model, sets, device);
         }
         try (OnnxModel bound = OnnxModel.of(model.toProto())) {
             BindEmptyCache.apply(bound);
-            return perplexityOf(bound, batches, device);
+            return perplexityOf(bound, sets, device);
         }
     }
 
-    private static double perplexityOf(OnnxModel model, List<Batch> batches, Device device) throws OrtException {
+    private static double[] perplexityOf(OnnxModel model, List<List<Batch>> sets, Device device)
+            throws OrtException {
+        double[] out = new double[sets.size()];
+        try (OrtSession s = OrtSessions.openExact(model, device)) {
+            for (int i = 0; i < out.length; i++) {
+                out[i] = perplexityOf(s, model, sets.get(i));
+            }
+        }
+        return out;
+    }
+
+    private static double perplexityOf(OrtSession s, OnnxModel model, List<Batch> batches) throws OrtException {
         var env = OrtSessions.environment();
         List<String> inputs = model.graph().feedInputs().stream().map(Value::name).toList();
         double sum = 0;
         double weight = 0;
-        try (OrtSession s = OrtSessions.openExact(model, device)) {
-            for (Batch b : batches) {
-                Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
-                try {
-                    for (String in : inputs) {
-                        feeds.put(in, OnnxTensor.createTensor(env, b.inputs().get(in)));
-                    }
-                    try (OrtSession.Result r = s.run(feeds)) {
-                        float[][][] logits = (float[][][]) r.get(0).getValue();
-                        for (int i = 0; i < logits.length; i++) {
-                            for (int t = 0; t < logits[i].length; t++) {
-                                float w = b.weights()[i][t];
-                                if (w == 0) {
-                                    continue;
-                                }
-                                double max = Double.NEGATIVE_INFINITY;
-                                for (float x : logits[i][t]) {
-                                    max = Math.max(max, x);
-                                }
-                                double z = 0;
-                                for (float x : logits[i][t]) {
-                                    z += Math.exp(x - max);
-                                }
-                                sum += w * -(logits[i][t][(int) b.targets()[i][t]] - max - Math.log(z));
-                                weight += w;
+        for (Batch b : batches) {
+            Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
+            try {
+                for (String in : inputs) {
+                    feeds.put(in, OnnxTensor.createTensor(env, b.inputs().get(in)));
+                }
+                try (OrtSession.Result r = s.run(feeds)) {
+                    float[][][] logits = (float[][][]) r.get(0).getValue();
+                    for (int i = 0; i < logits.length; i++) {
+                        for (int t = 0; t < logits[i].length; t++) {
+                            float w = b.weights()[i][t];
+                            if (w == 0) {
+                                continue;
                             }
+                            double max = Double.NEGATIVE_INFINITY;
+                            for (float x : logits[i][t]) {
+                                max = Math.max(max, x);
+                            }
+                            double z = 0;
+                            for (float x : logits[i][t]) {
+                                z += Math.exp(x - max);
+                            }
+                            sum += w * -(logits[i][t][(int) b.targets()[i][t]] - max - Math.log(z));
+                            weight += w;
                         }
                     }
-                } finally {
-                    feeds.values().forEach(OnnxTensor::close);
                 }
+            } finally {
+                feeds.values().forEach(OnnxTensor::close);
             }
         }
         return Math.exp(sum / Math.max(weight, 1e-12));

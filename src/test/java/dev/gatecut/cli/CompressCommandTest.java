@@ -109,6 +109,8 @@ class CompressCommandTest {
         assertEquals(slim, s.get("slim_test_perplexity").asDouble(), 0, "--test on the --eval rows: " + s);
         assertEquals(24, s.get("test_rows").asInt(), s.toString());
         assertTrue(s.get("dense_eval_perplexity").asDouble() > 1, "the dense model's perplexity is the baseline: " + s);
+        assertEquals(s.get("dense_eval_perplexity").asDouble(), s.get("dense_test_perplexity").asDouble(), 0,
+                "the dense model scored once per set, in one session: " + s);
     }
 
     @Test
