@@ -69,7 +69,7 @@ final class AdapterSelection {
                 keepWithout ? withoutLoss : withLoss, keepWithout ? "with adapters" : "without", keepWithout ? withLoss
                         : withoutLoss, keepWithout ? withDir : withoutDir)));
         return new Training.Outcome(kept.data(), kept.summary(), kept.backend(), with.seconds() + without.seconds(),
-                choice);
+                kept.options(), choice);
     }
 
     /** The task loss of the parameters a run kept, on the --eval rows (NaN without one). */

@@ -110,7 +110,7 @@ final class Compression {
                     compiled.parametersAfter(), targeted(compiled, true), targeted(compiled, false), compiled.groups(),
                     lm ? "perplexity" : "accuracy", dense, gatedQuality, slimQuality, slimFile, training.steps(),
                     trained.seconds(), medianSamplesPerSecond(runDir), latencies, reportLinks(lm, ownHead));
-            ObjectNode summary = summary(model, o, config.recipe(), report, lm, ownHead, last,
+            ObjectNode summary = summary(model, o, trained.options(), config.recipe(), report, lm, ownHead, last,
                     trained.summary().selectedStep());
             if (trained.adapterChoice() != null) {
                 summary.set("adapter_choice", trained.adapterChoice().toJson());
@@ -203,15 +203,15 @@ final class Compression {
     }
 
     /** The figures of summary.json. */
-    private static ObjectNode summary(Path model, CompressOptions o, dev.gatecut.train.Recipe recipe,
-                                      CompressReport r, boolean lm, boolean ownHead, Evaluator.EvalResult last,
-                                      long selectedStep) {
+    private static ObjectNode summary(Path model, CompressOptions o, TrainOptions trainedWith,
+                                      dev.gatecut.train.Recipe recipe, CompressReport r, boolean lm, boolean ownHead,
+                                      Evaluator.EvalResult last, long selectedStep) {
         ObjectNode json = new ObjectMapper().createObjectNode();
         json.put("model", model.toString());
         json.put("target_sparsity", r.targetSparsity());
         json.put("gates_mode", r.gatesMode());
         json.put("align", o.align());
-        json.put("uniform_widths", o.training().uniformWidths());
+        json.put("uniform_widths", trainedWith.uniformWidths());
         if (!lm) {
             json.put("head", ownHead ? "own" : "added");
             json.put("classifier", r.slimFile());
@@ -222,8 +222,9 @@ final class Compression {
         json.put("targeted_after", r.targetedAfter());
         json.put("train_steps", r.trainSteps());
         json.put("train_seconds", r.trainSeconds());
-        json.put("recipe", o.training().recipeName());
-        json.put("train_norms", o.training().trainNorms());
+        json.put("recipe", trainedWith.recipeName());
+        json.put("train_norms", trainedWith.trainNorms());   // the kept run's (--adapter auto: its two differ for LMs)
+        json.put("adapter", trainedWith.adapter().enabled() ? "lora" : "none");
         json.put("distill", recipe.distillWeight());
         if (recipe.distillLayers() > 0) {
             json.put("distill_layers", recipe.distillLayers());

@@ -12,11 +12,12 @@ import java.nio.file.Path;
 /** Options → a training run in a folder: run-folder check, data, back-end, steps with progress events. */
 final class Training {
     /**
-     * The data the run used, what it ended with, and how long it took; {@code adapterChoice}: with
-     * {@code --adapter auto}, which of its two runs this is (null otherwise; seconds are then both runs').
+     * The data the run used, what it ended with, how long it took and the options it trained with; with
+     * {@code --adapter auto}, {@code options} are the kept run's and {@code adapterChoice} says which it is (null
+     * otherwise; seconds are then both runs').
      */
     record Outcome(PreparedData data, TrainingRun.Summary summary, TrainingBackend backend, double seconds,
-                   AdapterSelection.Choice adapterChoice) {
+                   TrainOptions options, AdapterSelection.Choice adapterChoice) {
     }
 
     private Training() {
@@ -61,7 +62,7 @@ final class Training {
                             : String.format("perplexity %.4f", summary.selectedEval().perplexity()),
                     data.config().recipe().recoverySteps() > 0 ? ", then the recovery steps" : "")));
         }
-        return new Outcome(data, summary, backend, (System.nanoTime() - start) / 1e9, null);
+        return new Outcome(data, summary, backend, (System.nanoTime() - start) / 1e9, o, null);
     }
 
     static TrainResult result(Path runDir, TrainingRun.Summary s) {

@@ -238,6 +238,10 @@ final class TrainCommand implements Callable<Integer> {
                         out.flush();
                     } else if (event instanceof ProgressEvent.TrainingStarted s) {
                         // A bar redraws itself with carriage returns: only on a terminal, never into a log.
+                        if (bar != null) {
+                            bar.close();   // a run before this one (--adapter auto trains two)
+                            bar = null;
+                        }
                         if (!noProgress && System.console() != null) {
                             bar = new ProgressBarBuilder().setTaskName("train").setInitialMax(s.totalSteps())
                                     .setStyle(ProgressBarStyle.ASCII).continuousUpdate().build();

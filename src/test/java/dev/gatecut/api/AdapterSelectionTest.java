@@ -97,9 +97,29 @@ class AdapterSelectionTest {
             JsonNode c = r.summary().get("adapter_choice");
             assertTrue(c != null && c.has("chosen") && c.has("lora_eval_loss") && c.has("none_eval_loss"),
                     r.summary().toString());
+            assertEquals(c.get("chosen").asText(), r.summary().get("adapter").asText(), "the kept run's setting");
         }
         assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
                 && m.text().startsWith("adapter auto: kept the run")), "the choice is said");
+    }
+
+    /** A language model: its two runs differ in more than the adapters (norms train by default without them). */
+    @Test
+    void aLanguageModelsSummaryDescribesTheKeptRun(@TempDir Path tmp) throws Exception {
+        java.util.Random random = new java.util.Random(9);
+        List<int[]> rows = new ArrayList<>();
+        for (int i = 0; i < 16; i++) {
+            rows.add(random.ints(12, 1, 999).toArray());
+        }
+        CompressOptions o = CompressOptions.builder().task(dev.gatecut.train.Task.LM).train(Examples.tokenIds(rows))
+                .eval(Examples.tokenIds(rows)).targetSparsity(0.3).steps(3).batchSize(8).align(1).latencyRuns(0)
+                .backend(Backends.FUSED).adapterAuto().runFolder(tmp.resolve("run")).build();
+        try (GatecutModel model = Gatecut.load(Path.of("onnx-models", "llama-ts17.onnx"));
+             CompressResult r = model.compress(o, ProgressListener.silent())) {
+            String chosen = r.summary().get("adapter_choice").get("chosen").asText();
+            assertEquals(chosen, r.summary().get("adapter").asText());
+            assertEquals(chosen.equals("none"), r.summary().get("train_norms").asBoolean(), r.summary().toString());
+        }
     }
 
     @Test
