@@ -225,6 +225,9 @@ final class Compression {
         json.put("recipe", trainedWith.recipeName());
         json.put("train_norms", trainedWith.trainNorms());   // the kept run's (--adapter auto: its two differ for LMs)
         json.put("adapter", trainedWith.adapter().enabled() ? "lora" : "none");
+        if (trainedWith.adapter().dropout() > 0) {
+            json.put("adapter_dropout", trainedWith.adapter().dropout());
+        }
         json.put("distill", recipe.distillWeight());
         if (recipe.distillLayers() > 0) {
             json.put("distill_layers", recipe.distillLayers());

@@ -315,13 +315,16 @@ public final class TrainOptions {
         if (v.noAdapter) {
             return AdapterConfig.NONE;
         }
+        AdapterConfig a;
         if (v.adapterRank == null) {
             boolean fused = v.backend == null || v.backend.name().equals(Backends.FUSED.name());
-            return v.recipe.equalsIgnoreCase("default") && v.task == Task.CLASSIFY && fused
+            a = v.recipe.equalsIgnoreCase("default") && v.task == Task.CLASSIFY && fused
                     ? AdapterConfig.RECOMMENDED : AdapterConfig.NONE;
+        } else {
+            a = new AdapterConfig(v.adapterRank, v.adapterAlpha, AdapterConfig.Targets.parse(v.adapterTargets),
+                    v.adapterLearningRate);
         }
-        return new AdapterConfig(v.adapterRank, v.adapterAlpha,
-                AdapterConfig.Targets.parse(v.adapterTargets), v.adapterLearningRate);
+        return v.adapterDropout != null && a.enabled() ? a.withDropout(v.adapterDropout) : a;
     }
 
     /** Whether two runs, with adapters and without, are to be trained and the better kept ({@code --adapter auto}). */

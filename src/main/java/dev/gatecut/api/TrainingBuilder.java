@@ -61,6 +61,8 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     boolean noAdapter;
     /** {@code --adapter auto}: a run with adapters and one without, the lower --eval loss kept. */
     boolean adapterAuto;
+    /** {@code --adapter-dropout}: dropout on the adapters' inputs while training; null: none. */
+    Double adapterDropout;
     double adapterAlpha = dev.gatecut.train.AdapterConfig.DEFAULT_ALPHA;
     String adapterTargets = "all";
     double adapterLearningRate = dev.gatecut.train.AdapterConfig.DEFAULT_LEARNING_RATE;
@@ -255,6 +257,19 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         this.adapterRank = null;
         this.noAdapter = true;
         this.adapterAuto = false;
+        this.adapterDropout = null;
+        return self();
+    }
+
+    /**
+     * Dropout on each adapter's input while training ({@code --adapter-dropout P}, PEFT's lora_dropout): the product
+     * is s·(dropout(x)·A)·B with inverted dropout (kept inputs scaled by 1 / (1 − P)); evaluation and the compiled
+     * model see no dropout. Default none. Applies to the adapters of the recipe's default or of {@link #adapter};
+     * adapters summed into a weight (a weight with other readers, a fused Attention) get none. Not with CUDA graphs
+     * (a replayed step would keep its first mask).
+     */
+    public B adapterDropout(double p) {
+        this.adapterDropout = p;
         return self();
     }
 
@@ -496,6 +511,16 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     private void validateAdapter() {
         if (adapterAuto) {
             validateAdapterAuto();
+        }
+        if (adapterDropout != null) {
+            if (!(adapterDropout >= 0 && adapterDropout < 1)) {
+                throw new OptionException("adapterDropout (--adapter-dropout) must be in [0, 1), got "
+                        + adapterDropout);
+            }
+            if (noAdapter) {
+                throw new OptionException("--adapter-dropout drops the adapters' inputs: it needs adapters, not"
+                        + " --adapter none");
+            }
         }
         if (adapterRank == null) {
             return;

@@ -31,8 +31,20 @@ final class AdapterOptions {
             + " 1e-3), with the recipe's warm-up.")
     Double learningRate;
 
+    @Option(names = "--adapter-dropout", paramLabel = "P", description = "Dropout on each adapter's input while"
+            + " training (PEFT's lora_dropout; inverted, training steps only: evaluation and the slim model see none)."
+            + " Default 0. Not with --cuda-graph.")
+    Double dropout;
+
     <B extends TrainingBuilder<B>> B applyTo(B b) {
         boolean tuned = rank != null || alpha != null || targets != null || learningRate != null;
+        if (dropout != null) {
+            if (adapter != null && adapter.equalsIgnoreCase("none")) {
+                throw new OptionException("--adapter-dropout drops the adapters' inputs: it needs --adapter lora (or"
+                        + " auto, or the default), not --adapter none");
+            }
+            b.adapterDropout(dropout);
+        }
         if (adapter == null && !tuned) {
             return b;   // the recipe's default
         }

@@ -13,8 +13,10 @@ import java.util.Locale;
  * @param alpha        the scale numerator: s = alpha / rank
  * @param targets      which gated layers get one
  * @param learningRate AdamW learning rate of A and B
+ * @param dropout      the probability with which training zeroes each input of an adapter's product (PEFT's
+ *                     lora_dropout; inverted dropout on x in s·(dropout(x)·A)·B, in the training step only)
  */
-public record AdapterConfig(int rank, double alpha, Targets targets, double learningRate) {
+public record AdapterConfig(int rank, double alpha, Targets targets, double learningRate, double dropout) {
     /** No adapters: the gates, biases and head only. */
     public static final AdapterConfig NONE = new AdapterConfig(0, 0, Targets.QUERY_VALUE, 0);
     public static final int DEFAULT_RANK = 8;
@@ -48,8 +50,16 @@ public record AdapterConfig(int rank, double alpha, Targets targets, double lear
         }
     }
 
+    /** Adapters without dropout. */
+    public AdapterConfig(int rank, double alpha, Targets targets, double learningRate) {
+        this(rank, alpha, targets, learningRate, 0);
+    }
+
     public AdapterConfig {
         java.util.Objects.requireNonNull(targets, "targets");
+        if (!(dropout >= 0 && dropout < 1)) {
+            throw new OptionException("--adapter-dropout must be in [0, 1), got " + dropout);
+        }
         if (rank < 0) {
             throw new OptionException("--adapter-rank must be >= 1, got " + rank);
         }
@@ -63,6 +73,11 @@ public record AdapterConfig(int rank, double alpha, Targets targets, double lear
 
     public boolean enabled() {
         return rank > 0;
+    }
+
+    /** These adapters with dropout {@code p} on their inputs during training. */
+    public AdapterConfig withDropout(double p) {
+        return new AdapterConfig(rank, alpha, targets, learningRate, p);
     }
 
     /** PEFT's scaling of the adapter's product: alpha / rank. */

@@ -84,6 +84,11 @@ public final class FusedBackend implements TrainingBackend {
         SaveOptions external = SaveOptions.defaults().withExternalData(SaveOptions.ExternalData.ALWAYS);
         Path saved = runDir.resolve(Checkpoint.FILE);
         Checkpoint c = resume && Files.exists(saved) ? Checkpoint.read(saved) : null;
+        if (residency == Residency.CUDA_GRAPH && config.adapter().dropout() > 0) {
+            // a replayed graph keeps the random draws it was captured with: every step would drop the same inputs
+            throw new dev.gatecut.errors.OptionException("--adapter-dropout with --cuda-graph: a CUDA graph replays"
+                    + " its first dropout mask at every step; use --device-resident, or leave out --adapter-dropout");
+        }
         if (residency == Residency.CUDA_GRAPH && device != Device.CUDA) {
             throw new dev.gatecut.errors.OptionException("--cuda-graph needs --device cuda (CUDA graphs are a CUDA"
                     + " feature); use --device-resident elsewhere");

@@ -102,6 +102,23 @@ public final class LowRankAdapters {
      */
     public static List<Added> inject(Graph g, long opset, List<LinearLayer> layers, AdapterConfig config,
                                      Random random, String modelName, Map<String, float[]> initial) {
+        return inject(g, opset, layers, config, random, modelName, initial, false, 0);
+    }
+
+    /**
+     * {@link #inject(Graph, long, List, AdapterConfig, Random, String, Map)} for a graph that trains
+     * ({@code training}): with {@link AdapterConfig#dropout} above 0 each adapter on activations reads its input
+     * through a Dropout in training mode (its seed {@code dropoutSeed} plus the layer's index, so a run's masks
+     * repeat with its seed); an evaluation graph gets none.
+     */
+    public static List<Added> inject(Graph g, long opset, List<LinearLayer> layers, AdapterConfig config,
+                                     Random random, String modelName, Map<String, float[]> initial, boolean training,
+                                     long dropoutSeed) {
+        double dropout = training ? config.dropout() : 0;
+        if (dropout > 0 && opset < 12) {
+            throw new ModelException(modelName + ": --adapter-dropout needs ONNX opset 12 or later (Dropout's"
+                    + " training_mode input); the model imports opset " + opset + ": leave out --adapter-dropout");
+        }
         List<Added> added = new ArrayList<>();
         for (LinearLayer layer : layers) {
             Value w = weightOf(g, layer, modelName);
@@ -128,7 +145,8 @@ public final class LowRankAdapters {
             DataType type = w.initializer().dataType();
             Node reader = soleLinearReader(w, readers, layer);
             if (reader != null) {
-                addToActivations(g, opset, reader, aIn, bIn, config.scale(), type, w.name());
+                addToActivations(g, opset, reader, aIn, bIn, config.scale(), type, w.name(), dropout,
+                        dropoutSeed + added.size());
             } else {
                 addToWeight(g, opset, w, readers, aIn, bIn, config.scale(), type, layer.layout());
             }
@@ -152,9 +170,13 @@ public final class LowRankAdapters {
         return linear && !n.output(0).isGraphOutput() && n.input(0) != null ? n : null;
     }
 
-    /** y = x·W (+ C) → y + s·(x·A)·B, read by every reader of y (row gates included); A, B cast to the model's type. */
+    /**
+     * y = x·W (+ C) → y + s·(x·A)·B, read by every reader of y (row gates included); A, B cast to the model's type.
+     * With {@code dropout} above 0: y + s·(Dropout(x)·A)·B, the Dropout in training mode with its mask as a second
+     * output (its gradient reads it) and {@code seed}.
+     */
     private static void addToActivations(Graph g, long opset, Node reader, Value aIn, Value bIn, double scale,
-                                         DataType type, String weight) {
+                                         DataType type, String weight, double dropout, long seed) {
         OpBuilder ops = new OpBuilder(g, opset, type, "train/lora/" + weight + "/");
         Value a = aIn;
         Value b = bIn;
@@ -164,7 +186,14 @@ public final class LowRankAdapters {
         }
         Value y = reader.output(0);
         List<Value.Use> uses = List.copyOf(y.uses());
-        Value delta = ops.op("Mul", ops.op("MatMul", ops.op("MatMul", reader.input(0), a), b), ops.scalar(scale));
+        Value x = reader.input(0);
+        if (dropout > 0) {
+            Value training = g.addInitializer(dev.gatecut.onnx.Tensor.of(dev.gatecut.onnx.TensorArrays.ofBooleans(
+                    g.freshName("train/lora/" + weight + "/training"), new long[0], new boolean[] {true})));
+            x = ops.node("Dropout", List.of(x, ops.scalar(dropout), training), 2,
+                    OpBuilder.attr("seed", (long) seed)).output(0);
+        }
+        Value delta = ops.op("Mul", ops.op("MatMul", ops.op("MatMul", x, a), b), ops.scalar(scale));
         Value sum = ops.op("Add", y, delta);
         for (Value.Use u : uses) {
             u.node().setInput(u.index(), sum);

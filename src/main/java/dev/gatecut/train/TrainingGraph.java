@@ -330,8 +330,10 @@ public final class TrainingGraph {
         if (config.adapter().enabled()) {
             // Its own generator: the head's initialisation below stays that of a run without adapters.
             Random adapterRandom = new Random(config.seed() * 31 + 7);
+            // dropout on the adapters' inputs (if any) in the graphs that train, never in evaluation's
             for (LowRankAdapters.Added a : LowRankAdapters.inject(g, opset, LowRankAdapters.targets(discovery,
-                    config.adapter().targets()), config.adapter(), adapterRandom, path.toString(), initial)) {
+                    config.adapter().targets()), config.adapter(), adapterRandom, path.toString(), initial,
+                    mode != Mode.EVALUATION, config.seed() * 1009L + 17)) {
                 params.add(new TrainableParam(a.a().name(), TrainableParam.Kind.ADAPTER, new long[] {a.in(),
                         config.adapter().rank()}, null));
                 params.add(new TrainableParam(a.b().name(), TrainableParam.Kind.ADAPTER, new long[] {

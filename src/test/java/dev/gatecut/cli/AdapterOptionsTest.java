@@ -36,6 +36,10 @@ class AdapterOptionsTest {
         refused(run(base, "--adapter", "none", "--adapter-rank", "4"), "--adapter lora", "not --adapter none");
         refused(run(base, "--adapter", "dora"), "--adapter must be lora, none or auto");
         refused(run(base, "--adapter", "auto"), "--adapter auto", "--eval");
+        refused(run(base, "--adapter", "none", "--adapter-dropout", "0.1"), "--adapter-dropout", "--adapter none");
+        refused(run(base, "--adapter-dropout", "1"), "--adapter-dropout", "[0, 1)");
+        refused(run(base, "--adapter-dropout", "0.1", "--cuda-graph", "--steps", "1"), "--adapter-dropout",
+                "--cuda-graph");
         refused(run(base, "--adapter", "lora", "--adapter-targets", "mlp"), "--adapter-targets", "qv", "all");
         refused(run(base, "--adapter", "lora", "--adapter-rank", "0"), "--adapter-rank");
         refused(run(base, "--adapter", "lora", "--adapter-alpha", "-1"), "--adapter-alpha");

@@ -45,6 +45,7 @@ import static dev.gatecut.train.GradientGraphRuns.runOutput;
 import static dev.gatecut.train.GradientGraphRuns.shifted;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -105,6 +106,52 @@ class LowRankAdapterTest {
         } finally {
             fixed.values().forEach(OnnxTensor::close);
         }
+    }
+
+    /**
+     * {@code --adapter-dropout}: a training-mode Dropout on each adapter's input in the graphs that train and none
+     * in evaluation's (nor with dropout 0); its draws change from step to step, and the adapters' gradients with them.
+     */
+    @Test
+    void adapterDropoutOnlyInTheGraphsThatTrain() throws Exception {
+        Path model = Path.of("onnx-models", "bert-ts17.onnx");
+        TrainConfig config = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 2)
+                .withAdapter(ALL.withDropout(0.5));
+        TrainingGraph.Built built = TrainingGraph.gradients(model, config);
+        long adapters = built.params().stream().filter(p -> p.kind() == TrainableParam.Kind.ADAPTER).count() / 2;
+        assertEquals(adapters, trainingDropouts(built.model()), "one per adapter");
+        assertEquals(adapters, trainingDropouts(TrainingGraph.trainStep(model, config).model()));
+        assertEquals(0, trainingDropouts(TrainingGraph.evaluation(model, config).model()), "evaluation: none");
+        assertEquals(0, trainingDropouts(TrainingGraph.gradients(model, config.withAdapter(ALL)).model()), "p = 0");
+        // a language model's step (its shapes derived past the Dropout's two outputs, ShapePropagation), float16 too
+        for (String lm : List.of("llama-ts17.onnx", "deploy/llama-ts17-fp16.onnx")) {
+            TrainingGraph.Built step = TrainingGraph.trainStep(Path.of("onnx-models", lm), TrainConfig.defaults(
+                    Task.LM, GateMode.COUPLED, 0.3, 0).withAdapter(ALL.withDropout(0.1)));
+            assertEquals(step.params().stream().filter(p -> p.kind() == TrainableParam.Kind.ADAPTER).count() / 2,
+                    trainingDropouts(step.model()), lm);
+        }
+        Random random = new Random(5);
+        Map<String, float[]> params = perturbed(built, random);
+        Map<String, OnnxTensor> fixed = fixedFeeds(built, random, 2);
+        try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
+            Map<String, float[]> first = new HashMap<>();
+            Map<String, float[]> second = new HashMap<>();
+            double l1 = run(s, fixed, params, built, first);
+            double l2 = run(s, fixed, params, built, second);
+            assertTrue(Double.isFinite(l1) && Double.isFinite(l2));
+            String b = built.params().stream().filter(p -> p.name().endsWith(".lora_B")).findFirst().orElseThrow()
+                    .name();
+            assertFalse(java.util.Arrays.equals(first.get(b), second.get(b)), "new masks every step: " + b);
+        } finally {
+            fixed.values().forEach(OnnxTensor::close);
+        }
+    }
+
+    /** Dropout nodes of {@code m} whose training_mode is the constant true. */
+    private static long trainingDropouts(OnnxModel m) {
+        return m.graph().nodes().stream().filter(n -> n.opType().equals("Dropout") && n.input(2) != null
+                && dev.gatecut.onnx.Constants.of(n.input(2)).map(t -> dev.gatecut.onnx.TensorArrays.booleans(
+                t.toProto())[0]).orElse(false)).count();
     }
 
     /**
