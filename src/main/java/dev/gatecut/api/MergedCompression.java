@@ -182,7 +182,17 @@ final class MergedCompression {
         if (params != null) {
             prune.trainedParams(params);
         }
-        return Pruning.run(noPast, prune.build(), false, "the slim else branch");
+        try {
+            return Pruning.run(noPast, prune.build(), false, "the slim else branch");
+        } catch (ModelException e) {
+            if (params == null || !e.getMessage().contains("is not in the model")) {
+                throw e;
+            }
+            // a trained parameter of the then branch the else branch does not share (a merge that kept both copies)
+            throw new ModelException(source + ": the merged decoder's branch without the past has no copy of a"
+                    + " parameter trained in the branch with it (" + e.getMessage() + "); run `gatecut unmerge` and"
+                    + " compress decoder_with_past_model.onnx", e);
+        }
     }
 
     /** The vocabulary of a branch taken out, which its own graph shows (the merged one gathers inside its If). */

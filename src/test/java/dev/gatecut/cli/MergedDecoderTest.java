@@ -111,6 +111,50 @@ class MergedDecoderTest {
                 inspect.out());
     }
 
+    /**
+     * A merge whose branch without the past keeps its own copy of a parameter the branch with the past trains (not
+     * shared at the top level): prune says so in one line, naming the merged decoder and unmerge.
+     */
+    @Test
+    void aTrainedParameterTheElseBranchDoesNotShareIsOneLine(@TempDir Path dir) throws Exception {
+        Path file = merged(dir);
+        Path data = Files.write(dir.resolve("lm.jsonl"), java.util.List.of("{\"input_ids\": [5, 9, 17, 33, 65, 129]}",
+                "{\"input_ids\": [7, 11, 13, 19, 23, 29]}"));
+        Path run = dir.resolve("run");
+        InspectCommandTest.Run train = gatecut("train", file.toString(), "--task", "lm", "--train", data.toString(),
+                "--target-sparsity", "0.3", "--steps", "1", "--batch", "2", "--no-progress", "-o", run.toString());
+        assertEquals(0, train.exit(), train.err() + train.out());
+        ModelProto m = ModelProto.parseFrom(Files.readAllBytes(file));
+        Set<String> trained = dev.gatecut.train.TrainedParams.read(run.resolve("params.json")).keySet();
+        TensorProto shared = m.getGraph().getInitializerList().stream().filter(t -> trained.contains(t.getName()))
+                .findFirst().orElseThrow(() -> new AssertionError("a trained parameter at the top level: " + trained));
+        String copy = shared.getName() + "_nopast_copy";
+        GraphProto.Builder top = m.getGraph().toBuilder();
+        NodeProto.Builder ifNode = top.getNodeBuilder(0);
+        for (AttributeProto.Builder a : ifNode.getAttributeBuilderList()) {
+            if (a.getName().equals("else_branch")) {
+                GraphProto.Builder b = a.getGBuilder().addInitializer(shared.toBuilder().setName(copy));
+                for (NodeProto.Builder n : b.getNodeBuilderList()) {
+                    for (int i = 0; i < n.getInputCount(); i++) {
+                        if (n.getInput(i).equals(shared.getName())) {
+                            n.setInput(i, copy);
+                        }
+                    }
+                }
+            }
+        }
+        Path apart = dir.resolve("apart.onnx");
+        Files.write(apart, m.toBuilder().setGraph(top).build().toByteArray());
+        InspectCommandTest.Run prune = gatecut("prune", apart.toString(), "--gates", run.resolve("gates.json").toString(),
+                "--params", run.resolve("params.json").toString(), "-o", dir.resolve("slim.onnx").toString());
+        assertEquals(2, prune.exit(), prune.err() + prune.out());
+        String err = prune.err().strip();
+        assertEquals(1, err.lines().count(), err);
+        assertTrue(err.contains("the merged decoder's branch without the past has no copy") && err.contains(
+                shared.getName()) && err.contains("gatecut unmerge"), err);
+        assertFalse(Files.exists(dir.resolve("slim.onnx")));
+    }
+
     @Test
     void compressWritesASlimMergedDecoderWithTheSameGatesInBothBranches(@TempDir Path dir) throws Exception {
         Path file = merged(dir);
