@@ -27,7 +27,7 @@ import java.util.Set;
 public final class ShapePropagation {
     private static final Set<String> SAME_SHAPE = Set.of("Identity", "Cast", "Neg", "Abs", "Tanh", "Erf", "Sqrt",
             "Exp", "Log", "Relu", "Sigmoid", "Softmax", "LogSoftmax", "Not", "Reciprocal", "Floor", "Ceil", "Sin",
-            "Cos", "Softplus", "IsNaN", "Sign");
+            "Cos", "Softplus", "IsNaN", "Sign", "RandomUniformLike", "RandomNormalLike");
     private static final Set<String> BROADCAST = Set.of("Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min",
             "Mean", "Where", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Clip");
     private static final Set<String> BOOLEAN = Set.of("Not", "Equal", "Less", "Greater", "LessOrEqual",
@@ -141,6 +141,9 @@ public final class ShapePropagation {
     private DataType type(Node n) {
         if (n.is("Cast")) {
             return DataType.fromCode((int) n.intAttribute("to", 0));
+        }
+        if ((n.is("RandomUniformLike") || n.is("RandomNormalLike")) && n.intAttribute("dtype", 0) != 0) {
+            return DataType.fromCode((int) n.intAttribute("dtype", 0));
         }
         if (BOOLEAN.contains(n.opType())) {
             return DataType.BOOL;

@@ -108,17 +108,13 @@ public final class LowRankAdapters {
     /**
      * {@link #inject(Graph, long, List, AdapterConfig, Random, String, Map)} for a graph that trains
      * ({@code training}): with {@link AdapterConfig#dropout} above 0 each adapter on activations reads its input
-     * through a Dropout in training mode (its seed {@code dropoutSeed} plus the layer's index, so a run's masks
-     * repeat with its seed); an evaluation graph gets none.
+     * through inverted dropout (its seed {@code dropoutSeed} plus the layer's index, so a run's masks repeat with
+     * its seed); an evaluation graph gets none.
      */
     public static List<Added> inject(Graph g, long opset, List<LinearLayer> layers, AdapterConfig config,
                                      Random random, String modelName, Map<String, float[]> initial, boolean training,
                                      long dropoutSeed) {
         double dropout = training ? config.dropout() : 0;
-        if (dropout > 0 && opset < 12) {
-            throw new ModelException(modelName + ": --adapter-dropout needs ONNX opset 12 or later (Dropout's"
-                    + " training_mode input); the model imports opset " + opset + ": leave out --adapter-dropout");
-        }
         List<Added> added = new ArrayList<>();
         for (LinearLayer layer : layers) {
             Value w = weightOf(g, layer, modelName);
@@ -172,8 +168,10 @@ public final class LowRankAdapters {
 
     /**
      * y = x·W (+ C) → y + s·(x·A)·B, read by every reader of y (row gates included); A, B cast to the model's type.
-     * With {@code dropout} above 0: y + s·(Dropout(x)·A)·B, the Dropout in training mode with its mask as a second
-     * output (its gradient reads it) and {@code seed}.
+     * With {@code dropout} above 0: y + s·((x·keep / (1 − p))·A)·B with keep = RandomUniformLike(x) > p drawn anew
+     * every run (seeded with {@code seed}): inverted dropout from opset-1 ops, so models of any opset take it (a
+     * training-mode Dropout needs opset 12; many BERT exports are opset 11), and the backward pass needs no rule of
+     * its own (the draw is not differentiated; the products are).
      */
     private static void addToActivations(Graph g, long opset, Node reader, Value aIn, Value bIn, double scale,
                                          DataType type, String weight, double dropout, long seed) {
@@ -188,10 +186,13 @@ public final class LowRankAdapters {
         List<Value.Use> uses = List.copyOf(y.uses());
         Value x = reader.input(0);
         if (dropout > 0) {
-            Value training = g.addInitializer(dev.gatecut.onnx.Tensor.of(dev.gatecut.onnx.TensorArrays.ofBooleans(
-                    g.freshName("train/lora/" + weight + "/training"), new long[0], new boolean[] {true})));
-            x = ops.node("Dropout", List.of(x, ops.scalar(dropout), training), 2,
-                    OpBuilder.attr("seed", (long) seed)).output(0);
+            // drawn and compared in float32 (ONNX Runtime's CPU has no float16 RandomUniformLike)
+            OpBuilder f32 = new OpBuilder(g, opset, DataType.FLOAT, "train/lora/" + weight + "/");
+            Value draw = f32.op("RandomUniformLike", List.of(x), OpBuilder.attr("dtype", (long) DataType.FLOAT.code()),
+                    OpBuilder.attr("seed", (float) seed));
+            Value keep = ops.op("Cast", List.of(f32.op("Greater", draw, f32.scalar(dropout))),
+                    OpBuilder.attr("to", (long) type.code()));
+            x = ops.op("Mul", ops.op("Mul", x, keep), ops.scalar(1 / (1 - dropout)));
         }
         Value delta = ops.op("Mul", ops.op("MatMul", ops.op("MatMul", x, a), b), ops.scalar(scale));
         Value sum = ops.op("Add", y, delta);

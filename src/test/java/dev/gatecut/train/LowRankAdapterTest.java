@@ -109,8 +109,8 @@ class LowRankAdapterTest {
     }
 
     /**
-     * {@code --adapter-dropout}: a training-mode Dropout on each adapter's input in the graphs that train and none
-     * in evaluation's (nor with dropout 0); its draws change from step to step, and the adapters' gradients with them.
+     * {@code --adapter-dropout}: a random draw on each adapter's input in the graphs that train and none in
+     * evaluation's (nor with dropout 0); the draws change from step to step, and the adapters' gradients with them.
      */
     @Test
     void adapterDropoutOnlyInTheGraphsThatTrain() throws Exception {
@@ -119,16 +119,16 @@ class LowRankAdapterTest {
                 .withAdapter(ALL.withDropout(0.5));
         TrainingGraph.Built built = TrainingGraph.gradients(model, config);
         long adapters = built.params().stream().filter(p -> p.kind() == TrainableParam.Kind.ADAPTER).count() / 2;
-        assertEquals(adapters, trainingDropouts(built.model()), "one per adapter");
-        assertEquals(adapters, trainingDropouts(TrainingGraph.trainStep(model, config).model()));
-        assertEquals(0, trainingDropouts(TrainingGraph.evaluation(model, config).model()), "evaluation: none");
-        assertEquals(0, trainingDropouts(TrainingGraph.gradients(model, config.withAdapter(ALL)).model()), "p = 0");
+        assertEquals(adapters, draws(built.model()), "one per adapter");
+        assertEquals(adapters, draws(TrainingGraph.trainStep(model, config).model()));
+        assertEquals(0, draws(TrainingGraph.evaluation(model, config).model()), "evaluation: none");
+        assertEquals(0, draws(TrainingGraph.gradients(model, config.withAdapter(ALL)).model()), "p = 0");
         // a language model's step (its shapes derived past the Dropout's two outputs, ShapePropagation), float16 too
         for (String lm : List.of("llama-ts17.onnx", "deploy/llama-ts17-fp16.onnx")) {
             TrainingGraph.Built step = TrainingGraph.trainStep(Path.of("onnx-models", lm), TrainConfig.defaults(
                     Task.LM, GateMode.COUPLED, 0.3, 0).withAdapter(ALL.withDropout(0.1)));
             assertEquals(step.params().stream().filter(p -> p.kind() == TrainableParam.Kind.ADAPTER).count() / 2,
-                    trainingDropouts(step.model()), lm);
+                    draws(step.model()), lm);
         }
         Random random = new Random(5);
         Map<String, float[]> params = perturbed(built, random);
@@ -147,11 +147,66 @@ class LowRankAdapterTest {
         }
     }
 
-    /** Dropout nodes of {@code m} whose training_mode is the constant true. */
-    private static long trainingDropouts(OnnxModel m) {
-        return m.graph().nodes().stream().filter(n -> n.opType().equals("Dropout") && n.input(2) != null
-                && dev.gatecut.onnx.Constants.of(n.input(2)).map(t -> dev.gatecut.onnx.TensorArrays.booleans(
-                t.toProto())[0]).orElse(false)).count();
+    /**
+     * The gradient through the dropped-out adapters, against finite differences: every evaluation in a fresh session,
+     * whose first run draws the same masks (the draws are seeded), so the three runs see one dropout pattern.
+     */
+    @Test
+    void adapterDropoutGradientsMatchFiniteDifferences() throws Exception {
+        TrainConfig config = TrainConfig.defaults(Task.CLASSIFY, GateMode.COUPLED, 0.3, 2)
+                .withAdapter(ALL.withDropout(0.3));
+        TrainingGraph.Built built = TrainingGraph.gradients(Path.of("onnx-models", "bert-ts17.onnx"), config);
+        Random random = new Random(31);
+        Map<String, float[]> params = perturbed(built, random);
+        Map<String, OnnxTensor> fixed = fixedFeeds(built, random, 2);
+        try {
+            Map<String, float[]> grads = new HashMap<>();
+            double base = fresh(built, fixed, params, grads);
+            assertEquals(base, fresh(built, fixed, params, null), 0, "a fresh session draws the same masks");
+            Map<String, float[]> u = new LinkedHashMap<>();
+            double norm = 0;
+            for (TrainableParam p : built.params()) {
+                float[] d = new float[p.size()];
+                if (p.name().contains(".lora_B")) {
+                    for (int i = 0; i < d.length; i++) {
+                        d[i] = (float) random.nextGaussian();
+                        norm += d[i] * d[i];
+                    }
+                }
+                u.put(p.name(), d);
+            }
+            double exact = 0;
+            for (TrainableParam p : built.params()) {
+                float[] d = u.get(p.name());
+                for (int i = 0; i < d.length; i++) {
+                    d[i] /= (float) Math.sqrt(norm);
+                    exact += d[i] * grads.get(p.name())[i];
+                }
+            }
+            double eps = 1e-2;
+            double numeric = (fresh(built, fixed, shifted(params, u, eps), null)
+                    - fresh(built, fixed, shifted(params, u, -eps), null)) / (2 * eps);
+            double err = Math.abs(numeric - exact) / Math.max(Math.abs(numeric), Math.abs(exact));
+            System.out.printf("adapters with dropout 0.3: analytic %.6g, numeric %.6g, relative error %.2e%n", exact,
+                    numeric, err);
+            assertTrue(Math.abs(exact) > 1e-4, "the derivative along u is too small to test: " + exact);
+            assertTrue(err <= 1e-2, "analytic " + exact + " vs numeric " + numeric);
+        } finally {
+            fixed.values().forEach(OnnxTensor::close);
+        }
+    }
+
+    /** One run of the gradient graph in a session of its own (its first draws). */
+    private static double fresh(TrainingGraph.Built built, Map<String, OnnxTensor> fixed, Map<String, float[]> params,
+                                Map<String, float[]> grads) throws Exception {
+        try (OrtSession s = OrtSessions.open(built.model(), Device.CPU)) {
+            return run(s, fixed, params, built, grads);
+        }
+    }
+
+    /** The random draws (dropout masks) in {@code m}. */
+    private static long draws(OnnxModel m) {
+        return m.graph().nodes().stream().filter(n -> n.opType().equals("RandomUniformLike")).count();
     }
 
     /**
