@@ -73,26 +73,8 @@ class LowRankAdapterTest {
             run(s, fixed, params, built, grads);
             // Along a random direction over the adapters only, then over A alone (its gradient is zero at B = 0).
             for (String only : List.of(".lora_", ".lora_A")) {
-                Map<String, float[]> u = new LinkedHashMap<>();
-                double norm = 0;
-                for (TrainableParam p : built.params()) {
-                    float[] d = new float[p.size()];
-                    if (p.name().contains(only)) {
-                        for (int i = 0; i < d.length; i++) {
-                            d[i] = (float) random.nextGaussian();
-                            norm += d[i] * d[i];
-                        }
-                    }
-                    u.put(p.name(), d);
-                }
-                double exact = 0;
-                for (TrainableParam p : built.params()) {
-                    float[] d = u.get(p.name());
-                    for (int i = 0; i < d.length; i++) {
-                        d[i] /= (float) Math.sqrt(norm);
-                        exact += d[i] * grads.get(p.name())[i];
-                    }
-                }
+                Map<String, float[]> u = direction(built, random, only);
+                double exact = along(built, u, grads);
                 // A's derivative is small (it scales with B): a wider step keeps float32 rounding of the loss out.
                 double eps = only.equals(".lora_A") ? 5e-2 : 1e-2;
                 double numeric = (run(s, fixed, shifted(params, u, eps), built, null)
@@ -163,26 +145,8 @@ class LowRankAdapterTest {
             Map<String, float[]> grads = new HashMap<>();
             double base = fresh(built, fixed, params, grads);
             assertEquals(base, fresh(built, fixed, params, null), 0, "a fresh session draws the same masks");
-            Map<String, float[]> u = new LinkedHashMap<>();
-            double norm = 0;
-            for (TrainableParam p : built.params()) {
-                float[] d = new float[p.size()];
-                if (p.name().contains(".lora_B")) {
-                    for (int i = 0; i < d.length; i++) {
-                        d[i] = (float) random.nextGaussian();
-                        norm += d[i] * d[i];
-                    }
-                }
-                u.put(p.name(), d);
-            }
-            double exact = 0;
-            for (TrainableParam p : built.params()) {
-                float[] d = u.get(p.name());
-                for (int i = 0; i < d.length; i++) {
-                    d[i] /= (float) Math.sqrt(norm);
-                    exact += d[i] * grads.get(p.name())[i];
-                }
-            }
+            Map<String, float[]> u = direction(built, random, ".lora_B");
+            double exact = along(built, u, grads);
             double eps = 1e-2;
             double numeric = (fresh(built, fixed, shifted(params, u, eps), null)
                     - fresh(built, fixed, shifted(params, u, -eps), null)) / (2 * eps);
@@ -194,6 +158,40 @@ class LowRankAdapterTest {
         } finally {
             fixed.values().forEach(OnnxTensor::close);
         }
+    }
+
+    /** A random unit direction over the parameters whose names contain {@code only} (zero on the others). */
+    private static Map<String, float[]> direction(TrainingGraph.Built built, Random random, String only) {
+        Map<String, float[]> u = new LinkedHashMap<>();
+        double norm = 0;
+        for (TrainableParam p : built.params()) {
+            float[] d = new float[p.size()];
+            if (p.name().contains(only)) {
+                for (int i = 0; i < d.length; i++) {
+                    d[i] = (float) random.nextGaussian();
+                    norm += d[i] * d[i];
+                }
+            }
+            u.put(p.name(), d);
+        }
+        for (float[] d : u.values()) {
+            for (int i = 0; i < d.length; i++) {
+                d[i] /= (float) Math.sqrt(norm);
+            }
+        }
+        return u;
+    }
+
+    /** The directional derivative along {@code u} from the analytic gradients. */
+    private static double along(TrainingGraph.Built built, Map<String, float[]> u, Map<String, float[]> grads) {
+        double exact = 0;
+        for (TrainableParam p : built.params()) {
+            float[] d = u.get(p.name());
+            for (int i = 0; i < d.length; i++) {
+                exact += d[i] * grads.get(p.name())[i];
+            }
+        }
+        return exact;
     }
 
     /** One run of the gradient graph in a session of its own (its first draws). */
