@@ -28,6 +28,12 @@ public final class TrainOptions {
         b.validateTraining();
         v = b.snapshot();
         // Checked on the resolved value: trained norms may be the recipe's default rather than asked for.
+        // Likewise: the adapters may be the recipe's default, or none (--adapter none, a language model's recipe).
+        if (v.adapterDropout != null && !v.adapterAuto && !adapter().enabled()) {
+            throw new OptionException("adapterDropout (--adapter-dropout) drops the adapters' inputs, and this run"
+                    + " trains no adapters (--adapter none, or a recipe without them): add --adapter lora or leave"
+                    + " --adapter-dropout out");
+        }
         if (v.normLearningRate != null && !trainNorms()) {
             throw new OptionException("normLearningRate (--norm-lr) sets the rate of trained norms, which this run"
                     + " does not train: add --train-norms (trainNorms) or leave --norm-lr out");
@@ -343,6 +349,7 @@ public final class TrainOptions {
                     AdapterConfig.DEFAULT_LEARNING_RATE);
         } else if (!withAdapters) {
             b.noAdapter();
+            b.adapterDropout = null;   // the run without adapters has nothing to drop
         }
         b.adapterAuto = false;
         return new TrainOptions(b);

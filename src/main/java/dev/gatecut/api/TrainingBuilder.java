@@ -257,7 +257,6 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         this.adapterRank = null;
         this.noAdapter = true;
         this.adapterAuto = false;
-        this.adapterDropout = null;
         return self();
     }
 
@@ -512,15 +511,8 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         if (adapterAuto) {
             validateAdapterAuto();
         }
-        if (adapterDropout != null) {
-            if (!(adapterDropout >= 0 && adapterDropout < 1)) {
-                throw new OptionException("adapterDropout (--adapter-dropout) must be in [0, 1), got "
-                        + adapterDropout);
-            }
-            if (noAdapter) {
-                throw new OptionException("--adapter-dropout drops the adapters' inputs: it needs adapters, not"
-                        + " --adapter none");
-            }
+        if (adapterDropout != null && !(adapterDropout >= 0 && adapterDropout < 1)) {
+            throw new OptionException("adapterDropout (--adapter-dropout) must be in [0, 1), got " + adapterDropout);
         }
         if (adapterRank == null) {
             return;

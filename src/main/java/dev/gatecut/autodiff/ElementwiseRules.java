@@ -298,42 +298,14 @@ final class ElementwiseRules {
                     + n.name() + "' has a computed training_mode; only inference-mode Dropout can be differentiated"));
             boolean[] flags = TensorArrays.booleans(mode.toProto());
             if (flags.length > 0 && flags[0]) {
-                trainingDropout(n, c);
-                return;
+                throw new ModelException("Dropout node '" + n.name() + "' runs in training mode"
+                        + " (training_mode = true); only inference-mode Dropout can be differentiated");
             }
         } else if (o.opset() < 7 && n.intAttribute("is_test", 0) == 0) {
             throw new ModelException("Dropout node '" + n.name() + "' runs in training mode (is_test = 0);"
                     + " only inference-mode Dropout can be differentiated");
         }
         c.give(0, c.outputGrad(0));
-    }
-
-    /**
-     * Dropout in training mode (the adapters' inputs, {@code --adapter-dropout}): y = x·mask / (1 − ratio), so
-     * dx = g·mask / (1 − ratio), read from the node's own mask output — the same draw as the forward pass. A
-     * model's own training-mode Dropout without its mask output is refused: its draw cannot be read back.
-     */
-    private static void trainingDropout(Node n, GradContext c) {
-        Value g = c.outputGrad(0);
-        if (g == null) {
-            return;
-        }
-        if (n.outputs().size() < 2 || n.output(1) == null) {
-            throw new ModelException("Dropout node '" + n.name() + "' runs in training mode (training_mode = true)"
-                    + " without its mask output; only inference-mode Dropout, or one whose mask is an output, can be"
-                    + " differentiated");
-        }
-        double ratio = 0.5;   // ONNX's default
-        if (n.input(1) != null) {
-            Tensor r = Constants.of(n.input(1)).orElseThrow(() -> new ModelException("Dropout node '" + n.name()
-                    + "' has a computed ratio; only a constant ratio can be differentiated in training mode"));
-            ratio = TensorArrays.doubles(r.toProto())[0];
-        }
-        OpBuilder o = c.ops();
-        long type = Shape.elementType(n.input(0)).orElse(o.floatType()).code();
-        Value mask = o.op("Cast", n.output(1), OpBuilder.attr("to", type));
-        Value keep = o.op("Cast", o.scalar(1 / (1 - ratio)), OpBuilder.attr("to", type));
-        c.give(0, o.op("Mul", o.op("Mul", g, mask), keep));
     }
 
     // ---- Max, Min ----

@@ -39,11 +39,7 @@ final class AdapterOptions {
     <B extends TrainingBuilder<B>> B applyTo(B b) {
         boolean tuned = rank != null || alpha != null || targets != null || learningRate != null;
         if (dropout != null) {
-            if (adapter != null && adapter.equalsIgnoreCase("none")) {
-                throw new OptionException("--adapter-dropout drops the adapters' inputs: it needs --adapter lora (or"
-                        + " auto, or the default), not --adapter none");
-            }
-            b.adapterDropout(dropout);
+            b.adapterDropout(dropout);   // TrainOptions refuses it where the run trains no adapters
         }
         if (adapter == null && !tuned) {
             return b;   // the recipe's default

@@ -97,9 +97,6 @@ public final class ShapePropagation {
 
     /** Shapes of {@code n}'s first output at both sizes, recorded; false when they do not follow from what is known. */
     private boolean derive(Node n) {
-        if (n.is("Dropout") && n.domain().isEmpty() && n.outputs().size() == 2 && n.output(1) != null) {
-            return dropoutWithMask(n);
-        }
         if (!n.domain().isEmpty() && !n.domain().equals("ai.onnx") || n.outputs().size() != 1) {
             return false;
         }
@@ -118,23 +115,6 @@ public final class ShapePropagation {
         shapes.put(name, new ShapeProbe.ProbedShape(name, out[0], out[1],
                 ShapeProbe.kinds(out[0], out[1], probed.first(), probed.second())));
         types.put(name, type);
-        return true;
-    }
-
-    /** Dropout with its mask (the adapters' --adapter-dropout): both outputs have the input's shape, the mask bool. */
-    private boolean dropoutWithMask(Node n) {
-        long[] a = shapeOf(n.input(0), 0);
-        long[] b = shapeOf(n.input(0), 1);
-        DataType type = typeOf(n.input(0));
-        if (a == null || b == null || type == null) {
-            return false;
-        }
-        for (int i = 0; i < 2; i++) {
-            String name = n.output(i).name();
-            shapes.put(name, new ShapeProbe.ProbedShape(name, a, b, ShapeProbe.kinds(a, b, probed.first(),
-                    probed.second())));
-            types.put(name, i == 0 ? type : DataType.BOOL);
-        }
         return true;
     }
 

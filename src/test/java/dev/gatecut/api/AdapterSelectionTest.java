@@ -139,6 +139,16 @@ class AdapterSelectionTest {
         assertEquals(AdapterConfig.RECOMMENDED, plain.adapterCandidate(true).adapter());
         assertFalse(TrainOptions.builder().targetSparsity(0.3).adapterAuto().noAdapter().eval(Examples.tokenIds(
                 LabelFreeTest.rows(2, 4))).build().adapterAuto(), "noAdapter after adapterAuto: none");
+        // adapter dropout: in the run with adapters only; refused where no run trains adapters (not silently lost)
+        TrainOptions dropped = TrainOptions.builder().task(dev.gatecut.train.Task.LM).targetSparsity(0.3).eval(
+                Examples.tokenIds(LabelFreeTest.rows(2, 4))).adapterDropout(0.1).adapterAuto().build();
+        assertEquals(0.1, dropped.adapterCandidate(true).adapter().dropout(), 0);
+        assertEquals(AdapterConfig.NONE, dropped.adapterCandidate(false).adapter());
+        for (var b : List.of(TrainOptions.builder().task(dev.gatecut.train.Task.LM).targetSparsity(0.3)
+                .adapterDropout(0.1), TrainOptions.builder().targetSparsity(0.3).adapterDropout(0.1).noAdapter())) {
+            String m = assertThrows(OptionException.class, b::build).getMessage();
+            assertTrue(m.contains("--adapter-dropout") && m.contains("no adapters"), m);
+        }
     }
 
     @Test
