@@ -274,9 +274,9 @@ public final class TrainOptions {
     /**
      * Whether the default recipe's settings for a fine-tuned classifier apply: the default recipe, classification,
      * a model with its own head. Compressing a model already fine-tuned, its own logits are the best target there
-     * is, and its head is already trained: distillation from the dense model (weight 1), the head at 1e-3
-     * instead of the 1e-2 a new head needs, and the progressive cut (the units the ramped budget drops leave as it
-     * rises, so the distillation trains the model it will be). Measured on MiniLM fine-tuned on five suite sets, 30%
+     * is, and its head is already trained: distillation from the dense model (weight 1) and the head at 1e-3
+     * instead of the 1e-2 a new head needs; with the classification recipe's progressive cut (the units the ramped
+     * budget drops leave as it rises), the distillation trains the model it will be. Measured on MiniLM fine-tuned on five suite sets, 30%
      * removed, 3 seeds (bench/results/2026-12-01-posttrain-kd-h200): 99.6% of the original's accuracy on average
      * against 97.1% with the classification defaults (tweets, austen); the progressive cut then lifted the three
      * lowest sets (austen 98.5 → 99.9%, sotu 97.5 → 99.9%, at 40% 97.8 → 99.7% and 91.0 → 97.7%:
@@ -307,7 +307,7 @@ public final class TrainOptions {
                 v.distillTemperature != null ? v.distillTemperature : base.distillTemperature(), base.classWeights(),
                 v.gateInit != null ? v.gateInit : base.gateInit(),
                 v.importance != null ? Importance.parse(v.importance) : base.importance(),
-                v.progressiveCut != null ? v.progressiveCut : fineTuned || base.progressiveCut(),
+                v.progressiveCut != null ? v.progressiveCut : base.progressiveCut(),
                 v.headFirst != null ? v.headFirst : base.headFirst(),
                 v.distillLayers != null ? v.distillLayers : base.distillLayers());
     }

@@ -145,8 +145,8 @@ final class GateTrainingOptions {
     @Option(names = "--progressive-cut", negatable = true, paramLabel = "", description = "Close units while the"
             + " sparsity target ramps in: after every step the gates are projected onto that step's target, so the"
             + " model trains on without the units it will lose instead of losing them in one cut at the end."
-            + " Default: on when compressing a classifier with its own head (a fine-tuned model), else the recipe's"
-            + " (off).")
+            + " Default: the recipe's (on for classification with the default recipe, a new head or the model's own;"
+            + " off for --recipe plain and language models).")
     Boolean progressiveCut;
 
     Task parseTask() {

@@ -40,7 +40,7 @@ class FineTunedDefaultsTest {
         assertEquals(classify.distillWeight(), added.recipe().distillWeight(), "a new head: no teacher logits");
         assertEquals(classify.headLearningRate(), added.recipe().headLearningRate());
         assertEquals(classify.progressiveCut(), added.recipe().progressiveCut());
-        assertFalse(added.recipe().progressiveCut(), "a new head: one cut at the end, as the classify recipe");
+        assertTrue(added.recipe().progressiveCut(), "a new head closes progressively too: the classify recipe");
         assertEquals(added.recipe().gateInit(), own.recipe().gateInit(), "everything else as the classify recipe");
         assertEquals(added.recipe().importance(), own.recipe().importance());
     }
