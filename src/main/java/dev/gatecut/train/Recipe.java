@@ -128,6 +128,13 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
                 headFirst, distillLayers);
     }
 
+    /** This recipe with the progressive cut on or off. */
+    public Recipe withProgressiveCut(boolean progressive) {
+        return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
+                selectBest, distillWeight, distillTemperature, classWeights, gateInit, importance, progressive,
+                headFirst, distillLayers);
+    }
+
     /** This recipe with the output distillation term at {@code weight} (0: none). */
     public Recipe withDistillWeight(double weight) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
