@@ -276,8 +276,9 @@ public final class TrainOptions {
      * a model with its own head. Compressing a model already fine-tuned, its own logits are the best target there
      * is, and its head is already trained: distillation from the dense model (weight 1) and the head at 1e-3
      * instead of the 1e-2 a new head needs; with the classification recipe's progressive cut (the units the ramped
-     * budget drops leave as it rises), the distillation trains the model it will be. Measured on MiniLM fine-tuned on five suite sets, 30%
-     * removed, 3 seeds (bench/results/2026-12-01-posttrain-kd-h200): 99.6% of the original's accuracy on average
+     * budget drops leave as it rises), the distillation trains the model it will be. Measured on MiniLM fine-tuned
+     * on five suite sets, 30% removed, 3 seeds (bench/results/2026-12-01-posttrain-kd-h200): 99.6% of the original's
+     * accuracy on average
      * against 97.1% with the classification defaults (tweets, austen); the progressive cut then lifted the three
      * lowest sets (austen 98.5 → 99.9%, sotu 97.5 → 99.9%, at 40% 97.8 → 99.7% and 91.0 → 97.7%:
      * bench/results/2026-12-01-posttrain-progressive-h200).
