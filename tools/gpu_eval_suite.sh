@@ -367,7 +367,14 @@ fi
 
 cat "$OUT/tables.md" 2>/dev/null
 # A file back from the device may be at most 16 MiB: raw.tgz keeps the results and the logs, not the per-step gate
-# dumps (gates.json, gates.raw.json: ~0.3 MB per run, 500 MB over a bge call) nor files over RAW_MAX_KB (2048) each.
-(cd "$WORK" && find raw -type f ! -name 'gates*.json' -size -"${RAW_MAX_KB:-2048}"k -print0 \
+# dumps (gates.json, gates.raw.json: ~0.3 MB per run, 500 MB over a bge call) nor files over RAW_MAX_KB (2048) each,
+# and only this call's SETS × MODELS: raw/ on a warm machine holds every earlier call's too (their own raw.tgz had
+# them), and a bge call after a MiniLM one came to 24 MB with both.
+raw_paths=(raw/env.txt)
+for ds in $SETS; do
+  [ -f "$WORK/raw/$ds/split.json" ] && raw_paths+=("raw/$ds/split.json")
+  for m in $MODELS; do [ -d "$WORK/raw/$ds/$m" ] && raw_paths+=("raw/$ds/$m"); done
+done
+(cd "$WORK" && find "${raw_paths[@]}" -type f ! -name 'gates*.json' -size -"${RAW_MAX_KB:-2048}"k -print0 \
   | tar --null -czf "$OUT/raw.tgz" -T -)
 say "done: $(du -h "$OUT/raw.tgz" | cut -f1) of raw results (of $(du -sh "$WORK/raw" | cut -f1)); total $((SECONDS - START))s"
