@@ -1,11 +1,11 @@
 package dev.gatecut.bench;
 
-import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.gates.GateMode;
 import dev.gatecut.passes.TrainingFusions;
 import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.Feeds;
 import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.runtime.RandomInputs;
 import dev.gatecut.runtime.ShapeProbe;
@@ -89,12 +89,9 @@ public final class TrainStepArena {
         try (OrtSession session = OrtSessions.create(built.model(), options)) {
             long before = resident("VmRSS");
             for (int i = 0; i < steps; i++) {
-                Map<String, OnnxTensor> feeds = RandomInputs.create(OrtSessions.environment(), built.model().graph(),
-                        batch, sequence, 100 + i);
-                try (OrtSession.Result ignored = session.run(feeds)) {
+                try (Feeds feeds = Feeds.owning(RandomInputs.create(OrtSessions.environment(), built.model().graph(),
+                        batch, sequence, 100 + i)); OrtSession.Result ignored = session.run(feeds.map())) {
                     // outputs are freed with the result, as the trainer frees them after reading
-                } finally {
-                    feeds.values().forEach(OnnxTensor::close);
                 }
                 out.add(new Step(ArenaStats.of(session, Device.CPU, 0), resident("VmHWM")));
             }

@@ -70,11 +70,9 @@ public final class Equivalence {
         if (RandomInputs.hasKvCache(graph)) {
             return generation(reference, candidate, graph, batch, sequence, DECODE_STEPS, seed);
         }
-        Map<String, OnnxTensor> feeds = RandomInputs.create(OrtSessions.environment(), graph, batch, sequence, seed);
-        try (OrtSession.Result a = reference.run(feeds); OrtSession.Result b = candidate.run(feeds)) {
+        try (Feeds feeds = Feeds.owning(RandomInputs.create(OrtSessions.environment(), graph, batch, sequence, seed));
+             OrtSession.Result a = reference.run(feeds.map()); OrtSession.Result b = candidate.run(feeds.map())) {
             return compare(a, b);
-        } finally {
-            feeds.values().forEach(OnnxTensor::close);
         }
     }
 

@@ -1,6 +1,5 @@
 package dev.gatecut.train;
 
-import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.onnx.OpBuilder;
@@ -11,11 +10,10 @@ import dev.gatecut.onnx.Tensor;
 import dev.gatecut.onnx.TensorArrays;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.Feeds;
 import dev.gatecut.runtime.OrtSessions;
 
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * An encoder with the trained pooling and head appended: its single output {@code logits} is what a
@@ -116,32 +114,23 @@ public final class Classifier {
     }
 
     private static Scores scores(OrtSession s, OnnxModel classifier, List<Batch> batches) throws OrtException {
-        var env = OrtSessions.environment();
         List<String> inputs = classifier.graph().feedInputs().stream().map(Value::name).toList();
         int[][] confusion = null;
         for (Batch batch : batches) {
-            Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
-            try {
-                for (String in : inputs) {
-                    feeds.put(in, OnnxTensor.createTensor(env, batch.inputs().get(in)));
-                }
-                try (OrtSession.Result r = s.run(feeds)) {
-                    float[][] logits = (float[][]) r.get(0).getValue();
-                    for (int i = 0; i < logits.length; i++) {
-                        int classes = logits[i].length;
-                        if (confusion == null) {
-                            confusion = new int[classes][classes];
-                        }
-                        int gold = batch.labels()[i];
-                        if (gold < 0 || gold >= classes) {
-                            throw new IllegalStateException("label " + gold + " outside the model's " + classes
-                                    + " logits");
-                        }
-                        confusion[gold][argmax(logits[i])]++;   // rows: gold, columns: predicted
+            try (Feeds feeds = Feeds.ofArrays(inputs, batch.inputs()); OrtSession.Result r = s.run(feeds.map())) {
+                float[][] logits = (float[][]) r.get(0).getValue();
+                for (int i = 0; i < logits.length; i++) {
+                    int classes = logits[i].length;
+                    if (confusion == null) {
+                        confusion = new int[classes][classes];
                     }
+                    int gold = batch.labels()[i];
+                    if (gold < 0 || gold >= classes) {
+                        throw new IllegalStateException("label " + gold + " outside the model's " + classes
+                                + " logits");
+                    }
+                    confusion[gold][argmax(logits[i])]++;   // rows: gold, columns: predicted
                 }
-            } finally {
-                feeds.values().forEach(OnnxTensor::close);
             }
         }
         return Scores.of(confusion == null ? new int[0][0] : confusion);

@@ -4,10 +4,10 @@ import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.Feeds;
 import dev.gatecut.runtime.OrtSessions;
 
 import java.nio.FloatBuffer;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -48,8 +48,8 @@ public final class Evaluator implements AutoCloseable {
         long correct = 0;
         int examples = 0;
         for (Batch batch : batches) {
-            Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
-            try {
+            try (Feeds owned = new Feeds()) {
+                Map<String, OnnxTensor> feeds = owned.map();
                 feed(feeds, eval, config, params, batch);
                 try (OrtSession.Result r = session.run(feeds)) {
                     double loss = ((OnnxTensor) r.get(TrainingGraph.TASK_LOSS).orElseThrow()).getFloatBuffer().get(0);
@@ -74,8 +74,6 @@ public final class Evaluator implements AutoCloseable {
                     weightSum += weight;
                     examples += batch.size();
                 }
-            } finally {
-                feeds.values().forEach(OnnxTensor::close);
             }
         }
         double loss = lossSum / Math.max(weightSum, 1e-12);

@@ -1,6 +1,5 @@
 package dev.gatecut.train;
 
-import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.onnx.OpBuilder;
@@ -11,12 +10,11 @@ import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Shape;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.Feeds;
 import dev.gatecut.runtime.OrtSessions;
 
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Random;
 
 /**
@@ -74,24 +72,15 @@ public final class FrozenEncoderBaseline implements AutoCloseable {
 
     /** Pooled hidden states of the dense model, [batch][width]. */
     public double[][] features(Batch batch) throws OrtException {
-        var env = OrtSessions.environment();
-        Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
-        try {
-            for (String in : inputs) {
-                feeds.put(in, OnnxTensor.createTensor(env, batch.inputs().get(in)));
-            }
-            try (OrtSession.Result r = session.run(feeds)) {
-                float[][] pooled = (float[][]) r.get(0).getValue();
-                double[][] out = new double[pooled.length][width];
-                for (int i = 0; i < pooled.length; i++) {
-                    for (int j = 0; j < width; j++) {
-                        out[i][j] = pooled[i][j];
-                    }
+        try (Feeds feeds = Feeds.ofArrays(inputs, batch.inputs()); OrtSession.Result r = session.run(feeds.map())) {
+            float[][] pooled = (float[][]) r.get(0).getValue();
+            double[][] out = new double[pooled.length][width];
+            for (int i = 0; i < pooled.length; i++) {
+                for (int j = 0; j < width; j++) {
+                    out[i][j] = pooled[i][j];
                 }
-                return out;
             }
-        } finally {
-            feeds.values().forEach(OnnxTensor::close);
+            return out;
         }
     }
 

@@ -2,19 +2,17 @@ package dev.gatecut.train;
 
 import dev.gatecut.onnx.InputRole;
 
-import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.Value;
 import dev.gatecut.passes.BindEmptyCache;
 import dev.gatecut.runtime.Device;
+import dev.gatecut.runtime.Feeds;
 import dev.gatecut.runtime.OrtSessions;
 import dev.gatecut.runtime.RandomInputs;
 
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /** Perplexity of a causal language model (its first output is logits [batch, sequence, vocabulary]). */
 public final class LanguageModels {
@@ -55,39 +53,30 @@ public final class LanguageModels {
     }
 
     private static double perplexityOf(OrtSession s, OnnxModel model, List<Batch> batches) throws OrtException {
-        var env = OrtSessions.environment();
         List<String> inputs = model.graph().feedInputs().stream().map(Value::name).toList();
         double sum = 0;
         double weight = 0;
         for (Batch b : batches) {
-            Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
-            try {
-                for (String in : inputs) {
-                    feeds.put(in, OnnxTensor.createTensor(env, b.inputs().get(in)));
-                }
-                try (OrtSession.Result r = s.run(feeds)) {
-                    float[][][] logits = (float[][][]) r.get(0).getValue();
-                    for (int i = 0; i < logits.length; i++) {
-                        for (int t = 0; t < logits[i].length; t++) {
-                            float w = b.weights()[i][t];
-                            if (w == 0) {
-                                continue;
-                            }
-                            double max = Double.NEGATIVE_INFINITY;
-                            for (float x : logits[i][t]) {
-                                max = Math.max(max, x);
-                            }
-                            double z = 0;
-                            for (float x : logits[i][t]) {
-                                z += Math.exp(x - max);
-                            }
-                            sum += w * -(logits[i][t][(int) b.targets()[i][t]] - max - Math.log(z));
-                            weight += w;
+            try (Feeds feeds = Feeds.ofArrays(inputs, b.inputs()); OrtSession.Result r = s.run(feeds.map())) {
+                float[][][] logits = (float[][][]) r.get(0).getValue();
+                for (int i = 0; i < logits.length; i++) {
+                    for (int t = 0; t < logits[i].length; t++) {
+                        float w = b.weights()[i][t];
+                        if (w == 0) {
+                            continue;
                         }
+                        double max = Double.NEGATIVE_INFINITY;
+                        for (float x : logits[i][t]) {
+                            max = Math.max(max, x);
+                        }
+                        double z = 0;
+                        for (float x : logits[i][t]) {
+                            z += Math.exp(x - max);
+                        }
+                        sum += w * -(logits[i][t][(int) b.targets()[i][t]] - max - Math.log(z));
+                        weight += w;
                     }
                 }
-            } finally {
-                feeds.values().forEach(OnnxTensor::close);
             }
         }
         return Math.exp(sum / Math.max(weight, 1e-12));
