@@ -9,7 +9,7 @@ import java.util.Map;
 
 /**
  * The input tensors of {@code OrtSession.run}, closed together when the {@code try} that opened them ends:
- * {@code try (Feeds feeds = Feeds.ofArrays(names, batch.inputs()); var r = session.run(feeds.map())) { ... }}.
+ * {@code try (Feeds feeds = Feeds.of(names, n -> batch.tensor(env, n)); var r = session.run(feeds.map())) { ... }}.
  * Each tensor holds native memory, so every one made must be closed, also when making the next one fails.
  */
 public final class Feeds implements AutoCloseable {
@@ -29,17 +29,21 @@ public final class Feeds implements AutoCloseable {
         return new Feeds(tensors);
     }
 
-    /** One tensor per name, from the Java array under that name in {@code arrays} (its shape is the array's). */
-    public static Feeds ofArrays(List<String> names, Map<String, ?> arrays) throws OrtException {
+    /** Makes the tensor of one input. */
+    @FunctionalInterface
+    public interface TensorMaker {
+        OnnxTensor make(String name) throws OrtException;
+    }
+
+    /**
+     * One tensor per name, in that order, from {@code make} (e.g. {@code name -> batch.tensor(env, name)}); if one
+     * fails, those already made are closed before the failure goes on.
+     */
+    public static Feeds of(List<String> names, TensorMaker make) throws OrtException {
         Feeds feeds = new Feeds();
         try {
             for (String name : names) {
-                Object array = arrays.get(name);
-                if (array == null) {
-                    throw new IllegalArgumentException("no values for input '" + name + "' (have " + arrays.keySet()
-                            + ")");
-                }
-                feeds.tensors.put(name, OnnxTensor.createTensor(OrtSessions.environment(), array));
+                feeds.tensors.put(name, make.make(name));
             }
             return feeds;
         } catch (OrtException | RuntimeException e) {

@@ -117,7 +117,8 @@ public final class Classifier {
         List<String> inputs = classifier.graph().feedInputs().stream().map(Value::name).toList();
         int[][] confusion = null;
         for (Batch batch : batches) {
-            try (Feeds feeds = Feeds.ofArrays(inputs, batch.inputs()); OrtSession.Result r = s.run(feeds.map())) {
+            try (Feeds feeds = Feeds.of(inputs, in -> batch.tensor(OrtSessions.environment(), in));
+                 OrtSession.Result r = s.run(feeds.map())) {
                 float[][] logits = (float[][]) r.get(0).getValue();
                 for (int i = 0; i < logits.length; i++) {
                     int classes = logits[i].length;

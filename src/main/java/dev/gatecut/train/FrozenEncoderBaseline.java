@@ -72,7 +72,8 @@ public final class FrozenEncoderBaseline implements AutoCloseable {
 
     /** Pooled hidden states of the dense model, [batch][width]. */
     public double[][] features(Batch batch) throws OrtException {
-        try (Feeds feeds = Feeds.ofArrays(inputs, batch.inputs()); OrtSession.Result r = session.run(feeds.map())) {
+        try (Feeds feeds = Feeds.of(inputs, in -> batch.tensor(OrtSessions.environment(), in));
+             OrtSession.Result r = session.run(feeds.map())) {
             float[][] pooled = (float[][]) r.get(0).getValue();
             double[][] out = new double[pooled.length][width];
             for (int i = 0; i < pooled.length; i++) {

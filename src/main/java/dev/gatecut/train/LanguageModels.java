@@ -57,7 +57,8 @@ public final class LanguageModels {
         double sum = 0;
         double weight = 0;
         for (Batch b : batches) {
-            try (Feeds feeds = Feeds.ofArrays(inputs, b.inputs()); OrtSession.Result r = s.run(feeds.map())) {
+            try (Feeds feeds = Feeds.of(inputs, in -> b.tensor(OrtSessions.environment(), in));
+                 OrtSession.Result r = s.run(feeds.map())) {
                 float[][][] logits = (float[][][]) r.get(0).getValue();
                 for (int i = 0; i < logits.length; i++) {
                     for (int t = 0; t < logits[i].length; t++) {

@@ -27,16 +27,16 @@ class FeedsTest {
     }
 
     @Test
-    void arraysBecomeTensorsInTheNamesOrderAndCloseTogether() throws Exception {
+    void tensorsAreMadeInTheNamesOrderAndCloseTogether() throws Exception {
         Random random = new Random(7);
-        long[][] input = ids(random);
-        long[][] mask = ids(random);
+        Map<String, long[][]> arrays = Map.of("attention_mask", ids(random), "input_ids", ids(random),
+                "unused", ids(random));
         List<OnnxTensor> made = new ArrayList<>();
-        try (Feeds feeds = Feeds.ofArrays(List.of("input_ids", "attention_mask"),
-                Map.of("attention_mask", mask, "input_ids", input, "unused", ids(random)))) {
+        try (Feeds feeds = Feeds.of(List.of("input_ids", "attention_mask"),
+                name -> OnnxTensor.createTensor(OrtSessions.environment(), arrays.get(name)))) {
             assertEquals(List.of("input_ids", "attention_mask"), List.copyOf(feeds.map().keySet()));
             assertArrayEquals(new long[] {2, 3}, feeds.map().get("input_ids").getInfo().getShape());
-            assertArrayEquals(input[1], ((long[][]) feeds.map().get("input_ids").getValue())[1]);
+            assertArrayEquals(arrays.get("input_ids")[1], ((long[][]) feeds.map().get("input_ids").getValue())[1]);
             made.addAll(feeds.map().values());
             made.forEach(t -> assertFalse(t.isClosed()));
         }
@@ -44,13 +44,22 @@ class FeedsTest {
     }
 
     @Test
-    void aMissingInputIsNamedInTheError() throws Exception {
+    void aFailingInputClosesWhatWasMadeAndKeepsItsMessage() throws Exception {
         Random random = new Random(11);
-        Map<String, Object> arrays = new LinkedHashMap<>();
-        arrays.put("input_ids", ids(random));
+        long[][] ids = ids(random);
+        List<OnnxTensor> made = new ArrayList<>();
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> Feeds.ofArrays(List.of("input_ids", "token_type_ids"), arrays));
+                () -> Feeds.of(List.of("input_ids", "token_type_ids"), name -> {
+                    if (!name.equals("input_ids")) {
+                        throw new IllegalArgumentException("the batch lacks model input '" + name + "'");
+                    }
+                    OnnxTensor t = OnnxTensor.createTensor(OrtSessions.environment(), ids);
+                    made.add(t);
+                    return t;
+                }));
         assertTrue(e.getMessage().contains("'token_type_ids'"), e.getMessage());
+        assertEquals(1, made.size());
+        assertTrue(made.get(0).isClosed(), "the tensor made before the failure is closed");
     }
 
     @Test
