@@ -15,7 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   on)
-    git sparse-checkout set --no-cone '/*' '!/onnx-models/'
+    # bench/results/ (5 MB of tables and returned json by 2026-12-01) leaves too: no GPU script reads it.
+    git sparse-checkout set --no-cone '/*' '!/onnx-models/' '!/bench/results/'
     if [ ! -d .gpu-kit3 ]; then
       [ -d .gpu-kit ] || { echo "no .gpu-kit: build the kit first (bash ../shared/gpu/make-kit.sh)" >&2; exit 2; }
       grep -qx "/.gpu-kit3/" .git/info/exclude || echo "/.gpu-kit3/" >> .git/info/exclude

@@ -236,6 +236,7 @@ final class Compression {
             json.put("head_lr", recipe.headLearningRate());
         }
         json.put("progressive_cut", recipe.progressiveCut());
+        json.put("lr_decay", recipe.decay());
         if (selectedStep > 0) {
             // Best-epoch selection kept an earlier epoch's parameters (recovery steps, if any, followed them).
             json.put("selected_step", selectedStep);

@@ -310,7 +310,9 @@ public final class TrainOptions {
                 v.importance != null ? Importance.parse(v.importance) : base.importance(),
                 v.progressiveCut != null ? v.progressiveCut : base.progressiveCut(),
                 v.headFirst != null ? v.headFirst : base.headFirst(),
-                v.distillLayers != null ? v.distillLayers : base.distillLayers());
+                v.distillLayers != null ? v.distillLayers : base.distillLayers(),
+                // A fine-tuned model's own head: its compressions (part 3 of issue 11) were measured with flat rates.
+                v.lrDecay != null ? v.lrDecay : base.decay() && !fineTuned);
     }
 
     /**

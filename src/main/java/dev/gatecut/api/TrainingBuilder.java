@@ -55,6 +55,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     Double gateInit;
     String importance;
     Boolean progressiveCut;
+    Boolean lrDecay;
     /** Low-rank adapters' rank: null is the recipe's default (see noAdapter). */
     Integer adapterRank;
     /** {@code --adapter none}: no adapters, whatever the recipe's default. */
@@ -395,6 +396,15 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
      */
     public B progressiveCut(boolean progressive) {
         this.progressiveCut = progressive;
+        return self();
+    }
+
+    /**
+     * After the warm-up, every learning rate falls linearly to 0 at the end of the main steps
+     * ({@code --[no-]lr-decay}); default: the recipe's.
+     */
+    public B lrDecay(boolean decay) {
+        this.lrDecay = decay;
         return self();
     }
 

@@ -149,6 +149,11 @@ final class GateTrainingOptions {
             + " off for --recipe plain and language models).")
     Boolean progressiveCut;
 
+    @Option(names = "--lr-decay", negatable = true, paramLabel = "", description = "After the warm-up, every learning"
+            + " rate falls linearly to 0 at the end of the training steps (recovery steps, if any, keep their rates);"
+            + " off: the rates stay at their value. Default: the recipe's.")
+    Boolean lrDecay;
+
     Task parseTask() {
         return switch (task.toLowerCase()) {
             case "classify" -> Task.CLASSIFY;
@@ -215,6 +220,9 @@ final class GateTrainingOptions {
         }
         if (progressiveCut != null) {
             b.progressiveCut(progressiveCut);
+        }
+        if (lrDecay != null) {
+            b.lrDecay(lrDecay);
         }
         return b;
     }

@@ -39,14 +39,28 @@ import java.util.List;
  * @param distillLayers     weight of layer-wise distillation (SquareHead, Kurtic et al. 2023): the normalised MSE
  *                          between the gated model's and the dense model's output of every normalisation layer,
  *                          averaged over the layers, added to the loss beside {@link #distillWeight}'s term (0: off)
+ * @param decay             after the warm-up, every learning rate falls linearly to 0 at the end of the main steps
+ *                          (BERT's and Hugging Face's default fine-tuning schedule): the late steps refine instead of
+ *                          wandering at the full rate; off: the rates stay at their value
  */
 public record Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
                      double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
                      double distillTemperature, List<Double> classWeights, double gateInit,
-                     Importance importance, boolean progressiveCut, double headFirst, double distillLayers) {
+                     Importance importance, boolean progressiveCut, double headFirst, double distillLayers,
+                     boolean decay) {
 
     /** Standard deviation of θ around {@link #initialTheta()}: breaks ties, keeps every gate below the clip. */
     public static final double GATE_INIT_SPREAD = 0.01;
+
+    /** A recipe whose rates stay at their value after the warm-up (no {@link #decay}). */
+    public Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
+                  double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
+                  double distillTemperature, List<Double> classWeights, double gateInit, Importance importance,
+                  boolean progressiveCut, double headFirst, double distillLayers) {
+        this(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps, selectBest,
+                distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut, headFirst,
+                distillLayers, false);
+    }
 
     /** A recipe without a head-only start ({@link #headFirst} 0) or layer-wise distillation. */
     public Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
@@ -108,13 +122,18 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
      * and stay off. The progressive cut (units leave as the ramped target rises, so the adapters and the head train
      * the model the cut leaves) is on since 2026-12-01: with the adapters it lifted MiniLM's sotu from 74.1 to 77.2
      * (3 seeds, the suite's settings; one budget cut at each evaluation had left the adapters training a model 30%
-     * wider than the one kept), see bench/results/2026-12-01-night-suite-h200.md.
+     * wider than the one kept), see bench/results/2026-12-01-night-suite-h200.md. The linear decay of the rates
+     * after the warm-up is on since 2026-12-01 (late): bge-small's six-set mean against PEFT LoRA went from −0.09
+     * to +1.32 points and above the frozen encoder on every set, MiniLM's stayed above LoRA (+0.27; 3 seeds on the
+     * H200, bench/results/2026-12-01-lr-decay-suite-h200.md). A model's own, already trained head keeps flat rates
+     * ({@code TrainOptions}: its compressions were measured so).
      */
     public static Recipe recommended(Task task) {
         if (task == Task.LM) {
             return plain();   // with trained norms (TrainOptions.trainNorms): what measured best on a decoder
         }
-        return new Recipe(1e-2, Double.NaN, 0.1, 0.2, 0.4, 0, true, 0, 2, List.of(), 0.95, Importance.TAYLOR, true);
+        return new Recipe(1e-2, Double.NaN, 0.1, 0.2, 0.4, 0, true, 0, 2, List.of(), 0.95, Importance.TAYLOR, true,
+                0, 0, true);
     }
 
     /** FineGates as published: one learning rate, no warm-up, no schedule, the last epoch kept. */
@@ -125,21 +144,28 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
     public Recipe withClassWeights(List<Double> weights) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, distillWeight, distillTemperature, weights, gateInit, importance, progressiveCut,
-                headFirst, distillLayers);
+                headFirst, distillLayers, decay);
     }
 
     /** This recipe with the progressive cut on or off. */
     public Recipe withProgressiveCut(boolean progressive) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, distillWeight, distillTemperature, classWeights, gateInit, importance, progressive,
-                headFirst, distillLayers);
+                headFirst, distillLayers, decay);
     }
 
     /** This recipe with the output distillation term at {@code weight} (0: none). */
     public Recipe withDistillWeight(double weight) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, weight, distillTemperature, classWeights, gateInit, importance, progressiveCut,
-                headFirst, distillLayers);
+                headFirst, distillLayers, decay);
+    }
+
+    /** This recipe with the linear decay of the learning rates on or off. */
+    public Recipe withDecay(boolean linearDecay) {
+        return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
+                selectBest, distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut,
+                headFirst, distillLayers, linearDecay);
     }
 
     /** Whether the train step measures the gates' Taylor saliency (the projection ranks by it). */

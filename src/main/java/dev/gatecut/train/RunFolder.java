@@ -65,6 +65,41 @@ public final class RunFolder {
         return null;
     }
 
+    /** What a run was planned as ({@link #plan}): its main and total steps. */
+    static final String PLAN_FILE = "plan.json";
+
+    /**
+     * Records the run's length in {@code runDir} ({@link #PLAN_FILE}), or, resuming, checks it against the one
+     * recorded: the warm-up, the sparsity ramp, the rate decay and the recovery are fractions of the run, so a resume
+     * with other {@code --epochs}, {@code --steps}, batch size or recovery would continue a different schedule than
+     * the one its checkpoint trained on. A folder from before the record resumes unchecked.
+     */
+    static void plan(Path runDir, long mainSteps, long totalSteps, boolean resume) {
+        Path file = runDir.resolve(PLAN_FILE);
+        com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
+        if (resume && Files.exists(file)) {
+            com.fasterxml.jackson.databind.JsonNode root;
+            try {
+                root = json.readTree(file.toFile());
+            } catch (IOException e) {
+                throw FileAccessException.of("read", file, e);
+            }
+            long main = root.path("main_steps").asLong(-1);
+            long total = root.path("total_steps").asLong(-1);
+            if (main != mainSteps || total != totalSteps) {
+                throw new OptionException("--resume: " + runDir + " was planned for " + main + " main steps ("
+                        + total + " with recovery), these options make " + mainSteps + " (" + totalSteps + "): its"
+                        + " warm-up, sparsity ramp and rate decay follow the run's length; resume with the original"
+                        + " --epochs / --steps / --batch / --recovery-steps, or start over with --force");
+            }
+            return;
+        }
+        com.fasterxml.jackson.databind.node.ObjectNode root = json.createObjectNode();
+        root.put("main_steps", mainSteps);
+        root.put("total_steps", totalSteps);
+        dev.gatecut.onnx.AtomicFiles.write(file, tmp -> json.writeValue(tmp.toFile(), root));
+    }
+
     /** Deletes temp files a killed run left in {@code runDir} (and its artifacts folder); returns how many. */
     public static int removeStaleTempFiles(Path runDir) {
         int removed = 0;

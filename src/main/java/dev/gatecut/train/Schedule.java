@@ -60,6 +60,13 @@ public record Schedule(TrainConfig config, long mainSteps) {
         // Head first (LP-FT): the other groups stand still, then warm up from the end of the head-only steps.
         double headOnly = r.headFirst() * mainSteps;
         double others = step < headOnly ? 0 : warm <= 0 ? 1 : Math.min(1, (step - Math.ceil(headOnly) + 1) / warm);
+        if (r.decay()) {
+            // Linear decay after the warm-up (of the head-only steps too): the last main step trains at 1/(steps left).
+            double decayStart = Math.ceil(headOnly) + warm;
+            double left = Math.min(1, (mainSteps - step) / Math.max(1, mainSteps - decayStart));
+            factor = Math.min(factor, left);
+            others = Math.min(others, left);
+        }
         double dense = r.denseFraction() * mainSteps;
         double ramp = r.rampFraction() * mainSteps;
         double lambda = step < dense ? 0 : config.lambda();

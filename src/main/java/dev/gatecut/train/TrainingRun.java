@@ -31,7 +31,8 @@ import java.util.Random;
  * A whole training run into a folder: steps over the batches, metrics, evaluation, checkpoints,
  * resume, and the trained gates. Outputs: {@code gates.json} (projected onto the parameter budget;
  * what {@code prune} compiles), {@code gates.raw.json} (θ as trained), {@code params.json} (trained
- * biases and head), {@code metrics.jsonl}, {@code checkpoint.json} and {@code train_step.onnx}.
+ * biases and head), {@code metrics.jsonl}, {@code checkpoint.json}, {@code plan.json} (the run's length, checked
+ * on resume) and {@code train_step.onnx}.
  */
 public final class TrainingRun {
 
@@ -130,6 +131,7 @@ public final class TrainingRun {
             throw new OptionException("--train-norms (a learning rate of its own) runs on the fused back-end only: use"
                     + " --backend fused");
         }
+        RunFolder.plan(outDir, mainSteps, total, options.resume());
         Path metrics = outDir.resolve("metrics.jsonl");
         // One probe per graph for the whole run (and the JVM): training, evaluation and compile-side discoveries share it.
         ShapeCache shapes = ShapeCache.shared();

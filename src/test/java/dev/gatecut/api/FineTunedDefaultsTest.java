@@ -34,6 +34,7 @@ class FineTunedDefaultsTest {
         assertEquals(1.0, own.recipe().distillWeight());
         assertEquals(Recipe.OWN_HEAD_LEARNING_RATE, own.recipe().headLearningRate());
         assertTrue(own.recipe().progressiveCut(), "the distillation trains the model the cut leaves");
+        assertFalse(own.recipe().decay(), "an own head's compressions were measured with flat rates");
 
         TrainConfig added = options().build().config(3, false);
         Recipe classify = Recipe.recommended(Task.CLASSIFY);
@@ -41,6 +42,7 @@ class FineTunedDefaultsTest {
         assertEquals(classify.headLearningRate(), added.recipe().headLearningRate());
         assertEquals(classify.progressiveCut(), added.recipe().progressiveCut());
         assertTrue(added.recipe().progressiveCut(), "a new head closes progressively too: the classify recipe");
+        assertTrue(added.recipe().decay(), "a new head's rates decay: the classify recipe");
         assertEquals(added.recipe().gateInit(), own.recipe().gateInit(), "everything else as the classify recipe");
         assertEquals(added.recipe().importance(), own.recipe().importance());
     }
@@ -52,6 +54,8 @@ class FineTunedDefaultsTest {
         assertEquals(5e-3, set.recipe().headLearningRate());
         assertFalse(options().progressiveCut(false).build().config(3, true).recipe().progressiveCut(),
                 "--no-progressive-cut turns it off");
+        assertTrue(options().lrDecay(true).build().config(3, true).recipe().decay(), "--lr-decay for an own head");
+        assertFalse(options().lrDecay(false).build().config(3, false).recipe().decay(), "--no-lr-decay");
         assertEquals(0.0, options().distill(0).build().config(3, true).recipe().distillWeight(),
                 "--distill 0 turns it off");
         TrainConfig plain = options().recipe("plain").build().config(3, true);
@@ -81,6 +85,7 @@ class FineTunedDefaultsTest {
         assertEquals(1.0, summary.get("distill").asDouble());
         assertEquals(1e-3, summary.get("head_lr").asDouble());
         assertTrue(summary.get("progressive_cut").asBoolean());
+        assertFalse(summary.get("lr_decay").asBoolean(), "flat rates for an own head, recorded");
 
         events.clear();
         CompressOptions encoder = CompressOptions.builder().train(Examples.tokenIds(LabelFreeTest.rows(4, 24),
@@ -90,7 +95,10 @@ class FineTunedDefaultsTest {
              CompressResult r = model.compress(encoder, events::add)) {
             assertTrue(events.stream().noneMatch(e -> e instanceof ProgressEvent.Message m
                     && m.text().startsWith("recipe: the model's own head")), "a new head: classification defaults");
+            r.saveTo(tmp.resolve("slim-encoder"));
         }
+        assertTrue(new ObjectMapper().readTree(Files.readString(tmp.resolve("slim-encoder").resolve("summary.json")))
+                .get("lr_decay").asBoolean(), "a new head's rates decay, recorded");
     }
 
     /** A classifier export whose logits declare no shape (float16 conversions drop it): found by its head. */

@@ -57,15 +57,15 @@ class AdapterOptionsTest {
                 "--target-sparsity", "0.3", "--device", "cpu", "--batch", "8", "--no-progress", "-o", run.toString());
         // the default recipe trains a classifier with adapters (AdapterConfig.RECOMMENDED)
         assertEquals(0, run(base, "--steps", "2").exit());
-        refused(run(base, "--steps", "4", "--resume", "--adapter", "none"), "--resume", "checkpoint.json",
+        refused(run(base, "--steps", "2", "--resume", "--adapter", "none"), "--resume", "checkpoint.json",
                 "--adapter options");
-        refused(run(base, "--steps", "4", "--resume", "--adapter-targets", "qv"), "--resume");
+        refused(run(base, "--steps", "2", "--resume", "--adapter-targets", "qv"), "--resume");
         Path without = dir.resolve("run2");
         List<String> second = new java.util.ArrayList<>(base);
         second.set(second.size() - 1, without.toString());
         assertEquals(0, run(second, "--steps", "2", "--adapter", "none").exit());
-        refused(run(second, "--steps", "4", "--resume"), "--resume", "--adapter options");
-        refused(run(second, "--steps", "4", "--resume", "--adapter", "lora"), "--resume");
+        refused(run(second, "--steps", "2", "--resume"), "--resume", "--adapter options");
+        refused(run(second, "--steps", "2", "--resume", "--adapter", "lora"), "--resume");
     }
 
     /** {@code --adapter auto} with the adapters' own options: both runs train, the choice is said and kept. */

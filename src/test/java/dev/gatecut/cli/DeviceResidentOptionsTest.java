@@ -11,6 +11,7 @@ import java.util.List;
 import static dev.gatecut.cli.InspectCommandTest.gatecut;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -23,16 +24,27 @@ class DeviceResidentOptionsTest {
     void deviceResidentRunAndResumeMatchThePlainFusedRun(@TempDir Path dir) throws Exception {
         Path plain = dir.resolve("plain");
         Path resident = dir.resolve("resident");
-        // The single cut: a finished two-step run extended to four re-plans the ramp, and the progressive cut would
-        // already have closed the two-step ramp's whole budget (editsBetweenStepsReachTheDevice covers that cut).
-        List<String> common = commonOptions(dir, "--no-progressive-cut");
-        assertEquals(0, run(common, "--backend", "fused", "--steps", "4", "-o", plain.toString()).exit());
-        InspectCommandTest.Run first = run(common, "--device-resident", "--steps", "2", "-o", resident.toString());
-        assertEquals(0, first.exit(), first.err() + first.out());
-        assertTrue(first.out().contains("parameters on the device"), first.out());
-        InspectCommandTest.Run resumed = run(common, "--device-resident", "--steps", "4", "--resume", "-o",
-                resident.toString());
+        List<String> common = commonOptions(dir, "--steps", "4");
+        assertEquals(0, run(common, "--backend", "fused", "-o", plain.toString()).exit());
+        // The same run with its parameters on the device, killed after its checkpoint at step 2 (through the API,
+        // whose listener can fail as a killed process would), then resumed from the command line.
+        dev.gatecut.api.TrainOptions interrupted = dev.gatecut.api.TrainOptions.builder()
+                .train(dev.gatecut.api.Examples.file(dir.resolve("train.jsonl"))).targetSparsity(0.3)
+                .device(dev.gatecut.runtime.Device.CPU).batchSize(5).seed(3).steps(4).checkpointEvery(2).logEvery(1)
+                .backend(new dev.gatecut.train.FusedBackend(dev.gatecut.train.FusedBackend.Residency.DEVICE))
+                .runFolder(resident).build();
+        try (dev.gatecut.api.GatecutModel model = dev.gatecut.api.Gatecut.load(Path.of("onnx-models/bert-ts17.onnx"))) {
+            assertThrows(IllegalStateException.class, () -> model.train(interrupted, e -> {
+                if (e instanceof dev.gatecut.api.ProgressEvent.Step s && s.step() == 3) {
+                    throw new IllegalStateException("killed at step 3");
+                }
+            }));
+        }
+        assertEquals(2, Checkpoint.read(resident.resolve(Checkpoint.FILE)).step());
+        InspectCommandTest.Run resumed = run(common, "--device-resident", "--resume", "-o", resident.toString());
         assertEquals(0, resumed.exit(), resumed.err() + resumed.out());
+        assertTrue(resumed.out().contains("parameters on the device") && resumed.out().contains("at step 2"),
+                resumed.out());
         assertEquals(4, Checkpoint.read(resident.resolve(Checkpoint.FILE)).step());
         assertSameCheckpoint(plain, resident, 1e-6);
         GateValues gates = GateValues.read(resident.resolve("gates.json"));

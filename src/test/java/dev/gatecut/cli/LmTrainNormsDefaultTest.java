@@ -143,8 +143,8 @@ class LmTrainNormsDefaultTest {
                 "--target-sparsity", "0.3", "--device", "cpu", "--batch", "8", "--backend", "fused",
                 "--no-progress", "-o", folder.toString());
         assertEquals(0, run(base, "--steps", "2", "--no-train-norms").exit());
-        refused(run(base, "--steps", "4", "--resume"), "--resume", "lacks norm parameter", "--no-train-norms");
-        InspectCommandTest.Run resumed = run(base, "--steps", "4", "--resume", "--no-train-norms");
+        refused(run(base, "--steps", "2", "--resume"), "--resume", "lacks norm parameter", "--no-train-norms");
+        InspectCommandTest.Run resumed = run(base, "--steps", "2", "--resume", "--no-train-norms");
         assertEquals(0, resumed.exit(), resumed.err() + resumed.out());
     }
 

@@ -41,9 +41,17 @@ class RunFolderTest {
         assertEquals(1, again.err().strip().lines().count(), again.err());
         assertTrue(java.util.Arrays.equals(gates, Files.readAllBytes(run.resolve("gates.json"))), "run untouched");
 
+        // Resuming with another length would continue a schedule the checkpoint was not trained on: refused.
+        InspectCommandTest.Run longer = train(3, data, run, "--resume");
+        assertEquals(2, longer.exit(), longer.err() + longer.out());
+        assertTrue(longer.err().contains("planned for 2 main steps") && longer.err().contains("make 3")
+                && longer.err().contains("--force"), longer.err());
+        assertEquals(1, longer.err().strip().lines().count(), longer.err());
+        assertTrue(java.util.Arrays.equals(gates, Files.readAllBytes(run.resolve("gates.json"))), "run untouched");
+
         // A kill during checkpointing leaves a temp file; resuming removes it and says where it resumes.
         Path stale = Files.writeString(run.resolve(".checkpoint.json.1c0fb3f3d9e.tmp"), "{half");
-        InspectCommandTest.Run resumed = train(3, data, run, "--resume");
+        InspectCommandTest.Run resumed = train(data, run, "--resume");
         assertEquals(0, resumed.exit(), resumed.err() + resumed.out());
         assertTrue(resumed.out().contains("resuming " + run + " at step 2"), resumed.out());
         assertFalse(Files.exists(stale), "stale temp file removed");

@@ -165,8 +165,11 @@ class DataParallelTrainingTest {
         TrainingRun.run(model, config, batches, List.of(), new TrainingRun.Options(0, 4, 1, 0, false, Device.CPU),
                 straight, TrainingRun.Listener.silent());
         Path mixed = dir.resolve("mixed");
-        TrainingRun.run(model, config, batches, List.of(), new TrainingRun.Options(0, 2, 1, 0, false, Device.CPU,
-                new FusedBackend(), List.of(0, 1)), mixed, TrainingRun.Listener.silent());
+        // Two replicas, killed after their checkpoint at step 2; one session resumes the same four-step run.
+        assertThrows(IllegalStateException.class, () -> TrainingRun.run(model, config, batches, List.of(),
+                new TrainingRun.Options(0, 4, 1, 2, false, Device.CPU, new FusedBackend(), List.of(0, 1)), mixed,
+                TrainingRunTest.crashingAt(3)));
+        assertEquals(2, Checkpoint.read(mixed.resolve(Checkpoint.FILE)).step());
         TrainingRun.run(model, config, batches, List.of(), new TrainingRun.Options(0, 4, 1, 0, true, Device.CPU),
                 mixed, TrainingRun.Listener.silent());
         Checkpoint a = Checkpoint.read(straight.resolve(Checkpoint.FILE));

@@ -208,16 +208,17 @@ class NormTrainingTest {
 
     @Test
     void aResumedRunEndsWhereAnUninterruptedOneDoes(@TempDir Path dir) throws Exception {
-        // The single cut: extending a finished two-step run re-plans the ramp over four steps, and under the
-        // progressive cut the two-step run's ramp has already closed its whole budget for good.
-        TrainConfig config = config().withRecipe(Recipe.recommended(Task.CLASSIFY).withProgressiveCut(false));
+        // The classification recipe: progressive cut, decaying rates, Taylor saliency.
+        TrainConfig config = config().withRecipe(Recipe.recommended(Task.CLASSIFY));
         Path straight = dir.resolve("straight");
         train(CLASSIFIER, config, 4, false, straight);
         Path resumed = dir.resolve("resumed");
-        TrainingRun.run(CLASSIFIER, config, batches(), List.of(), new TrainingRun.Options(0, 2, 1, 0, false,
-                Device.CPU), resumed, TrainingRun.Listener.silent());
-        // The checkpoint of a two-step run is resumed by a four-step run with the same schedule.
-        Map<String, float[]> half = Checkpoint.read(resumed.resolve(Checkpoint.FILE)).params();
+        // The same four-step run, killed after its checkpoint at step 2, then resumed.
+        assertThrows(IllegalStateException.class, () -> TrainingRun.run(CLASSIFIER, config, batches(), List.of(),
+                new TrainingRun.Options(0, 4, 1, 2, false, Device.CPU), resumed, TrainingRunTest.crashingAt(3)));
+        Checkpoint interrupted = Checkpoint.read(resumed.resolve(Checkpoint.FILE));
+        assertEquals(2, interrupted.step());
+        Map<String, float[]> half = interrupted.params();
         train(CLASSIFIER, config, 4, true, resumed);
         Map<String, float[]> a = Checkpoint.read(straight.resolve("params.json")).params();
         Map<String, float[]> b = Checkpoint.read(resumed.resolve("params.json")).params();
@@ -233,7 +234,7 @@ class NormTrainingTest {
         assertEquals(10, norms);
         // Resuming it without --train-norms would drop the trained norms: refused, naming the option.
         OptionException e = assertThrows(OptionException.class, () -> train(CLASSIFIER,
-                config.withNormLearningRate(Double.NaN), 6, true, resumed));
+                config.withNormLearningRate(Double.NaN), 4, true, resumed));
         assertTrue(e.getMessage().contains("--train-norms") && e.getMessage().contains("LayerNorm"), e.getMessage());
     }
 

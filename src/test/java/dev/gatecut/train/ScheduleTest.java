@@ -54,6 +54,38 @@ class ScheduleTest {
     }
 
     @Test
+    void decayTakesEveryRateLinearlyToZeroAfterTheWarmUp() {
+        Schedule flat = new Schedule(CONFIG, 100);
+        Schedule s = new Schedule(CONFIG.withRecipe(CONFIG.recipe().withDecay(true)), 100);   // warm-up 10 steps
+        for (int step = 0; step <= 10; step++) {
+            assertEquals(flat.at(step), s.at(step), "the warm-up is unchanged, step " + step);
+        }
+        assertEquals(1e-2 * 60 / 90, s.at(40).headLr(), 1e-12);
+        assertEquals(1e-3 * 60 / 90, s.at(40).gateLr(), 1e-12);
+        assertEquals(2e-3 * 60 / 90, s.at(40).biasLr(), 1e-12);
+        assertEquals(1e-2 / 90, s.at(99).headLr(), 1e-12, "the last main step still moves");
+        for (int step = 11; step < 100; step++) {
+            assertTrue(s.at(step).headLr() < s.at(step - 1).headLr(), "falls at every step, " + step);
+            assertEquals(flat.at(step).lambda(), s.at(step).lambda(), "the sparsity schedule is the rates' own");
+            assertEquals(flat.at(step).targetSparsity(), s.at(step).targetSparsity());
+        }
+        assertEquals(flat.at(100), s.at(100), "recovery keeps its rates");
+    }
+
+    @Test
+    void decayStartsAfterTheHeadOnlySteps() {
+        Recipe r = CONFIG.recipe();
+        Recipe headFirst = new Recipe(r.headLearningRate(), r.biasLearningRate(), r.warmup(), r.denseFraction(),
+                r.rampFraction(), r.recoverySteps(), r.selectBest(), r.distillWeight(), r.distillTemperature(),
+                r.classWeights(), 0.95, Importance.TAYLOR, false, 0.15, 0, true);
+        Schedule s = new Schedule(CONFIG.withRecipe(headFirst), 100);   // head alone 15 steps, then warm-up 10
+        assertEquals(1e-2, s.at(24).headLr(), 1e-12);
+        assertEquals(1e-3, s.at(24).gateLr(), 1e-12, "the others reach their rate before the decay");
+        assertEquals(1e-3 * 50 / 75, s.at(50).gateLr(), 1e-12);
+        assertEquals(1e-2 * 50 / 75, s.at(50).headLr(), 1e-12);
+    }
+
+    @Test
     void sparsityIsOffThenRampsToTheTarget() {
         Schedule s = new Schedule(CONFIG, 100);   // dense 20 steps, ramp over the next 40
         assertEquals(0, s.at(19).lambda());

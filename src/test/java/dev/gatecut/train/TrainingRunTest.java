@@ -88,11 +88,49 @@ public class TrainingRunTest {
 
     /**
      * Every part of the recipe at once: schedules, per-group rates, selection, recovery, distillation, gates started
-     * in their linear range and projected by Taylor saliency (accumulated state that a resume must restore).
+     * in their linear range and projected by Taylor saliency (accumulated state that a resume must restore), rates
+     * decaying with the step.
      */
     static TrainConfig recipeConfig() {
         return config().withRecipe(new Recipe(0.1, 0.02, 0.25, 0.25, 0.25, 2, true, 0.5, 2, List.of(0.8, 1.2), 0.95,
-                Importance.TAYLOR, true));
+                Importance.TAYLOR, true, 0, 0, true));
+    }
+
+    /** A listener that fails at {@code step}, as a run killed there: its last checkpoint stays. */
+    static TrainingRun.Listener crashingAt(long step) {
+        return new TrainingRun.Listener() {
+            @Override
+            public void started(long firstStep, long totalSteps) {
+            }
+
+            @Override
+            public void stepped(long done, GateTrainer.StepResult result, double samplesPerSecond) {
+                if (done == step) {
+                    throw new IllegalStateException("simulated crash at step " + step);
+                }
+            }
+
+            @Override
+            public void evaluated(long done, Evaluator.EvalResult result, double sparsity) {
+            }
+        };
+    }
+
+    @Test
+    void resumingWithAnotherLengthIsRefused(@TempDir Path dir) throws Exception {
+        List<Batch> eval = List.of(GateTrainerTest.syntheticBatch(99));
+        TrainingRun.Options eight = new TrainingRun.Options(0, 8, 1, 4, false, Device.CPU, new FusedBackend());
+        TrainingRun.run(MODEL, recipeConfig(), synthetic(), eval, eight, dir, TrainingRun.Listener.silent());
+        String before = Files.readString(dir.resolve("gates.json"));
+        TrainingRun.Options twelve = new TrainingRun.Options(0, 12, 1, 4, true, Device.CPU, new FusedBackend());
+        var e = assertThrows(dev.gatecut.errors.OptionException.class, () -> TrainingRun.run(MODEL, recipeConfig(),
+                synthetic(), eval, twelve, dir, TrainingRun.Listener.silent()));
+        assertTrue(e.getMessage().contains("planned for 8 main steps (9 with recovery), these options make 12 (14)"),
+                e.getMessage());
+        assertEquals(before, Files.readString(dir.resolve("gates.json")), "the finished run is left as it was");
+        TrainingRun.Options same = new TrainingRun.Options(0, 8, 1, 4, true, Device.CPU, new FusedBackend());
+        assertEquals(9, TrainingRun.run(MODEL, recipeConfig(), synthetic(), eval, same, dir,
+                TrainingRun.Listener.silent()).steps(), "the original length resumes (here: nothing left to train)");
     }
 
     @org.junit.jupiter.params.ParameterizedTest(name = "crash after step {0}")
