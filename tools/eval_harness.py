@@ -533,10 +533,13 @@ def evaluate_with_loss(model, data, device, batch=128):
 
 
 def train_run(model, params, train, test, device, epochs, batch, lr, seed, extra_loss=None, train_mode=None,
-              window=10, max_steps=None):
+              window=10, max_steps=None, schedule="constant"):
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(train.n / batch)
+    total_steps = epochs * steps_per_epoch if not max_steps else min(max_steps, epochs * steps_per_epoch)
+    from lr_schedule import lr_factor   # beside this file; torch-free, so the suite's report tests check it
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(schedule, s, total_steps))
     windows, accs, losses, val_losses = [], [], [], []
     step = 0
     train_time = 0.0
@@ -558,6 +561,7 @@ def train_run(model, params, train, test, device, epochs, batch, lr, seed, extra
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             step += 1
             n_win += len(idx)
             k_win += 1

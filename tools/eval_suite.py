@@ -179,6 +179,16 @@ def t_interval(values):
 # PyTorch: baselines and the fine-tuned classifier export
 # ----------------------------------------------------------------------------------------------
 
+def parse_schedules(spec):
+    """--schedules "constant,linear": the learning-rate schedules each rate is tried with (the choice on validation is
+    over rates × schedules)."""
+    out = [s.strip() for s in (spec or "constant").split(",") if s.strip()]
+    bad = [s for s in out if s not in ("constant", "linear")]
+    if bad or not out:
+        raise SuiteError(f"--schedules: {','.join(bad) or 'nothing'} given; each must be constant or linear")
+    return out
+
+
 def parse_lrs(spec):
     lrs = {k: list(v) for k, v in DEFAULT_LRS.items()}
     for part in (spec or "").split():
@@ -302,15 +312,16 @@ def build_model(method, prep, args, device):
     return model, trainable, train_mode, info
 
 
-def one_run(method, lr, prep, args, device):
+def one_run(method, lr, prep, args, device, schedule="constant"):
     import torch
     eh = prep.eh
     torch.manual_seed(args.seed)
     model, trainable, train_mode, info = build_model(method, prep, args, device)
     t0 = time.time()
     r = eh.train_run(model, trainable, prep.data["train"], prep.data["val"], device, args.epochs, args.batch, lr,
-                     args.seed, train_mode=train_mode, max_steps=args.max_steps)
-    res = dict(method=method, lr=lr, seed=args.seed, steps=r["steps"], train_seconds=r["train_seconds"],
+                     args.seed, train_mode=train_mode, max_steps=args.max_steps, schedule=schedule)
+    res = dict(method=method, lr=lr, schedule=schedule, seed=args.seed, steps=r["steps"],
+               train_seconds=r["train_seconds"],
                samples_per_s=r["samples_per_s_median"], val_accuracy_per_epoch=r["accuracy_per_epoch"],
                val_loss=r["eval_loss"], val_loss_per_epoch=r["eval_loss_per_epoch"],
                trainable_params=sum(p.numel() for p in trainable), **info)
@@ -350,24 +361,26 @@ def cmd_train(args):
                batch=args.batch, max_len=args.max_len, labels=prep.labels, onnx_check=prep.check,
                device=str(device), versions=prep.eh.versions(), runs=[], chosen={},
                started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    schedules = parse_schedules(args.schedules)
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         best = None
-        for lr in lrs[method]:
-            log(f"=== {args.model} {prep.split['dataset']} seed {args.seed}: {method} lr {lr:g}")
+        for schedule, lr in [(s, lr) for s in schedules for lr in lrs[method]]:
+            log(f"=== {args.model} {prep.split['dataset']} seed {args.seed}: {method} lr {lr:g}"
+                + ("" if schedule == "constant" else f" ({schedule} schedule)"))
             try:
-                r = one_run(method, lr, prep, args, device)
+                r = one_run(method, lr, prep, args, device, schedule)
                 log(f"    val {r['val_accuracy']:.4f}, test {r['test_accuracy']:.4f} (macro-F1 {r['test_macro_f1']:.4f}), "
                     f"{r['samples_per_s']:.0f} samples/s, {r['wall_seconds']:.1f}s")
                 if best is None or r["val_accuracy"] > best["val_accuracy"]:
                     best = r
             except Exception as e:  # noqa: BLE001  (one failed run must not lose the others)
-                r = dict(method=method, lr=lr, seed=args.seed, error=f"{type(e).__name__}: {e}",
+                r = dict(method=method, lr=lr, schedule=schedule, seed=args.seed, error=f"{type(e).__name__}: {e}",
                          traceback=traceback.format_exc())
                 log(f"    FAILED: {r['error']}")
             out["runs"].append(r)
             save_json(args.out, out)
         if best is not None:
-            out["chosen"][method] = dict(best, chosen_from=lrs[method])
+            out["chosen"][method] = dict(best, chosen_from=lrs[method], schedules=schedules)
     out["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     save_json(args.out, out)
     return 0
@@ -534,16 +547,16 @@ def cmd_export(args):
     res = dict(kind="export", model=args.model, dataset=prep.split["dataset"], seed=args.seed, labels=prep.labels,
                epochs=args.epochs, batch=args.batch, max_len=args.max_len, candidates=[])
     best, best_state = None, None
-    for lr in lrs:
+    for schedule, lr in [(s, lr) for s in parse_schedules(args.schedules) for lr in lrs]:
         m = hf_classifier(prep, n, args.dropout, args.seed).to(device)
         wrapped = _Logits(m)
         t0 = time.time()
         r = eh.train_run(wrapped, list(m.parameters()), prep.data["train"], prep.data["val"], device, args.epochs,
-                         args.batch, lr, args.seed, max_steps=args.max_steps)
-        cand = dict(lr=lr, val_accuracy=r["accuracy"], seconds=time.time() - t0)
+                         args.batch, lr, args.seed, max_steps=args.max_steps, schedule=schedule)
+        cand = dict(lr=lr, schedule=schedule, val_accuracy=r["accuracy"], seconds=time.time() - t0)
         cand["test_accuracy"], cand["test_macro_f1"] = scores(predictions(wrapped, prep.data["test"], device),
                                                               prep.data["test"].y.tolist(), n)
-        log(f"export fine-tune lr {lr:g}: val {cand['val_accuracy']:.4f} test {cand['test_accuracy']:.4f}")
+        log(f"export fine-tune lr {lr:g} ({schedule}): val {cand['val_accuracy']:.4f} test {cand['test_accuracy']:.4f}")
         res["candidates"].append(cand)
         if best is None or cand["val_accuracy"] > best["val_accuracy"]:
             best, best_state = cand, {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
@@ -675,7 +688,8 @@ def collect(raw: Path, select_by="accuracy"):
         for method, c in chosen_runs(r, select_by).items():
             label = {"dense": "frozen + head", "lora": "LoRA r=8", "full": "full FT"}[method]
             cells[(r["dataset"], r["model"], label)].append(
-                dict(accuracy=c["test_accuracy"], macro_f1=c["test_macro_f1"], seed=r["seed"], lr=c["lr"]))
+                dict(accuracy=c["test_accuracy"], macro_f1=c["test_macro_f1"], seed=r["seed"], lr=c["lr"],
+                     schedule=c.get("schedule", "constant")))
     for p in sorted(raw.rglob("gc.json")):
         g = json.loads(p.read_text())
         if "accuracy" not in g:
@@ -763,7 +777,9 @@ def cmd_report(args):
                 m, hw, n = t_interval([r["accuracy"] for r in runs])
                 fm, fhw, _ = t_interval([r["macro_f1"] for r in runs])
                 d = lambda k: "" if ref[k] is None or not lab.startswith("gatecut") else f"{(m - ref[k]) * 100:+.1f}"
-                lrs = ",".join(sorted({f"{r['lr']:g}" for r in runs if r.get("lr") is not None}
+                lrs = ",".join(sorted({f"{r['lr']:g}" + ("" if r.get("schedule", "constant") == "constant"
+                                                          else f"/{r['schedule']}")
+                                       for r in runs if r.get("lr") is not None}
                                       | {r["chosen_variant"] for r in runs if r.get("chosen_variant")}))
                 lines.append(f"| {model} | {lab} | {n} | {fmt(m, hw)} |" + (f" {fmt(fm, fhw)} |" if unb else "")
                              + f" {d('LoRA r=8')} | {d('frozen + head')} | {lrs} |")
@@ -902,6 +918,9 @@ def main(argv=None):
         p.add_argument("--no-onnx-check", action="store_true", help="skip the torch-vs-ONNX Runtime check (dry runs)")
         p.add_argument("--limit", type=int, default=None, help="first N train rows (dry runs)")
         p.add_argument("--max-steps", type=int, default=None, help="steps per run (dry runs)")
+        p.add_argument("--schedules", default="constant",
+                       help='learning-rate schedules tried with each rate: "constant" (AdamW as is), "linear" (10%% '
+                            'warm-up, then linear decay to the end: gatecut --lr-decay\'s), or both, comma-separated')
 
     p = sub.add_parser("train")
     torch_args(p)

@@ -16,7 +16,8 @@
 # into one folder and run `python3 tools/eval_suite.py report FOLDER` here.
 #
 # Knobs (environment): SETS (folders of datasets/suite), MODELS ("minilm bge"), SEEDS ("1 2 3"),
-# SPARSITIES ("0 0.2 0.3 0.4"; posttrain "0.3 0.4"), PY_METHODS (dense,lora,full; none = gatecut only), LRS (eval_suite.py --lrs), GC_MODE
+# SPARSITIES ("0 0.2 0.3 0.4"; posttrain "0.3 0.4"), PY_METHODS (dense,lora,full; none = gatecut only), PY_SCHEDULES (constant; constant,linear: each rate also with
+# gatecut's --lr-decay schedule, chosen on validation like the rate), LRS (eval_suite.py --lrs), GC_MODE
 # (coupled), GC_ARGS (recipe flags; default none: the default recipe), GC_VARIANTS (recipes side by side:
 # "name=flags;name=flags", an empty name = GC_ARGS alone; report rows "gatecut 30% [name]"; a variant's own --target-sparsity
 # replaces the row's), GC_SELECT (variant names,
@@ -70,6 +71,10 @@ PARALLEL=${PARALLEL:-6}
 BUDGET_S=${BUDGET_S:-560}
 DEVICE=${DEVICE:-cuda}
 PY_EXTRA=${PY_EXTRA:-}
+# The baselines' (and part 3's fine-tunes') learning-rate schedules, each tried with every rate and chosen on
+# validation with it: constant (AdamW as is: every table up to 2026-12-01) and/or linear (gatecut's --lr-decay).
+PY_SCHEDULES=${PY_SCHEDULES:-constant}
+NSCHED=$(tr ',' ' ' <<< "$PY_SCHEDULES" | wc -w)
 GC_EXTRA=${GC_EXTRA:-}
 LABELFREE_ARGS=${LABELFREE_ARGS---label-free}   # LABELFREE_ARGS= (empty) skips the label-free runs
 PRECISIONS=${PRECISIONS:-"fp32 fp16"}           # posttrain: which exports of the fine-tuned model are compressed
@@ -129,7 +134,7 @@ done
   echo "git: $(git rev-parse HEAD 2>/dev/null) $(git status --porcelain 2>/dev/null | wc -l) changed files"
   [ -f "$DEST/SHA256SUMS" ] && echo "payload: $(tr '\n' ';' < "$DEST/SHA256SUMS")"
   $PYTHON -c 'import sys, torch, transformers, peft, onnxruntime; print("python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__, "onnxruntime", onnxruntime.__version__)' 2>&1 | tail -1
-  echo "settings: PART=$PART SETS=[$SETS] MODELS=[$MODELS] SEEDS=[$SEEDS] SPARSITIES=[$SPARSITIES] PY_METHODS=$PY_METHODS LRS=[$LRS] GC_MODE=$GC_MODE GC_ARGS=[$GC_ARGS] EPOCHS=$EPOCHS BATCH=$BATCH MAXLEN=$MAXLEN PARALLEL=$PARALLEL BUDGET_S=$BUDGET_S DEVICE=$DEVICE"
+  echo "settings: PART=$PART SETS=[$SETS] MODELS=[$MODELS] SEEDS=[$SEEDS] SPARSITIES=[$SPARSITIES] PY_METHODS=$PY_METHODS PY_SCHEDULES=$PY_SCHEDULES LRS=[$LRS] GC_MODE=$GC_MODE GC_ARGS=[$GC_ARGS] EPOCHS=$EPOCHS BATCH=$BATCH MAXLEN=$MAXLEN PARALLEL=$PARALLEL BUDGET_S=$BUDGET_S DEVICE=$DEVICE"
 } | tee "$WORK/raw/env.txt"
 
 # Estimated seconds of a job (eval_suite.py's table, scaled by the data set's train rows).
@@ -210,7 +215,8 @@ job_torch() {  # SET MODEL SEED
   # shellcheck disable=SC2086
   timeout -k 10 $((DEADLINE - SECONDS)) $PYTHON_TORCH tools/eval_suite.py train --model "$m" --onnx "${ONNX[$m]}" \
     --tokenizer "${TOK[$m]}" --work "$SPLIT" --seed "$seed" --methods "$PY_METHODS" --lrs "$LRS" --epochs "$EPOCHS" \
-    --batch "$BATCH" --max-len "$MAXLEN" --device "$DEVICE" --out "$r/torch-seed$seed.json" $PY_EXTRA \
+    --batch "$BATCH" --max-len "$MAXLEN" --device "$DEVICE" --schedules "$PY_SCHEDULES" \
+    --out "$r/torch-seed$seed.json" $PY_EXTRA \
     > "$r/torch-seed$seed.log" 2>&1
   local rc=$?
   grep -E "===|val |FAILED|error" "$r/torch-seed$seed.log" | sed "s/^/    [$m seed $seed] /" | cut -c1-300
@@ -239,7 +245,8 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
   # shellcheck disable=SC2086
   timeout -k 10 $((DEADLINE - SECONDS)) $PYTHON_TORCH tools/eval_suite.py export --model "$m" --onnx "${ONNX[$m]}" \
     --tokenizer "${TOK[$m]}" --work "$SPLIT" --seed "$seed" --lrs "$LRS" --epochs "$EPOCHS" --batch "$BATCH" \
-    --max-len "$MAXLEN" --device "$DEVICE" --precisions "$PRECISIONS" --out "$e" $PY_EXTRA > "$r/export.log" 2>&1
+    --max-len "$MAXLEN" --device "$DEVICE" --precisions "$PRECISIONS" --schedules "$PY_SCHEDULES" --out "$e" \
+    $PY_EXTRA > "$r/export.log" 2>&1
   local rc=$?
   cp "$e/export.json" "$r/" 2>/dev/null
   say "$ds $m seed $seed export: exit $rc"
@@ -340,10 +347,10 @@ with open(sys.argv[2], 'w') as o:
         nlf=0; [ -n "$LABELFREE_ARGS" ] && for s in $SPARSITIES; do [[ " $LABELFREE_SPARSITIES " == *" $s "* ]] && nlf=$((nlf + 1)); done
         k=$((np * (n * nv * LABELLED + nlf)))   # the chain's compressions: precisions × (sparsities × variants + label-free)
         grep -qsxF "$(chain_key)" "$RAW/$m/post-seed$seed/done" && continue
-        jobs_list+="$ds/$m-post-seed$seed $(( $(est export "$m" "$rows") + k * $(est post-gc "$m" "$rows") )) job_post $ds $m $seed"$'\n'
+        jobs_list+="$ds/$m-post-seed$seed $(( NSCHED * $(est export "$m" "$rows") + k * $(est post-gc "$m" "$rows") )) job_post $ds $m $seed"$'\n'
       else
         [ -z "$PY_METHODS" ] || [ "$PY_METHODS" = none ] || grep -qs '"finished"' "$RAW/$m/torch-seed$seed.json" \
-          || jobs_list+="$ds/$m-torch-seed$seed $(est torch "$m" "$rows") job_torch $ds $m $seed"$'\n'
+          || jobs_list+="$ds/$m-torch-seed$seed $(( NSCHED * $(est torch "$m" "$rows") )) job_torch $ds $m $seed"$'\n'
         for s in $SPARSITIES; do
           while read -r v; do
             grep -qs '"accuracy"' "$RAW/$m/$(gc_dir "$s" "$seed" "$v")/gc.json" && continue

@@ -124,6 +124,36 @@ class SelectOnValidationLoss(unittest.TestCase):
             self.assertEqual(0.6, by_loss[("tweets", "minilm", "frozen + head")][0]["accuracy"])
 
 
+    def test_a_rates_schedule_shows_beside_it(self):
+        with tempfile.TemporaryDirectory() as raw:
+            split(raw)
+            runs = [dict(method="lora", lr=1e-3, schedule="constant", val_accuracy=0.8, val_loss=0.50,
+                         test_accuracy=0.70, test_macro_f1=0.6),
+                    dict(method="lora", lr=1e-3, schedule="linear", val_accuracy=0.8, val_loss=0.40,
+                         test_accuracy=0.75, test_macro_f1=0.7)]
+            write(os.path.join(raw, "tweets", "minilm", "torch-seed1.json"), {
+                "dataset": "tweets", "model": "minilm", "seed": 1, "runs": runs, "chosen": {"lora": runs[0]}})
+            md = os.path.join(raw, "t.md")
+            eval_suite.main(["report", raw, "--md", md, "--select-by", "loss"])
+            row = [l for l in open(md, encoding="utf-8") if "LoRA r=8" in l][0]
+            self.assertIn("75.0", row)
+            self.assertIn("0.001/linear", row)
+
+
+class LinearSchedule(unittest.TestCase):
+    """The baselines' --schedules linear against gatecut's Schedule.at (ScheduleTest's figures, 100 steps)."""
+
+    def test_warm_up_then_linear_decay_to_the_last_step(self):
+        from lr_schedule import lr_factor
+        self.assertAlmostEqual(0.1, lr_factor("linear", 0, 100))
+        self.assertAlmostEqual(1.0, lr_factor("linear", 9, 100))
+        self.assertAlmostEqual(1.0, lr_factor("linear", 10, 100))
+        self.assertAlmostEqual(60 / 90, lr_factor("linear", 40, 100))
+        self.assertAlmostEqual(1 / 90, lr_factor("linear", 99, 100))
+        self.assertEqual([1.0] * 100, [lr_factor("constant", s, 100) for s in range(100)])
+        with self.assertRaises(ValueError):
+            lr_factor("cosine", 0, 100)
+
 
 class CompressedClassifierRetained(unittest.TestCase):
     def test_the_original_scored_by_gatecut_is_the_yardstick(self):

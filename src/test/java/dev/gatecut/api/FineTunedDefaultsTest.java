@@ -76,7 +76,8 @@ class FineTunedDefaultsTest {
         try (GatecutModel model = Gatecut.load(LabelFreeTest.BERT_CLS); CompressResult r = model.compress(o, events::add)) {
             assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
                     && m.text().startsWith("recipe: the model's own head is trained, so training distills from the"
-                    + " dense model (weight 1) with the head at rate 0.001, closing units as the budget ramps up")),
+                    + " dense model (weight 1) with the head at rate 0.001, closing units as the budget ramps up, the"
+                    + " rates flat after the warm-up")),
                     events.toString());
             r.saveTo(tmp.resolve("slim"));
         }
