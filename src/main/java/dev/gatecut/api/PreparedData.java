@@ -86,6 +86,8 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
                     config.recipe().decay() ? ", the rates decaying to 0" : ", the rates flat after the warm-up")
                     : String.format("recipe: the model's own head is trained at rate %s (fine-tuned classifier default;"
                     + " --head-lr sets it)", rate)));
+        } else if (!lm && !config.recipe().equals(dev.gatecut.train.Recipe.plain())) {
+            progress.onEvent(new ProgressEvent.Message(newHeadRecipe(config)));
         }
         if (!lm && o.classBalanced()) {
             config = config.withRecipe(config.recipe().withClassWeights(classWeights(trainTokens, labels.size())));
@@ -134,6 +136,45 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
     }
 
     /** 1 for 1.0, 0.001 for 1e-3: a rate as a user would type it. */
+    /** The schedule a new head trains with, in one line: what the recipe's defaults and flags add up to. */
+    static String newHeadRecipe(TrainConfig c) {
+        dev.gatecut.train.Recipe r = c.recipe();
+        StringBuilder s = new StringBuilder("recipe: a new head at rate ").append(plain(c.headLearningRate()));
+        if (c.adapter().enabled()) {
+            s.append(", rank-").append(c.adapter().rank()).append(" adapters at ").append(plain(c.adapter().learningRate()))
+                    .append(c.adapter().targets() == dev.gatecut.train.AdapterConfig.Targets.ALL
+                            ? " on every gated layer" : " on the query and value projections");
+        }
+        s.append(c.biasLearningRate() == c.learningRate() ? ", gates and biases at " + plain(c.learningRate())
+                : ", gates at " + plain(c.learningRate()) + ", biases at " + plain(c.biasLearningRate()));
+        if (c.trainsNorms()) {
+            s.append(", norms at ").append(plain(c.normLearningRate()));
+        }
+        s.append("; ").append(r.warmup() > 0 ? percent(r.warmup()) + " warm-up, then" : "no warm-up,")
+                .append(r.decay() ? " the rates decay linearly to the end" : " flat rates");
+        if (r.denseFraction() > 0) {
+            s.append("; ").append(percent(r.denseFraction())).append(" dense steps");
+        }
+        if (r.rampFraction() > 0) {
+            s.append(r.denseFraction() > 0 ? ", then" : ";").append(" the budget ramped in over ")
+                    .append(percent(r.rampFraction()));
+        }
+        if (r.progressiveCut()) {
+            s.append(", units closing as it rises");
+        }
+        if (r.distills()) {
+            s.append("; distilled from the dense model");
+        }
+        if (r.selectBest()) {
+            s.append("; the best epoch kept");
+        }
+        return s.append(" (--recipe plain: FineGates as published)").toString();
+    }
+
+    private static String percent(double fraction) {
+        return Math.round(fraction * 100) + "%";
+    }
+
     private static String plain(double x) {
         return java.math.BigDecimal.valueOf(x).stripTrailingZeros().toPlainString();
     }

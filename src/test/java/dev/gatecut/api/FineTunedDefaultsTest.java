@@ -48,6 +48,18 @@ class FineTunedDefaultsTest {
     }
 
     @Test
+    void aNewHeadsRecipeIsSaidInOneLine() {
+        assertEquals("recipe: a new head at rate 0.01, rank-8 adapters at 0.001 on every gated layer, gates and biases"
+                + " at 0.001; 10% warm-up, then the rates decay linearly to the end; 20% dense steps, then the budget"
+                + " ramped in over 40%, units closing as it rises; the best epoch kept (--recipe plain: FineGates as"
+                + " published)", PreparedData.newHeadRecipe(options().build().config(3, false)));
+        assertEquals("recipe: a new head at rate 0.003, gates and biases at 0.001; 10% warm-up, then flat rates;"
+                + " 20% dense steps, then the budget ramped in over 40%; the best epoch kept (--recipe plain:"
+                + " FineGates as published)", PreparedData.newHeadRecipe(options().noAdapter().lrDecay(false)
+                .progressiveCut(false).headLearningRate(3e-3).build().config(3, false)));
+    }
+
+    @Test
     void flagsAndThePlainRecipeWin() {
         TrainConfig set = options().distill(0.25).headLearningRate(5e-3).build().config(3, true);
         assertEquals(0.25, set.recipe().distillWeight());
