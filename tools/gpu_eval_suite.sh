@@ -16,7 +16,7 @@
 # into one folder and run `python3 tools/eval_suite.py report FOLDER` here.
 #
 # Knobs (environment): SETS (folders of datasets/suite), MODELS ("minilm bge"), SEEDS ("1 2 3"),
-# SPARSITIES ("0 0.2 0.3 0.4"; posttrain "0.3 0.4"), PY_METHODS (dense,lora,full; none = gatecut only), PY_SCHEDULES (constant; constant,linear: each rate also with
+# SPARSITIES ("0 0.2 0.3 0.4"; posttrain "0.3 0.4"; none: the baselines alone), PY_METHODS (dense,lora,full; none = gatecut only), PY_SCHEDULES (constant; constant,linear: each rate also with
 # gatecut's --lr-decay schedule, chosen on validation like the rate), LRS (eval_suite.py --lrs), GC_MODE
 # (coupled), GC_ARGS (recipe flags; default none: the default recipe), GC_VARIANTS (recipes side by side:
 # "name=flags;name=flags", an empty name = GC_ARGS alone; report rows "gatecut 30% [name]"; a variant's own --target-sparsity
@@ -59,6 +59,7 @@ SEEDS=${SEEDS:-"1 2 3"}
 LABELLED=${LABELLED:-1}   # part 3: 0 runs the label-free compressions alone
 GC_TEST=${GC_TEST:-1}     # gatecut scores the test rows itself (--test); 0: eval_suite.py predict on the CPU, as before
 if [ "$PART" = posttrain ]; then SPARSITIES=${SPARSITIES:-"0.3 0.4"}; else SPARSITIES=${SPARSITIES:-"0 0.2 0.3 0.4"}; fi
+[ "$SPARSITIES" = none ] && SPARSITIES=""   # baselines only (PY_METHODS), no gatecut run
 LABELFREE_SPARSITIES=${LABELFREE_SPARSITIES:-$SPARSITIES}   # part 3: e.g. "0.3" (label-free at 30% only)
 PY_METHODS=${PY_METHODS-dense,lora,full}   # none (or empty): gatecut rows only (baselines from an earlier call)
 LRS=${LRS:-}
