@@ -1,7 +1,12 @@
 package dev.gatecut.train;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.gatecut.errors.DataException;
 import dev.gatecut.errors.FileAccessException;
 import dev.gatecut.errors.OptionException;
+import dev.gatecut.onnx.AtomicFiles;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -76,9 +81,9 @@ public final class RunFolder {
      */
     static void plan(Path runDir, long mainSteps, long totalSteps, boolean resume) {
         Path file = runDir.resolve(PLAN_FILE);
-        com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
+        ObjectMapper json = new ObjectMapper();
         if (resume && Files.exists(file)) {
-            com.fasterxml.jackson.databind.JsonNode root;
+            JsonNode root;
             try {
                 root = json.readTree(file.toFile());
             } catch (IOException e) {
@@ -86,6 +91,10 @@ public final class RunFolder {
             }
             long main = root.path("main_steps").asLong(-1);
             long total = root.path("total_steps").asLong(-1);
+            if (main < 0 || total < main) {
+                throw new DataException(file + ": not a run plan of gatecut (main_steps,"
+                        + " total_steps); start the run over with --force");
+            }
             if (main != mainSteps || total != totalSteps) {
                 throw new OptionException("--resume: " + runDir + " was planned for " + main + " main steps ("
                         + total + " with recovery), these options make " + mainSteps + " (" + totalSteps + "): its"
@@ -94,10 +103,10 @@ public final class RunFolder {
             }
             return;
         }
-        com.fasterxml.jackson.databind.node.ObjectNode root = json.createObjectNode();
+        ObjectNode root = json.createObjectNode();
         root.put("main_steps", mainSteps);
         root.put("total_steps", totalSteps);
-        dev.gatecut.onnx.AtomicFiles.write(file, tmp -> json.writeValue(tmp.toFile(), root));
+        AtomicFiles.write(file, tmp -> json.writeValue(tmp.toFile(), root));
     }
 
     /** Deletes temp files a killed run left in {@code runDir} (and its artifacts folder); returns how many. */

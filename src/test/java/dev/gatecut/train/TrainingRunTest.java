@@ -128,6 +128,12 @@ public class TrainingRunTest {
         assertTrue(e.getMessage().contains("planned for 8 main steps (9 with recovery), these options make 12 (14)"),
                 e.getMessage());
         assertEquals(before, Files.readString(dir.resolve("gates.json")), "the finished run is left as it was");
+        Files.writeString(dir.resolve("plan.json"), "{}");
+        var broken = assertThrows(dev.gatecut.errors.DataException.class, () -> TrainingRun.run(MODEL, recipeConfig(),
+                synthetic(), eval, twelve, dir, TrainingRun.Listener.silent()));
+        assertTrue(broken.getMessage().contains("plan.json") && broken.getMessage().contains("--force"),
+                broken.getMessage());
+        Files.writeString(dir.resolve("plan.json"), "{\"main_steps\": 8, \"total_steps\": 9}");
         TrainingRun.Options same = new TrainingRun.Options(0, 8, 1, 4, true, Device.CPU, new FusedBackend());
         assertEquals(9, TrainingRun.run(MODEL, recipeConfig(), synthetic(), eval, same, dir,
                 TrainingRun.Listener.silent()).steps(), "the original length resumes (here: nothing left to train)");
