@@ -15,3 +15,9 @@ for v in "labels:" "lf:--label-free" "lf-d0:--label-free --distill 0" "lf-t1:--l
   $G $T --tokenizer /tmp/mini/models/all-minilm-l6-v2-tokenizer.json $COMMON --target-sparsity 0.3 --epochs 3 $f -o /tmp/lfx/$n > /tmp/lfx/$n.log 2>&1
   echo "$n: $(grep 'test accuracy' /tmp/lfx/$n.log)"
 done
+# then self-training: label-free at 0% from the weak teacher, then label-free at 30% from that student
+TOK=/tmp/mini/models/all-minilm-l6-v2-tokenizer.json
+$G /tmp/lfx/teacher/classifier.onnx --tokenizer $TOK $COMMON --target-sparsity 0 --epochs 3 --label-free -o /tmp/lfx/lfr1 > /tmp/lfx/lfr1.log 2>&1
+echo "lfr1 (0%, label-free from the teacher): $(grep 'test accuracy' /tmp/lfx/lfr1.log)"
+$G /tmp/lfx/lfr1/model.onnx --tokenizer $TOK $COMMON --target-sparsity 0.3 --epochs 3 --label-free -o /tmp/lfx/lfr2 > /tmp/lfx/lfr2.log 2>&1
+echo "lfr2 (30%, label-free from lfr1): $(grep 'test accuracy' /tmp/lfx/lfr2.log)"
