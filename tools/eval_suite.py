@@ -361,7 +361,7 @@ def cmd_train(args):
                batch=args.batch, max_len=args.max_len, labels=prep.labels, onnx_check=prep.check,
                device=str(device), versions=prep.eh.versions(), runs=[], chosen={},
                started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    schedules = parse_schedules(args.schedules)
+    schedules = out["schedules"] = parse_schedules(args.schedules)
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         best = None
         for schedule, lr in [(s, lr) for s in schedules for lr in lrs[method]]:

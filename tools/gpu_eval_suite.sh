@@ -280,7 +280,10 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
 }
 # What a part-3 chain ran: a repeated call on the warm machine skips a chain only if it ran these same settings
 # (another call's LABELFREE_ARGS, variants or precisions on the same seed run again instead of being skipped).
-chain_key() { printf '%s\n' "$PRECISIONS|$SPARSITIES|${GC_VARIANTS:-}|$LABELLED|$LABELFREE_ARGS|$LABELFREE_SPARSITIES|$GC_ARGS|$GC_EXTRA"; }
+chain_key() { printf '%s\n' "$PRECISIONS|$SPARSITIES|${GC_VARIANTS:-}|$LABELLED|$LABELFREE_ARGS|$LABELFREE_SPARSITIES|$GC_ARGS|$GC_EXTRA|$PY_SCHEDULES"; }
+# A baselines file this call need not redo: finished, with the same schedules (a file from before they were recorded
+# ran constant rates alone).
+torch_done() { $PYTHON -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if 'finished' in r and r.get('schedules', ['constant']) == sys.argv[2].split(',') else 1)" "$1" "$PY_SCHEDULES" 2>/dev/null; }
 
 # Runs "NAME EST_SECONDS FUNCTION ARGS..." lines, PARALLEL at a time, skipping what cannot finish.
 # Waits on its own job ids only: a bare `wait` would also wait for the tee of script.log.
@@ -350,7 +353,7 @@ with open(sys.argv[2], 'w') as o:
         grep -qsxF "$(chain_key)" "$RAW/$m/post-seed$seed/done" && continue
         jobs_list+="$ds/$m-post-seed$seed $(( NSCHED * $(est export "$m" "$rows") + k * $(est post-gc "$m" "$rows") )) job_post $ds $m $seed"$'\n'
       else
-        [ -z "$PY_METHODS" ] || [ "$PY_METHODS" = none ] || grep -qs '"finished"' "$RAW/$m/torch-seed$seed.json" \
+        [ -z "$PY_METHODS" ] || [ "$PY_METHODS" = none ] || torch_done "$RAW/$m/torch-seed$seed.json" \
           || jobs_list+="$ds/$m-torch-seed$seed $(( NSCHED * $(est torch "$m" "$rows") )) job_torch $ds $m $seed"$'\n'
         for s in $SPARSITIES; do
           while read -r v; do

@@ -135,7 +135,6 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         return List.copyOf(batches);
     }
 
-    /** 1 for 1.0, 0.001 for 1e-3: a rate as a user would type it. */
     /** The schedule a new head trains with, in one line: what the recipe's defaults and flags add up to. */
     static String newHeadRecipe(TrainConfig c) {
         dev.gatecut.train.Recipe r = c.recipe();
@@ -175,6 +174,7 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         return Math.round(fraction * 100) + "%";
     }
 
+    /** 1 for 1.0, 0.001 for 1e-3: a rate as a user would type it. */
     private static String plain(double x) {
         return java.math.BigDecimal.valueOf(x).stripTrailingZeros().toPlainString();
     }
