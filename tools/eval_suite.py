@@ -48,6 +48,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -642,6 +643,12 @@ def fmt(m, hw, scale=100):
     return f"{m * scale:.1f}" + (f" ± {hw * scale:.1f}" if hw is not None else "")
 
 
+def scored(g):
+    """A gatecut run the tables count: it has an accuracy and gatecut exited 0 (4: it did, and only the CPU scoring
+    of a float16 file failed). A non-zero exit with an accuracy is a stale summary.json from an earlier attempt."""
+    return "accuracy" in g and g.get("exit", 0) in (0, 4)
+
+
 def gc_val_loss(g, run_dir: Path):
     """The validation loss of the parameters a gatecut run kept: summary.json's gated_eval_loss (since 2026-12-01,
     afternoon), else its metrics.jsonl's evaluation row at the selected step (the last evaluation without one)."""
@@ -692,7 +699,7 @@ def collect(raw: Path, select_by="accuracy"):
                      schedule=c.get("schedule", "constant")))
     for p in sorted(raw.rglob("gc.json")):
         g = json.loads(p.read_text())
-        if "accuracy" not in g:
+        if not scored(g):
             continue
         g["val_loss"] = gc_val_loss(g, p.parent)
         if g.get("source") == "finetuned":
@@ -820,7 +827,7 @@ def cmd_report(args):
                     lines.append(f"| {ds} | {model} | {prec} | {key[3]} | {round(key[4] * 100)}% | {n} | {fmt(m, hw)} | {ret} |")
         lines.append("")
     failed = [f"{p.parent.relative_to(raw)} (exit {json.loads(p.read_text()).get('exit')})"
-              for p in sorted(raw.rglob("gc.json")) if "accuracy" not in json.loads(p.read_text())]
+              for p in sorted(raw.rglob("gc.json")) if not scored(json.loads(p.read_text()))]
     failed += [str(p.relative_to(raw)) for p in sorted(raw.rglob("torch-seed*.log"))
                if not p.with_suffix(".json").exists()]
     failed += [f"{p.relative_to(raw)}: {r['method']} lr {r['lr']:g}: {r['error']}" for p in sorted(raw.rglob("torch-*.json"))
@@ -847,11 +854,13 @@ def cmd_report(args):
 EST_S = {
     ("torch", "minilm"): 60, ("torch", "bge"): 110,     # load + check + dense x2 + lora x3 + full x2
     ("gc", "minilm"): 35, ("gc", "bge"): 55,           # JVM + graph + train + compile + predict
-    # fine-tune x2 + export fp32/fp16 + ORT scoring, six or more at once (2026-12-01: MiniLM 125-190 s; bge 225 s,
-    # 430 s with two suite instances on one host's CPUs)
-    ("export", "minilm"): 150, ("export", "bge"): 250,
-    # part 3: a seed's compressions run one after another (3 jobs at once, not 6): 20-25 s each on 2026-12-01
-    ("post-gc", "minilm"): 25, ("post-gc", "bge"): 40,
+    # fine-tune x2 + export fp32 + ORT scoring, nine at once (2026-12-01 night: MiniLM 75-95 s, bge 180-200 s); the
+    # fp16 export and its scoring on top (2026-12-02: bge 127 s; MiniLM not timed alone, about half)
+    ("export", "minilm"): 100, ("export", "bge"): 200,
+    ("export-fp16", "minilm"): 70, ("export-fp16", "bge"): 130,
+    # part 3: a seed's compressions run one after another: 20-25 s each with 3 chains at once on 2026-12-01; bge
+    # 46-76 s with 9 chains at once on 2026-12-02 (MiniLM ~40 s on 2026-12-01 night)
+    ("post-gc", "minilm"): 40, ("post-gc", "bge"): 65,
 }
 
 
@@ -861,7 +870,8 @@ def estimate(models, seeds, sparsities, parallel, post=False, rows=1800, labelfr
     for m in models:
         for _ in range(seeds):
             if post:
-                chain = EST_S[("export", m)] + 2 * len(sparsities) * (1 + int(labelfree)) * EST_S[("post-gc", m)]
+                chain = (EST_S[("export", m)] + EST_S[("export-fp16", m)]
+                         + 2 * len(sparsities) * (1 + int(labelfree)) * EST_S[("post-gc", m)])
                 jobs.append(chain * scale)
             else:
                 jobs.append(EST_S[("torch", m)] * scale)
@@ -870,6 +880,49 @@ def estimate(models, seeds, sparsities, parallel, post=False, rows=1800, labelfr
     # parallel jobs on one GPU: assume they share it at 60% efficiency beyond the first
     eff = 1 + 0.6 * (parallel - 1)
     return serial, max(max(jobs), serial / eff) + 30
+
+
+def cmd_merge(args):
+    """Several calls' raw folders into one (later folders win): files are copied by their path under the folder,
+    except the baselines' torch-seed*.json of the same set, model and seed, whose runs are pooled (a call with
+    --schedules linear beside one with constant: the choice on validation is then over rates x schedules; a run
+    of the same method, rate and schedule in a later folder replaces the earlier one). `report` reads the result."""
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise SuiteError(f"{out}: not empty; merge writes a new folder")
+    torch_files = {}
+    for src in map(Path, args.raw):
+        if not src.is_dir():
+            raise SuiteError(f"{src}: not a folder (a raw folder of the suite, e.g. raw.tgz unpacked)")
+        for f in sorted(p for p in src.rglob("*") if p.is_file()):
+            rel = f.relative_to(src)
+            if f.name.startswith("torch-") and f.suffix == ".json":
+                r = json.loads(f.read_text())
+                key = (r["dataset"], r["model"], r["seed"])
+                if key in torch_files:
+                    base, path = torch_files[key]
+                    runs = {(x["method"], x["lr"], x.get("schedule", "constant")): x for x in base["runs"]}
+                    runs.update({(x["method"], x["lr"], x.get("schedule", "constant")): x for x in r["runs"]})
+                    schedules = list(dict.fromkeys(base.get("schedules", ["constant"]) + r.get("schedules", ["constant"])))
+                    r = dict(base, runs=list(runs.values()), schedules=schedules,
+                             merged_from=base["merged_from"] + [str(f)])
+                    rel = path
+                else:
+                    r["merged_from"] = [str(f)]
+                chosen = {}   # as `train` chooses: the best validation accuracy, now over the pooled runs
+                for x in r["runs"]:
+                    if "error" not in x and (x["method"] not in chosen
+                                             or x["val_accuracy"] > chosen[x["method"]]["val_accuracy"]):
+                        chosen[x["method"]] = x
+                r["chosen"] = {m: dict(x, schedules=r.get("schedules", ["constant"])) for m, x in chosen.items()}
+                torch_files[key] = (r, rel)
+                continue
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, out / rel)
+    for r, rel in torch_files.values():
+        save_json(out / rel, r)
+    print(f"merged {len(args.raw)} folders into {out} ({len(torch_files)} baseline files)")
+    return 0
 
 
 def cmd_estimate(args):
@@ -946,6 +999,10 @@ def main(argv=None):
                    help="the validation figure that chooses gatecut's variant (--select) and the baselines' rates "
                         "(loss: where every run recorded one, else as the runs chose)")
 
+    p = sub.add_parser("merge", help="several calls' raw folders into one (the baselines' runs pooled)")
+    p.add_argument("out")
+    p.add_argument("raw", nargs="+")
+
     p = sub.add_parser("estimate")
     p.add_argument("--models", default="minilm bge")
     p.add_argument("--seeds", type=int, default=3)
@@ -955,7 +1012,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         return {"split": cmd_split, "train": cmd_train, "export": cmd_export, "predict": cmd_predict,
-                "report": cmd_report, "estimate": cmd_estimate}[args.cmd](args)
+                "report": cmd_report, "merge": cmd_merge, "estimate": cmd_estimate}[args.cmd](args)
     except SuiteError as e:
         print(f"eval_suite: error: {e}", file=sys.stderr)
         return 2

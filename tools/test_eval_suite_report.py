@@ -79,6 +79,50 @@ class SelectOnValidation(unittest.TestCase):
 
 
 
+class FailedRuns(unittest.TestCase):
+    def test_a_non_zero_exit_is_failed_even_with_an_accuracy(self):
+        # a repeated run that gatecut refused (exit 2) beside the summary.json of an earlier attempt
+        with tempfile.TemporaryDirectory() as raw:
+            split(raw)
+            gc(raw, "", 1, 0.70, 0.74)
+            gc(raw, "", 2, 0.80, 0.80)
+            p = os.path.join(raw, "tweets", "minilm", "gc-s0.3-seed2", "gc.json")
+            g = json.load(open(p, encoding="utf-8"))
+            write(p, dict(g, exit=2))
+            cells, *_ = eval_suite.collect(__import__("pathlib").Path(raw))
+            self.assertEqual([1], [r["seed"] for r in cells[("tweets", "minilm", "gatecut 30%")]])
+            md = os.path.join(raw, "t.md")
+            eval_suite.cmd_report(type("A", (), {"raw": raw, "md": md, "select": ""})())
+            self.assertIn("Failed (see raw.tgz): tweets/minilm/gc-s0.3-seed2 (exit 2)", open(md, encoding="utf-8").read())
+
+
+class Merge(unittest.TestCase):
+    def test_baseline_runs_of_two_calls_are_pooled_and_chosen_over(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            def torch_file(call, schedule, runs):
+                write(os.path.join(tmp, call, "tweets", "minilm", "torch-seed1.json"), {
+                    "kind": "torch", "model": "minilm", "dataset": "tweets", "seed": 1, "schedules": [schedule],
+                    "runs": [dict(method="lora", lr=lr, schedule=schedule, val_accuracy=va, val_loss=vl,
+                                  test_accuracy=ta, test_macro_f1=ta) for lr, va, vl, ta in runs],
+                    "chosen": {}, "finished": "x"})
+            torch_file("a", "constant", [(1e-3, 0.80, 0.50, 0.79), (3e-3, 0.82, 0.45, 0.81)])
+            torch_file("b", "linear", [(1e-3, 0.81, 0.40, 0.84), (3e-3, 0.79, 0.47, 0.78)])
+            split(os.path.join(tmp, "a"))
+            gc(os.path.join(tmp, "b"), "", 1, 0.8, 0.8)
+            out = os.path.join(tmp, "m")
+            self.assertEqual(0, eval_suite.main(["merge", out, os.path.join(tmp, "a"), os.path.join(tmp, "b")]))
+            r = json.load(open(os.path.join(out, "tweets", "minilm", "torch-seed1.json"), encoding="utf-8"))
+            self.assertEqual(4, len(r["runs"]))
+            self.assertEqual(["constant", "linear"], r["schedules"])
+            self.assertEqual((3e-3, "constant"), (r["chosen"]["lora"]["lr"], r["chosen"]["lora"]["schedule"]))
+            path = __import__("pathlib").Path(out)
+            by_loss, *_ = eval_suite.collect(path, "loss")
+            self.assertEqual([0.84], [x["accuracy"] for x in by_loss[("tweets", "minilm", "LoRA r=8")]])
+            self.assertEqual([0.81], [x["accuracy"] for x in eval_suite.collect(path)[0][("tweets", "minilm", "LoRA r=8")]])
+            self.assertTrue(os.path.exists(os.path.join(out, "tweets", "minilm", "gc-s0.3-seed1", "gc.json")))
+            self.assertEqual(2, eval_suite.main(["merge", out, os.path.join(tmp, "a")]))   # not empty: refused
+
+
 class SelectOnValidationLoss(unittest.TestCase):
     def test_each_seed_takes_the_variant_with_the_lowest_validation_loss(self):
         with tempfile.TemporaryDirectory() as raw:
