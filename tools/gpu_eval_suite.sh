@@ -28,7 +28,7 @@
 # PARALLEL (jobs at once on the one GPU, 6), SETS_AT_ONCE (1: the jobs of every set in one queue against the whole
 # budget, the default for PART=posttrain; 0: set after set), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
-# GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), PRECISIONS
+# GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), LABELFREE_NAME (their row: "label-free [NAME]"), PRECISIONS
 # (part 3: "fp32 fp16"), LABELLED (part 3: 0 skips the labelled runs, label-free only), LABELFREE_SPARSITIES (part 3:
 # the sparsities of the label-free runs, default SPARSITIES; the issue's label-free target is at 30%),
 # SUITE_ORT_DEVICE (auto: the Python scoring on CUDA where onnxruntime has it, use_tf32 off; cpu), GC_TEST (1: gatecut
@@ -84,6 +84,8 @@ if [ "$PART" = posttrain ]; then PY_SCHEDULES=${PY_SCHEDULES:-linear}; else PY_S
 NSCHED=$(tr ',' ' ' <<< "$PY_SCHEDULES" | wc -w)
 GC_EXTRA=${GC_EXTRA:-}
 LABELFREE_ARGS=${LABELFREE_ARGS---label-free}   # LABELFREE_ARGS= (empty) skips the label-free runs
+LABELFREE_NAME=${LABELFREE_NAME:-}   # a name for LABELFREE_ARGS's runs (folder, report row "label-free [NAME]"), so
+                                     # another call's label-free recipe on the same exports sits beside them
 PRECISIONS=${PRECISIONS:-"fp32 fp16"}           # posttrain: which exports of the fine-tuned model are compressed
 PAY_SHA=${PAY_SHA:-}
 PYTHON=${PYTHON:-python3}
@@ -295,11 +297,11 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
       if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then
         # shellcheck disable=SC2086
         gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train-text.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
-          "$r/$prec-labelfree-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"label-free\"}" \
+          "$r/$prec-labelfree${LABELFREE_NAME:+-$LABELFREE_NAME}-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"label-free\", \"variant\": \"$LABELFREE_NAME\"}" \
           $LABELFREE_ARGS
-        run_finished "$r/$prec-labelfree-s$s" || unfinished=$((unfinished + 1))
+        run_finished "$r/$prec-labelfree${LABELFREE_NAME:+-$LABELFREE_NAME}-s$s" || unfinished=$((unfinished + 1))
       else
-        echo "label-free: skipped (LABELFREE_ARGS empty or $s not in LABELFREE_SPARSITIES)" > "$r/$prec-labelfree-s$s.skipped"
+        echo "label-free: skipped (LABELFREE_ARGS empty or $s not in LABELFREE_SPARSITIES)" > "$r/$prec-labelfree${LABELFREE_NAME:+-$LABELFREE_NAME}-s$s.skipped"
       fi
     done
   done
@@ -318,12 +320,12 @@ post_runs() {
   local prec s v
   for prec in $PRECISIONS; do for s in $SPARSITIES; do
     if [ "$LABELLED" = 1 ]; then while read -r v; do echo "$prec-labels${v:+-$v}-s$s"; done < <(variant_names); fi
-    if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then echo "$prec-labelfree-s$s"; fi
+    if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then echo "$prec-labelfree${LABELFREE_NAME:+-$LABELFREE_NAME}-s$s"; fi
   done; done
 }
 # What a part-3 chain ran: a repeated call on the warm machine skips a chain only if it ran these same settings
 # (another call's LABELFREE_ARGS, variants or precisions on the same seed run again instead of being skipped).
-chain_key() { printf '%s\n' "$PRECISIONS|$SPARSITIES|${GC_VARIANTS:-}|$LABELLED|$LABELFREE_ARGS|$LABELFREE_SPARSITIES|$GC_ARGS|$GC_EXTRA|$PY_SCHEDULES"; }
+chain_key() { printf '%s\n' "$PRECISIONS|$SPARSITIES|${GC_VARIANTS:-}|$LABELLED|$LABELFREE_ARGS|$LABELFREE_NAME|$LABELFREE_SPARSITIES|$GC_ARGS|$GC_EXTRA|$PY_SCHEDULES"; }
 # A baselines file this call need not redo: finished, with the same schedules (a file from before they were recorded
 # ran constant rates alone).
 torch_done() { $PYTHON -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if 'finished' in r and r.get('schedules', ['constant']) == sys.argv[2].split(',') else 1)" "$1" "$PY_SCHEDULES" 2>/dev/null; }
