@@ -152,8 +152,8 @@ done
 est() { $PYTHON -c "import sys; sys.path.insert(0, 'tools'); import eval_suite as e; print(int(e.EST_S[('$1', '$2')] * $3 / 1800 * ${EST_SCALE:-1}) + 5)"; }
 
 # --- one gatecut run: compress, then score the classifier on test ------------------------------
-# A gatecut run that finished and was scored (gc.json: exit 0 with an accuracy; the report's `scored`).
-run_finished() { $PYTHON -c "import json, sys; g = json.load(open(sys.argv[1])); sys.exit(0 if 'accuracy' in g and g.get('exit') in (0, 4) else 1)" "$1/gc.json" 2>/dev/null; }
+# A gatecut run that finished and was scored: its gc.json is one the report counts (eval_suite.py's `scored`).
+run_finished() { $PYTHON -c "import json, sys; sys.path.insert(0, 'tools'); import eval_suite as e; sys.exit(0 if e.scored(json.load(open(sys.argv[1]))) else 1)" "$1/gc.json" 2>/dev/null; }
 # gc_run MODEL_FILE TOKENIZER SPLITDIR TRAINFILE LABELS S SEED DIR JSONFIELDS EXTRA...
 gc_run() {
   local model=$1 tok=$2 split=$3 train=$4 labels=$5 s=$6 seed=$7 d=$8 fields=$9

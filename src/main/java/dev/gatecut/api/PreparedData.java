@@ -2,9 +2,11 @@ package dev.gatecut.api;
 
 import ai.onnxruntime.OrtException;
 import dev.gatecut.errors.OptionException;
+import dev.gatecut.train.AdapterConfig;
 import dev.gatecut.train.Batch;
 import dev.gatecut.train.BatchSource;
 import dev.gatecut.train.NextTokenBatches;
+import dev.gatecut.train.Recipe;
 import dev.gatecut.train.Task;
 import dev.gatecut.train.TrainConfig;
 import dev.gatecut.train.data.Batcher;
@@ -86,7 +88,7 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
                     config.recipe().decay() ? ", the rates decaying to 0" : ", the rates flat after the warm-up")
                     : String.format("recipe: the model's own head is trained at rate %s (fine-tuned classifier default;"
                     + " --head-lr sets it)", rate)));
-        } else if (!lm && !config.recipe().equals(dev.gatecut.train.Recipe.plain())) {
+        } else if (!lm && !config.recipe().equals(Recipe.plain())) {
             progress.onEvent(new ProgressEvent.Message(newHeadRecipe(config)));
         }
         if (!lm && o.classBalanced()) {
@@ -137,11 +139,11 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
 
     /** The schedule a new head trains with, in one line: what the recipe's defaults and flags add up to. */
     static String newHeadRecipe(TrainConfig c) {
-        dev.gatecut.train.Recipe r = c.recipe();
+        Recipe r = c.recipe();
         StringBuilder s = new StringBuilder("recipe: a new head at rate ").append(plain(c.headLearningRate()));
         if (c.adapter().enabled()) {
             s.append(", rank-").append(c.adapter().rank()).append(" adapters at ").append(plain(c.adapter().learningRate()))
-                    .append(c.adapter().targets() == dev.gatecut.train.AdapterConfig.Targets.ALL
+                    .append(c.adapter().targets() == AdapterConfig.Targets.ALL
                             ? " on every gated layer" : " on the query and value projections");
         }
         s.append(c.biasLearningRate() == c.learningRate() ? ", gates and biases at " + plain(c.learningRate())

@@ -123,9 +123,10 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
      * the model the cut leaves) is on since 2026-12-01: with the adapters it lifted MiniLM's sotu from 74.1 to 77.2
      * (3 seeds, the suite's settings; one budget cut at each evaluation had left the adapters training a model 30%
      * wider than the one kept), see bench/results/2026-12-01-night-suite-h200.md. The linear decay of the rates
-     * after the warm-up is on since 2026-12-01 (late): bge-small's six-set mean against PEFT LoRA went from −0.09
+     * after the warm-up is on since 2026-12-01 (late): bge-small's six-set mean against PEFT LoRA went from −0.08
      * to +1.32 points and above the frozen encoder on every set, MiniLM's stayed above LoRA (+0.27; 3 seeds on the
-     * H200, bench/results/2026-12-01-lr-decay-suite-h200.md). A model's own, already trained head keeps flat rates
+     * H200, bench/results/2026-12-01-lr-decay-suite-h200.md); with the baselines free to decay too, −0.07 / +0.07
+     * (bench/results/2026-12-02-fair-baselines-hf-originals-h200.md). A model's own, already trained head keeps flat rates
      * ({@code TrainOptions}: its compressions were measured so).
      */
     public static Recipe recommended(Task task) {
