@@ -167,7 +167,7 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             s.append("; distilled from the dense model");
         }
         if (r.selectBest()) {
-            s.append("; the best epoch kept");
+            s.append(r.selectOnLoss() ? "; the epoch of the lowest evaluation loss kept" : "; the best epoch kept");
         }
         return s.append(" (--recipe plain: FineGates as published)").toString();
     }

@@ -312,7 +312,8 @@ public final class TrainOptions {
                 v.headFirst != null ? v.headFirst : base.headFirst(),
                 v.distillLayers != null ? v.distillLayers : base.distillLayers(),
                 // A fine-tuned model's own head: its compressions (part 3 of issue 11) were measured with flat rates.
-                v.lrDecay != null ? v.lrDecay : base.decay() && !fineTuned);
+                v.lrDecay != null ? v.lrDecay : base.decay() && !fineTuned,
+                v.selectOnLoss != null ? v.selectOnLoss : base.selectOnLoss());
     }
 
     /**

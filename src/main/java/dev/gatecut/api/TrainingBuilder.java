@@ -56,6 +56,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     String importance;
     Boolean progressiveCut;
     Boolean lrDecay;
+    Boolean selectOnLoss;
     /** Low-rank adapters' rank: null is the recipe's default (see noAdapter). */
     Integer adapterRank;
     /** {@code --adapter none}: no adapters, whatever the recipe's default. */
@@ -405,6 +406,15 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
      */
     public B lrDecay(boolean decay) {
         this.lrDecay = decay;
+        return self();
+    }
+
+    /**
+     * With best-epoch selection, keep the epoch of the lowest evaluation loss ({@code true}, {@code --select-by loss})
+     * or of the best accuracy / perplexity ({@code false}, {@code --select-by score}); default: the recipe's.
+     */
+    public B selectOnLoss(boolean onLoss) {
+        this.selectOnLoss = onLoss;
         return self();
     }
 

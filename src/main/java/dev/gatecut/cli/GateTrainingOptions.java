@@ -110,6 +110,11 @@ final class GateTrainingOptions {
             + " epoch's; metrics.jsonl and the summary say which. Default: the recipe's (on for default).")
     Boolean selectBest;
 
+    @Option(names = "--select-by", paramLabel = "score|loss", description = "What --select-best ranks epochs by:"
+            + " score (accuracy; perplexity for lm) or loss (the evaluation cross-entropy: continuous, so a few hundred"
+            + " rows still order epochs that a row of accuracy would tie or swap). Default: the recipe's (score).")
+    String selectBy;
+
     @Option(names = "--distill", paramLabel = "W", description = "Weight of distillation from the dense model (the same"
             + " file, run as given on each batch): KL divergence of the logits for a model with its own head (with"
             + " --task lm: of each position's next-token distribution, averaged over the positions the next-token loss"
@@ -223,6 +228,13 @@ final class GateTrainingOptions {
         }
         if (lrDecay != null) {
             b.lrDecay(lrDecay);
+        }
+        if (selectBy != null) {
+            b.selectOnLoss(switch (selectBy.strip().toLowerCase(java.util.Locale.ROOT)) {
+                case "loss" -> true;
+                case "score", "accuracy", "perplexity" -> false;
+                default -> throw new OptionException("--select-by: expected score or loss, got '" + selectBy + "'");
+            });
         }
         return b;
     }

@@ -14,7 +14,8 @@ import java.util.Map;
 
 /**
  * Evaluation-based selection: the parameters of the epoch whose projected model scored best so far
- * (highest accuracy, or lowest perplexity for a language model; ties keep the earlier). Saved next to
+ * (highest accuracy, or lowest perplexity for a language model; or, {@link Recipe#selectOnLoss}, lowest task loss;
+ * ties keep the earlier). Saved next to
  * the checkpoint ({@link #FILE}, {@link #PARAMS_FILE}) so a resumed run selects as an uninterrupted one.
  */
 final class BestEpoch {
@@ -22,17 +23,19 @@ final class BestEpoch {
     static final String PARAMS_FILE = "best.params.json";
 
     private final Task task;
+    private final boolean onLoss;
     private long step;
     private Evaluator.EvalResult eval;
     private Map<String, float[]> params;
 
-    private BestEpoch(Task task) {
+    private BestEpoch(Task task, boolean onLoss) {
         this.task = task;
+        this.onLoss = onLoss;
     }
 
     /** A fresh selection, or the saved one of a run resumed at {@code atStep} > 0. */
-    static BestEpoch resume(Path runDir, Task task, long atStep) {
-        BestEpoch b = new BestEpoch(task);
+    static BestEpoch resume(Path runDir, Task task, boolean onLoss, long atStep) {
+        BestEpoch b = new BestEpoch(task, onLoss);
         Path file = runDir.resolve(FILE);
         if (atStep == 0 || !Files.exists(file)) {
             return b;
@@ -64,6 +67,9 @@ final class BestEpoch {
     }
 
     private boolean better(Evaluator.EvalResult a, Evaluator.EvalResult b) {
+        if (onLoss) {
+            return a.taskLoss() < b.taskLoss();
+        }
         return task == Task.LM ? a.perplexity() < b.perplexity() : a.accuracy() > b.accuracy();
     }
 

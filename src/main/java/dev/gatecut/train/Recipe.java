@@ -42,15 +42,29 @@ import java.util.List;
  * @param decay             after the warm-up, every learning rate falls linearly to 0 at the end of the main steps
  *                          (BERT's and Hugging Face's default fine-tuning schedule): the late steps refine instead of
  *                          wandering at the full rate; off: the rates stay at their value
+ * @param selectOnLoss      with {@link #selectBest}: the epoch kept is the one with the lowest evaluation task loss
+ *                          (cross-entropy against the labels) instead of the highest accuracy: continuous, so a few
+ *                          hundred evaluation rows still rank epochs that one row apart would tie or swap (for a
+ *                          language model both choose alike: perplexity is the exponential of the loss)
  */
 public record Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
                      double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
                      double distillTemperature, List<Double> classWeights, double gateInit,
                      Importance importance, boolean progressiveCut, double headFirst, double distillLayers,
-                     boolean decay) {
+                     boolean decay, boolean selectOnLoss) {
 
     /** Standard deviation of θ around {@link #initialTheta()}: breaks ties, keeps every gate below the clip. */
     public static final double GATE_INIT_SPREAD = 0.01;
+
+    /** A recipe that selects the best epoch by its score (accuracy, perplexity), not {@link #selectOnLoss}. */
+    public Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
+                  double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
+                  double distillTemperature, List<Double> classWeights, double gateInit, Importance importance,
+                  boolean progressiveCut, double headFirst, double distillLayers, boolean decay) {
+        this(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps, selectBest,
+                distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut, headFirst,
+                distillLayers, decay, false);
+    }
 
     /** A recipe whose rates stay at their value after the warm-up (no {@link #decay}). */
     public Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
@@ -145,28 +159,35 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
     public Recipe withClassWeights(List<Double> weights) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, distillWeight, distillTemperature, weights, gateInit, importance, progressiveCut,
-                headFirst, distillLayers, decay);
+                headFirst, distillLayers, decay, selectOnLoss);
     }
 
     /** This recipe with the progressive cut on or off. */
     public Recipe withProgressiveCut(boolean progressive) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, distillWeight, distillTemperature, classWeights, gateInit, importance, progressive,
-                headFirst, distillLayers, decay);
+                headFirst, distillLayers, decay, selectOnLoss);
     }
 
     /** This recipe with the output distillation term at {@code weight} (0: none). */
     public Recipe withDistillWeight(double weight) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, weight, distillTemperature, classWeights, gateInit, importance, progressiveCut,
-                headFirst, distillLayers, decay);
+                headFirst, distillLayers, decay, selectOnLoss);
     }
 
     /** This recipe with the linear decay of the learning rates on or off. */
     public Recipe withDecay(boolean linearDecay) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut,
-                headFirst, distillLayers, linearDecay);
+                headFirst, distillLayers, linearDecay, selectOnLoss);
+    }
+
+    /** This recipe keeping the epoch of the lowest evaluation loss ({@code true}) or of the best score. */
+    public Recipe withSelectOnLoss(boolean onLoss) {
+        return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
+                selectBest, distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut,
+                headFirst, distillLayers, decay, onLoss);
     }
 
     /** Whether the train step measures the gates' Taylor saliency (the projection ranks by it). */

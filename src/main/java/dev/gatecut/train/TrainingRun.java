@@ -156,7 +156,7 @@ public final class TrainingRun {
                 trainer.teacher(teacher);
             }
             BestEpoch best = config.recipe().selectBest() && evaluator != null
-                    ? BestEpoch.resume(outDir, config.task(), trainer.step()) : null;
+                    ? BestEpoch.resume(outDir, config.task(), config.recipe().selectOnLoss(), trainer.step()) : null;
             listener.started(trainer.step(), total);
             GateTrainer.StepResult last = null;
             Evaluator.EvalResult lastEval = null;
@@ -288,6 +288,7 @@ public final class TrainingRun {
         if (!Double.isNaN(e.perplexity())) {
             row.put("perplexity", e.perplexity());
         }
+        row.put("task_loss", e.taskLoss());
         return row;
     }
 

@@ -68,6 +68,10 @@ class FineTunedDefaultsTest {
                 "--no-progressive-cut turns it off");
         assertTrue(options().lrDecay(true).build().config(3, true).recipe().decay(), "--lr-decay for an own head");
         assertFalse(options().lrDecay(false).build().config(3, false).recipe().decay(), "--no-lr-decay");
+        assertFalse(options().build().config(3, true).recipe().selectOnLoss(), "the default ranks epochs by accuracy");
+        assertTrue(options().selectOnLoss(true).build().config(3, true).recipe().selectOnLoss(), "--select-by loss");
+        assertTrue(PreparedData.newHeadRecipe(options().selectOnLoss(true).build().config(3, false))
+                .contains("; the epoch of the lowest evaluation loss kept"), "the recipe line says so");
         assertEquals(0.0, options().distill(0).build().config(3, true).recipe().distillWeight(),
                 "--distill 0 turns it off");
         TrainConfig plain = options().recipe("plain").build().config(3, true);

@@ -105,6 +105,8 @@ class ErrorModelTest {
         // option values checked by the API's builders and by bench-compile
         assertOneLine(2, gatecut("train", "onnx-models/bert-ts17.onnx", "--train", data.toString(), "--target-sparsity",
                 "0.3", "--lr", "-1", "-o", dir.resolve("run2").toString()), "--lr");
+        assertOneLine(2, gatecut("train", "onnx-models/bert-ts17.onnx", "--train", data.toString(), "--target-sparsity",
+                "0.3", "--select-by", "best", "-o", dir.resolve("run3").toString()), "--select-by");
         assertOneLine(2, gatecut("bench-compile", "--sparsity", "1.5"), "--sparsity");
         // picocli's own option errors: the same form and code
         assertOneLine(2, gatecut("prune", "onnx-models/bert-ts17.onnx", "--random-sparsity", "0.3", "--align", "many"), "--align");

@@ -193,6 +193,33 @@ public class TrainingRunTest {
         }
     }
 
+    /** Here accuracy ties at steps 9 and 12 (the earlier kept) while the loss still falls to step 12. */
+    @org.junit.jupiter.params.ParameterizedTest(name = "select on loss: {0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void theSelectedEpochIsTheBestOfTheEvaluationsByTheRecipesMeasure(boolean onLoss, @TempDir Path dir)
+            throws Exception {
+        TrainConfig c = config().withRecipe(new Recipe(0.1, 0.02, 0, 0, 0, 0, true, 0, 1, List.of()).withSelectOnLoss(onLoss));
+        List<Batch> eval = List.of(GateTrainerTest.syntheticBatch(99), GateTrainerTest.syntheticBatch(98));
+        TrainingRun.Summary s = TrainingRun.run(MODEL, c, synthetic(), eval, new TrainingRun.Options(0, 12, 1, 0,
+                false, Device.CPU, new FusedBackend()), dir, TrainingRun.Listener.silent());
+        long expected = -1;
+        double best = Double.NaN;
+        for (JsonNode r : rows(dir)) {
+            if (!r.path("eval").asBoolean()) {
+                continue;
+            }
+            double v = onLoss ? r.path("task_loss").asDouble() : -r.path("accuracy").asDouble();
+            if (expected < 0 || v < best) {
+                expected = r.path("step").asLong();
+                best = v;
+            }
+        }
+        assertEquals(expected == 12 ? -1 : expected, s.selectedStep(), "evaluations every 3 steps: " + rows(dir));
+        if (s.selectedStep() > 0) {
+            assertEquals(onLoss ? best : -best, onLoss ? s.selectedEval().taskLoss() : s.selectedEval().accuracy(), 0.0);
+        }
+    }
+
     @Test
     void recoveryKeepsTheGatesAtTheirProjectionAndTrainsTheRest(@TempDir Path dir) throws Exception {
         TrainConfig c = config().withRecipe(new Recipe(0.05, 0.05, 0, 0, 0, 2, false, 0, 1, List.of()));
