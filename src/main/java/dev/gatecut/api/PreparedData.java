@@ -81,11 +81,13 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             String rate = plain(config.recipe().headLearningRate());
             progress.onEvent(new ProgressEvent.Message(distill > 0
                     ? String.format("recipe: the model's own head is trained, so training distills from the dense model"
-                    + " (weight %s%s) with the head at rate %s%s%s (fine-tuned classifier defaults; --distill, --head-lr,"
+                    + " (weight %s%s) with the head at rate %s%s%s%s (fine-tuned classifier defaults; --distill, --head-lr,"
                     + " --[no-]progressive-cut and --[no-]lr-decay set them)", plain(distill),
                     config.recipe().distillLayers() > 0 ? ", its layers " + plain(config.recipe().distillLayers()) : "",
                     rate, config.recipe().progressiveCut() ? ", closing units as the budget ramps up" : "",
-                    config.recipe().decay() ? ", the rates decaying to 0" : ", the rates flat after the warm-up")
+                    config.recipe().decay() ? ", the rates decaying to 0" : ", the rates flat after the warm-up",
+                    config.recipe().selectBest() && config.recipe().selectOnLoss()
+                            ? ", the epoch of the lowest evaluation loss kept" : "")
                     : String.format("recipe: the model's own head is trained at rate %s (fine-tuned classifier default;"
                     + " --head-lr sets it)", rate)));
         } else if (!lm && !config.recipe().equals(Recipe.plain())) {
