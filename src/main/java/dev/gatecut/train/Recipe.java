@@ -140,8 +140,8 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
      * after the warm-up is on since 2026-12-01 (late): bge-small's six-set mean against PEFT LoRA went from −0.08
      * to +1.32 points and above the frozen encoder on every set, MiniLM's stayed above LoRA (+0.27; 3 seeds on the
      * H200, bench/results/2026-12-01-lr-decay-suite-h200.md); with the baselines free to decay too, −0.07 / +0.07
-     * (bench/results/2026-12-02-fair-baselines-hf-originals-h200.md). A model's own, already trained head keeps flat rates
-     * ({@code TrainOptions}: its compressions were measured so).
+     * (bench/results/2026-12-02-fair-baselines-hf-originals-h200.md). A model's own, already trained head decays
+     * too since 2026-12-02 ({@code TrainOptions.ownHeadDefaults}).
      */
     public static Recipe recommended(Task task) {
         if (task == Task.LM) {
