@@ -755,6 +755,37 @@ def select_on_val(cells, names, by="accuracy"):
 METHOD_ORDER = ["frozen + head", "LoRA r=8", "full FT", "gatecut 0%", "gatecut 20%", "gatecut 30%", "gatecut 40%"]
 
 
+def part3_targets(retained):
+    """Issue 11's part-3 targets per precision, sparsity and labelled recipe: the lowest share of its original any
+    set × model keeps (>= 99%, >= 98% from 40% removed) and the largest gap, in points, from the labelled run down to
+    its label-free partner (the row named with label-free for labels, the same [variant]; <= 1)."""
+    rows = {}
+    for prec, sp, lab, ds, model, m, frac in retained:
+        rows.setdefault((prec, sp, lab), {})[(ds, model)] = (m, frac)
+    out = []
+    for (prec, sp, lab), cells in sorted(rows.items()):
+        if not lab.startswith("labels"):
+            continue
+        need = 98 if sp >= 0.4 - 1e-9 else 99
+        (ds, model), (_, low) = min(cells.items(), key=lambda kv: kv[1][1])
+        free = rows.get((prec, sp, "label-free" + lab[len("labels"):]), {})
+        pairs = [(k, cells[k][0] - free[k][0]) for k in cells if k in free]
+        lf = min(free.items(), key=lambda kv: kv[1][1]) if free else None
+        gap = max(pairs, key=lambda p: p[1]) if pairs else None
+        out.append(f"| {prec} | {round(sp * 100)}% | {lab} | {len(cells)} | {low * 100:.1f}% ({ds} {model}) | ≥ {need}%: "
+                   f"{'met' if low * 100 >= need - 1e-9 else 'missed'} | "
+                   + (f"{lf[1][1] * 100:.1f}% ({lf[0][0]} {lf[0][1]}) | " if lf else "— | ")
+                   + (f"{gap[1] * 100:+.1f} ({gap[0][0]} {gap[0][1]}; {len(pairs)} pairs) | ≤ 1: "
+                      f"{'met' if gap[1] * 100 <= 1 + 1e-9 else 'missed'} |" if gap else "— | — |"))
+    if not out:
+        return []
+    return ["## Part 3 against issue 11's targets", "",
+            "Per labelled recipe: the lowest share of its original that any set × model keeps, and the largest",
+            "gap from that run down to the label-free run of the same recipe (points; negative: label-free higher).", "",
+            "| precision | sparsity | recipe | pairs | lowest retained | target | lowest label-free | largest gap | target |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] + out + [""]
+
+
 def cmd_report(args):
     raw = Path(args.raw)
     by = getattr(args, "select_by", None) or "accuracy"
@@ -792,6 +823,7 @@ def cmd_report(args):
                              + f" {d('LoRA r=8')} | {d('frozen + head')} | {lrs} |")
         lines.append("")
     if exports or post:
+        retained = []   # (precision, sparsity, labels row, set, model, mean accuracy, retained fraction)
         lines += ["# Compressing a fine-tuned classifier (part 3)", "",
                   "Original: the fully fine-tuned BertForSequenceClassification export, scored on test with ONNX",
                   "Runtime (CPU) after the export; \"original (gatecut)\": the same file scored by each compress run's",
@@ -825,7 +857,10 @@ def cmd_report(args):
                     m, hw, n = t_interval([r["accuracy"] for r in runs])
                     ret = f"{m / orig * 100:.1f}%" if orig else "—"
                     lines.append(f"| {ds} | {model} | {prec} | {key[3]} | {round(key[4] * 100)}% | {n} | {fmt(m, hw)} | {ret} |")
+                    if orig:
+                        retained.append((prec, key[4], key[3], ds, model, m, m / orig))
         lines.append("")
+        lines += part3_targets(retained)
     failed = [f"{p.parent.relative_to(raw)} (exit {json.loads(p.read_text()).get('exit')})"
               for p in sorted(raw.rglob("gc.json")) if not scored(json.loads(p.read_text()))]
     failed += [str(p.relative_to(raw)) for p in sorted(raw.rglob("torch-seed*.log"))

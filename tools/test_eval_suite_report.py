@@ -225,5 +225,19 @@ class CompressedClassifierRetained(unittest.TestCase):
             self.assertIn(f"| tweets | minilm | fp16 | labels | 30% | 2 | 84.5 ± 57.2 | {0.845 / 0.85 * 100:.1f}% |", text)
 
 
+class Part3Targets(unittest.TestCase):
+    def test_lowest_retained_and_largest_label_free_gap_per_recipe(self):
+        r = [("fp32", 0.3, "labels [dec]", "tweets", "bge", 0.80, 0.995),
+             ("fp32", 0.3, "labels [dec]", "sotu", "bge", 0.80, 1.015),
+             ("fp32", 0.3, "label-free [dec]", "tweets", "bge", 0.81, 1.005),
+             ("fp32", 0.3, "label-free [dec]", "sotu", "bge", 0.788, 1.0),
+             ("fp32", 0.4, "labels", "sotu", "minilm", 0.75, 0.978),
+             ("fp32", 0.3, "label-free", "sotu", "bge", 0.70, 0.9)]   # no labelled partner: not a row
+        rows = [l for l in eval_suite.part3_targets(r) if l.startswith("| fp32")]
+        self.assertEqual(2, len(rows), rows)
+        self.assertIn("| 30% | labels [dec] | 2 | 99.5% (tweets bge) | ≥ 99%: met | 100.0% (sotu bge) |", rows[0])
+        self.assertIn("+1.2 (sotu bge; 2 pairs) | ≤ 1: missed |", rows[0])
+        self.assertIn("| 40% | labels | 1 | 97.8% (sotu minilm) | ≥ 98%: missed | — | — | — |", rows[1])
+
 if __name__ == "__main__":
     unittest.main()
