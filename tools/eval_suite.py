@@ -354,6 +354,15 @@ def save_json(path, obj):
     os.replace(tmp, path)
 
 
+def best_on_val_accuracy(runs):
+    """{method: its run of the highest validation accuracy} over the runs that did not fail (ties keep the first)."""
+    best = {}
+    for x in runs:
+        if "error" not in x and (x["method"] not in best or x["val_accuracy"] > best[x["method"]]["val_accuracy"]):
+            best[x["method"]] = x
+    return best
+
+
 def cmd_train(args):
     device = torch_setup(args)
     lrs = parse_lrs(args.lrs)
@@ -364,7 +373,6 @@ def cmd_train(args):
                started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     schedules = out["schedules"] = parse_schedules(args.schedules)
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        best = None
         for schedule, lr in [(s, lr) for s in schedules for lr in lrs[method]]:
             log(f"=== {args.model} {prep.split['dataset']} seed {args.seed}: {method} lr {lr:g}"
                 + ("" if schedule == "constant" else f" ({schedule} schedule)"))
@@ -372,14 +380,13 @@ def cmd_train(args):
                 r = one_run(method, lr, prep, args, device, schedule)
                 log(f"    val {r['val_accuracy']:.4f}, test {r['test_accuracy']:.4f} (macro-F1 {r['test_macro_f1']:.4f}), "
                     f"{r['samples_per_s']:.0f} samples/s, {r['wall_seconds']:.1f}s")
-                if best is None or r["val_accuracy"] > best["val_accuracy"]:
-                    best = r
             except Exception as e:  # noqa: BLE001  (one failed run must not lose the others)
                 r = dict(method=method, lr=lr, schedule=schedule, seed=args.seed, error=f"{type(e).__name__}: {e}",
                          traceback=traceback.format_exc())
                 log(f"    FAILED: {r['error']}")
             out["runs"].append(r)
             save_json(args.out, out)
+        best = best_on_val_accuracy(out["runs"]).get(method)
         if best is not None:
             out["chosen"][method] = dict(best, chosen_from=lrs[method], schedules=schedules)
     out["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -944,12 +951,9 @@ def cmd_merge(args):
                     rel = path
                 else:
                     r["merged_from"] = [str(f)]
-                chosen = {}   # as `train` chooses: the best validation accuracy, now over the pooled runs
-                for x in r["runs"]:
-                    if "error" not in x and (x["method"] not in chosen
-                                             or x["val_accuracy"] > chosen[x["method"]]["val_accuracy"]):
-                        chosen[x["method"]] = x
-                r["chosen"] = {m: dict(x, schedules=r.get("schedules", ["constant"])) for m, x in chosen.items()}
+                # as `train` chooses, now over the pooled runs
+                r["chosen"] = {m: dict(x, schedules=r.get("schedules", ["constant"]))
+                               for m, x in best_on_val_accuracy(r["runs"]).items()}
                 torch_files[key] = (r, rel)
                 continue
             (out / rel).parent.mkdir(parents=True, exist_ok=True)

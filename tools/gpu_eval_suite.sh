@@ -257,6 +257,10 @@ variant_names() { local IFS=';'; for x in ${GC_VARIANTS:-=}; do printf '%s\n' "$
 variant_flags() { local IFS=';'; for x in ${GC_VARIANTS:-=}; do [ "${x%%=*}" = "$1" ] && { printf '%s' "${x#*=}"; return; }; done; }
 gc_dir() { echo "gc${3:+-$3}-s$1-seed$2"; }
 
+# A part-3 run's folder under post-seedN/: PREC S [VARIANT] with labels, PREC S label-free (LABELFREE_NAME's).
+labels_dir() { echo "$1-labels${3:+-$3}-s$2"; }
+labelfree_dir() { echo "$1-labelfree${LABELFREE_NAME:+-$LABELFREE_NAME}-s$2"; }
+
 job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision with labels (and label-free)
   local ds SPLIT RAW; use_set "$1"; shift
   local m=$1 seed=$2 e="$WORK/$ds-$1-seed$2-export" r="$RAW/$1/post-seed$2"
@@ -288,20 +292,20 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
       [ "$LABELLED" = 1 ] && while read -r v; do
         local -a vflags=(); [ -n "$v" ] && read -r -a vflags <<< "$(variant_flags "$v")"
         gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
-          "$r/$prec-labels${v:+-$v}-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"labels\", \"variant\": \"$v\"}" \
+          "$r/$(labels_dir "$prec" "$s" "$v")" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"labels\", \"variant\": \"$v\"}" \
           "${vflags[@]}"
-        run_finished "$r/$prec-labels${v:+-$v}-s$s" || unfinished=$((unfinished + 1))
+        run_finished "$r/$(labels_dir "$prec" "$s" "$v")" || unfinished=$((unfinished + 1))
       done < <(variant_names)
       # Label-free: the train texts without labels; the model's own head labels them and training
       # distills from its logits (--label-free). --labels names the classes for the labelled --eval rows.
       if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then
         # shellcheck disable=SC2086
         gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train-text.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
-          "$r/$prec-labelfree${LABELFREE_NAME:+-$LABELFREE_NAME}-s$s" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"label-free\", \"variant\": \"$LABELFREE_NAME\"}" \
+          "$r/$(labelfree_dir "$prec" "$s")" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"label-free\", \"variant\": \"$LABELFREE_NAME\"}" \
           $LABELFREE_ARGS
-        run_finished "$r/$prec-labelfree${LABELFREE_NAME:+-$LABELFREE_NAME}-s$s" || unfinished=$((unfinished + 1))
+        run_finished "$r/$(labelfree_dir "$prec" "$s")" || unfinished=$((unfinished + 1))
       else
-        echo "label-free: skipped (LABELFREE_ARGS empty or $s not in LABELFREE_SPARSITIES)" > "$r/$prec-labelfree${LABELFREE_NAME:+-$LABELFREE_NAME}-s$s.skipped"
+        echo "label-free: skipped (LABELFREE_ARGS empty or $s not in LABELFREE_SPARSITIES)" > "$r/$(labelfree_dir "$prec" "$s").skipped"
       fi
     done
   done
@@ -319,8 +323,8 @@ export_reusable() {
 post_runs() {
   local prec s v
   for prec in $PRECISIONS; do for s in $SPARSITIES; do
-    if [ "$LABELLED" = 1 ]; then while read -r v; do echo "$prec-labels${v:+-$v}-s$s"; done < <(variant_names); fi
-    if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then echo "$prec-labelfree${LABELFREE_NAME:+-$LABELFREE_NAME}-s$s"; fi
+    if [ "$LABELLED" = 1 ]; then while read -r v; do labels_dir "$prec" "$s" "$v"; done < <(variant_names); fi
+    if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then labelfree_dir "$prec" "$s"; fi
   done; done
 }
 # What a part-3 chain ran: a repeated call on the warm machine skips a chain only if it ran these same settings
