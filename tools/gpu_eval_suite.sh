@@ -24,7 +24,8 @@
 # replaces the row's), GC_SELECT (variant names,
 # "default" for the unnamed one, comma-separated: a row of each seed's best of them on validation accuracy, as LoRA's
 # rate is chosen), GC_SELECT_BY (accuracy, or loss: the lowest validation loss chooses gatecut's variant and the
-# baselines' rates), EPOCHS 3, BATCH 32, MAXLEN 128,
+# baselines' rates), EPOCHS (the torch runs': 3), GC_EPOCHS (gatecut's --epochs; default none: gatecut's own
+# default, 3, or 5 compressing a fine-tuned model from 40% removed), BATCH 32, MAXLEN 128,
 # PARALLEL (jobs at once on the one GPU, 6), SETS_AT_ONCE (1: the jobs of every set in one queue against the whole
 # budget, the default for PART=posttrain; 0: set after set), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
@@ -69,6 +70,7 @@ LRS=${LRS:-}
 GC_MODE=${GC_MODE:-coupled}
 GC_ARGS=${GC_ARGS:-}
 EPOCHS=${EPOCHS:-3}
+GC_EPOCHS=${GC_EPOCHS:-}   # gatecut's --epochs; empty: its default (3; 5 for an own head from 40% removed)
 BATCH=${BATCH:-32}
 MAXLEN=${MAXLEN:-128}
 PARALLEL=${PARALLEL:-6}
@@ -143,7 +145,7 @@ done
   echo "git: $(git rev-parse HEAD 2>/dev/null) $(git status --porcelain 2>/dev/null | wc -l) changed files"
   [ -f "$DEST/SHA256SUMS" ] && echo "payload: $(tr '\n' ';' < "$DEST/SHA256SUMS")"
   $PYTHON -c 'import sys, torch, transformers, peft, onnxruntime; print("python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__, "onnxruntime", onnxruntime.__version__)' 2>&1 | tail -1
-  echo "settings: PART=$PART SETS=[$SETS] MODELS=[$MODELS] SEEDS=[$SEEDS] SPARSITIES=[$SPARSITIES] PY_METHODS=$PY_METHODS PY_SCHEDULES=$PY_SCHEDULES LRS=[$LRS] GC_MODE=$GC_MODE GC_ARGS=[$GC_ARGS] EPOCHS=$EPOCHS BATCH=$BATCH MAXLEN=$MAXLEN PARALLEL=$PARALLEL BUDGET_S=$BUDGET_S DEVICE=$DEVICE"
+  echo "settings: PART=$PART SETS=[$SETS] MODELS=[$MODELS] SEEDS=[$SEEDS] SPARSITIES=[$SPARSITIES] PY_METHODS=$PY_METHODS PY_SCHEDULES=$PY_SCHEDULES LRS=[$LRS] GC_MODE=$GC_MODE GC_ARGS=[$GC_ARGS] EPOCHS=$EPOCHS GC_EPOCHS=${GC_EPOCHS:-default} BATCH=$BATCH MAXLEN=$MAXLEN PARALLEL=$PARALLEL BUDGET_S=$BUDGET_S DEVICE=$DEVICE"
 } | tee "$WORK/raw/env.txt"
 
 # Estimated seconds of a job (eval_suite.py's table, scaled by the data set's train rows).
@@ -165,8 +167,9 @@ gc_run() {
   local ev=${GC_EVAL:-val}   # gatecut's --eval (selection): val
   # a variant that names its own --target-sparsity (e.g. hidden gates at the same matrix-product budget) keeps it
   local -a target=(--target-sparsity "$s"); [[ " $* " == *" --target-sparsity "* ]] && target=()
-  # and one that names its own --epochs (e.g. LABELFREE_ARGS="--label-free --epochs 5") keeps those
-  local -a epochs=(--epochs "$EPOCHS"); [[ " $* " == *" --epochs "* ]] && epochs=()
+  # gatecut's own default length unless GC_EPOCHS names one (its default depends on the head and the sparsity), and a
+  # variant that names its own --epochs (e.g. LABELFREE_ARGS="--label-free --epochs 5") keeps those
+  local -a epochs=(); [ -n "$GC_EPOCHS" ] && epochs=(--epochs "$GC_EPOCHS"); [[ " $* " == *" --epochs "* ]] && epochs=()
   local cmd=("${GC[@]}" compress "$model" --tokenizer "$tok" --train "$train" --eval "$split/$ev.jsonl"
              "${target[@]}" --gates-mode "$GC_MODE" --seed "$seed" --batch "$BATCH" --max-len "$MAXLEN"
              "${epochs[@]}" --device "$DEVICE" --latency-runs 0 --no-baseline --no-progress $GC_ARGS $GC_EXTRA "$@" -o "$w")
@@ -327,9 +330,12 @@ post_runs() {
     if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then labelfree_dir "$prec" "$s"; fi
   done; done
 }
+# The runs of a part-3 chain named on stdin, in runs of gatecut's default length: from 40% removed an own head trains
+# 5 epochs instead of 3 (unless GC_EPOCHS sets them), so those count 5/3 (rounded up over the chain).
+run_weight() { awk -v fixed="${GC_EPOCHS:+1}" '{ s = $0; sub(/.*-s/, "", s); w += (fixed == "" && s + 0 >= 0.4) ? 5 / 3 : 1 } END { printf "%d\n", w + 0.999 }'; }
 # What a part-3 chain ran: a repeated call on the warm machine skips a chain only if it ran these same settings
 # (another call's LABELFREE_ARGS, variants or precisions on the same seed run again instead of being skipped).
-chain_key() { printf '%s\n' "$PRECISIONS|$SPARSITIES|${GC_VARIANTS:-}|$LABELLED|$LABELFREE_ARGS|$LABELFREE_NAME|$LABELFREE_SPARSITIES|$GC_ARGS|$GC_EXTRA|$PY_SCHEDULES"; }
+chain_key() { printf '%s\n' "$PRECISIONS|$SPARSITIES|${GC_VARIANTS:-}|$LABELLED|$LABELFREE_ARGS|$LABELFREE_NAME|$LABELFREE_SPARSITIES|$GC_ARGS|$GC_EXTRA|$GC_EPOCHS|$PY_SCHEDULES"; }
 # A baselines file this call need not redo: finished, with the same schedules (a file from before they were recorded
 # ran constant rates alone).
 torch_done() { $PYTHON -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if 'finished' in r and r.get('schedules', ['constant']) == sys.argv[2].split(',') else 1)" "$1" "$PY_SCHEDULES" 2>/dev/null; }
@@ -400,9 +406,9 @@ with open(sys.argv[2], 'w') as o:
         grep -qsxF "$(chain_key)" "$r/done" && continue
         # the time: the fine-tune and export (none where the machine kept them) and the compressions left to run
         if export_reusable "$WORK/$ds-$m-seed$seed-export"; then
-          x=0; k=$(post_runs | while read -r n; do run_finished "$r/$n" || echo "$n"; done | wc -l)
+          x=0; k=$(post_runs | while read -r n; do run_finished "$r/$n" || echo "$n"; done | run_weight)
         else
-          x=$((NSCHED * $(est export "$m" "$rows"))); k=$(post_runs | wc -l)
+          x=$((NSCHED * $(est export "$m" "$rows"))); k=$(post_runs | run_weight)
           [[ " $PRECISIONS " == *" fp16 "* ]] && x=$((x + $(est export-fp16 "$m" "$rows")))
         fi
         jobs_list+="$ds/$m-post-seed$seed $(( x + k * $(est post-gc "$m" "$rows") )) job_post $ds $m $seed"$'\n'

@@ -221,6 +221,9 @@ final class Compression {
         json.put("targeted_before", r.targetedBefore());
         json.put("targeted_after", r.targetedAfter());
         json.put("train_steps", r.trainSteps());
+        if (trainedWith.steps() == 0) {
+            json.put("epochs", trainedWith.epochs(ownHead));
+        }
         json.put("train_seconds", r.trainSeconds());
         json.put("recipe", trainedWith.recipeName());
         json.put("train_norms", trainedWith.trainNorms());   // the kept run's (--adapter auto: its two differ for LMs)

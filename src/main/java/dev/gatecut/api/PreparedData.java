@@ -81,15 +81,16 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             String rate = plain(config.recipe().headLearningRate());
             progress.onEvent(new ProgressEvent.Message(distill > 0
                     ? String.format("recipe: the model's own head is trained, so training distills from the dense model"
-                    + " (weight %s%s) with the head at rate %s%s%s%s (fine-tuned classifier defaults; --distill, --head-lr,"
-                    + " --[no-]progressive-cut and --[no-]lr-decay set them)", plain(distill),
+                    + " (weight %s%s) with the head at rate %s%s%s%s%s (fine-tuned classifier defaults; --distill,"
+                    + " --head-lr, --[no-]progressive-cut, --[no-]lr-decay and --epochs set them)", plain(distill),
                     config.recipe().distillLayers() > 0 ? ", its layers " + plain(config.recipe().distillLayers()) : "",
                     rate, config.recipe().progressiveCut() ? ", closing units as the budget ramps up" : "",
                     config.recipe().decay() ? ", the rates decaying to 0" : ", the rates flat after the warm-up",
                     config.recipe().selectBest() && config.recipe().selectOnLoss()
-                            ? ", the epoch of the lowest evaluation loss kept" : "")
-                    : String.format("recipe: the model's own head is trained at rate %s (fine-tuned classifier default;"
-                    + " --head-lr sets it)", rate)));
+                            ? ", the epoch of the lowest evaluation loss kept" : "",
+                    longerRun(o, ownHead))
+                    : String.format("recipe: the model's own head is trained at rate %s%s (fine-tuned classifier"
+                    + " defaults; --head-lr and --epochs set them)", rate, longerRun(o, ownHead))));
         } else if (!lm && !config.recipe().equals(Recipe.plain())) {
             progress.onEvent(new ProgressEvent.Message(newHeadRecipe(config)));
         }
@@ -172,6 +173,14 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
             s.append(r.selectOnLoss() ? "; the epoch of the lowest evaluation loss kept" : "; the best epoch kept");
         }
         return s.append(" (--recipe plain: FineGates as published)").toString();
+    }
+
+    /** ", over 5 epochs (40% or more removed)" where the own head's default run is the longer one; else "". */
+    static String longerRun(TrainOptions o, boolean ownHead) {
+        int epochs = o.epochs(ownHead);
+        return o.steps() == 0 && o.epochsDefaulted() && epochs != TrainOptions.DEFAULT_EPOCHS
+                ? String.format(", over %d epochs (%d%% or more removed)", epochs,
+                Math.round(TrainOptions.LONGER_FROM_SPARSITY * 100)) : "";
     }
 
     private static String percent(double fraction) {

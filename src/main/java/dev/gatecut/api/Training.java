@@ -49,7 +49,7 @@ final class Training {
             progress.onEvent(new ProgressEvent.Message("norms: trained (the default for --task lm; --no-train-norms"
                     + " freezes them)"));
         }
-        TrainingRun.Options run = new TrainingRun.Options(o.epochs(), o.steps(), o.logEvery(), o.checkpointEvery(),
+        TrainingRun.Options run = new TrainingRun.Options(o.epochs(ownHead), o.steps(), o.logEvery(), o.checkpointEvery(),
                 o.resume(), o.device(), backend, o.devices());
         long start = System.nanoTime();
         TrainingRun.Summary summary = TrainingRun.run(model, data.config(), data.batches(), data.evalBatches(), run,

@@ -71,7 +71,8 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     /** The common width's rounding under uniform widths: compress sets its align here; train keeps 1. */
     int widthAlign = 1;
     long seed = 1;
-    int epochs = 3;
+    /** {@code --epochs}; null: the default ({@link TrainOptions#epochs(boolean)}). */
+    Integer epochs;
     long steps;
     int batchSize = 16;
     int maxLength = 128;
@@ -424,7 +425,10 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         return self();
     }
 
-    /** Passes over the training data, &ge; 1 ({@code --epochs}, default 3); {@link #steps} overrides it. */
+    /**
+     * Passes over the training data, &ge; 1 ({@code --epochs}; default 3, and 5 when a fine-tuned classifier's own
+     * head is compressed with 40% or more removed: {@link TrainOptions#epochs(boolean)}); {@link #steps} overrides it.
+     */
     public B epochs(int epochs) {
         this.epochs = epochs;
         return self();
@@ -637,9 +641,9 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         if (!pooling.equals("mean") && !pooling.equals("first")) {
             throw new OptionException("pooling (--pooling) must be mean or first, got '" + pooling + "'");
         }
-        if (steps < 0 || (steps == 0 && epochs < 1)) {
+        if (steps < 0 || (steps == 0 && epochs != null && epochs < 1)) {
             throw new OptionException("epochs (--epochs) must be >= 1 and steps (--steps) >= 0, got "
-                    + epochs + " and " + steps);
+                    + (epochs != null ? epochs : TrainOptions.DEFAULT_EPOCHS) + " and " + steps);
         }
         if (batchSize < 1 || maxLength < 2) {
             throw new OptionException("--batch must be ≥ 1 and --max-len ≥ 2 (batchSize, maxLength), got "
