@@ -225,6 +225,17 @@ class CompressedClassifierRetained(unittest.TestCase):
             self.assertIn(f"| tweets | minilm | fp16 | labels | 30% | 2 | 84.5 ± 57.2 | {0.845 / 0.85 * 100:.1f}% |", text)
 
 
+class Estimate(unittest.TestCase):
+    def test_a_chain_counts_its_precisions_and_five_epochs_from_forty_percent(self):
+        est = eval_suite.EST_S
+        fp32, _ = eval_suite.estimate(["bge"], 1, ["0.3"], 1, post=True, precisions=("fp32",))
+        self.assertEqual(est[("export", "bge")] + est[("post-gc", "bge")], fp32)
+        both, _ = eval_suite.estimate(["bge"], 1, ["0.3"], 1, post=True)
+        self.assertEqual(fp32 + est[("export-fp16", "bge")] + est[("post-gc", "bge")], both)
+        at40, _ = eval_suite.estimate(["bge"], 1, ["0.4"], 1, post=True, precisions=("fp32",), labelfree=True)
+        self.assertAlmostEqual(est[("export", "bge")] + 2 * 5 / 3 * est[("post-gc", "bge")], at40)
+
+
 class Part3Targets(unittest.TestCase):
     def test_lowest_retained_and_largest_label_free_gap_per_recipe(self):
         r = [("fp32", 0.3, "labels [dec]", "tweets", "bge", 0.80, 0.995),
