@@ -113,4 +113,43 @@ class HelpTextTest {
         });
         assertTrue(vague.isEmpty(), "options whose description says too little:\n" + String.join("\n", vague));
     }
+
+    /**
+     * picocli formats each description with String.format: a bare '%' (as in "40% removed") makes it print a warning
+     * on every --help and the text unformatted. Every description as written in the annotations formats (the spec's
+     * description() is already unescaped, so the annotations themselves are read).
+     */
+    @Test
+    void everyDescriptionFormats() {
+        List<String> broken = new ArrayList<>();
+        java.util.concurrent.atomic.AtomicInteger read = new java.util.concurrent.atomic.AtomicInteger();
+        commands().forEach((name, cl) -> {
+            CommandSpec spec = cl.getCommandSpec();
+            List<String> texts = new ArrayList<>();
+            CommandLine.Command command = spec.userObject().getClass().getAnnotation(CommandLine.Command.class);
+            if (command != null) {
+                texts.addAll(List.of(command.description()));
+            }
+            List<ArgSpec> args = new ArrayList<>(spec.options());
+            args.addAll(spec.positionalParameters());
+            for (ArgSpec arg : args) {
+                if (arg.userObject() instanceof java.lang.reflect.AnnotatedElement element) {
+                    CommandLine.Option option = element.getAnnotation(CommandLine.Option.class);
+                    CommandLine.Parameters parameters = element.getAnnotation(CommandLine.Parameters.class);
+                    texts.addAll(List.of(option != null ? option.description()
+                            : parameters != null ? parameters.description() : new String[0]));
+                }
+            }
+            read.addAndGet(texts.size());
+            for (String text : texts) {
+                try {
+                    String.format(text.replaceAll("\\$\\{[^}]*}", "x"));
+                } catch (java.util.IllegalFormatException e) {
+                    broken.add("gatecut " + name + ": \"" + text + "\" (" + e.getMessage() + ")");
+                }
+            }
+        });
+        assertTrue(read.get() > 100, "the annotations were read: " + read);
+        assertTrue(broken.isEmpty(), "descriptions picocli cannot format (write %% for %):\n" + String.join("\n", broken));
+    }
 }
