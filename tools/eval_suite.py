@@ -37,6 +37,7 @@ Subcommands (torch is imported only by `train` and `export`, so `split`, `predic
            --select-by loss: the lowest validation loss chooses instead, for gatecut's variants and for the
            baselines' rates (runs from before 2026-12-01 afternoon recorded no baseline loss: chosen as they were).
   estimate [--sets ...] Prints the GPU minutes per data set that tools/gpu_eval_suite.sh plans for.
+  run-weight            The part-3 run folders on stdin in 3-epoch runs (5/3 from 40%), for the script's estimate.
 """
 
 from __future__ import annotations
@@ -906,9 +907,17 @@ EST_S = {
 }
 
 
-def post_run_weight(sparsity):
-    """A part-3 compression's length in 3-epoch runs: an own head trains 5 epochs from 40% removed."""
-    return 5 / 3 if float(sparsity) >= 0.4 else 1
+def post_run_weight(sparsity, fixed_epochs=False):
+    """A part-3 compression's length in 3-epoch runs: an own head trains 5 epochs from 40% removed (gatecut's
+    TrainOptions.epochs), unless the call fixes gatecut's --epochs (the suite's GC_EPOCHS)."""
+    return 5 / 3 if not fixed_epochs and float(sparsity) >= 0.4 else 1
+
+
+def cmd_run_weight(args):
+    """The part-3 run folders named on stdin (…-s0.4), in 3-epoch runs, rounded up: the suite script's estimate."""
+    names = sys.stdin.read().split()
+    print(int(sum(post_run_weight(n.rsplit("-s", 1)[1], args.fixed_epochs) for n in names) + 0.999))
+    return 0
 
 
 def estimate(models, seeds, sparsities, parallel, post=False, rows=1800, labelfree=False,
@@ -1057,10 +1066,14 @@ def main(argv=None):
     p.add_argument("--parallel", type=int, default=6)
     p.add_argument("--precisions", default="fp32 fp16", help="part 3's exports (fp16 adds its export and runs)")
 
+    p = sub.add_parser("run-weight", help="part-3 run folders on stdin, in 3-epoch runs (the suite script's estimate)")
+    p.add_argument("--fixed-epochs", action="store_true", help="gatecut's --epochs set by the call (GC_EPOCHS)")
+
     args = ap.parse_args(argv)
     try:
         return {"split": cmd_split, "train": cmd_train, "export": cmd_export, "predict": cmd_predict,
-                "report": cmd_report, "merge": cmd_merge, "estimate": cmd_estimate}[args.cmd](args)
+                "report": cmd_report, "merge": cmd_merge, "estimate": cmd_estimate,
+                "run-weight": cmd_run_weight}[args.cmd](args)
     except SuiteError as e:
         print(f"eval_suite: error: {e}", file=sys.stderr)
         return 2

@@ -330,9 +330,9 @@ post_runs() {
     if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then labelfree_dir "$prec" "$s"; fi
   done; done
 }
-# The runs of a part-3 chain named on stdin, in runs of gatecut's default length: from 40% removed an own head trains
-# 5 epochs instead of 3 (unless GC_EPOCHS sets them), so those count 5/3 (rounded up over the chain).
-run_weight() { awk -v fixed="${GC_EPOCHS:+1}" '{ s = $0; sub(/.*-s/, "", s); w += (fixed == "" && s + 0 >= 0.4) ? 5 / 3 : 1 } END { printf "%d\n", w + 0.999 }'; }
+# The runs of a part-3 chain named on stdin, in runs of 3 epochs: from 40% removed an own head trains 5 (unless
+# GC_EPOCHS sets them); eval_suite.py's post_run_weight, which its own estimate uses too.
+run_weight() { $PYTHON tools/eval_suite.py run-weight ${GC_EPOCHS:+--fixed-epochs}; }
 # What a part-3 chain ran: a repeated call on the warm machine skips a chain only if it ran these same settings
 # (another call's LABELFREE_ARGS, variants or precisions on the same seed run again instead of being skipped).
 chain_key() { printf '%s\n' "$PRECISIONS|$SPARSITIES|${GC_VARIANTS:-}|$LABELLED|$LABELFREE_ARGS|$LABELFREE_NAME|$LABELFREE_SPARSITIES|$GC_ARGS|$GC_EXTRA|$GC_EPOCHS|$PY_SCHEDULES"; }

@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import unittest
+import unittest.mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import eval_suite  # noqa: E402
@@ -234,6 +235,21 @@ class Estimate(unittest.TestCase):
         self.assertEqual(fp32 + est[("export-fp16", "bge")] + est[("post-gc", "bge")], both)
         at40, _ = eval_suite.estimate(["bge"], 1, ["0.4"], 1, post=True, precisions=("fp32",), labelfree=True)
         self.assertAlmostEqual(est[("export", "bge")] + 2 * 5 / 3 * est[("post-gc", "bge")], at40)
+
+    def test_the_suite_scripts_run_weight_counts_folders_from_forty_percent_as_five_thirds(self):
+        import contextlib
+        import io
+
+        def weight(names, *flags):
+            out = io.StringIO()
+            with unittest.mock.patch("sys.stdin", io.StringIO("\n".join(names))), contextlib.redirect_stdout(out):
+                eval_suite.main(["run-weight", *flags])
+            return int(out.getvalue())
+        runs = ["fp32-labels-s0.3", "fp32-labelfree-s0.3", "fp32-labels-e5-s0.4", "fp32-labelfree-soft-s0.4"]
+        self.assertEqual(6, weight(runs))   # 2 + 2 x 5/3, rounded up
+        self.assertEqual(4, weight(runs, "--fixed-epochs"))
+        self.assertEqual(5, weight(["fp16-labels-s0.4"] * 3))
+        self.assertEqual(0, weight([]))
 
 
 class Part3Targets(unittest.TestCase):

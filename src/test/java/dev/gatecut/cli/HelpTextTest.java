@@ -34,6 +34,13 @@ class HelpTextTest {
         return all;
     }
 
+    /** A command's options, then its positional parameters. */
+    private static List<ArgSpec> argSpecs(CommandSpec spec) {
+        List<ArgSpec> args = new ArrayList<>(spec.options());
+        args.addAll(spec.positionalParameters());
+        return args;
+    }
+
     /** The example commands of a usage text: lines after the example prefix, joined over trailing backslashes. */
     static List<List<String>> examples(String usage) {
         List<List<String>> found = new ArrayList<>();
@@ -97,10 +104,7 @@ class HelpTextTest {
     void everyOptionSaysWhatItDoes() {
         List<String> vague = new ArrayList<>();
         commands().forEach((name, cl) -> {
-            CommandSpec spec = cl.getCommandSpec();
-            List<ArgSpec> args = new ArrayList<>(spec.options());
-            args.addAll(spec.positionalParameters());
-            for (ArgSpec arg : args) {
+            for (ArgSpec arg : argSpecs(cl.getCommandSpec())) {
                 String text = String.join(" ", arg.description())
                         .replaceAll("\\(?[Dd]efault:? \\$\\{DEFAULT-VALUE}\\)?\\.?", "")
                         .replaceAll("\\$\\{[^}]*}", "");
@@ -130,9 +134,7 @@ class HelpTextTest {
             if (command != null) {
                 texts.addAll(List.of(command.description()));
             }
-            List<ArgSpec> args = new ArrayList<>(spec.options());
-            args.addAll(spec.positionalParameters());
-            for (ArgSpec arg : args) {
+            for (ArgSpec arg : argSpecs(spec)) {
                 if (arg.userObject() instanceof java.lang.reflect.AnnotatedElement element) {
                     CommandLine.Option option = element.getAnnotation(CommandLine.Option.class);
                     CommandLine.Parameters parameters = element.getAnnotation(CommandLine.Parameters.class);
