@@ -690,9 +690,11 @@ def chosen_runs(r, select_by):
     return chosen
 
 
-def collect(raw: Path, select_by="accuracy"):
+def collect(raw: Path, select_by="accuracy", seeds=None):
     """{(dataset, model, method label): [run dicts with accuracy, macro_f1]}, split infos, part-3 rows.
-    select_by: how the baselines' learning rates are chosen on validation ("accuracy", as the runs chose, or "loss")."""
+    select_by: how the baselines' learning rates are chosen on validation ("accuracy", as the runs chose, or "loss").
+    seeds: a set of seeds to keep (None: every seed the folder holds)."""
+    keep = (lambda d: True) if seeds is None else (lambda d: d.get("seed") in seeds)
     cells = collections.defaultdict(list)
     splits, post = {}, collections.defaultdict(list)
     for p in sorted(raw.rglob("split.json")):
@@ -700,6 +702,8 @@ def collect(raw: Path, select_by="accuracy"):
         splits[s["dataset"]] = s
     for p in sorted(raw.rglob("torch-*.json")):
         r = json.loads(p.read_text())
+        if not keep(r):
+            continue
         for method, c in chosen_runs(r, select_by).items():
             label = {"dense": "frozen + head", "lora": "LoRA r=8", "full": "full FT"}[method]
             cells[(r["dataset"], r["model"], label)].append(
@@ -707,7 +711,7 @@ def collect(raw: Path, select_by="accuracy"):
                      schedule=c.get("schedule", "constant")))
     for p in sorted(raw.rglob("gc.json")):
         g = json.loads(p.read_text())
-        if not scored(g):
+        if not scored(g) or not keep(g):
             continue
         g["val_loss"] = gc_val_loss(g, p.parent)
         if g.get("source") == "finetuned":
@@ -719,7 +723,8 @@ def collect(raw: Path, select_by="accuracy"):
     exports = collections.defaultdict(list)
     for p in sorted(raw.rglob("export.json")):
         e = json.loads(p.read_text())
-        exports[(e["dataset"], e["model"])].append(e)
+        if keep(e):
+            exports[(e["dataset"], e["model"])].append(e)
     return cells, splits, post, exports
 
 
@@ -763,21 +768,30 @@ def select_on_val(cells, names, by="accuracy"):
 METHOD_ORDER = ["frozen + head", "LoRA r=8", "full FT", "gatecut 0%", "gatecut 20%", "gatecut 30%", "gatecut 40%"]
 
 
+def seed_gap(labelled, free):
+    """Labelled minus label-free mean accuracy over the seeds both rows ran (their means when either lacks seeds)."""
+    common = sorted(set(labelled[2]) & set(free[2]))
+    if not common:
+        return labelled[0] - free[0]
+    return statistics.fmean(labelled[2][k] - free[2][k] for k in common)
+
+
 def part3_targets(retained):
     """Issue 11's part-3 targets per precision, sparsity and labelled recipe: the lowest share of its original any
     set × model keeps (>= 99%, >= 98% from 40% removed) and the largest gap, in points, from the labelled run down to
-    its label-free partner (the row named with label-free for labels, the same [variant]; <= 1)."""
+    its label-free partner (the row named with label-free for labels, the same [variant], on the seeds both ran;
+    <= 1). retained: (precision, sparsity, row, set, model, mean accuracy, retained fraction[, {seed: accuracy}])."""
     rows = {}
-    for prec, sp, lab, ds, model, m, frac in retained:
-        rows.setdefault((prec, sp, lab), {})[(ds, model)] = (m, frac)
+    for prec, sp, lab, ds, model, m, frac, *per_seed in retained:
+        rows.setdefault((prec, sp, lab), {})[(ds, model)] = (m, frac, per_seed[0] if per_seed else {})
     out = []
     for (prec, sp, lab), cells in sorted(rows.items()):
         if not lab.startswith("labels"):
             continue
         need = 98 if sp >= 0.4 - 1e-9 else 99
-        (ds, model), (_, low) = min(cells.items(), key=lambda kv: kv[1][1])
+        (ds, model), (_, low, _) = min(cells.items(), key=lambda kv: kv[1][1])
         free = rows.get((prec, sp, "label-free" + lab[len("labels"):]), {})
-        pairs = [(k, cells[k][0] - free[k][0]) for k in cells if k in free]
+        pairs = [(k, seed_gap(cells[k], free[k])) for k in cells if k in free]
         lf = min(free.items(), key=lambda kv: kv[1][1]) if free else None
         gap = max(pairs, key=lambda p: p[1]) if pairs else None
         out.append(f"| {prec} | {round(sp * 100)}% | {lab} | {len(cells)} | {low * 100:.1f}% ({ds} {model}) | ≥ {need}%: "
@@ -797,7 +811,8 @@ def part3_targets(retained):
 def cmd_report(args):
     raw = Path(args.raw)
     by = getattr(args, "select_by", None) or "accuracy"
-    cells, splits, post, exports = collect(raw, by)
+    seeds = {int(x) for x in args.seeds.split(",")} if getattr(args, "seeds", None) else None
+    cells, splits, post, exports = collect(raw, by, seeds)
     select_on_val(cells, [n for n in (args.select or "").split(",") if n], by)
     lines = ["# Evaluation suite", "",
              "Test accuracy (%) as mean ± the 95% t-interval half-width over seeds (n = seeds; no ± for one seed);",
@@ -809,6 +824,9 @@ def cmd_report(args):
         unb = s.get("unbalanced", False)
         lines += [f"## {ds}" + (f" ({s['train']} train / {s['val']} val / {s['test']} test, {len(s['labels'])} labels, "
                                 f"majority {s['majority']:.3f}{', unbalanced' if unb else ''})" if s else ""), ""]
+        if not any(k[0] == ds for k in cells):
+            lines += ["Part 3 only (below).", ""]   # no fine-tuning-from-pretrained rows to tabulate
+            continue
         head = "| model | method | n | accuracy |" + (" macro-F1 |" if unb else "") + " Δ LoRA | Δ frozen | lr |"
         lines += [head, "|" + " --- |" * (head.count("|") - 1)]
         for model in sorted({k[1] for k in cells if k[0] == ds}):
@@ -837,7 +855,7 @@ def cmd_report(args):
                   "Runtime (CPU) after the export; \"original (gatecut)\": the same file scored by each compress run's",
                   "--test (ONNX Runtime, exact fp32 on CUDA, the engine that scores the compressed model; fp16 files",
                   "too), the yardstick wherever it is there. Retained: the compressed model's mean accuracy / the",
-                  "original's mean.", "",
+                  "original's mean over the same seeds.", "",
                   "| set | model | precision | labels | sparsity | n | accuracy | retained |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for (ds, model), es in sorted(exports.items()):
@@ -858,15 +876,24 @@ def cmd_report(args):
                     m, hw, n = t_interval([by_seed[k] for k in sorted(by_seed)])
                     lines.append(f"| {ds} | {model} | {prec} | original (gatecut) | — | {n} | {fmt(m, hw)} | 100% |")
                     orig = m
+                # each seed's yardstick: gatecut's score of that seed's original, else the CPU's (fp16: fp32's)
+                seed_orig = {e["seed"]: e[p]["accuracy"] for p in (("fp32", prec) if prec == "fp16" else (prec,))
+                             for e in es if "seed" in e and "accuracy" in e.get(p, {})}
+                seed_orig.update(by_seed)
                 if prec == "fp32":
                     orig32 = orig
                 for key in sorted(k for k in post if k[:3] == (ds, model, prec)):
                     runs = post[key]
                     m, hw, n = t_interval([r["accuracy"] for r in runs])
-                    ret = f"{m / orig * 100:.1f}%" if orig else "—"
+                    # against the originals of the same seeds: a row over seeds 1-5 beside one over 1-3 would
+                    # otherwise be divided by another mean than its own
+                    seeds = [r["seed"] for r in runs]
+                    row_orig = statistics.fmean(seed_orig[k] for k in seeds) if all(k in seed_orig for k in seeds) else orig
+                    ret = f"{m / row_orig * 100:.1f}%" if row_orig else "—"
                     lines.append(f"| {ds} | {model} | {prec} | {key[3]} | {round(key[4] * 100)}% | {n} | {fmt(m, hw)} | {ret} |")
-                    if orig:
-                        retained.append((prec, key[4], key[3], ds, model, m, m / orig))
+                    if row_orig:
+                        retained.append((prec, key[4], key[3], ds, model, m, m / row_orig,
+                                         {r["seed"]: r["accuracy"] for r in runs}))
         lines.append("")
         lines += part3_targets(retained)
     failed = [f"{p.parent.relative_to(raw)} (exit {json.loads(p.read_text()).get('exit')})"
@@ -1054,6 +1081,7 @@ def main(argv=None):
     p.add_argument("--select-by", choices=["accuracy", "loss"], default="accuracy",
                    help="the validation figure that chooses gatecut's variant (--select) and the baselines' rates "
                         "(loss: where every run recorded one, else as the runs chose)")
+    p.add_argument("--seeds", help="only these seeds (comma-separated, e.g. 1,2,3: the issue's three where a set ran more)")
 
     p = sub.add_parser("merge", help="several calls' raw folders into one (the baselines' runs pooled)")
     p.add_argument("out")

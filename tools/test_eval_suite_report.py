@@ -226,6 +226,36 @@ class CompressedClassifierRetained(unittest.TestCase):
             self.assertIn(f"| tweets | minilm | fp16 | labels | 30% | 2 | 84.5 ± 57.2 | {0.845 / 0.85 * 100:.1f}% |", text)
 
 
+    def test_a_row_over_more_seeds_is_retained_against_the_originals_of_its_own_seeds(self):
+        with tempfile.TemporaryDirectory() as raw:
+            split(raw)
+            # seeds 4 and 5 ran at 30% only: their originals must not move the 40% row's yardstick
+            for seed, orig in [(1, 0.80), (2, 0.80), (3, 0.80), (4, 0.90), (5, 0.90)]:
+                d = os.path.join(raw, "tweets", "minilm", f"post-seed{seed}")
+                write(os.path.join(d, "export.json"), {"dataset": "tweets", "model": "minilm", "seed": seed,
+                                                       "fp32": {"accuracy": orig}, "fp16": {"skipped": "x"}})
+                runs = [("labels", 0.3, orig), ("label-free", 0.3, orig - (0.02 if seed <= 3 else 0.0))]
+                if seed <= 3:
+                    runs.append(("labels", 0.4, orig))
+                for mode, sp, acc in runs:
+                    write(os.path.join(d, f"fp32-{mode}-s{sp}", "gc.json"), {
+                        "dataset": "tweets", "model": "minilm", "source": "finetuned", "precision": "fp32",
+                        "labels_mode": mode, "sparsity": sp, "seed": seed, "accuracy": acc, "macro_f1": acc})
+            md = os.path.join(raw, "t.md")
+            eval_suite.main(["report", raw, "--md", md])
+            with open(md, encoding="utf-8") as f:
+                text = f.read()
+            self.assertIn("| tweets | minilm | fp32 | labels | 40% | 3 | 80.0 ± 0.0 | 100.0% |", text)
+            self.assertIn("| tweets | minilm | fp32 | labels | 30% | 5 | 84.0", text)
+            self.assertIn("+1.2 (tweets minilm; 1 pairs) | ≤ 1: missed |", text)
+            # the three seeds alone
+            eval_suite.main(["report", raw, "--md", md, "--seeds", "1,2,3"])
+            with open(md, encoding="utf-8") as f:
+                text = f.read()
+            self.assertIn("| tweets | minilm | fp32 | original | — | 3 | 80.0", text)
+            self.assertIn("+2.0 (tweets minilm; 1 pairs) | ≤ 1: missed |", text)
+
+
 class Estimate(unittest.TestCase):
     def test_a_chain_counts_its_precisions_and_five_epochs_from_forty_percent(self):
         est = eval_suite.EST_S
@@ -265,6 +295,12 @@ class Part3Targets(unittest.TestCase):
         self.assertIn("| 30% | labels [dec] | 2 | 99.5% (tweets bge) | ≥ 99%: met | 100.0% (sotu bge) |", rows[0])
         self.assertIn("+1.2 (sotu bge; 2 pairs) | ≤ 1: missed |", rows[0])
         self.assertIn("| 40% | labels | 1 | 97.8% (sotu minilm) | ≥ 98%: missed | — | — | — |", rows[1])
+
+    def test_the_label_free_gap_is_taken_over_the_seeds_both_runs_have(self):
+        r = [("fp32", 0.3, "labels", "sotu", "bge", 0.804, 1.01, {1: 0.80, 2: 0.80, 3: 0.80, 4: 0.81, 5: 0.81}),
+             ("fp32", 0.3, "label-free", "sotu", "bge", 0.79, 1.0, {1: 0.79, 2: 0.79, 3: 0.79})]
+        rows = [l for l in eval_suite.part3_targets(r) if l.startswith("| fp32")]
+        self.assertIn("+1.0 (sotu bge; 1 pairs) | ≤ 1: met |", rows[0])   # means alone would say +1.4
 
 if __name__ == "__main__":
     unittest.main()
