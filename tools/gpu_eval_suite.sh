@@ -32,7 +32,7 @@
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), LABELFREE_NAME (their row: "label-free [NAME]"), PRECISIONS
 # (part 3: "fp32 fp16"), LABELLED (part 3: 0 skips the labelled runs, label-free only), LABELFREE_SPARSITIES (part 3:
 # the sparsities of the label-free runs, default SPARSITIES; the issue's label-free target is at 30%),
-# SUITE_ORT_DEVICE (auto: the Python scoring on CUDA where onnxruntime has it, use_tf32 off; cpu), GC_TEST (1: gatecut
+# SUITE_TORCH_THREADS (the torch processes' CPU threads; default: torch's, every core each), SUITE_ORT_DEVICE (auto: the Python scoring on CUDA where onnxruntime has it, use_tf32 off; cpu), GC_TEST (1: gatecut
 # scores the test rows itself with --test, exact fp32 on CUDA, fp16 files too; 0: eval_suite.py predict scores the
 # slim file on ONNX Runtime's CPU, and fp16 runs select on test), DEST (unpacked payload, /opt/suite),
 # JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there), BGE_PAY /
