@@ -410,6 +410,7 @@ with open(sys.argv[2], 'w') as o:
         else
           x=$((NSCHED * $(est export "$m" "$rows"))); k=$(post_runs | run_weight)
           [[ " $PRECISIONS " == *" fp16 "* ]] && x=$((x + $(est export-fp16 "$m" "$rows")))
+          [[ " $PRECISIONS " == *" fp32 "* ]] || x=$((x - $(est export-fp32 "$m" "$rows")))
         fi
         jobs_list+="$ds/$m-post-seed$seed $(( x + k * $(est post-gc "$m" "$rows") )) job_post $ds $m $seed"$'\n'
       else

@@ -263,8 +263,16 @@ class Estimate(unittest.TestCase):
         self.assertEqual(est[("export", "bge")] + est[("post-gc", "bge")], fp32)
         both, _ = eval_suite.estimate(["bge"], 1, ["0.3"], 1, post=True)
         self.assertEqual(fp32 + est[("export-fp16", "bge")] + est[("post-gc", "bge")], both)
+        # fp16 alone: the fine-tune and the fp16 export, not the fp32 file's export and scoring
+        fp16, _ = eval_suite.estimate(["bge"], 1, ["0.3"], 1, post=True, precisions=("fp16",))
+        self.assertEqual(both - est[("export-fp32", "bge")] - est[("post-gc", "bge")], fp16)
         at40, _ = eval_suite.estimate(["bge"], 1, ["0.4"], 1, post=True, precisions=("fp32",), labelfree=True)
         self.assertAlmostEqual(est[("export", "bge")] + 2 * 5 / 3 * est[("post-gc", "bge")], at40)
+        # three sets in one call, nine chains at once: part 3's figures were measured nine at once
+        serial, wall = eval_suite.estimate(["bge"], 3, ["0.4"], 9, post=True, precisions=("fp32",), labelfree=True,
+                                           sets=3)
+        self.assertAlmostEqual(9 * at40, serial)
+        self.assertAlmostEqual(at40 + 30, wall)
 
     def test_the_suite_scripts_run_weight_counts_folders_from_forty_percent_as_five_thirds(self):
         import contextlib
