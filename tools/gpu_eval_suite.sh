@@ -29,7 +29,7 @@
 # PARALLEL (jobs at once on the one GPU, 6), SETS_AT_ONCE (1: the jobs of every set in one queue against the whole
 # budget, the default for PART=posttrain; 0: set after set), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
-# GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), LABELFREE_NAME (their row: "label-free [NAME]"), PRECISIONS
+# GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), LABELFREE_NAME (their row: "label-free [NAME]"), LABELFREE_EVAL (val; val-text: their --eval rows unlabelled too), PRECISIONS
 # (part 3: "fp32 fp16"), LABELLED (part 3: 0 skips the labelled runs, label-free only), LABELFREE_SPARSITIES (part 3:
 # the sparsities of the label-free runs, default SPARSITIES; the issue's label-free target is at 30%),
 # SUITE_TORCH_THREADS (the torch processes' CPU threads; default: torch's, every core each), SUITE_ORT_DEVICE (auto: the Python scoring on CUDA where onnxruntime has it, use_tf32 off; cpu), GC_TEST (1: gatecut
@@ -86,8 +86,11 @@ if [ "$PART" = posttrain ]; then PY_SCHEDULES=${PY_SCHEDULES:-linear}; else PY_S
 NSCHED=$(tr ',' ' ' <<< "$PY_SCHEDULES" | wc -w)
 GC_EXTRA=${GC_EXTRA:-}
 LABELFREE_ARGS=${LABELFREE_ARGS---label-free}   # LABELFREE_ARGS= (empty) skips the label-free runs
+LABELFREE_EVAL=${LABELFREE_EVAL:-val}   # the label-free runs' --eval: val (labelled), or val-text (no labels: agreement with the original)
 LABELFREE_NAME=${LABELFREE_NAME:-}   # a name for LABELFREE_ARGS's runs (folder, report row "label-free [NAME]"), so
                                      # another call's label-free recipe on the same exports sits beside them
+# runs with another --eval get their own folders (a warm machine keeps finished runs by folder)
+[ "$LABELFREE_EVAL" = val ] || LABELFREE_NAME=${LABELFREE_NAME:-$LABELFREE_EVAL}
 PRECISIONS=${PRECISIONS:-"fp32 fp16"}           # posttrain: which exports of the fine-tuned model are compressed
 PAY_SHA=${PAY_SHA:-}
 PYTHON=${PYTHON:-python3}
@@ -302,8 +305,10 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
       # Label-free: the train texts without labels; the model's own head labels them and training
       # distills from its logits (--label-free). --labels names the classes for the labelled --eval rows.
       if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then
+        # LABELFREE_EVAL=val-text: the validation rows without labels too (gatecut labels them with the model)
+        local lf_eval=$GC_EVAL; [ "$GC_EVAL" = val ] && lf_eval=$LABELFREE_EVAL
         # shellcheck disable=SC2086
-        gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train-text.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
+        GC_EVAL=$lf_eval gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train-text.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
           "$r/$(labelfree_dir "$prec" "$s")" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"label-free\", \"variant\": \"$LABELFREE_NAME\"}" \
           $LABELFREE_ARGS
         run_finished "$r/$(labelfree_dir "$prec" "$s")" || unfinished=$((unfinished + 1))
@@ -335,7 +340,7 @@ post_runs() {
 run_weight() { $PYTHON tools/eval_suite.py run-weight ${GC_EPOCHS:+--fixed-epochs}; }
 # What a part-3 chain ran: a repeated call on the warm machine skips a chain only if it ran these same settings
 # (another call's LABELFREE_ARGS, variants or precisions on the same seed run again instead of being skipped).
-chain_key() { printf '%s\n' "$PRECISIONS|$SPARSITIES|${GC_VARIANTS:-}|$LABELLED|$LABELFREE_ARGS|$LABELFREE_NAME|$LABELFREE_SPARSITIES|$GC_ARGS|$GC_EXTRA|$GC_EPOCHS|$PY_SCHEDULES"; }
+chain_key() { printf '%s\n' "$PRECISIONS|$SPARSITIES|${GC_VARIANTS:-}|$LABELLED|$LABELFREE_ARGS|$LABELFREE_NAME|$LABELFREE_EVAL|$LABELFREE_SPARSITIES|$GC_ARGS|$GC_EXTRA|$GC_EPOCHS|$PY_SCHEDULES"; }
 # A baselines file this call need not redo: finished, with the same schedules (a file from before they were recorded
 # ran constant rates alone).
 torch_done() { $PYTHON -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if 'finished' in r and r.get('schedules', ['constant']) == sys.argv[2].split(',') else 1)" "$1" "$PY_SCHEDULES" 2>/dev/null; }
@@ -395,6 +400,9 @@ for ds in $SETS; do
   $PYTHON -c "import json,sys
 with open(sys.argv[2], 'w') as o:
     for l in open(sys.argv[1]): o.write(json.dumps({'text': json.loads(l)['text']}) + '\n')" "$SPLIT/train.jsonl" "$SPLIT/train-text.jsonl"
+  $PYTHON -c "import json,sys
+with open(sys.argv[2], 'w') as o:
+    for l in open(sys.argv[1]): o.write(json.dumps({'text': json.loads(l)['text']}) + '\n')" "$SPLIT/val.jsonl" "$SPLIT/val-text.jsonl"
   rows=$(wc -l < "$SPLIT/train.jsonl")
   rm -f "$RAW"/*.skipped   # a repeated call on the warm machine runs what was skipped, and keeps what is done
   say "=== $ds ($PART): $rows train rows, $((DEADLINE - SECONDS))s for it$([ "$SETS_AT_ONCE" = 1 ] && echo " (with the other sets)")"

@@ -61,6 +61,11 @@ public final class Examples {
         return java.util.Optional.ofNullable(file);
     }
 
+    /** Whether the examples carry labels: given with them in memory, or a file with a label field or column. */
+    boolean labelled(DatasetReader reader) {
+        return file != null ? reader.hasLabels(file) : labels != null;
+    }
+
     /** How the examples are named in messages: the file, or "training examples"/"evaluation examples". */
     String describe(String role) {
         return file != null ? file.toString() : role + " examples";

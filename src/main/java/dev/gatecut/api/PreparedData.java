@@ -48,6 +48,7 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         TokenizedDataset trainTokens;
         TokenizedDataset evalTokens;
         Dataset evalData;
+        String evalLine = null;
         LabelVocabulary labels = trainData.labels();
         String trainLine = lm ? trainData.size() + " rows" : trainData.describe();
         try (Tokenizer tok = o.tokenizer().isPresent() ? Tokenizer.load(o.tokenizer().get(), o.maxLength()) : null) {
@@ -62,18 +63,29 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
                 labels = own.vocabulary();
                 trainLine = own.describe();
             }
-            DatasetReader evalReader = lm ? reader.withoutLabels() : reader;
+            // Label-free with unlabelled --eval rows too (a user with the model and in-domain text, no labels at
+            // all): the model labels them as it labels the training rows, so evaluation accuracy is agreement
+            // with the original, and the epoch kept is the one that answers most like it.
+            boolean evalByModel = labelFree && o.eval().isPresent() && !o.eval().get().labelled(reader);
+            DatasetReader evalReader = lm || evalByModel ? reader.withoutLabels() : reader;
             LabelVocabulary known = labels;
-            evalData = o.eval().map(e -> e.read(evalReader, known, !lm, "evaluation")).orElse(null);
+            evalData = o.eval().map(e -> e.read(evalReader, evalByModel ? null : known, !lm && !evalByModel,
+                    "evaluation")).orElse(null);
             evalTokens = evalData == null ? null : tokens(tok, evalData, o.eval().get(), "evaluation", o.maxLength());
             if (evalTokens != null) {
                 checkTokenIds(evalTokens, tokenIdBound, model, o, o.eval().get().describe("evaluation"));
+                evalLine = lm ? evalData.size() + " rows" : evalData.describe();
+            }
+            if (evalByModel && evalTokens != null) {
+                ModelLabels own = ModelLabels.of(model, evalTokens, o.labels().orElse(null), o.batchSize(),
+                        o.device());
+                evalTokens = own.tokens();
+                evalLine = own.describe() + " (evaluation accuracy = agreement with the original)";
             }
         }
         progress.onEvent(new ProgressEvent.Message("train: " + trainLine));
-        if (evalData != null) {
-            progress.onEvent(new ProgressEvent.Message(String.format("eval:  %s",
-                    lm ? evalData.size() + " rows" : evalData.describe())));
+        if (evalLine != null) {
+            progress.onEvent(new ProgressEvent.Message("eval:  " + evalLine));
         }
         TrainConfig config = o.config(labels.size(), ownHead);
         if (o.ownHeadDefaults(ownHead)) {

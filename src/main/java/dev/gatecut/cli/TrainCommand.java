@@ -106,7 +106,9 @@ final class TrainCommand implements Callable<Integer> {
         @Option(names = "--label-free", description = "The --train rows have no labels: the model's own classification"
                 + " head labels them (its most likely class) and training distills from its logits (--distill"
                 + " defaults to 1). For compressing a fine-tuned classifier export without its training data;"
-                + " --eval rows keep their labels, named as in --labels (default: the class indices 0, 1, ...).")
+                + " --eval rows keep their labels, named as in --labels (default: the class indices 0, 1, ...);"
+                + " an --eval file without labels is labelled by the model too, so the epoch kept is the one that"
+                + " agrees most with it.")
         boolean labelFree;
 
         @Option(names = "--tokenizer", paramLabel = "FILE",

@@ -116,6 +116,54 @@ class LabelFreeTest {
     }
 
     @Test
+    void unlabelledEvalRowsAreLabelledByTheModelToo() throws Exception {
+        // Without any labels, the evaluation rows get the model's own answers: the same run as one whose eval rows
+        // were labelled with those answers by hand, and its evaluation accuracy is agreement with the original.
+        List<int[]> evalIds = rows(5, 16);
+        List<String> answers = new ArrayList<>();
+        try (OrtSession s = OrtSessions.open(BERT_CLS, Device.CPU)) {
+            for (int[] row : evalIds) {
+                answers.add(Integer.toString(predict(s, row)));
+            }
+        }
+        double[] accuracy = new double[2];
+        for (int run = 0; run < 2; run++) {
+            Examples eval = run == 0 ? Examples.tokenIds(evalIds, answers) : Examples.tokenIds(evalIds);
+            CompressOptions options = CompressOptions.builder().train(Examples.tokenIds(rows(4, 32))).eval(eval)
+                    .labelFree(true).targetSparsity(0.3).steps(4).batchSize(8).align(1).latencyRuns(0)
+                    .baseline(false).backend(Backends.FUSED).build();
+            List<ProgressEvent> events = new ArrayList<>();
+            try (GatecutModel model = Gatecut.load(BERT_CLS); CompressResult r = model.compress(options, events::add)) {
+                accuracy[run] = r.slimEvalAccuracy();
+                if (run == 1) {
+                    assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
+                            && m.text().startsWith("eval:  16 rows without labels, labelled by the model's own head")
+                            && m.text().endsWith("(evaluation accuracy = agreement with the original)")), events.toString());
+                }
+            }
+        }
+        assertTrue(accuracy[0] >= 0 && accuracy[0] <= 1, "scored against the model's answers");
+        assertEquals(accuracy[0], accuracy[1], "labelled by the model = labelled with its answers by hand");
+        // Not label-free, unlabelled eval rows stay an error: classification is scored against labels.
+        assertThrows(RuntimeException.class, () -> {
+            CompressOptions options = CompressOptions.builder().train(Examples.tokenIds(rows(4, 32), answers(32)))
+                    .eval(Examples.tokenIds(evalIds)).targetSparsity(0.3).steps(4).batchSize(8).align(1)
+                    .latencyRuns(0).baseline(false).backend(Backends.FUSED).build();
+            try (GatecutModel model = Gatecut.load(BERT_CLS); CompressResult r = model.compress(options, e -> { })) {
+                r.slimEvalAccuracy();
+            }
+        });
+    }
+
+    private static List<String> answers(int n) {
+        List<String> labels = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            labels.add(Integer.toString(i % 3));
+        }
+        return labels;
+    }
+
+    @Test
     void badUseIsNamed() throws Exception {
         assertTrue(assertThrows(OptionException.class, () -> TrainOptions.builder().train(Examples.tokenIds(rows(1, 8)))
                 .task(Task.LM).labelFree(true).targetSparsity(0.3).build()).getMessage().contains("--label-free"));

@@ -173,6 +173,38 @@ public final class DatasetReader {
         return new Dataset(file, examples, vocab);
     }
 
+    /**
+     * Whether {@code file} carries labels at all: a JSONL row with the label field, or a CSV/TSV header naming its
+     * column. A file without them can still be read {@link #withoutLabels()}; one that has them in some rows only
+     * is read as labelled, and {@link #read(Path, LabelVocabulary)} names the first row without one. Rows that do
+     * not parse count as labelled, so that the read reports them.
+     */
+    public boolean hasLabels(Path file) {
+        if (labelField == null) {
+            return false;
+        }
+        Format f = format != null ? format : Format.of(file);
+        String content = readUtf8(file);
+        if (f != Format.JSONL) {
+            List<CsvParser.Row> records = CsvParser.parse(content, f == Format.CSV ? ',' : '\t', file.toString());
+            return records.isEmpty() || records.get(0).fields().stream().map(String::strip).anyMatch(labelField::equals);
+        }
+        for (String line : content.split("\n")) {
+            if (line.isBlank()) {
+                continue;
+            }
+            try {
+                JsonNode node = JSON.readTree(line);
+                if (node == null || !node.isObject() || (node.get(labelField) != null && !node.get(labelField).isNull())) {
+                    return true;
+                }
+            } catch (JsonProcessingException e) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     private record RawRow(String text, int[] ids, String label, int line, String labelType) {
         RawRow(String text, int[] ids, String label, int line) {
             this(text, ids, label, line, "string");

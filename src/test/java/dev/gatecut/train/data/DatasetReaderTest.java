@@ -32,6 +32,18 @@ class DatasetReaderTest {
     }
 
     @Test
+    void tellsWhetherAFileCarriesLabels() throws IOException {
+        DatasetReader reader = new DatasetReader();
+        assertFalse(reader.hasLabels(write("a.jsonl", "{\"text\": \"tasty\"}\n\n{\"text\": \"meh\", \"label\": null}\n")));
+        assertTrue(reader.hasLabels(write("b.jsonl", "{\"text\": \"tasty\"}\n{\"text\": \"meh\", \"label\": 1}\n")));
+        assertTrue(reader.hasLabels(write("c.jsonl", "{\"text\": \"tasty\"}\nnot json\n")), "the read names the bad row");
+        assertFalse(reader.withLabelField("stars").hasLabels(write("d.jsonl", "{\"text\": \"x\", \"label\": 1}\n")));
+        assertFalse(reader.hasLabels(write("e.csv", "text,product\ntasty,B001\n")));
+        assertTrue(reader.hasLabels(write("f.tsv", "text\t label \ntasty\tgreat\n")));
+        assertFalse(reader.withoutLabels().hasLabels(write("g.csv", "text,label\ntasty,great\n")));
+    }
+
+    @Test
     void jsonlWithSortedLabelsAndBlankLines() throws IOException {
         Path f = write("train.jsonl", """
                 {"text": "tasty", "label": "other"}
