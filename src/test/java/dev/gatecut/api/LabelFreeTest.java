@@ -46,6 +46,17 @@ class LabelFreeTest {
         return rows;
     }
 
+    /** The model's answers for rows, each run alone, as labels ("0", "1", …). */
+    static List<String> answers(List<int[]> rows) throws Exception {
+        List<String> labels = new ArrayList<>();
+        try (OrtSession s = OrtSessions.open(BERT_CLS, Device.CPU)) {
+            for (int[] row : rows) {
+                labels.add(Integer.toString(predict(s, row)));
+            }
+        }
+        return labels;
+    }
+
     /** The model's most likely class for one row, run alone (no padding). */
     static int predict(OrtSession s, int[] row) throws Exception {
         var env = OrtSessions.environment();
@@ -96,12 +107,7 @@ class LabelFreeTest {
     @Test
     void compressesWithoutLabelsDistillingFromTheModel() throws Exception {
         List<int[]> evalIds = rows(5, 16);
-        List<String> evalLabels = new ArrayList<>();
-        try (OrtSession s = OrtSessions.open(BERT_CLS, Device.CPU)) {
-            for (int[] row : evalIds) {
-                evalLabels.add(Integer.toString(predict(s, row)));
-            }
-        }
+        List<String> evalLabels = answers(evalIds);
         CompressOptions options = CompressOptions.builder().train(Examples.tokenIds(rows(4, 32)))
                 .eval(Examples.tokenIds(evalIds, evalLabels)).labelFree(true).targetSparsity(0.3).steps(4)
                 .batchSize(8).align(1).latencyRuns(0).baseline(false).backend(Backends.FUSED).build();
@@ -120,12 +126,7 @@ class LabelFreeTest {
         // Without any labels, the evaluation rows get the model's own answers: the same run as one whose eval rows
         // were labelled with those answers by hand, and its evaluation accuracy is agreement with the original.
         List<int[]> evalIds = rows(5, 16);
-        List<String> answers = new ArrayList<>();
-        try (OrtSession s = OrtSessions.open(BERT_CLS, Device.CPU)) {
-            for (int[] row : evalIds) {
-                answers.add(Integer.toString(predict(s, row)));
-            }
-        }
+        List<String> answers = answers(evalIds);
         double[] accuracy = new double[2];
         for (int run = 0; run < 2; run++) {
             Examples eval = run == 0 ? Examples.tokenIds(evalIds, answers) : Examples.tokenIds(evalIds);
@@ -146,7 +147,7 @@ class LabelFreeTest {
         assertEquals(accuracy[0], accuracy[1], "labelled by the model = labelled with its answers by hand");
         // Not label-free, unlabelled eval rows stay an error: classification is scored against labels.
         assertThrows(RuntimeException.class, () -> {
-            CompressOptions options = CompressOptions.builder().train(Examples.tokenIds(rows(4, 32), answers(32)))
+            CompressOptions options = CompressOptions.builder().train(Examples.tokenIds(rows(4, 32), cyclicLabels(32)))
                     .eval(Examples.tokenIds(evalIds)).targetSparsity(0.3).steps(4).batchSize(8).align(1)
                     .latencyRuns(0).baseline(false).backend(Backends.FUSED).build();
             try (GatecutModel model = Gatecut.load(BERT_CLS); CompressResult r = model.compress(options, e -> { })) {
@@ -155,7 +156,7 @@ class LabelFreeTest {
         });
     }
 
-    private static List<String> answers(int n) {
+    private static List<String> cyclicLabels(int n) {
         List<String> labels = new ArrayList<>();
         for (int i = 0; i < n; i++) {
             labels.add(Integer.toString(i % 3));
