@@ -397,12 +397,12 @@ for ds in $SETS; do
   $PYTHON tools/eval_suite.py split "datasets/suite/$ds" "$SPLIT" || { say "FAIL: split $ds"; continue; }
   cp "$SPLIT/split.json" "$RAW/"
   $PYTHON -c "import json,sys; print(','.join(json.load(open(sys.argv[1]))['labels']))" "$SPLIT/split.json" > "$SPLIT/labels.txt"
-  $PYTHON -c "import json,sys
+  # the label-free runs' text without labels: train-text (training), val-text (LABELFREE_EVAL=val-text)
+  for part in train val; do
+    $PYTHON -c "import json,sys
 with open(sys.argv[2], 'w') as o:
-    for l in open(sys.argv[1]): o.write(json.dumps({'text': json.loads(l)['text']}) + '\n')" "$SPLIT/train.jsonl" "$SPLIT/train-text.jsonl"
-  $PYTHON -c "import json,sys
-with open(sys.argv[2], 'w') as o:
-    for l in open(sys.argv[1]): o.write(json.dumps({'text': json.loads(l)['text']}) + '\n')" "$SPLIT/val.jsonl" "$SPLIT/val-text.jsonl"
+    for l in open(sys.argv[1]): o.write(json.dumps({'text': json.loads(l)['text']}) + '\n')" "$SPLIT/$part.jsonl" "$SPLIT/$part-text.jsonl"
+  done
   rows=$(wc -l < "$SPLIT/train.jsonl")
   rm -f "$RAW"/*.skipped   # a repeated call on the warm machine runs what was skipped, and keeps what is done
   say "=== $ds ($PART): $rows train rows, $((DEADLINE - SECONDS))s for it$([ "$SETS_AT_ONCE" = 1 ] && echo " (with the other sets)")"

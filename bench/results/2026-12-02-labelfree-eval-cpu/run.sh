@@ -10,12 +10,11 @@ cd "$(dirname "$0")/../../.."
 W=/tmp/lfe-$SET; S=$W/split; BASE=target/models/all-minilm-l6-v2; TD=$W/teacher
 mkdir -p "$W"
 [ -f "$S/split.json" ] || python3 tools/eval_suite.py split "datasets/suite/$SET" "$S" > /dev/null
-python3 -c "import json,sys
+for part in train val; do   # the rows without labels, as tools/gpu_eval_suite.sh writes them
+  python3 -c "import json,sys
 with open(sys.argv[2], 'w') as o:
-    for l in open(sys.argv[1]): o.write(json.dumps({'text': json.loads(l)['text']}) + '\n')" "$S/train.jsonl" "$S/train-text.jsonl"
-python3 -c "import json,sys
-with open(sys.argv[2], 'w') as o:
-    for l in open(sys.argv[1]): o.write(json.dumps({'text': json.loads(l)['text']}) + '\n')" "$S/val.jsonl" "$S/val-text.jsonl"
+    for l in open(sys.argv[1]): o.write(json.dumps({'text': json.loads(l)['text']}) + '\n')" "$S/$part.jsonl" "$S/$part-text.jsonl"
+done
 L=$(python3 -c "import json;print(','.join(json.load(open('$S/split.json'))['labels']))")
 GC=(java -cp "$CLASSES:$(cat "$CP")" dev.gatecut.cli.GatecutCli compress)
 ARGS=(--tokenizer $BASE-tokenizer.json --test $S/test.jsonl --labels "$L" --batch 32 --max-len 128 --latency-runs 0

@@ -30,30 +30,36 @@ record ModelLabels(TokenizedDataset tokens, LabelVocabulary vocabulary, int[] co
 
     static ModelLabels of(Path model, TokenizedDataset rows, List<String> declared, int batchSize, Device device)
             throws OrtException {
+        try (Teacher teacher = Teacher.open(model, device)) {
+            return of(teacher, model, rows, declared, batchSize);
+        }
+    }
+
+    /** As {@link #of(Path, TokenizedDataset, List, int, Device)}, with {@code model} already open (several row sets). */
+    static ModelLabels of(Teacher teacher, Path model, TokenizedDataset rows, List<String> declared, int batchSize)
+            throws OrtException {
         int[] labels = new int[rows.size()];
         int classes = -1;
-        try (Teacher teacher = Teacher.open(model, device)) {
-            Batcher batches = Batcher.evaluation(rows, batchSize);
-            for (int b = 0; b < batches.batchesPerEpoch(); b++) {
-                int[] ids = batches.rows(0, b);
-                try (OnnxTensor out = teacher.outputs(batches.batch(0, b))) {
-                    long[] shape = out.getInfo().getShape();
-                    if (shape.length != 2 || shape[0] != ids.length || shape[1] < 2) {
-                        throw new ModelException(model + ": --label-free needs a classifier export whose first output"
-                                + " is logits [batch, classes]; this model's first output has shape "
-                                + Arrays.toString(shape) + " (train with labelled rows instead)");
-                    }
-                    classes = (int) shape[1];
-                    FloatBuffer logits = out.getFloatBuffer();
-                    for (int r = 0; r < ids.length; r++) {
-                        int best = 0;
-                        for (int c = 1; c < classes; c++) {
-                            if (logits.get(r * classes + c) > logits.get(r * classes + best)) {
-                                best = c;
-                            }
+        Batcher batches = Batcher.evaluation(rows, batchSize);
+        for (int b = 0; b < batches.batchesPerEpoch(); b++) {
+            int[] ids = batches.rows(0, b);
+            try (OnnxTensor out = teacher.outputs(batches.batch(0, b))) {
+                long[] shape = out.getInfo().getShape();
+                if (shape.length != 2 || shape[0] != ids.length || shape[1] < 2) {
+                    throw new ModelException(model + ": --label-free needs a classifier export whose first output"
+                            + " is logits [batch, classes]; this model's first output has shape "
+                            + Arrays.toString(shape) + " (train with labelled rows instead)");
+                }
+                classes = (int) shape[1];
+                FloatBuffer logits = out.getFloatBuffer();
+                for (int r = 0; r < ids.length; r++) {
+                    int best = 0;
+                    for (int c = 1; c < classes; c++) {
+                        if (logits.get(r * classes + c) > logits.get(r * classes + best)) {
+                            best = c;
                         }
-                        labels[ids[r]] = best;
                     }
+                    labels[ids[r]] = best;
                 }
             }
         }

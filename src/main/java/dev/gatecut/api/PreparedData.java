@@ -8,6 +8,7 @@ import dev.gatecut.train.BatchSource;
 import dev.gatecut.train.NextTokenBatches;
 import dev.gatecut.train.Recipe;
 import dev.gatecut.train.Task;
+import dev.gatecut.train.Teacher;
 import dev.gatecut.train.TrainConfig;
 import dev.gatecut.train.data.Batcher;
 import dev.gatecut.train.data.Dataset;
@@ -51,14 +52,15 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         String evalLine = null;
         LabelVocabulary labels = trainData.labels();
         String trainLine = lm ? trainData.size() + " rows" : trainData.describe();
-        try (Tokenizer tok = o.tokenizer().isPresent() ? Tokenizer.load(o.tokenizer().get(), o.maxLength()) : null) {
+        // label-free: the dense model labels the training rows (and unlabelled eval rows), opened once for both
+        try (Tokenizer tok = o.tokenizer().isPresent() ? Tokenizer.load(o.tokenizer().get(), o.maxLength()) : null;
+             Teacher labeller = labelFree ? Teacher.open(model, o.device()) : null) {
             trainTokens = tokens(tok, trainData, o.train(), "training", o.maxLength());
             // before any ONNX Runtime work: a tokenizer of another model would fail deep in a Gather at step 1
             checkTokenIds(trainTokens, tokenIdBound, model, o, o.train().describe("training"));
             if (labelFree) {
                 // The only ONNX Runtime work before training: the dense model labels the rows.
-                ModelLabels own = ModelLabels.of(model, trainTokens, o.labels().orElse(null), o.batchSize(),
-                        o.device());
+                ModelLabels own = ModelLabels.of(labeller, model, trainTokens, o.labels().orElse(null), o.batchSize());
                 trainTokens = own.tokens();
                 labels = own.vocabulary();
                 trainLine = own.describe();
@@ -76,9 +78,8 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
                 checkTokenIds(evalTokens, tokenIdBound, model, o, o.eval().get().describe("evaluation"));
                 evalLine = lm ? evalData.size() + " rows" : evalData.describe();
             }
-            if (evalByModel && evalTokens != null) {
-                ModelLabels own = ModelLabels.of(model, evalTokens, o.labels().orElse(null), o.batchSize(),
-                        o.device());
+            if (evalByModel) {
+                ModelLabels own = ModelLabels.of(labeller, model, evalTokens, o.labels().orElse(null), o.batchSize());
                 evalTokens = own.tokens();
                 evalLine = own.describe() + " (evaluation accuracy = agreement with the original)";
             }

@@ -195,7 +195,8 @@ public final class DatasetReader {
             }
             try {
                 JsonNode node = JSON.readTree(line);
-                if (node == null || !node.isObject() || (node.get(labelField) != null && !node.get(labelField).isNull())) {
+                JsonNode label = node == null ? null : node.get(labelField);
+                if (node == null || !node.isObject() || (label != null && !label.isNull())) {
                     return true;
                 }
             } catch (JsonProcessingException e) {
