@@ -37,7 +37,7 @@ Subcommands (torch is imported only by `train` and `export`, so `split`, `predic
            --select-by loss: the lowest validation loss chooses instead, for gatecut's variants and for the
            baselines' rates (runs from before 2026-12-01 afternoon recorded no baseline loss: chosen as they were).
   estimate [--sets ...] Prints the GPU minutes per data set that tools/gpu_eval_suite.sh plans for.
-  run-weight            The part-3 run folders on stdin in 3-epoch runs (5/3 from 40%), for the script's estimate.
+  run-weight            The part-3 run folders on stdin in 3-epoch runs (5/3 from 30%), for the script's estimate.
 """
 
 from __future__ import annotations
@@ -912,7 +912,9 @@ def cmd_report(args):
                for r in json.loads(p.read_text()).get("runs", []) if "error" in r]
     if failed:
         lines += ["Failed (see raw.tgz): " + "; ".join(failed), ""]
-    skipped = sorted(str(p.relative_to(raw)) for p in raw.rglob("*.skipped"))
+    # a marker beside a run that another call on the warm machine finished is stale, not a skip
+    skipped = sorted(str(p.relative_to(raw)) for p in raw.rglob("*.skipped")
+                     if not (p.with_suffix("") / "gc.json").exists())
     if skipped:
         lines += ["Skipped (time budget or missing hook): " + ", ".join(skipped), ""]
     text = "\n".join(lines)
@@ -945,10 +947,14 @@ EST_S = {
 }
 
 
+# gatecut's TrainOptions.LONGER_FROM_SPARSITY: an own head trains 5 epochs from here (40% until session 24)
+LONGER_FROM_SPARSITY = 0.3
+
+
 def post_run_weight(sparsity, fixed_epochs=False):
-    """A part-3 compression's length in 3-epoch runs: an own head trains 5 epochs from 40% removed (gatecut's
+    """A part-3 compression's length in 3-epoch runs: an own head trains 5 epochs from 30% removed (gatecut's
     TrainOptions.epochs), unless the call fixes gatecut's --epochs (the suite's GC_EPOCHS)."""
-    return 5 / 3 if not fixed_epochs and float(sparsity) >= 0.4 else 1
+    return 5 / 3 if not fixed_epochs and float(sparsity) >= LONGER_FROM_SPARSITY - 1e-9 else 1
 
 
 def cmd_run_weight(args):

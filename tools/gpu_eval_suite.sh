@@ -25,14 +25,14 @@
 # "default" for the unnamed one, comma-separated: a row of each seed's best of them on validation accuracy, as LoRA's
 # rate is chosen), GC_SELECT_BY (accuracy, or loss: the lowest validation loss chooses gatecut's variant and the
 # baselines' rates), EPOCHS (the torch runs': 3), GC_EPOCHS (gatecut's --epochs; default none: gatecut's own
-# default, 3, or 5 compressing a fine-tuned model from 40% removed), BATCH 32, MAXLEN 128,
+# default, 3, or 5 compressing a fine-tuned model from 30% removed), BATCH 32, MAXLEN 128,
 # PARALLEL (jobs at once on the one GPU, 6), SETS_AT_ONCE (1: the jobs of every set in one queue against the whole
 # budget, the default for PART=posttrain; 0: set after set), BUDGET_S (the whole call, 560), DEVICE (cuda; cpu for a
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), LABELFREE_NAME (their row: "label-free [NAME]"), LABELFREE_EVAL (val; val-text: their --eval rows unlabelled too), PRECISIONS
 # (part 3: "fp32 fp16"), LABELLED (part 3: 0 skips the labelled runs, label-free only), LABELFREE_SPARSITIES (part 3:
 # the sparsities of the label-free runs, default SPARSITIES; the issue's label-free target is at 30%),
-# SUITE_TORCH_THREADS (the torch processes' CPU threads; default: torch's, every core each), SUITE_ORT_DEVICE (auto: the Python scoring on CUDA where onnxruntime has it, use_tf32 off; cpu), GC_TEST (1: gatecut
+# SUITE_TORCH_THREADS (the torch processes' CPU threads; default: torch's, every core each; part 3: the cores / PARALLEL), SUITE_ORT_DEVICE (auto: the Python scoring on CUDA where onnxruntime has it, use_tf32 off; cpu), GC_TEST (1: gatecut
 # scores the test rows itself with --test, exact fp32 on CUDA, fp16 files too; 0: eval_suite.py predict scores the
 # slim file on ONNX Runtime's CPU, and fp16 runs select on test), DEST (unpacked payload, /opt/suite),
 # JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there), BGE_PAY /
@@ -70,10 +70,13 @@ LRS=${LRS:-}
 GC_MODE=${GC_MODE:-coupled}
 GC_ARGS=${GC_ARGS:-}
 EPOCHS=${EPOCHS:-3}
-GC_EPOCHS=${GC_EPOCHS:-}   # gatecut's --epochs; empty: its default (3; 5 for an own head from 40% removed)
+GC_EPOCHS=${GC_EPOCHS:-}   # gatecut's --epochs; empty: its default (3; 5 for an own head from 30% removed)
 BATCH=${BATCH:-32}
 MAXLEN=${MAXLEN:-128}
 PARALLEL=${PARALLEL:-6}
+# part 3's exports share the cores: nine torch processes with every core each took bge-small's fp32 export 95 s,
+# with two each 27 s (2026-12-02); part 1's torch work is on the GPU and keeps torch's default
+if [ "$PART" = posttrain ]; then export SUITE_TORCH_THREADS=${SUITE_TORCH_THREADS:-$((($(nproc) + PARALLEL - 1) / PARALLEL))}; fi
 BUDGET_S=${BUDGET_S:-560}
 DEVICE=${DEVICE:-cuda}
 PY_EXTRA=${PY_EXTRA:-}
@@ -148,7 +151,7 @@ done
   echo "git: $(git rev-parse HEAD 2>/dev/null) $(git status --porcelain 2>/dev/null | wc -l) changed files"
   [ -f "$DEST/SHA256SUMS" ] && echo "payload: $(tr '\n' ';' < "$DEST/SHA256SUMS")"
   $PYTHON -c 'import sys, torch, transformers, peft, onnxruntime; print("python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__, "onnxruntime", onnxruntime.__version__)' 2>&1 | tail -1
-  echo "settings: PART=$PART SETS=[$SETS] MODELS=[$MODELS] SEEDS=[$SEEDS] SPARSITIES=[$SPARSITIES] PY_METHODS=$PY_METHODS PY_SCHEDULES=$PY_SCHEDULES LRS=[$LRS] GC_MODE=$GC_MODE GC_ARGS=[$GC_ARGS] EPOCHS=$EPOCHS GC_EPOCHS=${GC_EPOCHS:-default} BATCH=$BATCH MAXLEN=$MAXLEN PARALLEL=$PARALLEL BUDGET_S=$BUDGET_S DEVICE=$DEVICE"
+  echo "settings: PART=$PART SETS=[$SETS] MODELS=[$MODELS] SEEDS=[$SEEDS] SPARSITIES=[$SPARSITIES] PY_METHODS=$PY_METHODS PY_SCHEDULES=$PY_SCHEDULES LRS=[$LRS] GC_MODE=$GC_MODE GC_ARGS=[$GC_ARGS] EPOCHS=$EPOCHS GC_EPOCHS=${GC_EPOCHS:-default} BATCH=$BATCH MAXLEN=$MAXLEN PARALLEL=$PARALLEL SUITE_TORCH_THREADS=${SUITE_TORCH_THREADS:-default} BUDGET_S=$BUDGET_S DEVICE=$DEVICE"
 } | tee "$WORK/raw/env.txt"
 
 # Estimated seconds of a job (eval_suite.py's table, scaled by the data set's train rows).
@@ -312,7 +315,7 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
           "$r/$(labelfree_dir "$prec" "$s")" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"label-free\", \"variant\": \"$LABELFREE_NAME\"}" \
           $LABELFREE_ARGS
         run_finished "$r/$(labelfree_dir "$prec" "$s")" || unfinished=$((unfinished + 1))
-      else
+      elif [ ! -f "$r/$(labelfree_dir "$prec" "$s")/gc.json" ]; then   # not when an earlier call ran it
         echo "label-free: skipped (LABELFREE_ARGS empty or $s not in LABELFREE_SPARSITIES)" > "$r/$(labelfree_dir "$prec" "$s").skipped"
       fi
     done
@@ -335,7 +338,7 @@ post_runs() {
     if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then labelfree_dir "$prec" "$s"; fi
   done; done
 }
-# The runs of a part-3 chain named on stdin, in runs of 3 epochs: from 40% removed an own head trains 5 (unless
+# The runs of a part-3 chain named on stdin, in runs of 3 epochs: from 30% removed an own head trains 5 (unless
 # GC_EPOCHS sets them); eval_suite.py's post_run_weight, which its own estimate uses too.
 run_weight() { $PYTHON tools/eval_suite.py run-weight ${GC_EPOCHS:+--fixed-epochs}; }
 # What a part-3 chain ran: a repeated call on the warm machine skips a chain only if it ran these same settings

@@ -96,6 +96,21 @@ class FailedRuns(unittest.TestCase):
             eval_suite.cmd_report(type("A", (), {"raw": raw, "md": md, "select": ""})())
             self.assertIn("Failed (see raw.tgz): tweets/minilm/gc-s0.3-seed2 (exit 2)", open(md, encoding="utf-8").read())
 
+    def test_a_skip_marker_beside_a_finished_run_is_not_listed(self):
+        # a later call on the warm machine (label-free off) marks a run skipped that an earlier call finished
+        with tempfile.TemporaryDirectory() as raw:
+            split(raw)
+            gc(raw, "", 1, 0.70, 0.74)
+            d = os.path.join(raw, "tweets", "minilm")
+            for name in ("gc-s0.3-seed1", "gc-s0.3-seed2"):
+                with open(os.path.join(d, name + ".skipped"), "w", encoding="utf-8") as f:
+                    f.write("label-free: skipped")
+            md = os.path.join(raw, "t.md")
+            eval_suite.cmd_report(type("A", (), {"raw": raw, "md": md, "select": ""})())
+            text = open(md, encoding="utf-8").read()
+            self.assertIn("Skipped (time budget or missing hook): tweets/minilm/gc-s0.3-seed2.skipped\n", text)
+            self.assertNotIn("gc-s0.3-seed1.skipped", text)
+
 
 class Merge(unittest.TestCase):
     def test_baseline_runs_of_two_calls_are_pooled_and_chosen_over(self):
@@ -257,15 +272,17 @@ class CompressedClassifierRetained(unittest.TestCase):
 
 
 class Estimate(unittest.TestCase):
-    def test_a_chain_counts_its_precisions_and_five_epochs_from_forty_percent(self):
+    def test_a_chain_counts_its_precisions_and_five_epochs_from_thirty_percent(self):
         est = eval_suite.EST_S
-        fp32, _ = eval_suite.estimate(["bge"], 1, ["0.3"], 1, post=True, precisions=("fp32",))
+        fp32, _ = eval_suite.estimate(["bge"], 1, ["0.2"], 1, post=True, precisions=("fp32",))
         self.assertEqual(est[("export", "bge")] + est[("post-gc", "bge")], fp32)
-        both, _ = eval_suite.estimate(["bge"], 1, ["0.3"], 1, post=True)
+        both, _ = eval_suite.estimate(["bge"], 1, ["0.2"], 1, post=True)
         self.assertEqual(fp32 + est[("export-fp16", "bge")] + est[("post-gc", "bge")], both)
         # fp16 alone: the fine-tune and the fp16 export, not the fp32 file's export and scoring
-        fp16, _ = eval_suite.estimate(["bge"], 1, ["0.3"], 1, post=True, precisions=("fp16",))
+        fp16, _ = eval_suite.estimate(["bge"], 1, ["0.2"], 1, post=True, precisions=("fp16",))
         self.assertEqual(both - est[("export-fp32", "bge")] - est[("post-gc", "bge")], fp16)
+        at30, _ = eval_suite.estimate(["bge"], 1, ["0.3"], 1, post=True, precisions=("fp32",))
+        self.assertAlmostEqual(est[("export", "bge")] + 5 / 3 * est[("post-gc", "bge")], at30)
         at40, _ = eval_suite.estimate(["bge"], 1, ["0.4"], 1, post=True, precisions=("fp32",), labelfree=True)
         self.assertAlmostEqual(est[("export", "bge")] + 2 * 5 / 3 * est[("post-gc", "bge")], at40)
         # three sets in one call, nine chains at once: part 3's figures were measured nine at once
@@ -274,7 +291,7 @@ class Estimate(unittest.TestCase):
         self.assertAlmostEqual(9 * at40, serial)
         self.assertAlmostEqual(at40 + 30, wall)
 
-    def test_the_suite_scripts_run_weight_counts_folders_from_forty_percent_as_five_thirds(self):
+    def test_the_suite_scripts_run_weight_counts_folders_from_thirty_percent_as_five_thirds(self):
         import contextlib
         import io
 
@@ -283,7 +300,7 @@ class Estimate(unittest.TestCase):
             with unittest.mock.patch("sys.stdin", io.StringIO("\n".join(names))), contextlib.redirect_stdout(out):
                 eval_suite.main(["run-weight", *flags])
             return int(out.getvalue())
-        runs = ["fp32-labels-s0.3", "fp32-labelfree-s0.3", "fp32-labels-e5-s0.4", "fp32-labelfree-soft-s0.4"]
+        runs = ["fp32-labels-s0.2", "fp32-labelfree-s0.2", "fp32-labels-e5-s0.3", "fp32-labelfree-soft-s0.4"]
         self.assertEqual(6, weight(runs))   # 2 + 2 x 5/3, rounded up
         self.assertEqual(4, weight(runs, "--fixed-epochs"))
         self.assertEqual(5, weight(["fp16-labels-s0.4"] * 3))
