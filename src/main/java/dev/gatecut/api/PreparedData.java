@@ -188,7 +188,7 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         return s.append(" (--recipe plain: FineGates as published)").toString();
     }
 
-    /** ", over 5 epochs (40% or more removed)" where the own head's default run is the longer one; else "". */
+    /** ", over 5 epochs (30% or more removed)" where the own head's default run is the longer one; else "". */
     static String longerRun(TrainOptions o, boolean ownHead) {
         int epochs = o.epochs(ownHead);
         return o.steps() == 0 && o.epochsDefaulted() && epochs != TrainOptions.DEFAULT_EPOCHS

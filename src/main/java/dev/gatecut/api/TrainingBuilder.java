@@ -427,7 +427,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
 
     /**
      * Passes over the training data, &ge; 1 ({@code --epochs}; default 3, and 5 when a fine-tuned classifier's own
-     * head is compressed with 40% or more removed: {@link TrainOptions#epochs(boolean)}); {@link #steps} overrides it.
+     * head is compressed with 30% or more removed: {@link TrainOptions#epochs(boolean)}); {@link #steps} overrides it.
      */
     public B epochs(int epochs) {
         this.epochs = epochs;

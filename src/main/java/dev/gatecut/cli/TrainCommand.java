@@ -116,7 +116,7 @@ final class TrainCommand implements Callable<Integer> {
         Path tokenizer;
 
         @Option(names = "--epochs", paramLabel = "N", description = "Passes over the training data (default 3; 5 when a"
-                + " fine-tuned classifier's own head is compressed with 40%% or more removed); --steps overrides it.")
+                + " fine-tuned classifier's own head is compressed with 30%% or more removed); --steps overrides it.")
         Integer epochs;
 
         @Option(names = "--steps", defaultValue = "0", paramLabel = "N", description = "Total training steps instead of whole epochs (0, the default: use --epochs).")
