@@ -41,7 +41,7 @@ def gc_runs(d):
             rows = [json.loads(l) for l in open(os.path.join(sub, "metrics.jsonl")) if l.strip()]
         except OSError:
             pass
-        steps = [x for x in rows if not x.get("eval")]
+        steps = [x for x in rows if "samples_per_s" in x]   # not the evaluation (or --watch) rows
         rates = [x["samples_per_s"] for x in steps[1:]] or [x["samples_per_s"] for x in steps]
         if rates:
             r["sps_median"], r["sps_min"], r["sps_max"] = statistics.median(rates), min(rates), max(rates)

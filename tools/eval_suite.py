@@ -816,6 +816,60 @@ def part3_targets(retained):
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] + out + [""]
 
 
+SELECTION_RULES = ("kept", "last", "val accuracy", "val loss", "best possible")
+
+
+def epoch_choices(metrics_rows, kept_step):
+    """{rule: the test accuracy of the epoch it picks} from one run's metrics.jsonl rows: each evaluation's --eval
+    row beside its --watch row (the test rows, scored at every evaluation and never chosen on). kept: the epoch the
+    run kept (kept_step; None: its last); val accuracy: the first best (gatecut's tie rule); val loss: the lowest;
+    best possible: the best test accuracy of any epoch (what no rule can beat). None without watch rows."""
+    evals = {r["step"]: r for r in metrics_rows if r.get("eval") and "accuracy" in r}
+    watch = {r["step"]: r["accuracy"] for r in metrics_rows if r.get("watch") and "accuracy" in r}
+    steps = [s for s in sorted(evals) if s in watch]
+    if not steps:
+        return None
+    by_acc = steps[0]
+    for s in steps[1:]:
+        by_acc = s if evals[s]["accuracy"] > evals[by_acc]["accuracy"] else by_acc
+    by_loss = min(steps, key=lambda s: (evals[s].get("task_loss", float("inf")), s))
+    kept = kept_step if kept_step in watch else steps[-1]
+    return {"kept": watch[kept], "last": watch[steps[-1]], "val accuracy": watch[by_acc],
+            "val loss": watch[by_loss], "best possible": max(watch[s] for s in steps)}
+
+
+def epoch_selection(raw: Path, seeds=None):
+    """The section on epoch selection: per recipe, each rule's mean test accuracy over the runs that watched their
+    test rows (--watch), to tell whether choosing on 200 validation rows beats the last epoch or the loss."""
+    groups = collections.defaultdict(list)
+    for p in sorted(raw.rglob("gc.json")):
+        g = json.loads(p.read_text())
+        if not scored(g) or (seeds and g.get("seed") not in seeds):
+            continue
+        try:
+            rows = [json.loads(l) for l in (p.parent / "metrics.jsonl").read_text().splitlines() if l.strip()]
+        except OSError:
+            continue
+        choice = epoch_choices(rows, g.get("summary", {}).get("selected_step"))
+        if choice:
+            mode = g.get("labels_mode") or g.get("source", "pretrained")
+            name = mode + (f" [{g['variant']}]" if g.get("variant") else "")
+            groups[(g.get("precision", "fp32"), g.get("sparsity", 0), name)].append(choice)
+    if not groups:
+        return []
+    lines = ["## Epoch selection (the test rows watched at every epoch, never chosen on)", "",
+             "Mean test accuracy (%) over the runs of each recipe (every set, model and seed) of the epoch each rule",
+             "picks: the one the run kept, its last, the best on the validation rows' accuracy (the first of ties) or",
+             "loss, and the best any epoch reached. Δ: the rule minus kept, points.", "",
+             "| precision | recipe | runs | " + " | ".join(SELECTION_RULES) + " |",
+             "|---|---|---|" + "---|" * len(SELECTION_RULES)]
+    for (prec, sp, name), runs in sorted(groups.items()):
+        mean = {rule: statistics.fmean(c[rule] for c in runs) * 100 for rule in SELECTION_RULES}
+        cells = [f"{mean['kept']:.2f}"] + [f"{mean[r]:.2f} ({mean[r] - mean['kept']:+.2f})" for r in SELECTION_RULES[1:]]
+        lines.append(f"| {prec} | {round(sp * 100)}% {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def cmd_report(args):
     raw = Path(args.raw)
     by = getattr(args, "select_by", None) or "accuracy"
@@ -904,6 +958,7 @@ def cmd_report(args):
                                          {r["seed"]: r["accuracy"] for r in runs}))
         lines.append("")
         lines += part3_targets(retained)
+    lines += epoch_selection(raw, seeds)
     failed = [f"{p.parent.relative_to(raw)} (exit {json.loads(p.read_text()).get('exit')})"
               for p in sorted(raw.rglob("gc.json")) if not scored(json.loads(p.read_text()))]
     failed += [str(p.relative_to(raw)) for p in sorted(raw.rglob("torch-seed*.log"))

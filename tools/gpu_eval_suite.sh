@@ -34,7 +34,8 @@
 # the sparsities of the label-free runs, default SPARSITIES; the issue's label-free target is at 30%),
 # SUITE_TORCH_THREADS (the torch processes' CPU threads; default: torch's, every core each; part 3: the cores / PARALLEL), SUITE_ORT_DEVICE (auto: the Python scoring on CUDA where onnxruntime has it, use_tf32 off; cpu), GC_TEST (1: gatecut
 # scores the test rows itself with --test, exact fp32 on CUDA, fp16 files too; 0: eval_suite.py predict scores the
-# slim file on ONNX Runtime's CPU, and fp16 runs select on test), DEST (unpacked payload, /opt/suite),
+# slim file on ONNX Runtime's CPU, and fp16 runs select on test), GC_WATCH (1: with GC_TEST=1 the test rows are scored
+# after every epoch too, --watch, for the report's epoch-selection table; never chosen on), DEST (unpacked payload, /opt/suite),
 # JAR (default: the payload's, else /opt/gatecut.jar), MINILM_DIR / BGE_DIR (models already there), BGE_PAY /
 # BGE_PAY_SHA / BGE_DEST (a second payload, bge-small's, unpacked beside the first: both models in one call),
 # KEEP_MODELS=1 (keep the slim and exported ONNX files in raw.tgz; large).
@@ -62,6 +63,9 @@ MODELS=${MODELS:-"minilm bge"}
 SEEDS=${SEEDS:-"1 2 3"}
 LABELLED=${LABELLED:-1}   # part 3: 0 runs the label-free compressions alone
 GC_TEST=${GC_TEST:-1}     # gatecut scores the test rows itself (--test); 0: eval_suite.py predict on the CPU, as before
+# with GC_TEST=1, the test rows also scored after every epoch (--watch: metrics.jsonl, never chosen on), so the
+# report can compare epoch-selection rules on the same runs; 0: not
+GC_WATCH=${GC_WATCH:-1}
 if [ "$PART" = posttrain ]; then SPARSITIES=${SPARSITIES:-"0.3 0.4"}; else SPARSITIES=${SPARSITIES:-"0 0.2 0.3 0.4"}; fi
 [ "$SPARSITIES" = none ] && SPARSITIES=""   # baselines only (PY_METHODS), no gatecut run
 LABELFREE_SPARSITIES=${LABELFREE_SPARSITIES:-$SPARSITIES}   # part 3: e.g. "0.3" (label-free at 30% only)
@@ -182,6 +186,7 @@ gc_run() {
   [ -n "$labels" ] && cmd+=(--labels "$labels")
   # test accuracy and macro-F1 from gatecut itself (--test: exact fp32 on CUDA, fp16 files included; selects nothing)
   [ "$GC_TEST" = 1 ] && cmd+=(--test "$split/test.jsonl")
+  [ "$GC_TEST" = 1 ] && [ "$GC_WATCH" = 1 ] && cmd+=(--watch "$split/test.jsonl")
   local cmd_line="# cmd: ${cmd[*]}"
   # A part-3 chain repeated on a warm machine with the same export (REUSED_EXPORT=1) keeps its runs finished with the
   # same command; any other repeated run starts over: a folder left by a run the budget cut would make gatecut

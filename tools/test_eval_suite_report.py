@@ -307,6 +307,34 @@ class Estimate(unittest.TestCase):
         self.assertEqual(0, weight([]))
 
 
+class EpochSelection(unittest.TestCase):
+    ROWS = [{"step": 10, "eval": True, "task_loss": 0.50, "accuracy": 0.80},
+            {"step": 10, "watch": True, "task_loss": 0.55, "accuracy": 0.74},
+            {"step": 20, "eval": True, "task_loss": 0.40, "accuracy": 0.82},
+            {"step": 20, "watch": True, "task_loss": 0.45, "accuracy": 0.78},
+            {"step": 30, "eval": True, "task_loss": 0.45, "accuracy": 0.82},   # ties on accuracy: the first kept
+            {"step": 30, "watch": True, "task_loss": 0.50, "accuracy": 0.76},
+            {"step": 40, "eval": True, "task_loss": 0.42, "accuracy": 0.81},
+            {"step": 40, "watch": True, "task_loss": 0.47, "accuracy": 0.80}]
+
+    def test_each_rule_picks_its_epoch_and_reads_the_watched_test_accuracy(self):
+        c = eval_suite.epoch_choices(self.ROWS, 20)
+        self.assertEqual({"kept": 0.78, "last": 0.80, "val accuracy": 0.78, "val loss": 0.78, "best possible": 0.80}, c)
+        self.assertEqual(0.80, eval_suite.epoch_choices(self.ROWS, None)["kept"], "no selected step: the last")
+        self.assertIsNone(eval_suite.epoch_choices([r for r in self.ROWS if not r.get("watch")], 20))
+
+    def test_the_report_has_a_section_per_recipe(self):
+        with tempfile.TemporaryDirectory() as raw:
+            split(raw)
+            gc(raw, "", 1, 0.82, 0.78, metrics=[dict(r, selected_step=20) for r in self.ROWS])
+            gc(raw, "", 2, 0.82, 0.80, metrics=self.ROWS)
+            md = os.path.join(raw, "t.md")
+            eval_suite.cmd_report(type("A", (), {"raw": raw, "md": md, "select": ""})())
+            text = open(md, encoding="utf-8").read()
+            self.assertIn("| fp32 | 30% pretrained | 2 | 79.00 | 80.00 (+1.00) | 78.00 (-1.00) | 78.00 (-1.00) |"
+                          " 80.00 (+1.00) |", text)
+
+
 class Part3Targets(unittest.TestCase):
     def test_lowest_retained_and_largest_label_free_gap_per_recipe(self):
         r = [("fp32", 0.3, "labels [dec]", "tweets", "bge", 0.80, 0.995),

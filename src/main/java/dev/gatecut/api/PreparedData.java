@@ -29,7 +29,8 @@ import java.util.List;
  * before any other ONNX Runtime work, so bad data is refused first (label-free runs have the model
  * label the training rows here, {@link ModelLabels}).
  */
-record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBatches, LabelVocabulary labels) {
+record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBatches, List<Batch> watchBatches,
+                    LabelVocabulary labels) {
 
     /** {@code tokenIdBound}: the rows of the model's token embedding (empty: not known from the graph). */
     static PreparedData of(Path model, TrainOptions o, boolean ownHead, java.util.OptionalLong tokenIdBound,
@@ -50,6 +51,8 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         TokenizedDataset evalTokens;
         Dataset evalData;
         String evalLine = null;
+        TokenizedDataset watchTokens = null;
+        String watchLine = null;
         LabelVocabulary labels = trainData.labels();
         String trainLine = lm ? trainData.size() + " rows" : trainData.describe();
         // label-free: the dense model labels the training rows (and unlabelled eval rows), opened once for both
@@ -83,10 +86,18 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
                 evalTokens = own.tokens();
                 evalLine = own.describe() + " (evaluation accuracy = agreement with the original)";
             }
+            if (o.watch().isPresent()) {
+                watchTokens = heldOutRows(o.watch().get(), "watch", tok, labels, model, o, tokenIdBound);
+                watchLine = watchTokens.size() + " rows of " + o.watch().get().describe("watch");
+            }
         }
         progress.onEvent(new ProgressEvent.Message("train: " + trainLine));
         if (evalLine != null) {
             progress.onEvent(new ProgressEvent.Message("eval:  " + evalLine));
+        }
+        if (watchLine != null) {
+            progress.onEvent(new ProgressEvent.Message("watch: " + watchLine + ", scored at every evaluation, never"
+                    + " used to choose"));
         }
         TrainConfig config = o.config(labels.size(), ownHead);
         if (o.ownHeadDefaults(ownHead)) {
@@ -117,13 +128,14 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         BatchSource batches = oneShape ? new Batcher(trainTokens, o.batchSize(), o.seed(), true, false, o.maxLength())
                 : Batcher.training(trainTokens, o.batchSize(), o.seed());
         List<Batch> evalBatches = evalTokens == null ? List.of() : evaluationBatches(evalTokens, o.batchSize(), lm);
+        List<Batch> watchBatches = watchTokens == null ? List.of() : evaluationBatches(watchTokens, o.batchSize(), lm);
         if (lm) {
             batches = NextTokenBatches.of(batches);
             if (oneShape) {
                 batches = dev.gatecut.train.FullBatches.of(batches, o.batchSize());
             }
         }
-        return new PreparedData(config, batches, evalBatches, labels);
+        return new PreparedData(config, batches, evalBatches, watchBatches, labels);
     }
 
     /**
@@ -132,15 +144,21 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
      */
     static List<Batch> heldOut(Examples test, Path model, TrainOptions o, PreparedData prepared,
                                java.util.OptionalLong tokenIdBound) {
+        try (Tokenizer tok = o.tokenizer().isPresent() ? Tokenizer.load(o.tokenizer().get(), o.maxLength()) : null) {
+            return evaluationBatches(heldOutRows(test, "test", tok, prepared.labels(), model, o, tokenIdBound),
+                    o.batchSize(), o.task() == Task.LM);
+        }
+    }
+
+    /** Labelled rows ({@code --test}, {@code --watch}; a language model's: text) read and tokenised as --eval's. */
+    private static TokenizedDataset heldOutRows(Examples rows, String role, Tokenizer tok, LabelVocabulary labels,
+                                                Path model, TrainOptions o, java.util.OptionalLong tokenIdBound) {
         boolean lm = o.task() == Task.LM;
         DatasetReader reader = new DatasetReader().withTextField(o.textField()).withLabelField(o.labelField());
-        Dataset data = test.read(lm ? reader.withoutLabels() : reader, prepared.labels(), !lm, "test");
-        TokenizedDataset rows;
-        try (Tokenizer tok = o.tokenizer().isPresent() ? Tokenizer.load(o.tokenizer().get(), o.maxLength()) : null) {
-            rows = tokens(tok, data, test, "test", o.maxLength());
-        }
-        checkTokenIds(rows, tokenIdBound, model, o, test.describe("test"));
-        return evaluationBatches(rows, o.batchSize(), lm);
+        Dataset data = rows.read(lm ? reader.withoutLabels() : reader, labels, !lm, role);
+        TokenizedDataset tokens = tokens(tok, data, rows, role, o.maxLength());
+        checkTokenIds(tokens, tokenIdBound, model, o, rows.describe(role));
+        return tokens;
     }
 
     /** Every row once, in order, in batches of {@code batchSize}; a language model's shifted to next tokens. */

@@ -71,6 +71,11 @@ public final class TrainOptions {
         return Optional.ofNullable(v.eval);
     }
 
+    /** Rows scored at every evaluation and never used to choose ({@code --watch}), if any. */
+    public Optional<Examples> watch() {
+        return Optional.ofNullable(v.watch);
+    }
+
     /** The tokenizer.json, if any (without one, rows carry token ids). */
     public Optional<Path> tokenizer() {
         return Optional.ofNullable(v.tokenizer);

@@ -52,8 +52,8 @@ final class Training {
         TrainingRun.Options run = new TrainingRun.Options(o.epochs(ownHead), o.steps(), o.logEvery(), o.checkpointEvery(),
                 o.resume(), o.device(), backend, o.devices());
         long start = System.nanoTime();
-        TrainingRun.Summary summary = TrainingRun.run(model, data.config(), data.batches(), data.evalBatches(), run,
-                runDir, events(progress));
+        TrainingRun.Summary summary = TrainingRun.run(model, data.config(), data.batches(), data.evalBatches(),
+                data.watchBatches(), run, runDir, events(progress));
         if (summary.selectedStep() > 0) {
             progress.onEvent(new ProgressEvent.Message(String.format("selected: the parameters of step %d (best"
                     + " projected evaluation: %s) instead of the last epoch's%s", summary.selectedStep(),
@@ -93,6 +93,14 @@ final class Training {
                 progress.onEvent(new ProgressEvent.Evaluation(step, total, sparsity,
                         e == null ? Double.NaN : e.taskLoss(), e == null ? Double.NaN : e.accuracy(),
                         e == null ? Double.NaN : e.perplexity()));
+            }
+
+            @Override
+            public void watched(long step, Evaluator.EvalResult e) {
+                progress.onEvent(new ProgressEvent.Message(String.format("watch: step %d: loss %.4f %s on %d rows"
+                        + " (--watch: reported, never used to choose)", step, e.taskLoss(), Double.isNaN(e.accuracy())
+                        ? String.format("perplexity %.2f", e.perplexity()) : String.format("accuracy %.4f", e.accuracy()),
+                        e.examples())));
             }
         };
     }

@@ -23,6 +23,7 @@ import java.util.Objects;
 public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements Cloneable {
     Examples train;
     Examples eval;
+    Examples watch;
     Path tokenizer;
     String textField = DEFAULT_TEXT_FIELD;
     String labelField = DEFAULT_LABEL_FIELD;
@@ -122,6 +123,21 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     /** Held-out data in memory or from a file ({@code --eval}); none by default. */
     public B eval(Examples examples) {
         this.eval = examples;
+        return self();
+    }
+
+    /**
+     * Labelled rows in the format of the training data scored at every evaluation beside {@link #eval}
+     * ({@code --watch}): written to metrics.jsonl ({@code "watch": true}) and reported, never used to choose an
+     * epoch — e.g. a test set, to see what the epoch kept on --eval is worth on it. Null: none.
+     */
+    public B watch(Path file) {
+        return watch(file == null ? null : Examples.file(file));
+    }
+
+    /** Watched rows in memory or from a file ({@code --watch}); none by default. */
+    public B watch(Examples examples) {
+        this.watch = examples;
         return self();
     }
 

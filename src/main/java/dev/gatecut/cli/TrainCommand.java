@@ -88,6 +88,11 @@ final class TrainCommand implements Callable<Integer> {
                         + " model and the dense baseline on it).")
         Path eval;
 
+        @Option(names = "--watch", paramLabel = "FILE", description = "Labelled rows in the format of --eval (e.g. a"
+                + " test set) scored at every evaluation and written to metrics.jsonl, never used to choose an epoch:"
+                + " what the epoch kept on --eval is worth on other rows.")
+        Path watch;
+
         @Option(names = "--text-field", defaultValue = "text", paramLabel = "F",
                 description = "JSON field or CSV column that holds the text (default ${DEFAULT-VALUE}).")
         String textField;
@@ -186,7 +191,7 @@ final class TrainCommand implements Callable<Integer> {
         <B extends TrainingBuilder<B>> B applyTo(B b) {
             gate.applyTo(b);
             adapter.applyTo(b);
-            b.train(train).eval(eval).tokenizer(tokenizer).textField(textField).labelField(labelField).labels(labels).labelFree(labelFree)
+            b.train(train).eval(eval).watch(watch).tokenizer(tokenizer).textField(textField).labelField(labelField).labels(labels).labelFree(labelFree)
                     .steps(steps).batchSize(batch).maxLength(maxLen).device(Device.parse(device))
                     .devices(parseDevices(devices)).backend(parseBackend()).checkpointEvery(checkpointEvery)
                     .logEvery(logEvery).resume(resume).force(force);
@@ -239,8 +244,14 @@ final class TrainCommand implements Callable<Integer> {
                 @Override
                 public void onEvent(ProgressEvent event) {
                     if (event instanceof ProgressEvent.Message m) {
+                        if (bar != null) {
+                            bar.pause();   // a message during training (--watch): a line of its own, then the bar
+                        }
                         out.println(m.text());
                         out.flush();
+                        if (bar != null) {
+                            bar.resume();
+                        }
                     } else if (event instanceof ProgressEvent.TrainingStarted s) {
                         // A bar redraws itself with carriage returns: only on a terminal, never into a log.
                         if (bar != null) {

@@ -66,6 +66,10 @@ public final class TrainingRun {
 
         void evaluated(long step, Evaluator.EvalResult result, double sparsity);
 
+        /** The watched rows scored at the same evaluation ({@code --watch}): reported, never used to choose. */
+        default void watched(long step, Evaluator.EvalResult result) {
+        }
+
         static Listener silent() {
             return new Listener() {
                 @Override
@@ -104,6 +108,16 @@ public final class TrainingRun {
 
     public static Summary run(Path model, TrainConfig config, BatchSource train, List<Batch> eval, Options options,
                               Path outDir, Listener listener) throws OrtException {
+        return run(model, config, train, eval, List.of(), options, outDir, listener);
+    }
+
+    /**
+     * A run as above that also scores {@code watch} at every evaluation: rows written to metrics.jsonl
+     * ({@code "watch": true}) and reported, never used to choose an epoch — to see what the epoch kept on
+     * {@code eval} is worth on other rows (a test set), or how a held-out curve runs without selecting on it.
+     */
+    public static Summary run(Path model, TrainConfig config, BatchSource train, List<Batch> eval, List<Batch> watch,
+                              Options options, Path outDir, Listener listener) throws OrtException {
         try {
             Files.createDirectories(outDir);
         } catch (IOException e) {
@@ -144,7 +158,7 @@ public final class TrainingRun {
         try (StepTrainer t = trainer;
              Teacher teacher = config.recipe().distills() ? Teacher.open(model, options.device(), config.recipe())
                      : null;
-             Evaluator evaluator = eval == null || eval.isEmpty() ? null
+             Evaluator evaluator = (eval == null || eval.isEmpty()) && watch.isEmpty() ? null
                      : new Evaluator(TrainingGraph.evaluation(model, config, shapes), config, options.device());
              CompiledSparsity compiled = CompiledSparsity.of(model, config, shapes)) {
             if (trainer.step() > 0) {
@@ -155,7 +169,8 @@ public final class TrainingRun {
             if (teacher != null) {
                 trainer.teacher(teacher);
             }
-            BestEpoch best = config.recipe().selectBest() && evaluator != null
+            boolean evaluates = eval != null && !eval.isEmpty();
+            BestEpoch best = config.recipe().selectBest() && evaluates
                     ? BestEpoch.resume(outDir, config.task(), config.recipe().selectOnLoss(), trainer.step()) : null;
             listener.started(trainer.step(), total);
             GateTrainer.StepResult last = null;
@@ -209,18 +224,28 @@ public final class TrainingRun {
                     // Evaluate what compiling would give: the gates projected onto the parameter budget.
                     GateValues projected = project(trainer, plan, config);
                     sparsity = compiled.of(projected);
-                    if (evaluator != null) {
-                        try {
+                    Evaluator.EvalResult watched = null;
+                    try {
+                        if (evaluates) {
                             lastEval = evaluator.evaluate(eval, withGates(params, trainer.parameters(), projected));
-                        } catch (OrtException e) {
-                            throw OrtSessions.failed(model, "evaluation after step " + done, e);
+                            if (best != null && done <= mainSteps) {
+                                best.offer(done, lastEval, trainer.parameters());
+                            }
                         }
-                        if (best != null && done <= mainSteps) {
-                            best.offer(done, lastEval, trainer.parameters());
+                        if (!watch.isEmpty()) {
+                            watched = evaluator.evaluate(watch, withGates(params, trainer.parameters(), projected));
                         }
+                    } catch (OrtException e) {
+                        throw OrtSessions.failed(model, "evaluation after step " + done, e);
                     }
-                    appendMetrics(metrics, evalRow(done, epoch, lastEval, sparsity));
+                    appendMetrics(metrics, evalRow(done, epoch, lastEval, sparsity, "eval"));
+                    if (watched != null) {
+                        appendMetrics(metrics, evalRow(done, epoch, watched, sparsity, "watch"));
+                    }
                     listener.evaluated(done, lastEval, sparsity);
+                    if (watched != null) {
+                        listener.watched(done, watched);
+                    }
                 }
                 if (best != null && done == mainSteps && best.eval() != null && best.step() != done) {
                     // An earlier epoch's projected model scored better: continue (or end) from its parameters.
@@ -361,11 +386,12 @@ public final class TrainingRun {
         return row;
     }
 
-    private static ObjectNode evalRow(long step, int epoch, Evaluator.EvalResult e, double sparsity) {
+    /** An evaluation's metrics row; {@code kind} "eval" ({@code --eval}) or "watch" ({@code --watch}). */
+    private static ObjectNode evalRow(long step, int epoch, Evaluator.EvalResult e, double sparsity, String kind) {
         ObjectNode row = new ObjectMapper().createObjectNode();
         row.put("step", step);
         row.put("epoch", epoch);
-        row.put("eval", true);
+        row.put(kind, true);
         row.put("sparsity", sparsity);
         if (e != null) {
             row.put("task_loss", e.taskLoss());

@@ -133,6 +133,47 @@ class CompressClassifierExportTest {
                 + Shape.declared(v).orElseThrow().rank()).toList();
     }
 
+    /**
+     * {@code --watch}: the test rows scored at every evaluation (metrics.jsonl rows and a line each), never chosen
+     * on; at the epoch kept they score what {@code --test} scores on the slim model.
+     */
+    @Test
+    void watchedRowsAreScoredAtEveryEpochAndMatchTheTestScoreAtTheEpochKept(@TempDir Path dir) throws Exception {
+        Path train = write(dir.resolve("train.jsonl"), rows(1, 48));
+        Path eval = write(dir.resolve("eval.jsonl"), rows(2, 24));
+        Path test = write(dir.resolve("test.jsonl"), rows(3, 30));
+        Path out = dir.resolve("out");
+        InspectCommandTest.Run run = gatecut("compress", BERT_CLS.toString(), "--train", train.toString(), "--eval",
+                eval.toString(), "--watch", test.toString(), "--test", test.toString(), "--target-sparsity", "0.3",
+                "--epochs", "3", "--batch", "8", "--align", "1", "--no-progress", "--latency-runs", "0", "--no-baseline",
+                "-o", out.toString());
+        assertEquals(0, run.exit(), run.err() + run.out());
+        assertTrue(run.out().contains("watch: 30 rows of " + test + ", scored at every evaluation, never used to"
+                + " choose"), run.out());
+        List<JsonNode> rows = new ArrayList<>();
+        for (String line : Files.readAllLines(out.resolve("run").resolve("metrics.jsonl"))) {
+            rows.add(new ObjectMapper().readTree(line));
+        }
+        List<JsonNode> watch = rows.stream().filter(r -> r.path("watch").asBoolean()).toList();
+        assertEquals(3, watch.size(), "one per epoch: " + rows);
+        assertEquals(3, run.out().lines().filter(l -> l.startsWith("watch: step ")).count(), run.out());
+        JsonNode summary = new ObjectMapper().readTree(Files.readString(out.resolve("summary.json")));
+        long kept = summary.path("selected_step").asLong(summary.path("train_steps").asLong());
+        JsonNode atKept = watch.stream().filter(r -> r.path("step").asLong() == kept).findFirst().orElseThrow();
+        assertEquals(30, atKept.path("examples").asInt());
+        assertEquals(summary.path("slim_test_accuracy").asDouble(), atKept.path("accuracy").asDouble(), 1e-9,
+                "the epoch kept, watched, scores what --test scores on the slim model: " + watch);
+
+        // watched rows with a label the training rows lack: refused before training, the file named
+        Path odd = Files.writeString(dir.resolve("odd.jsonl"), "{\"input_ids\": [5, 6, 7], \"label\": \"7\"}\n");
+        InspectCommandTest.Run bad = gatecut("compress", BERT_CLS.toString(), "--train", train.toString(), "--watch",
+                odd.toString(), "--target-sparsity", "0.3", "--epochs", "1", "--batch", "8", "--no-progress",
+                "-o", dir.resolve("bad").toString());
+        assertEquals(2, bad.exit(), bad.err() + bad.out());
+        assertTrue(bad.err().contains(odd.toString()), bad.err());
+        assertFalse(Files.exists(dir.resolve("bad").resolve("model.onnx")));
+    }
+
     static double accuracy(OnnxModel model, List<long[]> rows) throws Exception {
         int n = rows.size();
         long[][] ids = new long[n][LENGTH];

@@ -306,6 +306,69 @@ public class TrainingRunTest {
         return n;
     }
 
+    /**
+     * Watched rows are scored at every evaluation as --eval rows would be, and choose nothing: the run that watches
+     * B while selecting on A keeps what the run without B keeps, and its watch rows are the evaluations of a run
+     * that evaluates on B.
+     */
+    @Test
+    void watchedRowsAreScoredAtEveryEvaluationAndChooseNothing(@TempDir Path dir) throws Exception {
+        TrainConfig c = config().withRecipe(new Recipe(0.1, 0.02, 0, 0, 0, 0, true, 0, 1, List.of()));
+        List<Batch> a = List.of(GateTrainerTest.syntheticBatch(99));
+        List<Batch> b = List.of(GateTrainerTest.syntheticBatch(97), GateTrainerTest.syntheticBatch(96),
+                GateTrainerTest.syntheticBatch(95));
+        TrainingRun.Options options = new TrainingRun.Options(0, 12, 1, 0, false, Device.CPU, new FusedBackend());
+        List<Long> watchedSteps = new ArrayList<>();
+        TrainingRun.Listener listener = new TrainingRun.Listener() {
+            @Override
+            public void started(long firstStep, long totalSteps) {
+            }
+
+            @Override
+            public void stepped(long step, GateTrainer.StepResult result, double samplesPerSecond) {
+            }
+
+            @Override
+            public void evaluated(long step, Evaluator.EvalResult result, double sparsity) {
+            }
+
+            @Override
+            public void watched(long step, Evaluator.EvalResult result) {
+                watchedSteps.add(step);
+            }
+        };
+        TrainingRun.Summary watching = TrainingRun.run(MODEL, c, synthetic(), a, b, options, dir.resolve("watching"),
+                listener);
+        TrainingRun.Summary plain = TrainingRun.run(MODEL, c, synthetic(), a, options, dir.resolve("plain"),
+                TrainingRun.Listener.silent());
+        TrainingRun.Summary selectingOnB = TrainingRun.run(MODEL, c, synthetic(), b, List.of(), options,
+                dir.resolve("on-b"), TrainingRun.Listener.silent());
+        assertTrue(plain.selectedStep() != selectingOnB.selectedStep(), "a test of nothing unless A and B keep"
+                + " different epochs: " + plain.selectedStep() + " and " + selectingOnB.selectedStep());
+
+        assertEquals(plain.selectedStep(), watching.selectedStep(), "the same epoch kept");
+        assertEquals(Files.readString(dir.resolve("plain").resolve("gates.json")),
+                Files.readString(dir.resolve("watching").resolve("gates.json")), "the same gates");
+        List<JsonNode> rows = rows(dir.resolve("watching"));
+        List<JsonNode> watch = rows.stream().filter(r -> r.path("watch").asBoolean()).toList();
+        List<JsonNode> evals = rows.stream().filter(r -> r.path("eval").asBoolean()).toList();
+        assertEquals(4, watch.size(), "one watch row per evaluation: " + rows);
+        assertEquals(evals.stream().map(r -> r.path("step").asLong()).toList(),
+                watch.stream().map(r -> r.path("step").asLong()).toList(), "at the evaluations' steps");
+        assertEquals(watch.stream().map(r -> r.path("step").asLong()).toList(), watchedSteps, "and reported");
+        assertFalse(watch.stream().anyMatch(r -> r.has("eval")), "not an evaluation row (selection reads those)");
+        List<JsonNode> onB = rows(dir.resolve("on-b")).stream().filter(r -> r.path("eval").asBoolean()).toList();
+        assertEquals(watch.size(), onB.size());
+        for (int i = 0; i < watch.size(); i++) {
+            // the epoch kept is restored after the last evaluation: until then both runs follow one trajectory
+            assertEquals(b.stream().mapToInt(Batch::size).sum(), watch.get(i).path("examples").asInt());
+            assertEquals(onB.get(i).path("accuracy").asDouble(), watch.get(i).path("accuracy").asDouble(), 1e-12,
+                    "watch row " + i + " = B's evaluation at the same step");
+            assertEquals(onB.get(i).path("task_loss").asDouble(), watch.get(i).path("task_loss").asDouble(), 1e-9,
+                    "watch row " + i);
+        }
+    }
+
     @Test
     void runWritesGatesMetricsAndEvaluations(@TempDir Path dir) throws Exception {
         TrainingRun.Summary s = TrainingRun.run(MODEL, config(), synthetic(), List.of(GateTrainerTest.syntheticBatch(99)),
