@@ -58,13 +58,16 @@ public final class TrainingRun {
         }
     }
 
-    /** Reports progress to a caller (a progress bar, or nothing). */
+    /** Reports progress to a caller (a progress bar, or nothing); each callback does nothing unless overridden. */
     public interface Listener {
-        void started(long firstStep, long totalSteps);
+        default void started(long firstStep, long totalSteps) {
+        }
 
-        void stepped(long step, GateTrainer.StepResult result, double samplesPerSecond);
+        default void stepped(long step, GateTrainer.StepResult result, double samplesPerSecond) {
+        }
 
-        void evaluated(long step, Evaluator.EvalResult result, double sparsity);
+        default void evaluated(long step, Evaluator.EvalResult result, double sparsity) {
+        }
 
         /** The watched rows scored at the same evaluation ({@code --watch}): reported, never used to choose. */
         default void watched(long step, Evaluator.EvalResult result) {
@@ -72,17 +75,6 @@ public final class TrainingRun {
 
         static Listener silent() {
             return new Listener() {
-                @Override
-                public void started(long firstStep, long totalSteps) {
-                }
-
-                @Override
-                public void stepped(long step, GateTrainer.StepResult result, double samplesPerSecond) {
-                }
-
-                @Override
-                public void evaluated(long step, Evaluator.EvalResult result, double sparsity) {
-                }
             };
         }
     }

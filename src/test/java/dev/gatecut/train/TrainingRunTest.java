@@ -321,18 +321,6 @@ public class TrainingRunTest {
         List<Long> watchedSteps = new ArrayList<>();
         TrainingRun.Listener listener = new TrainingRun.Listener() {
             @Override
-            public void started(long firstStep, long totalSteps) {
-            }
-
-            @Override
-            public void stepped(long step, GateTrainer.StepResult result, double samplesPerSecond) {
-            }
-
-            @Override
-            public void evaluated(long step, Evaluator.EvalResult result, double sparsity) {
-            }
-
-            @Override
             public void watched(long step, Evaluator.EvalResult result) {
                 watchedSteps.add(step);
             }
