@@ -816,14 +816,15 @@ def part3_targets(retained):
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] + out + [""]
 
 
-SELECTION_RULES = ("kept", "last", "val accuracy", "val loss", "best possible")
+SELECTION_RULES = ("kept", "last", "val accuracy", "val accuracy, later ties", "val loss", "best possible")
 
 
 def epoch_choices(metrics_rows, kept_step):
     """{rule: the test accuracy of the epoch it picks} from one run's metrics.jsonl rows: each evaluation's --eval
     row beside its --watch row (the test rows, scored at every evaluation and never chosen on). kept: the epoch the
-    run kept (kept_step; None: its last); val accuracy: the first best (gatecut's tie rule); val loss: the lowest;
-    best possible: the best test accuracy of any epoch (what no rule can beat). None without watch rows."""
+    run kept (kept_step; None: its last); val accuracy: the first best (gatecut's tie rule), later ties: the last
+    best (on 200 rows one row is half a point, so ties are common); val loss: the lowest; best possible: the best
+    test accuracy of any epoch (what no rule can beat). None without watch rows."""
     evals = {r["step"]: r for r in metrics_rows if r.get("eval") and "accuracy" in r}
     watch = {r["step"]: r["accuracy"] for r in metrics_rows if r.get("watch") and "accuracy" in r}
     steps = [s for s in sorted(evals) if s in watch]
@@ -832,10 +833,12 @@ def epoch_choices(metrics_rows, kept_step):
     by_acc = steps[0]
     for s in steps[1:]:
         by_acc = s if evals[s]["accuracy"] > evals[by_acc]["accuracy"] else by_acc
+    by_acc_later = max(steps, key=lambda s: (evals[s]["accuracy"], s))
     by_loss = min(steps, key=lambda s: (evals[s].get("task_loss", float("inf")), s))
     kept = kept_step if kept_step in watch else steps[-1]
     return {"kept": watch[kept], "last": watch[steps[-1]], "val accuracy": watch[by_acc],
-            "val loss": watch[by_loss], "best possible": max(watch[s] for s in steps)}
+            "val accuracy, later ties": watch[by_acc_later], "val loss": watch[by_loss],
+            "best possible": max(watch[s] for s in steps)}
 
 
 def epoch_selection(raw: Path, seeds=None):
