@@ -830,9 +830,7 @@ def epoch_choices(metrics_rows, kept_step):
     steps = [s for s in sorted(evals) if s in watch]
     if not steps:
         return None
-    by_acc = steps[0]
-    for s in steps[1:]:
-        by_acc = s if evals[s]["accuracy"] > evals[by_acc]["accuracy"] else by_acc
+    by_acc = max(steps, key=lambda s: (evals[s]["accuracy"], -s))
     by_acc_later = max(steps, key=lambda s: (evals[s]["accuracy"], s))
     by_loss = min(steps, key=lambda s: (evals[s].get("task_loss", float("inf")), s))
     kept = kept_step if kept_step in watch else steps[-1]

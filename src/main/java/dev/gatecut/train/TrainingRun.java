@@ -217,15 +217,17 @@ public final class TrainingRun {
                     GateValues projected = project(trainer, plan, config);
                     sparsity = compiled.of(projected);
                     Evaluator.EvalResult watched = null;
+                    Map<String, float[]> scored = evaluator == null ? null
+                            : withGates(params, trainer.parameters(), projected);
                     try {
                         if (evaluates) {
-                            lastEval = evaluator.evaluate(eval, withGates(params, trainer.parameters(), projected));
+                            lastEval = evaluator.evaluate(eval, scored);
                             if (best != null && done <= mainSteps) {
                                 best.offer(done, lastEval, trainer.parameters());
                             }
                         }
                         if (!watch.isEmpty()) {
-                            watched = evaluator.evaluate(watch, withGates(params, trainer.parameters(), projected));
+                            watched = evaluator.evaluate(watch, scored);
                         }
                     } catch (OrtException e) {
                         throw OrtSessions.failed(model, "evaluation after step " + done, e);
