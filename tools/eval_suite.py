@@ -855,19 +855,29 @@ def epoch_selection(raw: Path, seeds=None):
         if choice:
             mode = g.get("labels_mode") or g.get("source", "pretrained")
             name = mode + (f" [{g['variant']}]" if g.get("variant") else "")
-            groups[(g.get("precision", "fp32"), g.get("sparsity", 0), name)].append(choice)
+            # per model too: a rule is worth adopting only if it wins on both encoders
+            key = (g.get("precision", "fp32"), g.get("sparsity", 0), name)
+            groups[key + (g.get("model", "?"),)].append(choice)
+            groups[key + ("all",)].append(choice)
     if not groups:
         return []
     lines = ["## Epoch selection (the test rows watched at every epoch, never chosen on)", "",
              "Mean test accuracy (%) over the runs of each recipe (every set, model and seed) of the epoch each rule",
              "picks: the one the run kept, its last, the best on the validation rows' accuracy (the first of ties) or",
-             "loss, and the best any epoch reached. Δ: the rule minus kept, points.", "",
-             "| precision | recipe | runs | " + " | ".join(SELECTION_RULES) + " |",
-             "|---|---|---|" + "---|" * len(SELECTION_RULES)]
-    for (prec, sp, name), runs in sorted(groups.items()):
+             "loss, and the best any epoch reached. Δ: the rule minus kept, points. One row per model, and their runs",
+             "pooled (all) where a recipe ran on more than one.", "",
+             "| precision | recipe | model | runs | " + " | ".join(SELECTION_RULES) + " |",
+             "|---|---|---|---|" + "---|" * len(SELECTION_RULES)]
+    models = collections.defaultdict(set)
+    for (prec, sp, name, model) in groups:
+        models[(prec, sp, name)].add(model)
+    # the pooled row after its recipe's models, and only where it pools more than one
+    for (prec, sp, name, model), runs in sorted(groups.items(), key=lambda kv: (kv[0][:3], kv[0][3] == "all", kv[0][3])):
+        if model == "all" and len(models[(prec, sp, name)] - {"all"}) < 2:
+            continue
         mean = {rule: statistics.fmean(c[rule] for c in runs) * 100 for rule in SELECTION_RULES}
         cells = [f"{mean['kept']:.2f}"] + [f"{mean[r]:.2f} ({mean[r] - mean['kept']:+.2f})" for r in SELECTION_RULES[1:]]
-        lines.append(f"| {prec} | {round(sp * 100)}% {name} | {len(runs)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {prec} | {round(sp * 100)}% {name} | {model} | {len(runs)} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -990,16 +1000,20 @@ def cmd_report(args):
 EST_S = {
     ("torch", "minilm"): 60, ("torch", "bge"): 110,     # load + check + dense x2 + lora x3 + full x2
     ("gc", "minilm"): 35, ("gc", "bge"): 55,           # JVM + graph + train + compile + predict
-    # fine-tune x2 + export fp32 + ORT scoring, nine at once (2026-12-01 night: MiniLM 75-95 s, bge 180-200 s); the
-    # fp16 export and its scoring on top (2026-12-02: bge 127 s; MiniLM not timed alone, about half)
-    ("export", "minilm"): 100, ("export", "bge"): 200,
-    ("export-fp16", "minilm"): 70, ("export-fp16", "bge"): 130,
-    # of "export", the fp32 file's export and CPU scoring, left out when only fp16 is asked for (2026-12-02, nine at
-    # once: bge 95 + 28 s, MiniLM 25 + 15 s)
-    ("export-fp32", "minilm"): 40, ("export-fp32", "bge"): 120,
-    # part 3: a seed's compressions run one after another: 20-25 s each with 3 chains at once on 2026-12-01; bge
-    # 46-76 s with 9 chains at once on 2026-12-02 (MiniLM ~40 s on 2026-12-01 night)
-    ("post-gc", "minilm"): 40, ("post-gc", "bge"): 65,
+    # Part 3, per chain and per fine-tuning schedule (one since the linear schedule alone), measured nine chains at
+    # once on one H200 with SUITE_TORCH_THREADS=2 (2026-12-02, session 25: bench/results/2026-12-02-part3-fp32-five-
+    # epochs-h200.md), about 10% added so a job is not cut at the deadline: prepare + fine-tune + fp32 export + its
+    # ORT scoring took bge 81-87 s, MiniLM 48-50 s (the first guesses, 200 / 100 from two schedules and no thread
+    # cap, planned calls ~1.6x too long and skipped jobs that would have fit)
+    ("export", "minilm"): 55, ("export", "bge"): 95,
+    # the fp16 file's export and ORT scoring on top (2026-12-02: bge 6-10 + 12-32 s, MiniLM about half)
+    ("export-fp16", "minilm"): 20, ("export-fp16", "bge"): 35,
+    # of "export", the fp32 file's export and scoring, left out when only fp16 is asked for (bge 3 + 23-31 s,
+    # MiniLM 2-3 + 10-14 s)
+    ("export-fp32", "minilm"): 15, ("export-fp32", "bge"): 30,
+    # a compression of three epochs (five count 5/3), the seed's runs one after another: bge 96-123 s for five
+    # epochs with labels, 86-105 label-free (9 chains at once), MiniLM 40-63 / 47-59 s
+    ("post-gc", "minilm"): 35, ("post-gc", "bge"): 65,
 }
 
 

@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import unittest
+from pathlib import Path
 import unittest.mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -20,9 +21,9 @@ def write(path, obj):
         json.dump(obj, f)
 
 
-def gc(raw, variant, seed, val, test, loss=None, metrics=None):
+def gc(raw, variant, seed, val, test, loss=None, metrics=None, model="minilm"):
     """A gatecut run: loss goes into summary.json's gated_eval_loss; metrics (rows) into metrics.jsonl."""
-    d = os.path.join(raw, "tweets", "minilm", f"gc{'-' + variant if variant else ''}-s0.3-seed{seed}")
+    d = os.path.join(raw, "tweets", model, f"gc{'-' + variant if variant else ''}-s0.3-seed{seed}")
     summary = {"slim_eval_accuracy": val}
     if loss is not None:
         summary["gated_eval_loss"] = loss
@@ -31,7 +32,7 @@ def gc(raw, variant, seed, val, test, loss=None, metrics=None):
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "metrics.jsonl"), "w", encoding="utf-8") as f:
             f.write("".join(json.dumps(r) + "\n" for r in metrics))
-    write(os.path.join(d, "gc.json"), {"dataset": "tweets", "model": "minilm", "source": "pretrained",
+    write(os.path.join(d, "gc.json"), {"dataset": "tweets", "model": model, "source": "pretrained",
                                        "variant": variant, "sparsity": 0.3, "seed": seed, "exit": 0,
                                        "gatecut_eval": "val", "accuracy": test, "macro_f1": test - 0.05,
                                        "summary": summary})
@@ -332,8 +333,21 @@ class EpochSelection(unittest.TestCase):
             md = os.path.join(raw, "t.md")
             eval_suite.cmd_report(type("A", (), {"raw": raw, "md": md, "select": ""})())
             text = open(md, encoding="utf-8").read()
-            self.assertIn("| fp32 | 30% pretrained | 2 | 79.00 | 80.00 (+1.00) | 78.00 (-1.00) | 76.00 (-3.00) |"
+            self.assertIn("| fp32 | 30% pretrained | minilm | 2 | 79.00 | 80.00 (+1.00) | 78.00 (-1.00) | 76.00 (-3.00) |"
                           " 78.00 (-1.00) | 80.00 (+1.00) |", text)
+            self.assertNotIn("| all |", text, "one model: no pooled row")
+
+    def test_a_recipe_on_two_models_gets_a_row_each_and_one_pooled(self):
+        with tempfile.TemporaryDirectory() as raw:
+            split(raw)
+            gc(raw, "", 1, 0.82, 0.78, metrics=[dict(r, selected_step=20) for r in self.ROWS])
+            gc(raw, "", 2, 0.82, 0.80, metrics=self.ROWS, model="bge")
+            lines = eval_suite.epoch_selection(Path(raw))
+            rows = [l for l in lines if l.startswith("| fp32 ")]
+            self.assertEqual(["bge", "minilm", "all"], [r.split(" | ")[2] for r in rows])
+            self.assertIn("| bge | 1 | 80.00 | 80.00 (+0.00) |", rows[0])
+            self.assertIn("| minilm | 1 | 78.00 | 80.00 (+2.00) |", rows[1])
+            self.assertIn("| all | 2 | 79.00 | 80.00 (+1.00) |", rows[2])
 
 
 class Part3Targets(unittest.TestCase):
