@@ -60,17 +60,24 @@ public final class MergedDecoder {
         return bool ? Optional.of(new Switch(found.getName(), cond)) : Optional.empty();
     }
 
-    /** Whether {@code g} is laid out as a merged decoder (as {@link #find}, on a loaded graph). */
+    /**
+     * Whether {@code g} is laid out as a merged decoder: {@link #find}'s rule on a loaded graph (the same candidates —
+     * an If on one graph input producing exactly the graph's outputs, other Ifs ignored — then one only, on a bool).
+     */
     public static boolean isMerged(dev.gatecut.onnx.Graph g) {
-        List<dev.gatecut.onnx.Node> ifs = g.nodes().stream().filter(n -> n.is("If")).toList();
-        if (ifs.size() != 1 || ifs.get(0).inputs().size() != 1) {
-            return false;
+        Set<dev.gatecut.onnx.Value> outputs = new HashSet<>(g.outputs());
+        dev.gatecut.onnx.Node found = null;
+        for (dev.gatecut.onnx.Node n : g.nodes()) {
+            if (n.is("If", "") && n.inputs().size() == 1 && n.input(0) != null && n.input(0).isGraphInput()
+                    && new HashSet<>(n.outputs()).equals(outputs)) {
+                if (found != null) {
+                    return false;
+                }
+                found = n;
+            }
         }
-        dev.gatecut.onnx.Node n = ifs.get(0);
-        dev.gatecut.onnx.Value cond = n.input(0);
-        return cond != null && cond.isGraphInput()
-                && dev.gatecut.onnx.Shape.elementType(cond).orElse(null) == dev.gatecut.onnx.DataType.BOOL
-                && new HashSet<>(n.outputs()).equals(new HashSet<>(g.outputs()));
+        return found != null
+                && dev.gatecut.onnx.Shape.elementType(found.input(0)).orElse(null) == dev.gatecut.onnx.DataType.BOOL;
     }
 
     /**

@@ -7,6 +7,7 @@ import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.GraphProto;
 import dev.gatecut.onnx.proto.ModelProto;
+import dev.gatecut.onnx.proto.NodeProto;
 import dev.gatecut.onnx.proto.OperatorSetIdProto;
 import dev.gatecut.onnx.proto.TensorProto;
 import dev.gatecut.onnx.proto.TensorShapeProto;
@@ -147,6 +148,50 @@ class MergedDecoderSplitTest {
                 out.put(e.getKey(), (float[]) e.getValue().getValue());
             }
             return out;
+        }
+    }
+
+    /**
+     * find (on the protobuf, for unmerge and prune) and isMerged (on the loaded graph, for compress and train) must
+     * agree on every layout: another top-level If beside the switch does not hide it, a switch on a non-boolean input
+     * is no merged decoder. (Two switches writing the same outputs are no valid graph to load; find refuses them.)
+     */
+    @Test
+    void findAndIsMergedAgreeOnEveryLayout() throws Exception {
+        GraphProto g = merged().getGraph();
+        NodeProto sw = g.getNode(0);
+        GraphProto one = GraphProto.newBuilder().setName("one").addNode(Protos.node("Identity", "o/id", List.of("x"),
+                List.of("o/x"))).addOutput(vector("o/x", 1)).build();
+        // an If on a computed condition, beside the switch (a model could carry one in its pre-processing)
+        NodeProto other = Protos.node("If", "side::if", List.of("flag"), List.of("side"),
+                AttributeProto.newBuilder().setName("then_branch").setType(AttributeProto.AttributeType.GRAPH)
+                        .setG(one).build(),
+                AttributeProto.newBuilder().setName("else_branch").setType(AttributeProto.AttributeType.GRAPH)
+                        .setG(one).build());
+        GraphProto withSideIf = g.toBuilder()
+                .addNode(0, Protos.node("Cast", "flag/cast", List.of("use_cache_branch"), List.of("flag"),
+                        AttributeProto.newBuilder().setName("to").setType(AttributeProto.AttributeType.INT).setI(9)
+                                .build()))
+                .addNode(1, other).build();
+        GraphProto twoSwitches = g.toBuilder().addNode(sw.toBuilder().setName("optimum::if2")).build();
+        GraphProto floatSwitch = g.toBuilder().setInput(2, vector("use_cache_branch", 1)).build();
+        GraphProto noSwitch = g.toBuilder().clearNode()
+                .addNode(Protos.node("Mul", "plain/mul", List.of("x", "w"), List.of("y")))
+                .addNode(Protos.node("Identity", "plain/copy", List.of("past"), List.of("present"))).build();
+        Map<String, Boolean> expected = new java.util.LinkedHashMap<>();
+        assertTrue(MergedDecoder.find(merged().toBuilder().setGraph(twoSwitches).build()).isEmpty(), "two switches");
+        Map<String, GraphProto> layouts = Map.of("merged", g, "with a side If", withSideIf,
+                "a float condition", floatSwitch, "no If", noSwitch);
+        expected.put("merged", true);
+        expected.put("with a side If", true);
+        expected.put("a float condition", false);
+        expected.put("no If", false);
+        for (var e : expected.entrySet()) {
+            ModelProto m = merged().toBuilder().setGraph(layouts.get(e.getKey())).build();
+            assertEquals(e.getValue(), MergedDecoder.find(m).isPresent(), "find: " + e.getKey());
+            try (OnnxModel model = OnnxModel.of(m)) {
+                assertEquals(e.getValue(), MergedDecoder.isMerged(model.graph()), "isMerged: " + e.getKey());
+            }
         }
     }
 
