@@ -16,12 +16,18 @@ import java.util.List;
  *                        relative-position bias, shared by all layers): sliced with the kept heads
  * @param reused          other applications of the Q or K layer (DeBERTa's position projections): they
  *                        share its weight and bias, so they take its gates and lose the same heads
+ * @param rotaryHeads     fused RotaryEmbedding nodes on the query or key path whose num_heads the compiler
+ *                        rewrites to the kept query or KV heads
  */
 public record AttentionGroup(String name, Projection q, Projection k, Projection v, LinearLayer o,
                              int heads, int kvHeads, long headDim, boolean rotary,
                              List<ShapeEdit> shapeEdits, List<SplitPart> splits,
                              List<Node> fusedAttention, List<HeadInput> headInputs,
-                             List<ReusedProjection> reused) implements ChannelGroup {
+                             List<ReusedProjection> reused, List<RotaryHeads> rotaryHeads) implements ChannelGroup {
+
+    /** A RotaryEmbedding that names its head count: of the query heads, or ({@code keys}) of the KV heads. */
+    public record RotaryHeads(Node node, boolean keys) {
+    }
 
     /** Input {@code input} of {@code node} has the query heads on axis {@code axis}. */
     public record HeadInput(Node node, int input, int axis) {
@@ -45,6 +51,15 @@ public record AttentionGroup(String name, Projection q, Projection k, Projection
         fusedAttention = List.copyOf(fusedAttention);
         headInputs = List.copyOf(headInputs);
         reused = List.copyOf(reused);
+        rotaryHeads = List.copyOf(rotaryHeads);
+    }
+
+    /** A group whose RotaryEmbedding nodes, if any, leave the head count to the kernel. */
+    public AttentionGroup(String name, Projection q, Projection k, Projection v, LinearLayer o, int heads, int kvHeads,
+                          long headDim, boolean rotary, List<ShapeEdit> shapeEdits, List<SplitPart> splits,
+                          List<Node> fusedAttention, List<HeadInput> headInputs, List<ReusedProjection> reused) {
+        this(name, q, k, v, o, heads, kvHeads, headDim, rotary, shapeEdits, splits, fusedAttention, headInputs, reused,
+                List.of());
     }
 
     /** A group whose layers are applied once each. */

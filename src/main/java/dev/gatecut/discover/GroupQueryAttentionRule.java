@@ -49,6 +49,7 @@ final class GroupQueryAttentionRule extends NodeRule {
         Projection kp;
         Projection vp;
         long headDim;
+        ProjectionTracer.Trace kTrace = null;
         if (packed) {
             Projection qkv = q.projection();
             long parts = heads + 2L * kvHeads;
@@ -61,7 +62,8 @@ final class GroupQueryAttentionRule extends NodeRule {
             vp = new Projection(qkv.layer(), base + (heads + kvHeads) * headDim, kvHeads * headDim);
         } else {
             qp = q.projection();
-            kp = ProjectionTracer.trace(ctx, gqa.input(1), "key").projection();
+            kTrace = ProjectionTracer.trace(ctx, gqa.input(1), "key");
+            kp = kTrace.projection();
             vp = ProjectionTracer.trace(ctx, gqa.input(2), "value").projection();
             check(qp.width() % heads == 0, "query width " + qp.width() + " is not " + heads + " heads",
                     ctx.nodeOf(qp.layer()), "query width");
@@ -77,7 +79,13 @@ final class GroupQueryAttentionRule extends NodeRule {
         check(o.inFeatures() == heads * headDim, "output projection takes " + o.inFeatures() + " inputs, not "
                 + heads * headDim, ctx.nodeOf(o), "output projection inputs");
         boolean rotary = gqa.intAttribute("do_rotary", 0) != 0;
+        List<AttentionGroup.RotaryHeads> counted = new ArrayList<>();
+        q.counted().forEach(n -> counted.add(new AttentionGroup.RotaryHeads(n, false)));
+        if (kTrace != null) {
+            kTrace.counted().forEach(n -> counted.add(new AttentionGroup.RotaryHeads(n, true)));
+        }
+        check(!packed || counted.isEmpty(), "a RotaryEmbedding with num_heads on the packed Q|K|V input", gqa, "heads");
         return new MatchOutcome.Matched(new AttentionGroup("attn:" + o.node(), qp, kp, vp, o, heads, kvHeads, headDim,
-                rotary, List.of(), List.of(), List.of(gqa)));
+                rotary || !counted.isEmpty(), List.of(), List.of(), List.of(gqa), List.of(), List.of(), counted));
     }
 }

@@ -25,8 +25,13 @@ final class ProjectionTracer {
     record SplitOutput(Node node, int output) {
     }
 
-    /** Where a query/key/value tensor comes from; {@code layout}: the Reshape/Expand nodes passed. */
-    record Trace(Projection projection, List<Node> layout, boolean rotary, Optional<SplitOutput> split) {
+    /**
+     * Where a query/key/value tensor comes from; {@code layout}: the Reshape/Expand nodes passed; {@code counted}:
+     * the fused RotaryEmbedding nodes passed that name their head count ({@code num_heads}), which must then count
+     * the kept heads.
+     */
+    record Trace(Projection projection, List<Node> layout, boolean rotary, Optional<SplitOutput> split,
+                 List<Node> counted) {
     }
 
     static Trace trace(MatchContext ctx, Value start, String what) {
@@ -35,6 +40,7 @@ final class ProjectionTracer {
         Set<LinearLayer> sources = new LinkedHashSet<>();
         List<Node> layout = new ArrayList<>();
         List<SplitOutput> splits = new ArrayList<>();
+        List<Node> counted = new ArrayList<>();
         boolean rotary = false;
         while (!work.isEmpty()) {
             Value v = work.pop();
@@ -70,13 +76,12 @@ final class ProjectionTracer {
             } else if (op.equals("Cos") || op.equals("Sin")) {
                 rotary = true;
             } else if (n.is("RotaryEmbedding", "com.microsoft")) {
-                // ORT's fused RoPE on [batch, heads, sequence, head_dim] works head by head: heads can go.
-                // On [batch, sequence, hidden] it names num_heads, which the compiler does not rewrite.
-                boolean perHead = ctx.probed(n.input(0)).map(d -> d.length == 4).orElse(false);
-                if (!perHead) {
-                    throw new MatchFailure("the " + what + " path passes through RotaryEmbedding node '" + n.name()
-                            + "' on a 3-D input (num_heads " + n.intAttribute("num_heads", 0) + "), whose head count"
-                            + " the compiler does not rewrite", n, "heads");
+                // ORT's fused RoPE rotates head by head, on [batch, heads, sequence, head_dim] or [batch, sequence,
+                // hidden], so heads can go. Without num_heads the kernel counts them from the cache width (head size
+                // = 2 × its columns); with it (needed beside a partial rotary_embedding_dim) the head size is hidden /
+                // num_heads, so the compiler rewrites it to the kept heads.
+                if (n.intAttribute("num_heads", 0) > 0) {
+                    counted.add(n);
                 }
                 rotary = true;
                 work.add(n.input(0));
@@ -102,7 +107,7 @@ final class ProjectionTracer {
             }
             projection = new Projection(source, offset, sizes[split.get().output()]);
         }
-        return new Trace(projection, layout, rotary, split);
+        return new Trace(projection, layout, rotary, split, counted);
     }
 
     private static void addInputs(Node n, Deque<Value> work) {

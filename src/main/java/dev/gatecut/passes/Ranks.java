@@ -21,7 +21,8 @@ final class Ranks {
 
     private static final Set<String> SAME_RANK = Set.of("Neg", "Cast", "Identity", "Sigmoid", "Tanh", "Relu", "Sqrt",
             "Erf", "Exp", "Softmax", "Slice", "Dropout", "Concat", "Gelu", "QuickGelu", "FastGelu", "Sin", "Cos",
-            "CumSum");
+            "CumSum", "LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization",
+            "SkipSimplifiedLayerNormalization", "RotaryEmbedding");
     private static final Set<String> BROADCAST = Set.of("Add", "Sub", "Mul", "Div", "Pow", "Where");
 
     /** The rank of {@code v}: an initializer's, declared, or followed back through its producers. */
@@ -58,6 +59,24 @@ final class Ranks {
         }
         if (SAME_RANK.contains(op) || op.equals("Transpose")) {
             return rank(p.input(0), depth + 1);
+        }
+        if (op.equals("MatMul") || op.equals("FusedMatMul")) {   // a projection's output: numpy matmul's rank rule
+            Optional<Integer> a = rank(p.input(0), depth + 1);
+            Optional<Integer> b = a.isEmpty() ? Optional.empty() : rank(p.input(1), depth + 1);
+            if (b.isEmpty()) {
+                return Optional.empty();
+            }
+            int ra = a.get();
+            int rb = b.get();
+            return Optional.of(ra == 1 && rb == 1 ? 0 : ra == 1 ? rb - 1 : rb == 1 ? ra - 1 : Math.max(ra, rb));
+        }
+        if (op.equals("Gemm")) {
+            return Optional.of(2);
+        }
+        if (op.equals("Gather") && p.input(1) != null) {   // an embedding lookup: data's rank - 1 + the indices'
+            Optional<Integer> data = rank(p.input(0), depth + 1);
+            Optional<Integer> indices = data.isEmpty() ? Optional.empty() : rank(p.input(1), depth + 1);
+            return indices.map(r -> data.get() - 1 + r);
         }
         if (BROADCAST.contains(op)) {
             int max = 0;

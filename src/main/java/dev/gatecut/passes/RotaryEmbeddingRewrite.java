@@ -55,14 +55,14 @@ final class RotaryEmbeddingRewrite implements ContribRewrite {
         } else if (rank == 4) {
             headSize = Rewrites.dim(x, 3).orElseThrow(() -> Rewrites.error(n, "the head size of input '" + x.name()
                     + "' (dimension 3) is unknown"));
-        } else if (heads > 0) {
-            long hidden = Rewrites.dim(x, 2).orElseThrow(() -> Rewrites.error(n, "attribute num_heads is set but the"
-                    + " hidden size of input '" + x.name() + "' is unknown"));
+        } else if (rotaryAttr > 0) {   // a partial rotary: the kernel takes the head size as hidden / num_heads
+            Rewrites.require(n, heads > 0, "attribute rotary_embedding_dim needs num_heads");
+            long hidden = Rewrites.dim(x, 2).orElseThrow(() -> Rewrites.error(n, "attributes num_heads and"
+                    + " rotary_embedding_dim are set but the hidden size of input '" + x.name() + "' is unknown"));
             Rewrites.require(n, hidden % heads == 0, "num_heads " + heads + " does not divide the hidden size " + hidden);
             headSize = hidden / heads;
         } else {
-            Rewrites.require(n, rotaryAttr == 0, "attribute rotary_embedding_dim needs num_heads");
-            headSize = 2 * half;
+            headSize = 2 * half;   // as the kernel: the cache spans the head, whatever num_heads says
         }
         long rotaryDim = rotaryAttr > 0 ? rotaryAttr : headSize;
         Rewrites.require(n, rotaryDim % 2 == 0 && rotaryDim <= headSize && rotaryDim / 2 == half,

@@ -473,6 +473,10 @@ public final class GateCompiler {
                             .setType(AttributeProto.AttributeType.INT).setI(kv).build());
                 }
             }
+            for (AttentionGroup.RotaryHeads r : a.rotaryHeads()) {
+                r.node().setAttribute(AttributeProto.newBuilder().setName("num_heads")
+                        .setType(AttributeProto.AttributeType.INT).setI(r.keys() ? kv : heads).build());
+            }
         }
         return change;
     }

@@ -23,6 +23,60 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
  * over the ids' shape, and arange(S) unsqueezed then expanded to the ids' shape.
  */
 class RanksTest {
+    /**
+     * A projection's output, as ORT-optimized decoders feed it to a RotaryEmbedding on [B, S, hidden] with no
+     * value_info: an embedding lookup, a fused norm, then MatMul with a 2-D weight (and the other matmul ranks).
+     */
+    @Test
+    void projectionsHaveTheirRank() {
+        TensorShapeProto ids = TensorShapeProto.newBuilder()
+                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("batch"))
+                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("sequence")).build();
+        GraphProto g = GraphProto.newBuilder().setName("projection")
+                .addInput(ValueInfoProto.newBuilder().setName("input_ids").setType(TypeProto.newBuilder()
+                        .setTensorType(TypeProto.Tensor.newBuilder().setElemType(DataType.INT64.code()).setShape(ids))))
+                .addInitializer(floats("table", 10, 4)).addInitializer(floats("norm", 4))
+                .addInitializer(floats("w", 4, 6)).addInitializer(floats("v", 4))
+                .addNode(Protos.node("Gather", "embed", List.of("table", "input_ids"), List.of("hidden")))
+                .addNode(Protos.node("SimplifiedLayerNormalization", "norm", List.of("hidden", "norm"), List.of("normed")))
+                .addNode(Protos.node("MatMul", "q_proj", List.of("normed", "w"), List.of("q")))
+                .addNode(Protos.node("MatMul", "scores", List.of("normed", "normed_t"), List.of("scores")))
+                .addNode(Protos.node("Transpose", "t", List.of("normed"), List.of("normed_t")).toBuilder()
+                        .addAttribute(dev.gatecut.onnx.proto.AttributeProto.newBuilder().setName("perm")
+                                .setType(dev.gatecut.onnx.proto.AttributeProto.AttributeType.INTS)
+                                .addAllInts(List.of(0L, 2L, 1L))).build())
+                .addNode(Protos.node("MatMul", "dot", List.of("normed", "v"), List.of("dot")))
+                .addNode(Protos.node("MatMul", "vw", List.of("v", "w"), List.of("vw")))
+                .addNode(Protos.node("Gemm", "gemm", List.of("w", "w_t"), List.of("gemm")))
+                .addNode(Protos.node("Transpose", "wt", List.of("w"), List.of("w_t")))
+                .addOutput(ValueInfoProto.newBuilder().setName("q")).addOutput(ValueInfoProto.newBuilder().setName("scores"))
+                .addOutput(ValueInfoProto.newBuilder().setName("dot")).addOutput(ValueInfoProto.newBuilder().setName("vw"))
+                .addOutput(ValueInfoProto.newBuilder().setName("gemm"))
+                .build();
+        OnnxModel m = OnnxModel.of(ModelProto.newBuilder().setIrVersion(8).setGraph(g)
+                .addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(17)).build());
+        assertEquals(Optional.of(3), Ranks.of(m.graph().requireValue("hidden")), "[V, D] rows at [B, S] ids");
+        assertEquals(Optional.of(3), Ranks.of(m.graph().requireValue("normed")));
+        assertEquals(Optional.of(3), Ranks.of(m.graph().requireValue("q")), "[B, S, D] x [D, E]");
+        assertEquals(Optional.of(3), Ranks.of(m.graph().requireValue("scores")), "[B, S, D] x [B, D, S]");
+        assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("dot")), "[B, S, D] x [D]");
+        assertEquals(Optional.of(1), Ranks.of(m.graph().requireValue("vw")), "[D] x [D, E]");
+        assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("gemm")));
+    }
+
+    private static TensorProto floats(String name, long... dims) {
+        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(DataType.FLOAT.code());
+        long n = 1;
+        for (long d : dims) {
+            t.addDims(d);
+            n *= d;
+        }
+        for (long i = 0; i < n; i++) {
+            t.addFloatData(0.1f * i);
+        }
+        return t.build();
+    }
+
     @Test
     void computedPositionsHaveTheirRank() {
         TensorShapeProto ids = TensorShapeProto.newBuilder()
