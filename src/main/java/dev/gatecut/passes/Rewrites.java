@@ -193,6 +193,8 @@ final class Rewrites {
         if (rotaryDim == headSize) {
             return rotated;
         }
-        return o.op("Concat", List.of(rotated, slice(o, x, rotaryDim, headSize, -1)), OpBuilder.attr("axis", -1L));
+        // headSize < 0: not known statically; the rest of the head, however wide (empty when it is all rotary)
+        long end = headSize < 0 ? Long.MAX_VALUE : headSize;
+        return o.op("Concat", List.of(rotated, slice(o, x, rotaryDim, end, -1)), OpBuilder.attr("axis", -1L));
     }
 }

@@ -5,6 +5,7 @@ import dev.gatecut.onnx.Node;
 import dev.gatecut.onnx.Value;
 
 import java.util.List;
+import java.util.Optional;
 
 /**
  * com.microsoft:RotaryEmbedding(input, position_ids, cos_cache, sin_cache) as ORT's LLaMA/Qwen
@@ -24,8 +25,12 @@ final class RotaryEmbeddingRewrite implements ContribRewrite {
         return "RotaryEmbedding";
     }
 
-    /** What the rewrite needs to know statically. */
-    private record Layout(int inputRank, long headSize, long rotaryDim, int positionRank) {
+    /**
+     * What the rewrite needs to know statically; {@code headSize} −1: not known (a partial rotary whose input has no
+     * declared width, as in files saved without value_info): 3-D input is then split by {@code heads}, and the
+     * features past the rotary dimension pass through to the end of the head.
+     */
+    private record Layout(int inputRank, long headSize, long rotaryDim, int positionRank, long heads) {
     }
 
     @Override
@@ -50,24 +55,21 @@ final class RotaryEmbeddingRewrite implements ContribRewrite {
         long heads = n.intAttribute("num_heads", 0);
         long rotaryAttr = n.intAttribute("rotary_embedding_dim", 0);
         long headSize;
-        if (rank == 4 && rotaryAttr == 0 && Rewrites.dim(x, 3).isEmpty()) {
-            headSize = 2 * half;   // rotary_embedding_dim 0 rotates the whole head, so the cache spans it
-        } else if (rank == 4) {
-            headSize = Rewrites.dim(x, 3).orElseThrow(() -> Rewrites.error(n, "the head size of input '" + x.name()
-                    + "' (dimension 3) is unknown"));
-        } else if (rotaryAttr > 0) {   // a partial rotary: the kernel takes the head size as hidden / num_heads
+        if (rotaryAttr == 0) {
+            headSize = 2 * half;   // as the kernel: without rotary_embedding_dim the cache spans the head
+        } else {                   // a partial rotary: the kernel takes the head size as hidden / num_heads
             Rewrites.require(n, heads > 0, "attribute rotary_embedding_dim needs num_heads");
-            long hidden = Rewrites.dim(x, 2).orElseThrow(() -> Rewrites.error(n, "attributes num_heads and"
-                    + " rotary_embedding_dim are set but the hidden size of input '" + x.name() + "' is unknown"));
-            Rewrites.require(n, hidden % heads == 0, "num_heads " + heads + " does not divide the hidden size " + hidden);
-            headSize = hidden / heads;
-        } else {
-            headSize = 2 * half;   // as the kernel: the cache spans the head, whatever num_heads says
+            Optional<Long> width = Rewrites.dim(x, rank == 4 ? 3 : 2);
+            if (width.isPresent() && rank == 3) {
+                Rewrites.require(n, width.get() % heads == 0, "num_heads " + heads + " does not divide the hidden size "
+                        + width.get());
+            }
+            headSize = width.map(w -> rank == 4 ? w : w / heads).orElse(-1L);
         }
         long rotaryDim = rotaryAttr > 0 ? rotaryAttr : headSize;
-        Rewrites.require(n, rotaryDim % 2 == 0 && rotaryDim <= headSize && rotaryDim / 2 == half,
+        Rewrites.require(n, rotaryDim % 2 == 0 && (headSize < 0 || rotaryDim <= headSize) && rotaryDim / 2 == half,
                 "rotary dimension " + rotaryDim + " does not fit head size " + headSize + " and cache width " + half);
-        Layout layout = new Layout(rank, headSize, rotaryDim, positionRank);
+        Layout layout = new Layout(rank, headSize, rotaryDim, positionRank, heads);
         return d -> rewrite(d, layout);
     }
 
@@ -84,7 +86,8 @@ final class RotaryEmbeddingRewrite implements ContribRewrite {
         Value sin = d.toCompute(o.op("Gather", d.in(3), positions));
         Value heads;
         if (l.inputRank() == 3) {   // [B, S, N·H] → [B, S, N, H]; cos [B, S, 1, R/2] or [S, 1, R/2]
-            heads = o.op("Reshape", d.toCompute(x), o.int64s(0, 0, -1, l.headSize()));
+            heads = o.op("Reshape", d.toCompute(x), l.headSize() > 0 ? o.int64s(0, 0, -1, l.headSize())
+                    : o.int64s(0, 0, l.heads(), -1));
             cos = o.unsqueeze(cos, -2);
             sin = o.unsqueeze(sin, -2);
         } else {                    // [B, N, S, H]; cos [B, 1, S, R/2] or [S, R/2]

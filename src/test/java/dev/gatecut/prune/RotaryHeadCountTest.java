@@ -15,6 +15,9 @@ import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.GraphProto;
 import dev.gatecut.onnx.proto.ModelProto;
 import dev.gatecut.onnx.proto.NodeProto;
+import dev.gatecut.onnx.proto.TensorProto;
+import dev.gatecut.onnx.Tensor;
+import dev.gatecut.passes.Unfuse;
 import dev.gatecut.runtime.Device;
 import dev.gatecut.runtime.Equivalence;
 import dev.gatecut.runtime.OrtSessions;
@@ -33,8 +36,10 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -52,6 +57,67 @@ class RotaryHeadCountTest {
      * projection's [B, S, N·H] output with {@code num_heads}; the old node becomes an Identity of the Transpose.
      */
     static ModelProto threeDimensionalRotary(ModelProto model, long numHeads) {
+        return threeDimensionalRotary(model, numHeads, 0);
+    }
+
+    /**
+     * A partial rotary as Phi's exports have: {@code rotary_embedding_dim} of the head's features rotated, the rest
+     * passed through, {@code num_heads} named (the kernel requires it then); the caches keep their first
+     * rotaryDim / 2 columns. On [B, N, S, H] where {@code threeD} is false.
+     */
+    static ModelProto partialRotary(ModelProto model, boolean threeD, long rotaryDim) {
+        ModelProto m = threeD ? threeDimensionalRotary(model, 4, rotaryDim) : withAttributes(model, 4, rotaryDim);
+        GraphProto.Builder g = m.getGraph().toBuilder();
+        for (int i = 0; i < g.getInitializerCount(); i++) {
+            TensorProto t = g.getInitializer(i);
+            if (t.getName().equals("cos_cache") || t.getName().equals("sin_cache")) {
+                g.setInitializer(i, firstColumns(t, rotaryDim / 2));
+            }
+        }
+        return m.toBuilder().setGraph(g).build();
+    }
+
+    private static ModelProto withAttributes(ModelProto model, long numHeads, long rotaryDim) {
+        GraphProto.Builder g = model.getGraph().toBuilder();
+        for (int i = 0; i < g.getNodeCount(); i++) {
+            if (g.getNode(i).getOpType().equals("RotaryEmbedding")) {
+                g.setNode(i, withAttributes(g.getNode(i), numHeads, rotaryDim));
+            }
+        }
+        return model.toBuilder().setGraph(g).build();
+    }
+
+    private static NodeProto withAttributes(NodeProto n, long numHeads, long rotaryDim) {
+        NodeProto.Builder b = n.toBuilder().clearAttribute();
+        for (AttributeProto a : n.getAttributeList()) {
+            if (!a.getName().equals("num_heads") && !a.getName().equals("rotary_embedding_dim")) {
+                b.addAttribute(a);
+            }
+        }
+        b.addAttribute(AttributeProto.newBuilder().setName("num_heads").setType(AttributeProto.AttributeType.INT)
+                .setI(numHeads));
+        if (rotaryDim > 0) {
+            b.addAttribute(AttributeProto.newBuilder().setName("rotary_embedding_dim")
+                    .setType(AttributeProto.AttributeType.INT).setI(rotaryDim));
+        }
+        return b.build();
+    }
+
+    private static TensorProto firstColumns(TensorProto t, long columns) {
+        float[] all = Tensor.of(t).floats();
+        long rows = t.getDims(0);
+        long width = t.getDims(1);
+        TensorProto.Builder cut = t.toBuilder().clearDims().clearRawData().clearFloatData().addDims(rows)
+                .addDims(columns);
+        for (long r = 0; r < rows; r++) {
+            for (long c = 0; c < columns; c++) {
+                cut.addFloatData(all[(int) (r * width + c)]);
+            }
+        }
+        return cut.build();
+    }
+
+    static ModelProto threeDimensionalRotary(ModelProto model, long numHeads, long rotaryDim) {
         GraphProto g = model.getGraph();
         Map<String, NodeProto> producer = new HashMap<>();
         g.getNodeList().forEach(n -> n.getOutputList().forEach(o -> producer.put(o, n)));
@@ -68,15 +134,8 @@ class RotaryHeadCountTest {
             assertEquals("Reshape", reshape.getOpType(), "the fixture's Transpose reads a Reshape");
             String projected = reshape.getInput(0);
             String rotated = projected + "/rotary3d";
-            NodeProto.Builder flat = rope.toBuilder().setName(rope.getName() + "/3d").setOutput(0, rotated)
-                    .setInput(0, projected).clearAttribute();
-            for (AttributeProto a : rope.getAttributeList()) {
-                if (!a.getName().equals("num_heads")) {
-                    flat.addAttribute(a);
-                }
-            }
-            flat.addAttribute(AttributeProto.newBuilder().setName("num_heads").setType(AttributeProto.AttributeType.INT)
-                    .setI(numHeads));
+            NodeProto.Builder flat = withAttributes(rope, numHeads, rotaryDim).toBuilder()
+                    .setName(rope.getName() + "/3d").setOutput(0, rotated).setInput(0, projected);
             int at = nodes.indexOf(reshape);
             nodes.set(at, reshape.toBuilder().setInput(0, rotated).build());
             nodes.add(at, flat.build());
@@ -95,8 +154,6 @@ class RotaryHeadCountTest {
     void headsBehindAThreeDimensionalRotaryAreGatedAndCompiled(long numHeads, @TempDir Path dir) throws Exception {
         ModelProto original = ModelProto.parseFrom(Files.readAllBytes(LLAMA));
         ModelProto variant = threeDimensionalRotary(original, numHeads);
-        Path file = dir.resolve("llama-rotary3d.onnx");
-        Files.write(file, variant.toByteArray());
         // the fixture computes what the zoo file does
         try (OnnxModel a = OnnxModel.of(original); OnnxModel b = OnnxModel.of(variant)) {
             Map<String, OnnxTensor> feeds = Ort.randomFeeds(a, 2, 6, 5);
@@ -110,6 +167,36 @@ class RotaryHeadCountTest {
                 Ort.close(feeds);
             }
         }
+        gateAndCompile(variant, numHeads, dir);
+    }
+
+    @ParameterizedTest(name = "3-D {0}")
+    @ValueSource(booleans = {true, false})
+    void headsBehindAPartialRotaryAreGatedAndCompiled(boolean threeD, @TempDir Path dir) throws Exception {
+        ModelProto variant = partialRotary(ModelProto.parseFrom(Files.readAllBytes(LLAMA)), threeD, 8);
+        // training's standard-op copy computes what ORT's kernel does, though no width is declared in the file
+        try (OnnxModel fused = OnnxModel.of(variant); OnnxModel unfused = OnnxModel.of(variant)) {
+            Unfuse.apply(unfused, Set.of("RotaryEmbedding"));
+            assertFalse(Unfuse.contribOps(unfused).containsKey("RotaryEmbedding"), "rewritten");
+            Map<String, OnnxTensor> feeds = Ort.randomFeeds(fused, 2, 6, 9);
+            try {
+                Map<String, ByteBuffer> expected = Ort.run(fused, feeds);
+                Map<String, ByteBuffer> actual = Ort.run(unfused, feeds);
+                for (String name : expected.keySet()) {
+                    double err = Ort.relativeError(expected.get(name), actual.get(name));
+                    assertTrue(err <= 1e-6, name + ": " + err);
+                }
+            } finally {
+                Ort.close(feeds);
+            }
+        }
+        gateAndCompile(variant, 4, dir);
+    }
+
+    /** Discovery gates both layers' heads, training finds the same gates, the compiled model equals the gated one. */
+    private static void gateAndCompile(ModelProto variant, long numHeads, Path dir) throws Exception {
+        Path file = dir.resolve("llama-rotary.onnx");
+        Files.write(file, variant.toByteArray());
         try (OnnxModel slim = OnnxModel.load(file); OnnxModel gated = OnnxModel.load(file)) {
             Discovery d = GroupFinder.discover(slim);
             List<AttentionGroup> attention = d.groups().stream().filter(AttentionGroup.class::isInstance)
