@@ -35,8 +35,8 @@ class RanksTest {
         GraphProto g = GraphProto.newBuilder().setName("projection")
                 .addInput(ValueInfoProto.newBuilder().setName("input_ids").setType(TypeProto.newBuilder()
                         .setTensorType(TypeProto.Tensor.newBuilder().setElemType(DataType.INT64.code()).setShape(ids))))
-                .addInitializer(floats("table", 10, 4)).addInitializer(floats("norm", 4))
-                .addInitializer(floats("w", 4, 6)).addInitializer(floats("v", 4))
+                .addInitializer(Protos.ramp("table", 10, 4)).addInitializer(Protos.ramp("norm", 4))
+                .addInitializer(Protos.ramp("w", 4, 6)).addInitializer(Protos.ramp("v", 4))
                 .addNode(Protos.node("Gather", "embed", List.of("table", "input_ids"), List.of("hidden")))
                 .addNode(Protos.node("SimplifiedLayerNormalization", "norm", List.of("hidden", "norm"), List.of("normed")))
                 .addNode(Protos.node("MatMul", "q_proj", List.of("normed", "w"), List.of("q")))
@@ -62,19 +62,6 @@ class RanksTest {
         assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("dot")), "[B, S, D] x [D]");
         assertEquals(Optional.of(1), Ranks.of(m.graph().requireValue("vw")), "[D] x [D, E]");
         assertEquals(Optional.of(2), Ranks.of(m.graph().requireValue("gemm")));
-    }
-
-    private static TensorProto floats(String name, long... dims) {
-        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(DataType.FLOAT.code());
-        long n = 1;
-        for (long d : dims) {
-            t.addDims(d);
-            n *= d;
-        }
-        for (long i = 0; i < n; i++) {
-            t.addFloatData(0.1f * i);
-        }
-        return t.build();
     }
 
     @Test

@@ -7,14 +7,12 @@ import dev.gatecut.onnx.OnnxModel;
 import dev.gatecut.onnx.proto.GraphProto;
 import dev.gatecut.onnx.proto.ModelProto;
 import dev.gatecut.onnx.proto.OperatorSetIdProto;
-import dev.gatecut.onnx.proto.TensorProto;
 import dev.gatecut.onnx.proto.TypeProto;
 import dev.gatecut.onnx.proto.ValueInfoProto;
 import dev.gatecut.testing.Protos;
 import org.junit.jupiter.api.Test;
 
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
@@ -125,7 +123,7 @@ class DecodeBenchmarkTest {
     /** ids -> Gather(table [10,4]) -> MatMul W [4,6] -> Add bias; tied: also -> MatMul Transpose(table)... */
     private static OnnxModel tinyDecoder(boolean tied) {
         GraphProto.Builder g = GraphProto.newBuilder().setName("tiny")
-                .addInitializer(floats("table", 10, 4)).addInitializer(floats("W", 4, 6)).addInitializer(floats("bias", 6))
+                .addInitializer(Protos.ramp("table", 10, 4)).addInitializer(Protos.ramp("W", 4, 6)).addInitializer(Protos.ramp("bias", 6))
                 .addInput(ValueInfoProto.newBuilder().setName("input_ids").setType(TypeProto.newBuilder()
                         .setTensorType(TypeProto.Tensor.newBuilder().setElemType(DataType.INT64.code()))))
                 .addNode(Protos.node("Gather", "embed", List.of("table", "input_ids"), List.of("h")))
@@ -139,19 +137,5 @@ class DecodeBenchmarkTest {
         }
         return OnnxModel.of(ModelProto.newBuilder().setIrVersion(8).setGraph(g)
                 .addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(17)).build());
-    }
-
-    private static TensorProto floats(String name, long... dims) {
-        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(DataType.FLOAT.code());
-        long n = 1;
-        for (long d : dims) {
-            t.addDims(d);
-            n *= d;
-        }
-        List<Float> values = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            values.add(0.1f * i);
-        }
-        return t.addAllFloatData(values).build();
     }
 }

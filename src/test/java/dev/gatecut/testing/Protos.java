@@ -3,6 +3,7 @@ package dev.gatecut.testing;
 import dev.gatecut.onnx.DataType;
 import dev.gatecut.onnx.proto.AttributeProto;
 import dev.gatecut.onnx.proto.NodeProto;
+import dev.gatecut.onnx.proto.TensorProto;
 import dev.gatecut.onnx.proto.TensorShapeProto;
 import dev.gatecut.onnx.proto.TypeProto;
 import dev.gatecut.onnx.proto.ValueInfoProto;
@@ -18,6 +19,20 @@ public final class Protos {
                                  AttributeProto... attributes) {
         return NodeProto.newBuilder().setOpType(op).setName(name).addAllInput(inputs).addAllOutput(outputs)
                 .addAllAttribute(List.of(attributes)).build();
+    }
+
+    /** A float initializer of shape {@code dims} holding 0, 0.1, 0.2, … in row-major order. */
+    public static TensorProto ramp(String name, long... dims) {
+        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(DataType.FLOAT.code());
+        long n = 1;
+        for (long d : dims) {
+            t.addDims(d);
+            n *= d;
+        }
+        for (long i = 0; i < n; i++) {
+            t.addFloatData(0.1f * i);
+        }
+        return t.build();
     }
 
     /** A float tensor value [batch, sequence, features] with symbolic batch and sequence. */
