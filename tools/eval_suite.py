@@ -570,7 +570,12 @@ def cmd_export(args):
         cand = dict(lr=lr, schedule=schedule, val_accuracy=r["accuracy"], seconds=time.time() - t0)
         cand["test_accuracy"], cand["test_macro_f1"] = scores(predictions(wrapped, prep.data["test"], device),
                                                               prep.data["test"].y.tolist(), n)
-        log(f"export fine-tune lr {lr:g} ({schedule}): val {cand['val_accuracy']:.4f} test {cand['test_accuracy']:.4f}")
+        # how well the original fits its own training rows: where it does not, its answers (the labels of a
+        # label-free compression) differ from the true labels a labelled compression trains on
+        cand["train_accuracy"], _ = scores(predictions(wrapped, prep.data["train"], device),
+                                           prep.data["train"].y.tolist(), n)
+        log(f"export fine-tune lr {lr:g} ({schedule}): val {cand['val_accuracy']:.4f} test {cand['test_accuracy']:.4f}"
+            f" train {cand['train_accuracy']:.4f}")
         res["candidates"].append(cand)
         if best is None or cand["val_accuracy"] > best["val_accuracy"]:
             best, best_state = cand, {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
@@ -819,6 +824,24 @@ def part3_targets(retained):
 SELECTION_RULES = ("kept", "last", "val accuracy", "val accuracy, later ties", "val loss", "best possible")
 
 
+def originals_on_training_rows(exports):
+    """How well each original fits its own training rows (exports from 2026-12-02 on record it): where it does not,
+    a label-free compression trains on its answers there and a labelled one on the true labels, so the labelled run
+    can pass the original by what the labels teach and the label-free one cannot."""
+    rows = []
+    for (ds, model), es in sorted(exports.items()):
+        accs = [e["chosen"]["train_accuracy"] for e in es if "train_accuracy" in e.get("chosen", {})]
+        if accs:
+            m, hw, n = t_interval(accs)
+            rows.append(f"| {ds} | {model} | {n} | {fmt(m, hw)} | {100 - m * 100:.1f} |")
+    if not rows:
+        return []
+    return ["## The originals on their own training rows", "",
+            "Accuracy (%) of each seed's fine-tuned original on the rows it was trained on, and the share of them",
+            "(%) where its answer — a label-free compression's label — is not the true label.", "",
+            "| set | model | n | train accuracy | answers ≠ labels |", "| --- | --- | --- | --- | --- |"] + rows + [""]
+
+
 def epoch_choices(metrics_rows, kept_step):
     """{rule: the test accuracy of the epoch it picks} from one run's metrics.jsonl rows: each evaluation's --eval
     row beside its --watch row (the test rows, scored at every evaluation and never chosen on). kept: the epoch the
@@ -968,6 +991,7 @@ def cmd_report(args):
                         retained.append((prec, key[4], key[3], ds, model, m, m / row_orig,
                                          {r["seed"]: r["accuracy"] for r in runs}))
         lines.append("")
+        lines += originals_on_training_rows(exports)
         lines += part3_targets(retained)
     lines += epoch_selection(raw, seeds)
     failed = [f"{p.parent.relative_to(raw)} (exit {json.loads(p.read_text()).get('exit')})"

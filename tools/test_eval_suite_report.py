@@ -242,6 +242,18 @@ class CompressedClassifierRetained(unittest.TestCase):
             self.assertIn(f"| tweets | minilm | fp16 | labels | 30% | 2 | 84.5 ± 57.2 | {0.845 / 0.85 * 100:.1f}% |", text)
 
 
+    def test_the_originals_fit_to_their_training_rows_is_reported_where_recorded(self):
+        with tempfile.TemporaryDirectory() as raw:
+            split(raw)
+            for seed, train in [(1, 0.95), (2, 0.97), (3, None)]:
+                d = os.path.join(raw, "tweets", "minilm", f"post-seed{seed}")
+                chosen = {"lr": 1e-4} if train is None else {"lr": 1e-4, "train_accuracy": train}
+                write(os.path.join(d, "export.json"), {"dataset": "tweets", "model": "minilm", "seed": seed,
+                                                       "chosen": chosen, "fp32": {"accuracy": 0.8}})
+            lines = eval_suite.originals_on_training_rows(eval_suite.collect(Path(raw), "accuracy", None)[3])
+            self.assertIn("| tweets | minilm | 2 | 96.0 ± 12.7 | 4.0 |", lines)
+            self.assertEqual([], eval_suite.originals_on_training_rows({}))
+
     def test_a_row_over_more_seeds_is_retained_against_the_originals_of_its_own_seeds(self):
         with tempfile.TemporaryDirectory() as raw:
             split(raw)
