@@ -79,11 +79,7 @@ final class GroupQueryAttentionRule extends NodeRule {
         check(o.inFeatures() == heads * headDim, "output projection takes " + o.inFeatures() + " inputs, not "
                 + heads * headDim, ctx.nodeOf(o), "output projection inputs");
         boolean rotary = gqa.intAttribute("do_rotary", 0) != 0;
-        List<AttentionGroup.RotaryHeads> counted = new ArrayList<>();
-        q.counted().forEach(n -> counted.add(new AttentionGroup.RotaryHeads(n, false)));
-        if (kTrace != null) {
-            kTrace.counted().forEach(n -> counted.add(new AttentionGroup.RotaryHeads(n, true)));
-        }
+        List<AttentionGroup.RotaryHeads> counted = ProjectionTracer.rotaryHeads(q, kTrace);
         check(!packed || counted.isEmpty(), "a RotaryEmbedding with num_heads on the packed Q|K|V input", gqa, "heads");
         return new MatchOutcome.Matched(new AttentionGroup("attn:" + o.node(), qp, kp, vp, o, heads, kvHeads, headDim,
                 rotary || !counted.isEmpty(), List.of(), List.of(), List.of(gqa), List.of(), List.of(), counted));

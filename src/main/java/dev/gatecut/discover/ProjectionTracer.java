@@ -110,6 +110,19 @@ final class ProjectionTracer {
         return new Trace(projection, layout, rotary, split, counted);
     }
 
+    /**
+     * The fused RotaryEmbedding nodes that count heads: on the query path of the query heads, on the key path
+     * ({@code key} null: none traced apart, packed Q|K|V) of the KV heads.
+     */
+    static List<AttentionGroup.RotaryHeads> rotaryHeads(Trace query, Trace key) {
+        List<AttentionGroup.RotaryHeads> counted = new ArrayList<>();
+        query.counted().forEach(n -> counted.add(new AttentionGroup.RotaryHeads(n, false)));
+        if (key != null) {
+            key.counted().forEach(n -> counted.add(new AttentionGroup.RotaryHeads(n, true)));
+        }
+        return counted;
+    }
+
     private static void addInputs(Node n, Deque<Value> work) {
         for (Value in : n.inputs()) {
             if (in != null) {

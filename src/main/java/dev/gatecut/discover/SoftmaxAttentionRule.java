@@ -91,15 +91,7 @@ final class SoftmaxAttentionRule extends NodeRule {
         boolean rotary = q.rotary() || k.rotary();
         return new MatchOutcome.Matched(new AttentionGroup("attn:" + o.node(), qp, kp, vp, o, heads, kvHeads,
                 headDim, rotary, edits, splits, List.of(), ScoreHeadInputs.find(ctx, qk, softmax, heads), List.of(),
-                rotaryHeads(q, k)));
-    }
-
-    /** The fused RotaryEmbedding nodes that count heads: on the query path of the query heads, on the key path of KV. */
-    static List<AttentionGroup.RotaryHeads> rotaryHeads(ProjectionTracer.Trace q, ProjectionTracer.Trace k) {
-        List<AttentionGroup.RotaryHeads> counted = new ArrayList<>();
-        q.counted().forEach(n -> counted.add(new AttentionGroup.RotaryHeads(n, false)));
-        k.counted().forEach(n -> counted.add(new AttentionGroup.RotaryHeads(n, true)));
-        return counted;
+                ProjectionTracer.rotaryHeads(q, k)));
     }
 
     /**

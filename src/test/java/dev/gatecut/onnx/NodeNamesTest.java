@@ -11,11 +11,9 @@ import dev.gatecut.onnx.proto.GraphProto;
 import dev.gatecut.onnx.proto.ModelProto;
 import dev.gatecut.onnx.proto.NodeProto;
 import dev.gatecut.onnx.proto.OperatorSetIdProto;
-import dev.gatecut.onnx.proto.TensorShapeProto;
-import dev.gatecut.onnx.proto.TypeProto;
-import dev.gatecut.onnx.proto.ValueInfoProto;
 import dev.gatecut.prune.GateCompiler;
 import dev.gatecut.testing.Ort;
+import dev.gatecut.testing.Protos;
 import org.junit.jupiter.api.Test;
 
 import java.util.List;
@@ -40,7 +38,7 @@ class NodeNamesTest {
                 .addNode(node("Identity", "MatMul:h", List.of("y"), "z"))
                 .addInitializer(TensorArrays.ofFloats("W1", new long[] {8, 16}, gaussian(r, 128)))
                 .addInitializer(TensorArrays.ofFloats("W2", new long[] {16, 8}, gaussian(r, 128)))
-                .addInput(io("x")).addOutput(io("z")).build();
+                .addInput(Protos.sequenceOf("x", 8)).addOutput(Protos.sequenceOf("z", 8)).build();
         return ModelProto.newBuilder().setIrVersion(8)
                 .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(17)).setGraph(g).build();
     }
@@ -94,14 +92,5 @@ class NodeNamesTest {
             v[i] = (float) (0.3 * r.nextGaussian());
         }
         return v;
-    }
-
-    private static ValueInfoProto io(String name) {
-        TensorShapeProto shape = TensorShapeProto.newBuilder()
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("batch"))
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("sequence"))
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(8)).build();
-        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
-                TypeProto.Tensor.newBuilder().setElemType(DataType.FLOAT.code()).setShape(shape))).build();
     }
 }

@@ -6,8 +6,6 @@ import dev.gatecut.onnx.proto.GraphProto;
 import dev.gatecut.onnx.proto.ModelProto;
 import dev.gatecut.onnx.proto.OperatorSetIdProto;
 import dev.gatecut.onnx.proto.TensorProto;
-import dev.gatecut.onnx.proto.TensorShapeProto;
-import dev.gatecut.onnx.proto.TypeProto;
 import dev.gatecut.onnx.proto.ValueInfoProto;
 import dev.gatecut.testing.Protos;
 import org.junit.jupiter.api.Test;
@@ -29,12 +27,8 @@ class RanksTest {
      */
     @Test
     void projectionsHaveTheirRank() {
-        TensorShapeProto ids = TensorShapeProto.newBuilder()
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("batch"))
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("sequence")).build();
         GraphProto g = GraphProto.newBuilder().setName("projection")
-                .addInput(ValueInfoProto.newBuilder().setName("input_ids").setType(TypeProto.newBuilder()
-                        .setTensorType(TypeProto.Tensor.newBuilder().setElemType(DataType.INT64.code()).setShape(ids))))
+                .addInput(Protos.tokenIds("input_ids"))
                 .addInitializer(Protos.ramp("table", 10, 4)).addInitializer(Protos.ramp("norm", 4))
                 .addInitializer(Protos.ramp("w", 4, 6)).addInitializer(Protos.ramp("v", 4))
                 .addNode(Protos.node("Gather", "embed", List.of("table", "input_ids"), List.of("hidden")))
@@ -66,12 +60,8 @@ class RanksTest {
 
     @Test
     void computedPositionsHaveTheirRank() {
-        TensorShapeProto ids = TensorShapeProto.newBuilder()
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("batch"))
-                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("sequence")).build();
         GraphProto g = GraphProto.newBuilder().setName("positions")
-                .addInput(ValueInfoProto.newBuilder().setName("input_ids").setType(TypeProto.newBuilder()
-                        .setTensorType(TypeProto.Tensor.newBuilder().setElemType(DataType.INT64.code()).setShape(ids))))
+                .addInput(Protos.tokenIds("input_ids"))
                 .addInitializer(longs("axis", new long[0], 1)).addInitializer(longs("one", new long[0], 1))
                 .addInitializer(longs("zero", new long[0], 0)).addInitializer(longs("axes", new long[] {1}, 0))
                 .addNode(Protos.node("Shape", "shape", List.of("input_ids"), List.of("ids_shape")))

@@ -35,6 +35,15 @@ public final class Protos {
         return t.build();
     }
 
+    /** An int64 tensor value [batch, sequence] with symbolic batch and sequence: token ids. */
+    public static ValueInfoProto tokenIds(String name) {
+        TensorShapeProto shape = TensorShapeProto.newBuilder()
+                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("batch"))
+                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("sequence")).build();
+        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
+                TypeProto.Tensor.newBuilder().setElemType(DataType.INT64.code()).setShape(shape))).build();
+    }
+
     /** A float tensor value [batch, sequence, features] with symbolic batch and sequence. */
     public static ValueInfoProto sequenceOf(String name, long features) {
         TensorShapeProto shape = TensorShapeProto.newBuilder()
