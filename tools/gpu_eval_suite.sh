@@ -271,8 +271,10 @@ variant_names() { local IFS=';'; for x in ${GC_VARIANTS:-=}; do printf '%s\n' "$
 variant_flags() { local IFS=';'; for x in ${GC_VARIANTS:-=}; do [ "${x%%=*}" = "$1" ] && { printf '%s' "${x#*=}"; return; }; done; }
 gc_dir() { echo "gc${3:+-$3}-s$1-seed$2"; }
 
-# A part-3 run's folder under post-seedN/: PREC S [VARIANT] with labels, PREC S label-free (LABELFREE_NAME's).
-labels_dir() { echo "$1-labels${3:+-$3}-s$2"; }
+# A part-3 run's folder under post-seedN/: PREC S [VARIANT] with labels (a variant whose flags say --label-free:
+# label-free, as LABELFREE_ARGS's run), PREC S label-free (LABELFREE_NAME's).
+labels_dir() { if variant_label_free "${3:-}"; then echo "$1-labelfree-$3-s$2"; else echo "$1-labels${3:+-$3}-s$2"; fi; }
+variant_label_free() { [ -n "$1" ] && [[ " $(variant_flags "$1") " == *" --label-free "* ]]; }
 labelfree_dir() { echo "$1-labelfree${LABELFREE_NAME:+-$LABELFREE_NAME}-s$2"; }
 
 job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision with labels (and label-free)
@@ -305,8 +307,12 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
     for s in $SPARSITIES; do
       [ "$LABELLED" = 1 ] && while read -r v; do
         local -a vflags=(); [ -n "$v" ] && read -r -a vflags <<< "$(variant_flags "$v")"
-        gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$SPLIT/train.jsonl" "$(cat "$e/labels.txt")" "$s" "$seed" \
-          "$r/$(labels_dir "$prec" "$s" "$v")" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"labels\", \"variant\": \"$v\"}" \
+        # A label-free variant (GC_VARIANTS="=;drop=--label-free --adapter-dropout 0.1") reads the text alone and is
+        # reported as "label-free [drop]", beside the plain label-free run
+        local train="$SPLIT/train.jsonl" mode=labels
+        variant_label_free "$v" && { train="$SPLIT/train-text.jsonl"; mode=label-free; }
+        gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$train" "$(cat "$e/labels.txt")" "$s" "$seed" \
+          "$r/$(labels_dir "$prec" "$s" "$v")" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"$mode\", \"variant\": \"$v\"}" \
           "${vflags[@]}"
         run_finished "$r/$(labels_dir "$prec" "$s" "$v")" || unfinished=$((unfinished + 1))
       done < <(variant_names)
