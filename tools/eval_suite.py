@@ -845,7 +845,8 @@ def originals_on_training_rows(exports):
 def epoch_choices(metrics_rows, kept_step):
     """{rule: the test accuracy of the epoch it picks} from one run's metrics.jsonl rows: each evaluation's --eval
     row beside its --watch row (the test rows, scored at every evaluation and never chosen on). kept: the epoch the
-    run kept (kept_step; None: its last); val accuracy: the first best (gatecut's tie rule), later ties: the last
+    run kept (kept_step; None: its last; a run with --average-epochs: its averaged model, the average_watch row,
+    against the rules' single epochs of the same trajectory); val accuracy: the first best (gatecut's tie rule), later ties: the last
     best (on 200 rows one row is half a point, so ties are common); val loss: the lowest; best possible: the best
     test accuracy of any epoch (what no rule can beat). None without watch rows."""
     evals = {r["step"]: r for r in metrics_rows if r.get("eval") and "accuracy" in r}
@@ -857,7 +858,8 @@ def epoch_choices(metrics_rows, kept_step):
     by_acc_later = max(steps, key=lambda s: (evals[s]["accuracy"], s))
     by_loss = min(steps, key=lambda s: (evals[s].get("task_loss", float("inf")), s))
     kept = kept_step if kept_step in watch else steps[-1]
-    return {"kept": watch[kept], "last": watch[steps[-1]], "val accuracy": watch[by_acc],
+    averaged = [r["accuracy"] for r in metrics_rows if r.get("average_watch") and "accuracy" in r]
+    return {"kept": averaged[-1] if averaged else watch[kept], "last": watch[steps[-1]], "val accuracy": watch[by_acc],
             "val accuracy, later ties": watch[by_acc_later], "val loss": watch[by_loss],
             "best possible": max(watch[s] for s in steps)}
 
@@ -886,9 +888,10 @@ def epoch_selection(raw: Path, seeds=None):
         return []
     lines = ["## Epoch selection (the test rows watched at every epoch, never chosen on)", "",
              "Mean test accuracy (%) over the runs of each recipe (every set, model and seed) of the epoch each rule",
-             "picks: the one the run kept, its last, the best on the validation rows' accuracy (the first of ties) or",
-             "loss, and the best any epoch reached. Δ: the rule minus kept, points. One row per model, and their runs",
-             "pooled (all) where a recipe ran on more than one.", "",
+             "picks: the one the run kept (a run with --average-epochs: the mean of its last epochs), its last, the",
+             "best on the validation rows' accuracy (the first of ties) or loss, and the best any epoch reached. Δ:",
+             "the rule minus kept, points. One row per model, and their runs pooled (all) where a recipe ran on more",
+             "than one.", "",
              "| precision | recipe | model | runs | " + " | ".join(SELECTION_RULES) + " |",
              "|---|---|---|---|" + "---|" * len(SELECTION_RULES)]
     models = collections.defaultdict(set)

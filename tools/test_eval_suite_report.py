@@ -337,6 +337,14 @@ class EpochSelection(unittest.TestCase):
         self.assertEqual(0.80, eval_suite.epoch_choices(self.ROWS, None)["kept"], "no selected step: the last")
         self.assertIsNone(eval_suite.epoch_choices([r for r in self.ROWS if not r.get("watch")], 20))
 
+    def test_a_run_averaging_its_last_epochs_kept_the_average(self):
+        rows = self.ROWS + [{"step": 40, "average_eval": True, "averaged_epochs": 2, "accuracy": 0.83},
+                            {"step": 40, "average_watch": True, "averaged_epochs": 2, "accuracy": 0.81}]
+        c = eval_suite.epoch_choices(rows, None)
+        self.assertEqual(0.81, c["kept"], "the averaged model's watched accuracy")
+        self.assertEqual(0.80, c["last"], "the rules still read the epochs' rows")
+        self.assertEqual(0.78, c["val accuracy"], "the average is no epoch to choose")
+
     def test_the_report_has_a_section_per_recipe(self):
         with tempfile.TemporaryDirectory() as raw:
             split(raw)

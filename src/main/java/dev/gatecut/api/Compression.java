@@ -240,6 +240,9 @@ final class Compression {
         }
         json.put("progressive_cut", recipe.progressiveCut());
         json.put("lr_decay", recipe.decay());
+        if (recipe.averages()) {
+            json.put("average_epochs", recipe.averageEpochs());
+        }
         if (selectedStep > 0) {
             // Best-epoch selection kept an earlier epoch's parameters (recovery steps, if any, followed them).
             json.put("selected_step", selectedStep);

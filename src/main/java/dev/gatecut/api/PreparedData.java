@@ -110,7 +110,8 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
                     config.recipe().distillLayers() > 0 ? ", its layers " + plain(config.recipe().distillLayers()) : "",
                     rate, config.recipe().progressiveCut() ? ", closing units as the budget ramps up" : "",
                     config.recipe().decay() ? ", the rates decaying to 0" : ", the rates flat after the warm-up",
-                    config.recipe().selectBest() && config.recipe().selectOnLoss()
+                    config.recipe().averages() ? ", the mean of the last " + config.recipe().averageEpochs()
+                            + " epochs kept" : config.recipe().selectBest() && config.recipe().selectOnLoss()
                             ? ", the epoch of the lowest evaluation loss kept" : "",
                     longerRun(o, ownHead))
                     : String.format("recipe: the model's own head is trained at rate %s%s (fine-tuned classifier"
@@ -200,7 +201,9 @@ record PreparedData(TrainConfig config, BatchSource batches, List<Batch> evalBat
         if (r.distills()) {
             s.append("; distilled from the dense model");
         }
-        if (r.selectBest()) {
+        if (r.averages()) {
+            s.append("; the mean of the last ").append(r.averageEpochs()).append(" epochs kept");
+        } else if (r.selectBest()) {
             s.append(r.selectOnLoss() ? "; the epoch of the lowest evaluation loss kept" : "; the best epoch kept");
         }
         return s.append(" (--recipe plain: FineGates as published)").toString();

@@ -349,7 +349,8 @@ public final class TrainOptions {
                 v.headFirst != null ? v.headFirst : base.headFirst(),
                 v.distillLayers != null ? v.distillLayers : base.distillLayers(),
                 v.lrDecay != null ? v.lrDecay : base.decay(),
-                v.selectOnLoss != null ? v.selectOnLoss : base.selectOnLoss());
+                v.selectOnLoss != null ? v.selectOnLoss : base.selectOnLoss(),
+                v.averageEpochs != null ? v.averageEpochs : base.averageEpochs());
     }
 
     /**

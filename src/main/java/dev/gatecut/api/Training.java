@@ -62,6 +62,13 @@ final class Training {
                             : String.format("perplexity %.4f", summary.selectedEval().perplexity()),
                     data.config().recipe().recoverySteps() > 0 ? ", then the recovery steps" : "")));
         }
+        if (summary.averagedEpochs() > 0) {
+            progress.onEvent(new ProgressEvent.Message(String.format("averaged: the mean of the last %d epochs'"
+                    + " parameters kept%s", summary.averagedEpochs(), summary.lastEval() == null ? ""
+                    : String.format(" (projected evaluation: %s)", summary.lastEval().accuracy() >= 0
+                    ? String.format("accuracy %.4f", summary.lastEval().accuracy())
+                    : String.format("perplexity %.4f", summary.lastEval().perplexity())))));
+        }
         return new Outcome(data, summary, backend, (System.nanoTime() - start) / 1e9, o, null);
     }
 

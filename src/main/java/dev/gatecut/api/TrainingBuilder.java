@@ -58,6 +58,7 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
     Boolean progressiveCut;
     Boolean lrDecay;
     Boolean selectOnLoss;
+    Integer averageEpochs;
     /** Low-rank adapters' rank: null is the recipe's default (see noAdapter). */
     Integer adapterRank;
     /** {@code --adapter none}: no adapters, whatever the recipe's default. */
@@ -435,6 +436,15 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
         return self();
     }
 
+    /**
+     * Keep the mean of the last {@code epochs} epochs' parameters (gates as the last left them) instead of one epoch
+     * ({@code --average-epochs K}; 0: none, the default): checkpoint averaging, in place of best-epoch selection.
+     */
+    public B averageEpochs(int epochs) {
+        this.averageEpochs = epochs;
+        return self();
+    }
+
     /** Seed of gate initialisation, gate noise and batch order ({@code --seed}, default 1). */
     public B seed(long seed) {
         this.seed = seed;
@@ -595,6 +605,13 @@ public abstract class TrainingBuilder<B extends TrainingBuilder<B>> implements C
      * cannot move). Checked here so a bad value is a one-line option error, not a failure at the first step.
      */
     private void validateSchedule() {
+        if (averageEpochs != null && averageEpochs < 0) {
+            throw new OptionException("averageEpochs (--average-epochs) must be ≥ 0 (0: none), got " + averageEpochs);
+        }
+        if (averageEpochs != null && averageEpochs > 0 && Boolean.TRUE.equals(selectBest)) {
+            throw new OptionException("averageEpochs (--average-epochs) keeps the mean of the last epochs and selectBest"
+                    + " (--select-best) one of them: choose one");
+        }
         java.util.Map<String, Double> given = new java.util.LinkedHashMap<>();
         given.put("warmup (--warmup)", warmup);
         given.put("denseFraction (--dense-fraction)", denseFraction);

@@ -110,6 +110,11 @@ final class GateTrainingOptions {
             + " epoch's; metrics.jsonl and the summary say which. Default: the recipe's (on for default).")
     Boolean selectBest;
 
+    @Option(names = "--average-epochs", paramLabel = "K", description = "Keep the mean of the parameters at the ends"
+            + " of the last K epochs (those with the whole cut; the gates as the last epoch left them) instead of one"
+            + " epoch: checkpoint averaging, in place of --select-best's choice. 0: none. Default: the recipe's (0).")
+    Integer averageEpochs;
+
     @Option(names = "--select-by", paramLabel = "score|loss", description = "What --select-best ranks epochs by:"
             + " score (accuracy; perplexity for lm) or loss (the evaluation cross-entropy: continuous, so a few hundred"
             + " rows still order epochs that a row of accuracy would tie or swap). Default: the recipe's (score).")
@@ -228,6 +233,9 @@ final class GateTrainingOptions {
         }
         if (lrDecay != null) {
             b.lrDecay(lrDecay);
+        }
+        if (averageEpochs != null) {
+            b.averageEpochs(averageEpochs);
         }
         if (selectBy != null) {
             b.selectOnLoss(switch (selectBy.strip().toLowerCase(java.util.Locale.ROOT)) {

@@ -46,15 +46,31 @@ import java.util.List;
  *                          (cross-entropy against the labels) instead of the highest accuracy: continuous, so a few
  *                          hundred evaluation rows still rank epochs that one row apart would tie or swap (for a
  *                          language model both choose alike: perplexity is the exponential of the loss)
+ * @param averageEpochs     0, or the number of final epochs whose end-of-epoch parameters (all but the gates,
+ *                          which stay as the last epoch left them) are averaged into the model kept, in place of
+ *                          {@link #selectBest}'s choice (checkpoint averaging, as SWA and model soups: the mean of
+ *                          the late epochs, which the 200-odd rows of a typical evaluation set cannot rank apart,
+ *                          instead of one of them chosen on a row's difference); epochs before the ramp reaches
+ *                          the target are left out
  */
 public record Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
                      double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
                      double distillTemperature, List<Double> classWeights, double gateInit,
                      Importance importance, boolean progressiveCut, double headFirst, double distillLayers,
-                     boolean decay, boolean selectOnLoss) {
+                     boolean decay, boolean selectOnLoss, int averageEpochs) {
 
     /** Standard deviation of θ around {@link #initialTheta()}: breaks ties, keeps every gate below the clip. */
     public static final double GATE_INIT_SPREAD = 0.01;
+
+    /** A recipe without {@link #averageEpochs}. */
+    public Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
+                  double rampFraction, int recoverySteps, boolean selectBest, double distillWeight,
+                  double distillTemperature, List<Double> classWeights, double gateInit, Importance importance,
+                  boolean progressiveCut, double headFirst, double distillLayers, boolean decay, boolean selectOnLoss) {
+        this(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps, selectBest,
+                distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut, headFirst,
+                distillLayers, decay, selectOnLoss, 0);
+    }
 
     /** A recipe that selects the best epoch by its score (accuracy, perplexity), not {@link #selectOnLoss}. */
     public Recipe(double headLearningRate, double biasLearningRate, double warmup, double denseFraction,
@@ -111,6 +127,9 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
             throw new IllegalArgumentException("dense fraction + ramp fraction must be at most 1, got "
                     + denseFraction + " + " + rampFraction);
         }
+        if (averageEpochs < 0) {
+            throw new IllegalArgumentException("the epochs averaged must be ≥ 0 (0: none), got " + averageEpochs);
+        }
         if (recoverySteps < 0 || distillWeight < 0 || !(distillLayers >= 0) || !(distillTemperature > 0)) {
             throw new IllegalArgumentException("recovery steps and distillation weight must be ≥ 0 and the"
                     + " temperature > 0");
@@ -159,35 +178,47 @@ public record Recipe(double headLearningRate, double biasLearningRate, double wa
     public Recipe withClassWeights(List<Double> weights) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, distillWeight, distillTemperature, weights, gateInit, importance, progressiveCut,
-                headFirst, distillLayers, decay, selectOnLoss);
+                headFirst, distillLayers, decay, selectOnLoss, averageEpochs);
     }
 
     /** This recipe with the progressive cut on or off. */
     public Recipe withProgressiveCut(boolean progressive) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, distillWeight, distillTemperature, classWeights, gateInit, importance, progressive,
-                headFirst, distillLayers, decay, selectOnLoss);
+                headFirst, distillLayers, decay, selectOnLoss, averageEpochs);
     }
 
     /** This recipe with the output distillation term at {@code weight} (0: none). */
     public Recipe withDistillWeight(double weight) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, weight, distillTemperature, classWeights, gateInit, importance, progressiveCut,
-                headFirst, distillLayers, decay, selectOnLoss);
+                headFirst, distillLayers, decay, selectOnLoss, averageEpochs);
     }
 
     /** This recipe with the linear decay of the learning rates on or off. */
     public Recipe withDecay(boolean linearDecay) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut,
-                headFirst, distillLayers, linearDecay, selectOnLoss);
+                headFirst, distillLayers, linearDecay, selectOnLoss, averageEpochs);
     }
 
     /** This recipe keeping the epoch of the lowest evaluation loss ({@code true}) or of the best score. */
     public Recipe withSelectOnLoss(boolean onLoss) {
         return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
                 selectBest, distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut,
-                headFirst, distillLayers, decay, onLoss);
+                headFirst, distillLayers, decay, onLoss, averageEpochs);
+    }
+
+    /** This recipe averaging the parameters of its last {@code epochs} epochs into the model kept (0: none). */
+    public Recipe withAverageEpochs(int epochs) {
+        return new Recipe(headLearningRate, biasLearningRate, warmup, denseFraction, rampFraction, recoverySteps,
+                selectBest, distillWeight, distillTemperature, classWeights, gateInit, importance, progressiveCut,
+                headFirst, distillLayers, decay, selectOnLoss, epochs);
+    }
+
+    /** Whether the model kept is the mean of the last epochs ({@link #averageEpochs}) instead of one epoch. */
+    public boolean averages() {
+        return averageEpochs > 0;
     }
 
     /** Whether the train step measures the gates' Taylor saliency (the projection ranks by it). */

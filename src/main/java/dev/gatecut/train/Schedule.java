@@ -77,6 +77,18 @@ public record Schedule(TrainConfig config, long mainSteps) {
                 target, false);
     }
 
+    /**
+     * The number of steps done at which the whole sparsity target first applies (the dense steps and the ramp
+     * behind): the first step, counted from 1, whose target is the config's, read off {@link #at} itself.
+     */
+    public long fullTargetFrom() {
+        long s = mainSteps;
+        while (s > 0 && at(s - 1).targetSparsity() >= config.targetSparsity()) {
+            s--;
+        }
+        return s + 1;
+    }
+
     /** The norms' rate times {@code factor} (the warm-up), 0 when they are not trained. */
     private double normLr(double factor) {
         return config.trainsNorms() ? factor * config.normLearningRate() : 0;

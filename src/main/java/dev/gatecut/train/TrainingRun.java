@@ -22,9 +22,11 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.Random;
 
 /**
@@ -87,11 +89,16 @@ public final class TrainingRun {
      *                     earlier one scored better than the last (its evaluation is {@code selectedEval}); -1 if
      *                     the run kept its last main-phase parameters
      */
+    /**
+     * @param selectedStep   the step of the epoch kept by best-epoch selection, -1 where the last was kept
+     * @param averagedEpochs the epochs whose mean the model kept ({@link Recipe#averageEpochs}), 0 where none
+     */
     public record Summary(long steps, GateTrainer.StepResult lastStep, Evaluator.EvalResult lastEval, double sparsity,
-                          GateValues gates, ShapeCache shapes, long selectedStep, Evaluator.EvalResult selectedEval) {
+                          GateValues gates, ShapeCache shapes, long selectedStep, Evaluator.EvalResult selectedEval,
+                          int averagedEpochs) {
         public Summary(long steps, GateTrainer.StepResult lastStep, Evaluator.EvalResult lastEval, double sparsity,
                        GateValues gates, ShapeCache shapes) {
-            this(steps, lastStep, lastEval, sparsity, gates, shapes, -1, null);
+            this(steps, lastStep, lastEval, sparsity, gates, shapes, -1, null, 0);
         }
     }
 
@@ -126,7 +133,7 @@ public final class TrainingRun {
         long total = schedule.totalSteps();
         if (!options.backend().runsRecipes() && !config.recipe().equals(Recipe.plain())) {
             throw new OptionException("the training recipe (per-group learning rates, warm-up, sparsity"
-                    + " schedule, recovery, selection, distillation or class weights) runs on the fused back-end"
+                    + " schedule, recovery, selection, averaging, distillation or class weights) runs on the fused back-end"
                     + " only: use --backend fused, or --recipe plain for ONNX Runtime's training API");
         }
         if (!options.backend().runsRecipes() && config.adapter().enabled()) {
@@ -162,8 +169,14 @@ public final class TrainingRun {
                 trainer.teacher(teacher);
             }
             boolean evaluates = eval != null && !eval.isEmpty();
-            BestEpoch best = config.recipe().selectBest() && evaluates
+            // Averaging the last epochs replaces choosing one of them.
+            BestEpoch best = config.recipe().selectBest() && evaluates && !config.recipe().averages()
                     ? BestEpoch.resume(outDir, config.task(), config.recipe().selectOnLoss(), trainer.step()) : null;
+            EpochAverage average = config.recipe().averages()
+                    ? EpochAverage.resume(outDir, gateNames(params), EpochAverage.firstAveragedStep(
+                            config.recipe().averageEpochs(), mainSteps, train.batchesPerEpoch(),
+                            schedule.fullTargetFrom()), trainer.step())
+                    : null;
             listener.started(trainer.step(), total);
             GateTrainer.StepResult last = null;
             Evaluator.EvalResult lastEval = null;
@@ -212,6 +225,9 @@ public final class TrainingRun {
                     windowSamples = 0;
                 }
                 boolean epochEnd = index == train.batchesPerEpoch() - 1 || done == total || done == mainSteps;
+                if (epochEnd && average != null && done <= mainSteps) {
+                    average.offer(done, trainer.parameters());
+                }
                 if (epochEnd) {
                     // Evaluate what compiling would give: the gates projected onto the parameter budget.
                     GateValues projected = project(trainer, plan, config);
@@ -251,11 +267,43 @@ public final class TrainingRun {
                         lastEval = chosen;
                     }
                 }
+                if (average != null && done == mainSteps && average.restoreInto(trainer.parameters())) {
+                    // The mean of the last epochs is the model kept (recovery steps, if any, continue from it).
+                    trainer.parametersEdited();
+                    GateValues projected = project(trainer, plan, config);
+                    Map<String, float[]> scored = withGates(params, trainer.parameters(), projected);
+                    Evaluator.EvalResult averaged = null;
+                    Evaluator.EvalResult watched = null;
+                    try {
+                        if (evaluates) {
+                            averaged = evaluator.evaluate(eval, scored);
+                        }
+                        if (!watch.isEmpty()) {
+                            watched = evaluator.evaluate(watch, scored);
+                        }
+                    } catch (OrtException e) {
+                        throw OrtSessions.failed(model, "evaluation of the averaged epochs after step " + done, e);
+                    }
+                    appendMetrics(metrics, averagedRow(done, average, averaged, sparsity, "average_eval"));
+                    if (watched != null) {
+                        appendMetrics(metrics, averagedRow(done, average, watched, sparsity, "average_watch"));
+                        listener.watched(done, watched);
+                    }
+                    if (averaged != null) {
+                        listener.evaluated(done, averaged, sparsity);
+                        if (done == total) {
+                            lastEval = averaged;
+                        }
+                    }
+                }
                 if ((options.checkpointEvery() > 0 && done % options.checkpointEvery() == 0) || done == total
                         || done == mainSteps) {
                     trainer.checkpointTo(outDir);
                     if (best != null) {
                         best.save(outDir);
+                    }
+                    if (average != null) {
+                        average.save(outDir);
                     }
                 }
             }
@@ -265,7 +313,7 @@ public final class TrainingRun {
             writeParams(outDir.resolve("params.json"), params, trainer.parameters(), config.adapter());
             long selected = best != null && best.step() > 0 && best.step() != mainSteps ? best.step() : -1;
             return new Summary(trainer.step(), last, lastEval, sparsity, gates, shapes, selected,
-                    selected > 0 ? best.eval() : null);
+                    selected > 0 ? best.eval() : null, average == null ? 0 : average.epochs());
         }
     }
 
@@ -294,6 +342,26 @@ public final class TrainingRun {
     private static void freezeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
                                         TrainConfig config) throws OrtException {
         closeProjected(trainer, params, plan, config, config.targetSparsity());
+    }
+
+    /** The evaluation of the averaged epochs' model: an evaluation row of its own kind, with what was averaged. */
+    private static ObjectNode averagedRow(long step, EpochAverage average, Evaluator.EvalResult e, double sparsity,
+                                          String kind) {
+        ObjectNode row = evalRow(step, -1, e, sparsity, kind);
+        row.remove("epoch");
+        row.put("averaged_epochs", average.epochs());
+        return row;
+    }
+
+    /** The names of the gates' θ among the trained parameters. */
+    private static Set<String> gateNames(List<TrainableParam> params) {
+        Set<String> names = new HashSet<>();
+        for (TrainableParam p : params) {
+            if (p.kind() == TrainableParam.Kind.GATE) {
+                names.add(p.name());
+            }
+        }
+        return names;
     }
 
     private static ObjectNode selectedRow(long step, long selected, Evaluator.EvalResult e) {

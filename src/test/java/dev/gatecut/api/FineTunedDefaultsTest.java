@@ -96,6 +96,13 @@ class FineTunedDefaultsTest {
         assertTrue(options().selectOnLoss(true).build().config(3, true).recipe().selectOnLoss(), "--select-by loss");
         assertTrue(PreparedData.newHeadRecipe(options().selectOnLoss(true).build().config(3, false))
                 .contains("; the epoch of the lowest evaluation loss kept"), "the recipe line says so");
+        assertEquals(0, options().build().config(3, true).recipe().averageEpochs(), "no averaging by default");
+        TrainConfig averaged = options().averageEpochs(3).build().config(3, true);
+        assertEquals(3, averaged.recipe().averageEpochs(), "--average-epochs 3");
+        assertTrue(PreparedData.newHeadRecipe(options().averageEpochs(3).build().config(3, false))
+                .contains("; the mean of the last 3 epochs kept"), "the recipe line says so");
+        assertEquals(2, options().recipe("plain").averageEpochs(2).build().config(3, true).recipe().averageEpochs(),
+                "over the plain recipe too");
         assertEquals(0.0, options().distill(0).build().config(3, true).recipe().distillWeight(),
                 "--distill 0 turns it off");
         TrainConfig plain = options().recipe("plain").build().config(3, true);
@@ -158,6 +165,35 @@ class FineTunedDefaultsTest {
         JsonNode summary = new ObjectMapper().readTree(Files.readString(tmp.resolve("slim").resolve("summary.json")));
         assertEquals(5, summary.get("epochs").asInt());
         assertEquals(5 * 3, summary.get("train_steps").asInt(), "24 rows in batches of 8, five times");
+    }
+
+    /** --average-epochs: the mean of the last epochs is the model kept, evaluated, said and recorded. */
+    @Test
+    void averagingTheLastEpochsIsTheModelKept(@TempDir Path tmp) throws Exception {
+        CompressOptions o = CompressOptions.builder().train(Examples.tokenIds(LabelFreeTest.rows(4, 24), labels(24)))
+                .eval(Examples.tokenIds(LabelFreeTest.rows(5, 16), labels(16))).targetSparsity(0.3).epochs(4)
+                .averageEpochs(2).batchSize(8).align(1).latencyRuns(0).baseline(false).backend(Backends.FUSED).build();
+        List<ProgressEvent> events = new ArrayList<>();
+        try (GatecutModel model = Gatecut.load(LabelFreeTest.BERT_CLS); CompressResult r = model.compress(o, events::add)) {
+            assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
+                    && m.text().contains(", the mean of the last 2 epochs kept")), "the recipe line: " + events);
+            assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
+                    && m.text().startsWith("averaged: the mean of the last 2 epochs' parameters kept (projected"
+                    + " evaluation: accuracy ")), events.toString());
+            r.saveTo(tmp.resolve("slim"));
+        }
+        JsonNode summary = new ObjectMapper().readTree(Files.readString(tmp.resolve("slim").resolve("summary.json")));
+        assertEquals(2, summary.get("average_epochs").asInt());
+        assertFalse(summary.has("selected_step"), "no epoch selected: the mean is kept");
+        List<JsonNode> rows = new ArrayList<>();
+        for (String line : Files.readAllLines(tmp.resolve("slim").resolve("run").resolve("metrics.jsonl"))) {
+            rows.add(new ObjectMapper().readTree(line));
+        }
+        JsonNode averaged = rows.stream().filter(r -> r.path("average_eval").asBoolean()).findFirst().orElseThrow();
+        assertEquals(averaged.path("accuracy").asDouble(), summary.get("gated_eval_accuracy").asDouble(), 0.0,
+                "the gated evaluation reported is the mean's");
+        assertEquals(summary.get("gated_eval_accuracy").asDouble(), summary.get("slim_eval_accuracy").asDouble(),
+                1e-9, "and the compiled model scores what the averaged gated one did");
     }
 
     /** A classifier export whose logits declare no shape (float16 conversions drop it): found by its head. */

@@ -107,6 +107,11 @@ class ErrorModelTest {
                 "0.3", "--lr", "-1", "-o", dir.resolve("run2").toString()), "--lr");
         assertOneLine(2, gatecut("train", "onnx-models/bert-ts17.onnx", "--train", data.toString(), "--target-sparsity",
                 "0.3", "--select-by", "best", "-o", dir.resolve("run3").toString()), "--select-by");
+        assertOneLine(2, gatecut("train", "onnx-models/bert-ts17.onnx", "--train", data.toString(), "--target-sparsity",
+                "0.3", "--average-epochs", "-1", "-o", dir.resolve("run4").toString()), "--average-epochs");
+        assertOneLine(2, gatecut("train", "onnx-models/bert-ts17.onnx", "--train", data.toString(), "--target-sparsity",
+                "0.3", "--average-epochs", "2", "--select-best", "-o", dir.resolve("run5").toString()),
+                "(--average-epochs) keeps the mean of the last epochs and selectBest (--select-best)");
         assertOneLine(2, gatecut("bench-compile", "--sparsity", "1.5"), "--sparsity");
         // picocli's own option errors: the same form and code
         assertOneLine(2, gatecut("prune", "onnx-models/bert-ts17.onnx", "--random-sparsity", "0.3", "--align", "many"), "--align");

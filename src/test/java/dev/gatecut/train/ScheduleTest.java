@@ -98,6 +98,19 @@ class ScheduleTest {
     }
 
     @Test
+    void theWholeTargetAppliesFromTheEndOfTheRamp() {
+        // dense 20 steps, ramp over the next 40: step index 59 is the first at the target, i.e. 60 steps done
+        assertEquals(60, new Schedule(CONFIG, 100).fullTargetFrom());
+        // 285 steps (57 a epoch, five epochs): dense 57 steps, the ramp over 114 (fractions that are not exact)
+        TrainConfig suite = CONFIG.withRecipe(new Recipe(1e-2, 2e-3, 0.1, 0.2, 0.4, 0, true, 0, 1, List.of()));
+        Schedule s = new Schedule(suite, 285);
+        long from = s.fullTargetFrom();
+        assertTrue(s.at(from - 1).targetSparsity() >= 0.3 && s.at(from - 2).targetSparsity() < 0.3, "from " + from);
+        // no schedule: the target from the first step
+        assertEquals(1, new Schedule(CONFIG.withRecipe(Recipe.plain()), 12).fullTargetFrom());
+    }
+
+    @Test
     void recoveryStepsFollowWithFrozenGates() {
         Schedule s = new Schedule(CONFIG, 100);
         assertEquals(105, s.totalSteps());

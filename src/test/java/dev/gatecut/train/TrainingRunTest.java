@@ -380,6 +380,107 @@ public class TrainingRunTest {
                 "the session run is part of the trainer's call: " + step);
     }
 
+    /**
+     * 12 main steps, 3 a epoch (ends at 3, 6, 9, 12), the target whole from step 6 (dense 3 steps, ramp 3), no
+     * recovery; best-epoch selection as given, the last {@code averaged} epochs averaged.
+     */
+    private static TrainConfig averaging(boolean select, int averaged) {
+        return config().withRecipe(new Recipe(0.1, 0.02, 0.25, 0.25, 0.25, 0, select, 0.5, 2, List.of(0.8, 1.2), 0.95,
+                Importance.TAYLOR, true, 0, 0, true).withAverageEpochs(averaged));
+    }
+
+    @Test
+    void averagingKeepsTheMeanOfTheLastEpochsAndTheLastEpochsGates(@TempDir Path dir) throws Exception {
+        List<Batch> eval = List.of(GateTrainerTest.syntheticBatch(99), GateTrainerTest.syntheticBatch(98));
+        List<Batch> watch = List.of(GateTrainerTest.syntheticBatch(97));
+        TrainingRun.Options options = new TrainingRun.Options(0, 12, 1, 3, false, Device.CPU, new FusedBackend());
+        // The same run keeping its last epoch: its checkpoint after step 9 (read at step 10) and at the end are the
+        // parameters at the two epoch ends averaged (averaging changes nothing before the last main step).
+        Path last = dir.resolve("last");
+        Path checkpoint = RunFolder.checkpoint(last, new FusedBackend());
+        java.util.concurrent.atomic.AtomicReference<java.util.Map<String, float[]>> atNine =
+                new java.util.concurrent.atomic.AtomicReference<>();
+        TrainingRun.run(MODEL, averaging(false, 0), synthetic(), eval, watch, options, last, new TrainingRun.Listener() {
+            @Override
+            public void stepped(long done, GateTrainer.StepResult result, double samplesPerSecond) {
+                if (done == 10) {
+                    atNine.set(Checkpoint.read(checkpoint).params());
+                }
+            }
+        });
+        assertEquals(12, Checkpoint.read(checkpoint).step(), "the end checkpoint");
+        java.util.Map<String, float[]> atTwelve = Checkpoint.read(checkpoint).params();
+
+        Path averaged = dir.resolve("averaged");
+        TrainingRun.Summary s = TrainingRun.run(MODEL, averaging(true, 2), synthetic(), eval, watch, options, averaged,
+                TrainingRun.Listener.silent());
+        assertEquals(2, s.averagedEpochs());
+        assertEquals(-1, s.selectedStep(), "averaging replaces the selection");
+        java.util.Map<String, float[]> kept = Checkpoint.read(RunFolder.checkpoint(averaged, new FusedBackend())).params();
+        java.util.Set<String> gates = new java.util.HashSet<>();
+        for (String gate : GateValues.read(averaged.resolve("gates.raw.json")).theta().keySet()) {
+            gates.add(gate + ".theta");
+        }
+        assertTrue(kept.keySet().containsAll(gates) && kept.size() > gates.size(), "gates and the rest: " + kept.keySet());
+        int moved = 0;
+        for (String name : kept.keySet()) {
+            float[] nine = atNine.get().get(name);
+            float[] twelve = atTwelve.get(name);
+            if (gates.contains(name)) {
+                assertArrayEquals(twelve, kept.get(name), "gate θ " + name + ": the last epoch's");
+                continue;
+            }
+            float[] mean = new float[twelve.length];
+            for (int i = 0; i < mean.length; i++) {
+                mean[i] = nine[i] + (twelve[i] - nine[i]) / 2;
+            }
+            assertArrayEquals(mean, kept.get(name), 1e-6f, name + ": the mean of steps 9 and 12");
+            moved += java.util.Arrays.equals(nine, twelve) ? 0 : 1;
+        }
+        assertTrue(moved > 0, "a test of nothing unless the parameters moved between the two epoch ends");
+
+        // the averaged model is evaluated (on --eval and the watched rows) and is what the run reports
+        List<JsonNode> rows = rows(averaged);
+        JsonNode avgEval = rows.stream().filter(r -> r.path("average_eval").asBoolean()).findFirst().orElseThrow();
+        JsonNode avgWatch = rows.stream().filter(r -> r.path("average_watch").asBoolean()).findFirst().orElseThrow();
+        assertEquals(2, avgEval.path("averaged_epochs").asInt());
+        assertEquals(12, avgWatch.path("step").asLong());
+        assertEquals(avgEval.path("task_loss").asDouble(), s.lastEval().taskLoss(), 0.0);
+        JsonNode lastEval = rows(last).stream().filter(r -> r.path("eval").asBoolean()).reduce((a, b) -> b).orElseThrow();
+        assertTrue(lastEval.path("task_loss").asDouble() != s.lastEval().taskLoss(), "the mean is another model than the"
+                + " last epoch's");
+        assertEquals(4, rows.stream().filter(r -> r.path("eval").asBoolean()).count(), "the epochs' rows as ever");
+    }
+
+    @Test
+    void averagingCountsOnlyEpochsWithTheWholeCutAndResumesExactly(@TempDir Path dir) throws Exception {
+        List<Batch> eval = List.of(GateTrainerTest.syntheticBatch(99));
+        TrainingRun.Options options = new TrainingRun.Options(0, 12, 1, 4, false, Device.CPU, new FusedBackend());
+        Path straight = dir.resolve("straight");
+        TrainingRun.Summary full = TrainingRun.run(MODEL, averaging(false, 4), synthetic(), eval, options, straight,
+                TrainingRun.Listener.silent());
+        assertEquals(3, full.averagedEpochs(), "four asked, the first ends inside the ramp: 6, 9 and 12");
+
+        Path resumed = dir.resolve("resumed");
+        assertThrows(IllegalStateException.class, () -> TrainingRun.run(MODEL, averaging(false, 4), synthetic(), eval,
+                options, resumed, crashingAt(11)));
+        TrainingRun.Options resume = new TrainingRun.Options(0, 12, 1, 4, true, Device.CPU, new FusedBackend());
+        TrainingRun.Summary again = TrainingRun.run(MODEL, averaging(false, 4), synthetic(), eval, resume, resumed,
+                TrainingRun.Listener.silent());
+        assertEquals(3, again.averagedEpochs(), "the epochs before the checkpoint at 8 come back from average.json");
+        Checkpoint pa = Checkpoint.read(straight.resolve("params.json"));
+        Checkpoint pb = Checkpoint.read(resumed.resolve("params.json"));
+        for (String p : pa.params().keySet()) {
+            assertArrayEquals(pa.params().get(p), pb.params().get(p), "parameter " + p + " after resume");
+        }
+        List<JsonNode> ma = rows(straight);
+        List<JsonNode> mb = rows(resumed);
+        assertEquals(ma.size(), mb.size(), "metrics rows");
+        for (int i = 0; i < ma.size(); i++) {
+            assertEquals(withoutTimes(ma.get(i)), withoutTimes(mb.get(i)), "row " + i);
+        }
+    }
+
     /** A metrics row without its timings (the only fields a resumed run may change). */
     private static String withoutTimes(JsonNode row) {
         return row.toString().replaceAll("\"(samples_per_s|train_ms|run_ms)\":[^,}]*,?", "");
