@@ -201,6 +201,11 @@ public final class OrtSessions {
         }
         options.addConfigEntry("session.use_device_allocator_for_initializers", "1");
         options.setMemoryPatternOptimization(trainingMemoryPattern());
+        if ("1".equals(System.getenv("GATECUT_ORT_DETERMINISTIC"))) {
+            // ONNX Runtime's deterministic kernels where it has a choice: the same seed then trains the same model
+            // on CUDA run after run, if its kernels cover the step (an experiment setting, off by default, unmeasured)
+            options.setDeterministicCompute(true);
+        }
         for (Map.Entry<String, String> e : settings("GATECUT_ORT_CONFIG").entrySet()) {
             options.addConfigEntry(e.getKey(), e.getValue());
         }
@@ -231,7 +236,8 @@ public final class OrtSessions {
      * (tools/gpu_train_profile.sh), read from an environment variable as {@code key=value;key=value}:
      * {@code GATECUT_CUDA_OPTIONS} (CUDA provider options), {@code GATECUT_ORT_CONFIG} (session config
      * entries); {@code GATECUT_ORT_MEM_PATTERN=1} turns the memory-pattern planner back on
-     * ({@link #trainingMemoryPattern}); on the CPU {@code GATECUT_CPU_ARENA=0} turns the CPU arena off.
+     * ({@link #trainingMemoryPattern}); on the CPU {@code GATECUT_CPU_ARENA=0} turns the CPU arena off;
+     * {@code GATECUT_ORT_DETERMINISTIC=1} asks for deterministic kernels (ONNX Runtime's deterministic compute).
      */
     public static Map<String, String> settings(String variable) {
         String v = System.getenv(variable);
