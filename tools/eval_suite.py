@@ -821,6 +821,39 @@ def part3_targets(retained):
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] + out + [""]
 
 
+def variant_effects(post):
+    """Each part-3 variant against the plain run of its labels mode ("labels [avg3]" against "labels", "label-free
+    [avg3]" against "label-free"), paired by set, model and seed (the originals of a seed are the same file: its
+    fine-tuning is deterministic). post: {(set, model, precision, mode, sparsity): [gc.json]}. One row per precision,
+    sparsity and variant: the mean paired difference in points with its 95% t-interval, how many runs it raised,
+    lowered or left, and the mean per model (a change of default has to hold on both encoders)."""
+    diffs = collections.defaultdict(list)   # (prec, sp, mode) -> [(model, diff)]
+    for (ds, model, prec, mode, sp), runs in post.items():
+        if " [" not in mode:
+            continue
+        plain = {g["seed"]: g["accuracy"] for g in post.get((ds, model, prec, mode.split(" [")[0], sp), [])}
+        for g in runs:
+            if g["seed"] in plain:
+                diffs[(prec, sp, mode)].append((model, g["accuracy"] - plain[g["seed"]]))
+    out = []
+    for (prec, sp, mode), d in sorted(diffs.items()):
+        m, hw, n = t_interval([x for _, x in d])
+        per_model = "; ".join(f"{model} {statistics.fmean(x for mm, x in d if mm == model) * 100:+.2f}"
+                              for model in sorted({mm for mm, _ in d}))
+        up, down = sum(x > 1e-9 for _, x in d), sum(x < -1e-9 for _, x in d)
+        delta = f"{m * 100:+.2f}" + (f" ± {hw * 100:.2f}" if hw is not None else "")
+        out.append(f"| {prec} | {round(sp * 100)}% | {mode} | {n} | {delta} | {up} / {down} / {n - up - down} | "
+                   f"{per_model} |")
+    if not out:
+        return []
+    return ["## Variants against the plain recipe (paired by set, model and seed)", "",
+            "Test accuracy of each variant's run minus the plain run of the same labels mode on the same original",
+            "(points; ± the 95% t-interval over the pairs of runs), the runs it raised / lowered / left, and the mean",
+            "per model.", "",
+            "| precision | sparsity | variant | runs | Δ | up / down / equal | per model |",
+            "| --- | --- | --- | --- | --- | --- | --- |"] + out + [""]
+
+
 SELECTION_RULES = ("kept", "last", "val accuracy", "val accuracy, later ties", "val loss", "best possible")
 
 
@@ -996,6 +1029,7 @@ def cmd_report(args):
         lines.append("")
         lines += originals_on_training_rows(exports)
         lines += part3_targets(retained)
+        lines += variant_effects(post)
     lines += epoch_selection(raw, seeds)
     failed = [f"{p.parent.relative_to(raw)} (exit {json.loads(p.read_text()).get('exit')})"
               for p in sorted(raw.rglob("gc.json")) if not scored(json.loads(p.read_text()))]

@@ -390,5 +390,28 @@ class Part3Targets(unittest.TestCase):
         rows = [l for l in eval_suite.part3_targets(r) if l.startswith("| fp32")]
         self.assertIn("+1.0 (sotu bge; 1 pairs) | ≤ 1: met |", rows[0])   # means alone would say +1.4
 
+class VariantEffects(unittest.TestCase):
+    @staticmethod
+    def result(seed, acc):
+        return {"seed": seed, "accuracy": acc}
+
+    def test_a_variant_is_paired_with_the_plain_run_of_its_labels_mode_and_seed(self):
+        r = self.result
+        post = {("sotu", "bge", "fp32", "labels", 0.3): [r(1, 0.80), r(2, 0.82), r(3, 0.78)],
+                ("sotu", "bge", "fp32", "labels [avg3]", 0.3): [r(1, 0.81), r(2, 0.82), r(4, 0.99)],   # seed 4: unpaired
+                ("sotu", "minilm", "fp32", "labels", 0.3): [r(1, 0.70)],
+                ("sotu", "minilm", "fp32", "labels [avg3]", 0.3): [r(1, 0.69)],
+                ("sotu", "bge", "fp32", "label-free", 0.3): [r(1, 0.75)],
+                ("sotu", "bge", "fp32", "label-free [avg3]", 0.3): [r(1, 0.78)],
+                ("tweets", "bge", "fp32", "label-free [val-text]", 0.3): [r(1, 0.5)]}   # no plain run: no row
+        rows = [l for l in eval_suite.variant_effects(post) if l.startswith("| fp32")]
+        self.assertEqual(2, len(rows), rows)
+        self.assertIn("| 30% | label-free [avg3] | 1 | +3.00 | 1 / 0 / 0 | bge +3.00 |", rows[0])
+        # labels: bge +1 and 0 on seeds 1-2, MiniLM -1: mean 0, one up, one down, one equal
+        self.assertIn("| 30% | labels [avg3] | 3 | +0.00 ± ", rows[1])
+        self.assertIn("| 1 / 1 / 1 | bge +0.50; minilm -1.00 |", rows[1])
+        self.assertEqual([], eval_suite.variant_effects({("a", "b", "fp32", "labels", 0.3): [r(1, 0.5)]}))
+
+
 if __name__ == "__main__":
     unittest.main()
