@@ -63,9 +63,12 @@ final class Training {
                     data.config().recipe().recoverySteps() > 0 ? ", then the recovery steps" : "")));
         }
         if (summary.averagedEpochs() > 0) {
+            // with recovery steps the run's last evaluation is after them, not of the mean
+            boolean recovered = data.config().recipe().recoverySteps() > 0;
             progress.onEvent(new ProgressEvent.Message(String.format("averaged: the mean of the last %d epochs'"
-                    + " parameters kept%s", summary.averagedEpochs(), summary.lastEval() == null ? ""
-                    : String.format(" (projected evaluation: %s)", summary.lastEval().accuracy() >= 0
+                    + " parameters kept%s", summary.averagedEpochs(), recovered ? ", then the recovery steps"
+                    : summary.lastEval() == null ? "" : String.format(" (projected evaluation: %s)",
+                    summary.lastEval().accuracy() >= 0
                     ? String.format("accuracy %.4f", summary.lastEval().accuracy())
                     : String.format("perplexity %.4f", summary.lastEval().perplexity())))));
         }

@@ -88,10 +88,8 @@ public final class TrainingRun {
      * @param selectedStep the step whose parameters the run kept when the recipe selects the best epoch and an
      *                     earlier one scored better than the last (its evaluation is {@code selectedEval}); -1 if
      *                     the run kept its last main-phase parameters
-     */
-    /**
-     * @param selectedStep   the step of the epoch kept by best-epoch selection, -1 where the last was kept
-     * @param averagedEpochs the epochs whose mean the model kept ({@link Recipe#averageEpochs}), 0 where none
+     * @param averagedEpochs the epochs whose mean the run kept ({@link Recipe#averageEpochs}; {@code lastEval} is
+     *                     the mean's evaluation), 0 where none
      */
     public record Summary(long steps, GateTrainer.StepResult lastStep, Evaluator.EvalResult lastEval, double sparsity,
                           GateValues gates, ShapeCache shapes, long selectedStep, Evaluator.EvalResult selectedEval,

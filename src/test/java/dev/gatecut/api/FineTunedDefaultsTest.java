@@ -194,6 +194,19 @@ class FineTunedDefaultsTest {
                 "the gated evaluation reported is the mean's");
         assertEquals(summary.get("gated_eval_accuracy").asDouble(), summary.get("slim_eval_accuracy").asDouble(),
                 1e-9, "and the compiled model scores what the averaged gated one did");
+
+        // with recovery steps after the mean, the run's last evaluation is theirs: the line says so instead
+        CompressOptions recovering = CompressOptions.builder().train(Examples.tokenIds(LabelFreeTest.rows(4, 24),
+                        labels(24))).eval(Examples.tokenIds(LabelFreeTest.rows(5, 16), labels(16))).targetSparsity(0.3)
+                .epochs(4).averageEpochs(2).recoverySteps(2).batchSize(8).align(1).latencyRuns(0).baseline(false)
+                .backend(Backends.FUSED).build();
+        events.clear();
+        try (GatecutModel model = Gatecut.load(LabelFreeTest.BERT_CLS);
+             CompressResult r = model.compress(recovering, events::add)) {
+            assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
+                    && m.text().equals("averaged: the mean of the last 2 epochs' parameters kept, then the recovery"
+                    + " steps")), events.toString());
+        }
     }
 
     /** A classifier export whose logits declare no shape (float16 conversions drop it): found by its head. */
