@@ -5,9 +5,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.gatecut.onnx.AtomicFiles;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -36,23 +33,14 @@ final class BestEpoch {
     /** A fresh selection, or the saved one of a run resumed at {@code atStep} > 0. */
     static BestEpoch resume(Path runDir, Task task, boolean onLoss, long atStep) {
         BestEpoch b = new BestEpoch(task, onLoss);
-        Path file = runDir.resolve(FILE);
-        if (atStep == 0 || !Files.exists(file)) {
-            return b;
-        }
-        try {
-            JsonNode root = new ObjectMapper().readTree(file.toFile());
-            if (root.path("step").asLong() > atStep) {
-                return b;   // saved after the checkpoint the run resumes from
-            }
-            b.step = root.path("step").asLong();
-            b.eval = new Evaluator.EvalResult(root.path("task_loss").asDouble(), root.path("accuracy").asDouble(Double.NaN),
-                    root.path("perplexity").asDouble(Double.NaN), root.path("examples").asInt());
+        JsonNode saved = RunFolder.savedUpTo(runDir.resolve(FILE), atStep);
+        if (saved != null) {
+            b.step = saved.path("step").asLong();
+            b.eval = new Evaluator.EvalResult(saved.path("task_loss").asDouble(), saved.path("accuracy").asDouble(Double.NaN),
+                    saved.path("perplexity").asDouble(Double.NaN), saved.path("examples").asInt());
             b.params = Checkpoint.read(runDir.resolve(PARAMS_FILE)).params();
-            return b;
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
         }
+        return b;
     }
 
     /** Keeps a copy of {@code current} when {@code result} beats the best so far. */

@@ -5,9 +5,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.gatecut.onnx.AtomicFiles;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -49,22 +46,13 @@ final class EpochAverage {
     /** A fresh average, or the saved one of a run resumed at {@code atStep} > 0. */
     static EpochAverage resume(Path runDir, Set<String> gates, long firstStep, long atStep) {
         EpochAverage a = new EpochAverage(gates, firstStep);
-        Path file = runDir.resolve(FILE);
-        if (atStep == 0 || !Files.exists(file)) {
-            return a;
-        }
-        try {
-            JsonNode root = new ObjectMapper().readTree(file.toFile());
-            if (root.path("step").asLong() > atStep) {
-                return a;   // saved after the checkpoint the run resumes from
-            }
-            a.step = root.path("step").asLong();
-            a.count = root.path("epochs").asInt();
+        JsonNode saved = RunFolder.savedUpTo(runDir.resolve(FILE), atStep);
+        if (saved != null) {
+            a.step = saved.path("step").asLong();
+            a.count = saved.path("epochs").asInt();
             a.mean = Checkpoint.read(runDir.resolve(PARAMS_FILE)).params();
-            return a;
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
         }
+        return a;
     }
 
     /** Adds the parameters at the end of an epoch that ended at {@code atStep}, if it is one the average counts. */

@@ -20,6 +20,22 @@ import java.util.stream.Stream;
  * and {@code --resume} needs something to resume.
  */
 public final class RunFolder {
+
+    /**
+     * What a run saved in {@code file} beside its checkpoints (a selection, an average), for a run resumed at
+     * {@code atStep}: null for a fresh run (0), a missing file, or one saved after that checkpoint (its step later).
+     */
+    static JsonNode savedUpTo(Path file, long atStep) {
+        if (atStep == 0 || !Files.exists(file)) {
+            return null;
+        }
+        try {
+            JsonNode root = new ObjectMapper().readTree(file.toFile());
+            return root.path("step").asLong() > atStep ? null : root;
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+        }
+    }
     /** Temp files of {@code AtomicFiles}: {@code .NAME.HEX.tmp}; left behind when a run is killed mid-write. */
     private static final Pattern TEMP_FILE = Pattern.compile("^\\..+\\.[0-9a-f]+\\.tmp$");
 

@@ -180,17 +180,7 @@ public class TrainingRunTest {
                 assertArrayEquals(a.theta(gate), b.theta(gate), file + ": gate " + gate + " after resume");
             }
         }
-        Checkpoint pa = Checkpoint.read(straight.resolve("params.json"));
-        Checkpoint pb = Checkpoint.read(resumed.resolve("params.json"));
-        for (String p : pa.params().keySet()) {
-            assertArrayEquals(pa.params().get(p), pb.params().get(p), "parameter " + p + " after resume");
-        }
-        List<JsonNode> ma = rows(straight);
-        List<JsonNode> mb = rows(resumed);
-        assertEquals(ma.size(), mb.size(), "metrics rows");
-        for (int i = 0; i < ma.size(); i++) {
-            assertEquals(withoutTimes(ma.get(i)), withoutTimes(mb.get(i)), "row " + i);
-        }
+        assertSameParametersAndRows(straight, resumed);
     }
 
     /** Here accuracy ties at steps 9 and 12 (the earlier kept) while the loss still falls to step 12. */
@@ -468,6 +458,11 @@ public class TrainingRunTest {
         TrainingRun.Summary again = TrainingRun.run(MODEL, averaging(false, 4), synthetic(), eval, resume, resumed,
                 TrainingRun.Listener.silent());
         assertEquals(3, again.averagedEpochs(), "the epochs before the checkpoint at 8 come back from average.json");
+        assertSameParametersAndRows(straight, resumed);
+    }
+
+    /** The resumed run ended with the uninterrupted one's parameters and wrote its metrics rows, timings aside. */
+    private static void assertSameParametersAndRows(Path straight, Path resumed) throws Exception {
         Checkpoint pa = Checkpoint.read(straight.resolve("params.json"));
         Checkpoint pb = Checkpoint.read(resumed.resolve("params.json"));
         for (String p : pa.params().keySet()) {
