@@ -17,6 +17,7 @@ import dev.gatecut.onnx.Graph;
 import dev.gatecut.onnx.Node;
 import dev.gatecut.errors.ModelException;
 import dev.gatecut.onnx.OnnxModel;
+import dev.gatecut.onnx.OpBuilder;
 import dev.gatecut.onnx.Pass;
 import dev.gatecut.onnx.PassResult;
 import dev.gatecut.onnx.Tensor;
@@ -466,16 +467,13 @@ public final class GateCompiler {
             }
             HeadInputSlices.apply(graph, a, HeadInputSlices.queryHeads(keptGroups, perGroup));
             for (Node fused : a.fusedAttention()) {
-                fused.setAttribute(AttributeProto.newBuilder().setName("num_heads")
-                        .setType(AttributeProto.AttributeType.INT).setI(heads).build());
+                fused.setAttribute(OpBuilder.attr("num_heads", heads));
                 if (fused.is("GroupQueryAttention", "com.microsoft")) {
-                    fused.setAttribute(AttributeProto.newBuilder().setName("kv_num_heads")
-                            .setType(AttributeProto.AttributeType.INT).setI(kv).build());
+                    fused.setAttribute(OpBuilder.attr("kv_num_heads", kv));
                 }
             }
             for (AttentionGroup.RotaryHeads r : a.rotaryHeads()) {
-                r.node().setAttribute(AttributeProto.newBuilder().setName("num_heads")
-                        .setType(AttributeProto.AttributeType.INT).setI(r.keys() ? kv : heads).build());
+                r.node().setAttribute(OpBuilder.attr("num_heads", r.keys() ? kv : heads));
             }
         }
         return change;
