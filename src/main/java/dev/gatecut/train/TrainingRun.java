@@ -230,21 +230,14 @@ public final class TrainingRun {
                     // Evaluate what compiling would give: the gates projected onto the parameter budget.
                     GateValues projected = project(trainer, plan, config);
                     sparsity = compiled.of(projected);
-                    Evaluator.EvalResult watched = null;
-                    Map<String, float[]> scored = evaluator == null ? null
-                            : withGates(params, trainer.parameters(), projected);
-                    try {
-                        if (evaluates) {
-                            lastEval = evaluator.evaluate(eval, scored);
-                            if (best != null && done <= mainSteps) {
-                                best.offer(done, lastEval, trainer.parameters());
-                            }
+                    Scores scores = score(evaluator, eval, watch, params, trainer.parameters(), projected, model,
+                            "evaluation after step " + done);
+                    Evaluator.EvalResult watched = scores.watched();
+                    if (evaluates) {
+                        lastEval = scores.eval();
+                        if (best != null && done <= mainSteps) {
+                            best.offer(done, lastEval, trainer.parameters());
                         }
-                        if (!watch.isEmpty()) {
-                            watched = evaluator.evaluate(watch, scored);
-                        }
-                    } catch (OrtException e) {
-                        throw OrtSessions.failed(model, "evaluation after step " + done, e);
                     }
                     appendMetrics(metrics, evalRow(done, epoch, lastEval, sparsity, "eval"));
                     if (watched != null) {
@@ -268,20 +261,10 @@ public final class TrainingRun {
                 if (average != null && done == mainSteps && average.restoreInto(trainer.parameters())) {
                     // The mean of the last epochs is the model kept (recovery steps, if any, continue from it).
                     trainer.parametersEdited();
-                    GateValues projected = project(trainer, plan, config);
-                    Map<String, float[]> scored = withGates(params, trainer.parameters(), projected);
-                    Evaluator.EvalResult averaged = null;
-                    Evaluator.EvalResult watched = null;
-                    try {
-                        if (evaluates) {
-                            averaged = evaluator.evaluate(eval, scored);
-                        }
-                        if (!watch.isEmpty()) {
-                            watched = evaluator.evaluate(watch, scored);
-                        }
-                    } catch (OrtException e) {
-                        throw OrtSessions.failed(model, "evaluation of the averaged epochs after step " + done, e);
-                    }
+                    Scores scores = score(evaluator, eval, watch, params, trainer.parameters(),
+                            project(trainer, plan, config), model, "evaluation of the averaged epochs after step " + done);
+                    Evaluator.EvalResult averaged = scores.eval();
+                    Evaluator.EvalResult watched = scores.watched();
                     appendMetrics(metrics, averagedRow(done, average, averaged, sparsity, "average_eval"));
                     if (watched != null) {
                         appendMetrics(metrics, averagedRow(done, average, watched, sparsity, "average_watch"));
@@ -340,6 +323,25 @@ public final class TrainingRun {
     private static void freezeProjected(StepTrainer trainer, List<TrainableParam> params, GatePlan plan,
                                         TrainConfig config) throws OrtException {
         closeProjected(trainer, params, plan, config, config.targetSparsity());
+    }
+
+    /** What one evaluation point scored: on --eval (null without it) and on the watched rows (null without them). */
+    private record Scores(Evaluator.EvalResult eval, Evaluator.EvalResult watched) {
+    }
+
+    /** The trainer's parameters with {@code projected} gates scored on {@code eval} and {@code watch}. */
+    private static Scores score(Evaluator evaluator, List<Batch> eval, List<Batch> watch, List<TrainableParam> params,
+                                Map<String, float[]> live, GateValues projected, Path model, String what) {
+        if (evaluator == null) {
+            return new Scores(null, null);
+        }
+        Map<String, float[]> scored = withGates(params, live, projected);
+        try {
+            return new Scores(eval == null || eval.isEmpty() ? null : evaluator.evaluate(eval, scored),
+                    watch.isEmpty() ? null : evaluator.evaluate(watch, scored));
+        } catch (OrtException e) {
+            throw OrtSessions.failed(model, what, e);
+        }
     }
 
     /** The evaluation of the averaged epochs' model: an evaluation row of its own kind, with what was averaged. */
