@@ -879,9 +879,9 @@ def epoch_choices(metrics_rows, kept_step):
     """{rule: the test accuracy of the epoch it picks} from one run's metrics.jsonl rows: each evaluation's --eval
     row beside its --watch row (the test rows, scored at every evaluation and never chosen on). kept: the epoch the
     run kept (kept_step; None: its last; a run with --average-epochs: its averaged model, the average_watch row,
-    against the rules' single epochs of the same trajectory); val accuracy: the first best (gatecut's tie rule), later ties: the last
-    best (on 200 rows one row is half a point, so ties are common); val loss: the lowest; best possible: the best
-    test accuracy of any epoch (what no rule can beat). None without watch rows."""
+    against the rules' single epochs of the same trajectory); val accuracy: the first best (gatecut's tie rule),
+    later ties: the last best (on 200 rows one row is half a point, so ties are common); val loss: the lowest; best
+    possible: the best test accuracy of any epoch (what no rule can beat). None without watch rows."""
     evals = {r["step"]: r for r in metrics_rows if r.get("eval") and "accuracy" in r}
     watch = {r["step"]: r["accuracy"] for r in metrics_rows if r.get("watch") and "accuracy" in r}
     steps = [s for s in sorted(evals) if s in watch]

@@ -308,10 +308,12 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
       [ "$LABELLED" = 1 ] && while read -r v; do
         local -a vflags=(); [ -n "$v" ] && read -r -a vflags <<< "$(variant_flags "$v")"
         # A label-free variant (GC_VARIANTS="=;drop=--label-free --adapter-dropout 0.1") reads the text alone and is
-        # reported as "label-free [drop]", beside the plain label-free run
-        local train="$SPLIT/train.jsonl" mode=labels
-        variant_label_free "$v" && { train="$SPLIT/train-text.jsonl"; mode=label-free; }
-        gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$train" "$(cat "$e/labels.txt")" "$s" "$seed" \
+        # reported as "label-free [drop]", beside the plain label-free run, choosing on what it does (LABELFREE_EVAL)
+        local train="$SPLIT/train.jsonl" mode=labels veval=$GC_EVAL
+        if variant_label_free "$v"; then
+          train="$SPLIT/train-text.jsonl"; mode=label-free; [ "$GC_EVAL" = val ] && veval=$LABELFREE_EVAL
+        fi
+        GC_EVAL=$veval gc_run "$e/cls-$prec.onnx" "${TOK[$m]}" "$SPLIT" "$train" "$(cat "$e/labels.txt")" "$s" "$seed" \
           "$r/$(labels_dir "$prec" "$s" "$v")" "{\"dataset\": \"$ds\", \"model\": \"$m\", \"source\": \"finetuned\", \"precision\": \"$prec\", \"labels_mode\": \"$mode\", \"variant\": \"$v\"}" \
           "${vflags[@]}"
         run_finished "$r/$(labels_dir "$prec" "$s" "$v")" || unfinished=$((unfinished + 1))
