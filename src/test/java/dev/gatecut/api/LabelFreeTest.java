@@ -1,6 +1,8 @@
 package dev.gatecut.api;
 
 import ai.onnxruntime.OnnxTensor;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import ai.onnxruntime.OrtSession;
 import dev.gatecut.errors.ModelException;
 import dev.gatecut.errors.OptionException;
@@ -10,7 +12,9 @@ import dev.gatecut.train.Task;
 import dev.gatecut.train.data.LabelVocabulary;
 import dev.gatecut.train.data.TokenizedDataset;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -21,6 +25,7 @@ import java.util.Random;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -119,6 +124,28 @@ class LabelFreeTest {
             assertTrue(r.report().parametersAfter() < r.report().parametersBefore());
             assertTrue(r.slimEvalAccuracy() >= 0 && r.slimEvalAccuracy() <= 1, "scored against the eval labels");
         }
+    }
+
+    /** At 30% (five epochs by default) a label-free run keeps the mean of its last three epochs, and says so. */
+    @Test
+    void aLabelFreeRunKeepsTheMeanOfItsLastEpochs(@TempDir Path tmp) throws Exception {
+        List<int[]> evalIds = rows(5, 16);
+        CompressOptions options = CompressOptions.builder().train(Examples.tokenIds(rows(4, 24)))
+                .eval(Examples.tokenIds(evalIds, answers(evalIds))).labelFree(true).targetSparsity(0.3).batchSize(8)
+                .align(1).latencyRuns(0).baseline(false).backend(Backends.FUSED).build();
+        List<ProgressEvent> events = new ArrayList<>();
+        try (GatecutModel model = Gatecut.load(BERT_CLS); CompressResult r = model.compress(options, events::add)) {
+            assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
+                    && m.text().startsWith("recipe: the model's own head is trained")
+                    && m.text().contains(", the mean of the last 3 epochs kept")), events.toString());
+            assertTrue(events.stream().anyMatch(e -> e instanceof ProgressEvent.Message m
+                    && m.text().startsWith("averaged: the mean of the last 3 epochs' parameters kept")), events.toString());
+            r.saveTo(tmp.resolve("slim"));
+        }
+        JsonNode summary = new ObjectMapper().readTree(Files.readString(tmp.resolve("slim").resolve("summary.json")));
+        assertEquals(5, summary.get("epochs").asInt());
+        assertEquals(3, summary.get("average_epochs").asInt());
+        assertFalse(summary.has("selected_step"), "the mean is kept, no epoch chosen");
     }
 
     @Test
