@@ -113,7 +113,7 @@ final class GateTrainingOptions {
     @Option(names = "--average-epochs", paramLabel = "K", description = "Keep the mean of the parameters at the ends"
             + " of the last K epochs (those with the whole cut; the gates as the last epoch left them) instead of one"
             + " epoch: checkpoint averaging, in place of --select-best's choice. 0: none. Default: 3 for --label-free"
-            + " over five epochs or more (a fine-tuned classifier from 30% removed), else none.")
+            + " over five epochs or more (a fine-tuned classifier from 30%% removed), else none.")
     Integer averageEpochs;
 
     @Option(names = "--select-by", paramLabel = "score|loss", description = "What --select-best ranks epochs by:"
