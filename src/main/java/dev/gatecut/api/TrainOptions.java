@@ -143,7 +143,7 @@ public final class TrainOptions {
     public static final int OWN_HEAD_LONGER_EPOCHS = 5;
     /** The sparsity from which a fine-tuned classifier's own head trains {@link #OWN_HEAD_LONGER_EPOCHS}. */
     public static final double LONGER_FROM_SPARSITY = 0.3;
-    /** The last epochs whose mean a label-free compression keeps by default ({@link #averageEpochs(boolean)}). */
+    /** The last epochs whose mean a label-free compression of a fine-tuned classifier keeps from 30% removed. */
     public static final int LABEL_FREE_AVERAGE_EPOCHS = 3;
 
     /** Passes over the data (when {@link #steps()} is 0) for a model with a new head: as set, else 3. */
@@ -352,14 +352,14 @@ public final class TrainOptions {
                 v.distillLayers != null ? v.distillLayers : base.distillLayers(),
                 v.lrDecay != null ? v.lrDecay : base.decay(),
                 v.selectOnLoss != null ? v.selectOnLoss : base.selectOnLoss(),
-                v.averageEpochs != null ? v.averageEpochs : fineTuned && averagesByDefault(ownHead)
+                v.averageEpochs != null ? v.averageEpochs : averagesByDefault(ownHead)
                         ? LABEL_FREE_AVERAGE_EPOCHS : base.averageEpochs());
     }
 
     /**
      * Whether a run keeps the mean of its last {@link #LABEL_FREE_AVERAGE_EPOCHS} epochs without --average-epochs: a
-     * label-free compression of a fine-tuned classifier ({@code fineTuned}, checked by the caller) over five epochs
-     * or more ({@link #epochs(boolean)}: the default from 30%), no --select-best or --select-by given. Label-free,
+     * label-free compression of a fine-tuned classifier ({@link #ownHeadDefaults}) over five epochs or more
+     * ({@link #epochs(boolean)}: the default from 30%), no --select-best or --select-by given. Label-free,
      * the epoch chosen on validation rows follows the original's answers, not the truth, and one run's choice swings
      * with the GPU's summation order; the mean of the last three epochs measured +0.24 ± 0.23 points over that
      * choice on 36 paired runs (both encoders, six sets, 3 seeds, fp32 originals, 30%; 21 up, 13 down), and every
@@ -367,8 +367,8 @@ public final class TrainOptions {
      * measured −0.14 ± 0.19, so a labelled run keeps its best epoch (bench/results/2026-12-02-average-epochs-h200.md).
      */
     private boolean averagesByDefault(boolean ownHead) {
-        return v.labelFree && v.steps == 0 && v.selectBest == null && v.selectOnLoss == null
-                && epochs(ownHead) >= OWN_HEAD_LONGER_EPOCHS;
+        return ownHeadDefaults(ownHead) && v.labelFree && v.steps == 0 && v.selectBest == null
+                && v.selectOnLoss == null && epochs(ownHead) >= OWN_HEAD_LONGER_EPOCHS;
     }
 
     /**

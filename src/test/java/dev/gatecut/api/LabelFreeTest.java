@@ -1,9 +1,9 @@
 package dev.gatecut.api;
 
 import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtSession;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import ai.onnxruntime.OrtSession;
 import dev.gatecut.errors.ModelException;
 import dev.gatecut.errors.OptionException;
 import dev.gatecut.runtime.Device;
