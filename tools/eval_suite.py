@@ -49,6 +49,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -1119,6 +1120,14 @@ def estimate(models, seeds, sparsities, parallel, post=False, rows=1800, labelfr
     return serial, max(max(jobs), serial / eff) + 30
 
 
+def plain_run_dir(name, variants):
+    """The plain run folder a part-3 run folder of one of {@code variants} stands for, or None. A variant named alone
+    stands in both labels modes ("e5": "fp16-labels-e5-s0.3" -> "fp16-labels-s0.3"), one named with its mode in that
+    one alone ("labelfree-avg3": "fp32-labelfree-avg3-s0.4" -> "fp32-labelfree-s0.4", not "fp32-labels-avg3-s0.4")."""
+    m = re.fullmatch(r"(fp32|fp16|bf16)-(labels|labelfree)-(.+)-s([0-9.]+)", name)
+    return f"{m[1]}-{m[2]}-s{m[4]}" if m and (m[3] in variants or f"{m[2]}-{m[3]}" in variants) else None
+
+
 def cmd_merge(args):
     """Several calls' raw folders into one (later folders win): files are copied by their path under the folder,
     except the baselines' torch-seed*.json of the same set, model and seed, whose runs are pooled (a call with
@@ -1127,12 +1136,31 @@ def cmd_merge(args):
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise SuiteError(f"{out}: not empty; merge writes a new folder")
+    as_default = list(getattr(args, "as_default", None) or [])
     torch_files = {}
     for src in map(Path, args.raw):
         if not src.is_dir():
             raise SuiteError(f"{src}: not a folder (a raw folder of the suite, e.g. raw.tgz unpacked)")
-        for f in sorted(p for p in src.rglob("*") if p.is_file()):
+        files = sorted(p for p in src.rglob("*") if p.is_file())
+        # --as-default V: a part-3 run of variant V stands for the plain run of its folder (V's flags became the
+        # defaults since), copied after the folder's other files so it replaces the plain run, whole
+        aliased = [(f, plain) for f in files for plain in [plain_run_dir(f.parent.name, as_default)] if plain]
+        aliased_files = {f for f, _ in aliased}
+        queue = [(f, None) for f in files if f not in aliased_files]
+        queue += [(out / f.parent.relative_to(src).with_name(plain), "clear") for f, plain in aliased] + aliased
+        for f, plain in queue:
+            if plain == "clear":   # the plain run's own files go: none of them may outlive it
+                shutil.rmtree(f, ignore_errors=True)
+                continue
             rel = f.relative_to(src)
+            if plain:
+                rel = rel.parent.with_name(plain) / rel.name
+                if f.name == "gc.json":
+                    g = json.loads(f.read_text())
+                    g.update(as_default_of=g.get("variant", ""), variant="")
+                    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                    save_json(out / rel, g)
+                    continue
             if f.name.startswith("torch-") and f.suffix == ".json":
                 r = json.loads(f.read_text())
                 key = (r["dataset"], r["model"], r["seed"])
@@ -1239,6 +1267,9 @@ def main(argv=None):
     p = sub.add_parser("merge", help="several calls' raw folders into one (the baselines' runs pooled)")
     p.add_argument("out")
     p.add_argument("raw", nargs="+")
+    p.add_argument("--as-default", action="append", metavar="VARIANT",
+                   help="part-3 runs of this variant stand for the plain runs of their folder (its flags became the "
+                        "defaults since): e5 in both labels modes, labelfree-avg3 in one; repeatable")
 
     p = sub.add_parser("estimate")
     p.add_argument("--models", default="minilm bge")

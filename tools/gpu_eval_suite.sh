@@ -31,7 +31,8 @@
 # dry run with GC_CMD="java -cp ... dev.gatecut.cli.GatecutCli", PY_EXTRA="--limit 64 --max-steps 3",
 # GC_EXTRA="--steps 3"), LABELFREE_ARGS (part 3 label-free flags, default --label-free; empty skips), LABELFREE_NAME (their row: "label-free [NAME]"), LABELFREE_EVAL (val; val-text: their --eval rows unlabelled too), PRECISIONS
 # (part 3: "fp32 fp16"), LABELLED (part 3: 0 skips the labelled runs, label-free only), LABELFREE_SPARSITIES (part 3:
-# the sparsities of the label-free runs, default SPARSITIES; the issue's label-free target is at 30%),
+# the sparsities of the label-free runs, default SPARSITIES, "PREC:S" for one precision alone, e.g. "fp32:0.4 fp16:0.3";
+# the issue's label-free target is at 30%),
 # SUITE_TORCH_THREADS (the torch processes' CPU threads; default: torch's, every core each; part 3: the cores / PARALLEL), SUITE_ORT_DEVICE (auto: the Python scoring on CUDA where onnxruntime has it, use_tf32 off; cpu), GC_TEST (1: gatecut
 # scores the test rows itself with --test, exact fp32 on CUDA, fp16 files too; 0: eval_suite.py predict scores the
 # slim file on ONNX Runtime's CPU, and fp16 runs select on test), GC_WATCH (1: with GC_TEST=1 the test rows are scored
@@ -275,6 +276,9 @@ gc_dir() { echo "gc${3:+-$3}-s$1-seed$2"; }
 # label-free, as LABELFREE_ARGS's run), PREC S label-free (LABELFREE_NAME's).
 labels_dir() { if variant_label_free "${3:-}"; then echo "$1-labelfree-$3-s$2"; else echo "$1-labels${3:+-$3}-s$2"; fi; }
 variant_label_free() { [ -n "$1" ] && [[ " $(variant_flags "$1") " == *" --label-free "* ]]; }
+# Whether part 3 runs label-free on PREC at S: LABELFREE_SPARSITIES names a sparsity for every precision ("0.3") or
+# for one ("fp16:0.3"), so a call can leave out what an earlier one measured.
+labelfree_at() { [[ " $LABELFREE_SPARSITIES " == *" $2 "* || " $LABELFREE_SPARSITIES " == *" $1:$2 "* ]]; }
 labelfree_dir() { echo "$1-labelfree${LABELFREE_NAME:+-$LABELFREE_NAME}-s$2"; }
 
 job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision with labels (and label-free)
@@ -320,7 +324,7 @@ job_post() {  # SET MODEL SEED: fine-tune + export, then compress each precision
       done < <(variant_names)
       # Label-free: the train texts without labels; the model's own head labels them and training
       # distills from its logits (--label-free). --labels names the classes for the labelled --eval rows.
-      if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then
+      if [ -n "$LABELFREE_ARGS" ] && labelfree_at "$prec" "$s"; then
         # LABELFREE_EVAL=val-text: the validation rows without labels too (gatecut labels them with the model)
         local lf_eval=$GC_EVAL; [ "$GC_EVAL" = val ] && lf_eval=$LABELFREE_EVAL
         # shellcheck disable=SC2086
@@ -348,7 +352,7 @@ post_runs() {
   local prec s v
   for prec in $PRECISIONS; do for s in $SPARSITIES; do
     if [ "$LABELLED" = 1 ]; then while read -r v; do labels_dir "$prec" "$s" "$v"; done < <(variant_names); fi
-    if [ -n "$LABELFREE_ARGS" ] && [[ " $LABELFREE_SPARSITIES " == *" $s "* ]]; then labelfree_dir "$prec" "$s"; fi
+    if [ -n "$LABELFREE_ARGS" ] && labelfree_at "$prec" "$s"; then labelfree_dir "$prec" "$s"; fi
   done; done
 }
 # The runs of a part-3 chain named on stdin, in runs of 3 epochs: from 30% removed an own head trains 5 (unless

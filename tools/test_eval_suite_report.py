@@ -140,6 +140,39 @@ class Merge(unittest.TestCase):
             self.assertEqual(2, eval_suite.main(["merge", out, os.path.join(tmp, "a")]))   # not empty: refused
 
 
+class MergeAsDefault(unittest.TestCase):
+    def test_a_variant_that_became_the_default_replaces_the_plain_run_of_its_folder(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            def run(call, name, variant, mode, acc, seed=1, extra=None):
+                d = os.path.join(tmp, call, "tweets", "minilm", f"post-seed{seed}", name)
+                write(os.path.join(d, "gc.json"), {
+                    "dataset": "tweets", "model": "minilm", "source": "finetuned", "precision": "fp16",
+                    "labels_mode": mode, "variant": variant, "sparsity": 0.3, "seed": seed, "exit": 0,
+                    "accuracy": acc, "macro_f1": acc, "summary": {"original_test_accuracy": 0.8}})
+                if extra:
+                    write(os.path.join(d, extra), {})
+            run("a", "fp16-labels-s0.3", "", "labels", 0.70, extra="stale.json")   # the old default's run
+            run("a", "fp16-labels-e5-s0.3", "e5", "labels", 0.79)                    # what is the default now
+            run("a", "fp16-labels-s0.3", "", "labels", 0.71, seed=2)                 # no e5 run: stays
+            run("b", "fp16-labelfree-s0.3", "", "label-free", 0.78)
+            out = os.path.join(tmp, "m")
+            self.assertEqual(0, eval_suite.main(["merge", "--as-default", "e5", out, os.path.join(tmp, "a"),
+                                                 os.path.join(tmp, "b")]))
+            seed1 = Path(out, "tweets", "minilm", "post-seed1")
+            g = json.loads((seed1 / "fp16-labels-s0.3" / "gc.json").read_text())
+            self.assertEqual((0.79, "", "e5"), (g["accuracy"], g["variant"], g["as_default_of"]))
+            self.assertFalse((seed1 / "fp16-labels-s0.3" / "stale.json").exists(), "the plain run's files go with it")
+            self.assertFalse((seed1 / "fp16-labels-e5-s0.3").exists())
+            self.assertTrue((seed1 / "fp16-labelfree-s0.3" / "gc.json").exists())
+            _, _, post, _ = eval_suite.collect(Path(out))
+            self.assertEqual([0.79, 0.71], [g["accuracy"] for g in post[("tweets", "minilm", "fp16", "labels", 0.3)]])
+            self.assertEqual("fp32-labelfree-s0.4", eval_suite.plain_run_dir("fp32-labelfree-avg3-s0.4", ["avg3"]))
+            self.assertIsNone(eval_suite.plain_run_dir("fp32-labels-s0.3", ["e5"]))
+            self.assertIsNone(eval_suite.plain_run_dir("fp16-labels-lfe5-s0.3", ["e5"]))
+            self.assertEqual("fp32-labelfree-s0.3", eval_suite.plain_run_dir("fp32-labelfree-avg3-s0.3", ["labelfree-avg3"]))
+            self.assertIsNone(eval_suite.plain_run_dir("fp32-labels-avg3-s0.3", ["labelfree-avg3"]))
+
+
 class SelectOnValidationLoss(unittest.TestCase):
     def test_each_seed_takes_the_variant_with_the_lowest_validation_loss(self):
         with tempfile.TemporaryDirectory() as raw:
