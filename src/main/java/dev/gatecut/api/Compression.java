@@ -86,7 +86,10 @@ final class Compression {
                     slimQuality = Classifier.accuracy(classifier, eval, device);
                 }
             }
+            // --watch T --test T (the suite's way): the rows were read and tokenised for watching already
             List<dev.gatecut.train.Batch> testRows = o.test().isEmpty() ? null
+                    : t.watch().isPresent() && t.watch().get().sameRowsAs(o.test().get())
+                    ? trained.data().watchBatches()
                     : PreparedData.heldOut(o.test().get(), model, t, trained.data(), tokenIdBound);
             // the model as given, where it is the yardstick (an LM, or a classifier with its own head): loaded and
             // opened once for its baseline on --eval and its --test figures (a 7B file is worth one session)

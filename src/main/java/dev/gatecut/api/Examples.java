@@ -61,6 +61,12 @@ public final class Examples {
         return java.util.Optional.ofNullable(file);
     }
 
+    /** Whether {@code other} holds the same rows: the same examples, or the same file (however the path is written). */
+    boolean sameRowsAs(Examples other) {
+        return this == other || file != null && other.file != null
+                && file.toAbsolutePath().normalize().equals(other.file.toAbsolutePath().normalize());
+    }
+
     /** Whether the examples carry labels: given with them in memory, or a file with a label field or column. */
     boolean labelled(DatasetReader reader) {
         return file != null ? reader.hasLabels(file) : labels != null;
