@@ -28,7 +28,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The half-precision compile check on a classifier with few outputs (logits [batch, 2]) whose roundoff, relative
  * to the logits, is over float16's fixed bound (rounded to sixteenths, as values near 100 are): the compiled
  * model is held to twice the gated model's own error. Over the four logits of one draw of 2 rows the two maxima
- * are a noisy pair, and a correct compile that rounds on another grid is refused on some draws; over 512 logits
+ * are a noisy pair, and a correct compile that rounds on another grid is refused on some draws; over 128 logits
  * it passes on every draw, and a wrong model still fails.
  */
 class HalfPrecisionCheckTest {
