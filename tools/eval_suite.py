@@ -1144,23 +1144,11 @@ def cmd_merge(args):
         files = sorted(p for p in src.rglob("*") if p.is_file())
         # --as-default V: a part-3 run of variant V stands for the plain run of its folder (V's flags became the
         # defaults since), copied after the folder's other files so it replaces the plain run, whole
-        aliased = [(f, plain) for f in files for plain in [plain_run_dir(f.parent.name, as_default)] if plain]
-        aliased_files = {f for f, _ in aliased}
-        queue = [(f, None) for f in files if f not in aliased_files]
-        queue += [(out / f.parent.relative_to(src).with_name(plain), "clear") for f, plain in aliased] + aliased
-        for f, plain in queue:
-            if plain == "clear":   # the plain run's own files go: none of them may outlive it
-                shutil.rmtree(f, ignore_errors=True)
+        aliased = {f: plain for f in files if (plain := plain_run_dir(f.parent.name, as_default))}
+        for f in files:
+            if f in aliased:
                 continue
             rel = f.relative_to(src)
-            if plain:
-                rel = rel.parent.with_name(plain) / rel.name
-                if f.name == "gc.json":
-                    g = json.loads(f.read_text())
-                    g.update(as_default_of=g.get("variant", ""), variant="")
-                    (out / rel).parent.mkdir(parents=True, exist_ok=True)
-                    save_json(out / rel, g)
-                    continue
             if f.name.startswith("torch-") and f.suffix == ".json":
                 r = json.loads(f.read_text())
                 key = (r["dataset"], r["model"], r["seed"])
@@ -1181,6 +1169,18 @@ def cmd_merge(args):
                 continue
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, out / rel)
+        # the plain runs go first, whole: none of their files may outlive them
+        for d in {out / f.parent.relative_to(src).with_name(plain) for f, plain in aliased.items()}:
+            shutil.rmtree(d, ignore_errors=True)
+        for f, plain in aliased.items():
+            rel = f.relative_to(src).parent.with_name(plain) / f.name
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            if f.name == "gc.json":
+                g = json.loads(f.read_text())
+                g.update(as_default_of=g.get("variant", ""), variant="")
+                save_json(out / rel, g)
+            else:
+                shutil.copyfile(f, out / rel)
     for r, rel in torch_files.values():
         save_json(out / rel, r)
     print(f"merged {len(args.raw)} folders into {out} ({len(torch_files)} baseline files)")
