@@ -239,26 +239,28 @@ public final class Equivalence {
             double[] e = generation(reference, List.of(gated, candidate), graph, batch, sequence, DECODE_STEPS, seed, 0);
             return new AgainstReference(e[0], e[1]);
         }
-        double[] first = againstReferenceOnce(reference, gated, candidate, graph, batch, sequence, seed);
-        long values = (long) first[2];
-        if (values == 0 || values >= minValues) {
-            return new AgainstReference(first[0], first[1]);
+        Draw first = draw(reference, gated, candidate, graph, batch, sequence, seed);
+        if (first.values() == 0 || first.values() >= minValues) {
+            return first.errors();
         }
         // the larger draw alone: the first one's few values (and its small scale) are the noise it replaces
-        int rows = (int) Math.min(MAX_CHECK_ROWS, Math.ceil((double) minValues * batch / values));
-        double[] more = againstReferenceOnce(reference, gated, candidate, graph, rows, sequence, seed + 1);
-        return new AgainstReference(more[0], more[1]);
+        int rows = (int) Math.min(MAX_CHECK_ROWS, Math.ceil((double) minValues * batch / first.values()));
+        return draw(reference, gated, candidate, graph, rows, sequence, seed + 1).errors();
     }
 
-    /** One draw of random inputs: the gated and the candidate model's errors, and how many values were compared. */
-    private static double[] againstReferenceOnce(OrtSession reference, OrtSession gated, OrtSession candidate,
-                                                 Graph graph, int batch, int sequence, long seed) throws OrtException {
+    /** One draw of random inputs: the two models' errors against the reference, over {@code values} outputs. */
+    private record Draw(AgainstReference errors, long values) {
+    }
+
+    private static Draw draw(OrtSession reference, OrtSession gated, OrtSession candidate, Graph graph, int batch,
+                             int sequence, long seed) throws OrtException {
         Map<String, OnnxTensor> feeds = RandomInputs.create(OrtSessions.environment(), graph, batch, sequence, seed);
         List<OnnxTensor> converted = new ArrayList<>();
         try (OrtSession.Result r = reference.run(matching(feeds, reference, converted));
              OrtSession.Result g = gated.run(feeds); OrtSession.Result c = candidate.run(feeds)) {
-            long values = floats(r).values().stream().mapToLong(FloatBuffer::remaining).sum();
-            return new double[] {compare(r, g, 0), compare(r, c, 0), values};
+            Map<String, FloatBuffer> expected = floats(r);
+            return new Draw(new AgainstReference(compare(expected, floats(g), 0), compare(expected, floats(c), 0)),
+                    expected.values().stream().mapToLong(FloatBuffer::remaining).sum());
         } finally {
             feeds.values().forEach(OnnxTensor::close);
             converted.forEach(OnnxTensor::close);
@@ -308,8 +310,10 @@ public final class Equivalence {
      * absolute terms passes; a miscompiled channel moves logits and hidden states by far more.
      */
     private static double compare(OrtSession.Result a, OrtSession.Result b, double floor) {
-        Map<String, FloatBuffer> expected = floats(a);
-        Map<String, FloatBuffer> actual = floats(b);
+        return compare(floats(a), floats(b), floor);
+    }
+
+    private static double compare(Map<String, FloatBuffer> expected, Map<String, FloatBuffer> actual, double floor) {
         if (!expected.keySet().equals(actual.keySet())) {
             throw new IllegalStateException("outputs differ: " + expected.keySet() + " vs " + actual.keySet());
         }
